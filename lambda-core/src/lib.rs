@@ -1,0 +1,29 @@
+//! The vocabulary of the function engine.
+//!
+//! `lambda-core` holds what every other crate of the family agrees on and nothing that needs
+//! KVM or threads:
+//!
+//! - [`FunctionConfig`]: a function's name, code, memory, timeout and environment, validated
+//!   against Lambda's limits ([`limits`]).
+//! - [`Invocation`]: one event to run, with its request id and deadline.
+//! - [`InvokeOutcome`] and [`FunctionError`]: a response payload or an error carrying Lambda's
+//!   error type names ([`ErrorType`]).
+//! - [`Report`]: the figures of one invocation, whose `Display` is Lambda's `REPORT` line.
+//! - The execution-environment lifecycle ([`Backend`], [`ExecutionEnvironment`]): create and
+//!   initialise, invoke, shut down. The scheduler drives environments only through these traits,
+//!   so a fake can stand in for a micro-VM in tests.
+
+mod config;
+mod invocation;
+mod lifecycle;
+pub mod limits;
+mod outcome;
+mod report;
+mod request_id;
+
+pub use config::{CodeLocation, ConfigError, FunctionConfig};
+pub use invocation::Invocation;
+pub use lifecycle::{Backend, EnvironmentError, ExecutionEnvironment, InvokeResult, ResetReason};
+pub use outcome::{ErrorType, FunctionError, InvokeOutcome};
+pub use report::Report;
+pub use request_id::new_request_id;

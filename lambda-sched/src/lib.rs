@@ -1,0 +1,1 @@
+//! The function service (placeholder: the scheduler is being built).
