@@ -25,6 +25,19 @@ impl CodeLocation {
     }
 }
 
+/// How a function talks to the engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Contract {
+    /// Lambda's custom-runtime protocol: the program reads `AWS_LAMBDA_RUNTIME_API` and
+    /// fetches events from the Runtime API 2018-06-01. Init runs once; the environment then
+    /// serves invocation after invocation (warm reuse).
+    #[default]
+    RuntimeApi,
+    /// One-shot stdio: each invocation is a fresh run of the program with the event on stdin,
+    /// the response on stdout and the log on stderr; exit status 0 means success.
+    Stdio,
+}
+
 /// Everything the engine needs to know to run a function.
 ///
 /// Build one with [`FunctionConfig::new`] and the `with_*` methods; every field starts at
@@ -46,10 +59,13 @@ pub struct FunctionConfig {
     pub ephemeral_storage_mb: u32,
     /// The `_HANDLER` value passed to the runtime.
     pub handler: String,
+    /// How the function receives events and returns results.
+    pub contract: Contract,
 }
 
 impl FunctionConfig {
-    /// A configuration with Lambda's defaults: 128 MB, 3 s, no environment, 512 MB `/tmp`.
+    /// A configuration with Lambda's defaults: 128 MB, 3 s, no environment, 512 MB `/tmp`,
+    /// the Runtime API contract.
     pub fn new(name: impl Into<String>, code: CodeLocation) -> Self {
         FunctionConfig {
             name: name.into(),
@@ -59,6 +75,7 @@ impl FunctionConfig {
             environment: BTreeMap::new(),
             ephemeral_storage_mb: limits::DEFAULT_EPHEMERAL_STORAGE_MB,
             handler: "bootstrap".to_string(),
+            contract: Contract::default(),
         }
     }
 
@@ -89,6 +106,12 @@ impl FunctionConfig {
     /// Sets the `_HANDLER` value.
     pub fn with_handler(mut self, handler: impl Into<String>) -> Self {
         self.handler = handler.into();
+        self
+    }
+
+    /// Sets the contract (Runtime API or one-shot stdio).
+    pub fn with_contract(mut self, contract: Contract) -> Self {
+        self.contract = contract;
         self
     }
 

@@ -21,7 +21,7 @@ mod outcome;
 mod report;
 mod request_id;
 
-pub use config::{CodeLocation, ConfigError, FunctionConfig};
+pub use config::{CodeLocation, ConfigError, Contract, FunctionConfig};
 pub use invocation::Invocation;
 pub use lifecycle::{Backend, EnvironmentError, ExecutionEnvironment, InvokeResult, ResetReason};
 pub use outcome::{ErrorType, FunctionError, InvokeOutcome};
