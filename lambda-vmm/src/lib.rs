@@ -1,1 +1,7 @@
-//! placeholder
+//! One execution environment per KVM micro-VM.
+//!
+//! (Being written.)
+
+pub mod process;
+
+pub use process::ProcessBackend;
