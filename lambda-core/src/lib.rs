@@ -12,14 +12,19 @@
 //! - The execution-environment lifecycle ([`Backend`], [`ExecutionEnvironment`]): create and
 //!   initialise, invoke, shut down. The scheduler drives environments only through these traits,
 //!   so a fake can stand in for a micro-VM in tests.
+//! - [`runtime_api`]: Lambda's Runtime API as a sans-IO server, and the standard environment
+//!   variables of a function; [`logs`]: an invocation's bounded log with its START / END /
+//!   REPORT lines and tail.
 
 mod config;
 mod invocation;
 mod lifecycle;
 pub mod limits;
+pub mod logs;
 mod outcome;
 mod report;
 mod request_id;
+pub mod runtime_api;
 
 pub use config::{CodeLocation, ConfigError, Contract, FunctionConfig};
 pub use invocation::Invocation;

@@ -1,0 +1,549 @@
+//! The Runtime API of one execution environment: a sans-IO server over any number of
+//! connections.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::connection::{Connection, ConnectionId, INBOX_BYTES};
+use super::error_report::{ERROR_TYPE_HEADER, error_from_report};
+use super::reader::ReadEvent;
+use super::request::{Body, Request};
+use super::response::{CONTINUE, Response};
+use super::route::Route;
+use super::{MAX_BODY_BYTES, headers};
+use crate::{ErrorType, FunctionError, Invocation, InvokeOutcome};
+
+/// Where an environment's runtime is in its lifecycle, as its Runtime API sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The runtime has not asked for an invocation yet.
+    Init,
+    /// Init is over and no invocation is in flight (one may be queued, or a `next` parked).
+    Idle,
+    /// An invocation has been handed to the runtime and has no result yet.
+    Invoking,
+    /// The runtime reported an init error; the environment is of no further use.
+    InitFailed,
+}
+
+/// What the runtime did that the host must act on. Take them with
+/// [`RuntimeApi::next_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiEvent {
+    /// The runtime asked for its first invocation: Init is over.
+    InitDone,
+    /// The runtime reported that Init failed (`POST /runtime/init/error`).
+    InitError(FunctionError),
+    /// The invocation was handed to the runtime: its `next` was answered. The invocation's
+    /// Duration starts here.
+    InvocationStarted {
+        /// The invocation's request id.
+        request_id: String,
+    },
+    /// The runtime finished the invocation: a response, an error it reported, or a response
+    /// over the size limit (`Function.ResponseSizeTooLarge`).
+    InvocationDone {
+        /// The invocation's request id.
+        request_id: String,
+        /// The result.
+        outcome: InvokeOutcome,
+    },
+}
+
+/// Why [`RuntimeApi::deliver`] refused an invocation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliverError {
+    /// An invocation is already queued or in flight; an environment runs one at a time.
+    #[error(
+        "invocation {0} is still queued or in flight: wait for its InvocationDone event before delivering another"
+    )]
+    Busy(String),
+    /// The runtime reported an init error; the environment must be discarded.
+    #[error("the runtime reported an init error: discard this environment and create a new one")]
+    InitFailed,
+}
+
+/// An invocation with the deadline the host computed for it.
+#[derive(Debug, Clone)]
+struct Pending {
+    invocation: Invocation,
+    deadline_ms: u64,
+}
+
+/// The Runtime API 2018-06-01 of one execution environment, as a state machine with no I/O,
+/// threads or clocks. See the [module documentation](super) for how to drive it.
+///
+/// It serves any number of connections (a runtime may open several, and reopen them); all
+/// share one lifecycle:
+///
+/// - **Init** until the first `GET /runtime/invocation/next`, which emits
+///   [`ApiEvent::InitDone`]. `POST /runtime/init/error` during Init answers 202 and emits
+///   [`ApiEvent::InitError`]; every later request then gets 403.
+/// - **Idle**: a `next` is answered with the queued invocation if the host has delivered
+///   one, else it *parks*: nothing is written to that connection until
+///   [`deliver`](Self::deliver). Several parked `next`s are served first come, first served.
+/// - **Invoking** request id X: `POST /runtime/invocation/X/response` answers 202 and
+///   completes the invocation with the body; `.../X/error` answers 202 and completes it with
+///   the reported [`FunctionError`]. A body over [`MAX_BODY_BYTES`] answers 413
+///   `RequestEntityTooLarge` and completes it with `Function.ResponseSizeTooLarge`.
+///   Another id answers 400 `InvalidRequestID`; X again after its result answers 403
+///   `InvalidStateTransition`.
+/// - A `next` that arrives while X is in flight is answered at once with X again (same request
+///   id, payload and deadline), as the Runtime Interface Emulator does. A runtime that lost the
+///   connection its event came on can so pick the invocation up again; X still completes only
+///   through a result posted for it.
+///
+/// Unknown paths answer 404, a wrong method 405 with `Allow`, unreadable requests 400 (431 for
+/// an oversized header block, 501 for an unknown transfer encoding) and close the connection.
+#[derive(Debug)]
+pub struct RuntimeApi {
+    function_arn: String,
+    phase: Phase,
+    /// The invocation in flight (in `Invoking`) or delivered and waiting for a `next`.
+    current: Option<Pending>,
+    /// The request id of the last invocation that completed.
+    last_request_id: Option<String>,
+    connections: BTreeMap<ConnectionId, Connection>,
+    next_connection: u64,
+    parked: VecDeque<ConnectionId>,
+    events: VecDeque<ApiEvent>,
+}
+
+impl RuntimeApi {
+    /// A Runtime API in the Init phase. `function_arn` is sent as
+    /// `Lambda-Runtime-Invoked-Function-Arn` for invocations that do not carry their own.
+    pub fn new(function_arn: impl Into<String>) -> Self {
+        RuntimeApi {
+            function_arn: function_arn.into(),
+            phase: Phase::Init,
+            current: None,
+            last_request_id: None,
+            connections: BTreeMap::new(),
+            next_connection: 0,
+            parked: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Where the runtime is in its lifecycle.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The request id of the invocation in flight, if any.
+    pub fn in_flight(&self) -> Option<&str> {
+        match (self.phase, &self.current) {
+            (Phase::Invoking, Some(pending)) => Some(&pending.invocation.request_id),
+            _ => None,
+        }
+    }
+
+    /// Registers a new connection from the runtime (the guest's `connect` or the server's
+    /// `accept`).
+    pub fn connect(&mut self) -> ConnectionId {
+        let id = ConnectionId(self.next_connection);
+        self.next_connection += 1;
+        self.connections.insert(id, Connection::default());
+        id
+    }
+
+    /// Forgets a connection (the client closed it, or the host did after
+    /// [`is_closing`](Self::is_closing)). An invocation handed out on it stays in flight: the
+    /// runtime can fetch it again with `next` on another connection.
+    pub fn disconnect(&mut self, id: ConnectionId) {
+        self.connections.remove(&id);
+        self.parked.retain(|parked| *parked != id);
+    }
+
+    /// Whether `id` is a connection this API knows (connected and not disconnected).
+    pub fn is_connected(&self, id: ConnectionId) -> bool {
+        self.connections.contains_key(&id)
+    }
+
+    /// Bytes the runtime wrote to connection `id`. Returns how many were accepted: all of
+    /// them, unless the connection cannot process requests now (a parked `next`, unread
+    /// responses) and already holds [`INBOX_BYTES`] of unprocessed input; offer the rest
+    /// again after the client reads or an invocation is delivered, as a full socket buffer
+    /// would make a writer wait. Bytes for an unknown or closing connection are accepted and
+    /// ignored.
+    pub fn receive(&mut self, id: ConnectionId, bytes: &[u8]) -> usize {
+        self.pump(id);
+        let Some(connection) = self.connections.get(&id) else {
+            return bytes.len();
+        };
+        if connection.closing {
+            return bytes.len();
+        }
+        let mut used = 0;
+        if connection.inbox.is_empty() {
+            used = self.process(id, bytes);
+        }
+        let Some(connection) = self.connections.get_mut(&id) else {
+            return bytes.len();
+        };
+        if connection.closing {
+            return bytes.len();
+        }
+        let stash = (bytes.len() - used).min(INBOX_BYTES.saturating_sub(connection.inbox.len()));
+        connection
+            .inbox
+            .extend_from_slice(&bytes[used..used + stash]);
+        used + stash
+    }
+
+    /// The response bytes waiting to be read on connection `id` (empty for an unknown one).
+    pub fn pending_output(&self, id: ConnectionId) -> &[u8] {
+        self.connections
+            .get(&id)
+            .map_or(&[][..], |connection| connection.pending())
+    }
+
+    /// Marks the first `n` bytes of [`pending_output`](Self::pending_output) as read by the
+    /// client. Reading may let the connection process requests it was holding back.
+    pub fn consume_output(&mut self, id: ConnectionId, n: usize) {
+        if let Some(connection) = self.connections.get_mut(&id) {
+            connection.consume(n);
+        }
+        self.pump(id);
+    }
+
+    /// Takes all response bytes waiting on connection `id`, for a writer that sends them
+    /// whole.
+    pub fn take_output(&mut self, id: ConnectionId) -> Vec<u8> {
+        let output = self
+            .connections
+            .get_mut(&id)
+            .map(Connection::take)
+            .unwrap_or_default();
+        self.pump(id);
+        output
+    }
+
+    /// Whether connection `id` has a `next` waiting for an invocation: the client waits for
+    /// its answer, which only [`deliver`](Self::deliver) produces.
+    pub fn is_parked(&self, id: ConnectionId) -> bool {
+        self.connections
+            .get(&id)
+            .is_some_and(|connection| connection.parked.is_some())
+    }
+
+    /// Whether the server is done with connection `id`: once its pending output has been
+    /// read the connection should be closed (the client sees end of file) and
+    /// [`disconnect`](Self::disconnect)ed. True for unknown connections.
+    pub fn is_closing(&self, id: ConnectionId) -> bool {
+        self.connections
+            .get(&id)
+            .is_none_or(|connection| connection.closing)
+    }
+
+    /// Hands an invocation to the runtime, with its deadline in milliseconds since the Unix
+    /// epoch (`Lambda-Runtime-Deadline-Ms`). A parked `next` is answered at once; otherwise
+    /// the invocation waits for the runtime's next `next`. During Init it waits for the end of
+    /// Init. [`ApiEvent::InvocationStarted`] tells when the runtime has it.
+    pub fn deliver(
+        &mut self,
+        invocation: Invocation,
+        deadline_ms: u64,
+    ) -> Result<(), DeliverError> {
+        if self.phase == Phase::InitFailed {
+            return Err(DeliverError::InitFailed);
+        }
+        if let Some(pending) = &self.current {
+            return Err(DeliverError::Busy(pending.invocation.request_id.clone()));
+        }
+        self.current = Some(Pending {
+            invocation,
+            deadline_ms,
+        });
+        if self.phase == Phase::Idle {
+            while let Some(id) = self.parked.pop_front() {
+                let Some(keep_alive) = self
+                    .connections
+                    .get_mut(&id)
+                    .and_then(|connection| connection.parked.take())
+                else {
+                    continue;
+                };
+                self.start_invocation(id, keep_alive);
+                self.pump(id);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest event not yet taken.
+    pub fn next_event(&mut self) -> Option<ApiEvent> {
+        self.events.pop_front()
+    }
+
+    /// Processes bytes for connection `id` until they run out or the connection must stop
+    /// (parked, closing, too much unread output). Returns how many were used.
+    fn process(&mut self, id: ConnectionId, bytes: &[u8]) -> usize {
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let Some(connection) = self.connections.get_mut(&id) else {
+                return bytes.len();
+            };
+            if connection.is_blocked() {
+                break;
+            }
+            let (used, event) = connection.reader.feed(&bytes[pos..]);
+            pos += used;
+            match event {
+                None => {}
+                Some(ReadEvent::ExpectContinue) => connection.push_output(CONTINUE),
+                Some(ReadEvent::Error(error)) => {
+                    let response =
+                        Response::error(error.status(), "InvalidRequest", &error.to_string());
+                    self.respond(id, &response, false);
+                }
+                Some(ReadEvent::Request(request)) => self.dispatch(id, request),
+            }
+        }
+        pos
+    }
+
+    /// Processes held-back input of connection `id` once it may.
+    fn pump(&mut self, id: ConnectionId) {
+        loop {
+            let Some(connection) = self.connections.get_mut(&id) else {
+                return;
+            };
+            if connection.is_blocked() || connection.inbox.is_empty() {
+                return;
+            }
+            let inbox = std::mem::take(&mut connection.inbox);
+            let used = self.process(id, &inbox);
+            if let Some(connection) = self.connections.get_mut(&id) {
+                if !connection.closing {
+                    connection.inbox = inbox[used..].to_vec();
+                }
+            }
+            if used == 0 {
+                return;
+            }
+        }
+    }
+
+    fn respond(&mut self, id: ConnectionId, response: &Response, keep_alive: bool) {
+        self.respond_with_body(id, response, &response.body, keep_alive);
+    }
+
+    /// Answers with `response`'s head and `body`.
+    fn respond_with_body(
+        &mut self,
+        id: ConnectionId,
+        response: &Response,
+        body: &[u8],
+        keep_alive: bool,
+    ) {
+        if let Some(connection) = self.connections.get_mut(&id) {
+            response.write_with_body(connection.output_mut(), body, !keep_alive);
+            if !keep_alive {
+                connection.closing = true;
+                connection.inbox = Vec::new();
+            }
+        }
+    }
+
+    fn dispatch(&mut self, id: ConnectionId, request: Request) {
+        let keep_alive = request.keep_alive;
+        let response = match Route::find(&request.method, request.path()) {
+            Route::Next => {
+                self.next(id, keep_alive);
+                return;
+            }
+            Route::Response(request_id) => self.result(&request_id, request, ResultKind::Response),
+            Route::Error(request_id) => self.result(&request_id, request, ResultKind::Error),
+            Route::InitError => self.init_error(request),
+            Route::MethodNotAllowed(allowed) => {
+                Response::error(405, "MethodNotAllowed", "Method not allowed")
+                    .with_header("Allow", allowed)
+            }
+            Route::NotFound => Response::error(404, "NotFound", "Not found"),
+        };
+        self.respond(id, &response, keep_alive);
+    }
+
+    fn next(&mut self, id: ConnectionId, keep_alive: bool) {
+        match self.phase {
+            Phase::InitFailed => {
+                let response = invalid_transition(self.phase, "Ready");
+                self.respond(id, &response, keep_alive);
+            }
+            Phase::Invoking => {
+                // Redelivery of the invocation in flight (see the type's documentation).
+                if let Some(pending) = self.current.take() {
+                    let response = event_head(&pending, &self.function_arn);
+                    self.respond_with_body(id, &response, &pending.invocation.payload, keep_alive);
+                    self.current = Some(pending);
+                }
+            }
+            Phase::Init | Phase::Idle => {
+                if self.phase == Phase::Init {
+                    self.phase = Phase::Idle;
+                    self.events.push_back(ApiEvent::InitDone);
+                }
+                if self.current.is_some() {
+                    self.start_invocation(id, keep_alive);
+                } else if let Some(connection) = self.connections.get_mut(&id) {
+                    connection.parked = Some(keep_alive);
+                    self.parked.push_back(id);
+                }
+            }
+        }
+    }
+
+    /// Answers connection `id`'s `next` with the current invocation.
+    fn start_invocation(&mut self, id: ConnectionId, keep_alive: bool) {
+        let Some(pending) = self.current.take() else {
+            return;
+        };
+        let response = event_head(&pending, &self.function_arn);
+        let request_id = pending.invocation.request_id.clone();
+        self.phase = Phase::Invoking;
+        self.respond_with_body(id, &response, &pending.invocation.payload, keep_alive);
+        self.current = Some(pending);
+        self.events
+            .push_back(ApiEvent::InvocationStarted { request_id });
+    }
+
+    fn result(&mut self, request_id: &str, request: Request, kind: ResultKind) -> Response {
+        if self.phase == Phase::InitFailed {
+            return invalid_transition(self.phase, kind.state_name());
+        }
+        if self.in_flight() != Some(request_id) || request_id.is_empty() {
+            if self.last_request_id.as_deref() == Some(request_id) {
+                return invalid_transition(self.phase, kind.state_name());
+            }
+            return Response::error(400, "InvalidRequestID", "Invalid request ID");
+        }
+        let header_type = request.header(ERROR_TYPE_HEADER).map(str::to_string);
+        let (response, outcome) = match request.body {
+            Body::TooLarge { declared } => (
+                Response::error(
+                    413,
+                    "RequestEntityTooLarge",
+                    &format!("Exceeded maximum allowed payload size ({MAX_BODY_BYTES} bytes)."),
+                ),
+                InvokeOutcome::Error(too_large_error(declared)),
+            ),
+            Body::Complete(body) => {
+                let outcome = match kind {
+                    ResultKind::Response => InvokeOutcome::Response(body),
+                    ResultKind::Error => InvokeOutcome::Error(error_from_report(
+                        header_type.as_deref(),
+                        &body,
+                        "Unhandled",
+                    )),
+                };
+                (Response::accepted(), outcome)
+            }
+        };
+        self.current = None;
+        self.phase = Phase::Idle;
+        self.last_request_id = Some(request_id.to_string());
+        self.events.push_back(ApiEvent::InvocationDone {
+            request_id: request_id.to_string(),
+            outcome,
+        });
+        response
+    }
+
+    fn init_error(&mut self, request: Request) -> Response {
+        if self.phase != Phase::Init {
+            return invalid_transition(self.phase, "InitError");
+        }
+        let header_type = request.header(ERROR_TYPE_HEADER).map(str::to_string);
+        let (response, error) = match request.body {
+            Body::Complete(body) => (
+                Response::accepted(),
+                error_from_report(header_type.as_deref(), &body, "Runtime.InitError"),
+            ),
+            Body::TooLarge { .. } => (
+                Response::error(
+                    413,
+                    "RequestEntityTooLarge",
+                    &format!("Exceeded maximum allowed payload size ({MAX_BODY_BYTES} bytes)."),
+                ),
+                FunctionError::new(
+                    ErrorType::Function(header_type.unwrap_or_else(|| "Runtime.InitError".into())),
+                    format!("the init error report was larger than {MAX_BODY_BYTES} bytes"),
+                ),
+            ),
+        };
+        self.phase = Phase::InitFailed;
+        self.current = None;
+        self.events.push_back(ApiEvent::InitError(error));
+        response
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ResultKind {
+    Response,
+    Error,
+}
+
+impl ResultKind {
+    fn state_name(self) -> &'static str {
+        match self {
+            ResultKind::Response => "InvocationResponse",
+            ResultKind::Error => "InvocationErrorResponse",
+        }
+    }
+}
+
+/// RIE's 403 for a request the lifecycle does not allow now.
+fn invalid_transition(phase: Phase, to: &str) -> Response {
+    let from = match phase {
+        Phase::Init => "Init",
+        Phase::Idle => "Idle",
+        Phase::Invoking => "Invoking",
+        Phase::InitFailed => "InitError",
+    };
+    Response::error(
+        403,
+        "InvalidStateTransition",
+        &format!(
+            "State transition from {from} to {to} failed for runtime. Error: State transition is not allowed"
+        ),
+    )
+}
+
+/// Lambda's error for a response over the limit.
+fn too_large_error(declared: Option<u64>) -> FunctionError {
+    let size = declared.map_or(String::new(), |size| format!(" ({size} bytes)"));
+    FunctionError::new(
+        ErrorType::FunctionResponseSizeTooLarge,
+        format!(
+            "Response payload size{size} exceeded maximum allowed payload size ({MAX_BODY_BYTES} bytes)."
+        ),
+    )
+}
+
+/// The head of the `200` answering a `next` with an invocation (its body is the payload).
+fn event_head(pending: &Pending, default_arn: &str) -> Response {
+    let invocation = &pending.invocation;
+    let mut response = Response::json(200, Vec::new())
+        .with_header(headers::REQUEST_ID, &invocation.request_id)
+        .with_header(headers::DEADLINE_MS, pending.deadline_ms.to_string())
+        .with_header(
+            headers::INVOKED_FUNCTION_ARN,
+            invocation
+                .invoked_function_arn
+                .as_deref()
+                .unwrap_or(default_arn),
+        );
+    let optional = [
+        (headers::TRACE_ID, &invocation.trace_id),
+        (headers::CLIENT_CONTEXT, &invocation.client_context),
+        (headers::COGNITO_IDENTITY, &invocation.cognito_identity),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value.as_deref().filter(|value| !value.is_empty()) {
+            response = response.with_header(name, value);
+        }
+    }
+    response
+}
