@@ -1,7 +1,34 @@
 //! One execution environment per KVM micro-VM.
 //!
-//! (Being written.)
+//! The function's own static x86-64 ELF runs at CPL3 in 64-bit long mode on an
+//! identity-mapped address space, and the VMM is its kernel: `syscall` lands on a two-byte
+//! ring-0 stub that exits to the VMM, which performs the call against the environment's state
+//! (see [`kernel`]) and returns with an emulated SYSRET. CPU exceptions reach an IDT whose
+//! stubs report the vector, so a crash is reported with its signal and address. On hosts
+//! where ring-0 guest code is emulated (nested PVM clouds) this is the only design that runs
+//! the guest at native speed.
+//!
+//! The entry point is [`MicroVmBackend`], a [`lambda_core::Backend`]. [`ProcessBackend`] runs
+//! the same programs as child processes for hosts without `/dev/kvm` (no isolation).
 
+mod backend;
+mod code;
+mod error;
+pub mod kernel;
+pub mod loader;
 pub mod process;
+mod run;
+mod signals;
+pub mod vm;
 
+pub use backend::{MicroVmBackend, StdioEnvironment};
+pub use error::VmmError;
+pub use loader::{LoadError, ProgramImage};
 pub use process::ProcessBackend;
+pub use run::{RunStats, run_once};
+pub use vm::teardown::wait_for_teardown;
+
+/// Whether KVM can be used on this host, and if not, why.
+pub fn kvm_available() -> Result<(), String> {
+    vm::kvm::context().map(|_| ())
+}

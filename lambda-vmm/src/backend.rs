@@ -1,0 +1,110 @@
+//! The micro-VM backend: a [`Backend`] whose environments are KVM micro-VMs.
+
+use std::time::Duration;
+
+use lambda_core::{
+    Backend, Contract, EnvironmentError, ExecutionEnvironment, FunctionConfig, Invocation,
+    InvokeResult,
+};
+
+use crate::VmmError;
+use crate::loader::ProgramImage;
+use crate::run::{RunStats, run_once};
+use crate::vm::kvm;
+
+/// Creates execution environments as KVM micro-VMs.
+///
+/// ```no_run
+/// use lambda_core::{Backend, CodeLocation, Contract, FunctionConfig, Invocation};
+/// use lambda_vmm::MicroVmBackend;
+///
+/// let backend = MicroVmBackend::new()?;
+/// let config = FunctionConfig::new("echo", CodeLocation::Executable("./echo".into()))
+///     .with_contract(Contract::Stdio);
+/// let mut environment = backend.create(&config)?;
+/// let result = environment.invoke(Invocation::new(b"hi".to_vec()))?;
+/// println!("{}", result.report);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MicroVmBackend {
+    _private: (),
+}
+
+impl MicroVmBackend {
+    /// A backend on this host's `/dev/kvm`; fails when KVM cannot be used.
+    pub fn new() -> Result<MicroVmBackend, VmmError> {
+        kvm::context().map_err(VmmError::KvmUnavailable)?;
+        Ok(MicroVmBackend { _private: () })
+    }
+
+    /// Creates a one-shot stdio environment with the concrete type, which also reports
+    /// [`RunStats`] (exits, syscalls) of its last invocation.
+    pub fn create_stdio(&self, config: &FunctionConfig) -> Result<StdioEnvironment, EnvironmentError> {
+        config.validate()?;
+        let image = ProgramImage::from_code(&config.code).map_err(VmmError::Load)?;
+        image
+            .check_fits(config.memory_bytes())
+            .map_err(VmmError::Load)?;
+        Ok(StdioEnvironment {
+            image,
+            config: config.clone(),
+            last_stats: RunStats::default(),
+        })
+    }
+}
+
+impl Backend for MicroVmBackend {
+    fn name(&self) -> &str {
+        "kvm"
+    }
+
+    fn create(
+        &self,
+        config: &FunctionConfig,
+    ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
+        match config.contract {
+            Contract::Stdio => Ok(Box::new(self.create_stdio(config)?)),
+            Contract::RuntimeApi => Err(EnvironmentError::Code(
+                "the micro-VM backend runs one-shot stdio functions only so far \
+                 (Contract::Stdio); use the process backend for Runtime API functions"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// A one-shot stdio environment: the checked program, run in a fresh micro-VM per
+/// invocation with the event on stdin and the response on stdout.
+pub struct StdioEnvironment {
+    image: ProgramImage,
+    config: FunctionConfig,
+    last_stats: RunStats,
+}
+
+impl StdioEnvironment {
+    /// Exits, syscalls and setup time of the last invocation.
+    pub fn last_stats(&self) -> &RunStats {
+        &self.last_stats
+    }
+
+    /// Runs one invocation (the inherent form of [`ExecutionEnvironment::invoke`]).
+    pub fn run(&mut self, invocation: Invocation) -> Result<InvokeResult, VmmError> {
+        let (result, stats) = run_once(&self.image, &self.config, invocation)?;
+        self.last_stats = stats;
+        Ok(result)
+    }
+}
+
+impl ExecutionEnvironment for StdioEnvironment {
+    fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
+        self.run(invocation).map_err(EnvironmentError::from)
+    }
+
+    fn init_duration(&self) -> Duration {
+        // Each invocation builds its own VM; that setup is reported as its Init Duration.
+        self.last_stats.setup
+    }
+
+    fn shutdown(self: Box<Self>) {}
+}

@@ -1,0 +1,130 @@
+//! Clocks and sleeping. The monotonic clock starts at the VM's creation; realtime is the
+//! host's wall clock. Sleeps never pass the invocation's deadline.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{Errno, SysResult};
+use crate::vm::GuestMemory;
+
+const CLOCK_REALTIME: u64 = 0;
+const CLOCK_REALTIME_COARSE: u64 = 5;
+const CLOCK_REALTIME_ALARM: u64 = 8;
+const CLOCK_TAI: u64 = 11;
+const TIMER_ABSTIME: u64 = 1;
+
+fn timespec_bytes(duration: Duration) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&duration.as_secs().to_le_bytes());
+    bytes[8..].copy_from_slice(&u64::from(duration.subsec_nanos()).to_le_bytes());
+    bytes
+}
+
+fn read_timespec(memory: &GuestMemory, addr: u64) -> Result<Duration, Errno> {
+    let bytes = memory.read_vec(addr, 16)?;
+    let secs = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let nanos = i64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"));
+    if secs < 0 || !(0..1_000_000_000).contains(&nanos) {
+        return Err(Errno(libc::EINVAL));
+    }
+    Ok(Duration::new(secs as u64, nanos as u32))
+}
+
+/// The guest's view of time.
+pub struct GuestClock {
+    boot: Instant,
+}
+
+impl GuestClock {
+    /// A clock whose monotonic time starts now.
+    pub fn new() -> GuestClock {
+        GuestClock {
+            boot: Instant::now(),
+        }
+    }
+
+    fn now(&self, clock: u64) -> Result<Duration, Errno> {
+        match clock {
+            CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_REALTIME_ALARM | CLOCK_TAI => {
+                Ok(SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default())
+            }
+            // MONOTONIC, PROCESS/THREAD_CPUTIME, MONOTONIC_RAW/COARSE, BOOTTIME(_ALARM): one
+            // vCPU that runs only while the program does.
+            1..=4 | 6 | 7 | 9 => Ok(self.boot.elapsed()),
+            _ => Err(Errno(libc::EINVAL)),
+        }
+    }
+
+    /// `clock_gettime`.
+    pub fn clock_gettime(&self, memory: &GuestMemory, clock: u64, addr: u64) -> SysResult {
+        let now = self.now(clock)?;
+        memory.write(addr, &timespec_bytes(now))?;
+        Ok(0)
+    }
+
+    /// `clock_getres`: nanosecond resolution.
+    pub fn clock_getres(&self, memory: &GuestMemory, addr: u64) -> SysResult {
+        if addr != 0 {
+            memory.write(addr, &timespec_bytes(Duration::from_nanos(1)))?;
+        }
+        Ok(0)
+    }
+
+    /// `gettimeofday`.
+    pub fn gettimeofday(&self, memory: &GuestMemory, addr: u64) -> SysResult {
+        if addr != 0 {
+            let now = self.now(CLOCK_REALTIME)?;
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&now.as_secs().to_le_bytes());
+            bytes[8..].copy_from_slice(&u64::from(now.subsec_micros()).to_le_bytes());
+            memory.write(addr, &bytes)?;
+        }
+        Ok(0)
+    }
+
+    /// `time`.
+    pub fn time(&self, memory: &GuestMemory, addr: u64) -> SysResult {
+        let secs = self.now(CLOCK_REALTIME)?.as_secs();
+        if addr != 0 {
+            memory.write(addr, &secs.to_le_bytes())?;
+        }
+        Ok(secs)
+    }
+
+    /// `nanosleep`.
+    pub fn nanosleep(&self, memory: &GuestMemory, deadline: Instant, request: u64, _remaining: u64) -> SysResult {
+        let duration = read_timespec(memory, request)?;
+        sleep_until_or_deadline(Instant::now() + duration, deadline);
+        Ok(0)
+    }
+
+    /// `clock_nanosleep`.
+    pub fn clock_nanosleep(
+        &self,
+        memory: &GuestMemory,
+        deadline: Instant,
+        clock: u64,
+        flags: u64,
+        request: u64,
+    ) -> SysResult {
+        let target = read_timespec(memory, request)?;
+        let now = self.now(clock)?;
+        let duration = if flags & TIMER_ABSTIME != 0 {
+            target.saturating_sub(now)
+        } else {
+            target
+        };
+        sleep_until_or_deadline(Instant::now() + duration, deadline);
+        Ok(0)
+    }
+}
+
+/// Sleeps until `wake`, but never past `deadline` (the run loop then reports the timeout).
+fn sleep_until_or_deadline(wake: Instant, deadline: Instant) {
+    let until = wake.min(deadline);
+    let now = Instant::now();
+    if until > now {
+        std::thread::sleep(until - now);
+    }
+}

@@ -1,0 +1,408 @@
+//! ELF file -> guest memory: checks the program, copies its segments, and builds the initial
+//! stack (argv, envp, auxiliary vector) the way Linux's `execve` leaves it.
+
+use std::sync::Arc;
+
+use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr};
+
+use crate::vm::GuestMemory;
+use crate::vm::layout::{self, PAGE};
+
+const PT_LOAD: u32 = 1;
+const PT_DYNAMIC: u32 = 2;
+const PT_INTERP: u32 = 3;
+const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+const EM_X86_64: u16 = 62;
+const ELFCLASS64: u8 = 2;
+const ELFDATA2LSB: u8 = 1;
+
+/// Largest program file accepted (Lambda's unzipped code limit).
+pub const MAX_PROGRAM_BYTES: u64 = 250 << 20;
+
+/// Why a file cannot be run as a function.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// Not an ELF file at all.
+    #[error("not an ELF executable (no ELF magic number): build a static x86-64 Linux program")]
+    NotElf,
+    /// An ELF file for another class, byte order or machine.
+    #[error("{0}: only 64-bit little-endian x86-64 programs can run")]
+    WrongArchitecture(String),
+    /// A dynamically linked program.
+    #[error(
+        "dynamically linked program (it asks for the interpreter {0}): link it statically \
+         (gcc -static, or RUSTFLAGS=\"-C target-feature=+crt-static\")"
+    )]
+    Dynamic(String),
+    /// Neither an executable nor a static-pie.
+    #[error("ELF type {0} is not an executable: build a program, not a library or object")]
+    NotExecutable(u16),
+    /// Headers or segments point outside the file or are inconsistent.
+    #[error("malformed or truncated ELF file: {0}")]
+    Malformed(String),
+    /// The program does not fit in the function's memory.
+    #[error("the program needs {needed} MB of memory but the function has {memory_mb} MB")]
+    TooLarge {
+        /// MB the image needs (plus stack).
+        needed: u64,
+        /// The function's memory size.
+        memory_mb: u64,
+    },
+}
+
+/// One loadable segment: file bytes at a virtual address, then zeros to `memory_size`.
+#[derive(Debug, Clone)]
+struct Segment {
+    vaddr: u64,
+    file_offset: usize,
+    file_size: usize,
+    memory_size: u64,
+}
+
+/// A checked static x86-64 program, ready to be loaded into any number of VMs.
+#[derive(Debug, Clone)]
+pub struct ProgramImage {
+    bytes: Arc<Vec<u8>>,
+    segments: Vec<Segment>,
+    entry: u64,
+    phdr_vaddr: u64,
+    phnum: u16,
+    /// One past the highest loaded byte (page-aligned): where brk starts.
+    image_end: u64,
+}
+
+fn read_struct<T: Copy + Default>(bytes: &[u8], offset: usize) -> Option<T> {
+    let end = offset.checked_add(size_of::<T>())?;
+    let source = bytes.get(offset..end)?;
+    let mut value = T::default();
+    // SAFETY: `source` is exactly size_of::<T>() readable bytes, `value` is a valid T to be
+    // overwritten, and T is a plain C struct of integers (the ELF header types) for which
+    // every bit pattern is valid.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            source.as_ptr(),
+            (&raw mut value).cast::<u8>(),
+            size_of::<T>(),
+        )
+    };
+    Some(value)
+}
+
+impl ProgramImage {
+    /// Reads and checks the program a code location names.
+    pub fn from_code(code: &lambda_core::CodeLocation) -> Result<ProgramImage, LoadError> {
+        ProgramImage::parse(crate::code::read_program(code)?)
+    }
+
+    /// Checks a program held in memory.
+    pub fn parse(bytes: Vec<u8>) -> Result<ProgramImage, LoadError> {
+        if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
+            return Err(LoadError::NotElf);
+        }
+        let header: Elf64_Ehdr = read_struct(&bytes, 0)
+            .ok_or_else(|| LoadError::Malformed("file ends inside the ELF header".into()))?;
+        if header.e_ident[4] != ELFCLASS64 {
+            return Err(LoadError::WrongArchitecture("32-bit ELF".into()));
+        }
+        if header.e_ident[5] != ELFDATA2LSB {
+            return Err(LoadError::WrongArchitecture("big-endian ELF".into()));
+        }
+        if header.e_machine != EM_X86_64 {
+            return Err(LoadError::WrongArchitecture(format!(
+                "ELF machine {}",
+                header.e_machine
+            )));
+        }
+        if header.e_type != ET_EXEC && header.e_type != ET_DYN {
+            return Err(LoadError::NotExecutable(header.e_type));
+        }
+        if usize::from(header.e_phentsize) != size_of::<Elf64_Phdr>() || header.e_phnum == 0 {
+            return Err(LoadError::Malformed("no usable program headers".into()));
+        }
+        let mut program_headers = Vec::with_capacity(usize::from(header.e_phnum));
+        for index in 0..usize::from(header.e_phnum) {
+            let offset = (header.e_phoff as usize)
+                .checked_add(index * size_of::<Elf64_Phdr>())
+                .ok_or_else(|| LoadError::Malformed("program header offset overflows".into()))?;
+            let phdr: Elf64_Phdr = read_struct(&bytes, offset).ok_or_else(|| {
+                LoadError::Malformed("file ends inside the program headers".into())
+            })?;
+            program_headers.push(phdr);
+        }
+        if let Some(interp) = program_headers.iter().find(|p| p.p_type == PT_INTERP) {
+            let start = interp.p_offset as usize;
+            let name = bytes
+                .get(start..start.saturating_add(interp.p_filesz as usize))
+                .map(|s| String::from_utf8_lossy(s).trim_end_matches('\0').to_string())
+                .unwrap_or_else(|| "?".into());
+            return Err(LoadError::Dynamic(name));
+        }
+        let is_pie = header.e_type == ET_DYN;
+        if is_pie && !program_headers.iter().any(|p| p.p_type == PT_DYNAMIC) {
+            return Err(LoadError::Malformed(
+                "position-independent program without a dynamic section".into(),
+            ));
+        }
+        let load_bias = if is_pie { layout::PIE_LOAD_BASE } else { 0 };
+        let mut segments = Vec::new();
+        let mut image_end = 0u64;
+        let mut phdr_vaddr = None;
+        for phdr in program_headers.iter().filter(|p| p.p_type == PT_LOAD) {
+            if phdr.p_filesz > phdr.p_memsz {
+                return Err(LoadError::Malformed("segment file size exceeds memory size".into()));
+            }
+            let file_end = phdr.p_offset.checked_add(phdr.p_filesz);
+            if file_end.is_none_or(|end| end > bytes.len() as u64) {
+                return Err(LoadError::Malformed(
+                    "a segment extends past the end of the file (truncated?)".into(),
+                ));
+            }
+            let vaddr = phdr
+                .p_vaddr
+                .checked_add(load_bias)
+                .filter(|v| *v >= layout::USER_START)
+                .ok_or_else(|| {
+                    LoadError::Malformed(format!(
+                        "segment at {:#x} is below {:#x}",
+                        phdr.p_vaddr,
+                        layout::USER_START
+                    ))
+                })?;
+            let end = vaddr
+                .checked_add(phdr.p_memsz)
+                .filter(|end| *end < 1 << 40)
+                .ok_or_else(|| LoadError::Malformed("segment address overflows".into()))?;
+            if header.e_phoff >= phdr.p_offset && header.e_phoff < phdr.p_offset + phdr.p_filesz {
+                phdr_vaddr = Some(vaddr + (header.e_phoff - phdr.p_offset));
+            }
+            image_end = image_end.max(end);
+            segments.push(Segment {
+                vaddr,
+                file_offset: phdr.p_offset as usize,
+                file_size: phdr.p_filesz as usize,
+                memory_size: phdr.p_memsz,
+            });
+        }
+        if segments.is_empty() {
+            return Err(LoadError::Malformed("no loadable segments".into()));
+        }
+        let entry = header.e_entry.wrapping_add(load_bias);
+        if !segments
+            .iter()
+            .any(|s| (s.vaddr..s.vaddr + s.memory_size).contains(&entry))
+        {
+            return Err(LoadError::Malformed(format!(
+                "entry point {entry:#x} is outside the program"
+            )));
+        }
+        Ok(ProgramImage {
+            bytes: Arc::new(bytes),
+            segments,
+            entry,
+            phdr_vaddr: phdr_vaddr.unwrap_or(0),
+            phnum: header.e_phnum,
+            image_end: image_end.next_multiple_of(PAGE),
+        })
+    }
+
+    /// The entry point, after relocation.
+    pub fn entry(&self) -> u64 {
+        self.entry
+    }
+
+    /// Where brk starts.
+    pub fn image_end(&self) -> u64 {
+        self.image_end
+    }
+
+    /// Checks the program fits in `memory` with room left for heap and stack.
+    pub fn check_fits(&self, memory_bytes: u64) -> Result<(), LoadError> {
+        let layout = layout::Layout::new(memory_bytes);
+        if self.image_end > layout.guard_start {
+            return Err(LoadError::TooLarge {
+                needed: (self.image_end + layout::STACK_SIZE + layout::STACK_GUARD_SIZE)
+                    .div_ceil(1 << 20),
+                memory_mb: memory_bytes >> 20,
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies the segments into guest memory. Fresh guest memory reads as zero, so only the
+    /// file bytes are written; the bss needs nothing.
+    pub fn copy_into(&self, memory: &GuestMemory) -> Result<(), LoadError> {
+        self.check_fits(memory.layout().mapped_end)?;
+        for segment in &self.segments {
+            let data = &self.bytes[segment.file_offset..segment.file_offset + segment.file_size];
+            memory
+                .write(segment.vaddr, data)
+                .map_err(|e| LoadError::Malformed(format!("segment does not fit: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Auxiliary vector keys (from Linux's `auxvec.h`).
+mod auxv {
+    pub const AT_NULL: u64 = 0;
+    pub const AT_PHDR: u64 = 3;
+    pub const AT_PHENT: u64 = 4;
+    pub const AT_PHNUM: u64 = 5;
+    pub const AT_PAGESZ: u64 = 6;
+    pub const AT_BASE: u64 = 7;
+    pub const AT_FLAGS: u64 = 8;
+    pub const AT_ENTRY: u64 = 9;
+    pub const AT_UID: u64 = 11;
+    pub const AT_EUID: u64 = 12;
+    pub const AT_GID: u64 = 13;
+    pub const AT_EGID: u64 = 14;
+    pub const AT_PLATFORM: u64 = 15;
+    pub const AT_HWCAP: u64 = 16;
+    pub const AT_CLKTCK: u64 = 17;
+    pub const AT_SECURE: u64 = 23;
+    pub const AT_RANDOM: u64 = 25;
+    pub const AT_EXECFN: u64 = 31;
+}
+
+/// What the program finds on its stack at entry.
+pub struct StartupInfo<'a> {
+    /// `argv`, starting with the program name.
+    pub argv: &'a [String],
+    /// `envp` as `KEY=VALUE` strings.
+    pub envp: &'a [String],
+    /// 16 random bytes for `AT_RANDOM` (stack protector and pointer guard seeds).
+    pub random: [u8; 16],
+    /// `AT_HWCAP`: CPUID leaf 1 EDX.
+    pub hwcap: u64,
+}
+
+/// Builds the initial stack at the top of the stack region and returns the stack pointer
+/// (pointing at `argc`, 16-byte aligned, as the x86-64 ABI requires at `_start`).
+pub fn build_stack(
+    image: &ProgramImage,
+    memory: &GuestMemory,
+    startup: &StartupInfo<'_>,
+) -> Result<u64, LoadError> {
+    let layout = *memory.layout();
+    let mut top = layout.stack_top;
+    let overflow = || LoadError::Malformed("arguments and environment do not fit the stack".into());
+    let mut push_bytes = |data: &[u8]| -> Result<u64, LoadError> {
+        top = top.checked_sub(data.len() as u64).ok_or_else(overflow)?;
+        if top < layout.stack_top - layout::STACK_SIZE / 4 {
+            return Err(overflow());
+        }
+        memory.write(top, data).map_err(|_| overflow())?;
+        Ok(top)
+    };
+    let mut push_string = |s: &str| -> Result<u64, LoadError> {
+        let mut bytes = Vec::with_capacity(s.len() + 1);
+        bytes.extend_from_slice(s.as_bytes());
+        bytes.push(0);
+        push_bytes(&bytes)
+    };
+    let argv: Vec<u64> = startup
+        .argv
+        .iter()
+        .map(|a| push_string(a))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<u64> = startup
+        .envp
+        .iter()
+        .map(|e| push_string(e))
+        .collect::<Result<_, _>>()?;
+    let platform = push_string("x86_64")?;
+    let random = push_bytes(&startup.random)?;
+    let execfn = argv.first().copied().unwrap_or(0);
+
+    let auxv = [
+        (auxv::AT_PHDR, image.phdr_vaddr),
+        (auxv::AT_PHENT, size_of::<Elf64_Phdr>() as u64),
+        (auxv::AT_PHNUM, u64::from(image.phnum)),
+        (auxv::AT_PAGESZ, PAGE),
+        (auxv::AT_BASE, 0),
+        (auxv::AT_FLAGS, 0),
+        (auxv::AT_ENTRY, image.entry),
+        (auxv::AT_UID, 0),
+        (auxv::AT_EUID, 0),
+        (auxv::AT_GID, 0),
+        (auxv::AT_EGID, 0),
+        (auxv::AT_SECURE, 0),
+        (auxv::AT_RANDOM, random),
+        (auxv::AT_HWCAP, startup.hwcap),
+        (auxv::AT_CLKTCK, 100),
+        (auxv::AT_PLATFORM, platform),
+        (auxv::AT_EXECFN, execfn),
+        (auxv::AT_NULL, 0),
+    ];
+    let mut words: Vec<u64> = Vec::with_capacity(3 + argv.len() + envp.len() + 2 * auxv.len());
+    words.push(argv.len() as u64);
+    words.extend(&argv);
+    words.push(0);
+    words.extend(&envp);
+    words.push(0);
+    for (key, value) in auxv {
+        words.push(key);
+        words.push(value);
+    }
+    let size = words.len() as u64 * 8;
+    let stack_pointer = top.checked_sub(size).ok_or_else(overflow)? & !15;
+    if stack_pointer < layout.stack_top - layout::STACK_SIZE / 4 {
+        return Err(overflow());
+    }
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    memory.write(stack_pointer, &bytes).map_err(|_| overflow())?;
+    Ok(stack_pointer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_elf_and_truncated() {
+        assert_eq!(
+            ProgramImage::parse(b"#!/bin/sh\necho hi\n".to_vec()).unwrap_err(),
+            LoadError::NotElf
+        );
+        assert!(matches!(
+            ProgramImage::parse(b"\x7fELF\x02\x01".to_vec()).unwrap_err(),
+            LoadError::Malformed(_)
+        ));
+        assert_eq!(ProgramImage::parse(Vec::new()).unwrap_err(), LoadError::NotElf);
+    }
+
+    fn header(class: u8, machine: u16) -> Vec<u8> {
+        let mut bytes = vec![0u8; 64];
+        bytes[..4].copy_from_slice(b"\x7fELF");
+        bytes[4] = class;
+        bytes[5] = ELFDATA2LSB;
+        bytes[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
+        bytes[18..20].copy_from_slice(&machine.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn rejects_other_architectures() {
+        assert!(matches!(
+            ProgramImage::parse(header(1, 3)).unwrap_err(),
+            LoadError::WrongArchitecture(_)
+        ));
+        assert!(matches!(
+            ProgramImage::parse(header(ELFCLASS64, 183)).unwrap_err(),
+            LoadError::WrongArchitecture(_)
+        ));
+        assert!(matches!(
+            ProgramImage::parse(header(ELFCLASS64, EM_X86_64)).unwrap_err(),
+            LoadError::Malformed(_)
+        ));
+    }
+}

@@ -1,0 +1,172 @@
+//! Stopping a running vCPU from another thread, for timeouts.
+//!
+//! A guest spinning at CPL3 never exits on its own. The watchdog thread sends the vCPU's
+//! thread a real-time signal at the deadline; the handler sets `kvm_run.immediate_exit`, so
+//! `KVM_RUN` returns `EINTR` (now, or at its next entry if the thread was in the VMM). The run
+//! loop then sees the deadline has passed.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
+use std::time::Instant;
+
+use kvm_bindings::kvm_run;
+
+thread_local! {
+    /// The `kvm_run` of the vCPU this thread is running, or null.
+    static RUNNING_VCPU: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let run = RUNNING_VCPU.with(Cell::get);
+    if !run.is_null() {
+        // SAFETY: the pointer is set by `RunningVcpu::enter` on this very thread to the
+        // vCPU's mmapped kvm_run and cleared by its drop before the mapping can go away; a
+        // volatile byte store is async-signal-safe.
+        unsafe { std::ptr::write_volatile(&raw mut (*run).immediate_exit, 1) };
+    }
+}
+
+fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+fn install_handler() -> Result<(), String> {
+    static INSTALL: Once = Once::new();
+    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
+    INSTALL.call_once(|| {
+        let result =
+            vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
+                .map_err(|e| format!("cannot install the vCPU kick signal handler: {e}"));
+        let _ = RESULT.set(result);
+    });
+    RESULT.get().cloned().unwrap_or(Ok(()))
+}
+
+/// Marks this thread as running a vCPU for the lifetime of the guard, so a kick reaches it.
+pub struct RunningVcpu {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl RunningVcpu {
+    /// Registers `run` as this thread's vCPU and makes sure the kick signal is deliverable.
+    pub fn enter(run: *mut kvm_run) -> Result<RunningVcpu, String> {
+        install_handler()?;
+        vmm_sys_util::signal::unblock_signal(kick_signal())
+            .map_err(|e| format!("cannot unblock the vCPU kick signal: {e:?}"))?;
+        RUNNING_VCPU.with(|cell| cell.set(run));
+        Ok(RunningVcpu {
+            _not_send: std::marker::PhantomData,
+        })
+    }
+}
+
+impl Drop for RunningVcpu {
+    fn drop(&mut self) {
+        RUNNING_VCPU.with(|cell| cell.set(std::ptr::null_mut()));
+    }
+}
+
+struct Watch {
+    thread: libc::pthread_t,
+}
+
+#[derive(Default)]
+struct Deadlines {
+    next_id: u64,
+    watches: BTreeMap<(Instant, u64), Watch>,
+}
+
+/// The process-wide watchdog: one thread that kicks vCPUs whose deadline has passed.
+struct Watchdog {
+    state: Mutex<Deadlines>,
+    changed: Condvar,
+}
+
+fn watchdog() -> &'static Arc<Watchdog> {
+    static WATCHDOG: OnceLock<Arc<Watchdog>> = OnceLock::new();
+    WATCHDOG.get_or_init(|| {
+        let watchdog = Arc::new(Watchdog {
+            state: Mutex::new(Deadlines::default()),
+            changed: Condvar::new(),
+        });
+        let worker = Arc::clone(&watchdog);
+        std::thread::Builder::new()
+            .name("lambda-vmm-watchdog".into())
+            .spawn(move || worker.run())
+            .expect("spawn the vCPU watchdog thread");
+        watchdog
+    })
+}
+
+impl Watchdog {
+    fn run(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let now = Instant::now();
+            let next = state.watches.keys().next().copied();
+            match next {
+                Some(key) if key.0 <= now => {
+                    let watch = state.watches.remove(&key).expect("key just seen");
+                    // The entry is removed under the lock that `Deadline::drop` takes, so the
+                    // thread is still inside the guarded run and alive.
+                    // SAFETY: pthread_kill on a live thread id with a valid signal number.
+                    unsafe { libc::pthread_kill(watch.thread, kick_signal()) };
+                }
+                Some(key) => {
+                    state = self
+                        .changed
+                        .wait_timeout(state, key.0 - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                None => {
+                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+}
+
+/// A deadline for the calling thread's vCPU; the watchdog kicks the thread once it passes.
+/// Dropping it cancels the kick.
+pub struct Deadline {
+    key: (Instant, u64),
+    // The kick targets the arming thread, so the guard must stay on it.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Deadline {
+    /// Arms a kick of the calling thread at `at`.
+    pub fn arm(at: Instant) -> Deadline {
+        let watchdog = watchdog();
+        let mut state = watchdog.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.next_id += 1;
+        let key = (at, state.next_id);
+        // SAFETY: pthread_self has no preconditions.
+        let thread = unsafe { libc::pthread_self() };
+        let is_first = state.watches.keys().next().is_none_or(|first| key < *first);
+        state.watches.insert(key, Watch { thread });
+        drop(state);
+        if is_first {
+            watchdog.changed.notify_one();
+        }
+        Deadline {
+            key,
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
+    /// When the deadline falls.
+    pub fn at(&self) -> Instant {
+        self.key.0
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        let watchdog = watchdog();
+        let mut state = watchdog.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.watches.remove(&self.key);
+    }
+}

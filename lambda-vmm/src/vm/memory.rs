@@ -1,0 +1,266 @@
+//! Guest memory and the one checked accessor for guest pointers.
+//!
+//! Every access the kernel makes on behalf of the guest goes through [`GuestMemory`], which
+//! checks that the whole range is user memory (see [`Layout::is_user_range`]) before touching
+//! it. Nothing else in the crate reads or writes guest memory on the guest's behalf.
+
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress,
+};
+
+use super::layout::{Layout, PAGE};
+
+/// A guest address or length that does not name user memory: the syscall gets `EFAULT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("bad guest address {addr:#x} (+{len})")]
+pub struct Fault {
+    /// The address the guest gave.
+    pub addr: u64,
+    /// The length it asked for.
+    pub len: u64,
+}
+
+/// Why guest memory could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot allocate {size} bytes of guest memory: {source}")]
+pub struct AllocError {
+    size: u64,
+    source: vm_memory::mmap::FromRangesError,
+}
+
+/// The guest's physical memory: one anonymous, lazily backed mapping starting at address 0.
+pub struct GuestMemory {
+    memory: GuestMemoryMmap,
+    layout: Layout,
+}
+
+impl GuestMemory {
+    /// Reserves `size` bytes; the host backs pages only as they are touched.
+    pub fn new(size: u64) -> Result<GuestMemory, AllocError> {
+        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size as usize)])
+            .map_err(|source| AllocError { size, source })?;
+        Ok(GuestMemory {
+            memory,
+            layout: Layout::new(size),
+        })
+    }
+
+    /// The address map.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Host address and size of the mapping, for registering it with KVM.
+    pub fn host_mapping(&self) -> (*mut u8, u64) {
+        let region = self.region();
+        (region.as_ptr(), region.len())
+    }
+
+    fn region(&self) -> &vm_memory::GuestRegionMmap {
+        // `new` created exactly one region at address 0.
+        self.memory.iter().next().expect("guest memory has one region")
+    }
+
+    /// Checks that `[addr, addr + len)` is user memory without touching it.
+    pub fn validate(&self, addr: u64, len: u64) -> Result<(), Fault> {
+        self.check(addr, len)
+    }
+
+    fn check(&self, addr: u64, len: u64) -> Result<(), Fault> {
+        if self.layout.is_user_range(addr, len) {
+            Ok(())
+        } else {
+            Err(Fault { addr, len })
+        }
+    }
+
+    /// Copies guest bytes at `addr` into `buf`.
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.check(addr, buf.len() as u64)?;
+        self.memory
+            .read_slice(buf, GuestAddress(addr))
+            .map_err(|_| Fault {
+                addr,
+                len: buf.len() as u64,
+            })
+    }
+
+    /// Reads `len` guest bytes at `addr` into a new vector.
+    pub fn read_vec(&self, addr: u64, len: u64) -> Result<Vec<u8>, Fault> {
+        self.check(addr, len)?;
+        let mut buf = vec![0; len as usize];
+        self.read(addr, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Appends `len` guest bytes at `addr` to `out`.
+    pub fn read_into(&self, addr: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Fault> {
+        self.check(addr, len)?;
+        let start = out.len();
+        out.resize(start + len as usize, 0);
+        self.read(addr, &mut out[start..])
+    }
+
+    /// Copies `data` into guest memory at `addr`.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Fault> {
+        self.check(addr, data.len() as u64)?;
+        self.memory
+            .write_slice(data, GuestAddress(addr))
+            .map_err(|_| Fault {
+                addr,
+                len: data.len() as u64,
+            })
+    }
+
+    /// Reads a plain-data value (an integer or a `#[repr(C)]` struct of them).
+    pub fn read_obj<T: vm_memory::ByteValued>(&self, addr: u64) -> Result<T, Fault> {
+        self.check(addr, size_of::<T>() as u64)?;
+        self.memory.read_obj(GuestAddress(addr)).map_err(|_| Fault {
+            addr,
+            len: size_of::<T>() as u64,
+        })
+    }
+
+    /// Writes a plain-data value.
+    pub fn write_obj<T: vm_memory::ByteValued>(&self, addr: u64, value: T) -> Result<(), Fault> {
+        self.check(addr, size_of::<T>() as u64)?;
+        self.memory
+            .write_obj(value, GuestAddress(addr))
+            .map_err(|_| Fault {
+                addr,
+                len: size_of::<T>() as u64,
+            })
+    }
+
+    /// Reads a NUL-terminated string of at most `max_len` bytes (without the NUL).
+    /// `Ok(None)` means no NUL within `max_len` bytes (the caller answers `ENAMETOOLONG`).
+    pub fn read_c_string(&self, addr: u64, max_len: usize) -> Result<Option<Vec<u8>>, Fault> {
+        let mut out = Vec::new();
+        let mut cursor = addr;
+        let mut chunk = [0u8; 256];
+        while out.len() <= max_len {
+            // Read up to the end of the current page so a string ending just before unmapped
+            // memory is still read.
+            let page_left = (PAGE - cursor % PAGE) as usize;
+            let take = chunk.len().min(page_left);
+            self.read(cursor, &mut chunk[..take])?;
+            if let Some(nul) = chunk[..take].iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..nul]);
+                return Ok((out.len() <= max_len).then_some(out));
+            }
+            out.extend_from_slice(&chunk[..take]);
+            cursor += take as u64;
+        }
+        Ok(None)
+    }
+
+    /// Fills `[addr, addr + len)` with zeros. Whole pages are handed back to the host so they
+    /// read as zero again without being touched.
+    pub fn zero(&self, addr: u64, len: u64) -> Result<(), Fault> {
+        self.check(addr, len)?;
+        let end = addr + len;
+        let first_page = addr.next_multiple_of(PAGE);
+        let last_page = end & !(PAGE - 1);
+        if first_page < last_page {
+            self.write(addr, &vec![0; (first_page - addr) as usize])?;
+            self.discard(first_page, last_page - first_page);
+            self.write(last_page, &vec![0; (end - last_page) as usize])?;
+        } else {
+            self.write(addr, &vec![0; len as usize])?;
+        }
+        Ok(())
+    }
+
+    /// Returns whole pages to the host: they read as zero afterwards. The range must be
+    /// page-aligned user memory (the callers ensure it).
+    fn discard(&self, addr: u64, len: u64) {
+        let region = self.region();
+        let Ok(host) = region.get_host_address(MemoryRegionAddress(addr)) else {
+            return;
+        };
+        // SAFETY: [host, host + len) lies inside the guest mapping, which this struct owns
+        // (checked by the callers through `check`); MADV_DONTNEED on a private anonymous
+        // mapping only replaces its pages with zero pages and cannot affect other memory.
+        unsafe {
+            libc::madvise(host.cast(), len as usize, libc::MADV_DONTNEED);
+        }
+    }
+
+    /// Bytes of guest memory the host has backed with real pages: the memory the guest (and
+    /// the loader) actually touched.
+    pub fn resident_bytes(&self) -> u64 {
+        let (host, len) = self.host_mapping();
+        let pages = len.div_ceil(PAGE) as usize;
+        let mut residency = vec![0u8; pages];
+        // SAFETY: `host`/`len` describe this struct's own live mapping, and `residency` has
+        // one byte per page of it, as mincore requires.
+        let rc = unsafe { libc::mincore(host.cast(), len as usize, residency.as_mut_ptr()) };
+        if rc != 0 {
+            return 0;
+        }
+        residency.iter().filter(|&&b| b & 1 != 0).count() as u64 * PAGE
+    }
+
+    /// Writes kernel structures (page tables, GDT, stubs) that live outside user memory.
+    /// Only the VM setup code calls this, never on a guest's behalf.
+    pub(crate) fn write_kernel(&self, addr: u64, data: &[u8]) {
+        self.memory
+            .write_slice(data, GuestAddress(addr))
+            .expect("kernel structures lie inside guest memory");
+    }
+
+    /// Reads kernel structures (the exception frame on the kernel stack).
+    pub(crate) fn read_kernel_u64(&self, addr: u64) -> Option<u64> {
+        self.memory.read_obj(GuestAddress(addr)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::layout::USER_START;
+    use super::*;
+
+    fn memory() -> GuestMemory {
+        GuestMemory::new(128 << 20).unwrap()
+    }
+
+    #[test]
+    fn reads_and_writes_are_checked() {
+        let memory = memory();
+        memory.write(USER_START, b"hello").unwrap();
+        assert_eq!(memory.read_vec(USER_START, 5).unwrap(), b"hello");
+        assert!(memory.write(0, b"x").is_err());
+        assert!(memory.read_vec(u64::MAX, 2).is_err());
+        assert!(memory.read_vec(USER_START, u64::MAX).is_err());
+        let end = memory.layout().mapped_end;
+        assert!(memory.write(end - 2, b"abc").is_err());
+    }
+
+    #[test]
+    fn c_strings() {
+        let memory = memory();
+        memory.write(USER_START, b"/var/task\0").unwrap();
+        assert_eq!(
+            memory.read_c_string(USER_START, 100).unwrap().unwrap(),
+            b"/var/task"
+        );
+        assert_eq!(memory.read_c_string(USER_START, 4).unwrap(), None);
+        let end = memory.layout().mapped_end;
+        memory.write(end - 3, b"ab\0").unwrap();
+        assert_eq!(memory.read_c_string(end - 3, 10).unwrap().unwrap(), b"ab");
+        memory.write(end - 2, b"ab").unwrap();
+        assert!(memory.read_c_string(end - 2, 10).is_err());
+    }
+
+    #[test]
+    fn zero_discards_pages() {
+        let memory = memory();
+        let addr = USER_START + 100;
+        memory.write(addr, &vec![7; 3 * PAGE as usize]).unwrap();
+        let before = memory.resident_bytes();
+        assert!(before >= 3 * PAGE);
+        memory.zero(addr, 3 * PAGE).unwrap();
+        assert!(memory.resident_bytes() < before);
+        assert!(memory.read_vec(addr, 3 * PAGE).unwrap().iter().all(|&b| b == 0));
+    }
+}

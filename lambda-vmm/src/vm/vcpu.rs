@@ -1,0 +1,176 @@
+//! The vCPU run loop: runs the guest until something needs the VMM (a syscall, an exception,
+//! the deadline) and turns KVM's exits into [`Exit`]s. Emulates the syscall return.
+
+use std::time::Instant;
+
+use kvm_bindings::kvm_regs;
+use kvm_ioctls::{VcpuExit, VcpuFd};
+
+use super::cpu;
+use super::kick::{Deadline, RunningVcpu};
+use super::layout::{self, selector};
+use super::memory::GuestMemory;
+use crate::VmmError;
+
+/// Why the guest stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The guest executed `syscall`; the registers are in [`Vcpu::syscall`].
+    Syscall,
+    /// A CPU exception at CPL3.
+    Exception(ExceptionInfo),
+    /// The deadline passed.
+    DeadlineReached,
+}
+
+/// A CPU exception raised by the guest program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExceptionInfo {
+    /// The exception vector (0 = #DE, 6 = #UD, 13 = #GP, 14 = #PF, ...).
+    pub vector: u8,
+    /// The error code the CPU pushed, for the vectors that have one.
+    pub error_code: Option<u64>,
+    /// The faulting instruction.
+    pub rip: u64,
+    /// For a page fault, the address that faulted.
+    pub fault_address: Option<u64>,
+}
+
+/// A syscall as the guest made it: number and the six argument registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyscallArgs {
+    /// The syscall number (`rax`).
+    pub number: u64,
+    /// `rdi, rsi, rdx, r10, r8, r9`.
+    pub args: [u64; 6],
+}
+
+/// Vectors for which the CPU pushes an error code.
+fn has_error_code(vector: u8) -> bool {
+    matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
+}
+
+/// RFLAGS bits a program may set for itself on syscall return (as SYSRET allows): clears
+/// IOPL, NT, RF and VM so a guest cannot raise its I/O privilege through `r11`.
+const USER_RFLAGS_MASK: u64 = 0x3c_0fd5;
+
+/// One vCPU and its counters.
+pub struct Vcpu {
+    fd: VcpuFd,
+    regs: kvm_regs,
+    exits: u64,
+}
+
+impl Vcpu {
+    pub(super) fn new(fd: VcpuFd) -> Vcpu {
+        Vcpu {
+            fd,
+            regs: kvm_regs::default(),
+            exits: 0,
+        }
+    }
+
+    /// Sets up long mode at CPL3 to start at `entry` with stack pointer `stack`.
+    pub fn start(&mut self, entry: u64, stack: u64) -> Result<(), VmmError> {
+        cpu::configure_vcpu(&self.fd, entry, stack).map_err(VmmError::kvm("vCPU setup"))
+    }
+
+    /// VM exits so far.
+    pub fn exits(&self) -> u64 {
+        self.exits
+    }
+
+    /// Sets the FS base (the thread pointer glibc and Rust use for TLS).
+    pub fn set_fs_base(&self, base: u64) -> Result<(), VmmError> {
+        cpu::set_msrs(&self.fd, &[(cpu::MSR_FS_BASE, base)]).map_err(VmmError::kvm("set FS base"))
+    }
+
+    /// The syscall the guest is making, after [`Exit::Syscall`].
+    pub fn syscall(&self) -> SyscallArgs {
+        let r = &self.regs;
+        SyscallArgs {
+            number: r.rax,
+            args: [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9],
+        }
+    }
+
+    /// Finishes the current syscall with `result` in `rax` and returns to the program.
+    ///
+    /// SYSRET is emulated with an `iretq` in the stub: the VMM writes the return frame on the
+    /// kernel stack, so only the general registers change. (An in-guest `sysretq` shuts the
+    /// VM down on PVM hosts, and `KVM_SET_SREGS` on every syscall would be slower.)
+    pub fn complete_syscall(&mut self, memory: &GuestMemory, result: i64) -> Result<(), VmmError> {
+        let r = &mut self.regs;
+        let frame_at = layout::KERNEL_STACK_TOP - 5 * 8;
+        let frame = [
+            r.rcx,
+            u64::from(selector::USER_CODE),
+            (r.r11 & USER_RFLAGS_MASK) | 0x2,
+            r.rsp,
+            u64::from(selector::USER_DATA),
+        ];
+        let bytes: Vec<u8> = frame.iter().flat_map(|w| w.to_le_bytes()).collect();
+        memory.write_kernel(frame_at, &bytes);
+        r.rax = result as u64;
+        r.rsp = frame_at;
+        r.rip = layout::SYSCALL_RETURN;
+        self.fd.set_regs(r).map_err(VmmError::kvm("KVM_SET_REGS"))
+    }
+
+    /// Runs the guest until it needs the VMM or `deadline` passes.
+    pub fn run(&mut self, memory: &GuestMemory, deadline: &Deadline) -> Result<Exit, VmmError> {
+        let _running = RunningVcpu::enter(self.fd.get_kvm_run()).map_err(VmmError::Host)?;
+        loop {
+            if Instant::now() >= deadline.at() {
+                return Ok(Exit::DeadlineReached);
+            }
+            let exit = self.fd.run();
+            self.exits += 1;
+            match exit {
+                Ok(VcpuExit::IoOut(layout::SYSCALL_PORT, _)) => {
+                    self.regs = self.fd.get_regs().map_err(VmmError::kvm("KVM_GET_REGS"))?;
+                    return Ok(Exit::Syscall);
+                }
+                Ok(VcpuExit::IoOut(layout::EXCEPTION_PORT, data)) => {
+                    let vector = data.first().copied().unwrap_or(0xff);
+                    return self.exception(memory, vector).map(Exit::Exception);
+                }
+                Ok(VcpuExit::Shutdown) => {
+                    return Err(VmmError::GuestFailure(
+                        "triple fault: the guest's CPU state became unusable".into(),
+                    ));
+                }
+                Ok(other) => {
+                    return Err(VmmError::GuestFailure(format!(
+                        "unexpected VM exit {other:?}"
+                    )));
+                }
+                Err(e) if e.errno() == libc::EINTR => {
+                    // A kick: ours at the deadline, or a stale one from an earlier run.
+                    self.fd.set_kvm_immediate_exit(0);
+                }
+                Err(e) if e.errno() == libc::EAGAIN => {}
+                Err(e) => return Err(VmmError::Kvm("KVM_RUN", e)),
+            }
+        }
+    }
+
+    fn exception(&mut self, memory: &GuestMemory, vector: u8) -> Result<ExceptionInfo, VmmError> {
+        let regs = self.fd.get_regs().map_err(VmmError::kvm("KVM_GET_REGS"))?;
+        let sregs = self.fd.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?;
+        let mut cursor = regs.rsp;
+        let mut pop = || {
+            let value = memory.read_kernel_u64(cursor);
+            cursor += 8;
+            value
+        };
+        let error_code = if has_error_code(vector) { pop() } else { None };
+        let rip = pop().unwrap_or(0);
+        Ok(ExceptionInfo {
+            vector,
+            error_code,
+            rip,
+            fault_address: (vector == 14).then_some(sregs.cr2),
+        })
+    }
+}
