@@ -79,6 +79,12 @@ impl FunctionConfig {
         }
     }
 
+    /// Sets the code location.
+    pub fn with_code(mut self, code: CodeLocation) -> Self {
+        self.code = code;
+        self
+    }
+
     /// Sets the memory size in MB.
     pub fn with_memory_mb(mut self, memory_mb: u32) -> Self {
         self.memory_mb = memory_mb;
