@@ -1,0 +1,289 @@
+//! The hybrid histogram policy of "Serverless in the Wild" (Shahrad et al., USENIX ATC'20).
+//!
+//! For each pool (a function version) the policy keeps a histogram of idle times (the time
+//! from the end of one invocation to the start of the next), in 1-minute bins over 4 hours.
+//! When an environment becomes idle:
+//!
+//! - If most idle times fell outside the histogram (> 4 h), the next one is predicted from
+//!   the recent out-of-range ones and the environment is unloaded, pre-warmed at 85 % of the
+//!   prediction and kept until 115 %. (The paper fits an ARIMA model; this implementation uses
+//!   the mean of the last few out-of-range idle times, which is what ARIMA reduces to for the
+//!   short, stationary series it sees here.)
+//! - If the histogram is representative (enough samples and a coefficient of variation of the
+//!   bin counts of at least 2), the environment is unloaded, pre-warmed at the 5th percentile
+//!   minus 10 % and kept until the 99th percentile plus 10 %. A 5th percentile in the first
+//!   bin means no unloading: keep the environment until the tail.
+//! - Otherwise the policy falls back to keeping the environment for the histogram's range.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{KeepAlivePolicy, Retention};
+use crate::control_plane::PoolId;
+
+/// The hybrid histogram policy's parameters; the defaults are the paper's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HybridHistogramConfig {
+    /// Width of a histogram bin (1 minute).
+    pub bin: Duration,
+    /// Range of the histogram (4 hours); longer idle times are out of range.
+    pub range: Duration,
+    /// Percentile of idle times that sets the pre-warm point (5th).
+    pub head_percentile: f64,
+    /// Percentile of idle times that sets the end of keep-alive (99th).
+    pub tail_percentile: f64,
+    /// Safety margin on the head and tail (10 %).
+    pub margin: f64,
+    /// Coefficient of variation of bin counts below which the histogram is not trusted (2).
+    pub cv_threshold: f64,
+    /// Idle times needed before the histogram is trusted.
+    pub min_samples: u32,
+    /// Share of out-of-range idle times above which idle times are predicted (0.5).
+    pub oob_threshold: f64,
+    /// Margin around a predicted idle time (15 %).
+    pub prediction_margin: f64,
+    /// How many recent out-of-range idle times the prediction averages.
+    pub prediction_window: usize,
+}
+
+impl Default for HybridHistogramConfig {
+    fn default() -> Self {
+        HybridHistogramConfig {
+            bin: Duration::from_secs(60),
+            range: Duration::from_secs(4 * 3600),
+            head_percentile: 0.05,
+            tail_percentile: 0.99,
+            margin: 0.10,
+            cv_threshold: 2.0,
+            min_samples: 10,
+            oob_threshold: 0.5,
+            prediction_margin: 0.15,
+            prediction_window: 5,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Histogram {
+    bins: Vec<u32>,
+    in_range: u32,
+    out_of_range: u32,
+    recent_out_of_range: VecDeque<Duration>,
+    last_end: Option<Duration>,
+}
+
+/// The hybrid histogram keep-alive policy.
+#[derive(Debug)]
+pub struct HybridHistogram {
+    config: HybridHistogramConfig,
+    pools: Mutex<HashMap<PoolId, Histogram>>,
+}
+
+impl HybridHistogram {
+    /// The policy with the paper's parameters.
+    pub fn new() -> Self {
+        HybridHistogram::with_config(HybridHistogramConfig::default())
+    }
+
+    /// The policy with `config`.
+    pub fn with_config(config: HybridHistogramConfig) -> Self {
+        HybridHistogram {
+            config,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn bin_count(&self) -> usize {
+        let bin = self.config.bin.as_secs_f64().max(1e-9);
+        ((self.config.range.as_secs_f64() / bin).ceil() as usize).max(1)
+    }
+
+    fn decide(&self, histogram: &Histogram) -> Retention {
+        let c = &self.config;
+        let fallback = Retention::keep_for(c.range);
+        let samples = histogram.in_range + histogram.out_of_range;
+        if samples < c.min_samples {
+            return fallback;
+        }
+        if f64::from(histogram.out_of_range) > c.oob_threshold * f64::from(samples) {
+            let recent = &histogram.recent_out_of_range;
+            if recent.is_empty() {
+                return fallback;
+            }
+            let predicted = recent.iter().sum::<Duration>() / recent.len() as u32;
+            let start = predicted.mul_f64(1.0 - c.prediction_margin);
+            let end = predicted.mul_f64(1.0 + c.prediction_margin);
+            return Retention {
+                prewarm_after: start,
+                keep_alive: end - start,
+            };
+        }
+        let n = histogram.bins.len() as f64;
+        let mean = f64::from(histogram.in_range) / n;
+        let variance = histogram
+            .bins
+            .iter()
+            .map(|&count| (f64::from(count) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let cv = if mean > 0.0 {
+            variance.sqrt() / mean
+        } else {
+            0.0
+        };
+        if cv < c.cv_threshold {
+            return fallback;
+        }
+        let percentile_bin = |q: f64| -> usize {
+            let rank = (q * f64::from(histogram.in_range)).ceil().max(1.0) as u32;
+            let mut seen = 0;
+            for (index, &count) in histogram.bins.iter().enumerate() {
+                seen += count;
+                if seen >= rank {
+                    return index;
+                }
+            }
+            histogram.bins.len() - 1
+        };
+        let head = percentile_bin(c.head_percentile);
+        let tail = percentile_bin(c.tail_percentile);
+        let prewarm_after = c.bin.mul_f64(head as f64 * (1.0 - c.margin));
+        let end = c.bin.mul_f64((tail + 1) as f64 * (1.0 + c.margin));
+        Retention {
+            prewarm_after,
+            keep_alive: end.saturating_sub(prewarm_after),
+        }
+    }
+}
+
+impl Default for HybridHistogram {
+    fn default() -> Self {
+        HybridHistogram::new()
+    }
+}
+
+impl KeepAlivePolicy for HybridHistogram {
+    fn name(&self) -> String {
+        format!(
+            "hybrid histogram {} h",
+            self.config.range.as_secs_f64() / 3600.0
+        )
+    }
+
+    fn on_arrival(&self, pool: PoolId, now: Duration) {
+        let bins = self.bin_count();
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let histogram = pools.entry(pool).or_insert_with(|| Histogram {
+            bins: vec![0; bins],
+            in_range: 0,
+            out_of_range: 0,
+            recent_out_of_range: VecDeque::new(),
+            last_end: None,
+        });
+        // Only the first arrival after an idle period measures an idle time.
+        let Some(end) = histogram.last_end.take() else {
+            return;
+        };
+        let idle = now.saturating_sub(end);
+        if idle >= self.config.range {
+            histogram.out_of_range += 1;
+            histogram.recent_out_of_range.push_back(idle);
+            if histogram.recent_out_of_range.len() > self.config.prediction_window {
+                histogram.recent_out_of_range.pop_front();
+            }
+        } else {
+            let index = (idle.as_secs_f64() / self.config.bin.as_secs_f64()) as usize;
+            histogram.bins[index.min(bins - 1)] += 1;
+            histogram.in_range += 1;
+        }
+    }
+
+    fn on_idle(&self, pool: PoolId, now: Duration) -> Retention {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        match pools.get_mut(&pool) {
+            Some(histogram) => {
+                histogram.last_end = Some(now);
+                self.decide(histogram)
+            }
+            None => Retention::keep_for(self.config.range),
+        }
+    }
+
+    fn forget(&self, pool: PoolId) {
+        self.pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pool);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    /// Runs invocations of zero length with the given idle times and returns the last decision.
+    fn feed(policy: &HybridHistogram, idle_times: &[Duration]) -> Retention {
+        let pool = PoolId(1);
+        let mut now = Duration::from_secs(1_000_000);
+        policy.on_arrival(pool, now);
+        let mut decision = policy.on_idle(pool, now);
+        for idle in idle_times {
+            now += *idle;
+            policy.on_arrival(pool, now);
+            decision = policy.on_idle(pool, now);
+        }
+        decision
+    }
+
+    #[test]
+    fn few_samples_fall_back_to_the_range() {
+        let policy = HybridHistogram::new();
+        let decision = feed(&policy, &[MIN * 30; 3]);
+        assert_eq!(decision, Retention::keep_for(Duration::from_secs(4 * 3600)));
+    }
+
+    #[test]
+    fn a_periodic_function_is_unloaded_and_prewarmed_before_its_next_call() {
+        let policy = HybridHistogram::new();
+        // Every 30 minutes, like a timer trigger.
+        let decision = feed(&policy, &[MIN * 30 + Duration::from_secs(10); 20]);
+        // Head = tail = bin 30: pre-warm at 30 * 0.9 = 27 min, keep until 31 * 1.1 = 34.1 min.
+        assert_eq!(decision.prewarm_after, MIN * 27);
+        assert_eq!(
+            decision.prewarm_after + decision.keep_alive,
+            MIN.mul_f64(34.1)
+        );
+    }
+
+    #[test]
+    fn a_busy_function_is_kept_warm_without_unloading() {
+        let policy = HybridHistogram::new();
+        let decision = feed(&policy, &[Duration::from_secs(5); 50]);
+        assert_eq!(decision.prewarm_after, Duration::ZERO);
+        assert_eq!(decision.keep_alive, MIN.mul_f64(1.1));
+    }
+
+    #[test]
+    fn spread_out_idle_times_are_not_trusted() {
+        let policy = HybridHistogram::new();
+        let idle: Vec<Duration> = (0..240).map(|m| MIN * m + Duration::from_secs(1)).collect();
+        let decision = feed(&policy, &idle);
+        assert_eq!(decision, Retention::keep_for(Duration::from_secs(4 * 3600)));
+    }
+
+    #[test]
+    fn rare_functions_get_a_predicted_window() {
+        let policy = HybridHistogram::new();
+        let decision = feed(&policy, &[MIN * 600; 12]);
+        assert_eq!(decision.prewarm_after, MIN * 510);
+        assert_eq!(decision.prewarm_after + decision.keep_alive, MIN * 690);
+        policy.forget(PoolId(1));
+        assert_eq!(
+            policy.on_idle(PoolId(1), Duration::ZERO),
+            Retention::keep_for(Duration::from_secs(4 * 3600))
+        );
+    }
+}
