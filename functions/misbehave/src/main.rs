@@ -1,0 +1,204 @@
+//! `misbehave`: one function with many ways to fail, for testing how the engine contains them.
+//!
+//! The payload (stdin, trimmed; a JSON string such as `"ud2"` works too) picks the behaviour:
+//!
+//! | payload           | what the program does                                   | natively   |
+//! |-------------------|---------------------------------------------------------|------------|
+//! | `null`            | writes through a null pointer                           | SIGSEGV    |
+//! | `ud2`             | executes `ud2`                                          | SIGILL     |
+//! | `div0`            | divides by zero with a raw `div` (no Rust check/panic)   | SIGFPE     |
+//! | `spin`            | loops forever without a syscall                         | timeout    |
+//! | `memory-bomb`     | allocates and touches 1 MiB blocks until allocation fails| abort      |
+//! | `output-flood`    | writes 7 MiB to stdout (over the 6 MB response limit)    | exit 0     |
+//! | `log-flood`       | writes 64 MiB to stderr, then `done` on stdout           | exit 0     |
+//! | `unknown-syscall` | raw syscall 1000, prints `{"ret":-38}` (ENOSYS)           | exit 0     |
+//! | `bad-pointer`     | raw `write(1, 0x10, 16)`, prints `{"ret":-14}` (EFAULT)   | exit 0     |
+//! | `exit-3`          | exits with status 3                                     | exit 3     |
+//! | `abort`           | `std::process::abort()`                                 | SIGABRT    |
+//! | `panic`           | `panic!("boom")`                                        | exit 101   |
+//! | `stack-overflow`  | unbounded recursion                                     | SIGSEGV/ABRT|
+//! | `env`             | prints `KEY=VALUE` lines, then `argv0=...`              | exit 0     |
+//! | anything else     | echoes the payload back verbatim                        | exit 0     |
+//!
+//! A fault that unexpectedly does not happen is reported on stderr with exit status 1, so a
+//! test can tell "the VMM swallowed the fault" apart from "the fault was reported".
+
+use std::arch::asm;
+use std::hint::black_box;
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+
+const MIB: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+fn main() -> ExitCode {
+    let mut payload = Vec::new();
+    if let Err(err) = io::stdin().lock().read_to_end(&mut payload) {
+        eprintln!("misbehave: cannot read stdin: {err}");
+        return ExitCode::FAILURE;
+    }
+    let text = String::from_utf8_lossy(&payload);
+    match selector(&text) {
+        "null" => null_write(),
+        "ud2" => invalid_opcode(),
+        "div0" => divide_by_zero(),
+        "spin" => spin(),
+        "memory-bomb" => memory_bomb(),
+        "output-flood" => respond(&vec![b'o'; 7 * MIB]),
+        "log-flood" => log_flood(),
+        "unknown-syscall" => {
+            respond(format!("{{\"ret\":{}}}", raw_syscall3(1000, 0, 0, 0)).as_bytes())
+        }
+        // 0x10 is never mapped: the kernel must refuse the pointer, not crash or read it.
+        "bad-pointer" => {
+            respond(format!("{{\"ret\":{}}}", raw_syscall3(1, 1, 0x10, 16)).as_bytes())
+        }
+        "exit-3" => ExitCode::from(3),
+        "abort" => std::process::abort(),
+        "panic" => panic!("boom"),
+        "stack-overflow" => {
+            recurse(0);
+            didnt_fault("stack overflow")
+        }
+        "env" => print_env(),
+        _ => respond(&payload),
+    }
+}
+
+/// Trims whitespace and, if present, one pair of JSON string quotes.
+fn selector(text: &str) -> &str {
+    let text = text.trim();
+    text.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text)
+}
+
+fn respond(bytes: &[u8]) -> ExitCode {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("misbehave: cannot write stdout: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn didnt_fault(what: &str) -> ExitCode {
+    eprintln!("misbehave: {what} did not fault");
+    ExitCode::FAILURE
+}
+
+fn null_write() -> ExitCode {
+    // black_box hides the constant so the compiler cannot turn the store into a trap of its own.
+    let null = black_box(0usize) as *mut u8;
+    // SAFETY: none; faulting is the point.
+    unsafe { std::ptr::write_volatile(null, 1) };
+    didnt_fault("write to address 0")
+}
+
+fn invalid_opcode() -> ExitCode {
+    // SAFETY: ud2 only raises #UD.
+    unsafe { asm!("ud2", options(nomem, nostack)) };
+    didnt_fault("ud2")
+}
+
+fn divide_by_zero() -> ExitCode {
+    // A raw `div`: Rust's `/` would check the divisor and panic instead of raising #DE.
+    let divisor = black_box(0u64);
+    let quotient: u64;
+    // SAFETY: only raises #DE; rax/rdx are declared as clobbered.
+    unsafe {
+        asm!(
+            "div {divisor}",
+            divisor = in(reg) divisor,
+            inlateout("rax") 1u64 => quotient,
+            inlateout("rdx") 0u64 => _,
+            options(nomem, nostack),
+        )
+    };
+    black_box(quotient);
+    didnt_fault("division by zero")
+}
+
+fn spin() -> ExitCode {
+    // Pure user-mode work: only a timeout (a vCPU kick) can stop it.
+    let mut n = 0u64;
+    loop {
+        n = black_box(n.wrapping_add(1));
+        std::hint::spin_loop();
+    }
+}
+
+fn memory_bomb() -> ExitCode {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = Vec::new();
+        if block.try_reserve_exact(MIB).is_err() || hoard.try_reserve(1).is_err() {
+            eprintln!("misbehave: allocator failed after {} MiB", hoard.len());
+            // What Rust does by default when an allocation fails: report and abort.
+            std::alloc::handle_alloc_error(std::alloc::Layout::new::<[u8; MIB]>());
+        }
+        // Touch every page so the memory is really backed, not just reserved.
+        block.resize(MIB, 0);
+        for offset in (0..MIB).step_by(PAGE) {
+            block[offset] = 0xa5;
+        }
+        hoard.push(black_box(block));
+    }
+}
+
+fn log_flood() -> ExitCode {
+    let chunk = vec![b'l'; 64 * 1024];
+    let mut err = io::stderr().lock();
+    for _ in 0..1024 {
+        // Logs may be dropped or truncated by the engine; that must not stop the function.
+        let _ = err.write_all(&chunk);
+    }
+    drop(err);
+    respond(b"done")
+}
+
+/// A raw three-argument syscall, bypassing libc so the return value is the kernel's own.
+fn raw_syscall3(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: the callers pass syscalls that do not touch memory we own (unknown, or a write
+    // from an unmapped address); rcx and r11 are clobbered by `syscall`.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr as i64 => ret,
+            in("rdi") a0,
+            in("rsi") a1,
+            in("rdx") a2,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        )
+    };
+    ret
+}
+
+fn recurse(depth: u64) -> u64 {
+    // A never-true exit keeps the unconditional_recursion lint quiet; black_box keeps a real
+    // 512-byte frame per call so the stack actually grows.
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    let frame = black_box([depth; 64]);
+    recurse(depth + 1).wrapping_add(black_box(frame)[63])
+}
+
+fn print_env() -> ExitCode {
+    let mut text = String::new();
+    for (key, value) in std::env::vars_os() {
+        text.push_str(&format!(
+            "{}={}\n",
+            key.to_string_lossy(),
+            value.to_string_lossy()
+        ));
+    }
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    text.push_str(&format!("argv0={}\n", argv0.to_string_lossy()));
+    respond(text.as_bytes())
+}
