@@ -40,7 +40,10 @@ impl MicroVmBackend {
 
     /// Creates a one-shot stdio environment with the concrete type, which also reports
     /// [`RunStats`] (exits, syscalls) of its last invocation.
-    pub fn create_stdio(&self, config: &FunctionConfig) -> Result<StdioEnvironment, EnvironmentError> {
+    pub fn create_stdio(
+        &self,
+        config: &FunctionConfig,
+    ) -> Result<StdioEnvironment, EnvironmentError> {
         config.validate()?;
         let image = ProgramImage::from_code(&config.code).map_err(VmmError::Load)?;
         image

@@ -45,7 +45,9 @@ pub fn read_program(code: &CodeLocation) -> Result<Vec<u8>, LoadError> {
                 .read_to_end(&mut bytes)
                 .map_err(|e| unreadable(format!("cannot extract bootstrap: {e}")))?;
             if bytes.len() as u64 > MAX_PROGRAM_BYTES {
-                return Err(LoadError::Malformed("bootstrap is over the size limit".into()));
+                return Err(LoadError::Malformed(
+                    "bootstrap is over the size limit".into(),
+                ));
             }
             Ok(bytes)
         }

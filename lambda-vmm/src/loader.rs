@@ -125,6 +125,14 @@ impl ProgramImage {
         if header.e_type != ET_EXEC && header.e_type != ET_DYN {
             return Err(LoadError::NotExecutable(header.e_type));
         }
+        let section_table_end = header.e_shoff.saturating_add(
+            u64::from(header.e_shnum).saturating_mul(u64::from(header.e_shentsize)),
+        );
+        if header.e_shoff != 0 && section_table_end > bytes.len() as u64 {
+            return Err(LoadError::Malformed(
+                "the section header table lies past the end of the file (truncated?)".into(),
+            ));
+        }
         if usize::from(header.e_phentsize) != size_of::<Elf64_Phdr>() || header.e_phnum == 0 {
             return Err(LoadError::Malformed("no usable program headers".into()));
         }
@@ -142,7 +150,11 @@ impl ProgramImage {
             let start = interp.p_offset as usize;
             let name = bytes
                 .get(start..start.saturating_add(interp.p_filesz as usize))
-                .map(|s| String::from_utf8_lossy(s).trim_end_matches('\0').to_string())
+                .map(|s| {
+                    String::from_utf8_lossy(s)
+                        .trim_end_matches('\0')
+                        .to_string()
+                })
                 .unwrap_or_else(|| "?".into());
             return Err(LoadError::Dynamic(name));
         }
@@ -158,7 +170,9 @@ impl ProgramImage {
         let mut phdr_vaddr = None;
         for phdr in program_headers.iter().filter(|p| p.p_type == PT_LOAD) {
             if phdr.p_filesz > phdr.p_memsz {
-                return Err(LoadError::Malformed("segment file size exceeds memory size".into()));
+                return Err(LoadError::Malformed(
+                    "segment file size exceeds memory size".into(),
+                ));
             }
             let file_end = phdr.p_offset.checked_add(phdr.p_filesz);
             if file_end.is_none_or(|end| end > bytes.len() as u64) {
@@ -359,7 +373,9 @@ pub fn build_stack(
         return Err(overflow());
     }
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    memory.write(stack_pointer, &bytes).map_err(|_| overflow())?;
+    memory
+        .write(stack_pointer, &bytes)
+        .map_err(|_| overflow())?;
     Ok(stack_pointer)
 }
 
@@ -377,7 +393,10 @@ mod tests {
             ProgramImage::parse(b"\x7fELF\x02\x01".to_vec()).unwrap_err(),
             LoadError::Malformed(_)
         ));
-        assert_eq!(ProgramImage::parse(Vec::new()).unwrap_err(), LoadError::NotElf);
+        assert_eq!(
+            ProgramImage::parse(Vec::new()).unwrap_err(),
+            LoadError::NotElf
+        );
     }
 
     fn header(class: u8, machine: u16) -> Vec<u8> {

@@ -154,7 +154,10 @@ fn run_in(
             .iter()
             .map(|(number, count)| format!("{number} (x{count})"))
             .collect();
-        let line = format!("[lambda-vmm] unsupported syscalls returned ENOSYS: {}\n", list.join(", "));
+        let line = format!(
+            "[lambda-vmm] unsupported syscalls returned ENOSYS: {}\n",
+            list.join(", ")
+        );
         stdio.write_log(line.as_bytes());
     }
     let (outcome, reset) = outcome(end, &mut stdio, config, out_of_memory);
@@ -209,7 +212,11 @@ fn outcome(
     match end {
         End::Process(ProcessEnd::Exited(0)) => (InvokeOutcome::Response(stdio.take_stdout()), None),
         End::Process(ProcessEnd::Exited(status)) => (
-            InvokeOutcome::Error(exit_error(format!("exit status {status}"), config, out_of_memory)),
+            InvokeOutcome::Error(exit_error(
+                format!("exit status {status}"),
+                config,
+                out_of_memory,
+            )),
             Some(reset_for(out_of_memory, ResetReason::Exit)),
         ),
         End::Process(ProcessEnd::Signaled(signal)) => {

@@ -66,7 +66,13 @@ fn read_iovecs(memory: &GuestMemory, addr: u64, count: u64) -> Result<Vec<(u64, 
 }
 
 impl Kernel {
-    pub(super) fn read(&mut self, memory: &GuestMemory, fd: u64, buf: u64, count: u64) -> SysResult {
+    pub(super) fn read(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        buf: u64,
+        count: u64,
+    ) -> SysResult {
         match fd {
             0 if self.stdio.is_open(0) => {
                 let data = self.stdio.read_stdin(count.min(1 << 30) as usize);
@@ -78,7 +84,13 @@ impl Kernel {
         }
     }
 
-    pub(super) fn write(&mut self, memory: &GuestMemory, fd: u64, buf: u64, count: u64) -> SysResult {
+    pub(super) fn write(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        buf: u64,
+        count: u64,
+    ) -> SysResult {
         if !self.stdio.is_open(fd) || fd == 0 {
             return Err(errno(libc::EBADF));
         }
@@ -102,7 +114,13 @@ impl Kernel {
         Ok(count)
     }
 
-    pub(super) fn readv(&mut self, memory: &GuestMemory, fd: u64, iov: u64, count: u64) -> SysResult {
+    pub(super) fn readv(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        iov: u64,
+        count: u64,
+    ) -> SysResult {
         let mut total = 0;
         for (base, len) in read_iovecs(memory, iov, count)? {
             let n = self.read(memory, fd, base, len)?;
@@ -114,7 +132,13 @@ impl Kernel {
         Ok(total)
     }
 
-    pub(super) fn writev(&mut self, memory: &GuestMemory, fd: u64, iov: u64, count: u64) -> SysResult {
+    pub(super) fn writev(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        iov: u64,
+        count: u64,
+    ) -> SysResult {
         let mut total = 0;
         for (base, len) in read_iovecs(memory, iov, count)? {
             total += self.write(memory, fd, base, len)?;

@@ -147,7 +147,9 @@ impl AddressSpace {
                 return Err(errno(libc::EINVAL));
             }
             let inside = addr >= page_align(self.brk).unwrap_or(u64::MAX)
-                && addr.checked_add(len).is_some_and(|end| end <= self.area_end);
+                && addr
+                    .checked_add(len)
+                    .is_some_and(|end| end <= self.area_end);
             if !inside {
                 return Err(errno(libc::ENOMEM));
             }

@@ -5,6 +5,7 @@
 //! a syscall the kernel does not know returns `ENOSYS` and is counted, never panics.
 
 mod fs;
+mod futex;
 mod mm;
 mod process;
 mod stdio;
@@ -170,11 +171,12 @@ impl Kernel {
             98 => process::getrusage(m, a1),
             99 => process::sysinfo(m, a0),
             102 | 104 | 107 | 108 => Ok(0), // uid, gid, euid, egid: root in its own VM
-            110 => Ok(0),                  // getppid: no parent inside the VM
+            110 => Ok(0),                   // getppid: no parent inside the VM
             131 => process::sigaltstack(m, a1),
             158 => process::arch_prctl(cx, a0, a1),
             200 => self.tkill(a0, a1),
             201 => self.clock.time(m, a0),
+            202 => futex::futex(m, cx.deadline, a0, a1, a2, a3),
             204 => process::sched_getaffinity(m, a1, a2),
             218 => Ok(process::PID), // set_tid_address
             228 => self.clock.clock_gettime(m, a0, a1),

@@ -1,6 +1,6 @@
 //! The process: its ids, limits, signals, CPU state (FS base), randomness and identity.
 
-use super::{Errno, Kernel, ProcessEnd, SyscallContext, SysResult};
+use super::{Errno, Kernel, ProcessEnd, SysResult, SyscallContext};
 use crate::vm::GuestMemory;
 
 /// The program's pid and tid: it is the only process in its VM.
@@ -201,13 +201,8 @@ pub fn getrandom(memory: &GuestMemory, addr: u64, len: u64) -> SysResult {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe {
-            libc::getrandom(
-                buf[filled..].as_mut_ptr().cast(),
-                buf.len() - filled,
-                0,
-            )
-        };
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n < 0 {
             return Err(errno(libc::EIO));
         }

@@ -93,7 +93,13 @@ impl GuestClock {
     }
 
     /// `nanosleep`.
-    pub fn nanosleep(&self, memory: &GuestMemory, deadline: Instant, request: u64, _remaining: u64) -> SysResult {
+    pub fn nanosleep(
+        &self,
+        memory: &GuestMemory,
+        deadline: Instant,
+        request: u64,
+        _remaining: u64,
+    ) -> SysResult {
         let duration = read_timespec(memory, request)?;
         sleep_until_or_deadline(Instant::now() + duration, deadline);
         Ok(0)

@@ -35,9 +35,8 @@ fn install_handler() -> Result<(), String> {
     static INSTALL: Once = Once::new();
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
     INSTALL.call_once(|| {
-        let result =
-            vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
-                .map_err(|e| format!("cannot install the vCPU kick signal handler: {e}"));
+        let result = vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
+            .map_err(|e| format!("cannot install the vCPU kick signal handler: {e}"));
         let _ = RESULT.set(result);
     });
     RESULT.get().cloned().unwrap_or(Ok(()))

@@ -5,7 +5,8 @@
 //! it. Nothing else in the crate reads or writes guest memory on the guest's behalf.
 
 use vm_memory::{
-    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress,
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    MemoryRegionAddress,
 };
 
 use super::layout::{Layout, PAGE};
@@ -58,7 +59,10 @@ impl GuestMemory {
 
     fn region(&self) -> &vm_memory::GuestRegionMmap {
         // `new` created exactly one region at address 0.
-        self.memory.iter().next().expect("guest memory has one region")
+        self.memory
+            .iter()
+            .next()
+            .expect("guest memory has one region")
     }
 
     /// Checks that `[addr, addr + len)` is user memory without touching it.
@@ -261,6 +265,12 @@ mod tests {
         assert!(before >= 3 * PAGE);
         memory.zero(addr, 3 * PAGE).unwrap();
         assert!(memory.resident_bytes() < before);
-        assert!(memory.read_vec(addr, 3 * PAGE).unwrap().iter().all(|&b| b == 0));
+        assert!(
+            memory
+                .read_vec(addr, 3 * PAGE)
+                .unwrap()
+                .iter()
+                .all(|&b| b == 0)
+        );
     }
 }

@@ -31,7 +31,10 @@ impl MicroVm {
     /// and one would make memory registration ~100x slower here (PLATFORM.md).
     pub fn new(memory_bytes: u64) -> Result<MicroVm, VmmError> {
         let context = kvm::context().map_err(VmmError::KvmUnavailable)?;
-        let vm = context.kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?;
+        let vm = context
+            .kvm
+            .create_vm()
+            .map_err(VmmError::kvm("KVM_CREATE_VM"))?;
         let memory = GuestMemory::new(memory_bytes).map_err(|e| VmmError::Memory(e.to_string()))?;
         let (host, size) = memory.host_mapping();
         let region = kvm_userspace_memory_region {
@@ -46,7 +49,9 @@ impl MicroVm {
         unsafe { vm.set_user_memory_region(region) }
             .map_err(VmmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
         cpu::write_kernel_structures(&memory);
-        let vcpu_fd = vm.create_vcpu(0).map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
+        let vcpu_fd = vm
+            .create_vcpu(0)
+            .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
         vcpu_fd
             .set_cpuid2(&context.cpuid)
             .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;

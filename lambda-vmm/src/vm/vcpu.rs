@@ -157,7 +157,10 @@ impl Vcpu {
 
     fn exception(&mut self, memory: &GuestMemory, vector: u8) -> Result<ExceptionInfo, VmmError> {
         let regs = self.fd.get_regs().map_err(VmmError::kvm("KVM_GET_REGS"))?;
-        let sregs = self.fd.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?;
+        let sregs = self
+            .fd
+            .get_sregs()
+            .map_err(VmmError::kvm("KVM_GET_SREGS"))?;
         let mut cursor = regs.rsp;
         let mut pop = || {
             let value = memory.read_kernel_u64(cursor);

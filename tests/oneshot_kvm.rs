@@ -1,0 +1,300 @@
+//! The one-shot stdio contract on the KVM micro-VM backend: good programs, bad files and
+//! misbehaving guests.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{function, kvm_backend, stdio_config};
+use lambda::core::{
+    Backend, CodeLocation, EnvironmentError, ErrorType, Invocation, InvokeResult, ResetReason,
+};
+use lambda::vmm::{MicroVmBackend, StdioEnvironment};
+
+fn environment(backend: &MicroVmBackend, name: &str) -> StdioEnvironment {
+    backend.create_stdio(&stdio_config(name)).unwrap()
+}
+
+fn invoke(environment: &mut StdioEnvironment, payload: &str) -> InvokeResult {
+    environment.run(Invocation::new(payload)).unwrap()
+}
+
+fn response(result: &InvokeResult) -> String {
+    let payload = result
+        .outcome
+        .response()
+        .unwrap_or_else(|| panic!("expected a response, got {:?}", result.outcome));
+    String::from_utf8_lossy(payload).into_owned()
+}
+
+fn error_of(result: &InvokeResult) -> (ErrorType, String) {
+    let error = result
+        .outcome
+        .error()
+        .unwrap_or_else(|| panic!("expected an error, got {:?}", result.outcome));
+    (error.error_type.clone(), error.message.clone())
+}
+
+#[test]
+fn rust_json_function_answers_with_a_report() {
+    let Some(backend) = kvm_backend() else { return };
+    let mut env = environment(&backend, "hello");
+    let invocation = Invocation::new(r#"{"name":"micro-VM"}"#);
+    let request_id = invocation.request_id.clone();
+    let result = env.run(invocation).unwrap();
+    assert_eq!(response(&result), r#"{"message":"Hello, micro-VM!"}"#);
+    assert_eq!(result.reset, None);
+    assert!(String::from_utf8_lossy(&result.log_tail).contains("hello: greeting micro-VM"));
+    let report = result.report.to_string();
+    assert!(report.starts_with(&format!("REPORT RequestId: {request_id}\tDuration: ")));
+    assert!(report.contains("\tMemory Size: 128 MB\tMax Memory Used: "));
+    assert!(result.report.max_memory_used_mb >= 1 && result.report.max_memory_used_mb <= 128);
+    assert!(env.last_stats().syscalls > 5);
+    assert!(env.last_stats().exits >= env.last_stats().syscalls);
+}
+
+#[test]
+fn c_programs_static_and_static_pie() {
+    let Some(backend) = kvm_backend() else { return };
+    for name in ["hello-c", "hello-c-pie"] {
+        let mut env = environment(&backend, name);
+        let result = invoke(&mut env, "there");
+        assert_eq!(response(&result), "Hello from C, there!", "{name}");
+        assert!(String::from_utf8_lossy(&result.log_tail).contains("hello-c: 5 bytes"));
+    }
+}
+
+#[test]
+fn rust_programs_pie_and_non_pie_echo_binary_payloads() {
+    let Some(backend) = kvm_backend() else { return };
+    let payload: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    for name in ["echo", "echo-nopie"] {
+        let mut env = environment(&backend, name);
+        let result = env.run(Invocation::new(payload.clone())).unwrap();
+        assert_eq!(
+            result.outcome.response(),
+            Some(payload.as_slice()),
+            "{name}"
+        );
+        let empty = env.run(Invocation::new(Vec::new())).unwrap();
+        assert_eq!(empty.outcome.response(), Some(&[][..]));
+    }
+}
+
+#[test]
+fn zip_packages_run_their_bootstrap() {
+    let Some(backend) = kvm_backend() else { return };
+    let dir = tempdir("zip");
+    let good = dir.join("function.zip");
+    write_zip(
+        &good,
+        &[("bootstrap", &std::fs::read(function("echo")).unwrap())],
+    );
+    let config = stdio_config("echo").with_code(CodeLocation::Zip(good));
+    let mut env = backend.create(&config).unwrap();
+    let result = env.invoke(Invocation::new("zipped")).unwrap();
+    assert_eq!(result.outcome.response(), Some(&b"zipped"[..]));
+
+    let bad = dir.join("nobootstrap.zip");
+    write_zip(&bad, &[("main", b"\x7fELF")]);
+    let error = backend
+        .create(&stdio_config("echo").with_code(CodeLocation::Zip(bad)))
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains("no file named `bootstrap`"),
+        "{error}"
+    );
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lambda-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_zip(path: &std::path::Path, files: &[(&str, &[u8])]) {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    for (name, data) in files {
+        zip.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+fn create_error(backend: &MicroVmBackend, code: CodeLocation) -> String {
+    match backend.create(&stdio_config("echo").with_code(code.clone())) {
+        Err(EnvironmentError::Code(message)) => message,
+        Err(other) => panic!("expected a code error, got {other}"),
+        Ok(_) => panic!("expected a code error for {code:?}, got an environment"),
+    }
+}
+
+#[test]
+fn bad_files_are_refused_before_any_vm_exists() {
+    let Some(backend) = kvm_backend() else { return };
+    let dir = tempdir("bad-elf");
+    let text = dir.join("script.sh");
+    std::fs::write(&text, "#!/bin/sh\necho hi\n").unwrap();
+    assert!(create_error(&backend, CodeLocation::Executable(text)).contains("not an ELF"));
+
+    let mut elf32 = std::fs::read(function("echo")).unwrap()[..64].to_vec();
+    elf32[4] = 1; // ELFCLASS32
+    let elf32_path = dir.join("elf32");
+    std::fs::write(&elf32_path, elf32).unwrap();
+    assert!(create_error(&backend, CodeLocation::Executable(elf32_path)).contains("32-bit"));
+
+    let mut arm = std::fs::read(function("echo")).unwrap();
+    arm[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    let arm_path = dir.join("arm");
+    std::fs::write(&arm_path, arm).unwrap();
+    assert!(create_error(&backend, CodeLocation::Executable(arm_path)).contains("x86-64"));
+
+    let dynamic = create_error(
+        &backend,
+        CodeLocation::Executable(function("hello-dynamic")),
+    );
+    assert!(dynamic.contains("dynamically linked"), "{dynamic}");
+
+    let whole = std::fs::read(function("echo")).unwrap();
+    let truncated = dir.join("truncated");
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    assert!(create_error(&backend, CodeLocation::Executable(truncated)).contains("truncated"));
+    let headers_only = dir.join("headers-only");
+    std::fs::write(&headers_only, &whole[..4096]).unwrap();
+    assert!(create_error(&backend, CodeLocation::Executable(headers_only)).contains("truncated"));
+
+    let missing = create_error(&backend, CodeLocation::Executable(dir.join("missing")));
+    assert!(missing.contains("cannot read"), "{missing}");
+}
+
+#[test]
+fn crashes_name_the_signal_and_address_and_the_next_run_works() {
+    let Some(backend) = kvm_backend() else { return };
+    let mut env = environment(&backend, "misbehave");
+    let cases = [
+        (
+            "null",
+            "signal: segmentation fault (SIGSEGV): page fault",
+            Some("at address 0x0 "),
+        ),
+        ("ud2", "signal: illegal instruction (SIGILL)", None),
+        ("div0", "signal: floating point exception (SIGFPE)", None),
+        (
+            "stack-overflow",
+            "signal: segmentation fault (SIGSEGV)",
+            None,
+        ),
+        ("abort", "signal: aborted (SIGABRT)", None),
+    ];
+    for (mode, expected, address) in cases {
+        let result = invoke(&mut env, mode);
+        let (error_type, message) = error_of(&result);
+        assert_eq!(error_type, ErrorType::RuntimeExitError, "{mode}: {message}");
+        assert!(
+            message.starts_with("Runtime exited with error: "),
+            "{message}"
+        );
+        assert!(message.contains(expected), "{mode}: {message}");
+        if let Some(address) = address {
+            assert!(message.contains(address), "{mode}: {message}");
+        }
+        assert_eq!(result.reset, Some(ResetReason::Crash), "{mode}");
+        assert_eq!(response(&invoke(&mut env, "still alive")), "still alive");
+    }
+}
+
+#[test]
+fn exit_statuses_and_panics_are_exit_errors() {
+    let Some(backend) = kvm_backend() else { return };
+    let mut env = environment(&backend, "misbehave");
+    let (error_type, message) = error_of(&invoke(&mut env, "exit-3"));
+    assert_eq!(error_type, ErrorType::RuntimeExitError);
+    assert_eq!(message, "Runtime exited with error: exit status 3");
+    let panic = invoke(&mut env, "panic");
+    assert_eq!(
+        error_of(&panic).1,
+        "Runtime exited with error: exit status 101"
+    );
+    assert!(String::from_utf8_lossy(&panic.log_tail).contains("boom"));
+}
+
+#[test]
+fn an_infinite_loop_times_out_at_the_deadline() {
+    let Some(backend) = kvm_backend() else { return };
+    let config = stdio_config("misbehave").with_timeout(Duration::from_secs(1));
+    let mut env = backend.create_stdio(&config).unwrap();
+    let result = invoke(&mut env, "spin");
+    let (error_type, message) = error_of(&result);
+    assert_eq!(error_type, ErrorType::SandboxTimeout);
+    assert_eq!(message, "Task timed out after 1.00 seconds");
+    assert_eq!(result.reset, Some(ResetReason::Timeout));
+    // The kick lands within a fraction of a second of the deadline, never before it.
+    assert!(result.report.duration >= Duration::from_secs(1));
+    assert!(
+        result.report.duration < Duration::from_millis(1500),
+        "{}",
+        result.report
+    );
+    assert_eq!(response(&invoke(&mut env, "next")), "next");
+}
+
+#[test]
+fn a_memory_bomb_hits_the_function_memory_size() {
+    let Some(backend) = kvm_backend() else { return };
+    let mut env = environment(&backend, "misbehave");
+    let result = invoke(&mut env, "memory-bomb");
+    let (error_type, message) = error_of(&result);
+    assert_eq!(error_type, ErrorType::RuntimeOutOfMemory, "{message}");
+    assert!(message.contains("128 MB"), "{message}");
+    assert_eq!(result.reset, Some(ResetReason::OutOfMemory));
+    assert!(result.report.max_memory_used_mb > 64);
+    assert!(result.report.max_memory_used_mb <= 128);
+    assert_eq!(response(&invoke(&mut env, "after")), "after");
+}
+
+#[test]
+fn output_floods_and_log_floods_are_bounded() {
+    let Some(backend) = kvm_backend() else { return };
+    let mut env = environment(&backend, "misbehave");
+    let (error_type, _) = error_of(&invoke(&mut env, "output-flood"));
+    assert_eq!(error_type, ErrorType::FunctionResponseSizeTooLarge);
+
+    let logged = invoke(&mut env, "log-flood");
+    assert_eq!(response(&logged), "done");
+    assert_eq!(logged.log_tail.len(), lambda::core::limits::LOG_TAIL_BYTES);
+}
+
+#[test]
+fn unknown_syscalls_get_enosys_and_are_counted() {
+    let Some(backend) = kvm_backend() else { return };
+    let mut env = environment(&backend, "misbehave");
+    let result = invoke(&mut env, "unknown-syscall");
+    assert_eq!(response(&result), r#"{"ret":-38}"#);
+    assert_eq!(env.last_stats().unsupported_syscalls.get(&1000), Some(&1));
+    assert!(String::from_utf8_lossy(&result.log_tail).contains("1000 (x1)"));
+}
+
+#[test]
+fn bad_pointers_get_efault() {
+    let Some(backend) = kvm_backend() else { return };
+    let mut env = environment(&backend, "misbehave");
+    assert_eq!(response(&invoke(&mut env, "bad-pointer")), r#"{"ret":-14}"#);
+}
+
+#[test]
+fn the_environment_carries_lambda_variables_and_the_functions_own() {
+    let Some(backend) = kvm_backend() else { return };
+    let config = stdio_config("misbehave").with_env("GREETING", "hi there");
+    let mut env = backend.create_stdio(&config).unwrap();
+    let output = response(&invoke(&mut env, "env"));
+    assert!(
+        output.contains("AWS_LAMBDA_FUNCTION_NAME=misbehave\n"),
+        "{output}"
+    );
+    assert!(output.contains("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128\n"));
+    assert!(output.contains("GREETING=hi there\n"));
+    assert!(output.contains("argv0=/var/task/bootstrap"));
+}
