@@ -364,7 +364,7 @@ mod tests {
     fn the_workload_has_the_published_shape() {
         let workload = Workload::azure_like(&WorkloadConfig {
             functions: 2000,
-            length: Duration::from_secs(3600),
+            length: Duration::from_secs(60),
             ..WorkloadConfig::default()
         });
         let hourly = workload.share_at_most(24.0);
@@ -385,7 +385,7 @@ mod tests {
         assert!(workload.functions.iter().all(|f| f.memory_mb >= 128));
         let same = Workload::azure_like(&WorkloadConfig {
             functions: 2000,
-            length: Duration::from_secs(3600),
+            length: Duration::from_secs(60),
             ..WorkloadConfig::default()
         });
         assert_eq!(same, workload, "deterministic for a seed");
@@ -450,7 +450,7 @@ mod tests {
                 .collect(),
             length: Duration::from_secs(96 * 1800),
         };
-        let tick = Duration::from_secs(1);
+        let tick = Duration::from_secs(10);
         let fixed = replay(&workload, Arc::new(FixedTtl::default()), tick);
         let hybrid = replay(&workload, Arc::new(HybridHistogram::new()), tick);
         assert_eq!(fixed.cold_starts, 96);

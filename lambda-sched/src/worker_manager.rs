@@ -414,6 +414,9 @@ impl WorkerManager {
             }
         };
         if let Some(env) = to_shut_down {
+            if env.worker.state() == WorkerState::Failed {
+                add(&self.counters.environments_lost, 1);
+            }
             self.shut_down(env);
         }
     }
