@@ -124,6 +124,12 @@ impl RuntimeApi {
         }
     }
 
+    /// A Runtime API for an environment of `config`: its default invoked-function ARN is
+    /// [`function_arn`](super::function_arn)`(config)`.
+    pub fn for_function(config: &crate::FunctionConfig) -> Self {
+        Self::new(super::function_arn(config))
+    }
+
     /// Where the runtime is in its lifecycle.
     pub fn phase(&self) -> Phase {
         self.phase

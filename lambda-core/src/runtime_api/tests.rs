@@ -188,6 +188,21 @@ fn optional_headers_are_absent_when_unset_and_default_arn_is_used() {
 }
 
 #[test]
+fn for_function_uses_the_functions_arn() {
+    let config = crate::FunctionConfig::new("f", crate::CodeLocation::Zip("f.zip".into()))
+        .with_env("AWS_REGION", "eu-north-1");
+    let mut api = RuntimeApi::for_function(&config);
+    let conn = api.connect();
+    api.receive(conn, NEXT);
+    api.deliver(invocation("{}"), DEADLINE).unwrap();
+    let answer = answers(&api.take_output(conn)).pop().unwrap();
+    assert_eq!(
+        answer.header("Lambda-Runtime-Invoked-Function-Arn"),
+        Some("arn:aws:lambda:eu-north-1:012345678912:function:f")
+    );
+}
+
+#[test]
 fn delivery_before_next_is_queued_even_during_init() {
     let mut api = RuntimeApi::new("arn");
     let conn = api.connect();

@@ -1,0 +1,167 @@
+//! A function's process: spawned in a process group of its own with exactly the variables
+//! given, killed with everything it started, reaped on drop.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+
+/// A running (or exited, not yet dropped) function process.
+#[derive(Debug)]
+pub(super) struct ChildProcess {
+    child: std::process::Child,
+    exit: Option<ExitStatus>,
+    killed: bool,
+}
+
+/// What to connect the child's standard streams to.
+pub(super) struct Streams {
+    pub(super) stdin: Stdio,
+    pub(super) stdout: Stdio,
+    pub(super) stderr: Stdio,
+}
+
+impl ChildProcess {
+    /// Starts `program` with only the variables `env`, in `cwd`, as the leader of a new
+    /// process group (so that [`kill`](Self::kill) reaches anything it starts).
+    pub(super) fn spawn(
+        program: &Path,
+        env: &[(String, String)],
+        cwd: &Path,
+        streams: Streams,
+    ) -> io::Result<ChildProcess> {
+        let child = Command::new(program)
+            .env_clear()
+            .envs(env.iter().map(|(key, value)| (key, value)))
+            .current_dir(cwd)
+            .process_group(0)
+            .stdin(streams.stdin)
+            .stdout(streams.stdout)
+            .stderr(streams.stderr)
+            .spawn()?;
+        Ok(ChildProcess {
+            child,
+            exit: None,
+            killed: false,
+        })
+    }
+
+    /// The process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child's stdin, stdout and stderr pipes, when they were piped.
+    pub(super) fn take_pipes(
+        &mut self,
+    ) -> (
+        Option<std::process::ChildStdin>,
+        Option<std::process::ChildStdout>,
+        Option<std::process::ChildStderr>,
+    ) {
+        (
+            self.child.stdin.take(),
+            self.child.stdout.take(),
+            self.child.stderr.take(),
+        )
+    }
+
+    /// The exit status, if the process has ended (reaping it).
+    pub(super) fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exit = Some(status);
+            }
+        }
+        self.exit
+    }
+
+    /// Kills the process group with SIGKILL and reaps the leader. Idempotent.
+    pub(super) fn kill(&mut self) {
+        if !self.killed {
+            self.killed = true;
+            kill_group(self.child.id());
+        }
+        if self.exit.is_none() {
+            self.exit = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends SIGKILL to the process group led by `pid`.
+fn kill_group(pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours. The group id is
+    // that of a child we spawned with `process_group(0)`; callers kill before the leader is
+    // reaped, or right after, so the id still names that group and cannot be reused yet.
+    // std offers no way to signal a process group, and without it a function's own children
+    // would outlive the environment and keep its pipes open.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn spawn(program: &Path, env: &[(String, String)]) -> ChildProcess {
+        ChildProcess::spawn(
+            program,
+            env,
+            Path::new("/"),
+            Streams {
+                stdin: Stdio::null(),
+                stdout: Stdio::piped(),
+                stderr: Stdio::null(),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn kill_reaches_grandchildren() {
+        // The script starts a sleeping grandchild that holds stdout; killing the group must
+        // end both, so reading stdout reaches end of file at once.
+        let script = std::env::temp_dir().join(format!("grandchild-{}.sh", std::process::id()));
+        std::fs::write(&script, "#!/bin/sh\nsleep 30 &\nsleep 30\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut child = spawn(&script, &[("PATH".into(), "/bin:/usr/bin".into())]);
+        let (_, stdout, _) = child.take_pipes();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(child.try_wait().is_none());
+        let started = Instant::now();
+        child.kill();
+        let mut rest = Vec::new();
+        stdout.unwrap().read_to_end(&mut rest).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(child.try_wait().is_some());
+        let _ = std::fs::remove_file(&script);
+    }
+
+    #[test]
+    fn environment_is_exactly_the_given_variables() {
+        let mut child = spawn(Path::new("/usr/bin/env"), &[("ONLY".into(), "this".into())]);
+        let (_, stdout, _) = child.take_pipes();
+        let mut text = String::new();
+        stdout.unwrap().read_to_string(&mut text).unwrap();
+        assert_eq!(text, "ONLY=this\n");
+        child.kill();
+        assert!(child.try_wait().unwrap().success());
+    }
+}

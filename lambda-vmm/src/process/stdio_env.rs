@@ -1,0 +1,317 @@
+//! An environment for a one-shot stdio function: every invocation is a fresh run of the
+//! program with the event on stdin, the response on stdout and the log on stderr.
+
+use std::io::{Read, Write};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lambda_core::logs::{LogCollector, timeout_message};
+use lambda_core::runtime_api::{EnvironmentInfo, runtime_environment};
+use lambda_core::{
+    EnvironmentError, ErrorType, ExecutionEnvironment, FunctionConfig, Invocation, InvokeOutcome,
+    InvokeResult, Report, ResetReason, limits,
+};
+
+use super::Options;
+use super::bootstrap::{self, Program};
+use super::child::{ChildProcess, Streams};
+use super::exit::exit_error;
+use super::memory::max_memory_used_mb;
+use super::workdir::WorkDir;
+
+/// Longest pause between looks at a running process (its exit status and memory); the first
+/// looks come sooner, so that short runs are measured too.
+const MAX_POLL: Duration = Duration::from_millis(10);
+
+/// A stdio environment of the process backend.
+pub(super) struct StdioEnvironment {
+    config: FunctionConfig,
+    options: Options,
+    program: Program,
+    env: Vec<(String, String)>,
+    /// Dropped last: the directory must outlive the processes using it.
+    workdir: WorkDir,
+}
+
+/// What the reader threads of one run share with the invoking thread.
+struct Run {
+    state: Mutex<RunState>,
+    changed: Condvar,
+}
+
+struct RunState {
+    stdout: Vec<u8>,
+    stdout_done: bool,
+    too_large: bool,
+    stderr_done: bool,
+    log: LogCollector,
+}
+
+impl Run {
+    fn lock(&self) -> MutexGuard<'_, RunState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+enum Ending {
+    Exited(ExitStatus),
+    TooLarge,
+    TimedOut,
+}
+
+impl StdioEnvironment {
+    /// Prepares the code; there is no Init for a one-shot function.
+    pub(super) fn create(
+        config: &FunctionConfig,
+        options: &Options,
+    ) -> Result<StdioEnvironment, EnvironmentError> {
+        let workdir = WorkDir::create(&options.temp_root).map_err(|error| {
+            EnvironmentError::Failed(format!(
+                "cannot create a private directory under {}: {error}",
+                options.temp_root.display()
+            ))
+        })?;
+        let program = bootstrap::prepare(&config.code, &workdir.task())?;
+        let info =
+            EnvironmentInfo::new("stdio").with_task_root(program.task_root.display().to_string());
+        let mut env: Vec<(String, String)> = runtime_environment(config, "", &info)
+            .into_iter()
+            .filter(|(key, _)| key != "AWS_LAMBDA_RUNTIME_API")
+            .collect();
+        env.push(("TMPDIR".into(), workdir.tmp().display().to_string()));
+        Ok(StdioEnvironment {
+            config: config.clone(),
+            options: options.clone(),
+            program,
+            env,
+            workdir,
+        })
+    }
+}
+
+impl ExecutionEnvironment for StdioEnvironment {
+    fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
+        let started = Instant::now();
+        let request_id = invocation.request_id.clone();
+        let run = Arc::new(Run {
+            state: Mutex::new(RunState {
+                stdout: Vec::new(),
+                stdout_done: false,
+                too_large: false,
+                stderr_done: false,
+                log: LogCollector::start(&request_id, "$LATEST", self.options.log_capacity),
+            }),
+            changed: Condvar::new(),
+        });
+        let spawned = ChildProcess::spawn(
+            &self.program.path,
+            &self.env,
+            &self.workdir.tmp(),
+            Streams {
+                stdin: Stdio::piped(),
+                stdout: Stdio::piped(),
+                stderr: Stdio::piped(),
+            },
+        );
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                let message = format!("cannot start {}: {error}", self.program.path.display());
+                return Ok(self.finish(
+                    &run,
+                    request_id,
+                    started.elapsed(),
+                    0,
+                    InvokeOutcome::failed(ErrorType::RuntimeInvalidEntrypoint, message),
+                    None,
+                ));
+            }
+        };
+        let threads = start_threads(&mut child, invocation.payload, &run)?;
+
+        let deadline = started + self.config.timeout;
+        let mut poll = Duration::from_micros(100);
+        let mut memory_mb = 0;
+        let ending = {
+            let mut state = run.lock();
+            loop {
+                if state.too_large {
+                    break Ending::TooLarge;
+                }
+                if let Some(status) = child.try_wait() {
+                    // Anything it left running dies with it; then its pipes reach end of file.
+                    child.kill();
+                    if state.stdout_done && state.stderr_done {
+                        break Ending::Exited(status);
+                    }
+                } else if let Some(mb) = max_memory_used_mb(child.pid()) {
+                    memory_mb = memory_mb.max(mb);
+                }
+                if Instant::now() >= deadline {
+                    break Ending::TimedOut;
+                }
+                let wake = (Instant::now() + poll).min(deadline);
+                let timeout = wake.saturating_duration_since(Instant::now());
+                state = run
+                    .changed
+                    .wait_timeout(state, timeout)
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .0;
+                poll = (poll * 2).min(MAX_POLL);
+            }
+        };
+        let duration = started.elapsed();
+        child.kill();
+        for thread in threads {
+            let _ = thread.join();
+        }
+        let (outcome, reset) = match ending {
+            Ending::Exited(status) if status.success() => {
+                let stdout = std::mem::take(&mut run.lock().stdout);
+                (InvokeOutcome::Response(stdout), None)
+            }
+            Ending::Exited(status) => {
+                let (error, reason) = exit_error(status);
+                run.lock().log.platform_line(&format!(
+                    "RequestId: {request_id} Error: {}\n{}",
+                    error.message, error.error_type
+                ));
+                (InvokeOutcome::Error(error), Some(reason))
+            }
+            Ending::TooLarge => (
+                InvokeOutcome::failed(
+                    ErrorType::FunctionResponseSizeTooLarge,
+                    format!(
+                        "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                        limits::MAX_SYNC_PAYLOAD_BYTES
+                    ),
+                ),
+                Some(ResetReason::Exit),
+            ),
+            Ending::TimedOut => {
+                let message = timeout_message(self.config.timeout);
+                run.lock()
+                    .log
+                    .platform_line(&format!("{request_id} {message}"));
+                (
+                    InvokeOutcome::failed(ErrorType::SandboxTimeout, message),
+                    Some(ResetReason::Timeout),
+                )
+            }
+        };
+        Ok(self.finish(&run, request_id, duration, memory_mb, outcome, reset))
+    }
+
+    fn init_duration(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn shutdown(self: Box<Self>) {
+        drop(self);
+    }
+}
+
+impl StdioEnvironment {
+    /// Ends the log and assembles the result.
+    fn finish(
+        &self,
+        run: &Run,
+        request_id: String,
+        duration: Duration,
+        memory_mb: u32,
+        outcome: InvokeOutcome,
+        reset: Option<ResetReason>,
+    ) -> InvokeResult {
+        let report = Report {
+            request_id,
+            duration,
+            memory_size_mb: self.config.memory_mb,
+            max_memory_used_mb: memory_mb.min(self.config.memory_mb),
+            init_duration: None,
+            restore_duration: None,
+        };
+        let mut state = run.lock();
+        state.log.end(&report);
+        InvokeResult {
+            outcome,
+            report,
+            log_tail: state.log.tail(),
+            reset,
+        }
+    }
+}
+
+/// Feeds the payload to stdin, collects stdout (stopping past the size limit) and stderr.
+fn start_threads(
+    child: &mut ChildProcess,
+    payload: Vec<u8>,
+    run: &Arc<Run>,
+) -> Result<Vec<JoinHandle<()>>, EnvironmentError> {
+    let (stdin, stdout, stderr) = child.take_pipes();
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) = (stdin, stdout, stderr) else {
+        return Err(EnvironmentError::Failed(
+            "the child's pipes are missing".into(),
+        ));
+    };
+    let failed = |error: std::io::Error| {
+        EnvironmentError::Failed(format!("cannot start an I/O thread: {error}"))
+    };
+    let mut threads = Vec::new();
+    threads.push(
+        std::thread::Builder::new()
+            .name("fn-stdin".into())
+            .spawn(move || {
+                // A program that exits without reading its input is not an error here.
+                let _ = stdin.write_all(&payload);
+            })
+            .map_err(failed)?,
+    );
+    let out_run = Arc::clone(run);
+    threads.push(
+        std::thread::Builder::new()
+            .name("fn-stdout".into())
+            .spawn(move || {
+                let limit = limits::MAX_SYNC_PAYLOAD_BYTES;
+                let mut buffer = vec![0; 64 * 1024];
+                loop {
+                    let n = match stdout.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let mut state = out_run.lock();
+                    if state.stdout.len() + n > limit {
+                        // Stop reading: the invoker kills the process.
+                        state.too_large = true;
+                        break;
+                    }
+                    state.stdout.extend_from_slice(&buffer[..n]);
+                }
+                out_run.lock().stdout_done = true;
+                out_run.changed.notify_all();
+            })
+            .map_err(failed)?,
+    );
+    let err_run = Arc::clone(run);
+    threads.push(
+        std::thread::Builder::new()
+            .name("fn-stderr".into())
+            .spawn(move || {
+                let mut buffer = vec![0; 64 * 1024];
+                loop {
+                    let n = match stderr.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    err_run.lock().log.write(&buffer[..n]);
+                }
+                err_run.lock().stderr_done = true;
+                err_run.changed.notify_all();
+            })
+            .map_err(failed)?,
+    );
+    Ok(threads)
+}

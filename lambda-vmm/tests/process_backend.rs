@@ -1,0 +1,150 @@
+//! The lifecycle scenarios on the process (development) backend.
+
+mod scenarios;
+
+use lambda_vmm::ProcessBackend;
+use scenarios::Functions;
+
+fn setup() -> (ProcessBackend, Functions) {
+    (ProcessBackend::new(), Functions::locate())
+}
+
+#[test]
+fn warm_reuse_1000_invocations_one_init() {
+    let (backend, functions) = setup();
+    scenarios::warm_reuse(&backend, &functions, 1000);
+}
+
+#[test]
+fn init_error() {
+    let (backend, functions) = setup();
+    scenarios::init_error(&backend, &functions);
+}
+
+#[test]
+fn init_crash() {
+    let (backend, functions) = setup();
+    scenarios::init_crash(&backend, &functions);
+}
+
+#[test]
+fn function_error() {
+    let (backend, functions) = setup();
+    scenarios::function_error(&backend, &functions);
+}
+
+#[test]
+fn crash_then_recovery() {
+    let (backend, functions) = setup();
+    scenarios::crash_then_recovery(&backend, &functions);
+}
+
+#[test]
+fn exit_then_recovery() {
+    let (backend, functions) = setup();
+    scenarios::exit_then_recovery(&backend, &functions);
+}
+
+#[test]
+fn timeout_then_recovery() {
+    let (backend, functions) = setup();
+    scenarios::timeout_then_recovery(&backend, &functions);
+}
+
+#[test]
+fn response_too_large() {
+    let (backend, functions) = setup();
+    scenarios::response_too_large(&backend, &functions);
+}
+
+#[test]
+#[ignore = "the process backend cannot remap /tmp without namespaces: the guest's /tmp/state.txt \
+            is the host's, shared by every environment (see lambda_vmm::process)"]
+fn tmp_persists_and_is_private() {
+    let (backend, functions) = setup();
+    scenarios::tmp_persists_and_is_private(&backend, &functions);
+}
+
+#[test]
+#[ignore = "the process backend has no isolation: the function can read any file the host user can"]
+fn reads_outside_task_and_tmp_fail() {
+    let (backend, functions) = setup();
+    scenarios::reads_outside_task_and_tmp_fail(&backend, &functions);
+}
+
+#[test]
+fn environments_share_nothing() {
+    let (backend, functions) = setup();
+    scenarios::environments_share_nothing(&backend, &functions);
+}
+
+#[test]
+fn logs_are_per_invocation() {
+    let (backend, functions) = setup();
+    scenarios::logs_are_per_invocation(&backend, &functions);
+}
+
+#[test]
+fn stdio_echo() {
+    let (backend, functions) = setup();
+    scenarios::stdio_echo(&backend, &functions);
+}
+
+#[test]
+fn stdio_failures() {
+    let (backend, functions) = setup();
+    scenarios::stdio_failures(&backend, &functions);
+}
+
+#[test]
+fn runtime_rust() {
+    let (backend, functions) = setup();
+    scenarios::runtime_rust(&backend, &functions);
+}
+
+#[test]
+fn runtime_c() {
+    let (backend, functions) = setup();
+    scenarios::runtime_c(&backend, &functions);
+}
+
+#[test]
+fn zip_code() {
+    let (backend, functions) = setup();
+    let scratch = std::env::temp_dir().join(format!("zip-code-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    scenarios::zip_code(&backend, &functions, &scratch);
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+/// The process backend's private directory is the function's working directory and TMPDIR:
+/// relative writes persist across warm invocations and are not seen by another environment.
+#[test]
+fn private_directory_is_per_environment() {
+    let (backend, functions) = setup();
+    let config = functions.stdio("env", "misbehave");
+    let mut environment = lambda_core::Backend::create(&backend, &config).unwrap();
+    let result = scenarios::invoke(&mut *environment, serde_json::json!("env"));
+    let text = String::from_utf8(result.outcome.response().unwrap().to_vec()).unwrap();
+    let var = |key: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .to_string()
+    };
+    let tmpdir = var("TMPDIR");
+    assert!(tmpdir.contains("lambda-process-"), "{tmpdir}");
+    assert!(std::path::Path::new(&tmpdir).is_dir());
+    assert_eq!(var("AWS_LAMBDA_FUNCTION_NAME"), "env");
+    assert_eq!(var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), "128");
+    assert_eq!(var("TZ"), ":UTC");
+    assert!(
+        !text.contains("AWS_LAMBDA_RUNTIME_API="),
+        "stdio functions get no Runtime API"
+    );
+    environment.shutdown();
+    assert!(
+        !std::path::Path::new(&tmpdir).exists(),
+        "removed at shutdown"
+    );
+}

@@ -1,0 +1,499 @@
+//! Lifecycle scenarios every backend must pass, written against `&dyn Backend` so the process
+//! backend and the micro-VM backend run the same bodies (see `process_backend.rs`).
+//!
+//! They use the guest programs of `functions/`, found in `LAMBDA_FUNCTIONS_DIR`, else in
+//! `$CARGO_TARGET_DIR/functions/bin` or `<workspace>/target/functions/bin`, where the root
+//! package's build script puts them (`cargo build` at the workspace root).
+
+#![allow(dead_code)] // Each test crate uses the scenarios it can run.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lambda_core::{
+    Backend, CodeLocation, Contract, EnvironmentError, ErrorType, ExecutionEnvironment,
+    FunctionConfig, Invocation, InvokeOutcome, InvokeResult, ResetReason,
+};
+use serde_json::{Value, json};
+
+/// Where the guest programs are.
+pub struct Functions {
+    dir: PathBuf,
+}
+
+impl Functions {
+    /// Finds the directory of built guest programs, or panics saying how to build them.
+    pub fn locate() -> Functions {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("lambda-vmm lives in the workspace")
+            .to_path_buf();
+        let mut candidates = Vec::new();
+        if let Some(dir) = std::env::var_os("LAMBDA_FUNCTIONS_DIR") {
+            candidates.push(PathBuf::from(dir));
+        }
+        if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+            candidates.push(workspace.join(dir).join("functions/bin"));
+        }
+        candidates.push(workspace.join("target/functions/bin"));
+        match candidates.iter().find(|dir| dir.join("echo").is_file()) {
+            Some(dir) => Functions { dir: dir.clone() },
+            None => panic!(
+                "the guest programs are not built (looked in {candidates:?}): run `cargo build` \
+                 at the workspace root (its build script builds functions/), or point \
+                 LAMBDA_FUNCTIONS_DIR at a directory holding them"
+            ),
+        }
+    }
+
+    /// The path of guest program `name`, which must exist.
+    pub fn path(&self, name: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        assert!(
+            path.is_file(),
+            "guest program {name} is missing from {}",
+            self.dir.display()
+        );
+        path
+    }
+
+    /// A Runtime API function running program `name`.
+    pub fn runtime(&self, function: &str, name: &str) -> FunctionConfig {
+        FunctionConfig::new(function, CodeLocation::Executable(self.path(name)))
+    }
+
+    /// A one-shot stdio function running program `name`.
+    pub fn stdio(&self, function: &str, name: &str) -> FunctionConfig {
+        self.runtime(function, name).with_contract(Contract::Stdio)
+    }
+}
+
+/// Invokes with a JSON event.
+pub fn invoke(environment: &mut dyn ExecutionEnvironment, event: Value) -> InvokeResult {
+    environment
+        .invoke(Invocation::new(event.to_string().into_bytes()))
+        .expect("the environment itself must not fail")
+}
+
+/// The response of a successful invocation, as JSON.
+pub fn response_json(result: &InvokeResult) -> Value {
+    match &result.outcome {
+        InvokeOutcome::Response(bytes) => serde_json::from_slice(bytes)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {bytes:?}")),
+        InvokeOutcome::Error(error) => panic!(
+            "expected a response, got {error}; log tail:\n{}",
+            String::from_utf8_lossy(&result.log_tail)
+        ),
+    }
+}
+
+/// The error of a failed invocation.
+pub fn error_of(result: &InvokeResult) -> &lambda_core::FunctionError {
+    result.outcome.error().unwrap_or_else(|| {
+        panic!(
+            "expected an error, got a response: {:?}",
+            String::from_utf8_lossy(result.outcome.response().unwrap())
+        )
+    })
+}
+
+fn count(environment: &mut dyn ExecutionEnvironment) -> u64 {
+    let result = invoke(environment, json!({"action": "count"}));
+    assert_eq!(result.reset, None);
+    response_json(&result)["count"].as_u64().expect("a count")
+}
+
+/// 1,000 (or `invocations`) invocations on one environment: one Init (reported only by the
+/// first invocation), and a global counter in the guest that keeps counting.
+pub fn warm_reuse(backend: &dyn Backend, functions: &Functions, invocations: u64) {
+    let config = functions.runtime("warm", "runtime-loop");
+    let mut environment = backend.create(&config).expect("create");
+    assert!(environment.init_duration() > Duration::ZERO);
+    for expected in 1..=invocations {
+        let result = invoke(&mut *environment, json!({"action": "count"}));
+        assert_eq!(response_json(&result), json!({ "count": expected }));
+        assert_eq!(result.reset, None);
+        assert_eq!(
+            result.report.init_duration.is_some(),
+            expected == 1,
+            "Init Duration belongs to the first invocation only"
+        );
+        assert_eq!(result.report.memory_size_mb, 128);
+        assert!(result.report.max_memory_used_mb >= 1);
+    }
+    environment.shutdown();
+}
+
+/// A runtime that reports an init error fails creation with that error.
+pub fn init_error(backend: &dyn Backend, functions: &Functions) {
+    let config = functions
+        .runtime("init-error", "runtime-loop")
+        .with_env("INIT_FAIL", "1");
+    let error = match backend.create(&config) {
+        Err(error) => error,
+        Ok(_) => panic!("Init must fail"),
+    };
+    let EnvironmentError::Init {
+        error,
+        init_duration,
+        ..
+    } = &error
+    else {
+        panic!("expected an init error, got {error}")
+    };
+    assert_eq!(error.error_type.as_str(), "Runtime.InitError");
+    assert_eq!(error.message, "INIT_FAIL is set");
+    assert!(*init_duration < lambda_core::limits::INIT_TIMEOUT);
+}
+
+/// A runtime that crashes during Init fails creation with `Runtime.ExitError`.
+pub fn init_crash(backend: &dyn Backend, functions: &Functions) {
+    let config = functions
+        .runtime("init-crash", "runtime-loop")
+        .with_env("INIT_CRASH", "1");
+    let Err(EnvironmentError::Init { error, .. }) = backend.create(&config) else {
+        panic!("Init must fail")
+    };
+    assert_eq!(error.error_type, ErrorType::RuntimeExitError);
+    assert!(
+        error
+            .message
+            .starts_with("Runtime exited with error: signal: segmentation fault"),
+        "{}",
+        error.message
+    );
+}
+
+/// A function error is an outcome; the environment stays warm.
+pub fn function_error(backend: &dyn Backend, functions: &Functions) {
+    let mut environment = backend
+        .create(&functions.runtime("fn-error", "runtime-loop"))
+        .expect("create");
+    assert_eq!(count(&mut *environment), 1);
+    let result = invoke(&mut *environment, json!({"action": "error"}));
+    let error = error_of(&result);
+    assert_eq!(error.error_type.as_str(), "Custom.Failure");
+    assert_eq!(error.message, "requested failure");
+    assert_eq!(result.reset, None);
+    assert_eq!(count(&mut *environment), 3, "same process, still warm");
+    environment.shutdown();
+}
+
+/// A crash mid-invocation fails it with `Runtime.ExitError` and resets; the next invocation
+/// runs on a fresh process with a fresh Init.
+pub fn crash_then_recovery(backend: &dyn Backend, functions: &Functions) {
+    let mut environment = backend
+        .create(&functions.runtime("crash", "runtime-loop"))
+        .expect("create");
+    assert_eq!(count(&mut *environment), 1);
+    assert_eq!(count(&mut *environment), 2);
+    let result = invoke(&mut *environment, json!({"action": "crash"}));
+    let error = error_of(&result);
+    assert_eq!(error.error_type, ErrorType::RuntimeExitError);
+    assert!(
+        error
+            .message
+            .starts_with("Runtime exited with error: signal: segmentation fault"),
+        "{}",
+        error.message
+    );
+    assert_eq!(result.reset, Some(ResetReason::Crash));
+    let result = invoke(&mut *environment, json!({"action": "count"}));
+    assert_eq!(
+        response_json(&result),
+        json!({"count": 1}),
+        "a fresh process"
+    );
+    assert!(result.report.init_duration.is_some(), "after a fresh Init");
+    environment.shutdown();
+}
+
+/// An exit mid-invocation fails it with `Runtime.ExitError: exit status 2` and resets.
+pub fn exit_then_recovery(backend: &dyn Backend, functions: &Functions) {
+    let mut environment = backend
+        .create(&functions.runtime("exit", "runtime-loop"))
+        .expect("create");
+    let result = invoke(&mut *environment, json!({"action": "exit"}));
+    let error = error_of(&result);
+    assert_eq!(error.error_type, ErrorType::RuntimeExitError);
+    assert_eq!(error.message, "Runtime exited with error: exit status 2");
+    assert_eq!(result.reset, Some(ResetReason::Exit));
+    assert_eq!(count(&mut *environment), 1);
+    environment.shutdown();
+}
+
+/// An invocation past its 1 s timeout fails with `Sandbox.Timeout` and resets; the next one
+/// runs on a fresh process.
+pub fn timeout_then_recovery(backend: &dyn Backend, functions: &Functions) {
+    let config = functions
+        .runtime("timeout", "runtime-loop")
+        .with_timeout(Duration::from_secs(1));
+    let mut environment = backend.create(&config).expect("create");
+    assert_eq!(count(&mut *environment), 1);
+    let result = invoke(&mut *environment, json!({"action": "spin"}));
+    let error = error_of(&result);
+    assert_eq!(error.error_type, ErrorType::SandboxTimeout);
+    assert_eq!(error.message, "Task timed out after 1.00 seconds");
+    assert_eq!(result.reset, Some(ResetReason::Timeout));
+    let duration = result.report.duration;
+    assert!(
+        duration >= Duration::from_secs(1) && duration < Duration::from_secs(3),
+        "{duration:?}"
+    );
+    let tail = String::from_utf8_lossy(&result.log_tail);
+    assert!(tail.contains("Task timed out after 1.00 seconds"), "{tail}");
+    assert_eq!(count(&mut *environment), 1, "a fresh process");
+    environment.shutdown();
+}
+
+/// A response over 6 MB fails with `Function.ResponseSizeTooLarge`; the runtime carries on.
+pub fn response_too_large(backend: &dyn Backend, functions: &Functions) {
+    let mut environment = backend
+        .create(&functions.runtime("too-large", "runtime-loop"))
+        .expect("create");
+    let result = invoke(&mut *environment, json!({"action": "big"}));
+    let error = error_of(&result);
+    assert_eq!(error.error_type, ErrorType::FunctionResponseSizeTooLarge);
+    assert!(
+        error
+            .message
+            .contains("exceeded maximum allowed payload size"),
+        "{}",
+        error.message
+    );
+    assert_eq!(result.reset, None);
+    assert_eq!(count(&mut *environment), 2, "the same process serves on");
+    environment.shutdown();
+}
+
+/// `/tmp` persists across warm invocations and is empty in a new environment.
+pub fn tmp_persists_and_is_private(backend: &dyn Backend, functions: &Functions) {
+    let config = functions.runtime("tmp", "runtime-loop");
+    let mut first = backend.create(&config).expect("create");
+    let result = invoke(&mut *first, json!({"action": "write-tmp", "data": "kept"}));
+    assert_eq!(response_json(&result), json!({"ok": true}));
+    let result = invoke(&mut *first, json!({"action": "read-tmp"}));
+    assert_eq!(response_json(&result), json!({"data": "kept"}));
+    let mut second = backend.create(&config).expect("create");
+    let result = invoke(&mut *second, json!({"action": "read-tmp"}));
+    assert_eq!(response_json(&result), json!({"data": null}));
+    first.shutdown();
+    second.shutdown();
+}
+
+/// Files outside `/var/task` and `/tmp` cannot be read.
+pub fn reads_outside_task_and_tmp_fail(backend: &dyn Backend, functions: &Functions) {
+    let mut environment = backend
+        .create(&functions.runtime("confined", "runtime-loop"))
+        .expect("create");
+    for path in ["/etc/passwd", "/proc/self/environ", "/root/.bashrc"] {
+        let result = invoke(
+            &mut *environment,
+            json!({"action": "read-file", "path": path}),
+        );
+        assert_eq!(response_json(&result)["ok"], json!(false), "{path}");
+    }
+    environment.shutdown();
+}
+
+/// Two environments of one function share no state.
+pub fn environments_share_nothing(backend: &dyn Backend, functions: &Functions) {
+    let config = functions.runtime("pair", "runtime-loop");
+    let mut a = backend.create(&config).expect("create");
+    let mut b = backend.create(&config).expect("create");
+    assert_eq!(count(&mut *a), 1);
+    assert_eq!(count(&mut *a), 2);
+    assert_eq!(count(&mut *b), 1);
+    assert_eq!(count(&mut *a), 3);
+    a.shutdown();
+    assert_eq!(count(&mut *b), 2);
+    b.shutdown();
+}
+
+/// The function's output lands in its invocation's log, between START and END / REPORT.
+pub fn logs_are_per_invocation(backend: &dyn Backend, functions: &Functions) {
+    let mut environment = backend
+        .create(&functions.runtime("logs", "runtime-loop"))
+        .expect("create");
+    for round in 0..20 {
+        let message = format!("log line {round}");
+        let result = invoke(
+            &mut *environment,
+            json!({"action": "log", "message": message}),
+        );
+        let tail = String::from_utf8_lossy(&result.log_tail).into_owned();
+        let id = &result.report.request_id;
+        let start = tail
+            .find(&format!("START RequestId: {id} Version: $LATEST\n"))
+            .unwrap_or_else(|| panic!("no START in {tail}"));
+        let line = tail[start..]
+            .find(&format!("{message}\n"))
+            .unwrap_or_else(|| panic!("no {message:?} after START in {tail}"));
+        let end = tail[start..]
+            .find(&format!("END RequestId: {id}\nREPORT RequestId: {id}\t"))
+            .unwrap_or_else(|| panic!("no END/REPORT in {tail}"));
+        assert!(line < end, "{tail}");
+        assert!(!tail.contains(&format!("log line {}", round + 1)));
+    }
+    environment.shutdown();
+}
+
+/// A stdio function: the event on stdin, the response on stdout, logs from stderr.
+pub fn stdio_echo(backend: &dyn Backend, functions: &Functions) {
+    let mut echo = backend
+        .create(&functions.stdio("echo", "echo"))
+        .expect("create");
+    for payload in [&b"{\"a\":1}"[..], b"", &vec![b'x'; 1 << 20]] {
+        let result = echo
+            .invoke(Invocation::new(payload.to_vec()))
+            .expect("invoke");
+        assert_eq!(result.outcome, InvokeOutcome::Response(payload.to_vec()));
+        assert_eq!(result.reset, None);
+    }
+    echo.shutdown();
+
+    let mut hello = backend
+        .create(&functions.stdio("hello", "hello"))
+        .expect("create");
+    let result = invoke(&mut *hello, json!({"name": "Ada"}));
+    assert_eq!(response_json(&result), json!({"message": "Hello, Ada!"}));
+    let tail = String::from_utf8_lossy(&result.log_tail);
+    assert!(tail.contains("hello: greeting Ada\n"), "{tail}");
+    assert!(tail.contains("REPORT RequestId: "), "{tail}");
+    hello.shutdown();
+}
+
+/// How stdio functions fail: exit status, signal, timeout, oversized output, log flood.
+pub fn stdio_failures(backend: &dyn Backend, functions: &Functions) {
+    let config = functions
+        .stdio("misbehave", "misbehave")
+        .with_timeout(Duration::from_secs(1));
+    let mut environment = backend.create(&config).expect("create");
+
+    let result = invoke(&mut *environment, json!("exit-3"));
+    let error = error_of(&result);
+    assert_eq!(error.error_type, ErrorType::RuntimeExitError);
+    assert_eq!(error.message, "Runtime exited with error: exit status 3");
+    assert_eq!(result.reset, Some(ResetReason::Exit));
+
+    let result = invoke(&mut *environment, json!("null"));
+    let error = error_of(&result);
+    assert!(
+        error
+            .message
+            .starts_with("Runtime exited with error: signal: segmentation fault"),
+        "{}",
+        error.message
+    );
+    assert_eq!(result.reset, Some(ResetReason::Crash));
+
+    let result = invoke(&mut *environment, json!("spin"));
+    assert_eq!(error_of(&result).error_type, ErrorType::SandboxTimeout);
+    assert_eq!(
+        error_of(&result).message,
+        "Task timed out after 1.00 seconds"
+    );
+    assert_eq!(result.reset, Some(ResetReason::Timeout));
+
+    let result = invoke(&mut *environment, json!("output-flood"));
+    assert_eq!(
+        error_of(&result).error_type,
+        ErrorType::FunctionResponseSizeTooLarge
+    );
+
+    let result = invoke(&mut *environment, json!("log-flood"));
+    assert_eq!(result.outcome, InvokeOutcome::Response(b"done".to_vec()));
+    assert!(result.log_tail.len() <= lambda_core::limits::LOG_TAIL_BYTES);
+    let tail = String::from_utf8_lossy(&result.log_tail);
+    assert!(tail.contains("[log truncated: "), "{tail}");
+
+    let result = invoke(&mut *environment, json!("echo me"));
+    assert_eq!(
+        result.outcome,
+        InvokeOutcome::Response(b"\"echo me\"".to_vec())
+    );
+    environment.shutdown();
+}
+
+/// A function on the official `lambda_runtime` crate works unmodified, warm.
+pub fn runtime_rust(backend: &dyn Backend, functions: &Functions) {
+    let mut environment = backend
+        .create(&functions.runtime("rust", "runtime-rust"))
+        .expect("create");
+    for n in 1..=5 {
+        let result = invoke(&mut *environment, json!({"n": n}));
+        assert_eq!(
+            response_json(&result),
+            json!({"echo": {"n": n}, "count": n})
+        );
+    }
+    environment.shutdown();
+}
+
+/// A C function speaking the protocol over plain sockets works, warm.
+pub fn runtime_c(backend: &dyn Backend, functions: &Functions) {
+    let mut environment = backend
+        .create(&functions.runtime("c", "runtime-c"))
+        .expect("create");
+    for n in 0..5 {
+        let result = invoke(&mut *environment, json!({"n": n}));
+        assert_eq!(response_json(&result), json!({"n": n}));
+        assert_eq!(result.reset, None);
+    }
+    environment.shutdown();
+}
+
+/// Code from a zip with `bootstrap` runs; a zip without one is refused at creation.
+pub fn zip_code(backend: &dyn Backend, functions: &Functions, scratch: &Path) {
+    use std::io::Write;
+    let write_zip = |name: &str, entry: &str, program: &Path| {
+        let path = scratch.join(name);
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        zip.start_file(entry, options).unwrap();
+        zip.write_all(&std::fs::read(program).unwrap()).unwrap();
+        zip.finish().unwrap();
+        path
+    };
+    let good = write_zip("good.zip", "bootstrap", &functions.path("runtime-loop"));
+    let config = FunctionConfig::new("zipped", CodeLocation::Zip(good));
+    let mut environment = backend.create(&config).expect("create from zip");
+    assert_eq!(count(&mut *environment), 1);
+    environment.shutdown();
+
+    let bad = write_zip("bad.zip", "main", &functions.path("runtime-loop"));
+    let config = FunctionConfig::new("unzipped", CodeLocation::Zip(bad));
+    match backend.create(&config) {
+        Err(EnvironmentError::Code(message)) => assert!(message.contains("bootstrap"), "{message}"),
+        Err(other) => panic!("expected a code error, got {other}"),
+        Ok(_) => panic!("a zip without bootstrap must be refused"),
+    }
+}
+
+/// Open file descriptors and threads of this process.
+pub fn process_resources() -> (usize, usize) {
+    let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |entries| entries.count());
+    (count("/proc/self/fd"), count("/proc/self/task"))
+}
+
+/// `cycles` create / invoke / shutdown cycles leave no descriptor or thread behind. Run it
+/// alone in its test binary: other tests' threads would blur the count.
+pub fn no_leaks(backend: &dyn Backend, functions: &Functions, cycles: usize) {
+    // Warm up anything created once per process (thread-local caches and the like).
+    let config = functions.runtime("leaks", "runtime-loop");
+    let mut environment = backend.create(&config).expect("create");
+    invoke(&mut *environment, json!({}));
+    environment.shutdown();
+    let before = process_resources();
+    for _ in 0..cycles {
+        let mut environment = backend.create(&config).expect("create");
+        let result = invoke(&mut *environment, json!({"action": "echo"}));
+        assert!(result.outcome.response().is_some());
+        environment.shutdown();
+    }
+    let after = process_resources();
+    assert_eq!(
+        before, after,
+        "(open descriptors, threads) before and after {cycles} cycles"
+    );
+}
