@@ -180,3 +180,139 @@ fn serve(mut stream: TcpStream, id: ConnectionId, generation: u64, hub: Arc<Hub>
     drop(state);
     hub.notify();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::BufRead;
+    use std::time::Instant;
+
+    use lambda_core::Invocation;
+    use lambda_core::logs::LogCollector;
+    use lambda_core::runtime_api::ApiEvent;
+
+    use super::*;
+
+    const NEXT: &[u8] = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    fn server() -> (Arc<Hub>, ApiServer) {
+        let hub = Arc::new(Hub::new(RuntimeApi::new("arn"), LogCollector::new(0)));
+        let server = ApiServer::start(Arc::clone(&hub)).unwrap();
+        (hub, server)
+    }
+
+    fn connect(server: &ApiServer) -> TcpStream {
+        let stream = TcpStream::connect(server.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    }
+
+    /// Reads one response: its status line and body.
+    fn read_response(reader: &mut io::BufReader<&TcpStream>) -> (String, Vec<u8>) {
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        (status.trim_end().to_string(), body)
+    }
+
+    fn wait_for(hub: &Hub, what: impl Fn(&mut crate::process::hub::HubState) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut state = hub.lock();
+        while !what(&mut state) {
+            assert!(Instant::now() < deadline, "timed out");
+            state = hub.wait_until(state, deadline);
+        }
+    }
+
+    #[test]
+    fn parked_next_is_answered_on_delivery_and_others_are_served_meanwhile() {
+        let (hub, mut server) = server();
+        let parked = connect(&server);
+        (&parked).write_all(NEXT).unwrap();
+        wait_for(&hub, |state| {
+            state.api.next_event() == Some(ApiEvent::InitDone)
+        });
+
+        // Another connection is served while the first waits.
+        let other = connect(&server);
+        (&other).write_all(b"GET /nope HTTP/1.1\r\n\r\n").unwrap();
+        let mut other_reader = io::BufReader::new(&other);
+        assert_eq!(read_response(&mut other_reader).0, "HTTP/1.1 404 Not Found");
+
+        let invocation = Invocation::new(b"{\"over\":\"tcp\"}".to_vec());
+        let id = invocation.request_id.clone();
+        hub.lock().api.deliver(invocation, 42).unwrap();
+        hub.notify();
+        let mut reader = io::BufReader::new(&parked);
+        let (status, body) = read_response(&mut reader);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, b"{\"over\":\"tcp\"}");
+
+        let post = format!(
+            "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\n\
+             Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        );
+        (&parked).write_all(post.as_bytes()).unwrap();
+        assert_eq!(read_response(&mut reader).0, "HTTP/1.1 202 Accepted");
+        wait_for(&hub, |state| {
+            std::iter::from_fn(|| state.api.next_event())
+                .any(|event| matches!(event, ApiEvent::InvocationDone { .. }))
+        });
+        server.stop();
+    }
+
+    #[test]
+    fn malformed_request_is_answered_400_and_closed() {
+        let (_hub, mut server) = server();
+        let stream = connect(&server);
+        (&stream)
+            .write_all(b"\x16\x03\x01 not http\r\n\r\n")
+            .unwrap();
+        let mut reader = io::BufReader::new(&stream);
+        assert_eq!(read_response(&mut reader).0, "HTTP/1.1 400 Bad Request");
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "the server closed the connection");
+        server.stop();
+    }
+
+    #[test]
+    fn reset_and_stop_close_connections() {
+        let (hub, mut server) = server();
+        let stream = connect(&server);
+        (&stream).write_all(NEXT).unwrap();
+        wait_for(&hub, |state| {
+            state.api.next_event() == Some(ApiEvent::InitDone)
+        });
+        server.reset(RuntimeApi::new("arn"));
+        let mut rest = Vec::new();
+        let mut reader = io::BufReader::new(&stream);
+        reader.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        // The new Runtime API is in Init again on a new connection.
+        let fresh = connect(&server);
+        (&fresh).write_all(NEXT).unwrap();
+        wait_for(&hub, |state| {
+            state.api.next_event() == Some(ApiEvent::InitDone)
+        });
+        let started = Instant::now();
+        server.stop();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let mut rest = Vec::new();
+        io::BufReader::new(&fresh).read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+}
