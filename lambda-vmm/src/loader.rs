@@ -1,6 +1,7 @@
 //! ELF file -> guest memory: checks the program, copies its segments, and builds the initial
 //! stack (argv, envp, auxiliary vector) the way Linux's `execve` leaves it.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr};
@@ -71,8 +72,7 @@ struct Segment {
 /// A checked static x86-64 program, ready to be loaded into any number of VMs.
 #[derive(Debug, Clone)]
 pub struct ProgramImage {
-    bytes: Arc<Vec<u8>>,
-    segments: Vec<Segment>,
+    template: Arc<ImageTemplate>,
     entry: u64,
     phdr_vaddr: u64,
     phnum: u16,
@@ -218,13 +218,15 @@ impl ProgramImage {
                 "entry point {entry:#x} is outside the program"
             )));
         }
+        let image_end = image_end.next_multiple_of(PAGE);
+        let template = ImageTemplate::build(&bytes, &segments, image_end)
+            .map_err(|e| LoadError::Malformed(format!("cannot stage the program image: {e}")))?;
         Ok(ProgramImage {
-            bytes: Arc::new(bytes),
-            segments,
+            template: Arc::new(template),
             entry,
             phdr_vaddr: phdr_vaddr.unwrap_or(0),
             phnum: header.e_phnum,
-            image_end: image_end.next_multiple_of(PAGE),
+            image_end,
         })
     }
 
@@ -251,17 +253,47 @@ impl ProgramImage {
         Ok(())
     }
 
-    /// Copies the segments into guest memory. Fresh guest memory reads as zero, so only the
-    /// file bytes are written; the bss needs nothing.
-    pub fn copy_into(&self, memory: &GuestMemory) -> Result<(), LoadError> {
+    /// Puts the program into guest memory: its staged pages are mapped copy-on-write, so
+    /// nothing is copied and the guest faults in only the pages it touches.
+    pub fn load_into(&self, memory: &GuestMemory) -> Result<(), LoadError> {
         self.check_fits(memory.layout().mapped_end)?;
-        for segment in &self.segments {
-            let data = &self.bytes[segment.file_offset..segment.file_offset + segment.file_size];
-            memory
-                .write(segment.vaddr, data)
-                .map_err(|e| LoadError::Malformed(format!("segment does not fit: {e}")))?;
+        let template = &self.template;
+        memory
+            .map_private(template.start, template.len, template.file.as_fd())
+            .map_err(|e| LoadError::Malformed(format!("cannot map the program image: {e}")))
+    }
+}
+
+/// The program's pages laid out as they sit in memory (segments at their addresses, bss
+/// zero), in an anonymous memory file built once per program. Every VM maps it privately.
+#[derive(Debug)]
+struct ImageTemplate {
+    file: std::fs::File,
+    /// Guest address of the file's first byte (page-aligned).
+    start: u64,
+    /// Length (page-aligned).
+    len: u64,
+}
+
+impl ImageTemplate {
+    fn build(bytes: &[u8], segments: &[Segment], image_end: u64) -> std::io::Result<ImageTemplate> {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::fs::FileExt;
+        let start = segments.iter().map(|s| s.vaddr).min().unwrap_or(0) & !(PAGE - 1);
+        let len = image_end - start;
+        // SAFETY: memfd_create takes a NUL-terminated name and flags; the result is checked.
+        let fd = unsafe { libc::memfd_create(c"lambda-program".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        Ok(())
+        // SAFETY: `fd` was just created by memfd_create and is owned by nothing else.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        file.set_len(len)?;
+        for segment in segments {
+            let data = &bytes[segment.file_offset..segment.file_offset + segment.file_size];
+            file.write_all_at(data, segment.vaddr - start)?;
+        }
+        Ok(ImageTemplate { file, start, len })
     }
 }
 

@@ -98,7 +98,7 @@ fn run_in(
     invocation: Invocation,
     setup_start: Instant,
 ) -> Result<(InvokeResult, RunStats), VmmError> {
-    image.copy_into(&vm.memory)?;
+    image.load_into(&vm.memory)?;
     let argv = [crate::kernel::PROGRAM_PATH.to_string()];
     let envp = environment(config);
     let startup = StartupInfo {

@@ -40,10 +40,11 @@ impl GuestMemory {
     pub fn new(size: u64) -> Result<GuestMemory, AllocError> {
         let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size as usize)])
             .map_err(|source| AllocError { size, source })?;
-        Ok(GuestMemory {
+        let guest = GuestMemory {
             memory,
             layout: Layout::new(size),
-        })
+        };
+        Ok(guest)
     }
 
     /// The address map.
@@ -171,6 +172,50 @@ impl GuestMemory {
             self.write(last_page, &vec![0; (end - last_page) as usize])?;
         } else {
             self.write(addr, &vec![0; len as usize])?;
+        }
+        Ok(())
+    }
+
+    /// Maps `len` bytes of `file` privately (copy-on-write) at guest address `addr`, which
+    /// must be page-aligned user memory. Used to load program images without copying them.
+    pub fn map_private(
+        &self,
+        addr: u64,
+        len: u64,
+        file: std::os::fd::BorrowedFd<'_>,
+    ) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if addr % PAGE != 0 || len % PAGE != 0 || self.check(addr, len).is_err() {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let host = self
+            .region()
+            .get_host_address(MemoryRegionAddress(addr))
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
+        // Populated read-only first, so the pages are mapped without being copied (a writable
+        // private populate would copy them all), then made writable: a write copies just
+        // the page written.
+        // SAFETY: [host, host + len) lies inside this struct's own guest mapping (checked
+        // above), so MAP_FIXED replaces only guest pages, which nothing in the host reads
+        // through references; the mapping stays valid until the region is unmapped on drop.
+        let mapped = unsafe {
+            libc::mmap(
+                host.cast(),
+                len as usize,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the same range, just mapped above.
+        if unsafe { libc::mprotect(host.cast(), len as usize, libc::PROT_READ | libc::PROT_WRITE) }
+            != 0
+        {
+            return Err(std::io::Error::last_os_error());
         }
         Ok(())
     }

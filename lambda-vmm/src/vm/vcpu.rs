@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use kvm_bindings::kvm_regs;
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use super::cpu;
 use super::kick::{Deadline, RunningVcpu};
@@ -62,7 +62,10 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
-    pub(super) fn new(fd: VcpuFd) -> Vcpu {
+    pub(super) fn new(mut fd: VcpuFd) -> Vcpu {
+        // KVM copies the general registers into kvm_run at every exit and takes them back
+        // from there when marked dirty: a syscall then needs no GET_REGS/SET_REGS ioctls.
+        fd.set_sync_valid_reg(SyncReg::Register);
         Vcpu {
             fd,
             regs: kvm_regs::default(),
@@ -114,7 +117,9 @@ impl Vcpu {
         r.rax = result as u64;
         r.rsp = frame_at;
         r.rip = layout::SYSCALL_RETURN;
-        self.fd.set_regs(r).map_err(VmmError::kvm("KVM_SET_REGS"))
+        self.fd.sync_regs_mut().regs = *r;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        Ok(())
     }
 
     /// Runs the guest until it needs the VMM or `deadline` passes.
@@ -128,7 +133,7 @@ impl Vcpu {
             self.exits += 1;
             match exit {
                 Ok(VcpuExit::IoOut(layout::SYSCALL_PORT, _)) => {
-                    self.regs = self.fd.get_regs().map_err(VmmError::kvm("KVM_GET_REGS"))?;
+                    self.regs = self.fd.sync_regs_mut().regs;
                     return Ok(Exit::Syscall);
                 }
                 Ok(VcpuExit::IoOut(layout::EXCEPTION_PORT, data)) => {
