@@ -22,8 +22,7 @@ struct Options {
     timeout: Duration,
 }
 
-const USAGE: &str =
-    "usage: invoke PATH [PAYLOAD] [--memory MB] [--timeout SECONDS]\n\
+const USAGE: &str = "usage: invoke PATH [PAYLOAD] [--memory MB] [--timeout SECONDS]\n\
      runs PATH (a static x86-64 Linux program, or a zip holding `bootstrap`) once in a micro-VM,\n\
      with PAYLOAD (or stdin) as its input";
 
