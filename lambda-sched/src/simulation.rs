@@ -201,6 +201,8 @@ pub struct ReplayResult {
     pub prewarmed: u64,
     /// Environments created in all.
     pub environments_created: u64,
+    /// Per function, in [`Workload::functions`] order: (invocations, cold starts).
+    pub per_function: Vec<(u64, u64)>,
 }
 
 /// Replays `workload` with `policy`, checking keep-alive every `tick` of virtual time.
@@ -320,6 +322,11 @@ pub fn replay(
             .prewarmed_environments
             .load(Ordering::Relaxed),
         environments_created: metrics.environments_created,
+        per_function: calls_by_function
+            .iter()
+            .copied()
+            .zip(cold_by_function.iter().copied())
+            .collect(),
     }
 }
 

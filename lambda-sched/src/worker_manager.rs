@@ -68,8 +68,8 @@ struct PoolState {
     provisioned_target: u32,
     provisioned_creating: u32,
     retired: bool,
-    /// A pre-warm the keep-alive policy asked for: create at `.0`, keep until `.1`.
-    prewarm: Option<(Duration, Duration)>,
+    /// Pre-warms the keep-alive policy asked for: create at `.0`, keep until `.1`.
+    prewarms: Vec<(Duration, Duration)>,
 }
 
 impl PoolState {
@@ -320,17 +320,18 @@ impl WorkerManager {
         now: Duration,
     ) -> std::result::Result<Lease, AcquireError> {
         let pool = self.pool(version);
-        self.keep_alive.on_arrival(pool.id, now);
         let mut expired = Vec::new();
         let (found, has_provisioned) = {
             let mut state = pool.lock();
-            state.prewarm = None;
             let has_provisioned = state.provisioned_target > 0;
             let mut found = None;
             if let Some(idle) = state.provisioned_idle.pop() {
                 state.busy_provisioned += 1;
                 found = Some((idle, StartKind::Provisioned));
             } else {
+                // The policy is told with the pool locked (it must not call back), so that
+                // the busy count it sees is exact.
+                self.keep_alive.on_arrival(pool.id, now, state.busy);
                 while let Some(idle) = state.idle.pop() {
                     if idle.expires_at.is_some_and(|e| e <= now) || !idle.env.worker.is_active() {
                         expired.push(idle);
@@ -339,6 +340,13 @@ impl WorkerManager {
                     state.busy += 1;
                     found = Some((idle, StartKind::Warm));
                     break;
+                }
+                if found.is_none() && !state.prewarms.is_empty() {
+                    // This arrival is the one the earliest pending pre-warm was for.
+                    let earliest = (0..state.prewarms.len())
+                        .min_by_key(|&i| state.prewarms[i].0)
+                        .unwrap_or(0);
+                    state.prewarms.swap_remove(earliest);
                 }
             }
             (found, has_provisioned)
@@ -374,14 +382,15 @@ impl WorkerManager {
     /// environment broke or hung) it is shut down.
     pub(crate) fn release(&self, lease: Lease, now: Duration, discard: bool) {
         let Lease { env, pool, .. } = lease;
-        let retention = (!env.provisioned).then(|| self.keep_alive.on_idle(pool.id, now));
         let to_shut_down = {
             let mut state = pool.lock();
-            if env.provisioned {
+            let retention = if env.provisioned {
                 state.busy_provisioned -= 1;
+                None
             } else {
                 state.busy -= 1;
-            }
+                Some(self.keep_alive.on_idle(pool.id, now, state.busy))
+            };
             let keep = !discard && !state.retired && env.worker.is_active();
             match (keep, env.provisioned, retention) {
                 (false, _, _) => Some(env),
@@ -407,7 +416,9 @@ impl WorkerManager {
                 }
                 (true, false, Some(retention)) => {
                     let at = now.saturating_add(retention.prewarm_after);
-                    state.prewarm = Some((at, at.saturating_add(retention.keep_alive)));
+                    state
+                        .prewarms
+                        .push((at, at.saturating_add(retention.keep_alive)));
                     Some(env)
                 }
                 (true, false, None) => Some(env),
@@ -472,11 +483,15 @@ impl WorkerManager {
                     index += 1;
                 }
             }
-            if let Some((at, until)) = state.prewarm
-                && at <= now
-            {
-                state.prewarm = None;
-                if !state.retired && state.idle.is_empty() && until > now {
+            let mut index = 0;
+            while index < state.prewarms.len() {
+                let (at, until) = state.prewarms[index];
+                if at > now {
+                    index += 1;
+                    continue;
+                }
+                state.prewarms.swap_remove(index);
+                if !state.retired && until > now {
                     to_create.push((pool.clone(), Some((at, until))));
                 }
             }
@@ -593,7 +608,7 @@ impl WorkerManager {
         let idle: Vec<IdleEnv> = {
             let mut state = pool.lock();
             state.retired = true;
-            state.prewarm = None;
+            state.prewarms.clear();
             let mut all = std::mem::take(&mut state.idle);
             all.append(&mut state.provisioned_idle);
             all

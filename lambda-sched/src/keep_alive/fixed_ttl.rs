@@ -38,7 +38,7 @@ impl KeepAlivePolicy for FixedTtl {
         format!("fixed TTL {} min", self.ttl.as_secs_f64() / 60.0)
     }
 
-    fn on_idle(&self, _pool: PoolId, _now: Duration) -> Retention {
+    fn on_idle(&self, _pool: PoolId, _now: Duration, _busy: u64) -> Retention {
         Retention::keep_for(self.ttl)
     }
 }
@@ -50,9 +50,9 @@ mod tests {
     #[test]
     fn always_the_same_ttl() {
         let policy = FixedTtl::new(Duration::from_secs(60));
-        policy.on_arrival(PoolId(1), Duration::ZERO);
+        policy.on_arrival(PoolId(1), Duration::ZERO, 0);
         assert_eq!(
-            policy.on_idle(PoolId(1), Duration::from_secs(5)),
+            policy.on_idle(PoolId(1), Duration::from_secs(5), 3),
             Retention::keep_for(Duration::from_secs(60))
         );
         assert_eq!(FixedTtl::default().ttl(), Duration::from_secs(600));

@@ -14,6 +14,15 @@
 //!   minus 10 % and kept until the 99th percentile plus 10 %. A 5th percentile in the first
 //!   bin means no unloading: keep the environment until the tail.
 //! - Otherwise the policy falls back to keeping the environment for the histogram's range.
+//!
+//! **Concurrency.** The paper models an application as one instance. A function here may
+//! run many environments at once, and their idle times differ: the first environment of a
+//! busy function is idle for milliseconds, its fortieth only in the busiest minutes. So the
+//! policy keeps one histogram per concurrency *slot*: an arrival that finds `k` environments
+//! busy measures the idle time of slot `k` (since an environment last became idle with `k`
+//! others busy), and an environment that becomes idle with `k` others busy gets the decision
+//! of slot `k`'s histogram. For a function that never overlaps this is exactly the paper's
+//! policy.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -73,11 +82,26 @@ struct Histogram {
     last_end: Option<Duration>,
 }
 
+impl Histogram {
+    fn new(bins: usize) -> Self {
+        Histogram {
+            bins: vec![0; bins],
+            in_range: 0,
+            out_of_range: 0,
+            recent_out_of_range: VecDeque::new(),
+            last_end: None,
+        }
+    }
+}
+
+/// Slots above this share the last histogram.
+const MAX_SLOTS: u64 = 64;
+
 /// The hybrid histogram keep-alive policy.
 #[derive(Debug)]
 pub struct HybridHistogram {
     config: HybridHistogramConfig,
-    pools: Mutex<HashMap<PoolId, Histogram>>,
+    pools: Mutex<HashMap<(PoolId, u64), Histogram>>,
 }
 
 impl HybridHistogram {
@@ -99,13 +123,20 @@ impl HybridHistogram {
         ((self.config.range.as_secs_f64() / bin).ceil() as usize).max(1)
     }
 
-    fn decide(&self, histogram: &Histogram) -> Retention {
+    /// The decision of one histogram; `None` when it has too few samples to say anything.
+    fn decide(&self, histogram: &Histogram) -> Option<Retention> {
+        let c = &self.config;
+        let samples = histogram.in_range + histogram.out_of_range;
+        if samples < c.min_samples {
+            return None;
+        }
+        Some(self.decide_trained(histogram))
+    }
+
+    fn decide_trained(&self, histogram: &Histogram) -> Retention {
         let c = &self.config;
         let fallback = Retention::keep_for(c.range);
         let samples = histogram.in_range + histogram.out_of_range;
-        if samples < c.min_samples {
-            return fallback;
-        }
         if f64::from(histogram.out_of_range) > c.oob_threshold * f64::from(samples) {
             let recent = &histogram.recent_out_of_range;
             if recent.is_empty() {
@@ -171,16 +202,13 @@ impl KeepAlivePolicy for HybridHistogram {
         )
     }
 
-    fn on_arrival(&self, pool: PoolId, now: Duration) {
+    fn on_arrival(&self, pool: PoolId, now: Duration, busy: u64) {
         let bins = self.bin_count();
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        let histogram = pools.entry(pool).or_insert_with(|| Histogram {
-            bins: vec![0; bins],
-            in_range: 0,
-            out_of_range: 0,
-            recent_out_of_range: VecDeque::new(),
-            last_end: None,
-        });
+        let slot = busy.min(MAX_SLOTS - 1);
+        let histogram = pools
+            .entry((pool, slot))
+            .or_insert_with(|| Histogram::new(bins));
         // Only the first arrival after an idle period measures an idle time.
         let Some(end) = histogram.last_end.take() else {
             return;
@@ -199,22 +227,27 @@ impl KeepAlivePolicy for HybridHistogram {
         }
     }
 
-    fn on_idle(&self, pool: PoolId, now: Duration) -> Retention {
+    fn on_idle(&self, pool: PoolId, now: Duration, busy: u64) -> Retention {
+        let bins = self.bin_count();
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        match pools.get_mut(&pool) {
-            Some(histogram) => {
-                histogram.last_end = Some(now);
-                self.decide(histogram)
-            }
-            None => Retention::keep_for(self.config.range),
-        }
+        let slot = busy.min(MAX_SLOTS - 1);
+        pools
+            .entry((pool, slot))
+            .or_insert_with(|| Histogram::new(bins))
+            .last_end = Some(now);
+        // A slot not trained yet borrows the decision of the nearest lower trained slot
+        // (its environments are reused at least as often); with none, the paper's fallback.
+        (0..=slot)
+            .rev()
+            .find_map(|s| pools.get(&(pool, s)).and_then(|h| self.decide(h)))
+            .unwrap_or(Retention::keep_for(self.config.range))
     }
 
     fn forget(&self, pool: PoolId) {
         self.pools
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&pool);
+            .retain(|(id, _), _| *id != pool);
     }
 }
 
@@ -228,12 +261,12 @@ mod tests {
     fn feed(policy: &HybridHistogram, idle_times: &[Duration]) -> Retention {
         let pool = PoolId(1);
         let mut now = Duration::from_secs(1_000_000);
-        policy.on_arrival(pool, now);
-        let mut decision = policy.on_idle(pool, now);
+        policy.on_arrival(pool, now, 0);
+        let mut decision = policy.on_idle(pool, now, 0);
         for idle in idle_times {
             now += *idle;
-            policy.on_arrival(pool, now);
-            decision = policy.on_idle(pool, now);
+            policy.on_arrival(pool, now, 0);
+            decision = policy.on_idle(pool, now, 0);
         }
         decision
     }
@@ -275,6 +308,36 @@ mod tests {
     }
 
     #[test]
+    fn each_concurrency_slot_learns_its_own_idle_times() {
+        let policy = HybridHistogram::new();
+        let pool = PoolId(1);
+        let mut now = Duration::from_secs(1_000_000);
+        // Slot 0 is reused every 5 s; slot 1 (a second, overlapping invocation) every 30 min.
+        for round in 0..400u64 {
+            policy.on_arrival(pool, now, 0);
+            if round % 360 == 0 {
+                policy.on_arrival(pool, now, 1);
+                policy.on_idle(pool, now, 1);
+            }
+            policy.on_idle(pool, now, 0);
+            now += Duration::from_secs(5);
+        }
+        let slot0 = policy.on_idle(pool, now, 0);
+        assert_eq!(slot0, Retention::keep_for(MIN.mul_f64(1.1)));
+        // Slot 1 has two samples, too few: it borrows slot 0's decision.
+        let slot1 = policy.on_idle(pool, now, 1);
+        assert_eq!(slot1, slot0);
+        // Trained, slot 1 gets its own: pre-warm at 27 min.
+        for _ in 0..12 {
+            now += MIN * 30;
+            policy.on_arrival(pool, now, 1);
+            policy.on_idle(pool, now, 1);
+        }
+        let slot1 = policy.on_idle(pool, now, 1);
+        assert_eq!(slot1.prewarm_after, MIN * 27);
+    }
+
+    #[test]
     fn rare_functions_get_a_predicted_window() {
         let policy = HybridHistogram::new();
         let decision = feed(&policy, &[MIN * 600; 12]);
@@ -282,7 +345,7 @@ mod tests {
         assert_eq!(decision.prewarm_after + decision.keep_alive, MIN * 690);
         policy.forget(PoolId(1));
         assert_eq!(
-            policy.on_idle(PoolId(1), Duration::ZERO),
+            policy.on_idle(PoolId(1), Duration::ZERO, 0),
             Retention::keep_for(Duration::from_secs(4 * 3600))
         );
     }

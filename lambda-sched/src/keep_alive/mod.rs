@@ -41,17 +41,26 @@ impl Retention {
 }
 
 /// A keep-alive policy. Implementations are shared between threads.
+///
+/// Both calls come with `busy`, the number of on-demand environments of the pool running an
+/// invocation at that moment, not counting the one arriving or finishing. It tells a policy
+/// which "slot" of a function's concurrency is concerned: an arrival with `busy = k` needs a
+/// (k+1)-th environment, an environment that becomes idle with `busy = k` left was the
+/// (k+1)-th. A policy for one environment per function ignores it.
+///
+/// The worker manager calls the policy with the pool's lock held: a policy must not call
+/// back into the service.
 pub trait KeepAlivePolicy: Send + Sync + fmt::Debug {
     /// A short name for tables and logs.
     fn name(&self) -> String;
 
-    /// An invocation of the environments in `pool` arrived at `now`.
-    fn on_arrival(&self, pool: PoolId, now: Duration) {
-        let _ = (pool, now);
+    /// An invocation of `pool` that needs an on-demand environment arrived at `now`.
+    fn on_arrival(&self, pool: PoolId, now: Duration, busy: u64) {
+        let _ = (pool, now, busy);
     }
 
     /// An environment of `pool` finished an invocation at `now` and is idle.
-    fn on_idle(&self, pool: PoolId, now: Duration) -> Retention;
+    fn on_idle(&self, pool: PoolId, now: Duration, busy: u64) -> Retention;
 
     /// `pool` was retired (its function updated or deleted): forget what was learnt.
     fn forget(&self, pool: PoolId) {
