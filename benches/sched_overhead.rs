@@ -122,8 +122,7 @@ fn summary() {
     );
     println!(
         "target: median under 5 us -> {}",
-        if single_median < Duration::from_micros(5) && contended_median < Duration::from_micros(5)
-        {
+        if single_median < Duration::from_micros(5) && contended_median < Duration::from_micros(5) {
             "met"
         } else {
             "NOT met"
