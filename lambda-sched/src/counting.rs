@@ -1,7 +1,7 @@
 //! The counting service: account and reserved concurrency, and the per-function scale-up
 //! token bucket.
 //!
-//! Every running invocation holds a [`Permit`]. A function with reserved concurrency `R`
+//! Every running invocation holds a permit. A function with reserved concurrency `R`
 //! counts against its own `R` (and nothing else can use it); every other function shares the
 //! unreserved pool, `account limit - sum of reservations`, which never drops below the
 //! configured minimum (100, as Lambda keeps). Permits are released on drop, so no error path

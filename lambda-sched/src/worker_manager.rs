@@ -6,7 +6,7 @@
 //! idle one, and only if there is none a new one), owns it while it runs, and gives it back:
 //! one invocation at a time per environment holds by construction. Idle environments carry
 //! the expiry the keep-alive policy gave them; expired ones are never handed out and are shut
-//! down by [`WorkerManager::maintain`].
+//! down by the maintenance pass ([`crate::Service::run_pending`] or the background thread).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
