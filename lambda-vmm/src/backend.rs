@@ -8,8 +8,10 @@ use lambda_core::{
 };
 
 use crate::VmmError;
+use crate::code::{CodePackage, read_package};
+use crate::environment::RuntimeApiEnvironment;
 use crate::loader::ProgramImage;
-use crate::run::{RunStats, run_once};
+use crate::oneshot::{RunStats, run_once};
 use crate::vm::kvm;
 
 /// Creates execution environments as KVM micro-VMs.
@@ -44,17 +46,35 @@ impl MicroVmBackend {
         &self,
         config: &FunctionConfig,
     ) -> Result<StdioEnvironment, EnvironmentError> {
-        config.validate()?;
-        let image = ProgramImage::from_code(&config.code).map_err(VmmError::Load)?;
-        image
-            .check_fits(config.memory_bytes())
-            .map_err(VmmError::Load)?;
+        let (image, package) = checked_code(config)?;
         Ok(StdioEnvironment {
             image,
+            package,
             config: config.clone(),
             last_stats: RunStats::default(),
         })
     }
+
+    /// Creates a warm Runtime API environment with the concrete type, running its Init.
+    pub fn create_runtime_api(
+        &self,
+        config: &FunctionConfig,
+    ) -> Result<RuntimeApiEnvironment, EnvironmentError> {
+        let (image, package) = checked_code(config)?;
+        RuntimeApiEnvironment::start(image, package, config.clone())
+    }
+}
+
+/// Validates the configuration and reads and checks the function's code, before any VM
+/// exists.
+fn checked_code(config: &FunctionConfig) -> Result<(ProgramImage, CodePackage), EnvironmentError> {
+    config.validate()?;
+    let package = read_package(&config.code).map_err(VmmError::Load)?;
+    let image = ProgramImage::from_package(&package).map_err(VmmError::Load)?;
+    image
+        .check_fits(config.memory_bytes())
+        .map_err(VmmError::Load)?;
+    Ok((image, package))
 }
 
 impl Backend for MicroVmBackend {
@@ -68,11 +88,7 @@ impl Backend for MicroVmBackend {
     ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
         match config.contract {
             Contract::Stdio => Ok(Box::new(self.create_stdio(config)?)),
-            Contract::RuntimeApi => Err(EnvironmentError::Code(
-                "the micro-VM backend runs one-shot stdio functions only so far \
-                 (Contract::Stdio); use the process backend for Runtime API functions"
-                    .into(),
-            )),
+            Contract::RuntimeApi => Ok(Box::new(self.create_runtime_api(config)?)),
         }
     }
 }
@@ -81,6 +97,7 @@ impl Backend for MicroVmBackend {
 /// invocation with the event on stdin and the response on stdout.
 pub struct StdioEnvironment {
     image: ProgramImage,
+    package: CodePackage,
     config: FunctionConfig,
     last_stats: RunStats,
 }
@@ -93,7 +110,7 @@ impl StdioEnvironment {
 
     /// Runs one invocation (the inherent form of [`ExecutionEnvironment::invoke`]).
     pub fn run(&mut self, invocation: Invocation) -> Result<InvokeResult, VmmError> {
-        let (result, stats) = run_once(&self.image, &self.config, invocation)?;
+        let (result, stats) = run_once(&self.image, &self.package, &self.config, invocation)?;
         self.last_stats = stats;
         Ok(result)
     }

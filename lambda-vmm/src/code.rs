@@ -1,17 +1,33 @@
-//! A function's code: a static executable, or a zip holding one named `bootstrap`.
+//! A function's code: a static executable, or a zip holding one named `bootstrap` (and any
+//! other files, which appear under `/var/task`).
 
 use std::io::Read;
+use std::sync::Arc;
 
 use lambda_core::CodeLocation;
 
 use crate::loader::{LoadError, MAX_PROGRAM_BYTES};
 
-/// Reads the program bytes a code location names.
-pub fn read_program(code: &CodeLocation) -> Result<Vec<u8>, LoadError> {
+/// The files of a function's package, read into memory once.
+#[derive(Debug, Clone)]
+pub struct CodePackage {
+    /// Paths relative to `/var/task`, with their contents.
+    pub files: Arc<[(String, Arc<[u8]>)]>,
+    /// The program (`bootstrap`).
+    pub program: Arc<[u8]>,
+}
+
+/// Reads the package a code location names.
+pub fn read_package(code: &CodeLocation) -> Result<CodePackage, LoadError> {
     let path = code.path();
     let unreadable = |reason: String| LoadError::Unreadable {
         path: path.display().to_string(),
         reason,
+    };
+    let too_big = || {
+        LoadError::Malformed(format!(
+            "the code is over the {MAX_PROGRAM_BYTES}-byte limit of unzipped code"
+        ))
     };
     match code {
         CodeLocation::Executable(_) => {
@@ -19,37 +35,56 @@ pub fn read_program(code: &CodeLocation) -> Result<Vec<u8>, LoadError> {
                 .map_err(|e| unreadable(e.to_string()))?
                 .len();
             if size > MAX_PROGRAM_BYTES {
-                return Err(LoadError::Malformed(format!(
-                    "{size} bytes is over the {MAX_PROGRAM_BYTES}-byte limit"
-                )));
+                return Err(too_big());
             }
-            std::fs::read(path).map_err(|e| unreadable(e.to_string()))
+            let program: Arc<[u8]> = std::fs::read(path)
+                .map_err(|e| unreadable(e.to_string()))?
+                .into();
+            Ok(CodePackage {
+                files: Arc::from(vec![("bootstrap".to_string(), program.clone())]),
+                program,
+            })
         }
         CodeLocation::Zip(_) => {
             let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
             let mut archive = zip::ZipArchive::new(file)
                 .map_err(|e| unreadable(format!("not a readable zip archive: {e}")))?;
-            let mut entry = archive.by_name("bootstrap").map_err(|_| {
-                unreadable("the zip has no file named `bootstrap` at its top level".into())
-            })?;
-            if entry.size() > MAX_PROGRAM_BYTES {
-                return Err(LoadError::Malformed(format!(
-                    "bootstrap is {} bytes, over the {MAX_PROGRAM_BYTES}-byte limit",
-                    entry.size()
-                )));
+            let mut files = Vec::new();
+            let mut total = 0u64;
+            for index in 0..archive.len() {
+                let mut entry = archive
+                    .by_index(index)
+                    .map_err(|e| unreadable(format!("bad zip entry: {e}")))?;
+                if entry.is_dir() {
+                    continue;
+                }
+                let Some(name) = entry.enclosed_name() else {
+                    continue; // an entry that would escape the task directory
+                };
+                let name = name.to_string_lossy().into_owned();
+                let mut bytes = Vec::new();
+                entry
+                    .by_ref()
+                    .take(MAX_PROGRAM_BYTES + 1 - total)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| unreadable(format!("cannot extract {name}: {e}")))?;
+                total += bytes.len() as u64;
+                if total > MAX_PROGRAM_BYTES {
+                    return Err(too_big());
+                }
+                files.push((name, Arc::<[u8]>::from(bytes)));
             }
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry
-                .by_ref()
-                .take(MAX_PROGRAM_BYTES + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| unreadable(format!("cannot extract bootstrap: {e}")))?;
-            if bytes.len() as u64 > MAX_PROGRAM_BYTES {
-                return Err(LoadError::Malformed(
-                    "bootstrap is over the size limit".into(),
-                ));
-            }
-            Ok(bytes)
+            let program = files
+                .iter()
+                .find(|(name, _)| name == "bootstrap")
+                .map(|(_, bytes)| bytes.clone())
+                .ok_or_else(|| {
+                    unreadable("the zip has no file named `bootstrap` at its top level".into())
+                })?;
+            Ok(CodePackage {
+                files: files.into(),
+                program,
+            })
         }
     }
 }

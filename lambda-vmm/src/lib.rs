@@ -13,19 +13,24 @@
 
 mod backend;
 mod code;
+mod environment;
 mod error;
 pub mod kernel;
 pub mod loader;
+mod machine;
+mod oneshot;
+mod outcome;
 pub mod process;
-mod run;
 mod signals;
 pub mod vm;
 
 pub use backend::{MicroVmBackend, StdioEnvironment};
+pub use code::CodePackage;
+pub use environment::{RUNTIME_API_ENDPOINT, RuntimeApiEnvironment};
 pub use error::VmmError;
 pub use loader::{LoadError, ProgramImage};
+pub use oneshot::RunStats;
 pub use process::ProcessBackend;
-pub use run::{RunStats, run_once};
 pub use vm::teardown::wait_for_teardown;
 
 /// Whether KVM can be used on this host, and if not, why.

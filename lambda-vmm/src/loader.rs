@@ -98,17 +98,17 @@ fn read_struct<T: Copy + Default>(bytes: &[u8], offset: usize) -> Option<T> {
 }
 
 impl ProgramImage {
-    /// Reads and checks the program a code location names.
-    pub fn from_code(code: &lambda_core::CodeLocation) -> Result<ProgramImage, LoadError> {
-        ProgramImage::parse(crate::code::read_program(code)?)
+    /// Checks the program of a code package.
+    pub fn from_package(package: &crate::code::CodePackage) -> Result<ProgramImage, LoadError> {
+        ProgramImage::parse(&package.program)
     }
 
     /// Checks a program held in memory.
-    pub fn parse(bytes: Vec<u8>) -> Result<ProgramImage, LoadError> {
+    pub fn parse(bytes: &[u8]) -> Result<ProgramImage, LoadError> {
         if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
             return Err(LoadError::NotElf);
         }
-        let header: Elf64_Ehdr = read_struct(&bytes, 0)
+        let header: Elf64_Ehdr = read_struct(bytes, 0)
             .ok_or_else(|| LoadError::Malformed("file ends inside the ELF header".into()))?;
         if header.e_ident[4] != ELFCLASS64 {
             return Err(LoadError::WrongArchitecture("32-bit ELF".into()));
@@ -141,7 +141,7 @@ impl ProgramImage {
             let offset = (header.e_phoff as usize)
                 .checked_add(index * size_of::<Elf64_Phdr>())
                 .ok_or_else(|| LoadError::Malformed("program header offset overflows".into()))?;
-            let phdr: Elf64_Phdr = read_struct(&bytes, offset).ok_or_else(|| {
+            let phdr: Elf64_Phdr = read_struct(bytes, offset).ok_or_else(|| {
                 LoadError::Malformed("file ends inside the program headers".into())
             })?;
             program_headers.push(phdr);
@@ -219,7 +219,7 @@ impl ProgramImage {
             )));
         }
         let image_end = image_end.next_multiple_of(PAGE);
-        let template = ImageTemplate::build(&bytes, &segments, image_end)
+        let template = ImageTemplate::build(bytes, &segments, image_end)
             .map_err(|e| LoadError::Malformed(format!("cannot stage the program image: {e}")))?;
         Ok(ProgramImage {
             template: Arc::new(template),
@@ -418,17 +418,14 @@ mod tests {
     #[test]
     fn rejects_non_elf_and_truncated() {
         assert_eq!(
-            ProgramImage::parse(b"#!/bin/sh\necho hi\n".to_vec()).unwrap_err(),
+            ProgramImage::parse(b"#!/bin/sh\necho hi\n").unwrap_err(),
             LoadError::NotElf
         );
         assert!(matches!(
-            ProgramImage::parse(b"\x7fELF\x02\x01".to_vec()).unwrap_err(),
+            ProgramImage::parse(b"\x7fELF\x02\x01").unwrap_err(),
             LoadError::Malformed(_)
         ));
-        assert_eq!(
-            ProgramImage::parse(Vec::new()).unwrap_err(),
-            LoadError::NotElf
-        );
+        assert_eq!(ProgramImage::parse(&[]).unwrap_err(), LoadError::NotElf);
     }
 
     fn header(class: u8, machine: u16) -> Vec<u8> {
@@ -444,15 +441,15 @@ mod tests {
     #[test]
     fn rejects_other_architectures() {
         assert!(matches!(
-            ProgramImage::parse(header(1, 3)).unwrap_err(),
+            ProgramImage::parse(&header(1, 3)).unwrap_err(),
             LoadError::WrongArchitecture(_)
         ));
         assert!(matches!(
-            ProgramImage::parse(header(ELFCLASS64, 183)).unwrap_err(),
+            ProgramImage::parse(&header(ELFCLASS64, 183)).unwrap_err(),
             LoadError::WrongArchitecture(_)
         ));
         assert!(matches!(
-            ProgramImage::parse(header(ELFCLASS64, EM_X86_64)).unwrap_err(),
+            ProgramImage::parse(&header(ELFCLASS64, EM_X86_64)).unwrap_err(),
             LoadError::Malformed(_)
         ));
     }

@@ -1,7 +1,10 @@
 //! Clocks and sleeping. The monotonic clock starts at the VM's creation; realtime is the
-//! host's wall clock. Sleeps never pass the invocation's deadline.
+//! host's wall clock. Sleeps are waits: they end at their time or, in a frozen (idle)
+//! environment, resume when it thaws.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::Kernel;
 
 use super::{Errno, SysResult};
 use crate::vm::GuestMemory;
@@ -42,7 +45,7 @@ impl GuestClock {
         }
     }
 
-    fn now(&self, clock: u64) -> Result<Duration, Errno> {
+    pub(super) fn now(&self, clock: u64) -> Result<Duration, Errno> {
         match clock {
             CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_REALTIME_ALARM | CLOCK_TAI => {
                 Ok(SystemTime::now()
@@ -91,46 +94,33 @@ impl GuestClock {
         }
         Ok(secs)
     }
+}
 
-    /// `nanosleep`.
-    pub fn nanosleep(
-        &self,
-        memory: &GuestMemory,
-        deadline: Instant,
-        request: u64,
-        _remaining: u64,
-    ) -> SysResult {
+impl Kernel {
+    /// `nanosleep`: waits (see [`Kernel::wait`]); a frozen environment does not sleep.
+    pub(super) fn nanosleep(&mut self, memory: &GuestMemory, request: u64) -> SysResult {
         let duration = read_timespec(memory, request)?;
-        sleep_until_or_deadline(Instant::now() + duration, deadline);
-        Ok(0)
+        self.wait(Some(duration)).map(|()| 0)
     }
 
-    /// `clock_nanosleep`.
-    pub fn clock_nanosleep(
-        &self,
+    /// `clock_nanosleep`, relative or absolute.
+    pub(super) fn clock_nanosleep(
+        &mut self,
         memory: &GuestMemory,
-        deadline: Instant,
         clock: u64,
         flags: u64,
         request: u64,
     ) -> SysResult {
         let target = read_timespec(memory, request)?;
-        let now = self.now(clock)?;
         let duration = if flags & TIMER_ABSTIME != 0 {
-            target.saturating_sub(now)
+            // Measured from the first attempt, so a retried sleep keeps its original end.
+            let waited = self
+                .blocked_since
+                .map_or(Duration::ZERO, |since| since.elapsed());
+            target.saturating_sub(self.clock.now(clock)?.saturating_sub(waited))
         } else {
             target
         };
-        sleep_until_or_deadline(Instant::now() + duration, deadline);
-        Ok(0)
-    }
-}
-
-/// Sleeps until `wake`, but never past `deadline` (the run loop then reports the timeout).
-fn sleep_until_or_deadline(wake: Instant, deadline: Instant) {
-    let until = wake.min(deadline);
-    let now = Instant::now();
-    if until > now {
-        std::thread::sleep(until - now);
+        self.wait(Some(duration)).map(|()| 0)
     }
 }

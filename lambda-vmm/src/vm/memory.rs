@@ -212,8 +212,13 @@ impl GuestMemory {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: the same range, just mapped above.
-        if unsafe { libc::mprotect(host.cast(), len as usize, libc::PROT_READ | libc::PROT_WRITE) }
-            != 0
+        if unsafe {
+            libc::mprotect(
+                host.cast(),
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        } != 0
         {
             return Err(std::io::Error::last_os_error());
         }

@@ -1,0 +1,294 @@
+//! A warm execution environment: one micro-VM running a Runtime API function through Init,
+//! then invocation after invocation, until it is shut down or reset.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_core::logs::{DEFAULT_LOG_CAPACITY, LogCollector};
+use lambda_core::runtime_api::{ApiEvent, RuntimeApi};
+use lambda_core::{
+    EnvironmentError, ErrorType, ExecutionEnvironment, FunctionConfig, FunctionError, Invocation,
+    InvokeOutcome, InvokeResult, Report, ResetReason, limits,
+};
+
+use crate::VmmError;
+use crate::code::CodePackage;
+use crate::kernel::KernelSetup;
+use crate::kernel::vfs::FileSystem;
+use crate::loader::ProgramImage;
+use crate::machine::{End, Machine, Settled};
+use crate::oneshot::{RunStats, guest_environment, note_unsupported};
+use crate::outcome;
+
+/// `AWS_LAMBDA_RUNTIME_API` inside the micro-VM.
+pub use crate::kernel::RUNTIME_API_ENDPOINT;
+
+/// A Runtime API function in its own micro-VM, kept warm between invocations: globals,
+/// connections and `/tmp` survive from one invocation to the next. A crash, timeout or exit
+/// during an invocation resets it: the next invocation boots a fresh VM and runs Init again.
+pub struct RuntimeApiEnvironment {
+    image: ProgramImage,
+    package: CodePackage,
+    config: FunctionConfig,
+    machine: Option<Machine>,
+    init_duration: Duration,
+    /// Init Duration to report on the next invocation (the first after each Init).
+    unreported_init: Option<Duration>,
+    last_stats: RunStats,
+}
+
+fn epoch_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// Boots a VM and runs the function's Init: until its first `next`, an init error, a crash or
+/// the 10 s limit.
+fn init(
+    image: &ProgramImage,
+    package: &CodePackage,
+    config: &FunctionConfig,
+) -> Result<(Machine, Duration), EnvironmentError> {
+    let start = Instant::now();
+    let envp = guest_environment(config, Some(RUNTIME_API_ENDPOINT));
+    let fs = FileSystem::new(&package.files, u64::from(config.ephemeral_storage_mb) << 20);
+    let mut machine = Machine::boot(image, config, &envp, |image_end| KernelSetup {
+        image_end,
+        fs,
+        stdin: None,
+        api: Some(RuntimeApi::for_function(config)),
+        log: LogCollector::new(DEFAULT_LOG_CAPACITY),
+    })
+    .map_err(EnvironmentError::from)?;
+    let mut init_done = false;
+    let mut init_error = None;
+    let settled = machine
+        .run(start + limits::INIT_TIMEOUT, |kernel| {
+            let api = kernel
+                .api_mut()
+                .expect("a Runtime API environment has its API");
+            while let Some(event) = api.next_event() {
+                match event {
+                    ApiEvent::InitDone => init_done = true,
+                    ApiEvent::InitError(error) => init_error = Some(error),
+                    _ => {}
+                }
+            }
+            init_done || init_error.is_some()
+        })
+        .map_err(EnvironmentError::from)?;
+    let init_duration = start.elapsed();
+    // A runtime that reports its init error usually exits at once.
+    if let Some(api) = machine.kernel().api_mut() {
+        while let Some(event) = api.next_event() {
+            if let ApiEvent::InitError(error) = event {
+                init_error = Some(error);
+            }
+        }
+    }
+    let error = match (settled, init_error) {
+        (Settled::Waiting, None) => return Ok((machine, init_duration)),
+        (_, Some(error)) => error,
+        (Settled::Ended(End::Timeout), None) => FunctionError::new(
+            ErrorType::RuntimeUnknown,
+            format!(
+                "Init did not finish within {:.2} seconds",
+                limits::INIT_TIMEOUT.as_secs_f64()
+            ),
+        ),
+        (Settled::Ended(end), None) => {
+            let out_of_memory = machine.kernel().out_of_memory();
+            outcome::failure(&end, config, out_of_memory).0
+        }
+    };
+    let log = machine.kernel().log_mut();
+    log.platform_line(&format!(
+        "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: error\tError Type: {}",
+        init_duration.as_secs_f64() * 1e3,
+        error.error_type
+    ));
+    Err(EnvironmentError::Init {
+        error,
+        init_duration,
+        log_tail: log.tail(),
+    })
+}
+
+impl RuntimeApiEnvironment {
+    /// Boots the function and runs its Init.
+    pub(crate) fn start(
+        image: ProgramImage,
+        package: CodePackage,
+        config: FunctionConfig,
+    ) -> Result<RuntimeApiEnvironment, EnvironmentError> {
+        let (machine, init_duration) = init(&image, &package, &config)?;
+        Ok(RuntimeApiEnvironment {
+            image,
+            package,
+            config,
+            machine: Some(machine),
+            init_duration,
+            unreported_init: Some(init_duration),
+            last_stats: RunStats::default(),
+        })
+    }
+
+    /// Exits and syscalls of the last invocation (the guest's work between its `next`s).
+    pub fn last_stats(&self) -> &RunStats {
+        &self.last_stats
+    }
+
+    /// Bytes the function keeps in `/tmp`.
+    pub fn tmp_used(&mut self) -> u64 {
+        self.machine.as_mut().map_or(0, |m| m.kernel().tmp_used())
+    }
+
+    /// Runs one invocation (the inherent form of [`ExecutionEnvironment::invoke`]).
+    pub fn run(&mut self, invocation: Invocation) -> Result<InvokeResult, VmmError> {
+        let request_id = invocation.request_id.clone();
+        if self.machine.is_none() {
+            match init(&self.image, &self.package, &self.config) {
+                Ok((machine, init_duration)) => {
+                    self.machine = Some(machine);
+                    self.init_duration = init_duration;
+                    self.unreported_init = Some(init_duration);
+                }
+                Err(EnvironmentError::Init {
+                    error,
+                    init_duration,
+                    log_tail,
+                }) => {
+                    return Ok(self.failed_result(request_id, error, init_duration, log_tail));
+                }
+                Err(other) => return Err(VmmError::Host(other.to_string())),
+            }
+        }
+        let config = &self.config;
+        let machine = self.machine.as_mut().expect("booted above");
+        let (exits_before, syscalls_before) = (machine.exits(), machine.stats().syscalls);
+        let kernel = machine.kernel();
+        kernel.replace_log(LogCollector::start(
+            &request_id,
+            "$LATEST",
+            DEFAULT_LOG_CAPACITY,
+        ));
+        let deadline_ms = epoch_millis(SystemTime::now() + config.timeout);
+        let api = kernel
+            .api_mut()
+            .expect("a Runtime API environment has its API");
+        if let Err(error) = api.deliver(invocation, deadline_ms) {
+            return Err(VmmError::Host(format!(
+                "cannot deliver the invocation: {error}"
+            )));
+        }
+        let start = Instant::now();
+        let mut done: Option<InvokeOutcome> = None;
+        let settled = machine.run(start + config.timeout, |kernel| {
+            let api = kernel
+                .api_mut()
+                .expect("a Runtime API environment has its API");
+            while let Some(event) = api.next_event() {
+                if let ApiEvent::InvocationDone { outcome, .. } = event {
+                    done = Some(outcome);
+                }
+            }
+            done.is_some()
+        })?;
+        let duration = start.elapsed();
+        // A runtime may post its result and then exit or crash.
+        if let Some(api) = machine.kernel().api_mut() {
+            while let Some(event) = api.next_event() {
+                if let ApiEvent::InvocationDone { outcome, .. } = event {
+                    done = Some(outcome);
+                }
+            }
+        }
+        let out_of_memory = machine.kernel().out_of_memory();
+        let (outcome, reset, platform_line) = match (settled, done) {
+            (Settled::Waiting, Some(outcome)) => (outcome, None, None),
+            (Settled::Ended(end), done) => {
+                let (error, reset) = outcome::failure(&end, config, out_of_memory);
+                let line = match end {
+                    End::Timeout => format!(
+                        "{request_id} Task timed out after {:.2} seconds",
+                        config.timeout.as_secs_f64()
+                    ),
+                    _ => format!("RequestId: {request_id} Error: {}", error.message),
+                };
+                let outcome = done.unwrap_or(InvokeOutcome::Error(error));
+                (outcome, Some(reset), Some(line))
+            }
+            (Settled::Waiting, None) => unreachable!("the run stops waiting only once done"),
+        };
+        self.last_stats = RunStats {
+            exits: machine.exits() - exits_before,
+            syscalls: machine.stats().syscalls - syscalls_before,
+            unsupported_syscalls: machine.stats().unsupported.clone(),
+            setup: Duration::ZERO,
+        };
+        let report = Report {
+            request_id,
+            duration,
+            memory_size_mb: config.memory_mb,
+            max_memory_used_mb: machine.memory_used_mb().min(config.memory_mb),
+            init_duration: self.unreported_init.take(),
+            restore_duration: None,
+        };
+        let mut log = machine
+            .kernel()
+            .replace_log(LogCollector::new(DEFAULT_LOG_CAPACITY));
+        if let Some(line) = platform_line {
+            log.platform_line(&line);
+        }
+        note_unsupported(&mut log, &self.last_stats.unsupported_syscalls);
+        log.end(&report);
+        if reset.is_some() {
+            self.machine = None;
+        }
+        Ok(InvokeResult {
+            outcome,
+            report,
+            log_tail: log.tail(),
+            reset,
+        })
+    }
+
+    fn failed_result(
+        &self,
+        request_id: String,
+        error: FunctionError,
+        init_duration: Duration,
+        log_tail: Vec<u8>,
+    ) -> InvokeResult {
+        let report = Report {
+            request_id,
+            duration: Duration::ZERO,
+            memory_size_mb: self.config.memory_mb,
+            max_memory_used_mb: 0,
+            init_duration: Some(init_duration),
+            restore_duration: None,
+        };
+        InvokeResult {
+            outcome: InvokeOutcome::Error(error),
+            report,
+            log_tail,
+            reset: Some(ResetReason::Crash),
+        }
+    }
+}
+
+impl ExecutionEnvironment for RuntimeApiEnvironment {
+    fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
+        self.run(invocation).map_err(EnvironmentError::from)
+    }
+
+    fn init_duration(&self) -> Duration {
+        self.init_duration
+    }
+
+    fn shutdown(self: Box<Self>) {
+        if let Some(machine) = self.machine {
+            machine.destroy();
+        }
+    }
+}

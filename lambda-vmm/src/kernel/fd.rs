@@ -1,0 +1,264 @@
+//! The file descriptor table and the objects descriptors name.
+
+use lambda_core::runtime_api::ConnectionId;
+
+use super::Errno;
+
+/// Most descriptors a program may hold (Lambda's limit).
+pub const MAX_FDS: usize = 1024;
+
+/// An open regular file.
+#[derive(Debug, Clone)]
+pub struct OpenFile {
+    /// Its normalized path.
+    pub path: String,
+    /// The file offset.
+    pub offset: u64,
+    /// Opened for reading.
+    pub readable: bool,
+    /// Opened for writing.
+    pub writable: bool,
+    /// `O_APPEND`.
+    pub append: bool,
+}
+
+/// An open directory, read with `getdents64`.
+#[derive(Debug, Clone)]
+pub struct OpenDir {
+    /// Its normalized path.
+    pub path: String,
+    /// Entries already returned.
+    pub position: usize,
+}
+
+/// A TCP socket on the emulated loopback network.
+#[derive(Debug, Clone, Default)]
+pub struct Socket {
+    /// The Runtime API connection, once connected.
+    pub connection: Option<ConnectionId>,
+    /// The error `SO_ERROR` reports (after a refused non-blocking connect).
+    pub pending_error: i32,
+    /// Bytes the guest has read so far: with the unread output, the readiness generation
+    /// edge-triggered epoll needs.
+    pub consumed: u64,
+    /// Whether the guest shut down its sending side.
+    pub write_shutdown: bool,
+    /// The local port, assigned at connect.
+    pub local_port: u16,
+}
+
+/// An eventfd counter.
+#[derive(Debug, Clone, Default)]
+pub struct EventFd {
+    /// The counter.
+    pub value: u64,
+    /// Writes so far (the readiness generation).
+    pub writes: u64,
+    /// `EFD_SEMAPHORE`.
+    pub semaphore: bool,
+}
+
+/// One registration in an epoll instance.
+#[derive(Debug, Clone, Default)]
+pub struct Interest {
+    /// Requested events (`EPOLLIN`, `EPOLLOUT`, `EPOLLET`, ...).
+    pub events: u32,
+    /// The user data returned with events.
+    pub data: u64,
+    /// For edge-triggered reads: the readiness generation last reported.
+    pub reported_in: Option<u64>,
+    /// For edge-triggered writes: whether writability was reported.
+    pub reported_out: bool,
+}
+
+/// An epoll instance: descriptor -> registration.
+#[derive(Debug, Clone, Default)]
+pub struct Epoll {
+    /// The registrations.
+    pub interests: std::collections::BTreeMap<u64, Interest>,
+}
+
+/// What a descriptor refers to.
+#[derive(Debug, Clone)]
+pub enum Object {
+    /// Standard input: the event (one-shot) or empty.
+    Stdin,
+    /// Standard output: the response (one-shot) or the log.
+    Stdout,
+    /// Standard error: the log.
+    Stderr,
+    /// A regular file.
+    File(OpenFile),
+    /// A directory.
+    Dir(OpenDir),
+    /// A socket.
+    Socket(Socket),
+    /// An epoll instance.
+    Epoll(Epoll),
+    /// An eventfd.
+    EventFd(EventFd),
+}
+
+/// A descriptor: the object and its flags.
+#[derive(Debug, Clone)]
+pub struct Descriptor {
+    /// What it refers to.
+    pub object: Object,
+    /// `O_NONBLOCK`.
+    pub nonblocking: bool,
+    /// `O_CLOEXEC` (kept for `fcntl`; there is no exec).
+    pub cloexec: bool,
+}
+
+impl Descriptor {
+    /// A blocking descriptor for `object`.
+    pub fn new(object: Object) -> Descriptor {
+        Descriptor {
+            object,
+            nonblocking: false,
+            cloexec: false,
+        }
+    }
+}
+
+/// The descriptor table. Descriptors made by `dup` share one open description (its object
+/// and `O_NONBLOCK`), as on Linux; the description goes when its last descriptor closes.
+#[derive(Debug, Clone)]
+pub struct FdTable {
+    slots: Vec<Option<u64>>,
+    descriptions: std::collections::BTreeMap<u64, (Descriptor, usize)>,
+    next_description: u64,
+}
+
+impl FdTable {
+    /// A table with stdin, stdout and stderr open.
+    pub fn with_stdio() -> FdTable {
+        let mut table = FdTable {
+            slots: Vec::new(),
+            descriptions: std::collections::BTreeMap::new(),
+            next_description: 0,
+        };
+        for object in [Object::Stdin, Object::Stdout, Object::Stderr] {
+            table
+                .insert(Descriptor::new(object))
+                .expect("room for stdio");
+        }
+        table
+    }
+
+    fn free_slot(&self, min: usize) -> Result<usize, Errno> {
+        (min..MAX_FDS)
+            .find(|&fd| self.slots.get(fd).is_none_or(Option::is_none))
+            .ok_or(Errno(libc::EMFILE))
+    }
+
+    fn place(&mut self, fd: usize, description: u64) {
+        if fd >= self.slots.len() {
+            self.slots.resize(fd + 1, None);
+        }
+        self.slots[fd] = Some(description);
+    }
+
+    fn description_of(&self, fd: u64) -> Result<u64, Errno> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.slots.get(i).copied().flatten())
+            .ok_or(Errno(libc::EBADF))
+    }
+
+    /// Installs `descriptor` at the lowest free number.
+    pub fn insert(&mut self, descriptor: Descriptor) -> Result<u64, Errno> {
+        let fd = self.free_slot(0)?;
+        let id = self.next_description;
+        self.next_description += 1;
+        self.descriptions.insert(id, (descriptor, 1));
+        self.place(fd, id);
+        Ok(fd as u64)
+    }
+
+    /// A second descriptor for `fd`'s open description, at the lowest free number >= `min`.
+    pub fn dup(&mut self, fd: u64, min: usize) -> Result<u64, Errno> {
+        let id = self.description_of(fd)?;
+        let new = self.free_slot(min)?;
+        self.descriptions.get_mut(&id).expect("live description").1 += 1;
+        self.place(new, id);
+        Ok(new as u64)
+    }
+
+    /// Makes `new` refer to `old`'s open description, closing what `new` held; returns the
+    /// description that closing released, if that was its last descriptor.
+    pub fn dup_to(&mut self, old: u64, new: u64) -> Result<Option<Descriptor>, Errno> {
+        let id = self.description_of(old)?;
+        let index = usize::try_from(new)
+            .ok()
+            .filter(|&i| i < MAX_FDS)
+            .ok_or(Errno(libc::EBADF))?;
+        let released = self.remove(new).ok().flatten();
+        self.descriptions.get_mut(&id).expect("live description").1 += 1;
+        self.place(index, id);
+        Ok(released)
+    }
+
+    /// The descriptor `fd`.
+    pub fn get(&self, fd: u64) -> Result<&Descriptor, Errno> {
+        let id = self.description_of(fd)?;
+        Ok(&self.descriptions[&id].0)
+    }
+
+    /// The descriptor `fd`, mutably.
+    pub fn get_mut(&mut self, fd: u64) -> Result<&mut Descriptor, Errno> {
+        let id = self.description_of(fd)?;
+        Ok(&mut self.descriptions.get_mut(&id).expect("live description").0)
+    }
+
+    /// Closes `fd`; returns its open description if this was its last descriptor.
+    pub fn remove(&mut self, fd: u64) -> Result<Option<Descriptor>, Errno> {
+        let id = self.description_of(fd)?;
+        self.slots[fd as usize] = None;
+        let entry = self.descriptions.get_mut(&id).expect("live description");
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            return Ok(self
+                .descriptions
+                .remove(&id)
+                .map(|(descriptor, _)| descriptor));
+        }
+        Ok(None)
+    }
+
+    /// Every open descriptor number.
+    pub fn open_fds(&self) -> Vec<u64> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.is_some())
+            .map(|(fd, _)| fd as u64)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowest_free_and_limit() {
+        let mut table = FdTable::with_stdio();
+        assert_eq!(table.insert(Descriptor::new(Object::Stdin)).unwrap(), 3);
+        assert!(table.remove(1).unwrap().is_some());
+        assert_eq!(table.insert(Descriptor::new(Object::Stdin)).unwrap(), 1);
+        assert_eq!(table.remove(99).unwrap_err(), Errno(libc::EBADF));
+        let copy = table.dup(3, 10).unwrap();
+        assert_eq!(copy, 10);
+        table.get_mut(10).unwrap().nonblocking = true;
+        assert!(
+            table.get(3).unwrap().nonblocking,
+            "dups share the description"
+        );
+        assert!(table.remove(3).unwrap().is_none());
+        assert!(table.remove(10).unwrap().is_some());
+        while table.insert(Descriptor::new(Object::Stdin)).is_ok() {}
+        assert_eq!(table.open_fds().len(), MAX_FDS);
+        assert_eq!(table.get(u64::MAX).unwrap_err(), Errno(libc::EBADF));
+    }
+}

@@ -1,0 +1,689 @@
+//! File descriptors and paths: stdio, regular files and directories of the in-memory
+//! filesystem, and the descriptor calls (`dup`, `fcntl`, `ioctl`). Sockets and eventfds are
+//! read and written here too, through their own modules.
+
+use super::fd::{Descriptor, Object, OpenDir, OpenFile};
+use super::vfs::{self, Metadata};
+use super::{Errno, Kernel, ProcessEnd, Stdio, SysResult};
+use crate::vm::GuestMemory;
+use lambda_core::limits;
+
+/// Longest path accepted (Linux's PATH_MAX).
+const PATH_MAX: usize = 4096;
+/// Most iovecs in one readv/writev (Linux's IOV_MAX).
+const IOV_MAX: u64 = 1024;
+/// Bytes moved between guest memory and the kernel per step, so a huge write never needs a
+/// huge host buffer.
+pub(super) const CHUNK: u64 = 64 * 1024;
+/// Most bytes one read returns (as Linux caps a single read).
+const MAX_READ: u64 = 0x7fff_f000;
+/// The program's path inside the environment.
+pub const PROGRAM_PATH: &str = "/var/task/bootstrap";
+
+const S_IFIFO: u32 = 0o010_000;
+const S_IFDIR: u32 = 0o040_000;
+const S_IFREG: u32 = 0o100_000;
+const S_IFSOCK: u32 = 0o140_000;
+const AT_EMPTY_PATH: u64 = 0x1000;
+const O_ACCMODE: u64 = 0o3;
+const O_CREAT: u64 = 0o100;
+const O_EXCL: u64 = 0o200;
+const O_TRUNC: u64 = 0o1000;
+const O_APPEND: u64 = 0o2000;
+const O_NONBLOCK: u64 = 0o4000;
+const O_DIRECTORY: u64 = 0o200_000;
+const O_CLOEXEC: u64 = 0o2_000_000;
+const TCGETS: u64 = 0x5401;
+const FIONBIO: u64 = 0x5421;
+
+fn errno(code: i32) -> Errno {
+    Errno(code)
+}
+
+/// Reads a path argument, with Linux's errors for bad pointers and overlong paths.
+pub(super) fn read_path(memory: &GuestMemory, addr: u64) -> Result<Vec<u8>, Errno> {
+    memory
+        .read_c_string(addr, PATH_MAX - 1)?
+        .ok_or(errno(libc::ENAMETOOLONG))
+}
+
+/// A `struct stat` as x86-64 Linux lays it out (144 bytes).
+fn stat_bytes(mode: u32, size: u64, inode: u64) -> [u8; 144] {
+    let mut stat = [0u8; 144];
+    stat[0..8].copy_from_slice(&0x4c_u64.to_le_bytes()); // st_dev
+    stat[8..16].copy_from_slice(&inode.to_le_bytes());
+    stat[16..24].copy_from_slice(&1u64.to_le_bytes()); // st_nlink
+    stat[24..28].copy_from_slice(&mode.to_le_bytes());
+    stat[48..56].copy_from_slice(&size.to_le_bytes());
+    stat[56..64].copy_from_slice(&4096u64.to_le_bytes()); // st_blksize
+    stat[64..72].copy_from_slice(&size.div_ceil(512).to_le_bytes()); // st_blocks
+    stat
+}
+
+fn metadata_stat(meta: &Metadata, path: &str) -> [u8; 144] {
+    let mode = if meta.is_dir {
+        S_IFDIR | 0o755
+    } else if path.starts_with(vfs::TASK_ROOT) {
+        S_IFREG | 0o755
+    } else {
+        S_IFREG | 0o644
+    };
+    stat_bytes(mode, meta.size, meta.inode)
+}
+
+/// `struct iovec`s, checked and bounded.
+pub(super) fn read_iovecs(
+    memory: &GuestMemory,
+    addr: u64,
+    count: u64,
+) -> Result<Vec<(u64, u64)>, Errno> {
+    if count > IOV_MAX {
+        return Err(errno(libc::EINVAL));
+    }
+    let raw = memory.read_vec(addr, count * 16)?;
+    let iovecs: Vec<(u64, u64)> = raw
+        .chunks_exact(16)
+        .map(|c| {
+            let base = u64::from_le_bytes(c[..8].try_into().expect("8 bytes"));
+            let len = u64::from_le_bytes(c[8..].try_into().expect("8 bytes"));
+            (base, len)
+        })
+        .collect();
+    let mut total: u64 = 0;
+    for &(_, len) in &iovecs {
+        total = total
+            .checked_add(len)
+            .filter(|t| *t <= isize::MAX as u64)
+            .ok_or(errno(libc::EINVAL))?;
+    }
+    Ok(iovecs)
+}
+
+impl Kernel {
+    /// Resolves a path argument relative to `dirfd` (only the working directory and
+    /// directory descriptors are bases).
+    fn resolve(&self, memory: &GuestMemory, dirfd: u64, path: u64) -> Result<String, Errno> {
+        let raw = read_path(memory, path)?;
+        let base = if raw.starts_with(b"/") || dirfd as i32 == libc::AT_FDCWD {
+            self.cwd.clone()
+        } else {
+            match &self.fds.get(dirfd)?.object {
+                Object::Dir(dir) => dir.path.clone(),
+                _ => return Err(errno(libc::ENOTDIR)),
+            }
+        };
+        vfs::normalize(&base, &raw)
+    }
+
+    pub(super) fn read(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        buf: u64,
+        count: u64,
+    ) -> SysResult {
+        let count = count.min(MAX_READ);
+        memory.validate(buf, count)?;
+        let descriptor = self.fds.get(fd)?;
+        let nonblocking = descriptor.nonblocking;
+        match &descriptor.object {
+            Object::Stdin => match &mut self.stdio {
+                Stdio::OneShot {
+                    stdin, stdin_read, ..
+                } => {
+                    let start = *stdin_read;
+                    let end = start + (count as usize).min(stdin.len() - start);
+                    memory.write(buf, &stdin[start..end])?;
+                    *stdin_read = end;
+                    Ok((end - start) as u64)
+                }
+                Stdio::Log => Ok(0),
+            },
+            Object::Stdout | Object::Stderr => Err(errno(libc::EBADF)),
+            Object::File(file) if !file.readable => Err(errno(libc::EBADF)),
+            Object::File(file) => {
+                let data = self.fs.read_at(&file.path, file.offset, count as usize)?;
+                memory.write(buf, data)?;
+                let n = data.len() as u64;
+                if let Object::File(file) = &mut self.fds.get_mut(fd)?.object {
+                    file.offset += n;
+                }
+                Ok(n)
+            }
+            Object::Dir(_) => Err(errno(libc::EISDIR)),
+            Object::Socket(_) => self.socket_recv(memory, fd, buf, count, nonblocking),
+            Object::EventFd(_) => self.eventfd_read(memory, fd, buf, count, nonblocking),
+            Object::Epoll(_) => Err(errno(libc::EINVAL)),
+        }
+    }
+
+    /// Sends guest bytes to a sink chunk by chunk; returns how many the sink took.
+    pub(super) fn write_chunks_to(
+        &mut self,
+        memory: &GuestMemory,
+        buf: u64,
+        count: u64,
+        mut sink: impl FnMut(&mut Kernel, &[u8]) -> Result<usize, Errno>,
+    ) -> SysResult {
+        memory.validate(buf, count)?;
+        let mut done = 0;
+        let mut chunk = Vec::with_capacity(count.min(CHUNK) as usize);
+        while done < count {
+            let take = (count - done).min(CHUNK);
+            chunk.clear();
+            memory.read_into(buf + done, take, &mut chunk)?;
+            let taken = match sink(self, &chunk) {
+                Ok(n) => n,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            };
+            done += taken as u64;
+            if taken < chunk.len() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    pub(super) fn write(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        buf: u64,
+        count: u64,
+    ) -> SysResult {
+        let descriptor = self.fds.get(fd)?;
+        let nonblocking = descriptor.nonblocking;
+        match &descriptor.object {
+            Object::Stdout if matches!(self.stdio, Stdio::OneShot { .. }) => self
+                .write_chunks_to(memory, buf, count, |kernel, data| {
+                    let Stdio::OneShot { response, .. } = &mut kernel.stdio else {
+                        unreachable!("checked above")
+                    };
+                    if response.len() + data.len() > limits::MAX_SYNC_PAYLOAD_BYTES {
+                        kernel.pending_end = Some(ProcessEnd::ResponseTooLarge);
+                        return Err(errno(libc::EFBIG));
+                    }
+                    response.extend_from_slice(data);
+                    Ok(data.len())
+                })
+                .or_else(|e| {
+                    if self.pending_end.is_some() {
+                        Ok(0)
+                    } else {
+                        Err(e)
+                    }
+                }),
+            Object::Stdout | Object::Stderr => {
+                self.write_chunks_to(memory, buf, count, |kernel, data| {
+                    kernel.log.write(data);
+                    Ok(data.len())
+                })
+            }
+            Object::Stdin => Err(errno(libc::EBADF)),
+            Object::File(file) if !file.writable => Err(errno(libc::EBADF)),
+            Object::File(file) => {
+                let (path, append) = (file.path.clone(), file.append);
+                let mut offset = if append {
+                    self.fs.metadata(&path)?.size
+                } else {
+                    file.offset
+                };
+                let written = self.write_chunks_to(memory, buf, count, |kernel, data| {
+                    let n = kernel.fs.write_at(&path, offset, data)?;
+                    offset += n as u64;
+                    Ok(n)
+                })?;
+                if let Object::File(file) = &mut self.fds.get_mut(fd)?.object {
+                    file.offset = offset;
+                }
+                Ok(written)
+            }
+            Object::Dir(_) => Err(errno(libc::EISDIR)),
+            Object::Socket(_) => self.socket_send(memory, fd, buf, count, nonblocking),
+            Object::EventFd(_) => self.eventfd_write(memory, fd, buf, count),
+            Object::Epoll(_) => Err(errno(libc::EINVAL)),
+        }
+    }
+
+    pub(super) fn pread(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        buf: u64,
+        count: u64,
+        offset: u64,
+    ) -> SysResult {
+        let Object::File(file) = &self.fds.get(fd)?.object else {
+            return Err(errno(libc::ESPIPE));
+        };
+        if !file.readable {
+            return Err(errno(libc::EBADF));
+        }
+        let data = self
+            .fs
+            .read_at(&file.path, offset, count.min(MAX_READ) as usize)?;
+        memory.write(buf, data)?;
+        Ok(data.len() as u64)
+    }
+
+    pub(super) fn pwrite(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        buf: u64,
+        count: u64,
+        offset: u64,
+    ) -> SysResult {
+        let Object::File(file) = &self.fds.get(fd)?.object else {
+            return Err(errno(libc::ESPIPE));
+        };
+        if !file.writable {
+            return Err(errno(libc::EBADF));
+        }
+        let path = file.path.clone();
+        let mut at = offset;
+        self.write_chunks_to(memory, buf, count, |kernel, data| {
+            let n = kernel.fs.write_at(&path, at, data)?;
+            at += n as u64;
+            Ok(n)
+        })
+    }
+
+    pub(super) fn readv(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        iov: u64,
+        count: u64,
+    ) -> SysResult {
+        let mut total = 0;
+        for (base, len) in read_iovecs(memory, iov, count)? {
+            let n = match self.read(memory, fd, base, len) {
+                Ok(n) => n,
+                Err(e) if total == 0 => return Err(e),
+                Err(_) => break,
+            };
+            total += n;
+            if n < len {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    pub(super) fn writev(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        iov: u64,
+        count: u64,
+    ) -> SysResult {
+        let mut total = 0;
+        for (base, len) in read_iovecs(memory, iov, count)? {
+            let n = match self.write(memory, fd, base, len) {
+                Ok(n) => n,
+                Err(e) if total == 0 => return Err(e),
+                Err(_) => break,
+            };
+            total += n;
+            if n < len || self.pending_end.is_some() {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    pub(super) fn close(&mut self, fd: u64) -> SysResult {
+        let released = self.fds.remove(fd)?;
+        self.release(fd, released);
+        Ok(0)
+    }
+
+    /// Lets go of what a closed descriptor held: its epoll registrations, and the object
+    /// itself when this was the last descriptor of its open description.
+    fn release(&mut self, fd: u64, released: Option<Descriptor>) {
+        if let Some(Descriptor {
+            object: Object::Socket(socket),
+            ..
+        }) = released
+            && let (Some(connection), Some(api)) = (socket.connection, self.api.as_mut())
+        {
+            api.disconnect(connection);
+        }
+        for other in self.fds.open_fds() {
+            if let Ok(Descriptor {
+                object: Object::Epoll(epoll),
+                ..
+            }) = self.fds.get_mut(other)
+            {
+                epoll.interests.remove(&fd);
+            }
+        }
+    }
+
+    pub(super) fn fstat(&mut self, memory: &GuestMemory, fd: u64, statbuf: u64) -> SysResult {
+        let stat = match &self.fds.get(fd)?.object {
+            Object::Stdin | Object::Stdout | Object::Stderr => stat_bytes(S_IFIFO | 0o600, 0, 0),
+            Object::File(OpenFile { path, .. }) | Object::Dir(OpenDir { path, .. }) => {
+                metadata_stat(&self.fs.metadata(path)?, path)
+            }
+            Object::Socket(_) => stat_bytes(S_IFSOCK | 0o777, 0, 0),
+            Object::Epoll(_) | Object::EventFd(_) => stat_bytes(0o600, 0, 0),
+        };
+        memory.write(statbuf, &stat)?;
+        Ok(0)
+    }
+
+    pub(super) fn stat_path(
+        &mut self,
+        memory: &GuestMemory,
+        dirfd: u64,
+        path: u64,
+        statbuf: u64,
+        flags: u64,
+    ) -> SysResult {
+        if flags & AT_EMPTY_PATH != 0 && read_path(memory, path)?.is_empty() {
+            return self.fstat(memory, dirfd, statbuf);
+        }
+        let path = self.resolve(memory, dirfd, path)?;
+        let meta = self.fs.metadata(&path)?;
+        memory.write(statbuf, &metadata_stat(&meta, &path))?;
+        Ok(0)
+    }
+
+    pub(super) fn faccessat(&mut self, memory: &GuestMemory, dirfd: u64, path: u64) -> SysResult {
+        let path = self.resolve(memory, dirfd, path)?;
+        self.fs.metadata(&path).map(|_| 0)
+    }
+
+    pub(super) fn openat(
+        &mut self,
+        memory: &GuestMemory,
+        dirfd: u64,
+        path: u64,
+        flags: u64,
+    ) -> SysResult {
+        let path = self.resolve(memory, dirfd, path)?;
+        let access = flags & O_ACCMODE;
+        let writable = access == libc::O_WRONLY as u64 || access == libc::O_RDWR as u64;
+        let readable = access == libc::O_RDONLY as u64 || access == libc::O_RDWR as u64;
+        let exists = self.fs.metadata(&path).is_ok();
+        if flags & O_CREAT != 0 {
+            if exists && flags & O_EXCL != 0 {
+                return Err(errno(libc::EEXIST));
+            }
+            if !exists {
+                self.fs.create_file(&path)?;
+            }
+        }
+        let meta = self.fs.metadata(&path)?;
+        if meta.is_dir {
+            if writable {
+                return Err(errno(libc::EISDIR));
+            }
+        } else if flags & O_DIRECTORY != 0 {
+            return Err(errno(libc::ENOTDIR));
+        }
+        if writable && !meta.writable {
+            return Err(errno(if path.starts_with(vfs::TASK_ROOT) {
+                libc::EROFS
+            } else {
+                libc::EACCES
+            }));
+        }
+        if flags & O_TRUNC != 0 && writable {
+            self.fs.truncate(&path, 0)?;
+        }
+        let object = if meta.is_dir {
+            Object::Dir(OpenDir { path, position: 0 })
+        } else {
+            Object::File(OpenFile {
+                path,
+                offset: 0,
+                readable,
+                writable,
+                append: flags & O_APPEND != 0,
+            })
+        };
+        self.fds.insert(Descriptor {
+            object,
+            nonblocking: flags & O_NONBLOCK != 0,
+            cloexec: flags & O_CLOEXEC != 0,
+        })
+    }
+
+    pub(super) fn lseek(&mut self, fd: u64, offset: u64, whence: u64) -> SysResult {
+        let size = match &self.fds.get(fd)?.object {
+            Object::File(file) => self.fs.metadata(&file.path)?.size,
+            Object::Dir(_) => 0,
+            _ => return Err(errno(libc::ESPIPE)),
+        };
+        let descriptor = self.fds.get_mut(fd)?;
+        let current = match &descriptor.object {
+            Object::File(file) => file.offset,
+            Object::Dir(dir) => dir.position as u64,
+            _ => 0,
+        };
+        let base = match whence as i32 {
+            libc::SEEK_SET => 0,
+            libc::SEEK_CUR => current as i64,
+            libc::SEEK_END => size as i64,
+            _ => return Err(errno(libc::EINVAL)),
+        };
+        let target = base
+            .checked_add(offset as i64)
+            .filter(|t| *t >= 0)
+            .ok_or(errno(libc::EINVAL))? as u64;
+        match &mut descriptor.object {
+            Object::File(file) => file.offset = target,
+            Object::Dir(dir) => dir.position = target as usize,
+            _ => {}
+        }
+        Ok(target)
+    }
+
+    pub(super) fn ftruncate(&mut self, fd: u64, len: u64) -> SysResult {
+        match &self.fds.get(fd)?.object {
+            Object::File(file) if file.writable => {
+                let path = file.path.clone();
+                self.fs.truncate(&path, len).map(|()| 0)
+            }
+            _ => Err(errno(libc::EINVAL)),
+        }
+    }
+
+    pub(super) fn getdents64(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        buf: u64,
+        count: u64,
+    ) -> SysResult {
+        let Object::Dir(dir) = &self.fds.get(fd)?.object else {
+            return Err(errno(libc::ENOTDIR));
+        };
+        let path = dir.path.clone();
+        let mut position = dir.position;
+        let meta = self.fs.metadata(&path)?;
+        let mut entries = vec![
+            (".".to_string(), true, meta.inode),
+            ("..".to_string(), true, 1),
+        ];
+        entries.extend(self.fs.children(&path));
+        let mut out = Vec::new();
+        while let Some((name, is_dir, inode)) = entries.get(position) {
+            let reclen = (19 + name.len() + 1).next_multiple_of(8);
+            if out.len() + reclen > count as usize {
+                break;
+            }
+            let mut record = vec![0u8; reclen];
+            record[0..8].copy_from_slice(&inode.to_le_bytes());
+            record[8..16].copy_from_slice(&((position + 1) as u64).to_le_bytes());
+            record[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+            record[18] = if *is_dir { libc::DT_DIR } else { libc::DT_REG };
+            record[19..19 + name.len()].copy_from_slice(name.as_bytes());
+            out.extend_from_slice(&record);
+            position += 1;
+        }
+        if out.is_empty() && position < entries.len() {
+            return Err(errno(libc::EINVAL));
+        }
+        memory.write(buf, &out)?;
+        if let Object::Dir(dir) = &mut self.fds.get_mut(fd)?.object {
+            dir.position = position;
+        }
+        Ok(out.len() as u64)
+    }
+
+    pub(super) fn mkdirat(&mut self, memory: &GuestMemory, dirfd: u64, path: u64) -> SysResult {
+        let path = self.resolve(memory, dirfd, path)?;
+        self.fs.mkdir(&path).map(|()| 0)
+    }
+
+    pub(super) fn unlinkat(
+        &mut self,
+        memory: &GuestMemory,
+        dirfd: u64,
+        path: u64,
+        flags: u64,
+    ) -> SysResult {
+        let path = self.resolve(memory, dirfd, path)?;
+        self.fs
+            .remove(&path, flags & libc::AT_REMOVEDIR as u64 != 0)
+            .map(|()| 0)
+    }
+
+    pub(super) fn renameat(
+        &mut self,
+        memory: &GuestMemory,
+        old_dirfd: u64,
+        old: u64,
+        new_dirfd: u64,
+        new: u64,
+    ) -> SysResult {
+        let from = self.resolve(memory, old_dirfd, old)?;
+        let to = self.resolve(memory, new_dirfd, new)?;
+        self.fs.rename(&from, &to).map(|()| 0)
+    }
+
+    pub(super) fn getcwd(&mut self, memory: &GuestMemory, buf: u64, size: u64) -> SysResult {
+        let mut path = self.cwd.as_bytes().to_vec();
+        path.push(0);
+        if size < path.len() as u64 {
+            return Err(errno(libc::ERANGE));
+        }
+        memory.write(buf, &path)?;
+        Ok(path.len() as u64)
+    }
+
+    pub(super) fn chdir(&mut self, memory: &GuestMemory, path: u64) -> SysResult {
+        let path = self.resolve(memory, libc::AT_FDCWD as u64, path)?;
+        if !self.fs.metadata(&path)?.is_dir {
+            return Err(errno(libc::ENOTDIR));
+        }
+        self.cwd = path;
+        Ok(0)
+    }
+
+    /// `readlinkat`: `/proc/self/exe` names the program; nothing else is a link.
+    pub(super) fn readlinkat(
+        &mut self,
+        memory: &GuestMemory,
+        dirfd: u64,
+        path: u64,
+        buf: u64,
+        size: u64,
+    ) -> SysResult {
+        let raw = read_path(memory, path)?;
+        if raw != b"/proc/self/exe" {
+            let path = self.resolve(memory, dirfd, path)?;
+            self.fs.metadata(&path)?;
+            return Err(errno(libc::EINVAL));
+        }
+        let target = PROGRAM_PATH.as_bytes();
+        let n = target.len().min(size as usize);
+        memory.write(buf, &target[..n])?;
+        Ok(n as u64)
+    }
+
+    pub(super) fn dup(&mut self, fd: u64, min: usize) -> SysResult {
+        self.fds.dup(fd, min)
+    }
+
+    pub(super) fn dup2(&mut self, old: u64, new: u64) -> SysResult {
+        if old == new {
+            return self.fds.get(old).map(|_| new);
+        }
+        self.dup3(old, new, 0)
+    }
+
+    pub(super) fn dup3(&mut self, old: u64, new: u64, flags: u64) -> SysResult {
+        if old == new {
+            return Err(errno(libc::EINVAL));
+        }
+        if flags & !O_CLOEXEC != 0 {
+            return Err(errno(libc::EINVAL));
+        }
+        let released = self.fds.dup_to(old, new)?;
+        self.release(new, released);
+        Ok(new)
+    }
+
+    pub(super) fn fcntl(&mut self, fd: u64, command: u64, arg: u64) -> SysResult {
+        let descriptor = self.fds.get_mut(fd)?;
+        match command as i32 {
+            libc::F_GETFD => Ok(u64::from(descriptor.cloexec)),
+            libc::F_SETFD => {
+                descriptor.cloexec = arg & 1 != 0;
+                Ok(0)
+            }
+            libc::F_GETFL => {
+                let access = match &descriptor.object {
+                    Object::Stdin => libc::O_RDONLY,
+                    Object::Stdout | Object::Stderr => libc::O_WRONLY,
+                    Object::File(f) if f.readable && f.writable => libc::O_RDWR,
+                    Object::File(f) if f.writable => libc::O_WRONLY,
+                    Object::File(_) | Object::Dir(_) => libc::O_RDONLY,
+                    _ => libc::O_RDWR,
+                } as u64;
+                Ok(access
+                    | if descriptor.nonblocking {
+                        O_NONBLOCK
+                    } else {
+                        0
+                    })
+            }
+            libc::F_SETFL => {
+                descriptor.nonblocking = arg & O_NONBLOCK != 0;
+                Ok(0)
+            }
+            libc::F_DUPFD => self.dup(fd, arg as usize),
+            libc::F_DUPFD_CLOEXEC => {
+                let new = self.dup(fd, arg as usize)?;
+                self.fds.get_mut(new)?.cloexec = true;
+                Ok(new)
+            }
+            _ => Err(errno(libc::EINVAL)),
+        }
+    }
+
+    pub(super) fn ioctl(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        request: u64,
+        arg: u64,
+    ) -> SysResult {
+        let descriptor = self.fds.get_mut(fd)?;
+        match request {
+            FIONBIO => {
+                let value: u32 = memory.read_obj(arg)?;
+                descriptor.nonblocking = value != 0;
+                Ok(0)
+            }
+            TCGETS => Err(errno(libc::ENOTTY)),
+            _ => Err(errno(libc::ENOTTY)),
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Readiness: `poll`, `ppoll`, `epoll_*` (level- and edge-triggered) and `eventfd`, the calls
+//! async runtimes such as tokio sleep in. Nothing becomes ready on its own inside the VM, so a
+//! wait with nothing ready blocks until the host delivers something or its timeout passes.
+
+use std::time::Duration;
+
+use super::fd::{Descriptor, Epoll, EventFd, Interest, Object};
+use super::{Errno, Kernel, SysResult};
+use crate::vm::GuestMemory;
+
+const EPOLLIN: u32 = 0x001;
+const EPOLLOUT: u32 = 0x004;
+const EPOLLHUP: u32 = 0x010;
+const EPOLLRDHUP: u32 = 0x2000;
+const EPOLLONESHOT: u32 = 1 << 30;
+const EPOLLET: u32 = 1 << 31;
+const EPOLL_CTL_ADD: u64 = 1;
+const EPOLL_CTL_DEL: u64 = 2;
+const EPOLL_CTL_MOD: u64 = 3;
+const POLLIN: i16 = 0x1;
+const POLLOUT: i16 = 0x4;
+const POLLHUP: i16 = 0x10;
+const POLLNVAL: i16 = 0x20;
+const EFD_SEMAPHORE: u64 = 1;
+const EFD_NONBLOCK: u64 = 0o4000;
+const EFD_CLOEXEC: u64 = 0o2_000_000;
+/// Most events or pollfds one call handles.
+const MAX_EVENTS: u64 = 1024;
+
+fn errno(code: i32) -> Errno {
+    Errno(code)
+}
+
+/// A millisecond timeout argument: negative means none.
+pub fn millis_timeout(arg: u64) -> Option<Duration> {
+    let millis = arg as i32;
+    (millis >= 0).then(|| Duration::from_millis(millis as u64))
+}
+
+/// Whether a descriptor can be read or written without waiting.
+#[derive(Debug, Clone, Copy)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+    hangup: bool,
+    /// Grows whenever new input arrives: the edge for `EPOLLET`.
+    generation: u64,
+}
+
+impl Kernel {
+    fn readiness(&self, fd: u64) -> Option<Readiness> {
+        let descriptor = self.fds.get(fd).ok()?;
+        Some(match &descriptor.object {
+            Object::Socket(socket) => match (socket.connection, self.api.as_ref()) {
+                (Some(connection), Some(api)) => {
+                    let pending = api.pending_output(connection).len() as u64;
+                    let closing = api.is_closing(connection) || !api.is_connected(connection);
+                    Readiness {
+                        readable: pending > 0 || closing,
+                        writable: !closing,
+                        hangup: closing,
+                        generation: socket.consumed + pending + u64::from(closing),
+                    }
+                }
+                _ => Readiness {
+                    readable: false,
+                    writable: false,
+                    hangup: true,
+                    generation: 0,
+                },
+            },
+            Object::EventFd(event) => Readiness {
+                readable: event.value > 0,
+                writable: true,
+                hangup: false,
+                generation: event.writes,
+            },
+            Object::Epoll(_) => Readiness {
+                readable: false,
+                writable: false,
+                hangup: false,
+                generation: 0,
+            },
+            _ => Readiness {
+                readable: true,
+                writable: true,
+                hangup: false,
+                generation: 0,
+            },
+        })
+    }
+
+    /// After a send found the peer's inbox full, writability becomes a new edge.
+    pub(super) fn rearm_writable(&mut self, fd: u64) {
+        for other in self.fds.open_fds() {
+            if let Ok(Descriptor {
+                object: Object::Epoll(epoll),
+                ..
+            }) = self.fds.get_mut(other)
+                && let Some(interest) = epoll.interests.get_mut(&fd)
+            {
+                interest.reported_out = false;
+            }
+        }
+    }
+
+    pub(super) fn eventfd(&mut self, initial: u64, flags: u64) -> SysResult {
+        if flags & !(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC) != 0 {
+            return Err(errno(libc::EINVAL));
+        }
+        self.fds.insert(Descriptor {
+            object: Object::EventFd(EventFd {
+                value: initial & 0xffff_ffff,
+                writes: 0,
+                semaphore: flags & EFD_SEMAPHORE != 0,
+            }),
+            nonblocking: flags & EFD_NONBLOCK != 0,
+            cloexec: flags & EFD_CLOEXEC != 0,
+        })
+    }
+
+    pub(super) fn eventfd_read(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        buf: u64,
+        count: u64,
+        nonblocking: bool,
+    ) -> SysResult {
+        if count < 8 {
+            return Err(errno(libc::EINVAL));
+        }
+        memory.validate(buf, 8)?;
+        let Object::EventFd(event) = &mut self.fds.get_mut(fd)?.object else {
+            return Err(errno(libc::EBADF));
+        };
+        if event.value == 0 {
+            if nonblocking {
+                return Err(errno(libc::EAGAIN));
+            }
+            self.wait(None)?;
+            return Err(errno(libc::EAGAIN));
+        }
+        let value = if event.semaphore { 1 } else { event.value };
+        event.value -= value;
+        memory.write_obj(buf, value)?;
+        Ok(8)
+    }
+
+    pub(super) fn eventfd_write(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        buf: u64,
+        count: u64,
+    ) -> SysResult {
+        if count < 8 {
+            return Err(errno(libc::EINVAL));
+        }
+        let value: u64 = memory.read_obj(buf)?;
+        if value == u64::MAX {
+            return Err(errno(libc::EINVAL));
+        }
+        let Object::EventFd(event) = &mut self.fds.get_mut(fd)?.object else {
+            return Err(errno(libc::EBADF));
+        };
+        event.value = event
+            .value
+            .checked_add(value)
+            .filter(|v| *v < u64::MAX)
+            .ok_or(errno(libc::EAGAIN))?;
+        event.writes += 1;
+        Ok(8)
+    }
+
+    pub(super) fn epoll_create(&mut self, cloexec: u64) -> SysResult {
+        self.fds.insert(Descriptor {
+            object: Object::Epoll(Epoll::default()),
+            nonblocking: false,
+            cloexec: cloexec != 0,
+        })
+    }
+
+    pub(super) fn epoll_ctl(
+        &mut self,
+        memory: &GuestMemory,
+        epfd: u64,
+        op: u64,
+        fd: u64,
+        event: u64,
+    ) -> SysResult {
+        if epfd == fd {
+            return Err(errno(libc::EINVAL));
+        }
+        match &self.fds.get(fd)?.object {
+            Object::Socket(_) | Object::EventFd(_) => {}
+            Object::Epoll(_) => return Err(errno(libc::EINVAL)),
+            _ => return Err(errno(libc::EPERM)),
+        }
+        let requested = if op == EPOLL_CTL_DEL {
+            None
+        } else {
+            let raw = memory.read_vec(event, 12)?;
+            let events = u32::from_le_bytes(raw[..4].try_into().expect("4 bytes"));
+            let data = u64::from_le_bytes(raw[4..12].try_into().expect("8 bytes"));
+            Some((events, data))
+        };
+        let Object::Epoll(epoll) = &mut self.fds.get_mut(epfd)?.object else {
+            return Err(errno(libc::EINVAL));
+        };
+        match (op, requested) {
+            (EPOLL_CTL_ADD, Some((events, data))) => {
+                if epoll.interests.contains_key(&fd) {
+                    return Err(errno(libc::EEXIST));
+                }
+                epoll.interests.insert(
+                    fd,
+                    Interest {
+                        events,
+                        data,
+                        ..Interest::default()
+                    },
+                );
+            }
+            (EPOLL_CTL_MOD, Some((events, data))) => {
+                let interest = epoll.interests.get_mut(&fd).ok_or(errno(libc::ENOENT))?;
+                *interest = Interest {
+                    events,
+                    data,
+                    ..Interest::default()
+                };
+            }
+            (EPOLL_CTL_DEL, None) => {
+                epoll.interests.remove(&fd).ok_or(errno(libc::ENOENT))?;
+            }
+            _ => return Err(errno(libc::EINVAL)),
+        }
+        Ok(0)
+    }
+
+    pub(super) fn epoll_wait(
+        &mut self,
+        memory: &GuestMemory,
+        epfd: u64,
+        events: u64,
+        max_events: u64,
+        timeout: Option<Duration>,
+    ) -> SysResult {
+        let max_events = max_events as i32;
+        if max_events <= 0 {
+            return Err(errno(libc::EINVAL));
+        }
+        let max_events = (max_events as u64).min(MAX_EVENTS);
+        memory.validate(events, max_events * 12)?;
+        let Object::Epoll(epoll) = &mut self.fds.get_mut(epfd)?.object else {
+            return Err(errno(libc::EINVAL));
+        };
+        let mut interests = std::mem::take(&mut epoll.interests);
+        let mut ready = Vec::new();
+        interests.retain(|&fd, _| self.fds.get(fd).is_ok());
+        for (&fd, interest) in interests.iter_mut() {
+            if ready.len() as u64 >= max_events {
+                break;
+            }
+            let Some(state) = self.readiness(fd) else {
+                continue;
+            };
+            let edge = interest.events & EPOLLET != 0;
+            let mut fired = 0;
+            if interest.events & EPOLLIN != 0 && state.readable {
+                if !edge || interest.reported_in != Some(state.generation) {
+                    fired |= EPOLLIN;
+                    if state.hangup {
+                        fired |= EPOLLHUP | (interest.events & EPOLLRDHUP);
+                    }
+                    interest.reported_in = Some(state.generation);
+                }
+            } else if interest.events & EPOLLIN == 0 && state.hangup && !edge {
+                fired |= EPOLLHUP;
+            }
+            if interest.events & EPOLLOUT != 0
+                && state.writable
+                && (!edge || !interest.reported_out)
+            {
+                fired |= EPOLLOUT;
+                interest.reported_out = true;
+            }
+            if fired != 0 {
+                if interest.events & EPOLLONESHOT != 0 {
+                    interest.events = 0;
+                }
+                ready.push((fired, interest.data));
+            }
+        }
+        if let Object::Epoll(epoll) = &mut self.fds.get_mut(epfd)?.object {
+            epoll.interests = interests;
+        }
+        if ready.is_empty() {
+            return match timeout {
+                Some(Duration::ZERO) => Ok(0),
+                timeout => self.wait(timeout).map(|()| 0),
+            };
+        }
+        let mut bytes = Vec::with_capacity(ready.len() * 12);
+        for (fired, data) in &ready {
+            bytes.extend_from_slice(&fired.to_le_bytes());
+            bytes.extend_from_slice(&data.to_le_bytes());
+        }
+        memory.write(events, &bytes)?;
+        Ok(ready.len() as u64)
+    }
+
+    pub(super) fn poll(
+        &mut self,
+        memory: &GuestMemory,
+        fds: u64,
+        count: u64,
+        timeout: Option<Duration>,
+    ) -> SysResult {
+        if count > MAX_EVENTS {
+            return Err(errno(libc::EINVAL));
+        }
+        let mut raw = memory.read_vec(fds, count * 8)?;
+        let mut ready = 0;
+        for entry in raw.chunks_exact_mut(8) {
+            let fd = i32::from_le_bytes(entry[..4].try_into().expect("4 bytes"));
+            let events = i16::from_le_bytes(entry[4..6].try_into().expect("2 bytes"));
+            let revents = if fd < 0 {
+                0
+            } else {
+                match self.readiness(fd as u64) {
+                    None => POLLNVAL,
+                    Some(state) => {
+                        let mut revents = 0;
+                        if state.readable {
+                            revents |= events & POLLIN;
+                        }
+                        if state.writable {
+                            revents |= events & POLLOUT;
+                        }
+                        if state.hangup {
+                            revents |= POLLHUP;
+                        }
+                        revents
+                    }
+                }
+            };
+            entry[6..8].copy_from_slice(&revents.to_le_bytes());
+            if revents != 0 {
+                ready += 1;
+            }
+        }
+        if ready == 0 && timeout != Some(Duration::ZERO) {
+            self.wait(timeout)?;
+        }
+        memory.write(fds, &raw)?;
+        Ok(ready)
+    }
+
+    pub(super) fn ppoll(
+        &mut self,
+        memory: &GuestMemory,
+        fds: u64,
+        count: u64,
+        timeout: u64,
+    ) -> SysResult {
+        let timeout = if timeout == 0 {
+            None
+        } else {
+            let secs: i64 = memory.read_obj(timeout)?;
+            let nanos: i64 = memory.read_obj(timeout + 8)?;
+            if secs < 0 || !(0..1_000_000_000).contains(&nanos) {
+                return Err(errno(libc::EINVAL));
+            }
+            Some(Duration::new(secs as u64, nanos as u32))
+        };
+        self.poll(memory, fds, count, timeout)
+    }
+}

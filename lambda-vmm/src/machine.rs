@@ -1,0 +1,205 @@
+//! A booted program in its micro-VM: the vCPU run loop joined to the kernel, with syscalls
+//! that can wait. Both contracts drive one of these.
+
+use std::time::{Duration, Instant};
+
+use lambda_core::FunctionConfig;
+
+use crate::VmmError;
+use crate::kernel::{Kernel, KernelSetup, ProcessEnd, Step, SyscallContext, SyscallStats};
+use crate::loader::{self, ProgramImage, StartupInfo};
+use crate::signals::describe_exception;
+use crate::vm::kick::Deadline;
+use crate::vm::vcpu::SyscallArgs;
+use crate::vm::{Exit, MicroVm, kvm, teardown};
+
+/// How a run of the guest ended, before it is put in Lambda's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The program exited, was killed by its own signal, or overflowed its response.
+    Process(ProcessEnd),
+    /// A CPU exception; the text names the signal and address.
+    Crash(String),
+    /// The deadline passed.
+    Timeout,
+}
+
+/// Why [`Machine::run`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// The program is waiting in a syscall and the caller asked to stop there; the call is
+    /// kept and retried by the next `run`.
+    Waiting,
+    /// The program is over (or must be: a crash or timeout).
+    Ended(End),
+}
+
+/// A program running in a micro-VM.
+pub struct Machine {
+    vm: Option<Box<MicroVm>>,
+    kernel: Kernel,
+    pending: Option<SyscallArgs>,
+    setup: Duration,
+}
+
+fn hwcap() -> u64 {
+    kvm::context()
+        .ok()
+        .and_then(|c| {
+            c.cpuid
+                .as_slice()
+                .iter()
+                .find(|e| e.function == 1 && e.index == 0)
+                .map(|e| u64::from(e.edx))
+        })
+        .unwrap_or(0)
+}
+
+fn random_seed() -> [u8; 16] {
+    let mut seed = [0u8; 16];
+    // SAFETY: writes at most 16 bytes into `seed`.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if n != 16 {
+        // Only the stack protector and pointer guard seeds come from here; a time-derived
+        // value beats failing the start.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        seed = (now.as_nanos() ^ u128::from(std::process::id())).to_le_bytes();
+    }
+    seed
+}
+
+impl Machine {
+    /// Creates a VM for `config`, loads `image` and prepares it to run with `envp`.
+    pub fn boot(
+        image: &ProgramImage,
+        config: &FunctionConfig,
+        envp: &[String],
+        make_setup: impl FnOnce(u64) -> KernelSetup,
+    ) -> Result<Machine, VmmError> {
+        let start = Instant::now();
+        let mut vm = Box::new(MicroVm::new(config.memory_bytes())?);
+        let prepared = (|| {
+            image.load_into(&vm.memory)?;
+            let argv = [crate::kernel::PROGRAM_PATH.to_string()];
+            let startup = StartupInfo {
+                argv: &argv,
+                envp,
+                random: random_seed(),
+                hwcap: hwcap(),
+            };
+            let stack = loader::build_stack(image, &vm.memory, &startup)?;
+            vm.vcpu.start(image.entry(), stack)
+        })();
+        if let Err(error) = prepared {
+            teardown::dispose(vm);
+            return Err(error);
+        }
+        let kernel = Kernel::new(&vm.memory, make_setup(image.image_end()));
+        Ok(Machine {
+            vm: Some(vm),
+            kernel,
+            pending: None,
+            setup: start.elapsed(),
+        })
+    }
+
+    /// How long [`Machine::boot`] took.
+    pub fn setup_time(&self) -> Duration {
+        self.setup
+    }
+
+    /// The kernel's state.
+    pub fn kernel(&mut self) -> &mut Kernel {
+        &mut self.kernel
+    }
+
+    /// Syscall counters.
+    pub fn stats(&self) -> &SyscallStats {
+        self.kernel.stats()
+    }
+
+    /// VM exits so far.
+    pub fn exits(&self) -> u64 {
+        self.vm.as_ref().map_or(0, |vm| vm.vcpu.exits())
+    }
+
+    /// Guest memory touched, in MB (rounded up).
+    pub fn memory_used_mb(&self) -> u32 {
+        self.vm
+            .as_ref()
+            .map_or(0, |vm| vm.memory.resident_bytes().div_ceil(1 << 20) as u32)
+    }
+
+    /// Runs the program until it ends, the deadline passes, or it waits in a syscall and
+    /// `stop_waiting` (asked each time it starts to wait) says to stop there. A wait the
+    /// caller does not stop at is slept out (to its own timeout, at most to the deadline).
+    pub fn run(
+        &mut self,
+        deadline: Instant,
+        mut stop_waiting: impl FnMut(&mut Kernel) -> bool,
+    ) -> Result<Settled, VmmError> {
+        let vm = self
+            .vm
+            .as_mut()
+            .expect("a machine runs until it is dropped");
+        let kick = Deadline::arm(deadline);
+        loop {
+            if let Some(call) = self.pending.take() {
+                let cx = SyscallContext {
+                    memory: &vm.memory,
+                    vcpu: &vm.vcpu,
+                };
+                match self.kernel.handle(&cx, call) {
+                    Step::Return(value) => vm.vcpu.complete_syscall(&vm.memory, value as i64)?,
+                    Step::Stop(end) => return Ok(Settled::Ended(End::Process(end))),
+                    Step::Block(wake) => {
+                        self.pending = Some(call);
+                        if stop_waiting(&mut self.kernel) {
+                            return Ok(Settled::Waiting);
+                        }
+                        let until = wake.map_or(deadline, |wake| wake.min(deadline));
+                        let now = Instant::now();
+                        if until > now {
+                            std::thread::sleep(until - now);
+                        }
+                        if Instant::now() >= deadline {
+                            return Ok(Settled::Ended(End::Timeout));
+                        }
+                        continue;
+                    }
+                }
+            }
+            match vm.vcpu.run(&vm.memory, &kick) {
+                Ok(Exit::Syscall) => self.pending = Some(vm.vcpu.syscall()),
+                Ok(Exit::Exception(info)) => {
+                    return Ok(Settled::Ended(End::Crash(describe_exception(&info))));
+                }
+                Ok(Exit::DeadlineReached) => return Ok(Settled::Ended(End::Timeout)),
+                Err(VmmError::GuestFailure(reason)) => {
+                    return Ok(Settled::Ended(End::Crash(format!(
+                        "signal: segmentation fault (SIGSEGV): {reason}"
+                    ))));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+}
+
+impl Machine {
+    /// Tears the VM down now, on this thread (dropping a machine hands it to the teardown
+    /// thread instead).
+    pub fn destroy(mut self) {
+        drop(self.vm.take());
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if let Some(vm) = self.vm.take() {
+            teardown::dispose(vm);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The one-shot stdio contract: each invocation runs the program in a fresh micro-VM with the
+//! event on stdin; stdout is the response, stderr the log, exit status 0 success.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lambda_core::logs::{DEFAULT_LOG_CAPACITY, LogCollector};
+use lambda_core::{FunctionConfig, Invocation, InvokeOutcome, InvokeResult, Report};
+
+use crate::VmmError;
+use crate::code::CodePackage;
+use crate::kernel::vfs::FileSystem;
+use crate::kernel::{KernelSetup, ProcessEnd};
+use crate::loader::ProgramImage;
+use crate::machine::{End, Machine, Settled};
+use crate::outcome;
+
+/// What one run cost the VMM, beyond Lambda's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// VM exits (each costs tens of microseconds on a nested host).
+    pub exits: u64,
+    /// Syscalls the program made.
+    pub syscalls: u64,
+    /// Syscalls this kernel does not implement (they returned ENOSYS), by number.
+    pub unsupported_syscalls: BTreeMap<u64, u64>,
+    /// Time to build the VM and load the program.
+    pub setup: Duration,
+}
+
+/// The guest's environment variables: Lambda's, then the function's own.
+pub fn guest_environment(config: &FunctionConfig, runtime_api: Option<&str>) -> Vec<String> {
+    use lambda_core::runtime_api::{EnvironmentInfo, log_stream_name, runtime_environment};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let instance = lambda_core::new_request_id().replace('-', "");
+    let info = EnvironmentInfo::new(log_stream_name(now, "$LATEST", &instance));
+    runtime_environment(config, runtime_api.unwrap_or(""), &info)
+        .into_iter()
+        .filter(|(key, _)| runtime_api.is_some() || key != "AWS_LAMBDA_RUNTIME_API")
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect()
+}
+
+/// Adds a platform line naming the unsupported syscalls a run made, if any.
+pub fn note_unsupported(log: &mut LogCollector, unsupported: &BTreeMap<u64, u64>) {
+    if unsupported.is_empty() {
+        return;
+    }
+    let list: Vec<String> = unsupported
+        .iter()
+        .map(|(number, count)| format!("{number} (x{count})"))
+        .collect();
+    log.platform_line(&format!(
+        "[lambda-vmm] unsupported syscalls returned ENOSYS: {}",
+        list.join(", ")
+    ));
+}
+
+/// Runs `image` once with the invocation's payload on stdin, in a fresh VM of `config`'s
+/// memory size, stopping it at `config.timeout`.
+pub fn run_once(
+    image: &ProgramImage,
+    package: &CodePackage,
+    config: &FunctionConfig,
+    invocation: Invocation,
+) -> Result<(InvokeResult, RunStats), VmmError> {
+    let envp = guest_environment(config, None);
+    let fs = FileSystem::new(&package.files, u64::from(config.ephemeral_storage_mb) << 20);
+    let payload = invocation.payload;
+    let log = LogCollector::start(&invocation.request_id, "$LATEST", DEFAULT_LOG_CAPACITY);
+    let mut machine = Machine::boot(image, config, &envp, |image_end| KernelSetup {
+        image_end,
+        fs,
+        stdin: Some(payload),
+        api: None,
+        log,
+    })?;
+    let start = Instant::now();
+    let settled = machine.run(start + config.timeout, |_| false)?;
+    let duration = start.elapsed();
+
+    let stats = RunStats {
+        exits: machine.exits(),
+        syscalls: machine.stats().syscalls,
+        unsupported_syscalls: machine.stats().unsupported.clone(),
+        setup: machine.setup_time(),
+    };
+    let max_memory_used_mb = machine.memory_used_mb().min(config.memory_mb);
+    let out_of_memory = machine.kernel().out_of_memory();
+    let (outcome, reset) = match settled {
+        Settled::Ended(End::Process(ProcessEnd::Exited(0))) => (
+            InvokeOutcome::Response(machine.kernel().take_response()),
+            None,
+        ),
+        Settled::Ended(end) => {
+            let (error, reset) = outcome::failure(&end, config, out_of_memory);
+            (InvokeOutcome::Error(error), Some(reset))
+        }
+        Settled::Waiting => unreachable!("a one-shot run never stops while waiting"),
+    };
+    let log = machine.kernel().log_mut();
+    note_unsupported(log, &stats.unsupported_syscalls);
+    let report = Report {
+        request_id: invocation.request_id,
+        duration,
+        memory_size_mb: config.memory_mb,
+        max_memory_used_mb,
+        init_duration: Some(stats.setup),
+        restore_duration: None,
+    };
+    log.end(&report);
+    let log_tail = log.tail();
+    Ok((
+        InvokeResult {
+            outcome,
+            report,
+            log_tail,
+            reset,
+        },
+        stats,
+    ))
+}

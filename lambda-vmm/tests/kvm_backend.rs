@@ -1,0 +1,59 @@
+//! The lifecycle scenarios on the KVM micro-VM backend: Runtime API functions warm in their
+//! own VM, with the filesystem and network the VMM emulates.
+
+mod scenarios;
+
+use lambda_vmm::MicroVmBackend;
+use scenarios::Functions;
+
+/// The backend, or `None` (said plainly) where KVM is unusable; under CI that fails loudly.
+fn setup() -> Option<(MicroVmBackend, Functions)> {
+    match MicroVmBackend::new() {
+        Ok(backend) => Some((backend, Functions::locate())),
+        Err(error) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but KVM is unusable: {error}")
+        }
+        Err(error) => {
+            eprintln!("skipped: /dev/kvm unusable ({error})");
+            None
+        }
+    }
+}
+
+macro_rules! scenario {
+    ($name:ident $(, $arg:expr)*) => {
+        #[test]
+        fn $name() {
+            let Some((backend, functions)) = setup() else { return };
+            scenarios::$name(&backend, &functions $(, $arg)*);
+        }
+    };
+}
+
+scenario!(warm_reuse, 1000);
+scenario!(init_error);
+scenario!(init_crash);
+scenario!(function_error);
+scenario!(crash_then_recovery);
+scenario!(exit_then_recovery);
+scenario!(timeout_then_recovery);
+scenario!(response_too_large);
+scenario!(tmp_persists_and_is_private);
+scenario!(reads_outside_task_and_tmp_fail);
+scenario!(environments_share_nothing);
+scenario!(logs_are_per_invocation);
+scenario!(stdio_echo);
+scenario!(stdio_failures);
+scenario!(runtime_rust);
+scenario!(runtime_c);
+
+#[test]
+fn zip_code() {
+    let Some((backend, functions)) = setup() else {
+        return;
+    };
+    let scratch = std::env::temp_dir().join(format!("kvm-zip-code-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    scenarios::zip_code(&backend, &functions, &scratch);
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
