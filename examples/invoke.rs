@@ -1,68 +1,181 @@
-//! Runs any static x86-64 Linux program as a one-shot function in a micro-VM.
+//! Runs any static x86-64 Linux program as a function in a micro-VM.
 //!
 //! ```text
 //! cargo run --release --example invoke -- PATH [PAYLOAD] [--memory MB] [--timeout SECONDS]
+//!                                         [--runtime-api] [--count N] [--backend kvm|process]
 //! ```
 //!
-//! The payload comes from the argument, or from stdin when it is absent. The response goes to
-//! stdout; the log tail and the REPORT line go to stderr. The exit status is 1 on a function
-//! error (its type and message are printed) and 2 on a usage or setup error.
+//! By default PATH runs once as a one-shot stdio function: the payload (the argument, or stdin
+//! when it is absent) is its stdin, its stdout the response. With `--runtime-api` PATH is a
+//! Lambda custom runtime (it speaks the Runtime API) and runs in one warm environment for
+//! `--count` invocations of the same payload. PATH may also be a zip holding `bootstrap`.
+//!
+//! Responses go to stdout (one per line with `--count`); log tails and REPORT lines to stderr.
+//! The exit status is 1 if an invocation failed (its error type and message are printed) and
+//! 2 on a usage or setup error. Without a usable `/dev/kvm` it falls back to the process
+//! backend (no isolation) with a warning; `--backend process` asks for it.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lambda::core::{Backend, CodeLocation, Contract, FunctionConfig, Invocation, InvokeOutcome};
-use lambda::vmm::MicroVmBackend;
+use lambda::core::{
+    Backend, CodeLocation, Contract, FunctionConfig, Invocation, InvokeOutcome, limits,
+};
+use lambda::vmm::{MicroVmBackend, ProcessBackend};
+
+const USAGE: &str = "usage: invoke PATH [PAYLOAD] [--memory MB] [--timeout SECONDS] \
+                     [--runtime-api] [--count N] [--backend kvm|process]";
 
 struct Options {
     path: String,
     payload: Option<String>,
     memory_mb: u32,
     timeout: Duration,
+    runtime_api: bool,
+    count: u32,
+    backend: Option<String>,
 }
 
-const USAGE: &str = "usage: invoke PATH [PAYLOAD] [--memory MB] [--timeout SECONDS]\n\
-     runs PATH (a static x86-64 Linux program, or a zip holding `bootstrap`) once in a micro-VM,\n\
-     with PAYLOAD (or stdin) as its input";
+fn value<T: std::str::FromStr>(
+    args: &mut impl Iterator<Item = String>,
+    flag: &str,
+    what: &str,
+) -> Result<T, String> {
+    let raw = args.next().ok_or(format!("{flag} needs {what}"))?;
+    raw.parse()
+        .map_err(|_| format!("{flag}: {raw:?} is not {what}"))
+}
 
 fn parse_args() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let mut positional = Vec::new();
-    let mut memory_mb = lambda::core::limits::DEFAULT_MEMORY_MB;
-    let mut timeout = lambda::core::limits::DEFAULT_TIMEOUT;
+    let mut options = Options {
+        path: String::new(),
+        payload: None,
+        memory_mb: limits::DEFAULT_MEMORY_MB,
+        timeout: limits::DEFAULT_TIMEOUT,
+        runtime_api: false,
+        count: 1,
+        backend: None,
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--memory" => {
-                let value = args.next().ok_or("--memory needs a value in MB")?;
-                memory_mb = value
-                    .parse()
-                    .map_err(|_| format!("--memory: {value:?} is not a number of MB"))?;
-            }
+            "--memory" => options.memory_mb = value(&mut args, "--memory", "a number of MB")?,
             "--timeout" => {
-                let value = args.next().ok_or("--timeout needs a value in seconds")?;
-                let seconds: f64 = value
-                    .parse()
-                    .map_err(|_| format!("--timeout: {value:?} is not a number of seconds"))?;
-                timeout = Duration::try_from_secs_f64(seconds)
-                    .map_err(|_| format!("--timeout: {value:?} is out of range"))?;
+                let seconds: f64 = value(&mut args, "--timeout", "a number of seconds")?;
+                options.timeout = Duration::try_from_secs_f64(seconds)
+                    .map_err(|_| format!("--timeout: {seconds} is out of range"))?;
+            }
+            "--runtime-api" => options.runtime_api = true,
+            "--count" => options.count = value(&mut args, "--count", "a count")?,
+            "--backend" => {
+                let name: String = value(&mut args, "--backend", "kvm or process")?;
+                if name != "kvm" && name != "process" {
+                    return Err(format!("--backend: {name:?} is not kvm or process"));
+                }
+                options.backend = Some(name);
             }
             "-h" | "--help" => return Err(USAGE.to_string()),
+            flag if flag.starts_with("--") => {
+                return Err(format!("unknown option {flag}\n{USAGE}"));
+            }
             _ => positional.push(arg),
         }
     }
     let mut positional = positional.into_iter();
-    let path = positional.next().ok_or(USAGE)?;
-    let payload = positional.next();
+    options.path = positional.next().ok_or(USAGE)?;
+    options.payload = positional.next();
     if positional.next().is_some() {
         return Err(USAGE.to_string());
     }
-    Ok(Options {
-        path,
-        payload,
-        memory_mb,
-        timeout,
-    })
+    if options.count == 0 {
+        return Err("--count must be at least 1".to_string());
+    }
+    Ok(options)
+}
+
+/// The micro-VM backend, or the process backend when asked for or when KVM is unusable.
+fn backend(choice: Option<&str>) -> Result<Box<dyn Backend>, String> {
+    match choice {
+        Some("process") => Ok(Box::new(ProcessBackend::new())),
+        Some(_) => MicroVmBackend::new()
+            .map(|b| Box::new(b) as Box<dyn Backend>)
+            .map_err(|e| e.to_string()),
+        None => match MicroVmBackend::new() {
+            Ok(backend) => Ok(Box::new(backend)),
+            Err(error) => {
+                eprintln!(
+                    "warning: {error}\nwarning: falling back to the process backend: the \
+                     function runs as a plain child process, with no isolation"
+                );
+                Ok(Box::new(ProcessBackend::new()))
+            }
+        },
+    }
+}
+
+fn run(options: Options) -> Result<bool, String> {
+    let code = if options.path.ends_with(".zip") {
+        CodeLocation::Zip(options.path.clone().into())
+    } else {
+        CodeLocation::Executable(options.path.clone().into())
+    };
+    let contract = if options.runtime_api {
+        Contract::RuntimeApi
+    } else {
+        Contract::Stdio
+    };
+    let config = FunctionConfig::new("invoke", code)
+        .with_contract(contract)
+        .with_memory_mb(options.memory_mb)
+        .with_timeout(options.timeout);
+    let payload = match options.payload {
+        Some(payload) => payload.into_bytes(),
+        None => {
+            let mut payload = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut payload)
+                .map_err(|e| format!("cannot read the payload from stdin: {e}"))?;
+            payload
+        }
+    };
+    let backend = backend(options.backend.as_deref())?;
+    let mut environment = backend.create(&config).map_err(|error| {
+        if let lambda::core::EnvironmentError::Init { log_tail, .. } = &error {
+            let _ = std::io::stderr().write_all(log_tail);
+        }
+        error.to_string()
+    })?;
+    let mut all_succeeded = true;
+    for _ in 0..options.count {
+        let result = environment
+            .invoke(Invocation::new(payload.clone()))
+            .map_err(|e| e.to_string())?;
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(&result.log_tail);
+        if !result.log_tail.ends_with(b"\n") && !result.log_tail.is_empty() {
+            let _ = writeln!(stderr);
+        }
+        if !result.log_tail.windows(7).any(|w| w == b"REPORT ") {
+            let _ = writeln!(stderr, "{}", result.report);
+        }
+        match result.outcome {
+            InvokeOutcome::Response(response) => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(&response);
+                if options.count > 1 {
+                    let _ = writeln!(stdout);
+                }
+            }
+            InvokeOutcome::Error(error) => {
+                all_succeeded = false;
+                let _ = writeln!(stderr, "{}: {}", error.error_type, error.message);
+            }
+        }
+    }
+    environment.shutdown();
+    Ok(all_succeeded)
 }
 
 fn main() -> ExitCode {
@@ -73,59 +186,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = if options.path.ends_with(".zip") {
-        CodeLocation::Zip(options.path.clone().into())
-    } else {
-        CodeLocation::Executable(options.path.clone().into())
-    };
-    let config = FunctionConfig::new("invoke", code)
-        .with_contract(Contract::Stdio)
-        .with_memory_mb(options.memory_mb)
-        .with_timeout(options.timeout);
-    let payload = match options.payload {
-        Some(payload) => payload.into_bytes(),
-        None => {
-            let mut payload = Vec::new();
-            if let Err(error) = std::io::stdin().read_to_end(&mut payload) {
-                eprintln!("cannot read the payload from stdin: {error}");
-                return ExitCode::from(2);
-            }
-            payload
-        }
-    };
-    let backend = match MicroVmBackend::new() {
-        Ok(backend) => backend,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut environment = match backend.create(&config) {
-        Ok(environment) => environment,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = match environment.invoke(Invocation::new(payload)) {
-        Ok(result) => result,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
-    };
-    environment.shutdown();
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(&result.log_tail);
-    let _ = writeln!(stderr, "{}", result.report);
-    match result.outcome {
-        InvokeOutcome::Response(response) => {
-            let _ = std::io::stdout().write_all(&response);
-            ExitCode::SUCCESS
-        }
-        InvokeOutcome::Error(error) => {
-            let _ = writeln!(stderr, "{}: {}", error.error_type, error.message);
-            ExitCode::from(1)
+    match run(options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
         }
     }
 }

@@ -298,3 +298,24 @@ fn the_environment_carries_lambda_variables_and_the_functions_own() {
     assert!(output.contains("GREETING=hi there\n"));
     assert!(output.contains("argv0=/var/task/bootstrap"));
 }
+
+#[test]
+fn syscall_sites_are_rewritten_to_enter_directly() {
+    let Some(backend) = kvm_backend() else { return };
+    // A function of its own, so no other test has taught its program's sites yet.
+    let mut env = backend.create_stdio(&stdio_config("hello-c-pie")).unwrap();
+    let first = invoke(&mut env, "one");
+    assert_eq!(response(&first), "Hello from C, one!");
+    let cold = env.last_stats().clone();
+    let second = invoke(&mut env, "two");
+    assert_eq!(response(&second), "Hello from C, two!");
+    let warm = env.last_stats().clone();
+    // The first run takes each site through ring 0 once; the next VM starts with the sites
+    // learned, so nearly every syscall enters directly.
+    assert!(cold.direct_syscalls < cold.syscalls, "{cold:?}");
+    assert!(
+        warm.direct_syscalls > cold.direct_syscalls,
+        "{cold:?} then {warm:?}"
+    );
+    assert!(warm.direct_syscalls * 2 > warm.syscalls, "{warm:?}");
+}

@@ -165,7 +165,11 @@ impl RuntimeApiEnvironment {
         }
         let config = &self.config;
         let machine = self.machine.as_mut().expect("booted above");
-        let (exits_before, syscalls_before) = (machine.exits(), machine.stats().syscalls);
+        let (exits_before, syscalls_before, direct_before) = (
+            machine.exits(),
+            machine.stats().syscalls,
+            machine.direct_syscalls(),
+        );
         let kernel = machine.kernel();
         kernel.replace_log(LogCollector::start(
             &request_id,
@@ -223,6 +227,7 @@ impl RuntimeApiEnvironment {
         self.last_stats = RunStats {
             exits: machine.exits() - exits_before,
             syscalls: machine.stats().syscalls - syscalls_before,
+            direct_syscalls: machine.direct_syscalls() - direct_before,
             unsupported_syscalls: machine.stats().unsupported.clone(),
             setup: Duration::ZERO,
         };

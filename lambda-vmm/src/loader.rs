@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr};
 
+use crate::syscall_sites::SyscallSites;
 use crate::vm::GuestMemory;
 use crate::vm::layout::{self, PAGE};
 
 const PT_LOAD: u32 = 1;
+const PF_X: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
 const PT_INTERP: u32 = 3;
 const ET_EXEC: u16 = 2;
@@ -63,6 +65,7 @@ pub enum LoadError {
 /// One loadable segment: file bytes at a virtual address, then zeros to `memory_size`.
 #[derive(Debug, Clone)]
 struct Segment {
+    executable: bool,
     vaddr: u64,
     file_offset: usize,
     file_size: usize,
@@ -73,6 +76,7 @@ struct Segment {
 #[derive(Debug, Clone)]
 pub struct ProgramImage {
     template: Arc<ImageTemplate>,
+    syscall_sites: Arc<SyscallSites>,
     entry: u64,
     phdr_vaddr: u64,
     phnum: u16,
@@ -200,6 +204,7 @@ impl ProgramImage {
             }
             image_end = image_end.max(end);
             segments.push(Segment {
+                executable: phdr.p_flags & PF_X != 0,
                 vaddr,
                 file_offset: phdr.p_offset as usize,
                 file_size: phdr.p_filesz as usize,
@@ -221,8 +226,14 @@ impl ProgramImage {
         let image_end = image_end.next_multiple_of(PAGE);
         let template = ImageTemplate::build(bytes, &segments, image_end)
             .map_err(|e| LoadError::Malformed(format!("cannot stage the program image: {e}")))?;
+        let executable = segments
+            .iter()
+            .filter(|s| s.executable)
+            .map(|s| (s.vaddr, s.memory_size))
+            .collect();
         Ok(ProgramImage {
             template: Arc::new(template),
+            syscall_sites: Arc::new(SyscallSites::new(executable)),
             entry,
             phdr_vaddr: phdr_vaddr.unwrap_or(0),
             phnum: header.e_phnum,
@@ -260,7 +271,14 @@ impl ProgramImage {
         let template = &self.template;
         memory
             .map_private(template.start, template.len, template.file.as_fd())
-            .map_err(|e| LoadError::Malformed(format!("cannot map the program image: {e}")))
+            .map_err(|e| LoadError::Malformed(format!("cannot map the program image: {e}")))?;
+        self.syscall_sites.apply(memory);
+        Ok(())
+    }
+
+    /// The program's syscall sites that enter the VMM directly.
+    pub fn syscall_sites(&self) -> &SyscallSites {
+        &self.syscall_sites
     }
 }
 

@@ -37,6 +37,7 @@ pub enum Settled {
 /// A program running in a micro-VM.
 pub struct Machine {
     vm: Option<Box<MicroVm>>,
+    image: ProgramImage,
     kernel: Kernel,
     pending: Option<SyscallArgs>,
     setup: Duration,
@@ -99,6 +100,7 @@ impl Machine {
         let kernel = Kernel::new(&vm.memory, make_setup(image.image_end()));
         Ok(Machine {
             vm: Some(vm),
+            image: image.clone(),
             kernel,
             pending: None,
             setup: start.elapsed(),
@@ -125,11 +127,16 @@ impl Machine {
         self.vm.as_ref().map_or(0, |vm| vm.vcpu.exits())
     }
 
+    /// Syscalls so far that entered from a patched site (see `syscall_sites`).
+    pub fn direct_syscalls(&self) -> u64 {
+        self.vm.as_ref().map_or(0, |vm| vm.vcpu.direct_syscalls())
+    }
+
     /// Guest memory touched, in MB (rounded up).
     pub fn memory_used_mb(&self) -> u32 {
-        self.vm
-            .as_ref()
-            .map_or(0, |vm| vm.memory.resident_bytes().div_ceil(1 << 20) as u32)
+        self.vm.as_ref().map_or(0, |vm| {
+            self.kernel.resident_bytes(&vm.memory).div_ceil(1 << 20) as u32
+        })
     }
 
     /// Runs the program until it ends, the deadline passes, or it waits in a syscall and
@@ -172,7 +179,12 @@ impl Machine {
                 }
             }
             match vm.vcpu.run(&vm.memory, &kick) {
-                Ok(Exit::Syscall) => self.pending = Some(vm.vcpu.syscall()),
+                Ok(Exit::Syscall) => {
+                    if let Some(site) = vm.vcpu.stub_syscall_site() {
+                        self.image.syscall_sites().learn(&vm.memory, site);
+                    }
+                    self.pending = Some(vm.vcpu.syscall());
+                }
                 Ok(Exit::Exception(info)) => {
                     return Ok(Settled::Ended(End::Crash(describe_exception(&info))));
                 }

@@ -22,6 +22,9 @@ pub struct RunStats {
     pub exits: u64,
     /// Syscalls the program made.
     pub syscalls: u64,
+    /// Of those, how many entered the VMM directly from a rewritten `syscall` site instead of
+    /// through ring 0 (see the crate docs).
+    pub direct_syscalls: u64,
     /// Syscalls this kernel does not implement (they returned ENOSYS), by number.
     pub unsupported_syscalls: BTreeMap<u64, u64>,
     /// Time to build the VM and load the program.
@@ -85,6 +88,7 @@ pub fn run_once(
     let stats = RunStats {
         exits: machine.exits(),
         syscalls: machine.stats().syscalls,
+        direct_syscalls: machine.direct_syscalls(),
         unsupported_syscalls: machine.stats().unsupported.clone(),
         setup: machine.setup_time(),
     };

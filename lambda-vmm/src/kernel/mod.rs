@@ -190,6 +190,18 @@ impl Kernel {
         }
     }
 
+    /// Guest memory touched, in bytes, counted in two spans: from address 0 to the end of
+    /// the heap (kernel area, image, heap), and from the lowest mmap region to the top of the
+    /// stack. Pages a program touches in the free gap between the two (outside anything it
+    /// mapped) are not counted; asking the host about the whole of a large guest on every
+    /// invocation would cost more than the invocation.
+    pub fn resident_bytes(&self, memory: &GuestMemory) -> u64 {
+        let layout = memory.layout();
+        let (heap_end, lowest_region) = self.mm.extent();
+        let upper_start = lowest_region.unwrap_or(layout.stack_bottom);
+        memory.resident_bytes_in(&[(0, heap_end), (upper_start, layout.stack_top - upper_start)])
+    }
+
     /// Bytes the program keeps in `/tmp`.
     pub fn tmp_used(&self) -> u64 {
         self.fs.tmp_used()
@@ -275,7 +287,7 @@ impl Kernel {
             43 => self.accept(),
             42 => self.connect(m, a0, a1, a2),
             44 => self.sendto(m, a0, a1, a2),
-            45 => self.recvfrom(m, a0, a1, a2, a3, a4, a5),
+            45 => self.recvfrom(m, a0, a1, a2, a3),
             46 => self.sendmsg(m, a0, a1),
             47 => self.recvmsg(m, a0, a1),
             48 => self.shutdown(a0, a1),

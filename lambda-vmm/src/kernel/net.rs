@@ -78,7 +78,7 @@ impl Kernel {
         if self.socket_ref(fd)?.connection.is_some() {
             return Err(errno(libc::EISCONN));
         }
-        if len < 2 || len > 128 {
+        if !(2..=128).contains(&len) {
             return Err(errno(libc::EINVAL));
         }
         let raw = memory.read_vec(addr, len)?;
@@ -209,9 +209,8 @@ impl Kernel {
         buf: u64,
         len: u64,
         flags: u64,
-        _src: u64,
-        _src_len: u64,
     ) -> SysResult {
+        // A connected stream socket leaves the source address alone, as Linux does.
         let nonblocking = self.fds.get(fd)?.nonblocking || flags & MSG_DONTWAIT != 0;
         self.socket_receive(memory, fd, buf, len, nonblocking, flags & MSG_PEEK != 0)
     }

@@ -15,6 +15,9 @@ use kvm_bindings::kvm_run;
 thread_local! {
     /// The `kvm_run` of the vCPU this thread is running, or null.
     static RUNNING_VCPU: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+    /// Whether this thread has unblocked the kick signal (a thread's mask is its own, and
+    /// nothing in this crate blocks the signal again).
+    static KICK_UNBLOCKED: Cell<bool> = const { Cell::new(false) };
 }
 
 extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
@@ -51,8 +54,11 @@ impl RunningVcpu {
     /// Registers `run` as this thread's vCPU and makes sure the kick signal is deliverable.
     pub fn enter(run: *mut kvm_run) -> Result<RunningVcpu, String> {
         install_handler()?;
-        vmm_sys_util::signal::unblock_signal(kick_signal())
-            .map_err(|e| format!("cannot unblock the vCPU kick signal: {e:?}"))?;
+        if !KICK_UNBLOCKED.with(Cell::get) {
+            vmm_sys_util::signal::unblock_signal(kick_signal())
+                .map_err(|e| format!("cannot unblock the vCPU kick signal: {e:?}"))?;
+            KICK_UNBLOCKED.with(|cell| cell.set(true));
+        }
         RUNNING_VCPU.with(|cell| cell.set(run));
         Ok(RunningVcpu {
             _not_send: std::marker::PhantomData,
@@ -74,6 +80,8 @@ struct Watch {
 struct Deadlines {
     next_id: u64,
     watches: BTreeMap<(Instant, u64), Watch>,
+    /// When the watchdog thread will look again (`None`: it waits for a notification).
+    next_look: Option<Instant>,
 }
 
 /// The process-wide watchdog: one thread that kicks vCPUs whose deadline has passed.
@@ -113,6 +121,7 @@ impl Watchdog {
                     unsafe { libc::pthread_kill(watch.thread, kick_signal()) };
                 }
                 Some(key) => {
+                    state.next_look = Some(key.0);
                     state = self
                         .changed
                         .wait_timeout(state, key.0 - now)
@@ -120,6 +129,7 @@ impl Watchdog {
                         .0;
                 }
                 None => {
+                    state.next_look = None;
                     state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
             }
@@ -144,10 +154,15 @@ impl Deadline {
         let key = (at, state.next_id);
         // SAFETY: pthread_self has no preconditions.
         let thread = unsafe { libc::pthread_self() };
-        let is_first = state.watches.keys().next().is_none_or(|first| key < *first);
         state.watches.insert(key, Watch { thread });
+        // Wake the watchdog only if it would look too late: a cancelled deadline is simply
+        // found gone when it looks, so most invocations cost it nothing.
+        let must_wake = state.next_look.is_none_or(|look| at < look);
+        if must_wake {
+            state.next_look = Some(at);
+        }
         drop(state);
-        if is_first {
+        if must_wake {
             watchdog.changed.notify_one();
         }
         Deadline {

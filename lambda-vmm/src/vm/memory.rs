@@ -243,16 +243,38 @@ impl GuestMemory {
     /// Bytes of guest memory the host has backed with real pages: the memory the guest (and
     /// the loader) actually touched.
     pub fn resident_bytes(&self) -> u64 {
-        let (host, len) = self.host_mapping();
-        let pages = len.div_ceil(PAGE) as usize;
-        let mut residency = vec![0u8; pages];
-        // SAFETY: `host`/`len` describe this struct's own live mapping, and `residency` has
-        // one byte per page of it, as mincore requires.
-        let rc = unsafe { libc::mincore(host.cast(), len as usize, residency.as_mut_ptr()) };
-        if rc != 0 {
-            return 0;
+        self.resident_bytes_in(&[(0, self.layout.mapped_end)])
+    }
+
+    /// Like [`GuestMemory::resident_bytes`], counting only the given ranges: asking the host
+    /// about the few megabytes a program maps is much cheaper than about all of a 10 GB guest.
+    pub fn resident_bytes_in(&self, ranges: &[(u64, u64)]) -> u64 {
+        let (host, size) = self.host_mapping();
+        let mut residency = Vec::new();
+        let mut total = 0;
+        for &(start, len) in ranges {
+            let start = start & !(PAGE - 1);
+            let end = start.saturating_add(len).min(size).next_multiple_of(PAGE);
+            if start >= end {
+                continue;
+            }
+            let pages = ((end - start) / PAGE) as usize;
+            residency.clear();
+            residency.resize(pages, 0u8);
+            // SAFETY: [host + start, host + end) lies inside this struct's own live mapping
+            // (end is clamped to its size), and `residency` has one byte per page of it.
+            let rc = unsafe {
+                libc::mincore(
+                    host.add(start as usize).cast(),
+                    (end - start) as usize,
+                    residency.as_mut_ptr(),
+                )
+            };
+            if rc == 0 {
+                total += residency.iter().filter(|&&b| b & 1 != 0).count() as u64 * PAGE;
+            }
         }
-        residency.iter().filter(|&&b| b & 1 != 0).count() as u64 * PAGE
+        total
     }
 
     /// Writes kernel structures (page tables, GDT, stubs) that live outside user memory.

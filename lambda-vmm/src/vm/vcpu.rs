@@ -54,11 +54,28 @@ fn has_error_code(vector: u8) -> bool {
 /// IOPL, NT, RF and VM so a guest cannot raise its I/O privilege through `r11`.
 const USER_RFLAGS_MASK: u64 = 0x3c_0fd5;
 
+/// How the current syscall reached the VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// Through `syscall` and the ring-0 stub; the return address is in `rcx`.
+    Stub,
+    /// Through `out SYSCALL_PORT, al` executed by the program itself at ring 3 (a patched
+    /// syscall site); `rip` is already past it.
+    Direct,
+}
+
+/// The bytes of `syscall`, and of `out SYSCALL_PORT, al` that replaces it: both two bytes.
+pub const SYSCALL_INSTRUCTION: [u8; 2] = [0x0f, 0x05];
+/// See [`SYSCALL_INSTRUCTION`].
+pub const DIRECT_SYSCALL_INSTRUCTION: [u8; 2] = [0xe6, layout::SYSCALL_PORT as u8];
+
 /// One vCPU and its counters.
 pub struct Vcpu {
     fd: VcpuFd,
     regs: kvm_regs,
+    entry: Entry,
     exits: u64,
+    direct_syscalls: u64,
 }
 
 impl Vcpu {
@@ -69,7 +86,9 @@ impl Vcpu {
         Vcpu {
             fd,
             regs: kvm_regs::default(),
+            entry: Entry::Stub,
             exits: 0,
+            direct_syscalls: 0,
         }
     }
 
@@ -81,6 +100,11 @@ impl Vcpu {
     /// VM exits so far.
     pub fn exits(&self) -> u64 {
         self.exits
+    }
+
+    /// Syscalls so far that entered directly from a patched site, skipping ring 0.
+    pub fn direct_syscalls(&self) -> u64 {
+        self.direct_syscalls
     }
 
     /// Sets the FS base (the thread pointer glibc and Rust use for TLS).
@@ -97,13 +121,30 @@ impl Vcpu {
         }
     }
 
+    /// For a syscall that came through the ring-0 stub, the address of its `syscall`
+    /// instruction (which may be patched to enter directly next time).
+    pub fn stub_syscall_site(&self) -> Option<u64> {
+        (self.entry == Entry::Stub).then(|| self.regs.rcx.wrapping_sub(2))
+    }
+
     /// Finishes the current syscall with `result` in `rax` and returns to the program.
+    ///
+    /// A direct (patched) entry only needs `rax`, plus `rcx`/`r11` as `syscall` would have
+    /// left them.
     ///
     /// SYSRET is emulated with an `iretq` in the stub: the VMM writes the return frame on the
     /// kernel stack, so only the general registers change. (An in-guest `sysretq` shuts the
     /// VM down on PVM hosts, and `KVM_SET_SREGS` on every syscall would be slower.)
     pub fn complete_syscall(&mut self, memory: &GuestMemory, result: i64) -> Result<(), VmmError> {
         let r = &mut self.regs;
+        if self.entry == Entry::Direct {
+            r.rax = result as u64;
+            r.rcx = r.rip;
+            r.r11 = r.rflags;
+            self.fd.sync_regs_mut().regs = *r;
+            self.fd.set_sync_dirty_reg(SyncReg::Register);
+            return Ok(());
+        }
         let frame_at = layout::KERNEL_STACK_TOP - 5 * 8;
         let frame = [
             r.rcx,
@@ -134,6 +175,12 @@ impl Vcpu {
             match exit {
                 Ok(VcpuExit::IoOut(layout::SYSCALL_PORT, _)) => {
                     self.regs = self.fd.sync_regs_mut().regs;
+                    self.entry = if self.regs.rip == layout::SYSCALL_RETURN {
+                        Entry::Stub
+                    } else {
+                        self.direct_syscalls += 1;
+                        Entry::Direct
+                    };
                     return Ok(Exit::Syscall);
                 }
                 Ok(VcpuExit::IoOut(layout::EXCEPTION_PORT, data)) => {

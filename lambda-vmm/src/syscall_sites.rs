@@ -1,0 +1,76 @@
+//! Syscall sites rewritten to enter the VMM directly.
+//!
+//! A `syscall` instruction costs a trip through ring 0, which nested PVM hosts emulate
+//! (~60 us per syscall here). `out SYSCALL_PORT, al` executed at ring 3 exits to the VMM with
+//! the same registers for a third of that, and it is also two bytes long. So the first time a
+//! `syscall` instruction is seen (its address is exact: the stub's return address minus two),
+//! the VMM rewrites it in that VM's copy-on-write memory; the program is stopped while it does.
+//! The sites are remembered per program, only inside its executable segments, and applied to
+//! each new VM before it first runs, where the bytes are checked again.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use crate::vm::GuestMemory;
+use crate::vm::vcpu::{DIRECT_SYSCALL_INSTRUCTION, SYSCALL_INSTRUCTION};
+
+/// Most sites remembered per program (a large static program has a few hundred).
+const MAX_SITES: usize = 4096;
+
+/// The proven `syscall` sites of one program.
+#[derive(Debug, Default)]
+pub struct SyscallSites {
+    /// Executable ranges of the program image: sites are only learned inside them.
+    executable: Vec<(u64, u64)>,
+    known: Mutex<BTreeSet<u64>>,
+}
+
+/// Rewrites one site if it holds a `syscall` instruction; says whether it did.
+fn rewrite(memory: &GuestMemory, site: u64) -> bool {
+    let mut bytes = [0u8; 2];
+    if memory.read(site, &mut bytes).is_err() || bytes != SYSCALL_INSTRUCTION {
+        return false;
+    }
+    memory.write(site, &DIRECT_SYSCALL_INSTRUCTION).is_ok()
+}
+
+impl SyscallSites {
+    /// Sites of a program whose executable segments cover `executable` (start, length).
+    pub fn new(executable: Vec<(u64, u64)>) -> SyscallSites {
+        SyscallSites {
+            executable,
+            known: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn in_code(&self, site: u64) -> bool {
+        self.executable
+            .iter()
+            .any(|&(start, len)| site >= start && site.saturating_add(2) <= start + len)
+    }
+
+    /// After a syscall came through the stub from `site`: rewrites it in this VM and
+    /// remembers it for the next ones.
+    pub fn learn(&self, memory: &GuestMemory, site: u64) {
+        if !self.in_code(site) || !rewrite(memory, site) {
+            return;
+        }
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() < MAX_SITES {
+            known.insert(site);
+        }
+    }
+
+    /// Rewrites every known site in a VM that has not run yet.
+    pub fn apply(&self, memory: &GuestMemory) {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        for &site in known.iter() {
+            rewrite(memory, site);
+        }
+    }
+
+    /// How many sites are known.
+    pub fn len(&self) -> usize {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
