@@ -63,7 +63,9 @@ fn cold_start(c: &mut Criterion) {
     };
     let config = FunctionConfig::new("hello", CodeLocation::Executable(program()))
         .with_contract(Contract::Stdio);
-    let mut environment = backend.create_stdio(&config).expect("register the function");
+    let mut environment = backend
+        .create_stdio(&config)
+        .expect("register the function");
     let mut group = c.benchmark_group("cold_start");
     group.bench_function("micro_vm", |b| {
         b.iter(|| micro_vm_cold_start(&mut environment))
