@@ -57,20 +57,10 @@ fn response_too_large() {
     scenarios::response_too_large(&backend, &functions);
 }
 
-#[test]
-#[ignore = "the process backend cannot remap /tmp without namespaces: the guest's /tmp/state.txt \
-            is the host's, shared by every environment (see lambda_vmm::process)"]
-fn tmp_persists_and_is_private() {
-    let (backend, functions) = setup();
-    scenarios::tmp_persists_and_is_private(&backend, &functions);
-}
-
-#[test]
-#[ignore = "the process backend has no isolation: the function can read any file the host user can"]
-fn reads_outside_task_and_tmp_fail() {
-    let (backend, functions) = setup();
-    scenarios::reads_outside_task_and_tmp_fail(&backend, &functions);
-}
+// Two scenarios hold only where there is isolation and run on the micro-VM backend
+// (tests/kvm_backend.rs): `tmp_persists_and_is_private` (a child process's /tmp is the
+// host's) and `reads_outside_task_and_tmp_fail` (a child process can read any file its user
+// can). The process backend documents both limits.
 
 #[test]
 fn environments_share_nothing() {
