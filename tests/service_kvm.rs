@@ -1,19 +1,41 @@
-//! The function service on the KVM micro-VM backend: two functions, synchronous,
-//! asynchronous and event-source invocations with concurrency, and nothing left behind.
+//! The function service on the KVM micro-VM backend with warm Runtime API environments: Init
+//! once, then invocation after invocation in the same micro-VM; a new environment only when
+//! none is idle; function errors keep the environment, crashes reset it; asynchronous events
+//! and event sources delivered; nothing running at the end.
 //!
 //! Skipped (with "skipped: /dev/kvm unusable") when KVM cannot be used, except under CI
 //! (`CI` set), where that fails loudly.
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{kvm_backend, stdio_config};
+use common::{function, kvm_backend};
+use lambda::core::{CodeLocation, ErrorType, FunctionConfig};
 use lambda::sched::{
-    EventInvokeConfig, EventSourceMappingConfig, InvocationRecord, InvokeRequest, MemoryQueue,
-    Recorder, Service, StartKind,
+    Condition, EventInvokeConfig, EventSourceMappingConfig, InvocationRecord, InvokeRequest,
+    InvokeResponse, MemoryQueue, Recorder, Service, StartKind,
 };
+
+const COUNT: &str = r#"{"action":"count"}"#;
+
+/// A Runtime API function (the default contract) running guest program `program`.
+fn runtime_config(name: &str, program: &str) -> FunctionConfig {
+    FunctionConfig::new(name, CodeLocation::Executable(function(program)))
+        .with_timeout(Duration::from_secs(10))
+}
+
+/// A service on the micro-VM backend with `runtime-loop` registered as "echo-loop", or `None`
+/// when KVM is unusable outside CI.
+fn service() -> Option<Service> {
+    let backend = kvm_backend()?;
+    let service = Service::builder(Arc::new(backend)).build().unwrap();
+    service
+        .create_function(runtime_config("echo-loop", "runtime-loop"))
+        .unwrap();
+    Some(service)
+}
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -23,76 +45,284 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+fn text(response: &InvokeResponse) -> String {
+    String::from_utf8_lossy(&response.payload).into_owned()
+}
+
+/// N of a successful `{"count":N,...}` response: invocations its environment has served.
+fn count(response: &InvokeResponse) -> u64 {
+    assert!(response.is_success(), "{response:?}");
+    let body = text(response);
+    let digits: String = body
+        .strip_prefix(r#"{"count":"#)
+        .unwrap_or_else(|| panic!("not a count: {body}"))
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("not a count: {body}"))
+}
+
+fn init_duration(response: &InvokeResponse) -> Option<Duration> {
+    response.report.as_ref().expect("a report").init_duration
+}
+
+/// Nothing runs and no environment is busy, for the service and for each function.
+fn assert_quiet(service: &Service, functions: &[&str]) {
+    let m = service.metrics();
+    assert_eq!(m.invocations.concurrent_executions, 0, "{m}");
+    assert_eq!(m.unreserved_concurrent_executions, 0, "{m}");
+    assert_eq!(m.environments_busy, 0, "{m}");
+    assert_eq!(m.environment_create_failures, 0, "{m}");
+    assert_eq!(m.hung_invocations, 0, "{m}");
+    for name in functions {
+        assert_eq!(
+            service
+                .function_metrics(name)
+                .unwrap()
+                .concurrent_executions,
+            0
+        );
+        assert_eq!(
+            service.environment_counts(name).unwrap().1,
+            0,
+            "{name} busy"
+        );
+    }
+}
+
 #[test]
-fn the_service_runs_functions_in_micro_vms() {
-    let Some(backend) = kvm_backend() else { return };
-    let service = Service::builder(Arc::new(backend)).build().unwrap();
-    service.create_function(stdio_config("hello")).unwrap();
-    service.create_function(stdio_config("echo")).unwrap();
-
-    // Synchronous, from four threads at once.
-    std::thread::scope(|s| {
-        for thread in 0..4 {
-            let service = &service;
-            s.spawn(move || {
-                for call in 0..3 {
-                    let name = format!("t{thread}c{call}");
-                    let response = service
-                        .invoke(InvokeRequest::new(
-                            "hello",
-                            format!(r#"{{"name":"{name}"}}"#),
-                        ))
-                        .unwrap();
-                    assert!(response.is_success(), "{response:?}");
-                    assert_eq!(
-                        String::from_utf8_lossy(&response.payload),
-                        format!(r#"{{"message":"Hello, {name}!"}}"#)
-                    );
-                    let report = response.report.unwrap().to_string();
-                    assert!(report.starts_with("REPORT RequestId: "), "{report}");
-                    assert!(matches!(
-                        response.start,
-                        Some(StartKind::Cold | StartKind::Warm)
-                    ));
-                }
-            });
+fn sequential_invocations_reuse_one_warm_environment() {
+    let Some(service) = service() else { return };
+    for n in 1..=20 {
+        let response = service
+            .invoke(InvokeRequest::new("echo-loop", COUNT))
+            .unwrap();
+        assert_eq!(response.status_code, 200);
+        // The environment's global counter survives between invocations.
+        assert_eq!(count(&response), n, "{response:?}");
+        let report = response.report.as_ref().unwrap().to_string();
+        assert!(report.starts_with("REPORT RequestId: "), "{report}");
+        if n == 1 {
+            assert_eq!(response.start, Some(StartKind::Cold));
+            assert!(init_duration(&response).is_some(), "{report}");
+            assert!(report.contains("\tInit Duration: "), "{report}");
+        } else {
+            assert_eq!(response.start, Some(StartKind::Warm), "invocation {n}");
+            assert_eq!(init_duration(&response), None, "{report}");
+            assert!(!report.contains("Init Duration"), "{report}");
         }
-    });
-    // A function error from the guest is a response with the error, not an Err.
-    let bad = service
-        .invoke(InvokeRequest::new("hello", "not json"))
-        .unwrap();
-    assert_eq!(bad.function_error_header(), Some("Unhandled"));
+    }
+    let m = service.function_metrics("echo-loop").unwrap();
+    assert_eq!(
+        (m.invocations, m.errors, m.cold_starts, m.warm_starts),
+        (20, 0, 1, 19)
+    );
+    assert_eq!(service.environment_counts("echo-loop").unwrap(), (1, 0));
+    assert_eq!(service.metrics().environments_created, 1);
 
-    // Asynchronous.
-    let delivered = Recorder::<InvocationRecord>::new();
+    // The official lambda_runtime crate (tokio + hyper) is reused the same way.
+    service
+        .create_function(runtime_config("rust-echo", "runtime-rust"))
+        .unwrap();
+    for n in 1..=3 {
+        let response = service
+            .invoke(InvokeRequest::new("rust-echo", format!(r#"{{"n":{n}}}"#)))
+            .unwrap();
+        assert_eq!(
+            text(&response),
+            format!(r#"{{"count":{n},"echo":{{"n":{n}}}}}"#)
+        );
+        assert_eq!(init_duration(&response).is_some(), n == 1);
+    }
+    let m = service.function_metrics("rust-echo").unwrap();
+    assert_eq!((m.cold_starts, m.warm_starts), (1, 2));
+    assert_eq!(service.metrics().environments_created, 2);
+    assert_quiet(&service, &["echo-loop", "rust-echo"]);
+    service.shutdown();
+}
+
+#[test]
+fn concurrent_invocations_get_environments_of_their_own() {
+    let Some(service) = service() else { return };
+    const THREADS: usize = 4;
+    const CALLS: usize = 5;
+    let barrier = Barrier::new(THREADS);
+    // (start, count, Init Duration reported) of every invocation.
+    let results: Vec<(StartKind, u64, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (service, barrier) = (&service, &barrier);
+                s.spawn(move || {
+                    // All first calls at once: none finds an idle environment (Init alone
+                    // takes milliseconds), so each creates one.
+                    barrier.wait();
+                    (0..CALLS)
+                        .map(|_| {
+                            let response = service
+                                .invoke(InvokeRequest::new("echo-loop", COUNT))
+                                .unwrap();
+                            let init = init_duration(&response).is_some();
+                            (response.start.unwrap(), count(&response), init)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(results.len(), THREADS * CALLS);
+    let cold = results
+        .iter()
+        .filter(|(start, ..)| *start == StartKind::Cold)
+        .count();
+    assert!(cold > 1, "overlapping invocations shared one environment");
+    assert!(cold <= THREADS, "{cold} environments for {THREADS} threads");
+    // Cold starts, and only they, are an environment's first invocation with its Init.
+    for &(start, n, init) in &results {
+        match start {
+            StartKind::Cold => assert!(n == 1 && init, "{results:?}"),
+            StartKind::Warm => assert!(n > 1 && !init, "{results:?}"),
+            StartKind::Provisioned => panic!("no provisioned concurrency here"),
+        }
+    }
+    // Each environment counts its own invocations 1, 2, 3...: at least as many saw count
+    // c - 1 as saw count c.
+    let seen = |c: u64| results.iter().filter(|(_, n, _)| *n == c).count();
+    assert_eq!(seen(1), cold);
+    for c in 2..=(THREADS * CALLS) as u64 {
+        assert!(seen(c) <= seen(c - 1), "{results:?}");
+    }
+
+    let m = service.function_metrics("echo-loop").unwrap();
+    assert_eq!(m.invocations, (THREADS * CALLS) as u64);
+    assert_eq!(
+        (m.cold_starts, m.warm_starts),
+        (cold as u64, (THREADS * CALLS - cold) as u64)
+    );
+    assert_eq!(service.metrics().environments_created, cold as u64);
+    assert_eq!(
+        service.environment_counts("echo-loop").unwrap(),
+        (cold as u64, 0)
+    );
+    assert_quiet(&service, &["echo-loop"]);
+    service.shutdown();
+}
+
+#[test]
+fn function_errors_keep_the_environment_and_crashes_reset_it() {
+    let Some(service) = service() else { return };
+    let invoke = |payload: &str| {
+        service
+            .invoke(InvokeRequest::new("echo-loop", payload))
+            .unwrap()
+    };
+    assert_eq!(count(&invoke(COUNT)), 1);
+
+    // A function error posted by the runtime: a response with the error, not an Err.
+    let failed = invoke(r#"{"action":"error"}"#);
+    assert_eq!(failed.status_code, 200);
+    assert_eq!(failed.function_error_header(), Some("Unhandled"));
+    let error = failed.function_error.clone().unwrap();
+    assert_eq!(
+        error.error_type,
+        ErrorType::Function("Custom.Failure".into())
+    );
+    assert_eq!(error.message, "requested failure");
+    assert!(
+        text(&failed).contains(r#""errorType":"Custom.Failure""#),
+        "{}",
+        text(&failed)
+    );
+    assert_eq!(failed.start, Some(StartKind::Warm));
+    // ... which leaves the environment as it was: warm, its counter going on.
+    let after_error = invoke(COUNT);
+    assert_eq!(count(&after_error), 3);
+    assert_eq!(after_error.start, Some(StartKind::Warm));
+    assert_eq!(init_duration(&after_error), None);
+    assert_eq!(service.metrics().environment_resets, 0);
+
+    // A segfault: Runtime.ExitError, and the environment is reset.
+    let crashed = invoke(r#"{"action":"crash"}"#);
+    let error = crashed.function_error.clone().unwrap();
+    assert_eq!(error.error_type, ErrorType::RuntimeExitError, "{error}");
+    assert!(error.message.contains("SIGSEGV"), "{error}");
+    assert_eq!(service.metrics().environment_resets, 1);
+    // The next invocation succeeds in a fresh VM: Init again, the counter from 1.
+    let recovered = invoke(COUNT);
+    assert_eq!(count(&recovered), 1);
+    assert!(init_duration(&recovered).is_some(), "{recovered:?}");
+    let warm_again = invoke(COUNT);
+    assert_eq!(count(&warm_again), 2);
+    assert_eq!(init_duration(&warm_again), None);
+
+    let m = service.function_metrics("echo-loop").unwrap();
+    assert_eq!((m.invocations, m.errors), (6, 2));
+    // The reset happened inside the environment the scheduler holds: still just one.
+    assert_eq!(service.metrics().environments_created, 1);
+    assert_eq!(service.environment_counts("echo-loop").unwrap(), (1, 0));
+    assert_quiet(&service, &["echo-loop"]);
+    service.shutdown();
+}
+
+#[test]
+fn asynchronous_events_and_event_sources_are_delivered() {
+    let Some(service) = service() else { return };
+    let succeeded = Recorder::<InvocationRecord>::new();
+    let failed = Recorder::<InvocationRecord>::new();
     service
         .put_event_invoke_config(
-            "echo",
+            "echo-loop",
             None,
-            EventInvokeConfig::default().with_on_success(delivered.clone()),
+            EventInvokeConfig::default()
+                .with_maximum_retry_attempts(0)
+                .with_on_success(succeeded.clone())
+                .with_on_failure(failed.clone()),
         )
         .unwrap();
     for n in 0..5 {
         let accepted = service
-            .invoke(InvokeRequest::event("echo", format!(r#"{{"n":{n}}}"#)))
+            .invoke(InvokeRequest::event("echo-loop", format!(r#"{{"n":{n}}}"#)))
             .unwrap();
         assert_eq!(accepted.status_code, 202);
+        assert!(accepted.payload.is_empty() && accepted.report.is_none());
     }
-    wait_for("asynchronous events", || delivered.len() == 5);
-    let mut echoed: Vec<String> = delivered
+    let accepted = service
+        .invoke(InvokeRequest::event("echo-loop", r#"{"action":"error"}"#))
+        .unwrap();
+    assert_eq!(accepted.status_code, 202);
+    wait_for("asynchronous events", || {
+        succeeded.len() == 5 && failed.len() == 1
+    });
+    let mut echoed: Vec<String> = succeeded
         .items()
         .iter()
-        .map(|r| String::from_utf8_lossy(&r.response_payload).into_owned())
+        .map(|r| {
+            assert_eq!((r.condition, r.status_code), (Condition::Success, 200));
+            assert_eq!(r.approximate_invoke_count, 1);
+            assert_eq!(r.response_payload, r.request_payload);
+            String::from_utf8_lossy(&r.response_payload).into_owned()
+        })
         .collect();
     echoed.sort();
-    assert_eq!(echoed[0], r#"{"n":0}"#);
+    let expected: Vec<String> = (0..5).map(|n| format!(r#"{{"n":{n}}}"#)).collect();
+    assert_eq!(echoed, expected);
+    let failure = &failed.items()[0];
+    assert_eq!(failure.condition, Condition::RetriesExhausted);
+    assert_eq!(
+        failure.function_error.as_ref().unwrap().error_type,
+        ErrorType::Function("Custom.Failure".into())
+    );
 
-    // Event source mapping.
+    // An event source mapping: batches of up to four records, `{"Records":[...]}` echoed.
     let queue = MemoryQueue::new();
     service
         .create_event_source_mapping(
-            "echo",
+            "echo-loop",
             queue.clone(),
             EventSourceMappingConfig {
                 batch_size: 4,
@@ -105,13 +335,20 @@ fn the_service_runs_functions_in_micro_vms() {
         queue.send(format!("record {n}"));
     }
     wait_for("the event source", || queue.acknowledged() == 10);
+    assert!(queue.failed().is_empty());
 
     let m = service.metrics();
-    assert_eq!(m.invocations.invocations, 13 + 5 + m.event_source_batches);
-    assert_eq!(m.invocations.errors, 1);
-    assert!(m.event_source_batches >= 3);
-    assert_eq!(m.invocations.concurrent_executions, 0);
-    assert_eq!(m.environment_create_failures, 0);
-    eprintln!("{m}");
+    assert_eq!((m.async_events_accepted, m.async_succeeded), (6, 5), "{m}");
+    assert_eq!((m.async_failed, m.async_retries), (1, 0), "{m}");
+    assert_eq!(m.event_source_records_succeeded, 10, "{m}");
+    assert!(m.event_source_batches >= 3, "{m}");
+    let f = service.function_metrics("echo-loop").unwrap();
+    assert_eq!(f.invocations, 6 + m.event_source_batches);
+    assert_eq!(f.errors, 1);
+    // Every invocation ran in a new or a reused environment, and most were reused.
+    assert_eq!(f.cold_starts + f.warm_starts, f.invocations);
+    assert_eq!(m.environments_created, f.cold_starts);
+    assert!(f.warm_starts > f.cold_starts, "{f:?}");
+    assert_quiet(&service, &["echo-loop"]);
     service.shutdown();
 }
