@@ -41,11 +41,7 @@ pub fn failure(
             exit_error(format!("exit status {status}"), ResetReason::Exit)
         }
         End::Process(ProcessEnd::Signaled(signal)) => {
-            let signal = Signal(*signal);
-            exit_error(
-                format!("signal: {} ({})", signal.description(), signal.name()),
-                ResetReason::Crash,
-            )
+            exit_error(Signal(*signal).exit_message(), ResetReason::Crash)
         }
         End::Process(ProcessEnd::ResponseTooLarge) => (
             FunctionError::new(

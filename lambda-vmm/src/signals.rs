@@ -19,49 +19,48 @@ impl Signal {
         })
     }
 
+    /// The constant's name and the description Go's runtime (and so Lambda) prints.
+    fn names(self) -> Option<(&'static str, &'static str)> {
+        Some(match self.0 {
+            libc::SIGHUP => ("SIGHUP", "hangup"),
+            libc::SIGINT => ("SIGINT", "interrupt"),
+            libc::SIGQUIT => ("SIGQUIT", "quit"),
+            libc::SIGILL => ("SIGILL", "illegal instruction"),
+            libc::SIGTRAP => ("SIGTRAP", "trace/breakpoint trap"),
+            libc::SIGABRT => ("SIGABRT", "aborted"),
+            libc::SIGBUS => ("SIGBUS", "bus error"),
+            libc::SIGFPE => ("SIGFPE", "floating point exception"),
+            libc::SIGKILL => ("SIGKILL", "killed"),
+            libc::SIGUSR1 => ("SIGUSR1", "user defined signal 1"),
+            libc::SIGSEGV => ("SIGSEGV", "segmentation fault"),
+            libc::SIGUSR2 => ("SIGUSR2", "user defined signal 2"),
+            libc::SIGPIPE => ("SIGPIPE", "broken pipe"),
+            libc::SIGALRM => ("SIGALRM", "alarm clock"),
+            libc::SIGTERM => ("SIGTERM", "terminated"),
+            libc::SIGXCPU => ("SIGXCPU", "CPU time limit exceeded"),
+            libc::SIGXFSZ => ("SIGXFSZ", "file size limit exceeded"),
+            libc::SIGSYS => ("SIGSYS", "bad system call"),
+            _ => return None,
+        })
+    }
+
     /// The constant's name, such as `SIGSEGV`.
     pub fn name(self) -> String {
-        let name = match self.0 {
-            libc::SIGHUP => "SIGHUP",
-            libc::SIGINT => "SIGINT",
-            libc::SIGQUIT => "SIGQUIT",
-            libc::SIGILL => "SIGILL",
-            libc::SIGTRAP => "SIGTRAP",
-            libc::SIGABRT => "SIGABRT",
-            libc::SIGBUS => "SIGBUS",
-            libc::SIGFPE => "SIGFPE",
-            libc::SIGKILL => "SIGKILL",
-            libc::SIGUSR1 => "SIGUSR1",
-            libc::SIGSEGV => "SIGSEGV",
-            libc::SIGUSR2 => "SIGUSR2",
-            libc::SIGPIPE => "SIGPIPE",
-            libc::SIGALRM => "SIGALRM",
-            libc::SIGTERM => "SIGTERM",
-            libc::SIGSYS => "SIGSYS",
-            other => return format!("signal {other}"),
-        };
-        name.to_string()
+        match self.names() {
+            Some((name, _)) => name.to_string(),
+            None => format!("signal {}", self.0),
+        }
     }
 
     /// The description Go's runtime (and so Lambda) prints, such as `segmentation fault`.
     pub fn description(self) -> &'static str {
-        match self.0 {
-            libc::SIGHUP => "hangup",
-            libc::SIGINT => "interrupt",
-            libc::SIGQUIT => "quit",
-            libc::SIGILL => "illegal instruction",
-            libc::SIGTRAP => "trace/breakpoint trap",
-            libc::SIGABRT => "aborted",
-            libc::SIGBUS => "bus error",
-            libc::SIGFPE => "floating point exception",
-            libc::SIGKILL => "killed",
-            libc::SIGSEGV => "segmentation fault",
-            libc::SIGPIPE => "broken pipe",
-            libc::SIGALRM => "alarm clock",
-            libc::SIGTERM => "terminated",
-            libc::SIGSYS => "bad system call",
-            _ => "signal",
-        }
+        self.names()
+            .map_or("signal", |(_, description)| description)
+    }
+
+    /// `signal: segmentation fault (SIGSEGV)`, as Lambda words a runtime killed by it.
+    pub fn exit_message(self) -> String {
+        format!("signal: {} ({})", self.description(), self.name())
     }
 }
 

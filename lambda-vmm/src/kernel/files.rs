@@ -290,6 +290,30 @@ impl Kernel {
         })
     }
 
+    /// Runs `transfer(kernel, base, len, done)` over iovecs in order, stopping at the first
+    /// short transfer; an error after some bytes moved ends the call with those bytes, as
+    /// Linux's vectored I/O does.
+    pub(super) fn vectored(
+        &mut self,
+        iovecs: Vec<(u64, u64)>,
+        mut transfer: impl FnMut(&mut Kernel, u64, u64, u64) -> SysResult,
+    ) -> SysResult {
+        let mut total = 0;
+        for (base, len) in iovecs {
+            match transfer(self, base, len, total) {
+                Ok(n) => {
+                    total += n;
+                    if n < len || self.pending_end.is_some() {
+                        break;
+                    }
+                }
+                Err(e) if total == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(total)
+    }
+
     pub(super) fn readv(
         &mut self,
         memory: &GuestMemory,
@@ -297,19 +321,10 @@ impl Kernel {
         iov: u64,
         count: u64,
     ) -> SysResult {
-        let mut total = 0;
-        for (base, len) in read_iovecs(memory, iov, count)? {
-            let n = match self.read(memory, fd, base, len) {
-                Ok(n) => n,
-                Err(e) if total == 0 => return Err(e),
-                Err(_) => break,
-            };
-            total += n;
-            if n < len {
-                break;
-            }
-        }
-        Ok(total)
+        let iovecs = read_iovecs(memory, iov, count)?;
+        self.vectored(iovecs, |kernel, base, len, _| {
+            kernel.read(memory, fd, base, len)
+        })
     }
 
     pub(super) fn writev(
@@ -319,19 +334,10 @@ impl Kernel {
         iov: u64,
         count: u64,
     ) -> SysResult {
-        let mut total = 0;
-        for (base, len) in read_iovecs(memory, iov, count)? {
-            let n = match self.write(memory, fd, base, len) {
-                Ok(n) => n,
-                Err(e) if total == 0 => return Err(e),
-                Err(_) => break,
-            };
-            total += n;
-            if n < len || self.pending_end.is_some() {
-                break;
-            }
-        }
-        Ok(total)
+        let iovecs = read_iovecs(memory, iov, count)?;
+        self.vectored(iovecs, |kernel, base, len, _| {
+            kernel.write(memory, fd, base, len)
+        })
     }
 
     pub(super) fn close(&mut self, fd: u64) -> SysResult {

@@ -229,6 +229,15 @@ impl Kernel {
         }
     }
 
+    /// A call that found nothing to do: `EAGAIN` on a non-blocking descriptor, else a wait
+    /// with no timeout (the retry finds out what changed).
+    fn would_block(&mut self, nonblocking: bool) -> SysResult {
+        if !nonblocking {
+            self.wait(None)?;
+        }
+        Err(Errno(libc::EAGAIN))
+    }
+
     /// For a call that has nothing to return yet: `Ok(())` once its timeout (counted from its
     /// first attempt) has passed, so it returns its timeout result; otherwise [`BLOCKED`].
     fn wait(&mut self, timeout: Option<Duration>) -> Result<(), Errno> {

@@ -142,11 +142,7 @@ impl Kernel {
             if api.is_closing(connection) || !api.is_connected(connection) {
                 return Ok(0);
             }
-            if nonblocking {
-                return Err(errno(libc::EAGAIN));
-            }
-            self.wait(None)?;
-            return Err(errno(libc::EAGAIN));
+            return self.would_block(nonblocking);
         }
         let n = output.len().min(count as usize);
         memory.write(buf, &output[..n])?;
@@ -182,11 +178,7 @@ impl Kernel {
         if sent == 0 && count > 0 {
             // The server's inbox is full until the guest reads its answers.
             self.rearm_writable(fd);
-            if nonblocking {
-                return Err(errno(libc::EAGAIN));
-            }
-            self.wait(None)?;
-            return Err(errno(libc::EAGAIN));
+            return self.would_block(nonblocking);
         }
         Ok(sent)
     }
@@ -224,37 +216,19 @@ impl Kernel {
 
     pub(super) fn sendmsg(&mut self, memory: &GuestMemory, fd: u64, msg: u64) -> SysResult {
         let nonblocking = self.fds.get(fd)?.nonblocking;
-        let mut total = 0;
-        for (base, len) in Self::msghdr_iovecs(memory, msg)? {
-            match self.socket_send(memory, fd, base, len, nonblocking || total > 0) {
-                Ok(n) => {
-                    total += n;
-                    if n < len {
-                        break;
-                    }
-                }
-                Err(e) if total == 0 => return Err(e),
-                Err(_) => break,
-            }
-        }
-        Ok(total)
+        let iovecs = Self::msghdr_iovecs(memory, msg)?;
+        // Only the first piece may wait; later ones take what fits.
+        self.vectored(iovecs, |kernel, base, len, done| {
+            kernel.socket_send(memory, fd, base, len, nonblocking || done > 0)
+        })
     }
 
     pub(super) fn recvmsg(&mut self, memory: &GuestMemory, fd: u64, msg: u64) -> SysResult {
         let nonblocking = self.fds.get(fd)?.nonblocking;
-        let mut total = 0;
-        for (base, len) in Self::msghdr_iovecs(memory, msg)? {
-            match self.socket_recv(memory, fd, base, len, nonblocking || total > 0) {
-                Ok(n) => {
-                    total += n;
-                    if n < len {
-                        break;
-                    }
-                }
-                Err(e) if total == 0 => return Err(e),
-                Err(_) => break,
-            }
-        }
+        let iovecs = Self::msghdr_iovecs(memory, msg)?;
+        let total = self.vectored(iovecs, |kernel, base, len, done| {
+            kernel.socket_recv(memory, fd, base, len, nonblocking || done > 0)
+        })?;
         memory.write_obj(msg + 40, 0u64)?; // msg_controllen
         memory.write_obj(msg + 48, 0u32)?; // msg_flags
         Ok(total)

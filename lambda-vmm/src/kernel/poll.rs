@@ -135,11 +135,7 @@ impl Kernel {
             return Err(errno(libc::EBADF));
         };
         if event.value == 0 {
-            if nonblocking {
-                return Err(errno(libc::EAGAIN));
-            }
-            self.wait(None)?;
-            return Err(errno(libc::EAGAIN));
+            return self.would_block(nonblocking);
         }
         let value = if event.semaphore { 1 } else { event.value };
         event.value -= value;

@@ -5,18 +5,14 @@ use std::process::ExitStatus;
 
 use lambda_core::{ErrorType, FunctionError, ResetReason};
 
+use crate::signals::Signal;
+
 /// `exit status N` or `signal: segmentation fault (SIGSEGV)`, and whether that was an exit
 /// or a crash.
 pub(super) fn describe(status: ExitStatus) -> (String, ResetReason) {
     match (status.code(), status.signal()) {
         (Some(code), _) => (format!("exit status {code}"), ResetReason::Exit),
-        (None, Some(signal)) => {
-            let (name, description) = signal_names(signal);
-            (
-                format!("signal: {description} ({name})"),
-                ResetReason::Crash,
-            )
-        }
+        (None, Some(signal)) => (Signal(signal).exit_message(), ResetReason::Crash),
         (None, None) => (format!("{status}"), ResetReason::Crash),
     }
 }
@@ -32,32 +28,6 @@ pub(super) fn exit_error(status: ExitStatus) -> (FunctionError, ResetReason) {
         ),
         reason,
     )
-}
-
-/// The constant's name and the description Go's runtime (and so Lambda) prints.
-fn signal_names(signal: i32) -> (String, &'static str) {
-    let (name, description) = match signal {
-        libc::SIGHUP => ("SIGHUP", "hangup"),
-        libc::SIGINT => ("SIGINT", "interrupt"),
-        libc::SIGQUIT => ("SIGQUIT", "quit"),
-        libc::SIGILL => ("SIGILL", "illegal instruction"),
-        libc::SIGTRAP => ("SIGTRAP", "trace/breakpoint trap"),
-        libc::SIGABRT => ("SIGABRT", "aborted"),
-        libc::SIGBUS => ("SIGBUS", "bus error"),
-        libc::SIGFPE => ("SIGFPE", "floating point exception"),
-        libc::SIGKILL => ("SIGKILL", "killed"),
-        libc::SIGUSR1 => ("SIGUSR1", "user defined signal 1"),
-        libc::SIGSEGV => ("SIGSEGV", "segmentation fault"),
-        libc::SIGUSR2 => ("SIGUSR2", "user defined signal 2"),
-        libc::SIGPIPE => ("SIGPIPE", "broken pipe"),
-        libc::SIGALRM => ("SIGALRM", "alarm clock"),
-        libc::SIGTERM => ("SIGTERM", "terminated"),
-        libc::SIGXCPU => ("SIGXCPU", "CPU time limit exceeded"),
-        libc::SIGXFSZ => ("SIGXFSZ", "file size limit exceeded"),
-        libc::SIGSYS => ("SIGSYS", "bad system call"),
-        other => return (format!("signal {other}"), "signal"),
-    };
-    (name.to_string(), description)
 }
 
 #[cfg(test)]
