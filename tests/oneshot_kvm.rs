@@ -319,3 +319,15 @@ fn syscall_sites_are_rewritten_to_enter_directly() {
     );
     assert!(warm.direct_syscalls * 2 > warm.syscalls, "{warm:?}");
 }
+
+#[test]
+fn the_network_is_closed_and_threads_are_refused() {
+    let Some(backend) = kvm_backend() else { return };
+    let mut env = environment(&backend, "misbehave");
+    assert_eq!(
+        response(&invoke(&mut env, "connect")),
+        "127.0.0.1:80 ConnectionRefused\n10.0.0.1:80 NetworkUnreachable\n[::1]:80 NetworkUnreachable\n"
+    );
+    let spawned = response(&invoke(&mut env, "thread"));
+    assert!(spawned.starts_with("error "), "{spawned}");
+}

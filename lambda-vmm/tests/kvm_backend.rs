@@ -57,3 +57,29 @@ fn zip_code() {
     scenarios::zip_code(&backend, &functions, &scratch);
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// A runtime parked in `next` costs nothing between invocations: a warm invocation is a
+/// handful of exits (the event read, the response written, the next `next`), whatever the
+/// time between invocations.
+#[test]
+fn a_parked_runtime_does_not_spin() {
+    let Some((backend, functions)) = setup() else {
+        return;
+    };
+    let mut environment = backend
+        .create_runtime_api(&functions.runtime("parked", "runtime-loop"))
+        .expect("create");
+    let event = lambda_core::Invocation::new(r#"{"action":"echo"}"#);
+    environment.run(event).expect("first");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let result = environment
+        .run(lambda_core::Invocation::new(r#"{"action":"echo"}"#))
+        .expect("second");
+    assert!(result.outcome.response().is_some());
+    let stats = environment.last_stats();
+    assert!(stats.exits <= 8, "{stats:?}");
+    assert_eq!(
+        stats.exits, stats.syscalls,
+        "every exit is a syscall: {stats:?}"
+    );
+}

@@ -18,6 +18,8 @@
 //! | `panic`           | `panic!("boom")`                                        | exit 101   |
 //! | `stack-overflow`  | unbounded recursion                                     | SIGSEGV/ABRT|
 //! | `env`             | prints `KEY=VALUE` lines, then `argv0=...`              | exit 0     |
+//! | `connect`         | tries TCP to 127.0.0.1:80, 10.0.0.1:80 and [::1]:80, prints each error kind | exit 0 |
+//! | `thread`          | tries to spawn a thread, prints `spawned` or the error  | exit 0     |
 //! | anything else     | echoes the payload back verbatim                        | exit 0     |
 //!
 //! A fault that unexpectedly does not happen is reported on stderr with exit status 1, so a
@@ -61,6 +63,8 @@ fn main() -> ExitCode {
             didnt_fault("stack overflow")
         }
         "env" => print_env(),
+        "connect" => connect_elsewhere(),
+        "thread" => spawn_thread(),
         _ => respond(&payload),
     }
 }
@@ -201,4 +205,25 @@ fn print_env() -> ExitCode {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     text.push_str(&format!("argv0={}\n", argv0.to_string_lossy()));
     respond(text.as_bytes())
+}
+
+/// Outside the Runtime API there is no network: each attempt should fail at once.
+fn connect_elsewhere() -> ExitCode {
+    let mut lines = String::new();
+    for addr in ["127.0.0.1:80", "10.0.0.1:80", "[::1]:80"] {
+        let outcome = match std::net::TcpStream::connect(addr) {
+            Ok(_) => "connected".to_string(),
+            Err(err) => format!("{:?}", err.kind()),
+        };
+        lines.push_str(&format!("{addr} {outcome}\n"));
+    }
+    respond(lines.as_bytes())
+}
+
+/// Threads need `clone`; the answer is printed rather than unwrapped.
+fn spawn_thread() -> ExitCode {
+    match std::thread::Builder::new().spawn(|| 7) {
+        Ok(handle) => respond(format!("spawned {:?}", handle.join()).as_bytes()),
+        Err(err) => respond(format!("error {:?}", err.kind()).as_bytes()),
+    }
 }
