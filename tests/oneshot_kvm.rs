@@ -331,3 +331,17 @@ fn the_network_is_closed_and_threads_are_refused() {
     let spawned = response(&invoke(&mut env, "thread"));
     assert!(spawned.starts_with("error "), "{spawned}");
 }
+
+/// Random syscalls with random arguments (the fuzzer keeps its own memory safe) are all
+/// answered: the guest survives every one, the host too, and the next invocation works.
+#[test]
+fn random_syscalls_are_all_answered() {
+    let Some(backend) = kvm_backend() else { return };
+    let mut env = environment(&backend, "misbehave");
+    for seed in 1..=4 {
+        let result = invoke(&mut env, &format!("syscall-fuzz {seed} 5000"));
+        assert_eq!(response(&result), "survived 5000", "seed {seed}");
+        assert!(!env.last_stats().unsupported_syscalls.is_empty());
+        assert_eq!(response(&invoke(&mut env, "after")), "after");
+    }
+}

@@ -20,6 +20,7 @@
 //! | `env`             | prints `KEY=VALUE` lines, then `argv0=...`              | exit 0     |
 //! | `connect`         | tries TCP to 127.0.0.1:80, 10.0.0.1:80 and [::1]:80, prints each error kind | exit 0 |
 //! | `thread`          | tries to spawn a thread, prints `spawned` or the error  | exit 0     |
+//! | `syscall-fuzz N`  | N raw syscalls with random numbers and arguments (seeded by N), skipping the ones that end, block or unmap the program; prints `survived N` | exit 0 |
 //! | anything else     | echoes the payload back verbatim                        | exit 0     |
 //!
 //! A fault that unexpectedly does not happen is reported on stderr with exit status 1, so a
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
         }
         "env" => print_env(),
         "connect" => connect_elsewhere(),
+        fuzz if fuzz.starts_with("syscall-fuzz ") => syscall_fuzz(&fuzz["syscall-fuzz ".len()..]),
         "thread" => spawn_thread(),
         _ => respond(&payload),
     }
@@ -226,4 +228,76 @@ fn spawn_thread() -> ExitCode {
         Ok(handle) => respond(format!("spawned {:?}", handle.join()).as_bytes()),
         Err(err) => respond(format!("error {:?}", err.kind()).as_bytes()),
     }
+}
+
+/// Syscalls the fuzzer leaves alone: they end the program (exit, kill, abort paths), wait
+/// (sleeps, polls, futex, pause), change its memory map or thread pointer under its own
+/// feet, or fork.
+const FUZZ_SKIP: &[u64] = &[
+    7, 9, 10, 11, 12, 15, 23, 25, 28, 34, 35, 56, 57, 58, 59, 60, 61, 62, 101, 158, 200, 202, 230,
+    231, 232, 234, 247, 270, 271, 281, 435,
+];
+
+/// Throws random syscalls at the kernel: numbers 0-511, arguments that are small numbers,
+/// pointers into a scratch buffer, pointers near nothing, or raw random words.
+fn syscall_fuzz(arg: &str) -> ExitCode {
+    let mut words = arg.split_whitespace();
+    let seed: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(1);
+    let count: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(10_000);
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // Lengths go up to 2 MiB and pointers into the first 64 KiB, so whatever the kernel
+    // writes stays inside the scratch buffer and the fuzzer outlives its own calls.
+    let mut scratch = vec![0u8; 4 * MIB];
+    let base = scratch.as_mut_ptr() as u64;
+    let mut done = 0;
+    while done < count {
+        let nr = next() % 512;
+        if FUZZ_SKIP.contains(&nr) {
+            continue;
+        }
+        let mut args = [0u64; 6];
+        for arg in &mut args {
+            *arg = match next() % 6 {
+                0 => next() % 8,
+                1 => next() % 4096,
+                2 => base + next() % 65_536,
+                3 => next() % 0x20_0000,
+                4 => u64::MAX - next() % 4096,
+                _ => next(),
+            };
+        }
+        raw_syscall6(nr, args);
+        done += 1;
+    }
+    black_box(&scratch);
+    respond(format!("survived {done}").as_bytes())
+}
+
+fn raw_syscall6(nr: u64, args: [u64; 6]) -> i64 {
+    let ret: i64;
+    // SAFETY: none in general: the fuzzer means to pass bad arguments. It skips the calls
+    // that change this program's memory map, and the scratch buffer is the only memory the
+    // kernel may legitimately write through its pointers.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr as i64 => ret,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            in("r10") args[3],
+            in("r8") args[4],
+            in("r9") args[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        )
+    };
+    ret
 }
