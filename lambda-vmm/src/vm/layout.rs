@@ -66,9 +66,9 @@ pub mod selector {
     pub const KERNEL_CODE: u16 = 0x08;
     /// Kernel data, ring 0.
     pub const KERNEL_DATA: u16 = 0x10;
-    /// User data, ring 3 (SYSRET's SS = STAR[63:48] + 8).
+    /// User data, ring 3 (SYSRET's SS = STAR bits 63:48 + 8).
     pub const USER_DATA: u16 = 0x1b;
-    /// User code, ring 3 (SYSRET's CS = STAR[63:48] + 16).
+    /// User code, ring 3 (SYSRET's CS = STAR bits 63:48 + 16).
     pub const USER_CODE: u16 = 0x23;
     /// The TSS.
     pub const TSS: u16 = 0x28;
