@@ -345,3 +345,24 @@ fn random_syscalls_are_all_answered() {
         assert_eq!(response(&invoke(&mut env, "after")), "after");
     }
 }
+
+#[test]
+fn spare_vms_serve_cold_starts() {
+    let Some(backend) = kvm_backend() else { return };
+    let backend = backend.with_spare_vms(1);
+    let mut env = backend.create_stdio(&stdio_config("echo")).unwrap();
+    // The first start finds no spare (nothing asked for 128 MB yet) and orders one.
+    assert_eq!(response(&invoke(&mut env, "first")), "first");
+    assert!(!env.last_stats().spare_vm);
+    let waited = std::time::Instant::now();
+    while backend.spare_vms_ready(128) == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "no spare VM was made"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(response(&invoke(&mut env, "second")), "second");
+    assert!(env.last_stats().spare_vm);
+    assert_eq!(backend.spare_hits_and_misses(), (1, 1));
+}

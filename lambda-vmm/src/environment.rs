@@ -1,6 +1,7 @@
 //! A warm execution environment: one micro-VM running a Runtime API function through Init,
 //! then invocation after invocation, until it is shut down or reset.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_core::logs::{DEFAULT_LOG_CAPACITY, LogCollector};
@@ -18,6 +19,7 @@ use crate::loader::ProgramImage;
 use crate::machine::{End, Machine, Settled};
 use crate::oneshot::{RunStats, guest_environment, note_unsupported};
 use crate::outcome;
+use crate::vm::spare::SparePool;
 
 /// `AWS_LAMBDA_RUNTIME_API` inside the micro-VM.
 pub use crate::kernel::RUNTIME_API_ENDPOINT;
@@ -29,6 +31,7 @@ pub struct RuntimeApiEnvironment {
     image: ProgramImage,
     package: CodePackage,
     config: FunctionConfig,
+    spares: Option<Arc<SparePool>>,
     machine: Option<Machine>,
     init_duration: Duration,
     /// Init Duration to report on the next invocation (the first after each Init).
@@ -48,11 +51,12 @@ fn init(
     image: &ProgramImage,
     package: &CodePackage,
     config: &FunctionConfig,
+    spares: Option<&SparePool>,
 ) -> Result<(Machine, Duration), EnvironmentError> {
     let start = Instant::now();
     let envp = guest_environment(config, Some(RUNTIME_API_ENDPOINT));
     let fs = FileSystem::new(&package.files, u64::from(config.ephemeral_storage_mb) << 20);
-    let mut machine = Machine::boot(image, config, &envp, |image_end| KernelSetup {
+    let mut machine = Machine::boot(image, config, &envp, spares, |image_end| KernelSetup {
         image_end,
         fs,
         stdin: None,
@@ -120,12 +124,14 @@ impl RuntimeApiEnvironment {
         image: ProgramImage,
         package: CodePackage,
         config: FunctionConfig,
+        spares: Option<Arc<SparePool>>,
     ) -> Result<RuntimeApiEnvironment, EnvironmentError> {
-        let (machine, init_duration) = init(&image, &package, &config)?;
+        let (machine, init_duration) = init(&image, &package, &config, spares.as_deref())?;
         Ok(RuntimeApiEnvironment {
             image,
             package,
             config,
+            spares,
             machine: Some(machine),
             init_duration,
             unreported_init: Some(init_duration),
@@ -147,7 +153,12 @@ impl RuntimeApiEnvironment {
     pub fn run(&mut self, invocation: Invocation) -> Result<InvokeResult, VmmError> {
         let request_id = invocation.request_id.clone();
         if self.machine.is_none() {
-            match init(&self.image, &self.package, &self.config) {
+            match init(
+                &self.image,
+                &self.package,
+                &self.config,
+                self.spares.as_deref(),
+            ) {
                 Ok((machine, init_duration)) => {
                     self.machine = Some(machine);
                     self.init_duration = init_duration;
@@ -230,6 +241,7 @@ impl RuntimeApiEnvironment {
             direct_syscalls: machine.direct_syscalls() - direct_before,
             unsupported_syscalls: machine.stats().unsupported.clone(),
             setup: Duration::ZERO,
+            spare_vm: false,
         };
         let report = Report {
             request_id,

@@ -10,6 +10,7 @@ use crate::kernel::{Kernel, KernelSetup, ProcessEnd, Step, SyscallContext, Sysca
 use crate::loader::{self, ProgramImage, StartupInfo};
 use crate::signals::describe_exception;
 use crate::vm::kick::Deadline;
+use crate::vm::spare::SparePool;
 use crate::vm::vcpu::SyscallArgs;
 use crate::vm::{Exit, MicroVm, kvm, teardown};
 
@@ -41,6 +42,7 @@ pub struct Machine {
     kernel: Kernel,
     pending: Option<SyscallArgs>,
     setup: Duration,
+    from_spare: bool,
 }
 
 fn hwcap() -> u64 {
@@ -77,10 +79,16 @@ impl Machine {
         image: &ProgramImage,
         config: &FunctionConfig,
         envp: &[String],
+        spares: Option<&SparePool>,
         make_setup: impl FnOnce(u64) -> KernelSetup,
     ) -> Result<Machine, VmmError> {
         let start = Instant::now();
-        let mut vm = Box::new(MicroVm::new(config.memory_bytes())?);
+        let spare = spares.and_then(|pool| pool.take(config.memory_bytes()));
+        let from_spare = spare.is_some();
+        let mut vm = match spare {
+            Some(vm) => vm,
+            None => Box::new(MicroVm::new(config.memory_bytes())?),
+        };
         let prepared = (|| {
             image.load_into(&vm.memory)?;
             let argv = [crate::kernel::PROGRAM_PATH.to_string()];
@@ -104,7 +112,13 @@ impl Machine {
             kernel,
             pending: None,
             setup: start.elapsed(),
+            from_spare,
         })
+    }
+
+    /// Whether the VM came ready-made from the spare pool.
+    pub fn used_spare(&self) -> bool {
+        self.from_spare
     }
 
     /// How long [`Machine::boot`] took.

@@ -14,6 +14,7 @@ use crate::kernel::{KernelSetup, ProcessEnd};
 use crate::loader::ProgramImage;
 use crate::machine::{End, Machine, Settled};
 use crate::outcome;
+use crate::vm::spare::SparePool;
 
 /// What one run cost the VMM, beyond Lambda's figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct RunStats {
     pub unsupported_syscalls: BTreeMap<u64, u64>,
     /// Time to build the VM and load the program.
     pub setup: Duration,
+    /// Whether the VM was a ready-made spare (see `MicroVmBackend::with_spare_vms`).
+    pub spare_vm: bool,
 }
 
 /// The guest's environment variables: Lambda's, then the function's own.
@@ -69,12 +72,13 @@ pub fn run_once(
     package: &CodePackage,
     config: &FunctionConfig,
     invocation: Invocation,
+    spares: Option<&SparePool>,
 ) -> Result<(InvokeResult, RunStats), VmmError> {
     let envp = guest_environment(config, None);
     let fs = FileSystem::new(&package.files, u64::from(config.ephemeral_storage_mb) << 20);
     let payload = invocation.payload;
     let log = LogCollector::start(&invocation.request_id, "$LATEST", DEFAULT_LOG_CAPACITY);
-    let mut machine = Machine::boot(image, config, &envp, |image_end| KernelSetup {
+    let mut machine = Machine::boot(image, config, &envp, spares, |image_end| KernelSetup {
         image_end,
         fs,
         stdin: Some(payload),
@@ -91,6 +95,7 @@ pub fn run_once(
         direct_syscalls: machine.direct_syscalls(),
         unsupported_syscalls: machine.stats().unsupported.clone(),
         setup: machine.setup_time(),
+        spare_vm: machine.used_spare(),
     };
     let max_memory_used_mb = machine.memory_used_mb().min(config.memory_mb);
     let out_of_memory = machine.kernel().out_of_memory();

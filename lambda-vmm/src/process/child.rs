@@ -161,7 +161,19 @@ mod tests {
         let mut text = String::new();
         stdout.unwrap().read_to_string(&mut text).unwrap();
         assert_eq!(text, "ONLY=this\n");
-        child.kill();
-        assert!(child.try_wait().unwrap().success());
+        // `env` closes its stdout just before it exits: wait for the exit rather than race
+        // a kill against it.
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "env did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert!(status.success());
     }
 }

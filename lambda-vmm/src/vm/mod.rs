@@ -5,6 +5,7 @@ pub mod kick;
 pub mod kvm;
 pub mod layout;
 pub mod memory;
+pub mod spare;
 pub mod teardown;
 pub mod vcpu;
 

@@ -1,0 +1,135 @@
+//! Spare VMs: blank micro-VMs (KVM VM, vCPU, memory and kernel structures, no program) made
+//! ahead of time by a background thread, so a cold start can skip the ~1 ms of VM creation.
+//! A spare has never run anything, so handing it to any function leaks nothing.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use super::MicroVm;
+
+#[derive(Default)]
+struct Stock {
+    /// Spare VMs by memory size in bytes.
+    ready: BTreeMap<u64, Vec<MicroVm>>,
+    stopping: bool,
+}
+
+struct Shared {
+    stock: Mutex<Stock>,
+    wanted: Condvar,
+    per_size: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// A stock of spare VMs per memory size, refilled by a background thread. Sizes are stocked
+/// once asked for; dropping the pool stops the thread and tears the spares down.
+pub struct SparePool {
+    shared: Arc<Shared>,
+    refiller: Option<JoinHandle<()>>,
+}
+
+impl SparePool {
+    /// A pool keeping `per_size` spare VMs of every memory size it has been asked for.
+    pub fn new(per_size: usize) -> SparePool {
+        let shared = Arc::new(Shared {
+            stock: Mutex::new(Stock::default()),
+            wanted: Condvar::new(),
+            per_size,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        });
+        let worker = Arc::clone(&shared);
+        let refiller = std::thread::Builder::new()
+            .name("lambda-vmm-spares".into())
+            .spawn(move || refill(&worker))
+            .expect("spawn the spare VM thread");
+        SparePool {
+            shared,
+            refiller: Some(refiller),
+        }
+    }
+
+    /// A spare VM of `memory_bytes`, if one is ready; either way the size is (re)stocked.
+    pub fn take(&self, memory_bytes: u64) -> Option<Box<MicroVm>> {
+        let mut stock = self.shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+        let spare = stock
+            .ready
+            .entry(memory_bytes)
+            .or_default()
+            .pop()
+            .map(Box::new);
+        drop(stock);
+        self.shared.wanted.notify_one();
+        let counter = if spare.is_some() {
+            &self.shared.hits
+        } else {
+            &self.shared.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        spare
+    }
+
+    /// How many spares of `memory_bytes` are ready now.
+    pub fn ready(&self, memory_bytes: u64) -> usize {
+        let stock = self.shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+        stock.ready.get(&memory_bytes).map_or(0, Vec::len)
+    }
+
+    /// How many takes found a spare, and how many did not.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.shared.hits.load(Ordering::Relaxed),
+            self.shared.misses.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The refill thread: makes VMs for any size below its target, one at a time, outside the
+/// lock.
+fn refill(shared: &Shared) {
+    let mut stock = shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if stock.stopping {
+            return;
+        }
+        let short = stock
+            .ready
+            .iter()
+            .find(|(_, spares)| spares.len() < shared.per_size)
+            .map(|(&size, _)| size);
+        match short {
+            Some(size) => {
+                drop(stock);
+                let made = MicroVm::new(size).ok();
+                stock = shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+                match made {
+                    Some(vm) => stock.ready.entry(size).or_default().push(vm),
+                    // KVM refused (out of memory or fds): stop stocking that size rather
+                    // than spinning; takes of it fall back to making a VM on the spot.
+                    None => {
+                        stock.ready.remove(&size);
+                    }
+                }
+            }
+            None => {
+                stock = shared.wanted.wait(stock).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+}
+
+impl Drop for SparePool {
+    fn drop(&mut self) {
+        let mut stock = self.shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+        stock.stopping = true;
+        stock.ready.clear();
+        drop(stock);
+        self.shared.wanted.notify_all();
+        if let Some(refiller) = self.refiller.take() {
+            let _ = refiller.join();
+        }
+    }
+}
