@@ -276,20 +276,25 @@ impl Inner {
                 ));
             }
         };
-        match lease.start {
-            StartKind::Cold => self.count(resolved, |c| &c.cold_starts),
-            StartKind::Warm => self.count(resolved, |c| &c.warm_starts),
-            StartKind::Provisioned => self.count(resolved, |c| &c.provisioned_invocations),
-        }
         if lease.spillover {
             self.count(resolved, |c| &c.provisioned_spillover_invocations);
         }
-        let start = lease.start;
+        let mut start = lease.start;
         let request_id = invocation.request_id.clone();
         invocation.invoked_function_arn = Some(resolved.invoked_arn(&self.control));
         let mut lease = lease;
         let started = self.clock.now();
+        // An environment reset by its last invocation runs Init again: a cold start.
+        if start == StartKind::Warm && lease.env.reset {
+            start = StartKind::Cold;
+        }
         let result = lease.env.env.invoke(invocation);
+        lease.env.reset = matches!(&result, Ok(r) if r.reset.is_some());
+        match start {
+            StartKind::Cold => self.count(resolved, |c| &c.cold_starts),
+            StartKind::Warm => self.count(resolved, |c| &c.warm_starts),
+            StartKind::Provisioned => self.count(resolved, |c| &c.provisioned_invocations),
+        }
         let ended = self.clock.now();
         let elapsed = ended.saturating_sub(started);
         let timeout = version.config.timeout;

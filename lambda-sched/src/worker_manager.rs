@@ -39,6 +39,8 @@ pub(crate) struct ManagedEnv {
     pub worker: Arc<Worker>,
     pub memory_mb: u64,
     pub provisioned: bool,
+    /// Its last invocation reset it: the next one runs Init again, a cold start.
+    pub reset: bool,
 }
 
 impl std::fmt::Debug for ManagedEnv {
@@ -259,6 +261,7 @@ impl WorkerManager {
                     worker,
                     memory_mb,
                     provisioned,
+                    reset: false,
                 })
             }
             Err(error) => {

@@ -163,7 +163,9 @@ fn crashes_reset_broken_environments_are_replaced_hangs_are_caught() {
     let timeout = service
         .invoke(InvokeRequest::new("f", "fake:timeout"))
         .unwrap();
-    assert_eq!(timeout.start, Some(StartKind::Warm));
+    // The same environment, but its Init ran again (its report says so): a cold start.
+    assert_eq!(timeout.start, Some(StartKind::Cold));
+    assert!(timeout.report.unwrap().init_duration.is_some());
     assert_eq!(
         timeout.function_error.unwrap().error_type.to_string(),
         "Sandbox.Timeout"
