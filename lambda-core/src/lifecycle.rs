@@ -38,6 +38,12 @@ pub trait ExecutionEnvironment: Send {
     /// How long Init took for this environment.
     fn init_duration(&self) -> Duration;
 
+    /// Whether every invocation starts the function afresh (the one-shot stdio contract):
+    /// then no invocation is warm, however long the environment lives.
+    fn fresh_per_invocation(&self) -> bool {
+        false
+    }
+
     /// Tears the environment down, releasing everything it holds.
     fn shutdown(self: Box<Self>);
 }

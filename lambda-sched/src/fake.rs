@@ -205,6 +205,7 @@ impl Backend for FakeBackend {
             init_duration: self.init_duration,
             first: true,
             noop: self.noop,
+            one_shot: config.contract == lambda_core::Contract::Stdio,
         }))
     }
 }
@@ -221,6 +222,8 @@ struct FakeEnvironment {
     init_duration: Duration,
     first: bool,
     noop: bool,
+    /// A `Contract::Stdio` function: every invocation starts afresh.
+    one_shot: bool,
 }
 
 /// What the fake makes of a payload.
@@ -388,6 +391,10 @@ impl ExecutionEnvironment for FakeEnvironment {
             }
             Action::Broken => Err(EnvironmentError::Failed("fake: environment broke".into())),
         }
+    }
+
+    fn fresh_per_invocation(&self) -> bool {
+        self.one_shot
     }
 
     fn init_duration(&self) -> Duration {

@@ -284,8 +284,9 @@ impl Inner {
         invocation.invoked_function_arn = Some(resolved.invoked_arn(&self.control));
         let mut lease = lease;
         let started = self.clock.now();
-        // An environment reset by its last invocation runs Init again: a cold start.
-        if start == StartKind::Warm && lease.env.reset {
+        // An environment reset by its last invocation runs Init again, and a one-shot one
+        // starts afresh every time: cold starts.
+        if start == StartKind::Warm && (lease.env.reset || lease.env.env.fresh_per_invocation()) {
             start = StartKind::Cold;
         }
         let result = lease.env.env.invoke(invocation);

@@ -50,6 +50,22 @@ fn cold_then_warm_with_report_lines_and_log_tail() {
 }
 
 #[test]
+fn one_shot_functions_never_start_warm() {
+    let (service, _clock, fake) = fake_service();
+    service
+        .create_function(config("once").with_contract(lambda_core::Contract::Stdio))
+        .unwrap();
+    for _ in 0..3 {
+        let response = service.invoke(InvokeRequest::new("once", "x")).unwrap();
+        assert_eq!(response.start, Some(StartKind::Cold));
+    }
+    // One environment, reused by the scheduler, yet every start was cold.
+    assert_eq!(fake.stats().created, 1);
+    let m = service.function_metrics("once").unwrap();
+    assert_eq!((m.cold_starts, m.warm_starts), (3, 0));
+}
+
+#[test]
 fn payload_limits_per_invocation_type() {
     let (service, _clock, fake) = fake_service();
     service.create_function(config("f")).unwrap();

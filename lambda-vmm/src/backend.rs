@@ -167,5 +167,9 @@ impl ExecutionEnvironment for StdioEnvironment {
         self.last_stats.setup
     }
 
+    fn fresh_per_invocation(&self) -> bool {
+        true
+    }
+
     fn shutdown(self: Box<Self>) {}
 }

@@ -210,6 +210,10 @@ impl ExecutionEnvironment for StdioEnvironment {
         Duration::ZERO
     }
 
+    fn fresh_per_invocation(&self) -> bool {
+        true
+    }
+
     fn shutdown(self: Box<Self>) {
         drop(self);
     }
