@@ -148,9 +148,9 @@ impl Machine {
 
     /// Guest memory touched, in MB (rounded up).
     pub fn memory_used_mb(&self) -> u32 {
-        self.vm.as_ref().map_or(0, |vm| {
-            self.kernel.resident_bytes(&vm.memory).div_ceil(1 << 20) as u32
-        })
+        self.vm
+            .as_ref()
+            .map_or(0, |vm| vm.memory.resident_bytes().div_ceil(1 << 20) as u32)
     }
 
     /// Runs the program until it ends, the deadline passes, or it waits in a syscall and

@@ -59,13 +59,6 @@ impl AddressSpace {
         self.regions.keys().next().copied().unwrap_or(self.area_end)
     }
 
-    /// Where the program's memory lies: the image and heap from the start of user memory,
-    /// and the lowest mmap region (or `None` when there is none).
-    pub fn extent(&self) -> (u64, Option<u64>) {
-        let heap_end = page_align(self.brk).unwrap_or(self.brk);
-        (heap_end, self.regions.keys().next().copied())
-    }
-
     /// `brk`: moves the program break; returns the (possibly unchanged) break.
     pub fn brk(&mut self, memory: &GuestMemory, requested: u64) -> SysResult {
         if requested < self.brk_start {

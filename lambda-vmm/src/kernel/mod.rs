@@ -190,18 +190,6 @@ impl Kernel {
         }
     }
 
-    /// Guest memory touched, in bytes, counted in two spans: from address 0 to the end of
-    /// the heap (kernel area, image, heap), and from the lowest mmap region to the top of the
-    /// stack. Pages a program touches in the free gap between the two (outside anything it
-    /// mapped) are not counted; asking the host about the whole of a large guest on every
-    /// invocation would cost more than the invocation.
-    pub fn resident_bytes(&self, memory: &GuestMemory) -> u64 {
-        let layout = memory.layout();
-        let (heap_end, lowest_region) = self.mm.extent();
-        let upper_start = lowest_region.unwrap_or(layout.stack_bottom);
-        memory.resident_bytes_in(&[(0, heap_end), (upper_start, layout.stack_top - upper_start)])
-    }
-
     /// Bytes the program keeps in `/tmp`.
     pub fn tmp_used(&self) -> u64 {
         self.fs.tmp_used()
