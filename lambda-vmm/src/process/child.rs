@@ -30,15 +30,28 @@ impl ChildProcess {
         cwd: &Path,
         streams: Streams,
     ) -> io::Result<ChildProcess> {
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .env_clear()
             .envs(env.iter().map(|(key, value)| (key, value)))
             .current_dir(cwd)
             .process_group(0)
             .stdin(streams.stdin)
             .stdout(streams.stdout)
-            .stderr(streams.stderr)
-            .spawn()?;
+            .stderr(streams.stderr);
+        // A program file just written (an extracted `bootstrap`) can be briefly held open for
+        // writing by a child another thread is forking at that moment: exec then fails with
+        // ETXTBSY until that child has exec'd too. Retry for up to a second.
+        let mut attempts = 0;
+        let child = loop {
+            match command.spawn() {
+                Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
         Ok(ChildProcess {
             child,
             exit: None,
