@@ -7,6 +7,8 @@
 //! - [`vmm`] (`lambda-vmm`): one execution environment per KVM micro-VM.
 //! - [`sched`] (`lambda-sched`): the function service that schedules environments.
 
+#![deny(missing_docs)]
+
 pub use lambda_core as core;
 pub use lambda_sched as sched;
 pub use lambda_vmm as vmm;

@@ -16,6 +16,8 @@
 //!   variables of a function; [`logs`]: an invocation's bounded log with its START / END /
 //!   REPORT lines and tail.
 
+#![deny(missing_docs)]
+
 mod config;
 mod invocation;
 mod lifecycle;

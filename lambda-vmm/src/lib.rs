@@ -14,6 +14,8 @@
 //! The entry point is [`MicroVmBackend`], a [`lambda_core::Backend`]. [`ProcessBackend`] runs
 //! the same programs as child processes for hosts without `/dev/kvm` (no isolation).
 
+#![deny(missing_docs)]
+
 mod backend;
 mod code;
 mod environment;
