@@ -12,6 +12,10 @@ pub const TASK_ROOT: &str = "/var/task";
 /// The writable scratch directory.
 pub const TMP_ROOT: &str = "/tmp";
 
+/// Most files and directories `/tmp` may hold: the quota counts bytes, and this bounds what
+/// empty files and long names can cost the host.
+pub const MAX_TMP_ENTRIES: usize = 16_384;
+
 /// File contents: shared read-only code, or a private writable buffer.
 #[derive(Debug, Clone)]
 enum Contents {
@@ -61,6 +65,7 @@ pub struct FileSystem {
     next_inode: u64,
     tmp_used: u64,
     tmp_quota: u64,
+    tmp_entries: usize,
 }
 
 /// Resolves `path` (absolute, or relative to `cwd`) to a normalized absolute path.
@@ -108,6 +113,7 @@ impl FileSystem {
             next_inode: 1,
             tmp_used: 0,
             tmp_quota,
+            tmp_entries: 0,
         };
         for dir in ["/", "/var", TASK_ROOT] {
             fs.insert(dir, Node::Directory, false);
@@ -174,24 +180,28 @@ impl FileSystem {
         }
     }
 
-    /// Creates an empty file (for `O_CREAT`); fails if it exists.
-    pub fn create_file(&mut self, path: &str) -> Result<(), Errno> {
+    /// Adds a new writable entry under `/tmp`, within the entry limit.
+    fn create(&mut self, path: &str, node: Node) -> Result<(), Errno> {
         if self.entries.contains_key(path) {
             return Err(Errno(libc::EEXIST));
         }
         self.writable_parent(path)?;
-        self.insert(path, Node::File(Contents::Owned(Vec::new())), true);
+        if self.tmp_entries >= MAX_TMP_ENTRIES {
+            return Err(Errno(libc::ENOSPC));
+        }
+        self.tmp_entries += 1;
+        self.insert(path, node, true);
         Ok(())
+    }
+
+    /// Creates an empty file (for `O_CREAT`); fails if it exists.
+    pub fn create_file(&mut self, path: &str) -> Result<(), Errno> {
+        self.create(path, Node::File(Contents::Owned(Vec::new())))
     }
 
     /// Creates a directory.
     pub fn mkdir(&mut self, path: &str) -> Result<(), Errno> {
-        if self.entries.contains_key(path) {
-            return Err(Errno(libc::EEXIST));
-        }
-        self.writable_parent(path)?;
-        self.insert(path, Node::Directory, true);
-        Ok(())
+        self.create(path, Node::Directory)
     }
 
     /// Removes a file (`dir == false`) or an empty directory (`dir == true`).
@@ -219,6 +229,7 @@ impl FileSystem {
         {
             self.tmp_used -= contents.bytes().len() as u64;
         }
+        self.tmp_entries -= 1;
         Ok(())
     }
 
@@ -385,5 +396,17 @@ mod tests {
         assert_eq!(names, ["b"]);
         fs.rename("/tmp/b", "/tmp/c").unwrap();
         assert_eq!(fs.read_at("/tmp/c", 0, 100).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn tmp_entries_are_bounded() {
+        let mut fs = fs();
+        for i in 0..MAX_TMP_ENTRIES {
+            fs.create_file(&format!("/tmp/{i}")).unwrap();
+        }
+        assert_eq!(fs.create_file("/tmp/one-more"), Err(Errno(libc::ENOSPC)));
+        assert_eq!(fs.mkdir("/tmp/dir"), Err(Errno(libc::ENOSPC)));
+        fs.remove("/tmp/0", false).unwrap();
+        fs.mkdir("/tmp/dir").unwrap();
     }
 }
