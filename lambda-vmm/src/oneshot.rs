@@ -57,7 +57,10 @@ pub fn note_unsupported(log: &mut LogCollector, unsupported: &BTreeMap<u64, u64>
     }
     let list: Vec<String> = unsupported
         .iter()
-        .map(|(number, count)| format!("{number} (x{count})"))
+        .map(|(&number, count)| match number {
+            crate::kernel::OTHER_UNSUPPORTED => format!("others (x{count})"),
+            number => format!("{number} (x{count})"),
+        })
         .collect();
     log.platform_line(&format!(
         "[lambda-vmm] unsupported syscalls returned ENOSYS: {}",

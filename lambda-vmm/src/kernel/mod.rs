@@ -28,6 +28,11 @@ pub use net::RUNTIME_API_ENDPOINT;
 use crate::vm::vcpu::SyscallArgs;
 use crate::vm::{Fault, GuestMemory, Vcpu};
 
+/// Most distinct unsupported syscall numbers counted one by one.
+pub const MAX_UNSUPPORTED_KINDS: usize = 64;
+/// The key under which unsupported syscalls beyond [`MAX_UNSUPPORTED_KINDS`] are counted.
+pub const OTHER_UNSUPPORTED: u64 = u64::MAX;
+
 /// A Linux error number, returned to the guest as `-errno`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Errno(pub i32);
@@ -81,6 +86,8 @@ pub struct SyscallStats {
     /// Syscalls made.
     pub syscalls: u64,
     /// Syscalls this kernel does not implement, by number, with how often each was made.
+    /// At most [`MAX_UNSUPPORTED_KINDS`] numbers are kept apart; the rest are counted under
+    /// [`OTHER_UNSUPPORTED`], so a guest trying every number cannot grow the map.
     pub unsupported: BTreeMap<u64, u64>,
 }
 
@@ -348,7 +355,15 @@ impl Kernel {
             // std: restartable sequences, statx, new threads (the environment has one vCPU).
             334 | 332 | 435 | 56 => Err(Errno(libc::ENOSYS)),
             number => {
-                *self.stats.unsupported.entry(number).or_default() += 1;
+                let unsupported = &mut self.stats.unsupported;
+                let key = if unsupported.contains_key(&number)
+                    || unsupported.len() < MAX_UNSUPPORTED_KINDS
+                {
+                    number
+                } else {
+                    OTHER_UNSUPPORTED
+                };
+                *unsupported.entry(key).or_default() += 1;
                 Err(Errno(libc::ENOSYS))
             }
         }
