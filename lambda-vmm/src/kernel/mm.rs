@@ -17,6 +17,9 @@ const MREMAP_MAYMOVE: u64 = 1;
 const MADV_DONTNEED: u64 = 4;
 const MADV_FREE: u64 = 8;
 
+/// Most separate mappings a program may hold (Linux's default `vm.max_map_count`).
+pub const MAX_MAPPINGS: usize = 65_530;
+
 fn errno(code: i32) -> Errno {
     Errno(code)
 }
@@ -99,6 +102,22 @@ impl AddressSpace {
             .is_some_and(|(&s, &l)| s + l > start)
     }
 
+    /// Records `[start, start + len)` as mapped, merged with mappings it touches (as Linux
+    /// merges adjacent anonymous mappings), so contiguous allocations stay one entry.
+    fn insert_region(&mut self, mut start: u64, mut len: u64) {
+        if let Some((&before, &before_len)) = self.regions.range(..start).next_back()
+            && before + before_len == start
+        {
+            self.regions.remove(&before);
+            len += before_len;
+            start = before;
+        }
+        if let Some(after_len) = self.regions.remove(&(start + len)) {
+            len += after_len;
+        }
+        self.regions.insert(start, len);
+    }
+
     /// Removes `[start, start + len)` from the region map, splitting regions as needed.
     fn unmap_range(&mut self, start: u64, len: u64) {
         let end = start + len;
@@ -142,6 +161,9 @@ impl AddressSpace {
             Some(0) | None => return Err(errno(libc::EINVAL)),
             Some(len) => len,
         };
+        if self.regions.len() >= MAX_MAPPINGS {
+            return Err(errno(libc::ENOMEM));
+        }
         if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
             if addr % PAGE != 0 {
                 return Err(errno(libc::EINVAL));
@@ -160,7 +182,7 @@ impl AddressSpace {
                 self.unmap_range(addr, len);
             }
             memory.zero(addr, len)?;
-            self.regions.insert(addr, len);
+            self.insert_region(addr, len);
             return Ok(addr);
         }
         let Some(start) = self.find_gap(len) else {
@@ -168,7 +190,7 @@ impl AddressSpace {
             return Err(errno(libc::ENOMEM));
         };
         // Freed memory was zeroed when it was unmapped; fresh memory is zero.
-        self.regions.insert(start, len);
+        self.insert_region(start, len);
         Ok(start)
     }
 
@@ -207,7 +229,12 @@ impl AddressSpace {
             Some(0) | None => return Err(errno(libc::EINVAL)),
             Some(len) => len,
         };
-        if self.regions.get(&addr).is_none_or(|&len| len != old_len) {
+        let mapped = self
+            .regions
+            .range(..=addr)
+            .next_back()
+            .is_some_and(|(&start, &len)| start + len >= addr + old_len);
+        if !mapped {
             return Err(errno(libc::EFAULT));
         }
         if new_len > old_len {
@@ -278,6 +305,23 @@ mod tests {
         assert!(space.exhausted());
         let before = space.brk(&memory, 0).unwrap();
         assert_eq!(space.brk(&memory, before + (1 << 20)).unwrap(), before);
+    }
+
+    #[test]
+    fn the_number_of_mappings_is_bounded() {
+        let memory = GuestMemory::new(1024 << 20).unwrap();
+        let mut space = AddressSpace::new(memory.layout(), USER_START + (4 << 20));
+        // Every other page, so the mappings cannot merge.
+        for i in 0..MAX_MAPPINGS as u64 {
+            let addr = USER_START + (8 << 20) + i * 8192;
+            space
+                .mmap(&memory, addr, 4096, 3, ANON | MAP_FIXED, NO_FD, 0)
+                .unwrap();
+        }
+        assert_eq!(
+            space.mmap(&memory, 0, 4096, 3, ANON, NO_FD, 0),
+            Err(Errno(libc::ENOMEM))
+        );
     }
 
     #[test]
