@@ -142,9 +142,7 @@ impl Kernel {
             Object::Stdout | Object::Stderr => Err(errno(libc::EBADF)),
             Object::File(file) if !file.readable => Err(errno(libc::EBADF)),
             Object::File(file) => {
-                let data = self.fs.read_at(&file.path, file.offset, count as usize)?;
-                memory.write(buf, data)?;
-                let n = data.len() as u64;
+                let n = self.read_file_at(memory, &file.path.clone(), file.offset, buf, count)?;
                 if let Object::File(file) = &mut self.fds.get_mut(fd)?.object {
                     file.offset += n;
                 }
@@ -223,19 +221,15 @@ impl Kernel {
             Object::Stdin => Err(errno(libc::EBADF)),
             Object::File(file) if !file.writable => Err(errno(libc::EBADF)),
             Object::File(file) => {
-                let (path, append) = (file.path.clone(), file.append);
-                let mut offset = if append {
+                let path = file.path.clone();
+                let offset = if file.append {
                     self.fs.metadata(&path)?.size
                 } else {
                     file.offset
                 };
-                let written = self.write_chunks_to(memory, buf, count, |kernel, data| {
-                    let n = kernel.fs.write_at(&path, offset, data)?;
-                    offset += n as u64;
-                    Ok(n)
-                })?;
+                let written = self.write_file_at(memory, &path, offset, buf, count)?;
                 if let Object::File(file) = &mut self.fds.get_mut(fd)?.object {
-                    file.offset = offset;
+                    file.offset = offset + written;
                 }
                 Ok(written)
             }
@@ -246,6 +240,50 @@ impl Kernel {
         }
     }
 
+    /// Copies file bytes at `offset` into guest memory; returns how many.
+    fn read_file_at(
+        &mut self,
+        memory: &GuestMemory,
+        path: &str,
+        offset: u64,
+        buf: u64,
+        count: u64,
+    ) -> SysResult {
+        let data = self
+            .fs
+            .read_at(path, offset, count.min(MAX_READ) as usize)?;
+        memory.write(buf, data)?;
+        Ok(data.len() as u64)
+    }
+
+    /// Writes guest bytes into a file at `offset`, chunk by chunk; returns how many.
+    fn write_file_at(
+        &mut self,
+        memory: &GuestMemory,
+        path: &str,
+        offset: u64,
+        buf: u64,
+        count: u64,
+    ) -> SysResult {
+        let mut at = offset;
+        self.write_chunks_to(memory, buf, count, |kernel, data| {
+            let n = kernel.fs.write_at(path, at, data)?;
+            at += n as u64;
+            Ok(n)
+        })
+    }
+
+    /// The open file `fd` names, for `pread`/`pwrite`, if it was opened for `access`.
+    fn positional_file(&self, fd: u64, write: bool) -> Result<String, Errno> {
+        let Object::File(file) = &self.fds.get(fd)?.object else {
+            return Err(errno(libc::ESPIPE));
+        };
+        if (write && !file.writable) || (!write && !file.readable) {
+            return Err(errno(libc::EBADF));
+        }
+        Ok(file.path.clone())
+    }
+
     pub(super) fn pread(
         &mut self,
         memory: &GuestMemory,
@@ -254,17 +292,8 @@ impl Kernel {
         count: u64,
         offset: u64,
     ) -> SysResult {
-        let Object::File(file) = &self.fds.get(fd)?.object else {
-            return Err(errno(libc::ESPIPE));
-        };
-        if !file.readable {
-            return Err(errno(libc::EBADF));
-        }
-        let data = self
-            .fs
-            .read_at(&file.path, offset, count.min(MAX_READ) as usize)?;
-        memory.write(buf, data)?;
-        Ok(data.len() as u64)
+        let path = self.positional_file(fd, false)?;
+        self.read_file_at(memory, &path, offset, buf, count)
     }
 
     pub(super) fn pwrite(
@@ -275,19 +304,8 @@ impl Kernel {
         count: u64,
         offset: u64,
     ) -> SysResult {
-        let Object::File(file) = &self.fds.get(fd)?.object else {
-            return Err(errno(libc::ESPIPE));
-        };
-        if !file.writable {
-            return Err(errno(libc::EBADF));
-        }
-        let path = file.path.clone();
-        let mut at = offset;
-        self.write_chunks_to(memory, buf, count, |kernel, data| {
-            let n = kernel.fs.write_at(&path, at, data)?;
-            at += n as u64;
-            Ok(n)
-        })
+        let path = self.positional_file(fd, true)?;
+        self.write_file_at(memory, &path, offset, buf, count)
     }
 
     /// Runs `transfer(kernel, base, len, done)` over iovecs in order, stopping at the first
