@@ -372,3 +372,15 @@ fn spare_vms_serve_cold_starts() {
     assert!(env.last_stats().spare_vm);
     assert_eq!(backend.spare_hits_and_misses(), (1, 1));
 }
+
+#[test]
+fn the_filesystem_behaves_like_linux() {
+    let Some(backend) = kvm_backend() else { return };
+    let mut env = environment(&backend, "misbehave");
+    assert_eq!(
+        response(&invoke(&mut env, "files")),
+        "write: ok\npwrite: 5\npread: world\nseek-read: HELLO world\nmkdir: ok\nrename: ok\n\
+         list: b.txt\nsize: 11\nunlink: ok\nrmdir: ok\ntask-read: true\n\
+         task-write: error ReadOnlyFilesystem\noutside: error NotFound\ncwd: /var/task\n"
+    );
+}

@@ -20,6 +20,7 @@
 //! | `env`             | prints `KEY=VALUE` lines, then `argv0=...`              | exit 0     |
 //! | `connect`         | tries TCP to 127.0.0.1:80, 10.0.0.1:80 and [::1]:80, prints each error kind | exit 0 |
 //! | `thread`          | tries to spawn a thread, prints `spawned` or the error  | exit 0     |
+//! | `files`           | exercises /tmp and /var/task (write, pwrite, pread, seek, dirs, rename, unlink, read-only and missing paths), one line per step | exit 0 |
 //! | `syscall-fuzz N`  | N raw syscalls with random numbers and arguments (seeded by N), skipping the ones that end, block or unmap the program; prints `survived N` | exit 0 |
 //! | anything else     | echoes the payload back verbatim                        | exit 0     |
 //!
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         "connect" => connect_elsewhere(),
         fuzz if fuzz.starts_with("syscall-fuzz ") => syscall_fuzz(&fuzz["syscall-fuzz ".len()..]),
         "thread" => spawn_thread(),
+        "files" => files(),
         _ => respond(&payload),
     }
 }
@@ -300,4 +302,95 @@ fn raw_syscall6(nr: u64, args: [u64; 6]) -> i64 {
         )
     };
     ret
+}
+
+/// Walks the filesystem calls a function uses, printing one line per step so a test can
+/// compare the whole transcript.
+fn files() -> ExitCode {
+    use std::fs;
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::FileExt;
+    let mut out = String::new();
+    let mut step = |name: &str, result: io::Result<String>| {
+        let text = match result {
+            Ok(text) => text,
+            Err(err) => format!("error {:?}", err.kind()),
+        };
+        out.push_str(&format!("{name}: {text}\n"));
+    };
+    step(
+        "write",
+        fs::write("/tmp/a.txt", "hello world").map(|()| "ok".into()),
+    );
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/tmp/a.txt");
+    step(
+        "pwrite",
+        file.as_ref()
+            .map_err(|e| io::Error::new(e.kind(), ""))
+            .and_then(|f| f.write_at(b"HELLO", 0))
+            .map(|n| n.to_string()),
+    );
+    step(
+        "pread",
+        file.as_ref()
+            .map_err(|e| io::Error::new(e.kind(), ""))
+            .and_then(|f| {
+                let mut buf = [0u8; 5];
+                f.read_at(&mut buf, 6)?;
+                Ok(String::from_utf8_lossy(&buf).into_owned())
+            }),
+    );
+    step(
+        "seek-read",
+        file.and_then(|mut f| {
+            f.seek(SeekFrom::Start(0))?;
+            let mut text = String::new();
+            f.read_to_string(&mut text)?;
+            Ok(text)
+        }),
+    );
+    step("mkdir", fs::create_dir("/tmp/d").map(|()| "ok".into()));
+    step(
+        "rename",
+        fs::rename("/tmp/a.txt", "/tmp/d/b.txt").map(|()| "ok".into()),
+    );
+    step(
+        "list",
+        fs::read_dir("/tmp/d").and_then(|entries| {
+            let mut names = entries
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<io::Result<Vec<_>>>()?;
+            names.sort();
+            Ok(names.join(","))
+        }),
+    );
+    step(
+        "size",
+        fs::metadata("/tmp/d/b.txt").map(|m| m.len().to_string()),
+    );
+    step(
+        "unlink",
+        fs::remove_file("/tmp/d/b.txt").map(|()| "ok".into()),
+    );
+    step("rmdir", fs::remove_dir("/tmp/d").map(|()| "ok".into()));
+    step(
+        "task-read",
+        fs::read("/var/task/bootstrap").map(|b| (b.len() > 1000).to_string()),
+    );
+    step(
+        "task-write",
+        fs::write("/var/task/new", "x").map(|()| "ok".into()),
+    );
+    step(
+        "outside",
+        fs::read("/etc/passwd").map(|b| b.len().to_string()),
+    );
+    step(
+        "cwd",
+        std::env::current_dir().map(|d| d.display().to_string()),
+    );
+    respond(out.as_bytes())
 }
