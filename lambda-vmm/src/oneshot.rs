@@ -43,9 +43,8 @@ pub fn guest_environment(config: &FunctionConfig, runtime_api: Option<&str>) -> 
         .as_secs();
     let instance = lambda_core::new_request_id().replace('-', "");
     let info = EnvironmentInfo::new(log_stream_name(now, "$LATEST", &instance));
-    runtime_environment(config, runtime_api.unwrap_or(""), &info)
+    runtime_environment(config, runtime_api, &info)
         .into_iter()
-        .filter(|(key, _)| runtime_api.is_some() || key != "AWS_LAMBDA_RUNTIME_API")
         .map(|(key, value)| format!("{key}={value}"))
         .collect()
 }

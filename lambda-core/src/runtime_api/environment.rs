@@ -90,7 +90,8 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
 /// The variables a function's runtime starts with, sorted by name: Lambda's reserved
 /// variables for a custom runtime (`AWS_LAMBDA_FUNCTION_NAME`, `..._VERSION`,
 /// `..._MEMORY_SIZE`, `AWS_LAMBDA_LOG_GROUP_NAME` = `/aws/lambda/NAME`,
-/// `AWS_LAMBDA_LOG_STREAM_NAME`, `AWS_LAMBDA_RUNTIME_API` = `runtime_api_addr`,
+/// `AWS_LAMBDA_LOG_STREAM_NAME`, `AWS_LAMBDA_RUNTIME_API` = `runtime_api_addr` (left out
+/// when it is `None`: a one-shot stdio function has no Runtime API),
 /// `AWS_LAMBDA_INITIALIZATION_TYPE`, `AWS_REGION`, `AWS_DEFAULT_REGION`, `LAMBDA_TASK_ROOT`,
 /// `LAMBDA_RUNTIME_DIR`, `_HANDLER`), the unreserved defaults (`TZ=:UTC`, `PATH`, `LANG`,
 /// `LD_LIBRARY_PATH`) and the function's own variables.
@@ -99,7 +100,7 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
 /// other way to choose a region here), but never the reserved ones, as in Lambda.
 pub fn runtime_environment(
     config: &FunctionConfig,
-    runtime_api_addr: &str,
+    runtime_api_addr: Option<&str>,
     info: &EnvironmentInfo,
 ) -> Vec<(String, String)> {
     let mut vars: std::collections::BTreeMap<String, String> = [
@@ -128,7 +129,6 @@ pub fn runtime_environment(
             format!("/aws/lambda/{}", config.name),
         ),
         ("AWS_LAMBDA_LOG_STREAM_NAME", info.log_stream_name.clone()),
-        ("AWS_LAMBDA_RUNTIME_API", runtime_api_addr.to_string()),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_string()),
         ("AWS_REGION", region.clone()),
         ("AWS_DEFAULT_REGION", region),
@@ -139,6 +139,10 @@ pub fn runtime_environment(
     for (key, value) in reserved {
         vars.insert(key.to_string(), value);
     }
+    match runtime_api_addr {
+        Some(addr) => vars.insert("AWS_LAMBDA_RUNTIME_API".to_string(), addr.to_string()),
+        None => vars.remove("AWS_LAMBDA_RUNTIME_API"),
+    };
     vars.into_iter().collect()
 }
 
@@ -162,7 +166,7 @@ mod tests {
     #[test]
     fn standard_variables() {
         let info = EnvironmentInfo::new("2024/01/02/[$LATEST]abc");
-        let vars = runtime_environment(&config(), "127.0.0.1:9001", &info);
+        let vars = runtime_environment(&config(), Some("127.0.0.1:9001"), &info);
         let expected = [
             ("AWS_LAMBDA_FUNCTION_NAME", "greeter"),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
@@ -195,7 +199,7 @@ mod tests {
         let info = EnvironmentInfo::new("s")
             .with_version("7")
             .with_task_root("/srv/code");
-        let vars = runtime_environment(&config, "a:1", &info);
+        let vars = runtime_environment(&config, Some("a:1"), &info);
         assert_eq!(get(&vars, "AWS_REGION"), Some("eu-west-1"));
         assert_eq!(get(&vars, "AWS_DEFAULT_REGION"), Some("eu-west-1"));
         assert_eq!(get(&vars, "TZ"), Some("Europe/Paris"));
@@ -223,5 +227,17 @@ mod tests {
         );
         // 2000-03-01T00:00:00Z.
         assert_eq!(log_stream_name(951_868_800, "1", ""), "2000/03/01/[1]");
+    }
+
+    #[test]
+    fn without_a_runtime_api_the_variable_is_absent() {
+        let config = config().with_env("AWS_LAMBDA_RUNTIME_API", "mine:1");
+        let info = EnvironmentInfo::new("stream");
+        let vars = runtime_environment(&config, None, &info);
+        assert!(vars.iter().all(|(key, _)| key != "AWS_LAMBDA_RUNTIME_API"));
+        assert!(
+            vars.iter()
+                .any(|(key, _)| key == "AWS_LAMBDA_FUNCTION_NAME")
+        );
     }
 }

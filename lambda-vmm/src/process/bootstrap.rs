@@ -1,15 +1,14 @@
 //! The program an environment runs: the function's executable as it is, or the `bootstrap`
 //! extracted from its zip into the environment's private directory.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::fs::OpenOptions;
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use lambda_core::{CodeLocation, EnvironmentError};
 
-/// Largest `bootstrap` extracted from a zip: Lambda's limit on an unzipped deployment package.
-pub(super) const MAX_BOOTSTRAP_BYTES: u64 = 250 << 20;
+use super::workdir::WorkDir;
 
 /// A runnable program and the directory the runtime is told its code is in.
 #[derive(Debug, Clone)]
@@ -18,6 +17,22 @@ pub(super) struct Program {
     pub(super) path: PathBuf,
     /// `LAMBDA_TASK_ROOT` for this backend: the directory holding the code.
     pub(super) task_root: PathBuf,
+}
+
+/// A fresh private directory under `temp_root` for one environment, with the program of
+/// `code` prepared for it.
+pub(super) fn stage(
+    code: &CodeLocation,
+    temp_root: &Path,
+) -> Result<(WorkDir, Program), EnvironmentError> {
+    let workdir = WorkDir::create(temp_root).map_err(|error| {
+        EnvironmentError::Failed(format!(
+            "cannot create a private directory under {}: {error}",
+            temp_root.display()
+        ))
+    })?;
+    let program = prepare(code, &workdir.task())?;
+    Ok((workdir, program))
 }
 
 /// Finds or extracts the program of `code`; a zip's `bootstrap` goes to `task_dir` with mode
@@ -37,40 +52,19 @@ pub(super) fn prepare(code: &CodeLocation, task_dir: &Path) -> Result<Program, E
             Ok(Program { path, task_root })
         }
         CodeLocation::Zip(_) => {
-            let file = File::open(path)
-                .map_err(|error| invalid(format!("cannot open the zip: {error}")))?;
-            let mut archive = zip::ZipArchive::new(file)
-                .map_err(|error| invalid(format!("not a readable zip archive: {error}")))?;
-            let mut entry = archive.by_name("bootstrap").map_err(|_| {
-                invalid(
-                    "the zip has no file named `bootstrap` at its top level; a custom runtime's \
-                     package must hold its executable under that name"
-                        .into(),
-                )
-            })?;
-            if entry.is_dir() {
-                return Err(invalid("`bootstrap` in the zip is a directory".into()));
-            }
-            if entry.size() > MAX_BOOTSTRAP_BYTES {
-                return Err(invalid(format!(
-                    "`bootstrap` is {} bytes, over the {MAX_BOOTSTRAP_BYTES}-byte limit",
-                    entry.size()
-                )));
-            }
+            // The same reading (limits, messages) as the micro-VM backend's.
+            let package = crate::code::read_package(code)
+                .map_err(|error| EnvironmentError::Code(error.to_string()))?;
             let target = task_dir.join("bootstrap");
-            let mut extract = || -> io::Result<u64> {
+            let extract = || -> io::Result<()> {
                 let mut out = OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o755)
                     .open(&target)?;
-                io::copy(&mut (&mut entry).take(MAX_BOOTSTRAP_BYTES + 1), &mut out)
+                out.write_all(&package.program)
             };
-            let written = extract()
-                .map_err(|error| invalid(format!("cannot extract `bootstrap`: {error}")))?;
-            if written > MAX_BOOTSTRAP_BYTES {
-                return Err(invalid("`bootstrap` is over the size limit".into()));
-            }
+            extract().map_err(|error| invalid(format!("cannot extract `bootstrap`: {error}")))?;
             Ok(Program {
                 path: target,
                 task_root: task_dir.to_path_buf(),
@@ -81,11 +75,10 @@ pub(super) fn prepare(code: &CodeLocation, task_dir: &Path) -> Result<Program, E
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::fs::File;
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::process::workdir::WorkDir;
 
     fn zip_with(dir: &Path, name: &str, entries: &[(&str, &[u8])]) -> PathBuf {
         let path = dir.join(name);

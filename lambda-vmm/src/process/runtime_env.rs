@@ -67,13 +67,7 @@ impl RuntimeEnvironment {
         config: &FunctionConfig,
         options: &Options,
     ) -> Result<RuntimeEnvironment, EnvironmentError> {
-        let workdir = WorkDir::create(&options.temp_root).map_err(|error| {
-            EnvironmentError::Failed(format!(
-                "cannot create a private directory under {}: {error}",
-                options.temp_root.display()
-            ))
-        })?;
-        let program = bootstrap::prepare(&config.code, &workdir.task())?;
+        let (workdir, program) = bootstrap::stage(&config.code, &options.temp_root)?;
         let hub = Arc::new(Hub::new(
             RuntimeApi::for_function(config),
             LogCollector::new(options.log_capacity),
@@ -116,8 +110,11 @@ impl RuntimeEnvironment {
         let (capture, stdout, stderr) = Capture::start(Arc::clone(&self.hub)).map_err(|error| {
             EnvironmentError::Failed(format!("cannot capture the function's output: {error}"))
         })?;
-        let mut env =
-            runtime_environment(&self.config, &self.server.addr().to_string(), &self.info);
+        let mut env = runtime_environment(
+            &self.config,
+            Some(&self.server.addr().to_string()),
+            &self.info,
+        );
         env.push(("TMPDIR".into(), self.workdir.tmp().display().to_string()));
         let spawned = ChildProcess::spawn(
             &self.program.path,

@@ -69,19 +69,10 @@ impl StdioEnvironment {
         config: &FunctionConfig,
         options: &Options,
     ) -> Result<StdioEnvironment, EnvironmentError> {
-        let workdir = WorkDir::create(&options.temp_root).map_err(|error| {
-            EnvironmentError::Failed(format!(
-                "cannot create a private directory under {}: {error}",
-                options.temp_root.display()
-            ))
-        })?;
-        let program = bootstrap::prepare(&config.code, &workdir.task())?;
+        let (workdir, program) = bootstrap::stage(&config.code, &options.temp_root)?;
         let info =
             EnvironmentInfo::new("stdio").with_task_root(program.task_root.display().to_string());
-        let mut env: Vec<(String, String)> = runtime_environment(config, "", &info)
-            .into_iter()
-            .filter(|(key, _)| key != "AWS_LAMBDA_RUNTIME_API")
-            .collect();
+        let mut env: Vec<(String, String)> = runtime_environment(config, None, &info);
         env.push(("TMPDIR".into(), workdir.tmp().display().to_string()));
         Ok(StdioEnvironment {
             config: config.clone(),
