@@ -13,8 +13,8 @@ use lambda_core::{
 
 use crate::VmmError;
 use crate::code::CodePackage;
-use crate::kernel::KernelSetup;
 use crate::kernel::vfs::FileSystem;
+use crate::kernel::{Kernel, KernelSetup};
 use crate::loader::ProgramImage;
 use crate::machine::{End, Machine, Settled};
 use crate::oneshot::{RunStats, guest_environment, note_unsupported};
@@ -45,6 +45,31 @@ fn epoch_millis(at: SystemTime) -> u64 {
         .as_millis() as u64
 }
 
+/// What the Runtime API has told the host so far in one phase (Init or an invocation).
+#[derive(Default)]
+struct Observed {
+    init_done: bool,
+    init_error: Option<FunctionError>,
+    done: Option<InvokeOutcome>,
+}
+
+impl Observed {
+    /// Takes every event the API has queued.
+    fn drain(&mut self, kernel: &mut Kernel) {
+        let api = kernel
+            .api_mut()
+            .expect("a Runtime API environment has its API");
+        while let Some(event) = api.next_event() {
+            match event {
+                ApiEvent::InitDone => self.init_done = true,
+                ApiEvent::InitError(error) => self.init_error = Some(error),
+                ApiEvent::InvocationDone { outcome, .. } => self.done = Some(outcome),
+                ApiEvent::InvocationStarted { .. } => {}
+            }
+        }
+    }
+}
+
 /// Boots a VM and runs the function's Init: until its first `next`, an init error, a crash or
 /// the 10 s limit.
 fn init(
@@ -64,33 +89,17 @@ fn init(
         log: LogCollector::new(DEFAULT_LOG_CAPACITY),
     })
     .map_err(EnvironmentError::from)?;
-    let mut init_done = false;
-    let mut init_error = None;
+    let mut seen = Observed::default();
     let settled = machine
         .run(start + limits::INIT_TIMEOUT, |kernel| {
-            let api = kernel
-                .api_mut()
-                .expect("a Runtime API environment has its API");
-            while let Some(event) = api.next_event() {
-                match event {
-                    ApiEvent::InitDone => init_done = true,
-                    ApiEvent::InitError(error) => init_error = Some(error),
-                    _ => {}
-                }
-            }
-            init_done || init_error.is_some()
+            seen.drain(kernel);
+            seen.init_done || seen.init_error.is_some()
         })
         .map_err(EnvironmentError::from)?;
     let init_duration = start.elapsed();
     // A runtime that reports its init error usually exits at once.
-    if let Some(api) = machine.kernel().api_mut() {
-        while let Some(event) = api.next_event() {
-            if let ApiEvent::InitError(error) = event {
-                init_error = Some(error);
-            }
-        }
-    }
-    let error = match (settled, init_error) {
+    seen.drain(machine.kernel());
+    let error = match (settled, seen.init_error) {
         (Settled::Waiting, None) => return Ok((machine, init_duration)),
         (_, Some(error)) => error,
         (Settled::Ended(End::Timeout), None) => FunctionError::new(
@@ -197,29 +206,16 @@ impl RuntimeApiEnvironment {
             )));
         }
         let start = Instant::now();
-        let mut done: Option<InvokeOutcome> = None;
+        let mut seen = Observed::default();
         let settled = machine.run(start + config.timeout, |kernel| {
-            let api = kernel
-                .api_mut()
-                .expect("a Runtime API environment has its API");
-            while let Some(event) = api.next_event() {
-                if let ApiEvent::InvocationDone { outcome, .. } = event {
-                    done = Some(outcome);
-                }
-            }
-            done.is_some()
+            seen.drain(kernel);
+            seen.done.is_some()
         })?;
         let duration = start.elapsed();
         // A runtime may post its result and then exit or crash.
-        if let Some(api) = machine.kernel().api_mut() {
-            while let Some(event) = api.next_event() {
-                if let ApiEvent::InvocationDone { outcome, .. } = event {
-                    done = Some(outcome);
-                }
-            }
-        }
+        seen.drain(machine.kernel());
         let out_of_memory = machine.kernel().out_of_memory();
-        let (outcome, reset, platform_line) = match (settled, done) {
+        let (outcome, reset, platform_line) = match (settled, seen.done) {
             (Settled::Waiting, Some(outcome)) => (outcome, None, None),
             (Settled::Ended(end), done) => {
                 let (error, reset) = outcome::failure(&end, config, out_of_memory);
