@@ -45,19 +45,6 @@ pub struct Machine {
     from_spare: bool,
 }
 
-fn hwcap() -> u64 {
-    kvm::context()
-        .ok()
-        .and_then(|c| {
-            c.cpuid
-                .as_slice()
-                .iter()
-                .find(|e| e.function == 1 && e.index == 0)
-                .map(|e| u64::from(e.edx))
-        })
-        .unwrap_or(0)
-}
-
 fn random_seed() -> [u8; 16] {
     let mut seed = [0u8; 16];
     // SAFETY: writes at most 16 bytes into `seed`.
@@ -96,7 +83,7 @@ impl Machine {
                 argv: &argv,
                 envp,
                 random: random_seed(),
-                hwcap: hwcap(),
+                hwcap: kvm::context().map_or(0, |context| context.hwcap),
             };
             let stack = loader::build_stack(image, &vm.memory, &startup)?;
             vm.vcpu.start(image.entry(), stack)

@@ -7,7 +7,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use kvm_bindings::kvm_run;
@@ -35,14 +35,13 @@ fn kick_signal() -> libc::c_int {
 }
 
 fn install_handler() -> Result<(), String> {
-    static INSTALL: Once = Once::new();
-    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
-    INSTALL.call_once(|| {
-        let result = vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
-            .map_err(|e| format!("cannot install the vCPU kick signal handler: {e}"));
-        let _ = RESULT.set(result);
-    });
-    RESULT.get().cloned().unwrap_or(Ok(()))
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
+                .map_err(|e| format!("cannot install the vCPU kick signal handler: {e}"))
+        })
+        .clone()
 }
 
 /// Marks this thread as running a vCPU for the lifetime of the guard, so a kick reaches it.

@@ -11,6 +11,8 @@ pub struct KvmContext {
     pub kvm: Kvm,
     /// The host's supported CPUID, passed through to the guest.
     pub cpuid: CpuId,
+    /// `AT_HWCAP` for the guest: CPUID leaf 1's EDX.
+    pub hwcap: u64,
 }
 
 static CONTEXT: OnceLock<Result<KvmContext, String>> = OnceLock::new();
@@ -27,7 +29,12 @@ pub fn context() -> Result<&'static KvmContext, String> {
             let cpuid = kvm
                 .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
                 .map_err(|e| format!("cannot read the supported CPUID: {e}"))?;
-            Ok(KvmContext { kvm, cpuid })
+            let hwcap = cpuid
+                .as_slice()
+                .iter()
+                .find(|e| e.function == 1 && e.index == 0)
+                .map_or(0, |e| u64::from(e.edx));
+            Ok(KvmContext { kvm, cpuid, hwcap })
         })
         .as_ref()
         .map_err(Clone::clone)
