@@ -111,13 +111,13 @@ impl GuestMemory {
 
     /// Reads `len` guest bytes at `addr` into a new vector.
     pub fn read_vec(&self, addr: u64, len: u64) -> Result<Vec<u8>, Fault> {
-        self.check(addr, len)?;
-        let mut buf = vec![0; len as usize];
-        self.read(addr, &mut buf)?;
+        let mut buf = Vec::new();
+        self.read_into(addr, len, &mut buf)?;
         Ok(buf)
     }
 
-    /// Appends `len` guest bytes at `addr` to `out`.
+    /// Appends `len` guest bytes at `addr` to `out`. The range is checked before anything is
+    /// allocated, so a guest's length never sizes a host buffer it could not fill.
     pub fn read_into(&self, addr: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Fault> {
         self.check(addr, len)?;
         let start = out.len();
