@@ -127,7 +127,7 @@ fn kill_group(pid: u32) {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
+    use std::io::{BufRead, Read};
     use std::os::unix::fs::PermissionsExt;
     use std::time::{Duration, Instant};
 
@@ -152,16 +152,20 @@ mod tests {
         // The script starts a sleeping grandchild that holds stdout; killing the group must
         // end both, so reading stdout reaches end of file at once.
         let script = std::env::temp_dir().join(format!("grandchild-{}.sh", std::process::id()));
-        std::fs::write(&script, "#!/bin/sh\nsleep 30 &\nsleep 30\n").unwrap();
+        std::fs::write(&script, "#!/bin/sh\nsleep 30 &\necho started\nsleep 30\n").unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut child = spawn(&script, &[("PATH".into(), "/bin:/usr/bin".into())]);
         let (_, stdout, _) = child.take_pipes();
-        std::thread::sleep(Duration::from_millis(100));
+        // The script says when the grandchild is running.
+        let mut stdout = std::io::BufReader::new(stdout.unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "started\n");
         assert!(child.try_wait().is_none());
         let started = Instant::now();
         child.kill();
         let mut rest = Vec::new();
-        stdout.unwrap().read_to_end(&mut rest).unwrap();
+        stdout.read_to_end(&mut rest).unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(child.try_wait().is_some());
         let _ = std::fs::remove_file(&script);

@@ -237,7 +237,9 @@ pub fn timeout_then_recovery(backend: &dyn Backend, functions: &Functions) {
     assert_eq!(result.reset, Some(ResetReason::Timeout));
     let duration = result.report.duration;
     assert!(
-        duration >= Duration::from_secs(1) && duration < Duration::from_secs(3),
+        // Never before the deadline; the upper bound is loose on purpose (a loaded machine
+        // must not fail it): it only says the watchdog stopped the function.
+        duration >= Duration::from_secs(1) && duration < Duration::from_secs(6),
         "{duration:?}"
     );
     let tail = String::from_utf8_lossy(&result.log_tail);
