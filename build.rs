@@ -5,6 +5,8 @@
 //! guests are a separate Cargo workspace built by a nested `cargo build` with its own target
 //! dir, flags and a cleaned environment, so nothing of the host build leaks into the guests
 //! (or the reverse). The C guests are compiled with `gcc` directly.
+//!
+//! It also sets `cfg(skip_kvm_tests)` when asked to with `LAMBDA_SKIP_KVM_TESTS=1`.
 
 use std::env;
 use std::ffi::OsStr;
@@ -74,6 +76,18 @@ fn main() {
     }
 
     println!("cargo:rustc-env=LAMBDA_FUNCTIONS_DIR={}", bin.display());
+    skip_kvm_tests_if_asked();
+}
+
+/// Sets `cfg(skip_kvm_tests)` when the tests are built with `LAMBDA_SKIP_KVM_TESTS=1`, the
+/// explicit opt-out that turns the KVM tests into ignored ones (as `lambda-vmm/build.rs`
+/// does for that crate's tests; see `lambda-vmm/tests/kvm_gate`).
+fn skip_kvm_tests_if_asked() {
+    println!("cargo::rustc-check-cfg=cfg(skip_kvm_tests)");
+    println!("cargo::rerun-if-env-changed=LAMBDA_SKIP_KVM_TESTS");
+    if env::var_os("LAMBDA_SKIP_KVM_TESTS").is_some_and(|value| value == "1") {
+        println!("cargo::rustc-cfg=skip_kvm_tests");
+    }
 }
 
 /// Reruns this script when guest sources change. Each top-level entry of `functions/` is

@@ -66,6 +66,15 @@ impl MicroVmBackend {
             .map_or(0, |pool| pool.ready(u64::from(memory_mb) << 20))
     }
 
+    /// Blocks until the spare VMs of `memory_mb` are all made (asking for them if no cold
+    /// start has yet), and returns how many are ready: 0 without spare VMs, or when KVM
+    /// refused to make one. For benchmarks and tests that want the background thread idle.
+    pub fn wait_for_spare_vms(&self, memory_mb: u32) -> usize {
+        self.spares
+            .as_ref()
+            .map_or(0, |pool| pool.wait_stocked(u64::from(memory_mb) << 20))
+    }
+
     /// How many cold starts found a spare VM ready, and how many did not.
     pub fn spare_hits_and_misses(&self) -> (u64, u64) {
         self.spares

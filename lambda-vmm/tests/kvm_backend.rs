@@ -1,30 +1,23 @@
 //! The lifecycle scenarios on the KVM micro-VM backend: Runtime API functions warm in their
 //! own VM, with the filesystem and network the VMM emulates.
 
+mod kvm_gate;
 mod scenarios;
 
 use lambda_vmm::MicroVmBackend;
 use scenarios::Functions;
 
-/// The backend, or `None` (said plainly) where KVM is unusable; under CI that fails loudly.
-fn setup() -> Option<(MicroVmBackend, Functions)> {
-    match MicroVmBackend::new() {
-        Ok(backend) => Some((backend, Functions::locate())),
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but KVM is unusable: {error}")
-        }
-        Err(error) => {
-            eprintln!("skipped: /dev/kvm unusable ({error})");
-            None
-        }
-    }
+/// The backend (or a failure naming the opt-out) and the guest programs.
+fn setup() -> (MicroVmBackend, Functions) {
+    (kvm_gate::kvm_backend(), Functions::locate())
 }
 
 macro_rules! scenario {
     ($name:ident $(, $arg:expr)*) => {
         #[test]
+        #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
         fn $name() {
-            let Some((backend, functions)) = setup() else { return };
+            let (backend, functions) = setup();
             scenarios::$name(&backend, &functions $(, $arg)*);
         }
     };
@@ -48,10 +41,9 @@ scenario!(runtime_rust);
 scenario!(runtime_c);
 
 #[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn zip_code() {
-    let Some((backend, functions)) = setup() else {
-        return;
-    };
+    let (backend, functions) = setup();
     let scratch = std::env::temp_dir().join(format!("kvm-zip-code-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     scenarios::zip_code(&backend, &functions, &scratch);
@@ -62,10 +54,9 @@ fn zip_code() {
 /// handful of exits (the event read, the response written, the next `next`), whatever the
 /// time between invocations.
 #[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn a_parked_runtime_does_not_spin() {
-    let Some((backend, functions)) = setup() else {
-        return;
-    };
+    let (backend, functions) = setup();
     let mut environment = backend
         .create_runtime_api(&functions.runtime("parked", "runtime-loop"))
         .expect("create");

@@ -2,11 +2,14 @@
 
 #![allow(dead_code)]
 
+#[path = "../../lambda-vmm/tests/kvm_gate/mod.rs"]
+mod kvm_gate;
+pub use kvm_gate::kvm_backend;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use lambda::core::{CodeLocation, Contract, FunctionConfig};
-use lambda::vmm::MicroVmBackend;
 
 /// The directory the build script compiled `functions/` into.
 pub fn functions_dir() -> PathBuf {
@@ -16,21 +19,6 @@ pub fn functions_dir() -> PathBuf {
 /// The path of one guest program.
 pub fn function(name: &str) -> PathBuf {
     functions_dir().join(name)
-}
-
-/// The micro-VM backend, or `None` (with a note) when KVM is unusable outside CI.
-/// Under CI (`CI` set) an unusable `/dev/kvm` fails the test loudly.
-pub fn kvm_backend() -> Option<MicroVmBackend> {
-    match MicroVmBackend::new() {
-        Ok(backend) => Some(backend),
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but KVM is unusable: {error}")
-        }
-        Err(error) => {
-            eprintln!("skipped: /dev/kvm unusable ({error})");
-            None
-        }
-    }
 }
 
 /// A one-shot stdio configuration for guest program `name`.

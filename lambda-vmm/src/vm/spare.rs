@@ -18,7 +18,10 @@ struct Stock {
 
 struct Shared {
     stock: Mutex<Stock>,
+    /// Signalled when a spare is taken (the refiller wakes) or the pool stops.
     wanted: Condvar,
+    /// Signalled when the refiller has made a spare or given up on a size.
+    stocked: Condvar,
     per_size: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -37,6 +40,7 @@ impl SparePool {
         let shared = Arc::new(Shared {
             stock: Mutex::new(Stock::default()),
             wanted: Condvar::new(),
+            stocked: Condvar::new(),
             per_size,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -78,6 +82,26 @@ impl SparePool {
         stock.ready.get(&memory_bytes).map_or(0, Vec::len)
     }
 
+    /// Blocks until `per_size` spares of `memory_bytes` are ready, or the refiller gave up
+    /// on that size (KVM refused to make one), or the pool stops. Returns how many are ready.
+    /// Asks for the size to be stocked if nothing asked for it yet.
+    pub fn wait_stocked(&self, memory_bytes: u64) -> usize {
+        let mut stock = self.shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+        stock.ready.entry(memory_bytes).or_default();
+        self.shared.wanted.notify_one();
+        loop {
+            match stock.ready.get(&memory_bytes) {
+                Some(spares) if spares.len() < self.shared.per_size && !stock.stopping => {}
+                other => return other.map_or(0, Vec::len),
+            }
+            stock = self
+                .shared
+                .stocked
+                .wait(stock)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
     /// How many takes found a spare, and how many did not.
     pub fn hits_and_misses(&self) -> (u64, u64) {
         (
@@ -113,6 +137,7 @@ fn refill(shared: &Shared) {
                         stock.ready.remove(&size);
                     }
                 }
+                shared.stocked.notify_all();
             }
             None => {
                 stock = shared.wanted.wait(stock).unwrap_or_else(|e| e.into_inner());
@@ -128,6 +153,7 @@ impl Drop for SparePool {
         stock.ready.clear();
         drop(stock);
         self.shared.wanted.notify_all();
+        self.shared.stocked.notify_all();
         if let Some(refiller) = self.refiller.take() {
             let _ = refiller.join();
         }
