@@ -36,7 +36,20 @@ pub struct RuntimeApiEnvironment {
     init_duration: Duration,
     /// Init Duration to report on the next invocation (the first after each Init).
     unreported_init: Option<Duration>,
+    init_stats: RunStats,
     last_stats: RunStats,
+}
+
+/// Exits and syscalls a machine has made since it booted: after Init, what Init cost.
+fn init_stats(machine: &Machine) -> RunStats {
+    RunStats {
+        exits: machine.exits(),
+        syscalls: machine.stats().syscalls,
+        direct_syscalls: machine.direct_syscalls(),
+        unsupported_syscalls: machine.stats().unsupported.clone(),
+        setup: machine.setup_time(),
+        spare_vm: machine.used_spare(),
+    }
 }
 
 fn epoch_millis(at: SystemTime) -> u64 {
@@ -141,11 +154,18 @@ impl RuntimeApiEnvironment {
             package,
             config,
             spares,
+            init_stats: init_stats(&machine),
             machine: Some(machine),
             init_duration,
             unreported_init: Some(init_duration),
             last_stats: RunStats::default(),
         })
+    }
+
+    /// Exits and syscalls of the latest Init (the runtime's start until its first `next`),
+    /// the VM's setup time, and whether it came from the spare pool.
+    pub fn init_stats(&self) -> &RunStats {
+        &self.init_stats
     }
 
     /// Exits and syscalls of the last invocation (the guest's work between its `next`s).
@@ -169,6 +189,7 @@ impl RuntimeApiEnvironment {
                 self.spares.as_deref(),
             ) {
                 Ok((machine, init_duration)) => {
+                    self.init_stats = init_stats(&machine);
                     self.machine = Some(machine);
                     self.init_duration = init_duration;
                     self.unreported_init = Some(init_duration);
