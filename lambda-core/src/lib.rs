@@ -9,6 +9,8 @@
 //! - [`InvokeOutcome`] and [`FunctionError`]: a response payload or an error carrying Lambda's
 //!   error type names ([`ErrorType`]).
 //! - [`Report`]: the figures of one invocation, whose `Display` is Lambda's `REPORT` line.
+//! - [`ending`]: how an invocation ends ([`Ending`], [`Stop`]), put in Lambda's words once for
+//!   every backend: outcome, reset, the platform's log line, `REPORT`; [`Signal`] names.
 //! - The execution-environment lifecycle ([`Backend`], [`ExecutionEnvironment`]): create and
 //!   initialise, invoke, shut down. The scheduler drives environments only through these traits,
 //!   so a fake can stand in for a micro-VM in tests.
@@ -19,6 +21,7 @@
 #![deny(missing_docs)]
 
 mod config;
+pub mod ending;
 mod invocation;
 mod lifecycle;
 pub mod limits;
@@ -27,10 +30,13 @@ mod outcome;
 mod report;
 mod request_id;
 pub mod runtime_api;
+mod signal;
 
 pub use config::{CodeLocation, ConfigError, Contract, FunctionConfig};
+pub use ending::{Ending, Measured, Stop};
 pub use invocation::Invocation;
 pub use lifecycle::{Backend, EnvironmentError, ExecutionEnvironment, InvokeResult, ResetReason};
 pub use outcome::{ErrorType, FunctionError, InvokeOutcome};
 pub use report::Report;
 pub use request_id::new_request_id;
+pub use signal::Signal;

@@ -71,8 +71,15 @@ impl LogCollector {
     /// A log that begins with `START RequestId: ID Version: VERSION`.
     pub fn start(request_id: &str, version: &str, capacity: usize) -> Self {
         let mut log = Self::new(capacity);
-        log.platform_line(&format!("START RequestId: {request_id} Version: {version}"));
+        log.begin(request_id, version);
         log
+    }
+
+    /// Starts an invocation's part of the log: `START RequestId: ID Version: VERSION`, after
+    /// whatever the function printed before it (during Init, or since the last invocation),
+    /// as Lambda's log stream shows it.
+    pub fn begin(&mut self, request_id: &str, version: &str) {
+        self.platform_line(&format!("START RequestId: {request_id} Version: {version}"));
     }
 
     /// Appends function output.
