@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_core::logs::{DEFAULT_LOG_CAPACITY, LogCollector};
 use lambda_core::runtime_api::{ApiEvent, RuntimeApi};
 use lambda_core::{
-    EnvironmentError, ErrorType, ExecutionEnvironment, FunctionConfig, FunctionError, Invocation,
-    InvokeOutcome, InvokeResult, Report, ResetReason, limits,
+    Ending, EnvironmentError, ExecutionEnvironment, FunctionConfig, FunctionError, Invocation,
+    InvokeOutcome, InvokeResult, Measured, Report, ResetReason, Stop, ending, limits,
 };
 
 use crate::VmmError;
@@ -16,9 +16,8 @@ use crate::code::CodePackage;
 use crate::kernel::vfs::FileSystem;
 use crate::kernel::{Kernel, KernelSetup};
 use crate::loader::ProgramImage;
-use crate::machine::{End, Machine, Settled};
+use crate::machine::{Machine, Settled};
 use crate::oneshot::{RunStats, guest_environment, note_unsupported};
-use crate::outcome;
 use crate::vm::spare::SparePool;
 
 /// `AWS_LAMBDA_RUNTIME_API` inside the micro-VM.
@@ -115,29 +114,17 @@ fn init(
     let error = match (settled, seen.init_error) {
         (Settled::Waiting, None) => return Ok((machine, init_duration)),
         (_, Some(error)) => error,
-        (Settled::Ended(End::Timeout), None) => FunctionError::new(
-            ErrorType::RuntimeUnknown,
-            format!(
-                "Init did not finish within {:.2} seconds",
-                limits::INIT_TIMEOUT.as_secs_f64()
-            ),
-        ),
-        (Settled::Ended(end), None) => {
+        (Settled::Ended(Stop::TimedOut), None) => ending::init_timed_out(),
+        (Settled::Ended(stop), None) => {
             let out_of_memory = machine.kernel().out_of_memory();
-            outcome::failure(&end, config, out_of_memory).0
+            stop.error(config, out_of_memory).0
         }
     };
-    let log = machine.kernel().log_mut();
-    log.platform_line(&format!(
-        "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: error\tError Type: {}",
-        init_duration.as_secs_f64() * 1e3,
-        error.error_type
-    ));
-    Err(EnvironmentError::Init {
+    Err(ending::init_failed(
         error,
         init_duration,
-        log_tail: log.tail(),
-    })
+        machine.kernel().log_mut(),
+    ))
 }
 
 impl RuntimeApiEnvironment {
@@ -212,11 +199,8 @@ impl RuntimeApiEnvironment {
             machine.direct_syscalls(),
         );
         let kernel = machine.kernel();
-        kernel.replace_log(LogCollector::start(
-            &request_id,
-            "$LATEST",
-            DEFAULT_LOG_CAPACITY,
-        ));
+        // After what the function printed during Init or since the last invocation.
+        kernel.log_mut().begin(&request_id, "$LATEST");
         let deadline_ms = epoch_millis(SystemTime::now() + config.timeout);
         let api = kernel
             .api_mut()
@@ -235,21 +219,9 @@ impl RuntimeApiEnvironment {
         let duration = start.elapsed();
         // A runtime may post its result and then exit or crash.
         seen.drain(machine.kernel());
-        let out_of_memory = machine.kernel().out_of_memory();
-        let (outcome, reset, platform_line) = match (settled, seen.done) {
-            (Settled::Waiting, Some(outcome)) => (outcome, None, None),
-            (Settled::Ended(end), done) => {
-                let (error, reset) = outcome::failure(&end, config, out_of_memory);
-                let line = match end {
-                    End::Timeout => format!(
-                        "{request_id} Task timed out after {:.2} seconds",
-                        config.timeout.as_secs_f64()
-                    ),
-                    _ => format!("RequestId: {request_id} Error: {}", error.message),
-                };
-                let outcome = done.unwrap_or(InvokeOutcome::Error(error));
-                (outcome, Some(reset), Some(line))
-            }
+        let ending = match (settled, seen.done) {
+            (Settled::Waiting, Some(outcome)) => Ending::Answered(outcome),
+            (Settled::Ended(stop), answer) => Ending::Stopped { stop, answer },
             (Settled::Waiting, None) => unreachable!("the run stops waiting only once done"),
         };
         self.last_stats = RunStats {
@@ -260,31 +232,23 @@ impl RuntimeApiEnvironment {
             setup: Duration::ZERO,
             spare_vm: false,
         };
-        let report = Report {
+        let measured = Measured {
             request_id,
             duration,
-            memory_size_mb: config.memory_mb,
-            max_memory_used_mb: machine.memory_used_mb().min(config.memory_mb),
+            max_memory_used_mb: machine.memory_used_mb(),
             init_duration: self.unreported_init.take(),
-            restore_duration: None,
+            out_of_memory: machine.kernel().out_of_memory(),
         };
+        // What the function prints from now on goes to the next invocation's log.
         let mut log = machine
             .kernel()
             .replace_log(LogCollector::new(DEFAULT_LOG_CAPACITY));
-        if let Some(line) = platform_line {
-            log.platform_line(&line);
-        }
         note_unsupported(&mut log, &self.last_stats.unsupported_syscalls);
-        log.end(&report);
-        if reset.is_some() {
+        let result = ending::finish(ending, measured, config, &mut log);
+        if result.reset.is_some() {
             self.machine = None;
         }
-        Ok(InvokeResult {
-            outcome,
-            report,
-            log_tail: log.tail(),
-            reset,
-        })
+        Ok(result)
     }
 
     fn failed_result(

@@ -24,9 +24,7 @@ pub mod kernel;
 pub mod loader;
 mod machine;
 mod oneshot;
-mod outcome;
 pub mod process;
-mod signals;
 mod syscall_sites;
 pub mod vm;
 

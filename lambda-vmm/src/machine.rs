@@ -3,27 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use lambda_core::FunctionConfig;
+use lambda_core::{FunctionConfig, Signal, Stop};
 
 use crate::VmmError;
-use crate::kernel::{Kernel, KernelSetup, ProcessEnd, Step, SyscallContext, SyscallStats};
+use crate::kernel::{Kernel, KernelSetup, Step, SyscallContext, SyscallStats};
 use crate::loader::{self, ProgramImage, StartupInfo};
-use crate::signals::describe_exception;
 use crate::vm::kick::Deadline;
 use crate::vm::spare::SparePool;
 use crate::vm::vcpu::SyscallArgs;
 use crate::vm::{Exit, MicroVm, kvm, teardown};
-
-/// How a run of the guest ended, before it is put in Lambda's words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    /// The program exited, was killed by its own signal, or overflowed its response.
-    Process(ProcessEnd),
-    /// A CPU exception; the text names the signal and address.
-    Crash(String),
-    /// The deadline passed.
-    Timeout,
-}
 
 /// Why [`Machine::run`] returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +20,7 @@ pub enum Settled {
     /// kept and retried by the next `run`.
     Waiting,
     /// The program is over (or must be: a crash or timeout).
-    Ended(End),
+    Ended(Stop),
 }
 
 /// A program running in a micro-VM.
@@ -161,7 +149,7 @@ impl Machine {
                 };
                 match self.kernel.handle(&cx, call) {
                     Step::Return(value) => vm.vcpu.complete_syscall(&vm.memory, value as i64)?,
-                    Step::Stop(end) => return Ok(Settled::Ended(End::Process(end))),
+                    Step::Stop(end) => return Ok(Settled::Ended(end.stop())),
                     Step::Block(wake) => {
                         self.pending = Some(call);
                         if stop_waiting(&mut self.kernel) {
@@ -173,7 +161,7 @@ impl Machine {
                             std::thread::sleep(until - now);
                         }
                         if Instant::now() >= deadline {
-                            return Ok(Settled::Ended(End::Timeout));
+                            return Ok(Settled::Ended(Stop::TimedOut));
                         }
                         continue;
                     }
@@ -186,16 +174,15 @@ impl Machine {
                     }
                     self.pending = Some(vm.vcpu.syscall());
                 }
-                Ok(Exit::Exception(info)) => {
-                    return Ok(Settled::Ended(End::Crash(describe_exception(&info))));
+                Ok(Exit::Exception(info)) => return Ok(Settled::Ended(info.stop())),
+                Ok(Exit::DeadlineReached) => return Ok(Settled::Ended(Stop::TimedOut)),
+                Ok(Exit::Wrecked(reason)) => {
+                    return Ok(Settled::Ended(Stop::Signaled {
+                        signal: Signal::SIGSEGV,
+                        detail: Some(reason),
+                    }));
                 }
-                Ok(Exit::DeadlineReached) => return Ok(Settled::Ended(End::Timeout)),
-                Err(VmmError::GuestFailure(reason)) => {
-                    return Ok(Settled::Ended(End::Crash(format!(
-                        "signal: segmentation fault (SIGSEGV): {reason}"
-                    ))));
-                }
-                Err(other) => return Err(other),
+                Err(error) => return Err(error),
             }
         }
     }

@@ -5,15 +5,16 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lambda_core::logs::{DEFAULT_LOG_CAPACITY, LogCollector};
-use lambda_core::{FunctionConfig, Invocation, InvokeOutcome, InvokeResult, Report};
+use lambda_core::{
+    Ending, FunctionConfig, Invocation, InvokeOutcome, InvokeResult, Measured, Stop, ending,
+};
 
 use crate::VmmError;
 use crate::code::CodePackage;
+use crate::kernel::KernelSetup;
 use crate::kernel::vfs::FileSystem;
-use crate::kernel::{KernelSetup, ProcessEnd};
 use crate::loader::ProgramImage;
-use crate::machine::{End, Machine, Settled};
-use crate::outcome;
+use crate::machine::{Machine, Settled};
 use crate::vm::spare::SparePool;
 
 /// What one run cost the VMM, beyond Lambda's figures.
@@ -99,38 +100,22 @@ pub fn run_once(
         setup: machine.setup_time(),
         spare_vm: machine.used_spare(),
     };
-    let max_memory_used_mb = machine.memory_used_mb().min(config.memory_mb);
-    let out_of_memory = machine.kernel().out_of_memory();
-    let (outcome, reset) = match settled {
-        Settled::Ended(End::Process(ProcessEnd::Exited(0))) => (
-            InvokeOutcome::Response(machine.kernel().take_response()),
-            None,
-        ),
-        Settled::Ended(end) => {
-            let (error, reset) = outcome::failure(&end, config, out_of_memory);
-            (InvokeOutcome::Error(error), Some(reset))
+    let ending = match settled {
+        Settled::Ended(Stop::Exited(0)) => {
+            Ending::Answered(InvokeOutcome::Response(machine.kernel().take_response()))
         }
+        Settled::Ended(stop) => Ending::stopped(stop),
         Settled::Waiting => unreachable!("a one-shot run never stops while waiting"),
+    };
+    let measured = Measured {
+        request_id: invocation.request_id,
+        duration,
+        max_memory_used_mb: machine.memory_used_mb(),
+        init_duration: Some(stats.setup),
+        out_of_memory: machine.kernel().out_of_memory(),
     };
     let log = machine.kernel().log_mut();
     note_unsupported(log, &stats.unsupported_syscalls);
-    let report = Report {
-        request_id: invocation.request_id,
-        duration,
-        memory_size_mb: config.memory_mb,
-        max_memory_used_mb,
-        init_duration: Some(stats.setup),
-        restore_duration: None,
-    };
-    log.end(&report);
-    let log_tail = log.tail();
-    Ok((
-        InvokeResult {
-            outcome,
-            report,
-            log_tail,
-            reset,
-        },
-        stats,
-    ))
+    let result = ending::finish(ending, measured, config, log);
+    Ok((result, stats))
 }

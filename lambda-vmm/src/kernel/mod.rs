@@ -60,6 +60,20 @@ pub enum ProcessEnd {
     ResponseTooLarge,
 }
 
+impl ProcessEnd {
+    /// The end in the words every backend shares.
+    pub fn stop(self) -> lambda_core::Stop {
+        match self {
+            ProcessEnd::Exited(status) => lambda_core::Stop::Exited(status),
+            ProcessEnd::Signaled(signal) => lambda_core::Stop::Signaled {
+                signal: lambda_core::Signal(signal),
+                detail: None,
+            },
+            ProcessEnd::ResponseTooLarge => lambda_core::Stop::ResponseTooLarge,
+        }
+    }
+}
+
 /// What the run loop does after a syscall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

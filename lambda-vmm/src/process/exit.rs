@@ -1,33 +1,24 @@
-//! How a process's end reads in an outcome: Lambda's `Runtime.ExitError` messages.
+//! How a child process's end reads in the words every backend shares.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
-use lambda_core::{ErrorType, FunctionError, ResetReason};
+use lambda_core::{Signal, Stop};
 
-use crate::signals::Signal;
-
-/// `exit status N` or `signal: segmentation fault (SIGSEGV)`, and whether that was an exit
-/// or a crash.
-pub(super) fn describe(status: ExitStatus) -> (String, ResetReason) {
+/// The runtime exited with a status or was killed by a signal.
+pub(super) fn stop(status: ExitStatus) -> Stop {
     match (status.code(), status.signal()) {
-        (Some(code), _) => (format!("exit status {code}"), ResetReason::Exit),
-        (None, Some(signal)) => (Signal(signal).exit_message(), ResetReason::Crash),
-        (None, None) => (format!("{status}"), ResetReason::Crash),
+        (Some(code), _) => Stop::Exited(code),
+        (None, Some(signal)) => Stop::Signaled {
+            signal: Signal(signal),
+            detail: None,
+        },
+        // Neither an exit nor a signal: not on Linux. Say what the status was.
+        (None, None) => Stop::Signaled {
+            signal: Signal(0),
+            detail: Some(format!("{status}")),
+        },
     }
-}
-
-/// Lambda's error for a runtime that ended: `Runtime.ExitError` with `Runtime exited with
-/// error: ...`.
-pub(super) fn exit_error(status: ExitStatus) -> (FunctionError, ResetReason) {
-    let (message, reason) = describe(status);
-    (
-        FunctionError::new(
-            ErrorType::RuntimeExitError,
-            format!("Runtime exited with error: {message}"),
-        ),
-        reason,
-    )
 }
 
 #[cfg(test)]
@@ -36,29 +27,29 @@ mod tests {
 
     #[test]
     fn exits_and_signals_read_like_lambda() {
-        let exited = ExitStatus::from_raw(3 << 8);
+        assert_eq!(stop(ExitStatus::from_raw(3 << 8)), Stop::Exited(3));
         assert_eq!(
-            describe(exited),
-            ("exit status 3".into(), ResetReason::Exit)
+            stop(ExitStatus::from_raw(libc::SIGSEGV)),
+            Stop::Signaled {
+                signal: Signal::SIGSEGV,
+                detail: None
+            }
         );
-        let segv = ExitStatus::from_raw(libc::SIGSEGV);
-        assert_eq!(
-            describe(segv),
-            (
-                "signal: segmentation fault (SIGSEGV)".into(),
-                ResetReason::Crash
-            )
+        let config = lambda_core::FunctionConfig::new(
+            "f",
+            lambda_core::CodeLocation::Executable("/f".into()),
         );
-        let (error, reason) = exit_error(ExitStatus::from_raw(libc::SIGKILL));
-        assert_eq!(error.error_type, ErrorType::RuntimeExitError);
+        let (error, reason) = stop(ExitStatus::from_raw(libc::SIGKILL)).error(&config, false);
+        assert_eq!(error.error_type, lambda_core::ErrorType::RuntimeExitError);
         assert_eq!(
             error.message,
             "Runtime exited with error: signal: killed (SIGKILL)"
         );
-        assert_eq!(reason, ResetReason::Crash);
+        assert_eq!(reason, lambda_core::ResetReason::Crash);
+        let (error, _) = stop(ExitStatus::from_raw(60)).error(&config, false);
         assert_eq!(
-            describe(ExitStatus::from_raw(60)).0,
-            "signal: signal (signal 60)"
+            error.message,
+            "Runtime exited with error: signal: signal (signal 60)"
         );
     }
 }

@@ -5,13 +5,13 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lambda_core::logs::{LogCollector, timeout_message};
+use lambda_core::logs::LogCollector;
 use lambda_core::runtime_api::{
     ApiEvent, EnvironmentInfo, RuntimeApi, log_stream_name, runtime_environment,
 };
 use lambda_core::{
-    EnvironmentError, ErrorType, ExecutionEnvironment, FunctionConfig, FunctionError, Invocation,
-    InvokeOutcome, InvokeResult, Report, ResetReason, limits,
+    Ending, EnvironmentError, ExecutionEnvironment, FunctionConfig, FunctionError, Invocation,
+    InvokeOutcome, InvokeResult, Measured, Stop, ending, limits,
 };
 
 use super::Options;
@@ -19,7 +19,7 @@ use super::api_server::ApiServer;
 use super::bootstrap::{self, Program};
 use super::capture::Capture;
 use super::child::{ChildProcess, Streams};
-use super::exit::exit_error;
+use super::exit;
 use super::hub::Hub;
 use super::memory::max_memory_used_mb;
 use super::workdir::WorkDir;
@@ -155,18 +155,12 @@ impl RuntimeEnvironment {
                 }
                 if let Some(status) = instance.child.try_wait() {
                     drop(state);
-                    let (error, _) = exit_error(status);
+                    let (error, _) = exit::stop(status).error(&self.config, false);
                     // A runtime that reported its error just before exiting: prefer the report.
                     break Some(self.settle_after_exit().unwrap_or(error));
                 }
                 if Instant::now() >= deadline {
-                    break Some(FunctionError::new(
-                        ErrorType::RuntimeUnknown,
-                        format!(
-                            "Init did not complete within {:.2} seconds",
-                            limits::INIT_TIMEOUT.as_secs_f64()
-                        ),
-                    ));
+                    break Some(ending::init_timed_out());
                 }
                 state = self
                     .hub
@@ -176,6 +170,8 @@ impl RuntimeEnvironment {
         let init_duration = started.elapsed();
         match failure {
             None => {
+                // What the runtime printed during Init is in the log before the first START.
+                instance.capture.flush();
                 self.init_duration = init_duration;
                 self.report_init = true;
                 self.last_memory_mb = max_memory_used_mb(instance.child.pid()).unwrap_or(0);
@@ -185,17 +181,7 @@ impl RuntimeEnvironment {
             Some(error) => {
                 instance.stop();
                 let mut state = self.hub.lock();
-                state.log.platform_line(&format!(
-                    "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: error\tError Type: {}",
-                    init_duration.as_secs_f64() * 1e3,
-                    error.error_type
-                ));
-                let log_tail = state.log.tail();
-                Err(EnvironmentError::Init {
-                    error,
-                    init_duration,
-                    log_tail,
-                })
+                Err(ending::init_failed(error, init_duration, &mut state.log))
             }
         }
     }
@@ -236,13 +222,8 @@ impl RuntimeEnvironment {
             .as_millis() as u64;
         {
             let mut state = self.hub.lock();
-            let before =
-                std::mem::replace(&mut state.log, LogCollector::new(self.options.log_capacity));
-            // Output since the last invocation (or Init) comes first, as in Lambda's log.
-            state.log.write(before.log());
-            state
-                .log
-                .platform_line(&format!("START RequestId: {request_id} Version: $LATEST"));
+            // After what the function printed during Init or since the last invocation.
+            state.log.begin(&request_id, "$LATEST");
             state
                 .api
                 .deliver(invocation, deadline_ms)
@@ -254,7 +235,7 @@ impl RuntimeEnvironment {
         }
         self.hub.notify();
         let instance = self.instance.as_mut().expect("a live instance");
-        let ending = {
+        let waited = {
             let mut state = self.hub.lock();
             loop {
                 let mut outcome = None;
@@ -270,13 +251,13 @@ impl RuntimeEnvironment {
                     }
                 }
                 if let Some(outcome) = outcome {
-                    break Ending::Done(outcome);
+                    break Waited::Done(outcome);
                 }
                 if let Some(status) = instance.child.try_wait() {
-                    break Ending::Exited(status);
+                    break Waited::Exited(status);
                 }
                 if Instant::now() >= deadline {
-                    break Ending::TimedOut;
+                    break Waited::TimedOut;
                 }
                 state = self
                     .hub
@@ -284,64 +265,46 @@ impl RuntimeEnvironment {
             }
         };
         let duration = started.elapsed();
-        let (outcome, reset) = match ending {
-            Ending::Done(outcome) => {
+        let ending = match waited {
+            Waited::Done(outcome) => {
                 let instance = self.instance.as_mut().expect("a live instance");
                 instance.capture.flush();
                 if let Some(mb) = max_memory_used_mb(instance.child.pid()) {
                     self.last_memory_mb = mb;
                 }
-                (outcome, None)
+                Ending::Answered(outcome)
             }
-            Ending::Exited(status) => {
+            Waited::Exited(status) => {
                 self.stop_instance();
-                let (error, reason) = exit_error(status);
-                self.hub.lock().log.platform_line(&format!(
-                    "RequestId: {request_id} Error: {}\n{}",
-                    error.message, error.error_type
-                ));
-                (InvokeOutcome::Error(error), Some(reason))
+                Ending::stopped(exit::stop(status))
             }
-            Ending::TimedOut => {
+            Waited::TimedOut => {
                 let pid = self.instance.as_ref().map(|instance| instance.child.pid());
                 if let Some(mb) = pid.and_then(max_memory_used_mb) {
                     self.last_memory_mb = mb;
                 }
                 self.stop_instance();
-                let message = timeout_message(timeout);
-                self.hub
-                    .lock()
-                    .log
-                    .platform_line(&format!("{request_id} {message}"));
-                (
-                    InvokeOutcome::failed(ErrorType::SandboxTimeout, message),
-                    Some(ResetReason::Timeout),
-                )
+                Ending::stopped(Stop::TimedOut)
             }
         };
-        let report = Report {
+        let measured = Measured {
             request_id,
             duration,
-            memory_size_mb: self.config.memory_mb,
-            max_memory_used_mb: self.last_memory_mb.min(self.config.memory_mb),
+            max_memory_used_mb: self.last_memory_mb,
             init_duration: std::mem::take(&mut self.report_init).then_some(self.init_duration),
-            restore_duration: None,
+            out_of_memory: false,
         };
-        let mut state = self.hub.lock();
-        state.log.end(&report);
-        let finished =
-            std::mem::replace(&mut state.log, LogCollector::new(self.options.log_capacity));
-        drop(state);
-        Ok(InvokeResult {
-            outcome,
-            report,
-            log_tail: finished.tail(),
-            reset,
-        })
+        // What the function prints from now on goes to the next invocation's log.
+        let mut log = std::mem::replace(
+            &mut self.hub.lock().log,
+            LogCollector::new(self.options.log_capacity),
+        );
+        Ok(ending::finish(ending, measured, &self.config, &mut log))
     }
 }
 
-enum Ending {
+/// What waiting on a running invocation came to.
+enum Waited {
     Done(InvokeOutcome),
     Exited(std::process::ExitStatus),
     TimedOut,

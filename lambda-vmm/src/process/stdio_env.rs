@@ -7,17 +7,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lambda_core::logs::{LogCollector, timeout_message};
+use lambda_core::logs::LogCollector;
 use lambda_core::runtime_api::{EnvironmentInfo, runtime_environment};
 use lambda_core::{
-    EnvironmentError, ErrorType, ExecutionEnvironment, FunctionConfig, Invocation, InvokeOutcome,
-    InvokeResult, Report, ResetReason, limits,
+    Ending, EnvironmentError, ErrorType, ExecutionEnvironment, FunctionConfig, Invocation,
+    InvokeOutcome, InvokeResult, Measured, Stop, ending, limits,
 };
 
 use super::Options;
 use super::bootstrap::{self, Program};
 use super::child::{ChildProcess, Streams};
-use super::exit::exit_error;
+use super::exit;
 use super::memory::max_memory_used_mb;
 use super::workdir::WorkDir;
 
@@ -57,7 +57,8 @@ impl Run {
     }
 }
 
-enum Ending {
+/// What waiting on a run came to.
+enum Waited {
     Exited(ExitStatus),
     TooLarge,
     TimedOut,
@@ -112,14 +113,11 @@ impl ExecutionEnvironment for StdioEnvironment {
             Ok(child) => child,
             Err(error) => {
                 let message = format!("cannot start {}: {error}", self.program.path.display());
-                return Ok(self.finish(
-                    &run,
-                    request_id,
-                    started.elapsed(),
-                    0,
-                    InvokeOutcome::failed(ErrorType::RuntimeInvalidEntrypoint, message),
-                    None,
+                let ending = Ending::Answered(InvokeOutcome::failed(
+                    ErrorType::RuntimeInvalidEntrypoint,
+                    message,
                 ));
+                return Ok(self.finish(&run, ending, request_id, started.elapsed(), 0));
             }
         };
         let threads = start_threads(&mut child, invocation.payload, &run)?;
@@ -127,23 +125,23 @@ impl ExecutionEnvironment for StdioEnvironment {
         let deadline = started + self.config.timeout;
         let mut poll = Duration::from_micros(100);
         let mut memory_mb = 0;
-        let ending = {
+        let waited = {
             let mut state = run.lock();
             loop {
                 if state.too_large {
-                    break Ending::TooLarge;
+                    break Waited::TooLarge;
                 }
                 if let Some(status) = child.try_wait() {
                     // Anything it left running dies with it; then its pipes reach end of file.
                     child.kill();
                     if state.stdout_done && state.stderr_done {
-                        break Ending::Exited(status);
+                        break Waited::Exited(status);
                     }
                 } else if let Some(mb) = max_memory_used_mb(child.pid()) {
                     memory_mb = memory_mb.max(mb);
                 }
                 if Instant::now() >= deadline {
-                    break Ending::TimedOut;
+                    break Waited::TimedOut;
                 }
                 let wake = (Instant::now() + poll).min(deadline);
                 let timeout = wake.saturating_duration_since(Instant::now());
@@ -160,41 +158,16 @@ impl ExecutionEnvironment for StdioEnvironment {
         for thread in threads {
             let _ = thread.join();
         }
-        let (outcome, reset) = match ending {
-            Ending::Exited(status) if status.success() => {
+        let ending = match waited {
+            Waited::Exited(status) if status.success() => {
                 let stdout = std::mem::take(&mut run.lock().stdout);
-                (InvokeOutcome::Response(stdout), None)
+                Ending::Answered(InvokeOutcome::Response(stdout))
             }
-            Ending::Exited(status) => {
-                let (error, reason) = exit_error(status);
-                run.lock().log.platform_line(&format!(
-                    "RequestId: {request_id} Error: {}\n{}",
-                    error.message, error.error_type
-                ));
-                (InvokeOutcome::Error(error), Some(reason))
-            }
-            Ending::TooLarge => (
-                InvokeOutcome::failed(
-                    ErrorType::FunctionResponseSizeTooLarge,
-                    format!(
-                        "Response payload size exceeded maximum allowed payload size ({} bytes).",
-                        limits::MAX_SYNC_PAYLOAD_BYTES
-                    ),
-                ),
-                Some(ResetReason::Exit),
-            ),
-            Ending::TimedOut => {
-                let message = timeout_message(self.config.timeout);
-                run.lock()
-                    .log
-                    .platform_line(&format!("{request_id} {message}"));
-                (
-                    InvokeOutcome::failed(ErrorType::SandboxTimeout, message),
-                    Some(ResetReason::Timeout),
-                )
-            }
+            Waited::Exited(status) => Ending::stopped(exit::stop(status)),
+            Waited::TooLarge => Ending::stopped(Stop::ResponseTooLarge),
+            Waited::TimedOut => Ending::stopped(Stop::TimedOut),
         };
-        Ok(self.finish(&run, request_id, duration, memory_mb, outcome, reset))
+        Ok(self.finish(&run, ending, request_id, duration, memory_mb))
     }
 
     fn init_duration(&self) -> Duration {
@@ -211,32 +184,23 @@ impl ExecutionEnvironment for StdioEnvironment {
 }
 
 impl StdioEnvironment {
-    /// Ends the log and assembles the result.
+    /// Ends the run's log and assembles the result.
     fn finish(
         &self,
         run: &Run,
+        ending: Ending,
         request_id: String,
         duration: Duration,
         memory_mb: u32,
-        outcome: InvokeOutcome,
-        reset: Option<ResetReason>,
     ) -> InvokeResult {
-        let report = Report {
+        let measured = Measured {
             request_id,
             duration,
-            memory_size_mb: self.config.memory_mb,
-            max_memory_used_mb: memory_mb.min(self.config.memory_mb),
+            max_memory_used_mb: memory_mb,
             init_duration: None,
-            restore_duration: None,
+            out_of_memory: false,
         };
-        let mut state = run.lock();
-        state.log.end(&report);
-        InvokeResult {
-            outcome,
-            report,
-            log_tail: state.log.tail(),
-            reset,
-        }
+        ending::finish(ending, measured, &self.config, &mut run.lock().log)
     }
 }
 

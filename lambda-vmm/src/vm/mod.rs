@@ -1,6 +1,7 @@
 //! KVM plumbing: one VM with one vCPU and its memory, set up for a CPL3 program.
 
 pub mod cpu;
+pub mod exception;
 pub mod kick;
 pub mod kvm;
 pub mod layout;

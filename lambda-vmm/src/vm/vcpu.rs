@@ -7,13 +7,14 @@ use kvm_bindings::kvm_regs;
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use super::cpu;
+use super::exception::{ExceptionInfo, has_error_code};
 use super::kick::{Deadline, RunningVcpu};
 use super::layout::{self, selector};
 use super::memory::GuestMemory;
 use crate::VmmError;
 
 /// Why the guest stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
     /// The guest executed `syscall`; the registers are in [`Vcpu::syscall`].
     Syscall,
@@ -21,19 +22,9 @@ pub enum Exit {
     Exception(ExceptionInfo),
     /// The deadline passed.
     DeadlineReached,
-}
-
-/// A CPU exception raised by the guest program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExceptionInfo {
-    /// The exception vector (0 = #DE, 6 = #UD, 13 = #GP, 14 = #PF, ...).
-    pub vector: u8,
-    /// The error code the CPU pushed, for the vectors that have one.
-    pub error_code: Option<u64>,
-    /// The faulting instruction.
-    pub rip: u64,
-    /// For a page fault, the address that faulted.
-    pub fault_address: Option<u64>,
+    /// The guest left the CPU in a state it cannot continue from (a triple fault, or an exit
+    /// a CPL3 program cannot cause on purpose); the text says which. The program is over.
+    Wrecked(String),
 }
 
 /// A syscall as the guest made it: number and the six argument registers.
@@ -43,11 +34,6 @@ pub struct SyscallArgs {
     pub number: u64,
     /// `rdi, rsi, rdx, r10, r8, r9`.
     pub args: [u64; 6],
-}
-
-/// Vectors for which the CPU pushes an error code.
-fn has_error_code(vector: u8) -> bool {
-    matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
 }
 
 /// RFLAGS bits a program may set for itself on syscall return (as SYSRET allows): clears
@@ -188,15 +174,11 @@ impl Vcpu {
                     return self.exception(memory, vector).map(Exit::Exception);
                 }
                 Ok(VcpuExit::Shutdown) => {
-                    return Err(VmmError::GuestFailure(
+                    return Ok(Exit::Wrecked(
                         "triple fault: the guest's CPU state became unusable".into(),
                     ));
                 }
-                Ok(other) => {
-                    return Err(VmmError::GuestFailure(format!(
-                        "unexpected VM exit {other:?}"
-                    )));
-                }
+                Ok(other) => return Ok(Exit::Wrecked(format!("unexpected VM exit {other:?}"))),
                 Err(e) if e.errno() == libc::EINTR => {
                     // A kick: ours at the deadline, or a stale one from an earlier run.
                     self.fd.set_kvm_immediate_exit(0);
