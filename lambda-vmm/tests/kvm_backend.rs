@@ -35,6 +35,7 @@ scenario!(tmp_persists_and_is_private);
 scenario!(reads_outside_task_and_tmp_fail);
 scenario!(environments_share_nothing);
 scenario!(logs_are_per_invocation);
+scenario!(output_outside_invocations_is_logged);
 scenario!(stdio_echo);
 scenario!(stdio_failures);
 scenario!(runtime_rust);

@@ -69,6 +69,12 @@ fn environments_share_nothing() {
 }
 
 #[test]
+fn output_outside_invocations_is_logged() {
+    let (backend, functions) = setup();
+    scenarios::output_outside_invocations_is_logged(&backend, &functions);
+}
+
+#[test]
 fn logs_are_per_invocation() {
     let (backend, functions) = setup();
     scenarios::logs_are_per_invocation(&backend, &functions);

@@ -55,6 +55,7 @@ pub fn handle(body: &[u8], count: u64) -> Reply {
                 Err(err) => json!({ "ok": false, "error": describe(&err) }),
             })
         }
+        "log-after" => respond(json!({ "ok": true })),
         "log" => {
             let message = text(field("message"));
             println!("{message}");
@@ -64,6 +65,12 @@ pub fn handle(body: &[u8], count: u64) -> Reply {
         // "echo" and anything unknown.
         _ => Reply::Response(body.to_vec()),
     }
+}
+
+/// For a `log-after` event, what to print once the response is posted.
+pub fn log_after(body: &[u8]) -> Option<String> {
+    let event: Value = serde_json::from_slice(body).ok()?;
+    (event.get("action")?.as_str()? == "log-after").then(|| text(event.get("message")))
 }
 
 /// The JSON error document the Runtime API expects on its error endpoints.

@@ -10,10 +10,12 @@
 //! `echo`, `count` (`{"count":N}`, invocations served by this process), `error` (a
 //! `Custom.Failure` function error), `crash` (null write), `spin` (never returns), `exit`
 //! (status 2), `big` (a 7 MiB response), `write-tmp` + `data`, `read-tmp`, `read-file` +
-//! `path`, `log` + `message` (to stdout and stderr).
+//! `path`, `log` + `message` (to stdout and stderr), `log-after` + `message` (to stderr after
+//! the response is posted, before the next `next`).
 //!
 //! Environment: `INIT_FAIL` reports `Runtime.InitError` and exits 1 before the first
-//! `next`; `INIT_CRASH` writes to a null pointer during init.
+//! `next`; `INIT_CRASH` writes to a null pointer during init; `INIT_LOG` is printed to
+//! stdout during init.
 
 mod actions;
 mod http;
@@ -37,6 +39,9 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let mut client = Client::new(api);
+    if let Ok(message) = std::env::var("INIT_LOG") {
+        println!("{message}");
+    }
     if std::env::var_os("INIT_CRASH").is_some() {
         actions::crash();
     }
@@ -74,6 +79,9 @@ fn main() -> ExitCode {
             Ok(r) if (200..300).contains(&r.status) => {}
             Ok(r) => eprintln!("runtime-loop: {path} answered {}", r.status),
             Err(err) => eprintln!("runtime-loop: POST {path} failed: {err}"),
+        }
+        if let Some(message) = actions::log_after(&event) {
+            eprintln!("{message}");
         }
     }
 }

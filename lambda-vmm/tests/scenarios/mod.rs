@@ -340,6 +340,41 @@ pub fn logs_are_per_invocation(backend: &dyn Backend, functions: &Functions) {
     environment.shutdown();
 }
 
+/// What a function prints outside an invocation is logged too: its Init output comes first
+/// in the first invocation's log, before `START`; what it prints after posting a response
+/// lands in that invocation's log or the next one's (the process backend's child runs on
+/// between invocations, a micro-VM does not), never nowhere and never twice.
+pub fn output_outside_invocations_is_logged(backend: &dyn Backend, functions: &Functions) {
+    let config = functions
+        .runtime("outside", "runtime-loop")
+        .with_env("INIT_LOG", "printed during Init");
+    let mut environment = backend.create(&config).expect("create");
+    let first = invoke(
+        &mut *environment,
+        json!({"action": "log-after", "message": "printed after the response"}),
+    );
+    let second = invoke(&mut *environment, json!({"action": "echo"}));
+    let tails: Vec<String> = [&first, &second]
+        .iter()
+        .map(|result| String::from_utf8_lossy(&result.log_tail).into_owned())
+        .collect();
+    let id = &first.report.request_id;
+    let init = tails[0]
+        .find("printed during Init\n")
+        .unwrap_or_else(|| panic!("no Init output in {}", tails[0]));
+    let start = tails[0]
+        .find(&format!("START RequestId: {id} Version: $LATEST\n"))
+        .unwrap_or_else(|| panic!("no START in {}", tails[0]));
+    assert!(init < start, "Init output comes before START: {}", tails[0]);
+    assert!(!tails[1].contains("printed during Init"), "{}", tails[1]);
+    let after: usize = tails
+        .iter()
+        .map(|tail| tail.matches("printed after the response\n").count())
+        .sum();
+    assert_eq!(after, 1, "{tails:?}");
+    environment.shutdown();
+}
+
 /// A stdio function: the event on stdin, the response on stdout, logs from stderr.
 pub fn stdio_echo(backend: &dyn Backend, functions: &Functions) {
     let mut echo = backend
