@@ -363,9 +363,9 @@ fn random_syscalls_are_all_answered() {
         let unsupported = &env.last_stats().unsupported_syscalls;
         assert_eq!(
             unsupported.len(),
-            lambda::vmm::kernel::MAX_UNSUPPORTED_KINDS + 1
+            lambda::vmm::RunStats::MAX_UNSUPPORTED_KINDS + 1
         );
-        assert!(unsupported[&lambda::vmm::kernel::OTHER_UNSUPPORTED] > 0);
+        assert!(unsupported[&lambda::vmm::RunStats::OTHER_UNSUPPORTED] > 0);
         assert_eq!(response(&invoke(&mut env, "after")), "after");
     }
 }

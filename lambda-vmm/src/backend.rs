@@ -1,18 +1,12 @@
 //! The micro-VM backend: a [`Backend`] whose environments are KVM micro-VMs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use lambda_core::{
-    Backend, Contract, EnvironmentError, ExecutionEnvironment, FunctionConfig, Invocation,
-    InvokeResult,
-};
+use lambda_core::{Backend, Contract, EnvironmentError, ExecutionEnvironment, FunctionConfig};
 
-use crate::VmmError;
-use crate::code::{CodePackage, read_package};
-use crate::environment::RuntimeApiEnvironment;
-use crate::loader::ProgramImage;
-use crate::oneshot::{RunStats, run_once};
+use crate::env::{RuntimeApiEnvironment, StdioEnvironment};
+use crate::error::VmmError;
+use crate::program::{CodePackage, ProgramImage, read_package};
 use crate::vm::kvm;
 use crate::vm::spare::SparePool;
 
@@ -83,19 +77,18 @@ impl MicroVmBackend {
     }
 
     /// Creates a one-shot stdio environment with the concrete type, which also reports
-    /// [`RunStats`] (exits, syscalls) of its last invocation.
+    /// [`RunStats`](crate::RunStats) (exits, syscalls) of its last invocation.
     pub fn create_stdio(
         &self,
         config: &FunctionConfig,
     ) -> Result<StdioEnvironment, EnvironmentError> {
         let (image, package) = checked_code(config)?;
-        Ok(StdioEnvironment {
+        Ok(StdioEnvironment::new(
             image,
             package,
-            config: config.clone(),
-            spares: self.spares.clone(),
-            last_stats: RunStats::default(),
-        })
+            config.clone(),
+            self.spares.clone(),
+        ))
     }
 
     /// Creates a warm Runtime API environment with the concrete type, running its Init.
@@ -134,51 +127,4 @@ impl Backend for MicroVmBackend {
             Contract::RuntimeApi => Ok(Box::new(self.create_runtime_api(config)?)),
         }
     }
-}
-
-/// A one-shot stdio environment: the checked program, run in a fresh micro-VM per
-/// invocation with the event on stdin and the response on stdout.
-pub struct StdioEnvironment {
-    image: ProgramImage,
-    package: CodePackage,
-    config: FunctionConfig,
-    spares: Option<Arc<SparePool>>,
-    last_stats: RunStats,
-}
-
-impl StdioEnvironment {
-    /// Exits, syscalls and setup time of the last invocation.
-    pub fn last_stats(&self) -> &RunStats {
-        &self.last_stats
-    }
-
-    /// Runs one invocation (the inherent form of [`ExecutionEnvironment::invoke`]).
-    pub fn run(&mut self, invocation: Invocation) -> Result<InvokeResult, VmmError> {
-        let (result, stats) = run_once(
-            &self.image,
-            &self.package,
-            &self.config,
-            invocation,
-            self.spares.as_deref(),
-        )?;
-        self.last_stats = stats;
-        Ok(result)
-    }
-}
-
-impl ExecutionEnvironment for StdioEnvironment {
-    fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
-        self.run(invocation).map_err(EnvironmentError::from)
-    }
-
-    fn init_duration(&self) -> Duration {
-        // Each invocation builds its own VM; that setup is reported as its Init Duration.
-        self.last_stats.setup
-    }
-
-    fn fresh_per_invocation(&self) -> bool {
-        true
-    }
-
-    fn shutdown(self: Box<Self>) {}
 }

@@ -1,43 +1,89 @@
 //! Errors of the micro-VM backend.
 
-use lambda_core::EnvironmentError;
+use std::error::Error;
 
-/// Why a micro-VM could not be built or run.
+use lambda_core::EnvironmentError;
+use lambda_core::runtime_api::DeliverError;
+
+use crate::program::LoadError;
+use crate::vm::{KvmUnavailable, VmError};
+
+/// Why a micro-VM environment could not be made or could not run an invocation. A function
+/// that fails (crashes, exits, times out) is not one of these: that is an outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
     /// `/dev/kvm` is missing, not accessible, or not usable.
-    #[error("KVM is unavailable: {0} (is /dev/kvm present and readable by this user?)")]
-    KvmUnavailable(String),
-    /// A KVM call failed.
-    #[error("{0} failed: {1}")]
-    Kvm(&'static str, #[source] kvm_ioctls::Error),
-    /// Guest memory could not be allocated.
-    #[error("guest memory: {0}")]
-    Memory(String),
+    #[error("KVM is unavailable")]
+    KvmUnavailable(#[source] KvmUnavailable),
+    /// The micro-VM could not be made or run: a KVM call, guest memory, the vCPU kick.
+    #[error("the micro-VM failed")]
+    Vm(#[source] VmError),
     /// The function's code is not a program this backend can run.
     #[error(transparent)]
-    Load(#[from] crate::loader::LoadError),
-    /// The guest left the CPU in a state it cannot continue from.
-    #[error("guest failure: {0}")]
-    GuestFailure(String),
-    /// A host facility (signals, threads) failed.
-    #[error("host failure: {0}")]
-    Host(String),
+    Load(#[from] LoadError),
+    /// The Runtime API would not take the invocation.
+    #[error("the Runtime API refused the invocation")]
+    Deliver(#[source] DeliverError),
+    /// A reset environment could not start its function again for a reason of the host's
+    /// (an Init that fails is an outcome, not this).
+    #[error("the environment could not start again")]
+    Restart(#[source] EnvironmentError),
 }
 
-impl VmmError {
-    /// Wraps a failed KVM call named `what`, for `map_err`.
-    pub(crate) fn kvm(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmmError {
-        move |e| VmmError::Kvm(what, e)
+impl From<VmError> for VmmError {
+    fn from(error: VmError) -> VmmError {
+        match error {
+            VmError::Unavailable(why) => VmmError::KvmUnavailable(why),
+            other => VmmError::Vm(other),
+        }
     }
+}
+
+impl From<KvmUnavailable> for VmmError {
+    fn from(error: KvmUnavailable) -> VmmError {
+        VmmError::KvmUnavailable(error)
+    }
+}
+
+/// `error` and its sources, `: `-separated, as a person should read it in one line.
+pub(crate) fn chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl From<VmmError> for EnvironmentError {
     fn from(error: VmmError) -> EnvironmentError {
-        match error {
-            VmmError::KvmUnavailable(_) => EnvironmentError::Unavailable(error.to_string()),
-            VmmError::Load(_) => EnvironmentError::Code(error.to_string()),
-            _ => EnvironmentError::Failed(error.to_string()),
+        match &error {
+            VmmError::KvmUnavailable(_) => EnvironmentError::Unavailable(chain(&error)),
+            VmmError::Load(_) => EnvironmentError::Code(chain(&error)),
+            _ => EnvironmentError::Failed(chain(&error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_reads_in_one_line() {
+        let error =
+            VmmError::KvmUnavailable(KvmUnavailable::Open(kvm_ioctls::Error::new(libc::EACCES)));
+        let text = chain(&error);
+        assert!(
+            text.starts_with("KVM is unavailable: cannot open /dev/kvm: is it present"),
+            "{text}"
+        );
+        assert!(text.ends_with("Permission denied (os error 13)"), "{text}");
+        assert!(matches!(
+            EnvironmentError::from(error),
+            EnvironmentError::Unavailable(message) if message == text
+        ));
     }
 }

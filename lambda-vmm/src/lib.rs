@@ -3,41 +3,47 @@
 //! The function's own static x86-64 ELF runs at CPL3 in 64-bit long mode on an
 //! identity-mapped address space, and the VMM is its kernel: `syscall` lands on a two-byte
 //! ring-0 stub that exits to the VMM, which performs the call against the environment's state
-//! (see [`kernel`]) and returns with an emulated SYSRET. Each `syscall` instruction seen this
-//! way is then rewritten in the VM's copy-on-write memory to `out 0x80, al` (also two bytes),
-//! which exits from ring 3 directly: on nested hosts, where ring 0 is emulated, that saves a
-//! third of every syscall's cost. Sites are remembered per program and applied to new VMs. CPU exceptions reach an IDT whose
-//! stubs report the vector, so a crash is reported with its signal and address. On hosts
-//! where ring-0 guest code is emulated (nested PVM clouds) this is the only design that runs
-//! the guest at native speed.
+//! and returns with an emulated SYSRET. Each `syscall` instruction seen this way is then
+//! rewritten in the VM's copy-on-write memory to `out 0x80, al` (also two bytes), which exits
+//! from ring 3 directly: on nested hosts, where ring 0 is emulated, that saves a third of
+//! every syscall's cost. CPU exceptions reach an IDT whose stubs report the vector, so a crash
+//! is reported with its signal and address. On hosts where ring-0 guest code is emulated
+//! (nested PVM clouds) this is the only design that runs the guest at native speed.
 //!
 //! The entry point is [`MicroVmBackend`], a [`lambda_core::Backend`]. [`ProcessBackend`] runs
 //! the same programs as child processes for hosts without `/dev/kvm` (no isolation).
+//!
+//! An invocation's path through the source, top to bottom: `backend.rs` (the backend makes
+//! environments) -> `env/` (the two contracts side by side: `runtime_api.rs`, `stdio.rs`) ->
+//! `machine.rs` (a booted program: the vCPU run loop joined to the kernel) -> `vm/` (KVM:
+//! the VM, its memory and the one checked accessor for guest pointers, the vCPU, the
+//! deadline kick, spare VMs, teardown) and `kernel/` (the guest's syscalls) -> the Runtime
+//! API of `lambda-core`. `program/` turns a package into a checked, staged image and its
+//! initial stack; `host.rs` holds the few host syscalls made outside KVM; `process/` is the
+//! development backend.
 
 #![deny(missing_docs)]
 
 mod backend;
-mod code;
-mod environment;
+mod env;
 mod error;
-pub mod kernel;
-pub mod loader;
+mod host;
+mod kernel;
 mod machine;
-mod oneshot;
-pub mod process;
-mod syscall_sites;
-pub mod vm;
+mod process;
+mod program;
+mod vm;
 
-pub use backend::{MicroVmBackend, StdioEnvironment};
-pub use code::CodePackage;
-pub use environment::{RUNTIME_API_ENDPOINT, RuntimeApiEnvironment};
+pub use backend::MicroVmBackend;
+pub use env::{RunStats, RuntimeApiEnvironment, StdioEnvironment};
 pub use error::VmmError;
-pub use loader::{LoadError, ProgramImage};
-pub use oneshot::RunStats;
+pub use kernel::RUNTIME_API_ENDPOINT;
 pub use process::ProcessBackend;
+pub use program::LoadError;
 pub use vm::teardown::wait_for_teardown;
+pub use vm::{AllocError, KickError, KvmUnavailable, VmError};
 
 /// Whether KVM can be used on this host, and if not, why.
-pub fn kvm_available() -> Result<(), String> {
+pub fn kvm_available() -> Result<(), KvmUnavailable> {
     vm::kvm::context().map(|_| ())
 }

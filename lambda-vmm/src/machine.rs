@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use lambda_core::{FunctionConfig, Signal, Stop};
 
-use crate::VmmError;
+use crate::error::VmmError;
 use crate::kernel::{Kernel, KernelSetup, Step, SyscallContext, SyscallStats};
-use crate::loader::{self, ProgramImage, StartupInfo};
+use crate::program::{ProgramImage, StartupInfo, build_stack};
 use crate::vm::kick::Deadline;
 use crate::vm::spare::SparePool;
 use crate::vm::vcpu::SyscallArgs;
@@ -35,9 +35,7 @@ pub struct Machine {
 
 fn random_seed() -> [u8; 16] {
     let mut seed = [0u8; 16];
-    // SAFETY: writes at most 16 bytes into `seed`.
-    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
-    if n != 16 {
+    if crate::host::fill_random(&mut seed).is_err() {
         // Only the stack protector and pointer guard seeds come from here; a time-derived
         // value beats failing the start.
         let now = std::time::SystemTime::now()
@@ -64,7 +62,7 @@ impl Machine {
             Some(vm) => vm,
             None => Box::new(MicroVm::new(config.memory_bytes())?),
         };
-        let prepared = (|| {
+        let prepared = (|| -> Result<(), VmmError> {
             image.load_into(&vm.memory)?;
             let argv = [crate::kernel::PROGRAM_PATH.to_string()];
             let startup = StartupInfo {
@@ -73,8 +71,9 @@ impl Machine {
                 random: random_seed(),
                 hwcap: kvm::context().map_or(0, |context| context.hwcap),
             };
-            let stack = loader::build_stack(image, &vm.memory, &startup)?;
-            vm.vcpu.start(image.entry(), stack)
+            let stack = build_stack(image, &vm.memory, &startup)?;
+            vm.vcpu.start(image.entry(), stack)?;
+            Ok(())
         })();
         if let Err(error) = prepared {
             teardown::dispose(vm);
@@ -182,7 +181,7 @@ impl Machine {
                         detail: Some(reason),
                     }));
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(error.into()),
             }
         }
     }

@@ -198,16 +198,7 @@ pub fn getrandom(memory: &GuestMemory, addr: u64, len: u64) -> SysResult {
     let len = len.min(GETRANDOM_MAX);
     memory.validate(addr, len)?;
     let mut buf = vec![0u8; len as usize];
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n =
-            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n < 0 {
-            return Err(errno(libc::EIO));
-        }
-        filled += n as usize;
-    }
+    crate::host::fill_random(&mut buf).map_err(|_| errno(libc::EIO))?;
     memory.write(addr, &buf)?;
     Ok(len)
 }

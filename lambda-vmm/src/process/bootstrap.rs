@@ -53,7 +53,7 @@ pub(super) fn prepare(code: &CodeLocation, task_dir: &Path) -> Result<Program, E
         }
         CodeLocation::Zip(_) => {
             // The same reading (limits, messages) as the micro-VM backend's.
-            let package = crate::code::read_package(code)
+            let package = crate::program::read_package(code)
                 .map_err(|error| EnvironmentError::Code(error.to_string()))?;
             let target = task_dir.join("bootstrap");
             let extract = || -> io::Result<()> {

@@ -93,7 +93,7 @@ impl ChildProcess {
     pub(super) fn kill(&mut self) {
         if !self.killed {
             self.killed = true;
-            kill_group(self.child.id());
+            crate::host::kill_process_group(self.child.id());
         }
         if self.exit.is_none() {
             self.exit = self.child.wait().ok();
@@ -104,24 +104,6 @@ impl ChildProcess {
 impl Drop for ChildProcess {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// Sends SIGKILL to the process group led by `pid`.
-fn kill_group(pid: u32) {
-    let Ok(pid) = i32::try_from(pid) else {
-        return;
-    };
-    if pid <= 1 {
-        return;
-    }
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours. The group id is
-    // that of a child we spawned with `process_group(0)`; callers kill before the leader is
-    // reaped, or right after, so the id still names that group and cannot be reused yet.
-    // std offers no way to signal a process group, and without it a function's own children
-    // would outlive the environment and keep its pipes open.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
     }
 }
 

@@ -1,39 +1,5 @@
-//! The development backend: functions as plain child processes, for hosts without `/dev/kvm`.
-//!
-//! **There is no isolation here.** The function runs as an ordinary process of the host's
-//! user, with the host's file system, network and process table in reach; its limits
-//! (memory size, `/tmp` size) are not enforced. Use it to develop and test on a machine
-//! without KVM, never to run code you do not trust.
-//!
-//! What it does give is the same contract as the micro-VM backend, on the same binaries:
-//!
-//! - **Runtime API functions** ([`Contract::RuntimeApi`]) get a real HTTP/1.1 Runtime API
-//!   server on `127.0.0.1` at an ephemeral port, one per environment, serving
-//!   [`lambda_core::runtime_api::RuntimeApi`]; `AWS_LAMBDA_RUNTIME_API` and the other standard
-//!   variables are set ([`runtime_environment`](lambda_core::runtime_api::runtime_environment)).
-//!   Init runs at [`create`](Backend::create) (at most 10 s, measured as Init Duration); the
-//!   process then serves invocation after invocation. A timeout kills it
-//!   (`Sandbox.Timeout`, "Task timed out after 3.00 seconds"), as does a crash or exit during
-//!   an invocation (`Runtime.ExitError` naming the signal or status); the outcome says
-//!   [`InvokeResult::reset`](lambda_core::InvokeResult::reset), and the next invocation
-//!   starts a fresh process and Init.
-//! - **Stdio functions** ([`Contract::Stdio`]) run once per invocation: the event on stdin,
-//!   the response on stdout (past 6 MB the process is killed: `Function.ResponseSizeTooLarge`),
-//!   the log on stderr; exit status 0 is success.
-//!
-//! Each environment has a private directory (removed at shutdown) holding `task/` (a zip's
-//! extracted `bootstrap`) and `tmp/`, the function's working directory and `TMPDIR`.
-//! `LAMBDA_TASK_ROOT` names the directory of the code. Limitation: without namespaces
-//! `/tmp` cannot be remapped, so a function writing the absolute path `/tmp/...` writes the
-//! host's `/tmp`, shared with everything else; only relative paths and `TMPDIR` are private.
-//!
-//! Logs: the function's stdout and stderr (stderr only, for stdio functions) per invocation,
-//! between `START` and `END` / `REPORT` lines, bounded ([`ProcessBackend::with_log_capacity`]);
-//! the last 4 KB come back as [`InvokeResult::log_tail`](lambda_core::InvokeResult::log_tail).
-//! `Max Memory Used` is the process's peak resident set (`VmHWM`), not guest memory.
-//!
-//! Shutdown kills the process and anything it started (its process group), stops the server
-//! and its threads, and removes the private directory.
+//! The development backend: functions as plain child processes, for hosts without `/dev/kvm`
+//! (see [`ProcessBackend`]).
 
 mod api_server;
 mod bootstrap;
@@ -51,8 +17,43 @@ use std::path::PathBuf;
 use lambda_core::logs::DEFAULT_LOG_CAPACITY;
 use lambda_core::{Backend, Contract, EnvironmentError, ExecutionEnvironment, FunctionConfig};
 
-/// Runs functions as child processes on this host, without isolation; see the
-/// [module documentation](self).
+/// The development backend: runs functions as plain child processes, for hosts without
+/// `/dev/kvm`.
+///
+/// **There is no isolation here.** The function runs as an ordinary process of the host's
+/// user, with the host's file system, network and process table in reach; its limits
+/// (memory size, `/tmp` size) are not enforced. Use it to develop and test on a machine
+/// without KVM, never to run code you do not trust.
+///
+/// What it does give is the same contract as the micro-VM backend, on the same binaries:
+///
+/// - **Runtime API functions** ([`Contract::RuntimeApi`]) get a real HTTP/1.1 Runtime API
+///   server on `127.0.0.1` at an ephemeral port, one per environment, serving
+///   [`lambda_core::runtime_api::RuntimeApi`]; `AWS_LAMBDA_RUNTIME_API` and the other standard
+///   variables are set ([`runtime_environment`](lambda_core::runtime_api::runtime_environment)).
+///   Init runs at [`create`](Backend::create) (at most 10 s, measured as Init Duration); the
+///   process then serves invocation after invocation. A timeout kills it
+///   (`Sandbox.Timeout`, "Task timed out after 3.00 seconds"), as does a crash or exit during
+///   an invocation (`Runtime.ExitError` naming the signal or status); the outcome says
+///   [`InvokeResult::reset`](lambda_core::InvokeResult::reset), and the next invocation
+///   starts a fresh process and Init.
+/// - **Stdio functions** ([`Contract::Stdio`]) run once per invocation: the event on stdin,
+///   the response on stdout (past 6 MB the process is killed: `Function.ResponseSizeTooLarge`),
+///   the log on stderr; exit status 0 is success.
+///
+/// Each environment has a private directory (removed at shutdown) holding `task/` (a zip's
+/// extracted `bootstrap`) and `tmp/`, the function's working directory and `TMPDIR`.
+/// `LAMBDA_TASK_ROOT` names the directory of the code. Limitation: without namespaces
+/// `/tmp` cannot be remapped, so a function writing the absolute path `/tmp/...` writes the
+/// host's `/tmp`, shared with everything else; only relative paths and `TMPDIR` are private.
+///
+/// Logs: the function's stdout and stderr (stderr only, for stdio functions) per invocation,
+/// between `START` and `END` / `REPORT` lines, bounded ([`ProcessBackend::with_log_capacity`]);
+/// the last 4 KB come back as [`InvokeResult::log_tail`](lambda_core::InvokeResult::log_tail).
+/// `Max Memory Used` is the process's peak resident set (`VmHWM`), not guest memory.
+///
+/// Shutdown kills the process and anything it started (its process group), stops the server
+/// and its threads, and removes the private directory.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessBackend {
     options: Options,

@@ -34,14 +34,42 @@ fn kick_signal() -> libc::c_int {
     vmm_sys_util::signal::SIGRTMIN()
 }
 
-fn install_handler() -> Result<(), String> {
-    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+/// Why a vCPU's thread cannot be kicked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KickError {
+    /// The signal handler could not be installed.
+    #[error("cannot install the vCPU kick signal handler")]
+    Handler(#[source] vmm_sys_util::errno::Error),
+    /// The thread could not unblock the kick signal.
+    #[error("cannot unblock the vCPU kick signal on this thread")]
+    Unblock(#[source] vmm_sys_util::errno::Error),
+}
+
+fn install_handler() -> Result<(), KickError> {
+    static INSTALLED: OnceLock<Result<(), KickError>> = OnceLock::new();
     INSTALLED
         .get_or_init(|| {
             vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
-                .map_err(|e| format!("cannot install the vCPU kick signal handler: {e}"))
+                .map_err(KickError::Handler)
         })
         .clone()
+}
+
+/// The errno inside a signal-mask failure (vmm-sys-util's signal errors carry one but do not
+/// implement `Error`).
+fn signal_errno(error: vmm_sys_util::signal::Error) -> vmm_sys_util::errno::Error {
+    use vmm_sys_util::signal::Error;
+    match error {
+        Error::CreateSigset(e)
+        | Error::CompareBlockedSignals(e)
+        | Error::BlockSignal(e)
+        | Error::UnblockSignal(e)
+        | Error::ClearWaitPending(e)
+        | Error::ClearGetPending(e)
+        | Error::ClearCheckPending(e) => e,
+        Error::RetrieveSignalMask(errno) => vmm_sys_util::errno::Error::new(errno),
+        Error::SignalAlreadyBlocked(_) => vmm_sys_util::errno::Error::new(libc::EINVAL),
+    }
 }
 
 /// Marks this thread as running a vCPU for the lifetime of the guard, so a kick reaches it.
@@ -51,11 +79,11 @@ pub struct RunningVcpu {
 
 impl RunningVcpu {
     /// Registers `run` as this thread's vCPU and makes sure the kick signal is deliverable.
-    pub fn enter(run: *mut kvm_run) -> Result<RunningVcpu, String> {
+    pub fn enter(run: *mut kvm_run) -> Result<RunningVcpu, KickError> {
         install_handler()?;
         if !KICK_UNBLOCKED.with(Cell::get) {
             vmm_sys_util::signal::unblock_signal(kick_signal())
-                .map_err(|e| format!("cannot unblock the vCPU kick signal: {e:?}"))?;
+                .map_err(|e| KickError::Unblock(signal_errno(e)))?;
             KICK_UNBLOCKED.with(|cell| cell.set(true));
         }
         RUNNING_VCPU.with(|cell| cell.set(run));

@@ -15,20 +15,37 @@ pub struct KvmContext {
     pub hwcap: u64,
 }
 
-static CONTEXT: OnceLock<Result<KvmContext, String>> = OnceLock::new();
+/// Why KVM cannot be used on this host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvmUnavailable {
+    /// `/dev/kvm` could not be opened.
+    #[error(
+        "cannot open /dev/kvm: is it present, and readable and writable by this user? (on a \
+         cloud VM, nested virtualization must be enabled)"
+    )]
+    Open(#[source] kvm_ioctls::Error),
+    /// The kernel's KVM speaks another API version.
+    #[error("unsupported KVM API version {0} (need 12)")]
+    ApiVersion(i32),
+    /// KVM would not say which CPUID features it supports.
+    #[error("cannot read the CPUID features KVM supports")]
+    Cpuid(#[source] kvm_ioctls::Error),
+}
+
+static CONTEXT: OnceLock<Result<KvmContext, KvmUnavailable>> = OnceLock::new();
 
 /// The shared KVM context, or why KVM cannot be used on this host.
-pub fn context() -> Result<&'static KvmContext, String> {
+pub fn context() -> Result<&'static KvmContext, KvmUnavailable> {
     CONTEXT
         .get_or_init(|| {
-            let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e}"))?;
+            let kvm = Kvm::new().map_err(KvmUnavailable::Open)?;
             let version = kvm.get_api_version();
             if version != 12 {
-                return Err(format!("unsupported KVM API version {version} (need 12)"));
+                return Err(KvmUnavailable::ApiVersion(version));
             }
             let cpuid = kvm
                 .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-                .map_err(|e| format!("cannot read the supported CPUID: {e}"))?;
+                .map_err(KvmUnavailable::Cpuid)?;
             let hwcap = cpuid
                 .as_slice()
                 .iter()

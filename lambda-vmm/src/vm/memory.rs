@@ -23,10 +23,11 @@ pub struct Fault {
 
 /// Why guest memory could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot allocate {size} bytes of guest memory: {reason}")]
+#[error("cannot allocate {size} bytes of guest memory")]
 pub struct AllocError {
     size: u64,
-    reason: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// The guest's physical memory: one memory file of the function's size, mapped shared at
@@ -44,20 +45,15 @@ pub struct GuestMemory {
 impl GuestMemory {
     /// Reserves `size` bytes; the host backs pages only as they are touched.
     pub fn new(size: u64) -> Result<GuestMemory, AllocError> {
-        use std::os::fd::FromRawFd;
-        let error = |reason: String| AllocError { size, reason };
-        // SAFETY: memfd_create takes a NUL-terminated name and flags; the result is checked.
-        let fd = unsafe { libc::memfd_create(c"lambda-guest".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(error(std::io::Error::last_os_error().to_string()));
-        }
-        // SAFETY: `fd` was just created by memfd_create and is owned by nothing else.
-        let backing = std::sync::Arc::new(unsafe { std::fs::File::from_raw_fd(fd) });
-        backing.set_len(size).map_err(|e| error(e.to_string()))?;
+        let error = |source: Box<dyn std::error::Error + Send + Sync>| AllocError { size, source };
+        let backing = std::sync::Arc::new(
+            crate::host::memory_file(c"lambda-guest").map_err(|e| error(e.into()))?,
+        );
+        backing.set_len(size).map_err(|e| error(e.into()))?;
         let file = vm_memory::FileOffset::from_arc(backing.clone(), 0);
         let memory =
             GuestMemoryMmap::from_ranges_with_files([(GuestAddress(0), size as usize, Some(file))])
-                .map_err(|e| error(e.to_string()))?;
+                .map_err(|e| error(e.into()))?;
         Ok(GuestMemory {
             memory,
             backing,

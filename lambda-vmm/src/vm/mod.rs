@@ -1,6 +1,7 @@
 //! KVM plumbing: one VM with one vCPU and its memory, set up for a CPL3 program.
 
 pub mod cpu;
+mod error;
 pub mod exception;
 pub mod kick;
 pub mod kvm;
@@ -10,13 +11,15 @@ pub mod spare;
 pub mod teardown;
 pub mod vcpu;
 
+pub use error::VmError;
+pub use kick::KickError;
+pub use kvm::KvmUnavailable;
+pub use memory::AllocError;
 pub use memory::{Fault, GuestMemory};
 pub use vcpu::{Exit, Vcpu};
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-
-use crate::VmmError;
 
 /// A micro-VM: a KVM VM, its memory and its one vCPU, ready to run a program.
 pub struct MicroVm {
@@ -31,13 +34,13 @@ impl MicroVm {
     /// Creates a VM with `memory_bytes` of memory and one vCPU, with page tables, descriptor
     /// tables and stubs in place. No in-kernel irqchip: the process model needs no interrupts,
     /// and one would make memory registration ~100x slower here (PLATFORM.md).
-    pub fn new(memory_bytes: u64) -> Result<MicroVm, VmmError> {
-        let context = kvm::context().map_err(VmmError::KvmUnavailable)?;
+    pub fn new(memory_bytes: u64) -> Result<MicroVm, VmError> {
+        let context = kvm::context()?;
         let vm = context
             .kvm
             .create_vm()
-            .map_err(VmmError::kvm("KVM_CREATE_VM"))?;
-        let memory = GuestMemory::new(memory_bytes).map_err(|e| VmmError::Memory(e.to_string()))?;
+            .map_err(VmError::kvm("KVM_CREATE_VM"))?;
+        let memory = GuestMemory::new(memory_bytes)?;
         let (host, size) = memory.host_mapping();
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -49,14 +52,12 @@ impl MicroVm {
         // SAFETY: the region describes `memory`'s mapping, which lives as long as the VM:
         // `MicroVm` drops `memory` after the VM and vCPU fds are closed.
         unsafe { vm.set_user_memory_region(region) }
-            .map_err(VmmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+            .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
         cpu::write_kernel_structures(&memory);
-        let vcpu_fd = vm
-            .create_vcpu(0)
-            .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
+        let vcpu_fd = vm.create_vcpu(0).map_err(VmError::kvm("KVM_CREATE_VCPU"))?;
         vcpu_fd
             .set_cpuid2(&context.cpuid)
-            .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
+            .map_err(VmError::kvm("KVM_SET_CPUID2"))?;
         Ok(MicroVm {
             vcpu: Vcpu::new(vcpu_fd),
             _vm: vm,

@@ -41,7 +41,8 @@ pub fn dispose(vm: Box<MicroVm>) {
     }
 }
 
-/// Waits until every VM handed to [`dispose`] so far is torn down.
+/// Waits until every micro-VM finished so far is torn down: VMs are torn down on a
+/// background thread, off the invocation path; benchmarks and leak tests wait for it.
 pub fn wait_for_teardown() {
     let (done, finished) = bounded(1);
     if reaper().send(Job::Flush(done)).is_ok() {

@@ -7,11 +7,11 @@ use kvm_bindings::kvm_regs;
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use super::cpu;
+use super::error::VmError;
 use super::exception::{ExceptionInfo, has_error_code};
 use super::kick::{Deadline, RunningVcpu};
 use super::layout::{self, selector};
 use super::memory::GuestMemory;
-use crate::VmmError;
 
 /// Why the guest stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +79,8 @@ impl Vcpu {
     }
 
     /// Sets up long mode at CPL3 to start at `entry` with stack pointer `stack`.
-    pub fn start(&mut self, entry: u64, stack: u64) -> Result<(), VmmError> {
-        cpu::configure_vcpu(&self.fd, entry, stack).map_err(VmmError::kvm("vCPU setup"))
+    pub fn start(&mut self, entry: u64, stack: u64) -> Result<(), VmError> {
+        cpu::configure_vcpu(&self.fd, entry, stack).map_err(VmError::kvm("vCPU setup"))
     }
 
     /// VM exits so far.
@@ -94,8 +94,8 @@ impl Vcpu {
     }
 
     /// Sets the FS base (the thread pointer glibc and Rust use for TLS).
-    pub fn set_fs_base(&self, base: u64) -> Result<(), VmmError> {
-        cpu::set_msrs(&self.fd, &[(cpu::MSR_FS_BASE, base)]).map_err(VmmError::kvm("set FS base"))
+    pub fn set_fs_base(&self, base: u64) -> Result<(), VmError> {
+        cpu::set_msrs(&self.fd, &[(cpu::MSR_FS_BASE, base)]).map_err(VmError::kvm("set FS base"))
     }
 
     /// The syscall the guest is making, after [`Exit::Syscall`].
@@ -121,7 +121,7 @@ impl Vcpu {
     /// SYSRET is emulated with an `iretq` in the stub: the VMM writes the return frame on the
     /// kernel stack, so only the general registers change. (An in-guest `sysretq` shuts the
     /// VM down on PVM hosts, and `KVM_SET_SREGS` on every syscall would be slower.)
-    pub fn complete_syscall(&mut self, memory: &GuestMemory, result: i64) -> Result<(), VmmError> {
+    pub fn complete_syscall(&mut self, memory: &GuestMemory, result: i64) -> Result<(), VmError> {
         let r = &mut self.regs;
         if self.entry == Entry::Direct {
             r.rax = result as u64;
@@ -150,8 +150,8 @@ impl Vcpu {
     }
 
     /// Runs the guest until it needs the VMM or `deadline` passes.
-    pub fn run(&mut self, memory: &GuestMemory, deadline: &Deadline) -> Result<Exit, VmmError> {
-        let _running = RunningVcpu::enter(self.fd.get_kvm_run()).map_err(VmmError::Host)?;
+    pub fn run(&mut self, memory: &GuestMemory, deadline: &Deadline) -> Result<Exit, VmError> {
+        let _running = RunningVcpu::enter(self.fd.get_kvm_run())?;
         loop {
             if Instant::now() >= deadline.at() {
                 return Ok(Exit::DeadlineReached);
@@ -184,17 +184,14 @@ impl Vcpu {
                     self.fd.set_kvm_immediate_exit(0);
                 }
                 Err(e) if e.errno() == libc::EAGAIN => {}
-                Err(e) => return Err(VmmError::Kvm("KVM_RUN", e)),
+                Err(e) => return Err(VmError::kvm("KVM_RUN")(e)),
             }
         }
     }
 
-    fn exception(&mut self, memory: &GuestMemory, vector: u8) -> Result<ExceptionInfo, VmmError> {
-        let regs = self.fd.get_regs().map_err(VmmError::kvm("KVM_GET_REGS"))?;
-        let sregs = self
-            .fd
-            .get_sregs()
-            .map_err(VmmError::kvm("KVM_GET_SREGS"))?;
+    fn exception(&mut self, memory: &GuestMemory, vector: u8) -> Result<ExceptionInfo, VmError> {
+        let regs = self.fd.get_regs().map_err(VmError::kvm("KVM_GET_REGS"))?;
+        let sregs = self.fd.get_sregs().map_err(VmError::kvm("KVM_GET_SREGS"))?;
         let mut cursor = regs.rsp;
         let mut pop = || {
             let value = memory.read_kernel_u64(cursor);

@@ -1,12 +1,15 @@
-//! ELF file -> guest memory: checks the program, copies its segments, and builds the initial
-//! stack (argv, envp, auxiliary vector) the way Linux's `execve` leaves it.
+//! A checked program image: the ELF file's headers checked once, its segments staged in a
+//! memory file laid out as they sit in memory, mapped copy-on-write into each VM.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr};
+use vm_memory::ByteValued;
 
-use crate::syscall_sites::SyscallSites;
+use super::error::LoadError;
+use super::package::CodePackage;
+use super::syscall_sites::SyscallSites;
 use crate::vm::GuestMemory;
 use crate::vm::layout::{self, PAGE};
 
@@ -19,48 +22,6 @@ const ET_DYN: u16 = 3;
 const EM_X86_64: u16 = 62;
 const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
-
-/// Largest program file accepted (Lambda's unzipped code limit).
-pub const MAX_PROGRAM_BYTES: u64 = 250 << 20;
-
-/// Why a file cannot be run as a function.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoadError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {reason}")]
-    Unreadable {
-        /// The file.
-        path: String,
-        /// The OS error.
-        reason: String,
-    },
-    /// Not an ELF file at all.
-    #[error("not an ELF executable (no ELF magic number): build a static x86-64 Linux program")]
-    NotElf,
-    /// An ELF file for another class, byte order or machine.
-    #[error("{0}: only 64-bit little-endian x86-64 programs can run")]
-    WrongArchitecture(String),
-    /// A dynamically linked program.
-    #[error(
-        "dynamically linked program (it asks for the interpreter {0}): link it statically \
-         (gcc -static, or RUSTFLAGS=\"-C target-feature=+crt-static\")"
-    )]
-    Dynamic(String),
-    /// Neither an executable nor a static-pie.
-    #[error("ELF type {0} is not an executable: build a program, not a library or object")]
-    NotExecutable(u16),
-    /// Headers or segments point outside the file or are inconsistent.
-    #[error("malformed or truncated ELF file: {0}")]
-    Malformed(String),
-    /// The program does not fit in the function's memory.
-    #[error("the program needs {needed} MB of memory but the function has {memory_mb} MB")]
-    TooLarge {
-        /// MB the image needs (plus stack).
-        needed: u64,
-        /// The function's memory size.
-        memory_mb: u64,
-    },
-}
 
 /// One loadable segment: file bytes at a virtual address, then zeros to `memory_size`.
 #[derive(Debug, Clone)]
@@ -78,32 +39,27 @@ pub struct ProgramImage {
     template: Arc<ImageTemplate>,
     syscall_sites: Arc<SyscallSites>,
     entry: u64,
-    phdr_vaddr: u64,
-    phnum: u16,
+    /// Where the program headers are in memory (`AT_PHDR`), and how many (`AT_PHNUM`).
+    pub(super) phdr_vaddr: u64,
+    pub(super) phnum: u16,
     /// One past the highest loaded byte (page-aligned): where brk starts.
     image_end: u64,
 }
 
-fn read_struct<T: Copy + Default>(bytes: &[u8], offset: usize) -> Option<T> {
+/// The `T` at `offset` in `bytes`, if it is all there. `T` is one of the ELF header structs,
+/// plain integers for which any bytes are a valid value (`ByteValued`).
+fn read_struct<T: ByteValued + Default>(bytes: &[u8], offset: usize) -> Option<T> {
     let end = offset.checked_add(size_of::<T>())?;
-    let source = bytes.get(offset..end)?;
     let mut value = T::default();
-    // SAFETY: `source` is exactly size_of::<T>() readable bytes, `value` is a valid T to be
-    // overwritten, and T is a plain C struct of integers (the ELF header types) for which
-    // every bit pattern is valid.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            source.as_ptr(),
-            (&raw mut value).cast::<u8>(),
-            size_of::<T>(),
-        )
-    };
+    value
+        .as_mut_slice()
+        .copy_from_slice(bytes.get(offset..end)?);
     Some(value)
 }
 
 impl ProgramImage {
     /// Checks the program of a code package.
-    pub fn from_package(package: &crate::code::CodePackage) -> Result<ProgramImage, LoadError> {
+    pub fn from_package(package: &CodePackage) -> Result<ProgramImage, LoadError> {
         ProgramImage::parse(&package.program)
     }
 
@@ -295,17 +251,10 @@ struct ImageTemplate {
 
 impl ImageTemplate {
     fn build(bytes: &[u8], segments: &[Segment], image_end: u64) -> std::io::Result<ImageTemplate> {
-        use std::os::fd::FromRawFd;
         use std::os::unix::fs::FileExt;
         let start = segments.iter().map(|s| s.vaddr).min().unwrap_or(0) & !(PAGE - 1);
         let len = image_end - start;
-        // SAFETY: memfd_create takes a NUL-terminated name and flags; the result is checked.
-        let fd = unsafe { libc::memfd_create(c"lambda-program".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created by memfd_create and is owned by nothing else.
-        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let file = crate::host::memory_file(c"lambda-program")?;
         file.set_len(len)?;
         for segment in segments {
             let data = &bytes[segment.file_offset..segment.file_offset + segment.file_size];
@@ -313,120 +262,6 @@ impl ImageTemplate {
         }
         Ok(ImageTemplate { file, start, len })
     }
-}
-
-/// Auxiliary vector keys (from Linux's `auxvec.h`).
-mod auxv {
-    pub const AT_NULL: u64 = 0;
-    pub const AT_PHDR: u64 = 3;
-    pub const AT_PHENT: u64 = 4;
-    pub const AT_PHNUM: u64 = 5;
-    pub const AT_PAGESZ: u64 = 6;
-    pub const AT_BASE: u64 = 7;
-    pub const AT_FLAGS: u64 = 8;
-    pub const AT_ENTRY: u64 = 9;
-    pub const AT_UID: u64 = 11;
-    pub const AT_EUID: u64 = 12;
-    pub const AT_GID: u64 = 13;
-    pub const AT_EGID: u64 = 14;
-    pub const AT_PLATFORM: u64 = 15;
-    pub const AT_HWCAP: u64 = 16;
-    pub const AT_CLKTCK: u64 = 17;
-    pub const AT_SECURE: u64 = 23;
-    pub const AT_RANDOM: u64 = 25;
-    pub const AT_EXECFN: u64 = 31;
-}
-
-/// What the program finds on its stack at entry.
-pub struct StartupInfo<'a> {
-    /// `argv`, starting with the program name.
-    pub argv: &'a [String],
-    /// `envp` as `KEY=VALUE` strings.
-    pub envp: &'a [String],
-    /// 16 random bytes for `AT_RANDOM` (stack protector and pointer guard seeds).
-    pub random: [u8; 16],
-    /// `AT_HWCAP`: CPUID leaf 1 EDX.
-    pub hwcap: u64,
-}
-
-/// Builds the initial stack at the top of the stack region and returns the stack pointer
-/// (pointing at `argc`, 16-byte aligned, as the x86-64 ABI requires at `_start`).
-pub fn build_stack(
-    image: &ProgramImage,
-    memory: &GuestMemory,
-    startup: &StartupInfo<'_>,
-) -> Result<u64, LoadError> {
-    let layout = *memory.layout();
-    let mut top = layout.stack_top;
-    let overflow = || LoadError::Malformed("arguments and environment do not fit the stack".into());
-    let mut push_bytes = |data: &[u8]| -> Result<u64, LoadError> {
-        top = top.checked_sub(data.len() as u64).ok_or_else(overflow)?;
-        if top < layout.stack_top - layout::STACK_SIZE / 4 {
-            return Err(overflow());
-        }
-        memory.write(top, data).map_err(|_| overflow())?;
-        Ok(top)
-    };
-    let mut push_string = |s: &str| -> Result<u64, LoadError> {
-        let mut bytes = Vec::with_capacity(s.len() + 1);
-        bytes.extend_from_slice(s.as_bytes());
-        bytes.push(0);
-        push_bytes(&bytes)
-    };
-    let argv: Vec<u64> = startup
-        .argv
-        .iter()
-        .map(|a| push_string(a))
-        .collect::<Result<_, _>>()?;
-    let envp: Vec<u64> = startup
-        .envp
-        .iter()
-        .map(|e| push_string(e))
-        .collect::<Result<_, _>>()?;
-    let platform = push_string("x86_64")?;
-    let random = push_bytes(&startup.random)?;
-    let execfn = argv.first().copied().unwrap_or(0);
-
-    let auxv = [
-        (auxv::AT_PHDR, image.phdr_vaddr),
-        (auxv::AT_PHENT, size_of::<Elf64_Phdr>() as u64),
-        (auxv::AT_PHNUM, u64::from(image.phnum)),
-        (auxv::AT_PAGESZ, PAGE),
-        (auxv::AT_BASE, 0),
-        (auxv::AT_FLAGS, 0),
-        (auxv::AT_ENTRY, image.entry),
-        (auxv::AT_UID, 0),
-        (auxv::AT_EUID, 0),
-        (auxv::AT_GID, 0),
-        (auxv::AT_EGID, 0),
-        (auxv::AT_SECURE, 0),
-        (auxv::AT_RANDOM, random),
-        (auxv::AT_HWCAP, startup.hwcap),
-        (auxv::AT_CLKTCK, 100),
-        (auxv::AT_PLATFORM, platform),
-        (auxv::AT_EXECFN, execfn),
-        (auxv::AT_NULL, 0),
-    ];
-    let mut words: Vec<u64> = Vec::with_capacity(3 + argv.len() + envp.len() + 2 * auxv.len());
-    words.push(argv.len() as u64);
-    words.extend(&argv);
-    words.push(0);
-    words.extend(&envp);
-    words.push(0);
-    for (key, value) in auxv {
-        words.push(key);
-        words.push(value);
-    }
-    let size = words.len() as u64 * 8;
-    let stack_pointer = top.checked_sub(size).ok_or_else(overflow)? & !15;
-    if stack_pointer < layout.stack_top - layout::STACK_SIZE / 4 {
-        return Err(overflow());
-    }
-    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    memory
-        .write(stack_pointer, &bytes)
-        .map_err(|_| overflow())?;
-    Ok(stack_pointer)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The one-shot stdio contract: each invocation runs the program in a fresh micro-VM with the
 //! event on stdin; stdout is the response, stderr the log, exit status 0 success.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lambda_core::logs::{DEFAULT_LOG_CAPACITY, LogCollector};
@@ -9,68 +9,83 @@ use lambda_core::{
     Ending, FunctionConfig, Invocation, InvokeOutcome, InvokeResult, Measured, Stop, ending,
 };
 
-use crate::VmmError;
-use crate::code::CodePackage;
+use lambda_core::{EnvironmentError, ExecutionEnvironment};
+
+use super::stats::{RunStats, note_unsupported};
+use super::variables::guest_environment;
+use crate::error::VmmError;
 use crate::kernel::KernelSetup;
 use crate::kernel::vfs::FileSystem;
-use crate::loader::ProgramImage;
 use crate::machine::{Machine, Settled};
+use crate::program::{CodePackage, ProgramImage};
 use crate::vm::spare::SparePool;
 
-/// What one run cost the VMM, beyond Lambda's figures.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunStats {
-    /// VM exits (each costs tens of microseconds on a nested host).
-    pub exits: u64,
-    /// Syscalls the program made.
-    pub syscalls: u64,
-    /// Of those, how many entered the VMM directly from a rewritten `syscall` site instead of
-    /// through ring 0 (see the crate docs).
-    pub direct_syscalls: u64,
-    /// Syscalls this kernel does not implement (they returned ENOSYS), by number.
-    pub unsupported_syscalls: BTreeMap<u64, u64>,
-    /// Time to build the VM and load the program.
-    pub setup: Duration,
-    /// Whether the VM was a ready-made spare (see `MicroVmBackend::with_spare_vms`).
-    pub spare_vm: bool,
+/// A one-shot stdio environment: the checked program, run in a fresh micro-VM per
+/// invocation with the event on stdin and the response on stdout.
+pub struct StdioEnvironment {
+    image: ProgramImage,
+    package: CodePackage,
+    config: FunctionConfig,
+    spares: Option<Arc<SparePool>>,
+    last_stats: RunStats,
 }
 
-/// The guest's environment variables: Lambda's, then the function's own.
-pub fn guest_environment(config: &FunctionConfig, runtime_api: Option<&str>) -> Vec<String> {
-    use lambda_core::runtime_api::{EnvironmentInfo, log_stream_name, runtime_environment};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let instance = lambda_core::new_request_id().replace('-', "");
-    let info = EnvironmentInfo::new(log_stream_name(now, "$LATEST", &instance));
-    runtime_environment(config, runtime_api, &info)
-        .into_iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect()
-}
-
-/// Adds a platform line naming the unsupported syscalls a run made, if any.
-pub fn note_unsupported(log: &mut LogCollector, unsupported: &BTreeMap<u64, u64>) {
-    if unsupported.is_empty() {
-        return;
+impl StdioEnvironment {
+    /// The environment of a checked program; nothing runs until an invocation.
+    pub(crate) fn new(
+        image: ProgramImage,
+        package: CodePackage,
+        config: FunctionConfig,
+        spares: Option<Arc<SparePool>>,
+    ) -> StdioEnvironment {
+        StdioEnvironment {
+            image,
+            package,
+            config,
+            spares,
+            last_stats: RunStats::default(),
+        }
     }
-    let list: Vec<String> = unsupported
-        .iter()
-        .map(|(&number, count)| match number {
-            crate::kernel::OTHER_UNSUPPORTED => format!("others (x{count})"),
-            number => format!("{number} (x{count})"),
-        })
-        .collect();
-    log.platform_line(&format!(
-        "[lambda-vmm] unsupported syscalls returned ENOSYS: {}",
-        list.join(", ")
-    ));
+
+    /// Exits, syscalls and setup time of the last invocation.
+    pub fn last_stats(&self) -> &RunStats {
+        &self.last_stats
+    }
+
+    /// Runs one invocation (the inherent form of [`ExecutionEnvironment::invoke`]).
+    pub fn run(&mut self, invocation: Invocation) -> Result<InvokeResult, VmmError> {
+        let (result, stats) = run_once(
+            &self.image,
+            &self.package,
+            &self.config,
+            invocation,
+            self.spares.as_deref(),
+        )?;
+        self.last_stats = stats;
+        Ok(result)
+    }
+}
+
+impl ExecutionEnvironment for StdioEnvironment {
+    fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
+        self.run(invocation).map_err(EnvironmentError::from)
+    }
+
+    fn init_duration(&self) -> Duration {
+        // Each invocation builds its own VM; that setup is reported as its Init Duration.
+        self.last_stats.setup
+    }
+
+    fn fresh_per_invocation(&self) -> bool {
+        true
+    }
+
+    fn shutdown(self: Box<Self>) {}
 }
 
 /// Runs `image` once with the invocation's payload on stdin, in a fresh VM of `config`'s
 /// memory size, stopping it at `config.timeout`.
-pub fn run_once(
+fn run_once(
     image: &ProgramImage,
     package: &CodePackage,
     config: &FunctionConfig,

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use lambda_core::CodeLocation;
 
-use crate::loader::{LoadError, MAX_PROGRAM_BYTES};
+use super::error::LoadError;
+
+/// Largest package accepted, unzipped (Lambda's limit on unzipped code).
+pub const MAX_PROGRAM_BYTES: u64 = 250 << 20;
 
 /// The files of a function's package, read into memory once.
 #[derive(Debug, Clone)]

@@ -68,9 +68,4 @@ impl SyscallSites {
             rewrite(memory, site);
         }
     }
-
-    /// How many sites are known.
-    pub fn len(&self) -> usize {
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }

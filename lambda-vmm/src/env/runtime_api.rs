@@ -11,17 +11,14 @@ use lambda_core::{
     InvokeOutcome, InvokeResult, Measured, Report, ResetReason, Stop, ending, limits,
 };
 
-use crate::VmmError;
-use crate::code::CodePackage;
+use super::stats::{RunStats, note_unsupported};
+use super::variables::guest_environment;
+use crate::error::VmmError;
 use crate::kernel::vfs::FileSystem;
-use crate::kernel::{Kernel, KernelSetup};
-use crate::loader::ProgramImage;
+use crate::kernel::{Kernel, KernelSetup, RUNTIME_API_ENDPOINT};
 use crate::machine::{Machine, Settled};
-use crate::oneshot::{RunStats, guest_environment, note_unsupported};
+use crate::program::{CodePackage, ProgramImage};
 use crate::vm::spare::SparePool;
-
-/// `AWS_LAMBDA_RUNTIME_API` inside the micro-VM.
-pub use crate::kernel::RUNTIME_API_ENDPOINT;
 
 /// A Runtime API function in its own micro-VM, kept warm between invocations: globals,
 /// connections and `/tmp` survive from one invocation to the next. A crash, timeout or exit
@@ -188,7 +185,7 @@ impl RuntimeApiEnvironment {
                 }) => {
                     return Ok(self.failed_result(request_id, error, init_duration, log_tail));
                 }
-                Err(other) => return Err(VmmError::Host(other.to_string())),
+                Err(other) => return Err(VmmError::Restart(other)),
             }
         }
         let config = &self.config;
@@ -205,11 +202,8 @@ impl RuntimeApiEnvironment {
         let api = kernel
             .api_mut()
             .expect("a Runtime API environment has its API");
-        if let Err(error) = api.deliver(invocation, deadline_ms) {
-            return Err(VmmError::Host(format!(
-                "cannot deliver the invocation: {error}"
-            )));
-        }
+        api.deliver(invocation, deadline_ms)
+            .map_err(VmmError::Deliver)?;
         let start = Instant::now();
         let mut seen = Observed::default();
         let settled = machine.run(start + config.timeout, |kernel| {

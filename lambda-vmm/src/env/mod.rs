@@ -1,0 +1,21 @@
+//! The two function contracts side by side, each an [`ExecutionEnvironment`] on a
+//! [`Machine`](crate::machine::Machine):
+//!
+//! - [`runtime_api`]: a Runtime API function kept warm in one micro-VM, Init once, then
+//!   invocation after invocation until a crash, exit or timeout resets it;
+//! - [`stdio`]: a one-shot function, a fresh micro-VM per invocation, the event on stdin and
+//!   the response on stdout.
+//!
+//! Both end an invocation through [`lambda_core::ending`]; [`stats`] is what a run cost the
+//! VMM and [`variables`] the guest's environment variables.
+//!
+//! [`ExecutionEnvironment`]: lambda_core::ExecutionEnvironment
+
+mod runtime_api;
+mod stats;
+mod stdio;
+mod variables;
+
+pub use runtime_api::RuntimeApiEnvironment;
+pub use stats::RunStats;
+pub use stdio::StdioEnvironment;

@@ -1,0 +1,52 @@
+//! What a run cost the VMM beyond Lambda's figures, and the log's note of the syscalls the
+//! kernel does not implement.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lambda_core::logs::LogCollector;
+
+/// What one run cost the VMM, beyond Lambda's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// VM exits (each costs tens of microseconds on a nested host).
+    pub exits: u64,
+    /// Syscalls the program made.
+    pub syscalls: u64,
+    /// Of those, how many entered the VMM directly from a rewritten `syscall` site instead of
+    /// through ring 0 (see the crate docs).
+    pub direct_syscalls: u64,
+    /// Syscalls this kernel does not implement (they returned ENOSYS), by number.
+    pub unsupported_syscalls: BTreeMap<u64, u64>,
+    /// Time to build the VM and load the program.
+    pub setup: Duration,
+    /// Whether the VM was a ready-made spare (see `MicroVmBackend::with_spare_vms`).
+    pub spare_vm: bool,
+}
+
+impl RunStats {
+    /// Most distinct unsupported syscall numbers [`RunStats::unsupported_syscalls`] counts one
+    /// by one; the rest are counted together under [`RunStats::OTHER_UNSUPPORTED`].
+    pub const MAX_UNSUPPORTED_KINDS: usize = crate::kernel::MAX_UNSUPPORTED_KINDS;
+    /// The key under which unsupported syscalls beyond the first
+    /// [`RunStats::MAX_UNSUPPORTED_KINDS`] numbers are counted.
+    pub const OTHER_UNSUPPORTED: u64 = crate::kernel::OTHER_UNSUPPORTED;
+}
+
+/// Adds a platform line naming the unsupported syscalls a run made, if any.
+pub fn note_unsupported(log: &mut LogCollector, unsupported: &BTreeMap<u64, u64>) {
+    if unsupported.is_empty() {
+        return;
+    }
+    let list: Vec<String> = unsupported
+        .iter()
+        .map(|(&number, count)| match number {
+            crate::kernel::OTHER_UNSUPPORTED => format!("others (x{count})"),
+            number => format!("{number} (x{count})"),
+        })
+        .collect();
+    log.platform_line(&format!(
+        "[lambda-vmm] unsupported syscalls returned ENOSYS: {}",
+        list.join(", ")
+    ));
+}

@@ -1,0 +1,76 @@
+//! The host syscalls the crate makes outside KVM and guest memory, each behind a safe
+//! function: memory files, random bytes, signalling a process group.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::FromRawFd;
+
+/// A new anonymous memory file (`memfd_create`, close-on-exec), empty; `name` shows in
+/// `/proc/<pid>/fd` and `/proc/<pid>/maps`.
+pub fn memory_file(name: &CStr) -> io::Result<File> {
+    // SAFETY: `name` is a NUL-terminated string that outlives the call; the flags are valid
+    // and the result is checked before use.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create, is open, and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Fills `buf` with random bytes from the kernel (`getrandom`, blocking until the pool is
+/// ready, which it is long before any function runs).
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the pointer and length describe `rest`, a writable slice that outlives the
+        // call; getrandom writes at most that many bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+/// Sends SIGKILL to every process of group `pgid`, a child spawned as the leader of its own
+/// group. Callers kill before the leader is reaped, or right after, so the id still names
+/// that group and cannot have been reused. Errors (the group is already gone) are ignored.
+pub fn kill_process_group(pgid: u32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        // 0 would name our own group and 1 is init: never.
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; a negative pid
+    // names a process group.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_files_and_random_bytes() {
+        let file = memory_file(c"test").unwrap();
+        file.set_len(4096).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 4096);
+        let mut a = [0u8; 64];
+        let mut b = [0u8; 64];
+        fill_random(&mut a).unwrap();
+        fill_random(&mut b).unwrap();
+        assert_ne!(a, b);
+    }
+}

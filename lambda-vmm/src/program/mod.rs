@@ -1,0 +1,15 @@
+//! The program a function runs, from its package to its first instruction: the package (an
+//! executable, or a zip holding `bootstrap`), the checked ELF image staged once per program,
+//! the initial stack `execve` would build, and the syscall sites rewritten to enter the VMM
+//! directly.
+
+mod error;
+mod image;
+mod package;
+mod stack;
+mod syscall_sites;
+
+pub use error::LoadError;
+pub(crate) use image::ProgramImage;
+pub(crate) use package::{CodePackage, read_package};
+pub(crate) use stack::{StartupInfo, build_stack};
