@@ -32,6 +32,7 @@ mod kernel;
 mod machine;
 mod process;
 mod program;
+mod sync;
 mod vm;
 
 pub use backend::MicroVmBackend;

@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
+use crate::sync::{lock, wait, wait_timeout};
 use lambda_core::logs::LogCollector;
 use lambda_core::runtime_api::{ConnectionId, RuntimeApi};
 
@@ -51,9 +52,7 @@ impl Hub {
     /// Locks the state. A thread that panicked while holding the lock leaves consistent
     /// enough state (every update is a single step), so poisoning is ignored.
     pub(super) fn lock(&self) -> MutexGuard<'_, HubState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.state)
     }
 
     /// Wakes every waiter.
@@ -68,17 +67,12 @@ impl Hub {
         deadline: Instant,
     ) -> MutexGuard<'a, HubState> {
         let timeout = deadline.saturating_duration_since(Instant::now());
-        self.changed
-            .wait_timeout(guard, timeout)
-            .unwrap_or_else(|poison| poison.into_inner())
-            .0
+        wait_timeout(&self.changed, guard, timeout)
     }
 
     /// Waits for a change, without a time limit.
     pub(super) fn wait<'a>(&self, guard: MutexGuard<'a, HubState>) -> MutexGuard<'a, HubState> {
-        self.changed
-            .wait(guard)
-            .unwrap_or_else(|poison| poison.into_inner())
+        wait(&self.changed, guard)
     }
 }
 

@@ -20,6 +20,7 @@ use super::child::{ChildProcess, Streams};
 use super::exit;
 use super::memory::max_memory_used_mb;
 use super::workdir::WorkDir;
+use crate::sync::{lock, wait_timeout};
 
 /// Longest pause between looks at a running process (its exit status and memory); the first
 /// looks come sooner, so that short runs are measured too.
@@ -51,9 +52,7 @@ struct RunState {
 
 impl Run {
     fn lock(&self) -> MutexGuard<'_, RunState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.state)
     }
 }
 
@@ -145,11 +144,7 @@ impl ExecutionEnvironment for StdioEnvironment {
                 }
                 let wake = (Instant::now() + poll).min(deadline);
                 let timeout = wake.saturating_duration_since(Instant::now());
-                state = run
-                    .changed
-                    .wait_timeout(state, timeout)
-                    .unwrap_or_else(|poison| poison.into_inner())
-                    .0;
+                state = wait_timeout(&run.changed, state, timeout);
                 poll = (poll * 2).min(MAX_POLL);
             }
         };

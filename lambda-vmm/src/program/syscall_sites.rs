@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use crate::sync::lock;
 use crate::vm::GuestMemory;
 use crate::vm::vcpu::{DIRECT_SYSCALL_INSTRUCTION, SYSCALL_INSTRUCTION};
 
@@ -55,7 +56,7 @@ impl SyscallSites {
         if !self.in_code(site) || !rewrite(memory, site) {
             return;
         }
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = lock(&self.known);
         if known.len() < MAX_SITES {
             known.insert(site);
         }
@@ -63,7 +64,7 @@ impl SyscallSites {
 
     /// Rewrites every known site in a VM that has not run yet.
     pub fn apply(&self, memory: &GuestMemory) {
-        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let known = lock(&self.known);
         for &site in known.iter() {
             rewrite(memory, site);
         }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
+use crate::sync::{lock, wait, wait_timeout};
 use kvm_bindings::kvm_run;
 
 thread_local! {
@@ -135,7 +136,7 @@ fn watchdog() -> &'static Arc<Watchdog> {
 
 impl Watchdog {
     fn run(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         loop {
             let now = Instant::now();
             let next = state.watches.keys().next().copied();
@@ -149,15 +150,11 @@ impl Watchdog {
                 }
                 Some(key) => {
                     state.next_look = Some(key.0);
-                    state = self
-                        .changed
-                        .wait_timeout(state, key.0 - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    state = wait_timeout(&self.changed, state, key.0 - now);
                 }
                 None => {
                     state.next_look = None;
-                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                    state = wait(&self.changed, state);
                 }
             }
         }
@@ -176,7 +173,7 @@ impl Deadline {
     /// Arms a kick of the calling thread at `at`.
     pub fn arm(at: Instant) -> Deadline {
         let watchdog = watchdog();
-        let mut state = watchdog.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&watchdog.state);
         state.next_id += 1;
         let key = (at, state.next_id);
         // SAFETY: pthread_self has no preconditions.
@@ -207,7 +204,7 @@ impl Deadline {
 impl Drop for Deadline {
     fn drop(&mut self) {
         let watchdog = watchdog();
-        let mut state = watchdog.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&watchdog.state);
         state.watches.remove(&self.key);
     }
 }

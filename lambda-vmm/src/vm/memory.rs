@@ -10,6 +10,7 @@ use vm_memory::{
 };
 
 use super::layout::{Layout, PAGE};
+use crate::sync::lock;
 
 /// A guest address or length that does not name user memory: the syscall gets `EFAULT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -226,10 +227,7 @@ impl GuestMemory {
         if mapped == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        self.private_spans
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((addr, len));
+        lock(&self.private_spans).push((addr, len));
         // SAFETY: the same range, just mapped above.
         if unsafe {
             libc::mprotect(
@@ -250,7 +248,7 @@ impl GuestMemory {
     fn discard(&self, addr: u64, len: u64) {
         use std::os::fd::AsRawFd;
         let end = addr + len;
-        let spans = self.private_spans.lock().unwrap_or_else(|e| e.into_inner());
+        let spans = lock(&self.private_spans);
         for &(start, span_len) in spans.iter() {
             let (from, to) = (addr.max(start), end.min(start + span_len));
             if from < to {
@@ -277,11 +275,7 @@ impl GuestMemory {
     pub fn resident_bytes(&self) -> u64 {
         use std::os::unix::fs::MetadataExt;
         let file_bytes = self.backing.metadata().map_or(0, |m| m.blocks() * 512);
-        let spans = self
-            .private_spans
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let spans = lock(&self.private_spans).clone();
         file_bytes + self.resident_bytes_in(&spans)
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::MicroVm;
+use crate::sync::{lock, wait};
 
 #[derive(Default)]
 struct Stock {
@@ -58,7 +59,7 @@ impl SparePool {
 
     /// A spare VM of `memory_bytes`, if one is ready; either way the size is (re)stocked.
     pub fn take(&self, memory_bytes: u64) -> Option<Box<MicroVm>> {
-        let mut stock = self.shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stock = lock(&self.shared.stock);
         let spare = stock
             .ready
             .entry(memory_bytes)
@@ -78,7 +79,7 @@ impl SparePool {
 
     /// How many spares of `memory_bytes` are ready now.
     pub fn ready(&self, memory_bytes: u64) -> usize {
-        let stock = self.shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+        let stock = lock(&self.shared.stock);
         stock.ready.get(&memory_bytes).map_or(0, Vec::len)
     }
 
@@ -86,7 +87,7 @@ impl SparePool {
     /// on that size (KVM refused to make one), or the pool stops. Returns how many are ready.
     /// Asks for the size to be stocked if nothing asked for it yet.
     pub fn wait_stocked(&self, memory_bytes: u64) -> usize {
-        let mut stock = self.shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stock = lock(&self.shared.stock);
         stock.ready.entry(memory_bytes).or_default();
         self.shared.wanted.notify_one();
         loop {
@@ -94,11 +95,7 @@ impl SparePool {
                 Some(spares) if spares.len() < self.shared.per_size && !stock.stopping => {}
                 other => return other.map_or(0, Vec::len),
             }
-            stock = self
-                .shared
-                .stocked
-                .wait(stock)
-                .unwrap_or_else(|e| e.into_inner());
+            stock = wait(&self.shared.stocked, stock);
         }
     }
 
@@ -114,7 +111,7 @@ impl SparePool {
 /// The refill thread: makes VMs for any size below its target, one at a time, outside the
 /// lock.
 fn refill(shared: &Shared) {
-    let mut stock = shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stock = lock(&shared.stock);
     loop {
         if stock.stopping {
             return;
@@ -128,7 +125,7 @@ fn refill(shared: &Shared) {
             Some(size) => {
                 drop(stock);
                 let made = MicroVm::new(size).ok();
-                stock = shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+                stock = lock(&shared.stock);
                 match made {
                     Some(vm) => stock.ready.entry(size).or_default().push(vm),
                     // KVM refused (out of memory or fds): stop stocking that size rather
@@ -140,7 +137,7 @@ fn refill(shared: &Shared) {
                 shared.stocked.notify_all();
             }
             None => {
-                stock = shared.wanted.wait(stock).unwrap_or_else(|e| e.into_inner());
+                stock = wait(&shared.wanted, stock);
             }
         }
     }
@@ -148,7 +145,7 @@ fn refill(shared: &Shared) {
 
 impl Drop for SparePool {
     fn drop(&mut self) {
-        let mut stock = self.shared.stock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stock = lock(&self.shared.stock);
         stock.stopping = true;
         stock.ready.clear();
         drop(stock);
