@@ -9,11 +9,13 @@
 
 use std::time::Duration;
 
+use crate::config::FunctionConfig;
+use crate::lifecycle::{EnvironmentError, InvokeResult, ResetReason};
+use crate::limits;
 use crate::logs::{LogCollector, timeout_message};
-use crate::{
-    EnvironmentError, ErrorType, FunctionConfig, FunctionError, InvokeOutcome, InvokeResult,
-    Report, ResetReason, Signal, limits,
-};
+use crate::outcome::{ErrorType, FunctionError, InvokeOutcome};
+use crate::report::Report;
+use crate::signal::Signal;
 
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +219,7 @@ pub fn init_timed_out() -> FunctionError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CodeLocation;
+    use crate::config::CodeLocation;
 
     fn config() -> FunctionConfig {
         FunctionConfig::new("f", CodeLocation::Executable("/f".into()))

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use crate::{FunctionConfig, FunctionError, Invocation, InvokeOutcome, Report};
+use crate::config::FunctionConfig;
+use crate::invocation::Invocation;
+use crate::outcome::{FunctionError, InvokeOutcome};
+use crate::report::Report;
 
 /// Something that creates execution environments: the micro-VM backend, the development
 /// (child process) backend, or a fake in tests.
@@ -87,7 +90,7 @@ pub enum EnvironmentError {
     Code(String),
     /// The configuration is out of range.
     #[error(transparent)]
-    Config(#[from] crate::ConfigError),
+    Config(#[from] crate::config::ConfigError),
     /// Init failed: the runtime reported an init error, crashed, exited or ran past 10 s.
     #[error("init failed: {error}")]
     Init {
@@ -106,7 +109,7 @@ pub enum EnvironmentError {
 impl EnvironmentError {
     /// The function error a caller should see when this error stops an invocation.
     pub fn to_function_error(&self) -> FunctionError {
-        use crate::ErrorType;
+        use crate::outcome::ErrorType;
         match self {
             EnvironmentError::Init { error, .. } => error.clone(),
             EnvironmentError::Code(message) => {
@@ -119,7 +122,7 @@ impl EnvironmentError {
 
 impl InvokeOutcome {
     /// Shorthand for an error outcome.
-    pub fn failed(error_type: crate::ErrorType, message: impl Into<String>) -> Self {
+    pub fn failed(error_type: crate::outcome::ErrorType, message: impl Into<String>) -> Self {
         InvokeOutcome::Error(FunctionError::new(error_type, message))
     }
 }

@@ -1,13 +1,13 @@
 //! The log of one invocation: the function's output between Lambda's `START`, `END` and
 //! `REPORT` lines, bounded in size, with its tail kept for [`InvokeResult::log_tail`].
 //!
-//! [`InvokeResult::log_tail`]: crate::InvokeResult::log_tail
+//! [`InvokeResult::log_tail`]: crate::lifecycle::InvokeResult::log_tail
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::Report;
 use crate::limits::LOG_TAIL_BYTES;
+use crate::report::Report;
 
 /// How much of a function's own output one invocation's log keeps by default (1 MiB).
 pub const DEFAULT_LOG_CAPACITY: usize = 1 << 20;

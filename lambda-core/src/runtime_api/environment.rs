@@ -1,6 +1,6 @@
 //! The environment variables Lambda gives a function's runtime.
 
-use crate::FunctionConfig;
+use crate::config::FunctionConfig;
 
 /// Region used when the function's own variables do not name one in `AWS_REGION`.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -149,7 +149,7 @@ pub fn runtime_environment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CodeLocation;
+    use crate::config::CodeLocation;
 
     fn config() -> FunctionConfig {
         FunctionConfig::new("greeter", CodeLocation::Executable("/bin/true".into()))

@@ -1,6 +1,6 @@
 //! The error a runtime reports with `POST .../invocation/{id}/error` or `.../init/error`.
 
-use crate::{ErrorType, FunctionError};
+use crate::outcome::{ErrorType, FunctionError};
 
 /// The header naming the error type of a reported error.
 pub const ERROR_TYPE_HEADER: &str = "Lambda-Runtime-Function-Error-Type";

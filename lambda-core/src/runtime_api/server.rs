@@ -10,7 +10,8 @@ use super::request::{Body, Request};
 use super::response::{CONTINUE, Response};
 use super::route::Route;
 use super::{MAX_BODY_BYTES, headers};
-use crate::{ErrorType, FunctionError, Invocation, InvokeOutcome};
+use crate::invocation::Invocation;
+use crate::outcome::{ErrorType, FunctionError, InvokeOutcome};
 
 /// Where an environment's runtime is in its lifecycle, as its Runtime API sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +127,7 @@ impl RuntimeApi {
 
     /// A Runtime API for an environment of `config`: its default invoked-function ARN is
     /// [`function_arn`](super::function_arn)`(config)`.
-    pub fn for_function(config: &crate::FunctionConfig) -> Self {
+    pub fn for_function(config: &crate::config::FunctionConfig) -> Self {
         Self::new(super::function_arn(config))
     }
 

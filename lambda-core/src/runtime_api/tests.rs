@@ -2,7 +2,8 @@
 //! split and pipelined input, several connections, and garbage.
 
 use super::*;
-use crate::{ErrorType, Invocation, InvokeOutcome};
+use crate::invocation::Invocation;
+use crate::outcome::{ErrorType, InvokeOutcome};
 
 const NEXT: &[u8] = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: rapi\r\n\r\n";
 const DEADLINE: u64 = 1_700_000_003_000;
@@ -189,8 +190,9 @@ fn optional_headers_are_absent_when_unset_and_default_arn_is_used() {
 
 #[test]
 fn for_function_uses_the_functions_arn() {
-    let config = crate::FunctionConfig::new("f", crate::CodeLocation::Zip("f.zip".into()))
-        .with_env("AWS_REGION", "eu-north-1");
+    let config =
+        crate::config::FunctionConfig::new("f", crate::config::CodeLocation::Zip("f.zip".into()))
+            .with_env("AWS_REGION", "eu-north-1");
     let mut api = RuntimeApi::for_function(&config);
     let conn = api.connect();
     api.receive(conn, NEXT);
