@@ -38,6 +38,7 @@ use crate::control_plane::{ControlPlane, Version};
 use crate::error::{Error, Result, ThrottleReason};
 use crate::frontend::InvokeResponse;
 use crate::service::Inner;
+use crate::sync::lock;
 
 /// Why an invocation record was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,12 +184,12 @@ impl<T: Clone> Recorder<T> {
 
     /// Everything received so far.
     pub fn items(&self) -> Vec<T> {
-        self.items.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.items).clone()
     }
 
     /// How many items were received.
     pub fn len(&self) -> usize {
-        self.items.lock().unwrap_or_else(|e| e.into_inner()).len()
+        lock(&self.items).len()
     }
 
     /// True when nothing was received.
@@ -197,10 +198,7 @@ impl<T: Clone> Recorder<T> {
     }
 
     fn push(&self, item: T) {
-        self.items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(item);
+        lock(&self.items).push(item);
     }
 }
 
@@ -389,10 +387,7 @@ impl AsyncQueue {
         now: Duration,
     ) {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(seq, now);
+        lock(&self.live).insert(seq, now);
         let event = QueuedEvent {
             seq,
             request_id,
@@ -411,22 +406,16 @@ impl AsyncQueue {
     }
 
     fn schedule(&self, event: QueuedEvent, due: Duration) {
-        self.delayed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Delayed { due, event });
+        lock(&self.delayed).push(Delayed { due, event });
     }
 
     fn finish(&self, event: &QueuedEvent) {
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&event.seq);
+        lock(&self.live).remove(&event.seq);
     }
 
     /// Moves delayed events that are due into the ready channel; returns how many.
     pub(crate) fn promote_due(&self, now: Duration) -> usize {
-        let mut delayed = self.delayed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut delayed = lock(&self.delayed);
         let mut moved = 0;
         while delayed.peek().is_some_and(|d| d.due <= now) {
             if let Some(d) = delayed.pop() {
@@ -439,19 +428,19 @@ impl AsyncQueue {
 
     /// Events not yet finished.
     pub(crate) fn depth(&self) -> u64 {
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).len() as u64
+        lock(&self.live).len() as u64
     }
 
     /// Age of the oldest unfinished event.
     pub(crate) fn oldest_age(&self, now: Duration) -> Option<Duration> {
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let live = lock(&self.live);
         live.values().min().map(|t| now.saturating_sub(*t))
     }
 
     /// Takes every event out of the queue (for shutdown).
     fn drain(&self) -> Vec<QueuedEvent> {
         let mut events: Vec<QueuedEvent> = self.ready_rx.try_iter().collect();
-        let mut delayed = self.delayed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut delayed = lock(&self.delayed);
         events.extend(std::mem::take(&mut *delayed).into_iter().map(|d| d.event));
         events
     }

@@ -18,6 +18,7 @@ use crate::counting::{ConcurrencyLimits, FunctionSlots};
 use crate::error::{Error, Result};
 use crate::metrics::InvocationCounters;
 use crate::rng::SharedRng;
+use crate::sync::{read, write};
 
 /// Identifies the environments of one function version (or one revision of `$LATEST`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -151,14 +152,6 @@ pub(crate) struct ControlPlane {
     functions: RwLock<HashMap<String, Arc<FunctionEntry>>>,
     next_pool: AtomicU64,
     rng: SharedRng,
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 fn validate_alias_name(name: &str) -> Result<()> {

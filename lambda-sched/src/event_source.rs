@@ -31,6 +31,7 @@ use lambda_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 use crate::async_queue::{Condition, Destination, InvocationRecord};
 use crate::error::{Error, Result};
 use crate::service::Inner;
+use crate::sync::lock;
 
 /// One record read from a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +87,7 @@ impl MemoryQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Adds a record; returns its id.
@@ -334,7 +335,7 @@ impl Mapping {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MappingState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     pub(crate) fn info(&self) -> EventSourceMappingInfo {

@@ -44,6 +44,7 @@ pub mod placement;
 mod rng;
 mod service;
 pub mod simulation;
+mod sync;
 pub mod worker;
 pub mod worker_manager;
 

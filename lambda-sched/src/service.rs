@@ -21,6 +21,7 @@ use crate::frontend::{InvokeRequest, InvokeResponse};
 use crate::keep_alive::{FixedTtl, KeepAlivePolicy};
 use crate::metrics::{InvocationCounters, InvocationMetrics, MetricsSnapshot, ServiceCounters};
 use crate::placement::{BestFit, Placement, PlacementPolicy};
+use crate::sync::lock;
 use crate::worker::{WorkerId, WorkerInfo, WorkerSpec};
 use crate::worker_manager::WorkerManager;
 
@@ -193,10 +194,7 @@ impl Inner {
     }
 
     fn mappings(&self) -> Vec<Arc<Mapping>> {
-        self.mappings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.mappings).clone()
     }
 
     /// Keep-alive, pre-warm, provisioned concurrency, worker leases, due retries.
@@ -220,10 +218,7 @@ impl Inner {
             .name(name.to_string())
             .spawn(move || body(inner))
             .expect("spawning a service thread");
-        self.threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle);
+        lock(&self.threads).push(handle);
     }
 
     fn spawn_poller(self: &Arc<Self>, mapping: Arc<Mapping>) {
@@ -544,11 +539,7 @@ impl Service {
             source,
             config,
         ));
-        self.inner
-            .mappings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(mapping.clone());
+        lock(&self.inner.mappings).push(mapping.clone());
         if self.inner.config.background {
             self.inner.spawn_poller(mapping);
         }
@@ -558,11 +549,7 @@ impl Service {
     /// Deletes an event source mapping; records it held go back to the source.
     pub fn delete_event_source_mapping(&self, id: &str) -> Result<()> {
         let mapping = {
-            let mut mappings = self
-                .inner
-                .mappings
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut mappings = lock(&self.inner.mappings);
             let index = mappings.iter().position(|m| m.id == id).ok_or_else(|| {
                 Error::not_found(format!("event source mapping {id} does not exist"))
             })?;
@@ -680,11 +667,11 @@ impl Service {
             return;
         }
         // Dropping the sender disconnects every thread's stop receiver.
-        self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        lock(&self.stop).take();
         for mapping in inner.mappings() {
             mapping.deleted.store(true, Ordering::Release);
         }
-        let threads = std::mem::take(&mut *inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let threads = std::mem::take(&mut *lock(&inner.threads));
         for thread in threads {
             let _ = thread.join();
         }
