@@ -34,9 +34,10 @@ use crossbeam_channel::{Receiver, Sender};
 use lambda_core::{FunctionError, Invocation};
 
 use crate::clock::format_timestamp;
-use crate::control_plane::{ControlPlane, Version};
+use crate::control_plane::ControlPlane;
 use crate::error::{Error, Result, ThrottleReason};
 use crate::frontend::InvokeResponse;
+use crate::ids::Version;
 use crate::service::Inner;
 use crate::sync::lock;
 

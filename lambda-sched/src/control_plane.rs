@@ -6,7 +6,6 @@
 //! new invocations to new environments while the old ones finish and are retired.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,44 +15,10 @@ use lambda_core::{CodeLocation, FunctionConfig};
 use crate::async_queue::{DeadLetterSink, EventInvokeConfig};
 use crate::counting::{ConcurrencyLimits, FunctionSlots};
 use crate::error::{Error, Result};
+use crate::ids::{PoolId, Version};
 use crate::metrics::InvocationCounters;
 use crate::rng::SharedRng;
 use crate::sync::{read, write};
-
-/// Identifies the environments of one function version (or one revision of `$LATEST`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PoolId(pub u64);
-
-/// A function version: `$LATEST` or a published number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Version {
-    /// The unpublished, mutable version.
-    Latest,
-    /// An immutable published version, numbered from 1.
-    Published(u32),
-}
-
-impl Version {
-    /// Parses `$LATEST` or a version number.
-    pub fn parse(text: &str) -> Option<Version> {
-        if text == "$LATEST" {
-            return Some(Version::Latest);
-        }
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        text.parse().ok().filter(|n| *n > 0).map(Version::Published)
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Version::Latest => f.write_str("$LATEST"),
-            Version::Published(n) => write!(f, "{n}"),
-        }
-    }
-}
 
 /// What the control plane reports about a function version.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,8 +12,9 @@ use std::time::Duration;
 use lambda_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_SYNC_PAYLOAD_BYTES};
 use lambda_core::{ErrorType, FunctionError, Invocation, InvokeOutcome, Report, new_request_id};
 
-use crate::control_plane::{Resolved, Version};
+use crate::control_plane::Resolved;
 use crate::error::{Error, Result};
+use crate::ids::Version;
 use crate::metrics::InvocationCounters;
 use crate::service::Inner;
 use crate::worker_manager::{AcquireError, StartKind};

@@ -38,6 +38,7 @@ pub mod error;
 pub mod event_source;
 pub mod fake;
 pub mod frontend;
+pub mod ids;
 pub mod keep_alive;
 pub mod metrics;
 pub mod placement;
@@ -53,18 +54,19 @@ pub use async_queue::{
     InvocationRecord, Recorder,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use control_plane::{AliasInfo, AliasRouting, FunctionInfo, PoolId, Version};
+pub use control_plane::{AliasInfo, AliasRouting, FunctionInfo};
 pub use counting::ConcurrencyLimits;
 pub use error::{Error, Result, ThrottleReason};
 pub use event_source::{
     EventSource, EventSourceMappingConfig, EventSourceMappingInfo, MemoryQueue, SourceRecord,
 };
 pub use frontend::{InvocationType, InvokeRequest, InvokeResponse};
+pub use ids::{PoolId, Version, WorkerId};
 pub use keep_alive::{
     FixedTtl, HybridHistogram, HybridHistogramConfig, KeepAlivePolicy, Retention,
 };
 pub use metrics::{DurationStats, InvocationMetrics, MetricsSnapshot};
 pub use placement::{BestFit, LeastLoaded, PlacementPolicy, WorkerView};
 pub use service::{Progress, Service, ServiceBuilder, ServiceConfig};
-pub use worker::{WorkerId, WorkerInfo, WorkerSpec, WorkerState};
+pub use worker::{WorkerInfo, WorkerSpec, WorkerState};
 pub use worker_manager::StartKind;

@@ -10,8 +10,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::ids::WorkerId;
 use crate::sync::lock;
-use crate::worker::{Worker, WorkerId, WorkerInfo, WorkerSpec, WorkerState};
+use crate::worker::{Worker, WorkerInfo, WorkerSpec, WorkerState};
 
 /// A worker as a placement policy sees it: only active workers with room are offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

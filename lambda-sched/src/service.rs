@@ -11,18 +11,19 @@ use lambda_core::{Backend, CodeLocation, FunctionConfig};
 
 use crate::async_queue::{AsyncQueue, AsyncQueueConfig, DeadLetterSink, EventInvokeConfig};
 use crate::clock::{Clock, SystemClock};
-use crate::control_plane::{AliasInfo, AliasRouting, ControlPlane, FunctionInfo, Version};
+use crate::control_plane::{AliasInfo, AliasRouting, ControlPlane, FunctionInfo};
 use crate::counting::{ConcurrencyLimits, CountingService};
 use crate::error::{Error, Result};
 use crate::event_source::{
     EventSource, EventSourceMappingConfig, EventSourceMappingInfo, Mapping, Step,
 };
 use crate::frontend::{InvokeRequest, InvokeResponse};
+use crate::ids::{Version, WorkerId};
 use crate::keep_alive::{FixedTtl, KeepAlivePolicy};
 use crate::metrics::{InvocationCounters, InvocationMetrics, MetricsSnapshot, ServiceCounters};
 use crate::placement::{BestFit, Placement, PlacementPolicy};
 use crate::sync::lock;
-use crate::worker::{WorkerId, WorkerInfo, WorkerSpec};
+use crate::worker::{WorkerInfo, WorkerSpec};
 use crate::worker_manager::WorkerManager;
 
 /// Settings of a [`Service`]; every number has Lambda's default.

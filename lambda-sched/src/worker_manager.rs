@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use lambda_core::{Backend, EnvironmentError, ExecutionEnvironment, FunctionConfig};
 
-use crate::control_plane::{FunctionEntry, PoolId, VersionRecord};
+use crate::control_plane::{FunctionEntry, VersionRecord};
 use crate::error::{Error, Result, ThrottleReason};
+use crate::ids::{PoolId, WorkerId};
 use crate::keep_alive::KeepAlivePolicy;
 use crate::metrics::ServiceCounters;
 use crate::placement::Placement;
 use crate::sync::{lock, read, write};
-use crate::worker::{Worker, WorkerId, WorkerState};
+use crate::worker::{Worker, WorkerState};
 
 /// How an invocation got its environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -29,7 +29,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{KeepAlivePolicy, Retention};
-use crate::control_plane::PoolId;
+use crate::ids::PoolId;
 use crate::sync::lock;
 
 /// The hybrid histogram policy's parameters; the defaults are the paper's.
