@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use lambda_core::{CodeLocation, FunctionConfig};
 
-use crate::async_queue::{DeadLetterSink, EventInvokeConfig};
+use crate::async_queue::EventInvokeConfig;
 use crate::counting::{ConcurrencyLimits, FunctionSlots};
+use crate::destination::DeadLetterSink;
 use crate::error::{Error, Result};
 use crate::ids::{PoolId, Version};
 use crate::metrics::InvocationCounters;

@@ -28,7 +28,7 @@ use std::time::Duration;
 use lambda_core::Invocation;
 use lambda_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 
-use crate::async_queue::{Condition, Destination, InvocationRecord};
+use crate::destination::{Condition, Destination, InvocationRecord};
 use crate::error::{Error, Result};
 use crate::service::Inner;
 use crate::sync::lock;

@@ -34,6 +34,7 @@ pub mod async_queue;
 pub mod clock;
 pub mod control_plane;
 pub mod counting;
+pub mod destination;
 pub mod error;
 pub mod event_source;
 pub mod fake;
@@ -49,13 +50,13 @@ mod sync;
 pub mod worker;
 pub mod worker_manager;
 
-pub use async_queue::{
-    AsyncQueueConfig, Condition, DeadLetter, DeadLetterSink, Destination, EventInvokeConfig,
-    InvocationRecord, Recorder,
-};
+pub use async_queue::{AsyncQueueConfig, EventInvokeConfig};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use control_plane::{AliasInfo, AliasRouting, FunctionInfo};
 pub use counting::ConcurrencyLimits;
+pub use destination::{
+    Condition, DeadLetter, DeadLetterSink, Destination, InvocationRecord, Recorder,
+};
 pub use error::{Error, Result, ThrottleReason};
 pub use event_source::{
     EventSource, EventSourceMappingConfig, EventSourceMappingInfo, MemoryQueue, SourceRecord,
