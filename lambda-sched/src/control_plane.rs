@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use lambda_core::{CodeLocation, FunctionConfig};
 
-use crate::async_queue::EventInvokeConfig;
 use crate::counting::{ConcurrencyLimits, FunctionSlots};
 use crate::destination::DeadLetterSink;
 use crate::error::{Error, Result};
+use crate::event_invoke_config::EventInvokeConfig;
 use crate::ids::{PoolId, Version};
 use crate::metrics::InvocationCounters;
 use crate::rng::SharedRng;

@@ -36,6 +36,7 @@ pub mod control_plane;
 pub mod counting;
 pub mod destination;
 pub mod error;
+pub mod event_invoke_config;
 pub mod event_source;
 pub mod fake;
 pub mod frontend;
@@ -50,7 +51,7 @@ mod sync;
 pub mod worker;
 pub mod worker_manager;
 
-pub use async_queue::{AsyncQueueConfig, EventInvokeConfig};
+pub use async_queue::AsyncQueueConfig;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use control_plane::{AliasInfo, AliasRouting, FunctionInfo};
 pub use counting::ConcurrencyLimits;
@@ -58,6 +59,7 @@ pub use destination::{
     Condition, DeadLetter, DeadLetterSink, Destination, InvocationRecord, Recorder,
 };
 pub use error::{Error, Result, ThrottleReason};
+pub use event_invoke_config::EventInvokeConfig;
 pub use event_source::{
     EventSource, EventSourceMappingConfig, EventSourceMappingInfo, MemoryQueue, SourceRecord,
 };

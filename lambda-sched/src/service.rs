@@ -9,12 +9,13 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use lambda_core::{Backend, CodeLocation, FunctionConfig};
 
-use crate::async_queue::{AsyncQueue, AsyncQueueConfig, EventInvokeConfig};
+use crate::async_queue::{AsyncQueue, AsyncQueueConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::control_plane::{AliasInfo, AliasRouting, ControlPlane, FunctionInfo};
 use crate::counting::{ConcurrencyLimits, CountingService};
 use crate::destination::DeadLetterSink;
 use crate::error::{Error, Result};
+use crate::event_invoke_config::EventInvokeConfig;
 use crate::event_source::{
     EventSource, EventSourceMappingConfig, EventSourceMappingInfo, Mapping, Step,
 };
