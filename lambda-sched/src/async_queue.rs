@@ -33,10 +33,10 @@ use crossbeam_channel::{Receiver, Sender};
 use lambda_core::{FunctionError, Invocation};
 
 use crate::control_plane::ControlPlane;
+use crate::data_plane::InvokeResponse;
 use crate::destination::{Condition, DeadLetter, DeadLetterSink, InvocationRecord};
 use crate::error::{Error, ThrottleReason};
 use crate::event_invoke_config::EventInvokeConfig;
-use crate::frontend::InvokeResponse;
 use crate::service::Inner;
 use crate::sync::lock;
 
@@ -229,8 +229,9 @@ impl Inner {
 
     /// Runs one queued event and decides what happens to it next.
     pub(crate) fn dispatch(&self, mut event: QueuedEvent) {
-        let now = self.clock.now();
+        let now = self.data.clock.now();
         let resolved = self
+            .data
             .control
             .resolve(&event.function, event.qualifier.as_deref());
         let (config, dead_letter) = match &resolved {
@@ -239,7 +240,10 @@ impl Inner {
         };
         let expires_at = event.enqueued_at.saturating_add(config.maximum_event_age);
         if now >= expires_at {
-            self.counters.async_expired.fetch_add(1, Ordering::Relaxed);
+            self.data
+                .counters
+                .async_expired
+                .fetch_add(1, Ordering::Relaxed);
             return self.give_up(event, Condition::EventAgeExceeded, &config, dead_letter);
         }
         let resolved = match resolved {
@@ -253,15 +257,17 @@ impl Inner {
         invocation.request_id = event.request_id.clone();
         event.attempts += 1;
         let retry_at = |delay: Duration| now.saturating_add(delay).min(expires_at);
-        match self.run(&resolved, invocation, false) {
+        match self.data.run(&resolved, invocation, false) {
             Ok(response) if response.is_success() => {
-                self.counters
+                self.data
+                    .counters
                     .async_succeeded
                     .fetch_add(1, Ordering::Relaxed);
                 if let Some(destination) = &config.on_success {
                     let record = self.record(&event, Condition::Success, Some(&response));
                     destination.deliver(record);
-                    self.counters
+                    self.data
+                        .counters
                         .destination_deliveries
                         .fetch_add(1, Ordering::Relaxed);
                 }
@@ -279,7 +285,10 @@ impl Inner {
                         (event.function_error_retries as usize).min(delays.len().saturating_sub(1));
                     let delay = delays.get(index).copied().unwrap_or_default();
                     event.function_error_retries += 1;
-                    self.counters.async_retries.fetch_add(1, Ordering::Relaxed);
+                    self.data
+                        .counters
+                        .async_retries
+                        .fetch_add(1, Ordering::Relaxed);
                     self.queue.schedule(event, retry_at(delay));
                 } else {
                     self.give_up(event, Condition::RetriesExhausted, &config, dead_letter);
@@ -306,7 +315,10 @@ impl Inner {
                         .saturating_mul(factor)
                         .min(self.queue.config.backoff_max);
                     event.backoffs += 1;
-                    self.counters.async_retries.fetch_add(1, Ordering::Relaxed);
+                    self.data
+                        .counters
+                        .async_retries
+                        .fetch_add(1, Ordering::Relaxed);
                     self.queue.schedule(event, retry_at(delay));
                 } else {
                     self.give_up(event, Condition::RetriesExhausted, &config, dead_letter);
@@ -330,11 +342,12 @@ impl Inner {
         InvocationRecord {
             request_id: event.request_id.clone(),
             function_arn: self
+                .data
                 .control
                 .arn(&event.function, event.qualifier.as_deref()),
             condition,
             approximate_invoke_count: event.attempts,
-            timestamp: self.clock.now(),
+            timestamp: self.data.clock.now(),
             request_payload: event.payload.clone(),
             status_code,
             executed_version: response.and_then(|r| r.executed_version),
@@ -352,12 +365,16 @@ impl Inner {
         dead_letter: Option<Arc<dyn DeadLetterSink>>,
     ) {
         if condition != Condition::EventAgeExceeded {
-            self.counters.async_failed.fetch_add(1, Ordering::Relaxed);
+            self.data
+                .counters
+                .async_failed
+                .fetch_add(1, Ordering::Relaxed);
         }
         let mut delivered = false;
         if let Some(destination) = &config.on_failure {
             destination.deliver(self.record(&event, condition, None));
-            self.counters
+            self.data
+                .counters
                 .destination_deliveries
                 .fetch_add(1, Ordering::Relaxed);
             delivered = true;
@@ -371,6 +388,7 @@ impl Inner {
             sink.send(DeadLetter {
                 request_id: event.request_id.clone(),
                 function_arn: self
+                    .data
                     .control
                     .arn(&event.function, event.qualifier.as_deref()),
                 payload: event.payload.clone(),
@@ -380,11 +398,17 @@ impl Inner {
                 condition,
                 attempts: event.attempts,
             });
-            self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+            self.data
+                .counters
+                .dead_letters
+                .fetch_add(1, Ordering::Relaxed);
             delivered = true;
         }
         if !delivered {
-            self.counters.async_dropped.fetch_add(1, Ordering::Relaxed);
+            self.data
+                .counters
+                .async_dropped
+                .fetch_add(1, Ordering::Relaxed);
         }
         self.queue.finish(&event);
     }
@@ -392,7 +416,7 @@ impl Inner {
     /// Hands every still-queued event to failure handling (service shutdown).
     pub(crate) fn abandon_queued_events(&self) {
         for event in self.queue.drain() {
-            let (config, dead_letter) = match self.control.entry(&event.function) {
+            let (config, dead_letter) = match self.data.control.entry(&event.function) {
                 Ok(entry) => ControlPlane::event_invoke_config(&entry, event.qualifier.as_deref()),
                 Err(_) => (EventInvokeConfig::default(), None),
             };

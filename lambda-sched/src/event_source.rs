@@ -377,7 +377,7 @@ impl Mapping {
             match state.retry.pop_front() {
                 Some(batch) => batch,
                 None => {
-                    let now = inner.clock.now();
+                    let now = inner.data.clock.now();
                     let want = self.config.batch_size - state.buffer.len();
                     if want > 0 {
                         let polled = self.source.poll(want);
@@ -431,15 +431,19 @@ impl Mapping {
             self.lock().retry.push_front(back);
             payload = self.payload(&batch);
         }
-        let resolved = match inner.control.resolve(&self.function, None) {
+        let resolved = match inner.data.control.resolve(&self.function, None) {
             Ok(resolved) => resolved,
             Err(_) => {
                 self.lock().retry.push_front(batch);
                 return Step::Blocked;
             }
         };
-        inner.counters.esm_batches.fetch_add(1, Ordering::Relaxed);
-        let response = match inner.run(&resolved, Invocation::new(payload), false) {
+        inner
+            .data
+            .counters
+            .esm_batches
+            .fetch_add(1, Ordering::Relaxed);
+        let response = match inner.data.run(&resolved, Invocation::new(payload), false) {
             Ok(response) => response,
             Err(_) => {
                 // Throttled or no environment: not the records' fault; keep and retry.
@@ -476,6 +480,7 @@ impl Mapping {
         }
         self.source.acknowledge(&ids(records));
         inner
+            .data
             .counters
             .esm_records_succeeded
             .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -518,6 +523,7 @@ impl Mapping {
             let exhausted_ids = ids(&exhausted);
             self.source.fail(&exhausted_ids);
             inner
+                .data
                 .counters
                 .esm_records_failed
                 .fetch_add(exhausted.len() as u64, Ordering::Relaxed);
@@ -525,14 +531,14 @@ impl Mapping {
                 let body = serde_json::json!({ "failedRecordIds": exhausted_ids });
                 destination.deliver(InvocationRecord {
                     request_id: lambda_core::new_request_id(),
-                    function_arn: inner.control.arn(&self.function, None),
+                    function_arn: inner.data.control.arn(&self.function, None),
                     condition: Condition::RetriesExhausted,
                     approximate_invoke_count: exhausted
                         .iter()
                         .map(|h| h.failures)
                         .max()
                         .unwrap_or(0),
-                    timestamp: inner.clock.now(),
+                    timestamp: inner.data.clock.now(),
                     request_payload: body.to_string().into_bytes(),
                     status_code: 200,
                     executed_version: None,
@@ -540,6 +546,7 @@ impl Mapping {
                     response_payload: response.to_vec(),
                 });
                 inner
+                    .data
                     .counters
                     .destination_deliveries
                     .fetch_add(1, Ordering::Relaxed);

@@ -34,6 +34,7 @@ pub mod async_queue;
 pub mod clock;
 pub mod control_plane;
 pub mod counting;
+pub mod data_plane;
 pub mod destination;
 pub mod error;
 pub mod event_invoke_config;
@@ -55,6 +56,7 @@ pub use async_queue::AsyncQueueConfig;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use control_plane::{AliasInfo, AliasRouting, FunctionInfo};
 pub use counting::ConcurrencyLimits;
+pub use data_plane::InvokeResponse;
 pub use destination::{
     Condition, DeadLetter, DeadLetterSink, Destination, InvocationRecord, Recorder,
 };
@@ -63,7 +65,7 @@ pub use event_invoke_config::EventInvokeConfig;
 pub use event_source::{
     EventSource, EventSourceMappingConfig, EventSourceMappingInfo, MemoryQueue, SourceRecord,
 };
-pub use frontend::{InvocationType, InvokeRequest, InvokeResponse};
+pub use frontend::{InvocationType, InvokeRequest};
 pub use ids::{PoolId, Version, WorkerId};
 pub use keep_alive::{
     FixedTtl, HybridHistogram, HybridHistogramConfig, KeepAlivePolicy, Retention,

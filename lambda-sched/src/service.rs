@@ -13,16 +13,17 @@ use crate::async_queue::{AsyncQueue, AsyncQueueConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::control_plane::{AliasInfo, AliasRouting, ControlPlane, FunctionInfo};
 use crate::counting::{ConcurrencyLimits, CountingService};
+use crate::data_plane::{DataPlane, InvokeResponse};
 use crate::destination::DeadLetterSink;
 use crate::error::{Error, Result};
 use crate::event_invoke_config::EventInvokeConfig;
 use crate::event_source::{
     EventSource, EventSourceMappingConfig, EventSourceMappingInfo, Mapping, Step,
 };
-use crate::frontend::{InvokeRequest, InvokeResponse};
+use crate::frontend::InvokeRequest;
 use crate::ids::{Version, WorkerId};
 use crate::keep_alive::{FixedTtl, KeepAlivePolicy};
-use crate::metrics::{InvocationCounters, InvocationMetrics, MetricsSnapshot, ServiceCounters};
+use crate::metrics::{InvocationMetrics, MetricsSnapshot, ServiceCounters};
 use crate::placement::{BestFit, Placement, PlacementPolicy};
 use crate::sync::lock;
 use crate::worker::{WorkerInfo, WorkerSpec};
@@ -147,19 +148,22 @@ impl ServiceBuilder {
             placement.add_worker(*spec, now);
         }
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let data = DataPlane::new(
+            clock,
+            ControlPlane::new(&config.region, &config.account_id, config.seed),
+            CountingService::new(config.limits.clone()),
+            WorkerManager::new(backend, keep_alive, placement, counters.clone()),
+            counters,
+            config.hang_grace,
+        );
         let inner = Arc::new(Inner {
-            control: ControlPlane::new(&config.region, &config.account_id, config.seed),
-            counting: CountingService::new(config.limits.clone()),
-            workers: WorkerManager::new(backend, keep_alive, placement, counters.clone()),
+            data,
             queue: AsyncQueue::new(config.async_queue.clone()),
             mappings: Mutex::new(Vec::new()),
             next_mapping: AtomicU64::new(1),
-            account: InvocationCounters::default(),
-            counters,
             shutting_down: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             stop: stop_rx,
-            clock,
             config,
         });
         let service = Service {
@@ -176,16 +180,11 @@ impl ServiceBuilder {
 /// The shared state behind a [`Service`], used by its threads.
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub clock: Arc<dyn Clock>,
     pub config: ServiceConfig,
-    pub control: ControlPlane,
-    pub counting: CountingService,
-    pub workers: WorkerManager,
+    pub data: DataPlane,
     pub queue: AsyncQueue,
     pub mappings: Mutex<Vec<Arc<Mapping>>>,
     pub next_mapping: AtomicU64,
-    pub account: InvocationCounters,
-    pub counters: Arc<ServiceCounters>,
     pub shutting_down: AtomicBool,
     pub threads: Mutex<Vec<JoinHandle<()>>>,
     pub stop: Receiver<()>,
@@ -202,15 +201,16 @@ impl Inner {
 
     /// Keep-alive, pre-warm, provisioned concurrency, worker leases, due retries.
     fn maintain(&self) -> u64 {
-        let now = self.clock.now();
+        let now = self.data.clock.now();
         let targets: Vec<_> = self
+            .data
             .control
             .provisioned_targets()
             .into_iter()
             .map(|(_, version, n)| (version, n))
             .collect();
-        self.workers.set_provisioned_targets(&targets);
-        let created = self.workers.maintain(now);
+        self.data.workers.set_provisioned_targets(&targets);
+        let created = self.data.workers.maintain(now);
         self.queue.promote_due(now);
         created
     }
@@ -234,7 +234,7 @@ impl Inner {
                     Step::Invoked => Duration::ZERO,
                     Step::Idle => mapping
                         .next_deadline()
-                        .map(|d| d.saturating_sub(inner.clock.now()))
+                        .map(|d| d.saturating_sub(inner.data.clock.now()))
                         .unwrap_or(mapping.config.poll_interval)
                         .min(mapping.config.poll_interval),
                     Step::Blocked => mapping.config.poll_interval,
@@ -314,7 +314,7 @@ impl Service {
 
     /// The clock the service reads.
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.inner.clock
+        &self.inner.data.clock
     }
 
     /// The service's configuration.
@@ -326,16 +326,21 @@ impl Service {
 
     /// Registers a function (`CreateFunction`); its `$LATEST` is ready to invoke.
     pub fn create_function(&self, config: FunctionConfig) -> Result<FunctionInfo> {
-        self.inner
-            .control
-            .create(config, self.inner.counting.limits(), self.inner.clock.now())
+        self.inner.data.control.create(
+            config,
+            self.inner.data.counting.limits(),
+            self.inner.data.clock.now(),
+        )
     }
 
     /// Replaces `$LATEST`'s code (`UpdateFunctionCode`). Running invocations finish on the
     /// old code; its idle environments are shut down.
     pub fn update_function_code(&self, name: &str, code: CodeLocation) -> Result<FunctionInfo> {
-        let (info, retired) = self.inner.control.update_code(name, code)?;
-        self.inner.workers.retire(retired, self.inner.clock.now());
+        let (info, retired) = self.inner.data.control.update_code(name, code)?;
+        self.inner
+            .data
+            .workers
+            .retire(retired, self.inner.data.clock.now());
         Ok(info)
     }
 
@@ -343,38 +348,41 @@ impl Service {
     /// stay the same. Idle environments of the old configuration are shut down.
     pub fn update_function_configuration(&self, config: FunctionConfig) -> Result<FunctionInfo> {
         let name = config.name.clone();
-        let (info, retired) = self.inner.control.update_latest(&name, |_| config)?;
-        self.inner.workers.retire(retired, self.inner.clock.now());
+        let (info, retired) = self.inner.data.control.update_latest(&name, |_| config)?;
+        self.inner
+            .data
+            .workers
+            .retire(retired, self.inner.data.clock.now());
         Ok(info)
     }
 
     /// A function version (`GetFunction`): `name`, `name:qualifier` or an ARN; an alias
     /// gives the version it points at.
     pub fn get_function(&self, reference: &str) -> Result<FunctionInfo> {
-        self.inner.control.get(reference, None)
+        self.inner.data.control.get(reference, None)
     }
 
     /// Every function's `$LATEST` (`ListFunctions`), by name.
     pub fn list_functions(&self) -> Vec<FunctionInfo> {
-        self.inner.control.list()
+        self.inner.data.control.list()
     }
 
     /// `$LATEST` and every published version of a function (`ListVersionsByFunction`).
     pub fn list_versions(&self, name: &str) -> Result<Vec<FunctionInfo>> {
-        self.inner.control.list_versions(name)
+        self.inner.data.control.list_versions(name)
     }
 
     /// Deletes a function with its versions and aliases (`qualifier` `None`), or one
     /// published version. Its environments are retired; running invocations finish.
     pub fn delete_function(&self, name: &str, qualifier: Option<&str>) -> Result<()> {
-        let pools = self.inner.control.delete(name, qualifier)?;
-        let now = self.inner.clock.now();
+        let pools = self.inner.data.control.delete(name, qualifier)?;
+        let now = self.inner.data.clock.now();
         for pool in pools {
-            self.inner.workers.retire(pool, now);
+            self.inner.data.workers.retire(pool, now);
         }
         if qualifier.is_none() {
             // The reservation goes with the function.
-            self.inner.counting.forget(name);
+            self.inner.data.counting.forget(name);
         }
         Ok(())
     }
@@ -382,7 +390,7 @@ impl Service {
     /// Publishes `$LATEST` as a new immutable version (`PublishVersion`); when `$LATEST`
     /// has not changed since the last version, that version is returned.
     pub fn publish_version(&self, name: &str, description: &str) -> Result<FunctionInfo> {
-        self.inner.control.publish(name, description)
+        self.inner.data.control.publish(name, description)
     }
 
     /// Creates an alias (`CreateAlias`).
@@ -394,6 +402,7 @@ impl Service {
         routing: Option<AliasRouting>,
     ) -> Result<AliasInfo> {
         self.inner
+            .data
             .control
             .put_alias(name, alias, version, routing, true)
     }
@@ -407,31 +416,32 @@ impl Service {
         routing: Option<AliasRouting>,
     ) -> Result<AliasInfo> {
         self.inner
+            .data
             .control
             .put_alias(name, alias, version, routing, false)
     }
 
     /// An alias (`GetAlias`).
     pub fn get_alias(&self, name: &str, alias: &str) -> Result<AliasInfo> {
-        self.inner.control.get_alias(name, alias)
+        self.inner.data.control.get_alias(name, alias)
     }
 
     /// A function's aliases (`ListAliases`).
     pub fn list_aliases(&self, name: &str) -> Result<Vec<AliasInfo>> {
-        self.inner.control.list_aliases(name)
+        self.inner.data.control.list_aliases(name)
     }
 
     /// Deletes an alias (`DeleteAlias`) with its provisioned concurrency.
     pub fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
-        self.inner.control.delete_alias(name, alias)
+        self.inner.data.control.delete_alias(name, alias)
     }
 
     /// Sets a function's reserved concurrency (`PutFunctionConcurrency`): at most the
     /// account limit minus the minimum unreserved concurrency and the other reservations;
     /// 0 disables the function.
     pub fn put_function_concurrency(&self, name: &str, reserved: u32) -> Result<()> {
-        let entry = self.inner.control.entry(name)?;
-        let provisioned = self.inner.control.provisioned_total(name)?;
+        let entry = self.inner.data.control.entry(name)?;
+        let provisioned = self.inner.data.control.provisioned_total(name)?;
         if reserved < provisioned {
             return Err(Error::invalid(format!(
                 "reserved concurrency {reserved} is below the {provisioned} provisioned \
@@ -439,14 +449,18 @@ impl Service {
             )));
         }
         self.inner
+            .data
             .counting
             .set_reserved(name, &entry.slots, Some(reserved))
     }
 
     /// Removes a function's reserved concurrency (`DeleteFunctionConcurrency`).
     pub fn delete_function_concurrency(&self, name: &str) -> Result<()> {
-        let entry = self.inner.control.entry(name)?;
-        self.inner.counting.set_reserved(name, &entry.slots, None)
+        let entry = self.inner.data.control.entry(name)?;
+        self.inner
+            .data
+            .counting
+            .set_reserved(name, &entry.slots, None)
     }
 
     /// Keeps `count` initialised environments for a published version or an alias
@@ -464,17 +478,18 @@ impl Service {
                 "provisioned concurrency must be at least 1; delete the configuration instead",
             ));
         }
-        let entry = self.inner.control.entry(name)?;
-        let others = self.inner.control.provisioned_total(name)?
+        let entry = self.inner.data.control.entry(name)?;
+        let others = self.inner.data.control.provisioned_total(name)?
             - self
                 .inner
+                .data
                 .control
                 .provisioned_for(name, qualifier)?
                 .unwrap_or(0);
         let total = others + count;
         let limit = match entry.slots.reserved() {
             Some(reserved) => reserved,
-            None => self.inner.counting.available_reservation(name),
+            None => self.inner.data.counting.available_reservation(name),
         };
         if total > limit {
             return Err(Error::invalid(format!(
@@ -483,6 +498,7 @@ impl Service {
             )));
         }
         self.inner
+            .data
             .control
             .set_provisioned(name, qualifier, Some(count))
     }
@@ -490,7 +506,10 @@ impl Service {
     /// Removes provisioned concurrency (`DeleteProvisionedConcurrencyConfig`); the
     /// environments are shut down by the next maintenance pass when idle.
     pub fn delete_provisioned_concurrency(&self, name: &str, qualifier: &str) -> Result<()> {
-        self.inner.control.set_provisioned(name, qualifier, None)
+        self.inner
+            .data
+            .control
+            .set_provisioned(name, qualifier, None)
     }
 
     /// Sets the asynchronous invocation settings of a function (`qualifier` `None`), a
@@ -502,6 +521,7 @@ impl Service {
         config: EventInvokeConfig,
     ) -> Result<()> {
         self.inner
+            .data
             .control
             .set_event_invoke_config(name, qualifier, config)
     }
@@ -512,7 +532,7 @@ impl Service {
         name: &str,
         sink: Option<Arc<dyn DeadLetterSink>>,
     ) -> Result<()> {
-        self.inner.control.set_dead_letter(name, sink)
+        self.inner.data.control.set_dead_letter(name, sink)
     }
 
     // ----- data plane -----
@@ -531,7 +551,7 @@ impl Service {
         config: EventSourceMappingConfig,
     ) -> Result<String> {
         config.validate()?;
-        self.inner.control.resolve_static(function, None)?;
+        self.inner.data.control.resolve_static(function, None)?;
         let id = format!(
             "esm-{}",
             self.inner.next_mapping.fetch_add(1, Ordering::Relaxed)
@@ -573,20 +593,24 @@ impl Service {
     /// Adds a worker; returns its id.
     pub fn add_worker(&self, spec: WorkerSpec) -> WorkerId {
         self.inner
+            .data
             .workers
             .placement
-            .add_worker(spec, self.inner.clock.now())
+            .add_worker(spec, self.inner.data.clock.now())
     }
 
     /// Declares a worker failed: its environments are lost (idle ones at once, busy ones
     /// when their invocation returns) and the others keep serving.
     pub fn fail_worker(&self, id: WorkerId) -> Result<()> {
-        self.inner.workers.fail_worker(id, self.inner.clock.now())
+        self.inner
+            .data
+            .workers
+            .fail_worker(id, self.inner.data.clock.now())
     }
 
     /// The workers.
     pub fn workers(&self) -> Vec<WorkerInfo> {
-        self.inner.workers.placement.workers()
+        self.inner.data.workers.placement.workers()
     }
 
     // ----- time -----
@@ -622,10 +646,13 @@ impl Service {
     /// A snapshot of the service's metrics.
     pub fn metrics(&self) -> MetricsSnapshot {
         let inner = &self.inner;
-        let totals = inner.workers.totals();
+        let totals = inner.data.workers.totals();
         let mut snapshot = MetricsSnapshot {
-            invocations: inner.account.snapshot(inner.counting.total_in_flight()),
-            unreserved_concurrent_executions: inner.counting.unreserved_in_flight(),
+            invocations: inner
+                .data
+                .account_counters
+                .snapshot(inner.data.counting.total_in_flight()),
+            unreserved_concurrent_executions: inner.data.counting.unreserved_in_flight(),
             provisioned_concurrency_requested: totals.provisioned_requested,
             provisioned_concurrency_allocated: totals.provisioned_allocated,
             provisioned_concurrent_executions: totals.provisioned_busy,
@@ -637,23 +664,23 @@ impl Service {
             environments_idle: totals.idle,
             environments_busy: totals.busy,
             async_queue_depth: inner.queue.depth(),
-            async_oldest_event_age: inner.queue.oldest_age(inner.clock.now()),
+            async_oldest_event_age: inner.queue.oldest_age(inner.data.clock.now()),
             ..MetricsSnapshot::default()
         };
-        snapshot.fill_service(&inner.counters);
+        snapshot.fill_service(&inner.data.counters);
         snapshot
     }
 
     /// A function's invocation metrics.
     pub fn function_metrics(&self, name: &str) -> Result<InvocationMetrics> {
-        let entry = self.inner.control.entry(name)?;
+        let entry = self.inner.data.control.entry(name)?;
         Ok(entry.metrics.snapshot(entry.slots.in_flight()))
     }
 
     /// Idle and busy environments of one function version (`name`, `name:qualifier`).
     pub fn environment_counts(&self, reference: &str) -> Result<(u64, u64)> {
-        let info = self.inner.control.get(reference, None)?;
-        Ok(self.inner.workers.pool_counts(info.pool))
+        let info = self.inner.data.control.get(reference, None)?;
+        Ok(self.inner.data.workers.pool_counts(info.pool))
     }
 
     // ----- shutdown -----
@@ -682,7 +709,7 @@ impl Service {
             mapping.release_all();
         }
         inner.abandon_queued_events();
-        inner.workers.retire_all(inner.clock.now());
+        inner.data.workers.retire_all(inner.data.clock.now());
     }
 }
 
