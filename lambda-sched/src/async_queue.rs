@@ -33,11 +33,10 @@ use crossbeam_channel::{Receiver, Sender};
 use lambda_core::{FunctionError, Invocation};
 
 use crate::control_plane::ControlPlane;
-use crate::data_plane::InvokeResponse;
+use crate::data_plane::{DataPlane, InvokeResponse};
 use crate::destination::{Condition, DeadLetter, DeadLetterSink, InvocationRecord};
 use crate::error::{Error, ThrottleReason};
 use crate::event_invoke_config::EventInvokeConfig;
-use crate::service::Inner;
 use crate::sync::lock;
 
 /// Service-wide settings of the async queue.
@@ -216,22 +215,21 @@ fn truncate_message(message: &str) -> String {
     message[..end].to_string()
 }
 
-impl Inner {
+impl AsyncQueue {
     /// Runs ready events on this thread until none is left; returns how many ran.
-    pub(crate) fn dispatch_ready(&self) -> usize {
+    pub(crate) fn dispatch_ready(&self, data: &DataPlane) -> usize {
         let mut ran = 0;
-        while let Ok(event) = self.queue.receiver().try_recv() {
-            self.dispatch(event);
+        while let Ok(event) = self.receiver().try_recv() {
+            self.dispatch(data, event);
             ran += 1;
         }
         ran
     }
 
     /// Runs one queued event and decides what happens to it next.
-    pub(crate) fn dispatch(&self, mut event: QueuedEvent) {
-        let now = self.data.clock.now();
-        let resolved = self
-            .data
+    pub(crate) fn dispatch(&self, data: &DataPlane, mut event: QueuedEvent) {
+        let now = data.clock.now();
+        let resolved = data
             .control
             .resolve(&event.function, event.qualifier.as_deref());
         let (config, dead_letter) = match &resolved {
@@ -240,38 +238,45 @@ impl Inner {
         };
         let expires_at = event.enqueued_at.saturating_add(config.maximum_event_age);
         if now >= expires_at {
-            self.data
-                .counters
-                .async_expired
-                .fetch_add(1, Ordering::Relaxed);
-            return self.give_up(event, Condition::EventAgeExceeded, &config, dead_letter);
+            data.counters.async_expired.fetch_add(1, Ordering::Relaxed);
+            return self.give_up(
+                data,
+                event,
+                Condition::EventAgeExceeded,
+                &config,
+                dead_letter,
+            );
         }
         let resolved = match resolved {
             Ok(resolved) => resolved,
             Err(error) => {
                 event.last_error = Some(error_triple(&error));
-                return self.give_up(event, Condition::FunctionNotFound, &config, dead_letter);
+                return self.give_up(
+                    data,
+                    event,
+                    Condition::FunctionNotFound,
+                    &config,
+                    dead_letter,
+                );
             }
         };
         let mut invocation = Invocation::new(event.payload.clone());
         invocation.request_id = event.request_id.clone();
         event.attempts += 1;
         let retry_at = |delay: Duration| now.saturating_add(delay).min(expires_at);
-        match self.data.run(&resolved, invocation, false) {
+        match data.run(&resolved, invocation, false) {
             Ok(response) if response.is_success() => {
-                self.data
-                    .counters
+                data.counters
                     .async_succeeded
                     .fetch_add(1, Ordering::Relaxed);
                 if let Some(destination) = &config.on_success {
-                    let record = self.record(&event, Condition::Success, Some(&response));
+                    let record = record(data, &event, Condition::Success, Some(&response));
                     destination.deliver(record);
-                    self.data
-                        .counters
+                    data.counters
                         .destination_deliveries
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                self.queue.finish(&event);
+                self.finish(&event);
             }
             Ok(response) => {
                 let error = response.function_error.clone().unwrap_or_else(|| {
@@ -280,18 +285,21 @@ impl Inner {
                 event.last_error = Some((200, error.error_type.to_string(), error.message));
                 event.last_response = Some(response);
                 if event.function_error_retries < config.maximum_retry_attempts {
-                    let delays = &self.queue.config.retry_delays;
+                    let delays = &self.config.retry_delays;
                     let index =
                         (event.function_error_retries as usize).min(delays.len().saturating_sub(1));
                     let delay = delays.get(index).copied().unwrap_or_default();
                     event.function_error_retries += 1;
-                    self.data
-                        .counters
-                        .async_retries
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.queue.schedule(event, retry_at(delay));
+                    data.counters.async_retries.fetch_add(1, Ordering::Relaxed);
+                    self.schedule(event, retry_at(delay));
                 } else {
-                    self.give_up(event, Condition::RetriesExhausted, &config, dead_letter);
+                    self.give_up(
+                        data,
+                        event,
+                        Condition::RetriesExhausted,
+                        &config,
+                        dead_letter,
+                    );
                 }
             }
             Err(error) => {
@@ -305,76 +313,52 @@ impl Inner {
                     }
                 ) && resolved.function.slots.reserved() == Some(0);
                 if disabled {
-                    self.give_up(event, Condition::FunctionDisabled, &config, dead_letter);
+                    self.give_up(
+                        data,
+                        event,
+                        Condition::FunctionDisabled,
+                        &config,
+                        dead_letter,
+                    );
                 } else if error.is_retryable() {
                     let factor = 1u32.checked_shl(event.backoffs.min(30)).unwrap_or(u32::MAX);
                     let delay = self
-                        .queue
                         .config
                         .backoff_initial
                         .saturating_mul(factor)
-                        .min(self.queue.config.backoff_max);
+                        .min(self.config.backoff_max);
                     event.backoffs += 1;
-                    self.data
-                        .counters
-                        .async_retries
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.queue.schedule(event, retry_at(delay));
+                    data.counters.async_retries.fetch_add(1, Ordering::Relaxed);
+                    self.schedule(event, retry_at(delay));
                 } else {
-                    self.give_up(event, Condition::RetriesExhausted, &config, dead_letter);
+                    self.give_up(
+                        data,
+                        event,
+                        Condition::RetriesExhausted,
+                        &config,
+                        dead_letter,
+                    );
                 }
             }
-        }
-    }
-
-    fn record(
-        &self,
-        event: &QueuedEvent,
-        condition: Condition,
-        response: Option<&InvokeResponse>,
-    ) -> InvocationRecord {
-        let response = response.or(event.last_response.as_ref());
-        let status_code = match (response, &event.last_error) {
-            (Some(_), _) => 200,
-            (None, Some((code, _, _))) => *code,
-            (None, None) => 0,
-        };
-        InvocationRecord {
-            request_id: event.request_id.clone(),
-            function_arn: self
-                .data
-                .control
-                .arn(&event.function, event.qualifier.as_deref()),
-            condition,
-            approximate_invoke_count: event.attempts,
-            timestamp: self.data.clock.now(),
-            request_payload: event.payload.clone(),
-            status_code,
-            executed_version: response.and_then(|r| r.executed_version),
-            function_error: response.and_then(|r| r.function_error.clone()),
-            response_payload: response.map(|r| r.payload.clone()).unwrap_or_default(),
         }
     }
 
     /// Final failure: on-failure destination and dead-letter sink.
     fn give_up(
         &self,
+        data: &DataPlane,
         event: QueuedEvent,
         condition: Condition,
         config: &EventInvokeConfig,
         dead_letter: Option<Arc<dyn DeadLetterSink>>,
     ) {
         if condition != Condition::EventAgeExceeded {
-            self.data
-                .counters
-                .async_failed
-                .fetch_add(1, Ordering::Relaxed);
+            data.counters.async_failed.fetch_add(1, Ordering::Relaxed);
         }
         let mut delivered = false;
         if let Some(destination) = &config.on_failure {
-            destination.deliver(self.record(&event, condition, None));
-            self.data
-                .counters
+            destination.deliver(record(data, &event, condition, None));
+            data.counters
                 .destination_deliveries
                 .fetch_add(1, Ordering::Relaxed);
             delivered = true;
@@ -387,8 +371,7 @@ impl Inner {
             ));
             sink.send(DeadLetter {
                 request_id: event.request_id.clone(),
-                function_arn: self
-                    .data
+                function_arn: data
                     .control
                     .arn(&event.function, event.qualifier.as_deref()),
                 payload: event.payload.clone(),
@@ -398,30 +381,59 @@ impl Inner {
                 condition,
                 attempts: event.attempts,
             });
-            self.data
-                .counters
-                .dead_letters
-                .fetch_add(1, Ordering::Relaxed);
+            data.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
             delivered = true;
         }
         if !delivered {
-            self.data
-                .counters
-                .async_dropped
-                .fetch_add(1, Ordering::Relaxed);
+            data.counters.async_dropped.fetch_add(1, Ordering::Relaxed);
         }
-        self.queue.finish(&event);
+        self.finish(&event);
     }
 
     /// Hands every still-queued event to failure handling (service shutdown).
-    pub(crate) fn abandon_queued_events(&self) {
-        for event in self.queue.drain() {
-            let (config, dead_letter) = match self.data.control.entry(&event.function) {
+    pub(crate) fn abandon_queued_events(&self, data: &DataPlane) {
+        for event in self.drain() {
+            let (config, dead_letter) = match data.control.entry(&event.function) {
                 Ok(entry) => ControlPlane::event_invoke_config(&entry, event.qualifier.as_deref()),
                 Err(_) => (EventInvokeConfig::default(), None),
             };
-            self.give_up(event, Condition::ServiceShutdown, &config, dead_letter);
+            self.give_up(
+                data,
+                event,
+                Condition::ServiceShutdown,
+                &config,
+                dead_letter,
+            );
         }
+    }
+}
+
+/// The invocation record of an event, with the last response unless `response` is given.
+fn record(
+    data: &DataPlane,
+    event: &QueuedEvent,
+    condition: Condition,
+    response: Option<&InvokeResponse>,
+) -> InvocationRecord {
+    let response = response.or(event.last_response.as_ref());
+    let status_code = match (response, &event.last_error) {
+        (Some(_), _) => 200,
+        (None, Some((code, _, _))) => *code,
+        (None, None) => 0,
+    };
+    InvocationRecord {
+        request_id: event.request_id.clone(),
+        function_arn: data
+            .control
+            .arn(&event.function, event.qualifier.as_deref()),
+        condition,
+        approximate_invoke_count: event.attempts,
+        timestamp: data.clock.now(),
+        request_payload: event.payload.clone(),
+        status_code,
+        executed_version: response.and_then(|r| r.executed_version),
+        function_error: response.and_then(|r| r.function_error.clone()),
+        response_payload: response.map(|r| r.payload.clone()).unwrap_or_default(),
     }
 }
 

@@ -12,9 +12,9 @@ use std::sync::atomic::Ordering;
 use lambda_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_SYNC_PAYLOAD_BYTES};
 use lambda_core::{Invocation, new_request_id};
 
-use crate::data_plane::InvokeResponse;
+use crate::async_queue::AsyncQueue;
+use crate::data_plane::{DataPlane, InvokeResponse};
 use crate::error::{Error, Result};
-use crate::service::Inner;
 
 /// Lambda's `X-Amz-Invocation-Type`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -114,62 +114,52 @@ fn check_payload(size: usize, invocation_type: InvocationType) -> Result<()> {
     Ok(())
 }
 
-impl Inner {
-    /// The `Invoke` API.
-    pub(crate) fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse> {
-        if self.is_shutting_down() {
-            return Err(Error::service("the service is shutting down"));
+/// The `Invoke` API: resolves, checks and then runs, queues or only checks the request.
+pub(crate) fn invoke(
+    data: &DataPlane,
+    queue: &AsyncQueue,
+    request: InvokeRequest,
+) -> Result<InvokeResponse> {
+    let InvokeRequest {
+        function_name,
+        qualifier,
+        invocation_type,
+        log_tail,
+        client_context,
+        payload,
+    } = request;
+    match invocation_type {
+        InvocationType::DryRun => {
+            let resolved = data
+                .control
+                .resolve_static(&function_name, qualifier.as_deref())?;
+            check_payload(payload.len(), invocation_type)?;
+            data.counting
+                .check(&resolved.function.name, &resolved.function.slots)?;
+            Ok(InvokeResponse::accepted(204, new_request_id()))
         }
-        let InvokeRequest {
-            function_name,
-            qualifier,
-            invocation_type,
-            log_tail,
-            client_context,
-            payload,
-        } = request;
-        match invocation_type {
-            InvocationType::DryRun => {
-                let resolved = self
-                    .data
-                    .control
-                    .resolve_static(&function_name, qualifier.as_deref())?;
-                check_payload(payload.len(), invocation_type)?;
-                self.data
-                    .counting
-                    .check(&resolved.function.name, &resolved.function.slots)?;
-                Ok(InvokeResponse::accepted(204, new_request_id()))
-            }
-            InvocationType::Event => {
-                let resolved = self
-                    .data
-                    .control
-                    .resolve_static(&function_name, qualifier.as_deref())?;
-                check_payload(payload.len(), invocation_type)?;
-                let request_id = new_request_id();
-                self.queue.enqueue(
-                    request_id.clone(),
-                    resolved.function.name.clone(),
-                    resolved.qualifier,
-                    payload,
-                    self.data.clock.now(),
-                );
-                self.data
-                    .counters
-                    .async_accepted
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(InvokeResponse::accepted(202, request_id))
-            }
-            InvocationType::RequestResponse => {
-                let resolved = self
-                    .data
-                    .control
-                    .resolve(&function_name, qualifier.as_deref())?;
-                check_payload(payload.len(), invocation_type)?;
-                let mut invocation = Invocation::new(payload);
-                invocation.client_context = client_context;
-                self.data.run(&resolved, invocation, log_tail)
-            }
+        InvocationType::Event => {
+            let resolved = data
+                .control
+                .resolve_static(&function_name, qualifier.as_deref())?;
+            check_payload(payload.len(), invocation_type)?;
+            let request_id = new_request_id();
+            queue.enqueue(
+                request_id.clone(),
+                resolved.function.name.clone(),
+                resolved.qualifier,
+                payload,
+                data.clock.now(),
+            );
+            data.counters.async_accepted.fetch_add(1, Ordering::Relaxed);
+            Ok(InvokeResponse::accepted(202, request_id))
+        }
+        InvocationType::RequestResponse => {
+            let resolved = data.control.resolve(&function_name, qualifier.as_deref())?;
+            check_payload(payload.len(), invocation_type)?;
+            let mut invocation = Invocation::new(payload);
+            invocation.client_context = client_context;
+            data.run(&resolved, invocation, log_tail)
         }
     }
 }

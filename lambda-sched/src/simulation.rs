@@ -233,7 +233,7 @@ pub fn replay(
         })
         .build()
         .expect("a valid simulation service");
-    let inner = service.inner.clone();
+    let data = service.data();
     let mut targets = Vec::with_capacity(workload.functions.len());
     for profile in &workload.functions {
         let config = FunctionConfig::new(
@@ -242,8 +242,7 @@ pub fn replay(
         )
         .with_memory_mb(profile.memory_mb);
         service.create_function(config).expect("a valid function");
-        let resolved = inner
-            .data
+        let resolved = data
             .control
             .resolve_static(&profile.name, None)
             .expect("just created");
@@ -274,11 +273,11 @@ pub fn replay(
         if next_end == Some(now) {
             let Reverse((_, id)) = running.pop().expect("peeked");
             let lease = leases.remove(&id).expect("running lease");
-            inner.data.workers.release(lease, at, false);
+            data.workers.release(lease, at, false);
         } else if next_arrival == Some(now) {
             let event = events.next().expect("peeked");
             let (function, version) = &targets[event.function];
-            let lease = match inner.data.workers.acquire(function, version, at) {
+            let lease = match data.workers.acquire(function, version, at) {
                 Ok(lease) => lease,
                 Err(error) => panic!("the simulation has no limits, yet: {error:?}"),
             };
@@ -290,13 +289,13 @@ pub fn replay(
             running.push(Reverse((now + event.duration, next_lease)));
             next_lease += 1;
         } else {
-            inner.data.workers.maintain(at);
+            data.workers.maintain(at);
             next_tick += tick;
         }
     }
     let end = start + workload.length.max(clock.now() - start);
     clock.set(end);
-    inner.data.workers.retire_all(end);
+    data.workers.retire_all(end);
     let metrics = service.metrics();
     let invocations: u64 = calls_by_function.iter().sum();
     let cold_starts: u64 = cold_by_function.iter().sum();
@@ -318,11 +317,7 @@ pub fn replay(
         cold_start_percent: 100.0 * cold_starts as f64 / invocations.max(1) as f64,
         p75_function_cold_start_percent: p75,
         idle_memory_gb_hours: metrics.idle_memory_mb_seconds / 1024.0 / 3600.0,
-        prewarmed: inner
-            .data
-            .counters
-            .prewarmed_environments
-            .load(Ordering::Relaxed),
+        prewarmed: data.counters.prewarmed_environments.load(Ordering::Relaxed),
         environments_created: metrics.environments_created,
         per_function: calls_by_function
             .iter()
