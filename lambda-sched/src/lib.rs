@@ -45,7 +45,6 @@ pub mod ids;
 pub mod keep_alive;
 pub mod metrics;
 pub mod placement;
-mod rng;
 mod service;
 pub mod simulation;
 mod sync;
