@@ -32,7 +32,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use lambda_core::{FunctionError, Invocation};
 
-use crate::control_plane::ControlPlane;
+use crate::control_plane::{ControlPlane, FunctionEntry, Resolved};
 use crate::data_plane::{DataPlane, InvokeResponse};
 use crate::destination::{Condition, DeadLetter, DeadLetterSink, InvocationRecord};
 use crate::error::{Error, ThrottleReason};
@@ -60,6 +60,28 @@ impl Default for AsyncQueueConfig {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             dispatchers: 2,
+        }
+    }
+}
+
+/// What an event goes by: its asynchronous invocation settings and its function's
+/// dead-letter sink.
+struct Settings {
+    config: EventInvokeConfig,
+    dead_letter: Option<Arc<dyn DeadLetterSink>>,
+}
+
+impl Settings {
+    /// The settings of an event of `function` sent with `qualifier`; the defaults when the
+    /// function is gone.
+    fn of(function: Option<&FunctionEntry>, qualifier: Option<&str>) -> Self {
+        let (config, dead_letter) = match function {
+            Some(function) => ControlPlane::event_invoke_config(function, qualifier),
+            None => (EventInvokeConfig::default(), None),
+        };
+        Settings {
+            config,
+            dead_letter,
         }
     }
 }
@@ -226,121 +248,127 @@ impl AsyncQueue {
         ran
     }
 
-    /// Runs one queued event and decides what happens to it next.
+    /// Runs one queued event and decides what happens to it next: it expired, its function is
+    /// gone, or it ran (then [`AsyncQueue::succeeded`], [`AsyncQueue::function_failed`] or
+    /// [`AsyncQueue::refused`] decide).
     pub(crate) fn dispatch(&self, data: &DataPlane, mut event: QueuedEvent) {
         let now = data.clock.now();
         let resolved = data
             .control
             .resolve(&event.function, event.qualifier.as_deref());
-        let (config, dead_letter) = match &resolved {
-            Ok(r) => ControlPlane::event_invoke_config(&r.function, event.qualifier.as_deref()),
-            Err(_) => (EventInvokeConfig::default(), None),
-        };
-        let expires_at = event.enqueued_at.saturating_add(config.maximum_event_age);
+        let function = resolved.as_ref().ok().map(|r| &*r.function);
+        let settings = Settings::of(function, event.qualifier.as_deref());
+        let expires_at = event
+            .enqueued_at
+            .saturating_add(settings.config.maximum_event_age);
         if now >= expires_at {
             data.counters.async_expired.fetch_add(1, Ordering::Relaxed);
-            return self.give_up(
-                data,
-                event,
-                Condition::EventAgeExceeded,
-                &config,
-                dead_letter,
-            );
+            return self.give_up(data, event, Condition::EventAgeExceeded, settings);
         }
         let resolved = match resolved {
             Ok(resolved) => resolved,
             Err(error) => {
                 event.last_error = Some(error_triple(&error));
-                return self.give_up(
-                    data,
-                    event,
-                    Condition::FunctionNotFound,
-                    &config,
-                    dead_letter,
-                );
+                return self.give_up(data, event, Condition::FunctionNotFound, settings);
             }
         };
         let mut invocation = Invocation::new(event.payload.clone());
         invocation.request_id = event.request_id.clone();
         event.attempts += 1;
+        // A retry is never due after the event expires.
         let retry_at = |delay: Duration| now.saturating_add(delay).min(expires_at);
         match data.run(&resolved, invocation, false) {
             Ok(response) if response.is_success() => {
-                data.counters
-                    .async_succeeded
-                    .fetch_add(1, Ordering::Relaxed);
-                if let Some(destination) = &config.on_success {
-                    let record = record(data, &event, Condition::Success, Some(&response));
-                    destination.deliver(record);
-                    data.counters
-                        .destination_deliveries
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                self.finish(&event);
+                self.succeeded(data, event, &settings.config, response)
             }
-            Ok(response) => {
-                let error = response.function_error.clone().unwrap_or_else(|| {
-                    FunctionError::new(lambda_core::ErrorType::RuntimeUnknown, "unknown")
-                });
-                event.last_error = Some((200, error.error_type.to_string(), error.message));
-                event.last_response = Some(response);
-                if event.function_error_retries < config.maximum_retry_attempts {
-                    let delays = &self.config.retry_delays;
-                    let index =
-                        (event.function_error_retries as usize).min(delays.len().saturating_sub(1));
-                    let delay = delays.get(index).copied().unwrap_or_default();
-                    event.function_error_retries += 1;
-                    data.counters.async_retries.fetch_add(1, Ordering::Relaxed);
-                    self.schedule(event, retry_at(delay));
-                } else {
-                    self.give_up(
-                        data,
-                        event,
-                        Condition::RetriesExhausted,
-                        &config,
-                        dead_letter,
-                    );
-                }
-            }
-            Err(error) => {
-                event.attempts -= 1;
-                event.last_error = Some(error_triple(&error));
-                let disabled = matches!(
-                    error,
-                    Error::TooManyRequests {
-                        reason: ThrottleReason::ReservedFunctionConcurrentInvocationLimitExceeded,
-                        ..
-                    }
-                ) && resolved.function.slots.reserved() == Some(0);
-                if disabled {
-                    self.give_up(
-                        data,
-                        event,
-                        Condition::FunctionDisabled,
-                        &config,
-                        dead_letter,
-                    );
-                } else if error.is_retryable() {
-                    let factor = 1u32.checked_shl(event.backoffs.min(30)).unwrap_or(u32::MAX);
-                    let delay = self
-                        .config
-                        .backoff_initial
-                        .saturating_mul(factor)
-                        .min(self.config.backoff_max);
-                    event.backoffs += 1;
-                    data.counters.async_retries.fetch_add(1, Ordering::Relaxed);
-                    self.schedule(event, retry_at(delay));
-                } else {
-                    self.give_up(
-                        data,
-                        event,
-                        Condition::RetriesExhausted,
-                        &config,
-                        dead_letter,
-                    );
-                }
-            }
+            Ok(response) => self.function_failed(data, event, settings, response, retry_at),
+            Err(error) => self.refused(data, event, settings, &resolved, error, retry_at),
         }
+    }
+
+    /// The function succeeded: a record to the on-success destination, if any.
+    fn succeeded(
+        &self,
+        data: &DataPlane,
+        event: QueuedEvent,
+        config: &EventInvokeConfig,
+        response: InvokeResponse,
+    ) {
+        data.counters
+            .async_succeeded
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(destination) = &config.on_success {
+            let record = record(data, &event, Condition::Success, Some(&response));
+            destination.deliver(record);
+            data.counters
+                .destination_deliveries
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.finish(&event);
+    }
+
+    /// The function failed (an error, a timeout, a crash): retried after the configured delays
+    /// until the retries run out.
+    fn function_failed(
+        &self,
+        data: &DataPlane,
+        mut event: QueuedEvent,
+        settings: Settings,
+        response: InvokeResponse,
+        retry_at: impl Fn(Duration) -> Duration,
+    ) {
+        let error = response.function_error.clone().unwrap_or_else(|| {
+            FunctionError::new(lambda_core::ErrorType::RuntimeUnknown, "unknown")
+        });
+        event.last_error = Some((200, error.error_type.to_string(), error.message));
+        event.last_response = Some(response);
+        if event.function_error_retries >= settings.config.maximum_retry_attempts {
+            return self.give_up(data, event, Condition::RetriesExhausted, settings);
+        }
+        let delays = &self.config.retry_delays;
+        let index = (event.function_error_retries as usize).min(delays.len().saturating_sub(1));
+        let delay = delays.get(index).copied().unwrap_or_default();
+        event.function_error_retries += 1;
+        data.counters.async_retries.fetch_add(1, Ordering::Relaxed);
+        self.schedule(event, retry_at(delay));
+    }
+
+    /// The event could not run (a throttle, a service error): that was no attempt. Retried
+    /// with exponential backoff, except for a function with reserved concurrency 0 and errors
+    /// that retrying cannot cure.
+    fn refused(
+        &self,
+        data: &DataPlane,
+        mut event: QueuedEvent,
+        settings: Settings,
+        resolved: &Resolved,
+        error: Error,
+        retry_at: impl Fn(Duration) -> Duration,
+    ) {
+        event.attempts -= 1;
+        event.last_error = Some(error_triple(&error));
+        let disabled = matches!(
+            error,
+            Error::TooManyRequests {
+                reason: ThrottleReason::ReservedFunctionConcurrentInvocationLimitExceeded,
+                ..
+            }
+        ) && resolved.function.slots.reserved() == Some(0);
+        if disabled {
+            return self.give_up(data, event, Condition::FunctionDisabled, settings);
+        }
+        if !error.is_retryable() {
+            return self.give_up(data, event, Condition::RetriesExhausted, settings);
+        }
+        let factor = 1u32.checked_shl(event.backoffs.min(30)).unwrap_or(u32::MAX);
+        let delay = self
+            .config
+            .backoff_initial
+            .saturating_mul(factor)
+            .min(self.config.backoff_max);
+        event.backoffs += 1;
+        data.counters.async_retries.fetch_add(1, Ordering::Relaxed);
+        self.schedule(event, retry_at(delay));
     }
 
     /// Final failure: on-failure destination and dead-letter sink.
@@ -349,9 +377,12 @@ impl AsyncQueue {
         data: &DataPlane,
         event: QueuedEvent,
         condition: Condition,
-        config: &EventInvokeConfig,
-        dead_letter: Option<Arc<dyn DeadLetterSink>>,
+        settings: Settings,
     ) {
+        let Settings {
+            config,
+            dead_letter,
+        } = settings;
         if condition != Condition::EventAgeExceeded {
             data.counters.async_failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -393,17 +424,9 @@ impl AsyncQueue {
     /// Hands every still-queued event to failure handling (service shutdown).
     pub(crate) fn abandon_queued_events(&self, data: &DataPlane) {
         for event in self.drain() {
-            let (config, dead_letter) = match data.control.entry(&event.function) {
-                Ok(entry) => ControlPlane::event_invoke_config(&entry, event.qualifier.as_deref()),
-                Err(_) => (EventInvokeConfig::default(), None),
-            };
-            self.give_up(
-                data,
-                event,
-                Condition::ServiceShutdown,
-                &config,
-                dead_letter,
-            );
+            let function = data.control.entry(&event.function).ok();
+            let settings = Settings::of(function.as_deref(), event.qualifier.as_deref());
+            self.give_up(data, event, Condition::ServiceShutdown, settings);
         }
     }
 }
