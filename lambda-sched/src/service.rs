@@ -2,7 +2,7 @@
 //!
 //! `Service`'s methods are Lambda's API. Function, version, alias and concurrency calls go to
 //! the [control plane](crate::control_plane) (and retire environments through the
-//! [worker manager](crate::worker_manager)); `invoke` goes to the [frontend](crate::frontend);
+//! [worker manager](crate::worker_manager)); `invoke` goes to the [`frontend`];
 //! event source mappings live in [`event_source`](crate::event_source). The threads
 //! (maintenance, the async queue's dispatchers, one poller per mapping) share the data plane,
 //! the async queue and the mappings with the handle until it is shut down or dropped; without
