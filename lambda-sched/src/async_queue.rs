@@ -1,5 +1,5 @@
-//! The internal queue of asynchronous (`Event`) invocations: retries, maximum event age,
-//! destinations and dead letters.
+//! The internal queue of asynchronous (`Event`) invocations: retries, maximum event age, and
+//! the final outcome sent to [destinations and dead-letter sinks](crate::destination).
 //!
 //! An accepted event waits in the queue until a dispatcher runs it through the same path as a
 //! synchronous invocation. Then:
@@ -25,7 +25,6 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,255 +32,12 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use lambda_core::{FunctionError, Invocation};
 
-use crate::clock::format_timestamp;
-use crate::control_plane::{ControlPlane, Version};
-use crate::error::{Error, Result, ThrottleReason};
-use crate::frontend::InvokeResponse;
-use crate::service::Inner;
-
-/// Why an invocation record was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Condition {
-    /// The invocation succeeded (on-success destination).
-    Success,
-    /// Every attempt failed.
-    RetriesExhausted,
-    /// The event grew older than the maximum event age before it could succeed.
-    EventAgeExceeded,
-    /// The function has reserved concurrency 0: events are not retried. (Engine-specific.)
-    FunctionDisabled,
-    /// The function, version or alias was deleted while the event waited. (Engine-specific.)
-    FunctionNotFound,
-    /// The service shut down with the event still queued. (Engine-specific.)
-    ServiceShutdown,
-}
-
-impl Condition {
-    /// The condition's name in an invocation record.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Condition::Success => "Success",
-            Condition::RetriesExhausted => "RetriesExhausted",
-            Condition::EventAgeExceeded => "EventAgeExceeded",
-            Condition::FunctionDisabled => "FunctionDisabled",
-            Condition::FunctionNotFound => "FunctionNotFound",
-            Condition::ServiceShutdown => "ServiceShutdown",
-        }
-    }
-}
-
-impl fmt::Display for Condition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a destination receives: Lambda's invocation record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvocationRecord {
-    /// The event's request id.
-    pub request_id: String,
-    /// The ARN the event was sent to.
-    pub function_arn: String,
-    /// Why the record was sent.
-    pub condition: Condition,
-    /// How many times the function was invoked with the event.
-    pub approximate_invoke_count: u32,
-    /// When the record was made.
-    pub timestamp: Duration,
-    /// The event.
-    pub request_payload: Vec<u8>,
-    /// 200 when the function ran, otherwise the status of the last error.
-    pub status_code: u16,
-    /// The version that ran last, if any did.
-    pub executed_version: Option<Version>,
-    /// The function error of the last attempt, if it failed.
-    pub function_error: Option<FunctionError>,
-    /// The last response (or error body).
-    pub response_payload: Vec<u8>,
-}
-
-fn json_or_string(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
-}
-
-impl InvocationRecord {
-    /// The record as Lambda's JSON (`version`, `timestamp`, `requestContext`,
-    /// `requestPayload`, `responseContext`, `responsePayload`).
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut response_context = serde_json::json!({
-            "statusCode": self.status_code,
-            "executedVersion": self.executed_version.map(|v| v.to_string()),
-        });
-        if self.function_error.is_some() {
-            response_context["functionError"] = "Unhandled".into();
-        }
-        serde_json::json!({
-            "version": "1.0",
-            "timestamp": format_timestamp(self.timestamp),
-            "requestContext": {
-                "requestId": self.request_id,
-                "functionArn": self.function_arn,
-                "condition": self.condition.as_str(),
-                "approximateInvokeCount": self.approximate_invoke_count,
-            },
-            "requestPayload": json_or_string(&self.request_payload),
-            "responseContext": response_context,
-            "responsePayload": json_or_string(&self.response_payload),
-        })
-    }
-}
-
-/// What a dead-letter sink receives: the event and why it failed (Lambda's DLQ message
-/// attributes `RequestID`, `ErrorCode`, `ErrorMessage`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The event's request id.
-    pub request_id: String,
-    /// The ARN the event was sent to.
-    pub function_arn: String,
-    /// The event, unchanged.
-    pub payload: Vec<u8>,
-    /// The HTTP status of the last error (200 for a function error).
-    pub error_code: u16,
-    /// The error type: a function error type such as `Sandbox.Timeout`, or an exception name.
-    pub error_type: String,
-    /// The error message, cut to its first 1 KB.
-    pub error_message: String,
-    /// Why the event was given up.
-    pub condition: Condition,
-    /// How many times the function was invoked with the event.
-    pub attempts: u32,
-}
-
-/// An on-success or on-failure destination.
-pub trait Destination: Send + Sync + fmt::Debug {
-    /// Receives one invocation record.
-    fn deliver(&self, record: InvocationRecord);
-}
-
-/// A dead-letter queue.
-pub trait DeadLetterSink: Send + Sync + fmt::Debug {
-    /// Receives one failed event.
-    fn send(&self, letter: DeadLetter);
-}
-
-/// An in-memory destination or dead-letter sink that keeps what it receives.
-#[derive(Debug)]
-pub struct Recorder<T> {
-    items: Mutex<Vec<T>>,
-}
-
-impl<T: Clone> Recorder<T> {
-    /// An empty recorder, ready to share.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Recorder {
-            items: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// Everything received so far.
-    pub fn items(&self) -> Vec<T> {
-        self.items.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// How many items were received.
-    pub fn len(&self) -> usize {
-        self.items.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// True when nothing was received.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn push(&self, item: T) {
-        self.items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(item);
-    }
-}
-
-impl Destination for Recorder<InvocationRecord> {
-    fn deliver(&self, record: InvocationRecord) {
-        self.push(record);
-    }
-}
-
-impl DeadLetterSink for Recorder<DeadLetter> {
-    fn send(&self, letter: DeadLetter) {
-        self.push(letter);
-    }
-}
-
-/// Asynchronous invocation settings of a function, version or alias
-/// (Lambda's `PutFunctionEventInvokeConfig`).
-#[derive(Debug, Clone)]
-pub struct EventInvokeConfig {
-    /// Retries after a function error: 0-2 (default 2).
-    pub maximum_retry_attempts: u32,
-    /// How long an event may wait in the queue: 60 s-6 h (default 6 h).
-    pub maximum_event_age: Duration,
-    /// Where records of successful invocations go.
-    pub on_success: Option<Arc<dyn Destination>>,
-    /// Where records of failed (or expired) events go.
-    pub on_failure: Option<Arc<dyn Destination>>,
-}
-
-impl Default for EventInvokeConfig {
-    fn default() -> Self {
-        EventInvokeConfig {
-            maximum_retry_attempts: 2,
-            maximum_event_age: Duration::from_secs(6 * 3600),
-            on_success: None,
-            on_failure: None,
-        }
-    }
-}
-
-impl EventInvokeConfig {
-    /// Sets the function-error retries.
-    pub fn with_maximum_retry_attempts(mut self, attempts: u32) -> Self {
-        self.maximum_retry_attempts = attempts;
-        self
-    }
-
-    /// Sets the maximum event age.
-    pub fn with_maximum_event_age(mut self, age: Duration) -> Self {
-        self.maximum_event_age = age;
-        self
-    }
-
-    /// Sets the on-success destination.
-    pub fn with_on_success(mut self, destination: Arc<dyn Destination>) -> Self {
-        self.on_success = Some(destination);
-        self
-    }
-
-    /// Sets the on-failure destination.
-    pub fn with_on_failure(mut self, destination: Arc<dyn Destination>) -> Self {
-        self.on_failure = Some(destination);
-        self
-    }
-
-    pub(crate) fn validate(&self) -> Result<()> {
-        if self.maximum_retry_attempts > 2 {
-            return Err(Error::invalid(format!(
-                "maximum retry attempts {} is out of range: choose 0-2",
-                self.maximum_retry_attempts
-            )));
-        }
-        let age = self.maximum_event_age;
-        if age < Duration::from_secs(60) || age > Duration::from_secs(21_600) {
-            return Err(Error::invalid(format!(
-                "maximum event age {age:?} is out of range: choose 60-21600 seconds"
-            )));
-        }
-        Ok(())
-    }
-}
+use crate::control_plane::{ControlPlane, FunctionEntry, Resolved};
+use crate::data_plane::{DataPlane, InvokeResponse};
+use crate::destination::{Condition, DeadLetter, DeadLetterSink, InvocationRecord};
+use crate::error::{Error, ThrottleReason};
+use crate::event_invoke_config::EventInvokeConfig;
+use crate::sync::lock;
 
 /// Service-wide settings of the async queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,6 +60,28 @@ impl Default for AsyncQueueConfig {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             dispatchers: 2,
+        }
+    }
+}
+
+/// What an event goes by: its asynchronous invocation settings and its function's
+/// dead-letter sink.
+struct Settings {
+    config: EventInvokeConfig,
+    dead_letter: Option<Arc<dyn DeadLetterSink>>,
+}
+
+impl Settings {
+    /// The settings of an event of `function` sent with `qualifier`; the defaults when the
+    /// function is gone.
+    fn of(function: Option<&FunctionEntry>, qualifier: Option<&str>) -> Self {
+        let (config, dead_letter) = match function {
+            Some(function) => ControlPlane::event_invoke_config(function, qualifier),
+            None => (EventInvokeConfig::default(), None),
+        };
+        Settings {
+            config,
+            dead_letter,
         }
     }
 }
@@ -389,10 +167,7 @@ impl AsyncQueue {
         now: Duration,
     ) {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(seq, now);
+        lock(&self.live).insert(seq, now);
         let event = QueuedEvent {
             seq,
             request_id,
@@ -411,22 +186,16 @@ impl AsyncQueue {
     }
 
     fn schedule(&self, event: QueuedEvent, due: Duration) {
-        self.delayed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Delayed { due, event });
+        lock(&self.delayed).push(Delayed { due, event });
     }
 
     fn finish(&self, event: &QueuedEvent) {
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&event.seq);
+        lock(&self.live).remove(&event.seq);
     }
 
     /// Moves delayed events that are due into the ready channel; returns how many.
     pub(crate) fn promote_due(&self, now: Duration) -> usize {
-        let mut delayed = self.delayed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut delayed = lock(&self.delayed);
         let mut moved = 0;
         while delayed.peek().is_some_and(|d| d.due <= now) {
             if let Some(d) = delayed.pop() {
@@ -439,19 +208,19 @@ impl AsyncQueue {
 
     /// Events not yet finished.
     pub(crate) fn depth(&self) -> u64 {
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).len() as u64
+        lock(&self.live).len() as u64
     }
 
     /// Age of the oldest unfinished event.
     pub(crate) fn oldest_age(&self, now: Duration) -> Option<Duration> {
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let live = lock(&self.live);
         live.values().min().map(|t| now.saturating_sub(*t))
     }
 
     /// Takes every event out of the queue (for shutdown).
     fn drain(&self) -> Vec<QueuedEvent> {
         let mut events: Vec<QueuedEvent> = self.ready_rx.try_iter().collect();
-        let mut delayed = self.delayed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut delayed = lock(&self.delayed);
         events.extend(std::mem::take(&mut *delayed).into_iter().map(|d| d.event));
         events
     }
@@ -468,148 +237,159 @@ fn truncate_message(message: &str) -> String {
     message[..end].to_string()
 }
 
-impl Inner {
+impl AsyncQueue {
     /// Runs ready events on this thread until none is left; returns how many ran.
-    pub(crate) fn dispatch_ready(&self) -> usize {
+    pub(crate) fn dispatch_ready(&self, data: &DataPlane) -> usize {
         let mut ran = 0;
-        while let Ok(event) = self.queue.receiver().try_recv() {
-            self.dispatch(event);
+        while let Ok(event) = self.receiver().try_recv() {
+            self.dispatch(data, event);
             ran += 1;
         }
         ran
     }
 
-    /// Runs one queued event and decides what happens to it next.
-    pub(crate) fn dispatch(&self, mut event: QueuedEvent) {
-        let now = self.clock.now();
-        let resolved = self
+    /// Runs one queued event and decides what happens to it next: it expired, its function is
+    /// gone, or it ran (then [`AsyncQueue::succeeded`], [`AsyncQueue::function_failed`] or
+    /// [`AsyncQueue::refused`] decide).
+    pub(crate) fn dispatch(&self, data: &DataPlane, mut event: QueuedEvent) {
+        let now = data.clock.now();
+        let resolved = data
             .control
             .resolve(&event.function, event.qualifier.as_deref());
-        let (config, dead_letter) = match &resolved {
-            Ok(r) => ControlPlane::event_invoke_config(&r.function, event.qualifier.as_deref()),
-            Err(_) => (EventInvokeConfig::default(), None),
-        };
-        let expires_at = event.enqueued_at.saturating_add(config.maximum_event_age);
+        let function = resolved.as_ref().ok().map(|r| &*r.function);
+        let settings = Settings::of(function, event.qualifier.as_deref());
+        let expires_at = event
+            .enqueued_at
+            .saturating_add(settings.config.maximum_event_age);
         if now >= expires_at {
-            self.counters.async_expired.fetch_add(1, Ordering::Relaxed);
-            return self.give_up(event, Condition::EventAgeExceeded, &config, dead_letter);
+            data.counters.async_expired.fetch_add(1, Ordering::Relaxed);
+            return self.give_up(data, event, Condition::EventAgeExceeded, settings);
         }
         let resolved = match resolved {
             Ok(resolved) => resolved,
             Err(error) => {
                 event.last_error = Some(error_triple(&error));
-                return self.give_up(event, Condition::FunctionNotFound, &config, dead_letter);
+                return self.give_up(data, event, Condition::FunctionNotFound, settings);
             }
         };
         let mut invocation = Invocation::new(event.payload.clone());
         invocation.request_id = event.request_id.clone();
         event.attempts += 1;
+        // A retry is never due after the event expires.
         let retry_at = |delay: Duration| now.saturating_add(delay).min(expires_at);
-        match self.run(&resolved, invocation, false) {
+        match data.run(&resolved, invocation, false) {
             Ok(response) if response.is_success() => {
-                self.counters
-                    .async_succeeded
-                    .fetch_add(1, Ordering::Relaxed);
-                if let Some(destination) = &config.on_success {
-                    let record = self.record(&event, Condition::Success, Some(&response));
-                    destination.deliver(record);
-                    self.counters
-                        .destination_deliveries
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                self.queue.finish(&event);
+                self.succeeded(data, event, &settings.config, response)
             }
-            Ok(response) => {
-                let error = response.function_error.clone().unwrap_or_else(|| {
-                    FunctionError::new(lambda_core::ErrorType::RuntimeUnknown, "unknown")
-                });
-                event.last_error = Some((200, error.error_type.to_string(), error.message));
-                event.last_response = Some(response);
-                if event.function_error_retries < config.maximum_retry_attempts {
-                    let delays = &self.queue.config.retry_delays;
-                    let index =
-                        (event.function_error_retries as usize).min(delays.len().saturating_sub(1));
-                    let delay = delays.get(index).copied().unwrap_or_default();
-                    event.function_error_retries += 1;
-                    self.counters.async_retries.fetch_add(1, Ordering::Relaxed);
-                    self.queue.schedule(event, retry_at(delay));
-                } else {
-                    self.give_up(event, Condition::RetriesExhausted, &config, dead_letter);
-                }
-            }
-            Err(error) => {
-                event.attempts -= 1;
-                event.last_error = Some(error_triple(&error));
-                let disabled = matches!(
-                    error,
-                    Error::TooManyRequests {
-                        reason: ThrottleReason::ReservedFunctionConcurrentInvocationLimitExceeded,
-                        ..
-                    }
-                ) && resolved.function.slots.reserved() == Some(0);
-                if disabled {
-                    self.give_up(event, Condition::FunctionDisabled, &config, dead_letter);
-                } else if error.is_retryable() {
-                    let factor = 1u32.checked_shl(event.backoffs.min(30)).unwrap_or(u32::MAX);
-                    let delay = self
-                        .queue
-                        .config
-                        .backoff_initial
-                        .saturating_mul(factor)
-                        .min(self.queue.config.backoff_max);
-                    event.backoffs += 1;
-                    self.counters.async_retries.fetch_add(1, Ordering::Relaxed);
-                    self.queue.schedule(event, retry_at(delay));
-                } else {
-                    self.give_up(event, Condition::RetriesExhausted, &config, dead_letter);
-                }
-            }
+            Ok(response) => self.function_failed(data, event, settings, response, retry_at),
+            Err(error) => self.refused(data, event, settings, &resolved, error, retry_at),
         }
     }
 
-    fn record(
+    /// The function succeeded: a record to the on-success destination, if any.
+    fn succeeded(
         &self,
-        event: &QueuedEvent,
-        condition: Condition,
-        response: Option<&InvokeResponse>,
-    ) -> InvocationRecord {
-        let response = response.or(event.last_response.as_ref());
-        let status_code = match (response, &event.last_error) {
-            (Some(_), _) => 200,
-            (None, Some((code, _, _))) => *code,
-            (None, None) => 0,
-        };
-        InvocationRecord {
-            request_id: event.request_id.clone(),
-            function_arn: self
-                .control
-                .arn(&event.function, event.qualifier.as_deref()),
-            condition,
-            approximate_invoke_count: event.attempts,
-            timestamp: self.clock.now(),
-            request_payload: event.payload.clone(),
-            status_code,
-            executed_version: response.and_then(|r| r.executed_version),
-            function_error: response.and_then(|r| r.function_error.clone()),
-            response_payload: response.map(|r| r.payload.clone()).unwrap_or_default(),
+        data: &DataPlane,
+        event: QueuedEvent,
+        config: &EventInvokeConfig,
+        response: InvokeResponse,
+    ) {
+        data.counters
+            .async_succeeded
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(destination) = &config.on_success {
+            let record = record(data, &event, Condition::Success, Some(&response));
+            destination.deliver(record);
+            data.counters
+                .destination_deliveries
+                .fetch_add(1, Ordering::Relaxed);
         }
+        self.finish(&event);
+    }
+
+    /// The function failed (an error, a timeout, a crash): retried after the configured delays
+    /// until the retries run out.
+    fn function_failed(
+        &self,
+        data: &DataPlane,
+        mut event: QueuedEvent,
+        settings: Settings,
+        response: InvokeResponse,
+        retry_at: impl Fn(Duration) -> Duration,
+    ) {
+        let error = response.function_error.clone().unwrap_or_else(|| {
+            FunctionError::new(lambda_core::ErrorType::RuntimeUnknown, "unknown")
+        });
+        event.last_error = Some((200, error.error_type.to_string(), error.message));
+        event.last_response = Some(response);
+        if event.function_error_retries >= settings.config.maximum_retry_attempts {
+            return self.give_up(data, event, Condition::RetriesExhausted, settings);
+        }
+        let delays = &self.config.retry_delays;
+        let index = (event.function_error_retries as usize).min(delays.len().saturating_sub(1));
+        let delay = delays.get(index).copied().unwrap_or_default();
+        event.function_error_retries += 1;
+        data.counters.async_retries.fetch_add(1, Ordering::Relaxed);
+        self.schedule(event, retry_at(delay));
+    }
+
+    /// The event could not run (a throttle, a service error): that was no attempt. Retried
+    /// with exponential backoff, except for a function with reserved concurrency 0 and errors
+    /// that retrying cannot cure.
+    fn refused(
+        &self,
+        data: &DataPlane,
+        mut event: QueuedEvent,
+        settings: Settings,
+        resolved: &Resolved,
+        error: Error,
+        retry_at: impl Fn(Duration) -> Duration,
+    ) {
+        event.attempts -= 1;
+        event.last_error = Some(error_triple(&error));
+        let disabled = matches!(
+            error,
+            Error::TooManyRequests {
+                reason: ThrottleReason::ReservedFunctionConcurrentInvocationLimitExceeded,
+                ..
+            }
+        ) && resolved.function.slots.reserved() == Some(0);
+        if disabled {
+            return self.give_up(data, event, Condition::FunctionDisabled, settings);
+        }
+        if !error.is_retryable() {
+            return self.give_up(data, event, Condition::RetriesExhausted, settings);
+        }
+        let factor = 1u32.checked_shl(event.backoffs.min(30)).unwrap_or(u32::MAX);
+        let delay = self
+            .config
+            .backoff_initial
+            .saturating_mul(factor)
+            .min(self.config.backoff_max);
+        event.backoffs += 1;
+        data.counters.async_retries.fetch_add(1, Ordering::Relaxed);
+        self.schedule(event, retry_at(delay));
     }
 
     /// Final failure: on-failure destination and dead-letter sink.
     fn give_up(
         &self,
+        data: &DataPlane,
         event: QueuedEvent,
         condition: Condition,
-        config: &EventInvokeConfig,
-        dead_letter: Option<Arc<dyn DeadLetterSink>>,
+        settings: Settings,
     ) {
+        let Settings {
+            config,
+            dead_letter,
+        } = settings;
         if condition != Condition::EventAgeExceeded {
-            self.counters.async_failed.fetch_add(1, Ordering::Relaxed);
+            data.counters.async_failed.fetch_add(1, Ordering::Relaxed);
         }
         let mut delivered = false;
         if let Some(destination) = &config.on_failure {
-            destination.deliver(self.record(&event, condition, None));
-            self.counters
+            destination.deliver(record(data, &event, condition, None));
+            data.counters
                 .destination_deliveries
                 .fetch_add(1, Ordering::Relaxed);
             delivered = true;
@@ -622,7 +402,7 @@ impl Inner {
             ));
             sink.send(DeadLetter {
                 request_id: event.request_id.clone(),
-                function_arn: self
+                function_arn: data
                     .control
                     .arn(&event.function, event.qualifier.as_deref()),
                 payload: event.payload.clone(),
@@ -632,24 +412,51 @@ impl Inner {
                 condition,
                 attempts: event.attempts,
             });
-            self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+            data.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
             delivered = true;
         }
         if !delivered {
-            self.counters.async_dropped.fetch_add(1, Ordering::Relaxed);
+            data.counters.async_dropped.fetch_add(1, Ordering::Relaxed);
         }
-        self.queue.finish(&event);
+        self.finish(&event);
     }
 
     /// Hands every still-queued event to failure handling (service shutdown).
-    pub(crate) fn abandon_queued_events(&self) {
-        for event in self.queue.drain() {
-            let (config, dead_letter) = match self.control.entry(&event.function) {
-                Ok(entry) => ControlPlane::event_invoke_config(&entry, event.qualifier.as_deref()),
-                Err(_) => (EventInvokeConfig::default(), None),
-            };
-            self.give_up(event, Condition::ServiceShutdown, &config, dead_letter);
+    pub(crate) fn abandon_queued_events(&self, data: &DataPlane) {
+        for event in self.drain() {
+            let function = data.control.entry(&event.function).ok();
+            let settings = Settings::of(function.as_deref(), event.qualifier.as_deref());
+            self.give_up(data, event, Condition::ServiceShutdown, settings);
         }
+    }
+}
+
+/// The invocation record of an event, with the last response unless `response` is given.
+fn record(
+    data: &DataPlane,
+    event: &QueuedEvent,
+    condition: Condition,
+    response: Option<&InvokeResponse>,
+) -> InvocationRecord {
+    let response = response.or(event.last_response.as_ref());
+    let status_code = match (response, &event.last_error) {
+        (Some(_), _) => 200,
+        (None, Some((code, _, _))) => *code,
+        (None, None) => 0,
+    };
+    InvocationRecord {
+        request_id: event.request_id.clone(),
+        function_arn: data
+            .control
+            .arn(&event.function, event.qualifier.as_deref()),
+        condition,
+        approximate_invoke_count: event.attempts,
+        timestamp: data.clock.now(),
+        request_payload: event.payload.clone(),
+        status_code,
+        executed_version: response.and_then(|r| r.executed_version),
+        function_error: response.and_then(|r| r.function_error.clone()),
+        response_payload: response.map(|r| r.payload.clone()).unwrap_or_default(),
     }
 }
 

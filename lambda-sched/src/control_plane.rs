@@ -6,53 +6,19 @@
 //! new invocations to new environments while the old ones finish and are retired.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use lambda_core::{CodeLocation, FunctionConfig};
 
-use crate::async_queue::{DeadLetterSink, EventInvokeConfig};
 use crate::counting::{ConcurrencyLimits, FunctionSlots};
+use crate::destination::DeadLetterSink;
 use crate::error::{Error, Result};
+use crate::event_invoke_config::EventInvokeConfig;
+use crate::ids::{PoolId, Version};
 use crate::metrics::InvocationCounters;
-use crate::rng::SharedRng;
-
-/// Identifies the environments of one function version (or one revision of `$LATEST`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PoolId(pub u64);
-
-/// A function version: `$LATEST` or a published number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Version {
-    /// The unpublished, mutable version.
-    Latest,
-    /// An immutable published version, numbered from 1.
-    Published(u32),
-}
-
-impl Version {
-    /// Parses `$LATEST` or a version number.
-    pub fn parse(text: &str) -> Option<Version> {
-        if text == "$LATEST" {
-            return Some(Version::Latest);
-        }
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        text.parse().ok().filter(|n| *n > 0).map(Version::Published)
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Version::Latest => f.write_str("$LATEST"),
-            Version::Published(n) => write!(f, "{n}"),
-        }
-    }
-}
+use crate::sync::{lock, read, write};
 
 /// What the control plane reports about a function version.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,15 +116,8 @@ pub(crate) struct ControlPlane {
     account_id: String,
     functions: RwLock<HashMap<String, Arc<FunctionEntry>>>,
     next_pool: AtomicU64,
-    rng: SharedRng,
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
+    /// The draw of weighted alias routing, seeded by the service configuration.
+    routing_rng: Mutex<fastrand::Rng>,
 }
 
 fn validate_alias_name(name: &str) -> Result<()> {
@@ -184,7 +143,7 @@ impl ControlPlane {
             account_id: account_id.to_string(),
             functions: RwLock::new(HashMap::new()),
             next_pool: AtomicU64::new(1),
-            rng: SharedRng::new(seed),
+            routing_rng: Mutex::new(fastrand::Rng::with_seed(seed)),
         }
     }
 
@@ -572,7 +531,7 @@ impl ControlPlane {
                         let mut target = alias.function_version;
                         if routed
                             && let Some(routing) = alias.routing
-                            && self.rng.next_f64() < routing.weight
+                            && self.routing_draw() < routing.weight
                         {
                             target = Version::Published(routing.version);
                         }
@@ -595,6 +554,12 @@ impl ControlPlane {
             version,
             qualifier: qualifier.map(str::to_string),
         })
+    }
+
+    /// Uniform in [0, 1): the draw that sends an invocation of a weighted alias to its second
+    /// version when it is below the weight.
+    fn routing_draw(&self) -> f64 {
+        lock(&self.routing_rng).f64()
     }
 
     /// Resolves a reference for an invocation: aliases with weighted routing pick a version
@@ -734,6 +699,14 @@ mod tests {
         plane
             .create(config(name), &ConcurrencyLimits::default(), Duration::ZERO)
             .unwrap()
+    }
+
+    #[test]
+    fn routing_draws_are_in_the_unit_interval_and_move() {
+        let plane = plane();
+        let a = plane.routing_draw();
+        assert!((0.0..1.0).contains(&a));
+        assert_ne!(a, plane.routing_draw());
     }
 
     #[test]

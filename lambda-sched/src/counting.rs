@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result, ThrottleReason};
+use crate::sync::lock;
 
 const NO_RESERVATION: u64 = u64::MAX;
 
@@ -99,7 +100,7 @@ impl FunctionSlots {
 
     /// Takes one scale-up token, or says when one will be available.
     pub(crate) fn take_scale_up_token(&self, now: Duration) -> Result<()> {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bucket = lock(&self.bucket);
         bucket.take(now).map_err(|retry_after| {
             Error::throttled(
                 ThrottleReason::FunctionInvocationRateLimitExceeded,
@@ -258,7 +259,7 @@ impl CountingService {
         slots: &FunctionSlots,
         reserved: Option<u32>,
     ) -> Result<()> {
-        let mut reservations = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reservations = lock(&self.reservations);
         let others: u64 = reservations
             .iter()
             .filter(|(name, _)| name.as_str() != function)
@@ -291,7 +292,7 @@ impl CountingService {
 
     /// Drops a deleted function's reservation.
     pub(crate) fn forget(&self, function: &str) {
-        let mut reservations = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reservations = lock(&self.reservations);
         reservations.remove(function);
         let total: u64 = reservations.values().map(|n| u64::from(*n)).sum();
         self.unreserved_limit.store(
@@ -302,7 +303,7 @@ impl CountingService {
 
     /// The largest reservation `function` could get now.
     pub(crate) fn available_reservation(&self, function: &str) -> u32 {
-        let reservations = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        let reservations = lock(&self.reservations);
         let others: u64 = reservations
             .iter()
             .filter(|(name, _)| name.as_str() != function)

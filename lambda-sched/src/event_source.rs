@@ -21,16 +21,17 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lambda_core::Invocation;
 use lambda_core::limits::MAX_SYNC_PAYLOAD_BYTES;
 
-use crate::async_queue::{Condition, Destination, InvocationRecord};
+use crate::data_plane::DataPlane;
+use crate::destination::{Condition, Destination, InvocationRecord};
 use crate::error::{Error, Result};
-use crate::service::Inner;
+use crate::sync::lock;
 
 /// One record read from a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +87,7 @@ impl MemoryQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Adds a record; returns its id.
@@ -317,7 +318,7 @@ pub(crate) fn parse_batch_item_failures(
 }
 
 impl Mapping {
-    pub(crate) fn new(
+    fn new(
         id: String,
         function: String,
         source: Arc<dyn EventSource>,
@@ -334,7 +335,7 @@ impl Mapping {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MappingState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     pub(crate) fn info(&self) -> EventSourceMappingInfo {
@@ -370,13 +371,13 @@ impl Mapping {
     }
 
     /// Sends at most one batch.
-    pub(crate) fn step(&self, inner: &Inner) -> Step {
+    pub(crate) fn step(&self, data: &DataPlane) -> Step {
         let batch = {
             let mut state = self.lock();
             match state.retry.pop_front() {
                 Some(batch) => batch,
                 None => {
-                    let now = inner.clock.now();
+                    let now = data.clock.now();
                     let want = self.config.batch_size - state.buffer.len();
                     if want > 0 {
                         let polled = self.source.poll(want);
@@ -400,7 +401,7 @@ impl Mapping {
                 }
             }
         };
-        self.invoke(inner, batch)
+        self.invoke(data, batch)
     }
 
     fn payload(&self, batch: &[Held]) -> Vec<u8> {
@@ -422,7 +423,7 @@ impl Mapping {
             .into_bytes()
     }
 
-    fn invoke(&self, inner: &Inner, mut batch: Vec<Held>) -> Step {
+    fn invoke(&self, data: &DataPlane, mut batch: Vec<Held>) -> Step {
         let mut payload = self.payload(&batch);
         // A batch over the synchronous payload limit is split before it is sent.
         while payload.len() > MAX_SYNC_PAYLOAD_BYTES && batch.len() > 1 {
@@ -430,15 +431,15 @@ impl Mapping {
             self.lock().retry.push_front(back);
             payload = self.payload(&batch);
         }
-        let resolved = match inner.control.resolve(&self.function, None) {
+        let resolved = match data.control.resolve(&self.function, None) {
             Ok(resolved) => resolved,
             Err(_) => {
                 self.lock().retry.push_front(batch);
                 return Step::Blocked;
             }
         };
-        inner.counters.esm_batches.fetch_add(1, Ordering::Relaxed);
-        let response = match inner.run(&resolved, Invocation::new(payload), false) {
+        data.counters.esm_batches.fetch_add(1, Ordering::Relaxed);
+        let response = match data.run(&resolved, Invocation::new(payload), false) {
             Ok(response) => response,
             Err(_) => {
                 // Throttled or no environment: not the records' fault; keep and retry.
@@ -454,35 +455,34 @@ impl Mapping {
                         let (failed, ok): (Vec<Held>, Vec<Held>) = batch
                             .into_iter()
                             .partition(|h| failed_ids.contains(&h.record.id));
-                        self.succeed(inner, &ok);
-                        return self.handle_failure(inner, failed, false, &response.payload);
+                        self.succeed(data, &ok);
+                        return self.handle_failure(data, failed, false, &response.payload);
                     }
                     Err(()) => batch,
                 }
             } else {
-                self.succeed(inner, &batch);
+                self.succeed(data, &batch);
                 return Step::Invoked;
             }
         } else {
             batch
         };
-        self.handle_failure(inner, failed, true, &response.payload)
+        self.handle_failure(data, failed, true, &response.payload)
     }
 
-    fn succeed(&self, inner: &Inner, records: &[Held]) {
+    fn succeed(&self, data: &DataPlane, records: &[Held]) {
         if records.is_empty() {
             return;
         }
         self.source.acknowledge(&ids(records));
-        inner
-            .counters
+        data.counters
             .esm_records_succeeded
             .fetch_add(records.len() as u64, Ordering::Relaxed);
     }
 
     fn handle_failure(
         &self,
-        inner: &Inner,
+        data: &DataPlane,
         failed: Vec<Held>,
         whole_batch: bool,
         response: &[u8],
@@ -516,35 +516,81 @@ impl Mapping {
         if !exhausted.is_empty() {
             let exhausted_ids = ids(&exhausted);
             self.source.fail(&exhausted_ids);
-            inner
-                .counters
+            data.counters
                 .esm_records_failed
                 .fetch_add(exhausted.len() as u64, Ordering::Relaxed);
             if let Some(destination) = &self.config.on_failure {
                 let body = serde_json::json!({ "failedRecordIds": exhausted_ids });
                 destination.deliver(InvocationRecord {
                     request_id: lambda_core::new_request_id(),
-                    function_arn: inner.control.arn(&self.function, None),
+                    function_arn: data.control.arn(&self.function, None),
                     condition: Condition::RetriesExhausted,
                     approximate_invoke_count: exhausted
                         .iter()
                         .map(|h| h.failures)
                         .max()
                         .unwrap_or(0),
-                    timestamp: inner.clock.now(),
+                    timestamp: data.clock.now(),
                     request_payload: body.to_string().into_bytes(),
                     status_code: 200,
                     executed_version: None,
                     function_error: None,
                     response_payload: response.to_vec(),
                 });
-                inner
-                    .counters
+                data.counters
                     .destination_deliveries
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
         Step::Invoked
+    }
+}
+
+/// The service's event source mappings.
+#[derive(Debug)]
+pub(crate) struct Mappings {
+    list: Mutex<Vec<Arc<Mapping>>>,
+    next_id: AtomicU64,
+}
+
+impl Mappings {
+    pub(crate) fn new() -> Self {
+        Mappings {
+            list: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Adds a mapping from `source` to `function` under a new id.
+    pub(crate) fn add(
+        &self,
+        function: &str,
+        source: Arc<dyn EventSource>,
+        config: EventSourceMappingConfig,
+    ) -> Arc<Mapping> {
+        let id = format!("esm-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let mapping = Arc::new(Mapping::new(id, function.to_string(), source, config));
+        lock(&self.list).push(mapping.clone());
+        mapping
+    }
+
+    /// Removes a mapping, stops it and gives the records it held back to the source.
+    pub(crate) fn delete(&self, id: &str) -> Result<()> {
+        let mapping = {
+            let mut list = lock(&self.list);
+            let index = list.iter().position(|m| m.id == id).ok_or_else(|| {
+                Error::not_found(format!("event source mapping {id} does not exist"))
+            })?;
+            list.remove(index)
+        };
+        mapping.deleted.store(true, Ordering::Release);
+        mapping.release_all();
+        Ok(())
+    }
+
+    /// Every mapping, in the order they were made.
+    pub(crate) fn all(&self) -> Vec<Arc<Mapping>> {
+        lock(&self.list).clone()
     }
 }
 

@@ -40,6 +40,7 @@ use lambda_core::{
 };
 
 use crate::clock::{Clock, ManualClock};
+use crate::sync::lock;
 
 /// Counts kept by a [`FakeBackend`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -161,10 +162,7 @@ impl FakeBackend {
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|n| *n > 0)
         {
-            let mut creates = self
-                .creates_by_function
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut creates = lock(&self.creates_by_function);
             let count = creates.entry(config.name.clone()).or_insert(0);
             *count += 1;
             if *count % every == 0 {

@@ -1,22 +1,20 @@
 //! The frontend: invoke a function synchronously (`RequestResponse`), asynchronously
 //! (`Event`) or as a dry run (`DryRun`).
 //!
-//! A synchronous invocation goes frontend -> control plane (resolve the version) -> counting
-//! (a concurrency permit) -> worker manager (a warm, provisioned or new environment, placed by
-//! the placement service on a worker) -> the environment (`ExecutionEnvironment::invoke`) and
-//! back: the environment returns to its pool, the permit is released, metrics are counted.
+//! Each request is resolved by the [control plane](crate::control_plane) to one function
+//! version and its payload checked against the limit of its type. Then a synchronous request
+//! runs on the [data plane](crate::data_plane) and gets the function's answer; an asynchronous
+//! one is put in the [async queue](crate::async_queue) and acknowledged (202); a dry run checks
+//! that a concurrency permit would be had and runs nothing (204).
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use lambda_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_SYNC_PAYLOAD_BYTES};
-use lambda_core::{ErrorType, FunctionError, Invocation, InvokeOutcome, Report, new_request_id};
+use lambda_core::{Invocation, new_request_id};
 
-use crate::control_plane::{Resolved, Version};
+use crate::async_queue::AsyncQueue;
+use crate::data_plane::{DataPlane, InvokeResponse};
 use crate::error::{Error, Result};
-use crate::metrics::InvocationCounters;
-use crate::service::Inner;
-use crate::worker_manager::{AcquireError, StartKind};
 
 /// Lambda's `X-Amz-Invocation-Type`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,52 +99,6 @@ impl InvokeRequest {
     }
 }
 
-/// The answer to an invocation request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvokeResponse {
-    /// 200 (synchronous), 202 (queued) or 204 (dry run).
-    pub status_code: u16,
-    /// The request id (the same for every retry of an asynchronous event).
-    pub request_id: String,
-    /// `X-Amz-Executed-Version`: the version that ran (synchronous only).
-    pub executed_version: Option<Version>,
-    /// The function's response, or the error's JSON body when it failed.
-    pub payload: Vec<u8>,
-    /// The function error, if it failed (`X-Amz-Function-Error: Unhandled`).
-    pub function_error: Option<FunctionError>,
-    /// The log tail, when asked for.
-    pub log_result: Option<Vec<u8>>,
-    /// The invocation's figures (its `REPORT` line).
-    pub report: Option<Report>,
-    /// How the invocation got its environment.
-    pub start: Option<StartKind>,
-}
-
-impl InvokeResponse {
-    /// True unless the function failed.
-    pub fn is_success(&self) -> bool {
-        self.function_error.is_none()
-    }
-
-    /// The `X-Amz-Function-Error` header value: `Unhandled` when the function failed.
-    pub fn function_error_header(&self) -> Option<&'static str> {
-        self.function_error.as_ref().map(|_| "Unhandled")
-    }
-
-    fn accepted(status_code: u16, request_id: String) -> Self {
-        InvokeResponse {
-            status_code,
-            request_id,
-            executed_version: None,
-            payload: Vec::new(),
-            function_error: None,
-            log_result: None,
-            report: None,
-            start: None,
-        }
-    }
-}
-
 fn check_payload(size: usize, invocation_type: InvocationType) -> Result<()> {
     let limit = match invocation_type {
         InvocationType::Event => MAX_ASYNC_PAYLOAD_BYTES,
@@ -162,235 +114,52 @@ fn check_payload(size: usize, invocation_type: InvocationType) -> Result<()> {
     Ok(())
 }
 
-impl Inner {
-    /// The `Invoke` API.
-    pub(crate) fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse> {
-        if self.is_shutting_down() {
-            return Err(Error::service("the service is shutting down"));
+/// The `Invoke` API: resolves, checks and then runs, queues or only checks the request.
+pub(crate) fn invoke(
+    data: &DataPlane,
+    queue: &AsyncQueue,
+    request: InvokeRequest,
+) -> Result<InvokeResponse> {
+    let InvokeRequest {
+        function_name,
+        qualifier,
+        invocation_type,
+        log_tail,
+        client_context,
+        payload,
+    } = request;
+    match invocation_type {
+        InvocationType::DryRun => {
+            let resolved = data
+                .control
+                .resolve_static(&function_name, qualifier.as_deref())?;
+            check_payload(payload.len(), invocation_type)?;
+            data.counting
+                .check(&resolved.function.name, &resolved.function.slots)?;
+            Ok(InvokeResponse::accepted(204, new_request_id()))
         }
-        let InvokeRequest {
-            function_name,
-            qualifier,
-            invocation_type,
-            log_tail,
-            client_context,
-            payload,
-        } = request;
-        match invocation_type {
-            InvocationType::DryRun => {
-                let resolved = self
-                    .control
-                    .resolve_static(&function_name, qualifier.as_deref())?;
-                check_payload(payload.len(), invocation_type)?;
-                self.counting
-                    .check(&resolved.function.name, &resolved.function.slots)?;
-                Ok(InvokeResponse::accepted(204, new_request_id()))
-            }
-            InvocationType::Event => {
-                let resolved = self
-                    .control
-                    .resolve_static(&function_name, qualifier.as_deref())?;
-                check_payload(payload.len(), invocation_type)?;
-                let request_id = new_request_id();
-                self.queue.enqueue(
-                    request_id.clone(),
-                    resolved.function.name.clone(),
-                    resolved.qualifier,
-                    payload,
-                    self.clock.now(),
-                );
-                self.counters.async_accepted.fetch_add(1, Ordering::Relaxed);
-                Ok(InvokeResponse::accepted(202, request_id))
-            }
-            InvocationType::RequestResponse => {
-                let resolved = self.control.resolve(&function_name, qualifier.as_deref())?;
-                check_payload(payload.len(), invocation_type)?;
-                let mut invocation = Invocation::new(payload);
-                invocation.client_context = client_context;
-                self.run(&resolved, invocation, log_tail)
-            }
+        InvocationType::Event => {
+            let resolved = data
+                .control
+                .resolve_static(&function_name, qualifier.as_deref())?;
+            check_payload(payload.len(), invocation_type)?;
+            let request_id = new_request_id();
+            queue.enqueue(
+                request_id.clone(),
+                resolved.function.name.clone(),
+                resolved.qualifier,
+                payload,
+                data.clock.now(),
+            );
+            data.counters.async_accepted.fetch_add(1, Ordering::Relaxed);
+            Ok(InvokeResponse::accepted(202, request_id))
         }
-    }
-
-    fn count(
-        &self,
-        resolved: &Resolved,
-        counter: impl Fn(&InvocationCounters) -> &std::sync::atomic::AtomicU64,
-    ) {
-        InvocationCounters::add(counter(&self.account));
-        InvocationCounters::add(counter(&resolved.function.metrics));
-    }
-
-    /// Runs one invocation of a resolved version to its end.
-    pub(crate) fn run(
-        &self,
-        resolved: &Resolved,
-        mut invocation: Invocation,
-        log_tail: bool,
-    ) -> Result<InvokeResponse> {
-        let function = &resolved.function;
-        let version = &resolved.version;
-        let permit = match self.counting.acquire(&function.name, &function.slots) {
-            Ok(permit) => permit,
-            Err(error) => {
-                self.count(resolved, |c| &c.throttles);
-                return Err(error);
-            }
-        };
-        let now = self.clock.now();
-        let lease = match self.workers.acquire(function, version, now) {
-            Ok(lease) => lease,
-            Err(AcquireError::Refused(error)) => {
-                if matches!(error, Error::TooManyRequests { .. }) {
-                    self.count(resolved, |c| &c.throttles);
-                }
-                return Err(error);
-            }
-            Err(AcquireError::Init(error)) => {
-                // Init failed: Lambda reports it as the invocation's function error.
-                drop(permit);
-                self.count(resolved, |c| &c.cold_starts);
-                let (init_duration, tail) = match &error {
-                    lambda_core::EnvironmentError::Init {
-                        init_duration,
-                        log_tail,
-                        ..
-                    } => (Some(*init_duration), log_tail.clone()),
-                    _ => (None, Vec::new()),
-                };
-                let report = Report {
-                    request_id: invocation.request_id.clone(),
-                    duration: Duration::ZERO,
-                    memory_size_mb: version.config.memory_mb,
-                    max_memory_used_mb: 0,
-                    init_duration,
-                    restore_duration: None,
-                };
-                return Ok(self.finish(
-                    resolved,
-                    invocation.request_id,
-                    InvokeOutcome::Error(error.to_function_error()),
-                    report,
-                    log_tail.then_some(tail),
-                    StartKind::Cold,
-                ));
-            }
-        };
-        if lease.spillover {
-            self.count(resolved, |c| &c.provisioned_spillover_invocations);
-        }
-        let mut start = lease.start;
-        let request_id = invocation.request_id.clone();
-        invocation.invoked_function_arn = Some(resolved.invoked_arn(&self.control));
-        let mut lease = lease;
-        let started = self.clock.now();
-        // An environment reset by its last invocation runs Init again, and a one-shot one
-        // starts afresh every time: cold starts.
-        if start == StartKind::Warm && (lease.env.reset || lease.env.env.fresh_per_invocation()) {
-            start = StartKind::Cold;
-        }
-        let result = lease.env.env.invoke(invocation);
-        lease.env.reset = matches!(&result, Ok(r) if r.reset.is_some());
-        match start {
-            StartKind::Cold => self.count(resolved, |c| &c.cold_starts),
-            StartKind::Warm => self.count(resolved, |c| &c.warm_starts),
-            StartKind::Provisioned => self.count(resolved, |c| &c.provisioned_invocations),
-        }
-        let ended = self.clock.now();
-        let elapsed = ended.saturating_sub(started);
-        let timeout = version.config.timeout;
-        let (outcome, report, tail, discard) = match result {
-            Ok(result) => {
-                if result.reset.is_some() {
-                    self.counters
-                        .environment_resets
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                let mut outcome = result.outcome;
-                let mut discard = false;
-                if elapsed > timeout + self.config.hang_grace {
-                    // The backend did not stop the invocation at its deadline: report the
-                    // timeout and never use the environment again.
-                    self.counters
-                        .hung_invocations
-                        .fetch_add(1, Ordering::Relaxed);
-                    outcome = InvokeOutcome::failed(
-                        ErrorType::SandboxTimeout,
-                        format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
-                    );
-                    discard = true;
-                }
-                if let InvokeOutcome::Response(body) = &outcome
-                    && body.len() > MAX_SYNC_PAYLOAD_BYTES
-                {
-                    outcome = InvokeOutcome::failed(
-                        ErrorType::FunctionResponseSizeTooLarge,
-                        format!(
-                            "Response payload size ({} bytes) exceeded maximum allowed payload \
-                             size ({MAX_SYNC_PAYLOAD_BYTES} bytes).",
-                            body.len()
-                        ),
-                    );
-                }
-                (outcome, result.report, result.log_tail, discard)
-            }
-            Err(error) => {
-                let report = Report {
-                    request_id: request_id.clone(),
-                    duration: elapsed,
-                    memory_size_mb: version.config.memory_mb,
-                    max_memory_used_mb: 0,
-                    init_duration: None,
-                    restore_duration: None,
-                };
-                (
-                    InvokeOutcome::Error(error.to_function_error()),
-                    report,
-                    Vec::new(),
-                    true,
-                )
-            }
-        };
-        self.workers.release(lease, ended, discard);
-        drop(permit);
-        Ok(self.finish(
-            resolved,
-            request_id,
-            outcome,
-            report,
-            log_tail.then_some(tail),
-            start,
-        ))
-    }
-
-    fn finish(
-        &self,
-        resolved: &Resolved,
-        request_id: String,
-        outcome: InvokeOutcome,
-        report: Report,
-        log_result: Option<Vec<u8>>,
-        start: StartKind,
-    ) -> InvokeResponse {
-        self.count(resolved, |c| &c.invocations);
-        self.account.durations.record(report.duration);
-        resolved.function.metrics.durations.record(report.duration);
-        let (payload, function_error) = match outcome {
-            InvokeOutcome::Response(body) => (body, None),
-            InvokeOutcome::Error(error) => {
-                self.count(resolved, |c| &c.errors);
-                (error.to_json().into_bytes(), Some(error))
-            }
-        };
-        InvokeResponse {
-            status_code: 200,
-            request_id,
-            executed_version: Some(resolved.version.version),
-            payload,
-            function_error,
-            log_result,
-            report: Some(report),
-            start: Some(start),
+        InvocationType::RequestResponse => {
+            let resolved = data.control.resolve(&function_name, qualifier.as_deref())?;
+            check_payload(payload.len(), invocation_type)?;
+            let mut invocation = Invocation::new(payload);
+            invocation.client_context = client_context;
+            data.run(&resolved, invocation, log_tail)
         }
     }
 }

@@ -2,15 +2,39 @@
 //!
 //! A [`Service`] holds functions and runs them on any [`lambda_core::Backend`] (the KVM
 //! micro-VM backend of `lambda-vmm`, its development backend, or the [`fake`] test double).
-//! An invocation's path is readable in the module names:
 //!
-//! [`frontend`] (sync, async, dry run) -> [`control_plane`] (which version) -> [`counting`]
-//! (concurrency and throttling) -> [`worker_manager`] (a warm, provisioned or new environment,
-//! kept alive by a [`keep_alive`] policy) -> [`placement`] (which [`worker`] gets a new
-//! environment) -> the environment, and back. Asynchronous events wait in the [`async_queue`];
-//! [`event_source`] mappings poll sources and invoke with batches. Everything that depends on
-//! time reads a [`clock`], so tests and the [`simulation`] run hours of keep-alive in
-//! milliseconds. [`metrics`] are what a user can read.
+//! # Reading order
+//!
+//! The modules read from the top down: each one uses only the modules below it in this list.
+//! [`Service::invoke`] leads from `service` to [`frontend`], then to [`data_plane`], which asks
+//! [`counting`] for a permit and [`worker_manager`] for an environment.
+//!
+//! 1. `service`: the [`Service`] handle, whose methods are Lambda's API, and the background
+//!    threads it shares its state with (maintenance, async dispatchers, event-source pollers).
+//! 2. Where invocations come from:
+//!    - [`frontend`]: the `Invoke` API, synchronous, asynchronous (queued) or dry run;
+//!    - [`async_queue`]: queued events, their retries and maximum age, and their final outcome;
+//!    - [`event_source`]: mappings that poll a source and invoke with batches of records.
+//! 3. [`data_plane`]: one synchronous invocation in three steps (acquire a permit and an
+//!    environment, execute, account) and the [`InvokeResponse`] it makes.
+//! 4. [`worker_manager`]: the pools of idle and busy environments: warm routing, keep-alive,
+//!    pre-warming, provisioned concurrency, workers' leases and failures.
+//! 5. [`control_plane`]: functions, their versions and aliases (with weighted routing), and what
+//!    is set per function or qualifier (provisioned concurrency, async settings, dead letters).
+//! 6. What those build on:
+//!    - [`placement`]: which [`worker`] gets a new environment;
+//!    - [`keep_alive`]: how long an idle environment is kept, or when it is pre-warmed;
+//!    - [`counting`]: account and reserved concurrency, the scale-up rate, throttles;
+//!    - [`event_invoke_config`] (a function's async settings) and [`destination`] (where the
+//!      outcome of an async invocation goes, dead-letter sinks).
+//! 7. The vocabulary: [`ids`] (versions, pools, workers), [`error`], [`metrics`] (what a user
+//!    can read), [`clock`] (everything that depends on time reads one, so tests run hours of
+//!    keep-alive in milliseconds) and `sync` (locks that survive a panic).
+//!
+//! Beside the path: [`fake`], a backend that runs no code, for tests, and [`simulation`], which
+//! replays a synthetic trace through the worker manager on a virtual clock.
+//!
+//! # Example
 //!
 //! ```
 //! use std::sync::Arc;
@@ -30,40 +54,55 @@
 
 #![deny(missing_docs)]
 
-pub mod async_queue;
-pub mod clock;
-pub mod control_plane;
-pub mod counting;
-pub mod error;
-pub mod event_source;
-pub mod fake;
-pub mod frontend;
-pub mod keep_alive;
-pub mod metrics;
-pub mod placement;
-mod rng;
+// In the reading order of the crate documentation.
 mod service;
-pub mod simulation;
-pub mod worker;
+
+pub mod async_queue;
+pub mod event_source;
+pub mod frontend;
+
+pub mod data_plane;
+
 pub mod worker_manager;
 
-pub use async_queue::{
-    AsyncQueueConfig, Condition, DeadLetter, DeadLetterSink, Destination, EventInvokeConfig,
-    InvocationRecord, Recorder,
-};
+pub mod control_plane;
+
+pub mod counting;
+pub mod destination;
+pub mod event_invoke_config;
+pub mod keep_alive;
+pub mod placement;
+pub mod worker;
+
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+mod sync;
+
+pub mod fake;
+pub mod simulation;
+
+pub use async_queue::AsyncQueueConfig;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use control_plane::{AliasInfo, AliasRouting, FunctionInfo, PoolId, Version};
+pub use control_plane::{AliasInfo, AliasRouting, FunctionInfo};
 pub use counting::ConcurrencyLimits;
+pub use data_plane::InvokeResponse;
+pub use destination::{
+    Condition, DeadLetter, DeadLetterSink, Destination, InvocationRecord, Recorder,
+};
 pub use error::{Error, Result, ThrottleReason};
+pub use event_invoke_config::EventInvokeConfig;
 pub use event_source::{
     EventSource, EventSourceMappingConfig, EventSourceMappingInfo, MemoryQueue, SourceRecord,
 };
-pub use frontend::{InvocationType, InvokeRequest, InvokeResponse};
+pub use frontend::{InvocationType, InvokeRequest};
+pub use ids::{PoolId, Version, WorkerId};
 pub use keep_alive::{
     FixedTtl, HybridHistogram, HybridHistogramConfig, KeepAlivePolicy, Retention,
 };
 pub use metrics::{DurationStats, InvocationMetrics, MetricsSnapshot};
 pub use placement::{BestFit, LeastLoaded, PlacementPolicy, WorkerView};
 pub use service::{Progress, Service, ServiceBuilder, ServiceConfig};
-pub use worker::{WorkerId, WorkerInfo, WorkerSpec, WorkerState};
+pub use worker::{WorkerInfo, WorkerSpec, WorkerState};
 pub use worker_manager::StartKind;

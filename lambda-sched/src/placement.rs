@@ -10,7 +10,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::worker::{Worker, WorkerId, WorkerInfo, WorkerSpec, WorkerState};
+use crate::ids::WorkerId;
+use crate::sync::lock;
+use crate::worker::{Worker, WorkerInfo, WorkerSpec, WorkerState};
 
 /// A worker as a placement policy sees it: only active workers with room are offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +97,7 @@ impl Placement {
     }
 
     fn fleet(&self) -> std::sync::MutexGuard<'_, Fleet> {
-        self.fleet.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.fleet)
     }
 
     pub(crate) fn add_worker(&self, spec: WorkerSpec, now: Duration) -> WorkerId {

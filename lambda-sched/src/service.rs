@@ -1,7 +1,14 @@
-//! The service a host application holds: control plane, data plane and the background
-//! threads that keep it going.
+//! The [`Service`] a host application holds, and the background threads that keep it going.
+//!
+//! `Service`'s methods are Lambda's API. Function, version, alias and concurrency calls go to
+//! the [control plane](crate::control_plane) (and retire environments through the
+//! [worker manager](crate::worker_manager)); `invoke` goes to the [`frontend`];
+//! event source mappings live in [`event_source`](crate::event_source). The threads
+//! (maintenance, the async queue's dispatchers, one poller per mapping) share the data plane,
+//! the async queue and the mappings with the handle until it is shut down or dropped; without
+//! them, [`Service::run_pending`] does their work on the caller's thread.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -9,19 +16,24 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use lambda_core::{Backend, CodeLocation, FunctionConfig};
 
-use crate::async_queue::{AsyncQueue, AsyncQueueConfig, DeadLetterSink, EventInvokeConfig};
+use crate::async_queue::{AsyncQueue, AsyncQueueConfig};
 use crate::clock::{Clock, SystemClock};
-use crate::control_plane::{AliasInfo, AliasRouting, ControlPlane, FunctionInfo, Version};
+use crate::control_plane::{AliasInfo, AliasRouting, ControlPlane, FunctionInfo};
 use crate::counting::{ConcurrencyLimits, CountingService};
+use crate::data_plane::{DataPlane, InvokeResponse};
+use crate::destination::DeadLetterSink;
 use crate::error::{Error, Result};
+use crate::event_invoke_config::EventInvokeConfig;
 use crate::event_source::{
-    EventSource, EventSourceMappingConfig, EventSourceMappingInfo, Mapping, Step,
+    EventSource, EventSourceMappingConfig, EventSourceMappingInfo, Mapping, Mappings, Step,
 };
-use crate::frontend::{InvokeRequest, InvokeResponse};
+use crate::frontend::{self, InvokeRequest};
+use crate::ids::{Version, WorkerId};
 use crate::keep_alive::{FixedTtl, KeepAlivePolicy};
-use crate::metrics::{InvocationCounters, InvocationMetrics, MetricsSnapshot, ServiceCounters};
+use crate::metrics::{InvocationMetrics, MetricsSnapshot, ServiceCounters};
 use crate::placement::{BestFit, Placement, PlacementPolicy};
-use crate::worker::{WorkerId, WorkerInfo, WorkerSpec};
+use crate::sync::lock;
+use crate::worker::{WorkerInfo, WorkerSpec};
 use crate::worker_manager::WorkerManager;
 
 /// Settings of a [`Service`]; every number has Lambda's default.
@@ -143,115 +155,31 @@ impl ServiceBuilder {
             placement.add_worker(*spec, now);
         }
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
-        let inner = Arc::new(Inner {
-            control: ControlPlane::new(&config.region, &config.account_id, config.seed),
-            counting: CountingService::new(config.limits.clone()),
-            workers: WorkerManager::new(backend, keep_alive, placement, counters.clone()),
-            queue: AsyncQueue::new(config.async_queue.clone()),
-            mappings: Mutex::new(Vec::new()),
-            next_mapping: AtomicU64::new(1),
-            account: InvocationCounters::default(),
+        let data = DataPlane::new(
+            clock,
+            ControlPlane::new(&config.region, &config.account_id, config.seed),
+            CountingService::new(config.limits.clone()),
+            WorkerManager::new(backend, keep_alive, placement, counters.clone()),
             counters,
+            config.hang_grace,
+        );
+        let shared = Arc::new(Shared {
+            data,
+            queue: AsyncQueue::new(config.async_queue.clone()),
+            mappings: Mappings::new(),
             shutting_down: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             stop: stop_rx,
-            clock,
             config,
         });
         let service = Service {
-            inner,
+            shared,
             stop: Mutex::new(Some(stop_tx)),
         };
-        if service.inner.config.background {
-            service.start_background();
+        if service.shared.config.background {
+            service.shared.start_background();
         }
         Ok(service)
-    }
-}
-
-/// The shared state behind a [`Service`], used by its threads.
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub clock: Arc<dyn Clock>,
-    pub config: ServiceConfig,
-    pub control: ControlPlane,
-    pub counting: CountingService,
-    pub workers: WorkerManager,
-    pub queue: AsyncQueue,
-    pub mappings: Mutex<Vec<Arc<Mapping>>>,
-    pub next_mapping: AtomicU64,
-    pub account: InvocationCounters,
-    pub counters: Arc<ServiceCounters>,
-    pub shutting_down: AtomicBool,
-    pub threads: Mutex<Vec<JoinHandle<()>>>,
-    pub stop: Receiver<()>,
-}
-
-impl Inner {
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
-    }
-
-    fn mappings(&self) -> Vec<Arc<Mapping>> {
-        self.mappings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Keep-alive, pre-warm, provisioned concurrency, worker leases, due retries.
-    fn maintain(&self) -> u64 {
-        let now = self.clock.now();
-        let targets: Vec<_> = self
-            .control
-            .provisioned_targets()
-            .into_iter()
-            .map(|(_, version, n)| (version, n))
-            .collect();
-        self.workers.set_provisioned_targets(&targets);
-        let created = self.workers.maintain(now);
-        self.queue.promote_due(now);
-        created
-    }
-
-    fn spawn(self: &Arc<Self>, name: &str, body: impl FnOnce(Arc<Inner>) + Send + 'static) {
-        let inner = self.clone();
-        let handle = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || body(inner))
-            .expect("spawning a service thread");
-        self.threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle);
-    }
-
-    fn spawn_poller(self: &Arc<Self>, mapping: Arc<Mapping>) {
-        self.spawn(&format!("esm-{}", mapping.id), move |inner| {
-            loop {
-                if mapping.deleted.load(Ordering::Acquire) {
-                    return;
-                }
-                let wait = match mapping.step(&inner) {
-                    Step::Invoked => Duration::ZERO,
-                    Step::Idle => mapping
-                        .next_deadline()
-                        .map(|d| d.saturating_sub(inner.clock.now()))
-                        .unwrap_or(mapping.config.poll_interval)
-                        .min(mapping.config.poll_interval),
-                    Step::Blocked => mapping.config.poll_interval,
-                };
-                if wait.is_zero() {
-                    if inner.stop.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
-                        return;
-                    }
-                } else if inner.stop.recv_timeout(wait)
-                    != Err(crossbeam_channel::RecvTimeoutError::Timeout)
-                {
-                    return;
-                }
-            }
-        });
     }
 }
 
@@ -273,7 +201,7 @@ pub struct Progress {
 /// events to failure handling and shuts every environment down.
 #[derive(Debug)]
 pub struct Service {
-    pub(crate) inner: Arc<Inner>,
+    shared: Arc<Shared>,
     stop: Mutex<Option<Sender<()>>>,
 }
 
@@ -289,55 +217,37 @@ impl Service {
         }
     }
 
-    fn start_background(&self) {
-        let inner = &self.inner;
-        inner.spawn("sched-maintenance", |inner| {
-            while inner.stop.recv_timeout(inner.config.tick)
-                == Err(crossbeam_channel::RecvTimeoutError::Timeout)
-            {
-                inner.maintain();
-            }
-        });
-        for index in 0..inner.config.async_queue.dispatchers.max(1) {
-            inner.spawn(&format!("sched-async-{index}"), |inner| {
-                let events = inner.queue.receiver().clone();
-                loop {
-                    crossbeam_channel::select! {
-                        recv(events) -> event => match event {
-                            Ok(event) => inner.dispatch(event),
-                            Err(_) => return,
-                        },
-                        recv(inner.stop) -> _ => return,
-                    }
-                }
-            });
-        }
+    /// The data plane, with the control plane, the worker manager and the counters it holds.
+    pub(crate) fn data(&self) -> &DataPlane {
+        &self.shared.data
     }
 
     /// The clock the service reads.
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.inner.clock
+        &self.data().clock
     }
 
     /// The service's configuration.
     pub fn config(&self) -> &ServiceConfig {
-        &self.inner.config
+        &self.shared.config
     }
 
     // ----- control plane -----
 
     /// Registers a function (`CreateFunction`); its `$LATEST` is ready to invoke.
     pub fn create_function(&self, config: FunctionConfig) -> Result<FunctionInfo> {
-        self.inner
-            .control
-            .create(config, self.inner.counting.limits(), self.inner.clock.now())
+        self.data().control.create(
+            config,
+            self.data().counting.limits(),
+            self.data().clock.now(),
+        )
     }
 
     /// Replaces `$LATEST`'s code (`UpdateFunctionCode`). Running invocations finish on the
     /// old code; its idle environments are shut down.
     pub fn update_function_code(&self, name: &str, code: CodeLocation) -> Result<FunctionInfo> {
-        let (info, retired) = self.inner.control.update_code(name, code)?;
-        self.inner.workers.retire(retired, self.inner.clock.now());
+        let (info, retired) = self.data().control.update_code(name, code)?;
+        self.data().workers.retire(retired, self.data().clock.now());
         Ok(info)
     }
 
@@ -345,38 +255,38 @@ impl Service {
     /// stay the same. Idle environments of the old configuration are shut down.
     pub fn update_function_configuration(&self, config: FunctionConfig) -> Result<FunctionInfo> {
         let name = config.name.clone();
-        let (info, retired) = self.inner.control.update_latest(&name, |_| config)?;
-        self.inner.workers.retire(retired, self.inner.clock.now());
+        let (info, retired) = self.data().control.update_latest(&name, |_| config)?;
+        self.data().workers.retire(retired, self.data().clock.now());
         Ok(info)
     }
 
     /// A function version (`GetFunction`): `name`, `name:qualifier` or an ARN; an alias
     /// gives the version it points at.
     pub fn get_function(&self, reference: &str) -> Result<FunctionInfo> {
-        self.inner.control.get(reference, None)
+        self.data().control.get(reference, None)
     }
 
     /// Every function's `$LATEST` (`ListFunctions`), by name.
     pub fn list_functions(&self) -> Vec<FunctionInfo> {
-        self.inner.control.list()
+        self.data().control.list()
     }
 
     /// `$LATEST` and every published version of a function (`ListVersionsByFunction`).
     pub fn list_versions(&self, name: &str) -> Result<Vec<FunctionInfo>> {
-        self.inner.control.list_versions(name)
+        self.data().control.list_versions(name)
     }
 
     /// Deletes a function with its versions and aliases (`qualifier` `None`), or one
     /// published version. Its environments are retired; running invocations finish.
     pub fn delete_function(&self, name: &str, qualifier: Option<&str>) -> Result<()> {
-        let pools = self.inner.control.delete(name, qualifier)?;
-        let now = self.inner.clock.now();
+        let pools = self.data().control.delete(name, qualifier)?;
+        let now = self.data().clock.now();
         for pool in pools {
-            self.inner.workers.retire(pool, now);
+            self.data().workers.retire(pool, now);
         }
         if qualifier.is_none() {
             // The reservation goes with the function.
-            self.inner.counting.forget(name);
+            self.data().counting.forget(name);
         }
         Ok(())
     }
@@ -384,7 +294,7 @@ impl Service {
     /// Publishes `$LATEST` as a new immutable version (`PublishVersion`); when `$LATEST`
     /// has not changed since the last version, that version is returned.
     pub fn publish_version(&self, name: &str, description: &str) -> Result<FunctionInfo> {
-        self.inner.control.publish(name, description)
+        self.data().control.publish(name, description)
     }
 
     /// Creates an alias (`CreateAlias`).
@@ -395,7 +305,7 @@ impl Service {
         version: Version,
         routing: Option<AliasRouting>,
     ) -> Result<AliasInfo> {
-        self.inner
+        self.data()
             .control
             .put_alias(name, alias, version, routing, true)
     }
@@ -408,47 +318,47 @@ impl Service {
         version: Version,
         routing: Option<AliasRouting>,
     ) -> Result<AliasInfo> {
-        self.inner
+        self.data()
             .control
             .put_alias(name, alias, version, routing, false)
     }
 
     /// An alias (`GetAlias`).
     pub fn get_alias(&self, name: &str, alias: &str) -> Result<AliasInfo> {
-        self.inner.control.get_alias(name, alias)
+        self.data().control.get_alias(name, alias)
     }
 
     /// A function's aliases (`ListAliases`).
     pub fn list_aliases(&self, name: &str) -> Result<Vec<AliasInfo>> {
-        self.inner.control.list_aliases(name)
+        self.data().control.list_aliases(name)
     }
 
     /// Deletes an alias (`DeleteAlias`) with its provisioned concurrency.
     pub fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
-        self.inner.control.delete_alias(name, alias)
+        self.data().control.delete_alias(name, alias)
     }
 
     /// Sets a function's reserved concurrency (`PutFunctionConcurrency`): at most the
     /// account limit minus the minimum unreserved concurrency and the other reservations;
     /// 0 disables the function.
     pub fn put_function_concurrency(&self, name: &str, reserved: u32) -> Result<()> {
-        let entry = self.inner.control.entry(name)?;
-        let provisioned = self.inner.control.provisioned_total(name)?;
+        let entry = self.data().control.entry(name)?;
+        let provisioned = self.data().control.provisioned_total(name)?;
         if reserved < provisioned {
             return Err(Error::invalid(format!(
                 "reserved concurrency {reserved} is below the {provisioned} provisioned \
                  environments of {name}"
             )));
         }
-        self.inner
+        self.data()
             .counting
             .set_reserved(name, &entry.slots, Some(reserved))
     }
 
     /// Removes a function's reserved concurrency (`DeleteFunctionConcurrency`).
     pub fn delete_function_concurrency(&self, name: &str) -> Result<()> {
-        let entry = self.inner.control.entry(name)?;
-        self.inner.counting.set_reserved(name, &entry.slots, None)
+        let entry = self.data().control.entry(name)?;
+        self.data().counting.set_reserved(name, &entry.slots, None)
     }
 
     /// Keeps `count` initialised environments for a published version or an alias
@@ -466,17 +376,17 @@ impl Service {
                 "provisioned concurrency must be at least 1; delete the configuration instead",
             ));
         }
-        let entry = self.inner.control.entry(name)?;
-        let others = self.inner.control.provisioned_total(name)?
+        let entry = self.data().control.entry(name)?;
+        let others = self.data().control.provisioned_total(name)?
             - self
-                .inner
+                .data()
                 .control
                 .provisioned_for(name, qualifier)?
                 .unwrap_or(0);
         let total = others + count;
         let limit = match entry.slots.reserved() {
             Some(reserved) => reserved,
-            None => self.inner.counting.available_reservation(name),
+            None => self.data().counting.available_reservation(name),
         };
         if total > limit {
             return Err(Error::invalid(format!(
@@ -484,7 +394,7 @@ impl Service {
                  it (its reserved concurrency, or the unreserved concurrency less its minimum)"
             )));
         }
-        self.inner
+        self.data()
             .control
             .set_provisioned(name, qualifier, Some(count))
     }
@@ -492,7 +402,7 @@ impl Service {
     /// Removes provisioned concurrency (`DeleteProvisionedConcurrencyConfig`); the
     /// environments are shut down by the next maintenance pass when idle.
     pub fn delete_provisioned_concurrency(&self, name: &str, qualifier: &str) -> Result<()> {
-        self.inner.control.set_provisioned(name, qualifier, None)
+        self.data().control.set_provisioned(name, qualifier, None)
     }
 
     /// Sets the asynchronous invocation settings of a function (`qualifier` `None`), a
@@ -503,7 +413,7 @@ impl Service {
         qualifier: Option<&str>,
         config: EventInvokeConfig,
     ) -> Result<()> {
-        self.inner
+        self.data()
             .control
             .set_event_invoke_config(name, qualifier, config)
     }
@@ -514,14 +424,17 @@ impl Service {
         name: &str,
         sink: Option<Arc<dyn DeadLetterSink>>,
     ) -> Result<()> {
-        self.inner.control.set_dead_letter(name, sink)
+        self.data().control.set_dead_letter(name, sink)
     }
 
     // ----- data plane -----
 
     /// Invokes a function (`Invoke`).
     pub fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse> {
-        self.inner.invoke(request)
+        if self.shared.is_shutting_down() {
+            return Err(Error::service("the service is shutting down"));
+        }
+        frontend::invoke(self.data(), &self.shared.queue, request)
     }
 
     /// Creates an event source mapping from `source` to `function` (`name` or
@@ -533,70 +446,49 @@ impl Service {
         config: EventSourceMappingConfig,
     ) -> Result<String> {
         config.validate()?;
-        self.inner.control.resolve_static(function, None)?;
-        let id = format!(
-            "esm-{}",
-            self.inner.next_mapping.fetch_add(1, Ordering::Relaxed)
-        );
-        let mapping = Arc::new(Mapping::new(
-            id.clone(),
-            function.to_string(),
-            source,
-            config,
-        ));
-        self.inner
-            .mappings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(mapping.clone());
-        if self.inner.config.background {
-            self.inner.spawn_poller(mapping);
+        self.data().control.resolve_static(function, None)?;
+        let mapping = self.shared.mappings.add(function, source, config);
+        let id = mapping.id.clone();
+        if self.shared.config.background {
+            self.shared.spawn_poller(mapping);
         }
         Ok(id)
     }
 
     /// Deletes an event source mapping; records it held go back to the source.
     pub fn delete_event_source_mapping(&self, id: &str) -> Result<()> {
-        let mapping = {
-            let mut mappings = self
-                .inner
-                .mappings
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let index = mappings.iter().position(|m| m.id == id).ok_or_else(|| {
-                Error::not_found(format!("event source mapping {id} does not exist"))
-            })?;
-            mappings.remove(index)
-        };
-        mapping.deleted.store(true, Ordering::Release);
-        mapping.release_all();
-        Ok(())
+        self.shared.mappings.delete(id)
     }
 
     /// The event source mappings.
     pub fn event_source_mappings(&self) -> Vec<EventSourceMappingInfo> {
-        self.inner.mappings().iter().map(|m| m.info()).collect()
+        self.shared
+            .mappings
+            .all()
+            .iter()
+            .map(|m| m.info())
+            .collect()
     }
 
     // ----- workers -----
 
     /// Adds a worker; returns its id.
     pub fn add_worker(&self, spec: WorkerSpec) -> WorkerId {
-        self.inner
+        self.data()
             .workers
             .placement
-            .add_worker(spec, self.inner.clock.now())
+            .add_worker(spec, self.data().clock.now())
     }
 
     /// Declares a worker failed: its environments are lost (idle ones at once, busy ones
     /// when their invocation returns) and the others keep serving.
     pub fn fail_worker(&self, id: WorkerId) -> Result<()> {
-        self.inner.workers.fail_worker(id, self.inner.clock.now())
+        self.data().workers.fail_worker(id, self.data().clock.now())
     }
 
     /// The workers.
     pub fn workers(&self) -> Vec<WorkerInfo> {
-        self.inner.workers.placement.workers()
+        self.data().workers.placement.workers()
     }
 
     // ----- time -----
@@ -606,19 +498,19 @@ impl Service {
     /// whose lease ended, runs due asynchronous events (and their immediate consequences),
     /// and lets each event source mapping send the batches that are ready.
     pub fn run_pending(&self) -> Progress {
-        let inner = &self.inner;
+        let shared = &self.shared;
         let mut progress = Progress {
-            environments_created: inner.maintain(),
+            environments_created: shared.maintain(),
             ..Progress::default()
         };
-        progress.async_events_run = inner.dispatch_ready();
-        for mapping in inner.mappings() {
+        progress.async_events_run = shared.queue.dispatch_ready(&shared.data);
+        for mapping in shared.mappings.all() {
             // Bounded, so that a batch failing forever cannot hold this call.
             for _ in 0..1000 {
                 if mapping.deleted.load(Ordering::Acquire) {
                     break;
                 }
-                match mapping.step(inner) {
+                match mapping.step(&shared.data) {
                     Step::Invoked => progress.event_source_batches += 1,
                     Step::Idle | Step::Blocked => break,
                 }
@@ -631,11 +523,14 @@ impl Service {
 
     /// A snapshot of the service's metrics.
     pub fn metrics(&self) -> MetricsSnapshot {
-        let inner = &self.inner;
-        let totals = inner.workers.totals();
+        let data = self.data();
+        let queue = &self.shared.queue;
+        let totals = data.workers.totals();
         let mut snapshot = MetricsSnapshot {
-            invocations: inner.account.snapshot(inner.counting.total_in_flight()),
-            unreserved_concurrent_executions: inner.counting.unreserved_in_flight(),
+            invocations: data
+                .account_counters
+                .snapshot(data.counting.total_in_flight()),
+            unreserved_concurrent_executions: data.counting.unreserved_in_flight(),
             provisioned_concurrency_requested: totals.provisioned_requested,
             provisioned_concurrency_allocated: totals.provisioned_allocated,
             provisioned_concurrent_executions: totals.provisioned_busy,
@@ -646,24 +541,24 @@ impl Service {
             },
             environments_idle: totals.idle,
             environments_busy: totals.busy,
-            async_queue_depth: inner.queue.depth(),
-            async_oldest_event_age: inner.queue.oldest_age(inner.clock.now()),
+            async_queue_depth: queue.depth(),
+            async_oldest_event_age: queue.oldest_age(data.clock.now()),
             ..MetricsSnapshot::default()
         };
-        snapshot.fill_service(&inner.counters);
+        snapshot.fill_service(&data.counters);
         snapshot
     }
 
     /// A function's invocation metrics.
     pub fn function_metrics(&self, name: &str) -> Result<InvocationMetrics> {
-        let entry = self.inner.control.entry(name)?;
+        let entry = self.data().control.entry(name)?;
         Ok(entry.metrics.snapshot(entry.slots.in_flight()))
     }
 
     /// Idle and busy environments of one function version (`name`, `name:qualifier`).
     pub fn environment_counts(&self, reference: &str) -> Result<(u64, u64)> {
-        let info = self.inner.control.get(reference, None)?;
-        Ok(self.inner.workers.pool_counts(info.pool))
+        let info = self.data().control.get(reference, None)?;
+        Ok(self.data().workers.pool_counts(info.pool))
     }
 
     // ----- shutdown -----
@@ -675,29 +570,129 @@ impl Service {
     }
 
     fn stop(&self) {
-        let inner = &self.inner;
-        if inner.shutting_down.swap(true, Ordering::AcqRel) {
+        let shared = &self.shared;
+        if shared.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
         // Dropping the sender disconnects every thread's stop receiver.
-        self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
-        for mapping in inner.mappings() {
+        lock(&self.stop).take();
+        for mapping in shared.mappings.all() {
             mapping.deleted.store(true, Ordering::Release);
         }
-        let threads = std::mem::take(&mut *inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let threads = std::mem::take(&mut *lock(&shared.threads));
         for thread in threads {
             let _ = thread.join();
         }
-        for mapping in inner.mappings() {
+        for mapping in shared.mappings.all() {
             mapping.release_all();
         }
-        inner.abandon_queued_events();
-        inner.workers.retire_all(inner.clock.now());
+        shared.queue.abandon_queued_events(&shared.data);
+        shared.data.workers.retire_all(shared.data.clock.now());
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// What a [`Service`] and its threads share.
+#[derive(Debug)]
+struct Shared {
+    config: ServiceConfig,
+    data: DataPlane,
+    queue: AsyncQueue,
+    mappings: Mappings,
+    shutting_down: AtomicBool,
+    /// The background threads, joined at shutdown.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Disconnected when the service stops: every thread waits on it.
+    stop: Receiver<()>,
+}
+
+impl Shared {
+    fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Keep-alive, pre-warm, provisioned concurrency, worker leases, due retries.
+    fn maintain(&self) -> u64 {
+        let now = self.data.clock.now();
+        let targets: Vec<_> = self
+            .data
+            .control
+            .provisioned_targets()
+            .into_iter()
+            .map(|(_, version, n)| (version, n))
+            .collect();
+        self.data.workers.set_provisioned_targets(&targets);
+        let created = self.data.workers.maintain(now);
+        self.queue.promote_due(now);
+        created
+    }
+
+    /// Starts the maintenance thread and the async queue's dispatchers.
+    fn start_background(self: &Arc<Self>) {
+        self.spawn("sched-maintenance", |shared| {
+            while shared.stop.recv_timeout(shared.config.tick)
+                == Err(crossbeam_channel::RecvTimeoutError::Timeout)
+            {
+                shared.maintain();
+            }
+        });
+        for index in 0..self.config.async_queue.dispatchers.max(1) {
+            self.spawn(&format!("sched-async-{index}"), |shared| {
+                let events = shared.queue.receiver().clone();
+                loop {
+                    crossbeam_channel::select! {
+                        recv(events) -> event => match event {
+                            Ok(event) => shared.queue.dispatch(&shared.data, event),
+                            Err(_) => return,
+                        },
+                        recv(shared.stop) -> _ => return,
+                    }
+                }
+            });
+        }
+    }
+
+    /// Runs `body` on a new named thread, joined at shutdown.
+    fn spawn(self: &Arc<Self>, name: &str, body: impl FnOnce(Arc<Shared>) + Send + 'static) {
+        let shared = self.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || body(shared))
+            .expect("spawning a service thread");
+        lock(&self.threads).push(handle);
+    }
+
+    /// Starts the thread that polls an event source mapping until it is deleted.
+    fn spawn_poller(self: &Arc<Self>, mapping: Arc<Mapping>) {
+        self.spawn(&format!("esm-{}", mapping.id), move |shared| {
+            loop {
+                if mapping.deleted.load(Ordering::Acquire) {
+                    return;
+                }
+                let wait = match mapping.step(&shared.data) {
+                    Step::Invoked => Duration::ZERO,
+                    Step::Idle => mapping
+                        .next_deadline()
+                        .map(|d| d.saturating_sub(shared.data.clock.now()))
+                        .unwrap_or(mapping.config.poll_interval)
+                        .min(mapping.config.poll_interval),
+                    Step::Blocked => mapping.config.poll_interval,
+                };
+                if wait.is_zero() {
+                    if shared.stop.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
+                        return;
+                    }
+                } else if shared.stop.recv_timeout(wait)
+                    != Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                {
+                    return;
+                }
+            }
+        });
     }
 }

@@ -31,7 +31,6 @@ use crate::clock::{Clock, ManualClock};
 use crate::counting::ConcurrencyLimits;
 use crate::fake::FakeBackend;
 use crate::keep_alive::KeepAlivePolicy;
-use crate::rng::SplitMix64;
 use crate::service::Service;
 use crate::worker::WorkerSpec;
 use crate::worker_manager::{Lease, StartKind};
@@ -116,40 +115,40 @@ impl Workload {
     /// Generates a workload shaped like the Azure Functions 2019 trace (see the module
     /// documentation).
     pub fn azure_like(config: &WorkloadConfig) -> Workload {
-        let mut rng = SplitMix64::new(config.seed);
+        let mut rng = fastrand::Rng::with_seed(config.seed);
         let length = config.length.as_secs_f64();
         let mut functions = Vec::with_capacity(config.functions);
         let mut events = Vec::new();
         for index in 0..config.functions {
-            let log_daily = LOG10_DAILY_MEAN + LOG10_DAILY_SD * rng.next_normal();
+            let log_daily = LOG10_DAILY_MEAN + LOG10_DAILY_SD * normal(&mut rng);
             let daily = 10f64
                 .powf(log_daily)
                 .clamp(0.5, config.max_daily_invocations);
-            let pattern = match rng.next_f64() {
+            let pattern = match rng.f64() {
                 u if u < 0.3 => ArrivalPattern::Periodic,
                 u if u < 0.6 => ArrivalPattern::Poisson,
                 _ => ArrivalPattern::Bursty,
             };
-            let mean_duration = (-0.38 + 2.36 * rng.next_normal()).exp().clamp(0.01, 300.0);
-            let u = rng.next_f64();
+            let mean_duration = (-0.38 + 2.36 * normal(&mut rng)).exp().clamp(0.01, 300.0);
+            let u = rng.f64();
             let burr = 107.083 * ((1.0 - u).powf(-1.0 / 0.221) - 1.0).powf(1.0 / 11.652);
             let memory_mb = burr.round().clamp(128.0, 10_240.0) as u32;
             let mean_gap = 86_400.0 / daily;
-            let mut t = rng.next_f64() * mean_gap.min(length);
+            let mut t = rng.f64() * mean_gap.min(length);
             while t < length {
-                let jitter = (0.3 * rng.next_normal() - 0.045).exp();
+                let jitter = (0.3 * normal(&mut rng) - 0.045).exp();
                 events.push(TraceEvent {
                     at: Duration::from_secs_f64(t),
                     function: index,
                     duration: Duration::from_secs_f64(mean_duration * jitter),
                 });
                 t += match pattern {
-                    ArrivalPattern::Periodic => mean_gap * (1.0 + 0.01 * rng.next_normal()),
-                    ArrivalPattern::Poisson => -mean_gap * rng.next_open_f64().ln(),
+                    ArrivalPattern::Periodic => mean_gap * (1.0 + 0.01 * normal(&mut rng)),
+                    ArrivalPattern::Poisson => -mean_gap * open_unit(&mut rng).ln(),
                     ArrivalPattern::Bursty => {
                         let sigma: f64 = 1.5;
                         let mu = mean_gap.ln() - sigma * sigma / 2.0;
-                        (mu + sigma * rng.next_normal()).exp()
+                        (mu + sigma * normal(&mut rng)).exp()
                     }
                 }
                 .max(0.001);
@@ -179,6 +178,18 @@ impl Workload {
             .count();
         n as f64 / self.functions.len().max(1) as f64
     }
+}
+
+/// A standard normal variate (Box-Muller).
+fn normal(rng: &mut fastrand::Rng) -> f64 {
+    let u1 = open_unit(rng);
+    let u2 = rng.f64();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Uniform in (0, 1]: safe to take the logarithm of.
+fn open_unit(rng: &mut fastrand::Rng) -> f64 {
+    1.0 - rng.f64()
 }
 
 /// What a replay measured.
@@ -233,7 +244,7 @@ pub fn replay(
         })
         .build()
         .expect("a valid simulation service");
-    let inner = service.inner.clone();
+    let data = service.data();
     let mut targets = Vec::with_capacity(workload.functions.len());
     for profile in &workload.functions {
         let config = FunctionConfig::new(
@@ -242,7 +253,7 @@ pub fn replay(
         )
         .with_memory_mb(profile.memory_mb);
         service.create_function(config).expect("a valid function");
-        let resolved = inner
+        let resolved = data
             .control
             .resolve_static(&profile.name, None)
             .expect("just created");
@@ -273,11 +284,11 @@ pub fn replay(
         if next_end == Some(now) {
             let Reverse((_, id)) = running.pop().expect("peeked");
             let lease = leases.remove(&id).expect("running lease");
-            inner.workers.release(lease, at, false);
+            data.workers.release(lease, at, false);
         } else if next_arrival == Some(now) {
             let event = events.next().expect("peeked");
             let (function, version) = &targets[event.function];
-            let lease = match inner.workers.acquire(function, version, at) {
+            let lease = match data.workers.acquire(function, version, at) {
                 Ok(lease) => lease,
                 Err(error) => panic!("the simulation has no limits, yet: {error:?}"),
             };
@@ -289,13 +300,13 @@ pub fn replay(
             running.push(Reverse((now + event.duration, next_lease)));
             next_lease += 1;
         } else {
-            inner.workers.maintain(at);
+            data.workers.maintain(at);
             next_tick += tick;
         }
     }
     let end = start + workload.length.max(clock.now() - start);
     clock.set(end);
-    inner.workers.retire_all(end);
+    data.workers.retire_all(end);
     let metrics = service.metrics();
     let invocations: u64 = calls_by_function.iter().sum();
     let cold_starts: u64 = cold_by_function.iter().sum();
@@ -317,10 +328,7 @@ pub fn replay(
         cold_start_percent: 100.0 * cold_starts as f64 / invocations.max(1) as f64,
         p75_function_cold_start_percent: p75,
         idle_memory_gb_hours: metrics.idle_memory_mb_seconds / 1024.0 / 3600.0,
-        prewarmed: inner
-            .counters
-            .prewarmed_environments
-            .load(Ordering::Relaxed),
+        prewarmed: data.counters.prewarmed_environments.load(Ordering::Relaxed),
         environments_created: metrics.environments_created,
         per_function: calls_by_function
             .iter()
@@ -366,6 +374,23 @@ pub fn format_table(results: &[ReplayResult]) -> String {
 mod tests {
     use super::*;
     use crate::keep_alive::{FixedTtl, HybridHistogram};
+
+    #[test]
+    fn uniform_and_normal_have_the_right_moments() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let n = 100_000;
+        let mean = (0..n).map(|_| rng.f64()).sum::<f64>() / n as f64;
+        assert!((mean - 0.5).abs() < 0.01, "{mean}");
+        let normals: Vec<f64> = (0..n).map(|_| normal(&mut rng)).collect();
+        let m = normals.iter().sum::<f64>() / n as f64;
+        let var = normals.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n as f64;
+        assert!(m.abs() < 0.02 && (var - 1.0).abs() < 0.03, "{m} {var}");
+        assert!(
+            (0..n)
+                .map(|_| open_unit(&mut rng))
+                .all(|u| u > 0.0 && u <= 1.0)
+        );
+    }
 
     #[test]
     fn the_workload_has_the_published_shape() {

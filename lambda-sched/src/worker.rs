@@ -4,19 +4,10 @@
 //! running invocations finish, idle environments are shut down) and, once empty, `Retired`
 //! and replaced. A worker that fails is `Failed`: its environments are lost with it.
 
-use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Identifies a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WorkerId(pub u64);
-
-impl fmt::Display for WorkerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "worker-{}", self.0)
-    }
-}
+use crate::ids::WorkerId;
 
 /// A worker's life stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

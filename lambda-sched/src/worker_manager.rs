@@ -15,12 +15,14 @@ use std::time::Duration;
 
 use lambda_core::{Backend, EnvironmentError, ExecutionEnvironment, FunctionConfig};
 
-use crate::control_plane::{FunctionEntry, PoolId, VersionRecord};
+use crate::control_plane::{FunctionEntry, VersionRecord};
 use crate::error::{Error, Result, ThrottleReason};
+use crate::ids::{PoolId, WorkerId};
 use crate::keep_alive::KeepAlivePolicy;
 use crate::metrics::ServiceCounters;
 use crate::placement::Placement;
-use crate::worker::{Worker, WorkerId, WorkerState};
+use crate::sync::{lock, read, write};
+use crate::worker::{Worker, WorkerState};
 
 /// How an invocation got its environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,7 +92,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     fn lock(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 }
 
@@ -167,22 +169,13 @@ impl WorkerManager {
     }
 
     fn pool(&self, version: &Arc<VersionRecord>) -> Arc<Pool> {
-        if let Some(pool) = self
-            .pools
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&version.pool)
-        {
+        if let Some(pool) = read(&self.pools).get(&version.pool) {
             return pool.clone();
         }
         // The retired set is read and written under the pools' write lock, so a pool cannot
         // be re-created after it was retired.
-        let mut pools = self.pools.write().unwrap_or_else(|e| e.into_inner());
-        let retired = self
-            .retired
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&version.pool);
+        let mut pools = write(&self.pools);
+        let retired = lock(&self.retired).contains(&version.pool);
         let fresh = || {
             Arc::new(Pool {
                 id: version.pool,
@@ -200,12 +193,7 @@ impl WorkerManager {
     }
 
     fn all_pools(&self) -> Vec<Arc<Pool>> {
-        self.pools
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        read(&self.pools).values().cloned().collect()
     }
 
     /// Counts idle memory-time for an on-demand environment leaving the idle state at `now`.
@@ -597,11 +585,8 @@ impl WorkerManager {
     /// Retires a pool: its idle environments are shut down now, busy ones when they return.
     pub(crate) fn retire(&self, id: PoolId, now: Duration) {
         let pool = {
-            let mut pools = self.pools.write().unwrap_or_else(|e| e.into_inner());
-            self.retired
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id);
+            let mut pools = write(&self.pools);
+            lock(&self.retired).insert(id);
             pools.remove(&id)
         };
         self.keep_alive.forget(id);
@@ -624,13 +609,7 @@ impl WorkerManager {
 
     /// Retires every pool (service shutdown).
     pub(crate) fn retire_all(&self, now: Duration) {
-        let ids: Vec<PoolId> = self
-            .pools
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
+        let ids: Vec<PoolId> = read(&self.pools).keys().copied().collect();
         for id in ids {
             self.retire(id, now);
         }
@@ -651,12 +630,7 @@ impl WorkerManager {
 
     /// Idle and busy environment counts of one pool.
     pub(crate) fn pool_counts(&self, id: PoolId) -> (u64, u64) {
-        let pool = self
-            .pools
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned();
+        let pool = read(&self.pools).get(&id).cloned();
         match pool {
             Some(pool) => {
                 let state = pool.lock();

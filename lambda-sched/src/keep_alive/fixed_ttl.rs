@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{KeepAlivePolicy, Retention};
-use crate::control_plane::PoolId;
+use crate::ids::PoolId;
 
 /// Keeps every idle environment for a fixed time (default 10 minutes, the figure usually
 /// given for Lambda; Azure Functions used 20).

@@ -29,7 +29,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{KeepAlivePolicy, Retention};
-use crate::control_plane::PoolId;
+use crate::ids::PoolId;
+use crate::sync::lock;
 
 /// The hybrid histogram policy's parameters; the defaults are the paper's.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,7 +205,7 @@ impl KeepAlivePolicy for HybridHistogram {
 
     fn on_arrival(&self, pool: PoolId, now: Duration, busy: u64) {
         let bins = self.bin_count();
-        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pools = lock(&self.pools);
         let slot = busy.min(MAX_SLOTS - 1);
         let histogram = pools
             .entry((pool, slot))
@@ -229,7 +230,7 @@ impl KeepAlivePolicy for HybridHistogram {
 
     fn on_idle(&self, pool: PoolId, now: Duration, busy: u64) -> Retention {
         let bins = self.bin_count();
-        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pools = lock(&self.pools);
         let slot = busy.min(MAX_SLOTS - 1);
         pools
             .entry((pool, slot))
@@ -244,10 +245,7 @@ impl KeepAlivePolicy for HybridHistogram {
     }
 
     fn forget(&self, pool: PoolId) {
-        self.pools
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(id, _), _| *id != pool);
+        lock(&self.pools).retain(|(id, _), _| *id != pool);
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 pub use fixed_ttl::FixedTtl;
 pub use hybrid_histogram::{HybridHistogram, HybridHistogramConfig};
 
-use crate::control_plane::PoolId;
+use crate::ids::PoolId;
 
 /// What to do with an environment that just became idle.
 ///
