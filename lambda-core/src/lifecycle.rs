@@ -4,6 +4,7 @@
 //! invocation at a time until it is shut down or reset. The KVM micro-VM backend lives in
 //! `lambda-vmm`; the scheduler in `lambda-sched` drives any backend through these traits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::FunctionConfig;
@@ -80,7 +81,7 @@ pub enum ResetReason {
 }
 
 /// Why an environment could not be created or used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EnvironmentError {
     /// The backend cannot run on this host (for example `/dev/kvm` is missing).
     #[error("backend unavailable: {0}")]
@@ -101,12 +102,38 @@ pub enum EnvironmentError {
         /// The last bytes of the Init log.
         log_tail: Vec<u8>,
     },
-    /// The environment failed on the host side (a KVM call failed, a thread died).
-    #[error("execution environment failed: {0}")]
-    Failed(String),
+    /// The environment failed on the host side (a KVM call failed, a thread could not start).
+    #[error("execution environment failed: {message}")]
+    Failed {
+        /// What failed, in one line a person can act on (including what `source` says).
+        message: String,
+        /// The typed error underneath, when there is one, for programs that inspect it.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl EnvironmentError {
+    /// A host-side failure described by `message`.
+    pub fn failed(message: impl Into<String>) -> Self {
+        EnvironmentError::Failed {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A host-side failure: `message`, caused by `source` (whose text is added to the
+    /// message).
+    pub fn failed_because(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        EnvironmentError::Failed {
+            message: format!("{}: {source}", message.into()),
+            source: Some(Arc::new(source)),
+        }
+    }
+
     /// The function error a caller should see when this error stops an invocation.
     pub fn to_function_error(&self) -> FunctionError {
         use crate::outcome::ErrorType;

@@ -135,7 +135,7 @@ impl FakeBackend {
                 .fail_next
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if take_one.is_ok() {
-            return Some(EnvironmentError::Failed("fake: told to fail".into()));
+            return Some(EnvironmentError::failed("fake: told to fail"));
         }
         match config.environment.get("FAKE_CREATE").map(String::as_str) {
             Some("init-error") => {
@@ -166,7 +166,7 @@ impl FakeBackend {
             let count = creates.entry(config.name.clone()).or_insert(0);
             *count += 1;
             if *count % every == 0 {
-                return Some(EnvironmentError::Failed(format!(
+                return Some(EnvironmentError::failed(format!(
                     "fake: creation {count} of {} fails",
                     config.name
                 )));
@@ -387,7 +387,7 @@ impl ExecutionEnvironment for FakeEnvironment {
                     reset,
                 })
             }
-            Action::Broken => Err(EnvironmentError::Failed("fake: environment broke".into())),
+            Action::Broken => Err(EnvironmentError::failed("fake: environment broke")),
         }
     }
 

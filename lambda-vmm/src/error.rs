@@ -62,7 +62,10 @@ impl From<VmmError> for EnvironmentError {
         match &error {
             VmmError::KvmUnavailable(_) => EnvironmentError::Unavailable(chain(&error)),
             VmmError::Load(_) => EnvironmentError::Code(chain(&error)),
-            _ => EnvironmentError::Failed(chain(&error)),
+            _ => EnvironmentError::Failed {
+                message: chain(&error),
+                source: Some(std::sync::Arc::new(error)),
+            },
         }
     }
 }

@@ -26,10 +26,13 @@ pub(super) fn stage(
     temp_root: &Path,
 ) -> Result<(WorkDir, Program), EnvironmentError> {
     let workdir = WorkDir::create(temp_root).map_err(|error| {
-        EnvironmentError::Failed(format!(
-            "cannot create a private directory under {}: {error}",
-            temp_root.display()
-        ))
+        EnvironmentError::failed_because(
+            format!(
+                "cannot create a private directory under {}",
+                temp_root.display()
+            ),
+            error,
+        )
     })?;
     let program = prepare(code, &workdir.task())?;
     Ok((workdir, program))

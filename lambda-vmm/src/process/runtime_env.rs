@@ -73,7 +73,7 @@ impl RuntimeEnvironment {
             LogCollector::new(options.log_capacity),
         ));
         let server = ApiServer::start(Arc::clone(&hub)).map_err(|error| {
-            EnvironmentError::Failed(format!("cannot start the Runtime API server: {error}"))
+            EnvironmentError::failed_because("cannot start the Runtime API server", error)
         })?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -108,7 +108,7 @@ impl RuntimeEnvironment {
         self.server.reset(RuntimeApi::for_function(&self.config));
         self.hub.lock().log = LogCollector::new(self.options.log_capacity);
         let (capture, stdout, stderr) = Capture::start(Arc::clone(&self.hub)).map_err(|error| {
-            EnvironmentError::Failed(format!("cannot capture the function's output: {error}"))
+            EnvironmentError::failed_because("cannot capture the function's output", error)
         })?;
         let mut env = runtime_environment(
             &self.config,
@@ -228,9 +228,10 @@ impl RuntimeEnvironment {
                 .api
                 .deliver(invocation, deadline_ms)
                 .map_err(|error| {
-                    EnvironmentError::Failed(format!(
-                        "the Runtime API refused the invocation: {error}"
-                    ))
+                    EnvironmentError::failed_because(
+                        "the Runtime API refused the invocation",
+                        error,
+                    )
                 })?;
         }
         self.hub.notify();

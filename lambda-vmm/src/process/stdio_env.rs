@@ -207,12 +207,10 @@ fn start_threads(
 ) -> Result<Vec<JoinHandle<()>>, EnvironmentError> {
     let (stdin, stdout, stderr) = child.take_pipes();
     let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) = (stdin, stdout, stderr) else {
-        return Err(EnvironmentError::Failed(
-            "the child's pipes are missing".into(),
-        ));
+        return Err(EnvironmentError::failed("the child's pipes are missing"));
     };
     let failed = |error: std::io::Error| {
-        EnvironmentError::Failed(format!("cannot start an I/O thread: {error}"))
+        EnvironmentError::failed_because("cannot start an I/O thread", error)
     };
     let mut threads = Vec::new();
     threads.push(
