@@ -31,6 +31,7 @@ use crate::counting::{CountingService, Permit};
 use crate::error::{Error, Result};
 use crate::ids::Version;
 use crate::metrics::{InvocationCounters, ServiceCounters};
+use crate::trace::span;
 use crate::worker_manager::{AcquireError, Lease, StartKind, WorkerManager};
 
 /// The answer to an invocation request.
@@ -176,6 +177,7 @@ impl DataPlane {
     /// Step 1: a concurrency permit, then an environment. Refusals are counted as throttles
     /// when they are ones.
     fn acquire<'a>(&'a self, resolved: &'a Resolved) -> Result<Acquired<'a>> {
+        span!("acquire");
         let function = &resolved.function;
         let permit = match self.counting.acquire(&function.name, &function.slots) {
             Ok(permit) => permit,
@@ -209,6 +211,7 @@ impl DataPlane {
         mut claim: Claim<'a>,
         mut invocation: Invocation,
     ) -> Ran<'a> {
+        span!("execute", request_id = invocation.request_id.as_str());
         let version = &resolved.version;
         let request_id = invocation.request_id.clone();
         invocation.invoked_function_arn = Some(resolved.invoked_arn(&self.control));

@@ -79,6 +79,7 @@ pub mod error;
 pub mod ids;
 pub mod metrics;
 mod sync;
+mod trace;
 
 pub mod fake;
 pub mod simulation;

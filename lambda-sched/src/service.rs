@@ -33,6 +33,7 @@ use crate::keep_alive::{FixedTtl, KeepAlivePolicy};
 use crate::metrics::{InvocationMetrics, MetricsSnapshot, ServiceCounters};
 use crate::placement::{BestFit, Placement, PlacementPolicy};
 use crate::sync::lock;
+use crate::trace::span;
 use crate::worker::{WorkerInfo, WorkerSpec};
 use crate::worker_manager::WorkerManager;
 
@@ -431,6 +432,11 @@ impl Service {
 
     /// Invokes a function (`Invoke`).
     pub fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse> {
+        span!(
+            "invoke",
+            function = request.function_name.as_str(),
+            invocation_type = request.invocation_type.as_str()
+        );
         if self.shared.is_shutting_down() {
             return Err(Error::service("the service is shutting down"));
         }

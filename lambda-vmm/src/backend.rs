@@ -7,6 +7,7 @@ use lambda_core::{Backend, Contract, EnvironmentError, ExecutionEnvironment, Fun
 use crate::env::{RuntimeApiEnvironment, StdioEnvironment};
 use crate::error::VmmError;
 use crate::program::{CodePackage, ProgramImage, read_package};
+use crate::trace::span;
 use crate::vm::kvm;
 use crate::vm::spare::SparePool;
 
@@ -122,6 +123,7 @@ impl Backend for MicroVmBackend {
         &self,
         config: &FunctionConfig,
     ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
+        span!("create", function = config.name.as_str());
         match config.contract {
             Contract::Stdio => Ok(Box::new(self.create_stdio(config)?)),
             Contract::RuntimeApi => Ok(Box::new(self.create_runtime_api(config)?)),

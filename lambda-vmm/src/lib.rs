@@ -33,6 +33,7 @@ mod machine;
 mod process;
 mod program;
 mod sync;
+mod trace;
 mod vm;
 
 pub use backend::MicroVmBackend;

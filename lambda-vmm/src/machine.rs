@@ -8,6 +8,7 @@ use lambda_core::{FunctionConfig, Signal, Stop};
 use crate::error::VmmError;
 use crate::kernel::{Kernel, KernelSetup, Step, SyscallContext, SyscallStats};
 use crate::program::{ProgramImage, StartupInfo, build_stack};
+use crate::trace::span;
 use crate::vm::kick::Deadline;
 use crate::vm::spare::SparePool;
 use crate::vm::vcpu::SyscallArgs;
@@ -135,6 +136,7 @@ impl Machine {
         deadline: Instant,
         mut stop_waiting: impl FnMut(&mut Kernel) -> bool,
     ) -> Result<Settled, VmmError> {
+        span!("run");
         let vm = self
             .vm
             .as_mut()

@@ -18,6 +18,7 @@ use crate::kernel::vfs::FileSystem;
 use crate::kernel::{Kernel, KernelSetup, RUNTIME_API_ENDPOINT};
 use crate::machine::{Machine, Settled};
 use crate::program::{CodePackage, ProgramImage};
+use crate::trace::span;
 use crate::vm::spare::SparePool;
 
 /// A Runtime API function in its own micro-VM, kept warm between invocations: globals,
@@ -87,6 +88,7 @@ fn init(
     config: &FunctionConfig,
     spares: Option<&SparePool>,
 ) -> Result<(Machine, Duration), EnvironmentError> {
+    span!("init", function = config.name.as_str());
     let start = Instant::now();
     let envp = guest_environment(config, Some(RUNTIME_API_ENDPOINT));
     let fs = FileSystem::new(&package.files, u64::from(config.ephemeral_storage_mb) << 20);
