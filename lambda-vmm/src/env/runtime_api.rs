@@ -37,18 +37,6 @@ pub struct RuntimeApiEnvironment {
     last_stats: RunStats,
 }
 
-/// Exits and syscalls a machine has made since it booted: after Init, what Init cost.
-fn init_stats(machine: &Machine) -> RunStats {
-    RunStats {
-        exits: machine.exits(),
-        syscalls: machine.stats().syscalls,
-        direct_syscalls: machine.direct_syscalls(),
-        unsupported_syscalls: machine.stats().unsupported.clone(),
-        setup: machine.setup_time(),
-        spare_vm: machine.used_spare(),
-    }
-}
-
 fn epoch_millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -140,7 +128,7 @@ impl RuntimeApiEnvironment {
             package,
             config,
             spares,
-            init_stats: init_stats(&machine),
+            init_stats: RunStats::since_boot(&machine),
             machine: Some(machine),
             init_duration,
             unreported_init: Some(init_duration),
@@ -175,7 +163,7 @@ impl RuntimeApiEnvironment {
                 self.spares.as_deref(),
             ) {
                 Ok((machine, init_duration)) => {
-                    self.init_stats = init_stats(&machine);
+                    self.init_stats = RunStats::since_boot(&machine);
                     self.machine = Some(machine);
                     self.init_duration = init_duration;
                     self.unreported_init = Some(init_duration);

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use lambda_core::logs::LogCollector;
 
+use crate::machine::Machine;
+
 /// What one run cost the VMM, beyond Lambda's figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunStats {
@@ -25,6 +27,19 @@ pub struct RunStats {
 }
 
 impl RunStats {
+    /// What `machine` has cost since it booted (for a Runtime API function after Init, what
+    /// Init cost; for a one-shot function, the whole run).
+    pub(crate) fn since_boot(machine: &Machine) -> RunStats {
+        RunStats {
+            exits: machine.exits(),
+            syscalls: machine.stats().syscalls,
+            direct_syscalls: machine.direct_syscalls(),
+            unsupported_syscalls: machine.stats().unsupported.clone(),
+            setup: machine.setup_time(),
+            spare_vm: machine.used_spare(),
+        }
+    }
+
     /// Most distinct unsupported syscall numbers [`RunStats::unsupported_syscalls`] counts one
     /// by one; the rest are counted together under [`RunStats::OTHER_UNSUPPORTED`].
     pub const MAX_UNSUPPORTED_KINDS: usize = crate::kernel::MAX_UNSUPPORTED_KINDS;

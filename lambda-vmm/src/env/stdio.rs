@@ -107,14 +107,7 @@ fn run_once(
     let settled = machine.run(start + config.timeout, |_| false)?;
     let duration = start.elapsed();
 
-    let stats = RunStats {
-        exits: machine.exits(),
-        syscalls: machine.stats().syscalls,
-        direct_syscalls: machine.direct_syscalls(),
-        unsupported_syscalls: machine.stats().unsupported.clone(),
-        setup: machine.setup_time(),
-        spare_vm: machine.used_spare(),
-    };
+    let stats = RunStats::since_boot(&machine);
     let ending = match settled {
         Settled::Ended(Stop::Exited(0)) => {
             Ending::Answered(InvokeOutcome::Response(machine.kernel().take_response()))
