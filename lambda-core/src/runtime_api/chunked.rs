@@ -76,13 +76,12 @@ impl ChunkedDecoder {
         input: &[u8],
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, ChunkError> {
-        let mut pos = 0;
-        while pos < input.len() {
+        let mut pos: usize = 0;
+        while let Some(&byte) = input.get(pos) {
             match &mut self.state {
                 State::Done => break,
                 State::Size(line) => {
-                    let byte = input[pos];
-                    pos += 1;
+                    pos = pos.saturating_add(1);
                     if byte == b'\n' {
                         let size = parse_size_line(line)?;
                         self.state = if size == 0 {
@@ -97,18 +96,18 @@ impl ChunkedDecoder {
                     }
                 }
                 State::Data(remaining) => {
-                    let available = (input.len() - pos) as u64;
-                    let take = available.min(*remaining) as usize;
-                    sink(&input[pos..pos + take]);
-                    pos += take;
-                    *remaining -= take as u64;
+                    let rest = input.get(pos..).unwrap_or_default();
+                    let take =
+                        usize::try_from(*remaining).map_or(rest.len(), |r| r.min(rest.len()));
+                    sink(rest.get(..take).unwrap_or_default());
+                    pos = pos.saturating_add(take);
+                    *remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
                     if *remaining == 0 {
                         self.state = State::DataCr;
                     }
                 }
                 State::DataCr => {
-                    let byte = input[pos];
-                    pos += 1;
+                    pos = pos.saturating_add(1);
                     self.state = match byte {
                         b'\r' => State::DataLf,
                         b'\n' => State::Size(Vec::new()),
@@ -116,17 +115,15 @@ impl ChunkedDecoder {
                     };
                 }
                 State::DataLf => {
-                    let byte = input[pos];
-                    pos += 1;
+                    pos = pos.saturating_add(1);
                     if byte != b'\n' {
                         return Err(ChunkError::MissingCrlf);
                     }
                     self.state = State::Size(Vec::new());
                 }
                 State::Trailers { line, total } => {
-                    let byte = input[pos];
-                    pos += 1;
-                    *total += 1;
+                    pos = pos.saturating_add(1);
+                    *total = total.saturating_add(1);
                     if *total > MAX_TRAILERS {
                         return Err(ChunkError::TrailersTooLong);
                     }
@@ -135,7 +132,7 @@ impl ChunkedDecoder {
                         b'\n' => *line = 0,
                         // A CR that starts a line belongs to the empty line ending the body.
                         b'\r' if *line == 0 => {}
-                        _ => *line += 1,
+                        _ => *line = line.saturating_add(1),
                     }
                 }
             }

@@ -38,6 +38,15 @@ pub(super) struct Connection {
 }
 
 impl Connection {
+    /// Bytes this connection holds: unprocessed input, the request being read, and the
+    /// output's buffer.
+    pub(super) fn buffered_bytes(&self) -> usize {
+        self.inbox
+            .len()
+            .saturating_add(self.reader.buffered_bytes())
+            .saturating_add(self.output.len())
+    }
+
     /// Whether the connection must not process another request now.
     pub(super) fn is_blocked(&self) -> bool {
         self.parked.is_some() || self.closing || self.pending().len() > OUTPUT_HIGH_WATER
@@ -60,7 +69,7 @@ impl Connection {
 
     /// Marks `n` pending bytes as read by the client.
     pub(super) fn consume(&mut self, n: usize) {
-        self.output_read = (self.output_read + n).min(self.output.len());
+        self.output_read = self.output_read.saturating_add(n).min(self.output.len());
         if self.output_read == self.output.len() {
             self.output_read = 0;
             if self.output.capacity() > OUTPUT_HIGH_WATER {

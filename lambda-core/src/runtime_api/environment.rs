@@ -73,7 +73,9 @@ pub fn log_stream_name(unix_seconds: u64, version: &str, instance: &str) -> Stri
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
+/// `civil_from_days`). The day count comes from the host's clock, never from a guest, and the
+/// arithmetic cannot overflow for any date before the year 50 billion.
+#[allow(clippy::arithmetic_side_effects)]
 fn civil_date(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;

@@ -20,7 +20,7 @@
 //! use lambda_core::Invocation;
 //!
 //! let mut api = RuntimeApi::new("arn:aws:lambda:us-east-1:012345678912:function:f");
-//! let conn = api.connect(); // the runtime connected
+//! let conn = api.connect().unwrap(); // the runtime connected (at most 64 at once)
 //! // The runtime writes a request; `receive` says how many bytes it took (all, here).
 //! let request = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n";
 //! assert_eq!(api.receive(conn, request), request.len());
@@ -38,6 +38,8 @@
 //! `read`/`recv` and reports the count with [`RuntimeApi::consume_output`]; a read finding no
 //! output blocks while [`RuntimeApi::is_parked`], and returns end of file once
 //! [`RuntimeApi::is_closing`]. After every call the host drains [`RuntimeApi::next_event`].
+//! Whatever the runtime does, the API holds at most [`MAX_CONNECTIONS`] connections and
+//! [`MAX_BUFFERED_BYTES`] of their input and output (plus the event delivered).
 //!
 //! # Limits
 //!
@@ -47,6 +49,8 @@
 //! known and the rest of it is read and discarded, keeping the connection (see
 //! [`RequestReader`]). Unprocessed input and unread output per connection are bounded too
 //! ([`INBOX_BYTES`], [`OUTPUT_HIGH_WATER`]).
+
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
 mod chunked;
 mod connection;
@@ -73,7 +77,10 @@ pub use reader::{ReadError, ReadEvent, RequestReader};
 pub use request::{Body, Request};
 pub use response::{CONTINUE, Response};
 pub use route::{API_PREFIX, Route};
-pub use server::{ApiEvent, DeliverError, Phase, RuntimeApi};
+pub use server::{
+    ApiEvent, DeliverError, MAX_BUFFERED_BYTES, MAX_CONNECTIONS, Phase, RuntimeApi,
+    TooManyConnections,
+};
 
 /// Largest request header block accepted, in bytes.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;

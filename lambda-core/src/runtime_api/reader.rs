@@ -98,6 +98,16 @@ impl RequestReader {
         Self::default()
     }
 
+    /// Bytes the reader holds: the header block read so far, or the body of the request
+    /// being read.
+    pub fn buffered_bytes(&self) -> usize {
+        match &self.state {
+            State::Head(head) => head.len(),
+            State::Length { request, .. } | State::Chunked { request, .. } => request.held_bytes(),
+            State::DrainLength(_) | State::DrainChunked(_) | State::Closed => 0,
+        }
+    }
+
     /// Whether the reader has stopped reading (after an error, or after a request whose end
     /// cannot be found); it then ignores all input.
     pub fn is_closed(&self) -> bool {
@@ -114,10 +124,10 @@ impl RequestReader {
     /// of the input again after handling the event. Once closed, the reader consumes and
     /// ignores everything.
     pub fn feed(&mut self, input: &[u8]) -> (usize, Option<ReadEvent>) {
-        let mut pos = 0;
+        let mut pos: usize = 0;
         loop {
-            let (used, event) = self.step(&input[pos..]);
-            pos += used;
+            let (used, event) = self.step(input.get(pos..).unwrap_or_default());
+            pos = pos.saturating_add(used);
             if event.is_some() || pos == input.len() || (used == 0 && !self.is_closed()) {
                 return (pos, event);
             }
@@ -143,11 +153,11 @@ impl RequestReader {
                 }
             }
             State::Length { request, remaining } => {
-                let take = (input.len() as u64).min(*remaining) as usize;
+                let take = usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
                 if let Body::Complete(body) = &mut request.body {
-                    body.extend_from_slice(&input[..take]);
+                    body.extend_from_slice(input.get(..take).unwrap_or_default());
                 }
-                *remaining -= take as u64;
+                *remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
                 if *remaining > 0 {
                     return (take, None);
                 }
@@ -160,7 +170,7 @@ impl RequestReader {
                     unreachable!("a chunked request being read has a complete body")
                 };
                 let result = decoder.decode(input, &mut |data| {
-                    if overflow || body.len() + data.len() > MAX_BODY_BYTES {
+                    if overflow || body.len().saturating_add(data.len()) > MAX_BODY_BYTES {
                         overflow = true;
                     } else {
                         body.extend_from_slice(data);
@@ -191,8 +201,8 @@ impl RequestReader {
                 (used, None)
             }
             State::DrainLength(remaining) => {
-                let take = (input.len() as u64).min(*remaining) as usize;
-                *remaining -= take as u64;
+                let take = usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
+                *remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
                 if *remaining == 0 {
                     self.state = State::Head(Vec::new());
                 }
@@ -280,18 +290,19 @@ fn read_head(head: &mut Vec<u8>, input: &[u8]) -> (usize, bool) {
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
     }
-    let input = &input[skipped..];
+    let input = input.get(skipped..).unwrap_or_default();
     let scan_from = head.len().saturating_sub(3);
-    let take = input.len().min(MAX_HEAD_BYTES - head.len());
-    head.extend_from_slice(&input[..take]);
-    match find_head_end(&head[scan_from..]) {
+    let take = input.len().min(MAX_HEAD_BYTES.saturating_sub(head.len()));
+    head.extend_from_slice(input.get(..take).unwrap_or_default());
+    let consumed = skipped.saturating_add(take);
+    match find_head_end(head.get(scan_from..).unwrap_or_default()) {
         Some(end) => {
-            let end = scan_from + end;
-            let excess = head.len() - end;
+            let end = scan_from.saturating_add(end);
+            let excess = head.len().saturating_sub(end);
             head.truncate(end);
-            (skipped + take - excess, true)
+            (consumed.saturating_sub(excess), true)
         }
-        None => (skipped + take, false),
+        None => (consumed, false),
     }
 }
 
@@ -301,9 +312,9 @@ fn find_head_end(bytes: &[u8]) -> Option<usize> {
         if b != b'\n' {
             return None;
         }
-        match bytes.get(i + 1..) {
-            Some([b'\n', ..]) => Some(i + 2),
-            Some([b'\r', b'\n', ..]) => Some(i + 3),
+        match bytes.get(i.saturating_add(1)..) {
+            Some([b'\n', ..]) => Some(i.saturating_add(2)),
+            Some([b'\r', b'\n', ..]) => Some(i.saturating_add(3)),
             _ => None,
         }
     })
@@ -418,6 +429,7 @@ fn framing(headers: &[(String, String)]) -> Result<Framing, ReadError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

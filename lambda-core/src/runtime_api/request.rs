@@ -18,6 +18,20 @@ pub struct Request {
 }
 
 impl Request {
+    /// Bytes the request holds in memory: its method, target, header fields and body.
+    pub fn held_bytes(&self) -> usize {
+        let body = match &self.body {
+            Body::Complete(body) => body.len(),
+            Body::TooLarge { .. } => 0,
+        };
+        self.headers
+            .iter()
+            .map(|(name, value)| name.len().saturating_add(value.len()))
+            .fold(body, usize::saturating_add)
+            .saturating_add(self.method.len())
+            .saturating_add(self.target.len())
+    }
+
     /// The value of the first header field named `name` (compared without regard to case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -32,7 +46,9 @@ impl Request {
         let target = self.target.as_str();
         let target = match target.find("://") {
             Some(scheme_end) if !target[..scheme_end].contains('/') => {
-                let rest = &target[scheme_end + 3..];
+                let rest = target
+                    .get(scheme_end.saturating_add(3)..)
+                    .unwrap_or_default();
                 rest.find('/').map_or("/", |slash| &rest[slash..])
             }
             _ => target,

@@ -51,7 +51,7 @@ impl Response {
     /// Appends the response's bytes to `out` with `body` in place of its own body, so a large
     /// body (an event of up to 6 MB) is copied once, straight into the output.
     pub fn write_with_body(&self, out: &mut Vec<u8>, body: &[u8], close: bool) {
-        out.reserve(256 + body.len());
+        out.reserve(body.len().saturating_add(256));
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(self.status.to_string().as_bytes());
         out.push(b' ');
@@ -96,6 +96,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Request Entity Too Large",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

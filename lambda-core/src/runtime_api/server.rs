@@ -63,6 +63,23 @@ pub enum DeliverError {
     InitFailed,
 }
 
+/// Most connections the runtime may hold open at once (a runtime needs one or two); past it,
+/// [`RuntimeApi::connect`] refuses, as a full listen backlog would.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Most bytes all connections together may hold: unprocessed input, requests being read and
+/// unread responses. Past it, [`RuntimeApi::receive`] accepts fewer bytes (the writer waits,
+/// as on a full socket buffer) and a `next` that would redeliver the event in flight is
+/// refused. An event and a response of 6 MB each fit with room to spare; a runtime that opens
+/// many connections and fills them cannot make the host hold more than this (plus the one
+/// event delivered).
+pub const MAX_BUFFERED_BYTES: usize = 16 << 20;
+
+/// Why [`RuntimeApi::connect`] refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the runtime already holds {MAX_CONNECTIONS} connections to the Runtime API")]
+pub struct TooManyConnections;
+
 /// An invocation with the deadline the host computed for it.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -145,12 +162,23 @@ impl RuntimeApi {
     }
 
     /// Registers a new connection from the runtime (the guest's `connect` or the server's
-    /// `accept`).
-    pub fn connect(&mut self) -> ConnectionId {
+    /// `accept`); refused past [`MAX_CONNECTIONS`] open at once.
+    pub fn connect(&mut self) -> Result<ConnectionId, TooManyConnections> {
+        if self.connections.len() >= MAX_CONNECTIONS {
+            return Err(TooManyConnections);
+        }
         let id = ConnectionId(self.next_connection);
-        self.next_connection += 1;
+        self.next_connection = self.next_connection.wrapping_add(1);
         self.connections.insert(id, Connection::default());
-        id
+        Ok(id)
+    }
+
+    /// Bytes held for all connections together (see [`MAX_BUFFERED_BYTES`]).
+    pub fn buffered_bytes(&self) -> usize {
+        self.connections
+            .values()
+            .map(Connection::buffered_bytes)
+            .fold(0, usize::saturating_add)
     }
 
     /// Forgets a connection (the client closed it, or the host did after
@@ -180,6 +208,9 @@ impl RuntimeApi {
         if connection.closing {
             return bytes.len();
         }
+        // What all connections hold bounds what this one may take now.
+        let room = MAX_BUFFERED_BYTES.saturating_sub(self.buffered_bytes());
+        let bytes = bytes.get(..room).unwrap_or(bytes);
         let mut used = 0;
         if connection.inbox.is_empty() {
             used = self.process(id, bytes);
@@ -190,11 +221,14 @@ impl RuntimeApi {
         if connection.closing {
             return bytes.len();
         }
-        let stash = (bytes.len() - used).min(INBOX_BYTES.saturating_sub(connection.inbox.len()));
+        let rest = bytes.get(used..).unwrap_or_default();
+        let stash = rest
+            .len()
+            .min(INBOX_BYTES.saturating_sub(connection.inbox.len()));
         connection
             .inbox
-            .extend_from_slice(&bytes[used..used + stash]);
-        used + stash
+            .extend_from_slice(rest.get(..stash).unwrap_or_default());
+        used.saturating_add(stash)
     }
 
     /// The response bytes waiting to be read on connection `id` (empty for an unknown one).
@@ -286,16 +320,16 @@ impl RuntimeApi {
     /// Processes bytes for connection `id` until they run out or the connection must stop
     /// (parked, closing, too much unread output). Returns how many were used.
     fn process(&mut self, id: ConnectionId, bytes: &[u8]) -> usize {
-        let mut pos = 0;
-        while pos < bytes.len() {
+        let mut pos: usize = 0;
+        while let Some(rest) = bytes.get(pos..).filter(|rest| !rest.is_empty()) {
             let Some(connection) = self.connections.get_mut(&id) else {
                 return bytes.len();
             };
             if connection.is_blocked() {
                 break;
             }
-            let (used, event) = connection.reader.feed(&bytes[pos..]);
-            pos += used;
+            let (used, event) = connection.reader.feed(rest);
+            pos = pos.saturating_add(used);
             match event {
                 None => {}
                 Some(ReadEvent::ExpectContinue) => connection.push_output(CONTINUE),
@@ -323,7 +357,7 @@ impl RuntimeApi {
             let used = self.process(id, &inbox);
             if let Some(connection) = self.connections.get_mut(&id) {
                 if !connection.closing {
-                    connection.inbox = inbox[used..].to_vec();
+                    connection.inbox = inbox.get(used..).unwrap_or_default().to_vec();
                 }
             }
             if used == 0 {
@@ -379,7 +413,21 @@ impl RuntimeApi {
                 self.respond(id, &response, keep_alive);
             }
             Phase::Invoking => {
-                // Redelivery of the invocation in flight (see the type's documentation).
+                // Redelivery of the invocation in flight (see the type's documentation), unless
+                // the connections already hold too much to take another copy of the event.
+                let payload = self
+                    .current
+                    .as_ref()
+                    .map_or(0, |pending| pending.invocation.payload.len());
+                if self.buffered_bytes().saturating_add(payload) > MAX_BUFFERED_BYTES {
+                    let response = Response::error(
+                        429,
+                        "TooManyRequests",
+                        "the Runtime API holds too many unread responses: read them first",
+                    );
+                    self.respond(id, &response, false);
+                    return;
+                }
                 if let Some(pending) = self.current.take() {
                     let response = event_head(&pending, &self.function_arn);
                     self.respond_with_body(id, &response, &pending.invocation.payload, keep_alive);

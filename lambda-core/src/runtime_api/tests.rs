@@ -1,6 +1,9 @@
 //! Scenario tests of the whole Runtime API: lifecycle, statuses, headers, parking, limits,
 //! split and pipelined input, several connections, and garbage.
 
+// Test arithmetic on test data; the lints guard the code under test.
+#![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
 use super::*;
 use crate::invocation::Invocation;
 use crate::outcome::{ErrorType, InvokeOutcome};
@@ -98,7 +101,7 @@ fn invocation(payload: &str) -> Invocation {
 /// An API past Init with connection `conn` parked on `next`.
 fn ready() -> (RuntimeApi, ConnectionId) {
     let mut api = RuntimeApi::new("arn:default");
-    let conn = api.connect();
+    let conn = api.connect().unwrap();
     assert!(exchange(&mut api, conn, NEXT).is_empty());
     assert_eq!(events(&mut api), [ApiEvent::InitDone]);
     (api, conn)
@@ -194,7 +197,7 @@ fn for_function_uses_the_functions_arn() {
         crate::config::FunctionConfig::new("f", crate::config::CodeLocation::Zip("f.zip".into()))
             .with_env("AWS_REGION", "eu-north-1");
     let mut api = RuntimeApi::for_function(&config);
-    let conn = api.connect();
+    let conn = api.connect().unwrap();
     api.receive(conn, NEXT);
     api.deliver(invocation("{}"), DEADLINE).unwrap();
     let answer = answers(&api.take_output(conn)).pop().unwrap();
@@ -207,7 +210,7 @@ fn for_function_uses_the_functions_arn() {
 #[test]
 fn delivery_before_next_is_queued_even_during_init() {
     let mut api = RuntimeApi::new("arn");
-    let conn = api.connect();
+    let conn = api.connect().unwrap();
     let invocation = invocation("queued");
     let request_id = invocation.request_id.clone();
     api.deliver(invocation, DEADLINE).unwrap();
@@ -334,7 +337,7 @@ fn reported_errors_become_function_errors() {
 #[test]
 fn init_error_fails_the_environment() {
     let mut api = RuntimeApi::new("arn");
-    let conn = api.connect();
+    let conn = api.connect().unwrap();
     let request = post_with(
         "init/error",
         "Lambda-Runtime-Function-Error-Type: Runtime.ConfigInvalid\r\n",
@@ -367,7 +370,7 @@ fn init_error_fails_the_environment() {
 #[test]
 fn init_error_after_init_is_refused() {
     let (mut api, _) = ready();
-    let other = api.connect();
+    let other = api.connect().unwrap();
     let answer = exchange(&mut api, other, &post("init/error", b"{}"))
         .pop()
         .unwrap();
@@ -454,7 +457,7 @@ fn chunked_and_expect_continue_posts() {
 #[test]
 fn unknown_paths_wrong_methods_and_malformed_requests() {
     let (mut api, _) = ready();
-    let conn = api.connect();
+    let conn = api.connect().unwrap();
     let answer = exchange(
         &mut api,
         conn,
@@ -488,7 +491,7 @@ fn unknown_paths_wrong_methods_and_malformed_requests() {
 #[test]
 fn connection_close_is_honoured() {
     let mut api = RuntimeApi::new("arn");
-    let conn = api.connect();
+    let conn = api.connect().unwrap();
     let answer = exchange(
         &mut api,
         conn,
@@ -536,7 +539,7 @@ fn keep_alive_serves_many_invocations_on_one_connection() {
 #[test]
 fn byte_at_a_time_input() {
     let mut api = RuntimeApi::new("arn");
-    let conn = api.connect();
+    let conn = api.connect().unwrap();
     for byte in NEXT {
         assert_eq!(api.receive(conn, std::slice::from_ref(byte)), 1);
     }
@@ -555,7 +558,7 @@ fn byte_at_a_time_input() {
 #[test]
 fn two_connections_one_parked() {
     let (mut api, parked) = ready();
-    let other = api.connect();
+    let other = api.connect().unwrap();
     // The other connection is served while the first waits.
     let answer = exchange(&mut api, other, b"GET /unknown HTTP/1.1\r\n\r\n");
     assert_eq!(answer[0].status, 404);
@@ -578,8 +581,8 @@ fn two_connections_one_parked() {
 #[test]
 fn parked_nexts_are_served_in_order_and_disconnected_ones_skipped() {
     let (mut api, first) = ready();
-    let second = api.connect();
-    let third = api.connect();
+    let second = api.connect().unwrap();
+    let third = api.connect().unwrap();
     assert!(exchange(&mut api, second, NEXT).is_empty());
     assert!(exchange(&mut api, third, NEXT).is_empty());
     api.disconnect(first);
@@ -595,7 +598,7 @@ fn next_while_in_flight_redelivers_the_same_invocation() {
     let request_id = invocation.request_id.clone();
     api.deliver(invocation, DEADLINE).unwrap();
     api.take_output(conn);
-    let other = api.connect();
+    let other = api.connect().unwrap();
     let answer = exchange(&mut api, other, NEXT).pop().unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, b"again");
@@ -620,7 +623,7 @@ fn disconnected_parked_next_leaves_the_invocation_queued() {
     api.disconnect(conn);
     api.deliver(invocation("later"), DEADLINE).unwrap();
     assert_eq!(api.phase(), Phase::Idle);
-    let fresh = api.connect();
+    let fresh = api.connect().unwrap();
     let answer = exchange(&mut api, fresh, NEXT).pop().unwrap();
     assert_eq!(answer.body, b"later");
 }
@@ -651,7 +654,7 @@ fn held_back_input_is_bounded_and_processed_after_delivery() {
 #[test]
 fn unread_output_stops_processing_until_read() {
     let mut api = RuntimeApi::new("arn");
-    let conn = api.connect();
+    let conn = api.connect().unwrap();
     let flood = b"GET /x HTTP/1.1\r\n\r\n".repeat(5_000);
     let taken = api.receive(conn, &flood);
     assert!(taken < flood.len());
@@ -712,7 +715,7 @@ fn garbage_and_random_splits_never_panic() {
     let (mut completed, mut statuses) = (0, std::collections::BTreeSet::new());
     for round in 0..300 {
         let mut api = RuntimeApi::new("arn");
-        let mut conns = vec![api.connect(), api.connect()];
+        let mut conns = vec![api.connect().unwrap(), api.connect().unwrap()];
         let mut stream = Vec::new();
         while stream.len() < 4096 {
             match rng.below(4) {
@@ -753,14 +756,14 @@ fn garbage_and_random_splits_never_panic() {
                 3 if api.is_closing(conn) => {
                     api.disconnect(conn);
                     conns.retain(|c| *c != conn);
-                    conns.push(api.connect());
+                    conns.push(api.connect().unwrap());
                 }
                 4 => {
                     if let Some(id) = api.in_flight().map(str::to_string) {
                         // On a fresh connection, so that the garbage on the others
                         // does not swallow it.
                         let request = post(&format!("invocation/{id}/response"), b"r");
-                        let fresh = api.connect();
+                        let fresh = api.connect().unwrap();
                         api.receive(fresh, &request);
                         statuses.extend(answers(&api.take_output(fresh)).iter().map(|a| a.status));
                         api.disconnect(fresh);
@@ -787,4 +790,66 @@ fn garbage_and_random_splits_never_panic() {
             "never saw {status}: {statuses:?}"
         );
     }
+}
+
+#[test]
+fn connections_are_bounded() {
+    let mut api = RuntimeApi::new("arn:default");
+    let conns: Vec<_> = (0..MAX_CONNECTIONS)
+        .map(|_| api.connect().unwrap())
+        .collect();
+    assert_eq!(api.connect(), Err(TooManyConnections));
+    api.disconnect(conns[0]);
+    assert!(api.connect().is_ok(), "a closed connection frees its place");
+}
+
+#[test]
+fn what_all_connections_hold_together_is_bounded() {
+    // Every connection starts a 6 MB response body and sends 5 MB of it, so that all of them
+    // hold a partly read request: the Runtime API stops taking bytes once all of them hold
+    // MAX_BUFFERED_BYTES.
+    let (mut api, first) = ready();
+    api.deliver(invocation("{}"), DEADLINE).unwrap();
+    api.take_output(first);
+    let id = api.in_flight().unwrap().to_string();
+    let head = format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        crate::limits::MAX_SYNC_PAYLOAD_BYTES
+    );
+    let chunk = vec![b'x'; 1 << 20];
+    let mut taken = 0usize;
+    for _ in 0..MAX_CONNECTIONS - 1 {
+        let conn = api.connect().unwrap();
+        taken += api.receive(conn, head.as_bytes());
+        for _ in 0..5 {
+            taken += api.receive(conn, &chunk);
+        }
+        assert!(api.buffered_bytes() <= MAX_BUFFERED_BYTES);
+    }
+    // Held, and so taken (less the header lines' delimiters), up to the bound and no further.
+    assert!(api.buffered_bytes() <= MAX_BUFFERED_BYTES);
+    assert!(api.buffered_bytes() > MAX_BUFFERED_BYTES - (2 << 20));
+    assert!(taken < MAX_BUFFERED_BYTES + 64 * head.len(), "{taken}");
+    // A redelivery that would add another copy of the event is refused, and closes.
+    let (mut api, first) = ready();
+    let big = Invocation::new(vec![b'e'; crate::limits::MAX_SYNC_PAYLOAD_BYTES]);
+    api.deliver(big, DEADLINE).unwrap();
+    // Nothing is read: each redelivered copy stays in its connection's output.
+    let redelivered = (0..3)
+        .map(|_| {
+            let conn = api.connect().unwrap();
+            api.receive(conn, NEXT);
+            let output = api.pending_output(conn);
+            std::str::from_utf8(output.get(9..12).unwrap_or_default())
+                .unwrap_or_default()
+                .parse::<u16>()
+                .unwrap_or(0)
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        redelivered,
+        [200, 429, 429],
+        "the first copy is unread on {first:?}"
+    );
+    assert!(api.buffered_bytes() <= MAX_BUFFERED_BYTES + crate::limits::MAX_SYNC_PAYLOAD_BYTES);
 }
