@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use lambda_core::{FunctionConfig, Signal, Stop};
 
 use crate::error::VmmError;
-use crate::kernel::{Kernel, KernelSetup, Step, SyscallContext, SyscallStats};
+use crate::kernel::{Kernel, KernelSetup, Step, SyscallStats};
 use crate::program::{ProgramImage, StartupInfo, build_stack};
 use crate::trace::span;
 use crate::vm::kick::Deadline;
@@ -144,12 +144,12 @@ impl Machine {
         let kick = Deadline::arm(deadline);
         loop {
             if let Some(call) = self.pending.take() {
-                let cx = SyscallContext {
-                    memory: &vm.memory,
-                    vcpu: &vm.vcpu,
-                };
-                match self.kernel.handle(&cx, call) {
+                match self.kernel.handle(&vm.memory, call) {
                     Step::Return(value) => vm.vcpu.complete_syscall(&vm.memory, value as i64)?,
+                    Step::SetFsBase(base) => {
+                        vm.vcpu.set_fs_base(base)?;
+                        vm.vcpu.complete_syscall(&vm.memory, 0)?;
+                    }
                     Step::Stop(end) => return Ok(Settled::Ended(end.stop())),
                     Step::Block(wake) => {
                         self.pending = Some(call);

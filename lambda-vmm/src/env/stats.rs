@@ -57,7 +57,10 @@ pub fn note_unsupported(log: &mut LogCollector, unsupported: &BTreeMap<u64, u64>
         .iter()
         .map(|(&number, count)| match number {
             crate::kernel::OTHER_UNSUPPORTED => format!("others (x{count})"),
-            number => format!("{number} (x{count})"),
+            number => match crate::kernel::syscall_name(number) {
+                Some(name) => format!("{name} ({number}, x{count})"),
+                None => format!("{number} (x{count})"),
+            },
         })
         .collect();
     log.platform_line(&format!(

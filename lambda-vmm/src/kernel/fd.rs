@@ -43,6 +43,8 @@ pub struct Socket {
     pub consumed: u64,
     /// Whether the guest shut down its sending side.
     pub write_shutdown: bool,
+    /// Whether the guest shut down its receiving side (reads then see end of file).
+    pub read_shutdown: bool,
     /// The local port, assigned at connect.
     pub local_port: u16,
 }
@@ -152,11 +154,21 @@ impl FdTable {
             .ok_or(Errno(libc::EMFILE))
     }
 
+    /// Puts `description` at `fd` (below [`MAX_FDS`], as every caller checks).
     fn place(&mut self, fd: usize, description: u64) {
         if fd >= self.slots.len() {
-            self.slots.resize(fd + 1, None);
+            self.slots.resize(fd.saturating_add(1).min(MAX_FDS), None);
         }
-        self.slots[fd] = Some(description);
+        if let Some(slot) = self.slots.get_mut(fd) {
+            *slot = Some(description);
+        }
+    }
+
+    /// One more descriptor of open description `id`.
+    fn share(&mut self, id: u64) {
+        if let Some(entry) = self.descriptions.get_mut(&id) {
+            entry.1 = entry.1.saturating_add(1);
+        }
     }
 
     fn description_of(&self, fd: u64) -> Result<u64, Errno> {
@@ -170,19 +182,19 @@ impl FdTable {
     pub fn insert(&mut self, descriptor: Descriptor) -> Result<u64, Errno> {
         let fd = self.free_slot(0)?;
         let id = self.next_description;
-        self.next_description += 1;
+        self.next_description = self.next_description.wrapping_add(1);
         self.descriptions.insert(id, (descriptor, 1));
         self.place(fd, id);
-        Ok(fd as u64)
+        Ok(u64::try_from(fd).unwrap_or(u64::MAX))
     }
 
     /// A second descriptor for `fd`'s open description, at the lowest free number >= `min`.
     pub fn dup(&mut self, fd: u64, min: usize) -> Result<u64, Errno> {
         let id = self.description_of(fd)?;
         let new = self.free_slot(min)?;
-        self.descriptions.get_mut(&id).expect("live description").1 += 1;
+        self.share(id);
         self.place(new, id);
-        Ok(new as u64)
+        Ok(u64::try_from(new).unwrap_or(u64::MAX))
     }
 
     /// Makes `new` refer to `old`'s open description, closing what `new` held; returns the
@@ -194,7 +206,7 @@ impl FdTable {
             .filter(|&i| i < MAX_FDS)
             .ok_or(Errno(libc::EBADF))?;
         let released = self.remove(new).ok().flatten();
-        self.descriptions.get_mut(&id).expect("live description").1 += 1;
+        self.share(id);
         self.place(index, id);
         Ok(released)
     }
@@ -202,21 +214,31 @@ impl FdTable {
     /// The descriptor `fd`.
     pub fn get(&self, fd: u64) -> Result<&Descriptor, Errno> {
         let id = self.description_of(fd)?;
-        Ok(&self.descriptions[&id].0)
+        self.descriptions
+            .get(&id)
+            .map(|(descriptor, _)| descriptor)
+            .ok_or(Errno(libc::EBADF))
     }
 
     /// The descriptor `fd`, mutably.
     pub fn get_mut(&mut self, fd: u64) -> Result<&mut Descriptor, Errno> {
         let id = self.description_of(fd)?;
-        Ok(&mut self.descriptions.get_mut(&id).expect("live description").0)
+        self.descriptions
+            .get_mut(&id)
+            .map(|(descriptor, _)| descriptor)
+            .ok_or(Errno(libc::EBADF))
     }
 
     /// Closes `fd`; returns its open description if this was its last descriptor.
     pub fn remove(&mut self, fd: u64) -> Result<Option<Descriptor>, Errno> {
         let id = self.description_of(fd)?;
-        self.slots[fd as usize] = None;
-        let entry = self.descriptions.get_mut(&id).expect("live description");
-        entry.1 -= 1;
+        if let Some(slot) = usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)) {
+            *slot = None;
+        }
+        let Some(entry) = self.descriptions.get_mut(&id) else {
+            return Ok(None);
+        };
+        entry.1 = entry.1.saturating_sub(1);
         if entry.1 == 0 {
             return Ok(self
                 .descriptions
@@ -226,13 +248,34 @@ impl FdTable {
         Ok(None)
     }
 
+    /// After a rename of `from` to `to` (or their exchange), open files and directories at or
+    /// under either path follow it, as Linux descriptors follow their inode.
+    pub fn rename_paths(&mut self, from: &str, to: &str, exchange: bool) {
+        let moved = |path: &str, old: &str, new: &str| -> Option<String> {
+            let rest = path.strip_prefix(old)?;
+            (rest.is_empty() || rest.starts_with('/')).then(|| format!("{new}{rest}"))
+        };
+        for (descriptor, _) in self.descriptions.values_mut() {
+            let path = match &mut descriptor.object {
+                Object::File(file) => &mut file.path,
+                Object::Dir(dir) => &mut dir.path,
+                _ => continue,
+            };
+            let renamed =
+                moved(path, from, to).or_else(|| exchange.then(|| moved(path, to, from)).flatten());
+            if let Some(renamed) = renamed {
+                *path = renamed;
+            }
+        }
+    }
+
     /// Every open descriptor number.
     pub fn open_fds(&self) -> Vec<u64> {
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, slot)| slot.is_some())
-            .map(|(fd, _)| fd as u64)
+            .map(|(fd, _)| u64::try_from(fd).unwrap_or(u64::MAX))
             .collect()
     }
 }

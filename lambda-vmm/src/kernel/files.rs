@@ -2,14 +2,13 @@
 //! filesystem, and the descriptor calls (`dup`, `fcntl`, `ioctl`). Sockets and eventfds are
 //! read and written here too, through their own modules.
 
-use super::fd::{Descriptor, Object, OpenDir, OpenFile};
-use super::vfs::{self, Metadata};
+use super::abi;
+use super::fd::{Descriptor, MAX_FDS, Object, OpenDir, OpenFile};
+use super::vfs::{self, Metadata, RenameFlags};
 use super::{Errno, Kernel, ProcessEnd, Stdio, SysResult};
 use crate::vm::GuestMemory;
 use lambda_core::limits;
 
-/// Longest path accepted (Linux's PATH_MAX).
-const PATH_MAX: usize = 4096;
 /// Most iovecs in one readv/writev (Linux's IOV_MAX).
 const IOV_MAX: u64 = 1024;
 /// Bytes moved between guest memory and the kernel per step, so a huge write never needs a
@@ -33,6 +32,9 @@ const O_APPEND: u64 = 0o2000;
 const O_NONBLOCK: u64 = 0o4000;
 const O_DIRECTORY: u64 = 0o200_000;
 const O_CLOEXEC: u64 = 0o2_000_000;
+/// `O_TMPFILE` without `O_DIRECTORY`.
+const O_TMPFILE_ONLY: u64 = 0o20_000_000;
+const W_OK: u64 = 2;
 const TCGETS: u64 = 0x5401;
 const FIONBIO: u64 = 0x5421;
 
@@ -43,8 +45,16 @@ fn errno(code: i32) -> Errno {
 /// Reads a path argument, with Linux's errors for bad pointers and overlong paths.
 pub(super) fn read_path(memory: &GuestMemory, addr: u64) -> Result<Vec<u8>, Errno> {
     memory
-        .read_c_string(addr, PATH_MAX - 1)?
+        .read_c_string(addr, vfs::PATH_MAX - 1)?
         .ok_or(errno(libc::ENAMETOOLONG))
+}
+
+/// A file offset argument (`pread64`, `pwrite64`): negative ones answer `EINVAL`.
+fn offset_arg(offset: u64) -> Result<u64, Errno> {
+    if abi::long(offset) < 0 {
+        return Err(errno(libc::EINVAL));
+    }
+    Ok(offset)
 }
 
 /// A `struct stat` as x86-64 Linux lays it out (144 bytes).
@@ -80,7 +90,7 @@ pub(super) fn read_iovecs(
     if count > IOV_MAX {
         return Err(errno(libc::EINVAL));
     }
-    let raw = memory.read_vec(addr, count * 16)?;
+    let raw = memory.read_vec(addr, count.saturating_mul(16))?;
     let iovecs: Vec<(u64, u64)> = raw
         .chunks_exact(16)
         .map(|c| {
@@ -104,7 +114,7 @@ impl Kernel {
     /// directory descriptors are bases).
     fn resolve(&self, memory: &GuestMemory, dirfd: u64, path: u64) -> Result<String, Errno> {
         let raw = read_path(memory, path)?;
-        let base = if raw.starts_with(b"/") || dirfd as i32 == libc::AT_FDCWD {
+        let base = if raw.starts_with(b"/") || abi::int(dirfd) == libc::AT_FDCWD {
             self.cwd.clone()
         } else {
             match &self.fds.get(dirfd)?.object {
@@ -131,11 +141,11 @@ impl Kernel {
                 Stdio::OneShot {
                     stdin, stdin_read, ..
                 } => {
-                    let start = *stdin_read;
-                    let end = start + (count as usize).min(stdin.len() - start);
-                    memory.write(buf, &stdin[start..end])?;
-                    *stdin_read = end;
-                    Ok((end - start) as u64)
+                    let rest = stdin.get(*stdin_read..).unwrap_or_default();
+                    let data = rest.get(..abi::size(count)).unwrap_or(rest);
+                    memory.write(buf, data)?;
+                    *stdin_read = stdin_read.saturating_add(data.len());
+                    Ok(abi::count(data.len()))
                 }
                 Stdio::Log => Ok(0),
             },
@@ -144,7 +154,7 @@ impl Kernel {
             Object::File(file) => {
                 let n = self.read_file_at(memory, &file.path.clone(), file.offset, buf, count)?;
                 if let Object::File(file) = &mut self.fds.get_mut(fd)?.object {
-                    file.offset += n;
+                    file.offset = file.offset.saturating_add(n);
                 }
                 Ok(n)
             }
@@ -164,18 +174,18 @@ impl Kernel {
         mut sink: impl FnMut(&mut Kernel, &[u8]) -> Result<usize, Errno>,
     ) -> SysResult {
         memory.validate(buf, count)?;
-        let mut done = 0;
-        let mut chunk = Vec::with_capacity(count.min(CHUNK) as usize);
+        let mut done: u64 = 0;
+        let mut chunk = Vec::with_capacity(abi::size(count.min(CHUNK)));
         while done < count {
-            let take = (count - done).min(CHUNK);
+            let take = count.saturating_sub(done).min(CHUNK);
             chunk.clear();
-            memory.read_into(buf + done, take, &mut chunk)?;
+            memory.read_into(abi::field(buf, done)?, take, &mut chunk)?;
             let taken = match sink(self, &chunk) {
                 Ok(n) => n,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
             };
-            done += taken as u64;
+            done = done.saturating_add(abi::count(taken));
             if taken < chunk.len() {
                 break;
             }
@@ -198,7 +208,7 @@ impl Kernel {
                     let Stdio::OneShot { response, .. } = &mut kernel.stdio else {
                         unreachable!("checked above")
                     };
-                    if response.len() + data.len() > limits::MAX_SYNC_PAYLOAD_BYTES {
+                    if response.len().saturating_add(data.len()) > limits::MAX_SYNC_PAYLOAD_BYTES {
                         kernel.pending_end = Some(ProcessEnd::ResponseTooLarge);
                         return Err(errno(libc::EFBIG));
                     }
@@ -229,7 +239,7 @@ impl Kernel {
                 };
                 let written = self.write_file_at(memory, &path, offset, buf, count)?;
                 if let Object::File(file) = &mut self.fds.get_mut(fd)?.object {
-                    file.offset = offset + written;
+                    file.offset = offset.saturating_add(written);
                 }
                 Ok(written)
             }
@@ -251,9 +261,9 @@ impl Kernel {
     ) -> SysResult {
         let data = self
             .fs
-            .read_at(path, offset, count.min(MAX_READ) as usize)?;
+            .read_at(path, offset, abi::size(count.min(MAX_READ)))?;
         memory.write(buf, data)?;
-        Ok(data.len() as u64)
+        Ok(abi::count(data.len()))
     }
 
     /// Writes guest bytes into a file at `offset`, chunk by chunk; returns how many.
@@ -268,7 +278,7 @@ impl Kernel {
         let mut at = offset;
         self.write_chunks_to(memory, buf, count, |kernel, data| {
             let n = kernel.fs.write_at(path, at, data)?;
-            at += n as u64;
+            at = at.saturating_add(abi::count(n));
             Ok(n)
         })
     }
@@ -292,6 +302,7 @@ impl Kernel {
         count: u64,
         offset: u64,
     ) -> SysResult {
+        let offset = offset_arg(offset)?;
         let path = self.positional_file(fd, false)?;
         self.read_file_at(memory, &path, offset, buf, count)
     }
@@ -304,6 +315,7 @@ impl Kernel {
         count: u64,
         offset: u64,
     ) -> SysResult {
+        let offset = offset_arg(offset)?;
         let path = self.positional_file(fd, true)?;
         self.write_file_at(memory, &path, offset, buf, count)
     }
@@ -316,11 +328,11 @@ impl Kernel {
         iovecs: Vec<(u64, u64)>,
         mut transfer: impl FnMut(&mut Kernel, u64, u64, u64) -> SysResult,
     ) -> SysResult {
-        let mut total = 0;
+        let mut total: u64 = 0;
         for (base, len) in iovecs {
             match transfer(self, base, len, total) {
                 Ok(n) => {
-                    total += n;
+                    total = total.saturating_add(n);
                     if n < len || self.pending_end.is_some() {
                         break;
                     }
@@ -416,9 +428,28 @@ impl Kernel {
         Ok(0)
     }
 
-    pub(super) fn faccessat(&mut self, memory: &GuestMemory, dirfd: u64, path: u64) -> SysResult {
+    /// `faccessat`: the program runs as root, so only existence and a write to read-only
+    /// code can fail.
+    pub(super) fn faccessat(
+        &mut self,
+        memory: &GuestMemory,
+        dirfd: u64,
+        path: u64,
+        mode: u64,
+    ) -> SysResult {
+        if mode & !0o7 != 0 {
+            return Err(errno(libc::EINVAL));
+        }
         let path = self.resolve(memory, dirfd, path)?;
-        self.fs.metadata(&path).map(|_| 0)
+        let meta = self.fs.metadata(&path)?;
+        if mode & W_OK != 0 && !meta.writable {
+            return Err(errno(if path.starts_with(vfs::TASK_ROOT) {
+                libc::EROFS
+            } else {
+                libc::EACCES
+            }));
+        }
+        Ok(0)
     }
 
     pub(super) fn openat(
@@ -428,6 +459,9 @@ impl Kernel {
         path: u64,
         flags: u64,
     ) -> SysResult {
+        if flags & O_TMPFILE_ONLY != 0 {
+            return Err(errno(libc::EOPNOTSUPP));
+        }
         let path = self.resolve(memory, dirfd, path)?;
         let access = flags & O_ACCMODE;
         let writable = access == libc::O_WRONLY as u64 || access == libc::O_RDWR as u64;
@@ -486,22 +520,22 @@ impl Kernel {
         let descriptor = self.fds.get_mut(fd)?;
         let current = match &descriptor.object {
             Object::File(file) => file.offset,
-            Object::Dir(dir) => dir.position as u64,
+            Object::Dir(dir) => abi::count(dir.position),
             _ => 0,
         };
-        let base = match whence as i32 {
+        let base = match abi::int(whence) {
             libc::SEEK_SET => 0,
-            libc::SEEK_CUR => current as i64,
-            libc::SEEK_END => size as i64,
+            libc::SEEK_CUR => abi::long(current),
+            libc::SEEK_END => abi::long(size),
             _ => return Err(errno(libc::EINVAL)),
         };
         let target = base
-            .checked_add(offset as i64)
-            .filter(|t| *t >= 0)
-            .ok_or(errno(libc::EINVAL))? as u64;
+            .checked_add(abi::long(offset))
+            .and_then(|target| u64::try_from(target).ok())
+            .ok_or(errno(libc::EINVAL))?;
         match &mut descriptor.object {
             Object::File(file) => file.offset = target,
-            Object::Dir(dir) => dir.position = target as usize,
+            Object::Dir(dir) => dir.position = abi::size(target),
             _ => {}
         }
         Ok(target)
@@ -537,18 +571,23 @@ impl Kernel {
         entries.extend(self.fs.children(&path));
         let mut out = Vec::new();
         while let Some((name, is_dir, inode)) = entries.get(position) {
-            let reclen = (19 + name.len() + 1).next_multiple_of(8);
-            if out.len() + reclen > count as usize {
+            // d_ino, d_off, d_reclen, d_type, the name and its NUL, padded to 8 bytes. A name
+            // is at most NAME_MAX bytes, so the record fits its 16-bit length.
+            let reclen = name.len().saturating_add(20).next_multiple_of(8);
+            let Ok(reclen16) = u16::try_from(reclen) else {
+                return Err(errno(libc::EOVERFLOW));
+            };
+            if out.len().saturating_add(reclen) > abi::size(count) {
                 break;
             }
-            let mut record = vec![0u8; reclen];
-            record[0..8].copy_from_slice(&inode.to_le_bytes());
-            record[8..16].copy_from_slice(&((position + 1) as u64).to_le_bytes());
-            record[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
-            record[18] = if *is_dir { libc::DT_DIR } else { libc::DT_REG };
-            record[19..19 + name.len()].copy_from_slice(name.as_bytes());
-            out.extend_from_slice(&record);
-            position += 1;
+            position = position.saturating_add(1);
+            let start = out.len();
+            out.extend_from_slice(&inode.to_le_bytes());
+            out.extend_from_slice(&abi::count(position).to_le_bytes());
+            out.extend_from_slice(&reclen16.to_le_bytes());
+            out.push(if *is_dir { libc::DT_DIR } else { libc::DT_REG });
+            out.extend_from_slice(name.as_bytes());
+            out.resize(start.saturating_add(reclen), 0);
         }
         if out.is_empty() && position < entries.len() {
             return Err(errno(libc::EINVAL));
@@ -578,6 +617,7 @@ impl Kernel {
             .map(|()| 0)
     }
 
+    /// `rename`, `renameat` and `renameat2` (`flags`).
     pub(super) fn renameat(
         &mut self,
         memory: &GuestMemory,
@@ -585,10 +625,15 @@ impl Kernel {
         old: u64,
         new_dirfd: u64,
         new: u64,
+        flags: u64,
     ) -> SysResult {
+        let flags = RenameFlags::from_bits(flags)?;
         let from = self.resolve(memory, old_dirfd, old)?;
         let to = self.resolve(memory, new_dirfd, new)?;
-        self.fs.rename(&from, &to).map(|()| 0)
+        self.fs.rename(&from, &to, flags)?;
+        // Descriptors open on moved paths follow them, as Linux's follow the inode.
+        self.fds.rename_paths(&from, &to, flags.exchange);
+        Ok(0)
     }
 
     pub(super) fn getcwd(&mut self, memory: &GuestMemory, buf: u64, size: u64) -> SysResult {
@@ -625,10 +670,13 @@ impl Kernel {
             self.fs.metadata(&path)?;
             return Err(errno(libc::EINVAL));
         }
+        if abi::int(size) <= 0 {
+            return Err(errno(libc::EINVAL));
+        }
         let target = PROGRAM_PATH.as_bytes();
-        let n = target.len().min(size as usize);
-        memory.write(buf, &target[..n])?;
-        Ok(n as u64)
+        let target = target.get(..abi::size(size)).unwrap_or(target);
+        memory.write(buf, target)?;
+        Ok(abi::count(target.len()))
     }
 
     pub(super) fn dup(&mut self, fd: u64, min: usize) -> SysResult {
@@ -656,21 +704,28 @@ impl Kernel {
 
     pub(super) fn fcntl(&mut self, fd: u64, command: u64, arg: u64) -> SysResult {
         let descriptor = self.fds.get_mut(fd)?;
-        match command as i32 {
+        // F_DUPFD's lowest number must be below the descriptor limit.
+        let lowest = usize::try_from(abi::int(arg))
+            .ok()
+            .filter(|&lowest| lowest < MAX_FDS);
+        match abi::int(command) {
             libc::F_GETFD => Ok(u64::from(descriptor.cloexec)),
             libc::F_SETFD => {
                 descriptor.cloexec = arg & 1 != 0;
                 Ok(0)
             }
             libc::F_GETFL => {
+                const READ_ONLY: u64 = 0;
+                const WRITE_ONLY: u64 = 1;
+                const READ_WRITE: u64 = 2;
                 let access = match &descriptor.object {
-                    Object::Stdin => libc::O_RDONLY,
-                    Object::Stdout | Object::Stderr => libc::O_WRONLY,
-                    Object::File(f) if f.readable && f.writable => libc::O_RDWR,
-                    Object::File(f) if f.writable => libc::O_WRONLY,
-                    Object::File(_) | Object::Dir(_) => libc::O_RDONLY,
-                    _ => libc::O_RDWR,
-                } as u64;
+                    Object::Stdin => READ_ONLY,
+                    Object::Stdout | Object::Stderr => WRITE_ONLY,
+                    Object::File(f) if f.readable && f.writable => READ_WRITE,
+                    Object::File(f) if f.writable => WRITE_ONLY,
+                    Object::File(_) | Object::Dir(_) => READ_ONLY,
+                    _ => READ_WRITE,
+                };
                 Ok(access
                     | if descriptor.nonblocking {
                         O_NONBLOCK
@@ -682,9 +737,9 @@ impl Kernel {
                 descriptor.nonblocking = arg & O_NONBLOCK != 0;
                 Ok(0)
             }
-            libc::F_DUPFD => self.dup(fd, arg as usize),
+            libc::F_DUPFD => self.dup(fd, lowest.ok_or(errno(libc::EINVAL))?),
             libc::F_DUPFD_CLOEXEC => {
-                let new = self.dup(fd, arg as usize)?;
+                let new = self.dup(fd, lowest.ok_or(errno(libc::EINVAL))?)?;
                 self.fds.get_mut(new)?.cloexec = true;
                 Ok(new)
             }

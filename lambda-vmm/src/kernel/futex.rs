@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::{Errno, Kernel, SysResult};
+use super::time::read_timespec;
+use super::{Errno, Kernel, SysResult, abi};
 use crate::vm::GuestMemory;
 
 const FUTEX_WAIT: u64 = 0;
@@ -33,18 +34,13 @@ impl Kernel {
             }
             command @ (FUTEX_WAIT | FUTEX_WAIT_BITSET) => {
                 let current: u32 = memory.read_obj(uaddr)?;
-                if current != value as u32 {
+                if current != abi::uint(value) {
                     return Err(Errno(libc::EAGAIN));
                 }
                 let limit = if timeout == 0 {
                     None
                 } else {
-                    let secs: i64 = memory.read_obj(timeout)?;
-                    let nanos: i64 = memory.read_obj(timeout + 8)?;
-                    if secs < 0 || !(0..1_000_000_000).contains(&nanos) {
-                        return Err(Errno(libc::EINVAL));
-                    }
-                    let given = Duration::new(secs as u64, nanos as u32);
+                    let given = read_timespec(memory, timeout)?;
                     if command == FUTEX_WAIT_BITSET {
                         // An absolute time on the chosen clock, as of the first attempt.
                         let clock = if op & FUTEX_CLOCK_REALTIME != 0 { 0 } else { 1 };

@@ -25,7 +25,15 @@ fn errno(code: i32) -> Errno {
 }
 
 fn page_align(len: u64) -> Option<u64> {
-    len.checked_add(PAGE - 1).map(|l| l & !(PAGE - 1))
+    len.checked_add(PAGE.saturating_sub(1))
+        .map(|l| l & !PAGE.saturating_sub(1))
+}
+
+/// The end of `[start, start + len)`. Regions lie inside guest memory (far below `2^64`), so
+/// this never saturates for a recorded region; for a guest's range, saturation makes the
+/// range fail the bounds it is checked against.
+fn end_of(start: u64, len: u64) -> u64 {
+    start.saturating_add(len)
 }
 
 /// The heap and mmap area of one program.
@@ -72,9 +80,9 @@ impl AddressSpace {
             self.exhausted = true;
             return Ok(self.brk);
         }
-        let old_end = page_align(self.brk).expect("brk stays in memory");
+        let old_end = page_align(self.brk).unwrap_or(new_end);
         if new_end < old_end {
-            memory.zero(new_end, old_end - new_end)?;
+            memory.zero(new_end, old_end.saturating_sub(new_end))?;
         }
         self.brk = requested;
         Ok(self.brk)
@@ -85,55 +93,59 @@ impl AddressSpace {
         let floor = page_align(self.brk)?;
         let mut ceiling = self.area_end;
         for (&start, &length) in self.regions.iter().rev() {
-            let end = start + length;
-            if ceiling >= end && ceiling - end >= len {
-                return Some(ceiling - len);
+            let end = end_of(start, length);
+            if ceiling.checked_sub(end).is_some_and(|gap| gap >= len) {
+                return ceiling.checked_sub(len);
             }
             ceiling = ceiling.min(start);
         }
-        (ceiling >= floor && ceiling - floor >= len).then(|| ceiling - len)
+        ceiling
+            .checked_sub(floor)
+            .filter(|gap| *gap >= len)
+            .and_then(|_| ceiling.checked_sub(len))
     }
 
     fn overlaps(&self, start: u64, len: u64) -> bool {
-        let end = start + len;
+        let end = end_of(start, len);
         self.regions
             .range(..end)
             .next_back()
-            .is_some_and(|(&s, &l)| s + l > start)
+            .is_some_and(|(&s, &l)| end_of(s, l) > start)
     }
 
     /// Records `[start, start + len)` as mapped, merged with mappings it touches (as Linux
     /// merges adjacent anonymous mappings), so contiguous allocations stay one entry.
     fn insert_region(&mut self, mut start: u64, mut len: u64) {
         if let Some((&before, &before_len)) = self.regions.range(..start).next_back()
-            && before + before_len == start
+            && end_of(before, before_len) == start
         {
             self.regions.remove(&before);
-            len += before_len;
+            len = len.saturating_add(before_len);
             start = before;
         }
-        if let Some(after_len) = self.regions.remove(&(start + len)) {
-            len += after_len;
+        if let Some(after_len) = self.regions.remove(&end_of(start, len)) {
+            len = len.saturating_add(after_len);
         }
         self.regions.insert(start, len);
     }
 
     /// Removes `[start, start + len)` from the region map, splitting regions as needed.
     fn unmap_range(&mut self, start: u64, len: u64) {
-        let end = start + len;
+        let end = end_of(start, len);
         let affected: Vec<(u64, u64)> = self
             .regions
             .range(..end)
-            .filter(|&(&s, &l)| s + l > start)
+            .filter(|&(&s, &l)| end_of(s, l) > start)
             .map(|(&s, &l)| (s, l))
             .collect();
         for (s, l) in affected {
             self.regions.remove(&s);
             if s < start {
-                self.regions.insert(s, start - s);
+                self.regions.insert(s, start.saturating_sub(s));
             }
-            if s + l > end {
-                self.regions.insert(end, s + l - end);
+            let region_end = end_of(s, l);
+            if region_end > end {
+                self.regions.insert(end, region_end.saturating_sub(end));
             }
         }
     }
@@ -229,11 +241,12 @@ impl AddressSpace {
             Some(0) | None => return Err(errno(libc::EINVAL)),
             Some(len) => len,
         };
+        let old_end = addr.checked_add(old_len).ok_or(errno(libc::EFAULT))?;
         let mapped = self
             .regions
             .range(..=addr)
             .next_back()
-            .is_some_and(|(&start, &len)| start + len >= addr + old_len);
+            .is_some_and(|(&start, &len)| end_of(start, len) >= old_end);
         if !mapped {
             return Err(errno(libc::EFAULT));
         }
@@ -241,7 +254,11 @@ impl AddressSpace {
             return Err(errno(libc::ENOMEM));
         }
         if new_len < old_len {
-            self.munmap(memory, addr + new_len, old_len - new_len)?;
+            self.munmap(
+                memory,
+                end_of(addr, new_len),
+                old_len.saturating_sub(new_len),
+            )?;
         }
         Ok(addr)
     }
@@ -254,15 +271,32 @@ impl AddressSpace {
         Ok(0)
     }
 
-    /// `madvise`: `MADV_DONTNEED` / `MADV_FREE` zero the range and release it; the rest are
-    /// hints.
+    /// `madvise`: `MADV_DONTNEED` / `MADV_FREE` zero the anonymous memory in the range (mmap
+    /// regions and the brk heap) and hand it back to the host; the rest of the range (the
+    /// program's own image, the stack) and every other advice are left alone, as hints.
     pub fn madvise(&mut self, memory: &GuestMemory, addr: u64, len: u64, advice: u64) -> SysResult {
         if addr % PAGE != 0 {
             return Err(errno(libc::EINVAL));
         }
-        if advice == MADV_DONTNEED || advice == MADV_FREE {
-            let len = page_align(len).ok_or(errno(libc::EINVAL))?;
-            memory.zero(addr, len)?;
+        let len = page_align(len).ok_or(errno(libc::EINVAL))?;
+        let end = addr.checked_add(len).ok_or(errno(libc::EINVAL))?;
+        if advice != MADV_DONTNEED && advice != MADV_FREE {
+            return Ok(0);
+        }
+        let heap = (
+            self.brk_start,
+            page_align(self.brk).unwrap_or(self.brk_start),
+        );
+        let anonymous = self
+            .regions
+            .range(..end)
+            .map(|(&start, &length)| (start, end_of(start, length)))
+            .chain(std::iter::once(heap));
+        for (start, stop) in anonymous {
+            let (from, to) = (start.max(addr), stop.min(end));
+            if from < to {
+                memory.zero(from, to.saturating_sub(from))?;
+            }
         }
         Ok(0)
     }

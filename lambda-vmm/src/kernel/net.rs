@@ -4,6 +4,7 @@
 //!
 //! [`RuntimeApi`]: lambda_core::runtime_api::RuntimeApi
 
+use super::abi;
 use super::fd::{Descriptor, Object, Socket};
 use super::files::read_iovecs;
 use super::{Errno, Kernel, SysResult};
@@ -22,6 +23,11 @@ const SOCK_NONBLOCK: u64 = 0o4000;
 const SOCK_CLOEXEC: u64 = 0o2_000_000;
 const MSG_PEEK: u64 = 0x2;
 const MSG_DONTWAIT: u64 = 0x40;
+const MSG_NOSIGNAL: u64 = 0x4000;
+const AF_INET: u16 = 2;
+const SHUT_RD: u64 = 0;
+const SHUT_WR: u64 = 1;
+const SHUT_RDWR: u64 = 2;
 const SOL_SOCKET: u64 = 1;
 const SO_TYPE: u64 = 3;
 const SO_ERROR: u64 = 4;
@@ -32,10 +38,21 @@ fn errno(code: i32) -> Errno {
 
 fn sockaddr_in(addr: [u8; 4], port: u16) -> [u8; 16] {
     let mut bytes = [0u8; 16];
-    bytes[..2].copy_from_slice(&(libc::AF_INET as u16).to_le_bytes());
+    bytes[..2].copy_from_slice(&AF_INET.to_le_bytes());
     bytes[2..4].copy_from_slice(&port.to_be_bytes());
     bytes[4..8].copy_from_slice(&addr);
     bytes
+}
+
+/// The flags of a send (`MSG_DONTWAIT`, `MSG_NOSIGNAL`; there are no signals to suppress)
+/// or a receive (also `MSG_PEEK`): whether not to wait, and whether to peek. Any other flag
+/// answers `EOPNOTSUPP`.
+fn message_flags(flags: u64, receive: bool) -> Result<(bool, bool), Errno> {
+    let allowed = MSG_DONTWAIT | MSG_NOSIGNAL | if receive { MSG_PEEK } else { 0 };
+    if flags & !allowed != 0 {
+        return Err(errno(libc::EOPNOTSUPP));
+    }
+    Ok((flags & MSG_DONTWAIT != 0, flags & MSG_PEEK != 0))
 }
 
 impl Kernel {
@@ -82,21 +99,23 @@ impl Kernel {
             return Err(errno(libc::EINVAL));
         }
         let raw = memory.read_vec(addr, len)?;
-        let family = u16::from_le_bytes([raw[0], raw[1]]);
-        if family != libc::AF_INET as u16 {
+        let (family, rest) = raw.split_first_chunk::<2>().ok_or(errno(libc::EINVAL))?;
+        if u16::from_le_bytes(*family) != AF_INET {
             // IPv6 and the rest: there is no route anywhere.
             return Err(errno(libc::ENETUNREACH));
         }
-        if raw.len() < 8 {
+        let Some(&[p0, p1, a, b, c, d]) = rest.first_chunk::<6>() else {
             return Err(errno(libc::EINVAL));
-        }
-        let port = u16::from_be_bytes([raw[2], raw[3]]);
-        let ip = [raw[4], raw[5], raw[6], raw[7]];
+        };
+        let port = u16::from_be_bytes([p0, p1]);
+        let ip = [a, b, c, d];
         if ip[0] != 127 {
             return Err(errno(libc::ENETUNREACH));
         }
         let connection = match self.api.as_mut() {
-            Some(api) if ip == RUNTIME_API_ADDR && port == RUNTIME_API_PORT => api.connect(),
+            Some(api) if ip == RUNTIME_API_ADDR && port == RUNTIME_API_PORT => {
+                api.connect().map_err(|_| errno(libc::ECONNREFUSED))?
+            }
             _ => return Err(errno(libc::ECONNREFUSED)),
         };
         self.next_local_port = self.next_local_port.wrapping_add(1).max(40_000);
@@ -132,25 +151,32 @@ impl Kernel {
         nonblocking: bool,
         peek: bool,
     ) -> SysResult {
-        let connection = self
-            .socket_ref(fd)?
-            .connection
-            .ok_or(errno(libc::ENOTCONN))?;
+        let socket = self.socket_ref(fd)?;
+        let connection = socket.connection.ok_or(errno(libc::ENOTCONN))?;
+        if socket.read_shutdown {
+            // After shutdown(SHUT_RD) reads see end of file.
+            return Ok(0);
+        }
         let api = self.api.as_mut().ok_or(errno(libc::ENOTCONN))?;
         let output = api.pending_output(connection);
         if output.is_empty() {
             if api.is_closing(connection) || !api.is_connected(connection) {
                 return Ok(0);
             }
+            if count == 0 {
+                return Ok(0);
+            }
             return self.would_block(nonblocking);
         }
-        let n = output.len().min(count as usize);
-        memory.write(buf, &output[..n])?;
+        let data = output.get(..abi::size(count)).unwrap_or(output);
+        memory.write(buf, data)?;
+        let n = data.len();
         if !peek {
             api.consume_output(connection, n);
-            self.socket_mut(fd)?.consumed += n as u64;
+            let socket = self.socket_mut(fd)?;
+            socket.consumed = socket.consumed.wrapping_add(abi::count(n));
         }
-        Ok(n as u64)
+        Ok(abi::count(n))
     }
 
     /// `write`/`send` on a socket.
@@ -189,8 +215,10 @@ impl Kernel {
         fd: u64,
         buf: u64,
         len: u64,
+        flags: u64,
     ) -> SysResult {
-        let nonblocking = self.fds.get(fd)?.nonblocking;
+        let (dont_wait, _) = message_flags(flags, false)?;
+        let nonblocking = self.fds.get(fd)?.nonblocking || dont_wait;
         self.socket_send(memory, fd, buf, len, nonblocking)
     }
 
@@ -203,19 +231,27 @@ impl Kernel {
         flags: u64,
     ) -> SysResult {
         // A connected stream socket leaves the source address alone, as Linux does.
-        let nonblocking = self.fds.get(fd)?.nonblocking || flags & MSG_DONTWAIT != 0;
-        self.socket_receive(memory, fd, buf, len, nonblocking, flags & MSG_PEEK != 0)
+        let (dont_wait, peek) = message_flags(flags, true)?;
+        let nonblocking = self.fds.get(fd)?.nonblocking || dont_wait;
+        self.socket_receive(memory, fd, buf, len, nonblocking, peek)
     }
 
     /// The iovecs of a `struct msghdr`.
     fn msghdr_iovecs(memory: &GuestMemory, msg: u64) -> Result<Vec<(u64, u64)>, Errno> {
-        let iov: u64 = memory.read_obj(msg + 16)?;
-        let count: u64 = memory.read_obj(msg + 24)?;
+        let iov: u64 = memory.read_obj(abi::field(msg, 16)?)?;
+        let count: u64 = memory.read_obj(abi::field(msg, 24)?)?;
         read_iovecs(memory, iov, count)
     }
 
-    pub(super) fn sendmsg(&mut self, memory: &GuestMemory, fd: u64, msg: u64) -> SysResult {
-        let nonblocking = self.fds.get(fd)?.nonblocking;
+    pub(super) fn sendmsg(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        msg: u64,
+        flags: u64,
+    ) -> SysResult {
+        let (dont_wait, _) = message_flags(flags, false)?;
+        let nonblocking = self.fds.get(fd)?.nonblocking || dont_wait;
         let iovecs = Self::msghdr_iovecs(memory, msg)?;
         // Only the first piece may wait; later ones take what fits.
         self.vectored(iovecs, |kernel, base, len, done| {
@@ -223,14 +259,35 @@ impl Kernel {
         })
     }
 
-    pub(super) fn recvmsg(&mut self, memory: &GuestMemory, fd: u64, msg: u64) -> SysResult {
-        let nonblocking = self.fds.get(fd)?.nonblocking;
+    pub(super) fn recvmsg(
+        &mut self,
+        memory: &GuestMemory,
+        fd: u64,
+        msg: u64,
+        flags: u64,
+    ) -> SysResult {
+        let (dont_wait, peek) = message_flags(flags, true)?;
+        let nonblocking = self.fds.get(fd)?.nonblocking || dont_wait;
         let iovecs = Self::msghdr_iovecs(memory, msg)?;
-        let total = self.vectored(iovecs, |kernel, base, len, done| {
-            kernel.socket_recv(memory, fd, base, len, nonblocking || done > 0)
-        })?;
-        memory.write_obj(msg + 40, 0u64)?; // msg_controllen
-        memory.write_obj(msg + 48, 0u32)?; // msg_flags
+        let total = if peek {
+            // A peek fills the pieces in order without consuming: one read of their total.
+            let mut peeked = 0u64;
+            for (base, len) in iovecs {
+                let n =
+                    self.socket_receive(memory, fd, base, len, nonblocking || peeked > 0, true)?;
+                peeked = peeked.saturating_add(n);
+                if n < len {
+                    break;
+                }
+            }
+            peeked
+        } else {
+            self.vectored(iovecs, |kernel, base, len, done| {
+                kernel.socket_recv(memory, fd, base, len, nonblocking || done > 0)
+            })?
+        };
+        memory.write_obj(abi::field(msg, 40)?, 0u64)?; // msg_controllen
+        memory.write_obj(abi::field(msg, 48)?, 0u32)?; // msg_flags
         Ok(total)
     }
 
@@ -240,17 +297,15 @@ impl Kernel {
             return Err(errno(libc::ENOTCONN));
         }
         match how {
-            0 => Ok(0),
-            1 | 2 => {
+            SHUT_RD => socket.read_shutdown = true,
+            SHUT_WR => socket.write_shutdown = true,
+            SHUT_RDWR => {
+                socket.read_shutdown = true;
                 socket.write_shutdown = true;
-                Ok(0)
             }
-            _ => Err(errno(libc::EINVAL)),
+            _ => return Err(errno(libc::EINVAL)),
         }
-    }
-
-    pub(super) fn accept(&mut self) -> SysResult {
-        Err(errno(libc::EOPNOTSUPP))
+        Ok(0)
     }
 
     pub(super) fn getsockname(
@@ -269,9 +324,9 @@ impl Kernel {
             (false, None) => sockaddr_in([0; 4], 0),
         };
         let len: u32 = memory.read_obj(len_ptr)?;
-        let n = (len as usize).min(bytes.len());
-        memory.write(addr, &bytes[..n])?;
-        memory.write_obj(len_ptr, bytes.len() as u32)?;
+        let shown = bytes.get(..abi::size(u64::from(len))).unwrap_or(&bytes);
+        memory.write(addr, shown)?;
+        memory.write_obj(len_ptr, 16u32)?;
         Ok(0)
     }
 
@@ -287,7 +342,7 @@ impl Kernel {
         let socket = self.socket_mut(fd)?;
         let answer: i32 = match (level, name) {
             (SOL_SOCKET, SO_ERROR) => std::mem::take(&mut socket.pending_error),
-            (SOL_SOCKET, SO_TYPE) => SOCK_STREAM as i32,
+            (SOL_SOCKET, SO_TYPE) => 1, // SOCK_STREAM
             _ => 0,
         };
         let len: u32 = memory.read_obj(len_ptr)?;

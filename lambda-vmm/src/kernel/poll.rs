@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+use super::abi;
 use super::fd::{Descriptor, Epoll, EventFd, Interest, Object};
+use super::time::read_timespec;
 use super::{Errno, Kernel, SysResult};
 use crate::vm::GuestMemory;
 
@@ -26,15 +28,18 @@ const EFD_NONBLOCK: u64 = 0o4000;
 const EFD_CLOEXEC: u64 = 0o2_000_000;
 /// Most events or pollfds one call handles.
 const MAX_EVENTS: u64 = 1024;
+/// Most registrations all of an environment's epoll instances may hold together (Linux's
+/// `max_user_watches` plays this part): past it, `epoll_ctl` answers `ENOSPC`.
+pub const MAX_EPOLL_WATCHES: usize = 8192;
+const EPOLL_CLOEXEC: u64 = 0o2_000_000;
 
 fn errno(code: i32) -> Errno {
     Errno(code)
 }
 
-/// A millisecond timeout argument: negative means none.
+/// A millisecond timeout argument (an `int`): negative means none.
 pub fn millis_timeout(arg: u64) -> Option<Duration> {
-    let millis = arg as i32;
-    (millis >= 0).then(|| Duration::from_millis(millis as u64))
+    u64::try_from(abi::int(arg)).ok().map(Duration::from_millis)
 }
 
 /// Whether a descriptor can be read or written without waiting.
@@ -53,13 +58,16 @@ impl Kernel {
         Some(match &descriptor.object {
             Object::Socket(socket) => match (socket.connection, self.api.as_ref()) {
                 (Some(connection), Some(api)) => {
-                    let pending = api.pending_output(connection).len() as u64;
+                    let pending = abi::count(api.pending_output(connection).len());
                     let closing = api.is_closing(connection) || !api.is_connected(connection);
                     Readiness {
                         readable: pending > 0 || closing,
                         writable: !closing,
                         hangup: closing,
-                        generation: socket.consumed + pending + u64::from(closing),
+                        generation: socket
+                            .consumed
+                            .wrapping_add(pending)
+                            .wrapping_add(u64::from(closing)),
                     }
                 }
                 _ => Readiness {
@@ -138,7 +146,7 @@ impl Kernel {
             return self.would_block(nonblocking);
         }
         let value = if event.semaphore { 1 } else { event.value };
-        event.value -= value;
+        event.value = event.value.saturating_sub(value);
         memory.write_obj(buf, value)?;
         Ok(8)
     }
@@ -165,16 +173,40 @@ impl Kernel {
             .checked_add(value)
             .filter(|v| *v < u64::MAX)
             .ok_or(errno(libc::EAGAIN))?;
-        event.writes += 1;
+        event.writes = event.writes.wrapping_add(1);
         Ok(8)
     }
 
-    pub(super) fn epoll_create(&mut self, cloexec: u64) -> SysResult {
+    /// `epoll_create`: the size hint must be positive.
+    pub(super) fn epoll_create(&mut self, size: u64) -> SysResult {
+        if abi::int(size) <= 0 {
+            return Err(errno(libc::EINVAL));
+        }
+        self.epoll_create1(0)
+    }
+
+    /// `epoll_create1`: `EPOLL_CLOEXEC` is the only flag.
+    pub(super) fn epoll_create1(&mut self, flags: u64) -> SysResult {
+        if flags & !EPOLL_CLOEXEC != 0 {
+            return Err(errno(libc::EINVAL));
+        }
         self.fds.insert(Descriptor {
             object: Object::Epoll(Epoll::default()),
             nonblocking: false,
-            cloexec: cloexec != 0,
+            cloexec: flags != 0,
         })
+    }
+
+    /// Registrations held by all epoll instances together.
+    fn epoll_watches(&self) -> usize {
+        self.fds
+            .open_fds()
+            .into_iter()
+            .filter_map(|fd| match &self.fds.get(fd).ok()?.object {
+                Object::Epoll(epoll) => Some(epoll.interests.len()),
+                _ => None,
+            })
+            .fold(0usize, usize::saturating_add)
     }
 
     pub(super) fn epoll_ctl(
@@ -196,11 +228,15 @@ impl Kernel {
         let requested = if op == EPOLL_CTL_DEL {
             None
         } else {
-            let raw = memory.read_vec(event, 12)?;
-            let events = u32::from_le_bytes(raw[..4].try_into().expect("4 bytes"));
-            let data = u64::from_le_bytes(raw[4..12].try_into().expect("8 bytes"));
+            let raw: [u8; 12] = memory.read_obj(event)?;
+            let (events, data) = raw.split_at(4);
+            let events = u32::from_le_bytes(events.try_into().map_err(|_| errno(libc::EFAULT))?);
+            let data = u64::from_le_bytes(data.try_into().map_err(|_| errno(libc::EFAULT))?);
             Some((events, data))
         };
+        if op == EPOLL_CTL_ADD && self.epoll_watches() >= MAX_EPOLL_WATCHES {
+            return Err(errno(libc::ENOSPC));
+        }
         let Object::Epoll(epoll) = &mut self.fds.get_mut(epfd)?.object else {
             return Err(errno(libc::EINVAL));
         };
@@ -242,12 +278,11 @@ impl Kernel {
         max_events: u64,
         timeout: Option<Duration>,
     ) -> SysResult {
-        let max_events = max_events as i32;
-        if max_events <= 0 {
-            return Err(errno(libc::EINVAL));
-        }
-        let max_events = (max_events as u64).min(MAX_EVENTS);
-        memory.validate(events, max_events * 12)?;
+        let max_events = match u64::try_from(abi::int(max_events)) {
+            Ok(0) | Err(_) => return Err(errno(libc::EINVAL)),
+            Ok(max_events) => max_events.min(MAX_EVENTS),
+        };
+        memory.validate(events, max_events.saturating_mul(12))?;
         let Object::Epoll(epoll) = &mut self.fds.get_mut(epfd)?.object else {
             return Err(errno(libc::EINVAL));
         };
@@ -255,7 +290,7 @@ impl Kernel {
         let mut ready = Vec::new();
         interests.retain(|&fd, _| self.fds.get(fd).is_ok());
         for (&fd, interest) in interests.iter_mut() {
-            if ready.len() as u64 >= max_events {
+            if abi::count(ready.len()) >= max_events {
                 break;
             }
             let Some(state) = self.readiness(fd) else {
@@ -297,13 +332,13 @@ impl Kernel {
                 timeout => self.wait(timeout).map(|()| 0),
             };
         }
-        let mut bytes = Vec::with_capacity(ready.len() * 12);
+        let mut bytes = Vec::with_capacity(ready.len().saturating_mul(12));
         for (fired, data) in &ready {
             bytes.extend_from_slice(&fired.to_le_bytes());
             bytes.extend_from_slice(&data.to_le_bytes());
         }
         memory.write(events, &bytes)?;
-        Ok(ready.len() as u64)
+        Ok(abi::count(ready.len()))
     }
 
     pub(super) fn poll(
@@ -316,15 +351,19 @@ impl Kernel {
         if count > MAX_EVENTS {
             return Err(errno(libc::EINVAL));
         }
-        let mut raw = memory.read_vec(fds, count * 8)?;
-        let mut ready = 0;
+        let mut raw = memory.read_vec(fds, count.saturating_mul(8))?;
+        let mut ready: u64 = 0;
         for entry in raw.chunks_exact_mut(8) {
-            let fd = i32::from_le_bytes(entry[..4].try_into().expect("4 bytes"));
-            let events = i16::from_le_bytes(entry[4..6].try_into().expect("2 bytes"));
-            let revents = if fd < 0 {
-                0
-            } else {
-                match self.readiness(fd as u64) {
+            let Some((&mut [f0, f1, f2, f3, e0, e1], revents_out)) =
+                entry.split_first_chunk_mut::<6>()
+            else {
+                continue;
+            };
+            let fd = i32::from_le_bytes([f0, f1, f2, f3]);
+            let events = i16::from_le_bytes([e0, e1]);
+            let revents = match u64::try_from(fd) {
+                Err(_) => 0,
+                Ok(fd) => match self.readiness(fd) {
                     None => POLLNVAL,
                     Some(state) => {
                         let mut revents = 0;
@@ -339,11 +378,11 @@ impl Kernel {
                         }
                         revents
                     }
-                }
+                },
             };
-            entry[6..8].copy_from_slice(&revents.to_le_bytes());
+            revents_out.copy_from_slice(&revents.to_le_bytes());
             if revents != 0 {
-                ready += 1;
+                ready = ready.saturating_add(1);
             }
         }
         if ready == 0 && timeout != Some(Duration::ZERO) {
@@ -363,12 +402,7 @@ impl Kernel {
         let timeout = if timeout == 0 {
             None
         } else {
-            let secs: i64 = memory.read_obj(timeout)?;
-            let nanos: i64 = memory.read_obj(timeout + 8)?;
-            if secs < 0 || !(0..1_000_000_000).contains(&nanos) {
-                return Err(errno(libc::EINVAL));
-            }
-            Some(Duration::new(secs as u64, nanos as u32))
+            Some(read_timespec(memory, timeout)?)
         };
         self.poll(memory, fds, count, timeout)
     }

@@ -1,6 +1,6 @@
 //! The process: its ids, limits, signals, CPU state (FS base), randomness and identity.
 
-use super::{Errno, Kernel, ProcessEnd, SysResult, SyscallContext};
+use super::{Errno, Kernel, ProcessEnd, SysResult, abi};
 use crate::vm::GuestMemory;
 
 /// The program's pid and tid: it is the only process in its VM.
@@ -14,8 +14,13 @@ const RLIMIT_STACK: u64 = 3;
 const RLIMIT_NOFILE: u64 = 7;
 const RLIM_INFINITY: u64 = u64::MAX;
 const SS_DISABLE: u32 = 2;
-/// Largest getrandom request served at once (Linux's own per-call cap).
-const GETRANDOM_MAX: u64 = 32 << 20;
+/// Largest getrandom request served at once (Linux's own per-call cap, `INT_MAX >> 6`).
+const GETRANDOM_MAX: u64 = 33_554_431;
+/// Bytes of randomness made and copied per step, so a large request needs no large buffer.
+const GETRANDOM_CHUNK: u64 = 64 * 1024;
+const GRND_NONBLOCK: u64 = 1;
+const GRND_RANDOM: u64 = 2;
+const GRND_INSECURE: u64 = 4;
 
 fn errno(code: i32) -> Errno {
     Errno(code)
@@ -27,20 +32,39 @@ fn is_fatal_by_default(signal: u64) -> bool {
 }
 
 impl Kernel {
+    /// `arch_prctl`: setting the FS base (the run loop applies it to the vCPU); the GS base
+    /// and reading either are refused.
+    pub(super) fn arch_prctl(&mut self, code: u64, addr: u64) -> SysResult {
+        match code {
+            ARCH_SET_FS => {
+                if addr >= 1 << 47 {
+                    return Err(errno(libc::EPERM));
+                }
+                self.pending_fs_base = Some(addr);
+                Ok(0)
+            }
+            ARCH_GET_FS | ARCH_GET_GS | ARCH_SET_GS => Err(errno(libc::EINVAL)),
+            _ => Err(errno(libc::EINVAL)),
+        }
+    }
+
     fn signal_self(&mut self, signal: u64) -> SysResult {
-        if signal > 64 {
+        let signal = abi::int(signal);
+        if !(0..=64).contains(&signal) {
             return Err(errno(libc::EINVAL));
         }
-        if is_fatal_by_default(signal) {
+        if is_fatal_by_default(u64::from(signal.unsigned_abs())) {
             // Handlers are not run: a signal the program sends itself ends it, as it does for
             // `abort()` whose SIGABRT cannot be caught for long anyway.
-            return self.end(ProcessEnd::Signaled(signal as i32));
+            return self.end(ProcessEnd::Signaled(signal));
         }
         Ok(0)
     }
 
     pub(super) fn kill(&mut self, pid: u64, signal: u64) -> SysResult {
-        if pid as i64 == PID as i64 || pid == 0 || pid as i64 == -1 {
+        // `pid` is a `pid_t`: itself (1), its process group (0) or every process it may
+        // signal (-1) all mean the program.
+        if matches!(abi::int(pid), -1..=1) {
             self.signal_self(signal)
         } else {
             Err(errno(libc::ESRCH))
@@ -48,7 +72,7 @@ impl Kernel {
     }
 
     pub(super) fn tkill(&mut self, tid: u64, signal: u64) -> SysResult {
-        if tid == PID {
+        if abi::int(tid) == 1 {
             self.signal_self(signal)
         } else {
             Err(errno(libc::ESRCH))
@@ -56,7 +80,7 @@ impl Kernel {
     }
 
     pub(super) fn tgkill(&mut self, tgid: u64, tid: u64, signal: u64) -> SysResult {
-        if tgid == PID && tid == PID {
+        if abi::int(tgid) == 1 && abi::int(tid) == 1 {
             self.signal_self(signal)
         } else {
             Err(errno(libc::ESRCH))
@@ -94,21 +118,6 @@ pub fn sigaltstack(memory: &GuestMemory, old_stack: u64) -> SysResult {
         memory.write(old_stack, &stack)?;
     }
     Ok(0)
-}
-
-/// `arch_prctl`: the FS and GS bases.
-pub fn arch_prctl(cx: &SyscallContext<'_>, code: u64, addr: u64) -> SysResult {
-    match code {
-        ARCH_SET_FS => {
-            if addr >= 1 << 47 {
-                return Err(errno(libc::EPERM));
-            }
-            cx.vcpu.set_fs_base(addr).map_err(|_| errno(libc::EINVAL))?;
-            Ok(0)
-        }
-        ARCH_GET_FS | ARCH_GET_GS | ARCH_SET_GS => Err(errno(libc::EINVAL)),
-        _ => Err(errno(libc::EINVAL)),
-    }
 }
 
 fn limit_for(resource: u64, memory: &GuestMemory) -> Option<(u64, u64)> {
@@ -160,8 +169,10 @@ pub fn prlimit64(
 pub fn uname(memory: &GuestMemory, addr: u64) -> SysResult {
     let mut buf = [0u8; 65 * 6];
     let fields = ["Linux", "lambda", "6.1.0", "#1 SMP", "x86_64", "(none)"];
-    for (index, field) in fields.iter().enumerate() {
-        buf[index * 65..index * 65 + field.len()].copy_from_slice(field.as_bytes());
+    for (slot, field) in buf.chunks_exact_mut(65).zip(fields) {
+        if let Some(bytes) = slot.get_mut(..field.len()) {
+            bytes.copy_from_slice(field.as_bytes());
+        }
     }
     memory.write(addr, &buf)?;
     Ok(0)
@@ -193,12 +204,24 @@ pub fn sched_getaffinity(memory: &GuestMemory, size: u64, mask: u64) -> SysResul
     Ok(8)
 }
 
-/// `getrandom`: bytes from the host's generator, copied into guest memory.
-pub fn getrandom(memory: &GuestMemory, addr: u64, len: u64) -> SysResult {
+/// `getrandom`: bytes from the host's generator, copied into guest memory a chunk at a time.
+/// Linux's flags are checked (the pool is always ready, so they change nothing else).
+pub fn getrandom(memory: &GuestMemory, addr: u64, len: u64, flags: u64) -> SysResult {
+    if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0
+        || flags & (GRND_RANDOM | GRND_INSECURE) == GRND_RANDOM | GRND_INSECURE
+    {
+        return Err(errno(libc::EINVAL));
+    }
     let len = len.min(GETRANDOM_MAX);
     memory.validate(addr, len)?;
-    let mut buf = vec![0u8; len as usize];
-    crate::host::fill_random(&mut buf).map_err(|_| errno(libc::EIO))?;
-    memory.write(addr, &buf)?;
+    let mut buf = vec![0u8; abi::size(len.min(GETRANDOM_CHUNK))];
+    let mut done: u64 = 0;
+    while done < len {
+        let take = len.saturating_sub(done).min(GETRANDOM_CHUNK);
+        let chunk = buf.get_mut(..abi::size(take)).ok_or(errno(libc::EIO))?;
+        crate::host::fill_random(chunk).map_err(|_| errno(libc::EIO))?;
+        memory.write(abi::field(addr, done)?, chunk)?;
+        done = done.saturating_add(take);
+    }
     Ok(len)
 }

@@ -22,14 +22,15 @@ fn timespec_bytes(duration: Duration) -> [u8; 16] {
     bytes
 }
 
-fn read_timespec(memory: &GuestMemory, addr: u64) -> Result<Duration, Errno> {
-    let bytes = memory.read_vec(addr, 16)?;
-    let secs = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let nanos = i64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"));
-    if secs < 0 || !(0..1_000_000_000).contains(&nanos) {
-        return Err(Errno(libc::EINVAL));
+/// A `struct timespec` the guest passed (a timeout or a time): `EINVAL` for a negative one
+/// or nanoseconds out of range, as Linux answers. Any number of seconds is a valid duration;
+/// one too far away to wait for is treated as forever where it is waited on.
+pub(super) fn read_timespec(memory: &GuestMemory, addr: u64) -> Result<Duration, Errno> {
+    let [secs, nanos]: [i64; 2] = memory.read_obj(addr)?;
+    match (u64::try_from(secs), u32::try_from(nanos)) {
+        (Ok(secs), Ok(nanos)) if nanos < 1_000_000_000 => Ok(Duration::new(secs, nanos)),
+        _ => Err(Errno(libc::EINVAL)),
     }
-    Ok(Duration::new(secs as u64, nanos as u32))
 }
 
 /// The guest's view of time.
@@ -66,8 +67,9 @@ impl GuestClock {
         Ok(0)
     }
 
-    /// `clock_getres`: nanosecond resolution.
-    pub fn clock_getres(&self, memory: &GuestMemory, addr: u64) -> SysResult {
+    /// `clock_getres`: nanosecond resolution, for the clocks `clock_gettime` knows.
+    pub fn clock_getres(&self, memory: &GuestMemory, clock: u64, addr: u64) -> SysResult {
+        self.now(clock)?;
         if addr != 0 {
             memory.write(addr, &timespec_bytes(Duration::from_nanos(1)))?;
         }

@@ -13,8 +13,15 @@ pub const TASK_ROOT: &str = "/var/task";
 pub const TMP_ROOT: &str = "/tmp";
 
 /// Most files and directories `/tmp` may hold: the quota counts bytes, and this bounds what
-/// empty files and long names can cost the host.
+/// empty files can cost the host.
 pub const MAX_TMP_ENTRIES: usize = 16_384;
+/// Most bytes of path names `/tmp`'s entries may hold together (each entry is kept under its
+/// whole path): what long names can cost the host.
+pub const MAX_TMP_NAME_BYTES: usize = 4 << 20;
+/// Longest path accepted (Linux's `PATH_MAX`, with its NUL).
+pub const PATH_MAX: usize = 4096;
+/// Longest name of one path component (Linux's `NAME_MAX`).
+pub const NAME_MAX: usize = 255;
 
 /// File contents: shared read-only code, or a private writable buffer.
 #[derive(Debug, Clone)]
@@ -66,13 +73,44 @@ pub struct FileSystem {
     tmp_used: u64,
     tmp_quota: u64,
     tmp_entries: usize,
+    tmp_name_bytes: usize,
 }
 
-/// Resolves `path` (absolute, or relative to `cwd`) to a normalized absolute path.
+/// `renameat2`'s flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RenameFlags {
+    /// `RENAME_NOREPLACE`: fail with `EEXIST` rather than replace the target.
+    pub no_replace: bool,
+    /// `RENAME_EXCHANGE`: swap the two paths, which must both exist.
+    pub exchange: bool,
+}
+
+impl RenameFlags {
+    /// Reads `renameat2`'s flags; `RENAME_WHITEOUT`, unknown bits, and `NOREPLACE` with
+    /// `EXCHANGE` answer `EINVAL`.
+    pub fn from_bits(bits: u64) -> Result<RenameFlags, Errno> {
+        const NOREPLACE: u64 = 1;
+        const EXCHANGE: u64 = 2;
+        let flags = RenameFlags {
+            no_replace: bits & NOREPLACE != 0,
+            exchange: bits & EXCHANGE != 0,
+        };
+        if bits & !(NOREPLACE | EXCHANGE) != 0 || (flags.no_replace && flags.exchange) {
+            return Err(Errno(libc::EINVAL));
+        }
+        Ok(flags)
+    }
+}
+
+/// Resolves `path` (absolute, or relative to `cwd`) to a normalized absolute path. A name
+/// longer than `NAME_MAX`, or a result longer than `PATH_MAX`, answers `ENAMETOOLONG`.
 pub fn normalize(cwd: &str, path: &[u8]) -> Result<String, Errno> {
     let path = std::str::from_utf8(path).map_err(|_| Errno(libc::ENOENT))?;
     if path.is_empty() {
         return Err(Errno(libc::ENOENT));
+    }
+    if path.split('/').any(|part| part.len() > NAME_MAX) {
+        return Err(Errno(libc::ENAMETOOLONG));
     }
     let joined = if path.starts_with('/') {
         path.to_string()
@@ -89,7 +127,19 @@ pub fn normalize(cwd: &str, path: &[u8]) -> Result<String, Errno> {
             part => parts.push(part),
         }
     }
-    Ok(format!("/{}", parts.join("/")))
+    let normalized = format!("/{}", parts.join("/"));
+    if normalized.len() >= PATH_MAX {
+        return Err(Errno(libc::ENAMETOOLONG));
+    }
+    Ok(normalized)
+}
+
+/// Whether `path` is `dir` or lies under it.
+fn is_within(path: &str, dir: &str) -> bool {
+    path == dir
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn parent_of(path: &str) -> &str {
@@ -114,6 +164,7 @@ impl FileSystem {
             tmp_used: 0,
             tmp_quota,
             tmp_entries: 0,
+            tmp_name_bytes: 0,
         };
         for dir in ["/", "/var", TASK_ROOT] {
             fs.insert(dir, Node::Directory, false);
@@ -143,7 +194,7 @@ impl FileSystem {
 
     fn insert(&mut self, path: &str, node: Node, writable: bool) {
         let inode = self.next_inode;
-        self.next_inode += 1;
+        self.next_inode = self.next_inode.saturating_add(1);
         self.entries.insert(
             path.to_string(),
             Entry {
@@ -162,7 +213,7 @@ impl FileSystem {
             is_dir: matches!(entry.node, Node::Directory),
             size: match &entry.node {
                 Node::Directory => 0,
-                Node::File(contents) => contents.bytes().len() as u64,
+                Node::File(contents) => u64::try_from(contents.bytes().len()).unwrap_or(u64::MAX),
             },
             writable: entry.writable,
         })
@@ -186,10 +237,12 @@ impl FileSystem {
             return Err(Errno(libc::EEXIST));
         }
         self.writable_parent(path)?;
-        if self.tmp_entries >= MAX_TMP_ENTRIES {
+        let name_bytes = self.tmp_name_bytes.saturating_add(path.len());
+        if self.tmp_entries >= MAX_TMP_ENTRIES || name_bytes > MAX_TMP_NAME_BYTES {
             return Err(Errno(libc::ENOSPC));
         }
-        self.tmp_entries += 1;
+        self.tmp_entries = self.tmp_entries.saturating_add(1);
+        self.tmp_name_bytes = name_bytes;
         self.insert(path, node, true);
         Ok(())
     }
@@ -222,37 +275,96 @@ impl FileSystem {
             }
             _ => {}
         }
-        if let Some(Entry {
-            node: Node::File(contents),
-            ..
-        }) = self.entries.remove(path)
-        {
-            self.tmp_used -= contents.bytes().len() as u64;
-        }
-        self.tmp_entries -= 1;
+        self.forget(path);
         Ok(())
     }
 
-    /// Renames a file or empty directory inside `/tmp`.
-    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), Errno> {
+    /// Removes a `/tmp` entry from the books: its bytes, its slot and its name.
+    fn forget(&mut self, path: &str) -> Option<Entry> {
+        let entry = self.entries.remove(path)?;
+        if let Node::File(contents) = &entry.node {
+            let size = u64::try_from(contents.bytes().len()).unwrap_or(u64::MAX);
+            self.tmp_used = self.tmp_used.saturating_sub(size);
+        }
+        self.tmp_entries = self.tmp_entries.saturating_sub(1);
+        self.tmp_name_bytes = self.tmp_name_bytes.saturating_sub(path.len());
+        Some(entry)
+    }
+
+    /// Renames (or, with `RENAME_EXCHANGE`, swaps) a file or directory inside `/tmp`, with
+    /// everything under a directory. Linux's errors: `EXDEV` across filesystems, `EINVAL`
+    /// for a directory moved into itself, `EEXIST` with `RENAME_NOREPLACE`, `EISDIR` /
+    /// `ENOTDIR` for a file and a directory, `ENOTEMPTY` over a non-empty directory.
+    pub fn rename(&mut self, from: &str, to: &str, flags: RenameFlags) -> Result<(), Errno> {
         if !is_under_tmp(from) || !is_under_tmp(to) {
             return Err(Errno(libc::EXDEV));
         }
-        let entry = self.entries.get(from).ok_or(Errno(libc::ENOENT))?;
-        if matches!(entry.node, Node::Directory) && !self.children(from).is_empty() {
-            return Err(Errno(libc::EBUSY));
-        }
+        let source_is_dir = match self.entries.get(from) {
+            Some(entry) => matches!(entry.node, Node::Directory),
+            None => return Err(Errno(libc::ENOENT)),
+        };
         self.writable_parent(to)?;
-        if let Some(existing) = self.entries.get(to)
-            && matches!(existing.node, Node::Directory)
+        if from == to {
+            return Ok(());
+        }
+        if is_within(to, from) || (flags.exchange && is_within(from, to)) {
+            return Err(Errno(libc::EINVAL));
+        }
+        let target_is_dir = self
+            .entries
+            .get(to)
+            .map(|entry| matches!(entry.node, Node::Directory));
+        if flags.exchange {
+            if target_is_dir.is_none() {
+                return Err(Errno(libc::ENOENT));
+            }
+            let parked = format!("{from}\0exchange");
+            self.move_tree(from, &parked)?;
+            self.move_tree(to, from)?;
+            return self.move_tree(&parked, to);
+        }
+        match target_is_dir {
+            Some(_) if flags.no_replace => return Err(Errno(libc::EEXIST)),
+            Some(true) if !source_is_dir => return Err(Errno(libc::EISDIR)),
+            Some(false) if source_is_dir => return Err(Errno(libc::ENOTDIR)),
+            Some(true) if !self.children(to).is_empty() => return Err(Errno(libc::ENOTEMPTY)),
+            Some(is_dir) => self.remove(to, is_dir)?,
+            None => {}
+        }
+        self.move_tree(from, to)
+    }
+
+    /// Moves `from` and everything under it to `to`, keeping the name budget.
+    fn move_tree(&mut self, from: &str, to: &str) -> Result<(), Errno> {
+        let moving: Vec<String> = self
+            .entries
+            .range(from.to_string()..)
+            .map(|(path, _)| path)
+            .take_while(|path| path.starts_with(from))
+            .filter(|path| is_within(path, from))
+            .cloned()
+            .collect();
+        let renamed = |path: &str| format!("{to}{}", path.get(from.len()..).unwrap_or_default());
+        let (old_bytes, new_bytes) = moving.iter().fold((0usize, 0usize), |(old, new), path| {
+            (
+                old.saturating_add(path.len()),
+                new.saturating_add(renamed(path).len()),
+            )
+        });
+        let budget = self
+            .tmp_name_bytes
+            .saturating_sub(old_bytes)
+            .saturating_add(new_bytes);
+        if budget > MAX_TMP_NAME_BYTES || moving.iter().any(|path| renamed(path).len() >= PATH_MAX)
         {
-            return Err(Errno(libc::EISDIR));
+            return Err(Errno(libc::ENAMETOOLONG));
         }
-        if self.entries.contains_key(to) {
-            self.remove(to, false)?;
+        for path in moving {
+            if let Some(entry) = self.entries.remove(&path) {
+                self.entries.insert(renamed(&path), entry);
+            }
         }
-        let entry = self.entries.remove(from).expect("checked above");
-        self.entries.insert(to.to_string(), entry);
+        self.tmp_name_bytes = budget;
         Ok(())
     }
 
@@ -282,9 +394,11 @@ impl FileSystem {
         match self.entries.get(path).map(|e| &e.node) {
             Some(Node::File(contents)) => {
                 let bytes = contents.bytes();
-                let start = (offset as usize).min(bytes.len());
-                let end = start + len.min(bytes.len() - start);
-                Ok(&bytes[start..end])
+                let rest = usize::try_from(offset)
+                    .ok()
+                    .and_then(|start| bytes.get(start..))
+                    .unwrap_or_default();
+                Ok(rest.get(..len).unwrap_or(rest))
             }
             Some(Node::Directory) => Err(Errno(libc::EISDIR)),
             None => Err(Errno(libc::ENOENT)),
@@ -307,18 +421,24 @@ impl FileSystem {
     pub fn write_at(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<usize, Errno> {
         let (used, quota) = (self.tmp_used, self.tmp_quota);
         let file = self.owned_file(path)?;
-        let end = offset
-            .checked_add(data.len() as u64)
-            .ok_or(Errno(libc::EFBIG))?;
-        let growth = end.saturating_sub(file.len() as u64);
-        if used + growth > quota {
+        let len = u64::try_from(data.len()).map_err(|_| Errno(libc::EFBIG))?;
+        let end = offset.checked_add(len).ok_or(Errno(libc::EFBIG))?;
+        let growth = end.saturating_sub(u64::try_from(file.len()).unwrap_or(u64::MAX));
+        if used.saturating_add(growth) > quota {
             return Err(Errno(libc::ENOSPC));
         }
-        if end as usize > file.len() {
-            file.resize(end as usize, 0);
+        // Within the quota, so within host sizes.
+        let (start, end) = match (usize::try_from(offset), usize::try_from(end)) {
+            (Ok(start), Ok(end)) => (start, end),
+            _ => return Err(Errno(libc::EFBIG)),
+        };
+        if end > file.len() {
+            file.resize(end, 0);
         }
-        file[offset as usize..end as usize].copy_from_slice(data);
-        self.tmp_used += growth;
+        file.get_mut(start..end)
+            .ok_or(Errno(libc::EFBIG))?
+            .copy_from_slice(data);
+        self.tmp_used = used.saturating_add(growth);
         Ok(data.len())
     }
 
@@ -326,12 +446,12 @@ impl FileSystem {
     pub fn truncate(&mut self, path: &str, len: u64) -> Result<(), Errno> {
         let (used, quota) = (self.tmp_used, self.tmp_quota);
         let file = self.owned_file(path)?;
-        let old = file.len() as u64;
-        if len > old && used + (len - old) > quota {
+        let old = u64::try_from(file.len()).unwrap_or(u64::MAX);
+        if len > old && used.saturating_add(len.saturating_sub(old)) > quota {
             return Err(Errno(libc::ENOSPC));
         }
-        file.resize(len as usize, 0);
-        self.tmp_used = used - old + len;
+        file.resize(usize::try_from(len).map_err(|_| Errno(libc::EFBIG))?, 0);
+        self.tmp_used = used.saturating_sub(old).saturating_add(len);
         Ok(())
     }
 
@@ -394,8 +514,111 @@ mod tests {
         assert_eq!(fs.tmp_used(), 10);
         let names: Vec<String> = fs.children("/tmp").into_iter().map(|c| c.0).collect();
         assert_eq!(names, ["b"]);
-        fs.rename("/tmp/b", "/tmp/c").unwrap();
+        fs.rename("/tmp/b", "/tmp/c", RenameFlags::default())
+            .unwrap();
         assert_eq!(fs.read_at("/tmp/c", 0, 100).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn names_are_bounded_like_linux() {
+        let long = "n".repeat(NAME_MAX + 1);
+        assert_eq!(
+            normalize("/tmp", long.as_bytes()),
+            Err(Errno(libc::ENAMETOOLONG))
+        );
+        assert!(normalize("/tmp", "n".repeat(NAME_MAX).as_bytes()).is_ok());
+        let deep = "d/".repeat(PATH_MAX / 2);
+        assert_eq!(
+            normalize("/tmp", deep.as_bytes()),
+            Err(Errno(libc::ENAMETOOLONG))
+        );
+        // Long names run out of the name budget before they cost the host much.
+        let mut fs = fs();
+        let name = "x".repeat(250);
+        let mut made = 0usize;
+        let refused = loop {
+            match fs.create_file(&format!("/tmp/{made:05}{name}")) {
+                Ok(()) => made += 1,
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(refused, Errno(libc::ENOSPC));
+        // The name budget, not the entry count, stopped it, and it was kept.
+        assert!(made < MAX_TMP_ENTRIES, "{made}");
+        assert!(fs.tmp_name_bytes <= MAX_TMP_NAME_BYTES);
+        assert!(fs.tmp_name_bytes > MAX_TMP_NAME_BYTES - 300);
+    }
+
+    #[test]
+    fn renames_follow_linux() {
+        let mut fs = fs();
+        let plain = RenameFlags::default();
+        fs.mkdir("/tmp/a").unwrap();
+        fs.mkdir("/tmp/a/b").unwrap();
+        fs.create_file("/tmp/a/b/f").unwrap();
+        fs.write_at("/tmp/a/b/f", 0, b"data").unwrap();
+        // Into itself: EINVAL, whatever the depth.
+        assert_eq!(
+            fs.rename("/tmp/a", "/tmp/a/c", plain),
+            Err(Errno(libc::EINVAL))
+        );
+        assert_eq!(
+            fs.rename("/tmp/a", "/tmp/a/b/c", plain),
+            Err(Errno(libc::EINVAL))
+        );
+        // A non-empty directory moves with its contents.
+        fs.rename("/tmp/a", "/tmp/z", plain).unwrap();
+        assert_eq!(fs.read_at("/tmp/z/b/f", 0, 10).unwrap(), b"data");
+        assert_eq!(fs.metadata("/tmp/a"), Err(Errno(libc::ENOENT)));
+        // NOREPLACE, files over directories and directories over files.
+        fs.create_file("/tmp/g").unwrap();
+        let no_replace = RenameFlags {
+            no_replace: true,
+            exchange: false,
+        };
+        assert_eq!(
+            fs.rename("/tmp/g", "/tmp/z", no_replace),
+            Err(Errno(libc::EEXIST))
+        );
+        assert_eq!(
+            fs.rename("/tmp/g", "/tmp/z", plain),
+            Err(Errno(libc::EISDIR))
+        );
+        assert_eq!(
+            fs.rename("/tmp/z", "/tmp/g", plain),
+            Err(Errno(libc::ENOTDIR))
+        );
+        fs.mkdir("/tmp/full").unwrap();
+        fs.create_file("/tmp/full/x").unwrap();
+        fs.mkdir("/tmp/empty").unwrap();
+        assert_eq!(
+            fs.rename("/tmp/empty", "/tmp/full", plain),
+            Err(Errno(libc::ENOTEMPTY))
+        );
+        fs.rename("/tmp/full", "/tmp/empty", plain).unwrap();
+        assert!(fs.metadata("/tmp/empty/x").is_ok());
+        // EXCHANGE swaps whole trees; both must exist.
+        let exchange = RenameFlags {
+            no_replace: false,
+            exchange: true,
+        };
+        fs.rename("/tmp/g", "/tmp/z", exchange).unwrap();
+        assert!(fs.metadata("/tmp/g/b/f").is_ok());
+        assert!(!fs.metadata("/tmp/z").unwrap().is_dir);
+        assert_eq!(
+            fs.rename("/tmp/z", "/tmp/none", exchange),
+            Err(Errno(libc::ENOENT))
+        );
+        assert_eq!(RenameFlags::from_bits(4), Err(Errno(libc::EINVAL)));
+        assert_eq!(RenameFlags::from_bits(3), Err(Errno(libc::EINVAL)));
+        // The books still balance: removing everything frees every slot and name byte.
+        for path in ["/tmp/g/b/f", "/tmp/empty/x", "/tmp/z"] {
+            fs.remove(path, false).unwrap();
+        }
+        for dir in ["/tmp/g/b", "/tmp/g", "/tmp/empty"] {
+            fs.remove(dir, true).unwrap();
+        }
+        assert_eq!((fs.tmp_entries, fs.tmp_name_bytes), (0, 0));
     }
 
     #[test]

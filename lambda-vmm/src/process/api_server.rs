@@ -105,7 +105,11 @@ fn accept_loop(listener: TcpListener, hub: Arc<Hub>) {
             if state.shutdown {
                 break;
             }
-            let id = state.api.connect();
+            let Ok(id) = state.api.connect() else {
+                // Past the Runtime API's connection limit: refused, as by a full backlog.
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                continue;
+            };
             state.streams.insert(id, clone);
             (id, state.generation)
         };

@@ -98,8 +98,9 @@ impl ProgramImage {
         }
         let mut program_headers = Vec::with_capacity(usize::from(header.e_phnum));
         for index in 0..usize::from(header.e_phnum) {
-            let offset = (header.e_phoff as usize)
-                .checked_add(index * size_of::<Elf64_Phdr>())
+            let offset = usize::try_from(header.e_phoff)
+                .ok()
+                .and_then(|phoff| phoff.checked_add(index.checked_mul(size_of::<Elf64_Phdr>())?))
                 .ok_or_else(|| LoadError::Malformed("program header offset overflows".into()))?;
             let phdr: Elf64_Phdr = read_struct(bytes, offset).ok_or_else(|| {
                 LoadError::Malformed("file ends inside the program headers".into())
@@ -107,9 +108,10 @@ impl ProgramImage {
             program_headers.push(phdr);
         }
         if let Some(interp) = program_headers.iter().find(|p| p.p_type == PT_INTERP) {
-            let start = interp.p_offset as usize;
+            let start = usize::try_from(interp.p_offset).unwrap_or(usize::MAX);
+            let len = usize::try_from(interp.p_filesz).unwrap_or(usize::MAX);
             let name = bytes
-                .get(start..start.saturating_add(interp.p_filesz as usize))
+                .get(start..start.saturating_add(len))
                 .map(|s| {
                     String::from_utf8_lossy(s)
                         .trim_end_matches('\0')
@@ -155,15 +157,24 @@ impl ProgramImage {
                 .checked_add(phdr.p_memsz)
                 .filter(|end| *end < 1 << 40)
                 .ok_or_else(|| LoadError::Malformed("segment address overflows".into()))?;
-            if header.e_phoff >= phdr.p_offset && header.e_phoff < phdr.p_offset + phdr.p_filesz {
-                phdr_vaddr = Some(vaddr + (header.e_phoff - phdr.p_offset));
+            // Within the file (checked above), so within host sizes.
+            let (Ok(file_offset), Ok(file_size)) = (
+                usize::try_from(phdr.p_offset),
+                usize::try_from(phdr.p_filesz),
+            ) else {
+                return Err(LoadError::Malformed("segment offset overflows".into()));
+            };
+            if let Some(into_segment) = header.e_phoff.checked_sub(phdr.p_offset)
+                && into_segment < phdr.p_filesz
+            {
+                phdr_vaddr = vaddr.checked_add(into_segment);
             }
             image_end = image_end.max(end);
             segments.push(Segment {
                 executable: phdr.p_flags & PF_X != 0,
                 vaddr,
-                file_offset: phdr.p_offset as usize,
-                file_size: phdr.p_filesz as usize,
+                file_offset,
+                file_size,
                 memory_size: phdr.p_memsz,
             });
         }
@@ -173,7 +184,7 @@ impl ProgramImage {
         let entry = header.e_entry.wrapping_add(load_bias);
         if !segments
             .iter()
-            .any(|s| (s.vaddr..s.vaddr + s.memory_size).contains(&entry))
+            .any(|s| (s.vaddr..s.vaddr.saturating_add(s.memory_size)).contains(&entry))
         {
             return Err(LoadError::Malformed(format!(
                 "entry point {entry:#x} is outside the program"
@@ -212,7 +223,10 @@ impl ProgramImage {
         let layout = layout::Layout::new(memory_bytes);
         if self.image_end > layout.guard_start {
             return Err(LoadError::TooLarge {
-                needed: (self.image_end + layout::STACK_SIZE + layout::STACK_GUARD_SIZE)
+                needed: self
+                    .image_end
+                    .saturating_add(layout::STACK_SIZE)
+                    .saturating_add(layout::STACK_GUARD_SIZE)
                     .div_ceil(1 << 20),
                 memory_mb: memory_bytes >> 20,
             });
@@ -252,13 +266,19 @@ struct ImageTemplate {
 impl ImageTemplate {
     fn build(bytes: &[u8], segments: &[Segment], image_end: u64) -> std::io::Result<ImageTemplate> {
         use std::os::unix::fs::FileExt;
-        let start = segments.iter().map(|s| s.vaddr).min().unwrap_or(0) & !(PAGE - 1);
-        let len = image_end - start;
+        let malformed = || std::io::Error::from(std::io::ErrorKind::InvalidData);
+        let start = segments.iter().map(|s| s.vaddr).min().unwrap_or(0) & !PAGE.saturating_sub(1);
+        let len = image_end.checked_sub(start).ok_or_else(malformed)?;
         let file = crate::host::memory_file(c"lambda-program")?;
         file.set_len(len)?;
         for segment in segments {
-            let data = &bytes[segment.file_offset..segment.file_offset + segment.file_size];
-            file.write_all_at(data, segment.vaddr - start)?;
+            let data = segment
+                .file_offset
+                .checked_add(segment.file_size)
+                .and_then(|end| bytes.get(segment.file_offset..end))
+                .ok_or_else(malformed)?;
+            let at = segment.vaddr.checked_sub(start).ok_or_else(malformed)?;
+            file.write_all_at(data, at)?;
         }
         Ok(ImageTemplate { file, start, len })
     }

@@ -3,6 +3,8 @@
 //! the initial stack `execve` would build, and the syscall sites rewritten to enter the VMM
 //! directly.
 
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
 mod error;
 mod image;
 mod package;

@@ -68,10 +68,10 @@ pub fn read_package(code: &CodeLocation) -> Result<CodePackage, LoadError> {
                 let mut bytes = Vec::new();
                 entry
                     .by_ref()
-                    .take(MAX_PROGRAM_BYTES + 1 - total)
+                    .take(MAX_PROGRAM_BYTES.saturating_add(1).saturating_sub(total))
                     .read_to_end(&mut bytes)
                     .map_err(|e| unreadable(format!("cannot extract {name}: {e}")))?;
-                total += bytes.len() as u64;
+                total = total.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
                 if total > MAX_PROGRAM_BYTES {
                     return Err(too_big());
                 }

@@ -52,16 +52,19 @@ pub fn build_stack(
     let layout = *memory.layout();
     let mut top = layout.stack_top;
     let overflow = || LoadError::Malformed("arguments and environment do not fit the stack".into());
+    // Arguments, environment and auxiliary vector may take a quarter of the stack.
+    let floor = layout.stack_top.saturating_sub(layout::STACK_SIZE / 4);
     let mut push_bytes = |data: &[u8]| -> Result<u64, LoadError> {
-        top = top.checked_sub(data.len() as u64).ok_or_else(overflow)?;
-        if top < layout.stack_top - layout::STACK_SIZE / 4 {
+        let len = u64::try_from(data.len()).map_err(|_| overflow())?;
+        top = top.checked_sub(len).ok_or_else(overflow)?;
+        if top < floor {
             return Err(overflow());
         }
         memory.write(top, data).map_err(|_| overflow())?;
         Ok(top)
     };
     let mut push_string = |s: &str| -> Result<u64, LoadError> {
-        let mut bytes = Vec::with_capacity(s.len() + 1);
+        let mut bytes = Vec::with_capacity(s.len().saturating_add(1));
         bytes.extend_from_slice(s.as_bytes());
         bytes.push(0);
         push_bytes(&bytes)
@@ -100,8 +103,8 @@ pub fn build_stack(
         (auxv::AT_EXECFN, execfn),
         (auxv::AT_NULL, 0),
     ];
-    let mut words: Vec<u64> = Vec::with_capacity(3 + argv.len() + envp.len() + 2 * auxv.len());
-    words.push(argv.len() as u64);
+    let mut words: Vec<u64> = Vec::new();
+    words.push(u64::try_from(argv.len()).map_err(|_| overflow())?);
     words.extend(&argv);
     words.push(0);
     words.extend(&envp);
@@ -110,9 +113,12 @@ pub fn build_stack(
         words.push(key);
         words.push(value);
     }
-    let size = words.len() as u64 * 8;
+    let size = u64::try_from(words.len())
+        .ok()
+        .and_then(|words| words.checked_mul(8))
+        .ok_or_else(overflow)?;
     let stack_pointer = top.checked_sub(size).ok_or_else(overflow)? & !15;
-    if stack_pointer < layout.stack_top - layout::STACK_SIZE / 4 {
+    if stack_pointer < floor {
         return Err(overflow());
     }
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();

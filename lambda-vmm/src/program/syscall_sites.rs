@@ -45,9 +45,9 @@ impl SyscallSites {
     }
 
     fn in_code(&self, site: u64) -> bool {
-        self.executable
-            .iter()
-            .any(|&(start, len)| site >= start && site.saturating_add(2) <= start + len)
+        self.executable.iter().any(|&(start, len)| {
+            site >= start && site.saturating_add(2) <= start.saturating_add(len)
+        })
     }
 
     /// After a syscall came through the stub from `site`: rewrites it in this VM and

@@ -1,0 +1,550 @@
+//! The syscall table: every syscall this kernel answers, with its number, its name, its
+//! handler and how far it follows Linux. The dispatcher reads it, and `docs/syscalls.md` is
+//! generated from it (a test fails when the document is stale). A number not in the table
+//! answers `ENOSYS` and is counted, and the log names it.
+
+use super::{Errno, Kernel, SysResult, poll, process};
+use crate::vm::GuestMemory;
+
+/// The six argument registers of a syscall: `rdi, rsi, rdx, r10, r8, r9`.
+pub(super) type Args = [u64; 6];
+
+/// A syscall's implementation.
+type Handler = fn(&mut Kernel, &GuestMemory, Args) -> SysResult;
+
+/// How far a syscall follows Linux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// As Linux does it, for a single-threaded program in this environment.
+    Full,
+    /// Implemented; the note says what is missing or differs.
+    Partial(&'static str),
+    /// Always answered with this errno; the note says why.
+    Refused(i32, &'static str),
+}
+
+/// One row of the table.
+#[derive(Debug)]
+pub struct Syscall {
+    /// The x86-64 syscall number.
+    pub number: u64,
+    /// Linux's name for it (the log names unknown numbers from `names.rs`; this one is
+    /// checked against it and printed in `docs/syscalls.md`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub name: &'static str,
+    /// How far it follows Linux.
+    pub support: Support,
+    handler: Option<Handler>,
+}
+
+impl Syscall {
+    const fn new(number: u64, name: &'static str, support: Support, handler: Handler) -> Self {
+        Syscall {
+            number,
+            name,
+            support,
+            handler: Some(handler),
+        }
+    }
+
+    const fn refused(number: u64, name: &'static str, errno: i32, why: &'static str) -> Self {
+        Syscall {
+            number,
+            name,
+            support: Support::Refused(errno, why),
+            handler: None,
+        }
+    }
+
+    /// Runs the call.
+    pub(super) fn call(&self, kernel: &mut Kernel, memory: &GuestMemory, args: Args) -> SysResult {
+        match (self.handler, self.support) {
+            (Some(handler), _) => handler(kernel, memory, args),
+            (None, Support::Refused(errno, _)) => Err(Errno(errno)),
+            (None, _) => Err(Errno(libc::ENOSYS)),
+        }
+    }
+}
+
+/// `AT_FDCWD` as the guest passes it.
+const CWD: u64 = libc::AT_FDCWD as i64 as u64;
+
+use Support::{Full, Partial};
+
+/// Every syscall this kernel answers, by number.
+pub static TABLE: &[Syscall] = &[
+    Syscall::new(0, "read", Full, |k, m, a| k.read(m, a[0], a[1], a[2])),
+    Syscall::new(1, "write", Full, |k, m, a| k.write(m, a[0], a[1], a[2])),
+    Syscall::new(2, "open", Partial("see openat"), |k, m, a| {
+        k.openat(m, CWD, a[0], a[1])
+    }),
+    Syscall::new(3, "close", Full, |k, _, a| k.close(a[0])),
+    Syscall::new(4, "stat", Partial("see newfstatat"), |k, m, a| {
+        k.stat_path(m, CWD, a[0], a[1], 0)
+    }),
+    Syscall::new(5, "fstat", Partial("see newfstatat"), |k, m, a| {
+        k.fstat(m, a[0], a[1])
+    }),
+    Syscall::new(
+        6,
+        "lstat",
+        Partial("see newfstatat; there are no symbolic links"),
+        |k, m, a| k.stat_path(m, CWD, a[0], a[1], 0),
+    ),
+    Syscall::new(7, "poll", Full, |k, m, a| {
+        k.poll(m, a[0], a[1], poll::millis_timeout(a[2]))
+    }),
+    Syscall::new(
+        8,
+        "lseek",
+        Partial("SEEK_DATA and SEEK_HOLE answer EINVAL"),
+        |k, _, a| k.lseek(a[0], a[1], a[2]),
+    ),
+    Syscall::new(
+        9,
+        "mmap",
+        Partial("anonymous memory only (a file answers ENODEV); protections are not enforced"),
+        |k, m, a| k.mm.mmap(m, a[0], a[1], a[2], a[3], a[4], a[5]),
+    ),
+    Syscall::new(
+        10,
+        "mprotect",
+        Partial("accepted without effect: memory stays readable and writable"),
+        |k, _, a| k.mm.mprotect(a[0], a[1]),
+    ),
+    Syscall::new(11, "munmap", Full, |k, m, a| k.mm.munmap(m, a[0], a[1])),
+    Syscall::new(12, "brk", Full, |k, m, a| k.mm.brk(m, a[0])),
+    Syscall::new(
+        13,
+        "rt_sigaction",
+        Partial("handlers are accepted and never run; the old action reads as the default"),
+        |_, m, a| process::rt_sigaction(m, a[2], a[3]),
+    ),
+    Syscall::new(
+        14,
+        "rt_sigprocmask",
+        Partial("nothing is delivered asynchronously: the mask is accepted and reads as empty"),
+        |_, m, a| process::rt_sigprocmask(m, a[2], a[3]),
+    ),
+    Syscall::new(
+        16,
+        "ioctl",
+        Partial("FIONBIO only; anything else answers ENOTTY"),
+        |k, m, a| k.ioctl(m, a[0], a[1], a[2]),
+    ),
+    Syscall::new(17, "pread64", Full, |k, m, a| {
+        k.pread(m, a[0], a[1], a[2], a[3])
+    }),
+    Syscall::new(18, "pwrite64", Full, |k, m, a| {
+        k.pwrite(m, a[0], a[1], a[2], a[3])
+    }),
+    Syscall::new(19, "readv", Full, |k, m, a| k.readv(m, a[0], a[1], a[2])),
+    Syscall::new(20, "writev", Full, |k, m, a| k.writev(m, a[0], a[1], a[2])),
+    Syscall::new(21, "access", Partial("see faccessat"), |k, m, a| {
+        k.faccessat(m, CWD, a[0], a[1])
+    }),
+    Syscall::new(24, "sched_yield", Full, |_, _, _| Ok(0)),
+    Syscall::new(
+        25,
+        "mremap",
+        Partial("shrinks in place; growing answers ENOMEM (glibc's realloc then copies)"),
+        |k, m, a| k.mm.mremap(m, a[0], a[1], a[2], a[3]),
+    ),
+    Syscall::new(
+        28,
+        "madvise",
+        Partial(
+            "MADV_DONTNEED and MADV_FREE zero anonymous memory (mmap and brk); other advice, and other memory, is a hint",
+        ),
+        |k, m, a| k.mm.madvise(m, a[0], a[1], a[2]),
+    ),
+    Syscall::new(32, "dup", Full, |k, _, a| k.dup(a[0], 0)),
+    Syscall::new(33, "dup2", Full, |k, _, a| k.dup2(a[0], a[1])),
+    Syscall::new(35, "nanosleep", Full, |k, m, a| k.nanosleep(m, a[0])),
+    Syscall::new(39, "getpid", Full, |_, _, _| Ok(process::PID)),
+    Syscall::new(
+        41,
+        "socket",
+        Partial("AF_INET and AF_INET6 stream sockets only"),
+        |k, _, a| k.socket(a[0], a[1]),
+    ),
+    Syscall::new(
+        42,
+        "connect",
+        Partial(
+            "only the Runtime API at 127.0.0.1:9001 answers; other loopback ports ECONNREFUSED, anything else ENETUNREACH",
+        ),
+        |k, m, a| k.connect(m, a[0], a[1], a[2]),
+    ),
+    Syscall::refused(
+        43,
+        "accept",
+        libc::EOPNOTSUPP,
+        "no socket listens inside the environment",
+    ),
+    Syscall::new(
+        44,
+        "sendto",
+        Partial(
+            "on a connected stream the address is ignored, as Linux does; flags other than MSG_DONTWAIT and MSG_NOSIGNAL answer EOPNOTSUPP",
+        ),
+        |k, m, a| k.sendto(m, a[0], a[1], a[2], a[3]),
+    ),
+    Syscall::new(
+        45,
+        "recvfrom",
+        Partial("flags other than MSG_PEEK, MSG_DONTWAIT and MSG_NOSIGNAL answer EOPNOTSUPP"),
+        |k, m, a| k.recvfrom(m, a[0], a[1], a[2], a[3]),
+    ),
+    Syscall::new(
+        46,
+        "sendmsg",
+        Partial("no ancillary data; flags as sendto"),
+        |k, m, a| k.sendmsg(m, a[0], a[1], a[2]),
+    ),
+    Syscall::new(
+        47,
+        "recvmsg",
+        Partial("no ancillary data; flags as recvfrom"),
+        |k, m, a| k.recvmsg(m, a[0], a[1], a[2]),
+    ),
+    Syscall::new(48, "shutdown", Full, |k, _, a| k.shutdown(a[0], a[1])),
+    Syscall::refused(
+        49,
+        "bind",
+        libc::EOPNOTSUPP,
+        "no server runs inside the environment",
+    ),
+    Syscall::refused(
+        50,
+        "listen",
+        libc::EOPNOTSUPP,
+        "no server runs inside the environment",
+    ),
+    Syscall::new(51, "getsockname", Full, |k, m, a| {
+        k.getsockname(m, a[0], a[1], a[2], false)
+    }),
+    Syscall::new(52, "getpeername", Full, |k, m, a| {
+        k.getsockname(m, a[0], a[1], a[2], true)
+    }),
+    Syscall::refused(
+        53,
+        "socketpair",
+        libc::EOPNOTSUPP,
+        "not implemented: no Unix sockets",
+    ),
+    Syscall::new(
+        54,
+        "setsockopt",
+        Partial("accepted without effect"),
+        |_, _, _| Ok(0),
+    ),
+    Syscall::new(
+        55,
+        "getsockopt",
+        Partial("SO_ERROR and SO_TYPE; any other option reads 0"),
+        |k, m, a| k.getsockopt(m, a[0], a[1], a[2], a[3], a[4]),
+    ),
+    Syscall::refused(
+        56,
+        "clone",
+        libc::ENOSYS,
+        "one thread per environment: glibc and Rust's std report that a thread cannot be created",
+    ),
+    Syscall::new(60, "exit", Full, |k, _, a| k.exit(a[0])),
+    Syscall::new(
+        62,
+        "kill",
+        Partial(
+            "only to itself: a signal whose default action ends a process ends the program (handlers never run), others are ignored",
+        ),
+        |k, _, a| k.kill(a[0], a[1]),
+    ),
+    Syscall::new(63, "uname", Full, |_, m, a| process::uname(m, a[0])),
+    Syscall::new(
+        72,
+        "fcntl",
+        Partial(
+            "F_GETFD, F_SETFD, F_GETFL, F_SETFL (O_NONBLOCK), F_DUPFD, F_DUPFD_CLOEXEC; locks and the rest answer EINVAL",
+        ),
+        |k, _, a| k.fcntl(a[0], a[1], a[2]),
+    ),
+    Syscall::new(74, "fsync", Full, |k, _, a| k.fds.get(a[0]).map(|_| 0)),
+    Syscall::new(75, "fdatasync", Full, |k, _, a| k.fds.get(a[0]).map(|_| 0)),
+    Syscall::new(77, "ftruncate", Full, |k, _, a| k.ftruncate(a[0], a[1])),
+    Syscall::new(79, "getcwd", Full, |k, m, a| k.getcwd(m, a[0], a[1])),
+    Syscall::new(80, "chdir", Full, |k, m, a| k.chdir(m, a[0])),
+    Syscall::new(82, "rename", Partial("see renameat2"), |k, m, a| {
+        k.renameat(m, CWD, a[0], CWD, a[1], 0)
+    }),
+    Syscall::new(83, "mkdir", Full, |k, m, a| k.mkdirat(m, CWD, a[0])),
+    Syscall::new(84, "rmdir", Full, |k, m, a| {
+        k.unlinkat(m, CWD, a[0], libc::AT_REMOVEDIR as u64)
+    }),
+    Syscall::new(87, "unlink", Full, |k, m, a| k.unlinkat(m, CWD, a[0], 0)),
+    Syscall::new(89, "readlink", Partial("see readlinkat"), |k, m, a| {
+        k.readlinkat(m, CWD, a[0], a[1], a[2])
+    }),
+    Syscall::new(96, "gettimeofday", Full, |k, m, a| {
+        k.clock.gettimeofday(m, a[0])
+    }),
+    Syscall::new(
+        97,
+        "getrlimit",
+        Partial("the limits the environment enforces; the rest read as unlimited"),
+        |_, m, a| process::getrlimit(m, a[0], a[1]),
+    ),
+    Syscall::new(
+        98,
+        "getrusage",
+        Partial("reads as zeros: CPU time is not accounted per program"),
+        |_, m, a| process::getrusage(m, a[1]),
+    ),
+    Syscall::new(
+        99,
+        "sysinfo",
+        Partial("total memory is the function's memory size; the rest reads 0"),
+        |_, m, a| process::sysinfo(m, a[0]),
+    ),
+    Syscall::new(102, "getuid", Full, |_, _, _| Ok(0)),
+    Syscall::new(104, "getgid", Full, |_, _, _| Ok(0)),
+    Syscall::new(107, "geteuid", Full, |_, _, _| Ok(0)),
+    Syscall::new(108, "getegid", Full, |_, _, _| Ok(0)),
+    Syscall::new(110, "getppid", Full, |_, _, _| Ok(0)),
+    Syscall::new(
+        131,
+        "sigaltstack",
+        Partial("accepted; the old stack reads as disabled (handlers never run)"),
+        |_, m, a| process::sigaltstack(m, a[1]),
+    ),
+    Syscall::new(
+        158,
+        "arch_prctl",
+        Partial("ARCH_SET_FS only; the GS base answers EINVAL"),
+        |k, _, a| k.arch_prctl(a[0], a[1]),
+    ),
+    Syscall::new(186, "gettid", Full, |_, _, _| Ok(process::PID)),
+    Syscall::new(200, "tkill", Partial("see kill"), |k, _, a| {
+        k.tkill(a[0], a[1])
+    }),
+    Syscall::new(201, "time", Full, |k, m, a| k.clock.time(m, a[0])),
+    Syscall::new(
+        202,
+        "futex",
+        Partial(
+            "one thread: FUTEX_WAKE finds no waiter, FUTEX_WAIT ends only by its timeout; other operations answer ENOSYS",
+        ),
+        |k, m, a| k.futex(m, a[0], a[1], a[2], a[3]),
+    ),
+    Syscall::new(204, "sched_getaffinity", Full, |_, m, a| {
+        process::sched_getaffinity(m, a[1], a[2])
+    }),
+    Syscall::new(213, "epoll_create", Full, |k, _, a| k.epoll_create(a[0])),
+    Syscall::new(217, "getdents64", Full, |k, m, a| {
+        k.getdents64(m, a[0], a[1], a[2])
+    }),
+    Syscall::new(218, "set_tid_address", Full, |_, _, _| Ok(process::PID)),
+    Syscall::new(228, "clock_gettime", Full, |k, m, a| {
+        k.clock.clock_gettime(m, a[0], a[1])
+    }),
+    Syscall::new(229, "clock_getres", Full, |k, m, a| {
+        k.clock.clock_getres(m, a[0], a[1])
+    }),
+    Syscall::new(230, "clock_nanosleep", Full, |k, m, a| {
+        k.clock_nanosleep(m, a[0], a[1], a[2])
+    }),
+    Syscall::new(231, "exit_group", Full, |k, _, a| k.exit(a[0])),
+    Syscall::new(232, "epoll_wait", Full, |k, m, a| {
+        k.epoll_wait(m, a[0], a[1], a[2], poll::millis_timeout(a[3]))
+    }),
+    Syscall::new(
+        233,
+        "epoll_ctl",
+        Partial("sockets and eventfds; regular files answer EPERM as on Linux"),
+        |k, m, a| k.epoll_ctl(m, a[0], a[1], a[2], a[3]),
+    ),
+    Syscall::new(234, "tgkill", Partial("see kill"), |k, _, a| {
+        k.tgkill(a[0], a[1], a[2])
+    }),
+    Syscall::new(
+        257,
+        "openat",
+        Partial(
+            "/var/task (read-only) and /tmp exist, nothing else; O_PATH, O_NOFOLLOW and modes are ignored; O_TMPFILE answers EOPNOTSUPP",
+        ),
+        |k, m, a| k.openat(m, a[0], a[1], a[2]),
+    ),
+    Syscall::new(258, "mkdirat", Full, |k, m, a| k.mkdirat(m, a[0], a[1])),
+    Syscall::new(
+        262,
+        "newfstatat",
+        Partial(
+            "modes are fixed (0755 for code and directories, 0644 for /tmp files), one link, owner root, no times",
+        ),
+        |k, m, a| k.stat_path(m, a[0], a[1], a[2], a[3]),
+    ),
+    Syscall::new(263, "unlinkat", Full, |k, m, a| {
+        k.unlinkat(m, a[0], a[1], a[2])
+    }),
+    Syscall::new(264, "renameat", Partial("see renameat2"), |k, m, a| {
+        k.renameat(m, a[0], a[1], a[2], a[3], 0)
+    }),
+    Syscall::new(
+        267,
+        "readlinkat",
+        Partial("/proc/self/exe names the program; there are no other links"),
+        |k, m, a| k.readlinkat(m, a[0], a[1], a[2], a[3]),
+    ),
+    Syscall::new(
+        269,
+        "faccessat",
+        Partial("existence, and W_OK refused with EROFS on read-only code; the caller is root"),
+        |k, m, a| k.faccessat(m, a[0], a[1], a[2]),
+    ),
+    Syscall::new(
+        271,
+        "ppoll",
+        Partial("the signal mask is ignored (no signal is ever delivered)"),
+        |k, m, a| k.ppoll(m, a[0], a[1], a[2]),
+    ),
+    Syscall::new(
+        273,
+        "set_robust_list",
+        Partial("accepted: one thread, so no robust futex is ever released to another"),
+        |_, _, _| Ok(0),
+    ),
+    Syscall::new(
+        281,
+        "epoll_pwait",
+        Partial("the signal mask is ignored (no signal is ever delivered)"),
+        |k, m, a| k.epoll_wait(m, a[0], a[1], a[2], poll::millis_timeout(a[3])),
+    ),
+    Syscall::new(284, "eventfd", Full, |k, _, a| k.eventfd(a[0], 0)),
+    Syscall::refused(
+        288,
+        "accept4",
+        libc::EOPNOTSUPP,
+        "no socket listens inside the environment",
+    ),
+    Syscall::new(290, "eventfd2", Full, |k, _, a| k.eventfd(a[0], a[1])),
+    Syscall::new(291, "epoll_create1", Full, |k, _, a| k.epoll_create1(a[0])),
+    Syscall::new(292, "dup3", Full, |k, _, a| k.dup3(a[0], a[1], a[2])),
+    Syscall::new(
+        302,
+        "prlimit64",
+        Partial("reads the limits of getrlimit; setting a limit answers EPERM"),
+        |_, m, a| process::prlimit64(m, a[0], a[1], a[2], a[3]),
+    ),
+    Syscall::new(
+        316,
+        "renameat2",
+        Partial(
+            "within /tmp; RENAME_NOREPLACE and RENAME_EXCHANGE honoured, RENAME_WHITEOUT answers EINVAL; a non-empty directory cannot move (EBUSY)",
+        ),
+        |k, m, a| k.renameat(m, a[0], a[1], a[2], a[3], a[4]),
+    ),
+    Syscall::new(318, "getrandom", Full, |_, m, a| {
+        process::getrandom(m, a[0], a[1], a[2])
+    }),
+    Syscall::refused(
+        332,
+        "statx",
+        libc::ENOSYS,
+        "not implemented; glibc falls back to newfstatat",
+    ),
+    Syscall::refused(
+        334,
+        "rseq",
+        libc::ENOSYS,
+        "restartable sequences are optional; glibc carries on without",
+    ),
+    Syscall::refused(
+        435,
+        "clone3",
+        libc::ENOSYS,
+        "one thread per environment (see clone)",
+    ),
+    Syscall::new(439, "faccessat2", Partial("see faccessat"), |k, m, a| {
+        k.faccessat(m, a[0], a[1], a[2])
+    }),
+];
+
+/// The row for syscall `number`, if the kernel answers it.
+pub(super) fn find(number: u64) -> Option<&'static Syscall> {
+    TABLE
+        .binary_search_by_key(&number, |syscall| syscall.number)
+        .ok()
+        .and_then(|index| TABLE.get(index))
+}
+
+/// The table as a Markdown document (`docs/syscalls.md`).
+#[cfg(test)]
+fn markdown() -> String {
+    let mut text = String::from(
+        "# Syscalls\n\n\
+         Generated from `lambda-vmm/src/kernel/table.rs` by the test \
+         `syscall_doc_is_current` (run it with `UPDATE_SYSCALL_DOC=1` to rewrite this file).\n\n\
+         Every syscall the guest's kernel answers, and how far it follows Linux. Any other \
+         number answers `ENOSYS`, is counted, and is named in the invocation's log.\n\n\
+         | number | name | support | note |\n| ---: | --- | --- | --- |\n",
+    );
+    for syscall in TABLE {
+        let (support, note) = match syscall.support {
+            Support::Full => ("full", String::new()),
+            Support::Partial(note) => ("partial", note.to_string()),
+            Support::Refused(errno, why) => ("refused", format!("{}: {why}", errno_name(errno))),
+        };
+        text.push_str(&format!(
+            "| {} | `{}` | {support} | {note} |\n",
+            syscall.number, syscall.name
+        ));
+    }
+    text
+}
+
+/// The symbolic name of the errnos the table refuses with.
+#[cfg(test)]
+fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::ENOSYS => "ENOSYS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EPERM => "EPERM",
+        libc::EINVAL => "EINVAL",
+        _ => "an errno",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_sorted_unique_and_named_as_linux_names_them() {
+        for pair in TABLE.windows(2) {
+            assert!(pair[0].number < pair[1].number, "{pair:?}");
+        }
+        for syscall in TABLE {
+            assert_eq!(
+                super::super::names::name(syscall.number),
+                Some(syscall.name),
+                "syscall {}",
+                syscall.number
+            );
+        }
+    }
+
+    #[test]
+    fn syscall_doc_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/syscalls.md");
+        let expected = markdown();
+        if std::env::var_os("UPDATE_SYSCALL_DOC").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+        }
+        let actual = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            actual == expected,
+            "docs/syscalls.md is stale: run `UPDATE_SYSCALL_DOC=1 cargo test -p lambda-vmm \
+             syscall_doc_is_current` and commit the result"
+        );
+    }
+}
