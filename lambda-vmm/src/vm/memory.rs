@@ -4,6 +4,8 @@
 //! checks that the whole range is user memory (see [`Layout::is_user_range`]) before touching
 //! it. Nothing else in the crate reads or writes guest memory on the guest's behalf.
 
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
 use vm_memory::{
     Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
     MemoryRegionAddress,
@@ -11,6 +13,17 @@ use vm_memory::{
 
 use super::layout::{Layout, PAGE};
 use crate::sync::lock;
+
+/// A guest length as a host size (lossless on x86-64; a length too large for the host
+/// saturates and then fails the range check it is used with).
+fn host_size(len: u64) -> usize {
+    usize::try_from(len).unwrap_or(usize::MAX)
+}
+
+/// A host size as a guest length (lossless on x86-64).
+fn guest_size(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX)
+}
 
 /// A guest address or length that does not name user memory: the syscall gets `EFAULT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +66,7 @@ impl GuestMemory {
         backing.set_len(size).map_err(|e| error(e.into()))?;
         let file = vm_memory::FileOffset::from_arc(backing.clone(), 0);
         let memory =
-            GuestMemoryMmap::from_ranges_with_files([(GuestAddress(0), size as usize, Some(file))])
+            GuestMemoryMmap::from_ranges_with_files([(GuestAddress(0), host_size(size), Some(file))])
                 .map_err(|e| error(e.into()))?;
         Ok(GuestMemory {
             memory,
@@ -87,8 +100,10 @@ impl GuestMemory {
         self.check(addr, len)
     }
 
+    /// Whether `[addr, addr + len)` is user memory. An empty range touches nothing and is
+    /// always acceptable, whatever its address, as Linux accepts `read(fd, NULL, 0)`.
     fn check(&self, addr: u64, len: u64) -> Result<(), Fault> {
-        if self.layout.is_user_range(addr, len) {
+        if len == 0 || self.layout.is_user_range(addr, len) {
             Ok(())
         } else {
             Err(Fault { addr, len })
@@ -118,8 +133,8 @@ impl GuestMemory {
     pub fn read_into(&self, addr: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Fault> {
         self.check(addr, len)?;
         let start = out.len();
-        out.resize(start + len as usize, 0);
-        self.read(addr, &mut out[start..])
+        out.resize(start.saturating_add(host_size(len)), 0);
+        self.read(addr, out.get_mut(start..).unwrap_or_default())
     }
 
     /// Copies `data` into guest memory at `addr`.
@@ -162,15 +177,18 @@ impl GuestMemory {
         while out.len() <= max_len {
             // Read up to the end of the current page so a string ending just before unmapped
             // memory is still read.
-            let page_left = (PAGE - cursor % PAGE) as usize;
-            let take = chunk.len().min(page_left);
-            self.read(cursor, &mut chunk[..take])?;
-            if let Some(nul) = chunk[..take].iter().position(|&b| b == 0) {
-                out.extend_from_slice(&chunk[..nul]);
+            let page_left = host_size(PAGE.saturating_sub(cursor % PAGE));
+            let take = page_left.min(chunk.len());
+            let Some(piece) = chunk.get_mut(..take) else {
+                return Ok(None);
+            };
+            self.read(cursor, piece)?;
+            if let Some(nul) = piece.iter().position(|&b| b == 0) {
+                out.extend_from_slice(piece.get(..nul).unwrap_or_default());
                 return Ok((out.len() <= max_len).then_some(out));
             }
-            out.extend_from_slice(&chunk[..take]);
-            cursor += take as u64;
+            out.extend_from_slice(piece);
+            cursor = cursor.saturating_add(guest_size(piece.len()));
         }
         Ok(None)
     }
@@ -179,15 +197,19 @@ impl GuestMemory {
     /// read as zero again without being touched.
     pub fn zero(&self, addr: u64, len: u64) -> Result<(), Fault> {
         self.check(addr, len)?;
-        let end = addr + len;
-        let first_page = addr.next_multiple_of(PAGE);
+        if len == 0 {
+            return Ok(());
+        }
+        // Checked above: the range lies in guest memory, far from overflowing.
+        let end = addr.saturating_add(len);
+        let first_page = addr.saturating_add(PAGE - 1) & !(PAGE - 1);
         let last_page = end & !(PAGE - 1);
         if first_page < last_page {
-            self.write(addr, &vec![0; (first_page - addr) as usize])?;
-            self.discard(first_page, last_page - first_page);
-            self.write(last_page, &vec![0; (end - last_page) as usize])?;
+            self.write(addr, &vec![0; host_size(first_page.saturating_sub(addr))])?;
+            self.discard(first_page, last_page.saturating_sub(first_page));
+            self.write(last_page, &vec![0; host_size(end.saturating_sub(last_page))])?;
         } else {
-            self.write(addr, &vec![0; len as usize])?;
+            self.write(addr, &vec![0; host_size(len)])?;
         }
         Ok(())
     }
@@ -217,7 +239,7 @@ impl GuestMemory {
         let mapped = unsafe {
             libc::mmap(
                 host.cast(),
-                len as usize,
+                host_size(len),
                 libc::PROT_READ,
                 libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_POPULATE,
                 file.as_raw_fd(),
@@ -232,7 +254,7 @@ impl GuestMemory {
         if unsafe {
             libc::mprotect(
                 host.cast(),
-                len as usize,
+                host_size(len),
                 libc::PROT_READ | libc::PROT_WRITE,
             )
         } != 0
@@ -247,12 +269,12 @@ impl GuestMemory {
     /// program image) are not in the memory file, so there zeros are written instead.
     fn discard(&self, addr: u64, len: u64) {
         use std::os::fd::AsRawFd;
-        let end = addr + len;
+        let end = addr.saturating_add(len);
         let spans = lock(&self.private_spans);
         for &(start, span_len) in spans.iter() {
-            let (from, to) = (addr.max(start), end.min(start + span_len));
+            let (from, to) = (addr.max(start), end.min(start.saturating_add(span_len)));
             if from < to {
-                let _ = self.write(from, &vec![0; (to - from) as usize]);
+                let _ = self.write(from, &vec![0; host_size(to.saturating_sub(from))]);
             }
         }
         drop(spans);
@@ -274,36 +296,40 @@ impl GuestMemory {
     /// spans (the program image).
     pub fn resident_bytes(&self) -> u64 {
         use std::os::unix::fs::MetadataExt;
-        let file_bytes = self.backing.metadata().map_or(0, |m| m.blocks() * 512);
+        let file_bytes = self
+            .backing
+            .metadata()
+            .map_or(0, |m| m.blocks().saturating_mul(512));
         let spans = lock(&self.private_spans).clone();
-        file_bytes + self.resident_bytes_in(&spans)
+        file_bytes.saturating_add(self.resident_bytes_in(&spans))
     }
 
     /// Resident pages in the given ranges, asked of the host page by page (`mincore`).
     fn resident_bytes_in(&self, ranges: &[(u64, u64)]) -> u64 {
         let (host, size) = self.host_mapping();
         let mut residency = Vec::new();
-        let mut total = 0;
+        let mut total: u64 = 0;
         for &(start, len) in ranges {
             let start = start & !(PAGE - 1);
-            let end = start.saturating_add(len).min(size).next_multiple_of(PAGE);
+            let end = start.saturating_add(len).min(size) & !(PAGE - 1);
             if start >= end {
                 continue;
             }
-            let pages = ((end - start) / PAGE) as usize;
+            let pages = host_size(end.saturating_sub(start) / PAGE);
             residency.clear();
             residency.resize(pages, 0u8);
             // SAFETY: [host + start, host + end) lies inside this struct's own live mapping
             // (end is clamped to its size), and `residency` has one byte per page of it.
             let rc = unsafe {
                 libc::mincore(
-                    host.add(start as usize).cast(),
-                    (end - start) as usize,
+                    host.add(host_size(start)).cast(),
+                    host_size(end.saturating_sub(start)),
                     residency.as_mut_ptr(),
                 )
             };
             if rc == 0 {
-                total += residency.iter().filter(|&&b| b & 1 != 0).count() as u64 * PAGE;
+                let resident = residency.iter().filter(|&&b| b & 1 != 0).count();
+                total = total.saturating_add(guest_size(resident).saturating_mul(PAGE));
             }
         }
         total
@@ -324,6 +350,7 @@ impl GuestMemory {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::super::layout::USER_START;
     use super::*;
