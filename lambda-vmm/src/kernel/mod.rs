@@ -22,6 +22,8 @@ mod net;
 mod poll;
 mod process;
 mod table;
+#[cfg(test)]
+mod tests;
 mod time;
 pub mod vfs;
 

@@ -422,7 +422,11 @@ impl FileSystem {
         let (used, quota) = (self.tmp_used, self.tmp_quota);
         let file = self.owned_file(path)?;
         let len = u64::try_from(data.len()).map_err(|_| Errno(libc::EFBIG))?;
-        let end = offset.checked_add(len).ok_or(Errno(libc::EFBIG))?;
+        // Linux's largest file is `i64::MAX` bytes: past it, EFBIG before anything else.
+        let end = offset
+            .checked_add(len)
+            .filter(|end| i64::try_from(*end).is_ok())
+            .ok_or(Errno(libc::EFBIG))?;
         let growth = end.saturating_sub(u64::try_from(file.len()).unwrap_or(u64::MAX));
         if used.saturating_add(growth) > quota {
             return Err(Errno(libc::ENOSPC));

@@ -65,9 +65,12 @@ impl GuestMemory {
         );
         backing.set_len(size).map_err(|e| error(e.into()))?;
         let file = vm_memory::FileOffset::from_arc(backing.clone(), 0);
-        let memory =
-            GuestMemoryMmap::from_ranges_with_files([(GuestAddress(0), host_size(size), Some(file))])
-                .map_err(|e| error(e.into()))?;
+        let memory = GuestMemoryMmap::from_ranges_with_files([(
+            GuestAddress(0),
+            host_size(size),
+            Some(file),
+        )])
+        .map_err(|e| error(e.into()))?;
         Ok(GuestMemory {
             memory,
             backing,
@@ -207,7 +210,10 @@ impl GuestMemory {
         if first_page < last_page {
             self.write(addr, &vec![0; host_size(first_page.saturating_sub(addr))])?;
             self.discard(first_page, last_page.saturating_sub(first_page));
-            self.write(last_page, &vec![0; host_size(end.saturating_sub(last_page))])?;
+            self.write(
+                last_page,
+                &vec![0; host_size(end.saturating_sub(last_page))],
+            )?;
         } else {
             self.write(addr, &vec![0; host_size(len)])?;
         }

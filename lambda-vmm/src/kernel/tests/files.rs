@@ -1,0 +1,210 @@
+//! Files, directories and descriptors: `/var/task` read-only, `/tmp` writable, Linux's errors.
+
+use super::{Guest, err};
+use crate::kernel::vfs::NAME_MAX;
+
+const O_RDONLY: i32 = libc::O_RDONLY;
+const O_RDWR_CREAT: i32 = libc::O_RDWR | libc::O_CREAT;
+
+#[test]
+fn stdin_is_the_event_and_zero_length_reads_need_no_buffer() {
+    let mut guest = Guest::one_shot(b"the event");
+    assert_eq!(guest.call(0, &[0, 0, 0]), 0, "read(0, NULL, 0)");
+    let buf = guest.buffer(4);
+    assert_eq!(guest.call(0, &[0, buf, 4]), 4);
+    assert_eq!(guest.get(buf, 4), b"the ");
+    let rest = guest.buffer(64);
+    assert_eq!(guest.call(0, &[0, rest, 64]), 5);
+    assert_eq!(guest.get(rest, 5), b"event");
+    assert_eq!(guest.call(0, &[0, rest, 64]), 0, "end of file");
+    assert_eq!(guest.call(1, &[1, 0, 0]), 0, "write(1, NULL, 0)");
+    assert_eq!(
+        guest.call(0, &[0, 0x10, 8]),
+        err(libc::EFAULT),
+        "a real NULL read"
+    );
+}
+
+#[test]
+fn reads_and_writes_at_offsets() {
+    let mut guest = Guest::one_shot(b"");
+    let fd = guest.open("/tmp/f", O_RDWR_CREAT) as u64;
+    let hello = guest.put(b"hello world");
+    assert_eq!(guest.call(1, &[fd, hello, 11]), 11);
+    let buf = guest.buffer(16);
+    assert_eq!(guest.call(17, &[fd, buf, 5, 6]), 5, "pread");
+    assert_eq!(guest.get(buf, 5), b"world");
+    let upper = guest.put(b"HELLO");
+    assert_eq!(guest.call(18, &[fd, upper, 5, 0]), 5, "pwrite");
+    // Negative offsets are refused, as Linux refuses them.
+    assert_eq!(
+        guest.call(17, &[fd, buf, 5, -1i64 as u64]),
+        err(libc::EINVAL)
+    );
+    assert_eq!(
+        guest.call(18, &[fd, upper, 5, u64::MAX - 2]),
+        err(libc::EINVAL)
+    );
+    // lseek: SEEK_SET, SEEK_END, a negative result, and SEEK_DATA.
+    assert_eq!(guest.call(8, &[fd, 0, libc::SEEK_SET as u64]), 0);
+    assert_eq!(guest.call(0, &[fd, buf, 16]), 11);
+    assert_eq!(guest.get(buf, 11), b"HELLO world");
+    assert_eq!(guest.call(8, &[fd, -3i64 as u64, libc::SEEK_END as u64]), 8);
+    assert_eq!(
+        guest.call(8, &[fd, -100i64 as u64, libc::SEEK_CUR as u64]),
+        err(libc::EINVAL)
+    );
+    assert_eq!(guest.call(8, &[fd, 0, 3]), err(libc::EINVAL), "SEEK_DATA");
+    // A write past the /tmp quota, and at an offset no file can reach.
+    assert_eq!(guest.call(18, &[fd, upper, 5, 2 << 20]), err(libc::ENOSPC));
+    assert_eq!(
+        guest.call(18, &[fd, upper, 5, i64::MAX as u64 - 2]),
+        err(libc::EFBIG)
+    );
+}
+
+#[test]
+fn the_code_is_read_only_and_nothing_else_exists() {
+    let mut guest = Guest::one_shot(b"");
+    assert_eq!(
+        guest.open("/var/task/bootstrap", libc::O_RDWR),
+        err(libc::EROFS)
+    );
+    assert_eq!(guest.open("/var/task/new", O_RDWR_CREAT), err(libc::EROFS));
+    assert_eq!(guest.open("/etc/passwd", O_RDONLY), err(libc::ENOENT));
+    assert_eq!(
+        guest.open("/var/task/../../etc/passwd", O_RDONLY),
+        err(libc::ENOENT)
+    );
+    let fd = guest.open("data.txt", O_RDONLY) as u64; // relative to /var/task
+    let buf = guest.buffer(4);
+    assert_eq!(guest.call(17, &[fd, buf, 4, 6]), 4);
+    assert_eq!(guest.get(buf, 4), b"6789");
+    // faccessat: existence, and W_OK on read-only code.
+    let code = guest.put_str("/var/task/bootstrap");
+    let cwd = libc::AT_FDCWD as u64;
+    assert_eq!(guest.call(269, &[cwd, code, libc::R_OK as u64]), 0);
+    assert_eq!(
+        guest.call(269, &[cwd, code, libc::W_OK as u64]),
+        err(libc::EROFS)
+    );
+    assert_eq!(guest.call(269, &[cwd, code, 0o70]), err(libc::EINVAL));
+    assert_eq!(
+        guest.open("/tmp/x", libc::O_RDWR | 0o20_000_000),
+        err(libc::EOPNOTSUPP)
+    );
+}
+
+#[test]
+fn names_longer_than_linux_allows_are_refused() {
+    let mut guest = Guest::one_shot(b"");
+    let long = format!("/tmp/{}", "n".repeat(NAME_MAX + 1));
+    assert_eq!(guest.open(&long, O_RDWR_CREAT), err(libc::ENAMETOOLONG));
+    let fine = format!("/tmp/{}", "n".repeat(NAME_MAX));
+    assert!(guest.open(&fine, O_RDWR_CREAT) >= 0);
+    let unterminated = guest.put(&vec![b'a'; 8192]);
+    assert_eq!(
+        guest.call(257, &[libc::AT_FDCWD as u64, unterminated, 0, 0]),
+        err(libc::ENAMETOOLONG)
+    );
+}
+
+#[test]
+fn renames_follow_linux_and_descriptors_follow_them() {
+    let mut guest = Guest::one_shot(b"");
+    let cwd = libc::AT_FDCWD as u64;
+    let (dir, inner, moved) = (
+        guest.put_str("/tmp/d"),
+        guest.put_str("/tmp/d/e"),
+        guest.put_str("/tmp/moved"),
+    );
+    assert_eq!(guest.call(83, &[dir, 0o755]), 0, "mkdir");
+    let fd = guest.open("/tmp/d/file", O_RDWR_CREAT) as u64;
+    let data = guest.put(b"kept");
+    assert_eq!(guest.call(1, &[fd, data, 4]), 4);
+    // A directory into itself: EINVAL. Flags: WHITEOUT and unknown bits refused.
+    assert_eq!(
+        guest.call(316, &[cwd, dir, cwd, inner, 0]),
+        err(libc::EINVAL)
+    );
+    assert_eq!(
+        guest.call(316, &[cwd, dir, cwd, moved, 4]),
+        err(libc::EINVAL)
+    );
+    // A non-empty directory moves; the open file follows it.
+    assert_eq!(guest.call(82, &[dir, moved]), 0);
+    let buf = guest.buffer(4);
+    assert_eq!(guest.call(17, &[fd, buf, 4, 0]), 4);
+    assert_eq!(guest.get(buf, 4), b"kept");
+    assert!(guest.open("/tmp/moved/file", O_RDONLY) >= 0);
+    // NOREPLACE over an existing path.
+    let other = guest.put_str("/tmp/other");
+    assert!(guest.open("/tmp/other", O_RDWR_CREAT) >= 0);
+    assert_eq!(
+        guest.call(316, &[cwd, other, cwd, moved, 1]),
+        err(libc::EEXIST)
+    );
+    // EXCHANGE swaps.
+    assert_eq!(guest.call(316, &[cwd, other, cwd, moved, 2]), 0);
+    assert!(guest.open("/tmp/other/file", O_RDONLY) >= 0);
+}
+
+#[test]
+fn directories_list_their_entries() {
+    let mut guest = Guest::one_shot(b"");
+    for name in ["a", "b"] {
+        assert!(guest.open(&format!("/tmp/{name}"), O_RDWR_CREAT) >= 0);
+    }
+    let fd = guest.open("/tmp", O_RDONLY | libc::O_DIRECTORY) as u64;
+    let buf = guest.buffer(4096);
+    let n = guest.call(217, &[fd, buf, 4096]);
+    assert!(n > 0);
+    let bytes = guest.get(buf, n as usize);
+    let mut names = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let reclen = u16::from_le_bytes([bytes[at + 16], bytes[at + 17]]) as usize;
+        let name: Vec<u8> = bytes[at + 19..at + reclen]
+            .iter()
+            .take_while(|&&b| b != 0)
+            .copied()
+            .collect();
+        names.push(String::from_utf8(name).unwrap());
+        assert_eq!(reclen % 8, 0);
+        at += reclen;
+    }
+    assert_eq!(names, [".", "..", "a", "b"]);
+    assert_eq!(guest.call(217, &[fd, buf, 4096]), 0, "then the end");
+    assert_eq!(
+        guest.call(217, &[fd, buf, 4]),
+        0,
+        "still the end, however small the buffer"
+    );
+}
+
+#[test]
+fn descriptors_are_bounded_and_dup_shares_the_description() {
+    let mut guest = Guest::one_shot(b"");
+    let fd = guest.open("/tmp/f", O_RDWR_CREAT) as u64;
+    let copy = guest.call(32, &[fd]) as u64;
+    let data = guest.put(b"abc");
+    assert_eq!(guest.call(1, &[fd, data, 3]), 3);
+    assert_eq!(
+        guest.call(8, &[copy, 0, libc::SEEK_CUR as u64]),
+        3,
+        "one offset for both"
+    );
+    assert_eq!(
+        guest.call(72, &[fd, libc::F_DUPFD as u64, 5000]),
+        err(libc::EINVAL)
+    );
+    let mut last = 0;
+    for _ in 0..2000 {
+        last = guest.call(32, &[fd]);
+        if last < 0 {
+            break;
+        }
+    }
+    assert_eq!(last, err(libc::EMFILE));
+    assert_eq!(guest.call(3, &[1_000_000]), err(libc::EBADF));
+}

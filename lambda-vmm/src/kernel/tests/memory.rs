@@ -1,0 +1,60 @@
+//! Memory calls the kernel answers at the syscall level: madvise, mremap, brk.
+
+use super::{Guest, IMAGE_END, SCRATCH, err};
+
+#[test]
+fn madvise_dontneed_leaves_the_programs_own_image_alone() {
+    let mut guest = Guest::one_shot(b"");
+    let code = guest.put(b"the program's code");
+    let page = code & !4095;
+    assert_eq!(guest.call(28, &[page, 4096, libc::MADV_DONTNEED as u64]), 0);
+    assert_eq!(guest.get(code, 18), b"the program's code");
+    // Anonymous memory is zeroed.
+    let anon = guest.call(
+        9,
+        &[
+            0,
+            8192,
+            3,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    ) as u64;
+    guest.memory.write(anon, b"dirty").unwrap();
+    assert_eq!(guest.call(28, &[anon, 8192, libc::MADV_DONTNEED as u64]), 0);
+    assert_eq!(guest.get(anon, 5), [0; 5]);
+    assert_eq!(guest.call(28, &[anon + 1, 4096, 4]), err(libc::EINVAL));
+    assert_eq!(guest.call(28, &[anon, u64::MAX, 4]), err(libc::EINVAL));
+    assert!(SCRATCH < IMAGE_END);
+}
+
+#[test]
+fn mremap_of_wrapping_ranges_is_refused() {
+    let mut guest = Guest::one_shot(b"");
+    let anon = guest.call(
+        9,
+        &[
+            0,
+            8192,
+            3,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    ) as u64;
+    assert_eq!(
+        guest.call(25, &[anon, u64::MAX - 4095, 4096, 0]),
+        err(libc::EFAULT)
+    );
+    assert_eq!(
+        guest.call(25, &[u64::MAX & !4095, 4096, 4096, 0]),
+        err(libc::EFAULT)
+    );
+    assert_eq!(
+        guest.call(25, &[anon, 8192, 4096, 0]),
+        anon as i64,
+        "shrinks in place"
+    );
+    assert_eq!(guest.call(25, &[anon, 4096, 16384, 1]), err(libc::ENOMEM));
+}

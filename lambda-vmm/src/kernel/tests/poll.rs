@@ -1,0 +1,87 @@
+//! Readiness: eventfd, epoll and poll, with their flags and bounds.
+
+use super::{Guest, err};
+use crate::kernel::Step;
+use crate::kernel::poll::MAX_EPOLL_WATCHES;
+
+#[test]
+fn epoll_create_flags_and_sizes_are_checked() {
+    let mut guest = Guest::one_shot(b"");
+    assert!(guest.call(291, &[libc::EPOLL_CLOEXEC as u64]) >= 0);
+    assert_eq!(guest.call(291, &[1]), err(libc::EINVAL));
+    assert_eq!(guest.call(213, &[0]), err(libc::EINVAL));
+    assert_eq!(guest.call(213, &[u64::MAX]), err(libc::EINVAL), "size -1");
+    assert!(guest.call(213, &[1]) >= 0);
+}
+
+#[test]
+fn eventfds_become_ready_and_epoll_reports_them() {
+    let mut guest = Guest::one_shot(b"");
+    let event = guest.call(290, &[0, libc::EFD_NONBLOCK as u64]) as u64;
+    let epoll = guest.call(291, &[0]) as u64;
+    let interest = guest.put(&[&1u32.to_le_bytes()[..], &42u64.to_le_bytes()].concat());
+    assert_eq!(guest.call(233, &[epoll, 1, event, interest]), 0);
+    let events = guest.buffer(12 * 4);
+    assert_eq!(
+        guest.call(232, &[epoll, events, 4, 0]),
+        0,
+        "nothing ready, no wait"
+    );
+    let buf = guest.buffer(8);
+    assert_eq!(guest.call(0, &[event, buf, 8]), err(libc::EAGAIN));
+    let one = guest.put(&1u64.to_le_bytes());
+    assert_eq!(guest.call(1, &[event, one, 8]), 8);
+    assert_eq!(guest.call(232, &[epoll, events, 4, 0]), 1);
+    assert_eq!(&guest.get(events + 4, 8), &42u64.to_le_bytes());
+    assert_eq!(guest.call(232, &[epoll, events, 0, 0]), err(libc::EINVAL));
+    assert_eq!(
+        guest.call(232, &[epoll, events, u64::MAX, 0]),
+        err(libc::EINVAL)
+    );
+    // A wait with nothing ready and a timeout blocks until then.
+    assert_eq!(guest.call(0, &[event, buf, 8]), 8);
+    assert!(matches!(
+        guest.step(232, &[epoll, events, 4, 50]),
+        Step::Block(Some(_))
+    ));
+}
+
+#[test]
+fn epoll_registrations_are_bounded_per_environment() {
+    let mut guest = Guest::one_shot(b"");
+    let interest = guest.put(&[&1u32.to_le_bytes()[..], &0u64.to_le_bytes()].concat());
+    let targets: Vec<u64> = (0..64).map(|_| guest.call(290, &[0, 0]) as u64).collect();
+    let mut added = 0;
+    let refused = 'outer: loop {
+        let epoll = guest.call(291, &[0]);
+        if epoll < 0 {
+            break epoll;
+        }
+        for &target in &targets {
+            let answer = guest.call(233, &[epoll as u64, 1, target, interest]);
+            if answer < 0 {
+                break 'outer answer;
+            }
+            added += 1;
+        }
+    };
+    assert_eq!(refused, err(libc::ENOSPC));
+    assert_eq!(added, MAX_EPOLL_WATCHES);
+}
+
+#[test]
+fn poll_checks_its_count_and_reports_bad_descriptors() {
+    let mut guest = Guest::one_shot(b"");
+    let fds = guest.put(
+        &[
+            &1000i32.to_le_bytes()[..],
+            &1i16.to_le_bytes(),
+            &0i16.to_le_bytes(),
+        ]
+        .concat(),
+    );
+    assert_eq!(guest.call(7, &[fds, 1, 0]), 1);
+    assert_eq!(&guest.get(fds + 6, 2), &0x20i16.to_le_bytes(), "POLLNVAL");
+    assert_eq!(guest.call(7, &[fds, 100_000, 0]), err(libc::EINVAL));
+    assert_eq!(guest.call(7, &[0x10, 1, 0]), err(libc::EFAULT));
+}
