@@ -1,6 +1,6 @@
 //! Memory calls the kernel answers at the syscall level: madvise, mremap, brk.
 
-use super::{Guest, IMAGE_END, SCRATCH, err};
+use super::{Guest, err};
 
 #[test]
 fn madvise_dontneed_leaves_the_programs_own_image_alone() {
@@ -26,7 +26,6 @@ fn madvise_dontneed_leaves_the_programs_own_image_alone() {
     assert_eq!(guest.get(anon, 5), [0; 5]);
     assert_eq!(guest.call(28, &[anon + 1, 4096, 4]), err(libc::EINVAL));
     assert_eq!(guest.call(28, &[anon, u64::MAX, 4]), err(libc::EINVAL));
-    assert!(SCRATCH < IMAGE_END);
 }
 
 #[test]
@@ -48,7 +47,7 @@ fn mremap_of_wrapping_ranges_is_refused() {
         err(libc::EFAULT)
     );
     assert_eq!(
-        guest.call(25, &[u64::MAX & !4095, 4096, 4096, 0]),
+        guest.call(25, &[!4095u64, 4096, 4096, 0]),
         err(libc::EFAULT)
     );
     assert_eq!(
