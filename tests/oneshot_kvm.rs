@@ -398,3 +398,20 @@ fn the_filesystem_behaves_like_linux() {
          task-write: error ReadOnlyFilesystem\noutside: error NotFound\ncwd: /var/task\n"
     );
 }
+
+/// A guest that makes the kernel see a `syscall` instruction where its program has none (by
+/// calling into the middle of another instruction, and by jumping to the ring-0 stub with a
+/// forged return address) cannot make the VMM rewrite those bytes: the next invocation of the
+/// same function, in a new VM of the same program image, runs the program's code unchanged.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_hostile_invocation_cannot_change_the_code_the_next_one_runs() {
+    let backend = kvm_backend();
+    let mut env = environment(&backend, "misbehave");
+    let before = response(&invoke(&mut env, "code-bytes"));
+    assert_eq!(before, "48b80f05c39090909090");
+    for _ in 0..2 {
+        assert_eq!(response(&invoke(&mut env, "forge-sites")), "forged");
+        assert_eq!(response(&invoke(&mut env, "code-bytes")), before);
+    }
+}

@@ -22,6 +22,8 @@
 //! | `thread`          | tries to spawn a thread, prints `spawned` or the error  | exit 0     |
 //! | `files`           | exercises /tmp and /var/task (write, pwrite, pread, seek, dirs, rename, unlink, read-only and missing paths), one line per step | exit 0 |
 //! | `syscall-fuzz N`  | N raw syscalls with random numbers and arguments (seeded by N), skipping the ones that end, block or unmap the program; prints `survived N` | exit 0 |
+//! | `code-bytes`      | prints the 10 bytes of the forge gadget (a `movabs` whose immediate holds `0f 05`) in hex | exit 0 |
+//! | `forge-sites`     | makes the kernel see a `syscall` where the program has none: calls into the middle of the gadget's `movabs`, then jumps to the ring-0 stub itself with a forged return address; prints `forged` | exit 0 |
 //! | anything else     | echoes the payload back verbatim                        | exit 0     |
 //!
 //! A fault that unexpectedly does not happen is reported on stderr with exit status 1, so a
@@ -69,6 +71,8 @@ fn main() -> ExitCode {
         fuzz if fuzz.starts_with("syscall-fuzz ") => syscall_fuzz(&fuzz["syscall-fuzz ".len()..]),
         "thread" => spawn_thread(),
         "files" => files(),
+        "code-bytes" => code_bytes(),
+        "forge-sites" => forge_sites(),
         _ => respond(&payload),
     }
 }
@@ -393,4 +397,72 @@ fn files() -> ExitCode {
         std::env::current_dir().map(|d| d.display().to_string()),
     );
     respond(out.as_bytes())
+}
+
+// A `movabs rax, imm64` that is never executed: its immediate begins with `0f 05 c3`, the
+// bytes of `syscall; ret`, at `forge_site`. Decoded from the start, the program holds no
+// syscall instruction there.
+std::arch::global_asm!(
+    ".pushsection .text.forge_gadget,\"ax\",@progbits",
+    ".globl forge_gadget",
+    "forge_gadget:",
+    ".byte 0x48, 0xb8",
+    ".byte 0x0f, 0x05, 0xc3, 0x90, 0x90, 0x90, 0x90, 0x90",
+    ".popsection",
+);
+
+unsafe extern "C" {
+    static forge_gadget: [u8; 10];
+}
+
+fn gadget() -> u64 {
+    // Only the address of the linker-defined bytes is taken.
+    std::ptr::addr_of!(forge_gadget) as u64
+}
+
+fn code_bytes() -> ExitCode {
+    // SAFETY: the gadget's 10 bytes are in the program's text, which is readable.
+    let bytes = unsafe { std::ptr::read_volatile(std::ptr::addr_of!(forge_gadget)) };
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    respond(hex.as_bytes())
+}
+
+fn forge_sites() -> ExitCode {
+    let site = gadget() + 2;
+    let pid: u64;
+    // Into the middle of the `movabs`: executes `syscall; ret` (getpid).
+    // SAFETY: the bytes at `site` are `syscall; ret`; rcx and r11 are clobbered by syscall.
+    unsafe {
+        asm!("call {site}", site = in(reg) site, inlateout("rax") 39u64 => pid,
+             out("rcx") _, out("r11") _, clobber_abi("C"));
+    }
+    if pid != 1 {
+        eprintln!("misbehave: getpid through the gadget answered {pid}");
+        return ExitCode::FAILURE;
+    }
+    // Straight to the ring-0 stub at 0x10000, claiming to return to just after `site`'s bytes:
+    // a kernel that trusted rcx would take `site` for a syscall instruction.
+    let pid: u64;
+    // SAFETY: the stub exits to the VMM, which returns to rcx (the gadget's `ret`), which
+    // returns to label 2 pushed below; rcx and r11 are clobbered.
+    unsafe {
+        asm!(
+            "lea rdx, [rip + 2f]",
+            "push rdx",
+            "mov rcx, rsi",
+            "mov r11, 0x202",
+            "jmp rdi",
+            "2:",
+            in("rsi") site + 2,
+            in("rdi") 0x10000u64,
+            inlateout("rax") 39u64 => pid,
+            out("rcx") _, out("r11") _, out("rdx") _,
+            clobber_abi("C"),
+        );
+    }
+    if pid != 1 {
+        eprintln!("misbehave: getpid through the stub answered {pid}");
+        return ExitCode::FAILURE;
+    }
+    respond(b"forged")
 }

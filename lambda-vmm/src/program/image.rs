@@ -7,6 +7,7 @@ use std::sync::Arc;
 use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr};
 use vm_memory::ByteValued;
 
+use super::code_scan::{self, Code};
 use super::error::LoadError;
 use super::package::CodePackage;
 use super::syscall_sites::SyscallSites;
@@ -193,14 +194,31 @@ impl ProgramImage {
         let image_end = image_end.next_multiple_of(PAGE);
         let template = ImageTemplate::build(bytes, &segments, image_end)
             .map_err(|e| LoadError::Malformed(format!("cannot stage the program image: {e}")))?;
-        let executable = segments
+        let executable: Vec<(u64, u64)> = segments
             .iter()
             .filter(|s| s.executable)
             .map(|s| (s.vaddr, s.memory_size))
             .collect();
+        // The code as the file holds it: its executable sections, or else its executable
+        // segments' file bytes.
+        let code = code_scan::executable_sections(bytes, header.e_shoff, header.e_shnum, load_bias)
+            .unwrap_or_else(|| {
+                segments
+                    .iter()
+                    .filter(|s| s.executable)
+                    .filter_map(|s| {
+                        let end = s.file_offset.checked_add(s.file_size)?;
+                        Some(Code {
+                            address: s.vaddr,
+                            bytes: bytes.get(s.file_offset..end)?,
+                        })
+                    })
+                    .collect()
+            });
+        let verified = code_scan::syscall_instructions(&code);
         Ok(ProgramImage {
             template: Arc::new(template),
-            syscall_sites: Arc::new(SyscallSites::new(executable)),
+            syscall_sites: Arc::new(SyscallSites::new(executable, verified)),
             entry,
             phdr_vaddr: phdr_vaddr.unwrap_or(0),
             phnum: header.e_phnum,

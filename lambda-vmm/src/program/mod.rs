@@ -5,6 +5,7 @@
 
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
+mod code_scan;
 mod error;
 mod image;
 mod package;

@@ -5,8 +5,12 @@
 //! the same registers for a third of that, and it is also two bytes long. So the first time a
 //! `syscall` instruction is seen (its address is exact: the stub's return address minus two),
 //! the VMM rewrites it in that VM's copy-on-write memory; the program is stopped while it does.
-//! The sites are remembered per program, only inside its executable segments, and applied to
-//! each new VM before it first runs, where the bytes are checked again.
+//! The sites are remembered per program and applied to each new VM before it first runs,
+//! where the bytes are checked again. Only a site the VMM itself found to be a `syscall`
+//! instruction in the program's file (`code_scan.rs`) is ever rewritten: what the guest's
+//! registers claim (the stub's return address is guest-controlled once the guest jumps to the
+//! stub itself) and what it wrote into its memory count for nothing, so no invocation can
+//! change the code a later one runs.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -23,6 +27,8 @@ const MAX_SITES: usize = 4096;
 pub struct SyscallSites {
     /// Executable ranges of the program image: sites are only learned inside them.
     executable: Vec<(u64, u64)>,
+    /// Every `syscall` instruction of the program's file: the only sites that may be learned.
+    verified: BTreeSet<u64>,
     known: Mutex<BTreeSet<u64>>,
 }
 
@@ -36,10 +42,12 @@ fn rewrite(memory: &GuestMemory, site: u64) -> bool {
 }
 
 impl SyscallSites {
-    /// Sites of a program whose executable segments cover `executable` (start, length).
-    pub fn new(executable: Vec<(u64, u64)>) -> SyscallSites {
+    /// Sites of a program whose executable segments cover `executable` (start, length) and
+    /// whose file holds `syscall` instructions at `verified`.
+    pub fn new(executable: Vec<(u64, u64)>, verified: BTreeSet<u64>) -> SyscallSites {
         SyscallSites {
             executable,
+            verified,
             known: Mutex::new(BTreeSet::new()),
         }
     }
@@ -53,7 +61,7 @@ impl SyscallSites {
     /// After a syscall came through the stub from `site`: rewrites it in this VM and
     /// remembers it for the next ones.
     pub fn learn(&self, memory: &GuestMemory, site: u64) {
-        if !self.in_code(site) || !rewrite(memory, site) {
+        if !self.in_code(site) || !self.verified.contains(&site) || !rewrite(memory, site) {
             return;
         }
         let mut known = lock(&self.known);
