@@ -6,7 +6,7 @@ use lambda_core::{Backend, Contract, EnvironmentError, ExecutionEnvironment, Fun
 
 use crate::env::{RuntimeApiEnvironment, StdioEnvironment};
 use crate::error::VmmError;
-use crate::program::{CodePackage, ProgramImage, read_package};
+use crate::program::{CodePackage, ProgramCache, ProgramImage};
 use crate::trace::span;
 use crate::vm::kvm;
 use crate::vm::spare::SparePool;
@@ -25,9 +25,14 @@ use crate::vm::spare::SparePool;
 /// println!("{}", result.report);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A function's code is read, checked and staged once, when its first environment is made,
+/// and kept (for the 32 programs used last) while its file is unchanged: later environments
+/// map the same staged image.
 #[derive(Clone, Default)]
 pub struct MicroVmBackend {
     spares: Option<Arc<SparePool>>,
+    programs: Arc<ProgramCache>,
 }
 
 impl std::fmt::Debug for MicroVmBackend {
@@ -42,7 +47,7 @@ impl MicroVmBackend {
     /// A backend on this host's `/dev/kvm`; fails when KVM cannot be used.
     pub fn new() -> Result<MicroVmBackend, VmmError> {
         kvm::context().map_err(VmmError::KvmUnavailable)?;
-        Ok(MicroVmBackend { spares: None })
+        Ok(MicroVmBackend::default())
     }
 
     /// Keeps `per_size` blank VMs ready for every memory size in use, made by a background
@@ -83,7 +88,7 @@ impl MicroVmBackend {
         &self,
         config: &FunctionConfig,
     ) -> Result<StdioEnvironment, EnvironmentError> {
-        let (image, package) = checked_code(config)?;
+        let (image, package) = self.checked_code(config)?;
         Ok(StdioEnvironment::new(
             image,
             package,
@@ -97,21 +102,25 @@ impl MicroVmBackend {
         &self,
         config: &FunctionConfig,
     ) -> Result<RuntimeApiEnvironment, EnvironmentError> {
-        let (image, package) = checked_code(config)?;
+        let (image, package) = self.checked_code(config)?;
         RuntimeApiEnvironment::start(image, package, config.clone(), self.spares.clone())
     }
 }
 
-/// Validates the configuration and reads and checks the function's code, before any VM
-/// exists.
-fn checked_code(config: &FunctionConfig) -> Result<(ProgramImage, CodePackage), EnvironmentError> {
-    config.validate()?;
-    let package = read_package(&config.code).map_err(VmmError::Load)?;
-    let image = ProgramImage::from_package(&package).map_err(VmmError::Load)?;
-    image
-        .check_fits(config.memory_bytes())
-        .map_err(VmmError::Load)?;
-    Ok((image, package))
+impl MicroVmBackend {
+    /// Validates the configuration and reads and checks the function's code (or takes it from
+    /// the cache), before any VM exists.
+    fn checked_code(
+        &self,
+        config: &FunctionConfig,
+    ) -> Result<(ProgramImage, CodePackage), EnvironmentError> {
+        config.validate()?;
+        let (image, package) = self.programs.load(&config.code).map_err(VmmError::Load)?;
+        image
+            .check_fits(config.memory_bytes())
+            .map_err(VmmError::Load)?;
+        Ok((image, package))
+    }
 }
 
 impl Backend for MicroVmBackend {

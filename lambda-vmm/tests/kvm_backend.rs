@@ -4,6 +4,7 @@
 mod kvm_gate;
 mod scenarios;
 
+use lambda_core::ExecutionEnvironment;
 use lambda_vmm::MicroVmBackend;
 use scenarios::Functions;
 
@@ -74,4 +75,23 @@ fn a_parked_runtime_does_not_spin() {
         stats.exits, stats.syscalls,
         "every exit is a syscall: {stats:?}"
     );
+}
+
+/// The second environment of a function maps the program its first one checked and staged,
+/// with the syscall sites the first one learned: every syscall of its Init enters the VMM
+/// directly (which also shows that the sites the first one met are all found by decoding
+/// the program's file).
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn later_environments_reuse_the_checked_program_and_its_sites() {
+    let (backend, functions) = setup();
+    let config = functions.runtime("reuse", "runtime-loop");
+    let first = backend.create_runtime_api(&config).expect("first");
+    let second = backend.create_runtime_api(&config).expect("second");
+    let (one, two) = (first.init_stats(), second.init_stats());
+    assert!(one.direct_syscalls < one.syscalls, "{one:?}");
+    assert_eq!(two.direct_syscalls, two.syscalls, "{two:?}");
+    assert_eq!(two.exits, two.syscalls, "{two:?}");
+    Box::new(first).shutdown();
+    Box::new(second).shutdown();
 }

@@ -5,6 +5,7 @@
 
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
+mod cache;
 mod code_scan;
 mod error;
 mod image;
@@ -12,6 +13,7 @@ mod package;
 mod stack;
 mod syscall_sites;
 
+pub(crate) use cache::ProgramCache;
 pub use error::LoadError;
 pub(crate) use image::ProgramImage;
 pub(crate) use package::{CodePackage, read_package};
