@@ -55,7 +55,7 @@ pub fn handle(body: &[u8], count: u64) -> Reply {
                 Err(err) => json!({ "ok": false, "error": describe(&err) }),
             })
         }
-        "log-after" => respond(json!({ "ok": true })),
+        "log-after" | "hoard" => respond(json!({ "ok": true })),
         "log" => {
             let message = text(field("message"));
             println!("{message}");
@@ -65,6 +65,14 @@ pub fn handle(body: &[u8], count: u64) -> Reply {
         // "echo" and anything unknown.
         _ => Reply::Response(body.to_vec()),
     }
+}
+
+/// Whether the event asks for `action`.
+pub fn is(body: &[u8], action: &str) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|event| Some(event.get("action")?.as_str()? == action))
+        .unwrap_or(false)
 }
 
 /// For a `log-after` event, what to print once the response is posted.

@@ -11,13 +11,15 @@
 //! `Custom.Failure` function error), `crash` (null write), `spin` (never returns), `exit`
 //! (status 2), `big` (a 7 MiB response), `write-tmp` + `data`, `read-tmp`, `read-file` +
 //! `path`, `log` + `message` (to stdout and stderr), `log-after` + `message` (to stderr after
-//! the response is posted, before the next `next`).
+//! the response is posted, before the next `next`), `hoard` (after the response, takes all
+//! the kernel state it can and holds it until the next event; see `hoard.rs`).
 //!
 //! Environment: `INIT_FAIL` reports `Runtime.InitError` and exits 1 before the first
 //! `next`; `INIT_CRASH` writes to a null pointer during init; `INIT_LOG` is printed to
 //! stdout during init.
 
 mod actions;
+mod hoard;
 mod http;
 
 use std::process::ExitCode;
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        hoard::release();
         let count = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
         let (path, headers, body) = match actions::handle(&event, count) {
             Reply::Response(body) => (format!("{API}/invocation/{id}/response"), vec![JSON], body),
@@ -82,6 +85,9 @@ fn main() -> ExitCode {
         }
         if let Some(message) = actions::log_after(&event) {
             eprintln!("{message}");
+        }
+        if actions::is(&event, "hoard") {
+            eprintln!("{}", hoard::hoard());
         }
     }
 }
