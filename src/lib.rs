@@ -8,6 +8,7 @@
 //! - [`sched`] (`lambda-sched`): the function service that schedules environments.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub use lambda_core as core;
 pub use lambda_sched as sched;

@@ -19,6 +19,7 @@
 //!   REPORT lines and tail.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod config;
 pub mod ending;

@@ -23,10 +23,14 @@
 //! development backend.
 
 #![deny(missing_docs)]
+// `unsafe` lives only in the KVM (`vm/`), guest-memory (`vm/memory.rs`) and host-syscall
+// (`host.rs`) modules, each block with a `// SAFETY:` line.
+#![deny(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
 mod backend;
 mod env;
 mod error;
+#[allow(unsafe_code)]
 mod host;
 mod kernel;
 mod machine;
@@ -34,6 +38,7 @@ mod process;
 mod program;
 mod sync;
 mod trace;
+#[allow(unsafe_code)]
 mod vm;
 
 pub use backend::MicroVmBackend;
