@@ -237,12 +237,43 @@ fn spawn_thread() -> ExitCode {
 }
 
 /// Syscalls the fuzzer leaves alone: they end the program (exit, kill, abort paths), wait
-/// (sleeps, polls, futex, pause), change its memory map or thread pointer under its own
-/// feet, or fork.
+/// with no way to bound the wait (pause, sigsuspend, wait4), change its thread pointer, or
+/// fork. Sleeps, polls, futexes, epoll and the memory-map calls are fuzzed with arguments
+/// that keep the program alive (see `shaped_args`).
 const FUZZ_SKIP: &[u64] = &[
-    7, 9, 10, 11, 12, 15, 23, 25, 28, 34, 35, 56, 57, 58, 59, 60, 61, 62, 101, 158, 200, 202, 230,
-    231, 232, 234, 247, 270, 271, 281, 435,
+    12, 15, 34, 56, 57, 58, 59, 60, 61, 62, 101, 130, 158, 200, 231, 234, 247, 435,
 ];
+
+/// Calls whose arguments the fuzzer shapes so that the program survives them: waits get
+/// timeouts that have already passed (or malformed ones), memory-map calls work only on the
+/// fuzzer's own mappings or ask for fresh ones, `openat` opens writable files in `/tmp`.
+fn shaped_args(nr: u64, next: &mut impl FnMut() -> u64, scratch: u64, own: &[u64]) -> Option<[u64; 6]> {
+    // timespecs at the start of the scratch buffer: zero, a nanosecond, negative, bad nanos.
+    let timespec = scratch + (next() % 4) * 16;
+    let pick = next() as usize;
+    let mapping = || own.get(pick % own.len().max(1)).copied().unwrap_or(0);
+    let flags = next();
+    Some(match nr {
+        7 => [scratch + 4096, next() % 16, 0, 0, 0, 0],            // poll, timeout 0
+        271 => [scratch + 4096, next() % 16, timespec, 0, 8, 0],   // ppoll
+        23 => [next() % 8, scratch + 4096, 0, 0, timespec, 0],     // select
+        270 => [next() % 8, scratch + 4096, 0, 0, timespec, 0],    // pselect6
+        35 => [timespec, scratch + 8192, 0, 0, 0, 0],              // nanosleep
+        230 => [next() % 12, next() % 2, timespec, 0, 0, 0],       // clock_nanosleep
+        202 => [scratch + 4096, flags % 16, 0xdead, timespec, scratch, 0], // futex: value differs
+        232 | 281 => [next() % 64, scratch + 8192, next() % 64, 0, 0, 0], // epoll_wait, timeout 0
+        9 => [0, 4096 * (1 + next() % 64), next() % 8, 0x22 | (flags & 0x4_0100), u64::MAX, 0],
+        10 | 28 | 11 => [mapping(), 4096 * (next() % 4), next() % 16, 0, 0, 0],
+        25 => [mapping(), 4096, 4096 * (next() % 4), next() % 2, 0, 0],
+        257 => [libc_at_fdcwd(), scratch + 12_288, 0o102 | (flags & 0o1000), 0o644, 0, 0],
+        _ => return None,
+    })
+}
+
+/// `AT_FDCWD` as a register holds it.
+fn libc_at_fdcwd() -> u64 {
+    -100i64 as u64
+}
 
 /// Throws random syscalls at the kernel: numbers 0-511, arguments that are small numbers,
 /// pointers into a scratch buffer, pointers near nothing, or raw random words.
@@ -261,27 +292,58 @@ fn syscall_fuzz(arg: &str) -> ExitCode {
     // writes stays inside the scratch buffer and the fuzzer outlives its own calls.
     let mut scratch = vec![0u8; 4 * MIB];
     let base = scratch.as_mut_ptr() as u64;
+    // Four timespecs: zero, one nanosecond, negative, nanoseconds out of range; a path.
+    let times: [(i64, i64); 4] = [(0, 0), (0, 1), (-1, 0), (0, 1_000_000_000)];
+    for (index, (secs, nanos)) in times.iter().enumerate() {
+        scratch[index * 16..index * 16 + 8].copy_from_slice(&secs.to_le_bytes());
+        scratch[index * 16 + 8..index * 16 + 16].copy_from_slice(&nanos.to_le_bytes());
+    }
+    scratch[12_288..12_288 + 15].copy_from_slice(b"/tmp/fuzz-file\0");
+    // Whatever the calls write to standard output goes to a file; the real one is kept at a
+    // high descriptor and put back at the end, so the response is only the summary.
+    let saved = raw_syscall3(72, 1, 0, 1000); // fcntl(1, F_DUPFD, 1000)
+    if let Ok(file) = std::fs::File::create("/tmp/fuzz-stdout") {
+        use std::os::fd::AsRawFd;
+        raw_syscall3(33, file.as_raw_fd() as u64, 1, 0); // dup2(file, 1)
+    }
+    let mut own: Vec<u64> = Vec::new();
     let mut done = 0;
     while done < count {
         let nr = next() % 512;
         if FUZZ_SKIP.contains(&nr) {
             continue;
         }
-        let mut args = [0u64; 6];
-        for arg in &mut args {
-            *arg = match next() % 6 {
-                0 => next() % 8,
-                1 => next() % 4096,
-                2 => base + next() % 65_536,
-                3 => next() % 0x20_0000,
-                4 => u64::MAX - next() % 4096,
-                _ => next(),
-            };
+        let args = match shaped_args(nr, &mut next, base, &own) {
+            Some(args) => args,
+            None => {
+                let mut args = [0u64; 6];
+                for arg in &mut args {
+                    *arg = match next() % 6 {
+                        0 => next() % 8,
+                        1 => next() % 4096,
+                        2 => base + 16_384 + next() % 49_152,
+                        3 => next() % 0x20_0000,
+                        4 => u64::MAX - next() % 4096,
+                        _ => next(),
+                    };
+                }
+                args
+            }
+        };
+        let ret = raw_syscall6(nr, args);
+        if nr == 9 && ret > 0 && own.len() < 256 {
+            own.push(ret as u64);
         }
-        raw_syscall6(nr, args);
+        if nr == 11 || nr == 25 {
+            // Gone or moved: never touched again (malloc may take the address).
+            own.retain(|&mapping| mapping != args[0]);
+        }
         done += 1;
     }
     black_box(&scratch);
+    if saved >= 0 {
+        raw_syscall3(33, saved as u64, 1, 0); // dup2(saved, 1)
+    }
     respond(format!("survived {done}").as_bytes())
 }
 
