@@ -133,9 +133,11 @@ impl Backend for MicroVmBackend {
         config: &FunctionConfig,
     ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
         span!("create", function = config.name.as_str());
-        match config.contract {
-            Contract::Stdio => Ok(Box::new(self.create_stdio(config)?)),
+        crate::env::contained("creating an environment", || match config.contract {
+            Contract::Stdio => {
+                Ok(Box::new(self.create_stdio(config)?) as Box<dyn ExecutionEnvironment>)
+            }
             Contract::RuntimeApi => Ok(Box::new(self.create_runtime_api(config)?)),
-        }
+        })
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! [`ExecutionEnvironment`]: lambda_core::ExecutionEnvironment
 
+mod guard;
 mod runtime_api;
 mod stats;
 mod stdio;
@@ -19,3 +20,5 @@ mod variables;
 pub use runtime_api::RuntimeApiEnvironment;
 pub use stats::RunStats;
 pub use stdio::StdioEnvironment;
+
+pub(crate) use guard::contained;

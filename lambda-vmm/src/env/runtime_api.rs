@@ -261,7 +261,14 @@ impl RuntimeApiEnvironment {
 
 impl ExecutionEnvironment for RuntimeApiEnvironment {
     fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
-        self.run(invocation).map_err(EnvironmentError::from)
+        let result = super::contained("invoking", || {
+            self.run(invocation).map_err(EnvironmentError::from)
+        });
+        if result.is_err() {
+            // Whatever broke, the next invocation starts from a fresh VM and Init.
+            self.machine = None;
+        }
+        result
     }
 
     fn init_duration(&self) -> Duration {

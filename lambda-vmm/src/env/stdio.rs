@@ -68,7 +68,9 @@ impl StdioEnvironment {
 
 impl ExecutionEnvironment for StdioEnvironment {
     fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
-        self.run(invocation).map_err(EnvironmentError::from)
+        super::contained("invoking", || {
+            self.run(invocation).map_err(EnvironmentError::from)
+        })
     }
 
     fn init_duration(&self) -> Duration {

@@ -124,7 +124,10 @@ fn refill(shared: &Shared) {
         match short {
             Some(size) => {
                 drop(stock);
-                let made = MicroVm::new(size).ok();
+                // A panic while making one (a bug) counts as a refusal, not the thread's end.
+                let made = std::panic::catch_unwind(|| MicroVm::new(size))
+                    .ok()
+                    .and_then(Result::ok);
                 stock = lock(&shared.stock);
                 match made {
                     Some(vm) => stock.ready.entry(size).or_default().push(vm),
