@@ -14,9 +14,6 @@ use crate::report::Report;
 
 /// Something that creates execution environments: the micro-VM backend, the development
 /// (child process) backend, or a fake in tests.
-///
-/// A backend should not panic; if it does, callers treat the panic as a host-side failure
-/// of the call ([`EnvironmentError::panicked`]) and discard the environment it happened in.
 pub trait Backend: Send + Sync {
     /// A short name for logs and metrics, such as `"kvm"` or `"process"`.
     fn name(&self) -> &str;

@@ -34,16 +34,6 @@
 //! Beside the path: [`fake`], a backend that runs no code, for tests, and [`simulation`], which
 //! replays a synthetic trace through the worker manager on a virtual clock.
 //!
-//! # Panics in a backend
-//!
-//! The service calls its backend through a guard (`backend_guard`). A panic in an
-//! environment's creation or Init is a `ServiceException` for that request; in an invocation,
-//! a `Sandbox.Failure` function error (an asynchronous event then goes through its retries,
-//! its on-failure destination and its dead-letter queue as after any failure); in a shutdown,
-//! nothing but a count. The environment is discarded and its concurrency slot and worker
-//! memory are released; [`MetricsSnapshot::backend_panics`] counts them. The background
-//! threads survive a panic in any job and go on with the next one.
-//!
 //! # Example
 //!
 //! ```
