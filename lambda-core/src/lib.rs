@@ -36,9 +36,7 @@ mod signal;
 pub use config::{CodeLocation, ConfigError, Contract, FunctionConfig};
 pub use ending::{Ending, Measured, Stop};
 pub use invocation::Invocation;
-pub use lifecycle::{
-    Backend, EnvironmentError, ExecutionEnvironment, InvokeResult, ResetReason, panic_message,
-};
+pub use lifecycle::{Backend, EnvironmentError, ExecutionEnvironment, InvokeResult, ResetReason};
 pub use outcome::{ErrorType, FunctionError, InvokeOutcome};
 pub use report::Report;
 pub use request_id::new_request_id;

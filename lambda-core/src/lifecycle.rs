@@ -114,16 +114,6 @@ pub enum EnvironmentError {
 }
 
 impl EnvironmentError {
-    /// What a panic caught at a backend boundary becomes: a host-side failure of the
-    /// environment, naming what was being done and the panic's message. The environment it
-    /// happened in must not be used again.
-    pub fn panicked(doing: &str, payload: &(dyn std::any::Any + Send)) -> Self {
-        EnvironmentError::failed(format!(
-            "the backend panicked while {doing}: {}",
-            panic_message(payload)
-        ))
-    }
-
     /// A host-side failure described by `message`.
     pub fn failed(message: impl Into<String>) -> Self {
         EnvironmentError::Failed {
@@ -161,34 +151,5 @@ impl InvokeOutcome {
     /// Shorthand for an error outcome.
     pub fn failed(error_type: crate::outcome::ErrorType, message: impl Into<String>) -> Self {
         InvokeOutcome::Error(FunctionError::new(error_type, message))
-    }
-}
-
-/// The message a panic carried (`panic!` with a string or a formatted message), or a note
-/// that it carried something else.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_string()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "a panic without a message".to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_reads_as_a_failure_naming_it() {
-        let payload = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
-        let error = EnvironmentError::panicked("invoking", payload.as_ref());
-        assert_eq!(
-            error.to_string(),
-            "execution environment failed: the backend panicked while invoking: boom 7"
-        );
-        let payload = std::panic::catch_unwind(|| std::panic::panic_any(3u8)).unwrap_err();
-        assert_eq!(panic_message(payload.as_ref()), "a panic without a message");
     }
 }

@@ -11,20 +11,17 @@
 //! | `fake:hang`             | runs past its timeout without stopping: advances the attached   |
 //! |                         | [`ManualClock`] by timeout + 5 s (or sleeps that long), answers |
 //! | `fake:broken`           | `Err(EnvironmentError::Failed)`: the environment broke          |
-//! | `fake:panic`            | panics inside `invoke` (the service's panic boundary catches it)|
 //! | `fake:sleep:<ms>`       | sleeps `ms` real milliseconds, then echoes                      |
 //! | `fake:advance:<ms>`     | advances the attached manual clock by `ms`, then echoes         |
 //! | `fake:large`            | a response one byte over 6 MB                                   |
-//! | `{"Records": [...]}`    | an event-source batch: records whose body is `fail` fail (one   |
-//! |                         | whose body is `panic` makes the invocation panic); with         |
+//! | `{"Records": [...]}`    | an event-source batch: records whose body is `fail` fail; with  |
 //! |                         | `FAKE_PARTIAL=1` they are named in `batchItemFailures`, else    |
 //! |                         | the whole invocation fails                                      |
 //! | anything else           | echoed back                                                     |
 //!
 //! Creation is steered by the function's environment variables: `FAKE_CREATE=init-error`
 //! (Init fails), `FAKE_CREATE=code` (invalid code), `FAKE_CREATE=unavailable` (the backend
-//! is unavailable), `FAKE_CREATE=panic` (`create` panics), `FAKE_SHUTDOWN=panic` (the
-//! environment's `shutdown` panics, after it is counted); `FAKE_CREATE_FAIL_EVERY=<n>` fails every n-th creation of that function's
+//! is unavailable); `FAKE_CREATE_FAIL_EVERY=<n>` fails every n-th creation of that function's
 //! environments with a host-side failure. [`FakeBackend::fail_next_creates`] fails the next
 //! creations of any function.
 //!
@@ -188,14 +185,6 @@ impl Backend for FakeBackend {
         &self,
         config: &FunctionConfig,
     ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
-        if config
-            .environment
-            .get("FAKE_CREATE")
-            .is_some_and(|v| v == "panic")
-        {
-            self.counters.create_failures.fetch_add(1, Ordering::SeqCst);
-            panic!("fake: told to panic while creating {}", config.name);
-        }
         if let Some(error) = self.create_failure(config) {
             self.counters.create_failures.fetch_add(1, Ordering::SeqCst);
             return Err(error);
@@ -215,10 +204,6 @@ impl Backend for FakeBackend {
             first: true,
             noop: self.noop,
             one_shot: config.contract == lambda_core::Contract::Stdio,
-            panic_on_shutdown: config
-                .environment
-                .get("FAKE_SHUTDOWN")
-                .is_some_and(|v| v == "panic"),
         }))
     }
 }
@@ -237,8 +222,6 @@ struct FakeEnvironment {
     noop: bool,
     /// A `Contract::Stdio` function: every invocation starts afresh.
     one_shot: bool,
-    /// `FAKE_SHUTDOWN=panic`.
-    panic_on_shutdown: bool,
 }
 
 /// What the fake makes of a payload.
@@ -288,7 +271,6 @@ impl FakeEnvironment {
                 Action::Respond(b"too late".to_vec())
             }
             Some(b"broken") => Action::Broken,
-            Some(b"panic") => panic!("fake: told to panic while invoking {}", self.name),
             Some(b"large") => Action::Respond(vec![b'x'; MAX_SYNC_PAYLOAD_BYTES + 1]),
             Some(rest) => {
                 let text = String::from_utf8_lossy(rest);
@@ -313,13 +295,6 @@ impl FakeEnvironment {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else {
             return Action::Respond(payload.to_vec());
         };
-        let records = value["Records"].as_array();
-        if records.is_some_and(|records| records.iter().any(|r| r["body"] == "panic")) {
-            panic!(
-                "fake: told to panic while invoking {} with a batch",
-                self.name
-            );
-        }
         let failed: Vec<String> = value["Records"]
             .as_array()
             .map(|records| {
@@ -426,8 +401,5 @@ impl ExecutionEnvironment for FakeEnvironment {
 
     fn shutdown(self: Box<Self>) {
         self.counters.shut_down.fetch_add(1, Ordering::SeqCst);
-        if self.panic_on_shutdown {
-            panic!("fake: told to panic while shutting {} down", self.name);
-        }
     }
 }

@@ -75,7 +75,6 @@ pub mod keep_alive;
 pub mod placement;
 pub mod worker;
 
-mod backend_guard;
 pub mod clock;
 pub mod error;
 pub mod ids;

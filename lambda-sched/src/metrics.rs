@@ -146,8 +146,6 @@ pub(crate) struct ServiceCounters {
     pub environment_resets: AtomicU64,
     pub environments_lost: AtomicU64,
     pub hung_invocations: AtomicU64,
-    pub backend_panics: AtomicU64,
-    pub internal_panics: AtomicU64,
     pub prewarmed_environments: AtomicU64,
     pub idle_memory_mb_millis: AtomicU64,
     pub async_accepted: AtomicU64,
@@ -221,12 +219,6 @@ pub struct MetricsSnapshot {
     /// Invocations that ran past their timeout without the backend stopping them; their
     /// environments were shut down.
     pub hung_invocations: u64,
-    /// Panics caught at the backend boundary (in an environment's create, Init, invoke or
-    /// shutdown); each ended that call with a failure and discarded the environment.
-    pub backend_panics: u64,
-    /// Panics caught in the service's own background jobs (a bug of the service); the thread
-    /// carried on with its next job.
-    pub internal_panics: u64,
     /// Environments created ahead of demand by the keep-alive policy.
     pub prewarmed_environments: u64,
     /// Memory held by idle on-demand environments over time, in MB-seconds.
@@ -269,8 +261,6 @@ impl MetricsSnapshot {
         self.environment_resets = load(&c.environment_resets);
         self.environments_lost = load(&c.environments_lost);
         self.hung_invocations = load(&c.hung_invocations);
-        self.backend_panics = load(&c.backend_panics);
-        self.internal_panics = load(&c.internal_panics);
         self.prewarmed_environments = load(&c.prewarmed_environments);
         self.idle_memory_mb_seconds = load(&c.idle_memory_mb_millis) as f64 / 1000.0;
         self.async_events_accepted = load(&c.async_accepted);
@@ -320,7 +310,7 @@ impl fmt::Display for MetricsSnapshot {
         writeln!(
             f,
             "environments created {} shut down {} idle {} busy {} create failures {} resets {} \
-             lost {} hung {} backend panics {} internal panics {}",
+             lost {} hung {}",
             self.environments_created,
             self.environments_shut_down,
             self.environments_idle,
@@ -328,9 +318,7 @@ impl fmt::Display for MetricsSnapshot {
             self.environment_create_failures,
             self.environment_resets,
             self.environments_lost,
-            self.hung_invocations,
-            self.backend_panics,
-            self.internal_panics
+            self.hung_invocations
         )?;
         writeln!(
             f,

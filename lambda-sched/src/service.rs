@@ -17,7 +17,6 @@ use crossbeam_channel::{Receiver, Sender};
 use lambda_core::{Backend, CodeLocation, FunctionConfig};
 
 use crate::async_queue::{AsyncQueue, AsyncQueueConfig};
-use crate::backend_guard::GuardedBackend;
 use crate::clock::{Clock, SystemClock};
 use crate::control_plane::{AliasInfo, AliasRouting, ControlPlane, FunctionInfo};
 use crate::counting::{ConcurrencyLimits, CountingService};
@@ -161,12 +160,7 @@ impl ServiceBuilder {
             clock,
             ControlPlane::new(&config.region, &config.account_id, config.seed),
             CountingService::new(config.limits.clone()),
-            WorkerManager::new(
-                Arc::new(GuardedBackend::new(backend, counters.clone())),
-                keep_alive,
-                placement,
-                counters.clone(),
-            ),
+            WorkerManager::new(backend, keep_alive, placement, counters.clone()),
             counters,
             config.hang_grace,
         );
@@ -644,29 +638,13 @@ impl Shared {
         created
     }
 
-    /// Runs one job of a background thread. A panic in it (backends cannot panic past
-    /// their guard, so this would be the service's own bug) is counted and the thread goes on
-    /// with its next job.
-    fn job<T>(&self, job: impl FnOnce() -> T) -> Option<T> {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
-            Ok(value) => Some(value),
-            Err(_) => {
-                self.data
-                    .counters
-                    .internal_panics
-                    .fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
-    }
-
     /// Starts the maintenance thread and the async queue's dispatchers.
     fn start_background(self: &Arc<Self>) {
         self.spawn("sched-maintenance", |shared| {
             while shared.stop.recv_timeout(shared.config.tick)
                 == Err(crossbeam_channel::RecvTimeoutError::Timeout)
             {
-                shared.job(|| shared.maintain());
+                shared.maintain();
             }
         });
         for index in 0..self.config.async_queue.dispatchers.max(1) {
@@ -675,9 +653,7 @@ impl Shared {
                 loop {
                     crossbeam_channel::select! {
                         recv(events) -> event => match event {
-                            Ok(event) => {
-                                shared.job(|| shared.queue.dispatch(&shared.data, event));
-                            }
+                            Ok(event) => shared.queue.dispatch(&shared.data, event),
                             Err(_) => return,
                         },
                         recv(shared.stop) -> _ => return,
@@ -704,10 +680,7 @@ impl Shared {
                 if mapping.deleted.load(Ordering::Acquire) {
                     return;
                 }
-                let wait = match shared
-                    .job(|| mapping.step(&shared.data))
-                    .unwrap_or(Step::Blocked)
-                {
+                let wait = match mapping.step(&shared.data) {
                     Step::Invoked => Duration::ZERO,
                     Step::Idle => mapping
                         .next_deadline()

@@ -133,11 +133,9 @@ impl Backend for MicroVmBackend {
         config: &FunctionConfig,
     ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
         span!("create", function = config.name.as_str());
-        crate::env::contained("creating an environment", || match config.contract {
-            Contract::Stdio => {
-                Ok(Box::new(self.create_stdio(config)?) as Box<dyn ExecutionEnvironment>)
-            }
+        match config.contract {
+            Contract::Stdio => Ok(Box::new(self.create_stdio(config)?)),
             Contract::RuntimeApi => Ok(Box::new(self.create_runtime_api(config)?)),
-        })
+        }
     }
 }

@@ -11,7 +11,6 @@
 //!
 //! [`ExecutionEnvironment`]: lambda_core::ExecutionEnvironment
 
-mod guard;
 mod runtime_api;
 mod stats;
 mod stdio;
@@ -20,5 +19,3 @@ mod variables;
 pub use runtime_api::RuntimeApiEnvironment;
 pub use stats::RunStats;
 pub use stdio::StdioEnvironment;
-
-pub(crate) use guard::contained;

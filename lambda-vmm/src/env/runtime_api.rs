@@ -261,14 +261,7 @@ impl RuntimeApiEnvironment {
 
 impl ExecutionEnvironment for RuntimeApiEnvironment {
     fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
-        let result = super::contained("invoking", || {
-            self.run(invocation).map_err(EnvironmentError::from)
-        });
-        if result.is_err() {
-            // Whatever broke, the next invocation starts from a fresh VM and Init.
-            self.machine = None;
-        }
-        result
+        self.run(invocation).map_err(EnvironmentError::from)
     }
 
     fn init_duration(&self) -> Duration {

@@ -68,9 +68,7 @@ impl StdioEnvironment {
 
 impl ExecutionEnvironment for StdioEnvironment {
     fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
-        super::contained("invoking", || {
-            self.run(invocation).map_err(EnvironmentError::from)
-        })
+        self.run(invocation).map_err(EnvironmentError::from)
     }
 
     fn init_duration(&self) -> Duration {

@@ -128,13 +128,7 @@ fn watchdog() -> &'static Arc<Watchdog> {
         let worker = Arc::clone(&watchdog);
         std::thread::Builder::new()
             .name("lambda-vmm-watchdog".into())
-            .spawn(move || {
-                // `run` never returns; should it panic (a bug), the watchdog starts over, so
-                // deadlines are still kicked.
-                loop {
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()));
-                }
-            })
+            .spawn(move || worker.run())
             .expect("spawn the vCPU watchdog thread");
         watchdog
     })

@@ -124,10 +124,7 @@ fn refill(shared: &Shared) {
         match short {
             Some(size) => {
                 drop(stock);
-                // A panic while making one (a bug) counts as a refusal, not the thread's end.
-                let made = std::panic::catch_unwind(|| MicroVm::new(size))
-                    .ok()
-                    .and_then(Result::ok);
+                let made = MicroVm::new(size).ok();
                 stock = lock(&shared.stock);
                 match made {
                     Some(vm) => stock.ready.entry(size).or_default().push(vm),

@@ -10,9 +10,6 @@ use super::MicroVm;
 enum Job {
     Drop(Box<MicroVm>),
     Flush(Sender<()>),
-    /// Any work, for tests of the thread itself.
-    #[cfg(test)]
-    Call(Box<dyn FnOnce() + Send>),
 }
 
 fn reaper() -> &'static Sender<Job> {
@@ -23,27 +20,17 @@ fn reaper() -> &'static Sender<Job> {
             .name("lambda-vmm-teardown".into())
             .spawn(move || {
                 for job in receiver {
-                    // A panic in one job (a VM whose teardown panics) must not stop the
-                    // thread: the VMs after it would never be torn down.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                        run(job);
-                    }));
+                    match job {
+                        Job::Drop(vm) => drop(vm),
+                        Job::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
                 }
             })
             .expect("spawn the VM teardown thread");
         sender
     })
-}
-
-fn run(job: Job) {
-    match job {
-        Job::Drop(vm) => drop(vm),
-        Job::Flush(done) => {
-            let _ = done.send(());
-        }
-        #[cfg(test)]
-        Job::Call(call) => call(),
-    }
 }
 
 /// Hands `vm` to the teardown thread.
@@ -60,24 +47,5 @@ pub fn wait_for_teardown() {
     let (done, finished) = bounded(1);
     if reaper().send(Job::Flush(done)).is_ok() {
         let _ = finished.recv();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_thread_survives_a_panicking_job() {
-        reaper()
-            .send(Job::Call(Box::new(|| panic!("a teardown that panics"))))
-            .unwrap();
-        // Still serving: the flush after it is answered.
-        wait_for_teardown();
-        let (done, finished) = bounded(1);
-        reaper()
-            .send(Job::Call(Box::new(move || done.send(()).unwrap())))
-            .unwrap();
-        finished.recv().unwrap();
     }
 }
