@@ -49,8 +49,13 @@
 //!   batch is retried and its records then reported as failed;
 //! - a panic in `shutdown` is swallowed: the environment is gone and its memory is back.
 //!
-//! [`MetricsSnapshot::backend_panics`] counts them. The [`fake`] backend panics on command
-//! (`fake:panic`, `FAKE_CREATE=panic`, `FAKE_SHUTDOWN=panic`).
+//! [`MetricsSnapshot::backend_panics`] counts them. The background threads (maintenance, the
+//! async dispatchers, the event-source pollers) also catch a panic around each job (a
+//! maintenance pass, one event, one batch), whatever raised it (a keep-alive or placement
+//! policy, an event source, a destination), count it in [`MetricsSnapshot::job_panics`] and go
+//! on with the next job, and so does [`Service::run_pending`]; locks are taken so that one a
+//! panic poisoned still works. The [`fake`] backend panics on command (`fake:panic`,
+//! `FAKE_CREATE=panic`, `FAKE_SHUTDOWN=panic`).
 //!
 //! # Example
 //!

@@ -147,6 +147,7 @@ pub(crate) struct ServiceCounters {
     pub environments_lost: AtomicU64,
     pub hung_invocations: AtomicU64,
     pub backend_panics: AtomicU64,
+    pub job_panics: AtomicU64,
     pub prewarmed_environments: AtomicU64,
     pub idle_memory_mb_millis: AtomicU64,
     pub async_accepted: AtomicU64,
@@ -224,6 +225,11 @@ pub struct MetricsSnapshot {
     /// environment's `invoke` (each one that invocation's `Sandbox.Failure`, its environment
     /// discarded) or `shutdown` (swallowed).
     pub backend_panics: u64,
+    /// Panics caught around one job of the service's own (a maintenance pass, an asynchronous
+    /// event, an event-source step) that came from outside the backend: a keep-alive or
+    /// placement policy, an event source, a destination or a dead-letter sink. The thread
+    /// running the job goes on with the next one.
+    pub job_panics: u64,
     /// Environments created ahead of demand by the keep-alive policy.
     pub prewarmed_environments: u64,
     /// Memory held by idle on-demand environments over time, in MB-seconds.
@@ -267,6 +273,7 @@ impl MetricsSnapshot {
         self.environments_lost = load(&c.environments_lost);
         self.hung_invocations = load(&c.hung_invocations);
         self.backend_panics = load(&c.backend_panics);
+        self.job_panics = load(&c.job_panics);
         self.prewarmed_environments = load(&c.prewarmed_environments);
         self.idle_memory_mb_seconds = load(&c.idle_memory_mb_millis) as f64 / 1000.0;
         self.async_events_accepted = load(&c.async_accepted);
@@ -326,7 +333,11 @@ impl fmt::Display for MetricsSnapshot {
             self.environments_lost,
             self.hung_invocations
         )?;
-        writeln!(f, "panics caught in the backend {}", self.backend_panics)?;
+        writeln!(
+            f,
+            "panics caught backend {} jobs {}",
+            self.backend_panics, self.job_panics
+        )?;
         writeln!(
             f,
             "async accepted {} depth {} oldest {:?} retries {} succeeded {} failed {} expired {} \
