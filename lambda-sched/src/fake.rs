@@ -63,8 +63,8 @@ pub struct FakeStats {
     /// Invocations an environment received for a function other than its own (always 0
     /// unless the scheduler mixes environments up).
     pub foreign_invocations: u64,
-    /// Panics the fake raised on command (`FAKE_CREATE=panic`, `fake:panic`,
-    /// `FAKE_SHUTDOWN=panic`). A panicking `create` also counts as a failed one.
+    /// Panics the fake raised on command (`FAKE_CREATE=panic`, `fake:panic` or a batch record
+    /// `panic`, `FAKE_SHUTDOWN=panic`). A panicking `create` also counts as a failed one.
     pub panics: u64,
 }
 
