@@ -36,7 +36,9 @@ mod signal;
 pub use config::{CodeLocation, ConfigError, Contract, FunctionConfig};
 pub use ending::{Ending, Measured, Stop};
 pub use invocation::Invocation;
-pub use lifecycle::{Backend, EnvironmentError, ExecutionEnvironment, InvokeResult, ResetReason};
+pub use lifecycle::{
+    Backend, EnvironmentError, ExecutionEnvironment, InvokeResult, ResetReason, panic_message,
+};
 pub use outcome::{ErrorType, FunctionError, InvokeOutcome};
 pub use report::Report;
 pub use request_id::new_request_id;

@@ -3,7 +3,28 @@
 //! A [`Backend`] makes [`ExecutionEnvironment`]s for a function; each environment serves one
 //! invocation at a time until it is shut down or reset. The KVM micro-VM backend lives in
 //! `lambda-vmm`; the scheduler in `lambda-sched` drives any backend through these traits.
+//!
+//! # What a panic becomes
+//!
+//! A backend should not panic, but one that does must not take its caller down with it or
+//! leave an environment half-used. `lambda-vmm` (inside its backend and environments) and
+//! `lambda-sched` (around every call it makes into any backend) catch a panic at that boundary
+//! and turn it into an error of the one invocation it happened in: an
+//! [`EnvironmentError::Failed`] made by [`EnvironmentError::panicked`], whose message names the
+//! panic's text, and which reaches the caller as a `Sandbox.Failure` function error
+//! ([`EnvironmentError::to_function_error`]):
+//!
+//! - in [`Backend::create`] (Init included): `create` fails; the scheduler answers the
+//!   invocation that wanted the environment with `Sandbox.Failure`;
+//! - in [`ExecutionEnvironment::invoke`]: `invoke` fails and the environment counts as broken:
+//!   the scheduler shuts it down and never uses it again, and `lambda-vmm`'s own environments
+//!   drop their VM, so an invocation after that starts afresh;
+//! - in [`ExecutionEnvironment::shutdown`]: the scheduler swallows (and counts) the panic; the
+//!   environment is gone either way and is not shut down again.
+//!
+//! A panic is caught by unwinding: a program built with `panic = "abort"` still aborts.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,6 +155,16 @@ impl EnvironmentError {
         }
     }
 
+    /// A host-side failure for a panic caught while the backend was doing `during` (such as
+    /// `"create"` or `"invoke"`): the message names the panic's text (see
+    /// [`panic_message`]).
+    pub fn panicked(during: &str, payload: &(dyn Any + Send)) -> Self {
+        EnvironmentError::failed(format!(
+            "the backend panicked during {during}: {}",
+            panic_message(payload)
+        ))
+    }
+
     /// The function error a caller should see when this error stops an invocation.
     pub fn to_function_error(&self) -> FunctionError {
         use crate::outcome::ErrorType;
@@ -147,9 +178,53 @@ impl EnvironmentError {
     }
 }
 
+/// The text of a caught panic's payload (what `std::panic::catch_unwind` returns as its
+/// error): the message of `panic!("...")` or `panic!("{x}")`, or a placeholder when the payload
+/// is not text.
+pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&'static str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "a panic whose payload is not text"
+    }
+}
+
 impl InvokeOutcome {
     /// Shorthand for an error outcome.
     pub fn failed(error_type: crate::outcome::ErrorType, message: impl Into<String>) -> Self {
         InvokeOutcome::Error(FunctionError::new(error_type, message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_a_failure_that_names_its_text() {
+        let caught = |f: fn()| std::panic::catch_unwind(f).unwrap_err();
+        let literal = caught(|| panic!("plain words"));
+        assert_eq!(panic_message(&*literal), "plain words");
+        let formatted = caught(|| panic!("formatted {}", 42));
+        assert_eq!(panic_message(&*formatted), "formatted 42");
+        let opaque = caught(|| std::panic::panic_any(7_u32));
+        assert_eq!(panic_message(&*opaque), "a panic whose payload is not text");
+        let error = EnvironmentError::panicked("invoke", &*formatted);
+        assert!(matches!(
+            error,
+            EnvironmentError::Failed { source: None, .. }
+        ));
+        assert_eq!(
+            error.to_string(),
+            "execution environment failed: the backend panicked during invoke: formatted 42"
+        );
+        let function_error = error.to_function_error();
+        assert_eq!(
+            function_error.error_type,
+            crate::outcome::ErrorType::SandboxFailure
+        );
+        assert!(function_error.message.contains("formatted 42"));
     }
 }

@@ -37,7 +37,7 @@ use crate::data_plane::{DataPlane, InvokeResponse};
 use crate::destination::{Condition, DeadLetter, DeadLetterSink, InvocationRecord};
 use crate::error::{Error, ThrottleReason};
 use crate::event_invoke_config::EventInvokeConfig;
-use crate::sync::lock;
+use crate::sync::{catch_job, lock};
 
 /// Service-wide settings of the async queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,10 +242,22 @@ impl AsyncQueue {
     pub(crate) fn dispatch_ready(&self, data: &DataPlane) -> usize {
         let mut ran = 0;
         while let Ok(event) = self.receiver().try_recv() {
-            self.dispatch(data, event);
+            self.dispatch_guarded(data, event);
             ran += 1;
         }
         ran
+    }
+
+    /// [`AsyncQueue::dispatch`], surviving a panic that escapes it. The backend's panics are
+    /// errors of the invocation already (the event goes on to its retries, destinations and
+    /// dead-letter sink); one that escapes came from elsewhere (a destination, a sink, a
+    /// policy): it is counted as a job panic and the event leaves the queue, so that its
+    /// depth and age do not count it forever.
+    pub(crate) fn dispatch_guarded(&self, data: &DataPlane, event: QueuedEvent) {
+        let seq = event.seq;
+        if catch_job(&data.counters.job_panics, || self.dispatch(data, event)).is_none() {
+            lock(&self.live).remove(&seq);
+        }
     }
 
     /// Runs one queued event and decides what happens to it next: it expired, its function is

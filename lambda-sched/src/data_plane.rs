@@ -5,10 +5,13 @@
 //!    environment from the [worker manager](crate::worker_manager): an idle provisioned or
 //!    warm one, or a new one on a worker chosen by [placement](crate::placement). Either may
 //!    refuse (a throttle, no room on any worker); the request fails with that error. A new
-//!    environment whose Init fails makes the invocation's function error instead.
+//!    environment whose Init fails makes the invocation's function error instead, and so does
+//!    a backend that panics creating one (`Sandbox.Failure`).
 //! 2. **execute**: the invocation runs on the environment. One that runs past its timeout by
 //!    more than the hang grace was not stopped by the backend: it is reported as timed out
-//!    and its environment is never used again.
+//!    and its environment is never used again. An environment that breaks (`invoke` returns
+//!    `Err`, or panics: the backend boundary catches the panic) fails the invocation with
+//!    `Sandbox.Failure` and is shut down.
 //! 3. **account**: how it started is counted, the environment goes back to its pool (where
 //!    the [keep-alive](crate::keep_alive) policy decides how long it stays) or is shut down,
 //!    the permit is released, the invocation and its duration are counted, and the answer is
@@ -216,7 +219,7 @@ impl DataPlane {
         let request_id = invocation.request_id.clone();
         invocation.invoked_function_arn = Some(resolved.invoked_arn(&self.control));
         let started = self.clock.now();
-        let start = start_kind(&claim.lease);
+        let start = start_kind(&mut claim.lease);
         let env = &mut claim.lease.env;
         let result = env.env.invoke(invocation);
         env.reset = matches!(&result, Ok(r) if r.reset.is_some());
@@ -239,7 +242,8 @@ impl DataPlane {
                 (outcome, result.report, result.log_tail)
             }
             Err(error) => {
-                // The environment broke: the invocation failed and the environment goes.
+                // The environment broke (or panicked): the invocation failed and the
+                // environment goes.
                 used.discard = true;
                 let report = bare_report(request_id.clone(), elapsed, version, None);
                 let outcome = InvokeOutcome::Error(error.to_function_error());
@@ -345,8 +349,8 @@ impl Ran<'static> {
 
 /// How an invocation starts on its environment. An environment reset by its last invocation
 /// runs Init again, and a one-shot one starts afresh every time: cold starts.
-fn start_kind(lease: &Lease) -> StartKind {
-    let env = &lease.env;
+fn start_kind(lease: &mut Lease) -> StartKind {
+    let env = &mut lease.env;
     match lease.start {
         StartKind::Warm if env.reset || env.env.fresh_per_invocation() => StartKind::Cold,
         start => start,

@@ -11,22 +11,29 @@
 //! | `fake:hang`             | runs past its timeout without stopping: advances the attached   |
 //! |                         | [`ManualClock`] by timeout + 5 s (or sleeps that long), answers |
 //! | `fake:broken`           | `Err(EnvironmentError::Failed)`: the environment broke          |
+//! | `fake:panic`            | panics inside `invoke` (the service answers `Sandbox.Failure`   |
+//! |                         | and discards the environment, as for `fake:broken`)             |
 //! | `fake:sleep:<ms>`       | sleeps `ms` real milliseconds, then echoes                      |
 //! | `fake:advance:<ms>`     | advances the attached manual clock by `ms`, then echoes         |
 //! | `fake:large`            | a response one byte over 6 MB                                   |
 //! | `{"Records": [...]}`    | an event-source batch: records whose body is `fail` fail; with  |
 //! |                         | `FAKE_PARTIAL=1` they are named in `batchItemFailures`, else    |
-//! |                         | the whole invocation fails                                      |
+//! |                         | the whole invocation fails. A record whose body is `panic`      |
+//! |                         | makes `invoke` panic, as `fake:panic` does                      |
 //! | anything else           | echoed back                                                     |
 //!
 //! Creation is steered by the function's environment variables: `FAKE_CREATE=init-error`
 //! (Init fails), `FAKE_CREATE=code` (invalid code), `FAKE_CREATE=unavailable` (the backend
-//! is unavailable); `FAKE_CREATE_FAIL_EVERY=<n>` fails every n-th creation of that function's
-//! environments with a host-side failure. [`FakeBackend::fail_next_creates`] fails the next
-//! creations of any function.
+//! is unavailable), `FAKE_CREATE=panic` (`create` panics: the service answers the invocation
+//! that wanted the environment with `Sandbox.Failure`); `FAKE_CREATE_FAIL_EVERY=<n>` fails
+//! every n-th creation of that function's environments with a host-side failure.
+//! [`FakeBackend::fail_next_creates`] fails the next creations of any function.
+//! `FAKE_SHUTDOWN=panic` makes the function's environments panic inside `shutdown` (after
+//! counting themselves shut down: the service swallows the panic, the environment is gone).
 //!
-//! [`FakeBackend::stats`] counts creations, failures, shutdowns and invocations, so a test can
-//! check that every environment created was shut down or is still held by the service.
+//! [`FakeBackend::stats`] counts creations, failures, shutdowns, invocations and panics, so a
+//! test can check that every environment created was shut down or is still held by the
+//! service.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +63,9 @@ pub struct FakeStats {
     /// Invocations an environment received for a function other than its own (always 0
     /// unless the scheduler mixes environments up).
     pub foreign_invocations: u64,
+    /// Panics the fake raised on command (`FAKE_CREATE=panic`, `fake:panic` or a batch record
+    /// `panic`, `FAKE_SHUTDOWN=panic`). A panicking `create` also counts as a failed one.
+    pub panics: u64,
 }
 
 impl FakeStats {
@@ -72,7 +82,16 @@ struct Counters {
     shut_down: AtomicU64,
     invocations: AtomicU64,
     foreign_invocations: AtomicU64,
+    panics: AtomicU64,
     fail_next: AtomicU64,
+}
+
+impl Counters {
+    /// Counts a panic, then raises it.
+    fn panic(&self, message: &str) -> ! {
+        self.panics.fetch_add(1, Ordering::SeqCst);
+        panic!("{message}");
+    }
 }
 
 /// The fake backend. See the module documentation for its behaviour.
@@ -121,6 +140,7 @@ impl FakeBackend {
             shut_down: c.shut_down.load(Ordering::SeqCst),
             invocations: c.invocations.load(Ordering::SeqCst),
             foreign_invocations: c.foreign_invocations.load(Ordering::SeqCst),
+            panics: c.panics.load(Ordering::SeqCst),
         }
     }
 
@@ -189,6 +209,10 @@ impl Backend for FakeBackend {
             self.counters.create_failures.fetch_add(1, Ordering::SeqCst);
             return Err(error);
         }
+        if config.environment.get("FAKE_CREATE").map(String::as_str) == Some("panic") {
+            self.counters.create_failures.fetch_add(1, Ordering::SeqCst);
+            self.counters.panic("fake: told to panic in create");
+        }
         self.counters.created.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(FakeEnvironment {
             counters: self.counters.clone(),
@@ -200,6 +224,10 @@ impl Backend for FakeBackend {
                 .environment
                 .get("FAKE_PARTIAL")
                 .is_some_and(|v| v == "1"),
+            panic_on_shutdown: config
+                .environment
+                .get("FAKE_SHUTDOWN")
+                .is_some_and(|v| v == "panic"),
             init_duration: self.init_duration,
             first: true,
             noop: self.noop,
@@ -217,6 +245,8 @@ struct FakeEnvironment {
     memory_mb: u32,
     timeout: Duration,
     partial: bool,
+    /// `FAKE_SHUTDOWN=panic`.
+    panic_on_shutdown: bool,
     init_duration: Duration,
     first: bool,
     noop: bool,
@@ -271,6 +301,7 @@ impl FakeEnvironment {
                 Action::Respond(b"too late".to_vec())
             }
             Some(b"broken") => Action::Broken,
+            Some(b"panic") => self.counters.panic("fake: told to panic"),
             Some(b"large") => Action::Respond(vec![b'x'; MAX_SYNC_PAYLOAD_BYTES + 1]),
             Some(rest) => {
                 let text = String::from_utf8_lossy(rest);
@@ -300,13 +331,19 @@ impl FakeEnvironment {
             .map(|records| {
                 records
                     .iter()
-                    .filter(|r| r["body"] == "fail")
+                    .filter(|r| r["body"] == "fail" || r["body"] == "panic")
                     .filter_map(|r| r["messageId"].as_str().map(str::to_string))
                     .collect()
             })
             .unwrap_or_default();
         if failed.is_empty() {
             return Action::Respond(b"{}".to_vec());
+        }
+        let poisoned = value["Records"]
+            .as_array()
+            .is_some_and(|records| records.iter().any(|r| r["body"] == "panic"));
+        if poisoned {
+            self.counters.panic("fake: told to panic by a record");
         }
         if self.partial {
             let items: Vec<serde_json::Value> = failed
@@ -401,5 +438,8 @@ impl ExecutionEnvironment for FakeEnvironment {
 
     fn shutdown(self: Box<Self>) {
         self.counters.shut_down.fetch_add(1, Ordering::SeqCst);
+        if self.panic_on_shutdown {
+            self.counters.panic("fake: told to panic in shutdown");
+        }
     }
 }

@@ -26,13 +26,36 @@
 //!    - [`keep_alive`]: how long an idle environment is kept, or when it is pre-warmed;
 //!    - [`counting`]: account and reserved concurrency, the scale-up rate, throttles;
 //!    - [`event_invoke_config`] (a function's async settings) and [`destination`] (where the
-//!      outcome of an async invocation goes, dead-letter sinks).
+//!      outcome of an async invocation goes, dead-letter sinks);
+//!    - `boundary`: the one place the scheduler calls into the backend, where a backend's
+//!      panic becomes an error (see below).
 //! 7. The vocabulary: [`ids`] (versions, pools, workers), [`error`], [`metrics`] (what a user
 //!    can read), [`clock`] (everything that depends on time reads one, so tests run hours of
 //!    keep-alive in milliseconds) and `sync` (locks that survive a panic).
 //!
 //! Beside the path: [`fake`], a backend that runs no code, for tests, and [`simulation`], which
 //! replays a synthetic trace through the worker manager on a virtual clock.
+//!
+//! # Panics
+//!
+//! A backend that panics fails one invocation, never a thread of the service. Every call into
+//! the backend (`create` with its Init, `invoke`, `shutdown`) goes through `catch_unwind`:
+//!
+//! - a panic in `create`, or in `invoke`, makes that invocation's function error
+//!   `Sandbox.Failure`, with a message naming the panic; the environment, if there is one, is
+//!   shut down and never reused; the concurrency permit and the worker's memory are released.
+//!   A synchronous caller gets the error; an asynchronous event is retried and then goes to its
+//!   on-failure destination and dead-letter sink, as after any function error; an event-source
+//!   batch is retried and its records then reported as failed;
+//! - a panic in `shutdown` is swallowed: the environment is gone and its memory is back.
+//!
+//! [`MetricsSnapshot::backend_panics`] counts them. The background threads (maintenance, the
+//! async dispatchers, the event-source pollers) also catch a panic around each job (a
+//! maintenance pass, one event, one batch), whatever raised it (a keep-alive or placement
+//! policy, an event source, a destination), count it in [`MetricsSnapshot::job_panics`] and go
+//! on with the next job, and so does [`Service::run_pending`]; locks are taken so that one a
+//! panic poisoned still works. The [`fake`] backend panics on command (`fake:panic`,
+//! `FAKE_CREATE=panic`, `FAKE_SHUTDOWN=panic`).
 //!
 //! # Example
 //!
@@ -68,6 +91,7 @@ pub mod worker_manager;
 
 pub mod control_plane;
 
+mod boundary;
 pub mod counting;
 pub mod destination;
 pub mod event_invoke_config;

@@ -146,6 +146,8 @@ pub(crate) struct ServiceCounters {
     pub environment_resets: AtomicU64,
     pub environments_lost: AtomicU64,
     pub hung_invocations: AtomicU64,
+    pub backend_panics: AtomicU64,
+    pub job_panics: AtomicU64,
     pub prewarmed_environments: AtomicU64,
     pub idle_memory_mb_millis: AtomicU64,
     pub async_accepted: AtomicU64,
@@ -219,6 +221,15 @@ pub struct MetricsSnapshot {
     /// Invocations that ran past their timeout without the backend stopping them; their
     /// environments were shut down.
     pub hung_invocations: u64,
+    /// Panics caught at the backend boundary: in the backend's `create` (Init included), an
+    /// environment's `invoke` (each one that invocation's `Sandbox.Failure`, its environment
+    /// discarded) or `shutdown` (swallowed).
+    pub backend_panics: u64,
+    /// Panics caught around one job of the service's own (a maintenance pass, an asynchronous
+    /// event, an event-source step) that came from outside the backend: a keep-alive or
+    /// placement policy, an event source, a destination or a dead-letter sink. The thread
+    /// running the job goes on with the next one.
+    pub job_panics: u64,
     /// Environments created ahead of demand by the keep-alive policy.
     pub prewarmed_environments: u64,
     /// Memory held by idle on-demand environments over time, in MB-seconds.
@@ -261,6 +272,8 @@ impl MetricsSnapshot {
         self.environment_resets = load(&c.environment_resets);
         self.environments_lost = load(&c.environments_lost);
         self.hung_invocations = load(&c.hung_invocations);
+        self.backend_panics = load(&c.backend_panics);
+        self.job_panics = load(&c.job_panics);
         self.prewarmed_environments = load(&c.prewarmed_environments);
         self.idle_memory_mb_seconds = load(&c.idle_memory_mb_millis) as f64 / 1000.0;
         self.async_events_accepted = load(&c.async_accepted);
@@ -319,6 +332,11 @@ impl fmt::Display for MetricsSnapshot {
             self.environment_resets,
             self.environments_lost,
             self.hung_invocations
+        )?;
+        writeln!(
+            f,
+            "panics caught backend {} jobs {}",
+            self.backend_panics, self.job_panics
         )?;
         writeln!(
             f,

@@ -7,6 +7,10 @@
 //! (maintenance, the async queue's dispatchers, one poller per mapping) share the data plane,
 //! the async queue and the mappings with the handle until it is shut down or dropped; without
 //! them, [`Service::run_pending`] does their work on the caller's thread.
+//!
+//! Each thread, and `run_pending`, runs its work as jobs (a maintenance pass, one async
+//! event, one event-source step) and catches a panic around each: the panic is counted in
+//! [`MetricsSnapshot::job_panics`] and the thread goes on with its next job.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,7 +36,7 @@ use crate::ids::{Version, WorkerId};
 use crate::keep_alive::{FixedTtl, KeepAlivePolicy};
 use crate::metrics::{InvocationMetrics, MetricsSnapshot, ServiceCounters};
 use crate::placement::{BestFit, Placement, PlacementPolicy};
-use crate::sync::lock;
+use crate::sync::{catch_job, lock};
 use crate::trace::span;
 use crate::worker::{WorkerInfo, WorkerSpec};
 use crate::worker_manager::WorkerManager;
@@ -506,7 +510,7 @@ impl Service {
     pub fn run_pending(&self) -> Progress {
         let shared = &self.shared;
         let mut progress = Progress {
-            environments_created: shared.maintain(),
+            environments_created: shared.maintain_guarded(),
             ..Progress::default()
         };
         progress.async_events_run = shared.queue.dispatch_ready(&shared.data);
@@ -516,7 +520,7 @@ impl Service {
                 if mapping.deleted.load(Ordering::Acquire) {
                     break;
                 }
-                match mapping.step(&shared.data) {
+                match shared.step_guarded(&mapping) {
                     Step::Invoked => progress.event_source_batches += 1,
                     Step::Idle | Step::Blocked => break,
                 }
@@ -638,13 +642,25 @@ impl Shared {
         created
     }
 
+    /// [`Shared::maintain`] as a job that survives a panic (counted; nothing created).
+    fn maintain_guarded(&self) -> u64 {
+        catch_job(&self.data.counters.job_panics, || self.maintain()).unwrap_or(0)
+    }
+
+    /// One step of `mapping` as a job that survives a panic (counted, and taken as
+    /// [`Step::Blocked`], so that a poller waits before it tries again).
+    fn step_guarded(&self, mapping: &Mapping) -> Step {
+        catch_job(&self.data.counters.job_panics, || mapping.step(&self.data))
+            .unwrap_or(Step::Blocked)
+    }
+
     /// Starts the maintenance thread and the async queue's dispatchers.
     fn start_background(self: &Arc<Self>) {
         self.spawn("sched-maintenance", |shared| {
             while shared.stop.recv_timeout(shared.config.tick)
                 == Err(crossbeam_channel::RecvTimeoutError::Timeout)
             {
-                shared.maintain();
+                shared.maintain_guarded();
             }
         });
         for index in 0..self.config.async_queue.dispatchers.max(1) {
@@ -653,7 +669,7 @@ impl Shared {
                 loop {
                     crossbeam_channel::select! {
                         recv(events) -> event => match event {
-                            Ok(event) => shared.queue.dispatch(&shared.data, event),
+                            Ok(event) => shared.queue.dispatch_guarded(&shared.data, event),
                             Err(_) => return,
                         },
                         recv(shared.stop) -> _ => return,
@@ -680,7 +696,7 @@ impl Shared {
                 if mapping.deleted.load(Ordering::Acquire) {
                     return;
                 }
-                let wait = match mapping.step(&shared.data) {
+                let wait = match shared.step_guarded(&mapping) {
                     Step::Invoked => Duration::ZERO,
                     Step::Idle => mapping
                         .next_deadline()

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use lambda_core::{Backend, EnvironmentError, ExecutionEnvironment, FunctionConfig};
+use lambda_core::{Backend, EnvironmentError, FunctionConfig};
 
+use crate::boundary::{BackendBoundary, CreateFailure, Environment};
 use crate::control_plane::{FunctionEntry, VersionRecord};
 use crate::error::{Error, Result, ThrottleReason};
 use crate::ids::{PoolId, WorkerId};
@@ -37,7 +38,8 @@ pub enum StartKind {
 
 /// An environment and what the manager knows about it.
 pub(crate) struct ManagedEnv {
-    pub env: Box<dyn ExecutionEnvironment>,
+    /// The backend's environment, behind the panic boundary.
+    pub env: Environment,
     pub worker: Arc<Worker>,
     pub memory_mb: u64,
     pub provisioned: bool,
@@ -111,7 +113,8 @@ pub(crate) struct Lease {
 pub(crate) enum AcquireError {
     /// A limit or a service failure: the request is refused.
     Refused(Error),
-    /// The function's Init failed or its code cannot run: an invocation error.
+    /// The function's Init failed, its code cannot run, or the backend panicked creating its
+    /// environment: an invocation error.
     Init(EnvironmentError),
 }
 
@@ -127,7 +130,7 @@ pub(crate) struct PoolTotals {
 
 /// The worker manager.
 pub(crate) struct WorkerManager {
-    backend: Arc<dyn Backend>,
+    backend: BackendBoundary,
     keep_alive: Arc<dyn KeepAlivePolicy>,
     pub(crate) placement: Placement,
     pools: RwLock<HashMap<PoolId, Arc<Pool>>>,
@@ -140,7 +143,7 @@ pub(crate) struct WorkerManager {
 impl std::fmt::Debug for WorkerManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerManager")
-            .field("backend", &self.backend.name())
+            .field("backend", &self.backend)
             .field("keep_alive", &self.keep_alive)
             .field("placement", &self.placement)
             .finish_non_exhaustive()
@@ -159,7 +162,7 @@ impl WorkerManager {
         counters: Arc<ServiceCounters>,
     ) -> Self {
         WorkerManager {
-            backend,
+            backend: BackendBoundary::new(backend, counters.clone()),
             keep_alive,
             placement,
             pools: RwLock::new(HashMap::new()),
@@ -209,7 +212,8 @@ impl WorkerManager {
         );
     }
 
-    /// Shuts an environment down and gives its memory back to its worker.
+    /// Shuts an environment down and gives its memory back to its worker. A panic in the
+    /// backend's `shutdown` is swallowed at the boundary: the memory is back either way.
     pub(crate) fn shut_down(&self, env: ManagedEnv) {
         env.worker.give_back(env.memory_mb);
         env.env.shutdown();
@@ -217,7 +221,8 @@ impl WorkerManager {
     }
 
     /// Creates an environment on a worker chosen by placement, evicting idle environments
-    /// (least recently used first) when no worker has room.
+    /// (least recently used first) when no worker has room. A failed creation (an error or
+    /// a panic of the backend) gives the worker's memory back.
     fn create(
         &self,
         config: &FunctionConfig,
@@ -252,7 +257,14 @@ impl WorkerManager {
                     reset: false,
                 })
             }
-            Err(error) => {
+            Err(CreateFailure::Panicked(error)) => {
+                worker.give_back(memory_mb);
+                add(&self.counters.environment_create_failures, 1);
+                // A bug of the backend's, not a condition that waiting cures: the invocation
+                // fails with Sandbox.Failure, as when Init fails.
+                Err(AcquireError::Init(error))
+            }
+            Err(CreateFailure::Returned(error)) => {
                 worker.give_back(memory_mb);
                 add(&self.counters.environment_create_failures, 1);
                 Err(match error {
@@ -370,7 +382,7 @@ impl WorkerManager {
     }
 
     /// Gives an environment back after its invocation ended at `now`. With `discard` (the
-    /// environment broke or hung) it is shut down.
+    /// environment broke or hung), or when a call into it panicked, it is shut down.
     pub(crate) fn release(&self, lease: Lease, now: Duration, discard: bool) {
         let Lease { env, pool, .. } = lease;
         let to_shut_down = {
@@ -382,7 +394,7 @@ impl WorkerManager {
                 state.busy -= 1;
                 Some(self.keep_alive.on_idle(pool.id, now, state.busy))
             };
-            let keep = !discard && !state.retired && env.worker.is_active();
+            let keep = !discard && !env.env.is_broken() && !state.retired && env.worker.is_active();
             match (keep, env.provisioned, retention) {
                 (false, _, _) => Some(env),
                 (true, true, _) => {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use lambda_core::{Backend, Contract, EnvironmentError, ExecutionEnvironment, FunctionConfig};
 
+use crate::env::guard::guarded;
 use crate::env::{RuntimeApiEnvironment, StdioEnvironment};
 use crate::error::VmmError;
 use crate::program::{CodePackage, ProgramCache, ProgramImage};
@@ -128,14 +129,19 @@ impl Backend for MicroVmBackend {
         "kvm"
     }
 
+    /// Creates the environment of `config`'s contract; a panic inside (Init included) is an
+    /// [`EnvironmentError::Failed`] naming it.
     fn create(
         &self,
         config: &FunctionConfig,
     ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
         span!("create", function = config.name.as_str());
-        match config.contract {
-            Contract::Stdio => Ok(Box::new(self.create_stdio(config)?)),
-            Contract::RuntimeApi => Ok(Box::new(self.create_runtime_api(config)?)),
-        }
+        let create = || -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
+            match config.contract {
+                Contract::Stdio => Ok(Box::new(self.create_stdio(config)?)),
+                Contract::RuntimeApi => Ok(Box::new(self.create_runtime_api(config)?)),
+            }
+        };
+        guarded("create", create).unwrap_or_else(Err)
     }
 }

@@ -11,6 +11,7 @@ use lambda_core::{
     InvokeOutcome, InvokeResult, Measured, Report, ResetReason, Stop, ending, limits,
 };
 
+use super::guard::guarded;
 use super::stats::{RunStats, note_unsupported};
 use super::variables::guest_environment;
 use crate::error::VmmError;
@@ -260,8 +261,17 @@ impl RuntimeApiEnvironment {
 }
 
 impl ExecutionEnvironment for RuntimeApiEnvironment {
+    /// Runs [`RuntimeApiEnvironment::run`]; a panic inside it is an
+    /// [`EnvironmentError::Failed`] naming it, and the VM is dropped, so the next invocation
+    /// boots a fresh one and runs Init again.
     fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
-        self.run(invocation).map_err(EnvironmentError::from)
+        guarded("invoke", || {
+            self.run(invocation).map_err(EnvironmentError::from)
+        })
+        .unwrap_or_else(|panicked| {
+            self.machine = None;
+            Err(panicked)
+        })
     }
 
     fn init_duration(&self) -> Duration {

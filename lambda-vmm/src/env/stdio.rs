@@ -11,6 +11,7 @@ use lambda_core::{
 
 use lambda_core::{EnvironmentError, ExecutionEnvironment};
 
+use super::guard::guarded;
 use super::stats::{RunStats, note_unsupported};
 use super::variables::guest_environment;
 use crate::error::VmmError;
@@ -67,8 +68,13 @@ impl StdioEnvironment {
 }
 
 impl ExecutionEnvironment for StdioEnvironment {
+    /// Runs [`StdioEnvironment::run`]; a panic inside it is an [`EnvironmentError::Failed`]
+    /// naming it (the invocation's VM went with the unwinding; the next one gets a new VM).
     fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
-        self.run(invocation).map_err(EnvironmentError::from)
+        guarded("invoke", || {
+            self.run(invocation).map_err(EnvironmentError::from)
+        })
+        .unwrap_or_else(Err)
     }
 
     fn init_duration(&self) -> Duration {

@@ -3,14 +3,15 @@
 //! A guest spinning at CPL3 never exits on its own. The watchdog thread sends the vCPU's
 //! thread a real-time signal at the deadline; the handler sets `kvm_run.immediate_exit`, so
 //! `KVM_RUN` returns `EINTR` (now, or at its next entry if the thread was in the VMM). The run
-//! loop then sees the deadline has passed.
+//! loop then sees the deadline has passed. A panic kicking one thread is caught, and the
+//! watchdog goes on watching the others.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
-use crate::sync::{lock, wait, wait_timeout};
+use crate::sync::{catch_panic, lock, wait, wait_timeout};
 use kvm_bindings::kvm_run;
 
 thread_local! {
@@ -102,6 +103,32 @@ impl Drop for RunningVcpu {
 
 struct Watch {
     thread: libc::pthread_t,
+    /// Tests: kicking this watch panics.
+    #[cfg(test)]
+    panics: bool,
+}
+
+impl Watch {
+    /// A watch on the calling thread.
+    fn this_thread() -> Watch {
+        Watch {
+            // SAFETY: pthread_self has no preconditions.
+            thread: unsafe { libc::pthread_self() },
+            #[cfg(test)]
+            panics: false,
+        }
+    }
+
+    /// Sends the kick signal to the watched thread.
+    fn kick(&self) {
+        #[cfg(test)]
+        if self.panics {
+            panic!("test: kicking a vCPU thread panics");
+        }
+        // SAFETY: pthread_kill on a live thread id (see `Watchdog::run`) with a valid signal
+        // number.
+        unsafe { libc::pthread_kill(self.thread, kick_signal()) };
+    }
 }
 
 #[derive(Default)]
@@ -144,9 +171,9 @@ impl Watchdog {
                 Some(key) if key.0 <= now => {
                     let watch = state.watches.remove(&key).expect("key just seen");
                     // The entry is removed under the lock that `Deadline::drop` takes, so the
-                    // thread is still inside the guarded run and alive.
-                    // SAFETY: pthread_kill on a live thread id with a valid signal number.
-                    unsafe { libc::pthread_kill(watch.thread, kick_signal()) };
+                    // thread is still inside the guarded run and alive. A panic is caught with
+                    // the guard still held (not dropped while unwinding): no lock is poisoned.
+                    let _ = catch_panic(|| watch.kick());
                 }
                 Some(key) => {
                     state.next_look = Some(key.0);
@@ -172,13 +199,15 @@ pub struct Deadline {
 impl Deadline {
     /// Arms a kick of the calling thread at `at`.
     pub fn arm(at: Instant) -> Deadline {
+        Deadline::arm_watch(at, Watch::this_thread())
+    }
+
+    fn arm_watch(at: Instant, watch: Watch) -> Deadline {
         let watchdog = watchdog();
         let mut state = lock(&watchdog.state);
         state.next_id += 1;
         let key = (at, state.next_id);
-        // SAFETY: pthread_self has no preconditions.
-        let thread = unsafe { libc::pthread_self() };
-        state.watches.insert(key, Watch { thread });
+        state.watches.insert(key, watch);
         // Wake the watchdog only if it would look too late: a cancelled deadline is simply
         // found gone when it looks, so most invocations cost it nothing.
         let must_wake = state.next_look.is_none_or(|look| at < look);
@@ -206,5 +235,39 @@ impl Drop for Deadline {
         let watchdog = watchdog();
         let mut state = lock(&watchdog.state);
         state.watches.remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_watchdog_survives_a_panicking_kick_and_kicks_the_next_deadline() {
+        // A kvm_run of our own: the kick handler sets its immediate_exit, no KVM needed.
+        // SAFETY: kvm_run is plain data, for which all-zero bytes are a valid value.
+        let mut run: kvm_run = unsafe { std::mem::zeroed() };
+        let running = RunningVcpu::enter(&raw mut run).expect("the kick can reach this thread");
+        let now = Instant::now();
+        let panicking = Deadline::arm_watch(
+            now,
+            Watch {
+                panics: true,
+                ..Watch::this_thread()
+            },
+        );
+        let kicked = Deadline::arm(now + Duration::from_millis(1));
+        let waited_until = Instant::now() + Duration::from_secs(60);
+        // SAFETY: `run` lives on this frame; the handler writes the byte on this thread.
+        while unsafe { std::ptr::read_volatile(&raw const run.immediate_exit) } == 0 {
+            assert!(
+                Instant::now() < waited_until,
+                "the watchdog kicked the deadline after the panicking one"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop((kicked, panicking, running));
     }
 }

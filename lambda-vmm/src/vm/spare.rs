@@ -1,6 +1,8 @@
 //! Spare VMs: blank micro-VMs (KVM VM, vCPU, memory and kernel structures, no program) made
 //! ahead of time by a background thread, so a cold start can skip the ~1 ms of VM creation.
-//! A spare has never run anything, so handing it to any function leaks nothing.
+//! A spare has never run anything, so handing it to any function leaks nothing. A panic
+//! making one spare is caught: that size is given up like a size KVM refuses, and the thread
+//! goes on stocking the others.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::MicroVm;
-use crate::sync::{lock, wait};
+use crate::sync::{catch_panic, lock, wait};
 
 #[derive(Default)]
 struct Stock {
@@ -26,6 +28,9 @@ struct Shared {
     per_size: usize,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Tests: making a spare of this size panics (0: none does).
+    #[cfg(test)]
+    panic_on_size: AtomicU64,
 }
 
 /// A stock of spare VMs per memory size, refilled by a background thread. Sizes are stocked
@@ -45,6 +50,8 @@ impl SparePool {
             per_size,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            #[cfg(test)]
+            panic_on_size: AtomicU64::new(0),
         });
         let worker = Arc::clone(&shared);
         let refiller = std::thread::Builder::new()
@@ -124,12 +131,14 @@ fn refill(shared: &Shared) {
         match short {
             Some(size) => {
                 drop(stock);
-                let made = MicroVm::new(size).ok();
+                // A panic is caught outside the lock, so the lock is not poisoned.
+                let made = catch_panic(|| make_spare(shared, size)).ok().flatten();
                 stock = lock(&shared.stock);
                 match made {
                     Some(vm) => stock.ready.entry(size).or_default().push(vm),
-                    // KVM refused (out of memory or fds): stop stocking that size rather
-                    // than spinning; takes of it fall back to making a VM on the spot.
+                    // KVM refused (out of memory or fds), or making the VM panicked: stop
+                    // stocking that size rather than spinning; takes of it fall back to making
+                    // a VM on the spot.
                     None => {
                         stock.ready.remove(&size);
                     }
@@ -143,6 +152,17 @@ fn refill(shared: &Shared) {
     }
 }
 
+/// One spare VM of `size` bytes, if KVM makes one.
+fn make_spare(shared: &Shared, size: u64) -> Option<MicroVm> {
+    #[cfg(test)]
+    if shared.panic_on_size.load(Ordering::Relaxed) == size {
+        panic!("test: making a spare VM of {size} bytes panics");
+    }
+    #[cfg(not(test))]
+    let _ = shared;
+    MicroVm::new(size).ok()
+}
+
 impl Drop for SparePool {
     fn drop(&mut self) {
         let mut stock = lock(&self.shared.stock);
@@ -154,5 +174,40 @@ impl Drop for SparePool {
         if let Some(refiller) = self.refiller.take() {
             let _ = refiller.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// `pool.wait_stocked(size)`, failing the test instead of hanging when the refiller died.
+    fn stocked(pool: &Arc<SparePool>, size: u64) -> usize {
+        let (answer, answered) = crossbeam_channel::bounded(1);
+        let pool = Arc::clone(pool);
+        std::thread::spawn(move || answer.send(pool.wait_stocked(size)));
+        answered
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the refill thread answered")
+    }
+
+    #[test]
+    fn a_panic_making_one_size_gives_it_up_and_the_others_are_still_stocked() {
+        let pool = Arc::new(SparePool::new(1));
+        let (bad, good) = (130 << 20, 128 << 20);
+        pool.shared.panic_on_size.store(bad, Ordering::Relaxed);
+        assert_eq!(stocked(&pool, bad), 0, "the panicking size is given up");
+        assert_eq!(pool.ready(bad), 0);
+        // The thread survived: it stocks another size (when KVM can make VMs here at all).
+        let expected = usize::from(crate::kvm_available().is_ok());
+        assert_eq!(stocked(&pool, good), expected);
+        // And a take of the given-up size asks for it again: it panics again, and is given
+        // up again, without the thread stopping.
+        assert!(pool.take(bad).is_none());
+        assert_eq!(stocked(&pool, bad), 0);
+        assert_eq!(stocked(&pool, good), expected);
+        drop(pool);
     }
 }
