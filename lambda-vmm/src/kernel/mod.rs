@@ -16,6 +16,8 @@ mod abi;
 mod fd;
 mod files;
 mod futex;
+#[cfg(test)]
+pub(crate) mod harness;
 mod mm;
 mod names;
 mod net;
