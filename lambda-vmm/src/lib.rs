@@ -27,6 +27,9 @@
 mod backend;
 mod env;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod host;
 mod kernel;
 mod machine;
