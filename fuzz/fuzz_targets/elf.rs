@@ -1,0 +1,20 @@
+//! The ELF loader: `ProgramImage::parse` (the headers checked, the segments staged in a
+//! memory file) on arbitrary bytes, then `entry`, `image_end` and `check_fits` for what
+//! parses.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    match lambda_vmm::fuzzing::parse_elf(data) {
+        Ok(image) => {
+            assert_eq!(image.image_end % 4096, 0, "{image:?}");
+            assert!(image.entry < image.image_end, "{image:?}");
+            assert!(image.fits_largest || !image.fits_smallest, "{image:?}");
+        }
+        Err(error) => {
+            let _ = error.to_string();
+        }
+    }
+});
