@@ -6,12 +6,14 @@
 #                                      to libFuzzer (e.g. -runs=10000000 or -max_total_time=60)
 #   fuzz/fuzz.sh cmin TARGET DIR...    merge DIR... into TARGET's corpus, keeping a minimal set
 #   fuzz/fuzz.sh check SECONDS         run every target for SECONDS on its corpus (CI)
-#   fuzz/fuzz.sh repro TARGET FILE...  run TARGET once on FILE... (a crash to reproduce)
+#   fuzz/fuzz.sh repro TARGET FILE...  run TARGET once on FILE... (a crash to reproduce),
+#                                      printing what each input gave
 #   fuzz/fuzz.sh list                  the targets
 #
 # New inputs found by `run` go to fuzz/artifacts/TARGET/new (not kept: `cmin` them into the
 # corpus); crashes, timeouts and out-of-memory inputs to fuzz/artifacts/TARGET/.
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")"
 
 TRIPLE=x86_64-unknown-linux-gnu
@@ -35,6 +37,12 @@ build() {
     RUSTFLAGS="$RUSTFLAGS_FUZZ" cargo build --release --locked --target "$TRIPLE" --bins
 }
 
+# Arguments that are paths, made absolute (relative ones are taken from the caller's folder).
+absolute() {
+    local f
+    for f in "$@"; do case "$f" in /* | -*) echo "$f" ;; *) echo "$caller/$f" ;; esac; done
+}
+
 known() {
     local t
     for t in "${TARGETS[@]}"; do [ "$t" = "$1" ] && return 0; done
@@ -55,10 +63,12 @@ run)
 cmin)
     target=${2:?target}; known "$target"; shift 2
     mkdir -p "corpus/$target"
+    mapfile -t dirs < <(absolute "$@")
     tmp=$(mktemp -d)
-    "$BIN/$target" "${LIMITS[@]}" -merge=1 "$tmp" "corpus/$target" "$@"
+    "$BIN/$target" "${LIMITS[@]}" -merge=1 "$tmp" "corpus/$target" "${dirs[@]}"
     rm -rf "corpus/$target"
     mv "$tmp" "corpus/$target"
+    chmod 755 "corpus/$target"
     ls "corpus/$target" | wc -l
     ;;
 check)
@@ -69,13 +79,16 @@ check)
         mkdir -p "artifacts/$target"
         # Inputs found go to a scratch directory, so the kept corpus is only read.
         scratch=$(mktemp -d)
+        log="artifacts/$target/check.log"
+        status=0
         "$BIN/$target" "${LIMITS[@]}" -artifact_prefix="artifacts/$target/" \
-            -max_total_time="$seconds" -print_final_stats=1 "$scratch" "corpus/$target" 2>&1 |
-            grep -E '^(#[0-9]+ +(INITED|DONE)|stat::number_of_executed_units|stat::average_exec_per_sec|==[0-9]+== ERROR|SUMMARY|thread .* panicked|.*(crash|leak|timeout|oom)-[0-9a-f]+)' ||
-            true
-        status=${PIPESTATUS[0]}
+            -max_total_time="$seconds" -print_final_stats=1 "$scratch" "corpus/$target" \
+            >"$log" 2>&1 || status=$?
         rm -rf "$scratch"
+        grep -E '^#[0-9]+ +(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec)' \
+            "$log" || true
         if [ "$status" -ne 0 ]; then
+            tail -n 40 "$log" >&2
             echo "FAIL: $target exited $status; the input is under fuzz/artifacts/$target/" >&2
             exit 1
         fi
@@ -83,13 +96,14 @@ check)
     ;;
 repro)
     target=${2:?target}; known "$target"; shift 2
-    "$BIN/$target" "${LIMITS[@]}" "$@"
+    mapfile -t files < <(absolute "$@")
+    FUZZ_PRINT=1 "$BIN/$target" "${LIMITS[@]}" "${files[@]}"
     ;;
 list)
     printf '%s\n' "${TARGETS[@]}"
     ;;
 *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

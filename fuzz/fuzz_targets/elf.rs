@@ -7,7 +7,11 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    match lambda_vmm::fuzzing::parse_elf(data) {
+    let result = lambda_vmm::fuzzing::parse_elf(data);
+    if lambda_fuzz::verbose() {
+        eprintln!("{result:?}");
+    }
+    match result {
         Ok(image) => {
             assert_eq!(image.image_end % 4096, 0, "{image:?}");
             assert!(image.entry < image.image_end, "{image:?}");

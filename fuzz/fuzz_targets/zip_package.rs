@@ -9,7 +9,11 @@ use libfuzzer_sys::fuzz_target;
 const MAX_PROGRAM_BYTES: usize = 250 << 20;
 
 fuzz_target!(|data: &[u8]| {
-    match lambda_vmm::fuzzing::read_zip_package(data) {
+    let result = lambda_vmm::fuzzing::read_zip_package(data);
+    if lambda_fuzz::verbose() {
+        eprintln!("{result:?}");
+    }
+    match result {
         Ok((files, program)) => {
             assert!(files.iter().map(|(_, size)| size).sum::<usize>() <= MAX_PROGRAM_BYTES);
             assert!(files.iter().any(|(name, _)| name == "bootstrap"));
