@@ -101,3 +101,46 @@ pub fn read_zip(archive: impl Read + Seek, path: &str) -> Result<CodePackage, Lo
         program,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Cursor, Write};
+
+    use super::*;
+
+    fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, bytes) in entries {
+            writer
+                .start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            writer.write_all(bytes).unwrap();
+        }
+        writer.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn reads_a_zip_from_memory_and_skips_escaping_names() {
+        let bytes = zip(&[
+            ("../outside", b"x"),
+            ("/etc/passwd", b"x"),
+            ("bootstrap", b"program"),
+            ("lib/data.txt", b"data"),
+        ]);
+        let package = read_zip(Cursor::new(bytes), "mem.zip").unwrap();
+        assert_eq!(&*package.program, b"program");
+        let names: Vec<&str> = package.files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["bootstrap", "lib/data.txt"]);
+    }
+
+    #[test]
+    fn a_zip_without_bootstrap_or_not_a_zip_is_unreadable() {
+        let no_bootstrap = zip(&[("main", b"program")]);
+        for bytes in [no_bootstrap, b"PK\x05\x06 not really".to_vec(), Vec::new()] {
+            assert!(matches!(
+                read_zip(Cursor::new(bytes), "mem.zip"),
+                Err(LoadError::Unreadable { path, .. }) if path == "mem.zip"
+            ));
+        }
+    }
+}
