@@ -16,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(image.image_end % 4096, 0, "{image:?}");
             assert!(image.entry < image.image_end, "{image:?}");
             assert!(image.fits_largest || !image.fits_smallest, "{image:?}");
+            // Staging copies the segments' file bytes into host memory: no more than the
+            // file itself, or a small file could make the host hold gigabytes.
+            assert!(image.staged_bytes <= data.len() as u64, "{image:?}");
         }
         Err(error) => {
             let _ = error.to_string();

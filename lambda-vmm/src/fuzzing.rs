@@ -14,6 +14,8 @@ pub struct ElfSummary {
     pub entry: u64,
     /// One past the highest loaded byte (page-aligned): where brk starts.
     pub image_end: u64,
+    /// Bytes of the file copied into the staged image: host memory the program holds.
+    pub staged_bytes: u64,
     /// Whether the image fits a function of the smallest memory size (128 MB).
     pub fits_smallest: bool,
     /// Whether the image fits a function of the largest memory size (10,240 MB).
@@ -29,6 +31,7 @@ pub fn parse_elf(bytes: &[u8]) -> Result<ElfSummary, LoadError> {
     Ok(ElfSummary {
         entry: image.entry(),
         image_end: image.image_end(),
+        staged_bytes: image.staged_bytes(),
         fits_smallest: fits(128),
         fits_largest: fits(10_240),
     })
