@@ -85,7 +85,7 @@ check)
             -max_total_time="$seconds" -print_final_stats=1 "$scratch" "corpus/$target" \
             >"$log" 2>&1 || status=$?
         rm -rf "$scratch"
-        grep -E '^#[0-9]+ +(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec)' \
+        grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec)' \
             "$log" || true
         if [ "$status" -ne 0 ]; then
             tail -n 40 "$log" >&2

@@ -55,10 +55,10 @@ fn read(pieces: &[&[u8]]) -> Vec<ReadEvent> {
             // A call that neither consumes nor reports would spin a server forever.
             assert!(used > 0 || event.is_some(), "no progress");
             rest = &rest[used..];
-            if let Some(ReadEvent::Request(request)) = &event {
-                if let Body::Complete(body) = &request.body {
-                    assert!(body.len() <= MAX_BODY_BYTES);
-                }
+            if let Some(ReadEvent::Request(request)) = &event
+                && let Body::Complete(body) = &request.body
+            {
+                assert!(body.len() <= MAX_BODY_BYTES);
             }
             events.extend(event);
         }
