@@ -5,6 +5,7 @@
 #   fuzz/fuzz.sh run TARGET [ARGS...]  fuzz TARGET on its kept corpus, one process; ARGS go
 #                                      to libFuzzer (e.g. -runs=10000000 or -max_total_time=60)
 #   fuzz/fuzz.sh cmin TARGET DIR...    merge DIR... into TARGET's corpus, keeping a minimal set
+#                                      (and every crash-*/timeout-*/oom-* input)
 #   fuzz/fuzz.sh check SECONDS         run every target for SECONDS on its corpus (CI)
 #   fuzz/fuzz.sh repro TARGET FILE...  run TARGET once on FILE... (a crash to reproduce),
 #                                      printing what each input gave
@@ -66,6 +67,12 @@ cmin)
     mapfile -t dirs < <(absolute "$@")
     tmp=$(mktemp -d)
     "$BIN/$target" "${LIMITS[@]}" -merge=1 "$tmp" "corpus/$target" "${dirs[@]}"
+    # Inputs that once crashed stay, under their own names, whatever the merge chose.
+    for kept in "corpus/$target"/{crash,timeout,oom,leak,slow-unit}-*; do
+        [ -e "$kept" ] || continue
+        rm -f "$tmp/$(sha1sum "$kept" | cut -d' ' -f1)"
+        cp "$kept" "$tmp/"
+    done
     rm -rf "corpus/$target"
     mv "$tmp" "corpus/$target"
     chmod 755 "corpus/$target"
@@ -103,7 +110,7 @@ list)
     printf '%s\n' "${TARGETS[@]}"
     ;;
 *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
