@@ -30,6 +30,9 @@
 mod backend;
 mod env;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[allow(unsafe_code)]
 mod host;
 mod kernel;

@@ -182,6 +182,17 @@ impl ProgramImage {
         if segments.is_empty() {
             return Err(LoadError::Malformed("no loadable segments".into()));
         }
+        // Staging copies every segment's file bytes into host memory. Segments that share
+        // file bytes at different addresses would copy a file many times over (a few MB of
+        // program headers naming the same bytes could make the host hold terabytes), and no
+        // linker makes them: the segments together hold no more bytes than the file.
+        let staged: u64 = segments.iter().map(|s| s.file_size as u64).sum();
+        if staged > bytes.len() as u64 {
+            return Err(LoadError::Malformed(format!(
+                "the loadable segments hold {staged} bytes of a {}-byte file: they overlap",
+                bytes.len()
+            )));
+        }
         let entry = header.e_entry.wrapping_add(load_bias);
         if !segments
             .iter()
@@ -264,6 +275,12 @@ impl ProgramImage {
         Ok(())
     }
 
+    /// Bytes of the program file copied into its staged image (host memory).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn staged_bytes(&self) -> u64 {
+        self.template.staged
+    }
+
     /// The program's syscall sites that enter the VMM directly.
     pub fn syscall_sites(&self) -> &SyscallSites {
         &self.syscall_sites
@@ -279,6 +296,9 @@ struct ImageTemplate {
     start: u64,
     /// Length (page-aligned).
     len: u64,
+    /// Bytes of the program file written into it (read by the fuzz targets' checks).
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    staged: u64,
 }
 
 impl ImageTemplate {
@@ -289,6 +309,7 @@ impl ImageTemplate {
         let len = image_end.checked_sub(start).ok_or_else(malformed)?;
         let file = crate::host::memory_file(c"lambda-program")?;
         file.set_len(len)?;
+        let mut staged: u64 = 0;
         for segment in segments {
             let data = segment
                 .file_offset
@@ -297,12 +318,22 @@ impl ImageTemplate {
                 .ok_or_else(malformed)?;
             let at = segment.vaddr.checked_sub(start).ok_or_else(malformed)?;
             file.write_all_at(data, at)?;
+            staged = u64::try_from(data.len())
+                .ok()
+                .and_then(|len| staged.checked_add(len))
+                .ok_or_else(malformed)?;
         }
-        Ok(ImageTemplate { file, start, len })
+        Ok(ImageTemplate {
+            file,
+            start,
+            len,
+            staged,
+        })
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 
@@ -327,6 +358,54 @@ mod tests {
         bytes[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
         bytes[18..20].copy_from_slice(&machine.to_le_bytes());
         bytes
+    }
+
+    /// A static program whose loadable segments are `(file offset, file size, address)`,
+    /// each mapping `size` bytes of the file; the entry is the first segment's address.
+    fn program(segments: &[(u64, u64, u64)], file_len: usize) -> Vec<u8> {
+        let mut bytes = header(ELFCLASS64, EM_X86_64);
+        bytes[24..32].copy_from_slice(&segments[0].2.to_le_bytes()); // e_entry
+        bytes[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        bytes[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        bytes[56..58].copy_from_slice(&(segments.len() as u16).to_le_bytes()); // e_phnum
+        for &(offset, size, vaddr) in segments {
+            let phdr = Elf64_Phdr {
+                p_type: PT_LOAD,
+                p_flags: PF_X | 4,
+                p_offset: offset,
+                p_vaddr: vaddr,
+                p_paddr: vaddr,
+                p_filesz: size,
+                p_memsz: size,
+                p_align: PAGE,
+            };
+            bytes.extend_from_slice(phdr.as_slice());
+        }
+        bytes.resize(file_len, 0);
+        bytes
+    }
+
+    #[test]
+    fn accepts_a_minimal_static_program() {
+        let bytes = program(&[(0, 200, 0x40_0000)], 200);
+        let image = ProgramImage::parse(&bytes).unwrap();
+        assert_eq!(image.entry(), 0x40_0000);
+        assert_eq!(image.image_end(), 0x40_1000);
+    }
+
+    /// Found by the `elf` fuzz target (fuzz/corpus/elf/crash-8f199ba6...): two segments
+    /// staging the same file bytes at different addresses. At scale, a 4 MB file of 65,535
+    /// program headers each naming the whole file would have staged 256 GB.
+    #[test]
+    fn rejects_segments_that_stage_the_same_file_bytes_twice() {
+        let bytes = program(&[(0, 178, 0x40_0000), (0, 178, 0x60_0000)], 178);
+        assert!(matches!(
+            ProgramImage::parse(&bytes).unwrap_err(),
+            LoadError::Malformed(message) if message.contains("overlap")
+        ));
+        // The same two segments over disjoint halves of the file are fine.
+        let bytes = program(&[(0, 200, 0x40_0000), (200, 56, 0x60_0000)], 256);
+        assert!(ProgramImage::parse(&bytes).is_ok());
     }
 
     #[test]

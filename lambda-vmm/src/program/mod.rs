@@ -16,5 +16,7 @@ mod syscall_sites;
 pub(crate) use cache::ProgramCache;
 pub use error::LoadError;
 pub(crate) use image::ProgramImage;
+#[cfg(feature = "fuzzing")]
+pub(crate) use package::read_zip;
 pub(crate) use package::{CodePackage, read_package};
 pub(crate) use stack::{StartupInfo, build_stack};

@@ -1,7 +1,7 @@
 //! A function's code: a static executable, or a zip holding one named `bootstrap` (and any
 //! other files, which appear under `/var/task`).
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::sync::Arc;
 
 use lambda_core::CodeLocation;
@@ -27,11 +27,6 @@ pub fn read_package(code: &CodeLocation) -> Result<CodePackage, LoadError> {
         path: path.display().to_string(),
         reason,
     };
-    let too_big = || {
-        LoadError::Malformed(format!(
-            "the code is over the {MAX_PROGRAM_BYTES}-byte limit of unzipped code"
-        ))
-    };
     match code {
         CodeLocation::Executable(_) => {
             let size = std::fs::metadata(path)
@@ -50,44 +45,102 @@ pub fn read_package(code: &CodeLocation) -> Result<CodePackage, LoadError> {
         }
         CodeLocation::Zip(_) => {
             let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
-            let mut archive = zip::ZipArchive::new(file)
-                .map_err(|e| unreadable(format!("not a readable zip archive: {e}")))?;
-            let mut files = Vec::new();
-            let mut total = 0u64;
-            for index in 0..archive.len() {
-                let mut entry = archive
-                    .by_index(index)
-                    .map_err(|e| unreadable(format!("bad zip entry: {e}")))?;
-                if entry.is_dir() {
-                    continue;
-                }
-                let Some(name) = entry.enclosed_name() else {
-                    continue; // an entry that would escape the task directory
-                };
-                let name = name.to_string_lossy().into_owned();
-                let mut bytes = Vec::new();
-                entry
-                    .by_ref()
-                    .take(MAX_PROGRAM_BYTES.saturating_add(1).saturating_sub(total))
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| unreadable(format!("cannot extract {name}: {e}")))?;
-                total = total.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
-                if total > MAX_PROGRAM_BYTES {
-                    return Err(too_big());
-                }
-                files.push((name, Arc::<[u8]>::from(bytes)));
-            }
-            let program = files
-                .iter()
-                .find(|(name, _)| name == "bootstrap")
-                .map(|(_, bytes)| bytes.clone())
-                .ok_or_else(|| {
-                    unreadable("the zip has no file named `bootstrap` at its top level".into())
-                })?;
-            Ok(CodePackage {
-                files: files.into(),
-                program,
-            })
+            read_zip(file, &path.display().to_string())
+        }
+    }
+}
+
+fn too_big() -> LoadError {
+    LoadError::Malformed(format!(
+        "the code is over the {MAX_PROGRAM_BYTES}-byte limit of unzipped code"
+    ))
+}
+
+/// Reads a zip package from `archive`; `path` names it in errors.
+pub fn read_zip(archive: impl Read + Seek, path: &str) -> Result<CodePackage, LoadError> {
+    let unreadable = |reason: String| LoadError::Unreadable {
+        path: path.to_string(),
+        reason,
+    };
+    let mut archive = zip::ZipArchive::new(archive)
+        .map_err(|e| unreadable(format!("not a readable zip archive: {e}")))?;
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| unreadable(format!("bad zip entry: {e}")))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let Some(name) = entry.enclosed_name() else {
+            continue; // an entry that would escape the task directory
+        };
+        let name = name.to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry
+            .by_ref()
+            .take(MAX_PROGRAM_BYTES.saturating_add(1).saturating_sub(total))
+            .read_to_end(&mut bytes)
+            .map_err(|e| unreadable(format!("cannot extract {name}: {e}")))?;
+        total = total.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+        if total > MAX_PROGRAM_BYTES {
+            return Err(too_big());
+        }
+        files.push((name, Arc::<[u8]>::from(bytes)));
+    }
+    let program = files
+        .iter()
+        .find(|(name, _)| name == "bootstrap")
+        .map(|(_, bytes)| bytes.clone())
+        .ok_or_else(|| {
+            unreadable("the zip has no file named `bootstrap` at its top level".into())
+        })?;
+    Ok(CodePackage {
+        files: files.into(),
+        program,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Cursor, Write};
+
+    use super::*;
+
+    fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, bytes) in entries {
+            writer
+                .start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            writer.write_all(bytes).unwrap();
+        }
+        writer.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn reads_a_zip_from_memory_and_skips_escaping_names() {
+        let bytes = zip(&[
+            ("../outside", b"x"),
+            ("/etc/passwd", b"x"),
+            ("bootstrap", b"program"),
+            ("lib/data.txt", b"data"),
+        ]);
+        let package = read_zip(Cursor::new(bytes), "mem.zip").unwrap();
+        assert_eq!(&*package.program, b"program");
+        let names: Vec<&str> = package.files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["bootstrap", "lib/data.txt"]);
+    }
+
+    #[test]
+    fn a_zip_without_bootstrap_or_not_a_zip_is_unreadable() {
+        let no_bootstrap = zip(&[("main", b"program")]);
+        for bytes in [no_bootstrap, b"PK\x05\x06 not really".to_vec(), Vec::new()] {
+            assert!(matches!(
+                read_zip(Cursor::new(bytes), "mem.zip"),
+                Err(LoadError::Unreadable { path, .. }) if path == "mem.zip"
+            ));
         }
     }
 }
