@@ -52,3 +52,135 @@ pub fn read_zip_package(
         .collect();
     Ok((files, parse_elf(&package.program)))
 }
+
+/// What one syscall made of the kernel under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The call returned this value to the guest (`-errno` for an error).
+    Returned(i64),
+    /// The call had to wait, still did after one retry, and was abandoned (as a signal
+    /// would interrupt it): the next call is a new one.
+    Abandoned,
+    /// The program is over (`exit`, a response too large, ...): no more calls.
+    Stopped,
+}
+
+/// The kernel of one pretend program, over plain guest memory (no VM), driven one syscall at
+/// a time as the run loop drives it: the kernel fuzz target's way in.
+pub struct KernelUnderTest {
+    guest: crate::kernel::harness::Guest,
+}
+
+/// Where the target's scratch memory starts: input bytes go here and pointers aim here.
+pub const SCRATCH: u64 = crate::kernel::harness::SCRATCH;
+/// Bytes of scratch memory.
+pub const SCRATCH_LEN: u64 = 64 << 10;
+/// Bytes of `/tmp` the pretend program may keep.
+pub const TMP_QUOTA: u64 = crate::kernel::harness::TMP_QUOTA;
+/// The pretend function's memory.
+pub const MEMORY_BYTES: u64 = crate::kernel::harness::MEMORY_BYTES;
+
+impl KernelUnderTest {
+    /// A one-shot program whose stdin holds `event`.
+    pub fn one_shot(event: &[u8]) -> KernelUnderTest {
+        KernelUnderTest {
+            guest: crate::kernel::harness::Guest::one_shot(event),
+        }
+    }
+
+    /// A Runtime API program with one invocation of `payload` waiting for it.
+    pub fn runtime(payload: &[u8]) -> KernelUnderTest {
+        let mut guest = crate::kernel::harness::Guest::runtime();
+        let mut invocation = lambda_core::Invocation::new(payload.to_vec());
+        invocation.request_id = "fuzz-1".into();
+        if let Some(api) = guest.kernel.api_mut() {
+            // Far in the future, in milliseconds since the epoch.
+            let _ = api.deliver(invocation, 4_000_000_000_000);
+        }
+        KernelUnderTest { guest }
+    }
+
+    /// The syscall numbers the kernel answers (the rest answer `ENOSYS`).
+    pub fn syscall_numbers() -> Vec<u64> {
+        crate::kernel::table_numbers()
+    }
+
+    /// Addresses a hostile program might pass: null, the kernel area, the gaps, past the
+    /// end of memory, the top of the address space.
+    pub fn bad_addresses() -> Vec<u64> {
+        let layout = crate::vm::layout::Layout::new(MEMORY_BYTES);
+        vec![
+            0,
+            1,
+            crate::vm::layout::PML4,
+            crate::vm::layout::SYSCALL_ENTRY,
+            crate::vm::layout::KERNEL_STACK_TOP - 8,
+            crate::vm::layout::USER_START - 1,
+            layout.guard_start,
+            layout.stack_bottom - 1,
+            layout.mapped_end - 1,
+            layout.mapped_end,
+            1 << 47,
+            u64::MAX - 7,
+            u64::MAX,
+        ]
+    }
+
+    /// Copies `bytes` into scratch memory at `offset` (cut to fit).
+    pub fn write_scratch(&mut self, offset: u64, bytes: &[u8]) {
+        let offset = offset.min(SCRATCH_LEN);
+        let room = usize::try_from(SCRATCH_LEN.saturating_sub(offset)).unwrap_or(0);
+        let bytes = bytes.get(..room.min(bytes.len())).unwrap_or_default();
+        self.guest
+            .memory
+            .write(SCRATCH.saturating_add(offset), bytes)
+            .expect("scratch memory is user memory");
+    }
+
+    /// Makes one syscall; a call that must wait is retried once, then abandoned.
+    pub fn syscall(&mut self, number: u64, args: [u64; 6]) -> Outcome {
+        use crate::kernel::Step;
+        for _ in 0..2 {
+            match self.guest.step(number, &args) {
+                Step::Return(value) => return Outcome::Returned(value as i64),
+                Step::SetFsBase(_) => return Outcome::Returned(0),
+                Step::Stop(_) => return Outcome::Stopped,
+                Step::Block(_) => {}
+            }
+        }
+        self.guest.kernel.abandon_wait();
+        Outcome::Abandoned
+    }
+
+    /// Hands the host's side of the Runtime API everything the program sent (as the
+    /// environment does between exits).
+    pub fn drain_runtime_api(&mut self) {
+        if let Some(api) = self.guest.kernel.api_mut() {
+            while api.next_event().is_some() {}
+        }
+    }
+
+    /// Checks that everything the program can grow stayed within its limit; the text says
+    /// what did not.
+    pub fn check_limits(&mut self) -> Result<(), String> {
+        let (fds, mappings, tmp) = self.guest.kernel.footprint();
+        if fds > crate::kernel::MAX_FDS {
+            return Err(format!("{fds} open descriptors"));
+        }
+        if mappings > crate::kernel::MAX_MAPPINGS {
+            return Err(format!("{mappings} mappings"));
+        }
+        if tmp > TMP_QUOTA {
+            return Err(format!("{tmp} bytes in /tmp over a {TMP_QUOTA}-byte quota"));
+        }
+        let resident = self.guest.memory.resident_bytes();
+        if resident > MEMORY_BYTES {
+            return Err(format!("{resident} bytes of guest memory held"));
+        }
+        let response = self.guest.kernel.take_response().len();
+        if response > lambda_core::limits::MAX_SYNC_PAYLOAD_BYTES {
+            return Err(format!("a {response}-byte response"));
+        }
+        Ok(())
+    }
+}

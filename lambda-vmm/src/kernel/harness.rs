@@ -3,6 +3,8 @@
 //! the kernel fuzz target's way in.
 
 #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+// The unit tests use all of it; the fuzz target only the parts it drives.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use std::sync::Arc;
 
@@ -19,6 +21,10 @@ use crate::vm::vcpu::SyscallArgs;
 pub(crate) const IMAGE_END: u64 = USER_START + (4 << 20);
 /// Scratch memory for arguments, inside the pretend image.
 pub(crate) const SCRATCH: u64 = USER_START + (1 << 20);
+/// The pretend function's memory.
+pub(crate) const MEMORY_BYTES: u64 = 128 << 20;
+/// Bytes of `/tmp` the pretend program may keep.
+pub(crate) const TMP_QUOTA: u64 = 1 << 20;
 
 /// A kernel for one pretend program, and its memory.
 pub struct Guest {
@@ -40,12 +46,12 @@ impl Guest {
     }
 
     fn with(stdin: Option<Vec<u8>>, api: Option<RuntimeApi>) -> Guest {
-        let memory = GuestMemory::new(128 << 20).expect("guest memory");
+        let memory = GuestMemory::new(MEMORY_BYTES).expect("guest memory");
         let code: Arc<[u8]> = Arc::from(&b"\x7fELF program"[..]);
         let data: Arc<[u8]> = Arc::from(&b"0123456789"[..]);
         let fs = FileSystem::new(
             &[("bootstrap".into(), code), ("data.txt".into(), data)],
-            1 << 20,
+            TMP_QUOTA,
         );
         let kernel = Kernel::new(
             &memory,

@@ -61,6 +61,12 @@ impl AddressSpace {
         }
     }
 
+    /// Separate mappings held.
+    #[cfg(feature = "fuzzing")]
+    pub fn mappings(&self) -> usize {
+        self.regions.len()
+    }
+
     /// Whether an allocation ever failed for lack of memory.
     pub fn exhausted(&self) -> bool {
         self.exhausted

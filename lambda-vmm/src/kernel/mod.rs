@@ -16,7 +16,7 @@ mod abi;
 mod fd;
 mod files;
 mod futex;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod harness;
 mod mm;
 mod names;
@@ -35,7 +35,11 @@ use std::time::{Duration, Instant};
 use lambda_core::logs::LogCollector;
 use lambda_core::runtime_api::RuntimeApi;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use fd::MAX_FDS;
 pub use files::PROGRAM_PATH;
+#[cfg(feature = "fuzzing")]
+pub(crate) use mm::MAX_MAPPINGS;
 pub use names::name as syscall_name;
 pub use net::RUNTIME_API_ENDPOINT;
 
@@ -46,6 +50,12 @@ use crate::vm::{Fault, GuestMemory};
 pub const MAX_UNSUPPORTED_KINDS: usize = 64;
 /// The key under which unsupported syscalls beyond [`MAX_UNSUPPORTED_KINDS`] are counted.
 pub const OTHER_UNSUPPORTED: u64 = u64::MAX;
+
+/// The numbers of the syscalls the table answers.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn table_numbers() -> Vec<u64> {
+    table::TABLE.iter().map(|syscall| syscall.number).collect()
+}
 
 /// A Linux error number, returned to the guest as `-errno`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +288,24 @@ impl Kernel {
                 Err(BLOCKED)
             }
         }
+    }
+
+    /// Forgets the call that was waiting, as if a signal had interrupted it: the next call
+    /// is a new one. (The run loop never does this; the fuzz target, which cannot wait, does.)
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn abandon_wait(&mut self) {
+        self.blocked_since = None;
+        self.wake_at = None;
+    }
+
+    /// Open descriptors, mappings and `/tmp` bytes: the resources a guest can grow.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn footprint(&self) -> (usize, usize, u64) {
+        (
+            self.fds.open_fds().len(),
+            self.mm.mappings(),
+            self.fs.tmp_used(),
+        )
     }
 
     /// Ends the program after the current syscall.
