@@ -7,6 +7,7 @@ use lambda_core::{Backend, Contract, EnvironmentError, ExecutionEnvironment, Fun
 use crate::env::guard::guarded;
 use crate::env::{RuntimeApiEnvironment, StdioEnvironment};
 use crate::error::VmmError;
+use crate::machine::MachineOptions;
 use crate::program::{CodePackage, ProgramCache, ProgramImage};
 use crate::trace::span;
 use crate::vm::kvm;
@@ -32,14 +33,15 @@ use crate::vm::spare::SparePool;
 /// map the same staged image.
 #[derive(Clone, Default)]
 pub struct MicroVmBackend {
-    spares: Option<Arc<SparePool>>,
+    options: MachineOptions,
     programs: Arc<ProgramCache>,
 }
 
 impl std::fmt::Debug for MicroVmBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MicroVmBackend")
-            .field("spare_vms", &self.spares.is_some())
+            .field("spare_vms", &self.options.spares.is_some())
+            .field("vdso", &!self.options.no_vdso)
             .finish()
     }
 }
@@ -56,13 +58,21 @@ impl MicroVmBackend {
     /// anything; the pool is shared by every environment this backend (and its clones)
     /// creates, and stops with the last of them.
     pub fn with_spare_vms(mut self, per_size: usize) -> MicroVmBackend {
-        self.spares = (per_size > 0).then(|| Arc::new(SparePool::new(per_size)));
+        self.options.spares = (per_size > 0).then(|| Arc::new(SparePool::new(per_size)));
+        self
+    }
+
+    /// Does not tell programs of the vDSO, so every clock reading is a syscall (a VM exit),
+    /// as before there was one: for measuring what it saves. Programs behave the same.
+    pub fn without_vdso(mut self) -> MicroVmBackend {
+        self.options.no_vdso = true;
         self
     }
 
     /// How many spare VMs of `memory_mb` are ready now.
     pub fn spare_vms_ready(&self, memory_mb: u32) -> usize {
-        self.spares
+        self.options
+            .spares
             .as_ref()
             .map_or(0, |pool| pool.ready(u64::from(memory_mb) << 20))
     }
@@ -71,14 +81,16 @@ impl MicroVmBackend {
     /// start has yet), and returns how many are ready: 0 without spare VMs, or when KVM
     /// refused to make one. For benchmarks and tests that want the background thread idle.
     pub fn wait_for_spare_vms(&self, memory_mb: u32) -> usize {
-        self.spares
+        self.options
+            .spares
             .as_ref()
             .map_or(0, |pool| pool.wait_stocked(u64::from(memory_mb) << 20))
     }
 
     /// How many cold starts found a spare VM ready, and how many did not.
     pub fn spare_hits_and_misses(&self) -> (u64, u64) {
-        self.spares
+        self.options
+            .spares
             .as_ref()
             .map_or((0, 0), |pool| pool.hits_and_misses())
     }
@@ -94,7 +106,7 @@ impl MicroVmBackend {
             image,
             package,
             config.clone(),
-            self.spares.clone(),
+            self.options.clone(),
         ))
     }
 
@@ -104,7 +116,7 @@ impl MicroVmBackend {
         config: &FunctionConfig,
     ) -> Result<RuntimeApiEnvironment, EnvironmentError> {
         let (image, package) = self.checked_code(config)?;
-        RuntimeApiEnvironment::start(image, package, config.clone(), self.spares.clone())
+        RuntimeApiEnvironment::start(image, package, config.clone(), self.options.clone())
     }
 }
 

@@ -108,18 +108,24 @@ impl KernelUnderTest {
     /// Addresses a hostile program might pass: null, the kernel area, the gaps, past the
     /// end of memory, the top of the address space.
     pub fn bad_addresses() -> Vec<u64> {
-        let layout = crate::vm::layout::Layout::new(MEMORY_BYTES);
+        use crate::mm::layout::{KERNEL_VIRT, MIN_MAP_ADDRESS, STACK_BOTTOM, STACK_TOP, VVAR};
+        use crate::vm::layout::{GDT, KERNEL_STACK_TOP, PML4, SYSCALL_ENTRY, virt};
         vec![
             0,
             1,
-            crate::vm::layout::PML4,
-            crate::vm::layout::SYSCALL_ENTRY,
-            crate::vm::layout::KERNEL_STACK_TOP - 8,
-            crate::vm::layout::USER_START - 1,
-            layout.guard_start,
-            layout.stack_bottom - 1,
-            layout.mapped_end - 1,
-            layout.mapped_end,
+            MIN_MAP_ADDRESS - 1,
+            crate::kernel::harness::IMAGE_START - 1,
+            crate::kernel::harness::IMAGE_END,
+            PML4,
+            virt(GDT),
+            virt(SYSCALL_ENTRY),
+            virt(KERNEL_STACK_TOP) - 8,
+            KERNEL_VIRT,
+            VVAR,
+            STACK_BOTTOM - 1,
+            STACK_TOP - 8,
+            STACK_TOP,
+            MEMORY_BYTES,
             1 << 47,
             u64::MAX - 7,
             u64::MAX,
@@ -163,19 +169,23 @@ impl KernelUnderTest {
     /// Checks that everything the program can grow stayed within its limit; the text says
     /// what did not.
     pub fn check_limits(&mut self) -> Result<(), String> {
-        let (fds, mappings, tmp) = self.guest.kernel.footprint();
+        let (fds, tmp) = self.guest.kernel.footprint();
+        let mappings = self.guest.memory.mappings();
         if fds > crate::kernel::MAX_FDS {
             return Err(format!("{fds} open descriptors"));
         }
-        if mappings > crate::kernel::MAX_MAPPINGS {
+        if mappings > crate::mm::MAX_MAPPINGS {
             return Err(format!("{mappings} mappings"));
         }
         if tmp > TMP_QUOTA {
             return Err(format!("{tmp} bytes in /tmp over a {TMP_QUOTA}-byte quota"));
         }
         let resident = self.guest.memory.resident_bytes();
-        if resident > MEMORY_BYTES {
-            return Err(format!("{resident} bytes of guest memory held"));
+        let committed = self.guest.memory.committed_bytes();
+        if resident > MEMORY_BYTES || committed > MEMORY_BYTES {
+            return Err(format!(
+                "{resident} bytes of guest memory held, {committed} given to the program"
+            ));
         }
         let response = self.guest.kernel.take_response().len();
         if response > lambda_core::limits::MAX_SYNC_PAYLOAD_BYTES {

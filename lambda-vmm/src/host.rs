@@ -1,5 +1,5 @@
-//! The host syscalls the crate makes outside KVM and guest memory, each behind a safe
-//! function: memory files, random bytes, signalling a process group.
+//! The host syscalls (and instructions) the crate uses outside KVM and guest memory, each
+//! behind a safe function: memory files, random bytes, signalling a process group, the TSC.
 
 use std::ffi::CStr;
 use std::fs::File;
@@ -56,6 +56,33 @@ pub fn kill_process_group(pgid: u32) {
     unsafe {
         libc::kill(-pgid, libc::SIGKILL);
     }
+}
+
+/// The host's time-stamp counter.
+pub fn tsc() -> u64 {
+    // SAFETY: `rdtsc` only reads the time-stamp counter, which every x86-64 CPU has; it
+    // touches no memory.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Whether the TSC is invariant (CPUID 0x8000_0007, EDX bit 8): it ticks at one rate in
+/// every power state, so it can serve as a clock.
+pub fn invariant_tsc() -> bool {
+    let max_extended = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    max_extended >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
+/// The TSC's rate in kHz, measured against the monotonic clock over 100 ms (for tests that
+/// run without a vCPU to ask).
+#[cfg(test)]
+pub fn tsc_khz_estimate() -> u64 {
+    let (start, first) = (std::time::Instant::now(), tsc());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let ticks = tsc().saturating_sub(first);
+    let micros = u64::try_from(start.elapsed().as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    ticks.saturating_mul(1000) / micros
 }
 
 #[cfg(test)]

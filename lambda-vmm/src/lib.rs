@@ -1,13 +1,16 @@
 //! One execution environment per KVM micro-VM.
 //!
-//! The function's own static x86-64 ELF runs at CPL3 in 64-bit long mode on an
-//! identity-mapped address space, and the VMM is its kernel: `syscall` lands on a two-byte
+//! The function's own static x86-64 ELF runs at CPL3 in 64-bit long mode in a 47-bit
+//! virtual address space whose page tables the VMM keeps (mappings cost nothing until
+//! touched; protections are enforced; a vDSO answers the clocks without an exit), and the
+//! VMM is its kernel: `syscall` lands on a two-byte
 //! ring-0 stub that exits to the VMM, which performs the call against the environment's state
 //! and returns with an emulated SYSRET. Each `syscall` instruction seen this way is then
 //! rewritten in the VM's copy-on-write memory to `out 0x80, al` (also two bytes), which exits
 //! from ring 3 directly: on nested hosts, where ring 0 is emulated, that saves a third of
-//! every syscall's cost. CPU exceptions reach an IDT whose stubs report the vector, so a crash
-//! is reported with its signal and address. On hosts where ring-0 guest code is emulated
+//! every syscall's cost. CPU exceptions reach an IDT whose stubs report the vector: a page
+//! fault the program's mappings allow is resolved and the program goes on; any other is a
+//! crash, reported with its signal and address. On hosts where ring-0 guest code is emulated
 //! (nested PVM clouds) this is the only design that runs the guest at native speed.
 //!
 //! The entry point is [`MicroVmBackend`], a [`lambda_core::Backend`]. [`ProcessBackend`] runs
@@ -16,14 +19,15 @@
 //! An invocation's path through the source, top to bottom: `backend.rs` (the backend makes
 //! environments) -> `env/` (the two contracts side by side: `runtime_api.rs`, `stdio.rs`) ->
 //! `machine.rs` (a booted program: the vCPU run loop joined to the kernel) -> `vm/` (KVM:
-//! the VM, its memory and the one checked accessor for guest pointers, the vCPU, the
-//! deadline kick, spare VMs, teardown) and `kernel/` (the guest's syscalls) -> the Runtime
-//! API of `lambda-core`. `program/` turns a package into a checked, staged image and its
-//! initial stack; `host.rs` holds the few host syscalls made outside KVM; `process/` is the
-//! development backend.
+//! the VM, the kernel area, the vCPU, the deadline kick, spare VMs, teardown), `kernel/`
+//! (the guest's syscalls) and `mm/` (the guest's memory: its address space, page tables and
+//! the one checked accessor for guest pointers) -> the Runtime API of `lambda-core`.
+//! `program/` turns a package into a checked, staged image and its initial stack; `vdso/` is
+//! the guest's vDSO; `host.rs` holds the few host syscalls made outside KVM; `process/` is
+//! the development backend.
 
 #![deny(missing_docs)]
-// `unsafe` lives only in the KVM (`vm/`), guest-memory (`vm/memory.rs`) and host-syscall
+// `unsafe` lives only in the KVM (`vm/`), guest-memory (`mm/physical.rs`) and host-syscall
 // (`host.rs`) modules, each block with a `// SAFETY:` line.
 #![deny(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
@@ -37,10 +41,12 @@ pub mod fuzzing;
 mod host;
 mod kernel;
 mod machine;
+mod mm;
 mod process;
 mod program;
 mod sync;
 mod trace;
+mod vdso;
 #[allow(unsafe_code)]
 mod vm;
 

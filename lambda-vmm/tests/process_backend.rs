@@ -144,3 +144,9 @@ fn private_directory_is_per_environment() {
         "removed at shutdown"
     );
 }
+
+#[test]
+fn address_space() {
+    let (backend, functions) = setup();
+    scenarios::address_space(&backend, &functions);
+}

@@ -502,8 +502,9 @@ fn forge_sites() -> ExitCode {
         eprintln!("misbehave: getpid through the gadget answered {pid}");
         return ExitCode::FAILURE;
     }
-    // Straight to the ring-0 stub at 0x10000, claiming to return to just after `site`'s bytes:
-    // a kernel that trusted rcx would take `site` for a syscall instruction.
+    // Straight to the ring-0 stub (lambda-vmm's kernel area maps it at 0x7fff_ffe0_6000),
+    // claiming to return to just after `site`'s bytes: a kernel that trusted rcx would take
+    // `site` for a syscall instruction.
     let pid: u64;
     // SAFETY: the stub exits to the VMM, which returns to rcx (the gadget's `ret`), which
     // returns to label 2 pushed below; rcx and r11 are clobbered.
@@ -516,7 +517,7 @@ fn forge_sites() -> ExitCode {
             "jmp rdi",
             "2:",
             in("rsi") site + 2,
-            in("rdi") 0x10000u64,
+            in("rdi") 0x7fff_ffe0_6000u64,
             inlateout("rax") 39u64 => pid,
             out("rcx") _, out("r11") _, out("rdx") _,
             clobber_abi("C"),

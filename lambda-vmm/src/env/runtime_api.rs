@@ -1,7 +1,6 @@
 //! A warm execution environment: one micro-VM running a Runtime API function through Init,
 //! then invocation after invocation, until it is shut down or reset.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_core::logs::{DEFAULT_LOG_CAPACITY, LogCollector};
@@ -17,10 +16,9 @@ use super::variables::guest_environment;
 use crate::error::VmmError;
 use crate::kernel::vfs::FileSystem;
 use crate::kernel::{Kernel, KernelSetup, RUNTIME_API_ENDPOINT};
-use crate::machine::{Machine, Settled};
+use crate::machine::{Machine, MachineOptions, Settled};
 use crate::program::{CodePackage, ProgramImage};
 use crate::trace::span;
-use crate::vm::spare::SparePool;
 
 /// A Runtime API function in its own micro-VM, kept warm between invocations: globals,
 /// connections and `/tmp` survive from one invocation to the next. A crash, timeout or exit
@@ -29,7 +27,7 @@ pub struct RuntimeApiEnvironment {
     image: ProgramImage,
     package: CodePackage,
     config: FunctionConfig,
-    spares: Option<Arc<SparePool>>,
+    options: MachineOptions,
     machine: Option<Machine>,
     init_duration: Duration,
     /// Init Duration to report on the next invocation (the first after each Init).
@@ -75,14 +73,14 @@ fn init(
     image: &ProgramImage,
     package: &CodePackage,
     config: &FunctionConfig,
-    spares: Option<&SparePool>,
+    options: &MachineOptions,
 ) -> Result<(Machine, Duration), EnvironmentError> {
     span!("init", function = config.name.as_str());
     let start = Instant::now();
     let envp = guest_environment(config, Some(RUNTIME_API_ENDPOINT));
     let fs = FileSystem::new(&package.files, u64::from(config.ephemeral_storage_mb) << 20);
-    let mut machine = Machine::boot(image, config, &envp, spares, |image_end| KernelSetup {
-        image_end,
+    let mut machine = Machine::boot(image, config, &envp, options, |tsc_offset| KernelSetup {
+        tsc_offset,
         fs,
         stdin: None,
         api: Some(RuntimeApi::for_function(config)),
@@ -104,7 +102,7 @@ fn init(
         (_, Some(error)) => error,
         (Settled::Ended(Stop::TimedOut), None) => ending::init_timed_out(),
         (Settled::Ended(stop), None) => {
-            let out_of_memory = machine.kernel().out_of_memory();
+            let out_of_memory = machine.out_of_memory();
             stop.error(config, out_of_memory).0
         }
     };
@@ -121,14 +119,14 @@ impl RuntimeApiEnvironment {
         image: ProgramImage,
         package: CodePackage,
         config: FunctionConfig,
-        spares: Option<Arc<SparePool>>,
+        options: MachineOptions,
     ) -> Result<RuntimeApiEnvironment, EnvironmentError> {
-        let (machine, init_duration) = init(&image, &package, &config, spares.as_deref())?;
+        let (machine, init_duration) = init(&image, &package, &config, &options)?;
         Ok(RuntimeApiEnvironment {
             image,
             package,
             config,
-            spares,
+            options,
             init_stats: RunStats::since_boot(&machine),
             machine: Some(machine),
             init_duration,
@@ -157,12 +155,7 @@ impl RuntimeApiEnvironment {
     pub fn run(&mut self, invocation: Invocation) -> Result<InvokeResult, VmmError> {
         let request_id = invocation.request_id.clone();
         if self.machine.is_none() {
-            match init(
-                &self.image,
-                &self.package,
-                &self.config,
-                self.spares.as_deref(),
-            ) {
+            match init(&self.image, &self.package, &self.config, &self.options) {
                 Ok((machine, init_duration)) => {
                     self.init_stats = RunStats::since_boot(&machine);
                     self.machine = Some(machine);
@@ -181,10 +174,11 @@ impl RuntimeApiEnvironment {
         }
         let config = &self.config;
         let machine = self.machine.as_mut().expect("booted above");
-        let (exits_before, syscalls_before, direct_before) = (
+        let (exits_before, syscalls_before, direct_before, faults_before) = (
             machine.exits(),
             machine.stats().syscalls,
             machine.direct_syscalls(),
+            machine.page_faults(),
         );
         let kernel = machine.kernel();
         // After what the function printed during Init or since the last invocation.
@@ -213,6 +207,7 @@ impl RuntimeApiEnvironment {
             exits: machine.exits() - exits_before,
             syscalls: machine.stats().syscalls - syscalls_before,
             direct_syscalls: machine.direct_syscalls() - direct_before,
+            page_faults: machine.page_faults() - faults_before,
             unsupported_syscalls: machine.stats().unsupported.clone(),
             setup: Duration::ZERO,
             spare_vm: false,
@@ -222,7 +217,7 @@ impl RuntimeApiEnvironment {
             duration,
             max_memory_used_mb: machine.memory_used_mb(),
             init_duration: self.unreported_init.take(),
-            out_of_memory: machine.kernel().out_of_memory(),
+            out_of_memory: machine.out_of_memory(),
         };
         // What the function prints from now on goes to the next invocation's log.
         let mut log = machine

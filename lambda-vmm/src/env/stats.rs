@@ -18,6 +18,9 @@ pub struct RunStats {
     /// Of those, how many entered the VMM directly from a rewritten `syscall` site instead of
     /// through ring 0 (see the crate docs).
     pub direct_syscalls: u64,
+    /// Page faults the VMM resolved (each one VM exit): the program's first touches of
+    /// memory it mapped, a window or a 2 MiB page at a time.
+    pub page_faults: u64,
     /// Syscalls this kernel does not implement (they returned ENOSYS), by number.
     pub unsupported_syscalls: BTreeMap<u64, u64>,
     /// Time to build the VM and load the program.
@@ -34,6 +37,7 @@ impl RunStats {
             exits: machine.exits(),
             syscalls: machine.stats().syscalls,
             direct_syscalls: machine.direct_syscalls(),
+            page_faults: machine.page_faults(),
             unsupported_syscalls: machine.stats().unsupported.clone(),
             setup: machine.setup_time(),
             spare_vm: machine.used_spare(),

@@ -1,7 +1,6 @@
 //! The one-shot stdio contract: each invocation runs the program in a fresh micro-VM with the
 //! event on stdin; stdout is the response, stderr the log, exit status 0 success.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lambda_core::logs::{DEFAULT_LOG_CAPACITY, LogCollector};
@@ -17,9 +16,8 @@ use super::variables::guest_environment;
 use crate::error::VmmError;
 use crate::kernel::KernelSetup;
 use crate::kernel::vfs::FileSystem;
-use crate::machine::{Machine, Settled};
+use crate::machine::{Machine, MachineOptions, Settled};
 use crate::program::{CodePackage, ProgramImage};
-use crate::vm::spare::SparePool;
 
 /// A one-shot stdio environment: the checked program, run in a fresh micro-VM per
 /// invocation with the event on stdin and the response on stdout.
@@ -27,7 +25,7 @@ pub struct StdioEnvironment {
     image: ProgramImage,
     package: CodePackage,
     config: FunctionConfig,
-    spares: Option<Arc<SparePool>>,
+    options: MachineOptions,
     last_stats: RunStats,
 }
 
@@ -37,13 +35,13 @@ impl StdioEnvironment {
         image: ProgramImage,
         package: CodePackage,
         config: FunctionConfig,
-        spares: Option<Arc<SparePool>>,
+        options: MachineOptions,
     ) -> StdioEnvironment {
         StdioEnvironment {
             image,
             package,
             config,
-            spares,
+            options,
             last_stats: RunStats::default(),
         }
     }
@@ -60,7 +58,7 @@ impl StdioEnvironment {
             &self.package,
             &self.config,
             invocation,
-            self.spares.as_deref(),
+            &self.options,
         )?;
         self.last_stats = stats;
         Ok(result)
@@ -96,14 +94,14 @@ fn run_once(
     package: &CodePackage,
     config: &FunctionConfig,
     invocation: Invocation,
-    spares: Option<&SparePool>,
+    options: &MachineOptions,
 ) -> Result<(InvokeResult, RunStats), VmmError> {
     let envp = guest_environment(config, None);
     let fs = FileSystem::new(&package.files, u64::from(config.ephemeral_storage_mb) << 20);
     let payload = invocation.payload;
     let log = LogCollector::start(&invocation.request_id, "$LATEST", DEFAULT_LOG_CAPACITY);
-    let mut machine = Machine::boot(image, config, &envp, spares, |image_end| KernelSetup {
-        image_end,
+    let mut machine = Machine::boot(image, config, &envp, options, |tsc_offset| KernelSetup {
+        tsc_offset,
         fs,
         stdin: Some(payload),
         api: None,
@@ -126,7 +124,7 @@ fn run_once(
         duration,
         max_memory_used_mb: machine.memory_used_mb(),
         init_duration: Some(stats.setup),
-        out_of_memory: machine.kernel().out_of_memory(),
+        out_of_memory: machine.out_of_memory(),
     };
     let log = machine.kernel().log_mut();
     note_unsupported(log, &stats.unsupported_syscalls);

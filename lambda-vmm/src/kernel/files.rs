@@ -6,7 +6,7 @@ use super::abi;
 use super::fd::{Descriptor, MAX_FDS, Object, OpenDir, OpenFile};
 use super::vfs::{self, Metadata, RenameFlags};
 use super::{Errno, Kernel, ProcessEnd, Stdio, SysResult};
-use crate::vm::GuestMemory;
+use crate::mm::GuestMemory;
 use lambda_core::limits;
 
 /// Most iovecs in one readv/writev (Linux's IOV_MAX).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::time::read_timespec;
 use super::{Errno, Kernel, SysResult, abi};
-use crate::vm::GuestMemory;
+use crate::mm::GuestMemory;
 
 const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;

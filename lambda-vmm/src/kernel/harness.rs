@@ -1,6 +1,7 @@
-//! A kernel for one pretend program over plain guest memory (a memory file, no VM, no
-//! vCPU), driven one syscall at a time the way the run loop drives it: the unit tests' and
-//! the kernel fuzz target's way in.
+//! A kernel for one pretend program over guest memory without a VM (no KVM, no vCPU): a 4
+//! MiB image of zeros at the static-pie load address, readable and writable, then the heap,
+//! the stack and the vDSO as a real program has them; driven one syscall at a time the way
+//! the run loop drives it: the unit tests' and the kernel fuzz target's way in.
 
 #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 // The unit tests use all of it; the fuzz target only the parts it drives.
@@ -13,18 +14,33 @@ use lambda_core::runtime_api::RuntimeApi;
 
 use super::vfs::FileSystem;
 use super::{Kernel, KernelSetup, Step};
-use crate::vm::GuestMemory;
-use crate::vm::layout::USER_START;
+use crate::mm::GuestMemory;
+use crate::mm::layout::PIE_LOAD_BASE;
 use crate::vm::vcpu::SyscallArgs;
 
+/// Where the pretend program image starts.
+pub(crate) const IMAGE_START: u64 = PIE_LOAD_BASE;
 /// Where the pretend program image ends (the heap starts there).
-pub(crate) const IMAGE_END: u64 = USER_START + (4 << 20);
+pub(crate) const IMAGE_END: u64 = IMAGE_START + (4 << 20);
 /// Scratch memory for arguments, inside the pretend image.
-pub(crate) const SCRATCH: u64 = USER_START + (1 << 20);
+pub(crate) const SCRATCH: u64 = IMAGE_START + (1 << 20);
 /// The pretend function's memory.
 pub(crate) const MEMORY_BYTES: u64 = 128 << 20;
 /// Bytes of `/tmp` the pretend program may keep.
 pub(crate) const TMP_QUOTA: u64 = 1 << 20;
+
+/// Guest memory holding the pretend program's image.
+fn pretend_program_memory() -> GuestMemory {
+    use std::os::fd::AsFd;
+    let memory = crate::vm::guest_memory(MEMORY_BYTES).expect("guest memory");
+    let image = crate::host::memory_file(c"pretend-image").expect("a memory file");
+    let len = IMAGE_END - IMAGE_START;
+    image.set_len(len).expect("a memory file of 4 MiB");
+    memory
+        .load_image(image.as_fd(), IMAGE_START, len, |_| 3)
+        .expect("the pretend image fits");
+    memory
+}
 
 /// A kernel for one pretend program, and its memory.
 pub struct Guest {
@@ -46,23 +62,20 @@ impl Guest {
     }
 
     fn with(stdin: Option<Vec<u8>>, api: Option<RuntimeApi>) -> Guest {
-        let memory = GuestMemory::new(MEMORY_BYTES).expect("guest memory");
+        let memory = pretend_program_memory();
         let code: Arc<[u8]> = Arc::from(&b"\x7fELF program"[..]);
         let data: Arc<[u8]> = Arc::from(&b"0123456789"[..]);
         let fs = FileSystem::new(
             &[("bootstrap".into(), code), ("data.txt".into(), data)],
             TMP_QUOTA,
         );
-        let kernel = Kernel::new(
-            &memory,
-            KernelSetup {
-                image_end: IMAGE_END,
-                fs,
-                stdin,
-                api,
-                log: LogCollector::new(1 << 20),
-            },
-        );
+        let kernel = Kernel::new(KernelSetup {
+            tsc_offset: 0,
+            fs,
+            stdin,
+            api,
+            log: LogCollector::new(1 << 20),
+        });
         Guest {
             kernel,
             memory,

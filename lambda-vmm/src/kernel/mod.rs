@@ -38,13 +38,11 @@ use lambda_core::runtime_api::RuntimeApi;
 #[cfg(feature = "fuzzing")]
 pub(crate) use fd::MAX_FDS;
 pub use files::PROGRAM_PATH;
-#[cfg(feature = "fuzzing")]
-pub(crate) use mm::MAX_MAPPINGS;
 pub use names::name as syscall_name;
 pub use net::RUNTIME_API_ENDPOINT;
 
+use crate::mm::{Fault, GuestMemory};
 use crate::vm::vcpu::SyscallArgs;
-use crate::vm::{Fault, GuestMemory};
 
 /// Most distinct unsupported syscall numbers counted one by one.
 pub const MAX_UNSUPPORTED_KINDS: usize = 64;
@@ -138,7 +136,6 @@ enum Stdio {
 /// The state a program sees through its syscalls: memory map, descriptors, files, network,
 /// clocks.
 pub struct Kernel {
-    mm: mm::AddressSpace,
     fds: fd::FdTable,
     fs: vfs::FileSystem,
     cwd: String,
@@ -158,8 +155,8 @@ pub struct Kernel {
 
 /// How a kernel is set up.
 pub struct KernelSetup {
-    /// Where the program image ends (the heap starts there).
-    pub image_end: u64,
+    /// The vCPU's TSC minus the host's (0 on PVM hosts), for the clock.
+    pub tsc_offset: i64,
     /// Files under `/var/task` and the `/tmp` quota.
     pub fs: vfs::FileSystem,
     /// For one-shot runs, the event on stdin; `None` for a Runtime API environment.
@@ -172,7 +169,7 @@ pub struct KernelSetup {
 
 impl Kernel {
     /// A kernel for one program.
-    pub fn new(memory: &GuestMemory, setup: KernelSetup) -> Kernel {
+    pub fn new(setup: KernelSetup) -> Kernel {
         let stdio = match setup.stdin {
             Some(stdin) => Stdio::OneShot {
                 stdin,
@@ -182,14 +179,13 @@ impl Kernel {
             None => Stdio::Log,
         };
         Kernel {
-            mm: mm::AddressSpace::new(memory.layout(), setup.image_end),
             fds: fd::FdTable::with_stdio(),
             fs: setup.fs,
             cwd: vfs::TASK_ROOT.to_string(),
             stdio,
             log: setup.log,
             api: setup.api,
-            clock: time::GuestClock::new(),
+            clock: time::GuestClock::new(setup.tsc_offset),
             stats: SyscallStats::default(),
             pending_end: None,
             pending_fs_base: None,
@@ -204,9 +200,10 @@ impl Kernel {
         &self.stats
     }
 
-    /// Whether an allocation failed because the function's memory was exhausted.
-    pub fn out_of_memory(&self) -> bool {
-        self.mm.exhausted()
+    /// Refreshes the clock the program reads through the vDSO, in its data page at `vvar`
+    /// (before each run of the vCPU).
+    pub fn publish_clock(&mut self, physical: &crate::mm::physical::PhysicalMemory, vvar: u64) {
+        self.clock.publish(physical, vvar);
     }
 
     /// The Runtime API behind the loopback socket.
@@ -298,14 +295,10 @@ impl Kernel {
         self.wake_at = None;
     }
 
-    /// Open descriptors, mappings and `/tmp` bytes: the resources a guest can grow.
+    /// Open descriptors and `/tmp` bytes: resources a guest can grow.
     #[cfg(feature = "fuzzing")]
-    pub(crate) fn footprint(&self) -> (usize, usize, u64) {
-        (
-            self.fds.open_fds().len(),
-            self.mm.mappings(),
-            self.fs.tmp_used(),
-        )
+    pub(crate) fn footprint(&self) -> (usize, u64) {
+        (self.fds.open_fds().len(), self.fs.tmp_used())
     }
 
     /// Ends the program after the current syscall.

@@ -8,7 +8,7 @@ use super::abi;
 use super::fd::{Descriptor, Object, Socket};
 use super::files::read_iovecs;
 use super::{Errno, Kernel, SysResult};
-use crate::vm::GuestMemory;
+use crate::mm::GuestMemory;
 
 /// The loopback address the Runtime API listens on.
 pub const RUNTIME_API_ADDR: [u8; 4] = [127, 0, 0, 1];

@@ -8,7 +8,7 @@ use super::abi;
 use super::fd::{Descriptor, Epoll, EventFd, Interest, Object};
 use super::time::read_timespec;
 use super::{Errno, Kernel, SysResult};
-use crate::vm::GuestMemory;
+use crate::mm::GuestMemory;
 
 const EPOLLIN: u32 = 0x001;
 const EPOLLOUT: u32 = 0x004;

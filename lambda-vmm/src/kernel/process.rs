@@ -1,7 +1,7 @@
 //! The process: its ids, limits, signals, CPU state (FS base), randomness and identity.
 
 use super::{Errno, Kernel, ProcessEnd, SysResult, abi};
-use crate::vm::GuestMemory;
+use crate::mm::GuestMemory;
 
 /// The program's pid and tid: it is the only process in its VM.
 pub const PID: u64 = 1;
@@ -120,11 +120,12 @@ pub fn sigaltstack(memory: &GuestMemory, old_stack: u64) -> SysResult {
     Ok(0)
 }
 
-fn limit_for(resource: u64, memory: &GuestMemory) -> Option<(u64, u64)> {
+fn limit_for(resource: u64) -> Option<(u64, u64)> {
     match resource {
-        RLIMIT_STACK => Some((crate::vm::layout::STACK_SIZE, crate::vm::layout::STACK_SIZE)),
+        RLIMIT_STACK => Some((crate::mm::layout::STACK_SIZE, crate::mm::layout::STACK_SIZE)),
         RLIMIT_NOFILE => Some((1024, 1024)),
-        9 => Some((memory.layout().mapped_end, memory.layout().mapped_end)), // RLIMIT_AS
+        // RLIMIT_AS and the rest: unlimited, as on Lambda (address space costs nothing
+        // until used; memory in use is bounded by the function's memory instead).
         0..=15 => Some((RLIM_INFINITY, RLIM_INFINITY)),
         _ => None,
     }
@@ -140,7 +141,7 @@ fn write_limit(memory: &GuestMemory, addr: u64, limit: (u64, u64)) -> SysResult 
 
 /// `getrlimit`.
 pub fn getrlimit(memory: &GuestMemory, resource: u64, addr: u64) -> SysResult {
-    let limit = limit_for(resource, memory).ok_or(errno(libc::EINVAL))?;
+    let limit = limit_for(resource).ok_or(errno(libc::EINVAL))?;
     write_limit(memory, addr, limit)
 }
 
@@ -155,7 +156,7 @@ pub fn prlimit64(
     if pid != 0 && pid != PID {
         return Err(errno(libc::ESRCH));
     }
-    let limit = limit_for(resource, memory).ok_or(errno(libc::EINVAL))?;
+    let limit = limit_for(resource).ok_or(errno(libc::EINVAL))?;
     if new_limit != 0 {
         return Err(errno(libc::EPERM));
     }
@@ -187,7 +188,7 @@ pub fn getrusage(memory: &GuestMemory, addr: u64) -> SysResult {
 /// `sysinfo`: total memory is the function's memory size.
 pub fn sysinfo(memory: &GuestMemory, addr: u64) -> SysResult {
     let mut info = [0u8; 112];
-    let total = memory.layout().mapped_end;
+    let total = memory.size();
     info[32..40].copy_from_slice(&total.to_le_bytes()); // totalram
     info[80..82].copy_from_slice(&1u16.to_le_bytes()); // procs
     info[104..108].copy_from_slice(&1u32.to_le_bytes()); // mem_unit

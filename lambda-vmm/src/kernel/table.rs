@@ -3,8 +3,8 @@
 //! generated from it (a test fails when the document is stale). A number not in the table
 //! answers `ENOSYS` and is counted, and the log names it.
 
-use super::{Errno, Kernel, SysResult, poll, process};
-use crate::vm::GuestMemory;
+use super::{Errno, Kernel, SysResult, mm, poll, process};
+use crate::mm::GuestMemory;
 
 /// The six argument registers of a syscall: `rdi, rsi, rdx, r10, r8, r9`.
 pub(super) type Args = [u64; 6];
@@ -103,17 +103,14 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(
         9,
         "mmap",
-        Partial("anonymous memory only (a file answers ENODEV); protections are not enforced"),
-        |k, m, a| k.mm.mmap(m, a[0], a[1], a[2], a[3], a[4], a[5]),
+        Partial("anonymous memory only (a file answers ENODEV); no MAP_HUGETLB pool (ENOMEM)"),
+        |_, m, a| mm::mmap(m, a[0], a[1], a[2], a[3]),
     ),
-    Syscall::new(
-        10,
-        "mprotect",
-        Partial("accepted without effect: memory stays readable and writable"),
-        |k, _, a| k.mm.mprotect(a[0], a[1]),
-    ),
-    Syscall::new(11, "munmap", Full, |k, m, a| k.mm.munmap(m, a[0], a[1])),
-    Syscall::new(12, "brk", Full, |k, m, a| k.mm.brk(m, a[0])),
+    Syscall::new(10, "mprotect", Full, |_, m, a| {
+        mm::mprotect(m, a[0], a[1], a[2])
+    }),
+    Syscall::new(11, "munmap", Full, |_, m, a| mm::munmap(m, a[0], a[1])),
+    Syscall::new(12, "brk", Full, |_, m, a| mm::brk(m, a[0])),
     Syscall::new(
         13,
         "rt_sigaction",
@@ -147,16 +144,18 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(
         25,
         "mremap",
-        Partial("shrinks in place; growing answers ENOMEM (glibc's realloc then copies)"),
-        |k, m, a| k.mm.mremap(m, a[0], a[1], a[2], a[3]),
+        Partial(
+            "anonymous mappings; a move copies the pages in use; MREMAP_DONTUNMAP answers EINVAL",
+        ),
+        |_, m, a| mm::mremap(m, a[0], a[1], a[2], a[3], a[4]),
     ),
     Syscall::new(
         28,
         "madvise",
         Partial(
-            "MADV_DONTNEED and MADV_FREE zero anonymous memory (mmap and brk); other advice, and other memory, is a hint",
+            "MADV_DONTNEED and MADV_FREE drop anonymous pages (they read as zero next time); for the program image, and for every other advice, it is a hint",
         ),
-        |k, m, a| k.mm.madvise(m, a[0], a[1], a[2]),
+        |_, m, a| mm::madvise(m, a[0], a[1], a[2]),
     ),
     Syscall::new(32, "dup", Full, |k, _, a| k.dup(a[0], 0)),
     Syscall::new(33, "dup2", Full, |k, _, a| k.dup2(a[0], a[1])),

@@ -1,13 +1,16 @@
 //! Clocks and sleeping. The monotonic clock starts at the VM's creation; realtime is the
-//! host's wall clock. Sleeps are waits: they end at their time or, in a frozen (idle)
-//! environment, resume when it thaws.
+//! host's wall clock. Both are read through the same parameters the vDSO publishes to the
+//! program (`vdso::TscClock`), so a syscall and the vDSO never disagree. Sleeps are waits:
+//! they end at their time or, in a frozen (idle) environment, resume when it thaws.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::Kernel;
 
 use super::{Errno, SysResult};
-use crate::vm::GuestMemory;
+use crate::mm::GuestMemory;
+use crate::mm::physical::PhysicalMemory;
+use crate::vdso::TscClock;
 
 const CLOCK_REALTIME: u64 = 0;
 const CLOCK_REALTIME_COARSE: u64 = 5;
@@ -36,26 +39,47 @@ pub(super) fn read_timespec(memory: &GuestMemory, addr: u64) -> Result<Duration,
 /// The guest's view of time.
 pub struct GuestClock {
     boot: Instant,
+    tsc: TscClock,
 }
 
 impl GuestClock {
-    /// A clock whose monotonic time starts now.
-    pub fn new() -> GuestClock {
+    /// A clock whose monotonic time starts now, for a vCPU whose TSC is the host's plus
+    /// `tsc_offset`.
+    pub fn new(tsc_offset: i64) -> GuestClock {
+        let boot = Instant::now();
         GuestClock {
-            boot: Instant::now(),
+            boot,
+            tsc: TscClock::new(boot, tsc_offset),
         }
     }
 
+    /// Refreshes the clock parameters and writes them to the vDSO's data page at `vvar`
+    /// (called before every run of the vCPU).
+    pub fn publish(&mut self, physical: &PhysicalMemory, vvar: u64) {
+        let params = self.tsc.refresh();
+        crate::vdso::write_vvar(physical, vvar, params, 0);
+    }
+
     pub(super) fn now(&self, clock: u64) -> Result<Duration, Errno> {
+        let published = self
+            .tsc
+            .current()
+            .map(|params| (params, self.tsc.guest_tsc()));
         match clock {
             CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_REALTIME_ALARM | CLOCK_TAI => {
-                Ok(SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default())
+                Ok(match published {
+                    Some((params, tsc)) => Duration::from_nanos(params.realtime_at(tsc)),
+                    None => SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default(),
+                })
             }
             // MONOTONIC, PROCESS/THREAD_CPUTIME, MONOTONIC_RAW/COARSE, BOOTTIME(_ALARM): one
             // vCPU that runs only while the program does.
-            1..=4 | 6 | 7 | 9 => Ok(self.boot.elapsed()),
+            1..=4 | 6 | 7 | 9 => Ok(match published {
+                Some((params, tsc)) => Duration::from_nanos(params.monotonic_at(tsc)),
+                None => self.boot.elapsed(),
+            }),
             _ => Err(Errno(libc::EINVAL)),
         }
     }

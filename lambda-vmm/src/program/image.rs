@@ -11,11 +11,13 @@ use super::code_scan::{self, Code};
 use super::error::LoadError;
 use super::package::CodePackage;
 use super::syscall_sites::SyscallSites;
-use crate::vm::GuestMemory;
-use crate::vm::layout::{self, PAGE};
+use crate::mm::GuestMemory;
+use crate::mm::layout::{self, CHUNK, PAGE};
 
 const PT_LOAD: u32 = 1;
 const PF_X: u32 = 1;
+const PF_W: u32 = 2;
+const PF_R: u32 = 4;
 const PT_DYNAMIC: u32 = 2;
 const PT_INTERP: u32 = 3;
 const ET_EXEC: u16 = 2;
@@ -28,6 +30,8 @@ const ELFDATA2LSB: u8 = 1;
 #[derive(Debug, Clone)]
 struct Segment {
     executable: bool,
+    /// `PROT_*` bits from the segment's flags.
+    prot: u32,
     vaddr: u64,
     file_offset: usize,
     file_size: usize,
@@ -38,6 +42,8 @@ struct Segment {
 #[derive(Debug, Clone)]
 pub struct ProgramImage {
     template: Arc<ImageTemplate>,
+    /// Page ranges of the segments, with their `PROT_*` bits.
+    protections: Arc<[(u64, u64, u32)]>,
     syscall_sites: Arc<SyscallSites>,
     entry: u64,
     /// Where the program headers are in memory (`AT_PHDR`), and how many (`AT_PHNUM`).
@@ -146,17 +152,17 @@ impl ProgramImage {
             let vaddr = phdr
                 .p_vaddr
                 .checked_add(load_bias)
-                .filter(|v| *v >= layout::USER_START)
+                .filter(|v| *v >= layout::MIN_MAP_ADDRESS)
                 .ok_or_else(|| {
                     LoadError::Malformed(format!(
                         "segment at {:#x} is below {:#x}",
                         phdr.p_vaddr,
-                        layout::USER_START
+                        layout::MIN_MAP_ADDRESS
                     ))
                 })?;
             let end = vaddr
                 .checked_add(phdr.p_memsz)
-                .filter(|end| *end < 1 << 40)
+                .filter(|end| *end <= layout::MMAP_TOP)
                 .ok_or_else(|| LoadError::Malformed("segment address overflows".into()))?;
             // Within the file (checked above), so within host sizes.
             let (Ok(file_offset), Ok(file_size)) = (
@@ -171,8 +177,15 @@ impl ProgramImage {
                 phdr_vaddr = vaddr.checked_add(into_segment);
             }
             image_end = image_end.max(end);
+            let mut prot = 0;
+            for (flag, bit) in [(PF_R, 1), (PF_W, 2), (PF_X, 4)] {
+                if phdr.p_flags & flag != 0 {
+                    prot |= bit;
+                }
+            }
             segments.push(Segment {
                 executable: phdr.p_flags & PF_X != 0,
+                prot,
                 vaddr,
                 file_offset,
                 file_size,
@@ -227,7 +240,19 @@ impl ProgramImage {
                     .collect()
             });
         let verified = code_scan::syscall_instructions(&code);
+        // Each page's protection: the union of the segments' on it (two segments may share
+        // a page, as Linux then maps it with both).
+        let mut protections: Vec<(u64, u64, u32)> = Vec::new();
+        for segment in &segments {
+            let start = segment.vaddr & !(PAGE - 1);
+            let end = segment
+                .vaddr
+                .saturating_add(segment.memory_size)
+                .next_multiple_of(PAGE);
+            protections.push((start, end, segment.prot));
+        }
         Ok(ProgramImage {
+            protections: Arc::from(protections),
             template: Arc::new(template),
             syscall_sites: Arc::new(SyscallSites::new(executable, verified)),
             entry,
@@ -243,34 +268,53 @@ impl ProgramImage {
     }
 
     /// Where brk starts.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn image_end(&self) -> u64 {
         self.image_end
     }
 
-    /// Checks the program fits in `memory` with room left for heap and stack.
+    /// Checks the program fits in a function of `memory_bytes`: its 2 MiB stretches, with
+    /// one more for the stack and one for everything else, must be whole chunks of it.
     pub fn check_fits(&self, memory_bytes: u64) -> Result<(), LoadError> {
-        let layout = layout::Layout::new(memory_bytes);
-        if self.image_end > layout.guard_start {
+        let first = self.template.start & !(CHUNK - 1);
+        let stretches = self.image_end.saturating_sub(first).div_ceil(CHUNK);
+        let needed = stretches.saturating_add(2).saturating_mul(CHUNK);
+        if needed > memory_bytes {
             return Err(LoadError::TooLarge {
-                needed: self
-                    .image_end
-                    .saturating_add(layout::STACK_SIZE)
-                    .saturating_add(layout::STACK_GUARD_SIZE)
-                    .div_ceil(1 << 20),
+                needed: needed.div_ceil(1 << 20),
                 memory_mb: memory_bytes >> 20,
             });
         }
         Ok(())
     }
 
+    /// The protection of the image's page at `page`: what the segments on it allow.
+    fn protection(&self, page: u64) -> u32 {
+        self.protections
+            .iter()
+            .filter(|(start, end, _)| (*start..*end).contains(&page))
+            .fold(0, |prot, (_, _, segment)| prot | segment)
+    }
+
     /// Puts the program into guest memory: its staged pages are mapped copy-on-write, so
-    /// nothing is copied and the guest faults in only the pages it touches.
+    /// nothing is copied, each page with its segment's protection.
     pub fn load_into(&self, memory: &GuestMemory) -> Result<(), LoadError> {
-        self.check_fits(memory.layout().mapped_end)?;
+        self.check_fits(memory.size())?;
         let template = &self.template;
         memory
-            .map_private(template.start, template.len, template.file.as_fd())
-            .map_err(|e| LoadError::Malformed(format!("cannot map the program image: {e}")))?;
+            .load_image(
+                template.file.as_fd(),
+                template.start,
+                template.len,
+                |page| self.protection(page),
+            )
+            .map_err(|e| match e {
+                crate::mm::LoadImageError::TooLarge => LoadError::TooLarge {
+                    needed: self.image_end.div_ceil(1 << 20),
+                    memory_mb: memory.size() >> 20,
+                },
+                other => LoadError::Malformed(other.to_string()),
+            })?;
         self.syscall_sites.apply(memory);
         Ok(())
     }

@@ -5,8 +5,8 @@ use linux_loader::elf::Elf64_Phdr;
 
 use super::error::LoadError;
 use super::image::ProgramImage;
-use crate::vm::GuestMemory;
-use crate::vm::layout::{self, PAGE};
+use crate::mm::GuestMemory;
+use crate::mm::layout::{self, PAGE};
 
 /// Auxiliary vector keys (from Linux's `auxvec.h`).
 mod auxv {
@@ -26,6 +26,7 @@ mod auxv {
     pub const AT_HWCAP: u64 = 16;
     pub const AT_CLKTCK: u64 = 17;
     pub const AT_SECURE: u64 = 23;
+    pub const AT_SYSINFO_EHDR: u64 = 33;
     pub const AT_RANDOM: u64 = 25;
     pub const AT_EXECFN: u64 = 31;
 }
@@ -40,6 +41,8 @@ pub struct StartupInfo<'a> {
     pub random: [u8; 16],
     /// `AT_HWCAP`: CPUID leaf 1 EDX.
     pub hwcap: u64,
+    /// Whether to name the vDSO (`AT_SYSINFO_EHDR`).
+    pub vdso: bool,
 }
 
 /// Builds the initial stack at the top of the stack region and returns the stack pointer
@@ -49,11 +52,11 @@ pub fn build_stack(
     memory: &GuestMemory,
     startup: &StartupInfo<'_>,
 ) -> Result<u64, LoadError> {
-    let layout = *memory.layout();
-    let mut top = layout.stack_top;
+    let mut top = layout::STACK_TOP;
     let overflow = || LoadError::Malformed("arguments and environment do not fit the stack".into());
     // Arguments, environment and auxiliary vector may take a quarter of the stack.
-    let floor = layout.stack_top.saturating_sub(layout::STACK_SIZE / 4);
+    let floor = layout::STACK_TOP.saturating_sub(layout::STACK_SIZE / 4);
+
     let mut push_bytes = |data: &[u8]| -> Result<u64, LoadError> {
         let len = u64::try_from(data.len()).map_err(|_| overflow())?;
         top = top.checked_sub(len).ok_or_else(overflow)?;
@@ -101,15 +104,17 @@ pub fn build_stack(
         (auxv::AT_CLKTCK, 100),
         (auxv::AT_PLATFORM, platform),
         (auxv::AT_EXECFN, execfn),
-        (auxv::AT_NULL, 0),
     ];
+    let vdso = [(auxv::AT_SYSINFO_EHDR, layout::VDSO)];
+    let vdso = if startup.vdso { &vdso[..] } else { &[] };
+    let auxv = auxv.iter().chain(vdso).chain(&[(auxv::AT_NULL, 0)]);
     let mut words: Vec<u64> = Vec::new();
     words.push(u64::try_from(argv.len()).map_err(|_| overflow())?);
     words.extend(&argv);
     words.push(0);
     words.extend(&envp);
     words.push(0);
-    for (key, value) in auxv {
+    for &(key, value) in auxv {
         words.push(key);
         words.push(value);
     }

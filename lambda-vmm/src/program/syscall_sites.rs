@@ -15,8 +15,8 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use crate::mm::GuestMemory;
 use crate::sync::lock;
-use crate::vm::GuestMemory;
 use crate::vm::vcpu::{DIRECT_SYSCALL_INSTRUCTION, SYSCALL_INSTRUCTION};
 
 /// Most sites remembered per program (a large static program has a few hundred).
@@ -38,7 +38,7 @@ fn rewrite(memory: &GuestMemory, site: u64) -> bool {
     if memory.read(site, &mut bytes).is_err() || bytes != SYSCALL_INSTRUCTION {
         return false;
     }
-    memory.write(site, &DIRECT_SYSCALL_INSTRUCTION).is_ok()
+    memory.patch_code(site, &DIRECT_SYSCALL_INSTRUCTION)
 }
 
 impl SyscallSites {

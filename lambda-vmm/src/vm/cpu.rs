@@ -1,18 +1,23 @@
-//! Long mode at CPL3 from the first instruction: page tables, GDT, TSS, IDT, the syscall and
-//! exception stubs, and the vCPU registers that make them live. No boot code runs: the VMM
-//! writes the final state directly (see PLATFORM.md for why ring-0 code is kept to a few
-//! instructions).
+//! Long mode at CPL3 from the first instruction: the kernel area's tables (GDT, TSS, IDT),
+//! the syscall and exception stubs, the page-table entries that map them, and the vCPU
+//! registers that make them live. No boot code runs: the VMM writes the final state directly
+//! (see `docs/platform.md` for why ring-0 code is kept to a few instructions). The program's
+//! own page tables are `mm`'s.
 
 use kvm_bindings::{Msrs, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, kvm_xcrs};
 use kvm_ioctls::VcpuFd;
 
-use super::layout::{self, Layout, selector};
-use super::memory::GuestMemory;
+use super::layout::{self, selector};
+use crate::mm::KernelPages;
+use crate::mm::layout::PAGE;
+use crate::mm::physical::PhysicalMemory;
 
 const PTE_PRESENT: u64 = 1 << 0;
 const PTE_WRITABLE: u64 = 1 << 1;
 const PTE_USER: u64 = 1 << 2;
-const PTE_LARGE: u64 = 1 << 7;
+const PTE_ACCESSED: u64 = 1 << 5;
+const PTE_DIRTY: u64 = 1 << 6;
+const PTE_NO_EXECUTE: u64 = 1 << 63;
 
 const CR0_PE: u64 = 1 << 0;
 const CR0_MP: u64 = 1 << 1;
@@ -28,6 +33,8 @@ const CR4_OSXSAVE: u64 = 1 << 18;
 const EFER_SCE: u64 = 1 << 0;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
+/// No-execute page protection: the program's non-executable pages fault on fetch.
+const EFER_NXE: u64 = 1 << 11;
 
 const MSR_STAR: u32 = 0xc000_0081;
 const MSR_LSTAR: u32 = 0xc000_0082;
@@ -44,72 +51,62 @@ const XCR0_X87_SSE_AVX: u64 = 0b111;
 /// `out SYSCALL_PORT, al; iretq`.
 const SYSCALL_STUB: [u8; 4] = [0xe6, layout::SYSCALL_PORT as u8, 0x48, 0xcf];
 
-/// Writes page tables, descriptor tables and stubs into the kernel area of `memory`.
-pub fn write_kernel_structures(memory: &GuestMemory) {
-    write_page_tables(memory);
-    write_gdt_and_tss(memory);
-    write_idt_and_stubs(memory);
+/// Writes the kernel area: descriptor tables, stubs, and the page-table entries that map
+/// them at `KERNEL_VIRT`. Returns where the pages `mm` needs lie.
+pub fn write_kernel_structures(physical: &PhysicalMemory, vdso_pages: u64) -> KernelPages {
+    write_page_tables(physical);
+    write_gdt_and_tss(physical);
+    write_idt_and_stubs(physical);
+    KernelPages {
+        root: layout::PML4,
+        vvar: layout::VVAR_FRAME,
+        vdso: layout::VDSO_FRAMES,
+        vdso_pages,
+    }
 }
 
-/// Identity map of all guest memory with 2 MiB pages, a hole for the stack guard, and 4 KiB
-/// pages for the kernel area in the first 2 MiB.
-///
-/// The kernel area's pages carry the user bit because PVM runs the guest's ring 0 with user
-/// page permissions (a supervisor-only stub page faults on fetch there). They are read-only
-/// instead, so the program cannot rewrite its page tables, descriptors or stubs; only the
-/// kernel stack is writable, and it holds nothing but transient frames. The null page is not
-/// mapped, so a null dereference faults.
-fn write_page_tables(memory: &GuestMemory) {
-    let layout: &Layout = memory.layout();
-    let large_pages = layout.mapped_end / layout::LARGE_PAGE;
-    let directories = large_pages.div_ceil(512);
-    let table_flags = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
-    memory.write_kernel(layout::PML4, &(layout::PDPT | table_flags).to_le_bytes());
-    let mut pdpt = Vec::with_capacity(directories as usize * 8);
-    for directory in 0..directories {
-        let address = layout::PAGE_DIRECTORIES + directory * layout::PAGE;
-        pdpt.extend_from_slice(&(address | table_flags).to_le_bytes());
+/// The tables from the PML4 down to the page table of the last 2 MiB, and its entries for
+/// the mapped kernel pages. The program's mappings share the upper tables (its stack and
+/// vDSO lie in the same 512 GiB); `mm` adds their entries.
+fn write_page_tables(physical: &PhysicalMemory) {
+    let table = PTE_PRESENT | PTE_WRITABLE | PTE_USER | PTE_ACCESSED;
+    let kernel = crate::mm::layout::KERNEL_VIRT;
+    let index = |level: u32| (kernel >> (12 + 9 * (level - 1))) & 0x1ff;
+    physical.write_u64(layout::PML4 + index(4) * 8, layout::KERNEL_PDPT | table);
+    physical.write_u64(
+        layout::KERNEL_PDPT + index(3) * 8,
+        layout::KERNEL_PD | table,
+    );
+    physical.write_u64(layout::KERNEL_PD + index(2) * 8, layout::KERNEL_PT | table);
+    for (start, end, writable) in layout::MAPPED {
+        let mut page = start;
+        while page < end {
+            let mut entry = page | PTE_PRESENT | PTE_USER | PTE_ACCESSED | PTE_DIRTY;
+            if writable {
+                entry |= PTE_WRITABLE;
+            }
+            if start != layout::SYSCALL_ENTRY {
+                entry |= PTE_NO_EXECUTE;
+            }
+            let slot = (layout::virt(page) >> 12) & 0x1ff;
+            physical.write_u64(layout::KERNEL_PT + slot * 8, entry);
+            page += PAGE;
+        }
     }
-    memory.write_kernel(layout::PDPT, &pdpt);
-    let mut entries = Vec::with_capacity(large_pages as usize * 8);
-    for page in 0..large_pages {
-        let address = page * layout::LARGE_PAGE;
-        let entry = if address == 0 {
-            layout::LOW_PAGE_TABLE | table_flags
-        } else if (layout.guard_start..layout.stack_bottom).contains(&address) {
-            0
-        } else {
-            address | PTE_PRESENT | PTE_WRITABLE | PTE_USER | PTE_LARGE
-        };
-        entries.extend_from_slice(&entry.to_le_bytes());
-    }
-    memory.write_kernel(layout::PAGE_DIRECTORIES, &entries);
-
-    let mut low = Vec::with_capacity(512 * 8);
-    for page in 0..512u64 {
-        let address = page * layout::PAGE;
-        let entry = if address == 0 || address >= layout::KERNEL_STACK_TOP {
-            0
-        } else if address >= layout::KERNEL_STACK_BOTTOM {
-            address | PTE_PRESENT | PTE_WRITABLE | PTE_USER
-        } else {
-            address | PTE_PRESENT | PTE_USER
-        };
-        low.extend_from_slice(&entry.to_le_bytes());
-    }
-    memory.write_kernel(layout::LOW_PAGE_TABLE, &low);
 }
 
 /// Size of the TSS proper; the I/O permission bitmap follows it.
 const TSS_SIZE: u64 = 104;
+/// The highest port a stub writes to.
+const HIGHEST_PORT: u16 = layout::EXCEPTION_PORTS + 31;
 /// Bytes of I/O bitmap: one bit per port up to the highest port the stubs use, plus the
 /// all-ones byte the CPU requires after it.
-const IO_BITMAP_BYTES: u64 = (layout::EXCEPTION_PORT as u64) / 8 + 2;
+const IO_BITMAP_BYTES: u64 = (HIGHEST_PORT as u64) / 8 + 2;
 /// The TSS limit: TSS plus bitmap, minus one.
 pub const TSS_LIMIT: u64 = TSS_SIZE + IO_BITMAP_BYTES - 1;
 
-fn write_gdt_and_tss(memory: &GuestMemory) {
-    let tss_base = layout::TSS;
+fn write_gdt_and_tss(physical: &PhysicalMemory) {
+    let tss_base = layout::virt(layout::TSS);
     let tss_low = TSS_LIMIT
         | ((tss_base & 0xff_ffff) << 16)
         | (0x89 << 40)
@@ -124,38 +121,44 @@ fn write_gdt_and_tss(memory: &GuestMemory) {
         tss_base >> 32,
     ];
     let bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
-    memory.write_kernel(layout::GDT, &bytes);
+    physical.write(layout::GDT, &bytes);
     let mut tss = vec![0u8; (TSS_LIMIT + 1) as usize];
-    tss[4..12].copy_from_slice(&layout::KERNEL_STACK_TOP.to_le_bytes());
+    tss[4..12].copy_from_slice(&layout::virt(layout::KERNEL_STACK_TOP).to_le_bytes());
     tss[102..104].copy_from_slice(&(TSS_SIZE as u16).to_le_bytes());
-    // PVM hosts check the I/O bitmap even for the ring-0 stubs: allow exactly the two
-    // ports they write, deny every other port.
+    // PVM hosts check the I/O bitmap even for the ring-0 stubs: allow exactly the ports
+    // they write, deny every other port.
     let bitmap = &mut tss[TSS_SIZE as usize..];
     bitmap.fill(0xff);
-    for port in [layout::SYSCALL_PORT, layout::EXCEPTION_PORT] {
+    let ports = std::iter::once(layout::SYSCALL_PORT).chain(layout::EXCEPTION_PORTS..=HIGHEST_PORT);
+    for port in ports {
         bitmap[usize::from(port / 8)] &= !(1 << (port % 8));
     }
-    memory.write_kernel(tss_base, &tss);
+    physical.write(layout::TSS, &tss);
 }
 
-fn write_idt_and_stubs(memory: &GuestMemory) {
+fn write_idt_and_stubs(physical: &PhysicalMemory) {
     let mut idt = Vec::with_capacity(32 * 16);
     let mut stubs = Vec::with_capacity(32 * layout::EXCEPTION_STUB_SIZE as usize);
-    for vector in 0..32u64 {
-        let handler = layout::EXCEPTION_STUBS + vector * layout::EXCEPTION_STUB_SIZE;
+    for vector in 0..32u8 {
+        let handler =
+            layout::virt(layout::EXCEPTION_STUBS) + u64::from(vector) * layout::EXCEPTION_STUB_SIZE;
         let low = (handler & 0xffff)
             | (u64::from(selector::KERNEL_CODE) << 16)
             | (0x8e << 40) // present, DPL0, 64-bit interrupt gate
             | (((handler >> 16) & 0xffff) << 48);
         idt.extend_from_slice(&low.to_le_bytes());
         idt.extend_from_slice(&(handler >> 32).to_le_bytes());
-        let mut stub = [0xf4u8; layout::EXCEPTION_STUB_SIZE as usize]; // hlt padding
-        stub[..4].copy_from_slice(&[0xb0, vector as u8, 0xe6, layout::EXCEPTION_PORT as u8]);
+        let mut stub = vec![0xe6, layout::EXCEPTION_PORTS as u8 + vector]; // out port, al
+        if super::exception::has_error_code(vector) {
+            stub.extend_from_slice(&[0x48, 0x83, 0xc4, 0x08]); // add rsp, 8
+        }
+        stub.extend_from_slice(&[0x48, 0xcf]); // iretq
+        stub.resize(layout::EXCEPTION_STUB_SIZE as usize, 0xf4); // hlt padding
         stubs.extend_from_slice(&stub);
     }
-    memory.write_kernel(layout::IDT, &idt);
-    memory.write_kernel(layout::EXCEPTION_STUBS, &stubs);
-    memory.write_kernel(layout::SYSCALL_ENTRY, &SYSCALL_STUB);
+    physical.write(layout::IDT, &idt);
+    physical.write(layout::EXCEPTION_STUBS, &stubs);
+    physical.write(layout::SYSCALL_ENTRY, &SYSCALL_STUB);
 }
 
 fn segment(selector: u16, code: bool, dpl: u8) -> kvm_segment {
@@ -193,7 +196,7 @@ pub fn configure_vcpu(vcpu: &VcpuFd, entry: u64, stack: u64) -> Result<(), kvm_i
     sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
     sregs.cr3 = layout::PML4;
     sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE;
-    sregs.efer = EFER_SCE | EFER_LME | EFER_LMA;
+    sregs.efer = EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE;
     sregs.cs = user_code_segment();
     let data = user_data_segment();
     sregs.ds = data;
@@ -201,12 +204,12 @@ pub fn configure_vcpu(vcpu: &VcpuFd, entry: u64, stack: u64) -> Result<(), kvm_i
     sregs.fs = data;
     sregs.gs = data;
     sregs.ss = data;
-    sregs.gdt.base = layout::GDT;
+    sregs.gdt.base = layout::virt(layout::GDT);
     sregs.gdt.limit = 7 * 8 - 1;
-    sregs.idt.base = layout::IDT;
+    sregs.idt.base = layout::virt(layout::IDT);
     sregs.idt.limit = 32 * 16 - 1;
     sregs.tr = kvm_segment {
-        base: layout::TSS,
+        base: layout::virt(layout::TSS),
         limit: TSS_LIMIT as u32,
         selector: selector::TSS,
         type_: 11,
@@ -233,7 +236,7 @@ pub fn configure_vcpu(vcpu: &VcpuFd, entry: u64, stack: u64) -> Result<(), kvm_i
     let star = (u64::from(selector::KERNEL_DATA) << 48) | (u64::from(selector::KERNEL_CODE) << 32);
     let entries = [
         (MSR_STAR, star),
-        (MSR_LSTAR, layout::SYSCALL_ENTRY),
+        (MSR_LSTAR, layout::virt(layout::SYSCALL_ENTRY)),
         (MSR_SFMASK, SYSCALL_RFLAGS_MASK),
         (MSR_FS_BASE, 0),
         (MSR_GS_BASE, 0),

@@ -2,7 +2,7 @@
 
 use super::kick::KickError;
 use super::kvm::KvmUnavailable;
-use super::memory::AllocError;
+use crate::mm::physical::AllocError;
 
 /// A failure of the KVM plumbing: the host's KVM, a KVM call, guest memory, or the kick that
 /// stops a vCPU at its deadline. What the guest does is never one of these: a guest that
@@ -24,6 +24,9 @@ pub enum VmError {
     /// Guest memory could not be set up.
     #[error(transparent)]
     Memory(#[from] AllocError),
+    /// The vDSO built with the crate failed its checks (a build problem).
+    #[error("the guest's vDSO is unusable: {0}")]
+    Vdso(&'static str),
     /// The vCPU's thread could not be made stoppable from another thread.
     #[error(transparent)]
     Kick(#[from] KickError),

@@ -53,6 +53,21 @@ impl ExceptionInfo {
         )
     }
 
+    /// How the program ends for a page fault that could not be resolved: `SIGSEGV`, with
+    /// the address, the access and why (`page fault at address 0x7f0000001000 (a write) by
+    /// the instruction at 0x401000: the mapping does not allow writing`).
+    pub fn segfault(&self, fault: crate::mm::PageFault, why: &str) -> Stop {
+        Stop::Signaled {
+            signal: Signal::SIGSEGV,
+            detail: Some(format!(
+                "page fault at address {:#x} ({}) by the instruction at {:#x}: {why}",
+                fault.addr,
+                fault.access(),
+                self.rip
+            )),
+        }
+    }
+
     /// How the program ends: killed by the exception's signal.
     pub fn stop(&self) -> Stop {
         Stop::Signaled {

@@ -6,20 +6,21 @@ pub mod exception;
 pub mod kick;
 pub mod kvm;
 pub mod layout;
-pub mod memory;
 pub mod spare;
 pub mod teardown;
 pub mod vcpu;
 
+pub use crate::mm::physical::AllocError;
 pub use error::VmError;
 pub use kick::KickError;
 pub use kvm::KvmUnavailable;
-pub use memory::AllocError;
-pub use memory::{Fault, GuestMemory};
 pub use vcpu::{Exit, Vcpu};
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
+
+use crate::mm::GuestMemory;
+use crate::mm::physical::PhysicalMemory;
 
 /// A micro-VM: a KVM VM, its memory and its one vCPU, ready to run a program.
 pub struct MicroVm {
@@ -30,36 +31,49 @@ pub struct MicroVm {
     pub memory: GuestMemory,
 }
 
+/// The memory of a new guest of `memory_bytes`: the kernel area written (descriptor tables,
+/// stubs, the vDSO) and an address space holding the stack and the vDSO. No KVM is needed
+/// to make it (the kernel's tests and fuzz target use it alone).
+pub fn guest_memory(memory_bytes: u64) -> Result<GuestMemory, VmError> {
+    let vdso = crate::vdso::image().map_err(VmError::Vdso)?;
+    let physical = PhysicalMemory::new(memory_bytes)?;
+    let kernel = cpu::write_kernel_structures(&physical, vdso.pages());
+    physical.write(kernel.vdso, vdso.bytes());
+    crate::vdso::write_vvar(&physical, kernel.vvar, None, 0);
+    Ok(GuestMemory::new(physical, kernel)?)
+}
+
 impl MicroVm {
-    /// Creates a VM with `memory_bytes` of memory and one vCPU, with page tables, descriptor
-    /// tables and stubs in place. No in-kernel irqchip: the process model needs no interrupts,
-    /// and one would make memory registration ~100x slower here (PLATFORM.md).
+    /// Creates a VM with `memory_bytes` of memory and one vCPU, with the kernel area in place.
+    /// No in-kernel irqchip: the process model needs no interrupts, and one would make memory
+    /// registration ~100x slower here (`docs/platform.md`).
     pub fn new(memory_bytes: u64) -> Result<MicroVm, VmError> {
         let context = kvm::context()?;
         let vm = context
             .kvm
             .create_vm()
             .map_err(VmError::kvm("KVM_CREATE_VM"))?;
-        let memory = GuestMemory::new(memory_bytes)?;
-        let (host, size) = memory.host_mapping();
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: size,
-            userspace_addr: host as u64,
-        };
-        // SAFETY: the region describes `memory`'s mapping, which lives as long as the VM:
-        // `MicroVm` drops `memory` after the VM and vCPU fds are closed.
-        unsafe { vm.set_user_memory_region(region) }
-            .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
-        cpu::write_kernel_structures(&memory);
+        let memory = guest_memory(memory_bytes)?;
+        for (slot, region) in (0u32..).zip(memory.physical().slots()) {
+            let region = kvm_userspace_memory_region {
+                slot,
+                flags: 0,
+                guest_phys_addr: region.guest_phys,
+                memory_size: region.size,
+                userspace_addr: region.host as u64,
+            };
+            // SAFETY: the region describes one of `memory`'s host mappings, which live as
+            // long as the VM: `MicroVm` drops `memory` after the VM and vCPU fds are closed.
+            unsafe { vm.set_user_memory_region(region) }
+                .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+        }
         let vcpu_fd = vm.create_vcpu(0).map_err(VmError::kvm("KVM_CREATE_VCPU"))?;
         vcpu_fd
             .set_cpuid2(&context.cpuid)
             .map_err(VmError::kvm("KVM_SET_CPUID2"))?;
+        let vcpu = Vcpu::new(vcpu_fd)?;
         Ok(MicroVm {
-            vcpu: Vcpu::new(vcpu_fd),
+            vcpu,
             _vm: vm,
             memory,
         })

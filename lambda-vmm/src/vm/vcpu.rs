@@ -11,7 +11,10 @@ use super::error::VmError;
 use super::exception::{ExceptionInfo, has_error_code};
 use super::kick::{Deadline, RunningVcpu};
 use super::layout::{self, selector};
-use super::memory::GuestMemory;
+use crate::mm::physical::PhysicalMemory;
+
+/// The TSC's MSR (`IA32_TIME_STAMP_COUNTER`).
+const MSR_TSC: u32 = 0x10;
 
 /// Why the guest stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,20 +65,29 @@ pub struct Vcpu {
     entry: Entry,
     exits: u64,
     direct_syscalls: u64,
+    tsc_offset: i64,
 }
 
 impl Vcpu {
-    pub(super) fn new(mut fd: VcpuFd) -> Vcpu {
+    pub(super) fn new(mut fd: VcpuFd) -> Result<Vcpu, VmError> {
         // KVM copies the general registers into kvm_run at every exit and takes them back
         // from there when marked dirty: a syscall then needs no GET_REGS/SET_REGS ioctls.
         fd.set_sync_valid_reg(SyncReg::Register);
-        Vcpu {
+        crate::vdso::guest_tsc_rate(fd.get_tsc_khz().map_or(0, u64::from));
+        let tsc_offset = guest_tsc_offset(&fd)?;
+        Ok(Vcpu {
             fd,
             regs: kvm_regs::default(),
             entry: Entry::Stub,
             exits: 0,
             direct_syscalls: 0,
-        }
+            tsc_offset,
+        })
+    }
+
+    /// The guest's TSC minus the host's (0 on PVM hosts).
+    pub fn tsc_offset(&self) -> i64 {
+        self.tsc_offset
     }
 
     /// Sets up long mode at CPL3 to start at `entry` with stack pointer `stack`.
@@ -121,7 +133,11 @@ impl Vcpu {
     /// SYSRET is emulated with an `iretq` in the stub: the VMM writes the return frame on the
     /// kernel stack, so only the general registers change. (An in-guest `sysretq` shuts the
     /// VM down on PVM hosts, and `KVM_SET_SREGS` on every syscall would be slower.)
-    pub fn complete_syscall(&mut self, memory: &GuestMemory, result: i64) -> Result<(), VmError> {
+    pub fn complete_syscall(
+        &mut self,
+        physical: &PhysicalMemory,
+        result: i64,
+    ) -> Result<(), VmError> {
         let r = &mut self.regs;
         if self.entry == Entry::Direct {
             r.rax = result as u64;
@@ -140,17 +156,17 @@ impl Vcpu {
             u64::from(selector::USER_DATA),
         ];
         let bytes: Vec<u8> = frame.iter().flat_map(|w| w.to_le_bytes()).collect();
-        memory.write_kernel(frame_at, &bytes);
+        physical.write(frame_at, &bytes);
         r.rax = result as u64;
-        r.rsp = frame_at;
-        r.rip = layout::SYSCALL_RETURN;
+        r.rsp = layout::virt(frame_at);
+        r.rip = layout::virt(layout::SYSCALL_RETURN);
         self.fd.sync_regs_mut().regs = *r;
         self.fd.set_sync_dirty_reg(SyncReg::Register);
         Ok(())
     }
 
     /// Runs the guest until it needs the VMM or `deadline` passes.
-    pub fn run(&mut self, memory: &GuestMemory, deadline: &Deadline) -> Result<Exit, VmError> {
+    pub fn run(&mut self, physical: &PhysicalMemory, deadline: &Deadline) -> Result<Exit, VmError> {
         let _running = RunningVcpu::enter(self.fd.get_kvm_run())?;
         loop {
             if Instant::now() >= deadline.at() {
@@ -161,7 +177,7 @@ impl Vcpu {
             match exit {
                 Ok(VcpuExit::IoOut(layout::SYSCALL_PORT, _)) => {
                     self.regs = self.fd.sync_regs_mut().regs;
-                    self.entry = if self.regs.rip == layout::SYSCALL_RETURN {
+                    self.entry = if self.regs.rip == layout::virt(layout::SYSCALL_RETURN) {
                         Entry::Stub
                     } else {
                         self.direct_syscalls += 1;
@@ -169,9 +185,11 @@ impl Vcpu {
                     };
                     return Ok(Exit::Syscall);
                 }
-                Ok(VcpuExit::IoOut(layout::EXCEPTION_PORT, data)) => {
-                    let vector = data.first().copied().unwrap_or(0xff);
-                    return self.exception(memory, vector).map(Exit::Exception);
+                Ok(VcpuExit::IoOut(port, _))
+                    if (layout::EXCEPTION_PORTS..layout::EXCEPTION_PORTS + 32).contains(&port) =>
+                {
+                    let vector = (port - layout::EXCEPTION_PORTS) as u8;
+                    return self.exception(physical, vector).map(Exit::Exception);
                 }
                 Ok(VcpuExit::Shutdown) => {
                     return Ok(Exit::Wrecked(
@@ -189,22 +207,58 @@ impl Vcpu {
         }
     }
 
-    fn exception(&mut self, memory: &GuestMemory, vector: u8) -> Result<ExceptionInfo, VmError> {
-        let regs = self.fd.get_regs().map_err(VmError::kvm("KVM_GET_REGS"))?;
-        let sregs = self.fd.get_sregs().map_err(VmError::kvm("KVM_GET_SREGS"))?;
+    /// What the exception stub for `vector` reported: the frame the CPU pushed on the
+    /// kernel stack. A stub entered by a jump from ring 3 (the pages are executable by the
+    /// program) leaves no such frame; it then reads as a fault at address 0, and resuming
+    /// it is as harmless as any ring-3 `iretq`.
+    fn exception(
+        &mut self,
+        physical: &PhysicalMemory,
+        vector: u8,
+    ) -> Result<ExceptionInfo, VmError> {
+        let regs = self.fd.sync_regs().regs;
+        let stack =
+            layout::virt(layout::KERNEL_STACK_BOTTOM)..layout::virt(layout::KERNEL_STACK_TOP);
         let mut cursor = regs.rsp;
         let mut pop = || {
-            let value = memory.read_kernel_u64(cursor);
-            cursor += 8;
+            let value = (stack.contains(&cursor) && stack.contains(&(cursor + 7)))
+                .then(|| physical.read_u64(layout::phys(cursor)));
+            cursor = cursor.wrapping_add(8);
             value
         };
         let error_code = if has_error_code(vector) { pop() } else { None };
         let rip = pop().unwrap_or(0);
+        let fault_address = if vector == 14 {
+            let sregs = self.fd.get_sregs().map_err(VmError::kvm("KVM_GET_SREGS"))?;
+            Some(sregs.cr2)
+        } else {
+            None
+        };
         Ok(ExceptionInfo {
             vector,
             error_code,
             rip,
-            fault_address: (vector == 14).then_some(sregs.cr2),
+            fault_address,
         })
     }
+}
+
+/// The guest's TSC minus the host's, read once (`IA32_TSC` between two host reads).
+fn guest_tsc_offset(fd: &VcpuFd) -> Result<i64, VmError> {
+    let mut msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+        index: MSR_TSC,
+        ..Default::default()
+    }])
+    .map_err(|_| VmError::kvm("KVM_GET_MSRS")(kvm_ioctls::Error::new(libc::E2BIG)))?;
+    let before = crate::host::tsc();
+    let read = fd
+        .get_msrs(&mut msrs)
+        .map_err(VmError::kvm("KVM_GET_MSRS"))?;
+    let after = crate::host::tsc();
+    if read != 1 {
+        return Ok(0);
+    }
+    let guest = msrs.as_slice()[0].data;
+    let host = before / 2 + after / 2;
+    Ok(guest.wrapping_sub(host) as i64)
 }

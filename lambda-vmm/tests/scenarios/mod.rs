@@ -534,3 +534,70 @@ pub fn no_leaks(backend: &dyn Backend, functions: &Functions, cycles: usize) {
         "(open descriptors, threads) before and after {cycles} cycles"
     );
 }
+
+/// Runs one check of the `memory-c` program (see `functions/c/memory.c`) in a fresh one-shot
+/// environment of `memory_mb`.
+pub fn memory_check(
+    backend: &dyn Backend,
+    functions: &Functions,
+    check: &str,
+    memory_mb: u32,
+) -> InvokeResult {
+    let config = functions
+        .stdio("memory", "memory-c")
+        .with_memory_mb(memory_mb)
+        .with_timeout(Duration::from_secs(30));
+    let mut environment = backend.create(&config).expect("create");
+    let result = environment
+        .invoke(Invocation::new(format!("\"{check}\"")))
+        .expect("the environment itself must not fail");
+    environment.shutdown();
+    result
+}
+
+/// The response text of a check that must succeed.
+pub fn memory_response(result: &InvokeResult) -> String {
+    match &result.outcome {
+        InvokeOutcome::Response(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        InvokeOutcome::Error(error) => panic!(
+            "expected a response, got {error}; log tail:\n{}",
+            String::from_utf8_lossy(&result.log_tail)
+        ),
+    }
+}
+
+/// The address space runtimes rely on, as Linux gives it: reservations far larger than the
+/// function's memory, commits beyond it that are only partly used, protections that hold
+/// (a write to a read-only page, a read of an unmapped one, a call into a page that is not
+/// executable: `SIGSEGV`), pages dropped with `MADV_DONTNEED` reading zero, mappings moved by
+/// `mremap`, fixed and hinted placements, a deep stack and a monotonic clock. The same
+/// program, the same answers, on every backend.
+pub fn address_space(backend: &dyn Backend, functions: &Functions) {
+    let answers = [
+        ("reserve", "reserved 64 GiB"),
+        ("commit", "committed 1 GiB, wrote 20 MiB"),
+        ("exec", "called code on an executable page"),
+        ("dontneed", "dropped pages read zero"),
+        ("protnone", "kept"),
+        ("remap", "moved, contents kept"),
+        ("fixed", "noreplace: EEXIST, fixed: replaced, contents: 0"),
+        ("hint", "hint honoured"),
+        ("stack", "recursed 6144"),
+        ("clock", "monotonic over 100000 reads"),
+    ];
+    for (check, answer) in answers {
+        let result = memory_check(backend, functions, check, 128);
+        assert_eq!(memory_response(&result), answer, "{check}");
+    }
+    for check in ["readonly", "unmapped", "noexec"] {
+        let result = memory_check(backend, functions, check, 128);
+        let error = error_of(&result);
+        assert_eq!(
+            error.error_type,
+            ErrorType::RuntimeExitError,
+            "{check}: {error}"
+        );
+        assert!(error.message.contains("SIGSEGV"), "{check}: {error}");
+        assert_eq!(result.reset, Some(ResetReason::Crash), "{check}");
+    }
+}

@@ -37,10 +37,26 @@ fn getrandom_checks_flags_and_fills_large_requests() {
     assert_eq!(guest.call(318, &[buf, 16, 8]), err(libc::EINVAL));
     assert_eq!(guest.call(318, &[buf, 16, 2 | 4]), err(libc::EINVAL));
     assert_eq!(guest.call(318, &[0x10, 16, 0]), err(libc::EFAULT));
+    let big = guest.call(
+        9,
+        &[
+            0,
+            32 << 20,
+            3,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    ) as u64;
     assert_eq!(
-        guest.call(318, &[buf, u64::MAX, 0]),
+        guest.call(318, &[big, u64::MAX, 0]),
         33_554_431,
         "capped as Linux caps it"
+    );
+    assert_eq!(
+        guest.call(318, &[buf, u64::MAX, 0]),
+        err(libc::EFAULT),
+        "past the mapping"
     );
 }
 

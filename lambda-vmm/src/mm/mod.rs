@@ -1,0 +1,473 @@
+//! The guest's memory as its program sees it: a 47-bit virtual address space of mappings
+//! over the function's memory, with page tables the VMM alone maintains, and the one checked
+//! accessor through which the VMM touches the program's memory.
+//!
+//! [`GuestMemory`] owns the guest's physical memory and its address space. Every access the
+//! kernel makes on the program's behalf goes through its `read`/`write` family, which
+//! translates the program's addresses through the page tables and checks them against the
+//! mappings, as Linux's `copy_from_user`/`copy_to_user` do: an address that is not mapped,
+//! or not mapped for that access, is a [`Fault`] (`EFAULT`), whatever its value. A page
+//! that is mapped but not yet backed gets its memory then, as a touch by the program would.
+//!
+//! Layers: `physical` (the host's memory behind it), `layout` (the address map), `frames` (the function's memory in chunks and
+//! frames), `page_table` (the x86-64 tables), `vma` (the mappings), `pages` (backing and
+//! unbacking pages, and the invalidation rule), `space` (the memory syscalls), `fault` (a
+//! page fault of the program), and this file (the accessor).
+
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
+mod fault;
+mod frames;
+pub mod layout;
+mod page_table;
+mod pages;
+#[allow(unsafe_code)]
+pub mod physical;
+mod space;
+mod vma;
+
+pub use fault::{FaultOutcome, PageFault};
+#[cfg(feature = "fuzzing")]
+pub use space::MAX_MAPPINGS;
+pub use space::{MapError, MemoryStats};
+
+use std::os::fd::BorrowedFd;
+use std::sync::{Mutex, MutexGuard};
+
+use layout::{CHUNK, PAGE, chunk_of};
+use page_table::{ADDRESS, Leaf, PRESENT, USER, WRITABLE};
+use space::AddressSpace;
+use vma::{EXEC, READ, WRITE};
+
+use crate::sync::lock;
+use physical::{AllocError, PhysicalMemory};
+
+/// A guest address or length that does not name memory the program may use that way: the
+/// syscall gets `EFAULT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("bad guest address {addr:#x} (+{len})")]
+pub struct Fault {
+    /// The address the guest gave.
+    pub addr: u64,
+    /// The length it asked for.
+    pub len: u64,
+}
+
+/// A guest length as a host size (lossless on x86-64; a length too large for the host
+/// saturates and then fails the range check it is used with).
+fn host_size(len: u64) -> usize {
+    usize::try_from(len).unwrap_or(usize::MAX)
+}
+
+/// A host size as a guest length (lossless on x86-64).
+fn guest_size(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX)
+}
+
+/// Where the VMM's pages shown to the program lie (guest-physical).
+#[derive(Debug, Clone, Copy)]
+pub struct KernelPages {
+    /// The root page table (PML4), with the VMM's own entries already in it.
+    pub root: u64,
+    /// The vDSO's data page.
+    pub vvar: u64,
+    /// The vDSO's code.
+    pub vdso: u64,
+    /// Pages of vDSO code.
+    pub vdso_pages: u64,
+}
+
+/// Protection of a segment of the program image: `PROT_*` bits.
+pub type Protection = u32;
+
+/// The guest's memory: its physical memory and its address space.
+pub struct GuestMemory {
+    physical: PhysicalMemory,
+    space: Mutex<AddressSpace>,
+}
+
+impl GuestMemory {
+    /// The memory of a new guest: `physical`, with an address space holding the stack and the
+    /// vDSO over the VMM's `kernel` pages.
+    pub fn new(physical: PhysicalMemory, kernel: KernelPages) -> Result<GuestMemory, AllocError> {
+        let space = AddressSpace::new(
+            &physical,
+            kernel.root,
+            kernel.vvar,
+            kernel.vdso,
+            kernel.vdso_pages,
+        )
+        .map_err(|_| AllocError::too_small(physical.user_size()))?;
+        Ok(GuestMemory {
+            physical,
+            space: Mutex::new(space),
+        })
+    }
+
+    /// The guest's physical memory.
+    pub fn physical(&self) -> &PhysicalMemory {
+        &self.physical
+    }
+
+    /// Bytes of function memory.
+    pub fn size(&self) -> u64 {
+        self.physical.user_size()
+    }
+
+    fn space(&self) -> MutexGuard<'_, AddressSpace> {
+        lock(&self.space)
+    }
+
+    /// The frame (guest-physical address) of the page holding `va`, for an access by the
+    /// program (`write` or not), backing the page first if its mapping allows the access.
+    fn frame(&self, space: &mut AddressSpace, va: u64, write: bool) -> Option<u64> {
+        for _ in 0..2 {
+            match space.tables.leaf(&self.physical, va) {
+                Some(Leaf::Large { entry, .. })
+                    if entry & PRESENT != 0 && (!write || entry & WRITABLE != 0) =>
+                {
+                    let offset = va.saturating_sub(chunk_of(va)) & !(PAGE - 1);
+                    return Some((entry & ADDRESS).saturating_add(offset));
+                }
+                Some(Leaf::Small { entry, .. })
+                    if entry & (PRESENT | USER) == PRESENT | USER
+                        && (!write || entry & WRITABLE != 0) =>
+                {
+                    return Some(entry & ADDRESS);
+                }
+                _ => {}
+            }
+            let (_, vma) = space.find(va)?;
+            let allowed = if write {
+                vma.prot & WRITE != 0
+            } else {
+                vma.prot & (READ | WRITE | EXEC) != 0
+            };
+            if !allowed || space.populate(&self.physical, va).is_err() {
+                if allowed {
+                    space.ran_out();
+                }
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Calls `each(guest-physical address, offset in the range, length)` for the pieces of
+    /// `[addr, addr + len)`, one per page, after checking the whole range allows the access.
+    fn each_piece(
+        &self,
+        addr: u64,
+        len: u64,
+        write: bool,
+        mut each: impl FnMut(u64, usize, usize),
+    ) -> Result<(), Fault> {
+        if len == 0 {
+            return Ok(());
+        }
+        let fault = Fault { addr, len };
+        let end = addr.checked_add(len).ok_or(fault)?;
+        let mut space = self.space();
+        let mut pieces = Vec::new();
+        let mut cursor = addr;
+        while cursor < end {
+            let page_end = (cursor & !(PAGE - 1)).saturating_add(PAGE).min(end);
+            let frame = self.frame(&mut space, cursor, write).ok_or(fault)?;
+            let offset = cursor & (PAGE - 1);
+            pieces.push((
+                frame.saturating_add(offset),
+                host_size(cursor.saturating_sub(addr)),
+                host_size(page_end.saturating_sub(cursor)),
+            ));
+            cursor = page_end;
+        }
+        for (physical, offset, len) in pieces {
+            each(physical, offset, len);
+        }
+        Ok(())
+    }
+
+    /// Checks that `[addr, addr + len)` is memory the program may read, without reading it.
+    pub fn validate(&self, addr: u64, len: u64) -> Result<(), Fault> {
+        if len == 0 {
+            return Ok(());
+        }
+        let fault = Fault { addr, len };
+        let end = addr.checked_add(len).ok_or(fault)?;
+        let space = self.space();
+        let mut cursor = addr;
+        while cursor < end {
+            let (_, vma) = space.find(cursor).ok_or(fault)?;
+            if vma.prot == 0 {
+                return Err(fault);
+            }
+            cursor = vma.end;
+        }
+        Ok(())
+    }
+
+    /// Copies the program's bytes at `addr` into `buf`.
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.each_piece(
+            addr,
+            guest_size(buf.len()),
+            false,
+            |physical, offset, len| {
+                if let Some(piece) = buf.get_mut(offset..offset.saturating_add(len)) {
+                    self.physical.read(physical, piece);
+                }
+            },
+        )
+    }
+
+    /// Reads `len` bytes at `addr` into a new vector.
+    pub fn read_vec(&self, addr: u64, len: u64) -> Result<Vec<u8>, Fault> {
+        let mut buf = Vec::new();
+        self.read_into(addr, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Appends `len` bytes at `addr` to `out`. The range is checked before anything is
+    /// allocated, so a guest's length never sizes a host buffer it could not fill.
+    pub fn read_into(&self, addr: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Fault> {
+        self.validate(addr, len)?;
+        let start = out.len();
+        out.resize(start.saturating_add(host_size(len)), 0);
+        let result = self.read(addr, out.get_mut(start..).unwrap_or_default());
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// Copies `data` into the program's memory at `addr`.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), Fault> {
+        self.each_piece(
+            addr,
+            guest_size(data.len()),
+            true,
+            |physical, offset, len| {
+                if let Some(piece) = data.get(offset..offset.saturating_add(len)) {
+                    self.physical.write(physical, piece);
+                }
+            },
+        )
+    }
+
+    /// Reads a plain-data value (an integer or a `#[repr(C)]` struct of them).
+    pub fn read_obj<T: vm_memory::ByteValued + Default>(&self, addr: u64) -> Result<T, Fault> {
+        let mut value = T::default();
+        self.read(addr, value.as_mut_slice())?;
+        Ok(value)
+    }
+
+    /// Writes a plain-data value.
+    pub fn write_obj<T: vm_memory::ByteValued>(&self, addr: u64, value: T) -> Result<(), Fault> {
+        self.write(addr, value.as_slice())
+    }
+
+    /// Reads a NUL-terminated string of at most `max_len` bytes (without the NUL).
+    /// `Ok(None)` means no NUL within `max_len` bytes (the caller answers `ENAMETOOLONG`).
+    pub fn read_c_string(&self, addr: u64, max_len: usize) -> Result<Option<Vec<u8>>, Fault> {
+        let mut out = Vec::new();
+        let mut cursor = addr;
+        let mut chunk = [0u8; 256];
+        while out.len() <= max_len {
+            // Up to the end of the current page, so a string ending just before unmapped
+            // memory is still read.
+            let page_left = host_size(PAGE.saturating_sub(cursor % PAGE));
+            let take = page_left.min(chunk.len());
+            let Some(piece) = chunk.get_mut(..take) else {
+                return Ok(None);
+            };
+            self.read(cursor, piece)?;
+            if let Some(nul) = piece.iter().position(|&b| b == 0) {
+                out.extend_from_slice(piece.get(..nul).unwrap_or_default());
+                return Ok((out.len() <= max_len).then_some(out));
+            }
+            out.extend_from_slice(piece);
+            cursor = cursor.saturating_add(guest_size(piece.len()));
+        }
+        Ok(None)
+    }
+
+    /// Rewrites program code at `addr` (a syscall site), whatever the page's protection:
+    /// only the VMM's own patching calls this, with bytes it checked. `false` if the page is
+    /// not part of a mapping with frames.
+    pub fn patch_code(&self, addr: u64, bytes: &[u8]) -> bool {
+        let mut space = self.space();
+        let len = guest_size(bytes.len());
+        if (addr % PAGE).saturating_add(len) > PAGE {
+            return false;
+        }
+        let Some((_, vma)) = space.find(addr) else {
+            return false;
+        };
+        if !vma.kind.uses_frames() || vma.prot == 0 {
+            return false;
+        }
+        let frame = match space.frame_of(&self.physical, addr) {
+            Some(frame) => frame,
+            None => match self.frame(&mut space, addr, false) {
+                Some(frame) => frame,
+                None => return false,
+            },
+        };
+        self.physical
+            .write(frame.saturating_add(addr % PAGE), bytes);
+        true
+    }
+
+    /// Maps the program image: `len` bytes of `file` at `start` (both page-aligned), with
+    /// each page's protection from `protection(page)`. Each 2 MiB stretch gets a whole chunk
+    /// of the function's memory, over which the file's pages are mapped copy-on-write.
+    pub fn load_image(
+        &self,
+        file: BorrowedFd<'_>,
+        start: u64,
+        len: u64,
+        protection: impl Fn(u64) -> Protection,
+    ) -> Result<(), LoadImageError> {
+        let mut space = self.space();
+        let end = start.checked_add(len).ok_or(LoadImageError::Placement)?;
+        if start % PAGE != 0 || len % PAGE != 0 || start < layout::MIN_MAP_ADDRESS {
+            return Err(LoadImageError::Placement);
+        }
+        if end > layout::MMAP_TOP {
+            return Err(LoadImageError::Placement);
+        }
+        // The image's mappings, one per run of pages with the same protection (pages no
+        // segment covers stay unmapped, as Linux leaves them).
+        let mut runs = Vec::new();
+        let mut page = start;
+        while page < end {
+            let prot = protection(page);
+            let mut run_end = page.saturating_add(PAGE);
+            while run_end < end && protection(run_end) == prot {
+                run_end = run_end.saturating_add(PAGE);
+            }
+            if prot != 0 {
+                space.add_image_mapping(page, run_end, prot);
+                runs.push((page, run_end));
+            }
+            page = run_end;
+        }
+        // Whole chunks for the image's stretches, the file mapped over them.
+        let mut stretch = chunk_of(start);
+        while stretch < end {
+            let from = start.max(stretch);
+            let to = end.min(stretch.saturating_add(CHUNK));
+            let chunk = space
+                .take_whole(&self.physical, stretch)
+                .ok_or(LoadImageError::TooLarge)?;
+            self.physical
+                .map_file(
+                    chunk.saturating_add(from.saturating_sub(stretch)),
+                    to.saturating_sub(from),
+                    file,
+                    from.saturating_sub(start),
+                )
+                .map_err(LoadImageError::Map)?;
+            stretch = stretch.saturating_add(CHUNK);
+        }
+        for (from, to) in runs {
+            space
+                .populate_range(&self.physical, from, to)
+                .map_err(|_| LoadImageError::TooLarge)?;
+        }
+        space.set_heap_start(end);
+        Ok(())
+    }
+
+    /// Resolves a page fault the program raised at `addr` with the CPU's `error_code`.
+    pub fn page_fault(&self, fault: PageFault) -> FaultOutcome {
+        self.space().page_fault(&self.physical, fault)
+    }
+
+    /// `mmap` of anonymous memory.
+    pub fn mmap(&self, addr: u64, len: u64, prot: u64, flags: u64) -> Result<u64, MapError> {
+        self.space().mmap(&self.physical, addr, len, prot, flags)
+    }
+
+    /// `munmap`.
+    pub fn munmap(&self, addr: u64, len: u64) -> Result<u64, MapError> {
+        self.space().munmap(&self.physical, addr, len)
+    }
+
+    /// `mprotect`.
+    pub fn mprotect(&self, addr: u64, len: u64, prot: u64) -> Result<u64, MapError> {
+        self.space().mprotect(&self.physical, addr, len, prot)
+    }
+
+    /// `madvise`.
+    pub fn madvise(&self, addr: u64, len: u64, advice: u64) -> Result<u64, MapError> {
+        self.space().madvise(&self.physical, addr, len, advice)
+    }
+
+    /// `mremap`.
+    pub fn mremap(
+        &self,
+        addr: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+    ) -> Result<u64, MapError> {
+        self.space()
+            .mremap(&self.physical, addr, old_len, new_len, flags, new_addr)
+    }
+
+    /// `brk`.
+    pub fn brk(&self, requested: u64) -> u64 {
+        self.space().brk(&self.physical, requested)
+    }
+
+    /// Whether the program ran out of the function's memory.
+    pub fn out_of_memory(&self) -> bool {
+        self.space().out_of_memory()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MemoryStats {
+        self.space().stats()
+    }
+
+    /// Separate mappings the program holds.
+    #[cfg(feature = "fuzzing")]
+    pub fn mappings(&self) -> usize {
+        self.space().mappings()
+    }
+
+    /// Bytes of the function's memory given to the program's pages and page tables.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn committed_bytes(&self) -> u64 {
+        self.space().committed()
+    }
+
+    /// Bytes of the function's memory the host holds for the program: the pages it touched
+    /// (a page the host backs with a 2 MiB page counts whole, as Linux counts a huge page).
+    pub fn resident_bytes(&self) -> u64 {
+        let ranges = self.space().used_ranges();
+        ranges
+            .into_iter()
+            .map(|(start, len)| self.physical.resident_bytes(start, len))
+            .fold(0u64, u64::saturating_add)
+    }
+}
+
+/// Why the program image could not be mapped.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadImageError {
+    /// Its addresses are not ones a program may use.
+    #[error("the program's addresses are outside the range a program may use")]
+    Placement,
+    /// It does not fit in the function's memory.
+    #[error("the program does not fit in the function's memory")]
+    TooLarge,
+    /// The host could not map it.
+    #[error("cannot map the program image: {0}")]
+    Map(#[source] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,536 @@
+//! The guest's physical memory, as the host holds it: the function's memory (the frames the
+//! guest's pages are made of) and the small kernel area (page-table root, descriptor tables,
+//! stubs, kernel stack, vDSO), each one anonymous host mapping registered with KVM as one
+//! memory slot.
+//!
+//! Everything here works on guest-physical addresses the VMM chose itself (frames it owns,
+//! kernel structures it placed); guest-virtual addresses, which the guest chooses, are
+//! checked and translated by `mm`, which then calls this module. The host-memory operations
+//! (`discard`, `revoke`, ...) are also how the VMM makes KVM forget translations: on a PVM
+//! host, KVM learns of a page-table change the VMM makes only through the host's mmu
+//! notifier, which these calls fire (see `docs/platform.md`).
+
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+    MmapRegion,
+};
+
+use crate::sync::lock;
+
+/// Size of a small page.
+pub const PAGE: u64 = 4096;
+/// Guest-physical address of the function's memory.
+pub const USER_BASE: u64 = 0;
+/// Guest-physical address of the kernel area: above the largest function memory (10 GiB).
+pub const KERNEL_BASE: u64 = 16 << 30;
+/// Size of the kernel area.
+pub const KERNEL_SIZE: u64 = 16 * PAGE;
+
+/// A guest length as a host size (lossless on x86-64).
+fn host_size(len: u64) -> usize {
+    usize::try_from(len).unwrap_or(usize::MAX)
+}
+
+/// Why guest memory could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot allocate {size} bytes of guest memory")]
+pub struct AllocError {
+    size: u64,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl AllocError {
+    /// The function's memory cannot hold even the first page tables.
+    pub(crate) fn too_small(size: u64) -> AllocError {
+        AllocError {
+            size,
+            source: "too small to hold the page tables of the stack and the vDSO".into(),
+        }
+    }
+}
+
+/// One host mapping to register with KVM as a memory slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    /// Its guest-physical address.
+    pub guest_phys: u64,
+    /// Where the host mapped it.
+    pub host: *mut u8,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Alignment of the host mapping of the function's memory: a 2 MiB chunk of it must be a
+/// 2 MiB-aligned host range for the host to back it with a huge page.
+const HOST_ALIGN: u64 = 2 << 20;
+
+/// A host mapping the VMM made itself (aligned), unmapped on drop.
+struct HostMapping {
+    addr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain anonymous memory; the pointer is only an address, used by
+// the region built over it, which does its own synchronization (none is needed for
+// anonymous memory shared with KVM).
+unsafe impl Send for HostMapping {}
+// SAFETY: as above: nothing in `HostMapping` itself is read or written through `&self`.
+unsafe impl Sync for HostMapping {}
+
+impl HostMapping {
+    /// `len` bytes of anonymous read-write memory at a host address aligned to `align`, backed
+    /// only as touched.
+    fn new(len: u64, align: u64) -> std::io::Result<HostMapping> {
+        let too_big = || std::io::Error::from_raw_os_error(libc::ENOMEM);
+        let len = usize::try_from(len).map_err(|_| too_big())?;
+        let align = usize::try_from(align).map_err(|_| too_big())?;
+        let reserve = len.checked_add(align).ok_or_else(too_big)?;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        // SAFETY: a fresh mapping at an address the kernel chooses; nothing else refers to it.
+        let base =
+            unsafe { libc::mmap(std::ptr::null_mut(), reserve, libc::PROT_NONE, flags, -1, 0) };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let base = base.cast::<u8>();
+        // `align` is a power of two: the distance to the next multiple of it.
+        let skip = (base as usize).wrapping_neg() & align.wrapping_sub(1);
+        let start = base.wrapping_add(skip);
+        // SAFETY: [start, start + len) lies inside the reservation just made (skip < align),
+        // which is ours alone; MAP_FIXED turns that part into read-write memory.
+        let mapped = unsafe {
+            libc::mmap(
+                start.cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            let error = std::io::Error::last_os_error();
+            // SAFETY: the whole reservation is ours and nothing refers to it.
+            unsafe { libc::munmap(base.cast(), reserve) };
+            return Err(error);
+        }
+        let tail = reserve.saturating_sub(skip).saturating_sub(len);
+        // SAFETY: the unused head and tail of our own reservation, outside [start, start +
+        // len); nothing refers to them.
+        unsafe {
+            if skip > 0 {
+                libc::munmap(base.cast(), skip);
+            }
+            if tail > 0 {
+                libc::munmap(start.wrapping_add(len).cast(), tail);
+            }
+        }
+        Ok(HostMapping { addr: start, len })
+    }
+
+    /// A vm-memory region over the mapping, at guest-physical `guest`.
+    fn region(
+        &self,
+        guest: u64,
+    ) -> Result<GuestRegionMmap, Box<dyn std::error::Error + Send + Sync>> {
+        // SAFETY: [addr, addr + len) is a live read-write private anonymous mapping we made
+        // (`new`), and it outlives the region: `PhysicalMemory` drops its regions before its
+        // mappings.
+        let region = unsafe {
+            MmapRegion::build_raw(
+                self.addr,
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            )
+        }?;
+        GuestRegionMmap::new(region, GuestAddress(guest)).ok_or_else(|| "a region past 2^64".into())
+    }
+}
+
+impl Drop for HostMapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours (made in `new`), and every region built over it has
+        // been dropped (field order in `PhysicalMemory`).
+        unsafe {
+            libc::munmap(self.addr.cast(), self.len);
+        }
+    }
+}
+
+/// The guest's physical memory.
+pub struct PhysicalMemory {
+    /// Regions over `mappings` (declared first: dropped before them).
+    memory: GuestMemoryMmap,
+    _mappings: [HostMapping; 2],
+    user_size: u64,
+    /// Ranges of user memory mapped privately from a file (the program image): discarding
+    /// them must map fresh anonymous memory back, since the file's pages would show through.
+    file_spans: std::sync::Mutex<Vec<(u64, u64)>>,
+}
+
+impl PhysicalMemory {
+    /// Reserves `user_size` bytes of function memory and the kernel area; the host backs
+    /// pages only as they are touched, with 4 KiB pages unless told otherwise
+    /// ([`PhysicalMemory::prefer_huge`]).
+    pub fn new(user_size: u64) -> Result<PhysicalMemory, AllocError> {
+        let error = |source: Box<dyn std::error::Error + Send + Sync>| AllocError {
+            size: user_size,
+            source,
+        };
+        let user = HostMapping::new(user_size, HOST_ALIGN).map_err(|e| error(e.into()))?;
+        let kernel = HostMapping::new(KERNEL_SIZE, PAGE).map_err(|e| error(e.into()))?;
+        let regions = vec![
+            user.region(USER_BASE).map_err(error)?,
+            kernel.region(KERNEL_BASE).map_err(error)?,
+        ];
+        let memory = GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.into()))?;
+        let physical = PhysicalMemory {
+            memory,
+            _mappings: [user, kernel],
+            user_size,
+            file_spans: std::sync::Mutex::new(Vec::new()),
+        };
+        physical.prefer_huge(USER_BASE, user_size, false);
+        Ok(physical)
+    }
+
+    /// Bytes of function memory.
+    pub fn user_size(&self) -> u64 {
+        self.user_size
+    }
+
+    /// The memory slots to register with KVM.
+    pub fn slots(&self) -> Vec<Slot> {
+        self.memory
+            .iter()
+            .map(|region| Slot {
+                guest_phys: region.start_addr().0,
+                host: region.as_ptr(),
+                size: region.len(),
+            })
+            .collect()
+    }
+
+    /// The host address of `[addr, addr + len)`, which must lie inside one slot.
+    fn host_range(&self, addr: u64, len: u64) -> Option<*mut u8> {
+        let region = self.memory.find_region(GuestAddress(addr))?;
+        let offset = addr.checked_sub(region.start_addr().0)?;
+        if offset.checked_add(len)? > region.len() {
+            return None;
+        }
+        // `offset` lies inside the region (checked), so the pointer stays in its mapping.
+        Some(region.as_ptr().wrapping_add(host_size(offset)))
+    }
+
+    /// Copies guest-physical bytes at `addr` into `buf`. Panics if the range is not guest
+    /// memory: callers pass only addresses the VMM placed or translated itself.
+    pub fn read(&self, addr: u64, buf: &mut [u8]) {
+        self.memory
+            .read_slice(buf, GuestAddress(addr))
+            .expect("the VMM reads only guest-physical memory it placed");
+    }
+
+    /// Copies `data` to guest-physical `addr` (see [`PhysicalMemory::read`]).
+    pub fn write(&self, addr: u64, data: &[u8]) {
+        self.memory
+            .write_slice(data, GuestAddress(addr))
+            .expect("the VMM writes only guest-physical memory it placed");
+    }
+
+    /// Reads a 64-bit word (a page-table entry, a stack slot of the kernel area).
+    pub fn read_u64(&self, addr: u64) -> u64 {
+        let mut bytes = [0u8; 8];
+        self.read(addr, &mut bytes);
+        u64::from_le_bytes(bytes)
+    }
+
+    /// Writes a 64-bit word.
+    pub fn write_u64(&self, addr: u64, value: u64) {
+        self.write(addr, &value.to_le_bytes());
+    }
+
+    /// Copies `len` bytes between two ranges of user memory (a page moving to another
+    /// frame).
+    pub fn copy(&self, from: u64, to: u64, len: u64) {
+        let mut buf = vec![0u8; host_size(len)];
+        self.read(from, &mut buf);
+        self.write(to, &buf);
+    }
+
+    /// Gives the pages of `[addr, addr + len)` (page-aligned user memory) back to the host:
+    /// they read as zero afterwards, and KVM forgets every translation to them, so a page
+    /// the guest no longer maps cannot still be reached through a stale one.
+    pub fn discard(&self, addr: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let Some(host) = self.host_range(addr, len) else {
+            return;
+        };
+        let end = addr.saturating_add(len);
+        let mut spans = lock(&self.file_spans);
+        let touches_file = spans
+            .iter()
+            .any(|&(start, span)| start < end && start.saturating_add(span) > addr);
+        if touches_file {
+            // Anonymous memory mapped over the file's pages: zero, and it drops them (and
+            // KVM's translations to them) as MADV_DONTNEED would.
+            // SAFETY: [host, host + len) lies inside our own user-memory mapping (checked by
+            // host_range), so MAP_FIXED replaces only guest pages, which the host never
+            // reads through references; the region's owner unmaps the whole range on drop.
+            let mapped = unsafe {
+                libc::mmap(
+                    host.cast(),
+                    host_size(len),
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(
+                mapped,
+                libc::MAP_FAILED,
+                "remapping guest memory failed: {}",
+                std::io::Error::last_os_error()
+            );
+            let mut kept = Vec::with_capacity(spans.len().saturating_add(1));
+            for &(start, span) in spans.iter() {
+                let span_end = start.saturating_add(span);
+                if start < addr {
+                    kept.push((start, span_end.min(addr).saturating_sub(start)));
+                }
+                if span_end > end {
+                    let from = start.max(end);
+                    kept.push((from, span_end.saturating_sub(from)));
+                }
+            }
+            *spans = kept;
+            return;
+        }
+        drop(spans);
+        // SAFETY: [host, host + len) lies inside our own anonymous user-memory mapping
+        // (checked by host_range); MADV_DONTNEED only drops its pages, which then read as
+        // zero, and nothing in the host holds references into guest memory.
+        let rc = unsafe { libc::madvise(host.cast(), host_size(len), libc::MADV_DONTNEED) };
+        assert_eq!(
+            rc,
+            0,
+            "MADV_DONTNEED on guest memory failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Makes KVM forget every translation to the pages of `[addr, addr + len)` while keeping
+    /// their contents: the guest's next access to them walks its page tables again. Used
+    /// after a page's permissions were reduced or its mapping moved.
+    pub fn revoke(&self, addr: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let Some(host) = self.host_range(addr, len) else {
+            return;
+        };
+        for prot in [libc::PROT_READ, libc::PROT_READ | libc::PROT_WRITE] {
+            // SAFETY: [host, host + len) lies inside our own guest-memory mapping (checked by
+            // host_range). Making it read-only and then writable again changes no contents;
+            // the VMM does not write guest memory between the two calls (it holds the
+            // address-space lock), and the mapping was read-write before.
+            let rc = unsafe { libc::mprotect(host.cast(), host_size(len), prot) };
+            assert_eq!(
+                rc,
+                0,
+                "mprotect on guest memory failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// Asks the host to back `[addr, addr + len)` with 2 MiB pages (a chunk the guest maps
+    /// with one large page), or not to (frames handed out one by one). Advice only: a host
+    /// without transparent huge pages just ignores it.
+    pub fn prefer_huge(&self, addr: u64, len: u64, huge: bool) {
+        let Some(host) = self.host_range(addr, len) else {
+            return;
+        };
+        let advice = if huge {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
+        // SAFETY: the range lies inside our own guest-memory mapping (checked by host_range);
+        // the advice changes how the host backs it, never its contents.
+        unsafe {
+            libc::madvise(host.cast(), host_size(len), advice);
+        }
+    }
+
+    /// Backs `[addr, addr + len)` with host pages now (zeroed, as fresh memory reads), so
+    /// the guest's first touches find them present: KVM then maps eight neighbours per fault
+    /// instead of one. Advice only: on failure the guest's touches fault them in.
+    pub fn populate(&self, addr: u64, len: u64) {
+        const MADV_POPULATE_WRITE: libc::c_int = 23;
+        let Some(host) = self.host_range(addr, len) else {
+            return;
+        };
+        // SAFETY: the range lies inside our own read-write guest-memory mapping (checked by
+        // host_range); populating allocates its pages as a write would, changing nothing
+        // (pages already present keep their contents).
+        unsafe {
+            libc::madvise(host.cast(), host_size(len), MADV_POPULATE_WRITE);
+        }
+    }
+
+    /// Maps `len` bytes of `file` from `offset`, privately (copy-on-write), over the user
+    /// memory at `addr`; all three page-aligned. Used to load program images without copying
+    /// them: the pages are populated read-only first (so nothing is copied), then made
+    /// writable (a write copies just the page written).
+    pub fn map_file(
+        &self,
+        addr: u64,
+        len: u64,
+        file: BorrowedFd<'_>,
+        offset: u64,
+    ) -> std::io::Result<()> {
+        let invalid = || std::io::Error::from_raw_os_error(libc::EINVAL);
+        if addr % PAGE != 0 || len % PAGE != 0 || offset % PAGE != 0 || len == 0 {
+            return Err(invalid());
+        }
+        if addr.checked_add(len).is_none_or(|end| end > self.user_size) {
+            return Err(invalid());
+        }
+        let host = self.host_range(addr, len).ok_or_else(invalid)?;
+        let offset = libc::off_t::try_from(offset).map_err(|_| invalid())?;
+        // SAFETY: [host, host + len) lies inside our own user-memory mapping (checked
+        // above), so MAP_FIXED replaces only guest pages, which the host never reads through
+        // references; the region's owner unmaps the whole range on drop.
+        let mapped = unsafe {
+            libc::mmap(
+                host.cast(),
+                host_size(len),
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                offset,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        lock(&self.file_spans).push((addr, len));
+        // SAFETY: the same range, just mapped above.
+        if unsafe {
+            libc::mprotect(
+                host.cast(),
+                host_size(len),
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Bytes of `[addr, addr + len)` the host holds (`mincore`): pages touched and not
+    /// discarded since.
+    pub fn resident_bytes(&self, addr: u64, len: u64) -> u64 {
+        let Some(host) = self.host_range(addr, len) else {
+            return 0;
+        };
+        let pages = host_size(len.div_ceil(PAGE));
+        let mut residency = vec![0u8; pages];
+        // SAFETY: [host, host + len) lies inside our own live mapping (checked by
+        // host_range), and `residency` has one byte per page of it.
+        let rc = unsafe { libc::mincore(host.cast(), host_size(len), residency.as_mut_ptr()) };
+        if rc != 0 {
+            return 0;
+        }
+        let resident = residency.iter().filter(|&&b| b & 1 != 0).count();
+        u64::try_from(resident)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(PAGE)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discarded_pages_read_zero_and_leave_the_host() {
+        let memory = PhysicalMemory::new(16 << 20).unwrap();
+        memory.write(8 * PAGE, &[7; 3 * PAGE as usize]);
+        assert_eq!(memory.resident_bytes(8 * PAGE, 3 * PAGE), 3 * PAGE);
+        memory.discard(8 * PAGE, 2 * PAGE);
+        assert_eq!(memory.resident_bytes(8 * PAGE, 3 * PAGE), PAGE);
+        let mut back = [1u8; 16];
+        memory.read(9 * PAGE, &mut back);
+        assert_eq!(back, [0; 16]);
+        memory.read(10 * PAGE, &mut back);
+        assert_eq!(back, [7; 16]);
+    }
+
+    #[test]
+    fn revoked_pages_keep_their_contents() {
+        let memory = PhysicalMemory::new(16 << 20).unwrap();
+        memory.write(PAGE, b"kept");
+        memory.revoke(PAGE, PAGE);
+        let mut back = [0u8; 4];
+        memory.read(PAGE, &mut back);
+        assert_eq!(&back, b"kept");
+        memory.write(PAGE, b"more");
+    }
+
+    #[test]
+    fn file_pages_are_copied_on_write_and_discarded_to_zero() {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::FileExt;
+        let memory = PhysicalMemory::new(16 << 20).unwrap();
+        let file = crate::host::memory_file(c"test").unwrap();
+        file.set_len(2 * PAGE).unwrap();
+        file.write_all_at(b"file bytes", PAGE).unwrap();
+        memory
+            .map_file(4 * PAGE, 2 * PAGE, file.as_fd(), 0)
+            .unwrap();
+        let mut back = [0u8; 10];
+        memory.read(5 * PAGE, &mut back);
+        assert_eq!(&back, b"file bytes");
+        memory.write(5 * PAGE, b"FILE");
+        let mut original = [0u8; 4];
+        file.read_exact_at(&mut original, PAGE).unwrap();
+        assert_eq!(&original, b"file");
+        memory.discard(5 * PAGE, PAGE);
+        memory.read(5 * PAGE, &mut back);
+        assert_eq!(back, [0; 10]);
+        assert!(memory.map_file(3, PAGE, file.as_fd(), 0).is_err());
+    }
+
+    #[test]
+    fn the_function_memory_is_2_mib_aligned_on_the_host() {
+        for size in [128u64 << 20, 129 << 20, 1000 << 20] {
+            let memory = PhysicalMemory::new(size).unwrap();
+            assert_eq!(memory.slots()[0].host as u64 % HOST_ALIGN, 0, "{size}");
+            assert_eq!(memory.slots()[0].size, size);
+        }
+    }
+
+    #[test]
+    fn the_kernel_area_is_its_own_slot() {
+        let memory = PhysicalMemory::new(128 << 20).unwrap();
+        let slots = memory.slots();
+        assert_eq!(slots.len(), 2);
+        assert_eq!(slots[0].guest_phys, USER_BASE);
+        assert_eq!(slots[0].size, 128 << 20);
+        assert_eq!(slots[1].guest_phys, KERNEL_BASE);
+        memory.write_u64(KERNEL_BASE + 8, 42);
+        assert_eq!(memory.read_u64(KERNEL_BASE + 8), 42);
+    }
+}

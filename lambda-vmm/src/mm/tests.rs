@@ -1,0 +1,339 @@
+//! The address space without a VM: reservations, commits, protections, unmaps, moves and
+//! the memory limit, through the syscalls and the accessor the kernel uses. (What the vCPU
+//! sees of the same changes is checked with real guests in `tests/`.)
+
+#![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
+use super::layout::{CHUNK, MIN_MAP_ADDRESS, PAGE, STACK_TOP, USER_END, VDSO, VVAR};
+use super::page_table::Leaf;
+use super::vma::{EXEC, READ, WRITE};
+use super::{FaultOutcome, GuestMemory, MapError, PageFault};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+const ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+const FIXED: u64 = libc::MAP_FIXED as u64;
+const RW: u64 = (READ | WRITE) as u64;
+/// Page-fault error codes: a user-mode read, write, fetch of a page not present.
+const READ_FAULT: u64 = 0x4;
+const WRITE_FAULT: u64 = 0x6;
+const FETCH_FAULT: u64 = 0x14;
+
+fn memory(mb: u64) -> GuestMemory {
+    crate::vm::guest_memory(mb * MIB).expect("guest memory")
+}
+
+fn touch(memory: &GuestMemory, addr: u64, len: u64) {
+    let mut page = addr;
+    while page < addr + len {
+        memory.write(page, &[0xa5]).expect("writable");
+        page += PAGE;
+    }
+}
+
+fn is_large(memory: &GuestMemory, addr: u64) -> bool {
+    let space = memory.space();
+    matches!(
+        space.tables.leaf(memory.physical(), addr),
+        Some(Leaf::Large { .. })
+    )
+}
+
+#[test]
+fn a_reservation_of_any_size_costs_nothing() {
+    let memory = memory(128);
+    let committed = memory.committed_bytes();
+    let reserved = memory.mmap(0, 64 * GIB, 0, ANON).unwrap();
+    assert_eq!(reserved % CHUNK, 0);
+    assert_eq!(memory.committed_bytes(), committed);
+    assert!(
+        memory.read_vec(reserved, 8).is_err(),
+        "PROT_NONE is not readable"
+    );
+    assert_eq!(
+        memory.page_fault(PageFault {
+            addr: reserved + GIB,
+            error_code: READ_FAULT
+        }),
+        FaultOutcome::Forbidden
+    );
+    // Committing a piece of it is an mprotect; unmapping it all is quick.
+    memory.mprotect(reserved + GIB, 4 * MIB, RW).unwrap();
+    touch(&memory, reserved + GIB, 4 * MIB);
+    assert!(memory.committed_bytes() >= committed + 4 * MIB);
+    memory.munmap(reserved, 64 * GIB).unwrap();
+    // Only the page tables made on the way stay (a table keeps its place for good).
+    let tables = memory.space().tables.table_frames() * PAGE;
+    assert!(memory.committed_bytes() <= committed + tables);
+}
+
+#[test]
+fn commits_beyond_the_memory_size_work_until_used() {
+    let memory = memory(128);
+    let heap = memory.mmap(0, GIB, RW, ANON).unwrap();
+    touch(&memory, heap, 20 * MIB);
+    assert!(is_large(&memory, heap), "a dense stretch is one large page");
+    assert_eq!(memory.read_vec(heap + 20 * MIB, 4).unwrap(), [0; 4]);
+    assert!(memory.resident_bytes() >= 20 * MIB);
+    assert!(!memory.out_of_memory());
+    // Using more than the memory size is refused: the kernel's write faults, and the
+    // address space says it ran out.
+    let mut failed = None;
+    let mut page = heap;
+    while page < heap + GIB {
+        if memory.write(page, &[1]).is_err() {
+            failed = Some(page);
+            break;
+        }
+        page += PAGE;
+    }
+    let failed = failed.expect("128 MB cannot hold 1 GiB");
+    assert!(failed - heap <= 128 * MIB, "{}", (failed - heap) >> 20);
+    assert!(failed - heap >= 100 * MIB, "{}", (failed - heap) >> 20);
+    assert!(memory.out_of_memory());
+    assert!(memory.committed_bytes() <= 128 * MIB);
+    assert_eq!(
+        memory.page_fault(PageFault {
+            addr: failed,
+            error_code: WRITE_FAULT
+        }),
+        FaultOutcome::OutOfMemory
+    );
+}
+
+#[test]
+fn protections_are_kept_and_checked() {
+    let memory = memory(128);
+    let page = memory.mmap(0, 2 * PAGE, RW, ANON).unwrap();
+    memory.write(page, b"data").unwrap();
+    memory.mprotect(page, PAGE, READ as u64).unwrap();
+    assert_eq!(memory.read_vec(page, 4).unwrap(), b"data");
+    assert!(memory.write(page, b"x").is_err());
+    assert!(
+        memory.write(page + PAGE, b"x").is_ok(),
+        "the rest stays writable"
+    );
+    let write = PageFault {
+        addr: page,
+        error_code: WRITE_FAULT | 1,
+    };
+    assert_eq!(memory.page_fault(write), FaultOutcome::Forbidden);
+    assert_eq!(
+        memory.page_fault(PageFault {
+            addr: page,
+            error_code: FETCH_FAULT | 1
+        }),
+        FaultOutcome::Forbidden,
+        "not executable"
+    );
+    // PROT_NONE keeps the contents for when access comes back.
+    memory.mprotect(page, PAGE, 0).unwrap();
+    assert!(memory.read_vec(page, 4).is_err());
+    memory.mprotect(page, PAGE, RW).unwrap();
+    assert_eq!(memory.read_vec(page, 4).unwrap(), b"data");
+    assert_eq!(memory.page_fault(write), FaultOutcome::Resolved);
+    assert_eq!(
+        memory.mprotect(page + 3 * PAGE, PAGE, RW),
+        Err(MapError::NoMemory),
+        "unmapped"
+    );
+    assert_eq!(memory.mprotect(page + 1, PAGE, RW), Err(MapError::Invalid));
+    assert_eq!(memory.mprotect(page, PAGE, 0x10), Err(MapError::Invalid));
+    let exec = (READ | EXEC) as u64;
+    memory.mprotect(page, PAGE, exec).unwrap();
+    assert_eq!(
+        memory.page_fault(PageFault {
+            addr: page,
+            error_code: FETCH_FAULT | 1
+        }),
+        FaultOutcome::Resolved
+    );
+}
+
+#[test]
+fn part_of_a_large_page_can_change() {
+    let memory = memory(128);
+    let region = memory.mmap(0, 4 * MIB, RW, ANON).unwrap();
+    memory.write(region, b"first").unwrap();
+    memory.write(region + MIB, b"middle").unwrap();
+    assert!(is_large(&memory, region));
+    memory.mprotect(region + MIB, PAGE, READ as u64).unwrap();
+    assert!(!is_large(&memory, region), "split");
+    assert_eq!(memory.read_vec(region, 5).unwrap(), b"first");
+    assert!(memory.write(region + MIB, b"x").is_err());
+    memory.munmap(region + 2 * MIB - PAGE, PAGE).unwrap();
+    assert!(memory.read_vec(region + 2 * MIB - PAGE, 1).is_err());
+    assert_eq!(memory.read_vec(region + MIB, 6).unwrap(), b"middle");
+}
+
+#[test]
+fn unmapped_and_dropped_memory_goes_back() {
+    let memory = memory(128);
+    let before = memory.committed_bytes();
+    let region = memory.mmap(0, 8 * MIB, RW, ANON).unwrap();
+    touch(&memory, region, 8 * MIB);
+    let resident = memory.resident_bytes();
+    assert!(resident >= 8 * MIB);
+    memory
+        .madvise(region, 8 * MIB, libc::MADV_DONTNEED as u64)
+        .unwrap();
+    assert!(memory.resident_bytes() < resident - 7 * MIB);
+    assert_eq!(memory.read_vec(region + 3 * MIB, 4).unwrap(), [0; 4]);
+    memory.munmap(region, 8 * MIB).unwrap();
+    assert_eq!(memory.committed_bytes(), before);
+    assert!(memory.read_vec(region, 1).is_err());
+    // Small mappings use frames one by one, and give them back.
+    let small = memory.mmap(0, 64 * 1024, RW, ANON).unwrap();
+    touch(&memory, small, 64 * 1024);
+    assert!(memory.committed_bytes() > before);
+    memory.munmap(small, 64 * 1024).unwrap();
+    let tables = memory.space().tables.table_frames() * PAGE;
+    assert!(memory.committed_bytes() <= before + tables);
+}
+
+#[test]
+fn fixed_hinted_and_refused_mappings() {
+    let memory = memory(128);
+    let go = 0xc0_0000_0000;
+    assert_eq!(memory.mmap(go, 64 * MIB, 0, ANON), Ok(go), "a free hint");
+    let taken = memory.mmap(go, PAGE, 0, ANON).unwrap();
+    assert_ne!(taken, go, "a taken hint is not used");
+    let base = memory.mmap(0, 4 * PAGE, RW, ANON).unwrap();
+    memory.write(base + PAGE, b"old").unwrap();
+    let noreplace = (libc::MAP_FIXED_NOREPLACE) as u64;
+    assert_eq!(
+        memory.mmap(base + PAGE, PAGE, RW, ANON | noreplace),
+        Err(MapError::Exists)
+    );
+    assert_eq!(
+        memory.mmap(base + PAGE, PAGE, RW, ANON | FIXED),
+        Ok(base + PAGE)
+    );
+    assert_eq!(memory.read_vec(base + PAGE, 3).unwrap(), [0; 3], "replaced");
+    assert_eq!(
+        memory.mmap(MIN_MAP_ADDRESS - PAGE, PAGE, RW, ANON | FIXED),
+        Err(MapError::Permission)
+    );
+    assert_eq!(
+        memory.mmap(USER_END - PAGE, 2 * PAGE, RW, ANON | FIXED),
+        Err(MapError::NoMemory)
+    );
+    assert_eq!(
+        memory.mmap(0, PAGE, RW, libc::MAP_PRIVATE as u64),
+        Err(MapError::NoDevice)
+    );
+    assert_eq!(memory.mmap(0, 0, RW, ANON), Err(MapError::Invalid));
+    assert_eq!(memory.mmap(0, u64::MAX, RW, ANON), Err(MapError::NoMemory));
+    assert_eq!(memory.mmap(0, PAGE, RW, 0x20), Err(MapError::Invalid));
+}
+
+#[test]
+fn mremap_grows_in_place_or_moves_with_the_contents() {
+    let memory = memory(128);
+    let region = memory.mmap(0, 3 * MIB, RW, ANON).unwrap();
+    memory.write(region, b"head").unwrap();
+    memory.write(region + 3 * MIB - 4, b"tail").unwrap();
+    // Block growth in place.
+    let blocker = memory
+        .mmap(region + 3 * MIB, PAGE, 0, ANON | FIXED)
+        .unwrap();
+    assert_eq!(blocker, region + 3 * MIB);
+    assert_eq!(
+        memory.mremap(region, 3 * MIB, 8 * MIB, 0, 0),
+        Err(MapError::NoMemory)
+    );
+    let moved = memory.mremap(region, 3 * MIB, 8 * MIB, 1, 0).unwrap();
+    assert_ne!(moved, region);
+    assert_eq!(memory.read_vec(moved, 4).unwrap(), b"head");
+    assert_eq!(memory.read_vec(moved + 3 * MIB - 4, 4).unwrap(), b"tail");
+    assert!(memory.read_vec(region, 1).is_err(), "the old range is gone");
+    memory.write(moved + 8 * MIB - 1, b"!").unwrap();
+    assert_eq!(memory.mremap(moved, 8 * MIB, 4 * MIB, 0, 0), Ok(moved));
+    assert!(memory.read_vec(moved + 4 * MIB, 1).is_err());
+    assert_eq!(
+        memory.mremap(moved, 4 * MIB, 4 * MIB, 2, 0),
+        Err(MapError::Invalid),
+        "MREMAP_FIXED without MAYMOVE"
+    );
+}
+
+#[test]
+fn the_heap_grows_and_shrinks() {
+    let memory = memory(128);
+    memory.space().set_heap_start(0x40_0000);
+    let start = memory.brk(0);
+    assert_ne!(start, 0);
+    assert_eq!(memory.brk(start + 3 * MIB + 5), start + 3 * MIB + 5);
+    memory.write(start + 3 * MIB, b"heap").unwrap();
+    assert!(
+        memory.write(start + 4 * MIB, b"x").is_err(),
+        "past the break"
+    );
+    assert_eq!(memory.brk(start + PAGE), start + PAGE);
+    assert!(memory.read_vec(start + 3 * MIB, 1).is_err(), "shrunk");
+    assert_eq!(memory.brk(start - PAGE), start + PAGE, "below the start");
+    assert_eq!(memory.brk(u64::MAX), start + PAGE, "absurd");
+}
+
+#[test]
+fn the_vdso_and_the_stack_are_mapped_and_the_vdso_stays_read_only() {
+    let memory = memory(128);
+    assert!(memory.read_vec(VDSO, 4).unwrap().starts_with(b"\x7fELF"));
+    assert!(memory.read_vec(VVAR, 8).is_ok());
+    assert!(memory.write(VVAR, b"x").is_err());
+    assert!(memory.write(VDSO, b"x").is_err());
+    assert_eq!(
+        memory.mprotect(VVAR, PAGE, RW),
+        Err(MapError::Access),
+        "the data page never becomes writable"
+    );
+    assert_eq!(memory.mprotect(VDSO, PAGE, RW), Err(MapError::Access));
+    memory.write(STACK_TOP - 8, b"argc!!!!").unwrap();
+    assert!(memory.write(STACK_TOP, b"x").is_err());
+    // Unmapping the vDSO takes it out of the program's view, not out of the kernel area.
+    memory.munmap(VDSO, PAGE).unwrap();
+    assert!(memory.read_vec(VDSO, 4).is_err());
+}
+
+#[test]
+fn the_number_of_mappings_is_bounded() {
+    let memory = memory(128);
+    let base = 0x10_0000_0000u64;
+    let mut made = 0;
+    loop {
+        // Every other page, so they cannot merge.
+        match memory.mmap(base + made * 2 * PAGE, PAGE, 0, ANON | FIXED) {
+            Ok(_) => made += 1,
+            Err(error) => {
+                assert_eq!(error, MapError::NoMemory);
+                break;
+            }
+        }
+        assert!(made <= super::space::MAX_MAPPINGS as u64);
+    }
+    assert!(made > super::space::MAX_MAPPINGS as u64 - 10);
+}
+
+#[test]
+fn the_kernel_accessor_checks_every_page_of_a_range() {
+    let memory = memory(128);
+    let region = memory.mmap(0, 3 * PAGE, RW, ANON).unwrap();
+    memory.munmap(region + PAGE, PAGE).unwrap();
+    assert!(memory.write(region, &[0; 3 * PAGE as usize]).is_err());
+    assert!(memory.read_vec(region + PAGE - 2, 4).is_err());
+    assert!(memory.read_vec(u64::MAX - 1, 4).is_err());
+    assert!(
+        memory.read_vec(0, 0).is_ok(),
+        "an empty range touches nothing"
+    );
+    memory.write(region + 2 * PAGE, b"a\0").unwrap();
+    assert_eq!(
+        memory
+            .read_c_string(region + 2 * PAGE, 10)
+            .unwrap()
+            .unwrap(),
+        b"a"
+    );
+    assert!(memory.validate(region, 3 * PAGE).is_err());
+    assert!(memory.validate(region, PAGE).is_ok());
+}
