@@ -5,8 +5,9 @@
 //! Backing follows each 2 MiB stretch of the address space. A stretch of a dense mapping
 //! (the heap, the stack, the image, mappings of 2 MiB or more) gets a whole chunk of the
 //! function's memory, page `i` on frame `i`, all its pages at the first fault, and one large
-//! page when a single mapping covers it: the host then backs it with one huge page and the
-//! guest touches it at full speed. Other stretches get frames one at a time, a window of
+//! page when a single mapping covers it; for mappings of 2 MiB or more (`Vma::huge`) the
+//! host is asked to back the chunk with one huge page, so the guest touches it at full
+//! speed. Other stretches get frames one at a time, a window of
 //! them per fault, host-populated and entered with the Accessed and Dirty bits set, so KVM
 //! maps the guest's first touches eight at a time (`docs/platform.md`).
 //!
@@ -120,7 +121,7 @@ impl AddressSpace {
         if !self.backings.contains_key(&stretch) {
             let backing = match vma.dense.then(|| self.pool.take_chunk()).flatten() {
                 Some(chunk) => {
-                    physical.prefer_huge(chunk, CHUNK, true);
+                    physical.prefer_huge(chunk, CHUNK, vma.huge);
                     Backing::Whole { chunk, pages: 0 }
                 }
                 None => Backing::Frames { pages: 0 },
@@ -465,7 +466,7 @@ impl AddressSpace {
             Some(Backing::Frames { .. }) => None,
             None => {
                 let chunk = self.pool.take_chunk()?;
-                physical.prefer_huge(chunk, CHUNK, true);
+                physical.prefer_huge(chunk, CHUNK, false);
                 self.backings
                     .insert(stretch, Backing::Whole { chunk, pages: 0 });
                 Some(chunk)

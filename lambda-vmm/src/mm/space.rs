@@ -132,6 +132,7 @@ impl AddressSpace {
                 prot: READ | WRITE,
                 kind: Kind::Anonymous,
                 dense: true,
+                huge: false,
             },
         );
         let specials = [
@@ -148,6 +149,7 @@ impl AddressSpace {
                     prot,
                     kind,
                     dense: false,
+                    huge: false,
                 },
             );
             for page in 0..pages {
@@ -217,6 +219,7 @@ impl AddressSpace {
                 prot,
                 kind: Kind::Image,
                 dense: true,
+                huge: false,
             },
         );
     }
@@ -354,6 +357,7 @@ impl AddressSpace {
                 prot,
                 kind: Kind::Anonymous,
                 dense: len >= CHUNK,
+                huge: len >= CHUNK,
             },
         );
         Ok(start)
@@ -549,6 +553,7 @@ impl AddressSpace {
             Vma {
                 end: new_end,
                 dense: vma.dense || new_len >= CHUNK,
+                huge: vma.huge || new_len >= CHUNK,
                 ..vma
             },
         );
@@ -621,6 +626,7 @@ impl AddressSpace {
                     prot: READ | WRITE,
                     kind: Kind::Anonymous,
                     dense: true,
+                    huge: false,
                 },
             );
         } else if new_end < old_end && self.unmap_range(physical, new_end, old_end).is_err() {

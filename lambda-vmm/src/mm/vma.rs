@@ -53,6 +53,11 @@ pub struct Vma {
     /// Whether it is expected to be used densely (the heap, the stack, the image, mappings
     /// of 2 MiB or more): its 2 MiB stretches get whole chunks and large pages.
     pub dense: bool,
+    /// Whether its whole chunks also ask the host for 2 MiB pages: mappings of 2 MiB or
+    /// more, where the program is expected to touch much of each chunk. The stack, the
+    /// heap and the image stay on 4 KiB host pages, so a small program does not pay for
+    /// zeroing (and the host for compacting) a 2 MiB page to use a few KiB of it.
+    pub huge: bool,
 }
 
 /// The mappings of one address space, by start address; they never overlap.
@@ -158,7 +163,9 @@ impl VmaMap {
         let Some(&vma) = self.map.get(&start) else {
             return;
         };
-        let same = |a: &Vma, b: &Vma| a.prot == b.prot && a.kind == b.kind && a.dense == b.dense;
+        let same = |a: &Vma, b: &Vma| {
+            a.prot == b.prot && a.kind == b.kind && a.dense == b.dense && a.huge == b.huge
+        };
         let mut start = start;
         let mut vma = vma;
         if let Some((before, previous)) = self
@@ -227,6 +234,7 @@ mod tests {
             prot,
             kind: Kind::Anonymous,
             dense: false,
+            huge: false,
         }
     }
 
