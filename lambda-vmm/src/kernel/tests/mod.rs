@@ -1,5 +1,5 @@
-//! The kernel's syscalls tested without KVM: a [`Guest`] is a kernel over plain guest memory
-//! (a memory file, no VM, no vCPU), driven one syscall at a time the way the run loop drives
+//! The kernel's syscalls tested without KVM: a [`Guest`] is a kernel over guest memory
+//! without a VM (no KVM, no vCPU), driven one syscall at a time the way the run loop drives
 //! it. One file per syscall family.
 
 #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
