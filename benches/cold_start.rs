@@ -6,6 +6,9 @@
 //! - **One-shot stdio**, the `hello` program: the micro-VM is created, the program loaded,
 //!   run to its exit and the VM torn down; the child process is spawned with pipes, fed the
 //!   event, read to its exit and reaped.
+//! - **One-shot, touching memory**, the `memory-c` program's `commit` check: 1 GiB mapped,
+//!   20 MiB of it written and read back, so the run includes the page faults of first
+//!   touches (the `faults` column) and the host's zeroing of the pages.
 //! - **Runtime API** (the default contract), the `runtime-loop` program: an environment is
 //!   created and runs Init (the runtime's start until its first `next`), serves one
 //!   invocation and is shut down; the baseline is the development backend doing the same with
@@ -35,10 +38,26 @@ use lambda::core::{
     Backend, CodeLocation, Contract, ExecutionEnvironment, FunctionConfig, Invocation,
 };
 use lambda::vmm::{MicroVmBackend, ProcessBackend, StdioEnvironment, wait_for_teardown};
-use measure::{print_table, sample, timed};
+use measure::{Cost, print_table, sample, timed};
 
-const PAYLOAD: &str = r#"{"name":"bench"}"#;
-const EXPECTED: &str = r#"{"message":"Hello, bench!"}"#;
+/// A one-shot function: its program, its event, its answer.
+#[derive(Clone, Copy)]
+struct OneShot {
+    program: &'static str,
+    payload: &'static str,
+    expected: &'static str,
+}
+
+const HELLO: OneShot = OneShot {
+    program: "hello",
+    payload: r#"{"name":"bench"}"#,
+    expected: r#"{"message":"Hello, bench!"}"#,
+};
+const COMMIT: OneShot = OneShot {
+    program: "memory-c",
+    payload: r#""commit""#,
+    expected: "committed 1 GiB, wrote 20 MiB",
+};
 const EVENT: &str = r#"{"action":"echo","payload":"cold"}"#;
 const RUNS: usize = 300;
 const WARMUP: usize = 20;
@@ -47,9 +66,12 @@ fn program(name: &str) -> PathBuf {
     std::path::Path::new(env!("LAMBDA_FUNCTIONS_DIR")).join(name)
 }
 
-fn stdio_config() -> FunctionConfig {
-    FunctionConfig::new("hello", CodeLocation::Executable(program("hello")))
-        .with_contract(Contract::Stdio)
+fn stdio_config(function: OneShot) -> FunctionConfig {
+    FunctionConfig::new(
+        function.program,
+        CodeLocation::Executable(program(function.program)),
+    )
+    .with_contract(Contract::Stdio)
 }
 
 fn runtime_config() -> FunctionConfig {
@@ -58,22 +80,31 @@ fn runtime_config() -> FunctionConfig {
 
 /// The one-shot function in a fresh micro-VM; with `teardown`, the VM's teardown is waited
 /// for inside the window.
-fn micro_vm_oneshot(environment: &mut StdioEnvironment, teardown: bool) -> (Duration, Option<u64>) {
+fn micro_vm_oneshot(
+    environment: &mut StdioEnvironment,
+    function: OneShot,
+    teardown: bool,
+) -> (Duration, Option<Cost>) {
     let (took, result) = timed(|| {
-        let result = environment.run(Invocation::new(PAYLOAD)).expect("run");
+        let result = environment
+            .run(Invocation::new(function.payload))
+            .expect("run");
         if teardown {
             wait_for_teardown();
         }
         result
     });
-    assert_eq!(result.outcome.response(), Some(EXPECTED.as_bytes()));
-    (took, Some(environment.last_stats().exits))
+    assert_eq!(
+        result.outcome.response(),
+        Some(function.expected.as_bytes())
+    );
+    (took, Some(Cost::of(environment.last_stats())))
 }
 
 /// The same binary as a child process: spawned with pipes, fed, read to its exit, reaped.
-fn child_process_oneshot() -> (Duration, Option<u64>) {
+fn child_process_oneshot(function: OneShot) -> (Duration, Option<Cost>) {
     let (took, output) = timed(|| {
-        let mut child = Command::new(program("hello"))
+        let mut child = Command::new(program(function.program))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -83,22 +114,22 @@ fn child_process_oneshot() -> (Duration, Option<u64>) {
             .stdin
             .take()
             .expect("stdin")
-            .write_all(PAYLOAD.as_bytes())
+            .write_all(function.payload.as_bytes())
             .expect("write");
         child.wait_with_output().expect("wait")
     });
-    assert_eq!(output.stdout, EXPECTED.as_bytes());
+    assert_eq!(output.stdout, function.expected.as_bytes());
     (took, None)
 }
 
 /// A Runtime API function on the micro-VM backend: create (Init), one invocation, shutdown.
-fn micro_vm_runtime(backend: &MicroVmBackend) -> (Duration, Option<u64>) {
+fn micro_vm_runtime(backend: &MicroVmBackend) -> (Duration, Option<Cost>) {
     let (took, (result, exits)) = timed(|| {
         let mut environment = backend
             .create_runtime_api(&runtime_config())
             .expect("create");
         let result = environment.run(Invocation::new(EVENT)).expect("invoke");
-        let exits = environment.init_stats().exits + environment.last_stats().exits;
+        let exits = Cost::of(environment.init_stats()) + Cost::of(environment.last_stats());
         Box::new(environment).shutdown();
         (result, exits)
     });
@@ -107,7 +138,7 @@ fn micro_vm_runtime(backend: &MicroVmBackend) -> (Duration, Option<u64>) {
 }
 
 /// The same on the development backend: a child process and a localhost Runtime API.
-fn child_process_runtime(backend: &ProcessBackend) -> (Duration, Option<u64>) {
+fn child_process_runtime(backend: &ProcessBackend) -> (Duration, Option<Cost>) {
     let (took, result) = timed(|| {
         let mut environment = backend.create(&runtime_config()).expect("create");
         let result = environment.invoke(Invocation::new(EVENT)).expect("invoke");
@@ -122,7 +153,7 @@ fn child_process_runtime(backend: &ProcessBackend) -> (Duration, Option<u64>) {
 fn bench_side(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
-    mut run: impl FnMut() -> (Duration, Option<u64>),
+    mut run: impl FnMut() -> (Duration, Option<Cost>),
     mut between: impl FnMut(),
 ) {
     group.bench_function(name, |b| {
@@ -145,9 +176,14 @@ fn cold_start(c: &mut Criterion) {
     });
     let spare_backend = backend.clone().with_spare_vms(1);
     let process_backend = ProcessBackend::new();
-    let mut oneshot = backend.create_stdio(&stdio_config()).expect("register");
+    let mut oneshot = backend
+        .create_stdio(&stdio_config(HELLO))
+        .expect("register");
     let mut oneshot_spare = spare_backend
-        .create_stdio(&stdio_config())
+        .create_stdio(&stdio_config(HELLO))
+        .expect("register");
+    let mut commit = backend
+        .create_stdio(&stdio_config(COMMIT))
         .expect("register");
     let wait_for_spare = || {
         assert_eq!(spare_backend.wait_for_spare_vms(128), 1);
@@ -157,19 +193,19 @@ fn cold_start(c: &mut Criterion) {
     bench_side(
         &mut group,
         "oneshot/child_process",
-        child_process_oneshot,
+        || child_process_oneshot(HELLO),
         || {},
     );
     bench_side(
         &mut group,
         "oneshot/micro_vm",
-        || micro_vm_oneshot(&mut oneshot, true),
+        || micro_vm_oneshot(&mut oneshot, HELLO, true),
         || {},
     );
     bench_side(
         &mut group,
         "oneshot/micro_vm_spare",
-        || micro_vm_oneshot(&mut oneshot_spare, true),
+        || micro_vm_oneshot(&mut oneshot_spare, HELLO, true),
         wait_for_spare,
     );
     bench_side(
@@ -197,28 +233,28 @@ fn cold_start(c: &mut Criterion) {
         "child process: spawn, pipes, exit, reap",
         WARMUP,
         RUNS,
-        child_process_oneshot,
+        || child_process_oneshot(HELLO),
         || {},
     );
     let vm = sample(
         "micro-VM: create, load, run, tear down",
         WARMUP,
         RUNS,
-        || micro_vm_oneshot(&mut oneshot, true),
+        || micro_vm_oneshot(&mut oneshot, HELLO, true),
         || {},
     );
     let spare = sample(
         "micro-VM from a spare VM, torn down",
         WARMUP,
         RUNS,
-        || micro_vm_oneshot(&mut oneshot_spare, true),
+        || micro_vm_oneshot(&mut oneshot_spare, HELLO, true),
         wait_for_spare,
     );
     let off_path = sample(
         "micro-VM, teardown left to its thread (secondary)",
         WARMUP,
         RUNS,
-        || micro_vm_oneshot(&mut oneshot, false),
+        || micro_vm_oneshot(&mut oneshot, HELLO, false),
         wait_for_teardown,
     );
     print_table(
@@ -228,6 +264,30 @@ fn cold_start(c: &mut Criterion) {
         ),
         &child,
         &[&vm, &spare, &off_path],
+    );
+
+    let child = sample(
+        "child process: spawn, pipes, exit, reap",
+        WARMUP / 4,
+        RUNS / 10,
+        || child_process_oneshot(COMMIT),
+        || {},
+    );
+    let vm = sample(
+        "micro-VM: create, load, run, tear down",
+        WARMUP / 4,
+        RUNS / 10,
+        || micro_vm_oneshot(&mut commit, COMMIT, true),
+        || {},
+    );
+    print_table(
+        &format!(
+            "cold start touching memory, one-shot `memory-c` commit (1 GiB mapped, 20 MiB \
+             written and read): {} runs per side, each side alone, teardown counted",
+            RUNS / 10
+        ),
+        &child,
+        &[&vm],
     );
 
     let child = sample(
@@ -271,8 +331,8 @@ fn interleaved(oneshot: &mut StdioEnvironment) {
     let mut vm_samples = Vec::new();
     let mut child_samples = Vec::new();
     for _ in 0..RUNS {
-        vm_samples.push(micro_vm_oneshot(oneshot, false).0);
-        child_samples.push(child_process_oneshot().0);
+        vm_samples.push(micro_vm_oneshot(oneshot, HELLO, false).0);
+        child_samples.push(child_process_oneshot(HELLO).0);
     }
     wait_for_teardown();
     let median = |mut samples: Vec<Duration>| {

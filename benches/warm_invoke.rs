@@ -6,8 +6,10 @@
 //! API client can make) and `runtime-rust` (the official `lambda_runtime` crate on tokio's
 //! `current_thread` runtime, as most Rust functions are written).
 //!
-//! Each side is sampled in a stretch of its own; the other side's environment exists but is
-//! parked in its `next`, doing nothing. Nothing is torn down inside a window on either side.
+//! Each side is sampled in a stretch of its own; the other sides' environments exist but are
+//! parked in their `next`, doing nothing. Nothing is torn down inside a window on any side.
+//! The micro-VM is measured twice: with the vDSO (clocks read in the guest) and without it
+//! (`MicroVmBackend::without_vdso`: every clock reading a syscall, hence an exit).
 //!
 //! `cargo bench --bench warm_invoke` prints criterion's figures, then the summary: medians and
 //! p90 of each side alone, the ratios, the VM exits per warm invocation, and, as a secondary
@@ -20,7 +22,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group};
 use lambda::core::{Backend, CodeLocation, ExecutionEnvironment, FunctionConfig, Invocation};
 use lambda::vmm::{MicroVmBackend, ProcessBackend, RuntimeApiEnvironment};
-use measure::{print_table, sample, timed};
+use measure::{Cost, print_table, sample, timed};
 
 const EVENT: &str = r#"{"action":"echo","payload":"warm"}"#;
 const RUNS: usize = 2000;
@@ -39,17 +41,17 @@ fn expected(program: &str) -> &'static str {
     }
 }
 
-fn micro_vm(environment: &mut RuntimeApiEnvironment, program: &str) -> (Duration, Option<u64>) {
+fn micro_vm(environment: &mut RuntimeApiEnvironment, program: &str) -> (Duration, Option<Cost>) {
     let (took, result) = timed(|| environment.run(Invocation::new(EVENT)).expect("invoke"));
     let response = result.outcome.response().expect("a response");
     assert!(response.starts_with(expected(program).as_bytes()));
-    (took, Some(environment.last_stats().exits))
+    (took, Some(Cost::of(environment.last_stats())))
 }
 
 fn child_process(
     environment: &mut dyn ExecutionEnvironment,
     program: &str,
-) -> (Duration, Option<u64>) {
+) -> (Duration, Option<Cost>) {
     let (took, result) = timed(|| environment.invoke(Invocation::new(EVENT)).expect("invoke"));
     let response = result.outcome.response().expect("a response");
     assert!(response.starts_with(expected(program).as_bytes()));
@@ -61,8 +63,12 @@ fn warm_invoke(c: &mut Criterion) {
         eprintln!("warm_invoke needs KVM: {error}");
         std::process::exit(2)
     });
+    let kvm_without_vdso = kvm.clone().without_vdso();
     for program in ["runtime-loop", "runtime-rust"] {
         let mut vm = kvm.create_runtime_api(&config(program)).expect("micro-VM");
+        let mut vm_without_vdso = kvm_without_vdso
+            .create_runtime_api(&config(program))
+            .expect("micro-VM without the vDSO");
         let mut process = ProcessBackend::new()
             .create(&config(program))
             .expect("child process");
@@ -94,13 +100,20 @@ fn warm_invoke(c: &mut Criterion) {
             || micro_vm(&mut vm, program),
             || {},
         );
+        let micro_without_vdso = sample(
+            "micro-VM without the vDSO",
+            WARMUP,
+            RUNS,
+            || micro_vm(&mut vm_without_vdso, program),
+            || {},
+        );
         print_table(
             &format!(
                 "warm invoke, `{program}` echo round trip: {RUNS} invocations per side, each \
                  side alone"
             ),
             &child,
-            &[&micro],
+            &[&micro, &micro_without_vdso],
         );
 
         // Secondary: the two sides alternately, as this bench used to measure them.
@@ -123,6 +136,7 @@ fn warm_invoke(c: &mut Criterion) {
             vm_median.as_secs_f64() / child_median.as_secs_f64()
         );
         Box::new(vm).shutdown();
+        Box::new(vm_without_vdso).shutdown();
         process.shutdown();
     }
 }

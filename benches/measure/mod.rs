@@ -7,6 +7,35 @@
 
 use std::time::{Duration, Instant};
 
+/// What one micro-VM run cost in exits to the VMM.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// VM exits.
+    pub exits: u64,
+    /// Of those, page faults the VMM resolved.
+    pub page_faults: u64,
+}
+
+impl Cost {
+    /// The cost a run's stats report.
+    pub fn of(stats: &lambda::vmm::RunStats) -> Cost {
+        Cost {
+            exits: stats.exits,
+            page_faults: stats.page_faults,
+        }
+    }
+}
+
+impl std::ops::Add for Cost {
+    type Output = Cost;
+    fn add(self, other: Cost) -> Cost {
+        Cost {
+            exits: self.exits + other.exits,
+            page_faults: self.page_faults + other.page_faults,
+        }
+    }
+}
+
 /// The samples of one side, with the VM exits one of its runs made (none for a child
 /// process).
 pub struct Side {
@@ -14,8 +43,8 @@ pub struct Side {
     pub name: String,
     /// One duration per run, sorted.
     samples: Vec<Duration>,
-    /// VM exits per run, when the side is a micro-VM.
-    pub exits: Option<u64>,
+    /// VM exits (and page faults among them) per run, when the side is a micro-VM.
+    pub cost: Option<Cost>,
 }
 
 impl Side {
@@ -43,7 +72,7 @@ pub fn sample(
     name: &str,
     warmup: usize,
     runs: usize,
-    mut run: impl FnMut() -> (Duration, Option<u64>),
+    mut run: impl FnMut() -> (Duration, Option<Cost>),
     mut between: impl FnMut(),
 ) -> Side {
     for _ in 0..warmup {
@@ -51,18 +80,18 @@ pub fn sample(
         between();
     }
     let mut samples = Vec::with_capacity(runs);
-    let mut exits = None;
+    let mut cost = None;
     for _ in 0..runs {
-        let (took, run_exits) = run();
+        let (took, run_cost) = run();
         samples.push(took);
-        exits = run_exits;
+        cost = run_cost;
         between();
     }
     samples.sort();
     Side {
         name: name.to_string(),
         samples,
-        exits,
+        cost,
     }
 }
 
@@ -82,23 +111,25 @@ fn format(d: Duration) -> String {
 }
 
 /// Prints a table of `sides` against `baseline`: medians, p90s, the ratio of each median and
-/// p90 to the baseline's, and VM exits per run.
+/// p90 to the baseline's, and VM exits (and page faults among them) per run.
 pub fn print_table(title: &str, baseline: &Side, sides: &[&Side]) {
     println!("\n{title}");
     println!(
-        "  {:<52} {:>10} {:>10} {:>14} {:>14} {:>6}",
-        "side", "median", "p90", "median ratio", "p90 ratio", "exits"
+        "  {:<52} {:>10} {:>10} {:>14} {:>14} {:>6} {:>7}",
+        "side", "median", "p90", "median ratio", "p90 ratio", "exits", "faults"
     );
     for side in std::iter::once(baseline).chain(sides.iter().copied()) {
         let ratio = |a: Duration, b: Duration| format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64());
         println!(
-            "  {:<52} {:>10} {:>10} {:>14} {:>14} {:>6}",
+            "  {:<52} {:>10} {:>10} {:>14} {:>14} {:>6} {:>7}",
             side.name,
             format(side.median()),
             format(side.p90()),
             ratio(side.median(), baseline.median()),
             ratio(side.p90(), baseline.p90()),
-            side.exits.map_or("-".to_string(), |e| e.to_string()),
+            side.cost.map_or("-".to_string(), |c| c.exits.to_string()),
+            side.cost
+                .map_or("-".to_string(), |c| c.page_faults.to_string()),
         );
     }
 }
