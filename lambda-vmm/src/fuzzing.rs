@@ -132,15 +132,18 @@ impl KernelUnderTest {
         ]
     }
 
-    /// Copies `bytes` into scratch memory at `offset` (cut to fit).
-    pub fn write_scratch(&mut self, offset: u64, bytes: &[u8]) {
+    /// Copies `bytes` into scratch memory at `offset` (cut to fit), as the program's own
+    /// stores would; returns false when the calls so far have unmapped or write-protected
+    /// the scratch page (the program's store would fault; the next call then sees what the
+    /// memory holds, if anything).
+    pub fn write_scratch(&mut self, offset: u64, bytes: &[u8]) -> bool {
         let offset = offset.min(SCRATCH_LEN);
         let room = usize::try_from(SCRATCH_LEN.saturating_sub(offset)).unwrap_or(0);
         let bytes = bytes.get(..room.min(bytes.len())).unwrap_or_default();
         self.guest
             .memory
             .write(SCRATCH.saturating_add(offset), bytes)
-            .expect("scratch memory is user memory");
+            .is_ok()
     }
 
     /// Makes one syscall; a call that must wait is retried once, then abandoned.

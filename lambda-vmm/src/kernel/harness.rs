@@ -1,4 +1,4 @@
-//! A kernel for one pretend program over guest memory without a VM (no KVM, no vCPU): a 4
+//! A kernel for one pretend program over guest memory without a VM (no KVM, no vCPU): a 1
 //! MiB image of zeros at the static-pie load address, readable and writable, then the heap,
 //! the stack and the vDSO as a real program has them; driven one syscall at a time the way
 //! the run loop drives it: the unit tests' and the kernel fuzz target's way in.
@@ -21,9 +21,9 @@ use crate::vm::vcpu::SyscallArgs;
 /// Where the pretend program image starts.
 pub(crate) const IMAGE_START: u64 = PIE_LOAD_BASE;
 /// Where the pretend program image ends (the heap starts there).
-pub(crate) const IMAGE_END: u64 = IMAGE_START + (4 << 20);
+pub(crate) const IMAGE_END: u64 = IMAGE_START + (1 << 20);
 /// Scratch memory for arguments, inside the pretend image.
-pub(crate) const SCRATCH: u64 = IMAGE_START + (1 << 20);
+pub(crate) const SCRATCH: u64 = IMAGE_START + (64 << 10);
 /// The pretend function's memory.
 pub(crate) const MEMORY_BYTES: u64 = 128 << 20;
 /// Bytes of `/tmp` the pretend program may keep.
@@ -35,7 +35,7 @@ fn pretend_program_memory() -> GuestMemory {
     let memory = crate::vm::guest_memory(MEMORY_BYTES).expect("guest memory");
     let image = crate::host::memory_file(c"pretend-image").expect("a memory file");
     let len = IMAGE_END - IMAGE_START;
-    image.set_len(len).expect("a memory file of 4 MiB");
+    image.set_len(len).expect("a memory file of 1 MiB");
     memory
         .load_image(image.as_fd(), IMAGE_START, len, |_| 3)
         .expect("the pretend image fits");
