@@ -18,11 +18,14 @@
  *   stack       6 MiB of recursion on the 8 MiB stack
  *   clock       100000 clock_gettime calls: monotonic, realtime near time(), vDSO present
  *   clock-1000  the same with 1000 calls
+ *   shuffle     20000 random map/unmap/protect/move/drop/store calls over an arena, every
+ *               page checked against a model of what it should hold and allow
  *
  * Built with gcc -static (build.rs), so it runs the same in the micro-VM and as a process.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +269,178 @@ static int clocks_1000(void)
 	return clocks_n(1000);
 }
 
+/* shuffle: random mmap(MAP_FIXED, MAP_FIXED_NOREPLACE)/munmap/mprotect/mremap/madvise calls
+ * and stores over an arena of ARENA_PAGES pages, checked against a model of what each page
+ * should hold and allow after every call: a translation kept past a change that removed it, a
+ * page not zeroed when it should be, or an errno Linux would not give shows as a mismatch.
+ * Pages the model says are inaccessible are never touched (that would end the program). The
+ * generator is seeded, so both backends make the same calls. */
+#define ARENA_PAGES 2048
+#define NONE_ 0
+#define R_ 1
+#define RW_ 2
+#define ABSENT 3
+static unsigned char page_state[ARENA_PAGES], page_value[ARENA_PAGES];
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t next_random(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static int prot_of(int state)
+{
+	return state == RW_ ? PROT_READ | PROT_WRITE : state == R_ ? PROT_READ : PROT_NONE;
+}
+
+/* A mismatch, as the response and on stderr (the log), since the program then fails. */
+static void report(const char *format, ...)
+{
+	va_list args;
+	va_start(args, format);
+	vfprintf(stderr, format, args);
+	va_end(args);
+	va_start(args, format);
+	vprintf(format, args);
+	va_end(args);
+}
+
+/* The three places of a page a check reads and a store writes. */
+static const size_t spots[] = {0, PAGE / 2, PAGE - 8};
+
+static int check_page(unsigned char *arena, size_t page, long op)
+{
+	if (page_state[page] != R_ && page_state[page] != RW_)
+		return 0;
+	for (size_t i = 0; i < 3; i++) {
+		unsigned char got = arena[page * PAGE + spots[i]];
+		if (got != page_value[page]) {
+			report("operation %ld: page %zu holds %u at offset %zu, expected %u", op, page, got,
+			       spots[i], page_value[page]);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int all_mapped(size_t first, size_t count)
+{
+	for (size_t p = first; p < first + count; p++)
+		if (page_state[p] == ABSENT)
+			return 0;
+	return 1;
+}
+
+static int shuffle(void)
+{
+	const long operations = 20000;
+	unsigned char *arena = map(ARENA_PAGES * PAGE, PROT_NONE);
+	memset(page_state, NONE_, sizeof page_state);
+	memset(page_value, 0, sizeof page_value);
+	long calls = 0;
+	for (long op = 0; op < operations; op++) {
+		size_t first = next_random() % ARENA_PAGES;
+		size_t count = 1 + next_random() % 32;
+		if (first + count > ARENA_PAGES)
+			count = ARENA_PAGES - first;
+		unsigned char *at = arena + first * PAGE;
+		size_t len = count * PAGE;
+		int state = (int)(next_random() % 3);
+		switch (next_random() % 8) {
+		case 0: { /* a fresh mapping over whatever is there */
+			void *p = mmap(at, len, prot_of(state), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			if (p != at) {
+				report("operation %ld: MAP_FIXED gave %p, not %p", op, p, (void *)at);
+				return 1;
+			}
+			memset(page_state + first, state, count);
+			memset(page_value + first, 0, count);
+			break;
+		}
+		case 1: { /* MAP_FIXED_NOREPLACE: EEXIST unless the range is free */
+			int free_range = 1;
+			for (size_t p = first; p < first + count; p++)
+				free_range &= page_state[p] == ABSENT;
+			void *p = mmap(at, len, prot_of(state),
+				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+			if (free_range ? p != at : !(p == MAP_FAILED && errno == EEXIST)) {
+				report("operation %ld: MAP_FIXED_NOREPLACE over %s range gave %p (%s)", op,
+				       free_range ? "a free" : "a mapped", p, strerror(errno));
+				return 1;
+			}
+			if (free_range) {
+				memset(page_state + first, state, count);
+				memset(page_value + first, 0, count);
+			}
+			break;
+		}
+		case 2: /* unmap */
+			if (munmap(at, len) != 0) {
+				report("operation %ld: munmap: %s", op, strerror(errno));
+				return 1;
+			}
+			memset(page_state + first, ABSENT, count);
+			break;
+		case 3: /* protect a mapped range */
+			if (!all_mapped(first, count))
+				break;
+			if (mprotect(at, len, prot_of(state)) != 0) {
+				report("operation %ld: mprotect: %s", op, strerror(errno));
+				return 1;
+			}
+			memset(page_state + first, state, count);
+			break;
+		case 4: /* drop the pages of a mapped range: they read as zero */
+			if (!all_mapped(first, count))
+				break;
+			if (madvise(at, len, MADV_DONTNEED) != 0) {
+				report("operation %ld: madvise: %s", op, strerror(errno));
+				return 1;
+			}
+			memset(page_value + first, 0, count);
+			break;
+		case 5: { /* move one page elsewhere in the arena */
+			size_t to = next_random() % ARENA_PAGES;
+			if (page_state[first] == ABSENT || to == first)
+				break;
+			void *p = mremap(at, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, arena + to * PAGE);
+			if (p != arena + to * PAGE) {
+				report("operation %ld: mremap gave %p (%s)", op, p, strerror(errno));
+				return 1;
+			}
+			page_state[to] = page_state[first];
+			page_value[to] = page_value[first];
+			page_state[first] = ABSENT;
+			break;
+		}
+		default: /* store into the writable pages of the range */
+			for (size_t p = first; p < first + count; p++) {
+				if (page_state[p] != RW_)
+					continue;
+				unsigned char value = (unsigned char)(1 + next_random() % 255);
+				for (size_t i = 0; i < 3; i++)
+					arena[p * PAGE + spots[i]] = value;
+				page_value[p] = value;
+			}
+			break;
+		}
+		calls++;
+		/* Read back the range just changed, and now and then the whole arena. */
+		for (size_t p = first; p < first + count; p++)
+			if (check_page(arena, p, op))
+				return 1;
+		if (op % 1000 == 999)
+			for (size_t p = 0; p < ARENA_PAGES; p++)
+				if (check_page(arena, p, op))
+					return 1;
+	}
+	printf("shuffle: %ld operations, every page as expected", calls);
+	return 0;
+}
+
 int main(void)
 {
 	char check[64] = {0};
@@ -281,7 +456,7 @@ int main(void)
 		{"readonly", readonly}, {"unmapped", unmapped}, {"dontneed", dontneed},
 		{"protnone", protnone}, {"remap", remap},       {"fixed", fixed},
 		{"hint", hint},         {"stack", stack},       {"clock", clocks},
-		{"clock-1000", clocks_1000},
+		{"clock-1000", clocks_1000}, {"shuffle", shuffle},
 	};
 	if (strcmp(name, "noexec") == 0)
 		return call_code(0);
