@@ -604,6 +604,25 @@ impl AddressSpace {
         }
     }
 
+    /// Gives the pages of `[start, end)` that fall in stretches already backed by a whole
+    /// chunk their entries now: their frames are held already, so this costs no memory, and
+    /// a heap growing by small steps inside the image's stretch (as `malloc` grows it) then
+    /// takes no page fault per step. Advice only: on failure the pages fault in as usual.
+    fn map_ahead_in_whole_stretches(&mut self, physical: &PhysicalMemory, start: u64, end: u64) {
+        let mut stretch = chunk_of(start);
+        while stretch < end {
+            let next = stretch.saturating_add(CHUNK);
+            if matches!(self.backings.get(&stretch), Some(Backing::Whole { .. })) {
+                // One call maps every page of the stretch's mappings (`populate_whole`).
+                let _ = self.populate(physical, start.max(stretch));
+            }
+            if next <= stretch {
+                break;
+            }
+            stretch = next;
+        }
+    }
+
     /// `brk`: moves the end of the heap; returns the (possibly unchanged) break.
     pub fn brk(&mut self, physical: &PhysicalMemory, requested: u64) -> u64 {
         if requested < self.brk_start {
@@ -629,6 +648,7 @@ impl AddressSpace {
                     huge: false,
                 },
             );
+            self.map_ahead_in_whole_stretches(physical, old_end, new_end);
         } else if new_end < old_end && self.unmap_range(physical, new_end, old_end).is_err() {
             return self.brk;
         }

@@ -275,6 +275,37 @@ fn the_heap_grows_and_shrinks() {
     assert_eq!(memory.brk(u64::MAX), start + PAGE, "absurd");
 }
 
+/// A heap right after the image, grown a page at a time the way `malloc` grows it, has its
+/// pages mapped as it grows: the image's stretch already holds a whole chunk, so the first
+/// touch of each new page needs no page fault (each would be a VM exit).
+#[test]
+fn a_heap_growing_inside_the_images_stretch_takes_no_fault_per_step() {
+    use std::os::fd::AsFd;
+    let memory = memory(128);
+    let image = crate::host::memory_file(c"image").unwrap();
+    image.set_len(64 * 1024).unwrap();
+    memory
+        .load_image(image.as_fd(), 0x40_0000, 64 * 1024, |_| READ | WRITE)
+        .unwrap();
+    let start = memory.brk(0);
+    assert_eq!(start, 0x40_0000 + 64 * 1024);
+    let mapped = |addr: u64| {
+        let space = memory.space();
+        match space.tables.leaf(memory.physical(), addr) {
+            Some(Leaf::Large { .. }) => true,
+            Some(Leaf::Small { entry, .. }) => entry & super::page_table::PRESENT != 0,
+            None => false,
+        }
+    };
+    for step in 1..=8 {
+        let end = start + step * PAGE;
+        assert_eq!(memory.brk(end), end);
+        assert!(mapped(end - PAGE), "heap page {step} mapped when the break passed it");
+    }
+    assert!(!mapped(start + 8 * PAGE), "nothing past the break");
+    assert!(memory.read_vec(start + 8 * PAGE, 1).is_err());
+}
+
 #[test]
 fn the_vdso_and_the_stack_are_mapped_and_the_vdso_stays_read_only() {
     let memory = memory(128);
