@@ -300,7 +300,10 @@ fn a_heap_growing_inside_the_images_stretch_takes_no_fault_per_step() {
     for step in 1..=8 {
         let end = start + step * PAGE;
         assert_eq!(memory.brk(end), end);
-        assert!(mapped(end - PAGE), "heap page {step} mapped when the break passed it");
+        assert!(
+            mapped(end - PAGE),
+            "heap page {step} mapped when the break passed it"
+        );
     }
     assert!(!mapped(start + 8 * PAGE), "nothing past the break");
     assert!(memory.read_vec(start + 8 * PAGE, 1).is_err());

@@ -586,7 +586,10 @@ pub fn address_space(backend: &dyn Backend, functions: &Functions) {
         ("hint", "hint honoured"),
         ("stack", "recursed 6144"),
         ("clock", "monotonic over 100000 reads"),
-        ("shuffle", "shuffle: 20000 operations, every page as expected"),
+        (
+            "shuffle",
+            "shuffle: 20000 operations, every page as expected",
+        ),
     ];
     for (check, answer) in answers {
         let result = memory_check(backend, functions, check, 128);
