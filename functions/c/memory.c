@@ -18,6 +18,7 @@
  *   stack       6 MiB of recursion on the 8 MiB stack
  *   clock       100000 clock_gettime calls: monotonic, realtime near time(), vDSO present
  *   clock-1000  the same with 1000 calls
+ *   heap        the break moved up and down 60 times, every page's data checked
  *   shuffle     20000 random map/unmap/protect/move/drop/store calls over an arena, every
  *               page checked against a model of what it should hold and allow
  *
@@ -441,6 +442,45 @@ static int shuffle(void)
 	return 0;
 }
 
+/* heap: the break moved up and down by up to 16 MiB 60 times, every page of the heap marked
+ * with its address and the round after each move and checked at the next: pages kept keep
+ * their data, pages given back and taken again read zero, and no page shows another's data
+ * (as one did when a 2 MiB chunk given back by one part of the heap came back as another
+ * part's large page). */
+static int heap(void)
+{
+	const unsigned long most = 16 * MIB;
+	unsigned char *start = sbrk(0);
+	unsigned long size = 0;
+	uint64_t seed = 0x2545f4914f6cdd1dull;
+	for (unsigned round = 1; round <= 60; round++) {
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		unsigned long target = seed % most;
+		if (brk(start + target) != 0) {
+			report("brk: %s", strerror(errno));
+			return 1;
+		}
+		unsigned long kept = (target < size ? target : size) / PAGE * PAGE;
+		for (unsigned long off = (unsigned long)(-(uintptr_t)start % PAGE); off < target; off += PAGE) {
+			uint64_t *word = (uint64_t *)(start + off);
+			uint64_t want = off + PAGE <= kept ? ((uintptr_t)word << 8 | (round - 1)) : 0;
+			if (off + PAGE <= kept || off >= size) {
+				if (*word != want) {
+					report("round %u: the page at %p holds %#lx, expected %#lx", round,
+					       (void *)word, (unsigned long)*word, (unsigned long)want);
+					return 1;
+				}
+			}
+			*word = (uintptr_t)word << 8 | round;
+		}
+		size = target;
+	}
+	printf("heap: 60 moves, every page as expected");
+	return 0;
+}
+
 int main(void)
 {
 	char check[64] = {0};
@@ -457,6 +497,7 @@ int main(void)
 		{"protnone", protnone}, {"remap", remap},       {"fixed", fixed},
 		{"hint", hint},         {"stack", stack},       {"clock", clocks},
 		{"clock-1000", clocks_1000}, {"shuffle", shuffle},
+		{"heap", heap},
 	};
 	if (strcmp(name, "noexec") == 0)
 		return call_code(0);

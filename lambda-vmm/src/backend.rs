@@ -42,6 +42,7 @@ impl std::fmt::Debug for MicroVmBackend {
         f.debug_struct("MicroVmBackend")
             .field("spare_vms", &self.options.spares.is_some())
             .field("vdso", &!self.options.no_vdso)
+            .field("huge_pages", &!self.options.no_huge_pages)
             .finish()
     }
 }
@@ -66,6 +67,15 @@ impl MicroVmBackend {
     /// as before there was one: for measuring what it saves. Programs behave the same.
     pub fn without_vdso(mut self) -> MicroVmBackend {
         self.options.no_vdso = true;
+        self
+    }
+
+    /// Keeps guest memory on 4 KiB host pages: the host is never asked to back a 2 MiB
+    /// chunk with a huge page. Programs behave the same; memory-heavy ones run slower (each
+    /// 4 KiB page first touched costs the guest a trip through the hypervisor). For hosts
+    /// where huge pages are unwanted, and for tests of the paths a host without them takes.
+    pub fn without_huge_pages(mut self) -> MicroVmBackend {
+        self.options.no_huge_pages = true;
         self
     }
 

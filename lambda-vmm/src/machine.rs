@@ -34,6 +34,8 @@ pub struct MachineOptions {
     /// Whether programs are told of the vDSO (`AT_SYSINFO_EHDR`): without it they make a
     /// syscall (a VM exit) for every clock reading.
     pub no_vdso: bool,
+    /// Whether guest memory is kept on 4 KiB host pages (no `MADV_HUGEPAGE`).
+    pub no_huge_pages: bool,
 }
 
 /// A program running in a micro-VM.
@@ -119,6 +121,9 @@ impl Machine {
             Some(vm) => vm,
             None => Box::new(MicroVm::new(config.memory_bytes())?),
         };
+        vm.memory
+            .physical()
+            .allow_huge_pages(!options.no_huge_pages);
         let prepared = (|| -> Result<(), VmmError> {
             image.load_into(&vm.memory)?;
             let argv = [crate::kernel::PROGRAM_PATH.to_string()];

@@ -105,18 +105,29 @@ impl FramePool {
     }
 
     /// Takes a whole chunk; its guest-physical address, or `None` when none is free.
+    #[cfg(test)]
     pub fn take_chunk(&mut self) -> Option<u64> {
+        self.take_chunk_ranked(|_| ())
+    }
+
+    /// Takes the free whole chunk that `rank` puts first (the lowest rank; among equals, the
+    /// one given back last); its guest-physical address, or `None` when none is free.
+    pub fn take_chunk_ranked<R: Ord>(&mut self, rank: impl Fn(u64) -> R) -> Option<u64> {
         let position = self
             .free
             .iter()
-            .rposition(|&chunk| self.frames_in(chunk) == FRAMES_PER_CHUNK)?;
+            .enumerate()
+            .rev()
+            .filter(|&(_, &chunk)| self.frames_in(chunk) == FRAMES_PER_CHUNK)
+            .min_by_key(|&(_, &chunk)| rank(self.address(chunk)))
+            .map(|(position, _)| position)?;
         let chunk = self.free.remove(position);
         self.chunks[chunk as usize] = Chunk::Whole;
         self.in_use = self.in_use.saturating_add(CHUNK);
         Some(self.address(chunk))
     }
 
-    /// Gives back a whole chunk taken with [`FramePool::take_chunk`] (its memory already
+    /// Gives back a whole chunk taken with [`FramePool::take_chunk_ranked`] (its memory already
     /// discarded).
     pub fn give_chunk(&mut self, addr: u64) {
         let Some(chunk) = self.index(addr) else {

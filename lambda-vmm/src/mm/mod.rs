@@ -18,6 +18,7 @@
 
 mod fault;
 mod frames;
+mod homes;
 pub mod layout;
 mod page_table;
 mod pages;

@@ -119,9 +119,9 @@ impl AddressSpace {
         }
         let stretch = chunk_of(va);
         if !self.backings.contains_key(&stretch) {
-            let backing = match vma.dense.then(|| self.pool.take_chunk()).flatten() {
+            let backing = match vma.dense.then(|| self.take_chunk_for(stretch)).flatten() {
                 Some(chunk) => {
-                    physical.prefer_huge(chunk, CHUNK, vma.huge);
+                    physical.prefer_huge(chunk, CHUNK, vma.huge || self.in_grown_heap(va));
                     Backing::Whole { chunk, pages: 0 }
                 }
                 None => Backing::Frames { pages: 0 },
@@ -155,6 +155,7 @@ impl AddressSpace {
                 self.tables.leaf(physical, stretch),
                 Some(Leaf::Large { .. })
             )
+            && self.homes.allows(chunk, stretch)
             && self.whole_chunk_untouched_or_uniform(physical, stretch, chunk, vma.prot)
         {
             self.tables.map_large(
@@ -164,6 +165,7 @@ impl AddressSpace {
                 chunk,
                 entry_flags(vma.prot),
             )?;
+            self.homes.settle(chunk, stretch);
             self.set_pages(stretch, CHUNK / PAGE);
             return Ok(());
         }
@@ -195,6 +197,14 @@ impl AddressSpace {
 
     /// Whether the stretch's page table (if any) maps only its own chunk's frames with
     /// `prot`, or nothing: then one large page says the same.
+    /// A free chunk for `stretch`: one whose large-page home it is if any is free, else one
+    /// without a home, else any (which then serves as 4 KiB pages).
+    fn take_chunk_for(&mut self, stretch: u64) -> Option<u64> {
+        let homes = &self.homes;
+        self.pool
+            .take_chunk_ranked(|chunk| homes.suitability(chunk, stretch))
+    }
+
     fn whole_chunk_untouched_or_uniform(
         &self,
         physical: &PhysicalMemory,
@@ -465,7 +475,7 @@ impl AddressSpace {
             Some(Backing::Whole { chunk, .. }) => Some(chunk),
             Some(Backing::Frames { .. }) => None,
             None => {
-                let chunk = self.pool.take_chunk()?;
+                let chunk = self.take_chunk_for(stretch)?;
                 physical.prefer_huge(chunk, CHUNK, false);
                 self.backings
                     .insert(stretch, Backing::Whole { chunk, pages: 0 });

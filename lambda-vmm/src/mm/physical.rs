@@ -172,6 +172,8 @@ pub struct PhysicalMemory {
     /// Ranges of user memory mapped privately from a file (the program image): discarding
     /// them must map fresh anonymous memory back, since the file's pages would show through.
     file_spans: std::sync::Mutex<Vec<(u64, u64)>>,
+    /// Whether [`PhysicalMemory::prefer_huge`] may ask for huge pages.
+    huge_pages: std::sync::atomic::AtomicBool,
 }
 
 impl PhysicalMemory {
@@ -195,9 +197,16 @@ impl PhysicalMemory {
             _mappings: [user, kernel],
             user_size,
             file_spans: std::sync::Mutex::new(Vec::new()),
+            huge_pages: std::sync::atomic::AtomicBool::new(true),
         };
         physical.prefer_huge(USER_BASE, user_size, false);
         Ok(physical)
+    }
+
+    /// Whether the host may be asked for huge pages from now on (it is, unless told not to).
+    pub fn allow_huge_pages(&self, allow: bool) {
+        self.huge_pages
+            .store(allow, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Bytes of function memory.
@@ -356,6 +365,7 @@ impl PhysicalMemory {
     /// with one large page), or not to (frames handed out one by one). Advice only: a host
     /// without transparent huge pages just ignores it.
     pub fn prefer_huge(&self, addr: u64, len: u64, huge: bool) {
+        let huge = huge && self.huge_pages.load(std::sync::atomic::Ordering::Relaxed);
         let Some(host) = self.host_range(addr, len) else {
             return;
         };

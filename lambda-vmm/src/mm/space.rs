@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::frames::FramePool;
+use super::homes::LargePageHomes;
 use super::layout::{
     CHUNK, MIN_MAP_ADDRESS, MMAP_TOP, PAGE, STACK_BOTTOM, STACK_TOP, USER_END, VDSO, VVAR,
     chunk_of, page_align,
@@ -98,6 +99,8 @@ pub struct AddressSpace {
     pub(super) tables: PageTables,
     pub(super) pool: FramePool,
     pub(super) backings: BTreeMap<u64, Backing>,
+    /// Where each chunk may be a large page (`homes.rs` says why).
+    pub(super) homes: LargePageHomes,
     brk_start: u64,
     brk: u64,
     out_of_memory: bool,
@@ -120,6 +123,7 @@ impl AddressSpace {
             tables: PageTables::new(root),
             pool: FramePool::new(USER_BASE, physical.user_size()),
             backings: BTreeMap::new(),
+            homes: LargePageHomes::default(),
             brk_start: 0,
             brk: 0,
             out_of_memory: false,
@@ -621,6 +625,12 @@ impl AddressSpace {
             }
             stretch = next;
         }
+    }
+
+    /// Whether `va` is in the heap past the 2 MiB stretch it starts in: a heap that has
+    /// grown that far is used heavily, and its chunks are worth host huge pages.
+    pub(super) fn in_grown_heap(&self, va: u64) -> bool {
+        va >= chunk_of(self.brk_start).saturating_add(CHUNK) && va < self.brk
     }
 
     /// `brk`: moves the end of the heap; returns the (possibly unchanged) break.

@@ -55,8 +55,9 @@ pub struct Vma {
     pub dense: bool,
     /// Whether its whole chunks also ask the host for 2 MiB pages: mappings of 2 MiB or
     /// more, where the program is expected to touch much of each chunk. The stack, the
-    /// heap and the image stay on 4 KiB host pages, so a small program does not pay for
-    /// zeroing (and the host for compacting) a 2 MiB page to use a few KiB of it.
+    /// image and the heap's first stretch stay on 4 KiB host pages, so a small program does
+    /// not pay for zeroing (and the host for compacting) a 2 MiB page to use a few KiB of
+    /// it; the heap past its first stretch gets huge pages too (`in_grown_heap`).
     pub huge: bool,
 }
 
