@@ -43,6 +43,16 @@ scenario!(runtime_rust);
 scenario!(runtime_c);
 scenario!(address_space);
 
+/// The address-space checks that move memory around most, on 4 KiB host pages only: the
+/// paths a host without transparent huge pages takes, where KVM maps the guest's 2 MiB pages
+/// with shadow tables of their own (see `lambda-vmm/src/mm/homes.rs`).
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn address_space_without_huge_pages() {
+    let (backend, functions) = setup();
+    scenarios::address_space_churn(&backend.without_huge_pages(), &functions);
+}
+
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn zip_code() {
