@@ -193,18 +193,23 @@ fn a_panic_in_shutdown_is_swallowed_and_the_memory_comes_back() {
 
 // ----- asynchronous events -----
 
-#[test]
-fn panicking_events_are_retried_then_dead_lettered_and_other_functions_still_run() {
-    let (service, clock, fake) = fake_service();
+/// Where the async tests' events end.
+struct EventDestinations {
+    /// Failures of the failing functions.
+    on_failure: Arc<Recorder<InvocationRecord>>,
+    /// Dead letters of the failing functions.
+    dead_letters: Arc<Recorder<DeadLetter>>,
+    /// Successes of `good`.
+    on_success: Arc<Recorder<InvocationRecord>>,
+}
+
+/// Sends the failures and dead letters of each of the `failing` functions, and the
+/// successes of `good`, to recorders.
+fn event_destinations(service: &Service, failing: &[&str]) -> EventDestinations {
     let on_failure = Recorder::<InvocationRecord>::new();
     let dead_letters = Recorder::<DeadLetter>::new();
     let on_success = Recorder::<InvocationRecord>::new();
-    service.create_function(config("bad")).unwrap();
-    service
-        .create_function(config("badinit").with_env("FAKE_CREATE", "panic"))
-        .unwrap();
-    service.create_function(config("good")).unwrap();
-    for name in ["bad", "badinit"] {
+    for &name in failing {
         service
             .put_event_invoke_config(
                 name,
@@ -223,6 +228,26 @@ fn panicking_events_are_retried_then_dead_lettered_and_other_functions_still_run
             EventInvokeConfig::default().with_on_success(on_success.clone()),
         )
         .unwrap();
+    EventDestinations {
+        on_failure,
+        dead_letters,
+        on_success,
+    }
+}
+
+#[test]
+fn panicking_events_are_retried_then_dead_lettered_and_other_functions_still_run() {
+    let (service, clock, fake) = fake_service();
+    service.create_function(config("bad")).unwrap();
+    service
+        .create_function(config("badinit").with_env("FAKE_CREATE", "panic"))
+        .unwrap();
+    service.create_function(config("good")).unwrap();
+    let EventDestinations {
+        on_failure,
+        dead_letters,
+        on_success,
+    } = event_destinations(&service, &["bad", "badinit"]);
 
     // Two events whose invocation panics, one whose environment's creation panics, then one
     // for a healthy function.
@@ -296,28 +321,13 @@ fn the_dispatcher_threads_survive_panicking_events() {
         .build()
         .unwrap();
     assert_eq!(service.config().async_queue.dispatchers, 2);
-    let on_failure = Recorder::<InvocationRecord>::new();
-    let dead_letters = Recorder::<DeadLetter>::new();
-    let on_success = Recorder::<InvocationRecord>::new();
     service.create_function(config("bad")).unwrap();
     service.create_function(config("good")).unwrap();
-    service
-        .put_event_invoke_config(
-            "bad",
-            None,
-            EventInvokeConfig::default().with_on_failure(on_failure.clone()),
-        )
-        .unwrap();
-    service
-        .set_dead_letter_sink("bad", Some(dead_letters.clone()))
-        .unwrap();
-    service
-        .put_event_invoke_config(
-            "good",
-            None,
-            EventInvokeConfig::default().with_on_success(on_success.clone()),
-        )
-        .unwrap();
+    let EventDestinations {
+        on_failure,
+        dead_letters,
+        on_success,
+    } = event_destinations(&service, &["bad"]);
 
     // As many panicking events as there are dispatchers, then a healthy one.
     for _ in 0..2 {
