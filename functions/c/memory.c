@@ -284,12 +284,18 @@ static int clocks_1000(void)
 static unsigned char page_state[ARENA_PAGES], page_value[ARENA_PAGES];
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
+/* xorshift64: the next number from `state`. */
+static uint64_t next_from(uint64_t *state)
+{
+	*state ^= *state << 13;
+	*state ^= *state >> 7;
+	*state ^= *state << 17;
+	return *state;
+}
+
 static uint64_t next_random(void)
 {
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
+	return next_from(&rng_state);
 }
 
 static int prot_of(int state)
@@ -454,10 +460,7 @@ static int heap(void)
 	unsigned long size = 0;
 	uint64_t seed = 0x2545f4914f6cdd1dull;
 	for (unsigned round = 1; round <= 60; round++) {
-		seed ^= seed << 13;
-		seed ^= seed >> 7;
-		seed ^= seed << 17;
-		unsigned long target = seed % most;
+		unsigned long target = next_from(&seed) % most;
 		if (brk(start + target) != 0) {
 			report("brk: %s", strerror(errno));
 			return 1;
