@@ -5,11 +5,12 @@
 //! Backing follows each 2 MiB stretch of the address space. A stretch of a dense mapping
 //! (the heap, the stack, the image, mappings of 2 MiB or more) gets a whole chunk of the
 //! function's memory, page `i` on frame `i`, all its pages at the first fault, and one large
-//! page when a single mapping covers it; for mappings of 2 MiB or more (`Vma::huge`) the
-//! host is asked to back the chunk with one huge page, so the guest touches it at full
-//! speed. Other stretches get frames one at a time, a window of
-//! them per fault, host-populated and entered with the Accessed and Dirty bits set, so KVM
-//! maps the guest's first touches eight at a time (`docs/platform.md`).
+//! page when a single mapping covers it and the chunk may be large there (`homes.rs`); for
+//! mappings of 2 MiB or more (`Vma::huge`) and the heap past its first stretch the host is
+//! asked to back the chunk with one huge page, so the guest touches it at full speed. Other
+//! stretches get frames one at a time, a window of them per fault, host-populated and
+//! entered with the Accessed and Dirty bits set, so KVM maps the guest's first touches
+//! eight at a time (`docs/platform.md`).
 //!
 //! The rule that keeps stale translations out (a security matter on PVM hosts, where KVM
 //! never sees the VMM's page-table writes): after an entry that mapped a frame is removed,
@@ -195,8 +196,6 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Whether the stretch's page table (if any) maps only its own chunk's frames with
-    /// `prot`, or nothing: then one large page says the same.
     /// A free chunk for `stretch`: one whose large-page home it is if any is free, else one
     /// without a home, else any (which then serves as 4 KiB pages).
     fn take_chunk_for(&mut self, stretch: u64) -> Option<u64> {
@@ -205,6 +204,8 @@ impl AddressSpace {
             .take_chunk_ranked(|chunk| homes.suitability(chunk, stretch))
     }
 
+    /// Whether the stretch's page table (if any) maps only its own chunk's frames with
+    /// `prot`, or nothing: then one large page says the same.
     fn whole_chunk_untouched_or_uniform(
         &self,
         physical: &PhysicalMemory,
