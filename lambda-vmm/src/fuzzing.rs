@@ -152,7 +152,15 @@ impl KernelUnderTest {
         for _ in 0..2 {
             match self.guest.step(number, &args) {
                 Step::Return(value) => return Outcome::Returned(value as i64),
-                Step::SetFsBase(_) => return Outcome::Returned(0),
+                Step::SetFsBase(_) | Step::Yield => return Outcome::Returned(0),
+                Step::Clone(thread) => return Outcome::Returned(i64::from(thread.tid)),
+                Step::ThreadExit => {
+                    // The run loop would go on with another thread: the lowest.
+                    if let Some(&tid) = self.guest.kernel.thread_ids().first() {
+                        self.guest.kernel.enter_thread(tid);
+                    }
+                    return Outcome::Returned(0);
+                }
                 Step::Stop(_) => return Outcome::Stopped,
                 Step::Block(_) => {}
             }
@@ -176,6 +184,10 @@ impl KernelUnderTest {
         let mappings = self.guest.memory.mappings();
         if fds > crate::kernel::MAX_FDS {
             return Err(format!("{fds} open descriptors"));
+        }
+        let threads = self.guest.kernel.thread_count();
+        if threads > crate::kernel::MAX_THREADS {
+            return Err(format!("{threads} threads"));
         }
         if mappings > crate::mm::MAX_MAPPINGS {
             return Err(format!("{mappings} mappings"));

@@ -18,8 +18,8 @@
 //!
 //! An invocation's path through the source, top to bottom: `backend.rs` (the backend makes
 //! environments) -> `env/` (the two contracts side by side: `runtime_api.rs`, `stdio.rs`) ->
-//! `machine.rs` (a booted program: the vCPU run loop joined to the kernel) -> `vm/` (KVM:
-//! the VM, the kernel area, the vCPU, the deadline kick, spare VMs, teardown), `kernel/`
+//! `machine/` (a booted program: the vCPU run loop joined to the kernel, and the threads
+//! that share the vCPU) -> `vm/` (KVM: the VM, the kernel area, the vCPU, the deadline kick, spare VMs, teardown), `kernel/`
 //! (the guest's syscalls) and `mm/` (the guest's memory: its address space, page tables and
 //! the one checked accessor for guest pointers) -> the Runtime API of `lambda-core`.
 //! `program/` turns a package into a checked, staged image and its initial stack; `vdso/` is
@@ -53,7 +53,7 @@ mod vm;
 pub use backend::MicroVmBackend;
 pub use env::{RunStats, RuntimeApiEnvironment, StdioEnvironment};
 pub use error::VmmError;
-pub use kernel::RUNTIME_API_ENDPOINT;
+pub use kernel::{MAX_THREADS, RUNTIME_API_ENDPOINT};
 pub use process::ProcessBackend;
 pub use program::LoadError;
 pub use vm::teardown::wait_for_teardown;

@@ -98,9 +98,16 @@ impl Guest {
     pub fn call(&mut self, number: u64, args: &[u64]) -> i64 {
         match self.step(number, args) {
             Step::Return(value) => value as i64,
-            Step::SetFsBase(_) => 0,
+            Step::SetFsBase(_) | Step::Yield | Step::ThreadExit => 0,
+            Step::Clone(thread) => i64::from(thread.tid),
             other => panic!("syscall {number} did not return: {other:?}"),
         }
+    }
+
+    /// Makes `tid` the thread whose calls come next.
+    pub fn as_thread(&mut self, tid: u32) -> &mut Guest {
+        self.kernel.enter_thread(tid);
+        self
     }
 
     /// Copies `bytes` into scratch memory; returns their guest address.

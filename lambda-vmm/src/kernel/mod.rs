@@ -26,6 +26,7 @@ mod process;
 mod table;
 #[cfg(test)]
 mod tests;
+mod threads;
 mod time;
 pub mod vfs;
 
@@ -40,6 +41,7 @@ pub(crate) use fd::MAX_FDS;
 pub use files::PROGRAM_PATH;
 pub use names::name as syscall_name;
 pub use net::RUNTIME_API_ENDPOINT;
+pub use threads::{MAX_THREADS, NewThread};
 
 use crate::mm::{Fault, GuestMemory};
 use crate::vm::vcpu::SyscallArgs;
@@ -101,8 +103,14 @@ impl ProcessEnd {
 pub enum Step {
     /// Return this value to the guest and go on.
     Return(u64),
-    /// Set the calling vCPU's FS base (the thread pointer), then return 0 to the guest.
+    /// Set the calling thread's FS base (the thread pointer), then return 0 to it.
     SetFsBase(u64),
+    /// Start a thread as a copy of the calling one (`clone`); the caller gets its id.
+    Clone(NewThread),
+    /// The calling thread is gone (`exit` with other threads left); run another.
+    ThreadExit,
+    /// Return 0 to the caller and let another runnable thread have the CPU (`sched_yield`).
+    Yield,
     /// The call must wait, until the given time at the latest (`None`: until something
     /// changes). Retry the same call later.
     Block(Option<Instant>),
@@ -145,9 +153,12 @@ pub struct Kernel {
     clock: time::GuestClock,
     stats: SyscallStats,
     pending_end: Option<ProcessEnd>,
-    /// An FS base the current call set, for the run loop to apply.
-    pending_fs_base: Option<u64>,
-    /// When the call now waiting first blocked, and when it wants to wake.
+    /// What the current call asks of the run loop besides its result (a new FS base, a new
+    /// thread, ...).
+    pending_step: Option<Step>,
+    threads: threads::Threads,
+    futexes: futex::FutexWaiters,
+    /// When the current thread's waiting call first blocked, and when it wants to wake.
     blocked_since: Option<Instant>,
     wake_at: Option<Instant>,
     next_local_port: u16,
@@ -188,7 +199,9 @@ impl Kernel {
             clock: time::GuestClock::new(setup.tsc_offset),
             stats: SyscallStats::default(),
             pending_end: None,
-            pending_fs_base: None,
+            pending_step: None,
+            threads: threads::Threads::new(),
+            futexes: futex::FutexWaiters::default(),
             blocked_since: None,
             wake_at: None,
             next_local_port: 40_000,
@@ -234,7 +247,8 @@ impl Kernel {
         self.fs.tmp_used()
     }
 
-    /// Performs one syscall (or retries one that blocked) against guest `memory`. The
+    /// Performs one syscall of the current thread (see [`Kernel::enter_thread`]), or retries
+    /// one of its that blocked, against guest `memory`. The
     /// kernel never touches the vCPU: a call that changes CPU state says so in its [`Step`],
     /// so the kernel runs (and is tested) without KVM.
     pub fn handle(&mut self, memory: &GuestMemory, call: SyscallArgs) -> Step {
@@ -245,10 +259,10 @@ impl Kernel {
         if let Some(end) = self.pending_end.take() {
             return Step::Stop(end);
         }
-        if let Some(base) = self.pending_fs_base.take() {
+        if let Some(step) = self.pending_step.take() {
             self.blocked_since = None;
             self.wake_at = None;
-            return Step::SetFsBase(base);
+            return step;
         }
         match result {
             Err(BLOCKED) => Step::Block(self.wake_at),
@@ -291,6 +305,7 @@ impl Kernel {
     /// is a new one. (The run loop never does this; the fuzz target, which cannot wait, does.)
     #[cfg(feature = "fuzzing")]
     pub(crate) fn abandon_wait(&mut self) {
+        self.forget_futex_wait(self.threads.current());
         self.blocked_since = None;
         self.wake_at = None;
     }

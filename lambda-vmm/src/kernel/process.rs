@@ -3,7 +3,7 @@
 use super::{Errno, Kernel, ProcessEnd, SysResult, abi};
 use crate::mm::GuestMemory;
 
-/// The program's pid and tid: it is the only process in its VM.
+/// The program's pid, and its first thread's tid: it is the only process in its VM.
 pub const PID: u64 = 1;
 
 const ARCH_SET_GS: u64 = 0x1001;
@@ -40,7 +40,7 @@ impl Kernel {
                 if addr >= 1 << 47 {
                     return Err(errno(libc::EPERM));
                 }
-                self.pending_fs_base = Some(addr);
+                self.pending_step = Some(super::Step::SetFsBase(addr));
                 Ok(0)
             }
             ARCH_GET_FS | ARCH_GET_GS | ARCH_SET_GS => Err(errno(libc::EINVAL)),
@@ -72,7 +72,7 @@ impl Kernel {
     }
 
     pub(super) fn tkill(&mut self, tid: u64, signal: u64) -> SysResult {
-        if abi::int(tid) == 1 {
+        if self.has_thread(tid) {
             self.signal_self(signal)
         } else {
             Err(errno(libc::ESRCH))
@@ -80,7 +80,7 @@ impl Kernel {
     }
 
     pub(super) fn tgkill(&mut self, tgid: u64, tid: u64, signal: u64) -> SysResult {
-        if abi::int(tgid) == 1 && abi::int(tid) == 1 {
+        if abi::int(tgid) == 1 && self.has_thread(tid) {
             self.signal_self(signal)
         } else {
             Err(errno(libc::ESRCH))

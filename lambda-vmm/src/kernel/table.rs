@@ -15,7 +15,7 @@ type Handler = fn(&mut Kernel, &GuestMemory, Args) -> SysResult;
 /// How far a syscall follows Linux.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Support {
-    /// As Linux does it, for a single-threaded program in this environment.
+    /// As Linux does it, in this environment.
     Full,
     /// Implemented; the note says what is missing or differs.
     Partial(&'static str),
@@ -140,7 +140,7 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(21, "access", Partial("see faccessat"), |k, m, a| {
         k.faccessat(m, CWD, a[0], a[1])
     }),
-    Syscall::new(24, "sched_yield", Full, |_, _, _| Ok(0)),
+    Syscall::new(24, "sched_yield", Full, |k, _, _| k.sched_yield()),
     Syscall::new(
         25,
         "mremap",
@@ -244,13 +244,15 @@ pub static TABLE: &[Syscall] = &[
         Partial("SO_ERROR and SO_TYPE; any other option reads 0"),
         |k, m, a| k.getsockopt(m, a[0], a[1], a[2], a[3], a[4]),
     ),
-    Syscall::refused(
+    Syscall::new(
         56,
         "clone",
-        libc::ENOSYS,
-        "one thread per environment: glibc and Rust's std report that a thread cannot be created",
+        Partial(
+            "threads (CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, with SETTLS and the tid words); a new process (fork, vfork, posix_spawn) answers ENOSYS; at most MAX_THREADS (1,024) threads, then EAGAIN",
+        ),
+        |k, m, a| k.clone_thread(m, a[0], a[1], a[2], a[3], a[4]),
     ),
-    Syscall::new(60, "exit", Full, |k, _, a| k.exit(a[0])),
+    Syscall::new(60, "exit", Full, |k, m, a| k.exit_thread(m, a[0])),
     Syscall::new(
         62,
         "kill",
@@ -322,7 +324,7 @@ pub static TABLE: &[Syscall] = &[
         Partial("ARCH_SET_FS only; the GS base answers EINVAL"),
         |k, _, a| k.arch_prctl(a[0], a[1]),
     ),
-    Syscall::new(186, "gettid", Full, |_, _, _| Ok(process::PID)),
+    Syscall::new(186, "gettid", Full, |k, _, _| k.gettid()),
     Syscall::new(200, "tkill", Partial("see kill"), |k, _, a| {
         k.tkill(a[0], a[1])
     }),
@@ -331,9 +333,9 @@ pub static TABLE: &[Syscall] = &[
         202,
         "futex",
         Partial(
-            "one thread: FUTEX_WAKE finds no waiter, FUTEX_WAIT ends only by its timeout; other operations answer ENOSYS",
+            "WAIT, WAKE, their BITSET forms, REQUEUE, CMP_REQUEUE and WAKE_OP; priority-inheritance operations answer ENOSYS",
         ),
-        |k, m, a| k.futex(m, a[0], a[1], a[2], a[3]),
+        |k, m, a| k.futex(m, a[0], a[1], a[2], a[3], a[4], a[5]),
     ),
     Syscall::new(204, "sched_getaffinity", Full, |_, m, a| {
         process::sched_getaffinity(m, a[1], a[2])
@@ -342,7 +344,9 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(217, "getdents64", Full, |k, m, a| {
         k.getdents64(m, a[0], a[1], a[2])
     }),
-    Syscall::new(218, "set_tid_address", Full, |_, _, _| Ok(process::PID)),
+    Syscall::new(218, "set_tid_address", Full, |k, _, a| {
+        k.set_tid_address(a[0])
+    }),
     Syscall::new(228, "clock_gettime", Full, |k, m, a| {
         k.clock.clock_gettime(m, a[0], a[1])
     }),
@@ -409,7 +413,9 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(
         273,
         "set_robust_list",
-        Partial("accepted: one thread, so no robust futex is ever released to another"),
+        Partial(
+            "accepted and not walked: a thread's exit does not release the robust mutexes it held",
+        ),
         |_, _, _| Ok(0),
     ),
     Syscall::new(
@@ -457,11 +463,13 @@ pub static TABLE: &[Syscall] = &[
         libc::ENOSYS,
         "restartable sequences are optional; glibc carries on without",
     ),
-    Syscall::refused(
+    Syscall::new(
         435,
         "clone3",
-        libc::ENOSYS,
-        "one thread per environment (see clone)",
+        Partial(
+            "see clone; a pid file descriptor, a chosen tid, a cgroup and flags beyond 32 bits answer EINVAL",
+        ),
+        |k, m, a| k.clone3(m, a[0], a[1]),
     ),
     Syscall::new(439, "faccessat2", Partial("see faccessat"), |k, m, a| {
         k.faccessat(m, a[0], a[1], a[2])

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use kvm_bindings::kvm_regs;
+use kvm_bindings::{kvm_regs, kvm_xsave};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use super::cpu;
@@ -11,7 +11,7 @@ use super::error::VmError;
 use super::exception::{ExceptionInfo, has_error_code};
 use super::kick::{Deadline, RunningVcpu};
 use super::layout::{self, selector};
-use crate::mm::physical::PhysicalMemory;
+use crate::mm::physical::{KERNEL_BASE, KERNEL_SIZE, PhysicalMemory};
 
 /// The TSC's MSR (`IA32_TIME_STAMP_COUNTER`).
 const MSR_TSC: u32 = 0x10;
@@ -25,6 +25,8 @@ pub enum Exit {
     Exception(ExceptionInfo),
     /// The deadline passed.
     DeadlineReached,
+    /// The time slice passed (see [`Vcpu::run`]); the program was stopped wherever it was.
+    SliceEnded,
     /// The guest left the CPU in a state it cannot continue from (a triple fault, or an exit
     /// a CPL3 program cannot cause on purpose); the text says which. The program is over.
     Wrecked(String),
@@ -43,15 +45,20 @@ pub struct SyscallArgs {
 /// IOPL, NT, RF and VM so a guest cannot raise its I/O privilege through `r11`.
 const USER_RFLAGS_MASK: u64 = 0x3c_0fd5;
 
-/// How the current syscall reached the VMM.
+/// Where the vCPU stopped last, which decides how the VMM resumes a program on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {
-    /// Through `syscall` and the ring-0 stub; the return address is in `rcx`.
+    /// At ring 0 in the VMM's stubs: a syscall through `syscall` (the return address is in
+    /// `rcx`), an exception, or a kick that landed there.
     Stub,
-    /// Through `out SYSCALL_PORT, al` executed by the program itself at ring 3 (a patched
-    /// syscall site); `rip` is already past it.
+    /// At ring 3 in the program: a syscall through `out SYSCALL_PORT, al` at a patched site
+    /// (`rip` is already past it), or a kick.
     Direct,
 }
+
+/// A program thread's registers as it runs them at ring 3: what a thread that is not on the
+/// vCPU keeps, and what [`Vcpu::resume`] puts back.
+pub type UserRegs = kvm_regs;
 
 /// The bytes of `syscall`, and of `out SYSCALL_PORT, al` that replaces it: both two bytes.
 pub const SYSCALL_INSTRUCTION: [u8; 2] = [0x0f, 0x05];
@@ -125,52 +132,101 @@ impl Vcpu {
         (self.entry == Entry::Stub).then(|| self.regs.rcx.wrapping_sub(2))
     }
 
-    /// Finishes the current syscall with `result` in `rax` and returns to the program.
-    ///
-    /// A direct (patched) entry only needs `rax`, plus `rcx`/`r11` as `syscall` would have
-    /// left them.
-    ///
-    /// SYSRET is emulated with an `iretq` in the stub: the VMM writes the return frame on the
-    /// kernel stack, so only the general registers change. (An in-guest `sysretq` shuts the
-    /// VM down on PVM hosts, and `KVM_SET_SREGS` on every syscall would be slower.)
-    pub fn complete_syscall(
-        &mut self,
-        physical: &PhysicalMemory,
-        result: i64,
-    ) -> Result<(), VmError> {
-        let r = &mut self.regs;
-        if self.entry == Entry::Direct {
-            r.rax = result as u64;
-            r.rcx = r.rip;
-            r.r11 = r.rflags;
-            self.fd.sync_regs_mut().regs = *r;
-            self.fd.set_sync_dirty_reg(SyncReg::Register);
-            return Ok(());
+    /// After [`Exit::Syscall`], the program's registers as its syscall returns them (`rax`,
+    /// the result, left to the caller): `rip` past the instruction, and `rcx`/`r11` holding
+    /// the return address and flags, as `syscall` leaves them.
+    pub fn syscall_return_regs(&self) -> UserRegs {
+        let mut regs = self.regs;
+        if self.entry == Entry::Stub {
+            regs.rip = regs.rcx;
+            regs.rflags = regs.r11;
         }
-        let frame_at = layout::KERNEL_STACK_TOP - 5 * 8;
-        let frame = [
-            r.rcx,
-            u64::from(selector::USER_CODE),
-            (r.r11 & USER_RFLAGS_MASK) | 0x2,
-            r.rsp,
-            u64::from(selector::USER_DATA),
-        ];
-        let bytes: Vec<u8> = frame.iter().flat_map(|w| w.to_le_bytes()).collect();
-        physical.write(frame_at, &bytes);
-        r.rax = result as u64;
-        r.rsp = layout::virt(frame_at);
-        r.rip = layout::virt(layout::SYSCALL_RETURN);
-        self.fd.sync_regs_mut().regs = *r;
-        self.fd.set_sync_dirty_reg(SyncReg::Register);
-        Ok(())
+        regs.rflags = (regs.rflags & USER_RFLAGS_MASK) | 0x2;
+        regs.rcx = regs.rip;
+        regs.r11 = regs.rflags;
+        regs
     }
 
-    /// Runs the guest until it needs the VMM or `deadline` passes.
-    pub fn run(&mut self, physical: &PhysicalMemory, deadline: &Deadline) -> Result<Exit, VmError> {
+    /// After [`Exit::SliceEnded`], the program's registers if it was stopped at ring 3;
+    /// `None` if the kick landed in the VMM's stubs (the program is between an entry and its
+    /// exit, and is not to be moved off the vCPU there).
+    pub fn preempted_regs(&self) -> Option<UserRegs> {
+        (self.entry == Entry::Direct).then_some(self.regs)
+    }
+
+    /// Puts the program's registers `regs` (a ring-3 state: [`Vcpu::syscall_return_regs`],
+    /// [`Vcpu::preempted_regs`] or one made from them) on the vCPU, to run from at the next
+    /// [`Vcpu::run`].
+    ///
+    /// Stopped at ring 3, the vCPU takes them as they are. Stopped in a ring-0 stub, it
+    /// returns through the stub's `iretq`: the VMM writes the return frame on the kernel stack,
+    /// so only the general registers change (an in-guest `sysretq` shuts the VM down on PVM
+    /// hosts, and `KVM_SET_SREGS` at every syscall would be slower).
+    pub fn resume(&mut self, physical: &PhysicalMemory, regs: &UserRegs) {
+        let mut next = *regs;
+        next.rflags = (regs.rflags & USER_RFLAGS_MASK) | 0x2;
+        if self.entry == Entry::Stub {
+            let frame_at = layout::KERNEL_STACK_TOP - 5 * 8;
+            let frame = [
+                next.rip,
+                u64::from(selector::USER_CODE),
+                next.rflags,
+                next.rsp,
+                u64::from(selector::USER_DATA),
+            ];
+            let bytes: Vec<u8> = frame.iter().flat_map(|w| w.to_le_bytes()).collect();
+            physical.write(frame_at, &bytes);
+            next.rsp = layout::virt(frame_at);
+            next.rip = layout::virt(layout::SYSCALL_RETURN);
+            // The stub runs with interrupts and traps as the VMM set them up; `iretq` loads
+            // the program's flags from the frame.
+            next.rflags = self.regs.rflags;
+        }
+        self.regs = next;
+        self.fd.sync_regs_mut().regs = next;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+    }
+
+    /// The FPU, SSE and AVX state of the thread on the vCPU (a thread switch keeps it).
+    pub fn save_fpu(&self) -> Result<Box<kvm_xsave>, VmError> {
+        self.fd
+            .get_xsave()
+            .map(Box::new)
+            .map_err(VmError::kvm("KVM_GET_XSAVE"))
+    }
+
+    /// Loads a thread's FPU, SSE and AVX state saved by [`Vcpu::save_fpu`].
+    pub fn load_fpu(&self, state: &kvm_xsave) -> Result<(), VmError> {
+        // SAFETY: `state` is a whole `kvm_xsave` read from this vCPU by `save_fpu` (so its
+        // size matches what the vCPU's XSAVE area holds), and the ioctl only reads it.
+        unsafe { self.fd.set_xsave(state) }.map_err(VmError::kvm("KVM_SET_XSAVE"))
+    }
+
+    /// Runs the guest until it needs the VMM, `deadline` passes or the time slice `slice`
+    /// (if the caller armed one) ends.
+    pub fn run(
+        &mut self,
+        physical: &PhysicalMemory,
+        deadline: &Deadline,
+        slice: Option<&Deadline>,
+    ) -> Result<Exit, VmError> {
         let _running = RunningVcpu::enter(self.fd.get_kvm_run())?;
         loop {
-            if Instant::now() >= deadline.at() {
+            let now = Instant::now();
+            if now >= deadline.at() {
                 return Ok(Exit::DeadlineReached);
+            }
+            if slice.is_some_and(|slice| now >= slice.at()) {
+                // KVM stores the registers in kvm_run at every return from KVM_RUN, the
+                // EINTR of a kick included.
+                self.regs = self.fd.sync_regs().regs;
+                let stub = layout::virt(KERNEL_BASE)..layout::virt(KERNEL_BASE + KERNEL_SIZE);
+                self.entry = if stub.contains(&self.regs.rip) {
+                    Entry::Stub
+                } else {
+                    Entry::Direct
+                };
+                return Ok(Exit::SliceEnded);
             }
             let exit = self.fd.run();
             self.exits += 1;

@@ -10,6 +10,7 @@ mod net;
 mod poll;
 mod process;
 mod table;
+mod threads;
 mod time;
 
 pub(super) use super::harness::Guest;

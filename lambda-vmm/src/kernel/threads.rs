@@ -1,0 +1,370 @@
+//! Threads: the program's thread table (ids, each thread's clear-child-tid word and the wait
+//! it is in while another thread runs) and the syscalls that create, name and end threads.
+//!
+//! The kernel keeps no CPU state: it tells the run loop what to do with a thread's registers
+//! through [`Step::Clone`], [`Step::ThreadExit`] and [`Step::Yield`]. Thread `PID` (1) is the
+//! program's first thread; the process id is always `PID`.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::process::PID;
+use super::{Errno, Kernel, Step, SysResult, abi};
+use crate::mm::GuestMemory;
+
+/// Most threads a program may have at once, as Lambda's limit on processes and threads per
+/// execution environment (1,024); one more `clone` answers `EAGAIN`.
+pub const MAX_THREADS: usize = 1024;
+/// Thread ids go up to Linux's default `pid_max`, then start again at the lowest free one.
+const TID_MAX: u32 = 4_194_304;
+
+const CSIGNAL: u64 = 0xff;
+const CLONE_VM: u64 = 0x100;
+const CLONE_FS: u64 = 0x200;
+const CLONE_FILES: u64 = 0x400;
+const CLONE_SIGHAND: u64 = 0x800;
+const CLONE_THREAD: u64 = 0x1_0000;
+const CLONE_SYSVSEM: u64 = 0x4_0000;
+const CLONE_SETTLS: u64 = 0x8_0000;
+const CLONE_PARENT_SETTID: u64 = 0x10_0000;
+const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
+const CLONE_DETACHED: u64 = 0x40_0000;
+const CLONE_UNTRACED: u64 = 0x80_0000;
+const CLONE_CHILD_SETTID: u64 = 0x100_0000;
+const CLONE_IO: u64 = 0x8000_0000;
+/// What a thread (`CLONE_THREAD`) may also ask for; anything else answers `EINVAL`.
+const THREAD_FLAGS: u64 = CSIGNAL
+    | CLONE_VM
+    | CLONE_FS
+    | CLONE_FILES
+    | CLONE_SIGHAND
+    | CLONE_THREAD
+    | CLONE_SYSVSEM
+    | CLONE_SETTLS
+    | CLONE_PARENT_SETTID
+    | CLONE_CHILD_CLEARTID
+    | CLONE_DETACHED
+    | CLONE_UNTRACED
+    | CLONE_CHILD_SETTID
+    | CLONE_IO;
+/// `struct clone_args` up to `cgroup`, the last field this kernel knows.
+const CLONE_ARGS_SIZE: u64 = 88;
+/// The same in bytes of a host buffer.
+const CLONE_ARGS_LEN: usize = 88;
+/// The first version of `struct clone_args` (up to `tls`).
+const CLONE_ARGS_SIZE_VER0: u64 = 64;
+
+/// A thread the run loop is to start: a copy of the calling thread's registers and FPU
+/// state, with `rax` = 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewThread {
+    /// Its id (what the parent's call returns).
+    pub tid: u32,
+    /// Its stack pointer (`None`: the parent's).
+    pub stack: Option<u64>,
+    /// Its FS base (`None`: the parent's).
+    pub tls: Option<u64>,
+}
+
+/// What the kernel keeps of a thread.
+#[derive(Debug, Default)]
+struct Thread {
+    /// Where `exit` writes 0 and wakes a futex waiter (`set_tid_address`,
+    /// `CLONE_CHILD_CLEARTID`); 0 for none.
+    clear_child_tid: u64,
+    /// The wait it is in while another thread runs (the running thread's is in the kernel).
+    blocked_since: Option<Instant>,
+    wake_at: Option<Instant>,
+}
+
+/// The thread table.
+#[derive(Debug)]
+pub(super) struct Threads {
+    threads: BTreeMap<u32, Thread>,
+    current: u32,
+    next_tid: u32,
+}
+
+impl Threads {
+    /// The table of a program that has just started: its first thread, running.
+    pub(super) fn new() -> Threads {
+        Threads {
+            threads: BTreeMap::from([(first_tid(), Thread::default())]),
+            current: first_tid(),
+            next_tid: first_tid().saturating_add(1),
+        }
+    }
+
+    /// The id of the thread making calls.
+    pub(super) fn current(&self) -> u32 {
+        self.current
+    }
+
+    /// Whether `tid` is one of the program's threads.
+    pub(super) fn contains(&self, tid: u32) -> bool {
+        self.threads.contains_key(&tid)
+    }
+
+    /// How many threads there are.
+    pub(super) fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// The lowest free id from `next_tid` on, wrapping once past [`TID_MAX`].
+    fn free_tid(&mut self) -> Option<u32> {
+        let start = self.next_tid;
+        let mut tid = start;
+        loop {
+            if !self.threads.contains_key(&tid) {
+                self.next_tid = if tid >= TID_MAX {
+                    first_tid().saturating_add(1)
+                } else {
+                    tid.saturating_add(1)
+                };
+                return Some(tid);
+            }
+            tid = if tid >= TID_MAX {
+                first_tid().saturating_add(1)
+            } else {
+                tid.saturating_add(1)
+            };
+            if tid == start {
+                return None;
+            }
+        }
+    }
+}
+
+fn first_tid() -> u32 {
+    abi::uint(PID)
+}
+
+/// What `clone` and `clone3` were asked for, in one shape.
+struct CloneRequest {
+    flags: u64,
+    stack: Option<u64>,
+    parent_tid: u64,
+    child_tid: u64,
+    tls: u64,
+}
+
+impl Kernel {
+    /// Makes `tid` the thread whose calls the kernel handles next (the run loop calls this
+    /// before handing the kernel a call of another thread). Unknown ids are ignored.
+    pub fn enter_thread(&mut self, tid: u32) {
+        let current = self.threads.current;
+        if tid == current || !self.threads.contains(tid) {
+            return;
+        }
+        if let Some(thread) = self.threads.threads.get_mut(&current) {
+            thread.blocked_since = self.blocked_since.take();
+            thread.wake_at = self.wake_at.take();
+        }
+        if let Some(thread) = self.threads.threads.get_mut(&tid) {
+            self.blocked_since = thread.blocked_since.take();
+            self.wake_at = thread.wake_at.take();
+        }
+        self.threads.current = tid;
+    }
+
+    /// The thread whose calls the kernel is handling.
+    pub fn current_thread(&self) -> u32 {
+        self.threads.current()
+    }
+
+    /// How many threads the program has.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn thread_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether `tid` names one of the program's threads.
+    pub(super) fn has_thread(&self, tid: u64) -> bool {
+        u32::try_from(tid).is_ok_and(|tid| self.threads.contains(tid))
+    }
+
+    /// `gettid`.
+    pub(super) fn gettid(&self) -> SysResult {
+        Ok(u64::from(self.threads.current()))
+    }
+
+    /// `set_tid_address`: the calling thread's clear-child-tid word.
+    pub(super) fn set_tid_address(&mut self, addr: u64) -> SysResult {
+        let current = self.threads.current();
+        if let Some(thread) = self.threads.threads.get_mut(&current) {
+            thread.clear_child_tid = addr;
+        }
+        Ok(u64::from(current))
+    }
+
+    /// `sched_yield`: the run loop lets another thread run.
+    pub(super) fn sched_yield(&mut self) -> SysResult {
+        self.pending_step = Some(Step::Yield);
+        Ok(0)
+    }
+
+    /// `clone(flags, stack, parent_tid, child_tid, tls)`.
+    pub(super) fn clone_thread(
+        &mut self,
+        memory: &GuestMemory,
+        flags: u64,
+        stack: u64,
+        parent_tid: u64,
+        child_tid: u64,
+        tls: u64,
+    ) -> SysResult {
+        self.spawn(
+            memory,
+            CloneRequest {
+                flags,
+                stack: (stack != 0).then_some(stack),
+                parent_tid,
+                child_tid,
+                tls,
+            },
+        )
+    }
+
+    /// `clone3(args, size)`.
+    pub(super) fn clone3(&mut self, memory: &GuestMemory, args: u64, size: u64) -> SysResult {
+        if !(CLONE_ARGS_SIZE_VER0..=crate::mm::layout::PAGE).contains(&size) {
+            return Err(Errno(libc::EINVAL));
+        }
+        let mut bytes = [0u8; CLONE_ARGS_LEN];
+        let known = size.min(CLONE_ARGS_SIZE);
+        memory.read(
+            args,
+            bytes
+                .get_mut(..abi::size(known))
+                .ok_or(Errno(libc::EINVAL))?,
+        )?;
+        if size > CLONE_ARGS_SIZE {
+            // A newer caller's extra fields must be zero, as Linux requires.
+            let mut extra = vec![0u8; abi::size(size.saturating_sub(CLONE_ARGS_SIZE))];
+            memory.read(abi::field(args, CLONE_ARGS_SIZE)?, &mut extra)?;
+            if extra.iter().any(|&byte| byte != 0) {
+                return Err(Errno(libc::E2BIG));
+            }
+        }
+        let field = |index: usize| -> u64 {
+            let mut word = [0u8; 8];
+            let start = index.saturating_mul(8);
+            if let Some(slot) = bytes.get(start..start.saturating_add(8)) {
+                word.copy_from_slice(slot);
+            }
+            u64::from_le_bytes(word)
+        };
+        // Field 1, `pidfd`, is read only with CLONE_PIDFD, which is not offered.
+        let (flags, child_tid, parent_tid, exit_signal) = (field(0), field(2), field(3), field(4));
+        let (stack, stack_size, tls, set_tid, set_tid_size, cgroup) =
+            (field(5), field(6), field(7), field(8), field(9), field(10));
+        // Flags beyond 32 bits (CLONE_CLEAR_SIGHAND, CLONE_INTO_CGROUP), a chosen tid or a
+        // cgroup are not offered.
+        if flags > u64::from(u32::MAX)
+            || flags & CSIGNAL != 0
+            || exit_signal > 64
+            || set_tid != 0
+            || set_tid_size != 0
+            || cgroup != 0
+        {
+            return Err(Errno(libc::EINVAL));
+        }
+        let stack = match (stack, stack_size) {
+            (0, 0) => None,
+            (0, _) | (_, 0) => return Err(Errno(libc::EINVAL)),
+            (base, size) => Some(base.checked_add(size).ok_or(Errno(libc::EINVAL))?),
+        };
+        self.spawn(
+            memory,
+            CloneRequest {
+                flags,
+                stack,
+                parent_tid,
+                child_tid,
+                tls,
+            },
+        )
+    }
+
+    fn spawn(&mut self, memory: &GuestMemory, request: CloneRequest) -> SysResult {
+        let flags = request.flags;
+        if flags & CLONE_THREAD == 0 {
+            // A new process (fork, vfork, posix_spawn) needs an address space of its own.
+            return Err(Errno(libc::ENOSYS));
+        }
+        let thread = CLONE_VM | CLONE_SIGHAND | CLONE_THREAD;
+        if flags & thread != thread || flags & !THREAD_FLAGS != 0 {
+            return Err(Errno(libc::EINVAL));
+        }
+        if flags & CLONE_SETTLS != 0 && request.tls >= crate::mm::layout::USER_END {
+            return Err(Errno(libc::EPERM));
+        }
+        for (flag, addr) in [
+            (CLONE_PARENT_SETTID, request.parent_tid),
+            (CLONE_CHILD_SETTID, request.child_tid),
+            (CLONE_CHILD_CLEARTID, request.child_tid),
+        ] {
+            if flags & flag != 0 {
+                memory.validate(addr, 4)?;
+            }
+        }
+        if self.threads.len() >= MAX_THREADS {
+            return Err(Errno(libc::EAGAIN));
+        }
+        let tid = self.threads.free_tid().ok_or(Errno(libc::EAGAIN))?;
+        for flag in [CLONE_PARENT_SETTID, CLONE_CHILD_SETTID] {
+            let addr = if flag == CLONE_PARENT_SETTID {
+                request.parent_tid
+            } else {
+                request.child_tid
+            };
+            if flags & flag != 0 {
+                memory.write_obj(addr, tid)?;
+            }
+        }
+        let clear_child_tid = if flags & CLONE_CHILD_CLEARTID != 0 {
+            request.child_tid
+        } else {
+            0
+        };
+        self.threads.threads.insert(
+            tid,
+            Thread {
+                clear_child_tid,
+                ..Thread::default()
+            },
+        );
+        self.pending_step = Some(Step::Clone(NewThread {
+            tid,
+            stack: request.stack,
+            tls: (flags & CLONE_SETTLS != 0).then_some(request.tls),
+        }));
+        Ok(u64::from(tid))
+    }
+
+    /// `exit`: ends the calling thread. Its clear-child-tid word is zeroed and one futex
+    /// waiter on it woken (how `pthread_join` learns of it). The last thread's `exit` ends the
+    /// program with `status`.
+    pub(super) fn exit_thread(&mut self, memory: &GuestMemory, status: u64) -> SysResult {
+        let tid = self.threads.current();
+        let gone = self.threads.threads.remove(&tid).unwrap_or_default();
+        self.forget_futex_wait(tid);
+        self.blocked_since = None;
+        self.wake_at = None;
+        if gone.clear_child_tid != 0 && memory.write_obj(gone.clear_child_tid, 0u32).is_ok() {
+            self.futex_wake_all_bits(gone.clear_child_tid, 1);
+        }
+        if self.threads.len() == 0 {
+            return self.exit(status);
+        }
+        // The kernel stays on the gone thread until the run loop enters the next one.
+        self.pending_step = Some(Step::ThreadExit);
+        Ok(0)
+    }
+
+    /// The program's thread ids, lowest first.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn thread_ids(&self) -> Vec<u32> {
+        self.threads.threads.keys().copied().collect()
+    }
+}
