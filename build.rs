@@ -28,6 +28,11 @@ const C_PROGRAMS: &[(&str, &str, &[&str])] = &[
     ("hello-dynamic", "hello.c", &[]),
     ("runtime-c", "runtime.c", &["-static", "-no-pie"]),
     ("memory-c", "memory.c", &["-static", "-no-pie"]),
+    (
+        "threads-c",
+        "threads.c",
+        &["-static", "-no-pie", "-pthread"],
+    ),
 ];
 /// Variables the outer cargo sets for build scripts (or that `cargo clippy` sets) which
 /// would change what the nested build does. `CARGO*` is handled by `leaks_into_guests`.

@@ -42,6 +42,23 @@ scenario!(stdio_failures);
 scenario!(runtime_rust);
 scenario!(runtime_c);
 scenario!(address_space);
+scenario!(threads);
+
+/// A program may have [`lambda_vmm::MAX_THREADS`] threads; the next `pthread_create` fails
+/// with EAGAIN, and the program goes on.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn thread_limit() {
+    let (backend, functions) = setup();
+    let result = scenarios::threads_check(&backend, &functions, "limit", 128);
+    assert_eq!(
+        scenarios::memory_response(&result),
+        format!(
+            r#"{{"made":{},"error":"EAGAIN"}}"#,
+            lambda_vmm::MAX_THREADS - 1
+        )
+    );
+}
 
 /// The address-space checks that move memory around most, on 4 KiB host pages only: the
 /// paths a host without transparent huge pages takes, where KVM maps the guest's 2 MiB pages

@@ -150,3 +150,9 @@ fn address_space() {
     let (backend, functions) = setup();
     scenarios::address_space(&backend, &functions);
 }
+
+#[test]
+fn threads() {
+    let (backend, functions) = setup();
+    scenarios::threads(&backend, &functions);
+}
