@@ -99,6 +99,8 @@ pub enum Object {
     Epoll(Epoll),
     /// An eventfd.
     EventFd(EventFd),
+    /// One end of a pipe.
+    Pipe(super::pipe::PipeEnd),
 }
 
 /// A descriptor: the object and its flags.

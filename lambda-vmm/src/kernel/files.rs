@@ -161,6 +161,10 @@ impl Kernel {
             Object::Dir(_) => Err(errno(libc::EISDIR)),
             Object::Socket(_) => self.socket_recv(memory, fd, buf, count, nonblocking),
             Object::EventFd(_) => self.eventfd_read(memory, fd, buf, count, nonblocking),
+            Object::Pipe(end) => {
+                let end = *end;
+                self.pipe_read(memory, end, buf, count, nonblocking)
+            }
             Object::Epoll(_) => Err(errno(libc::EINVAL)),
         }
     }
@@ -246,6 +250,10 @@ impl Kernel {
             Object::Dir(_) => Err(errno(libc::EISDIR)),
             Object::Socket(_) => self.socket_send(memory, fd, buf, count, nonblocking),
             Object::EventFd(_) => self.eventfd_write(memory, fd, buf, count),
+            Object::Pipe(end) => {
+                let end = *end;
+                self.pipe_write(memory, end, buf, count, nonblocking)
+            }
             Object::Epoll(_) => Err(errno(libc::EINVAL)),
         }
     }
@@ -380,6 +388,13 @@ impl Kernel {
     /// itself when this was the last descriptor of its open description.
     fn release(&mut self, fd: u64, released: Option<Descriptor>) {
         if let Some(Descriptor {
+            object: Object::Pipe(end),
+            ..
+        }) = &released
+        {
+            self.pipes.close(*end);
+        }
+        if let Some(Descriptor {
             object: Object::Socket(socket),
             ..
         }) = released
@@ -406,6 +421,7 @@ impl Kernel {
             }
             Object::Socket(_) => stat_bytes(S_IFSOCK | 0o777, 0, 0),
             Object::Epoll(_) | Object::EventFd(_) => stat_bytes(0o600, 0, 0),
+            Object::Pipe(_) => stat_bytes(S_IFIFO | 0o600, 0, 0),
         };
         memory.write(statbuf, &stat)?;
         Ok(0)

@@ -21,6 +21,7 @@ pub(crate) mod harness;
 mod mm;
 mod names;
 mod net;
+mod pipe;
 mod poll;
 mod process;
 mod table;
@@ -158,6 +159,7 @@ pub struct Kernel {
     pending_step: Option<Step>,
     threads: threads::Threads,
     futexes: futex::FutexWaiters,
+    pipes: pipe::Pipes,
     /// When the current thread's waiting call first blocked, and when it wants to wake.
     blocked_since: Option<Instant>,
     wake_at: Option<Instant>,
@@ -202,6 +204,7 @@ impl Kernel {
             pending_step: None,
             threads: threads::Threads::new(),
             futexes: futex::FutexWaiters::default(),
+            pipes: pipe::Pipes::default(),
             blocked_since: None,
             wake_at: None,
             next_local_port: 40_000,

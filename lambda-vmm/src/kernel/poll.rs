@@ -83,6 +83,15 @@ impl Kernel {
                 hangup: false,
                 generation: event.writes,
             },
+            Object::Pipe(end) => {
+                let pipe = self.pipes.readiness(*end);
+                Readiness {
+                    readable: pipe.readable,
+                    writable: pipe.writable,
+                    hangup: pipe.hangup,
+                    generation: pipe.generation,
+                }
+            }
             Object::Epoll(_) => Readiness {
                 readable: false,
                 writable: false,
@@ -221,7 +230,7 @@ impl Kernel {
             return Err(errno(libc::EINVAL));
         }
         match &self.fds.get(fd)?.object {
-            Object::Socket(_) | Object::EventFd(_) => {}
+            Object::Socket(_) | Object::EventFd(_) | Object::Pipe(_) => {}
             Object::Epoll(_) => return Err(errno(libc::EINVAL)),
             _ => return Err(errno(libc::EPERM)),
         }

@@ -88,6 +88,62 @@ impl Kernel {
     }
 }
 
+const PR_SET_PDEATHSIG: u64 = 1;
+const PR_GET_PDEATHSIG: u64 = 2;
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_SET_DUMPABLE: u64 = 4;
+const PR_SET_NAME: u64 = 15;
+const PR_GET_NAME: u64 = 16;
+const PR_SET_NO_NEW_PRIVS: u64 = 38;
+const PR_GET_NO_NEW_PRIVS: u64 = 39;
+
+impl Kernel {
+    /// `prctl`: thread names, and the process flags runtimes read or set at start-up (which
+    /// change nothing here: there is no parent to outlive, no core dump, no privilege to
+    /// gain). Any other option answers `EINVAL`, as Linux does for one it does not know.
+    pub(super) fn prctl(&mut self, memory: &GuestMemory, option: u64, arg: u64) -> SysResult {
+        match option {
+            PR_SET_NAME => {
+                let mut name = Vec::with_capacity(super::threads::THREAD_NAME_LEN);
+                for offset in 0..super::threads::THREAD_NAME_LEN {
+                    let byte: u8 = memory.read_obj(abi::field(arg, abi::count(offset))?)?;
+                    if byte == 0 {
+                        break;
+                    }
+                    name.push(byte);
+                }
+                self.set_thread_name(&name);
+                Ok(0)
+            }
+            PR_GET_NAME => {
+                memory.write(arg, &self.thread_name())?;
+                Ok(0)
+            }
+            PR_SET_PDEATHSIG => {
+                if arg > 64 {
+                    return Err(errno(libc::EINVAL));
+                }
+                Ok(0)
+            }
+            PR_GET_PDEATHSIG => {
+                memory.write_obj(arg, 0i32)?;
+                Ok(0)
+            }
+            PR_GET_DUMPABLE => Ok(1),
+            PR_SET_DUMPABLE => match arg {
+                0 | 1 => Ok(0),
+                _ => Err(errno(libc::EINVAL)),
+            },
+            PR_SET_NO_NEW_PRIVS => match arg {
+                1 => Ok(0),
+                _ => Err(errno(libc::EINVAL)),
+            },
+            PR_GET_NO_NEW_PRIVS => Ok(1),
+            _ => Err(errno(libc::EINVAL)),
+        }
+    }
+}
+
 /// `rt_sigaction`: handlers are accepted and never run; the old action reads as default.
 pub fn rt_sigaction(memory: &GuestMemory, old_action: u64, sigset_size: u64) -> SysResult {
     if sigset_size != 8 {

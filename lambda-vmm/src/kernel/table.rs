@@ -140,6 +140,9 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(21, "access", Partial("see faccessat"), |k, m, a| {
         k.faccessat(m, CWD, a[0], a[1])
     }),
+    Syscall::new(22, "pipe", Partial("see pipe2"), |k, m, a| {
+        k.pipe2(m, a[0], 0)
+    }),
     Syscall::new(24, "sched_yield", Full, |k, _, _| k.sched_yield()),
     Syscall::new(
         25,
@@ -319,6 +322,14 @@ pub static TABLE: &[Syscall] = &[
         |_, m, a| process::sigaltstack(m, a[1]),
     ),
     Syscall::new(
+        157,
+        "prctl",
+        Partial(
+            "thread names (PR_SET_NAME, PR_GET_NAME); PDEATHSIG, DUMPABLE and NO_NEW_PRIVS read and set without effect; any other option answers EINVAL",
+        ),
+        |k, m, a| k.prctl(m, a[0], a[1]),
+    ),
+    Syscall::new(
         158,
         "arch_prctl",
         Partial("ARCH_SET_FS only; the GS base answers EINVAL"),
@@ -434,6 +445,14 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(290, "eventfd2", Full, |k, _, a| k.eventfd(a[0], a[1])),
     Syscall::new(291, "epoll_create1", Full, |k, _, a| k.epoll_create1(a[0])),
     Syscall::new(292, "dup3", Full, |k, _, a| k.dup3(a[0], a[1], a[2])),
+    Syscall::new(
+        293,
+        "pipe2",
+        Partial(
+            "O_NONBLOCK and O_CLOEXEC (O_DIRECT answers EINVAL); 64 KiB per pipe, 4 MiB in all pipes together; a write with no reader answers EPIPE without SIGPIPE",
+        ),
+        |k, m, a| k.pipe2(m, a[0], a[1]),
+    ),
     Syscall::new(
         302,
         "prlimit64",

@@ -75,7 +75,12 @@ struct Thread {
     /// The wait it is in while another thread runs (the running thread's is in the kernel).
     blocked_since: Option<Instant>,
     wake_at: Option<Instant>,
+    /// Its name (`prctl(PR_SET_NAME)`), NUL-padded; empty reads as the program's.
+    name: [u8; THREAD_NAME_LEN],
 }
+
+/// Bytes of a thread's name with its NUL (Linux's `TASK_COMM_LEN`).
+pub(super) const THREAD_NAME_LEN: usize = 16;
 
 /// The thread table.
 #[derive(Debug)]
@@ -195,6 +200,37 @@ impl Kernel {
             thread.clear_child_tid = addr;
         }
         Ok(u64::from(current))
+    }
+
+    /// The calling thread's name (`PR_GET_NAME`).
+    pub(super) fn thread_name(&self) -> [u8; THREAD_NAME_LEN] {
+        let name = self
+            .threads
+            .threads
+            .get(&self.threads.current())
+            .map_or([0; THREAD_NAME_LEN], |thread| thread.name);
+        if name[0] == 0 {
+            let mut program = [0u8; THREAD_NAME_LEN];
+            program[..9].copy_from_slice(b"bootstrap");
+            program
+        } else {
+            name
+        }
+    }
+
+    /// Names the calling thread (`PR_SET_NAME`): the first 15 bytes, NUL-terminated.
+    pub(super) fn set_thread_name(&mut self, name: &[u8]) {
+        let current = self.threads.current();
+        if let Some(thread) = self.threads.threads.get_mut(&current) {
+            thread.name = [0; THREAD_NAME_LEN];
+            for (slot, &byte) in thread
+                .name
+                .iter_mut()
+                .zip(name.iter().take(THREAD_NAME_LEN - 1))
+            {
+                *slot = byte;
+            }
+        }
     }
 
     /// `sched_yield`: the run loop lets another thread run.

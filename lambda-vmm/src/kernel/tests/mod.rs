@@ -7,6 +7,7 @@
 mod files;
 mod memory;
 mod net;
+mod pipes;
 mod poll;
 mod process;
 mod table;

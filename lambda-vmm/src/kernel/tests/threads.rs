@@ -398,3 +398,33 @@ fn signals_reach_threads_by_id() {
     let mut guest = Guest::one_shot(b"");
     assert_eq!(guest.step(24, &[]), Step::Yield, "sched_yield");
 }
+
+#[test]
+fn each_thread_has_its_own_name() {
+    let mut guest = Guest::one_shot(b"");
+    let name = guest.buffer(16);
+    assert_eq!(guest.call(157, &[16, name]), 0, "PR_GET_NAME");
+    assert_eq!(&guest.get(name, 10), b"bootstrap\0");
+    guest.call(CLONE, &[0x10f00, 0, 0, 0, 0]);
+    let long = guest.put_str("tokio-runtime-worker");
+    assert_eq!(guest.as_thread(2).call(157, &[15, long]), 0, "PR_SET_NAME");
+    assert_eq!(guest.call(157, &[16, name]), 0);
+    assert_eq!(
+        &guest.get(name, 16),
+        b"tokio-runtime-w\0",
+        "cut to 15 bytes"
+    );
+    assert_eq!(guest.as_thread(1).call(157, &[16, name]), 0);
+    assert_eq!(
+        &guest.get(name, 10),
+        b"bootstrap\0",
+        "the first thread's is its own"
+    );
+    assert_eq!(guest.call(157, &[15, 0x10]), err(libc::EFAULT));
+    assert_eq!(
+        guest.call(157, &[4, 2]),
+        err(libc::EINVAL),
+        "PR_SET_DUMPABLE 2"
+    );
+    assert_eq!(guest.call(157, &[9999, 0]), err(libc::EINVAL));
+}

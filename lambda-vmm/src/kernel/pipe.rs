@@ -1,0 +1,252 @@
+//! Pipes: `pipe` and `pipe2` make a buffer with a read end and a write end, for a program's
+//! threads to talk through (Go's runtime wakes its network poller through one). Linux's
+//! rules: a read of an empty pipe waits while a write end is open and reads end of file
+//! after; a write of at most `PIPE_BUF` bytes goes in whole or waits; a write with no read
+//! end open answers `EPIPE` (no `SIGPIPE`: signals are not delivered).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::fd::{Descriptor, Object};
+use super::{Errno, Kernel, SysResult, abi};
+use crate::mm::GuestMemory;
+
+/// Bytes a pipe holds (Linux's default pipe size).
+pub const PIPE_CAPACITY: usize = 64 * 1024;
+/// Bytes all the program's pipes hold together: writes past it wait, as writes to a full
+/// pipe do.
+pub const PIPE_BYTES_MAX: usize = 4 << 20;
+/// Writes of at most this many bytes are atomic (Linux's `PIPE_BUF`).
+const PIPE_BUF: usize = 4096;
+/// Bytes copied per step between guest memory and a pipe.
+const CHUNK: u64 = 16 * 1024;
+
+/// One pipe's buffer and how many open descriptions each end has.
+#[derive(Debug, Default)]
+pub(super) struct Pipe {
+    buffer: VecDeque<u8>,
+    readers: usize,
+    writers: usize,
+    /// Bytes written so far (the read end's readiness generation).
+    written: u64,
+}
+
+/// The program's pipes, by id.
+#[derive(Debug, Default)]
+pub(super) struct Pipes {
+    pipes: BTreeMap<u64, Pipe>,
+    next_id: u64,
+    /// Bytes buffered in all pipes.
+    buffered: usize,
+}
+
+/// Which end of which pipe a descriptor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipeEnd {
+    /// The pipe.
+    pub id: u64,
+    /// Whether this is the write end.
+    pub write: bool,
+}
+
+/// What `poll` and `epoll` see of a pipe end.
+pub(super) struct PipeReadiness {
+    /// Data to read, or end of file.
+    pub readable: bool,
+    /// Room to write, or no read end (a write answers `EPIPE` at once).
+    pub writable: bool,
+    /// The other end is closed.
+    pub hangup: bool,
+    /// Changes whenever new data arrives (for edge-triggered epoll).
+    pub generation: u64,
+}
+
+impl Pipes {
+    /// How a pipe end reads for readiness.
+    pub(super) fn readiness(&self, end: PipeEnd) -> PipeReadiness {
+        let Some(pipe) = self.pipes.get(&end.id) else {
+            return PipeReadiness {
+                readable: false,
+                writable: false,
+                hangup: true,
+                generation: 0,
+            };
+        };
+        if end.write {
+            PipeReadiness {
+                readable: false,
+                writable: pipe.readers == 0 || self.room(pipe) > 0,
+                hangup: pipe.readers == 0,
+                generation: 0,
+            }
+        } else {
+            PipeReadiness {
+                readable: !pipe.buffer.is_empty() || pipe.writers == 0,
+                writable: false,
+                hangup: pipe.writers == 0,
+                generation: pipe.written.wrapping_add(u64::from(pipe.writers == 0)),
+            }
+        }
+    }
+
+    /// Bytes `pipe` can take now.
+    fn room(&self, pipe: &Pipe) -> usize {
+        PIPE_CAPACITY
+            .saturating_sub(pipe.buffer.len())
+            .min(PIPE_BYTES_MAX.saturating_sub(self.buffered))
+    }
+
+    /// One more open description of `end` (a new pipe's, or one a `dup` did not share).
+    fn open(&mut self, end: PipeEnd) {
+        if let Some(pipe) = self.pipes.get_mut(&end.id) {
+            if end.write {
+                pipe.writers = pipe.writers.saturating_add(1);
+            } else {
+                pipe.readers = pipe.readers.saturating_add(1);
+            }
+        }
+    }
+
+    /// The last descriptor of an open description of `end` closed; a pipe with neither end
+    /// open is gone, with what it held.
+    pub(super) fn close(&mut self, end: PipeEnd) {
+        let Some(pipe) = self.pipes.get_mut(&end.id) else {
+            return;
+        };
+        if end.write {
+            pipe.writers = pipe.writers.saturating_sub(1);
+        } else {
+            pipe.readers = pipe.readers.saturating_sub(1);
+        }
+        if pipe.readers == 0 && pipe.writers == 0 {
+            let held = pipe.buffer.len();
+            self.pipes.remove(&end.id);
+            self.buffered = self.buffered.saturating_sub(held);
+        }
+    }
+}
+
+const O_NONBLOCK: u64 = libc::O_NONBLOCK as u64;
+const O_CLOEXEC: u64 = libc::O_CLOEXEC as u64;
+
+impl Kernel {
+    /// `pipe2(fds, flags)` (and `pipe`, with no flags): the read end in `fds[0]`, the write
+    /// end in `fds[1]`.
+    pub(super) fn pipe2(&mut self, memory: &GuestMemory, fds: u64, flags: u64) -> SysResult {
+        if flags & !(O_NONBLOCK | O_CLOEXEC) != 0 {
+            return Err(Errno(libc::EINVAL));
+        }
+        memory.validate(fds, 8)?;
+        let id = self.pipes.next_id;
+        self.pipes.next_id = id.wrapping_add(1);
+        self.pipes.pipes.insert(id, Pipe::default());
+        let descriptor = |write| Descriptor {
+            object: Object::Pipe(PipeEnd { id, write }),
+            nonblocking: flags & O_NONBLOCK != 0,
+            cloexec: flags & O_CLOEXEC != 0,
+        };
+        let read_end = PipeEnd { id, write: false };
+        let write_end = PipeEnd { id, write: true };
+        let read_fd = match self.fds.insert(descriptor(false)) {
+            Ok(fd) => fd,
+            Err(error) => {
+                self.pipes.pipes.remove(&id);
+                return Err(error);
+            }
+        };
+        self.pipes.open(read_end);
+        let write_fd = match self.fds.insert(descriptor(true)) {
+            Ok(fd) => fd,
+            Err(error) => {
+                self.close(read_fd)?;
+                return Err(error);
+            }
+        };
+        self.pipes.open(write_end);
+        let pair = [abi::uint(read_fd), abi::uint(write_fd)];
+        let mut bytes = [0u8; 8];
+        bytes[..4].copy_from_slice(&pair[0].to_le_bytes());
+        bytes[4..].copy_from_slice(&pair[1].to_le_bytes());
+        memory.write(fds, &bytes)?;
+        Ok(0)
+    }
+
+    /// `read` on a pipe end.
+    pub(super) fn pipe_read(
+        &mut self,
+        memory: &GuestMemory,
+        end: PipeEnd,
+        buf: u64,
+        count: u64,
+        nonblocking: bool,
+    ) -> SysResult {
+        if end.write {
+            return Err(Errno(libc::EBADF));
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        memory.validate(buf, count.min(abi::count(PIPE_CAPACITY)))?;
+        match self.pipes.pipes.get(&end.id) {
+            None => return Ok(0),
+            Some(pipe) if pipe.buffer.is_empty() && pipe.writers == 0 => return Ok(0),
+            Some(pipe) if pipe.buffer.is_empty() => return self.would_block(nonblocking),
+            Some(_) => {}
+        }
+        let Some(pipe) = self.pipes.pipes.get_mut(&end.id) else {
+            return Ok(0);
+        };
+        let mut done: u64 = 0;
+        while done < count && !pipe.buffer.is_empty() {
+            let take = abi::size(count.saturating_sub(done).min(CHUNK)).min(pipe.buffer.len());
+            let chunk: Vec<u8> = pipe.buffer.drain(..take).collect();
+            memory.write(abi::field(buf, done)?, &chunk)?;
+            done = done.saturating_add(abi::count(take));
+        }
+        self.pipes.buffered = self.pipes.buffered.saturating_sub(abi::size(done));
+        Ok(done)
+    }
+
+    /// `write` on a pipe end.
+    pub(super) fn pipe_write(
+        &mut self,
+        memory: &GuestMemory,
+        end: PipeEnd,
+        buf: u64,
+        count: u64,
+        nonblocking: bool,
+    ) -> SysResult {
+        if !end.write {
+            return Err(Errno(libc::EBADF));
+        }
+        let Some(pipe) = self.pipes.pipes.get(&end.id) else {
+            return Err(Errno(libc::EPIPE));
+        };
+        if pipe.readers == 0 {
+            return Err(Errno(libc::EPIPE));
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        let room = self.pipes.room(pipe);
+        // A write of at most PIPE_BUF bytes goes in whole or not at all.
+        if room == 0 || (abi::size(count) <= PIPE_BUF && room < abi::size(count)) {
+            return self.would_block(nonblocking);
+        }
+        let take = abi::count(room).min(count);
+        let mut chunk = Vec::with_capacity(abi::size(take.min(CHUNK)));
+        let mut done: u64 = 0;
+        while done < take {
+            let step = take.saturating_sub(done).min(CHUNK);
+            chunk.clear();
+            memory.read_into(abi::field(buf, done)?, step, &mut chunk)?;
+            let Some(pipe) = self.pipes.pipes.get_mut(&end.id) else {
+                break;
+            };
+            pipe.buffer.extend(chunk.iter());
+            pipe.written = pipe.written.wrapping_add(step);
+            self.pipes.buffered = self.pipes.buffered.saturating_add(chunk.len());
+            done = done.saturating_add(step);
+        }
+        Ok(done)
+    }
+}

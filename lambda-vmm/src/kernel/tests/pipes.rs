@@ -1,0 +1,150 @@
+//! Pipes: data through them in order, end of file and EPIPE when an end closes, blocking and
+//! non-blocking ends, atomic small writes, the capacity, readiness for epoll and poll.
+
+use super::{Guest, err};
+use crate::kernel::Step;
+use crate::kernel::pipe::{PIPE_BYTES_MAX, PIPE_CAPACITY};
+
+const READ: u64 = 0;
+const WRITE: u64 = 1;
+const CLOSE: u64 = 3;
+const POLL: u64 = 7;
+const DUP: u64 = 32;
+const PIPE: u64 = 22;
+const PIPE2: u64 = 293;
+
+/// A pipe's (read end, write end).
+fn pipe(guest: &mut Guest, flags: u64) -> (u64, u64) {
+    let fds = guest.buffer(8);
+    assert_eq!(guest.call(PIPE2, &[fds, flags]), 0);
+    let bytes = guest.get(fds, 8);
+    let end = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()));
+    (end(0), end(4))
+}
+
+#[test]
+fn bytes_go_through_in_order_and_closing_the_writer_is_end_of_file() {
+    let mut guest = Guest::one_shot(b"");
+    let (read_end, write_end) = pipe(&mut guest, 0);
+    let hello = guest.put(b"hello, ");
+    let world = guest.put(b"world");
+    assert_eq!(guest.call(WRITE, &[write_end, hello, 7]), 7);
+    assert_eq!(guest.call(WRITE, &[write_end, world, 5]), 5);
+    let buf = guest.buffer(64);
+    assert_eq!(guest.call(READ, &[read_end, buf, 4]), 4);
+    assert_eq!(guest.call(READ, &[read_end, buf + 4, 64]), 8);
+    assert_eq!(&guest.get(buf, 12), b"hello, world");
+    // Empty with a writer: a blocking read waits.
+    assert_eq!(guest.step(READ, &[read_end, buf, 64]), Step::Block(None));
+    // A dup keeps the write end open; closing both is end of file.
+    let second = guest.call(DUP, &[write_end]) as u64;
+    assert_eq!(guest.call(CLOSE, &[write_end]), 0);
+    assert_eq!(guest.step(READ, &[read_end, buf, 64]), Step::Block(None));
+    assert_eq!(guest.call(CLOSE, &[second]), 0);
+    assert_eq!(guest.call(READ, &[read_end, buf, 64]), 0);
+    // Writing to a pipe whose reader is gone.
+    let (read_end, write_end) = pipe(&mut guest, 0);
+    assert_eq!(guest.call(CLOSE, &[read_end]), 0);
+    assert_eq!(guest.call(WRITE, &[write_end, hello, 7]), err(libc::EPIPE));
+    assert_eq!(guest.call(READ, &[write_end, buf, 1]), err(libc::EBADF));
+    // `pipe` is pipe2 without flags; bad flags and pointers.
+    let fds = guest.buffer(8);
+    assert_eq!(guest.call(PIPE, &[fds]), 0);
+    assert_eq!(
+        guest.call(PIPE2, &[fds, libc::O_DIRECT as u64]),
+        err(libc::EINVAL)
+    );
+    assert_eq!(guest.call(PIPE2, &[0x10, 0]), err(libc::EFAULT));
+}
+
+#[test]
+fn a_full_pipe_takes_what_fits_and_small_writes_are_whole() {
+    let mut guest = Guest::one_shot(b"");
+    let (read_end, write_end) = pipe(&mut guest, libc::O_NONBLOCK as u64);
+    let big = guest.buffer(PIPE_CAPACITY + 100);
+    let buf = guest.buffer(PIPE_CAPACITY);
+    assert_eq!(guest.call(READ, &[read_end, buf, 1]), err(libc::EAGAIN));
+    assert_eq!(
+        guest.call(WRITE, &[write_end, big, PIPE_CAPACITY as u64 - 10]),
+        PIPE_CAPACITY as i64 - 10
+    );
+    // 10 bytes of room: a 100-byte write (under PIPE_BUF) goes whole or not at all.
+    assert_eq!(guest.call(WRITE, &[write_end, big, 100]), err(libc::EAGAIN));
+    assert_eq!(
+        guest.call(WRITE, &[write_end, big, 5000]),
+        10,
+        "over PIPE_BUF: partial"
+    );
+    assert_eq!(guest.call(WRITE, &[write_end, big, 1]), err(libc::EAGAIN));
+    assert_eq!(guest.call(READ, &[read_end, buf, 100]), 100);
+    assert_eq!(guest.call(WRITE, &[write_end, big, 100]), 100);
+}
+
+#[test]
+fn all_pipes_together_hold_a_bounded_amount() {
+    let mut guest = Guest::one_shot(b"");
+    let big = guest.buffer(PIPE_CAPACITY);
+    let mut held = 0;
+    let mut last = None;
+    while held < PIPE_BYTES_MAX {
+        let (read_end, write_end) = pipe(&mut guest, libc::O_NONBLOCK as u64);
+        assert_eq!(
+            guest.call(WRITE, &[write_end, big, PIPE_CAPACITY as u64]),
+            PIPE_CAPACITY as i64
+        );
+        held += PIPE_CAPACITY;
+        last = Some(read_end);
+    }
+    let (_, write_end) = pipe(&mut guest, libc::O_NONBLOCK as u64);
+    assert_eq!(
+        guest.call(WRITE, &[write_end, big, 1]),
+        err(libc::EAGAIN),
+        "over the total"
+    );
+    // Reading one pipe frees room in every other.
+    let buf = guest.buffer(PIPE_CAPACITY);
+    assert_eq!(guest.call(READ, &[last.unwrap(), buf, 10]), 10);
+    assert_eq!(guest.call(WRITE, &[write_end, big, 1]), 1);
+    // Closing both ends of a full pipe gives its bytes back.
+    let (read_end, write_end) = pipe(&mut guest, libc::O_NONBLOCK as u64);
+    assert_eq!(guest.call(WRITE, &[write_end, big, 9]), 9);
+    assert_eq!(guest.call(CLOSE, &[read_end]), 0);
+    assert_eq!(guest.call(CLOSE, &[write_end]), 0);
+}
+
+#[test]
+fn poll_sees_data_and_the_closed_end() {
+    let mut guest = Guest::one_shot(b"");
+    let (read_end, write_end) = pipe(&mut guest, 0);
+    let pollfds = |guest: &mut Guest| {
+        let mut bytes = Vec::new();
+        for fd in [read_end, write_end] {
+            bytes.extend_from_slice(&(fd as i32).to_le_bytes());
+            bytes.extend_from_slice(&(libc::POLLIN | libc::POLLOUT).to_le_bytes());
+            bytes.extend_from_slice(&0i16.to_le_bytes());
+        }
+        guest.put(&bytes)
+    };
+    let revents = |guest: &Guest, at: u64, index: u64| {
+        i16::from_le_bytes(guest.get(at + index * 8 + 6, 2).try_into().unwrap())
+    };
+    let at = pollfds(&mut guest);
+    assert_eq!(guest.call(POLL, &[at, 2, 0]), 1, "only the write end");
+    assert_eq!(revents(&guest, at, 1), libc::POLLOUT);
+    let one = guest.put(b"x");
+    guest.call(WRITE, &[write_end, one, 1]);
+    let at = pollfds(&mut guest);
+    assert_eq!(guest.call(POLL, &[at, 2, 0]), 2);
+    assert_eq!(revents(&guest, at, 0), libc::POLLIN);
+    assert_eq!(guest.call(CLOSE, &[write_end]), 0);
+    let at = guest.put(
+        &[
+            &(read_end as i32).to_le_bytes()[..],
+            &libc::POLLIN.to_le_bytes(),
+            &[0, 0],
+        ]
+        .concat(),
+    );
+    assert_eq!(guest.call(POLL, &[at, 1, 0]), 1);
+    assert_eq!(revents(&guest, at, 0), libc::POLLIN | libc::POLLHUP);
+}
