@@ -34,6 +34,9 @@ const C_PROGRAMS: &[(&str, &str, &[&str])] = &[
         &["-static", "-no-pie", "-pthread"],
     ),
 ];
+/// Go guests: output name and package directory in `functions/go` (a module of its own,
+/// standard library only).
+const GO_PROGRAMS: &[(&str, &str)] = &[("go-goroutines", "goroutines"), ("go-runtime", "runtime")];
 /// Variables the outer cargo sets for build scripts (or that `cargo clippy` sets) which
 /// would change what the nested build does. `CARGO*` is handled by `leaks_into_guests`.
 const LEAKED_VARS: &[&str] = &[
@@ -80,9 +83,42 @@ fn main() {
     for (name, source, link) in C_PROGRAMS {
         gcc(&sources.join("c").join(source), link, &bin.join(name));
     }
+    go_programs(&sources.join("go"), &out.join("go"), &bin);
 
     println!("cargo:rustc-env=LAMBDA_FUNCTIONS_DIR={}", bin.display());
     skip_kvm_tests_if_asked();
+}
+
+/// Builds the Go guests with the host's `go` (static: `CGO_ENABLED=0`), with a cache under
+/// the target dir and no network. Without Go the build fails and says how to install it,
+/// unless `LAMBDA_SKIP_GO_TESTS=1` asks to build without them: then `cfg(skip_go_tests)`
+/// turns the tests that run them into ignored ones.
+fn go_programs(sources: &Path, out: &Path, bin: &Path) {
+    println!("cargo::rustc-check-cfg=cfg(skip_go_tests)");
+    println!("cargo::rerun-if-env-changed=LAMBDA_SKIP_GO_TESTS");
+    if env::var_os("LAMBDA_SKIP_GO_TESTS").is_some_and(|value| value == "1") {
+        println!("cargo::rustc-cfg=skip_go_tests");
+        return;
+    }
+    for (name, package) in GO_PROGRAMS {
+        let dest = bin.join(name);
+        let tmp = temp_path(&dest);
+        let mut command = clean_command(OsStr::new("go"));
+        command
+            .current_dir(sources)
+            .args(["build", "-trimpath", "-o"])
+            .arg(&tmp)
+            .arg(format!("./{package}"))
+            .env("CGO_ENABLED", "0")
+            .env("GOCACHE", out.join("cache"))
+            .env("GOPATH", out.join("path"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOPROXY", "off")
+            .env("GOTOOLCHAIN", "local")
+            .env("GO111MODULE", "on");
+        run(command, "go build of the Go guest programs in functions/go");
+        rename(&tmp, &dest);
+    }
 }
 
 /// Sets `cfg(skip_kvm_tests)` when the tests are built with `LAMBDA_SKIP_KVM_TESTS=1`, the
@@ -201,6 +237,10 @@ fn run(mut command: Command, what: &str) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && command.get_program() == "gcc" => panic!(
             "gcc not found: the C guest programs need it; install gcc and libc6-dev \
              (e.g. `apt-get install gcc libc6-dev`)"
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && command.get_program() == "go" => panic!(
+            "go not found: the Go guest programs need it; install Go (e.g. `apt-get install \
+             golang-go`), or set LAMBDA_SKIP_GO_TESTS=1 to build without them and skip their tests"
         ),
         Err(e) => panic!("cannot run {:?} for {what}: {e}", command.get_program()),
     };

@@ -1,7 +1,8 @@
 //! Builds the guest's vDSO (`vdso/vdso.c`, a shared object of a few hundred bytes of code)
 //! with `gcc` into `$OUT_DIR/vdso.so`, which the crate embeds; and sets `cfg(skip_kvm_tests)`
 //! when the tests are built with `LAMBDA_SKIP_KVM_TESTS=1`, the explicit opt-out that turns
-//! the KVM tests into ignored ones (see `tests/kvm_gate`).
+//! the KVM tests into ignored ones (see `tests/kvm_gate`), and `cfg(skip_go_tests)` under
+//! `LAMBDA_SKIP_GO_TESTS=1` for the tests of the Go guest programs.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,6 +12,13 @@ fn main() {
     println!("cargo::rerun-if-env-changed=LAMBDA_SKIP_KVM_TESTS");
     if std::env::var_os("LAMBDA_SKIP_KVM_TESTS").is_some_and(|value| value == "1") {
         println!("cargo::rustc-cfg=skip_kvm_tests");
+    }
+    // The same for the tests that run the Go guest programs, which the root build script
+    // does not build under LAMBDA_SKIP_GO_TESTS=1.
+    println!("cargo::rustc-check-cfg=cfg(skip_go_tests)");
+    println!("cargo::rerun-if-env-changed=LAMBDA_SKIP_GO_TESTS");
+    if std::env::var_os("LAMBDA_SKIP_GO_TESTS").is_some_and(|value| value == "1") {
+        println!("cargo::rustc-cfg=skip_go_tests");
     }
     build_vdso();
 }

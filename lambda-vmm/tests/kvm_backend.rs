@@ -44,6 +44,22 @@ scenario!(runtime_c);
 scenario!(address_space);
 scenario!(threads);
 
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+#[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+fn go_goroutines() {
+    let (backend, functions) = setup();
+    scenarios::go_goroutines(&backend, &functions);
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+#[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+fn go_runtime() {
+    let (backend, functions) = setup();
+    scenarios::go_runtime(&backend, &functions);
+}
+
 /// A program may have [`lambda_vmm::MAX_THREADS`] threads; the next `pthread_create` fails
 /// with EAGAIN, and the program goes on.
 #[test]

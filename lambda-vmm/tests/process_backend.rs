@@ -156,3 +156,17 @@ fn threads() {
     let (backend, functions) = setup();
     scenarios::threads(&backend, &functions);
 }
+
+#[test]
+#[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+fn go_goroutines() {
+    let (backend, functions) = setup();
+    scenarios::go_goroutines(&backend, &functions);
+}
+
+#[test]
+#[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+fn go_runtime() {
+    let (backend, functions) = setup();
+    scenarios::go_runtime(&backend, &functions);
+}

@@ -1,7 +1,8 @@
 //! `runtime-rust`: a function written against the official `lambda_runtime` crate.
 //!
-//! Proves that an unmodified, real-world Runtime API client (tokio current_thread + hyper)
-//! runs inside the micro-VM. The handler answers `{"echo": <event>, "count": N}`, where N
+//! Proves that an unmodified, real-world Runtime API client runs inside the micro-VM, with
+//! tokio's default multi-thread runtime as `cargo lambda new` generates it (worker threads,
+//! a blocking pool, hyper). The handler answers `{"echo": <event>, "count": N}`, where N
 //! counts the invocations this process has served: N > 1 shows a warm environment was reused.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,7 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     Ok(json!({ "echo": event.payload, "count": count }))
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(handler)).await
 }

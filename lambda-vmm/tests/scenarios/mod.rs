@@ -709,3 +709,65 @@ fn resident_mb() -> u64 {
         .unwrap_or(0);
     pages * 4096 / (1 << 20)
 }
+
+/// Runs one check of the `go-goroutines` program (see `functions/go/goroutines`) in a fresh
+/// one-shot environment.
+pub fn go_check(backend: &dyn Backend, functions: &Functions, check: &str) -> InvokeResult {
+    let config = functions
+        .stdio("goroutines", "go-goroutines")
+        .with_timeout(Duration::from_secs(30));
+    let mut environment = backend.create(&config).expect("create");
+    let result = environment
+        .invoke(Invocation::new(format!("\"{check}\"")))
+        .expect("the environment itself must not fail");
+    environment.shutdown();
+    result
+}
+
+/// A static Go program, unmodified, at 128 MB: goroutines over channels, a mutex and a
+/// WaitGroup, timers (the runtime's network poller and its wake-up pipe), the garbage
+/// collector, a goroutine locked to its thread; a goroutine's panic ends the program with
+/// status 2. The same answers on every backend.
+pub fn go_goroutines(backend: &dyn Backend, functions: &Functions) {
+    let answers = [
+        ("sum", r#"{"sum":500000500000}"#),
+        ("mutex", r#"{"counter":100000}"#),
+        ("sleep", r#"{"slept_ms":55,"at_least_10ms":true}"#),
+        ("gc", r#"{"kept":256,"intact":true,"collected":true}"#),
+        ("locked", r#"{"locked":499500,"others":45}"#),
+    ];
+    for (check, answer) in answers {
+        let result = go_check(backend, functions, check);
+        assert_eq!(memory_response(&result), answer, "{check}");
+    }
+    let result = go_check(backend, functions, "panic");
+    let error = error_of(&result);
+    assert_eq!(error.error_type, ErrorType::RuntimeExitError, "{error}");
+    assert!(error.message.contains("exit status 2"), "{error}");
+    assert!(
+        String::from_utf8_lossy(&result.log_tail).contains("created by main.main"),
+        "the panic's trace is in the log"
+    );
+}
+
+/// A Go custom runtime written with `net/http` (see `functions/go/runtime`): warm
+/// invocations answered from a goroutine, state kept between them, a function error posted
+/// to `/error`.
+pub fn go_runtime(backend: &dyn Backend, functions: &Functions) {
+    let config = functions.runtime("go-runtime", "go-runtime");
+    let mut environment = backend.create(&config).expect("create");
+    for count in 1..=3 {
+        let result = invoke(&mut *environment, json!({"n": count}));
+        assert_eq!(
+            response_json(&result),
+            json!({"echo": {"n": count}, "count": count, "go": true})
+        );
+    }
+    let result = invoke(&mut *environment, json!({"fail": true}));
+    let error = error_of(&result);
+    assert_eq!(error.error_type.as_str(), "Go.Failure", "{error}");
+    assert_eq!(error.message, "asked to fail");
+    let result = invoke(&mut *environment, json!({"n": 5}));
+    assert_eq!(response_json(&result)["count"], json!(5));
+    environment.shutdown();
+}

@@ -1,0 +1,3 @@
+module lambda.local/functions
+
+go 1.19
