@@ -152,7 +152,7 @@ impl KernelUnderTest {
         for _ in 0..2 {
             match self.guest.step(number, &args) {
                 Step::Return(value) => return Outcome::Returned(value as i64),
-                Step::SetFsBase(_) | Step::Yield => return Outcome::Returned(0),
+                Step::SetFsBase(_) | Step::Yield | Step::SigReturn => return Outcome::Returned(0),
                 Step::Clone(thread) => return Outcome::Returned(i64::from(thread.tid)),
                 Step::ThreadExit => {
                     // The run loop would go on with another thread: the lowest.

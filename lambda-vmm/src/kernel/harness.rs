@@ -46,6 +46,8 @@ fn pretend_program_memory() -> GuestMemory {
 pub struct Guest {
     pub kernel: Kernel,
     pub memory: GuestMemory,
+    /// The stack pointer the calls are made with.
+    pub stack_pointer: u64,
     next: u64,
 }
 
@@ -79,6 +81,7 @@ impl Guest {
         Guest {
             kernel,
             memory,
+            stack_pointer: crate::mm::layout::STACK_TOP - 4096,
             next: SCRATCH,
         }
     }
@@ -89,8 +92,14 @@ impl Guest {
         for (slot, arg) in all.iter_mut().zip(args) {
             *slot = *arg;
         }
-        self.kernel
-            .handle(&self.memory, SyscallArgs { number, args: all })
+        self.kernel.handle(
+            &self.memory,
+            SyscallArgs {
+                number,
+                args: all,
+                stack_pointer: self.stack_pointer,
+            },
+        )
     }
 
     /// Makes syscall `number`, which must return: its value as the guest sees it in `rax`
@@ -98,7 +107,7 @@ impl Guest {
     pub fn call(&mut self, number: u64, args: &[u64]) -> i64 {
         match self.step(number, args) {
             Step::Return(value) => value as i64,
-            Step::SetFsBase(_) | Step::Yield | Step::ThreadExit => 0,
+            Step::SetFsBase(_) | Step::Yield | Step::ThreadExit | Step::SigReturn => 0,
             Step::Clone(thread) => i64::from(thread.tid),
             other => panic!("syscall {number} did not return: {other:?}"),
         }

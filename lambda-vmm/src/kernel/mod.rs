@@ -24,6 +24,7 @@ mod net;
 mod pipe;
 mod poll;
 mod process;
+mod signals;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -42,6 +43,7 @@ pub(crate) use fd::MAX_FDS;
 pub use files::PROGRAM_PATH;
 pub use names::name as syscall_name;
 pub use net::RUNTIME_API_ENDPOINT;
+pub use signals::{AltStack, Delivery, Disposition, SigInfo};
 pub use threads::{MAX_THREADS, NewThread};
 
 use crate::mm::{Fault, GuestMemory};
@@ -112,6 +114,9 @@ pub enum Step {
     ThreadExit,
     /// Return 0 to the caller and let another runnable thread have the CPU (`sched_yield`).
     Yield,
+    /// Restore the calling thread from the signal frame at its stack pointer
+    /// (`rt_sigreturn`).
+    SigReturn,
     /// The call must wait, until the given time at the latest (`None`: until something
     /// changes). Retry the same call later.
     Block(Option<Instant>),
@@ -160,6 +165,9 @@ pub struct Kernel {
     threads: threads::Threads,
     futexes: futex::FutexWaiters,
     pipes: pipe::Pipes,
+    actions: signals::Actions,
+    /// The stack pointer of the thread making the current call.
+    user_sp: u64,
     /// When the current thread's waiting call first blocked, and when it wants to wake.
     blocked_since: Option<Instant>,
     wake_at: Option<Instant>,
@@ -205,6 +213,8 @@ impl Kernel {
             threads: threads::Threads::new(),
             futexes: futex::FutexWaiters::default(),
             pipes: pipe::Pipes::default(),
+            actions: signals::Actions::default(),
+            user_sp: 0,
             blocked_since: None,
             wake_at: None,
             next_local_port: 40_000,
@@ -258,6 +268,7 @@ impl Kernel {
         if self.blocked_since.is_none() {
             self.stats.syscalls = self.stats.syscalls.saturating_add(1);
         }
+        self.user_sp = call.stack_pointer;
         let result = self.dispatch(memory, call);
         if let Some(end) = self.pending_end.take() {
             return Step::Stop(end);

@@ -1,6 +1,6 @@
 //! The process: its ids, limits, signals, CPU state (FS base), randomness and identity.
 
-use super::{Errno, Kernel, ProcessEnd, SysResult, abi};
+use super::{Errno, Kernel, SysResult, abi};
 use crate::mm::GuestMemory;
 
 /// The program's pid, and its first thread's tid: it is the only process in its VM.
@@ -13,7 +13,6 @@ const ARCH_GET_GS: u64 = 0x1004;
 const RLIMIT_STACK: u64 = 3;
 const RLIMIT_NOFILE: u64 = 7;
 const RLIM_INFINITY: u64 = u64::MAX;
-const SS_DISABLE: u32 = 2;
 /// Largest getrandom request served at once (Linux's own per-call cap, `INT_MAX >> 6`).
 const GETRANDOM_MAX: u64 = 33_554_431;
 /// Bytes of randomness made and copied per step, so a large request needs no large buffer.
@@ -24,11 +23,6 @@ const GRND_INSECURE: u64 = 4;
 
 fn errno(code: i32) -> Errno {
     Errno(code)
-}
-
-/// Signals whose default action ends the process.
-fn is_fatal_by_default(signal: u64) -> bool {
-    !matches!(signal, 0 | 17 | 18 | 23 | 28) // none, SIGCHLD, SIGCONT, SIGURG, SIGWINCH
 }
 
 impl Kernel {
@@ -45,45 +39,6 @@ impl Kernel {
             }
             ARCH_GET_FS | ARCH_GET_GS | ARCH_SET_GS => Err(errno(libc::EINVAL)),
             _ => Err(errno(libc::EINVAL)),
-        }
-    }
-
-    fn signal_self(&mut self, signal: u64) -> SysResult {
-        let signal = abi::int(signal);
-        if !(0..=64).contains(&signal) {
-            return Err(errno(libc::EINVAL));
-        }
-        if is_fatal_by_default(u64::from(signal.unsigned_abs())) {
-            // Handlers are not run: a signal the program sends itself ends it, as it does for
-            // `abort()` whose SIGABRT cannot be caught for long anyway.
-            return self.end(ProcessEnd::Signaled(signal));
-        }
-        Ok(0)
-    }
-
-    pub(super) fn kill(&mut self, pid: u64, signal: u64) -> SysResult {
-        // `pid` is a `pid_t`: itself (1), its process group (0) or every process it may
-        // signal (-1) all mean the program.
-        if matches!(abi::int(pid), -1..=1) {
-            self.signal_self(signal)
-        } else {
-            Err(errno(libc::ESRCH))
-        }
-    }
-
-    pub(super) fn tkill(&mut self, tid: u64, signal: u64) -> SysResult {
-        if self.has_thread(tid) {
-            self.signal_self(signal)
-        } else {
-            Err(errno(libc::ESRCH))
-        }
-    }
-
-    pub(super) fn tgkill(&mut self, tgid: u64, tid: u64, signal: u64) -> SysResult {
-        if abi::int(tgid) == 1 && self.has_thread(tid) {
-            self.signal_self(signal)
-        } else {
-            Err(errno(libc::ESRCH))
         }
     }
 }
@@ -142,38 +97,6 @@ impl Kernel {
             _ => Err(errno(libc::EINVAL)),
         }
     }
-}
-
-/// `rt_sigaction`: handlers are accepted and never run; the old action reads as default.
-pub fn rt_sigaction(memory: &GuestMemory, old_action: u64, sigset_size: u64) -> SysResult {
-    if sigset_size != 8 {
-        return Err(errno(libc::EINVAL));
-    }
-    if old_action != 0 {
-        memory.write(old_action, &[0; 32])?;
-    }
-    Ok(0)
-}
-
-/// `rt_sigprocmask`: nothing is ever delivered asynchronously, so the mask reads as empty.
-pub fn rt_sigprocmask(memory: &GuestMemory, old_set: u64, sigset_size: u64) -> SysResult {
-    if sigset_size != 8 {
-        return Err(errno(libc::EINVAL));
-    }
-    if old_set != 0 {
-        memory.write(old_set, &[0; 8])?;
-    }
-    Ok(0)
-}
-
-/// `sigaltstack`: accepted; the old stack reads as disabled.
-pub fn sigaltstack(memory: &GuestMemory, old_stack: u64) -> SysResult {
-    if old_stack != 0 {
-        let mut stack = [0u8; 24];
-        stack[8..12].copy_from_slice(&SS_DISABLE.to_le_bytes());
-        memory.write(old_stack, &stack)?;
-    }
-    Ok(0)
 }
 
 fn limit_for(resource: u64) -> Option<(u64, u64)> {

@@ -111,17 +111,19 @@ pub static TABLE: &[Syscall] = &[
     }),
     Syscall::new(11, "munmap", Full, |_, m, a| mm::munmap(m, a[0], a[1])),
     Syscall::new(12, "brk", Full, |_, m, a| mm::brk(m, a[0])),
+    Syscall::new(13, "rt_sigaction", Full, |k, m, a| {
+        k.rt_sigaction(m, a[0], a[1], a[2], a[3])
+    }),
+    Syscall::new(14, "rt_sigprocmask", Full, |k, m, a| {
+        k.rt_sigprocmask(m, a[0], a[1], a[2], a[3])
+    }),
     Syscall::new(
-        13,
-        "rt_sigaction",
-        Partial("handlers are accepted and never run; the old action reads as the default"),
-        |_, m, a| process::rt_sigaction(m, a[2], a[3]),
-    ),
-    Syscall::new(
-        14,
-        "rt_sigprocmask",
-        Partial("nothing is delivered asynchronously: the mask is accepted and reads as empty"),
-        |_, m, a| process::rt_sigprocmask(m, a[2], a[3]),
+        15,
+        "rt_sigreturn",
+        Partial(
+            "general registers, flags, the XSAVE state, the mask and the alternate stack are restored from the frame; segment registers are not",
+        ),
+        |k, _, _| k.rt_sigreturn(),
     ),
     Syscall::new(
         16,
@@ -162,6 +164,7 @@ pub static TABLE: &[Syscall] = &[
     ),
     Syscall::new(32, "dup", Full, |k, _, a| k.dup(a[0], 0)),
     Syscall::new(33, "dup2", Full, |k, _, a| k.dup2(a[0], a[1])),
+    Syscall::new(34, "pause", Full, |k, _, _| k.pause()),
     Syscall::new(35, "nanosleep", Full, |k, m, a| k.nanosleep(m, a[0])),
     Syscall::new(39, "getpid", Full, |_, _, _| Ok(process::PID)),
     Syscall::new(
@@ -260,7 +263,7 @@ pub static TABLE: &[Syscall] = &[
         62,
         "kill",
         Partial(
-            "only to itself: a signal whose default action ends a process ends the program (handlers never run), others are ignored",
+            "to the program itself (pid 1, 0 or -1): to a thread that does not block the signal; the default stop actions do nothing (no job control)",
         ),
         |k, _, a| k.kill(a[0], a[1]),
     ),
@@ -315,12 +318,19 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(107, "geteuid", Full, |_, _, _| Ok(0)),
     Syscall::new(108, "getegid", Full, |_, _, _| Ok(0)),
     Syscall::new(110, "getppid", Full, |_, _, _| Ok(0)),
-    Syscall::new(
-        131,
-        "sigaltstack",
-        Partial("accepted; the old stack reads as disabled (handlers never run)"),
-        |_, m, a| process::sigaltstack(m, a[1]),
-    ),
+    Syscall::new(127, "rt_sigpending", Full, |k, m, a| {
+        k.rt_sigpending(m, a[0], a[1])
+    }),
+    Syscall::new(128, "rt_sigtimedwait", Full, |k, m, a| {
+        k.rt_sigtimedwait(m, a[0], a[1], a[2], a[3])
+    }),
+    Syscall::new(130, "rt_sigsuspend", Full, |k, m, a| {
+        k.rt_sigsuspend(m, a[0], a[1])
+    }),
+    Syscall::new(131, "sigaltstack", Full, |k, m, a| {
+        let sp = k.user_sp;
+        k.sigaltstack(m, a[0], a[1], sp)
+    }),
     Syscall::new(
         157,
         "prctl",

@@ -68,7 +68,7 @@ pub struct NewThread {
 
 /// What the kernel keeps of a thread.
 #[derive(Debug, Default)]
-struct Thread {
+pub(super) struct Thread {
     /// Where `exit` writes 0 and wakes a futex waiter (`set_tid_address`,
     /// `CLONE_CHILD_CLEARTID`); 0 for none.
     clear_child_tid: u64,
@@ -77,6 +77,8 @@ struct Thread {
     wake_at: Option<Instant>,
     /// Its name (`prctl(PR_SET_NAME)`), NUL-padded; empty reads as the program's.
     name: [u8; THREAD_NAME_LEN],
+    /// Its signal mask, alternate stack and pending signals.
+    pub(super) signals: super::signals::ThreadSignals,
 }
 
 /// Bytes of a thread's name with its NUL (Linux's `TASK_COMM_LEN`).
@@ -103,6 +105,21 @@ impl Threads {
     /// The id of the thread making calls.
     pub(super) fn current(&self) -> u32 {
         self.current
+    }
+
+    /// Thread `tid`.
+    pub(super) fn get(&self, tid: u32) -> Option<&Thread> {
+        self.threads.get(&tid)
+    }
+
+    /// Thread `tid`, to change.
+    pub(super) fn get_mut(&mut self, tid: u32) -> Option<&mut Thread> {
+        self.threads.get_mut(&tid)
+    }
+
+    /// The thread ids, lowest first.
+    pub(super) fn ids(&self) -> Vec<u32> {
+        self.threads.keys().copied().collect()
     }
 
     /// Whether `tid` is one of the program's threads.
@@ -181,11 +198,6 @@ impl Kernel {
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn thread_count(&self) -> usize {
         self.threads.len()
-    }
-
-    /// Whether `tid` names one of the program's threads.
-    pub(super) fn has_thread(&self, tid: u64) -> bool {
-        u32::try_from(tid).is_ok_and(|tid| self.threads.contains(tid))
     }
 
     /// `gettid`.
@@ -363,13 +375,17 @@ impl Kernel {
         } else {
             0
         };
-        self.threads.threads.insert(
-            tid,
-            Thread {
-                clear_child_tid,
-                ..Thread::default()
-            },
-        );
+        let mut thread = Thread {
+            clear_child_tid,
+            ..Thread::default()
+        };
+        // A new thread starts with its creator's signal mask and no alternate stack.
+        thread.signals = self
+            .threads
+            .get(self.threads.current())
+            .map(|creator| creator.signals.for_new_thread())
+            .unwrap_or_default();
+        self.threads.threads.insert(tid, thread);
         self.pending_step = Some(Step::Clone(NewThread {
             tid,
             stack: request.stack,

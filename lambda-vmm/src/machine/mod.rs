@@ -6,16 +6,18 @@ use std::time::{Duration, Instant};
 use lambda_core::{FunctionConfig, Signal, Stop};
 
 mod faults;
+mod signal_frame;
 mod tasks;
 
 use crate::error::VmmError;
-use crate::kernel::{Kernel, KernelSetup, Step, SyscallStats};
+use crate::kernel::{Delivery, Disposition, Kernel, KernelSetup, Step, SyscallStats};
 use crate::program::{ProgramImage, StartupInfo, build_stack};
 use crate::trace::span;
 use crate::vm::kick::Deadline;
 use crate::vm::spare::SparePool;
 use crate::vm::vcpu::{SyscallArgs, UserRegs};
 use crate::vm::{Exit, MicroVm, kvm, teardown};
+use signal_frame::FaultContext;
 use tasks::{Task, TaskState, Tasks};
 
 /// Why [`Machine::run`] returned.
@@ -217,8 +219,32 @@ impl Machine {
                     }
                 }
                 Ok(Exit::Exception(info)) => {
-                    if let Some(stop) = faults::resolve(&vm.memory, &info, &mut self.last_fault) {
-                        return Ok(Settled::Ended(stop));
+                    let Some(unresolved) = faults::resolve(&vm.memory, &info, &mut self.last_fault)
+                    else {
+                        continue;
+                    };
+                    let regs = vm.vcpu.exception_regs();
+                    let disposition = unresolved
+                        .signal
+                        .map(|signal| self.kernel.fault(tid, signal));
+                    let (Some(Disposition::Deliver(delivery)), Some(regs)) = (disposition, regs)
+                    else {
+                        return Ok(Settled::Ended(unresolved.stop));
+                    };
+                    let fault = FaultContext {
+                        trapno: u64::from(info.vector),
+                        error_code: info.error_code.unwrap_or(0),
+                        cr2: info.fault_address.unwrap_or(0),
+                    };
+                    match self.push_frame(tid, &regs, &delivery, fault)? {
+                        Ok(handler) => {
+                            let vm = self
+                                .vm
+                                .as_mut()
+                                .expect("a machine runs until it is dropped");
+                            vm.vcpu.resume(vm.memory.physical(), &handler);
+                        }
+                        Err(stop) => return Ok(Settled::Ended(stop)),
                     }
                 }
                 Ok(Exit::SliceEnded) => {
@@ -265,9 +291,25 @@ impl Machine {
                 };
                 match task.state {
                     TaskState::Running => {}
-                    TaskState::Ready(regs) => {
-                        self.put_on_cpu(tid, &regs)?;
-                        return Ok(Flow::Go);
+                    TaskState::Ready(regs) => return self.put_on_cpu(tid, &regs),
+                    TaskState::Blocked { mut regs, call, .. }
+                        if self.kernel.signal_pending(tid) =>
+                    {
+                        // A signal interrupts the call: restarted after the handler under
+                        // SA_RESTART, else EINTR.
+                        self.kernel.enter_thread(tid);
+                        self.kernel.interrupt_wait();
+                        let restart = self
+                            .kernel
+                            .next_signal(tid)
+                            .is_some_and(|signal| self.kernel.restarts(signal, call.number));
+                        if restart {
+                            regs.rax = call.number;
+                            regs.rip = regs.rip.wrapping_sub(2);
+                        } else {
+                            regs.rax = i64::from(-libc::EINTR) as u64;
+                        }
+                        return self.put_on_cpu(tid, &regs);
                     }
                     TaskState::Blocked { regs, call, .. } => {
                         self.kernel.enter_thread(tid);
@@ -312,7 +354,7 @@ impl Machine {
         match step {
             Step::Return(value) => {
                 regs.rax = value;
-                self.put_on_cpu(tid, &regs)?;
+                return self.put_on_cpu(tid, &regs);
             }
             Step::SetFsBase(base) => {
                 if let Some(task) = self.tasks.get_mut(tid) {
@@ -322,7 +364,7 @@ impl Machine {
                     self.vm_mut().vcpu.set_fs_base(base)?;
                 }
                 regs.rax = 0;
-                self.put_on_cpu(tid, &regs)?;
+                return self.put_on_cpu(tid, &regs);
             }
             Step::Clone(new) => {
                 let mut child = regs;
@@ -331,8 +373,8 @@ impl Machine {
                     child.rsp = stack;
                 }
                 regs.rax = u64::from(new.tid);
-                // The parent goes on, so its FPU state is on the vCPU to be copied.
-                self.put_on_cpu(tid, &regs)?;
+                // The child starts with the parent's FPU state, loaded on the vCPU.
+                self.load_thread(tid)?;
                 let fpu = self.vm_mut().vcpu.save_fpu()?;
                 let fs_base = self.tasks.get_mut(tid).map_or(0, |task| task.fs_base);
                 self.tasks.add(
@@ -343,6 +385,7 @@ impl Machine {
                         state: TaskState::Ready(child),
                     },
                 );
+                return self.put_on_cpu(tid, &regs);
             }
             Step::ThreadExit => self.tasks.remove(tid),
             Step::Yield => {
@@ -353,41 +396,132 @@ impl Machine {
                 self.tasks
                     .set_off_cpu(tid, TaskState::Blocked { regs, call, wake });
             }
+            Step::SigReturn => return self.sigreturn(tid, &regs),
             Step::Stop(end) => return Ok(Flow::Settled(Settled::Ended(end.stop()))),
         }
         Ok(Flow::Go)
     }
 
-    /// Runs thread `tid` from `regs` next: its FPU state and FS base are loaded first if
-    /// another thread's are on the vCPU.
-    fn put_on_cpu(&mut self, tid: u32, regs: &UserRegs) -> Result<(), VmmError> {
-        if self.tasks.loaded() != Some(tid) {
-            if let Some(previous) = self.tasks.loaded() {
-                let saved = self.vm_mut().vcpu.save_fpu()?;
-                if let Some(task) = self.tasks.get_mut(previous) {
-                    task.fpu = Some(saved);
+    /// Loads thread `tid`'s FPU state and FS base on the vCPU, saving those of the thread
+    /// that had it.
+    fn load_thread(&mut self, tid: u32) -> Result<(), VmmError> {
+        if self.tasks.loaded() == Some(tid) {
+            return Ok(());
+        }
+        if let Some(previous) = self.tasks.loaded() {
+            let saved = self.vm_mut().vcpu.save_fpu()?;
+            if let Some(task) = self.tasks.get_mut(previous) {
+                task.fpu = Some(saved);
+            }
+        }
+        self.tasks.set_loaded(None);
+        let Some(task) = self.tasks.get_mut(tid) else {
+            return Ok(());
+        };
+        let fpu = task.fpu.take();
+        let fs_base = task.fs_base;
+        let vcpu = &self.vm_mut().vcpu;
+        if let Some(fpu) = fpu {
+            vcpu.load_fpu(&fpu)?;
+        }
+        vcpu.set_fs_base(fs_base)?;
+        self.tasks.set_loaded(Some(tid));
+        Ok(())
+    }
+
+    /// Runs thread `tid` from `regs` next, in the handler of a signal it has pending if any
+    /// (or the program ends, if that signal's action ends it).
+    fn put_on_cpu(&mut self, tid: u32, regs: &UserRegs) -> Result<Flow, VmmError> {
+        self.load_thread(tid)?;
+        let mut regs = *regs;
+        if self.kernel.signal_pending(tid) {
+            match self.kernel.take_signal(tid) {
+                None => {}
+                Some(Disposition::Terminate(signal)) => {
+                    return Ok(Flow::Settled(Settled::Ended(Stop::Signaled {
+                        signal: Signal(signal),
+                        detail: None,
+                    })));
+                }
+                Some(Disposition::Deliver(delivery)) => {
+                    match self.push_frame(tid, &regs, &delivery, FaultContext::default())? {
+                        Ok(handler) => regs = handler,
+                        Err(stop) => return Ok(Flow::Settled(Settled::Ended(stop))),
+                    }
                 }
             }
-            self.tasks.set_loaded(None);
-            let Some(task) = self.tasks.get_mut(tid) else {
-                return Ok(());
-            };
-            let fpu = task.fpu.take();
-            let fs_base = task.fs_base;
-            let vcpu = &self.vm_mut().vcpu;
-            if let Some(fpu) = fpu {
-                vcpu.load_fpu(&fpu)?;
-            }
-            vcpu.set_fs_base(fs_base)?;
-            self.tasks.set_loaded(Some(tid));
         }
         let vm = self
             .vm
             .as_mut()
             .expect("a machine runs until it is dropped");
-        vm.vcpu.resume(vm.memory.physical(), regs);
+        vm.vcpu.resume(vm.memory.physical(), &regs);
         self.tasks.set_running(tid);
-        Ok(())
+        Ok(Flow::Go)
+    }
+
+    /// Writes the frame of `delivery` for thread `tid` (loaded on the vCPU), stopped at
+    /// `regs`; returns the handler's registers, or how the program ends if the frame cannot
+    /// be written (SIGSEGV, as Linux forces it).
+    fn push_frame(
+        &mut self,
+        tid: u32,
+        regs: &UserRegs,
+        delivery: &Delivery,
+        fault: FaultContext,
+    ) -> Result<Result<UserRegs, Stop>, VmmError> {
+        let signal = delivery.info.signo;
+        let segv = |why: String| Stop::Signaled {
+            signal: Signal::SIGSEGV,
+            detail: Some(format!("cannot run the handler of signal {signal}: {why}")),
+        };
+        if !delivery.action.has_restorer() {
+            return Ok(Err(segv("it has no SA_RESTORER to return through".into())));
+        }
+        let vm = self
+            .vm
+            .as_mut()
+            .expect("a machine runs until it is dropped");
+        let fpu = vm.vcpu.save_fpu()?;
+        match signal_frame::push(&vm.memory, regs, &fpu, delivery, fault) {
+            Ok((handler, switched)) => {
+                if switched {
+                    self.kernel.disarm_altstack(tid);
+                }
+                Ok(Ok(handler))
+            }
+            Err(error) => Ok(Err(segv(format!("its frame does not fit ({error})")))),
+        }
+    }
+
+    /// `rt_sigreturn` of thread `tid`, whose stack pointer `regs.rsp` is at the frame's
+    /// ucontext: its registers, FPU state, mask and alternate stack come back from there. A
+    /// frame that cannot be read or holds an FPU state KVM refuses ends the program with
+    /// SIGSEGV, as Linux does.
+    fn sigreturn(&mut self, tid: u32, regs: &UserRegs) -> Result<Flow, VmmError> {
+        self.load_thread(tid)?;
+        let vm = self
+            .vm
+            .as_mut()
+            .expect("a machine runs until it is dropped");
+        let segv = |why: String| {
+            Ok(Flow::Settled(Settled::Ended(Stop::Signaled {
+                signal: Signal::SIGSEGV,
+                detail: Some(format!("rt_sigreturn: {why}")),
+            })))
+        };
+        let restored = match signal_frame::pop(&vm.memory, regs.rsp, regs) {
+            Ok(restored) => restored,
+            Err(error) => return segv(format!("no signal frame at {:#x} ({error})", regs.rsp)),
+        };
+        if let Some(fpu) = &restored.fpu
+            && let Err(error) = vm.vcpu.load_fpu(fpu)
+        {
+            return segv(format!("the frame's FPU state is not valid ({error})"));
+        }
+        self.kernel
+            .return_from_handler(tid, restored.mask, restored.altstack);
+        self.put_on_cpu(tid, &restored.regs)
     }
 }
 

@@ -39,6 +39,8 @@ pub struct SyscallArgs {
     pub number: u64,
     /// `rdi, rsi, rdx, r10, r8, r9`.
     pub args: [u64; 6],
+    /// The caller's stack pointer (`sigaltstack` needs it).
+    pub stack_pointer: u64,
 }
 
 /// RFLAGS bits a program may set for itself on syscall return (as SYSRET allows): clears
@@ -69,6 +71,8 @@ pub const DIRECT_SYSCALL_INSTRUCTION: [u8; 2] = [0xe6, layout::SYSCALL_PORT as u
 pub struct Vcpu {
     fd: VcpuFd,
     regs: kvm_regs,
+    /// After an exception, the program's registers where it faulted.
+    fault_regs: Option<UserRegs>,
     entry: Entry,
     exits: u64,
     direct_syscalls: u64,
@@ -85,6 +89,7 @@ impl Vcpu {
         Ok(Vcpu {
             fd,
             regs: kvm_regs::default(),
+            fault_regs: None,
             entry: Entry::Stub,
             exits: 0,
             direct_syscalls: 0,
@@ -123,6 +128,7 @@ impl Vcpu {
         SyscallArgs {
             number: r.rax,
             args: [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9],
+            stack_pointer: r.rsp,
         }
     }
 
@@ -185,6 +191,12 @@ impl Vcpu {
         self.regs = next;
         self.fd.sync_regs_mut().regs = next;
         self.fd.set_sync_dirty_reg(SyncReg::Register);
+    }
+
+    /// After [`Exit::Exception`], the program's registers at the faulting instruction, as the
+    /// CPU saved them (`None` if the stub was entered without an exception frame).
+    pub fn exception_regs(&self) -> Option<UserRegs> {
+        self.fault_regs
     }
 
     /// The FPU, SSE and AVX state of the thread on the vCPU (a thread switch keeps it).
@@ -284,6 +296,21 @@ impl Vcpu {
         };
         let error_code = if has_error_code(vector) { pop() } else { None };
         let rip = pop().unwrap_or(0);
+        let from_ring3 = pop() == Some(u64::from(selector::USER_CODE));
+        let rflags = pop();
+        let rsp = pop();
+        self.regs = regs;
+        self.entry = Entry::Stub;
+        // Only a frame the CPU pushed for ring 3 describes the program.
+        self.fault_regs = rflags
+            .zip(rsp)
+            .filter(|_| from_ring3)
+            .map(|(rflags, rsp)| UserRegs {
+                rip,
+                rflags,
+                rsp,
+                ..regs
+            });
         let fault_address = if vector == 14 {
             let sregs = self.fd.get_sregs().map_err(VmError::kvm("KVM_GET_SREGS"))?;
             Some(sregs.cr2)
