@@ -33,6 +33,11 @@ const C_PROGRAMS: &[(&str, &str, &[&str])] = &[
         "threads.c",
         &["-static", "-no-pie", "-pthread"],
     ),
+    (
+        "signals-c",
+        "signals.c",
+        &["-static", "-no-pie", "-pthread"],
+    ),
 ];
 /// Go guests: output name and package directory in `functions/go` (a module of its own,
 /// standard library only).

@@ -43,6 +43,22 @@ scenario!(runtime_rust);
 scenario!(runtime_c);
 scenario!(address_space);
 scenario!(threads);
+scenario!(signals);
+
+/// A read blocked on a pipe is restarted after an `SA_RESTART` handler and interrupted
+/// (`EINTR`) without one. Only here: the check sends its signal 20 ms after the reader
+/// started, and only one CPU shared as the micro-VM shares it makes sure the reader is in its
+/// read by then (a loaded host may not run a process's thread that soon).
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn signals_restart_blocked_reads() {
+    let (backend, functions) = setup();
+    let result = scenarios::signals_check(&backend, &functions, "restart");
+    assert_eq!(
+        scenarios::memory_response(&result),
+        r#"{"sa_restart":1,"plain":"EINTR","handled":2}"#
+    );
+}
 
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]

@@ -170,3 +170,9 @@ fn go_runtime() {
     let (backend, functions) = setup();
     scenarios::go_runtime(&backend, &functions);
 }
+
+#[test]
+fn signals() {
+    let (backend, functions) = setup();
+    scenarios::signals(&backend, &functions);
+}

@@ -8,6 +8,9 @@
 //	gc        allocates 256 MiB in 64 KiB pieces, keeping 1 in 16, with runtime.GC() calls
 //	locked    a goroutine locked to its OS thread (runtime.LockOSThread) while others run
 //	panic     a goroutine panics: the program exits with status 2, as Go does
+//	nil       a nil pointer dereference inside a function with recover(): Go turns the
+//	          SIGSEGV into a panic through its signal handler, and it is recovered
+//	nil-crash the same without recover(): Go prints the panic naming SIGSEGV and exits 2
 //
 // Built with CGO_ENABLED=0 (build.rs): a static binary that runs the same in the micro-VM
 // and as a process.
@@ -126,6 +129,20 @@ func locked() string {
 	return fmt.Sprintf(`{"locked":%d,"others":%d}`, <-done, total)
 }
 
+type point struct{ x int }
+
+//go:noinline
+func deref(p *point) int { return p.x }
+
+func recovered() string {
+	var message string
+	func() {
+		defer func() { message = fmt.Sprint(recover()) }()
+		deref(nil)
+	}()
+	return fmt.Sprintf(`{"recovered":%q}`, message)
+}
+
 func main() {
 	event, err := io.ReadAll(os.Stdin)
 	if err != nil {
@@ -145,6 +162,10 @@ func main() {
 		answer = gc()
 	case "locked":
 		answer = locked()
+	case "nil":
+		answer = recovered()
+	case "nil-crash":
+		answer = fmt.Sprint(deref(nil))
 	case "panic":
 		done := make(chan bool)
 		go func() {

@@ -726,8 +726,10 @@ pub fn go_check(backend: &dyn Backend, functions: &Functions, check: &str) -> In
 
 /// A static Go program, unmodified, at 128 MB: goroutines over channels, a mutex and a
 /// WaitGroup, timers (the runtime's network poller and its wake-up pipe), the garbage
-/// collector, a goroutine locked to its thread; a goroutine's panic ends the program with
-/// status 2. The same answers on every backend.
+/// collector, a goroutine locked to its thread, a nil dereference recovered (its SIGSEGV
+/// goes to Go's handler on the signal stack, which turns it into a panic); a goroutine's
+/// panic, and an unrecovered nil dereference, end the program with status 2. The same
+/// answers on every backend.
 pub fn go_goroutines(backend: &dyn Backend, functions: &Functions) {
     let answers = [
         ("sum", r#"{"sum":500000500000}"#),
@@ -735,6 +737,10 @@ pub fn go_goroutines(backend: &dyn Backend, functions: &Functions) {
         ("sleep", r#"{"slept_ms":55,"at_least_10ms":true}"#),
         ("gc", r#"{"kept":256,"intact":true,"collected":true}"#),
         ("locked", r#"{"locked":499500,"others":45}"#),
+        (
+            "nil",
+            r#"{"recovered":"runtime error: invalid memory address or nil pointer dereference"}"#,
+        ),
     ];
     for (check, answer) in answers {
         let result = go_check(backend, functions, check);
@@ -747,6 +753,15 @@ pub fn go_goroutines(backend: &dyn Backend, functions: &Functions) {
     assert!(
         String::from_utf8_lossy(&result.log_tail).contains("created by main.main"),
         "the panic's trace is in the log"
+    );
+    // An unrecovered nil dereference: Go's handler reports the signal, then exits 2.
+    let result = go_check(backend, functions, "nil-crash");
+    let error = error_of(&result);
+    assert_eq!(error.error_type, ErrorType::RuntimeExitError, "{error}");
+    let log = String::from_utf8_lossy(&result.log_tail);
+    assert!(
+        log.contains("[signal SIGSEGV: segmentation violation code=0x1 addr=0x0"),
+        "{log}"
     );
 }
 
@@ -770,4 +785,63 @@ pub fn go_runtime(backend: &dyn Backend, functions: &Functions) {
     let result = invoke(&mut *environment, json!({"n": 5}));
     assert_eq!(response_json(&result)["count"], json!(5));
     environment.shutdown();
+}
+
+/// Runs one check of the `signals-c` program (see `functions/c/signals.c`) in a fresh
+/// one-shot environment.
+pub fn signals_check(backend: &dyn Backend, functions: &Functions, check: &str) -> InvokeResult {
+    let config = functions
+        .stdio("signals", "signals-c")
+        .with_timeout(Duration::from_secs(30));
+    let mut environment = backend.create(&config).expect("create");
+    let result = environment
+        .invoke(Invocation::new(format!("\"{check}\"")))
+        .expect("the environment itself must not fail");
+    environment.shutdown();
+    result
+}
+
+/// Signals as C programs use them, the same answers on every backend: a SIGSEGV handler on
+/// an alternate stack and a SIGFPE handler that jump back with `siglongjmp`; `raise` and its
+/// handler's mask; a blocked signal pending until unblocked; `pthread_kill` to a thread in
+/// `sigsuspend`; `sigtimedwait`; a handler using the FPU in the middle of a floating-point
+/// loop; a handler that edits the interrupted context; `abort` with a handler still ending in
+/// SIGABRT.
+pub fn signals(backend: &dyn Backend, functions: &Functions) {
+    let answers = [
+        (
+            "segv",
+            r#"{"caught":11,"addr":"(nil)","code":1,"on_altstack":true}"#,
+        ),
+        ("fpe", r#"{"caught":8,"code":1}"#),
+        (
+            "raise",
+            r#"{"handled":1,"blocked_inside":true,"blocked_after":false}"#,
+        ),
+        (
+            "mask",
+            r#"{"while_blocked":0,"pending":true,"after_unblock":1}"#,
+        ),
+        (
+            "thread",
+            r#"{"handled":1,"on_that_thread":true,"sigsuspend":-1,"eintr":true}"#,
+        ),
+        (
+            "sigwait",
+            r#"{"got":10,"signo":10,"then":-1,"eagain":true}"#,
+        ),
+        ("fpu", r#"{"same":true,"signalled_during":true}"#),
+        ("context", r#"{"skipped":4}"#),
+    ];
+    for (check, answer) in answers {
+        let result = signals_check(backend, functions, check);
+        assert_eq!(memory_response(&result), answer, "{check}");
+    }
+    let result = signals_check(backend, functions, "abort");
+    let error = error_of(&result);
+    assert!(error.message.contains("SIGABRT"), "{error}");
+    assert!(
+        String::from_utf8_lossy(&result.log_tail).contains("handler for signal 6 ran"),
+        "the handler ran first"
+    );
 }
