@@ -17,6 +17,10 @@
  *   exit       the first thread calls pthread_exit; the second writes the response later and
  *              the program ends when it does (exit status 0)
  *   tids       gettid in 3 threads: all distinct, and the first thread's is getpid()
+ *   create N   N threads made and joined one after another (each does nothing): what a
+ *              thread's creation costs (benches/threads.rs)
+ *   pingpong N two threads hand a turn back and forth N times through semaphores (futex
+ *              waits and wakes): what a switch between threads costs
  *
  * Built with gcc -static -pthread (build.rs), so it runs the same in the micro-VM and as a
  * process.
@@ -25,6 +29,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -272,6 +277,47 @@ static void check_tids(void) {
            tids[0] == getpid() ? "true" : "false");
 }
 
+/* create N */
+static void *nothing(void *arg) {
+    return arg;
+}
+
+static void check_create(long count) {
+    for (long i = 0; i < count; i++) {
+        pthread_t thread;
+        start(&thread, nothing, NULL);
+        join(thread);
+    }
+    printf("{\"created\":%ld}", count);
+}
+
+/* pingpong N */
+static sem_t ping, pong;
+static long rounds;
+
+static void *ponger(void *arg) {
+    (void)arg;
+    for (long i = 0; i < rounds; i++) {
+        sem_wait(&ping);
+        sem_post(&pong);
+    }
+    return NULL;
+}
+
+static void check_pingpong(long count) {
+    rounds = count;
+    sem_init(&ping, 0, 0);
+    sem_init(&pong, 0, 0);
+    pthread_t thread;
+    start(&thread, ponger, NULL);
+    for (long i = 0; i < count; i++) {
+        sem_post(&ping);
+        sem_wait(&pong);
+    }
+    join(thread);
+    printf("{\"rounds\":%ld}", count);
+}
+
 int main(void) {
     char event[256] = {0};
     size_t len = fread(event, 1, sizeof event - 1, stdin);
@@ -289,6 +335,8 @@ int main(void) {
     else if (!strcmp(check, "crash")) check_crash();
     else if (!strcmp(check, "exit")) check_exit();
     else if (!strcmp(check, "tids")) check_tids();
+    else if (!strncmp(check, "create ", 7)) check_create(atol(check + 7));
+    else if (!strncmp(check, "pingpong ", 9)) check_pingpong(atol(check + 9));
     else {
         fprintf(stderr, "threads: unknown check %s\n", check);
         return 2;

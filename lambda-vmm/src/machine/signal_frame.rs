@@ -119,9 +119,10 @@ pub(super) fn push(
         // The alternate stack is too small for the frame.
         return Err(no_room(altstack.sp));
     }
-    let uc = frame + 8;
-    let info = uc + UCONTEXT_LEN;
-    memory.validate(frame, top - frame)?;
+    // frame < fpstate < top, so none of these can wrap; checked all the same.
+    let uc = frame.checked_add(8).ok_or(no_room(frame))?;
+    let info = uc.checked_add(UCONTEXT_LEN).ok_or(no_room(frame))?;
+    memory.validate(frame, top.saturating_sub(frame))?;
 
     let mut bytes = Vec::with_capacity(FRAME_LEN as usize);
     bytes.extend_from_slice(&delivery.action.restorer.to_le_bytes());
