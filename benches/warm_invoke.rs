@@ -4,7 +4,8 @@
 //!
 //! Two runtimes: `runtime-loop` (std only, blocking sockets: the fewest syscalls a Runtime
 //! API client can make) and `runtime-rust` (the official `lambda_runtime` crate on tokio's
-//! `current_thread` runtime, as most Rust functions are written).
+//! default multi-thread runtime, as `cargo lambda new` writes a function: a worker thread per
+//! CPU, here one, besides the main thread).
 //!
 //! Each side is sampled in a stretch of its own; the other sides' environments exist but are
 //! parked in their `next`, doing nothing. Nothing is torn down inside a window on any side.
