@@ -22,6 +22,10 @@
  *   abort      abort() runs the SIGABRT handler, then the program dies of SIGABRT
  *   context    a handler changes the interrupted context (skips a faulting ud2 by moving
  *              the saved rip) and rt_sigreturn resumes there
+ *   bad-return rt_sigreturn with the stack pointer at bytes that are no signal frame: the
+ *              program dies of SIGSEGV (Linux's answer to a frame it cannot use)
+ *   no-restorer a handler installed with the raw syscall and no SA_RESTORER, then raised:
+ *              there is no way back from it, so the program dies of SIGSEGV
  *
  * Built with gcc -static -pthread (build.rs).
  */
@@ -302,6 +306,20 @@ static void check_context(void) {
     printf("{\"skipped\":%d}", fault_signal);
 }
 
+static void check_bad_return(void) {
+    static uint64_t junk[1024];
+    memset(junk, 0xa5, sizeof junk);
+    __asm__ volatile("mov %0, %%rsp\n\tmov $15, %%eax\n\tsyscall" : : "r"(junk + 512) : "memory");
+    printf("{\"survived\":true}");
+}
+
+static void check_no_restorer(void) {
+    uint64_t action[4] = {(uint64_t)(uintptr_t)nothing, SA_SIGINFO, 0, 0};
+    if (syscall(SYS_rt_sigaction, SIGUSR1, action, NULL, 8)) fail("rt_sigaction");
+    syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR1);
+    printf("{\"survived\":true}");
+}
+
 int main(void) {
     char event[256] = {0};
     size_t len = fread(event, 1, sizeof event - 1, stdin);
@@ -321,6 +339,8 @@ int main(void) {
     else if (!strcmp(check, "fpu")) check_fpu();
     else if (!strcmp(check, "abort")) check_abort();
     else if (!strcmp(check, "context")) check_context();
+    else if (!strcmp(check, "bad-return")) check_bad_return();
+    else if (!strcmp(check, "no-restorer")) check_no_restorer();
     else {
         fprintf(stderr, "signals: unknown check %s\n", check);
         return 2;

@@ -806,7 +806,8 @@ pub fn signals_check(backend: &dyn Backend, functions: &Functions, check: &str) 
 /// handler's mask; a blocked signal pending until unblocked; `pthread_kill` to a thread in
 /// `sigsuspend`; `sigtimedwait`; a handler using the FPU in the middle of a floating-point
 /// loop; a handler that edits the interrupted context; `abort` with a handler still ending in
-/// SIGABRT.
+/// SIGABRT; `rt_sigreturn` on bytes that are no frame, and a handler without a restorer,
+/// ending in SIGSEGV.
 pub fn signals(backend: &dyn Backend, functions: &Functions) {
     let answers = [
         (
@@ -836,6 +837,18 @@ pub fn signals(backend: &dyn Backend, functions: &Functions) {
     for (check, answer) in answers {
         let result = signals_check(backend, functions, check);
         assert_eq!(memory_response(&result), answer, "{check}");
+    }
+    // A frame that is no frame, and a handler with no way back: SIGSEGV, as Linux forces.
+    for check in ["bad-return", "no-restorer"] {
+        let result = signals_check(backend, functions, check);
+        let error = error_of(&result);
+        assert_eq!(
+            error.error_type,
+            ErrorType::RuntimeExitError,
+            "{check}: {error}"
+        );
+        assert!(error.message.contains("SIGSEGV"), "{check}: {error}");
+        assert_eq!(result.reset, Some(ResetReason::Crash), "{check}");
     }
     let result = signals_check(backend, functions, "abort");
     let error = error_of(&result);
