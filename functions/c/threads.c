@@ -17,6 +17,8 @@
  *   exit       the first thread calls pthread_exit; the second writes the response later and
  *              the program ends when it does (exit status 0)
  *   tids       gettid in 3 threads: all distinct, and the first thread's is getpid()
+ *   socketpair two threads exchange 100 messages over a Unix socket pair, one side waiting in
+ *              poll(): {"exchanged":100}
  *   create N   N threads made and joined one after another (each does nothing): what a
  *              thread's creation costs (benches/threads.rs)
  *   pingpong N two threads hand a turn back and forth N times through semaphores (futex
@@ -35,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -277,6 +281,37 @@ static void check_tids(void) {
            tids[0] == getpid() ? "true" : "false");
 }
 
+/* socketpair */
+static int pair[2];
+
+static void *echo_back(void *arg) {
+    (void)arg;
+    char byte;
+    for (int i = 0; i < 100; i++) {
+        if (read(pair[1], &byte, 1) != 1) break;
+        byte++;
+        if (write(pair[1], &byte, 1) != 1) break;
+    }
+    return NULL;
+}
+
+static void check_socketpair(void) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair)) fail("socketpair", errno);
+    pthread_t thread;
+    start(&thread, echo_back, NULL);
+    int exchanged = 0;
+    for (int i = 0; i < 100; i++) {
+        char byte = (char)i;
+        if (write(pair[0], &byte, 1) != 1) break;
+        struct pollfd readable = {.fd = pair[0], .events = POLLIN};
+        if (poll(&readable, 1, 10000) != 1) break;
+        if (read(pair[0], &byte, 1) != 1 || byte != (char)(i + 1)) break;
+        exchanged++;
+    }
+    join(thread);
+    printf("{\"exchanged\":%d}", exchanged);
+}
+
 /* create N */
 static void *nothing(void *arg) {
     return arg;
@@ -335,6 +370,7 @@ int main(void) {
     else if (!strcmp(check, "crash")) check_crash();
     else if (!strcmp(check, "exit")) check_exit();
     else if (!strcmp(check, "tids")) check_tids();
+    else if (!strcmp(check, "socketpair")) check_socketpair();
     else if (!strncmp(check, "create ", 7)) check_create(atol(check + 7));
     else if (!strncmp(check, "pingpong ", 9)) check_pingpong(atol(check + 9));
     else {

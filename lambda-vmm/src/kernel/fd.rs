@@ -101,6 +101,8 @@ pub enum Object {
     EventFd(EventFd),
     /// One end of a pipe.
     Pipe(super::pipe::PipeEnd),
+    /// One end of a Unix stream socket pair.
+    UnixStream(super::unix_socket::UnixStream),
 }
 
 /// A descriptor: the object and its flags.

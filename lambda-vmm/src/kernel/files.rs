@@ -165,6 +165,10 @@ impl Kernel {
                 let end = *end;
                 self.pipe_read(memory, end, buf, count, nonblocking)
             }
+            Object::UnixStream(end) => {
+                let end = *end;
+                self.unix_stream_read(memory, end, buf, count, nonblocking)
+            }
             Object::Epoll(_) => Err(errno(libc::EINVAL)),
         }
     }
@@ -253,6 +257,10 @@ impl Kernel {
             Object::Pipe(end) => {
                 let end = *end;
                 self.pipe_write(memory, end, buf, count, nonblocking)
+            }
+            Object::UnixStream(end) => {
+                let end = *end;
+                self.unix_stream_write(memory, end, buf, count, nonblocking)
             }
             Object::Epoll(_) => Err(errno(libc::EINVAL)),
         }
@@ -387,12 +395,20 @@ impl Kernel {
     /// Lets go of what a closed descriptor held: its epoll registrations, and the object
     /// itself when this was the last descriptor of its open description.
     fn release(&mut self, fd: u64, released: Option<Descriptor>) {
-        if let Some(Descriptor {
-            object: Object::Pipe(end),
-            ..
-        }) = &released
-        {
-            self.pipes.close(*end);
+        match &released {
+            Some(Descriptor {
+                object: Object::Pipe(end),
+                ..
+            }) => self.pipes.close(*end),
+            Some(Descriptor {
+                object: Object::UnixStream(end),
+                ..
+            }) => {
+                for pipe_end in [end.rx, end.tx].into_iter().flatten() {
+                    self.pipes.close(pipe_end);
+                }
+            }
+            _ => {}
         }
         if let Some(Descriptor {
             object: Object::Socket(socket),
@@ -422,6 +438,7 @@ impl Kernel {
             Object::Socket(_) => stat_bytes(S_IFSOCK | 0o777, 0, 0),
             Object::Epoll(_) | Object::EventFd(_) => stat_bytes(0o600, 0, 0),
             Object::Pipe(_) => stat_bytes(S_IFIFO | 0o600, 0, 0),
+            Object::UnixStream(_) => stat_bytes(S_IFSOCK | 0o777, 0, 0),
         };
         memory.write(statbuf, &stat)?;
         Ok(0)

@@ -30,6 +30,7 @@ mod table;
 mod tests;
 mod threads;
 mod time;
+mod unix_socket;
 pub mod vfs;
 
 use std::collections::BTreeMap;

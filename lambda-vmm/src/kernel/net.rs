@@ -25,6 +25,7 @@ const MSG_PEEK: u64 = 0x2;
 const MSG_DONTWAIT: u64 = 0x40;
 const MSG_NOSIGNAL: u64 = 0x4000;
 const AF_INET: u16 = 2;
+const AF_UNIX: u16 = 1;
 const SHUT_RD: u64 = 0;
 const SHUT_WR: u64 = 1;
 const SHUT_RDWR: u64 = 2;
@@ -151,6 +152,12 @@ impl Kernel {
         nonblocking: bool,
         peek: bool,
     ) -> SysResult {
+        if let Object::UnixStream(end) = self.fds.get(fd)?.object {
+            if peek {
+                return Err(errno(libc::EOPNOTSUPP));
+            }
+            return self.unix_stream_read(memory, end, buf, count, nonblocking);
+        }
         let socket = self.socket_ref(fd)?;
         let connection = socket.connection.ok_or(errno(libc::ENOTCONN))?;
         if socket.read_shutdown {
@@ -188,6 +195,9 @@ impl Kernel {
         count: u64,
         nonblocking: bool,
     ) -> SysResult {
+        if let Object::UnixStream(end) = self.fds.get(fd)?.object {
+            return self.unix_stream_write(memory, end, buf, count, nonblocking);
+        }
         let socket = self.socket_ref(fd)?;
         let connection = socket.connection.ok_or(errno(libc::ENOTCONN))?;
         if socket.write_shutdown {
@@ -292,6 +302,14 @@ impl Kernel {
     }
 
     pub(super) fn shutdown(&mut self, fd: u64, how: u64) -> SysResult {
+        if let Object::UnixStream(_) = self.fds.get(fd)?.object {
+            return match how {
+                SHUT_RD => self.unix_stream_shutdown(fd, true, false),
+                SHUT_WR => self.unix_stream_shutdown(fd, false, true),
+                SHUT_RDWR => self.unix_stream_shutdown(fd, true, true),
+                _ => Err(errno(libc::EINVAL)),
+            };
+        }
         let socket = self.socket_mut(fd)?;
         if socket.connection.is_none() {
             return Err(errno(libc::ENOTCONN));
@@ -316,6 +334,15 @@ impl Kernel {
         len_ptr: u64,
         peer: bool,
     ) -> SysResult {
+        if let Object::UnixStream(_) = self.fds.get(fd)?.object {
+            // An unnamed Unix socket: the family alone.
+            let len: u32 = memory.read_obj(len_ptr)?;
+            let family = AF_UNIX.to_le_bytes();
+            let shown = family.get(..abi::size(u64::from(len))).unwrap_or(&family);
+            memory.write(addr, shown)?;
+            memory.write_obj(len_ptr, 2u32)?;
+            return Ok(0);
+        }
         let socket = self.socket_ref(fd)?;
         let bytes = match (peer, socket.connection) {
             (true, None) => return Err(errno(libc::ENOTCONN)),
@@ -339,11 +366,18 @@ impl Kernel {
         value: u64,
         len_ptr: u64,
     ) -> SysResult {
-        let socket = self.socket_mut(fd)?;
-        let answer: i32 = match (level, name) {
-            (SOL_SOCKET, SO_ERROR) => std::mem::take(&mut socket.pending_error),
-            (SOL_SOCKET, SO_TYPE) => 1, // SOCK_STREAM
-            _ => 0,
+        let answer: i32 = if let Object::UnixStream(_) = self.fds.get(fd)?.object {
+            match (level, name) {
+                (SOL_SOCKET, SO_TYPE) => 1, // SOCK_STREAM
+                _ => 0,
+            }
+        } else {
+            let socket = self.socket_mut(fd)?;
+            match (level, name) {
+                (SOL_SOCKET, SO_ERROR) => std::mem::take(&mut socket.pending_error),
+                (SOL_SOCKET, SO_TYPE) => 1, // SOCK_STREAM
+                _ => 0,
+            }
         };
         let len: u32 = memory.read_obj(len_ptr)?;
         if len < 4 {

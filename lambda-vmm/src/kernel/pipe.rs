@@ -95,8 +95,27 @@ impl Pipes {
             .min(PIPE_BYTES_MAX.saturating_sub(self.buffered))
     }
 
+    /// A new pipe with no end open yet; its id.
+    pub(super) fn make(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = id.wrapping_add(1);
+        self.pipes.insert(id, Pipe::default());
+        id
+    }
+
+    /// Drops pipe `id` if no end of it is open (a pipe whose descriptors could not be made).
+    pub(super) fn forget_if_unused(&mut self, id: u64) {
+        if self
+            .pipes
+            .get(&id)
+            .is_some_and(|pipe| pipe.readers == 0 && pipe.writers == 0)
+        {
+            self.pipes.remove(&id);
+        }
+    }
+
     /// One more open description of `end` (a new pipe's, or one a `dup` did not share).
-    fn open(&mut self, end: PipeEnd) {
+    pub(super) fn open(&mut self, end: PipeEnd) {
         if let Some(pipe) = self.pipes.get_mut(&end.id) {
             if end.write {
                 pipe.writers = pipe.writers.saturating_add(1);
@@ -136,9 +155,7 @@ impl Kernel {
             return Err(Errno(libc::EINVAL));
         }
         memory.validate(fds, 8)?;
-        let id = self.pipes.next_id;
-        self.pipes.next_id = id.wrapping_add(1);
-        self.pipes.pipes.insert(id, Pipe::default());
+        let id = self.pipes.make();
         let descriptor = |write| Descriptor {
             object: Object::Pipe(PipeEnd { id, write }),
             nonblocking: flags & O_NONBLOCK != 0,

@@ -83,6 +83,17 @@ impl Kernel {
                 hangup: false,
                 generation: event.writes,
             },
+            Object::UnixStream(end) => {
+                let read = end.rx.map(|rx| self.pipes.readiness(rx));
+                let write = end.tx.map(|tx| self.pipes.readiness(tx));
+                Readiness {
+                    // A direction shut down reads as end of file, or a write that fails now.
+                    readable: read.as_ref().is_none_or(|r| r.readable),
+                    writable: write.as_ref().is_none_or(|w| w.writable),
+                    hangup: read.as_ref().is_none_or(|r| r.hangup),
+                    generation: read.map_or(0, |r| r.generation),
+                }
+            }
             Object::Pipe(end) => {
                 let pipe = self.pipes.readiness(*end);
                 Readiness {
@@ -230,7 +241,7 @@ impl Kernel {
             return Err(errno(libc::EINVAL));
         }
         match &self.fds.get(fd)?.object {
-            Object::Socket(_) | Object::EventFd(_) | Object::Pipe(_) => {}
+            Object::Socket(_) | Object::EventFd(_) | Object::Pipe(_) | Object::UnixStream(_) => {}
             Object::Epoll(_) => return Err(errno(libc::EINVAL)),
             _ => return Err(errno(libc::EPERM)),
         }

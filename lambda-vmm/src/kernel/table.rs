@@ -232,11 +232,13 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(52, "getpeername", Full, |k, m, a| {
         k.getsockname(m, a[0], a[1], a[2], true)
     }),
-    Syscall::refused(
+    Syscall::new(
         53,
         "socketpair",
-        libc::EOPNOTSUPP,
-        "not implemented: no Unix sockets",
+        Partial(
+            "AF_UNIX SOCK_STREAM pairs (pipes both ways, with the limits of pipe2); other types answer EOPNOTSUPP",
+        ),
+        |k, m, a| k.socketpair(m, a[0], a[1], a[2], a[3]),
     ),
     Syscall::new(
         54,

@@ -1,5 +1,6 @@
 //! Pipes: data through them in order, end of file and EPIPE when an end closes, blocking and
-//! non-blocking ends, atomic small writes, the capacity, readiness for epoll and poll.
+//! non-blocking ends, atomic small writes, the capacity, readiness for epoll and poll; and
+//! Unix socket pairs, built on them.
 
 use super::{Guest, err};
 use crate::kernel::Step;
@@ -147,4 +148,57 @@ fn poll_sees_data_and_the_closed_end() {
     );
     assert_eq!(guest.call(POLL, &[at, 1, 0]), 1);
     assert_eq!(revents(&guest, at, 0), libc::POLLIN | libc::POLLHUP);
+}
+
+#[test]
+fn socket_pairs_carry_bytes_both_ways_and_shut_down_one_way() {
+    let mut guest = Guest::one_shot(b"");
+    let sv = guest.buffer(8);
+    let stream_cloexec_nonblock = 1 | 0o2_000_000 | 0o4000;
+    assert_eq!(guest.call(53, &[1, stream_cloexec_nonblock, 0, sv]), 0);
+    let bytes = guest.get(sv, 8);
+    let a = u64::from(u32::from_le_bytes(bytes[0..4].try_into().unwrap()));
+    let b = u64::from(u32::from_le_bytes(bytes[4..8].try_into().unwrap()));
+    let ping = guest.put(b"ping");
+    let pong = guest.put(b"pong");
+    let buf = guest.buffer(16);
+    assert_eq!(
+        guest.call(READ, &[b, buf, 16]),
+        err(libc::EAGAIN),
+        "nothing yet"
+    );
+    assert_eq!(guest.call(WRITE, &[a, ping, 4]), 4);
+    assert_eq!(guest.call(44, &[b, pong, 4, 0, 0, 0]), 4, "sendto");
+    assert_eq!(guest.call(45, &[b, buf, 16, 0, 0, 0]), 4, "recvfrom");
+    assert_eq!(&guest.get(buf, 4), b"ping");
+    assert_eq!(guest.call(READ, &[a, buf, 16]), 4);
+    assert_eq!(&guest.get(buf, 4), b"pong");
+    assert_eq!(
+        guest.call(45, &[a, buf, 16, 2, 0, 0]),
+        err(libc::EOPNOTSUPP),
+        "MSG_PEEK"
+    );
+    // Shut down a's writing side: b reads end of file; a's writes fail.
+    assert_eq!(guest.call(48, &[a, 1]), 0);
+    assert_eq!(guest.call(READ, &[b, buf, 16]), 0);
+    assert_eq!(guest.call(WRITE, &[a, ping, 4]), err(libc::EPIPE));
+    assert_eq!(
+        guest.call(WRITE, &[b, ping, 4]),
+        4,
+        "the other way still works"
+    );
+    assert_eq!(guest.call(CLOSE, &[a]), 0);
+    assert_eq!(
+        guest.call(WRITE, &[b, ping, 4]),
+        err(libc::EPIPE),
+        "the peer is gone"
+    );
+    // Only AF_UNIX stream pairs.
+    assert_eq!(guest.call(53, &[2, 1, 0, sv]), err(libc::EAFNOSUPPORT));
+    assert_eq!(
+        guest.call(53, &[1, 2, 0, sv]),
+        err(libc::EOPNOTSUPP),
+        "SOCK_DGRAM"
+    );
+    assert_eq!(guest.call(53, &[1, 1, 0, 0x10]), err(libc::EFAULT));
 }
