@@ -24,6 +24,7 @@ mod net;
 mod pipe;
 mod poll;
 mod process;
+mod sched;
 mod signals;
 mod table;
 #[cfg(test)]
@@ -167,6 +168,7 @@ pub struct Kernel {
     futexes: futex::FutexWaiters,
     pipes: pipe::Pipes,
     actions: signals::Actions,
+    sched: sched::SchedState,
     /// The stack pointer of the thread making the current call.
     user_sp: u64,
     /// When the current thread's waiting call first blocked, and when it wants to wake.
@@ -215,6 +217,7 @@ impl Kernel {
             futexes: futex::FutexWaiters::default(),
             pipes: pipe::Pipes::default(),
             actions: signals::Actions::default(),
+            sched: sched::SchedState::default(),
             user_sp: 0,
             blocked_since: None,
             wake_at: None,

@@ -175,15 +175,6 @@ pub fn sysinfo(memory: &GuestMemory, addr: u64) -> SysResult {
     Ok(0)
 }
 
-/// `sched_getaffinity`: one CPU.
-pub fn sched_getaffinity(memory: &GuestMemory, size: u64, mask: u64) -> SysResult {
-    if size < 8 || size % 8 != 0 {
-        return Err(errno(libc::EINVAL));
-    }
-    memory.write(mask, &1u64.to_le_bytes())?;
-    Ok(8)
-}
-
 /// `getrandom`: bytes from the host's generator, copied into guest memory a chunk at a time.
 /// Linux's flags are checked (the pool is always ready, so they change nothing else).
 pub fn getrandom(memory: &GuestMemory, addr: u64, len: u64, flags: u64) -> SysResult {

@@ -333,6 +333,38 @@ pub static TABLE: &[Syscall] = &[
         let sp = k.user_sp;
         k.sigaltstack(m, a[0], a[1], sp)
     }),
+    Syscall::new(140, "getpriority", Full, |k, _, a| {
+        k.getpriority(a[0], a[1])
+    }),
+    Syscall::new(
+        141,
+        "setpriority",
+        Partial("unprivileged: a lower nice value answers EACCES"),
+        |k, _, a| k.setpriority(a[0], a[1], a[2]),
+    ),
+    Syscall::new(142, "sched_setparam", Full, |k, m, a| {
+        k.sched_setparam(m, a[0], a[1])
+    }),
+    Syscall::new(143, "sched_getparam", Full, |k, m, a| {
+        k.sched_getparam(m, a[0], a[1])
+    }),
+    Syscall::new(
+        144,
+        "sched_setscheduler",
+        Partial(
+            "SCHED_OTHER, SCHED_BATCH, SCHED_IDLE; the real-time policies answer EPERM (unprivileged)",
+        ),
+        |k, m, a| k.sched_setscheduler(m, a[0], a[1], a[2]),
+    ),
+    Syscall::new(145, "sched_getscheduler", Full, |k, _, a| {
+        k.sched_getscheduler(a[0])
+    }),
+    Syscall::new(146, "sched_get_priority_max", Full, |k, _, a| {
+        k.sched_get_priority_max(a[0])
+    }),
+    Syscall::new(147, "sched_get_priority_min", Full, |k, _, a| {
+        k.sched_get_priority_min(a[0])
+    }),
     Syscall::new(
         157,
         "prctl",
@@ -360,8 +392,14 @@ pub static TABLE: &[Syscall] = &[
         ),
         |k, m, a| k.futex(m, a[0], a[1], a[2], a[3], a[4], a[5]),
     ),
-    Syscall::new(204, "sched_getaffinity", Full, |_, m, a| {
-        process::sched_getaffinity(m, a[1], a[2])
+    Syscall::new(
+        203,
+        "sched_setaffinity",
+        Partial("the environment has one CPU: a mask holding it is accepted and changes nothing"),
+        |k, m, a| k.sched_setaffinity(m, a[0], a[1], a[2]),
+    ),
+    Syscall::new(204, "sched_getaffinity", Partial("one CPU"), |k, m, a| {
+        k.sched_getaffinity(m, a[0], a[1], a[2])
     }),
     Syscall::new(213, "epoll_create", Full, |k, _, a| k.epoll_create(a[0])),
     Syscall::new(217, "getdents64", Full, |k, m, a| {
@@ -482,6 +520,14 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(318, "getrandom", Full, |_, m, a| {
         process::getrandom(m, a[0], a[1], a[2])
     }),
+    Syscall::new(
+        324,
+        "membarrier",
+        Partial(
+            "QUERY, GLOBAL, PRIVATE_EXPEDITED and its registration: the threads share one vCPU, so there is nothing to wait for",
+        ),
+        |k, _, a| k.membarrier(a[0], a[1]),
+    ),
     Syscall::refused(
         332,
         "statx",

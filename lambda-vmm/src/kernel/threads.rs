@@ -79,6 +79,8 @@ pub(super) struct Thread {
     name: [u8; THREAD_NAME_LEN],
     /// Its signal mask, alternate stack and pending signals.
     pub(super) signals: super::signals::ThreadSignals,
+    /// Its scheduling policy (`sched_setscheduler`).
+    pub(super) policy: u64,
 }
 
 /// Bytes of a thread's name with its NUL (Linux's `TASK_COMM_LEN`).

@@ -10,6 +10,7 @@ mod net;
 mod pipes;
 mod poll;
 mod process;
+mod sched;
 mod signals;
 mod table;
 mod threads;
