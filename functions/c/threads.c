@@ -19,6 +19,8 @@
  *   tids       gettid in 3 threads: all distinct, and the first thread's is getpid()
  *   socketpair two threads exchange 100 messages over a Unix socket pair, one side waiting in
  *              poll(): {"exchanged":100}
+ *   robust     a thread locks a robust mutex and exits holding it: the next lock returns
+ *              EOWNERDEAD, and the mutex is usable again once marked consistent
  *   create N   N threads made and joined one after another (each does nothing): what a
  *              thread's creation costs (benches/threads.rs)
  *   pingpong N two threads hand a turn back and forth N times through semaphores (futex
@@ -312,6 +314,31 @@ static void check_socketpair(void) {
     printf("{\"exchanged\":%d}", exchanged);
 }
 
+/* robust */
+static pthread_mutex_t robust_lock;
+
+static void *lock_and_leave(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&robust_lock);
+    return NULL; /* exits holding it */
+}
+
+static void check_robust(void) {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&robust_lock, &attr);
+    pthread_t thread;
+    start(&thread, lock_and_leave, NULL);
+    join(thread);
+    int first = pthread_mutex_lock(&robust_lock);
+    if (first == EOWNERDEAD) pthread_mutex_consistent(&robust_lock);
+    pthread_mutex_unlock(&robust_lock);
+    int second = pthread_mutex_lock(&robust_lock);
+    pthread_mutex_unlock(&robust_lock);
+    printf("{\"first\":\"%s\",\"second\":%d}", first == EOWNERDEAD ? "EOWNERDEAD" : strerror(first), second);
+}
+
 /* create N */
 static void *nothing(void *arg) {
     return arg;
@@ -371,6 +398,7 @@ int main(void) {
     else if (!strcmp(check, "exit")) check_exit();
     else if (!strcmp(check, "tids")) check_tids();
     else if (!strcmp(check, "socketpair")) check_socketpair();
+    else if (!strcmp(check, "robust")) check_robust();
     else if (!strncmp(check, "create ", 7)) check_create(atol(check + 7));
     else if (!strncmp(check, "pingpong ", 9)) check_pingpong(atol(check + 9));
     else {

@@ -24,6 +24,7 @@ mod net;
 mod pipe;
 mod poll;
 mod process;
+mod robust;
 mod sched;
 mod signals;
 mod table;

@@ -471,14 +471,12 @@ pub static TABLE: &[Syscall] = &[
         Partial("the signal mask is ignored (no signal is ever delivered)"),
         |k, m, a| k.ppoll(m, a[0], a[1], a[2]),
     ),
-    Syscall::new(
-        273,
-        "set_robust_list",
-        Partial(
-            "accepted and not walked: a thread's exit does not release the robust mutexes it held",
-        ),
-        |_, _, _| Ok(0),
-    ),
+    Syscall::new(273, "set_robust_list", Full, |k, _, a| {
+        k.set_robust_list(a[0], a[1])
+    }),
+    Syscall::new(274, "get_robust_list", Full, |k, m, a| {
+        k.get_robust_list(m, a[0], a[1], a[2])
+    }),
     Syscall::new(
         281,
         "epoll_pwait",

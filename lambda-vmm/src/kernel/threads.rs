@@ -81,6 +81,8 @@ pub(super) struct Thread {
     pub(super) signals: super::signals::ThreadSignals,
     /// Its scheduling policy (`sched_setscheduler`).
     pub(super) policy: u64,
+    /// The head of its robust futex list (`set_robust_list`), 0 for none.
+    pub(super) robust_list: u64,
 }
 
 /// Bytes of a thread's name with its NUL (Linux's `TASK_COMM_LEN`).
@@ -403,6 +405,7 @@ impl Kernel {
         let tid = self.threads.current();
         let gone = self.threads.threads.remove(&tid).unwrap_or_default();
         self.forget_futex_wait(tid);
+        self.release_robust_list(memory, tid, gone.robust_list);
         self.blocked_since = None;
         self.wake_at = None;
         if gone.clear_child_tid != 0 && memory.write_obj(gone.clear_child_tid, 0u32).is_ok() {

@@ -644,8 +644,9 @@ pub fn threads_check(
 /// a shared word with no syscall (they go on only if the CPU is shared by preemption); long
 /// floating-point loops in two threads at once, each equal to the same loop run alone; timed
 /// waits and sleeping threads; the first thread leaving with `pthread_exit` while another
-/// writes the response; distinct thread ids; messages both ways over a Unix socket pair. A
-/// thread that writes through a null pointer ends the invocation with SIGSEGV.
+/// writes the response; distinct thread ids; messages both ways over a Unix socket pair; a
+/// robust mutex left locked by a thread that exited (`EOWNERDEAD`). A thread that writes
+/// through a null pointer ends the invocation with SIGSEGV.
 pub fn threads(backend: &dyn Backend, functions: &Functions) {
     let answers = [
         ("pthreads", r#"{"sum":8000002000000,"joined":36}"#),
@@ -655,6 +656,7 @@ pub fn threads(backend: &dyn Backend, functions: &Functions) {
         ("exit", r#"{"written_by":"second thread"}"#),
         ("tids", r#"{"distinct":true,"first_is_pid":true}"#),
         ("socketpair", r#"{"exchanged":100}"#),
+        ("robust", r#"{"first":"EOWNERDEAD","second":0}"#),
     ];
     for (check, answer) in answers {
         let result = threads_check(backend, functions, check, 128);

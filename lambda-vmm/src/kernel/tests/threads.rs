@@ -428,3 +428,56 @@ fn each_thread_has_its_own_name() {
     );
     assert_eq!(guest.call(157, &[9999, 0]), err(libc::EINVAL));
 }
+
+#[test]
+fn a_thread_exit_releases_the_robust_mutexes_it_owns() {
+    let mut guest = Guest::one_shot(b"");
+    let tid = guest.call(CLONE, &[0x10f00, 0, 0, 0, 0]) as u32;
+    // The list: head -> a (owned by the thread, with waiters) -> b (owned by thread 1) -> head.
+    let region = guest.buffer(64);
+    let (head, a, b) = (region, region + 24, region + 40);
+    let words = |values: &[u64]| {
+        values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>()
+    };
+    guest.memory.write(head, &words(&[a, 8, 0])).unwrap();
+    guest
+        .memory
+        .write(a, &words(&[b, u64::from(tid | 0x8000_0000)]))
+        .unwrap();
+    guest.memory.write(b, &words(&[head, 1])).unwrap();
+    assert_eq!(guest.as_thread(tid).call(273, &[head, 24]), 0);
+    assert_eq!(guest.call(273, &[head, 16]), err(libc::EINVAL));
+    let (head_out, len_out) = (guest.buffer(8), guest.buffer(8));
+    assert_eq!(
+        guest
+            .as_thread(1)
+            .call(274, &[u64::from(tid), head_out, len_out]),
+        0
+    );
+    assert_eq!(guest.get(head_out, 8), head.to_le_bytes());
+    assert_eq!(guest.get(len_out, 8), 24u64.to_le_bytes());
+    // Thread 1 waits on the mutex the thread holds.
+    let word_a = a + 8;
+    let held = u64::from(tid | 0x8000_0000);
+    assert_eq!(
+        guest.step(FUTEX, &[word_a, FUTEX_WAIT, held, 0]),
+        Step::Block(None)
+    );
+    assert_eq!(guest.as_thread(tid).step(EXIT, &[0]), Step::ThreadExit);
+    assert_eq!(
+        word(&guest, word_a),
+        0x8000_0000 | 0x4000_0000,
+        "FUTEX_OWNER_DIED, waiters kept"
+    );
+    assert_eq!(word(&guest, b + 8), 1, "thread 1's own mutex is left alone");
+    assert_eq!(
+        guest
+            .as_thread(1)
+            .step(FUTEX, &[word_a, FUTEX_WAIT, held, 0]),
+        Step::Return(0),
+        "the waiter was woken"
+    );
+}
