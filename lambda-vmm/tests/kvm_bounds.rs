@@ -2,7 +2,8 @@
 //! (`runtime-loop`'s `hoard`) takes every kind of state the kernel keeps for a guest, as
 //! much as it will give: 63 Runtime API connections holding unfinished 6 MB requests, 8,192
 //! epoll registrations, 16,384 `/tmp` entries with long names, thousands of separate
-//! mappings. The host's anonymous memory, less the guest's own memory (the function's memory
+//! mappings, 1,023 more threads with 64 real-time signals pending on each, pipes holding
+//! 4 MiB. The host's anonymous memory, less the guest's own memory (the function's memory
 //! it touched, which the report's `Max Memory Used` counts and the memory size bounds), grows
 //! by less than the bound the security notes promise, and the next invocation works. Alone in
 //! its test binary, so no other test's allocations blur the count.
@@ -65,6 +66,15 @@ fn a_hoarding_runtime_makes_the_host_hold_less_than_the_bound() {
     assert!(summary.contains("63 connections"), "{summary}");
     assert!(summary.contains("8192 epoll registrations"), "{summary}");
     assert!(summary.contains("16384 /tmp entries"), "{summary}");
+    let threads = lambda_vmm::MAX_THREADS - 1;
+    assert!(
+        summary.contains(&format!(
+            "{threads} threads with {} pending signals",
+            threads * 64
+        )),
+        "{summary}"
+    );
+    assert!(summary.contains("holding 4194304 bytes"), "{summary}");
     assert!(
         held < BOUND_BYTES,
         "{summary}: the host holds {held} bytes more"

@@ -1,8 +1,9 @@
 //! `hoard`: after posting its response, the runtime asks the environment's kernel for every
 //! kind of state it keeps on the guest's behalf, as much as it will give: Runtime API
 //! connections holding unfinished 6 MB requests, epoll registrations, `/tmp` entries with
-//! long names, separate memory mappings. It holds all of it until its next event, so the
-//! host can measure what that costs it.
+//! long names, separate memory mappings, threads up to the limit with real-time signals
+//! queued on each, pipes filled to their bound. It holds all of it until its next event (the
+//! threads for good), so the host can measure what that costs it.
 
 use std::arch::asm;
 use std::io::Write;
@@ -33,6 +34,74 @@ fn mmap_fixed(addr: u64) -> i64 {
              lateout("rcx") _, lateout("r11") _, options(nostack));
     }
     ret
+}
+
+fn syscall3(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
+    syscall4(nr, a0, a1, a2, 0)
+}
+
+/// Thread ids of the parked threads.
+static TIDS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// Threads, as many as the kernel gives, parked for good on small stacks, with the real-time
+/// signals blocked (the mask is inherited) and as many queued on each as it takes. Returns
+/// (threads, pending signals).
+fn hoard_threads() -> (usize, usize) {
+    // Block SIGRTMIN..SIGRTMAX (34..64): rt_sigprocmask(SIG_BLOCK, set, NULL, 8).
+    let set: u64 = !((1u64 << 33) - 1);
+    syscall4(14, 0, &set as *const u64 as u64, 0, 8);
+    let mut threads = 0;
+    for _ in 0..2000 {
+        let spawned = std::thread::Builder::new().stack_size(16 * 1024).spawn(|| {
+            let tid = syscall3(186, 0, 0, 0) as u64;
+            if let Ok(mut tids) = TIDS.lock() {
+                tids.push(tid);
+            }
+            loop {
+                std::thread::park();
+            }
+        });
+        if spawned.is_err() {
+            break;
+        }
+        threads += 1;
+    }
+    while TIDS.lock().map_or(threads, |tids| tids.len()) < threads {
+        std::thread::yield_now();
+    }
+    let pid = syscall3(39, 0, 0, 0) as u64;
+    let tids = TIDS.lock().map(|tids| tids.clone()).unwrap_or_default();
+    let mut pending = 0;
+    for tid in tids {
+        for signal in (34..=64).cycle().take(1000) {
+            if syscall3(234, pid, tid, signal) < 0 {
+                break;
+            }
+            pending += 1;
+        }
+    }
+    (threads, pending)
+}
+
+/// Pipes, each filled to 64 KiB, until the kernel's bound on pipe bytes or descriptors;
+/// returns (pipes, bytes held).
+fn hoard_pipes() -> (usize, usize) {
+    let chunk = vec![b'p'; 64 * 1024];
+    let (mut pipes, mut bytes) = (0, 0);
+    for _ in 0..1000 {
+        let mut fds = [0i32; 2];
+        // pipe2(fds, O_NONBLOCK)
+        if syscall3(293, fds.as_mut_ptr() as u64, 0o4000, 0) < 0 {
+            break;
+        }
+        pipes += 1;
+        let written = syscall3(1, fds[1] as u64, chunk.as_ptr() as u64, chunk.len() as u64);
+        if written <= 0 {
+            break;
+        }
+        bytes += written as usize;
+    }
+    (pipes, bytes)
 }
 
 /// Lets go of the held connections (the rest stays: it is bounded and harmless).
@@ -102,8 +171,11 @@ pub fn hoard() -> String {
         mappings += 1;
         addr -= 8192;
     }
+    let (threads, pending) = hoard_threads();
+    let (pipes, piped) = hoard_pipes();
     format!(
         "hoarded: {connections} connections with {sent} bytes sent, {watches} epoll \
-         registrations, {entries} /tmp entries, {mappings} mappings"
+         registrations, {entries} /tmp entries, {mappings} mappings, {threads} threads with \
+         {pending} pending signals, {pipes} pipes holding {piped} bytes"
     )
 }
