@@ -55,7 +55,7 @@ pub fn handle(body: &[u8], count: u64) -> Reply {
                 Err(err) => json!({ "ok": false, "error": describe(&err) }),
             })
         }
-        "log-after" | "hoard" => respond(json!({ "ok": true })),
+        "log-after" | "log-after-thread" | "hoard" => respond(json!({ "ok": true })),
         "log" => {
             let message = text(field("message"));
             println!("{message}");
@@ -75,10 +75,16 @@ pub fn is(body: &[u8], action: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// For a `log-after` event, what to print once the response is posted.
-pub fn log_after(body: &[u8]) -> Option<String> {
+/// For a `log-after` or `log-after-thread` event, what to print once the response is
+/// posted, and whether a second thread waits meanwhile.
+pub fn log_after(body: &[u8]) -> Option<(String, bool)> {
     let event: Value = serde_json::from_slice(body).ok()?;
-    (event.get("action")?.as_str()? == "log-after").then(|| text(event.get("message")))
+    let threaded = match event.get("action")?.as_str()? {
+        "log-after" => false,
+        "log-after-thread" => true,
+        _ => return None,
+    };
+    Some((text(event.get("message")), threaded))
 }
 
 /// The JSON error document the Runtime API expects on its error endpoints.

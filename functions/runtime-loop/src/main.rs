@@ -11,7 +11,8 @@
 //! `Custom.Failure` function error), `crash` (null write), `spin` (never returns), `exit`
 //! (status 2), `big` (a 7 MiB response), `write-tmp` + `data`, `read-tmp`, `read-file` +
 //! `path`, `log` + `message` (to stdout and stderr), `log-after` + `message` (to stderr after
-//! the response is posted, before the next `next`), `hoard` (after the response, takes all
+//! the response is posted, before the next `next`), `log-after-thread` + `message` (the
+//! same while a second thread waits for it), `hoard` (after the response, takes all
 //! the kernel state it can and holds it until the next event; see `hoard.rs`).
 //!
 //! Environment: `INIT_FAIL` reports `Runtime.InitError` and exits 1 before the first
@@ -83,8 +84,19 @@ fn main() -> ExitCode {
             Ok(r) => eprintln!("runtime-loop: {path} answered {}", r.status),
             Err(err) => eprintln!("runtime-loop: POST {path} failed: {err}"),
         }
-        if let Some(message) = actions::log_after(&event) {
-            eprintln!("{message}");
+        if let Some((message, threaded)) = actions::log_after(&event) {
+            if threaded {
+                // A second thread blocks until the message is out: the invocation is not
+                // over while this one still works towards its next `next`.
+                let (tx, rx) = std::sync::mpsc::channel::<()>();
+                let waiter = std::thread::spawn(move || rx.recv().is_ok());
+                std::thread::yield_now();
+                eprintln!("{message}");
+                let _ = tx.send(());
+                let _ = waiter.join();
+            } else {
+                eprintln!("{message}");
+            }
         }
         if actions::is(&event, "hoard") {
             eprintln!("{}", hoard::hoard());

@@ -267,6 +267,12 @@ impl RuntimeApi {
             .is_some_and(|connection| connection.parked.is_some())
     }
 
+    /// Whether the runtime has a `next` waiting for an invocation, on any connection: it has
+    /// asked for its next event.
+    pub fn next_parked(&self) -> bool {
+        !self.parked.is_empty()
+    }
+
     /// Whether the server is done with connection `id`: once its pending output has been
     /// read the connection should be closed (the client sees end of file) and
     /// [`disconnect`](Self::disconnect)ed. True for unknown connections.

@@ -89,7 +89,8 @@ fn init(
     .map_err(EnvironmentError::from)?;
     let mut seen = Observed::default();
     let settled = machine
-        .run(start + limits::INIT_TIMEOUT, |kernel| {
+        .run(start + limits::INIT_TIMEOUT, |kernel, _| {
+            // Init ends when the runtime first asks for an event (or reports its failure).
             seen.drain(kernel);
             seen.init_done || seen.init_error.is_some()
         })
@@ -191,9 +192,14 @@ impl RuntimeApiEnvironment {
             .map_err(VmmError::Deliver)?;
         let start = Instant::now();
         let mut seen = Observed::default();
-        let settled = machine.run(start + config.timeout, |kernel| {
+        let settled = machine.run(start + config.timeout, |kernel, nothing_runnable| {
+            // The invocation is over once its result is posted and the runtime asks for the
+            // next event, as Lambda freezes it then: another thread blocking after the result
+            // is not the end (a runtime's other threads go on until it asks). A runtime that
+            // never asks is stopped once none of its threads can run.
             seen.drain(kernel);
-            seen.done.is_some()
+            let next_asked = kernel.api_mut().is_some_and(|api| api.next_parked());
+            seen.done.is_some() && (next_asked || nothing_runnable)
         })?;
         let duration = start.elapsed();
         // A runtime may post its result and then exit or crash.

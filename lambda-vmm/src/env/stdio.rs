@@ -108,7 +108,7 @@ fn run_once(
         log,
     })?;
     let start = Instant::now();
-    let settled = machine.run(start + config.timeout, |_| false)?;
+    let settled = machine.run(start + config.timeout, |_, _| false)?;
     let duration = start.elapsed();
 
     let stats = RunStats::since_boot(&machine);

@@ -170,13 +170,14 @@ impl Machine {
     }
 
     /// Runs the program until it ends, the deadline passes, or a thread waits in a syscall
-    /// and `stop_waiting` (asked each time a thread starts to wait, and whenever no thread
-    /// can run) says to stop there. Waits the caller does not stop at are slept out (to the
-    /// earliest timeout, at most to the deadline) once no thread can run.
+    /// and `stop_waiting` says to stop there. It is asked each time a thread starts to wait
+    /// (with `false`) and whenever no thread can run (with `true`). Waits the caller does not
+    /// stop at are slept out (to the earliest timeout, at most to the deadline) once no thread
+    /// can run.
     pub fn run(
         &mut self,
         deadline: Instant,
-        mut stop_waiting: impl FnMut(&mut Kernel) -> bool,
+        mut stop_waiting: impl FnMut(&mut Kernel, bool) -> bool,
     ) -> Result<Settled, VmmError> {
         span!("run");
         let kick = Deadline::arm(deadline);
@@ -213,7 +214,7 @@ impl Machine {
                     }
                     if self.tasks.running().is_none() && self.tasks.len() > 0 {
                         // The thread blocked: the caller may stop here.
-                        if stop_waiting(&mut self.kernel) {
+                        if stop_waiting(&mut self.kernel, false) {
                             return Ok(Settled::Waiting);
                         }
                     }
@@ -277,7 +278,7 @@ impl Machine {
     fn schedule(
         &mut self,
         deadline: Instant,
-        stop_waiting: &mut impl FnMut(&mut Kernel) -> bool,
+        stop_waiting: &mut impl FnMut(&mut Kernel, bool) -> bool,
     ) -> Result<Flow, VmmError> {
         loop {
             if self.tasks.len() == 0 {
@@ -325,7 +326,7 @@ impl Machine {
                     }
                 }
             }
-            if stop_waiting(&mut self.kernel) {
+            if stop_waiting(&mut self.kernel, true) {
                 return Ok(Flow::Settled(Settled::Waiting));
             }
             let until = self

@@ -238,8 +238,11 @@ impl RuntimeEnvironment {
         let instance = self.instance.as_mut().expect("a live instance");
         let waited = {
             let mut state = self.hub.lock();
+            // The result, once posted. The invocation is over when the runtime then asks for
+            // its next event (as the micro-VM backend and Lambda have it), exits, or runs out
+            // of time.
+            let mut outcome = None;
             loop {
-                let mut outcome = None;
                 while let Some(event) = state.api.next_event() {
                     if let ApiEvent::InvocationDone {
                         request_id: done,
@@ -251,14 +254,21 @@ impl RuntimeEnvironment {
                         }
                     }
                 }
-                if let Some(outcome) = outcome {
-                    break Waited::Done(outcome);
+                if outcome.is_some() && state.api.next_parked() {
+                    break Waited::Done(outcome.take().expect("checked"));
                 }
                 if let Some(status) = instance.child.try_wait() {
-                    break Waited::Exited(status);
+                    break match outcome.take() {
+                        // It exits after its result: the next invocation finds it gone.
+                        Some(outcome) => Waited::Done(outcome),
+                        None => Waited::Exited(status),
+                    };
                 }
                 if Instant::now() >= deadline {
-                    break Waited::TimedOut;
+                    break match outcome.take() {
+                        Some(outcome) => Waited::Done(outcome),
+                        None => Waited::TimedOut,
+                    };
                 }
                 state = self
                     .hub
