@@ -416,8 +416,9 @@ impl Kernel {
     }
 
     /// `kill(pid, signal)`: `pid` 1 (itself), 0 (its group) and -1 (all it may signal) all
-    /// mean the program. The signal goes to the calling thread, or to the first thread that
-    /// does not block it.
+    /// mean the program. The signal goes to the first thread (lowest id) that does not block
+    /// it, as Linux gives the main thread the first chance; if all block it, it waits on the
+    /// caller.
     pub(super) fn kill(&mut self, pid: u64, signal: u64) -> SysResult {
         if !matches!(abi::int(pid), -1..=1) {
             return Err(Errno(libc::ESRCH));
@@ -427,24 +428,15 @@ impl Kernel {
         }
         let signal = signal_number(signal)?;
         let current = self.threads.current();
-        let unblocked = |kernel: &Kernel, tid: u32| {
-            kernel
-                .thread_signals(tid)
-                .is_some_and(|signals| signals.mask & bit(signal) == 0)
-        };
-        let target = if unblocked(self, current) || !self.threads.contains(current) {
-            self.threads
-                .ids()
-                .into_iter()
-                .find(|&tid| tid == current || unblocked(self, tid))
-                .unwrap_or(current)
-        } else {
-            self.threads
-                .ids()
-                .into_iter()
-                .find(|&tid| unblocked(self, tid))
-                .unwrap_or(current)
-        };
+        let target = self
+            .threads
+            .ids()
+            .into_iter()
+            .find(|&tid| {
+                self.thread_signals(tid)
+                    .is_some_and(|signals| signals.mask & bit(signal) == 0)
+            })
+            .unwrap_or(current);
         let info = SigInfo {
             signo: signal,
             code: SI_USER,
