@@ -73,6 +73,16 @@ impl FutexWaiters {
     }
 }
 
+/// The bitset of a wait or wake: `value3` for the `BITSET` forms (0 is `EINVAL`), every
+/// bit for the plain ones.
+fn bitset(given: bool, value3: u64) -> Result<u32, Errno> {
+    match (given, abi::uint(value3)) {
+        (false, _) => Ok(ALL_BITS),
+        (true, 0) => Err(Errno(libc::EINVAL)),
+        (true, bits) => Ok(bits),
+    }
+}
+
 /// `FUTEX_WAKE_OP`'s operation on the second word, and whether to wake its waiters.
 fn wake_op(encoded: u64, old: u32) -> Result<(u32, bool), Errno> {
     let encoded = abi::uint(encoded);
@@ -128,28 +138,14 @@ impl Kernel {
         let command = op & FUTEX_CMD_MASK;
         match command {
             FUTEX_WAKE | FUTEX_WAKE_BITSET => {
-                let bitset = if command == FUTEX_WAKE {
-                    ALL_BITS
-                } else {
-                    abi::uint(value3)
-                };
-                if bitset == 0 {
-                    return Err(Errno(libc::EINVAL));
-                }
+                let bitset = bitset(command == FUTEX_WAKE_BITSET, value3)?;
                 memory.validate(uaddr, 4)?;
                 Ok(self
                     .futexes
                     .wake(uaddr, u64::from(abi::uint(value)), bitset))
             }
             FUTEX_WAIT | FUTEX_WAIT_BITSET => {
-                let bitset = if command == FUTEX_WAIT {
-                    ALL_BITS
-                } else {
-                    abi::uint(value3)
-                };
-                if bitset == 0 {
-                    return Err(Errno(libc::EINVAL));
-                }
+                let bitset = bitset(command == FUTEX_WAIT_BITSET, value3)?;
                 self.futex_wait(memory, uaddr, op, value, timeout, bitset)
             }
             FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {

@@ -144,6 +144,15 @@ impl Pipes {
     }
 }
 
+/// Writes two descriptors as the `int[2]` that `pipe2` and `socketpair` fill.
+pub(super) fn write_fd_pair(memory: &GuestMemory, addr: u64, first: u64, second: u64) -> SysResult {
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&abi::uint(first).to_le_bytes());
+    bytes[4..].copy_from_slice(&abi::uint(second).to_le_bytes());
+    memory.write(addr, &bytes)?;
+    Ok(0)
+}
+
 const O_NONBLOCK: u64 = libc::O_NONBLOCK as u64;
 const O_CLOEXEC: u64 = libc::O_CLOEXEC as u64;
 
@@ -179,12 +188,7 @@ impl Kernel {
             }
         };
         self.pipes.open(write_end);
-        let pair = [abi::uint(read_fd), abi::uint(write_fd)];
-        let mut bytes = [0u8; 8];
-        bytes[..4].copy_from_slice(&pair[0].to_le_bytes());
-        bytes[4..].copy_from_slice(&pair[1].to_le_bytes());
-        memory.write(fds, &bytes)?;
-        Ok(0)
+        write_fd_pair(memory, fds, read_fd, write_fd)
     }
 
     /// `read` on a pipe end.

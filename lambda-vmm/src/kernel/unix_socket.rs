@@ -4,8 +4,8 @@
 //! `socket(AF_UNIX, ...)` still answers `EAFNOSUPPORT`.
 
 use super::fd::{Descriptor, Object};
-use super::pipe::PipeEnd;
-use super::{Errno, Kernel, SysResult, abi};
+use super::pipe::{PipeEnd, write_fd_pair};
+use super::{Errno, Kernel, SysResult};
 use crate::mm::GuestMemory;
 
 const AF_UNIX: u64 = 1;
@@ -98,11 +98,7 @@ impl Kernel {
         let (Some(&first), Some(&second)) = (fds.first(), fds.get(1)) else {
             return Err(Errno(libc::EMFILE));
         };
-        let mut bytes = [0u8; 8];
-        bytes[..4].copy_from_slice(&abi::uint(first).to_le_bytes());
-        bytes[4..].copy_from_slice(&abi::uint(second).to_le_bytes());
-        memory.write(sv, &bytes)?;
-        Ok(0)
+        write_fd_pair(memory, sv, first, second)
     }
 
     /// A read or `recv` on a socket-pair end.
