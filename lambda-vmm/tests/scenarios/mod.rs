@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lambda_core::limits::DEFAULT_MEMORY_MB;
 use lambda_core::{
     Backend, CodeLocation, Contract, EnvironmentError, ErrorType, ExecutionEnvironment,
     FunctionConfig, Invocation, InvokeOutcome, InvokeResult, ResetReason,
@@ -550,16 +551,18 @@ pub fn no_leaks(backend: &dyn Backend, functions: &Functions, cycles: usize) {
     );
 }
 
-/// Runs one check of the `memory-c` program (see `functions/c/memory.c`) in a fresh one-shot
-/// environment of `memory_mb`.
-pub fn memory_check(
+/// Runs one check of a one-shot test program that takes the check's name as its event
+/// (`memory-c`, `threads-c`, `signals-c`, `go-goroutines`) in a fresh environment of
+/// `memory_mb`, as function `function`.
+pub fn one_shot_check(
     backend: &dyn Backend,
     functions: &Functions,
+    (function, program): (&str, &str),
     check: &str,
     memory_mb: u32,
 ) -> InvokeResult {
     let config = functions
-        .stdio("memory", "memory-c")
+        .stdio(function, program)
         .with_memory_mb(memory_mb)
         .with_timeout(Duration::from_secs(30));
     let mut environment = backend.create(&config).expect("create");
@@ -568,6 +571,37 @@ pub fn memory_check(
         .expect("the environment itself must not fail");
     environment.shutdown();
     result
+}
+
+/// Runs each check with `run` and asserts its response is the answer given.
+pub fn assert_answers(answers: &[(&str, &str)], run: impl Fn(&str) -> InvokeResult) {
+    for &(check, answer) in answers {
+        assert_eq!(memory_response(&run(check)), answer, "{check}");
+    }
+}
+
+/// Asserts that `check` crashed the program with `signal` (`SIGSEGV`, ...): a
+/// `Runtime.ExitError` naming it, and the environment reset.
+pub fn assert_crashed_with(result: &InvokeResult, signal: &str, check: &str) {
+    let error = error_of(result);
+    assert_eq!(
+        error.error_type,
+        ErrorType::RuntimeExitError,
+        "{check}: {error}"
+    );
+    assert!(error.message.contains(signal), "{check}: {error}");
+    assert_eq!(result.reset, Some(ResetReason::Crash), "{check}");
+}
+
+/// Runs one check of the `memory-c` program (see `functions/c/memory.c`) in a fresh one-shot
+/// environment of `memory_mb`.
+pub fn memory_check(
+    backend: &dyn Backend,
+    functions: &Functions,
+    check: &str,
+    memory_mb: u32,
+) -> InvokeResult {
+    one_shot_check(backend, functions, ("memory", "memory-c"), check, memory_mb)
 }
 
 /// The response text of a check that must succeed.
@@ -585,16 +619,16 @@ pub fn memory_response(result: &InvokeResult) -> String {
 /// (`heap`), and 20,000 random map, unmap, protect, move, drop and store calls checked page
 /// by page against a model (`shuffle`). A translation that outlived its mapping shows here.
 pub fn address_space_churn(backend: &dyn Backend, functions: &Functions) {
-    for (check, answer) in [
+    let answers = [
         ("heap", "heap: 60 moves, every page as expected"),
         (
             "shuffle",
             "shuffle: 20000 operations, every page as expected",
         ),
-    ] {
-        let result = memory_check(backend, functions, check, 128);
-        assert_eq!(memory_response(&result), answer, "{check}");
-    }
+    ];
+    assert_answers(&answers, |check| {
+        memory_check(backend, functions, check, 128)
+    });
 }
 
 /// The address space runtimes rely on, as Linux gives it: reservations far larger than the
@@ -616,21 +650,13 @@ pub fn address_space(backend: &dyn Backend, functions: &Functions) {
         ("stack", "recursed 6144"),
         ("clock", "monotonic over 100000 reads"),
     ];
-    for (check, answer) in answers {
-        let result = memory_check(backend, functions, check, 128);
-        assert_eq!(memory_response(&result), answer, "{check}");
-    }
+    assert_answers(&answers, |check| {
+        memory_check(backend, functions, check, 128)
+    });
     address_space_churn(backend, functions);
     for check in ["readonly", "unmapped", "noexec"] {
         let result = memory_check(backend, functions, check, 128);
-        let error = error_of(&result);
-        assert_eq!(
-            error.error_type,
-            ErrorType::RuntimeExitError,
-            "{check}: {error}"
-        );
-        assert!(error.message.contains("SIGSEGV"), "{check}: {error}");
-        assert_eq!(result.reset, Some(ResetReason::Crash), "{check}");
+        assert_crashed_with(&result, "SIGSEGV", check);
     }
 }
 
@@ -642,16 +668,13 @@ pub fn threads_check(
     check: &str,
     memory_mb: u32,
 ) -> InvokeResult {
-    let config = functions
-        .stdio("threads", "threads-c")
-        .with_memory_mb(memory_mb)
-        .with_timeout(Duration::from_secs(30));
-    let mut environment = backend.create(&config).expect("create");
-    let result = environment
-        .invoke(Invocation::new(format!("\"{check}\"")))
-        .expect("the environment itself must not fail");
-    environment.shutdown();
-    result
+    one_shot_check(
+        backend,
+        functions,
+        ("threads", "threads-c"),
+        check,
+        memory_mb,
+    )
 }
 
 /// POSIX threads as C programs use them, the same answers on every backend: threads made,
@@ -673,15 +696,11 @@ pub fn threads(backend: &dyn Backend, functions: &Functions) {
         ("socketpair", r#"{"exchanged":100}"#),
         ("robust", r#"{"first":"EOWNERDEAD","second":0}"#),
     ];
-    for (check, answer) in answers {
-        let result = threads_check(backend, functions, check, 128);
-        assert_eq!(memory_response(&result), answer, "{check}");
-    }
+    assert_answers(&answers, |check| {
+        threads_check(backend, functions, check, 128)
+    });
     let result = threads_check(backend, functions, "crash", 128);
-    let error = error_of(&result);
-    assert_eq!(error.error_type, ErrorType::RuntimeExitError, "{error}");
-    assert!(error.message.contains("SIGSEGV"), "{error}");
-    assert_eq!(result.reset, Some(ResetReason::Crash));
+    assert_crashed_with(&result, "SIGSEGV", "crash");
 }
 
 /// `cycles` create / invoke / shutdown cycles of a one-shot function that starts threads
@@ -731,15 +750,8 @@ fn resident_mb() -> u64 {
 /// Runs one check of the `go-goroutines` program (see `functions/go/goroutines`) in a fresh
 /// one-shot environment.
 pub fn go_check(backend: &dyn Backend, functions: &Functions, check: &str) -> InvokeResult {
-    let config = functions
-        .stdio("goroutines", "go-goroutines")
-        .with_timeout(Duration::from_secs(30));
-    let mut environment = backend.create(&config).expect("create");
-    let result = environment
-        .invoke(Invocation::new(format!("\"{check}\"")))
-        .expect("the environment itself must not fail");
-    environment.shutdown();
-    result
+    let program = ("goroutines", "go-goroutines");
+    one_shot_check(backend, functions, program, check, DEFAULT_MEMORY_MB)
 }
 
 /// A static Go program, unmodified, at 128 MB: goroutines over channels, a mutex and a
@@ -760,10 +772,7 @@ pub fn go_goroutines(backend: &dyn Backend, functions: &Functions) {
             r#"{"recovered":"runtime error: invalid memory address or nil pointer dereference"}"#,
         ),
     ];
-    for (check, answer) in answers {
-        let result = go_check(backend, functions, check);
-        assert_eq!(memory_response(&result), answer, "{check}");
-    }
+    assert_answers(&answers, |check| go_check(backend, functions, check));
     let result = go_check(backend, functions, "panic");
     let error = error_of(&result);
     assert_eq!(error.error_type, ErrorType::RuntimeExitError, "{error}");
@@ -808,15 +817,8 @@ pub fn go_runtime(backend: &dyn Backend, functions: &Functions) {
 /// Runs one check of the `signals-c` program (see `functions/c/signals.c`) in a fresh
 /// one-shot environment.
 pub fn signals_check(backend: &dyn Backend, functions: &Functions, check: &str) -> InvokeResult {
-    let config = functions
-        .stdio("signals", "signals-c")
-        .with_timeout(Duration::from_secs(30));
-    let mut environment = backend.create(&config).expect("create");
-    let result = environment
-        .invoke(Invocation::new(format!("\"{check}\"")))
-        .expect("the environment itself must not fail");
-    environment.shutdown();
-    result
+    let program = ("signals", "signals-c");
+    one_shot_check(backend, functions, program, check, DEFAULT_MEMORY_MB)
 }
 
 /// Signals as C programs use them, the same answers on every backend: a SIGSEGV handler on
@@ -852,21 +854,11 @@ pub fn signals(backend: &dyn Backend, functions: &Functions) {
         ("fpu", r#"{"same":true,"signalled_during":true}"#),
         ("context", r#"{"skipped":4}"#),
     ];
-    for (check, answer) in answers {
-        let result = signals_check(backend, functions, check);
-        assert_eq!(memory_response(&result), answer, "{check}");
-    }
+    assert_answers(&answers, |check| signals_check(backend, functions, check));
     // A frame that is no frame, and a handler with no way back: SIGSEGV, as Linux forces.
     for check in ["bad-return", "no-restorer"] {
         let result = signals_check(backend, functions, check);
-        let error = error_of(&result);
-        assert_eq!(
-            error.error_type,
-            ErrorType::RuntimeExitError,
-            "{check}: {error}"
-        );
-        assert!(error.message.contains("SIGSEGV"), "{check}: {error}");
-        assert_eq!(result.reset, Some(ResetReason::Crash), "{check}");
+        assert_crashed_with(&result, "SIGSEGV", check);
     }
     let result = signals_check(backend, functions, "abort");
     let error = error_of(&result);
