@@ -28,9 +28,7 @@
 
 mod measure;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
@@ -38,7 +36,7 @@ use lambda::core::{
     Backend, CodeLocation, Contract, ExecutionEnvironment, FunctionConfig, Invocation,
 };
 use lambda::vmm::{MicroVmBackend, ProcessBackend, StdioEnvironment, wait_for_teardown};
-use measure::{Cost, print_table, sample, timed};
+use measure::{Cost, child_process_run, print_table, sample, timed};
 
 /// A one-shot function: its program, its event, its answer.
 #[derive(Clone, Copy)]
@@ -103,21 +101,7 @@ fn micro_vm_oneshot(
 
 /// The same binary as a child process: spawned with pipes, fed, read to its exit, reaped.
 fn child_process_oneshot(function: OneShot) -> (Duration, Option<Cost>) {
-    let (took, output) = timed(|| {
-        let mut child = Command::new(program(function.program))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(function.payload.as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("wait")
-    });
+    let (took, output) = child_process_run(&program(function.program), function.payload.as_bytes());
     assert_eq!(output.stdout, function.expected.as_bytes());
     (took, None)
 }

@@ -18,14 +18,12 @@
 
 mod measure;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
 use lambda::core::{CodeLocation, Contract, FunctionConfig, Invocation};
 use lambda::vmm::{MicroVmBackend, StdioEnvironment, wait_for_teardown};
-use measure::{Cost, Side, print_table, sample, timed};
+use measure::{Cost, Side, child_process_run, print_table, sample, timed};
 
 const RUNS: usize = 40;
 const WARMUP: usize = 5;
@@ -68,21 +66,7 @@ fn micro_vm(environment: &mut StdioEnvironment, event: &str) -> (Duration, Optio
 
 /// The same binary as a child process: spawned with pipes, fed, read to its exit, reaped.
 fn child_process(event: &str) -> (Duration, Option<Cost>) {
-    let (took, output) = timed(|| {
-        let mut child = Command::new(program())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(event.as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("wait")
-    });
+    let (took, output) = child_process_run(&program(), event.as_bytes());
     assert_eq!(output.stdout, expected(event).as_bytes());
     (took, None)
 }

@@ -95,6 +95,32 @@ pub fn sample(
     }
 }
 
+/// Runs `program` as a one-shot child process, the baseline of the one-shot benches: spawned
+/// with pipes, fed `input` on stdin, read to its exit and reaped. Returns the time of all of
+/// that and its output.
+pub fn child_process_run(
+    program: &std::path::Path,
+    input: &[u8],
+) -> (Duration, std::process::Output) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    timed(|| {
+        let mut child = Command::new(program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write");
+        child.wait_with_output().expect("wait")
+    })
+}
+
 /// Times `f`.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     let start = Instant::now();
