@@ -44,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "event.h"
+
 static void fail(const char *what) {
     fprintf(stderr, "signals: %s: %s\n", what, strerror(errno));
     exit(1);
@@ -321,14 +323,8 @@ static void check_no_restorer(void) {
 }
 
 int main(void) {
-    char event[256] = {0};
-    size_t len = fread(event, 1, sizeof event - 1, stdin);
-    while (len > 0 && (event[len - 1] == '\n' || event[len - 1] == ' ')) event[--len] = 0;
-    char *check = event;
-    if (len >= 2 && check[0] == '"' && check[len - 1] == '"') {
-        check[len - 1] = 0;
-        check++;
-    }
+    char event[256];
+    char *check = read_check(event, sizeof event);
     if (!strcmp(check, "segv")) check_segv();
     else if (!strcmp(check, "fpe")) check_fpe();
     else if (!strcmp(check, "raise")) check_raise();

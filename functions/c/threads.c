@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "event.h"
+
 static void fail(const char *what, int error) {
     fprintf(stderr, "threads: %s: %s\n", what, strerror(error));
     exit(1);
@@ -381,14 +383,8 @@ static void check_pingpong(long count) {
 }
 
 int main(void) {
-    char event[256] = {0};
-    size_t len = fread(event, 1, sizeof event - 1, stdin);
-    while (len > 0 && (event[len - 1] == '\n' || event[len - 1] == ' ')) event[--len] = 0;
-    char *check = event;
-    if (len >= 2 && check[0] == '"' && check[len - 1] == '"') {
-        check[len - 1] = 0;
-        check++;
-    }
+    char event[256];
+    char *check = read_check(event, sizeof event);
     if (!strcmp(check, "pthreads")) check_pthreads();
     else if (!strcmp(check, "spin")) check_spin();
     else if (!strcmp(check, "fpu")) check_fpu();
