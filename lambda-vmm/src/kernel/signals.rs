@@ -204,6 +204,22 @@ pub(super) struct ThreadSignals {
 }
 
 impl ThreadSignals {
+    /// Where in the queue the lowest-numbered pending signal of `allowed` is.
+    fn lowest(&self, allowed: u64) -> Option<usize> {
+        self.pending
+            .iter()
+            .enumerate()
+            .filter(|(_, info)| allowed & bit(info.signo) != 0)
+            .min_by_key(|(_, info)| info.signo)
+            .map(|(index, _)| index)
+    }
+
+    /// Takes the lowest-numbered pending signal of `allowed`.
+    fn take_lowest(&mut self, allowed: u64) -> Option<SigInfo> {
+        let index = self.lowest(allowed)?;
+        Some(self.pending.remove(index))
+    }
+
     /// A new thread's: the creator's mask, nothing pending, no alternate stack.
     pub(super) fn for_new_thread(&self) -> ThreadSignals {
         ThreadSignals {
@@ -277,12 +293,7 @@ impl Kernel {
 
     /// Whether thread `tid` has a signal its mask lets through.
     pub fn signal_pending(&self, tid: u32) -> bool {
-        self.thread_signals(tid).is_some_and(|signals| {
-            signals
-                .pending
-                .iter()
-                .any(|info| signals.mask & bit(info.signo) == 0)
-        })
+        self.next_signal(tid).is_some()
     }
 
     /// Takes the next signal thread `tid` must act on: its handler to run (the thread's mask
@@ -290,15 +301,7 @@ impl Kernel {
     pub fn take_signal(&mut self, tid: u32) -> Option<Disposition> {
         loop {
             let signals = self.thread_signals_mut(tid)?;
-            let mask = signals.mask;
-            let index = signals
-                .pending
-                .iter()
-                .enumerate()
-                .filter(|(_, info)| mask & bit(info.signo) == 0)
-                .min_by_key(|(_, info)| info.signo)
-                .map(|(index, _)| index)?;
-            let info = signals.pending.remove(index);
+            let info = signals.take_lowest(!signals.mask)?;
             let action = self.actions.get(info.signo);
             if action.catches() {
                 return Some(Disposition::Deliver(self.enter_handler(tid, info, action)));
@@ -380,12 +383,8 @@ impl Kernel {
     /// it.
     pub fn next_signal(&self, tid: u32) -> Option<i32> {
         let signals = self.thread_signals(tid)?;
-        signals
-            .pending
-            .iter()
-            .filter(|info| signals.mask & bit(info.signo) == 0)
-            .map(|info| info.signo)
-            .min()
+        let index = signals.lowest(!signals.mask)?;
+        signals.pending.get(index).map(|info| info.signo)
     }
 
     /// Sends `info` to thread `tid`: queued if it has a handler or is blocked, the program's
@@ -638,16 +637,9 @@ impl Kernel {
             Some(super::time::read_timespec(memory, timeout)?)
         };
         let tid = self.threads.current();
-        let found = self.thread_signals_mut(tid).and_then(|signals| {
-            let index = signals
-                .pending
-                .iter()
-                .enumerate()
-                .filter(|(_, info)| wanted & bit(info.signo) != 0)
-                .min_by_key(|(_, info)| info.signo)
-                .map(|(index, _)| index)?;
-            Some(signals.pending.remove(index))
-        });
+        let found = self
+            .thread_signals_mut(tid)
+            .and_then(|signals| signals.take_lowest(wanted));
         if let Some(taken) = found {
             if info != 0 {
                 memory.write(info, &taken.to_bytes())?;

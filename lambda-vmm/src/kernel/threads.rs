@@ -138,26 +138,23 @@ impl Threads {
 
     /// The lowest free id from `next_tid` on, wrapping once past [`TID_MAX`].
     fn free_tid(&mut self) -> Option<u32> {
-        let start = self.next_tid;
-        let mut tid = start;
-        loop {
-            if !self.threads.contains_key(&tid) {
-                self.next_tid = if tid >= TID_MAX {
-                    first_tid().saturating_add(1)
-                } else {
-                    tid.saturating_add(1)
-                };
-                return Some(tid);
-            }
-            tid = if tid >= TID_MAX {
+        let after = |tid: u32| {
+            if tid >= TID_MAX {
                 first_tid().saturating_add(1)
             } else {
                 tid.saturating_add(1)
-            };
+            }
+        };
+        let start = self.next_tid;
+        let mut tid = start;
+        while self.threads.contains_key(&tid) {
+            tid = after(tid);
             if tid == start {
                 return None;
             }
         }
+        self.next_tid = after(tid);
+        Some(tid)
     }
 }
 
