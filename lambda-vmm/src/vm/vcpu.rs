@@ -180,7 +180,10 @@ impl Vcpu {
                 next.rsp,
                 u64::from(selector::USER_DATA),
             ];
-            let bytes: Vec<u8> = frame.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let mut bytes = [0u8; 5 * 8];
+            for (slot, word) in bytes.chunks_exact_mut(8).zip(frame) {
+                slot.copy_from_slice(&word.to_le_bytes());
+            }
             physical.write(frame_at, &bytes);
             next.rsp = layout::virt(frame_at);
             next.rip = layout::virt(layout::SYSCALL_RETURN);
