@@ -14,9 +14,10 @@ fn setup() -> (MicroVmBackend, Functions) {
 }
 
 macro_rules! scenario {
-    ($name:ident $(, $arg:expr)*) => {
+    ($(#[$attr:meta])* $name:ident $(, $arg:expr)*) => {
         #[test]
         #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+        $(#[$attr])*
         fn $name() {
             let (backend, functions) = setup();
             scenarios::$name(&backend, &functions $(, $arg)*);
@@ -60,21 +61,14 @@ fn signals_restart_blocked_reads() {
     );
 }
 
-#[test]
-#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
-#[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
-fn go_goroutines() {
-    let (backend, functions) = setup();
-    scenarios::go_goroutines(&backend, &functions);
-}
-
-#[test]
-#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
-#[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
-fn go_runtime() {
-    let (backend, functions) = setup();
-    scenarios::go_runtime(&backend, &functions);
-}
+scenario!(
+    #[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+    go_goroutines
+);
+scenario!(
+    #[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+    go_runtime
+);
 
 /// A program may have [`lambda_vmm::MAX_THREADS`] threads; the next `pthread_create` fails
 /// with EAGAIN, and the program goes on.
