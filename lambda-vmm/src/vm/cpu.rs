@@ -106,24 +106,14 @@ const IO_BITMAP_BYTES: u64 = (HIGHEST_PORT as u64) / 8 + 2;
 pub const TSS_LIMIT: u64 = TSS_SIZE + IO_BITMAP_BYTES - 1;
 
 fn write_gdt_and_tss(physical: &PhysicalMemory) {
-    let tss_base = layout::virt(layout::TSS);
-    let tss_low = TSS_LIMIT
-        | ((tss_base & 0xff_ffff) << 16)
-        | (0x89 << 40)
-        | (((tss_base >> 24) & 0xff) << 56);
-    let gdt: [u64; 7] = [
+    let mut gdt: Vec<u64> = vec![
         0,
         0x00af_9b00_0000_ffff, // kernel code: present, DPL0, 64-bit
         0x00cf_9300_0000_ffff, // kernel data
         0x00cf_f300_0000_ffff, // user data: DPL3
         0x00af_fb00_0000_ffff, // user code: DPL3, 64-bit
-        tss_low,
-        tss_base >> 32,
     ];
-    let bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
-    physical.write(layout::GDT, &bytes);
     let mut tss = vec![0u8; (TSS_LIMIT + 1) as usize];
-    tss[4..12].copy_from_slice(&layout::virt(layout::KERNEL_STACK_TOP).to_le_bytes());
     tss[102..104].copy_from_slice(&(TSS_SIZE as u16).to_le_bytes());
     // PVM hosts check the I/O bitmap even for the ring-0 stubs: allow exactly the ports
     // they write, deny every other port.
@@ -133,7 +123,24 @@ fn write_gdt_and_tss(physical: &PhysicalMemory) {
     for port in ports {
         bitmap[usize::from(port / 8)] &= !(1 << (port % 8));
     }
-    physical.write(layout::TSS, &tss);
+    // One TSS per vCPU, each with its own kernel stack (RSP0): two vCPUs taking an exception
+    // at once push their frames on different stacks.
+    for slot in 0..layout::MAX_VCPUS {
+        let tss_base = layout::virt(layout::tss(slot));
+        gdt.push(
+            TSS_LIMIT
+                | ((tss_base & 0xff_ffff) << 16)
+                | (0x89 << 40)
+                | (((tss_base >> 24) & 0xff) << 56),
+        );
+        gdt.push(tss_base >> 32);
+        let rsp0 = layout::virt(layout::kernel_stack(slot).1);
+        tss[4..12].copy_from_slice(&rsp0.to_le_bytes());
+        physical.write(layout::tss(slot), &tss);
+    }
+    debug_assert_eq!(gdt.len() as u64, layout::GDT_ENTRIES);
+    let bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
+    physical.write(layout::GDT, &bytes);
 }
 
 fn write_idt_and_stubs(physical: &PhysicalMemory) {
@@ -189,9 +196,15 @@ pub fn user_data_segment() -> kvm_segment {
     segment(selector::USER_DATA, false, 3)
 }
 
-/// Puts the vCPU in 64-bit mode at CPL3 with paging, SSE/AVX, `syscall` and the IDT set up,
-/// about to run `entry` with stack pointer `stack`.
-pub fn configure_vcpu(vcpu: &VcpuFd, entry: u64, stack: u64) -> Result<(), kvm_ioctls::Error> {
+/// Puts vCPU `slot` in 64-bit mode at CPL3 with paging, SSE/AVX, `syscall`, the IDT and its
+/// own TSS set up, about to run `entry` with stack pointer `stack`; returns the special
+/// registers it set (a return to the program at ring 3 loads them again).
+pub fn configure_vcpu(
+    vcpu: &VcpuFd,
+    slot: usize,
+    entry: u64,
+    stack: u64,
+) -> Result<kvm_sregs, kvm_ioctls::Error> {
     let mut sregs: kvm_sregs = vcpu.get_sregs()?;
     sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
     sregs.cr3 = layout::PML4;
@@ -205,13 +218,13 @@ pub fn configure_vcpu(vcpu: &VcpuFd, entry: u64, stack: u64) -> Result<(), kvm_i
     sregs.gs = data;
     sregs.ss = data;
     sregs.gdt.base = layout::virt(layout::GDT);
-    sregs.gdt.limit = 7 * 8 - 1;
+    sregs.gdt.limit = (layout::GDT_ENTRIES * 8 - 1) as u16;
     sregs.idt.base = layout::virt(layout::IDT);
     sregs.idt.limit = 32 * 16 - 1;
     sregs.tr = kvm_segment {
-        base: layout::virt(layout::TSS),
+        base: layout::virt(layout::tss(slot)),
         limit: TSS_LIMIT as u32,
-        selector: selector::TSS,
+        selector: selector::tss(slot),
         type_: 11,
         present: 1,
         dpl: 0,
@@ -249,7 +262,8 @@ pub fn configure_vcpu(vcpu: &VcpuFd, entry: u64, stack: u64) -> Result<(), kvm_i
         rflags: 0x2,
         ..Default::default()
     };
-    vcpu.set_regs(&regs)
+    vcpu.set_regs(&regs)?;
+    Ok(sregs)
 }
 
 /// Writes model-specific registers, failing unless KVM accepted all of them.

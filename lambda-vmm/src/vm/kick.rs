@@ -1,10 +1,12 @@
-//! Stopping a running vCPU from another thread, for timeouts.
+//! Stopping a running vCPU from another thread, for timeouts, time slices and the other vCPUs
+//! of a machine.
 //!
 //! A guest spinning at CPL3 never exits on its own. The watchdog thread sends the vCPU's
 //! thread a real-time signal at the deadline; the handler sets `kvm_run.immediate_exit`, so
 //! `KVM_RUN` returns `EINTR` (now, or at its next entry if the thread was in the VMM). The run
 //! loop then sees the deadline has passed. A panic kicking one thread is caught, and the
-//! watchdog goes on watching the others.
+//! watchdog goes on watching the others. A machine's vCPU threads kick each other the same
+//! way through [`VcpuThread`].
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -98,6 +100,34 @@ impl RunningVcpu {
 impl Drop for RunningVcpu {
     fn drop(&mut self) {
         RUNNING_VCPU.with(|cell| cell.set(std::ptr::null_mut()));
+    }
+}
+
+/// A thread that runs a vCPU, to be kicked by another thread.
+#[derive(Debug, Clone, Copy)]
+pub struct VcpuThread {
+    thread: libc::pthread_t,
+}
+
+impl VcpuThread {
+    /// The calling thread, with the kick's handler installed (so a kick never meets the
+    /// signal's default action).
+    pub fn current() -> Result<VcpuThread, KickError> {
+        install_handler()?;
+        Ok(VcpuThread {
+            // SAFETY: pthread_self has no preconditions.
+            thread: unsafe { libc::pthread_self() },
+        })
+    }
+
+    /// Kicks the thread out of `KVM_RUN` (or makes its next `KVM_RUN` return at once). The
+    /// caller must know the thread is alive: a machine's vCPU threads are registered and
+    /// unregistered under the machine's lock, and kick each other only under it.
+    pub fn kick(&self) {
+        // SAFETY: pthread_kill on a live thread id (the caller's duty, above) with a valid
+        // signal number whose handler (installed by `RunningVcpu::enter` before any vCPU ran)
+        // only stores a byte.
+        unsafe { libc::pthread_kill(self.thread, kick_signal()) };
     }
 }
 

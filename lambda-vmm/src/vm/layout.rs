@@ -8,10 +8,10 @@
 //! 0x1000   PDPT of the last 512 GiB                nowhere
 //! 0x2000   page directory of the last GiB          nowhere
 //! 0x3000   page table of the last 2 MiB            nowhere
-//! 0x4000   GDT, TSS + I/O bitmap                   KERNEL_VIRT + 0x4000, read-only
+//! 0x4000   GDT, a TSS + I/O bitmap per vCPU        KERNEL_VIRT + 0x4000, read-only
 //! 0x5000   IDT                                     KERNEL_VIRT + 0x5000, read-only
 //! 0x6000   syscall and exception stubs             KERNEL_VIRT + 0x6000, read-only
-//! 0x7000   kernel stack (to 0x9000)                KERNEL_VIRT + 0x7000, writable
+//! 0x7000   kernel stacks, 1 KiB per vCPU (to 0x9000) KERNEL_VIRT + 0x7000, writable
 //! 0x9000   vDSO data page (vvar)                   mm::layout::VVAR, read-only
 //! 0xa000   vDSO code (up to 0xc000)                mm::layout::VDSO, read-only
 //! ```
@@ -32,10 +32,18 @@ pub const KERNEL_PDPT: u64 = KERNEL_BASE + 0x1000;
 pub const KERNEL_PD: u64 = KERNEL_BASE + 0x2000;
 /// The page table of the last 2 MiB, which maps the kernel area (PD entry 511).
 pub const KERNEL_PT: u64 = KERNEL_BASE + 0x3000;
-/// The GDT: null, kernel code, kernel data, user data, user code, TSS (two slots).
+/// Most vCPUs an environment has (Lambda's CPU share tops out at 6 at 10,240 MB).
+pub const MAX_VCPUS: usize = 6;
+/// The GDT: null, kernel code, kernel data, user data, user code, then one TSS descriptor
+/// (two slots) per vCPU.
 pub const GDT: u64 = KERNEL_BASE + 0x4000;
-/// The 64-bit TSS, which holds RSP0 for exception entry, and its I/O bitmap.
+/// Entries of the GDT.
+pub const GDT_ENTRIES: u64 = 5 + 2 * MAX_VCPUS as u64;
+/// The first vCPU's 64-bit TSS, which holds RSP0 for exception entry, and its I/O bitmap;
+/// the others follow every [`TSS_STRIDE`] bytes.
 pub const TSS: u64 = GDT + 0x100;
+/// Bytes between two vCPUs' TSSs.
+pub const TSS_STRIDE: u64 = 0x100;
 /// The IDT: 32 gates for the CPU exceptions.
 pub const IDT: u64 = KERNEL_BASE + 0x5000;
 /// The `syscall` entry point (LSTAR): `out SYSCALL_PORT, al; iretq`.
@@ -50,8 +58,23 @@ pub const EXCEPTION_STUBS: u64 = SYSCALL_ENTRY + 0x100;
 pub const EXCEPTION_STUB_SIZE: u64 = 16;
 /// Bottom of the kernel stack.
 pub const KERNEL_STACK_BOTTOM: u64 = KERNEL_BASE + 0x7000;
-/// Top of the kernel stack (TSS.RSP0); exception frames and the sysret frame live below it.
+/// Top of the kernel stacks; the first vCPU's stack ends here, the others below it every
+/// [`KERNEL_STACK_SIZE`] bytes.
 pub const KERNEL_STACK_TOP: u64 = KERNEL_BASE + 0x9000;
+/// Bytes of kernel stack per vCPU: an entry puts at most one exception frame (48 bytes) or
+/// one return frame (40 bytes) there.
+pub const KERNEL_STACK_SIZE: u64 = 0x400;
+
+/// The TSS of vCPU `slot`.
+pub const fn tss(slot: usize) -> u64 {
+    TSS + slot as u64 * TSS_STRIDE
+}
+
+/// The kernel stack of vCPU `slot` (physical start and end): its TSS.RSP0 is the end.
+pub const fn kernel_stack(slot: usize) -> (u64, u64) {
+    let top = KERNEL_STACK_TOP - slot as u64 * KERNEL_STACK_SIZE;
+    (top - KERNEL_STACK_SIZE, top)
+}
 /// The vDSO's data page.
 pub const VVAR_FRAME: u64 = KERNEL_BASE + 0x9000;
 /// The vDSO's code.
@@ -94,11 +117,16 @@ pub mod selector {
     pub const USER_DATA: u16 = 0x1b;
     /// User code, ring 3 (SYSRET's CS = STAR bits 63:48 + 16).
     pub const USER_CODE: u16 = 0x23;
-    /// The TSS.
-    pub const TSS: u16 = 0x28;
+    /// The TSS of vCPU `slot`.
+    pub const fn tss(slot: usize) -> u16 {
+        0x28 + 16 * slot as u16
+    }
 }
 
 const _: () = {
     assert!(VDSO_FRAMES + VDSO_MAX_PAGES * PAGE <= KERNEL_BASE + KERNEL_SIZE);
     assert!(KERNEL_VIRT % (2 << 20) == 0);
+    assert!(GDT_ENTRIES * 8 <= TSS - GDT);
+    assert!(tss(MAX_VCPUS) <= GDT + PAGE);
+    assert!(kernel_stack(MAX_VCPUS - 1).0 >= KERNEL_STACK_BOTTOM);
 };

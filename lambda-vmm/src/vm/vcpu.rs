@@ -1,9 +1,10 @@
 //! The vCPU run loop: runs the guest until something needs the VMM (a syscall, an exception,
 //! the deadline) and turns KVM's exits into [`Exit`]s. Emulates the syscall return.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use kvm_bindings::{kvm_regs, kvm_xsave};
+use kvm_bindings::{kvm_regs, kvm_sregs, kvm_xsave};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use super::cpu;
@@ -25,8 +26,12 @@ pub enum Exit {
     Exception(ExceptionInfo),
     /// The deadline passed.
     DeadlineReached,
-    /// The time slice passed (see [`Vcpu::run`]); the program was stopped wherever it was.
-    SliceEnded,
+    /// The time slice passed, or another thread asked the vCPU to stop (see [`Vcpu::run`]);
+    /// the program was stopped wherever it was ([`Vcpu::preempted_regs`]).
+    Preempted,
+    /// `KVM_RUN` failed with `EFAULT`: a page the guest was using is being revoked by another
+    /// thread of the VMM (`docs/platform.md`, "vCPUs"). Run again once that is done.
+    MemoryBusy,
     /// The guest left the CPU in a state it cannot continue from (a triple fault, or an exit
     /// a CPL3 program cannot cause on purpose); the text says which. The program is over.
     Wrecked(String),
@@ -70,6 +75,15 @@ pub const DIRECT_SYSCALL_INSTRUCTION: [u8; 2] = [0xe6, layout::SYSCALL_PORT as u
 /// One vCPU and its counters.
 pub struct Vcpu {
     fd: VcpuFd,
+    /// Which of the VM's vCPUs it is: its TSS and kernel stack.
+    slot: usize,
+    /// The special registers of ring 3, as [`Vcpu::start`] set them.
+    user_sregs: kvm_sregs,
+    /// Whether other vCPUs run the program too. They could then rewrite this vCPU's kernel
+    /// stack (it must be writable at ring 3 under PVM) between the VMM writing a return frame
+    /// and the stub's `iretq` reading it, and so return to ring 0; returns from a stub load
+    /// the ring-3 state through KVM instead.
+    stack_shared: bool,
     regs: kvm_regs,
     /// After an exception, the program's registers where it faulted.
     fault_regs: Option<UserRegs>,
@@ -80,7 +94,7 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
-    pub(super) fn new(mut fd: VcpuFd) -> Result<Vcpu, VmError> {
+    pub(super) fn new(mut fd: VcpuFd, slot: usize) -> Result<Vcpu, VmError> {
         // KVM copies the general registers into kvm_run at every exit and takes them back
         // from there when marked dirty: a syscall then needs no GET_REGS/SET_REGS ioctls.
         fd.set_sync_valid_reg(SyncReg::Register);
@@ -88,6 +102,9 @@ impl Vcpu {
         let tsc_offset = guest_tsc_offset(&fd)?;
         Ok(Vcpu {
             fd,
+            slot,
+            user_sregs: kvm_sregs::default(),
+            stack_shared: false,
             regs: kvm_regs::default(),
             fault_regs: None,
             entry: Entry::Stub,
@@ -104,7 +121,20 @@ impl Vcpu {
 
     /// Sets up long mode at CPL3 to start at `entry` with stack pointer `stack`.
     pub fn start(&mut self, entry: u64, stack: u64) -> Result<(), VmError> {
-        cpu::configure_vcpu(&self.fd, entry, stack).map_err(VmError::kvm("vCPU setup"))
+        self.user_sregs = cpu::configure_vcpu(&self.fd, self.slot, entry, stack)
+            .map_err(VmError::kvm("vCPU setup"))?;
+        self.entry = Entry::Direct;
+        Ok(())
+    }
+
+    /// Which of the VM's vCPUs this is (0 for the first).
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Says whether other vCPUs run the program too (see the field `stack_shared`).
+    pub fn set_stack_shared(&mut self, shared: bool) {
+        self.stack_shared = shared;
     }
 
     /// VM exits so far.
@@ -118,8 +148,12 @@ impl Vcpu {
     }
 
     /// Sets the FS base (the thread pointer glibc and Rust use for TLS).
-    pub fn set_fs_base(&self, base: u64) -> Result<(), VmError> {
-        cpu::set_msrs(&self.fd, &[(cpu::MSR_FS_BASE, base)]).map_err(VmError::kvm("set FS base"))
+    pub fn set_fs_base(&mut self, base: u64) -> Result<(), VmError> {
+        cpu::set_msrs(&self.fd, &[(cpu::MSR_FS_BASE, base)])
+            .map_err(VmError::kvm("set FS base"))?;
+        // `KVM_SET_SREGS` writes the FS base too (the FS segment's base).
+        self.user_sregs.fs.base = base;
+        Ok(())
     }
 
     /// The syscall the guest is making, after [`Exit::Syscall`].
@@ -153,11 +187,59 @@ impl Vcpu {
         regs
     }
 
-    /// After [`Exit::SliceEnded`], the program's registers if it was stopped at ring 3;
-    /// `None` if the kick landed in the VMM's stubs (the program is between an entry and its
-    /// exit, and is not to be moved off the vCPU there).
-    pub fn preempted_regs(&self) -> Option<UserRegs> {
-        (self.entry == Entry::Direct).then_some(self.regs)
+    /// After [`Exit::Preempted`], the program's registers, from which it goes on as if it had
+    /// not been stopped. Stopped at ring 3, they are the vCPU's. Stopped in a stub, they are
+    /// the ring-3 state the stub came from or returns to: before the syscall stub's `out`, the
+    /// `syscall` instruction again (the call was not made yet); in an exception stub or at the
+    /// syscall stub's `iretq`, the frame on the kernel stack (an exception not yet reported
+    /// happens again when the instruction runs again).
+    pub fn preempted_regs(&self, physical: &PhysicalMemory) -> UserRegs {
+        let regs = self.regs;
+        if self.entry == Entry::Direct {
+            return regs;
+        }
+        if regs.rip == layout::virt(layout::SYSCALL_ENTRY) {
+            return UserRegs {
+                rip: regs.rcx.wrapping_sub(2),
+                rflags: regs.r11,
+                ..regs
+            };
+        }
+        let stubs = layout::virt(layout::EXCEPTION_STUBS);
+        let frame_at = match regs.rip.checked_sub(stubs) {
+            Some(offset) if offset < 32 * layout::EXCEPTION_STUB_SIZE => {
+                let vector = (offset / layout::EXCEPTION_STUB_SIZE) as u8;
+                let at = offset % layout::EXCEPTION_STUB_SIZE;
+                // Before `out` and `add rsp, 8`, the error code is still on the stack.
+                if has_error_code(vector) && at < 6 {
+                    regs.rsp.wrapping_add(8)
+                } else {
+                    regs.rsp
+                }
+            }
+            _ => regs.rsp,
+        };
+        self.ring3_frame(physical, frame_at)
+            .map_or(regs, |(rip, rflags, rsp)| UserRegs {
+                rip,
+                rflags,
+                rsp,
+                ..regs
+            })
+    }
+
+    /// The `iretq` frame at `at` on this vCPU's kernel stack, if it returns to ring 3: `rip`,
+    /// `rflags` and `rsp`.
+    fn ring3_frame(&self, physical: &PhysicalMemory, at: u64) -> Option<(u64, u64, u64)> {
+        let (bottom, top) = layout::kernel_stack(self.slot);
+        let stack = layout::virt(bottom)..layout::virt(top);
+        let word = |index: u64| {
+            let addr = at.checked_add(index * 8)?;
+            (stack.contains(&addr) && stack.contains(&(addr + 7)))
+                .then(|| physical.read_u64(layout::phys(addr)))
+        };
+        (word(1)? == u64::from(selector::USER_CODE)).then_some(())?;
+        Some((word(0)?, word(2)?, word(3)?))
     }
 
     /// Puts the program's registers `regs` (a ring-3 state: [`Vcpu::syscall_return_regs`],
@@ -168,11 +250,20 @@ impl Vcpu {
     /// returns through the stub's `iretq`: the VMM writes the return frame on the kernel stack,
     /// so only the general registers change (an in-guest `sysretq` shuts the VM down on PVM
     /// hosts, and `KVM_SET_SREGS` at every syscall would be slower).
-    pub fn resume(&mut self, physical: &PhysicalMemory, regs: &UserRegs) {
+    ///
+    /// With other vCPUs running the program (see [`Vcpu::set_stack_shared`]), a return from a
+    /// stub loads the ring-3 special registers through KVM instead (one more ioctl).
+    pub fn resume(&mut self, physical: &PhysicalMemory, regs: &UserRegs) -> Result<(), VmError> {
         let mut next = *regs;
         next.rflags = (regs.rflags & USER_RFLAGS_MASK) | 0x2;
+        if self.entry == Entry::Stub && self.stack_shared {
+            self.fd
+                .set_sregs(&self.user_sregs)
+                .map_err(VmError::kvm("KVM_SET_SREGS"))?;
+            self.entry = Entry::Direct;
+        }
         if self.entry == Entry::Stub {
-            let frame_at = layout::KERNEL_STACK_TOP - 5 * 8;
+            let frame_at = layout::kernel_stack(self.slot).1 - 5 * 8;
             let frame = [
                 next.rip,
                 u64::from(selector::USER_CODE),
@@ -194,6 +285,18 @@ impl Vcpu {
         self.regs = next;
         self.fd.sync_regs_mut().regs = next;
         self.fd.set_sync_dirty_reg(SyncReg::Register);
+        Ok(())
+    }
+
+    /// After an [`Exit::Exception`] the VMM resolved (a page fault it mapped), lets the program
+    /// run the faulting instruction again: the stub's own `iretq` does it, unless other vCPUs
+    /// could have rewritten the frame (see [`Vcpu::set_stack_shared`]), when the program's
+    /// registers are put back through KVM.
+    pub fn continue_after_fault(&mut self, physical: &PhysicalMemory) -> Result<(), VmError> {
+        match self.fault_regs {
+            Some(regs) if self.stack_shared => self.resume(physical, &regs),
+            _ => Ok(()),
+        }
     }
 
     /// After [`Exit::Exception`], the program's registers at the faulting instruction, as the
@@ -217,13 +320,15 @@ impl Vcpu {
         unsafe { self.fd.set_xsave(state) }.map_err(VmError::kvm("KVM_SET_XSAVE"))
     }
 
-    /// Runs the guest until it needs the VMM, `deadline` passes or the time slice `slice`
-    /// (if the caller armed one) ends.
+    /// Runs the guest until it needs the VMM, `deadline` passes, the time slice `slice` (if
+    /// the caller armed one) ends, or another thread sets `stop` and kicks this one
+    /// ([`crate::vm::kick::VcpuThread::kick`]); `stop` is cleared when seen.
     pub fn run(
         &mut self,
         physical: &PhysicalMemory,
         deadline: &Deadline,
         slice: Option<&Deadline>,
+        stop: &AtomicBool,
     ) -> Result<Exit, VmError> {
         let _running = RunningVcpu::enter(self.fd.get_kvm_run())?;
         loop {
@@ -231,7 +336,7 @@ impl Vcpu {
             if now >= deadline.at() {
                 return Ok(Exit::DeadlineReached);
             }
-            if slice.is_some_and(|slice| now >= slice.at()) {
+            if slice.is_some_and(|slice| now >= slice.at()) || stop.swap(false, Ordering::AcqRel) {
                 // KVM stores the registers in kvm_run at every return from KVM_RUN, the
                 // EINTR of a kick included.
                 self.regs = self.fd.sync_regs().regs;
@@ -241,7 +346,7 @@ impl Vcpu {
                 } else {
                     Entry::Direct
                 };
-                return Ok(Exit::SliceEnded);
+                return Ok(Exit::Preempted);
             }
             let exit = self.fd.run();
             self.exits += 1;
@@ -273,6 +378,7 @@ impl Vcpu {
                     self.fd.set_kvm_immediate_exit(0);
                 }
                 Err(e) if e.errno() == libc::EAGAIN => {}
+                Err(e) if e.errno() == libc::EFAULT => return Ok(Exit::MemoryBusy),
                 Err(e) => return Err(VmError::kvm("KVM_RUN")(e)),
             }
         }
@@ -288,8 +394,8 @@ impl Vcpu {
         vector: u8,
     ) -> Result<ExceptionInfo, VmError> {
         let regs = self.fd.sync_regs().regs;
-        let stack =
-            layout::virt(layout::KERNEL_STACK_BOTTOM)..layout::virt(layout::KERNEL_STACK_TOP);
+        let (bottom, top) = layout::kernel_stack(self.slot);
+        let stack = layout::virt(bottom)..layout::virt(top);
         let mut cursor = regs.rsp;
         let mut pop = || {
             let value = (stack.contains(&cursor) && stack.contains(&(cursor + 7)))
