@@ -126,6 +126,14 @@ impl FunctionConfig {
         u64::from(self.memory_mb) << 20
     }
 
+    /// The vCPUs the function's threads run on at once, following its memory size as Lambda's
+    /// CPU share does: 1 up to 1,769 MB, one more per further 1,769 MB, at most 6.
+    pub fn vcpus(&self) -> u32 {
+        self.memory_mb
+            .div_ceil(limits::MEMORY_MB_PER_VCPU)
+            .clamp(1, limits::MAX_VCPUS)
+    }
+
     /// Checks every field against Lambda's limits, reporting the first that is out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_name(&self.name)?;
@@ -223,6 +231,18 @@ mod tests {
         assert_eq!(config.timeout, Duration::from_secs(3));
         assert_eq!(config.ephemeral_storage_mb, 512);
         assert_eq!(config.memory_bytes(), 128 << 20);
+        assert_eq!(config.vcpus(), 1);
+        let sized = |mb| config.clone().with_memory_mb(mb).vcpus();
+        assert_eq!(
+            [
+                sized(1_769),
+                sized(1_770),
+                sized(3_538),
+                sized(3_539),
+                sized(10_240)
+            ],
+            [1, 2, 2, 3, 6]
+        );
         config.validate().unwrap();
     }
 

@@ -8,6 +8,11 @@ pub const MIN_MEMORY_MB: u32 = 128;
 pub const MAX_MEMORY_MB: u32 = 10_240;
 /// Memory size when none is given, in MB.
 pub const DEFAULT_MEMORY_MB: u32 = 128;
+/// Memory that buys one vCPU: Lambda gives a function the equivalent of one vCPU at 1,769 MB
+/// and one more per further 1,769 MB.
+pub const MEMORY_MB_PER_VCPU: u32 = 1_769;
+/// Most vCPUs a function gets (at 10,240 MB).
+pub const MAX_VCPUS: u32 = 6;
 
 /// Shortest timeout a function can have.
 pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);

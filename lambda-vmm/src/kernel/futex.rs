@@ -38,6 +38,8 @@ struct Waiter {
 #[derive(Debug, Default)]
 pub(super) struct FutexWaiters {
     waiters: Vec<Waiter>,
+    /// Waiters woken so far, for the run loop to see that a blocked thread may go on.
+    woken_total: u64,
 }
 
 impl FutexWaiters {
@@ -54,6 +56,7 @@ impl FutexWaiters {
                 woken = woken.saturating_add(1);
             }
         }
+        self.woken_total = self.woken_total.wrapping_add(woken);
         woken
     }
 
@@ -120,6 +123,12 @@ fn wake_op(encoded: u64, old: u32) -> Result<(u32, bool), Errno> {
 }
 
 impl Kernel {
+    /// How many futex waiters have been woken so far: when it grows, a blocked thread's call
+    /// may now return, and an idle vCPU may run it.
+    pub fn futex_wakeups(&self) -> u64 {
+        self.futexes.woken_total
+    }
+
     /// `futex(uaddr, op, val, timeout_or_val2, uaddr2, val3)`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn futex(

@@ -1,15 +1,15 @@
-//! The CPU the program's threads share, as the scheduler syscalls describe it: affinity
-//! (one CPU), scheduling policy and priority (only `SCHED_OTHER`, `SCHED_BATCH` and
+//! The CPUs the program's threads share, as the scheduler syscalls describe them: affinity
+//! (the environment's vCPUs, 0 to n-1), scheduling policy and priority (only `SCHED_OTHER`, `SCHED_BATCH` and
 //! `SCHED_IDLE`: the function runs unprivileged, so the real-time policies and a lower nice
-//! value are refused, as Linux refuses them to an unprivileged user), and `membarrier`
-//! (every thread runs on the one vCPU, and a switch between threads passes through the VMM,
-//! so a barrier is already there).
+//! value are refused, as Linux refuses them to an unprivileged user), and `membarrier` on
+//! one vCPU (nothing to do: a switch between threads passes through the VMM, a barrier).
+//! With several vCPUs `membarrier` offers no command: making the threads running on the other
+//! vCPUs pass a barrier before the call returns is not built, and a runtime that asks falls
+//! back to its own means, as on a kernel without `membarrier`.
 
 use super::{Errno, Kernel, SysResult, abi};
 use crate::mm::GuestMemory;
 
-/// The CPUs the environment has, as an affinity mask: CPU 0.
-const CPU_MASK: u64 = 0b1;
 const SCHED_OTHER: u64 = 0;
 const SCHED_FIFO: u64 = 1;
 const SCHED_RR: u64 = 2;
@@ -24,14 +24,30 @@ const MEMBARRIER_CMD_GLOBAL: u64 = 1;
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED: u64 = 8;
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: u64 = 16;
 
-/// The process's nice value and whether it registered for private expedited barriers.
+/// The process's nice value, whether it registered for private expedited barriers, and how
+/// many vCPUs the environment has.
 #[derive(Debug, Default)]
 pub(super) struct SchedState {
     nice: i32,
     membarrier_registered: bool,
+    cpus: u32,
+}
+
+impl SchedState {
+    /// The environment's CPUs as an affinity mask: CPUs 0 to n-1 (at least CPU 0).
+    fn cpu_mask(&self) -> u64 {
+        let cpus = self.cpus.clamp(1, 64);
+        u64::MAX >> 64u32.saturating_sub(cpus)
+    }
 }
 
 impl Kernel {
+    /// Tells the kernel how many vCPUs the environment has (1 unless set), which
+    /// `sched_getaffinity` reports.
+    pub fn set_cpus(&mut self, cpus: u32) {
+        self.sched.cpus = cpus;
+    }
+
     /// The thread a scheduler call names: 0 is the caller; an unknown id is `ESRCH`.
     fn sched_target(&self, pid: u64) -> Result<u32, Errno> {
         let pid = abi::int(pid);
@@ -49,7 +65,7 @@ impl Kernel {
         }
     }
 
-    /// `sched_getaffinity(pid, size, mask)`: the one CPU; returns the bytes written.
+    /// `sched_getaffinity(pid, size, mask)`: the environment's CPUs; returns the bytes written.
     pub(super) fn sched_getaffinity(
         &self,
         memory: &GuestMemory,
@@ -61,12 +77,13 @@ impl Kernel {
         if size < 8 || size % 8 != 0 {
             return Err(Errno(libc::EINVAL));
         }
-        memory.write(mask, &CPU_MASK.to_le_bytes())?;
+        memory.write(mask, &self.sched.cpu_mask().to_le_bytes())?;
         Ok(8)
     }
 
-    /// `sched_setaffinity(pid, size, mask)`: a mask that holds the one CPU is accepted (it
-    /// changes nothing); one that holds none of the environment's CPUs is `EINVAL`.
+    /// `sched_setaffinity(pid, size, mask)`: a mask that holds one of the environment's CPUs is
+    /// accepted (it changes nothing: every thread may run on every vCPU); one that holds none
+    /// of them is `EINVAL`.
     pub(super) fn sched_setaffinity(
         &self,
         memory: &GuestMemory,
@@ -79,7 +96,7 @@ impl Kernel {
             return Err(Errno(libc::EINVAL));
         }
         let first: u8 = memory.read_obj(mask)?;
-        if u64::from(first) & CPU_MASK == 0 {
+        if u64::from(first) & self.sched.cpu_mask() == 0 {
             return Err(Errno(libc::EINVAL));
         }
         Ok(0)
@@ -188,11 +205,18 @@ impl Kernel {
         }
     }
 
-    /// `membarrier(cmd, flags, cpu_id)`: the global and private expedited barriers (nothing
-    /// to do: the threads share one vCPU).
+    /// `membarrier(cmd, flags, cpu_id)`: on one vCPU, the global and private expedited
+    /// barriers (nothing to do: the threads share the vCPU); on several, no command (`QUERY`
+    /// answers 0, the others `EINVAL`).
     pub(super) fn membarrier(&mut self, cmd: u64, flags: u64) -> SysResult {
         if flags != 0 {
             return Err(Errno(libc::EINVAL));
+        }
+        if self.sched.cpus > 1 {
+            return match cmd {
+                MEMBARRIER_CMD_QUERY => Ok(0),
+                _ => Err(Errno(libc::EINVAL)),
+            };
         }
         match cmd {
             MEMBARRIER_CMD_QUERY => Ok(MEMBARRIER_CMD_GLOBAL
