@@ -1,10 +1,12 @@
 //! The program's threads as the run loop keeps them: the CPU state of each thread that is
-//! not on the vCPU, and the round-robin order in which they get it.
+//! not on a vCPU, and the round-robin order in which they get one.
 //!
-//! One thread runs on the vCPU at a time. A thread leaves it when its syscall blocks, when
-//! it yields, when it exits, or when its time slice ends; its registers, FPU/SSE/AVX state and
-//! FS base are kept here until it runs again. The FPU state of the thread that last ran stays
-//! on the vCPU, so a program with one thread never pays for a switch.
+//! A thread runs on one vCPU at a time. It leaves it when its syscall blocks, when it yields,
+//! when it exits, or when it is preempted (its time slice ended, or another vCPU asked);
+//! its registers, FPU/SSE/AVX state and FS base are kept here until it runs again. On one
+//! vCPU the FPU state of the thread that last ran stays on the vCPU, so a program with one
+//! thread never pays for a switch; once several vCPUs run the program, a thread's FPU state
+//! is saved as it leaves, so any vCPU can take it.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -16,8 +18,11 @@ use crate::vm::vcpu::{SyscallArgs, UserRegs};
 /// Where a thread is.
 #[derive(Debug)]
 pub(super) enum TaskState {
-    /// On the vCPU.
-    Running,
+    /// On vCPU `cpu`.
+    Running {
+        /// The vCPU's slot.
+        cpu: usize,
+    },
     /// Runnable, from these registers.
     Ready(UserRegs),
     /// In a syscall that blocked. The call is retried when the thread could run; once it
@@ -47,26 +52,20 @@ pub(super) struct Task {
 #[derive(Debug)]
 pub(super) struct Tasks {
     tasks: BTreeMap<u32, Task>,
-    /// The thread on the vCPU now.
-    running: Option<u32>,
-    /// The thread whose FPU state and FS base are loaded on the vCPU.
-    loaded: Option<u32>,
-    /// The thread that ran last, where the round-robin goes on from.
+    /// The thread that was last put on a vCPU, where the round-robin goes on from.
     last: u32,
 }
 
 impl Tasks {
-    /// The first thread, `tid`, running on a vCPU that holds its state.
+    /// The first thread, `tid`, running on vCPU 0, which holds its state.
     pub fn new(tid: u32) -> Tasks {
         let first = Task {
             fs_base: 0,
             fpu: None,
-            state: TaskState::Running,
+            state: TaskState::Running { cpu: 0 },
         };
         Tasks {
             tasks: BTreeMap::from([(tid, first)]),
-            running: Some(tid),
-            loaded: Some(tid),
             last: tid,
         }
     }
@@ -76,19 +75,36 @@ impl Tasks {
         self.tasks.len()
     }
 
-    /// The thread on the vCPU.
-    pub fn running(&self) -> Option<u32> {
-        self.running
+    /// How many threads are on a vCPU.
+    pub fn running(&self) -> usize {
+        self.tasks
+            .values()
+            .filter(|task| matches!(task.state, TaskState::Running { .. }))
+            .count()
     }
 
-    /// The thread whose FPU state and FS base the vCPU holds.
-    pub fn loaded(&self) -> Option<u32> {
-        self.loaded
+    /// Whether a thread waits for a vCPU (runnable, not on one).
+    pub fn any_ready(&self) -> bool {
+        self.tasks
+            .values()
+            .any(|task| matches!(task.state, TaskState::Ready(_)))
     }
 
-    /// Records that `tid`'s FPU state and FS base are on the vCPU.
-    pub fn set_loaded(&mut self, tid: Option<u32>) {
-        self.loaded = tid;
+    /// Whether a thread is blocked in a call.
+    pub fn any_blocked(&self) -> bool {
+        self.tasks
+            .values()
+            .any(|task| matches!(task.state, TaskState::Blocked { .. }))
+    }
+
+    /// The threads on a vCPU, with the vCPU's slot.
+    pub fn on_cpus(&self) -> impl Iterator<Item = (u32, usize)> + '_ {
+        self.tasks
+            .iter()
+            .filter_map(|(&tid, task)| match task.state {
+                TaskState::Running { cpu } => Some((tid, cpu)),
+                _ => None,
+            })
     }
 
     /// The thread `tid`.
@@ -104,30 +120,20 @@ impl Tasks {
     /// Removes `tid` (it exited).
     pub fn remove(&mut self, tid: u32) {
         self.tasks.remove(&tid);
-        if self.running == Some(tid) {
-            self.running = None;
-        }
-        if self.loaded == Some(tid) {
-            self.loaded = None;
-        }
     }
 
-    /// Puts `tid` on the vCPU.
-    pub fn set_running(&mut self, tid: u32) {
+    /// Puts `tid` on vCPU `cpu`.
+    pub fn set_running(&mut self, tid: u32, cpu: usize) {
         if let Some(task) = self.tasks.get_mut(&tid) {
-            task.state = TaskState::Running;
-            self.running = Some(tid);
+            task.state = TaskState::Running { cpu };
             self.last = tid;
         }
     }
 
-    /// Takes `tid` off the vCPU into `state`.
+    /// Takes `tid` off its vCPU into `state`.
     pub fn set_off_cpu(&mut self, tid: u32, state: TaskState) {
         if let Some(task) = self.tasks.get_mut(&tid) {
             task.state = state;
-        }
-        if self.running == Some(tid) {
-            self.running = None;
         }
     }
 
