@@ -58,6 +58,44 @@ pub fn kill_process_group(pgid: u32) {
     }
 }
 
+/// Makes the process `command` starts run on the first `cpus` of the CPUs this process may
+/// run on (all of them if there are fewer), as the micro-VM gives a function as many vCPUs as
+/// its memory size buys: the process backend then shows a program the same CPU count. Without
+/// a readable affinity here, `command` is left as it is.
+pub fn limit_cpus(command: &mut std::process::Command, cpus: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity(2) writes at most `size_of::<cpu_set_t>()` bytes to `allowed`,
+    // which is that large.
+    let read =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) };
+    if read != 0 {
+        return;
+    }
+    // SAFETY: as above.
+    let mut chosen: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let mut taken = 0;
+    for cpu in 0..libc::CPU_SETSIZE as usize {
+        // SAFETY: `cpu` is below CPU_SETSIZE, the sets' size in CPUs.
+        if taken < cpus && unsafe { libc::CPU_ISSET(cpu, &allowed) } {
+            // SAFETY: as above.
+            unsafe { libc::CPU_SET(cpu, &mut chosen) };
+            taken += 1;
+        }
+    }
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: it makes one system call on a set copied into it.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &chosen) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The host's time-stamp counter.
 pub fn tsc() -> u64 {
     // SAFETY: `rdtsc` only reads the time-stamp counter, which every x86-64 CPU has; it

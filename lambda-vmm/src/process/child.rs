@@ -22,12 +22,14 @@ pub(super) struct Streams {
 }
 
 impl ChildProcess {
-    /// Starts `program` with only the variables `env`, in `cwd`, as the leader of a new
-    /// process group (so that [`kill`](Self::kill) reaches anything it starts).
+    /// Starts `program` with only the variables `env`, in `cwd`, on at most `cpus` of the
+    /// host's CPUs, as the leader of a new process group (so that [`kill`](Self::kill)
+    /// reaches anything it starts).
     pub(super) fn spawn(
         program: &Path,
         env: &[(String, String)],
         cwd: &Path,
+        cpus: usize,
         streams: Streams,
     ) -> io::Result<ChildProcess> {
         let mut command = Command::new(program);
@@ -39,6 +41,7 @@ impl ChildProcess {
             .stdin(streams.stdin)
             .stdout(streams.stdout)
             .stderr(streams.stderr);
+        crate::host::limit_cpus(&mut command, cpus);
         // A program file just written (an extracted `bootstrap`) can be briefly held open for
         // writing by a child another thread is forking at that moment: exec then fails with
         // ETXTBSY until that child has exec'd too. Retry for up to a second.
@@ -120,6 +123,7 @@ mod tests {
             program,
             env,
             Path::new("/"),
+            1,
             Streams {
                 stdin: Stdio::null(),
                 stdout: Stdio::piped(),

@@ -120,6 +120,7 @@ impl RuntimeEnvironment {
             &self.program.path,
             &env,
             &self.workdir.tmp(),
+            self.config.vcpus() as usize,
             Streams {
                 stdin: Stdio::null(),
                 stdout,

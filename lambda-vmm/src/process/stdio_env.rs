@@ -102,6 +102,7 @@ impl ExecutionEnvironment for StdioEnvironment {
             &self.program.path,
             &self.env,
             &self.workdir.tmp(),
+            self.config.vcpus() as usize,
             Streams {
                 stdin: Stdio::piped(),
                 stdout: Stdio::piped(),
