@@ -45,6 +45,54 @@ scenario!(runtime_c);
 scenario!(address_space);
 scenario!(threads);
 scenario!(signals);
+scenario!(threads_on_two_vcpus);
+
+/// A function's threads get the vCPUs its memory buys: at 3,538 MB the second vCPU is made
+/// (the first time two threads are ready) and runs one of the two threads; at 128 MB there
+/// is one.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn threads_get_the_vcpus_their_memory_buys() {
+    let (backend, functions) = setup();
+    for (memory_mb, vcpus) in [(128, 1), (scenarios::TWO_VCPUS_MB, 2)] {
+        let config = functions
+            .stdio("parallel", "threads-c")
+            .with_memory_mb(memory_mb)
+            .with_timeout(std::time::Duration::from_secs(30));
+        let mut environment = backend.create_stdio(&config).expect("create");
+        let result = environment
+            .run(lambda_core::Invocation::new(r#""parallel 20""#))
+            .expect("run");
+        assert!(result.outcome.response().is_some(), "{result:?}");
+        assert_eq!(environment.last_stats().vcpus, vcpus, "at {memory_mb} MB");
+    }
+}
+
+/// A timeout stops every vCPU: two threads that never make a syscall, each spinning on its
+/// own vCPU, end at the timeout as `Sandbox.Timeout`, and the environment can be created
+/// again.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_timeout_stops_every_vcpu() {
+    let (backend, functions) = setup();
+    let config = functions
+        .stdio("spinning", "threads-c")
+        .with_memory_mb(scenarios::TWO_VCPUS_MB)
+        .with_timeout(std::time::Duration::from_secs(1));
+    for _ in 0..2 {
+        let mut environment = backend.create_stdio(&config).expect("create");
+        let result = environment
+            .run(lambda_core::Invocation::new(r#""parallel 100000000""#))
+            .expect("run");
+        let error = scenarios::error_of(&result);
+        assert_eq!(
+            error.error_type,
+            lambda_core::ErrorType::SandboxTimeout,
+            "{error}"
+        );
+        assert_eq!(environment.last_stats().vcpus, 2);
+    }
+}
 
 /// A read blocked on a pipe is restarted after an `SA_RESTART` handler and interrupted
 /// (`EINTR`) without one. Only here: the check sends its signal 20 ms after the reader

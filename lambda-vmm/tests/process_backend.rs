@@ -158,6 +158,12 @@ fn threads() {
 }
 
 #[test]
+fn threads_on_two_vcpus() {
+    let (backend, functions) = setup();
+    scenarios::threads_on_two_vcpus(&backend, &functions);
+}
+
+#[test]
 #[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
 fn go_goroutines() {
     let (backend, functions) = setup();

@@ -686,6 +686,48 @@ pub fn threads_check(
 /// robust mutex left locked by a thread that exited (`EOWNERDEAD`). A thread that writes
 /// through a null pointer ends the invocation with SIGSEGV.
 pub fn threads(backend: &dyn Backend, functions: &Functions) {
+    threads_at(backend, functions, DEFAULT_MEMORY_MB);
+}
+
+/// Memory that buys two vCPUs (Lambda's CPU share: one per 1,769 MB).
+pub const TWO_VCPUS_MB: u32 = 3_538;
+
+/// CPUs a function of `memory_mb` should see: what its memory buys, and on the process
+/// backend no more than the host has.
+pub fn cpus_for(backend: &dyn Backend, memory_mb: u32) -> usize {
+    let bought =
+        lambda_core::FunctionConfig::new("f", lambda_core::CodeLocation::Executable("/".into()))
+            .with_memory_mb(memory_mb)
+            .vcpus() as usize;
+    if backend.name() == "process" {
+        let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+        bought.min(host)
+    } else {
+        bought
+    }
+}
+
+/// The same checks as [`threads`], [`signals`] and [`go_goroutines`] with two vCPUs
+/// (3,538 MB), where threads run at once and move between vCPUs; and two CPU-bound threads
+/// that see two CPUs and compute what they compute on one.
+pub fn threads_on_two_vcpus(backend: &dyn Backend, functions: &Functions) {
+    threads_at(backend, functions, TWO_VCPUS_MB);
+    signals_at(backend, functions, TWO_VCPUS_MB);
+    if std::env::var_os("LAMBDA_SKIP_GO_TESTS").is_none() {
+        go_goroutines_at(backend, functions, TWO_VCPUS_MB);
+    }
+    for memory_mb in [DEFAULT_MEMORY_MB, TWO_VCPUS_MB] {
+        let result = threads_check(backend, functions, "parallel 20", memory_mb);
+        let cpus = cpus_for(backend, memory_mb);
+        assert_eq!(
+            memory_response(&result),
+            format!(r#"{{"cpus":{cpus},"sums":[14262675764400740407,9152359397231472205]}}"#),
+            "at {memory_mb} MB"
+        );
+    }
+}
+
+fn threads_at(backend: &dyn Backend, functions: &Functions, memory_mb: u32) {
     let answers = [
         ("pthreads", r#"{"sum":8000002000000,"joined":36}"#),
         ("spin", r#"{"handed":40}"#),
@@ -697,22 +739,34 @@ pub fn threads(backend: &dyn Backend, functions: &Functions) {
         ("robust", r#"{"first":"EOWNERDEAD","second":0}"#),
     ];
     assert_answers(&answers, |check| {
-        threads_check(backend, functions, check, 128)
+        threads_check(backend, functions, check, memory_mb)
     });
-    let result = threads_check(backend, functions, "crash", 128);
+    let result = threads_check(backend, functions, "crash", memory_mb);
     assert_crashed_with(&result, "SIGSEGV", "crash");
 }
 
 /// `cycles` create / invoke / shutdown cycles of a one-shot function that starts threads
-/// leave no descriptor, thread or memory behind. Run it alone in its test binary.
+/// leave no descriptor, thread or memory behind; every other cycle runs at 3,538 MB, where
+/// the threads run on two vCPUs (each on a host thread of its own). Run it alone in its test
+/// binary.
 pub fn threaded_no_leaks(backend: &dyn Backend, functions: &Functions, cycles: usize) {
-    let run = || {
-        let result = threads_check(backend, functions, "tids", 128);
+    let check = |memory_mb| {
+        let result = threads_check(backend, functions, "tids", memory_mb);
         assert_eq!(
             memory_response(&result),
             r#"{"distinct":true,"first_is_pid":true}"#
         );
     };
+    let mut cycle = 0;
+    let mut run = || {
+        cycle += 1;
+        check(if cycle % 2 == 0 {
+            TWO_VCPUS_MB
+        } else {
+            DEFAULT_MEMORY_MB
+        });
+    };
+    run();
     run();
     // Micro-VMs are torn down on a background thread: count once it is done.
     lambda_vmm::wait_for_teardown();
@@ -750,8 +804,17 @@ fn resident_mb() -> u64 {
 /// Runs one check of the `go-goroutines` program (see `functions/go/goroutines`) in a fresh
 /// one-shot environment.
 pub fn go_check(backend: &dyn Backend, functions: &Functions, check: &str) -> InvokeResult {
+    go_check_at(backend, functions, check, DEFAULT_MEMORY_MB)
+}
+
+fn go_check_at(
+    backend: &dyn Backend,
+    functions: &Functions,
+    check: &str,
+    memory_mb: u32,
+) -> InvokeResult {
     let program = ("goroutines", "go-goroutines");
-    one_shot_check(backend, functions, program, check, DEFAULT_MEMORY_MB)
+    one_shot_check(backend, functions, program, check, memory_mb)
 }
 
 /// A static Go program, unmodified, at 128 MB: goroutines over channels, a mutex and a
@@ -761,6 +824,13 @@ pub fn go_check(backend: &dyn Backend, functions: &Functions, check: &str) -> In
 /// panic, and an unrecovered nil dereference, end the program with status 2. The same
 /// answers on every backend.
 pub fn go_goroutines(backend: &dyn Backend, functions: &Functions) {
+    go_goroutines_at(backend, functions, DEFAULT_MEMORY_MB);
+}
+
+fn go_goroutines_at(backend: &dyn Backend, functions: &Functions, memory_mb: u32) {
+    let go_check = |backend: &dyn Backend, functions: &Functions, check: &str| {
+        go_check_at(backend, functions, check, memory_mb)
+    };
     let answers = [
         ("sum", r#"{"sum":500000500000}"#),
         ("mutex", r#"{"counter":100000}"#),
@@ -817,8 +887,17 @@ pub fn go_runtime(backend: &dyn Backend, functions: &Functions) {
 /// Runs one check of the `signals-c` program (see `functions/c/signals.c`) in a fresh
 /// one-shot environment.
 pub fn signals_check(backend: &dyn Backend, functions: &Functions, check: &str) -> InvokeResult {
+    signals_check_at(backend, functions, check, DEFAULT_MEMORY_MB)
+}
+
+fn signals_check_at(
+    backend: &dyn Backend,
+    functions: &Functions,
+    check: &str,
+    memory_mb: u32,
+) -> InvokeResult {
     let program = ("signals", "signals-c");
-    one_shot_check(backend, functions, program, check, DEFAULT_MEMORY_MB)
+    one_shot_check(backend, functions, program, check, memory_mb)
 }
 
 /// Signals as C programs use them, the same answers on every backend: a SIGSEGV handler on
@@ -829,6 +908,13 @@ pub fn signals_check(backend: &dyn Backend, functions: &Functions, check: &str) 
 /// SIGABRT; `rt_sigreturn` on bytes that are no frame, and a handler without a restorer,
 /// ending in SIGSEGV.
 pub fn signals(backend: &dyn Backend, functions: &Functions) {
+    signals_at(backend, functions, DEFAULT_MEMORY_MB);
+}
+
+fn signals_at(backend: &dyn Backend, functions: &Functions, memory_mb: u32) {
+    let signals_check = |backend: &dyn Backend, functions: &Functions, check: &str| {
+        signals_check_at(backend, functions, check, memory_mb)
+    };
     let answers = [
         (
             "segv",
