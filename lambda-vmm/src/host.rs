@@ -58,20 +58,20 @@ pub fn kill_process_group(pgid: u32) {
     }
 }
 
-/// Makes the process `command` starts run on the first `cpus` of the CPUs this process may
-/// run on (all of them if there are fewer), as the micro-VM gives a function as many vCPUs as
-/// its memory size buys: the process backend then shows a program the same CPU count. Without
-/// a readable affinity here, `command` is left as it is.
-pub fn limit_cpus(command: &mut std::process::Command, cpus: usize) {
-    use std::os::unix::process::CommandExt;
+/// Runs `spawn` (which starts a process) with the calling thread limited to the first `cpus`
+/// of the CPUs it may run on (all of them if there are fewer), then gives the thread its CPUs
+/// back: the process inherits the limit, as the micro-VM gives a function as many vCPUs as
+/// its memory size buys, so the process backend shows a program the same CPU count. (Not a
+/// `pre_exec` hook: that would make every spawn a `fork` instead of a `posix_spawn`.) If the
+/// thread's CPUs cannot be read or set, `spawn` runs as it is.
+pub fn spawn_on_cpus<T>(cpus: usize, spawn: impl FnOnce() -> T) -> T {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
     let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: sched_getaffinity(2) writes at most `size_of::<cpu_set_t>()` bytes to `allowed`,
-    // which is that large.
-    let read =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) };
-    if read != 0 {
-        return;
+    // SAFETY: sched_getaffinity(2) writes at most `size` bytes to `allowed`, which is that
+    // large; pid 0 is the calling thread.
+    if unsafe { libc::sched_getaffinity(0, size, &mut allowed) } != 0 {
+        return spawn();
     }
     // SAFETY: as above.
     let mut chosen: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -84,16 +84,23 @@ pub fn limit_cpus(command: &mut std::process::Command, cpus: usize) {
             taken += 1;
         }
     }
-    // SAFETY: the closure runs in the child between fork and exec, where only
-    // async-signal-safe calls are allowed: it makes one system call on a set copied into it.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &chosen) != 0 {
-                return Err(std::io::Error::last_os_error());
+    /// Gives the thread its CPUs back, also if `spawn` panics.
+    struct Restore(libc::cpu_set_t);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: sched_setaffinity(2) reads `size_of::<cpu_set_t>()` bytes of a set we
+            // own; it touches no other memory.
+            unsafe {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.0);
             }
-            Ok(())
-        });
+        }
     }
+    // SAFETY: as in `Restore::drop`.
+    if unsafe { libc::sched_setaffinity(0, size, &chosen) } != 0 {
+        return spawn();
+    }
+    let _restore = Restore(allowed);
+    spawn()
 }
 
 /// The host's time-stamp counter.

@@ -122,8 +122,15 @@ impl Core<'_> {
             Exit::Exception(info) => {
                 let Some(unresolved) = faults::resolve(self.memory, &info, &mut cpu.last_fault)
                 else {
-                    cpu.vcpu.continue_after_fault(self.memory.physical())?;
-                    return Ok(Flow::Go);
+                    if cpu.vcpu.continue_after_fault(self.memory.physical())? {
+                        return Ok(Flow::Go);
+                    }
+                    return Ok(Flow::Settled(Settled::Ended(Stop::Signaled {
+                        signal: Signal::SIGSEGV,
+                        detail: Some(
+                            "the exception frame on the kernel stack was rewritten".into(),
+                        ),
+                    })));
                 };
                 let regs = cpu.vcpu.exception_regs();
                 let disposition = unresolved

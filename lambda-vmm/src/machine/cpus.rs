@@ -267,6 +267,14 @@ fn share_work<'scope, 'env, 'a: 'scope>(
             core.unload(cpu)?;
         }
         cpu.vcpu.set_stack_shared(true);
+        if cpu.current.is_some() {
+            // Its thread may be about to return through a stub's `iretq` (a frame the VMM
+            // wrote, or the CPU's for a resolved fault): return through KVM instead, before
+            // a thread on the new vCPU could rewrite that frame.
+            let physical = shared.vm.memory.physical();
+            let regs = cpu.vcpu.preempted_regs(physical);
+            cpu.vcpu.resume(physical, &regs)?;
+        }
     }
     core.started += 1;
     let name = format!("lambda-vcpu-{}", helper_cpu.slot());

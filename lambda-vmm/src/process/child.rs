@@ -41,13 +41,12 @@ impl ChildProcess {
             .stdin(streams.stdin)
             .stdout(streams.stdout)
             .stderr(streams.stderr);
-        crate::host::limit_cpus(&mut command, cpus);
         // A program file just written (an extracted `bootstrap`) can be briefly held open for
         // writing by a child another thread is forking at that moment: exec then fails with
         // ETXTBSY until that child has exec'd too. Retry for up to a second.
         let mut attempts = 0;
         let child = loop {
-            match command.spawn() {
+            match crate::host::spawn_on_cpus(cpus, || command.spawn()) {
                 Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));

@@ -124,6 +124,12 @@ impl Vcpu {
         self.user_sregs = cpu::configure_vcpu(&self.fd, self.slot, entry, stack)
             .map_err(VmError::kvm("vCPU setup"))?;
         self.entry = Entry::Direct;
+        self.regs = kvm_regs {
+            rip: entry,
+            rsp: stack,
+            rflags: 0x2,
+            ..Default::default()
+        };
         Ok(())
     }
 
@@ -291,11 +297,16 @@ impl Vcpu {
     /// After an [`Exit::Exception`] the VMM resolved (a page fault it mapped), lets the program
     /// run the faulting instruction again: the stub's own `iretq` does it, unless other vCPUs
     /// could have rewritten the frame (see [`Vcpu::set_stack_shared`]), when the program's
-    /// registers are put back through KVM.
-    pub fn continue_after_fault(&mut self, physical: &PhysicalMemory) -> Result<(), VmError> {
+    /// registers are put back through KVM. Returns `false` if that is needed and the frame
+    /// did not describe a ring-3 program (something other than the CPU wrote it): the program
+    /// cannot go on.
+    pub fn continue_after_fault(&mut self, physical: &PhysicalMemory) -> Result<bool, VmError> {
+        if !self.stack_shared {
+            return Ok(true);
+        }
         match self.fault_regs {
-            Some(regs) if self.stack_shared => self.resume(physical, &regs),
-            _ => Ok(()),
+            Some(regs) => self.resume(physical, &regs).map(|()| true),
+            None => Ok(false),
         }
     }
 
