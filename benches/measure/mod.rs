@@ -102,10 +102,18 @@ pub fn child_process_run(
     program: &std::path::Path,
     input: &[u8],
 ) -> (Duration, std::process::Output) {
+    child_command_run(&mut std::process::Command::new(program), input)
+}
+
+/// [`child_process_run`] for a command with arguments (such as a program under `taskset`).
+pub fn child_command_run(
+    command: &mut std::process::Command,
+    input: &[u8],
+) -> (Duration, std::process::Output) {
     use std::io::Write;
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     timed(|| {
-        let mut child = Command::new(program)
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
