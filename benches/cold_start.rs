@@ -159,7 +159,7 @@ fn cold_start(c: &mut Criterion) {
         std::process::exit(2)
     });
     let spare_backend = backend.clone().with_spare_vms(1);
-    let process_backend = ProcessBackend::new();
+    let process_backend = ProcessBackend::new().with_all_host_cpus();
     let mut oneshot = backend
         .create_stdio(&stdio_config(HELLO))
         .expect("register");

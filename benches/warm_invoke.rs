@@ -71,6 +71,7 @@ fn warm_invoke(c: &mut Criterion) {
             .create_runtime_api(&config(program))
             .expect("micro-VM without the vDSO");
         let mut process = ProcessBackend::new()
+            .with_all_host_cpus()
             .create(&config(program))
             .expect("child process");
 

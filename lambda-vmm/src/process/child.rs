@@ -23,13 +23,13 @@ pub(super) struct Streams {
 
 impl ChildProcess {
     /// Starts `program` with only the variables `env`, in `cwd`, on at most `cpus` of the
-    /// host's CPUs, as the leader of a new process group (so that [`kill`](Self::kill)
+    /// host's CPUs (`None`: all of them), as the leader of a new process group (so that [`kill`](Self::kill)
     /// reaches anything it starts).
     pub(super) fn spawn(
         program: &Path,
         env: &[(String, String)],
         cwd: &Path,
-        cpus: usize,
+        cpus: Option<usize>,
         streams: Streams,
     ) -> io::Result<ChildProcess> {
         let mut command = Command::new(program);
@@ -46,7 +46,11 @@ impl ChildProcess {
         // ETXTBSY until that child has exec'd too. Retry for up to a second.
         let mut attempts = 0;
         let child = loop {
-            match crate::host::spawn_on_cpus(cpus, || command.spawn()) {
+            let spawned = match cpus {
+                Some(cpus) => crate::host::spawn_on_cpus(cpus, || command.spawn()),
+                None => command.spawn(),
+            };
+            match spawned {
                 Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));
@@ -122,7 +126,7 @@ mod tests {
             program,
             env,
             Path::new("/"),
-            1,
+            Some(1),
             Streams {
                 stdin: Stdio::null(),
                 stdout: Stdio::piped(),

@@ -66,6 +66,15 @@ struct Options {
     log_capacity: usize,
     /// Where environments' private directories are made.
     temp_root: PathBuf,
+    /// Whether a function's process runs on only as many CPUs as its memory buys.
+    cpu_share: bool,
+}
+
+impl Options {
+    /// The CPUs a process of `config` may use: its share, or `None` for all of them.
+    fn cpus(&self, config: &lambda_core::FunctionConfig) -> Option<usize> {
+        self.cpu_share.then(|| config.vcpus() as usize)
+    }
 }
 
 impl Default for Options {
@@ -73,6 +82,7 @@ impl Default for Options {
         Options {
             log_capacity: DEFAULT_LOG_CAPACITY,
             temp_root: std::env::temp_dir(),
+            cpu_share: true,
         }
     }
 }
@@ -94,6 +104,15 @@ impl ProcessBackend {
     /// Sets the directory under which environments' private directories are made.
     pub fn with_temp_root(mut self, dir: impl Into<PathBuf>) -> ProcessBackend {
         self.options.temp_root = dir.into();
+        self
+    }
+
+    /// Runs functions' processes on every CPU this process may use, as a plain spawn does,
+    /// instead of on as many as the function's memory buys
+    /// ([`FunctionConfig::vcpus`](lambda_core::FunctionConfig::vcpus), what the micro-VM gives
+    /// it and the default here). The benches use it for their child-process baseline.
+    pub fn with_all_host_cpus(mut self) -> ProcessBackend {
+        self.options.cpu_share = false;
         self
     }
 }

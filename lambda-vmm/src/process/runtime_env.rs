@@ -120,7 +120,7 @@ impl RuntimeEnvironment {
             &self.program.path,
             &env,
             &self.workdir.tmp(),
-            self.config.vcpus() as usize,
+            self.options.cpus(&self.config),
             Streams {
                 stdin: Stdio::null(),
                 stdout,

@@ -102,7 +102,7 @@ impl ExecutionEnvironment for StdioEnvironment {
             &self.program.path,
             &self.env,
             &self.workdir.tmp(),
-            self.config.vcpus() as usize,
+            self.options.cpus(&self.config),
             Streams {
                 stdin: Stdio::piped(),
                 stdout: Stdio::piped(),
