@@ -395,12 +395,17 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(
         203,
         "sched_setaffinity",
-        Partial("the environment has one CPU: a mask holding it is accepted and changes nothing"),
+        Partial(
+            "a mask holding one of the environment's vCPUs is accepted and binds nothing: any thread runs on any vCPU",
+        ),
         |k, m, a| k.sched_setaffinity(m, a[0], a[1], a[2]),
     ),
-    Syscall::new(204, "sched_getaffinity", Partial("one CPU"), |k, m, a| {
-        k.sched_getaffinity(m, a[0], a[1], a[2])
-    }),
+    Syscall::new(
+        204,
+        "sched_getaffinity",
+        Partial("the environment's vCPUs: one per 1,769 MB of memory, at most 6"),
+        |k, m, a| k.sched_getaffinity(m, a[0], a[1], a[2]),
+    ),
     Syscall::new(213, "epoll_create", Full, |k, _, a| k.epoll_create(a[0])),
     Syscall::new(217, "getdents64", Full, |k, m, a| {
         k.getdents64(m, a[0], a[1], a[2])
@@ -522,7 +527,7 @@ pub static TABLE: &[Syscall] = &[
         324,
         "membarrier",
         Partial(
-            "QUERY, GLOBAL, PRIVATE_EXPEDITED and its registration: the threads share one vCPU, so there is nothing to wait for",
+            "with one vCPU: QUERY, GLOBAL, PRIVATE_EXPEDITED and its registration (the threads share the vCPU: nothing to wait for); with several: QUERY answers none, the rest EINVAL",
         ),
         |k, _, a| k.membarrier(a[0], a[1]),
     ),
