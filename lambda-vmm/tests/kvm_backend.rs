@@ -68,6 +68,27 @@ fn threads_get_the_vcpus_their_memory_buys() {
     }
 }
 
+/// A spare VM comes with the vCPUs its memory size buys, and a threaded program uses them.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn spare_vms_carry_their_vcpus() {
+    let (backend, functions) = setup();
+    let backend = backend.with_spare_vms(1);
+    assert_eq!(backend.wait_for_spare_vms(scenarios::TWO_VCPUS_MB), 1);
+    let config = functions
+        .stdio("parallel", "threads-c")
+        .with_memory_mb(scenarios::TWO_VCPUS_MB)
+        .with_timeout(std::time::Duration::from_secs(30));
+    let mut environment = backend.create_stdio(&config).expect("create");
+    let result = environment
+        .run(lambda_core::Invocation::new(r#""parallel 20""#))
+        .expect("run");
+    assert!(result.outcome.response().is_some(), "{result:?}");
+    let stats = environment.last_stats();
+    assert!(stats.spare_vm, "{stats:?}");
+    assert_eq!(stats.vcpus, 2, "{stats:?}");
+}
+
 /// A timeout stops every vCPU: two threads that never make a syscall, each spinning on its
 /// own vCPU, end at the timeout as `Sandbox.Timeout`, and the environment can be created
 /// again.

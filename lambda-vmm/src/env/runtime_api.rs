@@ -217,7 +217,7 @@ impl RuntimeApiEnvironment {
             unsupported_syscalls: machine.stats().unsupported.clone(),
             setup: Duration::ZERO,
             spare_vm: false,
-            vcpus: machine.vcpus_made(),
+            vcpus: machine.vcpus_used(),
         };
         let measured = Measured {
             request_id,

@@ -27,8 +27,8 @@ pub struct RunStats {
     pub setup: Duration,
     /// Whether the VM was a ready-made spare (see `MicroVmBackend::with_spare_vms`).
     pub spare_vm: bool,
-    /// vCPUs the environment has made so far: 1, or more once the program had threads ready
-    /// to run at once and its memory size buys more (`FunctionConfig::vcpus`).
+    /// vCPUs that have run the environment's program so far: 1, or more once it had threads
+    /// ready to run at once and its memory size buys more (`FunctionConfig::vcpus`).
     pub vcpus: usize,
 }
 
@@ -44,7 +44,7 @@ impl RunStats {
             unsupported_syscalls: machine.stats().unsupported.clone(),
             setup: machine.setup_time(),
             spare_vm: machine.used_spare(),
-            vcpus: machine.vcpus_made(),
+            vcpus: machine.vcpus_used(),
         }
     }
 

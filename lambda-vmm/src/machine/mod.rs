@@ -162,10 +162,10 @@ impl Machine {
         self.cpus.iter().map(|cpu| cpu.vcpu.direct_syscalls()).sum()
     }
 
-    /// vCPUs made for this machine so far (the first with the VM, the others the first time
-    /// the program had threads ready for them).
-    pub fn vcpus_made(&self) -> usize {
-        self.cpus.len()
+    /// vCPUs that have run the program so far: the first, and the others the program had
+    /// threads ready for (made then, or ready-made with a spare VM).
+    pub fn vcpus_used(&self) -> usize {
+        self.cpus.iter().filter(|cpu| cpu.vcpu.exits() > 0).count()
     }
 
     /// Guest memory touched, in MB (rounded up).

@@ -470,9 +470,14 @@ pub fn stdio_failures(backend: &dyn Backend, functions: &Functions) {
 
 /// A function on the official `lambda_runtime` crate works unmodified, warm.
 pub fn runtime_rust(backend: &dyn Backend, functions: &Functions) {
-    let mut environment = backend
-        .create(&functions.runtime("rust", "runtime-rust"))
-        .expect("create");
+    runtime_rust_at(backend, functions, DEFAULT_MEMORY_MB);
+}
+
+fn runtime_rust_at(backend: &dyn Backend, functions: &Functions, memory_mb: u32) {
+    let config = functions
+        .runtime("rust", "runtime-rust")
+        .with_memory_mb(memory_mb);
+    let mut environment = backend.create(&config).expect("create");
     for n in 1..=5 {
         let result = invoke(&mut *environment, json!({"n": n}));
         assert_eq!(
@@ -707,14 +712,17 @@ pub fn cpus_for(backend: &dyn Backend, memory_mb: u32) -> usize {
     }
 }
 
-/// The same checks as [`threads`], [`signals`] and [`go_goroutines`] with two vCPUs
-/// (3,538 MB), where threads run at once and move between vCPUs; and two CPU-bound threads
-/// that see two CPUs and compute what they compute on one.
+/// The same checks as [`threads`], [`signals`], [`runtime_rust`], [`go_goroutines`] and
+/// [`go_runtime`] with two vCPUs (3,538 MB), where threads run at once and move between
+/// vCPUs, and warm invocations end with threads still on both; and two CPU-bound threads that
+/// see two CPUs and compute what they compute on one.
 pub fn threads_on_two_vcpus(backend: &dyn Backend, functions: &Functions) {
     threads_at(backend, functions, TWO_VCPUS_MB);
     signals_at(backend, functions, TWO_VCPUS_MB);
+    runtime_rust_at(backend, functions, TWO_VCPUS_MB);
     if std::env::var_os("LAMBDA_SKIP_GO_TESTS").is_none() {
         go_goroutines_at(backend, functions, TWO_VCPUS_MB);
+        go_runtime_at(backend, functions, TWO_VCPUS_MB);
     }
     for memory_mb in [DEFAULT_MEMORY_MB, TWO_VCPUS_MB] {
         let result = threads_check(backend, functions, "parallel 20", memory_mb);
@@ -866,7 +874,13 @@ fn go_goroutines_at(backend: &dyn Backend, functions: &Functions, memory_mb: u32
 /// invocations answered from a goroutine, state kept between them, a function error posted
 /// to `/error`.
 pub fn go_runtime(backend: &dyn Backend, functions: &Functions) {
-    let config = functions.runtime("go-runtime", "go-runtime");
+    go_runtime_at(backend, functions, DEFAULT_MEMORY_MB);
+}
+
+fn go_runtime_at(backend: &dyn Backend, functions: &Functions, memory_mb: u32) {
+    let config = functions
+        .runtime("go-runtime", "go-runtime")
+        .with_memory_mb(memory_mb);
     let mut environment = backend.create(&config).expect("create");
     for count in 1..=3 {
         let result = invoke(&mut *environment, json!({"n": count}));
