@@ -78,7 +78,8 @@ pub(super) struct Shared<'a> {
     pub stops: &'a [AtomicBool; MAX_VCPUS],
     /// vCPUs whose host thread finished, given back.
     pub returned: Mutex<Vec<Cpu>>,
-    /// The panic of a vCPU thread, raised again on the caller's thread.
+    /// The first panic of a vCPU thread (the caller's included), raised again on the caller's
+    /// thread once every vCPU thread is joined.
     pub panicked: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
