@@ -236,7 +236,7 @@ fn an_infinite_loop_times_out_at_the_deadline() {
     let mut env = backend.create_stdio(&config).unwrap();
     let result = invoke(&mut env, "spin");
     let (error_type, message) = error_of(&result);
-    assert_eq!(error_type, ErrorType::SandboxTimeout);
+    assert_eq!(error_type, ErrorType::SandboxTimedout);
     assert_eq!(message, "Task timed out after 1.00 seconds");
     assert_eq!(result.reset, Some(ResetReason::Timeout));
     // The kick lands at the deadline, never before it. (The upper bound only says that the

@@ -113,7 +113,7 @@ impl Stop {
                 ResetReason::Exit,
             ),
             Stop::TimedOut => (
-                FunctionError::new(ErrorType::SandboxTimeout, timeout_message(config.timeout)),
+                FunctionError::new(ErrorType::SandboxTimedout, timeout_message(config.timeout)),
                 ResetReason::Timeout,
             ),
         }
@@ -288,7 +288,7 @@ mod tests {
             ),
             (
                 Stop::TimedOut,
-                ErrorType::SandboxTimeout,
+                ErrorType::SandboxTimedout,
                 "Task timed out after 3.00 seconds",
                 ResetReason::Timeout,
                 Some("id Task timed out after 3.00 seconds"),

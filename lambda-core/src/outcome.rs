@@ -41,8 +41,8 @@ pub enum ErrorType {
     RuntimeInvalidEntrypoint,
     /// `Runtime.Unknown`: Init did not finish in time, or the runtime broke the protocol.
     RuntimeUnknown,
-    /// `Sandbox.Timeout`: the invocation ran past the function's timeout.
-    SandboxTimeout,
+    /// `Sandbox.Timedout`: the invocation ran past the function's timeout.
+    SandboxTimedout,
     /// `Sandbox.Failure`: the execution environment itself failed.
     SandboxFailure,
     /// `Function.ResponseSizeTooLarge`: the response was larger than 6 MB.
@@ -59,7 +59,7 @@ impl ErrorType {
             ErrorType::RuntimeOutOfMemory => "Runtime.OutOfMemory",
             ErrorType::RuntimeInvalidEntrypoint => "Runtime.InvalidEntrypoint",
             ErrorType::RuntimeUnknown => "Runtime.Unknown",
-            ErrorType::SandboxTimeout => "Sandbox.Timeout",
+            ErrorType::SandboxTimedout => "Sandbox.Timedout",
             ErrorType::SandboxFailure => "Sandbox.Failure",
             ErrorType::FunctionResponseSizeTooLarge => "Function.ResponseSizeTooLarge",
             ErrorType::Function(name) => name,
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn names_match_lambda() {
-        assert_eq!(ErrorType::SandboxTimeout.to_string(), "Sandbox.Timeout");
+        assert_eq!(ErrorType::SandboxTimedout.to_string(), "Sandbox.Timedout");
         assert_eq!(
             ErrorType::FunctionResponseSizeTooLarge.to_string(),
             "Function.ResponseSizeTooLarge"

@@ -362,7 +362,7 @@ fn start_kind(lease: &mut Lease) -> StartKind {
 fn outcome_of(answer: InvokeOutcome, hung: bool, timeout: Duration) -> InvokeOutcome {
     if hung {
         return InvokeOutcome::failed(
-            ErrorType::SandboxTimeout,
+            ErrorType::SandboxTimedout,
             format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
         );
     }

@@ -122,7 +122,7 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
     /// The HTTP status of the last error (200 for a function error).
     pub error_code: u16,
-    /// The error type: a function error type such as `Sandbox.Timeout`, or an exception name.
+    /// The error type: a function error type such as `Sandbox.Timedout`, or an exception name.
     pub error_type: String,
     /// The error message, cut to its first 1 KB.
     pub error_message: String,

@@ -7,7 +7,7 @@
 //! |-------------------------|-----------------------------------------------------------------|
 //! | `fake:error`            | a function error of type `FakeError`                            |
 //! | `fake:crash`            | `Runtime.ExitError`, environment reset (crash)                  |
-//! | `fake:timeout`          | `Sandbox.Timeout`, environment reset (the backend enforced it)  |
+//! | `fake:timeout`          | `Sandbox.Timedout`, environment reset (the backend enforced it)  |
 //! | `fake:hang`             | runs past its timeout without stopping: advances the attached   |
 //! |                         | [`ManualClock`] by timeout + 5 s (or sleeps that long), answers |
 //! | `fake:broken`           | `Err(EnvironmentError::Failed)`: the environment broke          |
@@ -288,7 +288,7 @@ impl FakeEnvironment {
             ),
             Some(b"timeout") => Action::Fail(
                 FunctionError::new(
-                    ErrorType::SandboxTimeout,
+                    ErrorType::SandboxTimedout,
                     format!(
                         "Task timed out after {:.2} seconds",
                         self.timeout.as_secs_f64()

@@ -184,7 +184,7 @@ fn crashes_reset_broken_environments_are_replaced_hangs_are_caught() {
     assert!(timeout.report.unwrap().init_duration.is_some());
     assert_eq!(
         timeout.function_error.unwrap().error_type.to_string(),
-        "Sandbox.Timeout"
+        "Sandbox.Timedout"
     );
 
     let broken = service
@@ -197,14 +197,14 @@ fn crashes_reset_broken_environments_are_replaced_hangs_are_caught() {
     assert_eq!(service.environment_counts("f").unwrap(), (0, 0));
     assert_eq!(fake.stats().shut_down, 1);
 
-    // The fake runs past its timeout and answers: the scheduler reports Sandbox.Timeout and
+    // The fake runs past its timeout and answers: the scheduler reports Sandbox.Timedout and
     // never uses the environment again.
     let hang = service
         .invoke(InvokeRequest::new("f", "fake:hang"))
         .unwrap();
     assert_eq!(hang.start, Some(StartKind::Cold));
     let error = hang.function_error.unwrap();
-    assert_eq!(error.error_type.to_string(), "Sandbox.Timeout");
+    assert_eq!(error.error_type.to_string(), "Sandbox.Timedout");
     assert_eq!(error.message, "Task timed out after 3.00 seconds");
     assert_eq!(service.metrics().hung_invocations, 1);
     assert_eq!(fake.stats().live(), 0);

@@ -177,7 +177,10 @@ fn every_outcome_by_construction(
     assert_eq!(typed("ok", InvocationType::DryRun), "ok 204");
     assert_eq!(sync("ok", "fake:error"), "function error FakeError");
     assert_eq!(sync("ok", "fake:crash"), "function error Runtime.ExitError");
-    assert_eq!(sync("ok", "fake:timeout"), "function error Sandbox.Timeout");
+    assert_eq!(
+        sync("ok", "fake:timeout"),
+        "function error Sandbox.Timedout"
+    );
     assert_eq!(sync("ok", "fake:broken"), "function error Sandbox.Failure");
     assert_eq!(
         sync("ok", "fake:large"),
@@ -185,7 +188,7 @@ fn every_outcome_by_construction(
     );
     assert_eq!(sync("initfail", "x"), "function error Runtime.InitError");
     let hung = service.metrics().hung_invocations;
-    assert_eq!(sync("ok", "fake:hang"), "function error Sandbox.Timeout");
+    assert_eq!(sync("ok", "fake:hang"), "function error Sandbox.Timedout");
     assert_eq!(service.metrics().hung_invocations, hung + 1);
 
     // A backend that fails to create an environment: ServiceException.

@@ -90,7 +90,7 @@ fn spare_vms_carry_their_vcpus() {
 }
 
 /// A timeout stops every vCPU: two threads that never make a syscall, each spinning on its
-/// own vCPU, end at the timeout as `Sandbox.Timeout`, and the environment can be created
+/// own vCPU, end at the timeout as `Sandbox.Timedout`, and the environment can be created
 /// again.
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
@@ -108,7 +108,7 @@ fn a_timeout_stops_every_vcpu() {
         let error = scenarios::error_of(&result);
         assert_eq!(
             error.error_type,
-            lambda_core::ErrorType::SandboxTimeout,
+            lambda_core::ErrorType::SandboxTimedout,
             "{error}"
         );
         assert_eq!(environment.last_stats().vcpus, 2);

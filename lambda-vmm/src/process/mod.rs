@@ -33,7 +33,7 @@ use lambda_core::{Backend, Contract, EnvironmentError, ExecutionEnvironment, Fun
 ///   variables are set ([`runtime_environment`](lambda_core::runtime_api::runtime_environment)).
 ///   Init runs at [`create`](Backend::create) (at most 10 s, measured as Init Duration); the
 ///   process then serves invocation after invocation. A timeout kills it
-///   (`Sandbox.Timeout`, "Task timed out after 3.00 seconds"), as does a crash or exit during
+///   (`Sandbox.Timedout`, "Task timed out after 3.00 seconds"), as does a crash or exit during
 ///   an invocation (`Runtime.ExitError` naming the signal or status); the outcome says
 ///   [`InvokeResult::reset`](lambda_core::InvokeResult::reset), and the next invocation
 ///   starts a fresh process and Init.

@@ -223,7 +223,7 @@ pub fn exit_then_recovery(backend: &dyn Backend, functions: &Functions) {
     environment.shutdown();
 }
 
-/// An invocation past its 1 s timeout fails with `Sandbox.Timeout` and resets; the next one
+/// An invocation past its 1 s timeout fails with `Sandbox.Timedout` and resets; the next one
 /// runs on a fresh process.
 pub fn timeout_then_recovery(backend: &dyn Backend, functions: &Functions) {
     let config = functions
@@ -233,7 +233,7 @@ pub fn timeout_then_recovery(backend: &dyn Backend, functions: &Functions) {
     assert_eq!(count(&mut *environment), 1);
     let result = invoke(&mut *environment, json!({"action": "spin"}));
     let error = error_of(&result);
-    assert_eq!(error.error_type, ErrorType::SandboxTimeout);
+    assert_eq!(error.error_type, ErrorType::SandboxTimedout);
     assert_eq!(error.message, "Task timed out after 1.00 seconds");
     assert_eq!(result.reset, Some(ResetReason::Timeout));
     let duration = result.report.duration;
@@ -441,7 +441,7 @@ pub fn stdio_failures(backend: &dyn Backend, functions: &Functions) {
     assert_eq!(result.reset, Some(ResetReason::Crash));
 
     let result = invoke(&mut *environment, json!("spin"));
-    assert_eq!(error_of(&result).error_type, ErrorType::SandboxTimeout);
+    assert_eq!(error_of(&result).error_type, ErrorType::SandboxTimedout);
     assert_eq!(
         error_of(&result).message,
         "Task timed out after 1.00 seconds"
