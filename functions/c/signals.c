@@ -26,6 +26,10 @@
  *              program dies of SIGSEGV (Linux's answer to a frame it cannot use)
  *   no-restorer a handler installed with the raw syscall and no SA_RESTORER, then raised:
  *              there is no way back from it, so the program dies of SIGSEGV
+ *   sigpipe    writes to a pipe whose read end is closed: with SIGPIPE ignored, EPIPE; with a
+ *              handler, EPIPE and the handler ran; a send with MSG_NOSIGNAL on a socket pair
+ *              whose peer is closed, EPIPE and no signal
+ *   sigpipe-default the same write with SIGPIPE's default action: the program dies of SIGPIPE
  *
  * Built with gcc -static -pthread (build.rs).
  */
@@ -39,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/ucontext.h>
 #include <time.h>
@@ -322,6 +327,45 @@ static void check_no_restorer(void) {
     printf("{\"survived\":true}");
 }
 
+static int broken_pipe(void) {
+    int ends[2];
+    if (pipe(ends)) {
+        perror("pipe");
+        exit(1);
+    }
+    close(ends[0]);
+    return ends[1];
+}
+
+static void check_sigpipe(void) {
+    int fd = broken_pipe();
+    signal(SIGPIPE, SIG_IGN);
+    long ignored = write(fd, "x", 1);
+    int ignored_errno = errno;
+    on(SIGPIPE, count, 0);
+    long caught = write(fd, "x", 1);
+    int caught_errno = errno;
+    int after_write = handled;
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair)) {
+        perror("socketpair");
+        exit(1);
+    }
+    close(pair[1]);
+    long sent = send(pair[0], "x", 1, MSG_NOSIGNAL);
+    int sent_errno = errno;
+    printf("{\"ignored\":[%ld,%s],\"caught\":[%ld,%s,%d],\"nosignal\":[%ld,%s,%d]}", ignored,
+           ignored_errno == EPIPE ? "\"EPIPE\"" : "\"other\"", caught,
+           caught_errno == EPIPE ? "\"EPIPE\"" : "\"other\"", after_write, sent,
+           sent_errno == EPIPE ? "\"EPIPE\"" : "\"other\"", handled);
+}
+
+static void check_sigpipe_default(void) {
+    int fd = broken_pipe();
+    write(fd, "x", 1);
+    fprintf(stderr, "signals: still alive after a write to a broken pipe\n");
+}
+
 int main(void) {
     char event[256];
     char *check = read_check(event, sizeof event);
@@ -337,6 +381,8 @@ int main(void) {
     else if (!strcmp(check, "context")) check_context();
     else if (!strcmp(check, "bad-return")) check_bad_return();
     else if (!strcmp(check, "no-restorer")) check_no_restorer();
+    else if (!strcmp(check, "sigpipe")) check_sigpipe();
+    else if (!strcmp(check, "sigpipe-default")) check_sigpipe_default();
     else {
         fprintf(stderr, "signals: unknown check %s\n", check);
         return 2;

@@ -275,6 +275,9 @@ impl Kernel {
         }
         self.user_sp = call.stack_pointer;
         let result = self.dispatch(memory, call);
+        if result == Err(Errno(libc::EPIPE)) && signals::raises_sigpipe(&call) {
+            self.raise_sigpipe();
+        }
         if let Some(end) = self.pending_end.take() {
             return Step::Stop(end);
         }

@@ -45,7 +45,7 @@ fn sockaddr_in(addr: [u8; 4], port: u16) -> [u8; 16] {
     bytes
 }
 
-/// The flags of a send (`MSG_DONTWAIT`, `MSG_NOSIGNAL`; there are no signals to suppress)
+/// The flags of a send (`MSG_DONTWAIT`, `MSG_NOSIGNAL`: no `SIGPIPE` with an `EPIPE`)
 /// or a receive (also `MSG_PEEK`): whether not to wait, and whether to peek. Any other flag
 /// answers `EOPNOTSUPP`.
 fn message_flags(flags: u64, receive: bool) -> Result<(bool, bool), Errno> {

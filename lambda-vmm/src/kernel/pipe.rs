@@ -2,7 +2,7 @@
 //! threads to talk through (Go's runtime wakes its network poller through one). Linux's
 //! rules: a read of an empty pipe waits while a write end is open and reads end of file
 //! after; a write of at most `PIPE_BUF` bytes goes in whole or waits; a write with no read
-//! end open answers `EPIPE` (no `SIGPIPE` is raised: most runtimes ignore it anyway).
+//! end open answers `EPIPE` (and the kernel raises `SIGPIPE` on the writer, as Linux does).
 
 use std::collections::{BTreeMap, VecDeque};
 

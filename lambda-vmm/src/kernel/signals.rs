@@ -444,6 +444,18 @@ impl Kernel {
         self.send(target, info)
     }
 
+    /// Sends `SIGPIPE` to the calling thread, as Linux does when a write finds the other side
+    /// of a pipe or socket gone (see [`raises_sigpipe`]).
+    pub(super) fn raise_sigpipe(&mut self) {
+        let info = SigInfo {
+            signo: libc::SIGPIPE,
+            code: SI_USER,
+            addr: super::process::PID,
+        };
+        // The caller exists and SIGPIPE is a valid signal: nothing to fail.
+        let _ = self.send(self.threads.current(), info);
+    }
+
     /// `tkill(tid, signal)`.
     pub(super) fn tkill(&mut self, tid: u64, signal: u64) -> SysResult {
         self.tgkill(super::process::PID, tid, signal)
@@ -691,5 +703,18 @@ impl Kernel {
         self.forget_futex_wait(self.threads.current());
         self.blocked_since = None;
         self.wake_at = None;
+    }
+}
+
+/// Whether an `EPIPE` from `call` comes with `SIGPIPE` for the caller, as on Linux: `write`,
+/// `writev`, and `sendto`/`sendmsg` without `MSG_NOSIGNAL` (a pipe or socket whose reading
+/// side is gone, or a socket shut down for writing).
+pub(super) fn raises_sigpipe(call: &crate::vm::vcpu::SyscallArgs) -> bool {
+    const MSG_NOSIGNAL: u64 = 0x4000;
+    match call.number {
+        1 | 20 => true,
+        44 => call.args[3] & MSG_NOSIGNAL == 0,
+        46 => call.args[2] & MSG_NOSIGNAL == 0,
+        _ => false,
     }
 }

@@ -502,7 +502,7 @@ pub static TABLE: &[Syscall] = &[
         293,
         "pipe2",
         Partial(
-            "O_NONBLOCK and O_CLOEXEC (O_DIRECT answers EINVAL); 64 KiB per pipe, 4 MiB in all pipes together; a write with no reader answers EPIPE without SIGPIPE",
+            "O_NONBLOCK and O_CLOEXEC (O_DIRECT answers EINVAL); 64 KiB per pipe, 4 MiB in all pipes together; a write with no reader answers EPIPE and raises SIGPIPE",
         ),
         |k, m, a| k.pipe2(m, a[0], a[1]),
     ),

@@ -920,7 +920,8 @@ fn signals_check_at(
 /// `sigsuspend`; `sigtimedwait`; a handler using the FPU in the middle of a floating-point
 /// loop; a handler that edits the interrupted context; `abort` with a handler still ending in
 /// SIGABRT; `rt_sigreturn` on bytes that are no frame, and a handler without a restorer,
-/// ending in SIGSEGV.
+/// ending in SIGSEGV; SIGPIPE with the `EPIPE` of a broken pipe (ignored, handled, not sent
+/// with `MSG_NOSIGNAL`, and by default ending the program).
 pub fn signals(backend: &dyn Backend, functions: &Functions) {
     signals_at(backend, functions, DEFAULT_MEMORY_MB);
 }
@@ -960,6 +961,16 @@ fn signals_at(backend: &dyn Backend, functions: &Functions, memory_mb: u32) {
         let result = signals_check(backend, functions, check);
         assert_crashed_with(&result, "SIGSEGV", check);
     }
+    assert_answers(
+        &[(
+            "sigpipe",
+            r#"{"ignored":[-1,"EPIPE"],"caught":[-1,"EPIPE",1],"nosignal":[-1,"EPIPE",1]}"#,
+        )],
+        |check| signals_check(backend, functions, check),
+    );
+    let result = signals_check(backend, functions, "sigpipe-default");
+    let error = error_of(&result);
+    assert!(error.message.contains("SIGPIPE"), "{error}");
     let result = signals_check(backend, functions, "abort");
     let error = error_of(&result);
     assert!(error.message.contains("SIGABRT"), "{error}");

@@ -267,3 +267,54 @@ fn sigtimedwait_takes_a_blocked_signal_and_sigsuspend_waits_with_its_mask() {
         "the mask before sigsuspend"
     );
 }
+
+#[test]
+fn a_write_to_a_broken_pipe_raises_sigpipe_unless_a_send_asks_not_to() {
+    const PIPE2: u64 = 293;
+    const WRITE: u64 = 1;
+    const CLOSE: u64 = 3;
+    const SOCKETPAIR: u64 = 53;
+    const SENDTO: u64 = 44;
+    const MSG_NOSIGNAL: u64 = 0x4000;
+    const SIGPIPE: u64 = 13;
+    let mut guest = Guest::one_shot(b"");
+    handle(&mut guest, SIGPIPE, 0);
+    let ends = guest.buffer(8);
+    assert_eq!(guest.call(PIPE2, &[ends, 0]), 0);
+    let ends = guest.get(ends, 8);
+    let (read, write) = (
+        u64::from(u32::from_le_bytes(ends[..4].try_into().unwrap())),
+        u64::from(u32::from_le_bytes(ends[4..].try_into().unwrap())),
+    );
+    assert_eq!(guest.call(CLOSE, &[read]), 0);
+    let byte = guest.put(b"x");
+    assert_eq!(guest.call(WRITE, &[write, byte, 1]), err(libc::EPIPE));
+    assert_eq!(guest.kernel.next_signal(1), Some(SIGPIPE as i32));
+    assert!(matches!(
+        guest.kernel.take_signal(1),
+        Some(Disposition::Deliver(_))
+    ));
+    // A send with MSG_NOSIGNAL to a closed peer: EPIPE alone.
+    let pair = guest.buffer(8);
+    assert_eq!(guest.call(SOCKETPAIR, &[1, 1, 0, pair]), 0);
+    let pair = guest.get(pair, 8);
+    let (one, other) = (
+        u64::from(u32::from_le_bytes(pair[..4].try_into().unwrap())),
+        u64::from(u32::from_le_bytes(pair[4..].try_into().unwrap())),
+    );
+    assert_eq!(guest.call(CLOSE, &[other]), 0);
+    // The handler's mask blocks SIGPIPE now: look at what is pending, blocked or not.
+    let pending = guest.buffer(8);
+    assert_eq!(
+        guest.call(SENDTO, &[one, byte, 1, MSG_NOSIGNAL, 0, 0]),
+        err(libc::EPIPE)
+    );
+    assert_eq!(guest.call(RT_SIGPENDING, &[pending, 8]), 0);
+    assert_eq!(guest.get(pending, 8), 0u64.to_le_bytes());
+    assert_eq!(
+        guest.call(SENDTO, &[one, byte, 1, 0, 0, 0]),
+        err(libc::EPIPE)
+    );
+    assert_eq!(guest.call(RT_SIGPENDING, &[pending, 8]), 0);
+    assert_eq!(guest.get(pending, 8), bit(SIGPIPE).to_le_bytes());
+}
