@@ -167,12 +167,13 @@ func main() {
 	case "nil-crash":
 		answer = fmt.Sprint(deref(nil))
 	case "panic":
-		done := make(chan bool)
+		// The first goroutine waits for good: were it to wait on the panicking one (a
+		// deferred close, say), it could return first and exit 0 while the panic is still
+		// being printed, when the two run on two CPUs at once.
 		go func() {
-			defer close(done)
 			panic("goroutines: a goroutine panics")
 		}()
-		<-done
+		select {}
 	default:
 		fmt.Fprintln(os.Stderr, "goroutines: unknown check", check)
 		os.Exit(2)
