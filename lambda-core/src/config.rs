@@ -129,9 +129,7 @@ impl FunctionConfig {
     /// The vCPUs the function's threads run on at once, following its memory size as Lambda's
     /// CPU share does: 1 up to 1,769 MB, one more per further 1,769 MB, at most 6.
     pub fn vcpus(&self) -> u32 {
-        self.memory_mb
-            .div_ceil(limits::MEMORY_MB_PER_VCPU)
-            .clamp(1, limits::MAX_VCPUS)
+        limits::vcpus_for_memory_mb(self.memory_mb)
     }
 
     /// Checks every field against Lambda's limits, reporting the first that is out of range.

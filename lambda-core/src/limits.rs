@@ -14,6 +14,12 @@ pub const MEMORY_MB_PER_VCPU: u32 = 1_769;
 /// Most vCPUs a function gets (at 10,240 MB).
 pub const MAX_VCPUS: u32 = 6;
 
+/// The vCPUs `memory_mb` of memory buys: 1 up to [`MEMORY_MB_PER_VCPU`], one more per further
+/// [`MEMORY_MB_PER_VCPU`], at most [`MAX_VCPUS`].
+pub fn vcpus_for_memory_mb(memory_mb: u32) -> u32 {
+    memory_mb.div_ceil(MEMORY_MB_PER_VCPU).clamp(1, MAX_VCPUS)
+}
+
 /// Shortest timeout a function can have.
 pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest timeout a function can have (15 minutes).

@@ -157,10 +157,8 @@ impl Core<'_> {
                 self.take_off(cpu, tid, TaskState::Ready(regs))?;
                 Ok(Flow::Go)
             }
-            Exit::MemoryBusy if self.multi => Ok(Flow::Go),
-            Exit::MemoryBusy => {
-                Err(crate::vm::VmError::kvm("KVM_RUN")(kvm_ioctls::Error::new(libc::EFAULT)).into())
-            }
+            // Retried, or given up, by the vCPU's loop (`cpus.rs`), which counts them.
+            Exit::MemoryBusy => Ok(Flow::Go),
             Exit::DeadlineReached => Ok(Flow::Settled(Settled::Ended(Stop::TimedOut))),
             Exit::Wrecked(reason) => Ok(Flow::Settled(Settled::Ended(Stop::Signaled {
                 signal: Signal::SIGSEGV,

@@ -85,7 +85,7 @@ pub(super) struct Shared<'a> {
 
 /// Runs `cpu` on the calling thread until the run is over, then puts its thread off it.
 /// Errors end the run (`Core::over`).
-pub(super) fn run_cpu<'scope, 'env, 'a: 'scope>(
+fn run_cpu<'scope, 'env, 'a: 'scope>(
     shared: &'scope Shared<'a>,
     scope: &'scope Scope<'scope, 'env>,
     cpu: &mut Cpu,
@@ -122,20 +122,30 @@ pub(super) fn run_cpu<'scope, 'env, 'a: 'scope>(
     }
 }
 
-/// The body of a vCPU thread other than the caller's: runs `cpu`, then gives it back. A
-/// panic ends the run and is kept to be raised on the caller's thread.
+/// [`run_cpu`], with a panic contained: it ends the run, so the other vCPUs stop (the ending
+/// it records is never returned), and the first one is kept to be raised again on the
+/// caller's thread once every vCPU thread is joined.
+pub(super) fn run_cpu_contained<'scope, 'env, 'a: 'scope>(
+    shared: &'scope Shared<'a>,
+    scope: &'scope Scope<'scope, 'env>,
+    cpu: &mut Cpu,
+) {
+    let slot = cpu.slot();
+    if let Err(payload) = catch_panic(|| run_cpu(shared, scope, cpu)) {
+        lock(&shared.panicked).get_or_insert(payload);
+        let mut core = lock(&shared.core);
+        core.threads[slot] = None;
+        core.end(slot, Ok(Settled::Waiting));
+    }
+}
+
+/// The body of a vCPU thread other than the caller's: runs `cpu`, then gives it back.
 fn helper<'scope, 'env, 'a: 'scope>(
     shared: &'scope Shared<'a>,
     scope: &'scope Scope<'scope, 'env>,
     mut cpu: Cpu,
 ) {
-    let slot = cpu.slot();
-    if let Err(payload) = catch_panic(|| run_cpu(shared, scope, &mut cpu)) {
-        lock(&shared.panicked).get_or_insert(payload);
-        let mut core = lock(&shared.core);
-        core.threads[slot] = None;
-        core.end(slot, Ok(Settled::Ended(Stop::TimedOut)));
-    }
+    run_cpu_contained(shared, scope, &mut cpu);
     let mut core = lock(&shared.core);
     core.started -= 1;
     drop(core);
@@ -198,12 +208,14 @@ fn cpu_loop<'scope, 'env, 'a: 'scope>(
         let exit = exit?;
         match exit {
             Exit::MemoryBusy => {
+                // Taking the lock above waited out the revoke; with one vCPU there is none.
                 busy += 1;
-                if busy > MAX_BUSY_RETRIES {
+                if !core.multi || busy > MAX_BUSY_RETRIES {
                     return Err(
                         VmError::kvm("KVM_RUN")(kvm_ioctls::Error::new(libc::EFAULT)).into(),
                     );
                 }
+                continue;
             }
             Exit::Preempted => {
                 busy = 0;
@@ -211,11 +223,11 @@ fn cpu_loop<'scope, 'env, 'a: 'scope>(
             }
             _ => busy = 0,
         }
+        // The loop's top shares any work this exit made (before this vCPU runs again).
         if let Flow::Settled(settled) = core.handle_exit(cpu, tid, exit)? {
             core.end(slot, Ok(settled));
             return Ok(());
         }
-        share_work(shared, scope, &mut core, cpu)?;
     }
 }
 

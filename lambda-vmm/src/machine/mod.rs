@@ -17,7 +17,6 @@ mod tasks;
 use crate::error::VmmError;
 use crate::kernel::{Kernel, KernelSetup, SyscallStats};
 use crate::program::{ProgramImage, StartupInfo, build_stack};
-use crate::sync::{catch_panic, lock};
 use crate::trace::span;
 use crate::vm::layout::MAX_VCPUS;
 use crate::vm::spare::SparePool;
@@ -239,15 +238,8 @@ impl Machine {
             returned: Mutex::new(Vec::new()),
             panicked: Mutex::new(None),
         };
-        std::thread::scope(|scope| {
-            if let Err(payload) = catch_panic(|| cpus::run_cpu(&shared, scope, &mut first)) {
-                // Stop the other vCPUs before the scope waits for them; raised again below.
-                lock(&shared.panicked).get_or_insert(payload);
-                let mut core = lock(&shared.core);
-                core.threads[0] = None;
-                core.end(0, Ok(Settled::Waiting));
-            }
-        });
+        // A panic here stops the other vCPUs before the scope waits for them; raised below.
+        std::thread::scope(|scope| cpus::run_cpu_contained(&shared, scope, &mut first));
         let Shared {
             core,
             returned,

@@ -114,25 +114,34 @@ impl VcpuThread {
     /// signal's default action).
     pub fn current() -> Result<VcpuThread, KickError> {
         install_handler()?;
-        Ok(VcpuThread {
+        Ok(VcpuThread::this())
+    }
+
+    /// The calling thread, for the watchdog. The handler is installed here too (once per
+    /// process, cheap after that); if that fails, `RunningVcpu::enter` fails before any vCPU
+    /// runs, and no deadline is armed for long.
+    fn this() -> VcpuThread {
+        let _ = install_handler();
+        VcpuThread {
             // SAFETY: pthread_self has no preconditions.
             thread: unsafe { libc::pthread_self() },
-        })
+        }
     }
 
     /// Kicks the thread out of `KVM_RUN` (or makes its next `KVM_RUN` return at once). The
     /// caller must know the thread is alive: a machine's vCPU threads are registered and
-    /// unregistered under the machine's lock, and kick each other only under it.
+    /// unregistered under the machine's lock, and kick each other only under it; the watchdog
+    /// kicks a deadline's thread under the lock its `Deadline::drop` takes.
     pub fn kick(&self) {
         // SAFETY: pthread_kill on a live thread id (the caller's duty, above) with a valid
-        // signal number whose handler (installed by `RunningVcpu::enter` before any vCPU ran)
-        // only stores a byte.
+        // signal number, whose handler (installed when the `VcpuThread` was made) only stores a
+        // byte.
         unsafe { libc::pthread_kill(self.thread, kick_signal()) };
     }
 }
 
 struct Watch {
-    thread: libc::pthread_t,
+    thread: VcpuThread,
     /// Tests: kicking this watch panics.
     #[cfg(test)]
     panics: bool,
@@ -142,8 +151,7 @@ impl Watch {
     /// A watch on the calling thread.
     fn this_thread() -> Watch {
         Watch {
-            // SAFETY: pthread_self has no preconditions.
-            thread: unsafe { libc::pthread_self() },
+            thread: VcpuThread::this(),
             #[cfg(test)]
             panics: false,
         }
@@ -155,9 +163,7 @@ impl Watch {
         if self.panics {
             panic!("test: kicking a vCPU thread panics");
         }
-        // SAFETY: pthread_kill on a live thread id (see `Watchdog::run`) with a valid signal
-        // number.
-        unsafe { libc::pthread_kill(self.thread, kick_signal()) };
+        self.thread.kick();
     }
 }
 

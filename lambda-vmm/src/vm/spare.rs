@@ -166,9 +166,7 @@ fn make_spare(shared: &Shared, size: u64) -> Option<MicroVm> {
     // path (about 0.2 ms each); a program that never runs two threads at once leaves them
     // idle, which costs no CPU.
     let mb = u32::try_from(size >> 20).unwrap_or(u32::MAX);
-    let vcpus = mb
-        .div_ceil(lambda_core::limits::MEMORY_MB_PER_VCPU)
-        .clamp(1, lambda_core::limits::MAX_VCPUS) as usize;
+    let vcpus = lambda_core::limits::vcpus_for_memory_mb(mb) as usize;
     for slot in 1..vcpus.min(super::layout::MAX_VCPUS) {
         let vcpu = vm.add_vcpu(slot).ok()?;
         vm.vcpus.push(vcpu);

@@ -237,15 +237,17 @@ impl Vcpu {
     /// The `iretq` frame at `at` on this vCPU's kernel stack, if it returns to ring 3: `rip`,
     /// `rflags` and `rsp`.
     fn ring3_frame(&self, physical: &PhysicalMemory, at: u64) -> Option<(u64, u64, u64)> {
-        let (bottom, top) = layout::kernel_stack(self.slot);
-        let stack = layout::virt(bottom)..layout::virt(top);
-        let word = |index: u64| {
-            let addr = at.checked_add(index * 8)?;
-            (stack.contains(&addr) && stack.contains(&(addr + 7)))
-                .then(|| physical.read_u64(layout::phys(addr)))
-        };
+        let word = |index: u64| self.stack_word(physical, at.checked_add(index * 8)?);
         (word(1)? == u64::from(selector::USER_CODE)).then_some(())?;
         Some((word(0)?, word(2)?, word(3)?))
+    }
+
+    /// The word at `addr` (virtual) on this vCPU's kernel stack, if all 8 bytes lie on it.
+    fn stack_word(&self, physical: &PhysicalMemory, addr: u64) -> Option<u64> {
+        let (bottom, top) = layout::kernel_stack(self.slot);
+        let end = addr.checked_add(8)?;
+        (addr >= layout::virt(bottom) && end <= layout::virt(top))
+            .then(|| physical.read_u64(layout::phys(addr)))
     }
 
     /// Puts the program's registers `regs` (a ring-3 state: [`Vcpu::syscall_return_regs`],
@@ -405,12 +407,9 @@ impl Vcpu {
         vector: u8,
     ) -> Result<ExceptionInfo, VmError> {
         let regs = self.fd.sync_regs().regs;
-        let (bottom, top) = layout::kernel_stack(self.slot);
-        let stack = layout::virt(bottom)..layout::virt(top);
         let mut cursor = regs.rsp;
         let mut pop = || {
-            let value = (stack.contains(&cursor) && stack.contains(&(cursor + 7)))
-                .then(|| physical.read_u64(layout::phys(cursor)));
+            let value = self.stack_word(physical, cursor);
             cursor = cursor.wrapping_add(8);
             value
         };
