@@ -103,6 +103,13 @@ static void drop_vm(struct vm *v) { munmap(v->run, run_size); close(v->vcpu); cl
 
 static int snapshot;
 
+/* One line of the table: the medians of the memory, VM and pass times of RUNS restores. */
+static void report(const char *memory, int write, double *m, double *v, double *p) {
+  qsort(m, RUNS, sizeof *m, cmpd); qsort(v, RUNS, sizeof *v, cmpd); qsort(p, RUNS, sizeof *p, cmpd);
+  printf("%-10s %-6s %12.1f %12.1f %12.1f %14.2f\n", memory, write ? "write" : "read",
+         m[RUNS / 2] * 1e6, v[RUNS / 2] * 1e6, p[RUNS / 2] * 1e6, p[RUNS / 2] * 1e6 / PAGES);
+}
+
 static uint8_t *make_memory(int how) {
   if (how == 0) {
     uint8_t *mem = mmap(NULL, MEM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -148,9 +155,7 @@ int main(void) {
       drop_vm(&vm);
       munmap(mem, MEM);
     }
-    qsort(m, RUNS, sizeof *m, cmpd); qsort(v, RUNS, sizeof *v, cmpd); qsort(p, RUNS, sizeof *p, cmpd);
-    printf("%-10s %-6s %12.1f %12.1f %12.1f %14.2f\n", "pooled", write ? "write" : "read",
-           m[RUNS / 2] * 1e6, v[RUNS / 2] * 1e6, p[RUNS / 2] * 1e6, p[RUNS / 2] * 1e6 / PAGES);
+    report("pooled", write, m, v, p);
   }
   for (int how = 0; how < 4; how++) {
     for (int write = 0; write < 2; write++) {
@@ -167,9 +172,7 @@ int main(void) {
         drop_vm(&vm);
         munmap(mem, MEM);
       }
-      qsort(m, RUNS, sizeof *m, cmpd); qsort(v, RUNS, sizeof *v, cmpd); qsort(p, RUNS, sizeof *p, cmpd);
-      printf("%-10s %-6s %12.1f %12.1f %12.1f %14.2f\n", names[how], write ? "write" : "read",
-             m[RUNS / 2] * 1e6, v[RUNS / 2] * 1e6, p[RUNS / 2] * 1e6, p[RUNS / 2] * 1e6 / PAGES);
+      report(names[how], write, m, v, p);
     }
   }
 

@@ -47,6 +47,26 @@ scenario!(threads);
 scenario!(signals);
 scenario!(threads_on_two_vcpus);
 
+/// Runs `threads-c` with `event` once in a fresh one-shot environment of `memory_mb` and
+/// `timeout_s` seconds on `backend`: the result and the run's stats.
+fn threads_c_run(
+    backend: &MicroVmBackend,
+    functions: &Functions,
+    memory_mb: u32,
+    timeout_s: u64,
+    event: &str,
+) -> (lambda_core::InvokeResult, lambda_vmm::RunStats) {
+    let config = functions
+        .stdio("threads", "threads-c")
+        .with_memory_mb(memory_mb)
+        .with_timeout(std::time::Duration::from_secs(timeout_s));
+    let mut environment = backend.create_stdio(&config).expect("create");
+    let result = environment
+        .run(lambda_core::Invocation::new(event))
+        .expect("run");
+    (result, environment.last_stats().clone())
+}
+
 /// A function's threads get the vCPUs its memory buys: at 3,538 MB the second vCPU is made
 /// (the first time two threads are ready) and runs one of the two threads; at 128 MB there
 /// is one.
@@ -55,16 +75,10 @@ scenario!(threads_on_two_vcpus);
 fn threads_get_the_vcpus_their_memory_buys() {
     let (backend, functions) = setup();
     for (memory_mb, vcpus) in [(128, 1), (scenarios::TWO_VCPUS_MB, 2)] {
-        let config = functions
-            .stdio("parallel", "threads-c")
-            .with_memory_mb(memory_mb)
-            .with_timeout(std::time::Duration::from_secs(30));
-        let mut environment = backend.create_stdio(&config).expect("create");
-        let result = environment
-            .run(lambda_core::Invocation::new(r#""parallel 20""#))
-            .expect("run");
+        let (result, stats) =
+            threads_c_run(&backend, &functions, memory_mb, 30, r#""parallel 20""#);
         assert!(result.outcome.response().is_some(), "{result:?}");
-        assert_eq!(environment.last_stats().vcpus, vcpus, "at {memory_mb} MB");
+        assert_eq!(stats.vcpus, vcpus, "at {memory_mb} MB");
     }
 }
 
@@ -75,16 +89,14 @@ fn spare_vms_carry_their_vcpus() {
     let (backend, functions) = setup();
     let backend = backend.with_spare_vms(1);
     assert_eq!(backend.wait_for_spare_vms(scenarios::TWO_VCPUS_MB), 1);
-    let config = functions
-        .stdio("parallel", "threads-c")
-        .with_memory_mb(scenarios::TWO_VCPUS_MB)
-        .with_timeout(std::time::Duration::from_secs(30));
-    let mut environment = backend.create_stdio(&config).expect("create");
-    let result = environment
-        .run(lambda_core::Invocation::new(r#""parallel 20""#))
-        .expect("run");
+    let (result, stats) = threads_c_run(
+        &backend,
+        &functions,
+        scenarios::TWO_VCPUS_MB,
+        30,
+        r#""parallel 20""#,
+    );
     assert!(result.outcome.response().is_some(), "{result:?}");
-    let stats = environment.last_stats();
     assert!(stats.spare_vm, "{stats:?}");
     assert_eq!(stats.vcpus, 2, "{stats:?}");
 }
@@ -96,22 +108,21 @@ fn spare_vms_carry_their_vcpus() {
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn a_timeout_stops_every_vcpu() {
     let (backend, functions) = setup();
-    let config = functions
-        .stdio("spinning", "threads-c")
-        .with_memory_mb(scenarios::TWO_VCPUS_MB)
-        .with_timeout(std::time::Duration::from_secs(1));
     for _ in 0..2 {
-        let mut environment = backend.create_stdio(&config).expect("create");
-        let result = environment
-            .run(lambda_core::Invocation::new(r#""parallel 100000000""#))
-            .expect("run");
+        let (result, stats) = threads_c_run(
+            &backend,
+            &functions,
+            scenarios::TWO_VCPUS_MB,
+            1,
+            r#""parallel 100000000""#,
+        );
         let error = scenarios::error_of(&result);
         assert_eq!(
             error.error_type,
             lambda_core::ErrorType::SandboxTimedout,
             "{error}"
         );
-        assert_eq!(environment.last_stats().vcpus, 2);
+        assert_eq!(stats.vcpus, 2);
     }
 }
 

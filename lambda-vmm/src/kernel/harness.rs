@@ -144,6 +144,17 @@ impl Guest {
         self.memory.read_vec(addr, len as u64).unwrap()
     }
 
+    /// Sets `signal`'s action to "ignore" (`SIG_IGN`) with `rt_sigaction`.
+    pub fn ignore_signal(&mut self, signal: u64) {
+        let action = self.put(
+            &[1u64, 0, 0, 0]
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(self.call(13, &[signal, action, 0, 8]), 0, "rt_sigaction");
+    }
+
     /// Opens `path` with `flags` (and mode 0o644); the descriptor or `-errno`.
     pub fn open(&mut self, path: &str, flags: i32) -> i64 {
         let path = self.put_str(path);

@@ -700,10 +700,7 @@ pub const TWO_VCPUS_MB: u32 = 3_538;
 /// CPUs a function of `memory_mb` should see: what its memory buys, and on the process
 /// backend no more than the host has.
 pub fn cpus_for(backend: &dyn Backend, memory_mb: u32) -> usize {
-    let bought =
-        lambda_core::FunctionConfig::new("f", lambda_core::CodeLocation::Executable("/".into()))
-            .with_memory_mb(memory_mb)
-            .vcpus() as usize;
+    let bought = lambda_core::limits::vcpus_for_memory_mb(memory_mb) as usize;
     if backend.name() == "process" {
         let host = std::thread::available_parallelism().map_or(1, |n| n.get());
         bought.min(host)
@@ -809,21 +806,9 @@ fn resident_mb() -> u64 {
     pages * 4096 / (1 << 20)
 }
 
-/// Runs one check of the `go-goroutines` program (see `functions/go/goroutines`) in a fresh
+/// The `go-goroutines` program (see `functions/go/goroutines`), run one check per fresh
 /// one-shot environment.
-pub fn go_check(backend: &dyn Backend, functions: &Functions, check: &str) -> InvokeResult {
-    go_check_at(backend, functions, check, DEFAULT_MEMORY_MB)
-}
-
-fn go_check_at(
-    backend: &dyn Backend,
-    functions: &Functions,
-    check: &str,
-    memory_mb: u32,
-) -> InvokeResult {
-    let program = ("goroutines", "go-goroutines");
-    one_shot_check(backend, functions, program, check, memory_mb)
-}
+const GO_GOROUTINES: (&str, &str) = ("goroutines", "go-goroutines");
 
 /// A static Go program, unmodified, at 128 MB: goroutines over channels, a mutex and a
 /// WaitGroup, timers (the runtime's network poller and its wake-up pipe), the garbage
@@ -837,7 +822,7 @@ pub fn go_goroutines(backend: &dyn Backend, functions: &Functions) {
 
 fn go_goroutines_at(backend: &dyn Backend, functions: &Functions, memory_mb: u32) {
     let go_check = |backend: &dyn Backend, functions: &Functions, check: &str| {
-        go_check_at(backend, functions, check, memory_mb)
+        one_shot_check(backend, functions, GO_GOROUTINES, check, memory_mb)
     };
     let answers = [
         ("sum", r#"{"sum":500000500000}"#),
@@ -898,20 +883,13 @@ fn go_runtime_at(backend: &dyn Backend, functions: &Functions, memory_mb: u32) {
     environment.shutdown();
 }
 
-/// Runs one check of the `signals-c` program (see `functions/c/signals.c`) in a fresh
-/// one-shot environment.
-pub fn signals_check(backend: &dyn Backend, functions: &Functions, check: &str) -> InvokeResult {
-    signals_check_at(backend, functions, check, DEFAULT_MEMORY_MB)
-}
+/// The `signals-c` program (see `functions/c/signals.c`), run one check per fresh one-shot
+/// environment.
+const SIGNALS_C: (&str, &str) = ("signals", "signals-c");
 
-fn signals_check_at(
-    backend: &dyn Backend,
-    functions: &Functions,
-    check: &str,
-    memory_mb: u32,
-) -> InvokeResult {
-    let program = ("signals", "signals-c");
-    one_shot_check(backend, functions, program, check, memory_mb)
+/// Runs one check of `signals-c` at 128 MB.
+pub fn signals_check(backend: &dyn Backend, functions: &Functions, check: &str) -> InvokeResult {
+    one_shot_check(backend, functions, SIGNALS_C, check, DEFAULT_MEMORY_MB)
 }
 
 /// Signals as C programs use them, the same answers on every backend: a SIGSEGV handler on
@@ -928,7 +906,7 @@ pub fn signals(backend: &dyn Backend, functions: &Functions) {
 
 fn signals_at(backend: &dyn Backend, functions: &Functions, memory_mb: u32) {
     let signals_check = |backend: &dyn Backend, functions: &Functions, check: &str| {
-        signals_check_at(backend, functions, check, memory_mb)
+        one_shot_check(backend, functions, SIGNALS_C, check, memory_mb)
     };
     let answers = [
         (

@@ -14,18 +14,6 @@ const DUP: u64 = 32;
 const PIPE: u64 = 22;
 const PIPE2: u64 = 293;
 
-/// Ignores SIGPIPE, as most runtimes do, so a write to a broken pipe answers `EPIPE` and the
-/// program goes on (by default SIGPIPE would end it: `tests/signals.rs`).
-fn ignore_sigpipe(guest: &mut Guest) {
-    let ignore = guest.put(
-        &[1u64, 0, 0, 0]
-            .iter()
-            .flat_map(|w| w.to_le_bytes())
-            .collect::<Vec<_>>(),
-    );
-    assert_eq!(guest.call(13, &[libc::SIGPIPE as u64, ignore, 0, 8]), 0);
-}
-
 /// A pipe's (read end, write end).
 fn pipe(guest: &mut Guest, flags: u64) -> (u64, u64) {
     let fds = guest.buffer(8);
@@ -56,7 +44,8 @@ fn bytes_go_through_in_order_and_closing_the_writer_is_end_of_file() {
     assert_eq!(guest.call(CLOSE, &[second]), 0);
     assert_eq!(guest.call(READ, &[read_end, buf, 64]), 0);
     // Writing to a pipe whose reader is gone.
-    ignore_sigpipe(&mut guest);
+    // As most runtimes do: by default SIGPIPE would end the program (`tests/signals.rs`).
+    guest.ignore_signal(libc::SIGPIPE as u64);
     let (read_end, write_end) = pipe(&mut guest, 0);
     assert_eq!(guest.call(CLOSE, &[read_end]), 0);
     assert_eq!(guest.call(WRITE, &[write_end, hello, 7]), err(libc::EPIPE));
@@ -192,7 +181,8 @@ fn socket_pairs_carry_bytes_both_ways_and_shut_down_one_way() {
         "MSG_PEEK"
     );
     // Shut down a's writing side: b reads end of file; a's writes fail.
-    ignore_sigpipe(&mut guest);
+    // As most runtimes do: by default SIGPIPE would end the program (`tests/signals.rs`).
+    guest.ignore_signal(libc::SIGPIPE as u64);
     assert_eq!(guest.call(48, &[a, 1]), 0);
     assert_eq!(guest.call(READ, &[b, buf, 16]), 0);
     assert_eq!(guest.call(WRITE, &[a, ping, 4]), err(libc::EPIPE));
