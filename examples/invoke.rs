@@ -3,12 +3,19 @@
 //! ```text
 //! cargo run --release --example invoke -- PATH [PAYLOAD] [--memory MB] [--timeout SECONDS]
 //!                                         [--runtime-api] [--count N] [--backend kvm|process]
+//!                                         [--from-snapshot]
 //! ```
 //!
 //! By default PATH runs once as a one-shot stdio function: the payload (the argument, or stdin
 //! when it is absent) is its stdin, its stdout the response. With `--runtime-api` PATH is a
 //! Lambda custom runtime (it speaks the Runtime API) and runs in one warm environment for
 //! `--count` invocations of the same payload. PATH may also be a zip holding `bootstrap`.
+//!
+//! With `--from-snapshot` (KVM only) the function's Init runs once and is snapshotted (a
+//! Runtime API function once it asks for its first event, a one-shot function at its first
+//! read of stdin); then each of the `--count` invocations runs in a new environment restored
+//! from that snapshot, so what one invocation changes is never seen by the next, and each
+//! REPORT says `Restore Duration` where a cold start says `Init Duration`.
 //!
 //! Responses go to stdout (one per line with `--count`); log tails and REPORT lines to stderr.
 //! The exit status is 1 if an invocation failed (its error type and message are printed) and
@@ -20,12 +27,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lambda::core::{
-    Backend, CodeLocation, Contract, FunctionConfig, Invocation, InvokeOutcome, limits,
+    Backend, CodeLocation, Contract, ExecutionEnvironment, FunctionConfig, Invocation,
+    InvokeOutcome, InvokeResult, limits,
 };
-use lambda::vmm::{MicroVmBackend, ProcessBackend};
+use lambda::vmm::{MicroVmBackend, ProcessBackend, Snapshot};
 
 const USAGE: &str = "usage: invoke PATH [PAYLOAD] [--memory MB] [--timeout SECONDS] \
-                     [--runtime-api] [--count N] [--backend kvm|process]";
+                     [--runtime-api] [--count N] [--backend kvm|process] [--from-snapshot]";
 
 struct Options {
     path: String,
@@ -35,6 +43,7 @@ struct Options {
     runtime_api: bool,
     count: u32,
     backend: Option<String>,
+    from_snapshot: bool,
 }
 
 fn value<T: std::str::FromStr>(
@@ -58,6 +67,7 @@ fn parse_args() -> Result<Options, String> {
         runtime_api: false,
         count: 1,
         backend: None,
+        from_snapshot: false,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -68,6 +78,7 @@ fn parse_args() -> Result<Options, String> {
                     .map_err(|_| format!("--timeout: {seconds} is out of range"))?;
             }
             "--runtime-api" => options.runtime_api = true,
+            "--from-snapshot" => options.from_snapshot = true,
             "--count" => options.count = value(&mut args, "--count", "a count")?,
             "--backend" => {
                 let name: String = value(&mut args, "--backend", "kvm or process")?;
@@ -91,6 +102,9 @@ fn parse_args() -> Result<Options, String> {
     }
     if options.count == 0 {
         return Err("--count must be at least 1".to_string());
+    }
+    if options.from_snapshot && options.backend.as_deref() == Some("process") {
+        return Err("--from-snapshot needs the KVM backend".to_string());
     }
     Ok(options)
 }
@@ -140,18 +154,38 @@ fn run(options: Options) -> Result<bool, String> {
             payload
         }
     };
-    let backend = backend(options.backend.as_deref())?;
-    let mut environment = backend.create(&config).map_err(|error| {
-        if let lambda::core::EnvironmentError::Init { log_tail, .. } = &error {
-            let _ = std::io::stderr().write_all(log_tail);
-        }
-        error.to_string()
-    })?;
+    let mut source = if options.from_snapshot {
+        let backend = MicroVmBackend::new()
+            .map_err(|e| format!("--from-snapshot needs the KVM backend: {e}"))?
+            .with_spare_vms(1);
+        let snapshot = backend.snapshot(&config).map_err(|error| {
+            let mut text = error.to_string();
+            let mut cause = std::error::Error::source(&error);
+            while let Some(next) = cause {
+                text.push_str(&format!(": {next}"));
+                cause = next.source();
+            }
+            text
+        })?;
+        eprintln!(
+            "snapshot: Init {:.2} ms, {} threads, {:.1} MiB of memory stored",
+            snapshot.init_duration().as_secs_f64() * 1e3,
+            snapshot.threads(),
+            snapshot.stored_bytes() as f64 / (1 << 20) as f64
+        );
+        Source::Snapshot(backend, snapshot)
+    } else {
+        let backend = backend(options.backend.as_deref())?;
+        Source::Warm(backend.create(&config).map_err(|error| {
+            if let lambda::core::EnvironmentError::Init { log_tail, .. } = &error {
+                let _ = std::io::stderr().write_all(log_tail);
+            }
+            error.to_string()
+        })?)
+    };
     let mut all_succeeded = true;
     for _ in 0..options.count {
-        let result = environment
-            .invoke(Invocation::new(payload.clone()))
-            .map_err(|e| e.to_string())?;
+        let result = source.invoke(Invocation::new(payload.clone()))?;
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(&result.log_tail);
         if !result.log_tail.ends_with(b"\n") && !result.log_tail.is_empty() {
@@ -174,8 +208,32 @@ fn run(options: Options) -> Result<bool, String> {
             }
         }
     }
-    environment.shutdown();
+    if let Source::Warm(environment) = source {
+        environment.shutdown();
+    }
     Ok(all_succeeded)
+}
+
+/// Where invocations run: one environment kept warm, or a new one restored from the
+/// snapshot for each.
+enum Source {
+    Warm(Box<dyn ExecutionEnvironment>),
+    Snapshot(MicroVmBackend, Snapshot),
+}
+
+impl Source {
+    fn invoke(&mut self, invocation: Invocation) -> Result<InvokeResult, String> {
+        match self {
+            Source::Warm(environment) => environment.invoke(invocation),
+            Source::Snapshot(backend, snapshot) => {
+                let mut environment = backend.restore(snapshot).map_err(|e| e.to_string())?;
+                let result = environment.invoke(invocation);
+                environment.shutdown();
+                result
+            }
+        }
+        .map_err(|e| e.to_string())
+    }
 }
 
 fn main() -> ExitCode {

@@ -144,6 +144,9 @@ pub struct Measured {
     pub max_memory_used_mb: u32,
     /// Init Duration, for the first invocation after an Init.
     pub init_duration: Option<Duration>,
+    /// Restore Duration, for the first invocation of an environment restored from a
+    /// snapshot (which had no Init of its own).
+    pub restore_duration: Option<Duration>,
     /// Whether the function ran out of memory (an allocation failed for lack of it).
     pub out_of_memory: bool,
 }
@@ -174,7 +177,7 @@ pub fn finish(
         memory_size_mb: config.memory_mb,
         max_memory_used_mb: measured.max_memory_used_mb.min(config.memory_mb),
         init_duration: measured.init_duration,
-        restore_duration: None,
+        restore_duration: measured.restore_duration,
     };
     log.end(&report);
     InvokeResult {
@@ -231,6 +234,7 @@ mod tests {
             duration: Duration::from_millis(3),
             max_memory_used_mb: 1000,
             init_duration: Some(Duration::from_millis(7)),
+            restore_duration: None,
             out_of_memory: false,
         }
     }

@@ -9,6 +9,7 @@ use crate::env::{RuntimeApiEnvironment, StdioEnvironment};
 use crate::error::VmmError;
 use crate::machine::MachineOptions;
 use crate::program::{CodePackage, ProgramCache, ProgramImage};
+use crate::snapshot::{Snapshot, SnapshotError};
 use crate::trace::span;
 use crate::vm::kvm;
 use crate::vm::spare::SparePool;
@@ -131,6 +132,88 @@ impl MicroVmBackend {
 }
 
 impl MicroVmBackend {
+    /// Starts `config`'s function and snapshots it once its Init is done (see
+    /// [`Snapshot`]): a Runtime API function once its runtime asks for the first invocation
+    /// and every thread waits; a one-shot function at its first read of stdin. The
+    /// environment used for it is shut down.
+    ///
+    /// ```no_run
+    /// use lambda_core::{CodeLocation, Contract, ExecutionEnvironment, FunctionConfig, Invocation};
+    /// use lambda_vmm::MicroVmBackend;
+    ///
+    /// let backend = MicroVmBackend::new()?.with_spare_vms(2);
+    /// let config = FunctionConfig::new("echo", CodeLocation::Executable("./echo".into()))
+    ///     .with_contract(Contract::Stdio);
+    /// let snapshot = backend.snapshot(&config)?;
+    /// let mut environment = backend.restore(&snapshot)?;
+    /// let result = environment.invoke(Invocation::new(b"hi".to_vec()))?;
+    /// assert!(result.report.restore_duration.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot(&self, config: &FunctionConfig) -> Result<Snapshot, SnapshotError> {
+        span!("take_snapshot", function = config.name.as_str());
+        let take = || match config.contract {
+            Contract::RuntimeApi => {
+                let mut environment = self
+                    .create_runtime_api(config)
+                    .map_err(SnapshotError::Init)?;
+                let snapshot = environment.snapshot();
+                Box::new(environment).shutdown();
+                snapshot
+            }
+            Contract::Stdio => {
+                let (image, package) = self.checked_code(config).map_err(SnapshotError::Init)?;
+                crate::env::snapshot_stdio(&image, &package, config, &self.options)
+            }
+        };
+        guarded("snapshot", take).unwrap_or_else(|panicked| Err(SnapshotError::Init(panicked)))
+    }
+
+    /// An environment restored from `snapshot`, in a micro-VM of its own (a spare one if
+    /// [`MicroVmBackend::with_spare_vms`] keeps them): a Runtime API function ready for its
+    /// first invocation, whose REPORT then says `Restore Duration` instead of `Init Duration`;
+    /// a one-shot function whose every invocation runs in a fresh VM restored from it.
+    pub fn restore(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
+        let restore = || -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
+            match snapshot.contract() {
+                Contract::Stdio => Ok(Box::new(self.restore_stdio(snapshot)?)),
+                Contract::RuntimeApi => Ok(Box::new(self.restore_runtime_api(snapshot)?)),
+            }
+        };
+        guarded("restore", restore).unwrap_or_else(Err)
+    }
+
+    /// [`MicroVmBackend::restore`] for a Runtime API function, with the concrete type; fails
+    /// for a one-shot function's snapshot.
+    pub fn restore_runtime_api(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<RuntimeApiEnvironment, EnvironmentError> {
+        if snapshot.contract() != Contract::RuntimeApi {
+            return Err(VmmError::Restore(SnapshotError::Foreign(
+                "it is a one-shot function's, not a Runtime API function's".into(),
+            ))
+            .into());
+        }
+        RuntimeApiEnvironment::restore(snapshot, self.options.clone())
+    }
+
+    /// [`MicroVmBackend::restore`] for a one-shot function, with the concrete type; fails
+    /// for a Runtime API function's snapshot. Nothing is restored until an invocation (each
+    /// gets its own VM).
+    pub fn restore_stdio(&self, snapshot: &Snapshot) -> Result<StdioEnvironment, EnvironmentError> {
+        if snapshot.contract() != Contract::Stdio {
+            return Err(VmmError::Restore(SnapshotError::Foreign(
+                "it is a Runtime API function's, not a one-shot function's".into(),
+            ))
+            .into());
+        }
+        Ok(StdioEnvironment::restoring(snapshot, self.options.clone()))
+    }
+
     /// Validates the configuration and reads and checks the function's code (or takes it from
     /// the cache), before any VM exists.
     fn checked_code(

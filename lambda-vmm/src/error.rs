@@ -6,6 +6,7 @@ use lambda_core::EnvironmentError;
 use lambda_core::runtime_api::DeliverError;
 
 use crate::program::LoadError;
+use crate::snapshot::SnapshotError;
 use crate::vm::{KvmUnavailable, VmError};
 
 /// Why a micro-VM environment could not be made or could not run an invocation. A function
@@ -24,6 +25,9 @@ pub enum VmmError {
     /// The Runtime API would not take the invocation.
     #[error("the Runtime API refused the invocation")]
     Deliver(#[source] DeliverError),
+    /// An environment could not be restored from a snapshot.
+    #[error("the environment could not be restored from its snapshot")]
+    Restore(#[source] SnapshotError),
     /// A reset environment could not start its function again for a reason of the host's
     /// (an Init that fails is an outcome, not this).
     #[error("the environment could not start again")]

@@ -19,6 +19,33 @@ pub fn memory_file(name: &CStr) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// A new anonymous memory file like [`memory_file`] that can be sealed ([`seal_contents`]).
+pub fn sealable_memory_file(name: &CStr) -> io::Result<File> {
+    // SAFETY: as in `memory_file`; MFD_ALLOW_SEALING only permits later F_ADD_SEALS.
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create, is open, and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Freezes a memory file made by [`sealable_memory_file`]: from now on nobody can write it,
+/// grow it or shrink it (`F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL`); private
+/// copy-on-write mappings of it stay possible. Fails while a shared writable mapping of it
+/// exists.
+pub fn seal_contents(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: F_ADD_SEALS on a descriptor we own; the call reads no memory of ours.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Fills `buf` with random bytes from the kernel (`getrandom`, blocking until the pool is
 /// ready, which it is long before any function runs).
 pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {

@@ -44,6 +44,7 @@ mod machine;
 mod mm;
 mod process;
 mod program;
+mod snapshot;
 mod sync;
 mod trace;
 mod vdso;
@@ -56,6 +57,7 @@ pub use error::VmmError;
 pub use kernel::{MAX_THREADS, RUNTIME_API_ENDPOINT};
 pub use process::ProcessBackend;
 pub use program::LoadError;
+pub use snapshot::{QUIESCE_TIMEOUT, Snapshot, SnapshotError};
 pub use vm::teardown::wait_for_teardown;
 pub use vm::{AllocError, KickError, KvmUnavailable, VmError};
 

@@ -5,7 +5,8 @@ use std::io;
 
 use serde_json::{Value, json};
 
-const STATE_FILE: &str = "/tmp/state.txt";
+/// The file the `write-tmp` and `read-tmp` actions (and `INIT_TMP`) use.
+pub const STATE_FILE: &str = "/tmp/state.txt";
 
 pub enum Reply {
     /// POSTed to `.../response` as is.
@@ -55,6 +56,8 @@ pub fn handle(body: &[u8], count: u64) -> Reply {
                 Err(err) => json!({ "ok": false, "error": describe(&err) }),
             })
         }
+        // 16 bytes from the kernel's generator, asked for now (not a cached seed).
+        "random" => respond(json!({ "random": random_hex() })),
         "log-after" | "log-after-thread" | "hoard" => respond(json!({ "ok": true })),
         "log" => {
             let message = text(field("message"));
@@ -130,4 +133,29 @@ fn describe(err: &io::Error) -> String {
         Some(code) => format!("{:?} (os error {code})", err.kind()),
         None => format!("{:?}", err.kind()),
     }
+}
+
+/// 16 bytes from `getrandom(2)` in hex (the standard library keeps no public way to ask
+/// the kernel each time, and this program has no dependency that does).
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    let ret: isize;
+    // SAFETY: getrandom writes at most `bytes.len()` bytes to `bytes`, which outlives the
+    // call; `syscall` clobbers only rcx and r11 besides rax.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") 318isize => ret,
+            in("rdi") bytes.as_mut_ptr(),
+            in("rsi") bytes.len(),
+            in("rdx") 0usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if ret != bytes.len() as isize {
+        return format!("getrandom failed: {ret}");
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

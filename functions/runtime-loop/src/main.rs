@@ -17,7 +17,7 @@
 //!
 //! Environment: `INIT_FAIL` reports `Runtime.InitError` and exits 1 before the first
 //! `next`; `INIT_CRASH` writes to a null pointer during init; `INIT_LOG` is printed to
-//! stdout during init.
+//! stdout during init; `INIT_TMP` is written to `/tmp/state.txt` during init.
 
 mod actions;
 mod hoard;
@@ -44,6 +44,10 @@ fn main() -> ExitCode {
     let mut client = Client::new(api);
     if let Ok(message) = std::env::var("INIT_LOG") {
         println!("{message}");
+    }
+    if let Ok(data) = std::env::var("INIT_TMP") {
+        // State an Init leaves behind in /tmp (a snapshot after Init keeps it).
+        let _ = std::fs::write(actions::STATE_FILE, data);
     }
     if std::env::var_os("INIT_CRASH").is_some() {
         actions::crash();

@@ -23,7 +23,7 @@ impl std::fmt::Display for ConnectionId {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Connection {
     pub(super) reader: RequestReader,
     /// Received bytes not yet given to the reader.

@@ -112,7 +112,7 @@ struct Pending {
 ///
 /// Unknown paths answer 404, a wrong method 405 with `Allow`, unreadable requests 400 (431 for
 /// an oversized header block, 501 for an unknown transfer encoding) and close the connection.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RuntimeApi {
     function_arn: String,
     phase: Phase,

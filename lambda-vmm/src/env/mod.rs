@@ -21,3 +21,4 @@ mod variables;
 pub use runtime_api::RuntimeApiEnvironment;
 pub use stats::RunStats;
 pub use stdio::StdioEnvironment;
+pub(crate) use stdio::snapshot as snapshot_stdio;

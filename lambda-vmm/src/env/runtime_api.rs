@@ -18,11 +18,13 @@ use crate::kernel::vfs::FileSystem;
 use crate::kernel::{Kernel, KernelSetup, RUNTIME_API_ENDPOINT};
 use crate::machine::{Machine, MachineOptions, Settled};
 use crate::program::{CodePackage, ProgramImage};
+use crate::snapshot::{Frozen, QUIESCE_TIMEOUT, Snapshot, SnapshotError};
 use crate::trace::span;
 
 /// A Runtime API function in its own micro-VM, kept warm between invocations: globals,
 /// connections and `/tmp` survive from one invocation to the next. A crash, timeout or exit
-/// during an invocation resets it: the next invocation boots a fresh VM and runs Init again.
+/// during an invocation resets it: the next invocation boots a fresh VM and runs Init again
+/// (or, for an environment restored from a snapshot, restores it again).
 pub struct RuntimeApiEnvironment {
     image: ProgramImage,
     package: CodePackage,
@@ -34,6 +36,10 @@ pub struct RuntimeApiEnvironment {
     unreported_init: Option<Duration>,
     init_stats: RunStats,
     last_stats: RunStats,
+    /// The snapshot it was restored from, which a reset restores again.
+    snapshot: Option<Snapshot>,
+    /// Restore Duration to report on the next invocation (the first after each restore).
+    unreported_restore: Option<Duration>,
 }
 
 fn epoch_millis(at: SystemTime) -> u64 {
@@ -114,6 +120,18 @@ fn init(
     ))
 }
 
+/// A machine restored from `frozen`, with an empty log.
+fn restore_machine(frozen: &Frozen, options: &MachineOptions) -> Result<Machine, EnvironmentError> {
+    span!("restore", function = frozen.config.name.as_str());
+    Machine::restore(
+        &frozen.machine,
+        &frozen.config,
+        options,
+        LogCollector::new(DEFAULT_LOG_CAPACITY),
+    )
+    .map_err(EnvironmentError::from)
+}
+
 impl RuntimeApiEnvironment {
     /// Boots the function and runs its Init.
     pub(crate) fn start(
@@ -133,7 +151,67 @@ impl RuntimeApiEnvironment {
             init_duration,
             unreported_init: Some(init_duration),
             last_stats: RunStats::default(),
+            snapshot: None,
+            unreported_restore: None,
         })
+    }
+
+    /// An environment in the state `snapshot` froze, in a micro-VM of its own.
+    pub(crate) fn restore(
+        snapshot: &Snapshot,
+        options: MachineOptions,
+    ) -> Result<RuntimeApiEnvironment, EnvironmentError> {
+        let frozen = snapshot.frozen();
+        let machine = restore_machine(frozen, &options)?;
+        let restore_duration = machine.setup_time();
+        Ok(RuntimeApiEnvironment {
+            image: frozen.machine.image().clone(),
+            package: frozen.package.clone(),
+            config: frozen.config.clone(),
+            options,
+            init_stats: RunStats::since_boot(&machine),
+            machine: Some(machine),
+            init_duration: restore_duration,
+            unreported_init: None,
+            last_stats: RunStats::default(),
+            snapshot: Some(snapshot.clone()),
+            unreported_restore: Some(restore_duration),
+        })
+    }
+
+    /// Freezes the environment where it waits for its next invocation (see
+    /// [`crate::Snapshot`]); it goes on serving invocations afterwards. The function gets
+    /// up to [`QUIESCE_TIMEOUT`] for every thread to wait in a call; one that keeps a thread
+    /// running longer cannot be snapshotted, and is reset (its next invocation runs Init
+    /// again).
+    pub fn snapshot(&mut self) -> Result<Snapshot, SnapshotError> {
+        span!("snapshot", function = self.config.name.as_str());
+        let machine = self.machine.as_mut().ok_or(SnapshotError::NoMachine)?;
+        let settled = machine.settle(Instant::now() + QUIESCE_TIMEOUT);
+        let why = match settled {
+            Ok(Ok(())) => None,
+            Ok(Err(Stop::TimedOut)) => Some(format!(
+                "a thread was still running {} ms after the runtime asked for its next \
+                 invocation",
+                QUIESCE_TIMEOUT.as_millis()
+            )),
+            Ok(Err(stop)) => Some(format!(
+                "it ended before its next invocation ({})",
+                stop.error(&self.config, false).0.message
+            )),
+            Err(error) => Some(crate::error::chain(&error)),
+        };
+        if let Some(why) = why {
+            self.machine = None;
+            return Err(SnapshotError::NotQuiescent(why));
+        }
+        let machine = machine.snapshot()?;
+        Ok(Snapshot::new(Frozen {
+            machine,
+            package: self.package.clone(),
+            config: self.config.clone(),
+            init_duration: self.init_duration,
+        }))
     }
 
     /// Exits and syscalls of the latest Init (the runtime's start until its first `next`),
@@ -155,6 +233,15 @@ impl RuntimeApiEnvironment {
     /// Runs one invocation (the inherent form of [`ExecutionEnvironment::invoke`]).
     pub fn run(&mut self, invocation: Invocation) -> Result<InvokeResult, VmmError> {
         let request_id = invocation.request_id.clone();
+        if self.machine.is_none()
+            && let Some(snapshot) = &self.snapshot
+        {
+            let machine =
+                restore_machine(snapshot.frozen(), &self.options).map_err(VmmError::Restart)?;
+            self.init_stats = RunStats::since_boot(&machine);
+            self.unreported_restore = Some(machine.setup_time());
+            self.machine = Some(machine);
+        }
         if self.machine.is_none() {
             match init(&self.image, &self.package, &self.config, &self.options) {
                 Ok((machine, init_duration)) => {
@@ -224,6 +311,7 @@ impl RuntimeApiEnvironment {
             duration,
             max_memory_used_mb: machine.memory_used_mb(),
             init_duration: self.unreported_init.take(),
+            restore_duration: self.unreported_restore.take(),
             out_of_memory: machine.out_of_memory(),
         };
         // What the function prints from now on goes to the next invocation's log.

@@ -136,6 +136,10 @@ impl Kernel {
         memory.validate(buf, count)?;
         let descriptor = self.fds.get(fd)?;
         let nonblocking = descriptor.nonblocking;
+        if matches!(descriptor.object, Object::Stdin) && self.stdin_held() {
+            self.stdin_awaited = true;
+            return self.would_block(nonblocking);
+        }
         match &descriptor.object {
             Object::Stdin => match &mut self.stdio {
                 Stdio::OneShot {

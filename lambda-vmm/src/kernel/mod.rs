@@ -139,12 +139,16 @@ pub struct SyscallStats {
 }
 
 /// Where stdin comes from and stdout goes.
+#[derive(Clone)]
 enum Stdio {
     /// One-shot: the event on stdin, the response on stdout.
     OneShot {
         stdin: Vec<u8>,
         stdin_read: usize,
         response: Vec<u8>,
+        /// The event is not there yet (a machine booted to be snapshotted at its first read
+        /// of stdin): a read of stdin waits until [`Kernel::deliver_stdin`].
+        held: bool,
     },
     /// Runtime API: stdin is empty, stdout is part of the log.
     Log,
@@ -152,6 +156,7 @@ enum Stdio {
 
 /// The state a program sees through its syscalls: memory map, descriptors, files, network,
 /// clocks.
+#[derive(Clone)]
 pub struct Kernel {
     fds: fd::FdTable,
     fs: vfs::FileSystem,
@@ -176,6 +181,8 @@ pub struct Kernel {
     blocked_since: Option<Instant>,
     wake_at: Option<Instant>,
     next_local_port: u16,
+    /// Whether a read of stdin has waited for an event that is held back.
+    stdin_awaited: bool,
 }
 
 /// How a kernel is set up.
@@ -200,6 +207,7 @@ impl Kernel {
                 stdin,
                 stdin_read: 0,
                 response: Vec::new(),
+                held: false,
             },
             None => Stdio::Log,
         };
@@ -223,7 +231,55 @@ impl Kernel {
             blocked_since: None,
             wake_at: None,
             next_local_port: 40_000,
+            stdin_awaited: false,
         }
+    }
+
+    /// Holds the one-shot event back: reads of stdin wait (and [`Kernel::stdin_awaited`] says
+    /// so) until [`Kernel::deliver_stdin`]. For booting a function to snapshot it where it
+    /// first reads its event.
+    pub fn hold_stdin(&mut self) {
+        if let Stdio::OneShot { held, .. } = &mut self.stdio {
+            *held = true;
+        }
+    }
+
+    /// Whether a read of stdin has waited for the held-back event.
+    pub fn stdin_awaited(&self) -> bool {
+        self.stdin_awaited
+    }
+
+    /// Whether reads of stdin wait for an event held back.
+    fn stdin_held(&self) -> bool {
+        matches!(self.stdio, Stdio::OneShot { held: true, .. })
+    }
+
+    /// Gives a one-shot program its event on stdin (after [`Kernel::hold_stdin`]).
+    pub fn deliver_stdin(&mut self, payload: Vec<u8>) {
+        if let Stdio::OneShot {
+            stdin,
+            stdin_read,
+            held,
+            ..
+        } = &mut self.stdio
+        {
+            *stdin = payload;
+            *stdin_read = 0;
+            *held = false;
+        }
+        self.stdin_awaited = false;
+    }
+
+    /// A copy of this kernel for an environment restored from a snapshot of it: the same
+    /// descriptors, files, threads, signals, futexes and Runtime API state; a new log and
+    /// counters, and a clock that goes on from the snapshot's (its monotonic time has moved
+    /// on by the time between) for a vCPU whose TSC is the host's plus `tsc_offset`.
+    pub fn restored(&self, tsc_offset: i64, log: LogCollector) -> Kernel {
+        let mut kernel = self.clone();
+        kernel.log = log;
+        kernel.stats = SyscallStats::default();
+        kernel.clock = self.clock.restored(tsc_offset);
+        kernel
     }
 
     /// Syscall counters.

@@ -103,6 +103,12 @@ impl Kernel {
                     generation: pipe.generation,
                 }
             }
+            Object::Stdin => Readiness {
+                readable: !self.stdin_held(),
+                writable: true,
+                hangup: false,
+                generation: 0,
+            },
             Object::Epoll(_) => Readiness {
                 readable: false,
                 writable: false,

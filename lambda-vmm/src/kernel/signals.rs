@@ -194,7 +194,7 @@ pub enum Disposition {
 }
 
 /// A thread's signal state.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct ThreadSignals {
     mask: u64,
     pending: Vec<SigInfo>,
@@ -230,7 +230,7 @@ impl ThreadSignals {
 }
 
 /// The process's signal actions.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Actions {
     actions: [SigAction; SIGNAL_COUNT],
 }

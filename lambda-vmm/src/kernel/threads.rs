@@ -67,7 +67,7 @@ pub struct NewThread {
 }
 
 /// What the kernel keeps of a thread.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Thread {
     /// Where `exit` writes 0 and wakes a futex waiter (`set_tid_address`,
     /// `CLONE_CHILD_CLEARTID`); 0 for none.
@@ -89,7 +89,7 @@ pub(super) struct Thread {
 pub(super) const THREAD_NAME_LEN: usize = 16;
 
 /// The thread table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Threads {
     threads: BTreeMap<u32, Thread>,
     current: u32,

@@ -37,6 +37,7 @@ pub(super) fn read_timespec(memory: &GuestMemory, addr: u64) -> Result<Duration,
 }
 
 /// The guest's view of time.
+#[derive(Debug, Clone)]
 pub struct GuestClock {
     boot: Instant,
     tsc: TscClock,
@@ -50,6 +51,15 @@ impl GuestClock {
         GuestClock {
             boot,
             tsc: TscClock::new(boot, tsc_offset),
+        }
+    }
+
+    /// The same clock (its monotonic time goes on from the same boot) for a vCPU whose TSC
+    /// is the host's plus `tsc_offset`: a restored environment's.
+    pub fn restored(&self, tsc_offset: i64) -> GuestClock {
+        GuestClock {
+            boot: self.boot,
+            tsc: TscClock::new(self.boot, tsc_offset),
         }
     }
 

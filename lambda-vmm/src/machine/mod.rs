@@ -12,6 +12,7 @@ mod core;
 mod cpus;
 mod faults;
 mod signal_frame;
+mod snapshot;
 mod tasks;
 
 use crate::error::VmmError;
@@ -22,6 +23,7 @@ use crate::vm::layout::MAX_VCPUS;
 use crate::vm::spare::SparePool;
 use crate::vm::{MicroVm, kvm, teardown};
 use cpus::{Cpu, Shared};
+pub use snapshot::MachineSnapshot;
 use tasks::Tasks;
 
 /// Why [`Machine::run`] returned.

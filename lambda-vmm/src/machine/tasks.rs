@@ -16,7 +16,7 @@ use kvm_bindings::kvm_xsave;
 use crate::vm::vcpu::{SyscallArgs, UserRegs};
 
 /// Where a thread is.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum TaskState {
     /// On vCPU `cpu`.
     Running {
@@ -48,8 +48,25 @@ pub(super) struct Task {
     pub state: TaskState,
 }
 
+impl Clone for Task {
+    /// A copy for a snapshot. `kvm_xsave` is not `Clone` (its `extra` tail is a flexible
+    /// array for AMX state); `KVM_GET_XSAVE` fills only `region`, which is copied whole.
+    fn clone(&self) -> Task {
+        Task {
+            fs_base: self.fs_base,
+            fpu: self.fpu.as_ref().map(|fpu| {
+                Box::new(kvm_xsave {
+                    region: fpu.region,
+                    ..Default::default()
+                })
+            }),
+            state: self.state.clone(),
+        }
+    }
+}
+
 /// Every thread of the program, by id.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Tasks {
     tasks: BTreeMap<u32, Task>,
     /// The thread that was last put on a vCPU, where the round-robin goes on from.

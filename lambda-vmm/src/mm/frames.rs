@@ -37,7 +37,7 @@ pub enum Became {
 }
 
 /// The function's memory, by chunk.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FramePool {
     base: u64,
     /// Frames the last chunk has (a memory size that is not a whole number of chunks).

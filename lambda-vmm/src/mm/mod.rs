@@ -81,6 +81,26 @@ pub struct KernelPages {
 /// Protection of a segment of the program image: `PROT_*` bits.
 pub type Protection = u32;
 
+/// What a snapshot keeps of a guest's memory besides its contents: the address space's
+/// mappings and frame bookkeeping (its page tables are in the memory itself), and the
+/// kernel area (the page-table root and the VMM's structures).
+#[derive(Clone)]
+pub struct SavedSpace {
+    space: AddressSpace,
+    kernel_area: Vec<u8>,
+    /// The ranges of memory stored (the rest reads as zero).
+    stored: Vec<(u64, u64)>,
+}
+
+impl SavedSpace {
+    /// Bytes of memory stored.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored
+            .iter()
+            .fold(0u64, |sum, &(_, len)| sum.saturating_add(len))
+    }
+}
+
 /// The guest's memory: its physical memory and its address space.
 pub struct GuestMemory {
     physical: PhysicalMemory,
@@ -103,6 +123,36 @@ impl GuestMemory {
             physical,
             space: Mutex::new(space),
         })
+    }
+
+    /// Saves the memory's contents into `file` (sparse, zero pages left out) and returns the
+    /// rest of its state. The guest must not run meanwhile.
+    pub fn save(&self, file: &std::fs::File) -> std::io::Result<SavedSpace> {
+        let space = self.space().clone();
+        let stored = self.physical.save_user_memory(file)?;
+        let mut kernel_area = vec![0u8; host_size(physical::KERNEL_SIZE)];
+        self.physical.read(physical::KERNEL_BASE, &mut kernel_area);
+        Ok(SavedSpace {
+            space,
+            kernel_area,
+            stored,
+        })
+    }
+
+    /// Makes this memory (of a VM that has not run, or is stopped) the one `file` and `saved`
+    /// describe ([`GuestMemory::save`]): `file` is mapped copy-on-write, so pages are shared
+    /// with every other memory restored from it until written.
+    pub fn restore(&self, file: &std::fs::File, saved: &SavedSpace) -> std::io::Result<()> {
+        use std::os::fd::AsFd;
+        if file.metadata()?.len() != self.size() {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut space = self.space();
+        self.physical.map_user_memory(file.as_fd())?;
+        self.physical
+            .write(physical::KERNEL_BASE, &saved.kernel_area);
+        *space = saved.space.clone();
+        Ok(())
     }
 
     /// The guest's physical memory.

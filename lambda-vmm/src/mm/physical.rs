@@ -35,6 +35,11 @@ fn host_size(len: u64) -> usize {
     usize::try_from(len).unwrap_or(usize::MAX)
 }
 
+/// A host size as a guest length (lossless on x86-64).
+fn guest_len(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX)
+}
+
 /// Why guest memory could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot allocate {size} bytes of guest memory")]
@@ -445,6 +450,96 @@ impl PhysicalMemory {
         {
             return Err(std::io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    /// Writes the function memory's contents into `file` at the same offsets, skipping pages
+    /// that read as zero (the file stays sparse: a hole reads as zero too). Returns the
+    /// ranges written (address, length). The guest must not run meanwhile.
+    pub fn save_user_memory(&self, file: &std::fs::File) -> std::io::Result<Vec<(u64, u64)>> {
+        use std::os::unix::fs::FileExt;
+        file.set_len(self.user_size)?;
+        let pages = self.user_size / PAGE;
+        let host = self
+            .host_range(USER_BASE, self.user_size)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        let mut residency = vec![0u8; host_size(pages)];
+        // SAFETY: [host, host + user_size) is our own live user-memory mapping (checked by
+        // host_range), and `residency` has one byte per page of it.
+        let rc = unsafe {
+            libc::mincore(
+                host.cast(),
+                host_size(self.user_size),
+                residency.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let spans = lock(&self.file_spans).clone();
+        let from_file = |addr: u64| {
+            spans
+                .iter()
+                .any(|&(start, len)| addr >= start && addr < start.saturating_add(len))
+        };
+        let mut runs = Vec::new();
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_start = 0u64;
+        let mut page = vec![0u8; host_size(PAGE)];
+        for (index, resident) in (0u64..).zip(&residency) {
+            let addr = USER_BASE.saturating_add(index.saturating_mul(PAGE));
+            // A page never touched (or discarded) reads as zero unless a file shows through.
+            let mut keep = false;
+            if resident & 1 != 0 || from_file(addr) {
+                self.read(addr, &mut page);
+                keep = page.iter().any(|&byte| byte != 0);
+            }
+            if keep {
+                if run.is_empty() {
+                    run_start = addr;
+                }
+                run.extend_from_slice(&page);
+            }
+            if (!keep || run.len() >= 1 << 20) && !run.is_empty() {
+                file.write_all_at(&run, run_start)?;
+                runs.push((run_start, guest_len(run.len())));
+                run.clear();
+            }
+        }
+        if !run.is_empty() {
+            file.write_all_at(&run, run_start)?;
+            runs.push((run_start, guest_len(run.len())));
+        }
+        Ok(runs)
+    }
+
+    /// Maps `file` (as [`PhysicalMemory::save_user_memory`] wrote it, of this memory's size)
+    /// privately over the whole function memory: the guest sees its contents, a write copies
+    /// just the page written, and the file never changes. The host maps nothing now; each
+    /// page comes in as the guest first touches it. KVM forgets every translation to the
+    /// memory that was there (the mmu notifier), so the VM must not be running.
+    pub fn map_user_memory(&self, file: BorrowedFd<'_>) -> std::io::Result<()> {
+        let host = self
+            .host_range(USER_BASE, self.user_size)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: [host, host + user_size) is our own user-memory mapping (checked by
+        // host_range), so MAP_FIXED replaces only guest pages, which the host never reads
+        // through references; the region's owner unmaps the whole range on drop. The file is
+        // at least that long (checked by the caller), so no access past its end can fault.
+        let mapped = unsafe {
+            libc::mmap(
+                host.cast(),
+                host_size(self.user_size),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        *lock(&self.file_spans) = vec![(USER_BASE, self.user_size)];
         Ok(())
     }
 

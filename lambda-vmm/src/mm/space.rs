@@ -94,6 +94,7 @@ pub struct MemoryStats {
 }
 
 /// One program's address space.
+#[derive(Debug, Clone)]
 pub struct AddressSpace {
     pub(super) vmas: VmaMap,
     pub(super) tables: PageTables,

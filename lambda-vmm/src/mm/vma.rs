@@ -62,7 +62,7 @@ pub struct Vma {
 }
 
 /// The mappings of one address space, by start address; they never overlap.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct VmaMap {
     map: BTreeMap<u64, Vma>,
 }

@@ -304,6 +304,7 @@ impl RuntimeEnvironment {
             duration,
             max_memory_used_mb: self.last_memory_mb,
             init_duration: std::mem::take(&mut self.report_init).then_some(self.init_duration),
+            restore_duration: None,
             out_of_memory: false,
         };
         // What the function prints from now on goes to the next invocation's log.

@@ -194,6 +194,7 @@ impl StdioEnvironment {
             duration,
             max_memory_used_mb: memory_mb,
             init_duration: None,
+            restore_duration: None,
             out_of_memory: false,
         };
         ending::finish(ending, measured, &self.config, &mut run.lock().log)

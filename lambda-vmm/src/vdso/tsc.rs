@@ -56,7 +56,7 @@ fn mult() -> Option<u64> {
 }
 
 /// The guest's clock, as the vDSO and the kernel's clock syscalls read it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TscClock {
     /// Monotonic zero: when the VM started.
     boot: Instant,

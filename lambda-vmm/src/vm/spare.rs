@@ -162,6 +162,9 @@ fn make_spare(shared: &Shared, size: u64) -> Option<MicroVm> {
     #[cfg(not(test))]
     let _ = shared;
     let mut vm = MicroVm::new(size).ok()?;
+    // Its first vCPU comes set up for ring 3 too (what every program needs): a restore from
+    // a snapshot then sets no special register on the invocation's path.
+    vm.vcpus.first_mut()?.start(0, 0).ok()?;
     // The vCPUs a function of this size may run at once come made, off the invocation's
     // path (about 0.2 ms each); a program that never runs two threads at once leaves them
     // idle, which costs no CPU.

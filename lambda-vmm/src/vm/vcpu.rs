@@ -79,6 +79,8 @@ pub struct Vcpu {
     slot: usize,
     /// The special registers of ring 3, as [`Vcpu::start`] set them.
     user_sregs: kvm_sregs,
+    /// Whether [`Vcpu::start`] has set up its special registers and MSRs.
+    configured: bool,
     /// Whether other vCPUs run the program too. They could then rewrite this vCPU's kernel
     /// stack (it must be writable at ring 3 under PVM) between the VMM writing a return frame
     /// and the stub's `iretq` reading it, and so return to ring 0; returns from a stub load
@@ -104,6 +106,7 @@ impl Vcpu {
             fd,
             slot,
             user_sregs: kvm_sregs::default(),
+            configured: false,
             stack_shared: false,
             regs: kvm_regs::default(),
             fault_regs: None,
@@ -119,10 +122,15 @@ impl Vcpu {
         self.tsc_offset
     }
 
-    /// Sets up long mode at CPL3 to start at `entry` with stack pointer `stack`.
+    /// Sets up long mode at CPL3 to start at `entry` with stack pointer `stack`. The special
+    /// registers and MSRs, the same for every program, are set once; a vCPU set up before
+    /// (a spare VM's) only takes the new registers.
     pub fn start(&mut self, entry: u64, stack: u64) -> Result<(), VmError> {
-        self.user_sregs = cpu::configure_vcpu(&self.fd, self.slot, entry, stack)
-            .map_err(VmError::kvm("vCPU setup"))?;
+        if !self.configured {
+            self.user_sregs = cpu::configure_vcpu(&self.fd, self.slot, entry, stack)
+                .map_err(VmError::kvm("vCPU setup"))?;
+            self.configured = true;
+        }
         self.entry = Entry::Direct;
         self.regs = kvm_regs {
             rip: entry,
@@ -130,6 +138,8 @@ impl Vcpu {
             rflags: 0x2,
             ..Default::default()
         };
+        self.fd.sync_regs_mut().regs = self.regs;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
         Ok(())
     }
 

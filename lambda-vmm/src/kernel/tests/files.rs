@@ -26,6 +26,25 @@ fn stdin_is_the_event_and_zero_length_reads_need_no_buffer() {
 }
 
 #[test]
+fn a_held_event_makes_stdin_wait_until_it_is_delivered() {
+    use crate::kernel::Step;
+    let mut guest = Guest::one_shot(b"");
+    guest.kernel.hold_stdin();
+    let buf = guest.buffer(16);
+    // poll(stdin, POLLIN, 0): not readable yet.
+    let pollfd = guest.put(&[0, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(guest.call(7, &[pollfd, 1, 0]), 0);
+    assert!(!guest.kernel.stdin_awaited());
+    assert!(matches!(guest.step(0, &[0, buf, 16]), Step::Block(None)));
+    assert!(guest.kernel.stdin_awaited());
+    guest.kernel.deliver_stdin(b"late event".to_vec());
+    assert!(!guest.kernel.stdin_awaited());
+    assert_eq!(guest.call(0, &[0, buf, 16]), 10, "the retried read");
+    assert_eq!(guest.get(buf, 10), b"late event");
+    assert_eq!(guest.call(7, &[pollfd, 1, 0]), 1);
+}
+
+#[test]
 fn reads_and_writes_at_offsets() {
     let mut guest = Guest::one_shot(b"");
     let fd = guest.open("/tmp/f", O_RDWR_CREAT) as u64;

@@ -1,0 +1,161 @@
+//! A machine frozen where every thread waits in a call, and machines made from it.
+//!
+//! What is kept: the guest's memory, written once into a sealed memory file that every
+//! restored machine maps copy-on-write (so they share its untouched pages and each pays
+//! only for the pages it writes); the address space's bookkeeping and the kernel area (the
+//! page-table root); each thread's registers, FPU/SSE/AVX state (`KVM_GET_XSAVE`), FS base
+//! and the call it waits in; and the kernel's state (descriptors, sockets, epoll sets,
+//! pipes, `/tmp`, futex waiters, signal state, the Runtime API's state, the clock's boot
+//! time). A vCPU's special registers and MSRs are not kept: they are the same for every
+//! program ([`crate::vm::cpu::configure_vcpu`]), and a restored machine's vCPUs come set up
+//! with them.
+
+use std::fs::File;
+use std::time::Instant;
+
+use lambda_core::logs::LogCollector;
+use lambda_core::{FunctionConfig, Stop};
+
+use super::cpus::Cpu;
+use super::tasks::Tasks;
+use super::{Machine, MachineOptions, Settled};
+use crate::error::VmmError;
+use crate::kernel::Kernel;
+use crate::mm::SavedSpace;
+use crate::program::ProgramImage;
+use crate::snapshot::SnapshotError;
+use crate::vm::{MicroVm, VmError, teardown};
+
+/// A machine's state at a quiescent point (see the module documentation).
+pub struct MachineSnapshot {
+    /// The guest's memory, sealed.
+    memory: File,
+    saved: SavedSpace,
+    kernel: Kernel,
+    tasks: Tasks,
+    image: ProgramImage,
+    max_cpus: usize,
+    memory_bytes: u64,
+    stored_bytes: u64,
+}
+
+impl MachineSnapshot {
+    /// Bytes of guest memory the snapshot holds (pages that read as zero are not stored).
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
+    }
+
+    /// How many threads the program had.
+    pub fn threads(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// The program.
+    pub fn image(&self) -> &ProgramImage {
+        &self.image
+    }
+}
+
+impl Machine {
+    /// Runs until no thread can run (every one waits in a call), the program ends, or
+    /// `deadline` passes; `Ok(())` if it went quiescent.
+    pub fn settle(&mut self, deadline: Instant) -> Result<Result<(), Stop>, VmmError> {
+        match self.run(deadline, |_, nothing_runnable| nothing_runnable)? {
+            Settled::Waiting => Ok(Ok(())),
+            Settled::Ended(stop) => Ok(Err(stop)),
+        }
+    }
+
+    /// Freezes the machine's state (it goes on running afterwards as if nothing happened).
+    /// Every thread must be waiting in a call: a machine between [`Machine::run`]s whose
+    /// threads are all blocked.
+    pub fn snapshot(&mut self) -> Result<MachineSnapshot, SnapshotError> {
+        if self.tasks.running() > 0 || self.tasks.any_ready() {
+            return Err(SnapshotError::NotQuiescent(
+                "a thread of the program was still runnable".into(),
+            ));
+        }
+        // Every thread's FPU state goes back to the thread, so the tasks hold it all.
+        for cpu in &mut self.cpus {
+            if let Some(tid) = cpu.loaded.take() {
+                let fpu = cpu.vcpu.save_fpu().map_err(SnapshotError::Vm)?;
+                if let Some(task) = self.tasks.get_mut(tid) {
+                    task.fpu = Some(fpu);
+                }
+            }
+        }
+        let vm = self.vm.as_ref().ok_or(SnapshotError::NoMachine)?;
+        let file =
+            crate::host::sealable_memory_file(c"lambda-snapshot").map_err(SnapshotError::Memory)?;
+        let saved = vm.memory.save(&file).map_err(SnapshotError::Memory)?;
+        let stored_bytes = saved.stored_bytes();
+        crate::host::seal_contents(&file).map_err(SnapshotError::Memory)?;
+        let mut kernel = self.kernel.clone();
+        // The log so far is the Init's (the caller has it); restored machines get their own.
+        kernel.replace_log(LogCollector::new(0));
+        Ok(MachineSnapshot {
+            memory: file,
+            saved,
+            kernel,
+            tasks: self.tasks.clone(),
+            image: self.image.clone(),
+            max_cpus: self.max_cpus,
+            memory_bytes: vm.memory.size(),
+            stored_bytes,
+        })
+    }
+
+    /// A machine in the state `snapshot` froze, in a spare VM if one is ready (else a new
+    /// one), its output going to `log`. Its threads go on from the calls they waited in.
+    pub fn restore(
+        snapshot: &MachineSnapshot,
+        config: &FunctionConfig,
+        options: &MachineOptions,
+        log: LogCollector,
+    ) -> Result<Machine, VmmError> {
+        let start = Instant::now();
+        if config.memory_bytes() != snapshot.memory_bytes {
+            return Err(VmmError::Restore(SnapshotError::Foreign(format!(
+                "it was taken at {} MB and the function has {} MB",
+                snapshot.memory_bytes >> 20,
+                config.memory_mb
+            ))));
+        }
+        let spare = options
+            .spares
+            .as_ref()
+            .and_then(|pool| pool.take(snapshot.memory_bytes));
+        let from_spare = spare.is_some();
+        let mut vm = match spare {
+            Some(vm) => vm,
+            None => Box::new(MicroVm::new(snapshot.memory_bytes)?),
+        };
+        let prepared = (|| -> Result<(), VmmError> {
+            vm.memory
+                .restore(&snapshot.memory, &snapshot.saved)
+                .map_err(|error| VmmError::Restore(SnapshotError::Memory(error)))?;
+            // A spare's first vCPU is set up already; a new VM's is set up here.
+            let first = vm.vcpus.first_mut().ok_or_else(|| {
+                VmError::kvm("KVM_CREATE_VCPU")(kvm_ioctls::Error::new(libc::ENODEV))
+            })?;
+            first.start(0, 0)?;
+            Ok(())
+        })();
+        if let Err(error) = prepared {
+            teardown::dispose(vm);
+            return Err(error);
+        }
+        let kernel = snapshot.kernel.restored(vm.vcpus[0].tsc_offset(), log);
+        let cpus: Vec<Cpu> = vm.vcpus.drain(..).map(Cpu::new).collect();
+        Ok(Machine {
+            vm: Some(vm),
+            cpus,
+            max_cpus: snapshot.max_cpus,
+            image: snapshot.image.clone(),
+            kernel,
+            tasks: snapshot.tasks.clone(),
+            setup: start.elapsed(),
+            from_spare,
+        })
+    }
+}

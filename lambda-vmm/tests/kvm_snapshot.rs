@@ -1,0 +1,194 @@
+//! Environments restored from snapshots taken after Init: they answer as warm ones do (the
+//! lifecycle scenarios, run on a backend whose every environment is restored), and they
+//! share nothing they write.
+
+mod kvm_gate;
+mod scenarios;
+mod snapshotting;
+
+use lambda_core::{ExecutionEnvironment, Invocation};
+use lambda_vmm::{MicroVmBackend, SnapshotError};
+use scenarios::{Functions, invoke, response_json};
+use serde_json::json;
+use snapshotting::Restoring;
+
+/// A backend whose environments are restored from snapshots, and the guest programs.
+fn setup() -> (Restoring, Functions) {
+    (
+        Restoring::new(kvm_gate::kvm_backend().with_spare_vms(1)),
+        Functions::locate(),
+    )
+}
+
+macro_rules! scenario {
+    ($(#[$attr:meta])* $name:ident $(, $arg:expr)*) => {
+        #[test]
+        #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+        $(#[$attr])*
+        fn $name() {
+            let (backend, functions) = setup();
+            scenarios::$name(&backend, &functions $(, $arg)*);
+            assert!(backend.restored() > 0, "no environment of the scenario was restored");
+        }
+    };
+}
+
+// Every scenario of `scenarios` that applies to a restored environment. Left out:
+// `output_outside_invocations_is_logged` (what Init prints goes to the log of the
+// environment the snapshot was taken in, as with SnapStart), and the address-space and
+// leak scenarios, which have binaries of their own.
+scenario!(warm_reuse, 200);
+scenario!(function_error);
+scenario!(crash_then_recovery);
+scenario!(exit_then_recovery);
+scenario!(timeout_then_recovery);
+scenario!(response_too_large);
+scenario!(tmp_persists_and_is_private);
+scenario!(reads_outside_task_and_tmp_fail);
+scenario!(environments_share_nothing);
+scenario!(logs_are_per_invocation);
+scenario!(stdio_echo);
+scenario!(stdio_failures);
+scenario!(runtime_rust);
+scenario!(runtime_c);
+scenario!(address_space);
+scenario!(threads);
+scenario!(signals);
+scenario!(threads_on_two_vcpus);
+
+/// An Init that fails or crashes is reported as it is without snapshots.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn init_failures_are_reported_as_without_snapshots() {
+    let (backend, functions) = setup();
+    scenarios::init_error(&backend, &functions);
+    scenarios::init_crash(&backend, &functions);
+}
+
+fn restore(
+    backend: &MicroVmBackend,
+    snapshot: &lambda_vmm::Snapshot,
+) -> Box<dyn ExecutionEnvironment> {
+    backend.restore(snapshot).expect("restore")
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn writes_in_one_restored_environment_are_seen_by_no_other() {
+    let backend = kvm_gate::kvm_backend();
+    let functions = Functions::locate();
+    let config = functions
+        .runtime("isolated", "runtime-loop")
+        .with_env("INIT_TMP", "written during Init");
+    let snapshot = backend.snapshot(&config).expect("snapshot");
+    let mut first = restore(&backend, &snapshot);
+    let mut second = restore(&backend, &snapshot);
+    let read_tmp = |environment: &mut dyn ExecutionEnvironment| {
+        response_json(&invoke(environment, json!({"action": "read-tmp"})))["data"].clone()
+    };
+    let count = |environment: &mut dyn ExecutionEnvironment| {
+        response_json(&invoke(environment, json!({"action": "count"})))["count"].clone()
+    };
+    // What Init wrote to /tmp is in each.
+    assert_eq!(read_tmp(&mut *first), json!("written during Init"));
+    assert_eq!(read_tmp(&mut *second), json!("written during Init"));
+    // The first writes /tmp and its memory (the invocation counter); the second sees neither.
+    invoke(&mut *first, json!({"action": "write-tmp", "data": "first"}));
+    assert_eq!(read_tmp(&mut *first), json!("first"));
+    assert_eq!(count(&mut *first), json!(4));
+    assert_eq!(read_tmp(&mut *second), json!("written during Init"));
+    assert_eq!(count(&mut *second), json!(3));
+    // Nor does an environment restored afterwards: the snapshot did not change.
+    let mut third = restore(&backend, &snapshot);
+    assert_eq!(count(&mut *third), json!(1));
+    assert_eq!(read_tmp(&mut *third), json!("written during Init"));
+    for environment in [first, second, third] {
+        environment.shutdown();
+    }
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn getrandom_differs_across_restores() {
+    let backend = kvm_gate::kvm_backend();
+    let functions = Functions::locate();
+    let snapshot = backend
+        .snapshot(&functions.runtime("random", "runtime-loop"))
+        .expect("snapshot");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let mut environment = restore(&backend, &snapshot);
+        let answer = response_json(&invoke(&mut *environment, json!({"action": "random"})));
+        let random = answer["random"].as_str().expect("hex").to_string();
+        assert_eq!(random.len(), 32, "{answer}");
+        assert!(seen.insert(random), "the same random bytes in two restores");
+        environment.shutdown();
+    }
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn restored_reports_say_restore_duration() {
+    let backend = kvm_gate::kvm_backend().with_spare_vms(1);
+    let functions = Functions::locate();
+    // A Runtime API function: its first invocation's REPORT, then none.
+    let snapshot = backend
+        .snapshot(&functions.runtime("report", "runtime-loop"))
+        .expect("snapshot");
+    assert_eq!(snapshot.threads(), 1);
+    assert!(snapshot.stored_bytes() > 0);
+    let mut environment = restore(&backend, &snapshot);
+    let first = invoke(&mut *environment, json!({}));
+    assert!(first.report.restore_duration.is_some());
+    assert_eq!(first.report.init_duration, None);
+    let text = first.report.to_string();
+    assert!(text.contains("\tRestore Duration: "), "{text}");
+    assert!(!text.contains("Init Duration"), "{text}");
+    let second = invoke(&mut *environment, json!({}));
+    assert_eq!(second.report.restore_duration, None);
+    environment.shutdown();
+
+    // A one-shot function: every invocation is restored, and costs a handful of exits.
+    let config = functions.stdio("hello", "hello");
+    let snapshot = backend.snapshot(&config).expect("snapshot");
+    let mut environment = backend.restore_stdio(&snapshot).expect("restore");
+    for name in ["Ada", "Grace"] {
+        let result = environment
+            .run(Invocation::new(
+                format!("{{\"name\":\"{name}\"}}").into_bytes(),
+            ))
+            .expect("invoke");
+        assert_eq!(
+            response_json(&result),
+            json!({"message": format!("Hello, {name}!")})
+        );
+        assert!(result.report.restore_duration.is_some());
+        assert_eq!(result.report.init_duration, None);
+        let stats = environment.last_stats();
+        assert!(stats.exits <= 10, "{} exits", stats.exits);
+    }
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn functions_that_never_wait_cannot_be_snapshotted() {
+    let backend = kvm_gate::kvm_backend();
+    let functions = Functions::locate();
+    // A one-shot program that ends without reading stdin (runtime-loop, without its API).
+    let config = functions.stdio("exits", "runtime-loop");
+    match backend.snapshot(&config) {
+        Err(SnapshotError::NotQuiescent(why)) => {
+            assert!(why.contains("ended before reading stdin"), "{why}")
+        }
+        other => panic!("expected NotQuiescent, got {other:?}"),
+    }
+    // A snapshot of one contract is refused by the other's restore.
+    let snapshot = backend
+        .snapshot(&functions.stdio("hello", "hello"))
+        .expect("snapshot");
+    let error = backend
+        .restore_runtime_api(&snapshot)
+        .err()
+        .expect("refused");
+    assert!(error.to_string().contains("one-shot"), "{error}");
+}
