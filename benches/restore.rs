@@ -1,0 +1,216 @@
+//! Cold starts from a snapshot taken after Init, against the same program as a child
+//! process.
+//!
+//! - **One-shot `hello`**: snapshotted once at its first read of stdin; each run restores a
+//!   new micro-VM from the snapshot, gives it the event, runs it to its exit and tears it
+//!   down. Measured from a pooled VM (made ahead by the spare pool's thread, refilled
+//!   between samples, outside the window) and without the pool (the VM made in the window),
+//!   both with the teardown waited for inside the window; and, secondary, from the pool
+//!   with teardown left to its thread. The baseline spawns the binary with pipes, feeds it,
+//!   reads it to its exit and reaps it.
+//! - **Runtime API**, `runtime-loop` and `runtime-rust` (`lambda_runtime` on tokio):
+//!   snapshotted once after Init; each run restores an environment, serves its first
+//!   invocation and shuts it down (teardown waited for). The baseline is the development
+//!   backend doing the same from nothing: a child process, a localhost Runtime API, Init,
+//!   the first invocation, shutdown.
+//!
+//! Each side is sampled alone (`measure`), with background work (refilling the pool, VM
+//! teardown) waited for between samples. `cargo bench --bench restore` prints criterion's
+//! figures, then the summary tables: medians, p90s, ratios to the child process, VM exits
+//! per run.
+
+mod measure;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group};
+use lambda::core::{
+    Backend, CodeLocation, Contract, ExecutionEnvironment, FunctionConfig, Invocation,
+};
+use lambda::vmm::{MicroVmBackend, ProcessBackend, Snapshot, StdioEnvironment, wait_for_teardown};
+use measure::{Cost, child_process_run, print_table, sample, timed};
+
+const HELLO_EVENT: &str = r#"{"name":"bench"}"#;
+const HELLO_ANSWER: &str = r#"{"message":"Hello, bench!"}"#;
+const EVENT: &str = r#"{"action":"echo","payload":"restored"}"#;
+const RUNS: usize = 200;
+const WARMUP: usize = 20;
+
+fn program(name: &str) -> PathBuf {
+    std::path::Path::new(env!("LAMBDA_FUNCTIONS_DIR")).join(name)
+}
+
+fn hello_config() -> FunctionConfig {
+    FunctionConfig::new("hello", CodeLocation::Executable(program("hello")))
+        .with_contract(Contract::Stdio)
+}
+
+fn runtime_config(name: &str) -> FunctionConfig {
+    FunctionConfig::new(name, CodeLocation::Executable(program(name)))
+}
+
+/// One invocation of the one-shot function in a VM restored from its snapshot; with
+/// `teardown`, the VM's teardown is waited for inside the window.
+fn restored_oneshot(
+    environment: &mut StdioEnvironment,
+    teardown: bool,
+) -> (Duration, Option<Cost>) {
+    let (took, result) = timed(|| {
+        let result = environment.run(Invocation::new(HELLO_EVENT)).expect("run");
+        if teardown {
+            wait_for_teardown();
+        }
+        result
+    });
+    assert_eq!(result.outcome.response(), Some(HELLO_ANSWER.as_bytes()));
+    assert!(result.report.restore_duration.is_some());
+    (took, Some(Cost::of(environment.last_stats())))
+}
+
+fn child_oneshot() -> (Duration, Option<Cost>) {
+    let (took, output) = child_process_run(&program("hello"), HELLO_EVENT.as_bytes());
+    assert_eq!(output.stdout, HELLO_ANSWER.as_bytes());
+    (took, None)
+}
+
+/// A Runtime API environment restored from `snapshot`: its first invocation, then shutdown
+/// with the teardown waited for.
+fn restored_runtime(backend: &MicroVmBackend, snapshot: &Snapshot) -> (Duration, Option<Cost>) {
+    let (took, (result, cost)) = timed(|| {
+        let mut environment = backend.restore_runtime_api(snapshot).expect("restore");
+        let result = environment.run(Invocation::new(EVENT)).expect("invoke");
+        let cost = Cost::of(environment.last_stats());
+        Box::new(environment).shutdown();
+        wait_for_teardown();
+        (result, cost)
+    });
+    assert_eq!(result.outcome.response(), Some(EVENT.as_bytes()));
+    assert!(result.report.restore_duration.is_some());
+    (took, Some(cost))
+}
+
+/// The development backend from nothing: child process, localhost Runtime API, Init, the
+/// first invocation, shutdown.
+fn child_runtime(backend: &ProcessBackend, config: &FunctionConfig) -> (Duration, Option<Cost>) {
+    let (took, result) = timed(|| {
+        let mut environment = backend.create(config).expect("create");
+        let result = environment.invoke(Invocation::new(EVENT)).expect("invoke");
+        environment.shutdown();
+        result
+    });
+    assert_eq!(result.outcome.response(), Some(EVENT.as_bytes()));
+    (took, None)
+}
+
+fn restore(c: &mut Criterion) {
+    let backend = MicroVmBackend::new().unwrap_or_else(|error| {
+        eprintln!("restore needs KVM: {error}");
+        std::process::exit(2)
+    });
+    let pooled = backend.clone().with_spare_vms(1);
+    let process_backend = ProcessBackend::new().with_all_host_cpus();
+    let hello = backend.snapshot(&hello_config()).expect("snapshot hello");
+    let mut hello_pooled = pooled.restore_stdio(&hello).expect("restore");
+    let mut hello_unpooled = backend.restore_stdio(&hello).expect("restore");
+    let refill = || {
+        assert_eq!(pooled.wait_for_spare_vms(128), 1);
+    };
+
+    let mut group = c.benchmark_group("restore");
+    group.bench_function("oneshot/child_process", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| child_oneshot().0).sum())
+    });
+    group.bench_function("oneshot/restored_pooled", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let took = restored_oneshot(&mut hello_pooled, true).0;
+                    refill();
+                    took
+                })
+                .sum()
+        })
+    });
+    group.finish();
+
+    let child = sample(
+        "child process: spawn, pipes, exit, reap",
+        WARMUP,
+        RUNS,
+        child_oneshot,
+        || {},
+    );
+    let from_pool = sample(
+        "restored into a pooled VM, torn down",
+        WARMUP,
+        RUNS,
+        || restored_oneshot(&mut hello_pooled, true),
+        refill,
+    );
+    let no_pool = sample(
+        "restored into a VM made then, torn down",
+        WARMUP,
+        RUNS,
+        || restored_oneshot(&mut hello_unpooled, true),
+        || {},
+    );
+    let off_path = sample(
+        "restored into a pooled VM, teardown left to its thread",
+        WARMUP,
+        RUNS,
+        || restored_oneshot(&mut hello_pooled, false),
+        || {
+            wait_for_teardown();
+            refill();
+        },
+    );
+    print_table(
+        &format!(
+            "one-shot `hello` restored from its snapshot (taken at its first read of stdin): \
+             {RUNS} runs per side, each side alone"
+        ),
+        &child,
+        &[&from_pool, &no_pool, &off_path],
+    );
+
+    for name in ["runtime-loop", "runtime-rust"] {
+        let config = runtime_config(name);
+        let snapshot = pooled.snapshot(&config).expect("snapshot");
+        let child = sample(
+            "child process + localhost Runtime API, Init, 1st invocation",
+            WARMUP,
+            RUNS,
+            || child_runtime(&process_backend, &config),
+            || {},
+        );
+        let restored = sample(
+            "restored into a pooled VM, 1st invocation, torn down",
+            WARMUP,
+            RUNS,
+            || restored_runtime(&pooled, &snapshot),
+            refill,
+        );
+        print_table(
+            &format!(
+                "Runtime API `{name}` to its first response, restored after Init ({:.2} ms \
+                 when it ran): {RUNS} runs per side, each side alone; exits are the \
+                 invocation's",
+                snapshot.init_duration().as_secs_f64() * 1e3
+            ),
+            &child,
+            &[&restored],
+        );
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3));
+    targets = restore
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
