@@ -22,6 +22,8 @@
 //! that share the vCPU) -> `vm/` (KVM: the VM, the kernel area, the vCPU, the deadline kick, spare VMs, teardown), `kernel/`
 //! (the guest's syscalls) and `mm/` (the guest's memory: its address space, page tables and
 //! the one checked accessor for guest pointers) -> the Runtime API of `lambda-core`.
+//! `snapshot.rs` is a function frozen after Init, which `machine/snapshot.rs` takes and
+//! restores into new VMs.
 //! `program/` turns a package into a checked, staged image and its initial stack; `vdso/` is
 //! the guest's vDSO; `host.rs` holds the few host syscalls made outside KVM; `process/` is
 //! the development backend.

@@ -81,13 +81,20 @@ pub struct KernelPages {
 /// Protection of a segment of the program image: `PROT_*` bits.
 pub type Protection = u32;
 
+/// Pages of page tables at the start of the kernel area, from the root: the PML4 and the
+/// tables down to the kernel area's own mapping, which share their upper levels with the
+/// program's stack at the top of the lower half (`vm/layout.rs`).
+const KERNEL_TABLE_PAGES: u64 = 4;
+
 /// What a snapshot keeps of a guest's memory besides its contents: the address space's
-/// mappings and frame bookkeeping (its page tables are in the memory itself), and the
-/// kernel area (the page-table root and the VMM's structures).
+/// mappings and frame bookkeeping, and the page tables in the kernel area (the others are
+/// in the memory itself). The rest of the kernel area (descriptor tables, stubs, kernel
+/// stacks, vDSO) is the VMM's and comes fresh with each VM.
 #[derive(Clone)]
 pub struct SavedSpace {
     space: AddressSpace,
-    kernel_area: Vec<u8>,
+    /// The kernel area's page tables, from the root.
+    root: Vec<u8>,
     /// The ranges of memory stored (the rest reads as zero).
     stored: Vec<(u64, u64)>,
 }
@@ -130,11 +137,11 @@ impl GuestMemory {
     pub fn save(&self, file: &std::fs::File) -> std::io::Result<SavedSpace> {
         let space = self.space().clone();
         let stored = self.physical.save_user_memory(file)?;
-        let mut kernel_area = vec![0u8; host_size(physical::KERNEL_SIZE)];
-        self.physical.read(physical::KERNEL_BASE, &mut kernel_area);
+        let mut root = vec![0u8; host_size(KERNEL_TABLE_PAGES * layout::PAGE)];
+        self.physical.read(space.tables.root(), &mut root);
         Ok(SavedSpace {
             space,
-            kernel_area,
+            root,
             stored,
         })
     }
@@ -149,8 +156,7 @@ impl GuestMemory {
         }
         let mut space = self.space();
         self.physical.map_user_memory(file.as_fd())?;
-        self.physical
-            .write(physical::KERNEL_BASE, &saved.kernel_area);
+        self.physical.write(saved.space.tables.root(), &saved.root);
         *space = saved.space.clone();
         Ok(())
     }

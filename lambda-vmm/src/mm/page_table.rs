@@ -71,6 +71,11 @@ pub struct PageTables {
 }
 
 impl PageTables {
+    /// The guest-physical address of the root table (PML4).
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
     /// Tables rooted at the PML4 in frame `root` (already written, zero or holding the
     /// kernel area's entries).
     pub fn new(root: u64) -> PageTables {
