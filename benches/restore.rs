@@ -50,6 +50,15 @@ fn runtime_config(name: &str) -> FunctionConfig {
     FunctionConfig::new(name, CodeLocation::Executable(program(name)))
 }
 
+/// What `name` answers to [`EVENT`] on its first invocation: `runtime-loop` echoes it,
+/// `runtime-rust` wraps it with its invocation count.
+fn first_answer(name: &str) -> String {
+    match name {
+        "runtime-rust" => format!(r#"{{"count":1,"echo":{EVENT}}}"#),
+        _ => EVENT.to_string(),
+    }
+}
+
 /// One invocation of the one-shot function in a VM restored from its snapshot; with
 /// `teardown`, the VM's teardown is waited for inside the window.
 fn restored_oneshot(
@@ -76,7 +85,11 @@ fn child_oneshot() -> (Duration, Option<Cost>) {
 
 /// A Runtime API environment restored from `snapshot`: its first invocation, then shutdown
 /// with the teardown waited for.
-fn restored_runtime(backend: &MicroVmBackend, snapshot: &Snapshot) -> (Duration, Option<Cost>) {
+fn restored_runtime(
+    backend: &MicroVmBackend,
+    snapshot: &Snapshot,
+    answer: &str,
+) -> (Duration, Option<Cost>) {
     let (took, (result, cost)) = timed(|| {
         let mut environment = backend.restore_runtime_api(snapshot).expect("restore");
         let result = environment.run(Invocation::new(EVENT)).expect("invoke");
@@ -85,21 +98,25 @@ fn restored_runtime(backend: &MicroVmBackend, snapshot: &Snapshot) -> (Duration,
         wait_for_teardown();
         (result, cost)
     });
-    assert_eq!(result.outcome.response(), Some(EVENT.as_bytes()));
+    assert_eq!(result.outcome.response(), Some(answer.as_bytes()));
     assert!(result.report.restore_duration.is_some());
     (took, Some(cost))
 }
 
 /// The development backend from nothing: child process, localhost Runtime API, Init, the
 /// first invocation, shutdown.
-fn child_runtime(backend: &ProcessBackend, config: &FunctionConfig) -> (Duration, Option<Cost>) {
+fn child_runtime(
+    backend: &ProcessBackend,
+    config: &FunctionConfig,
+    answer: &str,
+) -> (Duration, Option<Cost>) {
     let (took, result) = timed(|| {
         let mut environment = backend.create(config).expect("create");
         let result = environment.invoke(Invocation::new(EVENT)).expect("invoke");
         environment.shutdown();
         result
     });
-    assert_eq!(result.outcome.response(), Some(EVENT.as_bytes()));
+    assert_eq!(result.outcome.response(), Some(answer.as_bytes()));
     (took, None)
 }
 
@@ -176,19 +193,20 @@ fn restore(c: &mut Criterion) {
 
     for name in ["runtime-loop", "runtime-rust"] {
         let config = runtime_config(name);
+        let answer = first_answer(name);
         let snapshot = pooled.snapshot(&config).expect("snapshot");
         let child = sample(
             "child process + localhost Runtime API, Init, 1st invocation",
             WARMUP,
             RUNS,
-            || child_runtime(&process_backend, &config),
+            || child_runtime(&process_backend, &config, &answer),
             || {},
         );
         let restored = sample(
             "restored into a pooled VM, 1st invocation, torn down",
             WARMUP,
             RUNS,
-            || restored_runtime(&pooled, &snapshot),
+            || restored_runtime(&pooled, &snapshot, &answer),
             refill,
         );
         print_table(

@@ -392,3 +392,56 @@ fn asynchronous_events_and_event_sources_are_delivered() {
     assert_quiet(&service, &["echo-loop"]);
     service.shutdown();
 }
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn snap_start_restores_a_versions_environments_from_one_snapshot() {
+    let service = Service::builder(Arc::new(kvm_backend()))
+        .manual()
+        .build()
+        .unwrap();
+    service
+        .create_function(runtime_config("snap", "runtime-loop").with_snap_start(true))
+        .unwrap();
+    service.publish_version("snap", "").unwrap();
+    service.put_provisioned_concurrency("snap", "1", 3).unwrap();
+    assert_eq!(service.run_pending().environments_created, 3);
+    // The first ran Init and was snapshotted; the other two were restored from it.
+    let m = service.metrics();
+    assert_eq!(
+        (
+            m.environments_created,
+            m.environments_restored,
+            m.snapshots_refused
+        ),
+        (3, 2, 0),
+        "{m}"
+    );
+    // A provisioned environment serves, from the snapshot's state (no invocation yet).
+    let response = service.invoke(InvokeRequest::new("snap:1", COUNT)).unwrap();
+    assert_eq!(response.start, Some(StartKind::Provisioned));
+    assert_eq!(count(&response), 1);
+    service.shutdown();
+
+    // A one-shot function that ends before reading stdin cannot be snapshotted: it starts
+    // with an Init, and the metrics say why.
+    let service = Service::builder(Arc::new(kvm_backend())).build().unwrap();
+    service
+        .create_function(
+            FunctionConfig::new("exits", CodeLocation::Executable(function("runtime-loop")))
+                .with_contract(lambda::core::Contract::Stdio)
+                .with_snap_start(true),
+        )
+        .unwrap();
+    let response = service.invoke(InvokeRequest::new("exits", "{}")).unwrap();
+    assert!(!response.is_success());
+    let m = service.metrics();
+    assert_eq!(
+        (m.environments_restored, m.snapshots_refused),
+        (0, 1),
+        "{m}"
+    );
+    let why = m.last_snapshot_refusal.expect("a reason");
+    assert!(why.contains("ended before reading stdin"), "{why}");
+    service.shutdown();
+}

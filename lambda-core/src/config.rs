@@ -61,6 +61,10 @@ pub struct FunctionConfig {
     pub handler: String,
     /// How the function receives events and returns results.
     pub contract: Contract,
+    /// SnapStart: environments start from a snapshot taken once after the function's first
+    /// Init (per version and configuration), on backends that can snapshot; others, and
+    /// functions that cannot be snapshotted, start with an Init as usual.
+    pub snap_start: bool,
 }
 
 impl FunctionConfig {
@@ -76,6 +80,7 @@ impl FunctionConfig {
             ephemeral_storage_mb: limits::DEFAULT_EPHEMERAL_STORAGE_MB,
             handler: "bootstrap".to_string(),
             contract: Contract::default(),
+            snap_start: false,
         }
     }
 
@@ -118,6 +123,12 @@ impl FunctionConfig {
     /// Sets the contract (Runtime API or one-shot stdio).
     pub fn with_contract(mut self, contract: Contract) -> Self {
         self.contract = contract;
+        self
+    }
+
+    /// Turns SnapStart on or off (see [`FunctionConfig::snap_start`]).
+    pub fn with_snap_start(mut self, snap_start: bool) -> Self {
+        self.snap_start = snap_start;
         self
     }
 

@@ -37,7 +37,8 @@ pub use config::{CodeLocation, ConfigError, Contract, FunctionConfig};
 pub use ending::{Ending, Measured, Stop};
 pub use invocation::Invocation;
 pub use lifecycle::{
-    Backend, EnvironmentError, ExecutionEnvironment, InvokeResult, ResetReason, panic_message,
+    Backend, EnvironmentError, EnvironmentStart, ExecutionEnvironment, InvokeResult, ResetReason,
+    panic_message,
 };
 pub use outcome::{ErrorType, FunctionError, InvokeOutcome};
 pub use report::Report;

@@ -63,6 +63,11 @@ pub trait ExecutionEnvironment: Send {
     /// How long Init took for this environment.
     fn init_duration(&self) -> Duration;
 
+    /// How the environment started: with an Init, or restored from a snapshot.
+    fn start(&self) -> EnvironmentStart {
+        EnvironmentStart::Init
+    }
+
     /// Whether every invocation starts the function afresh (the one-shot stdio contract):
     /// then no invocation is warm, however long the environment lives.
     fn fresh_per_invocation(&self) -> bool {
@@ -71,6 +76,18 @@ pub trait ExecutionEnvironment: Send {
 
     /// Tears the environment down, releasing everything it holds.
     fn shutdown(self: Box<Self>);
+}
+
+/// How an environment started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvironmentStart {
+    /// It booted and ran the function's Init.
+    Init,
+    /// It was restored from a snapshot taken after an Init (SnapStart).
+    Restored,
+    /// SnapStart was asked for, but the function could not be snapshotted, so it booted and
+    /// ran its Init; the text says why.
+    SnapshotRefused(String),
 }
 
 /// What one invocation produced.

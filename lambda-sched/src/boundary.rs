@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use lambda_core::{Backend, EnvironmentError, ExecutionEnvironment, FunctionConfig, Invocation};
-use lambda_core::{InvokeResult, panic_message};
+use lambda_core::{EnvironmentStart, InvokeResult, panic_message};
 
 use crate::metrics::ServiceCounters;
 use crate::sync::catch_panic;
@@ -63,17 +63,52 @@ impl BackendBoundary {
     /// Creates an environment for `config` and runs its Init.
     pub(crate) fn create(&self, config: &FunctionConfig) -> Result<Environment, CreateFailure> {
         match catch_panic(|| self.backend.create(config)) {
-            Ok(Ok(inner)) => Ok(Environment {
-                inner,
-                counters: self.counters.clone(),
-                broken: false,
-            }),
+            Ok(Ok(inner)) => {
+                self.count_start(&*inner);
+                Ok(Environment {
+                    inner,
+                    counters: self.counters.clone(),
+                    broken: false,
+                })
+            }
             Ok(Err(error)) => Err(CreateFailure::Returned(error)),
             Err(payload) => {
                 count(&self.counters);
                 Err(CreateFailure::Panicked(EnvironmentError::panicked(
                     "create", &*payload,
                 )))
+            }
+        }
+    }
+}
+
+impl BackendBoundary {
+    /// Counts how a new environment started: restored from a snapshot, or with an Init
+    /// because its function could not be snapshotted (and why).
+    fn count_start(&self, environment: &dyn ExecutionEnvironment) {
+        let start = match catch_panic(|| environment.start()) {
+            Ok(start) => start,
+            Err(_) => {
+                count(&self.counters);
+                EnvironmentStart::Init
+            }
+        };
+        match start {
+            EnvironmentStart::Init => {}
+            EnvironmentStart::Restored => {
+                self.counters
+                    .environments_restored
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            EnvironmentStart::SnapshotRefused(why) => {
+                self.counters
+                    .snapshots_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                *self
+                    .counters
+                    .last_snapshot_refusal
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(why);
             }
         }
     }

@@ -141,6 +141,9 @@ impl InvocationCounters {
 #[derive(Debug, Default)]
 pub(crate) struct ServiceCounters {
     pub environments_created: AtomicU64,
+    pub environments_restored: AtomicU64,
+    pub snapshots_refused: AtomicU64,
+    pub last_snapshot_refusal: std::sync::Mutex<Option<String>>,
     pub environments_shut_down: AtomicU64,
     pub environment_create_failures: AtomicU64,
     pub environment_resets: AtomicU64,
@@ -206,6 +209,15 @@ pub struct MetricsSnapshot {
     pub provisioned_utilization: f64,
     /// Environments created (including provisioned and pre-warmed ones).
     pub environments_created: u64,
+    /// Of those, environments restored from a snapshot (SnapStart) rather than started with
+    /// an Init.
+    pub environments_restored: u64,
+    /// Environments of functions with SnapStart that started with an Init because the
+    /// function could not be snapshotted.
+    pub snapshots_refused: u64,
+    /// Why the last of those could not be snapshotted (for example, a thread kept running
+    /// after Init).
+    pub last_snapshot_refusal: Option<String>,
     /// Environments shut down.
     pub environments_shut_down: u64,
     /// Environments idle in a pool right now.
@@ -267,6 +279,13 @@ impl MetricsSnapshot {
     pub(crate) fn fill_service(&mut self, c: &ServiceCounters) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         self.environments_created = load(&c.environments_created);
+        self.environments_restored = load(&c.environments_restored);
+        self.snapshots_refused = load(&c.snapshots_refused);
+        self.last_snapshot_refusal = c
+            .last_snapshot_refusal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         self.environments_shut_down = load(&c.environments_shut_down);
         self.environment_create_failures = load(&c.environment_create_failures);
         self.environment_resets = load(&c.environment_resets);
@@ -332,6 +351,15 @@ impl fmt::Display for MetricsSnapshot {
             self.environment_resets,
             self.environments_lost,
             self.hung_invocations
+        )?;
+        writeln!(
+            f,
+            "snapstart restored {} refused {}{}",
+            self.environments_restored,
+            self.snapshots_refused,
+            self.last_snapshot_refusal
+                .as_ref()
+                .map_or(String::new(), |why| format!(" (last: {why})"))
         )?;
         writeln!(
             f,

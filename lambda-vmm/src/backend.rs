@@ -9,6 +9,7 @@ use crate::env::{RuntimeApiEnvironment, StdioEnvironment};
 use crate::error::VmmError;
 use crate::machine::MachineOptions;
 use crate::program::{CodePackage, ProgramCache, ProgramImage};
+use crate::snap_start::{Known, SnapStart};
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::trace::span;
 use crate::vm::kvm;
@@ -36,6 +37,7 @@ use crate::vm::spare::SparePool;
 pub struct MicroVmBackend {
     options: MachineOptions,
     programs: Arc<ProgramCache>,
+    snap_start: Arc<SnapStart>,
 }
 
 impl std::fmt::Debug for MicroVmBackend {
@@ -107,27 +109,92 @@ impl MicroVmBackend {
     }
 
     /// Creates a one-shot stdio environment with the concrete type, which also reports
-    /// [`RunStats`](crate::RunStats) (exits, syscalls) of its last invocation.
+    /// [`RunStats`](crate::RunStats) (exits, syscalls) of its last invocation. With
+    /// [`snap_start`](FunctionConfig::snap_start), its invocations run in VMs restored from
+    /// the function's snapshot (taken at its first read of stdin, once per version).
     pub fn create_stdio(
         &self,
         config: &FunctionConfig,
     ) -> Result<StdioEnvironment, EnvironmentError> {
         let (image, package) = self.checked_code(config)?;
-        Ok(StdioEnvironment::new(
-            image,
-            package,
-            config.clone(),
-            self.options.clone(),
-        ))
+        if !config.snap_start {
+            return Ok(StdioEnvironment::new(
+                image,
+                package,
+                config.clone(),
+                self.options.clone(),
+            ));
+        }
+        let key = SnapStart::key(config, image.identity());
+        let (known, _) = self.snap_start.get_or_make(&key, || {
+            let taken = crate::env::snapshot_stdio(&image, &package, config, &self.options);
+            match taken {
+                Err(SnapshotError::Init(error)) => Err(error),
+                taken => Ok(((), taken)),
+            }
+        })?;
+        Ok(match known {
+            Known::Ready(snapshot) => StdioEnvironment::restoring(&snapshot, self.options.clone()),
+            refused => {
+                let mut environment =
+                    StdioEnvironment::new(image, package, config.clone(), self.options.clone());
+                environment.set_start(refused.start_without_snapshot());
+                environment
+            }
+        })
     }
 
-    /// Creates a warm Runtime API environment with the concrete type, running its Init.
+    /// Creates a warm Runtime API environment with the concrete type, running its Init. With
+    /// [`snap_start`](FunctionConfig::snap_start), the first environment of a version is
+    /// snapshotted after its Init, and the later ones are restored from the snapshot.
     pub fn create_runtime_api(
         &self,
         config: &FunctionConfig,
     ) -> Result<RuntimeApiEnvironment, EnvironmentError> {
         let (image, package) = self.checked_code(config)?;
-        RuntimeApiEnvironment::start(image, package, config.clone(), self.options.clone())
+        if !config.snap_start {
+            return RuntimeApiEnvironment::start(
+                image,
+                package,
+                config.clone(),
+                self.options.clone(),
+            );
+        }
+        let key = SnapStart::key(config, image.identity());
+        let start = || {
+            RuntimeApiEnvironment::start(
+                image.clone(),
+                package.clone(),
+                config.clone(),
+                self.options.clone(),
+            )
+        };
+        let (known, made) = self.snap_start.get_or_make(&key, || {
+            // The version's first environment: Init, then the snapshot; it serves as is.
+            let mut environment = start()?;
+            let taken = environment.snapshot();
+            Ok::<_, EnvironmentError>((environment, taken))
+        })?;
+        match (known, made) {
+            (known, Some(mut first)) => {
+                first.set_start(known.start_without_snapshot());
+                Ok(first)
+            }
+            (Known::Ready(snapshot), None) => {
+                RuntimeApiEnvironment::restore(&snapshot, self.options.clone())
+            }
+            (refused, None) => {
+                let mut environment = start()?;
+                environment.set_start(refused.start_without_snapshot());
+                Ok(environment)
+            }
+        }
+    }
+
+    /// How many function versions with SnapStart this backend has snapshotted (or found it
+    /// could not snapshot) and keeps.
+    pub fn snap_start_versions(&self) -> usize {
+        self.snap_start.len()
     }
 }
 

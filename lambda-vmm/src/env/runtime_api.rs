@@ -6,8 +6,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_core::logs::{DEFAULT_LOG_CAPACITY, LogCollector};
 use lambda_core::runtime_api::{ApiEvent, RuntimeApi};
 use lambda_core::{
-    Ending, EnvironmentError, ExecutionEnvironment, FunctionConfig, FunctionError, Invocation,
-    InvokeOutcome, InvokeResult, Measured, Report, ResetReason, Stop, ending, limits,
+    Ending, EnvironmentError, EnvironmentStart, ExecutionEnvironment, FunctionConfig,
+    FunctionError, Invocation, InvokeOutcome, InvokeResult, Measured, Report, ResetReason, Stop,
+    ending, limits,
 };
 
 use super::guard::guarded;
@@ -40,6 +41,8 @@ pub struct RuntimeApiEnvironment {
     snapshot: Option<Snapshot>,
     /// Restore Duration to report on the next invocation (the first after each restore).
     unreported_restore: Option<Duration>,
+    /// How it started.
+    start: EnvironmentStart,
 }
 
 fn epoch_millis(at: SystemTime) -> u64 {
@@ -153,6 +156,7 @@ impl RuntimeApiEnvironment {
             last_stats: RunStats::default(),
             snapshot: None,
             unreported_restore: None,
+            start: EnvironmentStart::Init,
         })
     }
 
@@ -176,7 +180,13 @@ impl RuntimeApiEnvironment {
             last_stats: RunStats::default(),
             snapshot: Some(snapshot.clone()),
             unreported_restore: Some(restore_duration),
+            start: EnvironmentStart::Restored,
         })
+    }
+
+    /// Records how the environment started (SnapStart's refusal, for one).
+    pub(crate) fn set_start(&mut self, start: EnvironmentStart) {
+        self.start = start;
     }
 
     /// Freezes the environment where it waits for its next invocation (see
@@ -366,6 +376,10 @@ impl ExecutionEnvironment for RuntimeApiEnvironment {
 
     fn init_duration(&self) -> Duration {
         self.init_duration
+    }
+
+    fn start(&self) -> EnvironmentStart {
+        self.start.clone()
     }
 
     fn shutdown(self: Box<Self>) {

@@ -8,7 +8,7 @@ use lambda_core::{
     Ending, FunctionConfig, Invocation, InvokeOutcome, InvokeResult, Measured, Stop, ending,
 };
 
-use lambda_core::{EnvironmentError, ExecutionEnvironment};
+use lambda_core::{EnvironmentError, EnvironmentStart, ExecutionEnvironment};
 
 use super::guard::guarded;
 use super::stats::{RunStats, note_unsupported};
@@ -31,6 +31,7 @@ pub struct StdioEnvironment {
     options: MachineOptions,
     last_stats: RunStats,
     snapshot: Option<Snapshot>,
+    start: EnvironmentStart,
 }
 
 impl StdioEnvironment {
@@ -48,6 +49,7 @@ impl StdioEnvironment {
             options,
             last_stats: RunStats::default(),
             snapshot: None,
+            start: EnvironmentStart::Init,
         }
     }
 
@@ -61,7 +63,13 @@ impl StdioEnvironment {
             options,
             last_stats: RunStats::default(),
             snapshot: Some(snapshot.clone()),
+            start: EnvironmentStart::Restored,
         }
+    }
+
+    /// Records how the environment started (SnapStart's refusal, for one).
+    pub(crate) fn set_start(&mut self, start: EnvironmentStart) {
+        self.start = start;
     }
 
     /// Exits, syscalls and setup time of the last invocation.
@@ -104,6 +112,10 @@ impl ExecutionEnvironment for StdioEnvironment {
 
     fn fresh_per_invocation(&self) -> bool {
         true
+    }
+
+    fn start(&self) -> EnvironmentStart {
+        self.start.clone()
     }
 
     fn shutdown(self: Box<Self>) {}

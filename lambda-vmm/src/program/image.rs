@@ -65,6 +65,12 @@ fn read_struct<T: ByteValued + Default>(bytes: &[u8], offset: usize) -> Option<T
 }
 
 impl ProgramImage {
+    /// What tells staged images apart: the same for clones of one image (the program cache
+    /// hands out clones while the file is unchanged), different for another image.
+    pub fn identity(&self) -> usize {
+        Arc::as_ptr(&self.template) as usize
+    }
+
     /// Checks the program of a code package.
     pub fn from_package(package: &CodePackage) -> Result<ProgramImage, LoadError> {
         ProgramImage::parse(&package.program)
