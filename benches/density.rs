@@ -1,0 +1,209 @@
+//! Density: how many idle environments restored from one snapshot fit on this host, what
+//! each costs the host, and how fast they are made.
+//!
+//! `runtime-loop` at 128 MB is snapshotted once after Init. Then environments are restored
+//! from it in batches (each restored, then invoked once, so it is a warm idle environment
+//! that has really run) and all kept alive, until `DENSITY_TARGET` (default 5,000) or until
+//! the host's available memory would drop under 2 GiB. Per environment the bench reports
+//! the host memory it holds (the drop in `MemAvailable`, which counts KVM's own memory and
+//! shadow page tables as well as the process's), the process's resident memory, open
+//! descriptors and threads; and the rate of restores on one thread, with and without the
+//! first invocation. The criterion group times one restore (from a pooled VM) by itself.
+//!
+//! `cargo bench --bench density` (`DENSITY_TARGET=N` to change the count).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group};
+use lambda::core::{CodeLocation, ExecutionEnvironment, FunctionConfig, Invocation};
+use lambda::vmm::{MicroVmBackend, RuntimeApiEnvironment, wait_for_teardown};
+
+const EVENT: &str = r#"{"action":"echo"}"#;
+const BATCH: usize = 250;
+/// Available memory the bench leaves to the host.
+const FLOOR_KIB: u64 = 2 << 20;
+
+fn program(name: &str) -> PathBuf {
+    std::path::Path::new(env!("LAMBDA_FUNCTIONS_DIR")).join(name)
+}
+
+/// A `/proc/meminfo` field, in KiB.
+fn meminfo(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.trim().trim_end_matches(" kB").parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no {field} in /proc/meminfo"))
+}
+
+/// This process's resident memory in KiB, open descriptors and threads.
+fn process() -> (u64, usize, usize) {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let rss = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0);
+    let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |entries| entries.count());
+    (rss, count("/proc/self/fd"), count("/proc/self/task"))
+}
+
+/// This process's threads by name, most common first.
+fn thread_names() -> Vec<(String, usize)> {
+    let mut names = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        *names.entry(comm.trim().to_string()).or_insert(0) += 1;
+    }
+    let mut names: Vec<_> = names.into_iter().collect();
+    names.sort_by(|a, b| b.1.cmp(&a.1));
+    names
+}
+
+fn density(c: &mut Criterion) {
+    let backend = MicroVmBackend::new()
+        .unwrap_or_else(|error| {
+            eprintln!("density needs KVM: {error}");
+            std::process::exit(2)
+        })
+        .with_spare_vms(1);
+    let config = FunctionConfig::new(
+        "runtime-loop",
+        CodeLocation::Executable(program("runtime-loop")),
+    );
+    let snapshot = backend.snapshot(&config).expect("snapshot");
+
+    let mut group = c.benchmark_group("density");
+    group.bench_function("restore_from_pooled_vm", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let environment = backend.restore_runtime_api(&snapshot).expect("restore");
+                total += start.elapsed();
+                Box::new(environment).shutdown();
+                wait_for_teardown();
+                backend.wait_for_spare_vms(128);
+            }
+            total
+        })
+    });
+    group.finish();
+
+    let target: usize = std::env::var("DENSITY_TARGET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    // Restores below are made on this thread, each into a VM it makes: a pool would only
+    // move the same work to another thread.
+    let backend = MicroVmBackend::new().expect("KVM");
+    wait_for_teardown();
+    let available_before = meminfo("MemAvailable");
+    let (rss_before, fds_before, threads_before) = process();
+    let mut environments: Vec<RuntimeApiEnvironment> = Vec::with_capacity(target);
+    let (mut restoring, mut invoking) = (Duration::ZERO, Duration::ZERO);
+    let mut stopped = format!("reached the target of {target}");
+    // Restores per second of each batch, to see whether making VMs slows as they add up.
+    let mut batch_rates: Vec<f64> = Vec::new();
+    'batches: while environments.len() < target {
+        if meminfo("MemAvailable") < FLOOR_KIB {
+            stopped = format!(
+                "stopped at {} environments: the host's available memory fell under {} GiB",
+                environments.len(),
+                FLOOR_KIB >> 20
+            );
+            break;
+        }
+        let batch_start = (environments.len(), restoring);
+        for _ in 0..BATCH.min(target - environments.len()) {
+            let start = Instant::now();
+            let restored = backend.restore_runtime_api(&snapshot);
+            restoring += start.elapsed();
+            let mut environment = match restored {
+                Ok(environment) => environment,
+                Err(error) => {
+                    stopped = format!(
+                        "stopped at {} environments: restore failed: {error}",
+                        environments.len()
+                    );
+                    break 'batches;
+                }
+            };
+            let start = Instant::now();
+            let result = environment.run(Invocation::new(EVENT)).expect("invoke");
+            invoking += start.elapsed();
+            assert_eq!(result.outcome.response(), Some(EVENT.as_bytes()));
+            environments.push(environment);
+        }
+        let made = environments.len() - batch_start.0;
+        batch_rates.push(made as f64 / (restoring - batch_start.1).as_secs_f64());
+    }
+    let count = environments.len().max(1);
+    let held_kib = available_before.saturating_sub(meminfo("MemAvailable"));
+    let (rss, fds, threads) = process();
+    let per = |kib: u64| kib as f64 / count as f64 / 1024.0;
+    let fit_in_20_gb = (20u64 << 20) as f64 / (held_kib as f64 / count as f64);
+    println!("\ndensity: idle `runtime-loop` environments at 128 MB restored from one snapshot");
+    println!("  {stopped}");
+    println!(
+        "  host memory held: {:.2} GiB in all, {:.2} MiB per environment (MemAvailable); \
+         process resident {:.2} MiB per environment",
+        held_kib as f64 / (1 << 20) as f64,
+        per(held_kib),
+        per(rss.saturating_sub(rss_before))
+    );
+    println!("  so 20 GB holds about {fit_in_20_gb:.0} of them");
+    println!(
+        "  per environment: {:.2} descriptors, {:.2} threads (the process has {threads} \
+         threads for {} environments)",
+        fds.saturating_sub(fds_before) as f64 / count as f64,
+        threads.saturating_sub(threads_before) as f64 / count as f64,
+        environments.len()
+    );
+    let names: Vec<String> = thread_names()
+        .into_iter()
+        .take(3)
+        .map(|(name, n)| format!("{n} x {name:?}"))
+        .collect();
+    println!("  the process's threads by name: {}", names.join(", "));
+    println!(
+        "  creation on one thread: {:.0} restores per second ({:.1} us each, VM made in the \
+         window); {:.0} per second with the first invocation",
+        count as f64 / restoring.as_secs_f64(),
+        restoring.as_secs_f64() * 1e6 / count as f64,
+        count as f64 / (restoring + invoking).as_secs_f64()
+    );
+    if let (Some(first), Some(last)) = (batch_rates.first(), batch_rates.last()) {
+        println!(
+            "  restores per second in the first batch of {BATCH}: {first:.0}; in the last: \
+             {last:.0}"
+        );
+    }
+    let start = Instant::now();
+    for environment in environments {
+        Box::new(environment).shutdown();
+    }
+    wait_for_teardown();
+    println!(
+        "  shutting them all down took {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3));
+    targets = density
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
