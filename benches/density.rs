@@ -63,7 +63,7 @@ fn thread_names() -> Vec<(String, usize)> {
         *names.entry(comm.trim().to_string()).or_insert(0) += 1;
     }
     let mut names: Vec<_> = names.into_iter().collect();
-    names.sort_by(|a, b| b.1.cmp(&a.1));
+    names.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     names
 }
 
