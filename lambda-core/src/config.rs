@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::limits;
 
 /// Where a function's code lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CodeLocation {
     /// A static x86-64 Linux executable (non-PIE or static-PIE).
     Executable(PathBuf),
@@ -26,7 +26,9 @@ impl CodeLocation {
 }
 
 /// How a function talks to the engine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Contract {
     /// Lambda's custom-runtime protocol: the program reads `AWS_LAMBDA_RUNTIME_API` and
     /// fetches events from the Runtime API 2018-06-01. Init runs once; the environment then
@@ -43,7 +45,7 @@ pub enum Contract {
 /// Build one with [`FunctionConfig::new`] and the `with_*` methods; every field starts at
 /// Lambda's default. [`FunctionConfig::validate`] checks the whole configuration against
 /// [`limits`]; backends and the scheduler call it before using a configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FunctionConfig {
     /// The function's name: 1-64 characters of letters, digits, `-` and `_`.
     pub name: String,

@@ -3,7 +3,7 @@
 use crate::request_id::new_request_id;
 
 /// One invocation of a function: the event payload and the context Lambda hands the runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Invocation {
     /// The request id (`Lambda-Runtime-Aws-Request-Id`), unique per invocation.
     pub request_id: String,

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The result of running one event: the function's response or its error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InvokeOutcome {
     /// The function's response payload.
     Response(Vec<u8>),
@@ -31,7 +31,7 @@ impl InvokeOutcome {
 
 /// The error types the platform itself reports, with Lambda's names, plus the types a
 /// function reports about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ErrorType {
     /// `Runtime.ExitError`: the runtime exited or crashed (a signal, a non-zero exit status).
     RuntimeExitError,
@@ -74,7 +74,7 @@ impl fmt::Display for ErrorType {
 }
 
 /// A failed invocation: Lambda's `{errorMessage, errorType, stackTrace}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FunctionError {
     /// The error's type.
     pub error_type: ErrorType,

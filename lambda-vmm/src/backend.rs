@@ -253,6 +253,19 @@ impl MicroVmBackend {
         guarded("restore", restore).unwrap_or_else(Err)
     }
 
+    /// Reads a snapshot file written by [`Snapshot::write_to`]. It is refused with a
+    /// [`SnapshotError`] saying why when it is not a snapshot file, was written by another
+    /// format version, is damaged (checksum, encoding, contents), or when its function's
+    /// code has changed since.
+    pub fn load_snapshot(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Snapshot, SnapshotError> {
+        Snapshot::read_from(path.as_ref(), |config| {
+            self.checked_code(config).map_err(SnapshotError::Init)
+        })
+    }
+
     /// [`MicroVmBackend::restore`] for a Runtime API function, with the concrete type; fails
     /// for a one-shot function's snapshot.
     pub fn restore_runtime_api(

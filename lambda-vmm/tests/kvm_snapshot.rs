@@ -192,3 +192,110 @@ fn functions_that_never_wait_cannot_be_snapshotted() {
         .expect("refused");
     assert!(error.to_string().contains("one-shot"), "{error}");
 }
+
+/// A scratch directory of this test's own.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lambda-snapshot-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn snapshot_files_load_back_and_damaged_ones_are_refused() {
+    let backend = kvm_gate::kvm_backend();
+    let functions = Functions::locate();
+    let dir = scratch("files");
+    // The function's code is a copy of its own, so the test can change it afterwards.
+    let code = dir.join("bootstrap");
+    std::fs::copy(functions.path("runtime-loop"), &code).expect("copy the program");
+    let config = functions
+        .runtime("filed", "runtime-loop")
+        .with_code(lambda_core::CodeLocation::Executable(code.clone()))
+        .with_env("INIT_TMP", "from the file's Init");
+    let snapshot = backend.snapshot(&config).expect("snapshot");
+    let path = dir.join("filed.snap");
+    snapshot.write_to(&path).expect("write");
+
+    // Loaded back, it restores environments as the snapshot itself does.
+    let loaded = backend.load_snapshot(&path).expect("load");
+    assert_eq!(loaded.config(), snapshot.config());
+    assert_eq!(loaded.stored_bytes(), snapshot.stored_bytes());
+    for _ in 0..2 {
+        let mut environment = restore(&backend, &loaded);
+        let answer = response_json(&invoke(&mut *environment, json!({"action": "read-tmp"})));
+        assert_eq!(answer["data"], json!("from the file's Init"));
+        let answer = response_json(&invoke(&mut *environment, json!({"action": "count"})));
+        assert_eq!(answer["count"], json!(2));
+        environment.shutdown();
+    }
+
+    let good = std::fs::read(&path).expect("read");
+    let refused = |bytes: &[u8]| {
+        let damaged = dir.join("damaged.snap");
+        std::fs::write(&damaged, bytes).expect("write");
+        backend.load_snapshot(&damaged).expect_err("refused")
+    };
+    // A byte changed anywhere after the header: the checksum.
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x40;
+    assert!(matches!(refused(&flipped), SnapshotError::Corrupt(why) if why.contains("checksum")));
+    // Cut short, or with its header's state length lying.
+    let error = refused(&good[..good.len() - 4096]);
+    assert!(matches!(error, SnapshotError::Corrupt(_)), "{error}");
+    let mut lying = good.clone();
+    lying[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(refused(&lying), SnapshotError::Corrupt(_)));
+    // Another format version, another kind of file, an empty file.
+    let mut newer = good.clone();
+    newer[8..12].copy_from_slice(&99u32.to_le_bytes());
+    assert!(matches!(
+        refused(&newer),
+        SnapshotError::Version {
+            found: 99,
+            expected: 1
+        }
+    ));
+    assert!(matches!(
+        refused(b"PK\x03\x04 a zip"),
+        SnapshotError::NotASnapshot(_)
+    ));
+    assert!(matches!(refused(b""), SnapshotError::NotASnapshot(_)));
+    // A file that does not exist.
+    let missing = backend
+        .load_snapshot(dir.join("missing.snap"))
+        .expect_err("refused");
+    assert!(missing.to_string().contains("missing.snap"), "{missing}");
+    // The function's code changed since the snapshot.
+    let mut changed = std::fs::read(&code).expect("code");
+    changed.push(0);
+    std::fs::write(&code, changed).expect("change the code");
+    let error = backend.load_snapshot(&path).expect_err("refused");
+    assert!(
+        matches!(&error, SnapshotError::Foreign(why) if why.contains("not the code")),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_one_shot_snapshot_file_loads_back() {
+    let backend = kvm_gate::kvm_backend();
+    let functions = Functions::locate();
+    let dir = scratch("one-shot");
+    let path = dir.join("hello.snap");
+    backend
+        .snapshot(&functions.stdio("hello", "hello"))
+        .expect("snapshot")
+        .write_to(&path)
+        .expect("write");
+    let loaded = backend.load_snapshot(&path).expect("load");
+    let mut environment = backend.restore_stdio(&loaded).expect("restore");
+    let result = environment
+        .run(Invocation::new(&br#"{"name":"file"}"#[..]))
+        .expect("invoke");
+    assert_eq!(response_json(&result), json!({"message": "Hello, file!"}));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

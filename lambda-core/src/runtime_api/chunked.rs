@@ -26,7 +26,7 @@ pub enum ChunkError {
     TrailersTooLong,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum State {
     /// Reading a chunk-size line; holds the bytes seen so far on it.
     Size(Vec<u8>),
@@ -44,7 +44,7 @@ enum State {
 }
 
 /// Decodes one chunked body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChunkedDecoder {
     state: State,
 }

@@ -14,7 +14,9 @@ pub const INBOX_BYTES: usize = 64 * 1024;
 pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
 /// Identifies one connection of a [`RuntimeApi`](super::RuntimeApi).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ConnectionId(pub(super) u64);
 
 impl std::fmt::Display for ConnectionId {
@@ -23,7 +25,7 @@ impl std::fmt::Display for ConnectionId {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Connection {
     pub(super) reader: RequestReader,
     /// Received bytes not yet given to the reader.

@@ -46,7 +46,7 @@ pub enum ReadEvent {
     Error(ReadError),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum State {
     /// Reading a header block; holds its bytes so far.
     Head(Vec<u8>),
@@ -79,7 +79,7 @@ enum State {
 /// `Expect: 100-continue` with an oversized `Content-Length`: its client may never send the
 /// body, so the reader cannot tell where the next request starts; it marks the request
 /// `keep_alive: false` and ignores everything after it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RequestReader {
     state: State,
 }

@@ -1,7 +1,7 @@
 //! One parsed HTTP/1.1 request, as the Runtime API sees it.
 
 /// A request read from a connection by [`RequestReader`](super::RequestReader).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     /// The method, such as `GET` or `POST`.
     pub method: String,
@@ -59,7 +59,7 @@ impl Request {
 }
 
 /// A request body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Body {
     /// The whole body, at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) long.
     Complete(Vec<u8>),

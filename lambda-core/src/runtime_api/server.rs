@@ -14,7 +14,7 @@ use crate::invocation::Invocation;
 use crate::outcome::{ErrorType, FunctionError, InvokeOutcome};
 
 /// Where an environment's runtime is in its lifecycle, as its Runtime API sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     /// The runtime has not asked for an invocation yet.
     Init,
@@ -28,7 +28,7 @@ pub enum Phase {
 
 /// What the runtime did that the host must act on. Take them with
 /// [`RuntimeApi::next_event`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ApiEvent {
     /// The runtime asked for its first invocation: Init is over.
     InitDone,
@@ -81,7 +81,7 @@ pub const MAX_BUFFERED_BYTES: usize = 16 << 20;
 pub struct TooManyConnections;
 
 /// An invocation with the deadline the host computed for it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pending {
     invocation: Invocation,
     deadline_ms: u64,
@@ -112,7 +112,7 @@ struct Pending {
 ///
 /// Unknown paths answer 404, a wrong method 405 with `Allow`, unreadable requests 400 (431 for
 /// an oversized header block, 501 for an unknown transfer encoding) and close the connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RuntimeApi {
     function_arn: String,
     phase: Phase,

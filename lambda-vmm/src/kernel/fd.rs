@@ -8,7 +8,7 @@ use super::Errno;
 pub const MAX_FDS: usize = 1024;
 
 /// An open regular file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct OpenFile {
     /// Its normalized path.
     pub path: String,
@@ -23,7 +23,7 @@ pub struct OpenFile {
 }
 
 /// An open directory, read with `getdents64`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct OpenDir {
     /// Its normalized path.
     pub path: String,
@@ -32,7 +32,7 @@ pub struct OpenDir {
 }
 
 /// A TCP socket on the emulated loopback network.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Socket {
     /// The Runtime API connection, once connected.
     pub connection: Option<ConnectionId>,
@@ -50,7 +50,7 @@ pub struct Socket {
 }
 
 /// An eventfd counter.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EventFd {
     /// The counter.
     pub value: u64,
@@ -61,7 +61,7 @@ pub struct EventFd {
 }
 
 /// One registration in an epoll instance.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Interest {
     /// Requested events (`EPOLLIN`, `EPOLLOUT`, `EPOLLET`, ...).
     pub events: u32,
@@ -74,14 +74,14 @@ pub struct Interest {
 }
 
 /// An epoll instance: descriptor -> registration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Epoll {
     /// The registrations.
     pub interests: std::collections::BTreeMap<u64, Interest>,
 }
 
 /// What a descriptor refers to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Object {
     /// Standard input: the event (one-shot) or empty.
     Stdin,
@@ -106,7 +106,7 @@ pub enum Object {
 }
 
 /// A descriptor: the object and its flags.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Descriptor {
     /// What it refers to.
     pub object: Object,
@@ -129,7 +129,7 @@ impl Descriptor {
 
 /// The descriptor table. Descriptors made by `dup` share one open description (its object
 /// and `O_NONBLOCK`), as on Linux; the description goes when its last descriptor closes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FdTable {
     slots: Vec<Option<u64>>,
     descriptions: std::collections::BTreeMap<u64, (Descriptor, usize)>,

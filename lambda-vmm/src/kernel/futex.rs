@@ -25,7 +25,7 @@ const FUTEX_CLOCK_REALTIME: u64 = 256;
 const ALL_BITS: u32 = u32::MAX;
 
 /// One thread waiting on a futex word.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Waiter {
     tid: u32,
     uaddr: u64,
@@ -35,7 +35,7 @@ struct Waiter {
 
 /// The threads waiting on futex words, in the order they started waiting (a wake takes the
 /// oldest first). At most one entry per thread, so the list is bounded by the thread limit.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct FutexWaiters {
     waiters: Vec<Waiter>,
     /// Waiters woken so far, for the run loop to see that a blocked thread may go on.

@@ -80,7 +80,7 @@ impl From<Fault> for Errno {
 pub type SysResult = Result<u64, Errno>;
 
 /// How the program ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProcessEnd {
     /// `exit` / `exit_group` with this status.
     Exited(i32),
@@ -105,7 +105,7 @@ impl ProcessEnd {
 }
 
 /// What the run loop does after a syscall.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Step {
     /// Return this value to the guest and go on.
     Return(u64),
@@ -122,13 +122,13 @@ pub enum Step {
     SigReturn,
     /// The call must wait, until the given time at the latest (`None`: until something
     /// changes). Retry the same call later.
-    Block(Option<Instant>),
+    Block(#[serde(with = "crate::snapshot::forms::optional_instant")] Option<Instant>),
     /// The program is over.
     Stop(ProcessEnd),
 }
 
 /// Counters a user can read after a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SyscallStats {
     /// Syscalls made.
     pub syscalls: u64,
@@ -139,7 +139,7 @@ pub struct SyscallStats {
 }
 
 /// Where stdin comes from and stdout goes.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 enum Stdio {
     /// One-shot: the event on stdin, the response on stdout.
     OneShot {
@@ -156,12 +156,14 @@ enum Stdio {
 
 /// The state a program sees through its syscalls: memory map, descriptors, files, network,
 /// clocks.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Kernel {
     fds: fd::FdTable,
     fs: vfs::FileSystem,
     cwd: String,
     stdio: Stdio,
+    /// Not in a snapshot: a restored kernel gets a new log.
+    #[serde(skip, default = "no_log")]
     log: LogCollector,
     api: Option<RuntimeApi>,
     clock: time::GuestClock,
@@ -178,11 +180,18 @@ pub struct Kernel {
     /// The stack pointer of the thread making the current call.
     user_sp: u64,
     /// When the current thread's waiting call first blocked, and when it wants to wake.
+    #[serde(with = "crate::snapshot::forms::optional_instant")]
     blocked_since: Option<Instant>,
+    #[serde(with = "crate::snapshot::forms::optional_instant")]
     wake_at: Option<Instant>,
     next_local_port: u16,
     /// Whether a read of stdin has waited for an event that is held back.
     stdin_awaited: bool,
+}
+
+/// The log of a kernel read from a snapshot file, until it is given its own.
+fn no_log() -> LogCollector {
+    LogCollector::new(0)
 }
 
 /// How a kernel is set up.

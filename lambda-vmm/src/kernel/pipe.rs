@@ -21,7 +21,7 @@ const PIPE_BUF: usize = 4096;
 const CHUNK: u64 = 16 * 1024;
 
 /// One pipe's buffer and how many open descriptions each end has.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Pipe {
     buffer: VecDeque<u8>,
     readers: usize,
@@ -31,7 +31,7 @@ pub(super) struct Pipe {
 }
 
 /// The program's pipes, by id.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Pipes {
     pipes: BTreeMap<u64, Pipe>,
     next_id: u64,
@@ -40,7 +40,7 @@ pub(super) struct Pipes {
 }
 
 /// Which end of which pipe a descriptor is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PipeEnd {
     /// The pipe.
     pub id: u64,

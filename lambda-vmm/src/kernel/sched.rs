@@ -26,7 +26,7 @@ const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: u64 = 16;
 
 /// The process's nice value, whether it registered for private expedited barriers, and how
 /// many vCPUs the environment has.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct SchedState {
     nice: i32,
     membarrier_registered: bool,

@@ -49,7 +49,7 @@ const fn bit(signal: i32) -> u64 {
 }
 
 /// A signal's action, as `struct sigaction` holds it for the kernel.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SigAction {
     /// `SIG_DFL` (0), `SIG_IGN` (1) or the handler's address.
     pub handler: u64,
@@ -80,7 +80,7 @@ impl SigAction {
 }
 
 /// What a handler learns of its signal (`siginfo_t`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SigInfo {
     /// The signal.
     pub signo: i32,
@@ -109,7 +109,7 @@ impl SigInfo {
 }
 
 /// A thread's alternate signal stack (`stack_t`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AltStack {
     /// Its lowest address.
     pub sp: u64,
@@ -194,7 +194,7 @@ pub enum Disposition {
 }
 
 /// A thread's signal state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct ThreadSignals {
     mask: u64,
     pending: Vec<SigInfo>,
@@ -230,8 +230,9 @@ impl ThreadSignals {
 }
 
 /// The process's signal actions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Actions {
+    #[serde(with = "crate::snapshot::forms::array")]
     actions: [SigAction; SIGNAL_COUNT],
 }
 

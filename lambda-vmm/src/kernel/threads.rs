@@ -56,7 +56,7 @@ const CLONE_ARGS_SIZE_VER0: u64 = 64;
 
 /// A thread the run loop is to start: a copy of the calling thread's registers and FPU
 /// state, with `rax` = 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewThread {
     /// Its id (what the parent's call returns).
     pub tid: u32,
@@ -67,13 +67,15 @@ pub struct NewThread {
 }
 
 /// What the kernel keeps of a thread.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Thread {
     /// Where `exit` writes 0 and wakes a futex waiter (`set_tid_address`,
     /// `CLONE_CHILD_CLEARTID`); 0 for none.
     clear_child_tid: u64,
     /// The wait it is in while another thread runs (the running thread's is in the kernel).
+    #[serde(with = "crate::snapshot::forms::optional_instant")]
     blocked_since: Option<Instant>,
+    #[serde(with = "crate::snapshot::forms::optional_instant")]
     wake_at: Option<Instant>,
     /// Its name (`prctl(PR_SET_NAME)`), NUL-padded; empty reads as the program's.
     name: [u8; THREAD_NAME_LEN],
@@ -89,7 +91,7 @@ pub(super) struct Thread {
 pub(super) const THREAD_NAME_LEN: usize = 16;
 
 /// The thread table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Threads {
     threads: BTreeMap<u32, Thread>,
     current: u32,

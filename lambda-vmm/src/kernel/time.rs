@@ -37,10 +37,34 @@ pub(super) fn read_timespec(memory: &GuestMemory, addr: u64) -> Result<Duration,
 }
 
 /// The guest's view of time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(from = "SavedClock", into = "SavedClock")]
 pub struct GuestClock {
     boot: Instant,
     tsc: TscClock,
+}
+
+/// What a snapshot file keeps of a clock: its boot, from which the guest's monotonic time
+/// counts (the TSC's parameters are the host's, measured again).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedClock {
+    #[serde(with = "crate::snapshot::forms::instant")]
+    boot: Instant,
+}
+
+impl From<GuestClock> for SavedClock {
+    fn from(clock: GuestClock) -> SavedClock {
+        SavedClock { boot: clock.boot }
+    }
+}
+
+impl From<SavedClock> for GuestClock {
+    fn from(saved: SavedClock) -> GuestClock {
+        GuestClock {
+            boot: saved.boot,
+            tsc: TscClock::new(saved.boot, 0),
+        }
+    }
 }
 
 impl GuestClock {

@@ -16,7 +16,7 @@ const SOCK_CLOEXEC: u64 = 0o2_000_000;
 
 /// One end of a socket pair: the pipe it reads from and the pipe it writes to (`None` once
 /// shut down that way).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UnixStream {
     /// Where its reads come from.
     pub rx: Option<PipeEnd>,

@@ -24,7 +24,7 @@ pub const PATH_MAX: usize = 4096;
 pub const NAME_MAX: usize = 255;
 
 /// File contents: shared read-only code, or a private writable buffer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Contents {
     Shared(Arc<[u8]>),
     Owned(Vec<u8>),
@@ -39,13 +39,13 @@ impl Contents {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Node {
     Directory,
     File(Contents),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Entry {
     node: Node,
     inode: u64,
@@ -66,7 +66,7 @@ pub struct Metadata {
 }
 
 /// The filesystem of one execution environment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FileSystem {
     entries: BTreeMap<String, Entry>,
     next_inode: u64,

@@ -23,7 +23,7 @@ use crate::vm::layout::MAX_VCPUS;
 use crate::vm::spare::SparePool;
 use crate::vm::{MicroVm, kvm, teardown};
 use cpus::{Cpu, Shared};
-pub use snapshot::MachineSnapshot;
+pub use snapshot::{MachineSnapshot, MachineState, OwnedMachineState};
 use tasks::Tasks;
 
 /// Why [`Machine::run`] returned.

@@ -24,6 +24,7 @@ use crate::kernel::Kernel;
 use crate::mm::SavedSpace;
 use crate::program::ProgramImage;
 use crate::snapshot::SnapshotError;
+use crate::vm::layout::MAX_VCPUS;
 use crate::vm::{MicroVm, VmError, teardown};
 
 /// A machine's state at a quiescent point (see the module documentation).
@@ -54,6 +55,73 @@ impl MachineSnapshot {
     pub fn image(&self) -> &ProgramImage {
         &self.image
     }
+
+    /// What a snapshot file holds of it besides the memory's contents.
+    pub fn state(&self) -> MachineState<'_> {
+        MachineState {
+            saved: &self.saved,
+            kernel: &self.kernel,
+            tasks: &self.tasks,
+            max_cpus: self.max_cpus as u64,
+            memory_bytes: self.memory_bytes,
+        }
+    }
+
+    /// The sealed memory file.
+    pub fn memory(&self) -> &File {
+        &self.memory
+    }
+
+    /// A snapshot read back from a file: `state` as [`MachineSnapshot::state`] gave it,
+    /// `memory` its sealed memory file (of `state.memory_bytes`), `image` the program.
+    pub fn from_parts(
+        state: OwnedMachineState,
+        memory: File,
+        image: ProgramImage,
+    ) -> MachineSnapshot {
+        MachineSnapshot {
+            memory,
+            stored_bytes: state.saved.stored_bytes(),
+            saved: state.saved,
+            kernel: state.kernel,
+            tasks: state.tasks,
+            image,
+            max_cpus: usize::try_from(state.max_cpus)
+                .unwrap_or(MAX_VCPUS)
+                .clamp(1, MAX_VCPUS),
+            memory_bytes: state.memory_bytes,
+        }
+    }
+}
+
+/// What a snapshot file holds of a machine besides its memory's contents (written).
+#[derive(serde::Serialize)]
+pub struct MachineState<'a> {
+    /// The address space and the kernel area's page tables.
+    pub saved: &'a SavedSpace,
+    /// The kernel's state.
+    pub kernel: &'a Kernel,
+    /// The threads' CPU state.
+    pub(super) tasks: &'a Tasks,
+    /// vCPUs the program may run on.
+    pub max_cpus: u64,
+    /// Guest memory size.
+    pub memory_bytes: u64,
+}
+
+/// [`MachineState`], read back (the same fields in the same order).
+#[derive(serde::Deserialize)]
+pub struct OwnedMachineState {
+    /// The address space and the kernel area's page tables.
+    pub saved: SavedSpace,
+    /// The kernel's state.
+    pub kernel: Kernel,
+    /// The threads' CPU state.
+    pub(super) tasks: Tasks,
+    /// vCPUs the program may run on.
+    pub max_cpus: u64,
+    /// Guest memory size.
+    pub memory_bytes: u64,
 }
 
 impl Machine {

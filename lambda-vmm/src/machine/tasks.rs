@@ -16,7 +16,7 @@ use kvm_bindings::kvm_xsave;
 use crate::vm::vcpu::{SyscallArgs, UserRegs};
 
 /// Where a thread is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) enum TaskState {
     /// On vCPU `cpu`.
     Running {
@@ -24,25 +24,28 @@ pub(super) enum TaskState {
         cpu: usize,
     },
     /// Runnable, from these registers.
-    Ready(UserRegs),
+    Ready(#[serde(with = "crate::snapshot::forms::registers")] UserRegs),
     /// In a syscall that blocked. The call is retried when the thread could run; once it
     /// returns, the thread goes on from `regs` with the result in `rax`.
     Blocked {
         /// Its registers as the call returns them (`rax` aside).
+        #[serde(with = "crate::snapshot::forms::registers")]
         regs: UserRegs,
         /// The call.
         call: SyscallArgs,
         /// When the call wants to be retried at the latest (`None`: when something changes).
+        #[serde(with = "crate::snapshot::forms::optional_instant")]
         wake: Option<Instant>,
     },
 }
 
 /// One thread's CPU state.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct Task {
     /// Its FS base (thread pointer).
     pub fs_base: u64,
     /// Its FPU/SSE/AVX state while another thread's is on the vCPU.
+    #[serde(with = "crate::snapshot::forms::xsave")]
     pub fpu: Option<Box<kvm_xsave>>,
     /// Where it is.
     pub state: TaskState,
@@ -66,7 +69,7 @@ impl Clone for Task {
 }
 
 /// Every thread of the program, by id.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Tasks {
     tasks: BTreeMap<u32, Task>,
     /// The thread that was last put on a vCPU, where the round-robin goes on from.

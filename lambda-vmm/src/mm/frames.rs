@@ -16,7 +16,7 @@ const FRAMES_PER_CHUNK: u64 = CHUNK / PAGE;
 const BITMAP_WORDS: usize = 8;
 
 /// What one chunk is used for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Chunk {
     Free,
     /// Owned whole by one stretch of the address space.
@@ -37,7 +37,7 @@ pub enum Became {
 }
 
 /// The function's memory, by chunk.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FramePool {
     base: u64,
     /// Frames the last chunk has (a memory size that is not a whole number of chunks).

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 /// The home of every chunk that has been a large page.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct LargePageHomes {
     home: BTreeMap<u64, u64>,
 }

@@ -90,7 +90,7 @@ const KERNEL_TABLE_PAGES: u64 = 4;
 /// mappings and frame bookkeeping, and the page tables in the kernel area (the others are
 /// in the memory itself). The rest of the kernel area (descriptor tables, stubs, kernel
 /// stacks, vDSO) is the VMM's and comes fresh with each VM.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct SavedSpace {
     space: AddressSpace,
     /// The kernel area's page tables, from the root.
@@ -100,6 +100,11 @@ pub struct SavedSpace {
 }
 
 impl SavedSpace {
+    /// The ranges of memory stored (address, length); the rest reads as zero.
+    pub fn stored(&self) -> &[(u64, u64)] {
+        &self.stored
+    }
+
     /// Bytes of memory stored.
     pub fn stored_bytes(&self) -> u64 {
         self.stored

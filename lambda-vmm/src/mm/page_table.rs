@@ -61,7 +61,7 @@ pub enum Leaf {
 }
 
 /// The page tables of one address space.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PageTables {
     root: u64,
     /// Page tables of 2 MiB stretches now mapped with a large page, by stretch.

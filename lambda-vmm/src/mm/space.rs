@@ -78,7 +78,7 @@ impl From<OutOfMemory> for MapError {
 }
 
 /// How a 2 MiB stretch of the address space is backed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Backing {
     /// By one whole chunk at `chunk`: page `i` on frame `i`. `pages` have an entry.
     Whole { chunk: u64, pages: u64 },
@@ -87,14 +87,14 @@ pub enum Backing {
 }
 
 /// Counters a user can read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemoryStats {
     /// Page faults the VMM resolved (each one VM exit).
     pub page_faults: u64,
 }
 
 /// One program's address space.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AddressSpace {
     pub(super) vmas: VmaMap,
     pub(super) tables: PageTables,

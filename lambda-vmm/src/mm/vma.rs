@@ -12,7 +12,7 @@ pub const WRITE: u32 = 2;
 pub const EXEC: u32 = 4;
 
 /// What a mapping holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// Private anonymous memory (mmap, the heap, the stack): zero until written.
     Anonymous,
@@ -42,7 +42,7 @@ impl Kind {
 }
 
 /// One mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Vma {
     /// One past its last byte.
     pub end: u64,
@@ -62,7 +62,7 @@ pub struct Vma {
 }
 
 /// The mappings of one address space, by start address; they never overlap.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct VmaMap {
     map: BTreeMap<u64, Vma>,
 }

@@ -38,7 +38,7 @@ pub enum Exit {
 }
 
 /// A syscall as the guest made it: number and the six argument registers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SyscallArgs {
     /// The syscall number (`rax`).
     pub number: u64,

@@ -2,6 +2,9 @@
 //! from them: Lambda's SnapStart, with the micro-VM's memory shared copy-on-write. What a
 //! snapshot holds is in `machine/snapshot.rs`; how and when it is taken, on [`Snapshot`].
 
+mod file;
+pub(crate) mod forms;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +40,29 @@ pub enum SnapshotError {
     /// KVM failed while reading the vCPU's state.
     #[error("the micro-VM failed while taking the snapshot")]
     Vm(#[source] VmError),
+    /// A snapshot file (or the function's code file) could not be read or written.
+    #[error("cannot read or write {}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a snapshot file (it does not start with the magic bytes).
+    #[error("{} is not a snapshot file", .0.display())]
+    NotASnapshot(std::path::PathBuf),
+    /// The file was written in another format version.
+    #[error("the snapshot file is of format version {found}; this build reads version {expected}")]
+    Version {
+        /// The file's version.
+        found: u32,
+        /// The version this build reads and writes.
+        expected: u32,
+    },
+    /// The file is damaged: its checksum, its encoding or its contents do not hold together.
+    #[error("the snapshot file is corrupt: {0}")]
+    Corrupt(String),
 }
 
 /// A function's environment frozen after Init. Cheap to clone: clones share the frozen
@@ -118,5 +144,28 @@ impl Snapshot {
     /// How many threads the function had when it was snapshotted.
     pub fn threads(&self) -> usize {
         self.frozen.machine.threads()
+    }
+
+    /// Writes the snapshot to `path` (replacing any file there), to be read back by
+    /// [`MicroVmBackend::load_snapshot`](crate::MicroVmBackend::load_snapshot), in this
+    /// process or another. The file holds the function's configuration, its state and the
+    /// memory it had written, with a format version and a checksum; not its code, which is
+    /// read again from the configuration's code location when the file is loaded and must
+    /// be unchanged. A file is as trusted as the function's code: the checksum catches
+    /// damage, not forgery.
+    pub fn write_to(&self, path: impl AsRef<std::path::Path>) -> Result<(), SnapshotError> {
+        file::write(&self.frozen, path.as_ref())
+    }
+
+    /// Reads a snapshot file written by [`Snapshot::write_to`]; `load_code` gives the
+    /// function's checked program for the configuration it holds.
+    pub(crate) fn read_from(
+        path: &std::path::Path,
+        load_code: impl FnOnce(
+            &FunctionConfig,
+        )
+            -> Result<(crate::program::ProgramImage, CodePackage), SnapshotError>,
+    ) -> Result<Snapshot, SnapshotError> {
+        file::read(path, load_code).map(Snapshot::new)
     }
 }

@@ -1,0 +1,218 @@
+//! Snapshot files: a snapshot written to disk and read back, checked.
+//!
+//! ```text
+//! offset  size  what
+//! 0       8     magic "LMBDSNAP"
+//! 8       4     format version (little-endian), FORMAT_VERSION
+//! 12      4     CRC-32 of everything after the first 24 bytes
+//! 16      8     length of the state that follows
+//! 24      ...   the state (postcard): the function's configuration, the length and CRC-32
+//!               of its code file, Init's duration, and the machine's state (address space,
+//!               kernel, threads; `MachineState`)
+//! ...     ...   the stored memory: the bytes of each stored range, in the state's order
+//! ```
+//!
+//! A file is refused, before anything of it is used, when it is not a snapshot (magic), was
+//! written by another format version, fails its CRC, does not decode, names memory outside
+//! the function's, or holds less or more memory than its state says. Its function's code is
+//! read again and must be the code the snapshot was taken of (length and CRC-32 agree).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::Duration;
+
+use lambda_core::FunctionConfig;
+
+use super::forms::with_epoch;
+use super::{Frozen, SnapshotError};
+use crate::machine::{MachineSnapshot, MachineState, OwnedMachineState};
+use crate::program::{CodePackage, ProgramImage};
+
+/// The bytes every snapshot file starts with.
+pub const MAGIC: [u8; 8] = *b"LMBDSNAP";
+/// The version of the format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes before the state.
+const HEADER: usize = 24;
+
+/// The state as written.
+#[derive(serde::Serialize)]
+struct StateOut<'a> {
+    config: &'a FunctionConfig,
+    code: CodeIdentity,
+    init_nanos: u64,
+    machine: MachineState<'a>,
+}
+
+/// The state as read (the same fields in the same order).
+#[derive(serde::Deserialize)]
+struct StateIn {
+    config: FunctionConfig,
+    code: CodeIdentity,
+    init_nanos: u64,
+    machine: OwnedMachineState,
+}
+
+/// What tells a function's code file apart from another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct CodeIdentity {
+    len: u64,
+    crc32: u32,
+}
+
+impl CodeIdentity {
+    fn of(config: &FunctionConfig) -> Result<CodeIdentity, SnapshotError> {
+        let path = config.code.path();
+        let bytes = std::fs::read(path).map_err(|source| SnapshotError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(CodeIdentity {
+            len: bytes.len() as u64,
+            crc32: crc32fast::hash(&bytes),
+        })
+    }
+}
+
+fn corrupt(why: impl Into<String>) -> SnapshotError {
+    SnapshotError::Corrupt(why.into())
+}
+
+/// Writes `frozen` to `path` (replacing any file there).
+pub(crate) fn write(frozen: &Frozen, path: &Path) -> Result<(), SnapshotError> {
+    let io = |source| SnapshotError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let machine = &frozen.machine;
+    let state = with_epoch(|| {
+        postcard::to_stdvec(&StateOut {
+            config: &frozen.config,
+            code: CodeIdentity::of(&frozen.config)?,
+            init_nanos: u64::try_from(frozen.init_duration.as_nanos()).unwrap_or(u64::MAX),
+            machine: machine.state(),
+        })
+        .map_err(|error| corrupt(format!("cannot encode the state: {error}")))
+    })?;
+    let mut body = state.clone();
+    let mut crc = crc32fast::Hasher::new();
+    let memory = machine.memory();
+    let mut memory_bytes = Vec::new();
+    for &(addr, len) in machine.state().saved.stored() {
+        let start = memory_bytes.len();
+        memory_bytes.resize(start + len as usize, 0);
+        memory
+            .read_exact_at(&mut memory_bytes[start..], addr)
+            .map_err(SnapshotError::Memory)?;
+    }
+    body.extend_from_slice(&memory_bytes);
+    crc.update(&body);
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(&MAGIC);
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&crc.finalize().to_le_bytes());
+    header.extend_from_slice(&(state.len() as u64).to_le_bytes());
+    let mut file = File::create(path).map_err(io)?;
+    file.write_all(&header).map_err(io)?;
+    file.write_all(&body).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// Reads the snapshot at `path`, checked (see the module documentation); `load_code` gives
+/// the function's program for its configuration.
+pub(crate) fn read(
+    path: &Path,
+    load_code: impl FnOnce(&FunctionConfig) -> Result<(ProgramImage, CodePackage), SnapshotError>,
+) -> Result<Frozen, SnapshotError> {
+    let io = |source| SnapshotError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut file| file.read_to_end(&mut bytes))
+        .map_err(io)?;
+    if bytes.len() < HEADER || bytes[..8] != MAGIC {
+        return Err(SnapshotError::NotASnapshot(path.to_path_buf()));
+    }
+    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
+    let version = word(8);
+    if version != FORMAT_VERSION {
+        return Err(SnapshotError::Version {
+            found: version,
+            expected: FORMAT_VERSION,
+        });
+    }
+    let body = &bytes[HEADER..];
+    if crc32fast::hash(body) != word(12) {
+        return Err(corrupt("its checksum does not match its contents"));
+    }
+    let state_len = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
+    let state_len = usize::try_from(state_len)
+        .ok()
+        .filter(|&len| len <= body.len())
+        .ok_or_else(|| corrupt("its state runs past the end of the file"))?;
+    let (state, memory_bytes) = body.split_at(state_len);
+    let state: StateIn = with_epoch(|| postcard::from_bytes(state))
+        .map_err(|error| corrupt(format!("its state does not decode: {error}")))?;
+    let config = state.config;
+    config
+        .validate()
+        .map_err(|error| corrupt(format!("its function configuration is invalid: {error}")))?;
+    if state.machine.memory_bytes != config.memory_bytes() {
+        return Err(corrupt(format!(
+            "it holds {} bytes of memory for a function of {} MB",
+            state.machine.memory_bytes, config.memory_mb
+        )));
+    }
+    // The stored ranges must lie in the function's memory, page-aligned, in order, and
+    // account for every byte after the state.
+    let mut expected = 0u64;
+    let mut previous_end = 0u64;
+    for &(addr, len) in state.machine.saved.stored() {
+        let end = addr.saturating_add(len);
+        if addr % 4096 != 0 || len % 4096 != 0 || addr < previous_end || end > config.memory_bytes()
+        {
+            return Err(corrupt(format!(
+                "it stores memory at {addr:#x} (+{len:#x}), outside the function's or out of order"
+            )));
+        }
+        previous_end = end;
+        expected = expected.saturating_add(len);
+    }
+    if expected != memory_bytes.len() as u64 {
+        return Err(corrupt(format!(
+            "it holds {} bytes of memory where its state lists {expected}",
+            memory_bytes.len()
+        )));
+    }
+    if CodeIdentity::of(&config)? != state.code {
+        return Err(SnapshotError::Foreign(format!(
+            "the function's code ({}) is not the code the snapshot was taken of",
+            config.code.path().display()
+        )));
+    }
+    let (image, package) = load_code(&config)?;
+    let memory =
+        crate::host::sealable_memory_file(c"lambda-snapshot").map_err(SnapshotError::Memory)?;
+    memory
+        .set_len(state.machine.memory_bytes)
+        .map_err(SnapshotError::Memory)?;
+    let mut cursor = 0usize;
+    for &(addr, len) in state.machine.saved.stored() {
+        let len = len as usize;
+        memory
+            .write_all_at(&memory_bytes[cursor..cursor + len], addr)
+            .map_err(SnapshotError::Memory)?;
+        cursor += len;
+    }
+    crate::host::seal_contents(&memory).map_err(SnapshotError::Memory)?;
+    Ok(Frozen {
+        machine: MachineSnapshot::from_parts(state.machine, memory, image),
+        package,
+        config,
+        init_duration: Duration::from_nanos(state.init_nanos),
+    })
+}

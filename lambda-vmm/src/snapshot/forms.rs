@@ -1,0 +1,207 @@
+//! How the host's own types in a snapshot are written to a snapshot file (with
+//! `#[serde(with = ...)]`): points in time, a thread's registers and its XSAVE area.
+//!
+//! A point in time (`Instant`) means nothing in another process, so it is written as its
+//! distance from the moment the file is written, and read back as the same distance from the
+//! moment it is read ([`with_epoch`]): a wait due 5 ms after the snapshot is due 5 ms after
+//! the load, and the guest's monotonic clock goes on from where it was.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{kvm_regs, kvm_xsave};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+thread_local! {
+    /// The moment `Instant`s are written and read relative to.
+    static EPOCH: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `Instant`s written and read relative to now.
+pub fn with_epoch<T>(f: impl FnOnce() -> T) -> T {
+    let previous = EPOCH.with(|epoch| epoch.replace(Some(Instant::now())));
+    let result = f();
+    EPOCH.with(|epoch| epoch.set(previous));
+    result
+}
+
+fn epoch() -> Instant {
+    EPOCH.with(|epoch| epoch.get()).unwrap_or_else(Instant::now)
+}
+
+/// Nanoseconds from the epoch (negative: before it), saturating.
+fn offset(at: Instant) -> i64 {
+    let now = epoch();
+    match at.checked_duration_since(now) {
+        Some(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+        None => i64::try_from(now.duration_since(at).as_nanos()).map_or(i64::MIN, |n| -n),
+    }
+}
+
+/// The instant `nanos` from the epoch (clamped to what the host's clock can hold).
+fn instant(nanos: i64) -> Instant {
+    let now = epoch();
+    let distance = Duration::from_nanos(nanos.unsigned_abs());
+    if nanos >= 0 {
+        now.checked_add(distance).unwrap_or(now)
+    } else {
+        now.checked_sub(distance).unwrap_or(now)
+    }
+}
+
+/// `#[serde(with = "instant")]` for an `Instant`.
+pub mod instant {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(at: &Instant, serializer: S) -> Result<S::Ok, S::Error> {
+        offset(*at).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Instant, D::Error> {
+        i64::deserialize(deserializer).map(instant)
+    }
+}
+
+/// `#[serde(with = "optional_instant")]` for an `Option<Instant>`.
+pub mod optional_instant {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        at: &Option<Instant>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        at.map(offset).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Instant>, D::Error> {
+        Option::<i64>::deserialize(deserializer).map(|at| at.map(instant))
+    }
+}
+
+/// `#[serde(with = "registers")]` for a thread's general registers (`kvm_regs`), as their 18
+/// values in `kvm_regs`' order.
+pub mod registers {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(regs: &kvm_regs, serializer: S) -> Result<S::Ok, S::Error> {
+        [
+            regs.rax,
+            regs.rbx,
+            regs.rcx,
+            regs.rdx,
+            regs.rsi,
+            regs.rdi,
+            regs.rsp,
+            regs.rbp,
+            regs.r8,
+            regs.r9,
+            regs.r10,
+            regs.r11,
+            regs.r12,
+            regs.r13,
+            regs.r14,
+            regs.r15,
+            regs.rip,
+            regs.rflags,
+        ]
+        .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<kvm_regs, D::Error> {
+        let [
+            rax,
+            rbx,
+            rcx,
+            rdx,
+            rsi,
+            rdi,
+            rsp,
+            rbp,
+            r8,
+            r9,
+            r10,
+            r11,
+            r12,
+            r13,
+            r14,
+            r15,
+            rip,
+            rflags,
+        ] = <[u64; 18]>::deserialize(deserializer)?;
+        Ok(kvm_regs {
+            rax,
+            rbx,
+            rcx,
+            rdx,
+            rsi,
+            rdi,
+            rsp,
+            rbp,
+            r8,
+            r9,
+            r10,
+            r11,
+            r12,
+            r13,
+            r14,
+            r15,
+            rip,
+            rflags,
+        })
+    }
+}
+
+/// `#[serde(with = "xsave")]` for a thread's saved FPU/SSE/AVX state: the 4 KiB XSAVE region
+/// (`KVM_GET_XSAVE` fills no more), checked for its length when read.
+pub mod xsave {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        state: &Option<Box<kvm_xsave>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        state
+            .as_ref()
+            .map(|state| state.region.as_slice())
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Box<kvm_xsave>>, D::Error> {
+        let Some(words) = Option::<Vec<u32>>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        let region: [u32; 1024] = words.try_into().map_err(|words: Vec<u32>| {
+            serde::de::Error::invalid_length(words.len(), &"the 1,024 words of an XSAVE region")
+        })?;
+        Ok(Some(Box::new(kvm_xsave {
+            region,
+            ..Default::default()
+        })))
+    }
+}
+
+/// `#[serde(with = "array")]` for an array longer than serde's own support (32), as a
+/// sequence checked for its length when read.
+pub mod array {
+    use super::*;
+
+    pub fn serialize<S: Serializer, T: Serialize, const N: usize>(
+        items: &[T; N],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        items.as_slice().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>, const N: usize>(
+        deserializer: D,
+    ) -> Result<[T; N], D::Error> {
+        let items = Vec::<T>::deserialize(deserializer)?;
+        items.try_into().map_err(|items: Vec<T>| {
+            serde::de::Error::invalid_length(items.len(), &"as many items as the array holds")
+        })
+    }
+}
