@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example invoke -- PATH [PAYLOAD] [--memory MB] [--timeout SECONDS]
 //!                                         [--runtime-api] [--count N] [--backend kvm|process]
-//!                                         [--from-snapshot]
+//!                                         [--from-snapshot [--snapshot-file FILE]]
 //! ```
 //!
 //! By default PATH runs once as a one-shot stdio function: the payload (the argument, or stdin
@@ -15,7 +15,9 @@
 //! Runtime API function once it asks for its first event, a one-shot function at its first
 //! read of stdin); then each of the `--count` invocations runs in a new environment restored
 //! from that snapshot, so what one invocation changes is never seen by the next, and each
-//! REPORT says `Restore Duration` where a cold start says `Init Duration`.
+//! REPORT says `Restore Duration` where a cold start says `Init Duration`. With
+//! `--snapshot-file FILE` the snapshot is read from FILE if it exists (no Init runs at all),
+//! else taken and written there for the next run.
 //!
 //! Responses go to stdout (one per line with `--count`); log tails and REPORT lines to stderr.
 //! The exit status is 1 if an invocation failed (its error type and message are printed) and
@@ -33,7 +35,8 @@ use lambda::core::{
 use lambda::vmm::{MicroVmBackend, ProcessBackend, Snapshot};
 
 const USAGE: &str = "usage: invoke PATH [PAYLOAD] [--memory MB] [--timeout SECONDS] \
-                     [--runtime-api] [--count N] [--backend kvm|process] [--from-snapshot]";
+                     [--runtime-api] [--count N] [--backend kvm|process] \
+                     [--from-snapshot [--snapshot-file FILE]]";
 
 struct Options {
     path: String,
@@ -44,6 +47,7 @@ struct Options {
     count: u32,
     backend: Option<String>,
     from_snapshot: bool,
+    snapshot_file: Option<String>,
 }
 
 fn value<T: std::str::FromStr>(
@@ -68,6 +72,7 @@ fn parse_args() -> Result<Options, String> {
         count: 1,
         backend: None,
         from_snapshot: false,
+        snapshot_file: None,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -79,6 +84,9 @@ fn parse_args() -> Result<Options, String> {
             }
             "--runtime-api" => options.runtime_api = true,
             "--from-snapshot" => options.from_snapshot = true,
+            "--snapshot-file" => {
+                options.snapshot_file = Some(value(&mut args, "--snapshot-file", "a path")?)
+            }
             "--count" => options.count = value(&mut args, "--count", "a count")?,
             "--backend" => {
                 let name: String = value(&mut args, "--backend", "kvm or process")?;
@@ -102,6 +110,9 @@ fn parse_args() -> Result<Options, String> {
     }
     if options.count == 0 {
         return Err("--count must be at least 1".to_string());
+    }
+    if options.snapshot_file.is_some() && !options.from_snapshot {
+        return Err("--snapshot-file goes with --from-snapshot".to_string());
     }
     if options.from_snapshot && options.backend.as_deref() == Some("process") {
         return Err("--from-snapshot needs the KVM backend".to_string());
@@ -158,7 +169,7 @@ fn run(options: Options) -> Result<bool, String> {
         let backend = MicroVmBackend::new()
             .map_err(|e| format!("--from-snapshot needs the KVM backend: {e}"))?
             .with_spare_vms(1);
-        let snapshot = backend.snapshot(&config).map_err(|error| {
+        let in_words = |error: lambda::vmm::SnapshotError| {
             let mut text = error.to_string();
             let mut cause = std::error::Error::source(&error);
             while let Some(next) = cause {
@@ -166,7 +177,31 @@ fn run(options: Options) -> Result<bool, String> {
                 cause = next.source();
             }
             text
-        })?;
+        };
+        let snapshot = match &options.snapshot_file {
+            Some(file) if std::path::Path::new(file).exists() => {
+                let snapshot = backend.load_snapshot(file).map_err(in_words)?;
+                if snapshot.config().code != config.code
+                    || snapshot.config().contract != config.contract
+                    || snapshot.config().memory_mb != config.memory_mb
+                {
+                    return Err(format!(
+                        "{file} is a snapshot of another function or memory size; remove it \
+                         to take a new one"
+                    ));
+                }
+                eprintln!("snapshot: loaded from {file}");
+                snapshot
+            }
+            file => {
+                let snapshot = backend.snapshot(&config).map_err(in_words)?;
+                if let Some(file) = file {
+                    snapshot.write_to(file).map_err(in_words)?;
+                    eprintln!("snapshot: written to {file}");
+                }
+                snapshot
+            }
+        };
         eprintln!(
             "snapshot: Init {:.2} ms, {} threads, {:.1} MiB of memory stored",
             snapshot.init_duration().as_secs_f64() * 1e3,
