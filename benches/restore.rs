@@ -5,12 +5,14 @@
 //!   new micro-VM from the snapshot, gives it the event, runs it to its exit and tears it
 //!   down. Measured from a pooled VM (made ahead by the spare pool's thread, refilled
 //!   between samples, outside the window) and without the pool (the VM made in the window),
-//!   both with the teardown waited for inside the window; and, secondary, from the pool
-//!   with teardown left to its thread. The baseline spawns the binary with pipes, feeds it,
+//!   both with the teardown waited for inside the window; secondary, from the pool with
+//!   teardown left to its thread; and from a machine restored ahead by the snapshot's own
+//!   thread (`Snapshot::keep_restored`, stored pages copied in, refilled between samples). The baseline spawns the binary with pipes, feeds it,
 //!   reads it to its exit and reaps it.
 //! - **Runtime API**, `runtime-loop` and `runtime-rust` (`lambda_runtime` on tokio):
-//!   snapshotted once after Init; each run restores an environment, serves its first
-//!   invocation and shuts it down (teardown waited for). The baseline is the development
+//!   snapshotted once after Init; each run restores an environment (into a pooled VM, or
+//!   from a machine restored ahead), serves its first invocation and shuts it down
+//!   (teardown waited for). The baseline is the development
 //!   backend doing the same from nothing: a child process, a localhost Runtime API, Init,
 //!   the first invocation, shutdown.
 //!
@@ -182,13 +184,27 @@ fn restore(c: &mut Criterion) {
             refill();
         },
     );
+    // Machines restored ahead by the snapshot's own thread, stored pages copied in.
+    let ahead_snapshot = backend.snapshot(&hello_config()).expect("snapshot hello");
+    ahead_snapshot.keep_restored(1);
+    let mut hello_ahead = backend.restore_stdio(&ahead_snapshot).expect("restore");
+    let ahead = sample(
+        "restored ahead (keep_restored), torn down",
+        WARMUP,
+        RUNS,
+        || restored_oneshot(&mut hello_ahead, true),
+        || {
+            assert_eq!(ahead_snapshot.wait_for_restored(), 1);
+        },
+    );
+    ahead_snapshot.keep_restored(0);
     print_table(
         &format!(
             "one-shot `hello` restored from its snapshot (taken at its first read of stdin): \
              {RUNS} runs per side, each side alone"
         ),
         &child,
-        &[&from_pool, &no_pool, &off_path],
+        &[&from_pool, &no_pool, &off_path, &ahead],
     );
 
     for name in ["runtime-loop", "runtime-rust"] {
@@ -209,6 +225,18 @@ fn restore(c: &mut Criterion) {
             || restored_runtime(&pooled, &snapshot, &answer),
             refill,
         );
+        snapshot.keep_restored(1);
+        let ahead = sample(
+            "restored ahead (keep_restored), 1st invocation, torn down",
+            WARMUP,
+            RUNS,
+            || restored_runtime(&pooled, &snapshot, &answer),
+            || {
+                assert_eq!(snapshot.wait_for_restored(), 1);
+                refill();
+            },
+        );
+        snapshot.keep_restored(0);
         print_table(
             &format!(
                 "Runtime API `{name}` to its first response, restored after Init ({:.2} ms \
@@ -217,7 +245,7 @@ fn restore(c: &mut Criterion) {
                 snapshot.init_duration().as_secs_f64() * 1e3
             ),
             &child,
-            &[&restored],
+            &[&restored, &ahead],
         );
     }
 }

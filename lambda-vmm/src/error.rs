@@ -6,7 +6,6 @@ use lambda_core::EnvironmentError;
 use lambda_core::runtime_api::DeliverError;
 
 use crate::program::LoadError;
-use crate::snapshot::SnapshotError;
 use crate::vm::{KvmUnavailable, VmError};
 
 /// Why a micro-VM environment could not be made or could not run an invocation. A function
@@ -32,6 +31,53 @@ pub enum VmmError {
     /// (an Init that fails is an outcome, not this).
     #[error("the environment could not start again")]
     Restart(#[source] EnvironmentError),
+}
+
+/// Why a snapshot could not be taken, or an environment not restored from one.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The function's Init failed (or could not run), so there is no state to snapshot.
+    #[error("the function's Init failed")]
+    Init(#[source] EnvironmentError),
+    /// The function did not reach a point where all its threads wait: it kept a thread
+    /// running, or ended, before waiting for its event.
+    #[error("the function never went quiescent: {0}")]
+    NotQuiescent(String),
+    /// The environment holds no running function (it was reset by a crash or timeout).
+    #[error("the environment has no running function to snapshot (it was reset)")]
+    NoMachine,
+    /// The snapshot does not fit the function it is restored for.
+    #[error("the snapshot does not fit: {0}")]
+    Foreign(String),
+    /// The host could not store or map the snapshot's memory.
+    #[error("cannot store or map the snapshot's memory")]
+    Memory(#[source] std::io::Error),
+    /// KVM failed while reading the vCPU's state.
+    #[error("the micro-VM failed while taking the snapshot")]
+    Vm(#[source] VmError),
+    /// A snapshot file (or the function's code file) could not be read or written.
+    #[error("cannot read or write {}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a snapshot file (it does not start with the magic bytes).
+    #[error("{} is not a snapshot file", .0.display())]
+    NotASnapshot(std::path::PathBuf),
+    /// The file was written in another format version.
+    #[error("the snapshot file is of format version {found}; this build reads version {expected}")]
+    Version {
+        /// The file's version.
+        found: u32,
+        /// The version this build reads and writes.
+        expected: u32,
+    },
+    /// The file is damaged: its checksum, its encoding or its contents do not hold together.
+    #[error("the snapshot file is corrupt: {0}")]
+    Corrupt(String),
 }
 
 impl From<VmError> for VmmError {

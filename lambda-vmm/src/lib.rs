@@ -36,6 +36,7 @@
 mod backend;
 mod env;
 mod error;
+mod file_forms;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -299,3 +299,57 @@ fn a_one_shot_snapshot_file_loads_back() {
     assert_eq!(response_json(&result), json!({"message": "Hello, file!"}));
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn machines_restored_ahead_serve_and_share_nothing() {
+    // No spare VMs: only a machine restored ahead comes ready-made.
+    let backend = kvm_gate::kvm_backend();
+    let functions = Functions::locate();
+    let snapshot = backend
+        .snapshot(&functions.runtime("ahead", "runtime-loop"))
+        .expect("snapshot");
+    snapshot.keep_restored(2);
+    assert_eq!(snapshot.wait_for_restored(), 2);
+    let mut first = backend.restore_runtime_api(&snapshot).expect("restore");
+    let mut second = backend.restore_runtime_api(&snapshot).expect("restore");
+    assert!(first.init_stats().spare_vm && second.init_stats().spare_vm);
+    let count = |environment: &mut dyn ExecutionEnvironment| {
+        response_json(&invoke(environment, json!({"action": "count"})))["count"].clone()
+    };
+    assert_eq!(count(&mut first), json!(1));
+    assert_eq!(count(&mut first), json!(2));
+    assert_eq!(count(&mut second), json!(1));
+    invoke(&mut first, json!({"action": "write-tmp", "data": "first"}));
+    let tmp = response_json(&invoke(&mut second, json!({"action": "read-tmp"})));
+    assert_eq!(tmp["data"], json!(null));
+    // The thread restores more; asking for none empties the stock.
+    assert_eq!(snapshot.wait_for_restored(), 2);
+    snapshot.keep_restored(0);
+    assert_eq!(snapshot.restored_ready(), 0);
+    let third = backend.restore_runtime_api(&snapshot).expect("restore");
+    assert!(!third.init_stats().spare_vm, "restored on the spot");
+    for environment in [first, second, third] {
+        Box::new(environment).shutdown();
+    }
+
+    // A one-shot function's invocations each take one.
+    let snapshot = backend
+        .snapshot(&functions.stdio("hello", "hello"))
+        .expect("snapshot");
+    snapshot.keep_restored(1);
+    let mut environment = backend.restore_stdio(&snapshot).expect("restore");
+    for name in ["Ada", "Grace"] {
+        assert_eq!(snapshot.wait_for_restored(), 1);
+        let result = environment
+            .run(Invocation::new(
+                format!("{{\"name\":\"{name}\"}}").into_bytes(),
+            ))
+            .expect("invoke");
+        assert_eq!(
+            response_json(&result),
+            json!({"message": format!("Hello, {name}!")})
+        );
+        assert!(environment.last_stats().spare_vm);
+    }
+}

@@ -122,7 +122,7 @@ pub enum Step {
     SigReturn,
     /// The call must wait, until the given time at the latest (`None`: until something
     /// changes). Retry the same call later.
-    Block(#[serde(with = "crate::snapshot::forms::optional_instant")] Option<Instant>),
+    Block(#[serde(with = "crate::file_forms::optional_instant")] Option<Instant>),
     /// The program is over.
     Stop(ProcessEnd),
 }
@@ -180,9 +180,9 @@ pub struct Kernel {
     /// The stack pointer of the thread making the current call.
     user_sp: u64,
     /// When the current thread's waiting call first blocked, and when it wants to wake.
-    #[serde(with = "crate::snapshot::forms::optional_instant")]
+    #[serde(with = "crate::file_forms::optional_instant")]
     blocked_since: Option<Instant>,
-    #[serde(with = "crate::snapshot::forms::optional_instant")]
+    #[serde(with = "crate::file_forms::optional_instant")]
     wake_at: Option<Instant>,
     next_local_port: u16,
     /// Whether a read of stdin has waited for an event that is held back.

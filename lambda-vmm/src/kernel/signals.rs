@@ -232,7 +232,7 @@ impl ThreadSignals {
 /// The process's signal actions.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Actions {
-    #[serde(with = "crate::snapshot::forms::array")]
+    #[serde(with = "crate::file_forms::array")]
     actions: [SigAction; SIGNAL_COUNT],
 }
 

@@ -73,9 +73,9 @@ pub(super) struct Thread {
     /// `CLONE_CHILD_CLEARTID`); 0 for none.
     clear_child_tid: u64,
     /// The wait it is in while another thread runs (the running thread's is in the kernel).
-    #[serde(with = "crate::snapshot::forms::optional_instant")]
+    #[serde(with = "crate::file_forms::optional_instant")]
     blocked_since: Option<Instant>,
-    #[serde(with = "crate::snapshot::forms::optional_instant")]
+    #[serde(with = "crate::file_forms::optional_instant")]
     wake_at: Option<Instant>,
     /// Its name (`prctl(PR_SET_NAME)`), NUL-padded; empty reads as the program's.
     name: [u8; THREAD_NAME_LEN],

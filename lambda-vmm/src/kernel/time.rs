@@ -48,7 +48,7 @@ pub struct GuestClock {
 /// counts (the TSC's parameters are the host's, measured again).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SavedClock {
-    #[serde(with = "crate::snapshot::forms::instant")]
+    #[serde(with = "crate::file_forms::instant")]
     boot: Instant,
 }
 

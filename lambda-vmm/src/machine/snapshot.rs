@@ -19,11 +19,11 @@ use lambda_core::{FunctionConfig, Stop};
 use super::cpus::Cpu;
 use super::tasks::Tasks;
 use super::{Machine, MachineOptions, Settled};
+use crate::error::SnapshotError;
 use crate::error::VmmError;
 use crate::kernel::Kernel;
 use crate::mm::SavedSpace;
 use crate::program::ProgramImage;
-use crate::snapshot::SnapshotError;
 use crate::vm::layout::MAX_VCPUS;
 use crate::vm::{MicroVm, VmError, teardown};
 
@@ -171,6 +171,22 @@ impl Machine {
             memory_bytes: vm.memory.size(),
             stored_bytes,
         })
+    }
+
+    /// Copies the pages `snapshot` stored into this machine's memory now (it was restored
+    /// from `snapshot`; see [`crate::mm::GuestMemory::populate_stored`]).
+    pub fn populate_restored(&self, snapshot: &MachineSnapshot) {
+        if let Some(vm) = &self.vm {
+            vm.memory.populate_stored(&snapshot.saved);
+        }
+    }
+
+    /// Hands a machine restored ahead of time to its environment: its output goes to `log`,
+    /// and `setup` (the time to take it) is its setup time.
+    pub fn hand_over(&mut self, log: LogCollector, setup: std::time::Duration) {
+        self.kernel.replace_log(log);
+        self.setup = setup;
+        self.from_spare = true;
     }
 
     /// A machine in the state `snapshot` froze, in a spare VM if one is ready (else a new

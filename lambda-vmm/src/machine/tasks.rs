@@ -24,17 +24,17 @@ pub(super) enum TaskState {
         cpu: usize,
     },
     /// Runnable, from these registers.
-    Ready(#[serde(with = "crate::snapshot::forms::registers")] UserRegs),
+    Ready(#[serde(with = "crate::file_forms::registers")] UserRegs),
     /// In a syscall that blocked. The call is retried when the thread could run; once it
     /// returns, the thread goes on from `regs` with the result in `rax`.
     Blocked {
         /// Its registers as the call returns them (`rax` aside).
-        #[serde(with = "crate::snapshot::forms::registers")]
+        #[serde(with = "crate::file_forms::registers")]
         regs: UserRegs,
         /// The call.
         call: SyscallArgs,
         /// When the call wants to be retried at the latest (`None`: when something changes).
-        #[serde(with = "crate::snapshot::forms::optional_instant")]
+        #[serde(with = "crate::file_forms::optional_instant")]
         wake: Option<Instant>,
     },
 }
@@ -45,7 +45,7 @@ pub(super) struct Task {
     /// Its FS base (thread pointer).
     pub fs_base: u64,
     /// Its FPU/SSE/AVX state while another thread's is on the vCPU.
-    #[serde(with = "crate::snapshot::forms::xsave")]
+    #[serde(with = "crate::file_forms::xsave")]
     pub fpu: Option<Box<kvm_xsave>>,
     /// Where it is.
     pub state: TaskState,

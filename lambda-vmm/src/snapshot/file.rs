@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use lambda_core::FunctionConfig;
 
-use super::forms::with_epoch;
 use super::{Frozen, SnapshotError};
+use crate::file_forms::with_epoch;
 use crate::machine::{MachineSnapshot, MachineState, OwnedMachineState};
 use crate::program::{CodePackage, ProgramImage};
 
@@ -214,5 +214,6 @@ pub(crate) fn read(
         package,
         config,
         init_duration: Duration::from_nanos(state.init_nanos),
+        ready: Default::default(),
     })
 }

@@ -3,67 +3,20 @@
 //! snapshot holds is in `machine/snapshot.rs`; how and when it is taken, on [`Snapshot`].
 
 mod file;
-pub(crate) mod forms;
+mod ready;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_core::{Contract, EnvironmentError, FunctionConfig};
+use lambda_core::{Contract, FunctionConfig};
 
+pub use crate::error::SnapshotError;
 use crate::machine::MachineSnapshot;
 use crate::program::CodePackage;
-use crate::vm::VmError;
 
 /// How long a function that has finished its Init may keep some thread runnable before the
 /// snapshot is given up (it never went quiescent).
 pub const QUIESCE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Why a snapshot could not be taken, or an environment not restored from one.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    /// The function's Init failed (or could not run), so there is no state to snapshot.
-    #[error("the function's Init failed")]
-    Init(#[source] EnvironmentError),
-    /// The function did not reach a point where all its threads wait: it kept a thread
-    /// running, or ended, before waiting for its event.
-    #[error("the function never went quiescent: {0}")]
-    NotQuiescent(String),
-    /// The environment holds no running function (it was reset by a crash or timeout).
-    #[error("the environment has no running function to snapshot (it was reset)")]
-    NoMachine,
-    /// The snapshot does not fit the function it is restored for.
-    #[error("the snapshot does not fit: {0}")]
-    Foreign(String),
-    /// The host could not store or map the snapshot's memory.
-    #[error("cannot store or map the snapshot's memory")]
-    Memory(#[source] std::io::Error),
-    /// KVM failed while reading the vCPU's state.
-    #[error("the micro-VM failed while taking the snapshot")]
-    Vm(#[source] VmError),
-    /// A snapshot file (or the function's code file) could not be read or written.
-    #[error("cannot read or write {}", path.display())]
-    File {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not a snapshot file (it does not start with the magic bytes).
-    #[error("{} is not a snapshot file", .0.display())]
-    NotASnapshot(std::path::PathBuf),
-    /// The file was written in another format version.
-    #[error("the snapshot file is of format version {found}; this build reads version {expected}")]
-    Version {
-        /// The file's version.
-        found: u32,
-        /// The version this build reads and writes.
-        expected: u32,
-    },
-    /// The file is damaged: its checksum, its encoding or its contents do not hold together.
-    #[error("the snapshot file is corrupt: {0}")]
-    Corrupt(String),
-}
 
 /// A function's environment frozen after Init. Cheap to clone: clones share the frozen
 /// state. Made by [`MicroVmBackend::snapshot`](crate::MicroVmBackend::snapshot);
@@ -93,6 +46,8 @@ pub(crate) struct Frozen {
     pub package: CodePackage,
     pub config: FunctionConfig,
     pub init_duration: Duration,
+    /// Machines restored from it ahead of time ([`Snapshot::keep_restored`]).
+    pub ready: ready::ReadyStock,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -144,6 +99,29 @@ impl Snapshot {
     /// How many threads the function had when it was snapshotted.
     pub fn threads(&self) -> usize {
         self.frozen.machine.threads()
+    }
+
+    /// Keeps `count` environments' machines restored from this snapshot ahead of time, by a
+    /// background thread, each with the snapshot's stored pages already copied in; 0 stops
+    /// it. Environments restored from the snapshot (on any backend) then start from one of
+    /// them when one is ready: their Restore Duration is the time to take it, and their first
+    /// touches of memory cost less (`docs/snapshots.md`). Each holds its own copy of the
+    /// stored memory, so keep a few for latency, not thousands. If a restore fails, the
+    /// thread stops and restores happen on the spot again. The thread ends with the last
+    /// clone of the snapshot.
+    pub fn keep_restored(&self, count: usize) {
+        ready::ReadyStock::keep(&self.frozen, count);
+    }
+
+    /// How many machines restored ahead are ready now ([`Snapshot::keep_restored`]).
+    pub fn restored_ready(&self) -> usize {
+        self.frozen.ready.ready()
+    }
+
+    /// Blocks until as many machines restored ahead are ready as were asked for (or the
+    /// thread stopped); returns how many are. For benchmarks and tests.
+    pub fn wait_for_restored(&self) -> usize {
+        self.frozen.ready.wait_stocked()
     }
 
     /// Writes the snapshot to `path` (replacing any file there), to be read back by
