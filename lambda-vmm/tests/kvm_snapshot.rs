@@ -65,6 +65,20 @@ fn init_failures_are_reported_as_without_snapshots() {
     scenarios::init_crash(&backend, &functions);
 }
 
+/// Runs `hello` in `environment` for `name`, checking its greeting.
+fn greet(environment: &mut lambda_vmm::StdioEnvironment, name: &str) -> lambda_core::InvokeResult {
+    let result = environment
+        .run(Invocation::new(
+            format!("{{\"name\":\"{name}\"}}").into_bytes(),
+        ))
+        .expect("invoke");
+    assert_eq!(
+        response_json(&result),
+        json!({"message": format!("Hello, {name}!")})
+    );
+    result
+}
+
 fn restore(
     backend: &MicroVmBackend,
     snapshot: &lambda_vmm::Snapshot,
@@ -153,15 +167,7 @@ fn restored_reports_say_restore_duration() {
     let snapshot = backend.snapshot(&config).expect("snapshot");
     let mut environment = backend.restore_stdio(&snapshot).expect("restore");
     for name in ["Ada", "Grace"] {
-        let result = environment
-            .run(Invocation::new(
-                format!("{{\"name\":\"{name}\"}}").into_bytes(),
-            ))
-            .expect("invoke");
-        assert_eq!(
-            response_json(&result),
-            json!({"message": format!("Hello, {name}!")})
-        );
+        let result = greet(&mut environment, name);
         assert!(result.report.restore_duration.is_some());
         assert_eq!(result.report.init_duration, None);
         let stats = environment.last_stats();
@@ -341,15 +347,7 @@ fn machines_restored_ahead_serve_and_share_nothing() {
     let mut environment = backend.restore_stdio(&snapshot).expect("restore");
     for name in ["Ada", "Grace"] {
         assert_eq!(snapshot.wait_for_restored(), 1);
-        let result = environment
-            .run(Invocation::new(
-                format!("{{\"name\":\"{name}\"}}").into_bytes(),
-            ))
-            .expect("invoke");
-        assert_eq!(
-            response_json(&result),
-            json!({"message": format!("Hello, {name}!")})
-        );
+        greet(&mut environment, name);
         assert!(environment.last_stats().spare_vm);
     }
 }
