@@ -114,3 +114,63 @@ impl SnapStart {
         lock(&self.known).0.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> Result<Snapshot, SnapshotError> {
+        Err(SnapshotError::NotQuiescent("a thread kept running".into()))
+    }
+
+    #[test]
+    fn one_environment_per_version_finds_out_and_the_others_use_what_it_found() {
+        let snap_start = SnapStart::default();
+        let (entered, proceed) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|s| {
+            let first = s.spawn(|| {
+                snap_start.get_or_make("v1", || {
+                    entered.wait();
+                    proceed.wait();
+                    Ok::<_, ()>(("first", refused()))
+                })
+            });
+            // The first is inside its `make`; this one waits for it (or finds what it
+            // recorded) and never runs a `make` of its own.
+            entered.wait();
+            let second = s.spawn(|| {
+                snap_start.get_or_make("v1", || -> Result<(&str, _), ()> {
+                    panic!("a second make for the same version")
+                })
+            });
+            proceed.wait();
+            let (known, made) = first.join().unwrap().unwrap();
+            assert_eq!(made, Some("first"));
+            assert!(matches!(known, Known::Refused(why) if why.contains("kept running")));
+            let (known, made) = second.join().unwrap().unwrap();
+            assert_eq!(made, None);
+            assert!(matches!(known, Known::Refused(_)));
+        });
+        assert_eq!(snap_start.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_make_records_nothing_and_old_versions_are_dropped() {
+        let snap_start = SnapStart::default();
+        let failed = snap_start.get_or_make("v1", || Err::<((), _), _>("init failed"));
+        assert_eq!(failed.err(), Some("init failed"));
+        assert_eq!(snap_start.len(), 0);
+        for version in 0..MAX_SNAPSHOTS + 3 {
+            let key = format!("v{version}");
+            snap_start
+                .get_or_make(&key, || Ok::<_, ()>(((), refused())))
+                .unwrap();
+        }
+        assert_eq!(snap_start.len(), MAX_SNAPSHOTS);
+        // The oldest went first: asking for it makes it again.
+        let (_, made) = snap_start
+            .get_or_make("v0", || Ok::<_, ()>(("again", refused())))
+            .unwrap();
+        assert_eq!(made, Some("again"));
+    }
+}
