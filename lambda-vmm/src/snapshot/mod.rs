@@ -126,11 +126,12 @@ impl Snapshot {
 
     /// Writes the snapshot to `path` (replacing any file there), to be read back by
     /// [`MicroVmBackend::load_snapshot`](crate::MicroVmBackend::load_snapshot), in this
-    /// process or another. The file holds the function's configuration, its state and the
-    /// memory it had written, with a format version and a checksum; not its code, which is
-    /// read again from the configuration's code location when the file is loaded and must
-    /// be unchanged. A file is as trusted as the function's code: the checksum catches
-    /// damage, not forgery.
+    /// process or another. The file holds the function's configuration, its state (the
+    /// kernel's, so also the files the guest sees under `/var/task`, its package's) and the
+    /// memory it had written, with a format version and a checksum. The staged program is
+    /// made again from the configuration's code location when the file is loaded, and that
+    /// code must be unchanged. A file is as trusted as the function's code: the checksum
+    /// catches damage, not forgery.
     pub fn write_to(&self, path: impl AsRef<std::path::Path>) -> Result<(), SnapshotError> {
         file::write(&self.frozen, path.as_ref())
     }
