@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use kvm_bindings::{kvm_regs, kvm_xsave};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::vm::vcpu::{XSAVE_BYTES, register_words, registers_from_words, xsave_bytes, xsave_from};
+
 thread_local! {
     /// The moment `Instant`s are written and read relative to.
     static EPOCH: Cell<Option<Instant>> = const { Cell::new(None) };
@@ -81,80 +83,21 @@ pub mod optional_instant {
 }
 
 /// `#[serde(with = "registers")]` for a thread's general registers (`kvm_regs`), as their 18
-/// values in `kvm_regs`' order.
+/// values in sigcontext order ([`register_words`]).
 pub mod registers {
     use super::*;
 
     pub fn serialize<S: Serializer>(regs: &kvm_regs, serializer: S) -> Result<S::Ok, S::Error> {
-        [
-            regs.rax,
-            regs.rbx,
-            regs.rcx,
-            regs.rdx,
-            regs.rsi,
-            regs.rdi,
-            regs.rsp,
-            regs.rbp,
-            regs.r8,
-            regs.r9,
-            regs.r10,
-            regs.r11,
-            regs.r12,
-            regs.r13,
-            regs.r14,
-            regs.r15,
-            regs.rip,
-            regs.rflags,
-        ]
-        .serialize(serializer)
+        register_words(regs).serialize(serializer)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<kvm_regs, D::Error> {
-        let [
-            rax,
-            rbx,
-            rcx,
-            rdx,
-            rsi,
-            rdi,
-            rsp,
-            rbp,
-            r8,
-            r9,
-            r10,
-            r11,
-            r12,
-            r13,
-            r14,
-            r15,
-            rip,
-            rflags,
-        ] = <[u64; 18]>::deserialize(deserializer)?;
-        Ok(kvm_regs {
-            rax,
-            rbx,
-            rcx,
-            rdx,
-            rsi,
-            rdi,
-            rsp,
-            rbp,
-            r8,
-            r9,
-            r10,
-            r11,
-            r12,
-            r13,
-            r14,
-            r15,
-            rip,
-            rflags,
-        })
+        <[u64; 18]>::deserialize(deserializer).map(registers_from_words)
     }
 }
 
-/// `#[serde(with = "xsave")]` for a thread's saved FPU/SSE/AVX state: the 4 KiB XSAVE region
-/// (`KVM_GET_XSAVE` fills no more), checked for its length when read.
+/// `#[serde(with = "xsave")]` for a thread's saved FPU/SSE/AVX state: the XSAVE region
+/// `KVM_GET_XSAVE` fills ([`xsave_bytes`]), checked for its length when read.
 pub mod xsave {
     use super::*;
 
@@ -162,25 +105,22 @@ pub mod xsave {
         state: &Option<Box<kvm_xsave>>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        state
-            .as_ref()
-            .map(|state| state.region.as_slice())
-            .serialize(serializer)
+        state.as_deref().map(xsave_bytes).serialize(serializer)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<Box<kvm_xsave>>, D::Error> {
-        let Some(words) = Option::<Vec<u32>>::deserialize(deserializer)? else {
+        let Some(bytes) = Option::<Vec<u8>>::deserialize(deserializer)? else {
             return Ok(None);
         };
-        let region: [u32; 1024] = words.try_into().map_err(|words: Vec<u32>| {
-            serde::de::Error::invalid_length(words.len(), &"the 1,024 words of an XSAVE region")
-        })?;
-        Ok(Some(Box::new(kvm_xsave {
-            region,
-            ..Default::default()
-        })))
+        if bytes.len() != XSAVE_BYTES {
+            return Err(serde::de::Error::invalid_length(
+                bytes.len(),
+                &"the 4,096 bytes of an XSAVE region",
+            ));
+        }
+        Ok(Some(xsave_from(&bytes)))
     }
 }
 

@@ -403,7 +403,7 @@ impl Core<'_> {
                 detail: Some(format!("rt_sigreturn: {why}")),
             })))
         };
-        let restored = match signal_frame::pop(self.memory, regs.rsp, regs) {
+        let restored = match signal_frame::pop(self.memory, regs.rsp) {
             Ok(restored) => restored,
             Err(error) => return segv(format!("no signal frame at {:#x} ({error})", regs.rsp)),
         };

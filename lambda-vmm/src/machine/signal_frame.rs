@@ -18,10 +18,12 @@ use kvm_bindings::kvm_xsave;
 use crate::kernel::{AltStack, Delivery};
 use crate::mm::{Fault, GuestMemory};
 use crate::vm::layout::selector;
-use crate::vm::vcpu::UserRegs;
+use crate::vm::vcpu::{
+    UserRegs, XSAVE_BYTES, register_words, registers_from_words, xsave_bytes, xsave_from,
+};
 
 /// Bytes of the XSAVE area in the frame (`KVM_GET_XSAVE`'s region, non-compacted).
-const XSAVE_LEN: u64 = 4096;
+const XSAVE_LEN: u64 = XSAVE_BYTES as u64;
 /// `struct ucontext` up to and with its signal mask.
 const UCONTEXT_LEN: u64 = 304;
 /// The return address, the ucontext and the siginfo.
@@ -50,46 +52,6 @@ pub(super) struct FaultContext {
     pub error_code: u64,
     /// For a page fault, the address.
     pub cr2: u64,
-}
-
-/// The general registers in sigcontext order, from `r8` to `rip`, then `eflags`.
-fn sigcontext_words(regs: &UserRegs) -> [u64; 18] {
-    [
-        regs.r8,
-        regs.r9,
-        regs.r10,
-        regs.r11,
-        regs.r12,
-        regs.r13,
-        regs.r14,
-        regs.r15,
-        regs.rdi,
-        regs.rsi,
-        regs.rbp,
-        regs.rbx,
-        regs.rdx,
-        regs.rax,
-        regs.rcx,
-        regs.rsp,
-        regs.rip,
-        regs.rflags,
-    ]
-}
-
-fn xsave_bytes(state: &kvm_xsave) -> Vec<u8> {
-    state
-        .region
-        .iter()
-        .flat_map(|word| word.to_le_bytes())
-        .collect()
-}
-
-fn xsave_from(bytes: &[u8]) -> Box<kvm_xsave> {
-    let mut state = Box::<kvm_xsave>::default();
-    for (word, chunk) in state.region.iter_mut().zip(bytes.chunks_exact(4)) {
-        *word = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-    }
-    state
 }
 
 /// Writes the frame for `delivery` on the stack of a thread stopped at `regs` (with FPU
@@ -129,7 +91,7 @@ pub(super) fn push(
     bytes.extend_from_slice(&UC_FLAGS.to_le_bytes());
     bytes.extend_from_slice(&0u64.to_le_bytes()); // uc_link
     bytes.extend_from_slice(&altstack.to_bytes(regs.rsp));
-    for word in sigcontext_words(regs) {
+    for word in register_words(regs) {
         bytes.extend_from_slice(&word.to_le_bytes());
     }
     for segment in [selector::USER_CODE, 0, 0, selector::USER_DATA] {
@@ -175,9 +137,8 @@ pub(super) struct Restored {
 }
 
 /// Reads the frame whose ucontext is at `uc` (the stack pointer at `rt_sigreturn`, the
-/// handler's `ret` having popped the return address). `current` supplies what the frame
-/// does not hold.
-pub(super) fn pop(memory: &GuestMemory, uc: u64, current: &UserRegs) -> Result<Restored, Fault> {
+/// handler's `ret` having popped the return address). It holds every general register.
+pub(super) fn pop(memory: &GuestMemory, uc: u64) -> Result<Restored, Fault> {
     let bytes = memory.read_vec(uc, UCONTEXT_LEN)?;
     let word = |index: usize| {
         let at = index * 8;
@@ -189,25 +150,7 @@ pub(super) fn pop(memory: &GuestMemory, uc: u64, current: &UserRegs) -> Result<R
     let mut stack = [0u8; 24];
     stack.copy_from_slice(&bytes[16..40]);
     let context = |index: usize| word(5 + index);
-    let mut regs = *current;
-    regs.r8 = context(0);
-    regs.r9 = context(1);
-    regs.r10 = context(2);
-    regs.r11 = context(3);
-    regs.r12 = context(4);
-    regs.r13 = context(5);
-    regs.r14 = context(6);
-    regs.r15 = context(7);
-    regs.rdi = context(8);
-    regs.rsi = context(9);
-    regs.rbp = context(10);
-    regs.rbx = context(11);
-    regs.rdx = context(12);
-    regs.rax = context(13);
-    regs.rcx = context(14);
-    regs.rsp = context(15);
-    regs.rip = context(16);
-    regs.rflags = context(17);
+    let regs = registers_from_words(std::array::from_fn(context));
     let fpstate = context(23);
     let mask = word(37);
     let fpu = if fpstate == 0 {

@@ -67,6 +67,97 @@ enum Entry {
 /// vCPU keeps, and what [`Vcpu::resume`] puts back.
 pub type UserRegs = kvm_regs;
 
+/// A thread's 18 general registers as a signal frame's sigcontext orders them (`r8` to
+/// `r15`, `rdi`, `rsi`, `rbp`, `rbx`, `rdx`, `rax`, `rcx`, `rsp`, `rip`, then `rflags`): how
+/// signal frames and snapshot files hold them.
+pub fn register_words(regs: &UserRegs) -> [u64; 18] {
+    [
+        regs.r8,
+        regs.r9,
+        regs.r10,
+        regs.r11,
+        regs.r12,
+        regs.r13,
+        regs.r14,
+        regs.r15,
+        regs.rdi,
+        regs.rsi,
+        regs.rbp,
+        regs.rbx,
+        regs.rdx,
+        regs.rax,
+        regs.rcx,
+        regs.rsp,
+        regs.rip,
+        regs.rflags,
+    ]
+}
+
+/// The registers [`register_words`] gave.
+pub fn registers_from_words(words: [u64; 18]) -> UserRegs {
+    let [
+        r8,
+        r9,
+        r10,
+        r11,
+        r12,
+        r13,
+        r14,
+        r15,
+        rdi,
+        rsi,
+        rbp,
+        rbx,
+        rdx,
+        rax,
+        rcx,
+        rsp,
+        rip,
+        rflags,
+    ] = words;
+    kvm_regs {
+        rax,
+        rbx,
+        rcx,
+        rdx,
+        rsi,
+        rdi,
+        rsp,
+        rbp,
+        r8,
+        r9,
+        r10,
+        r11,
+        r12,
+        r13,
+        r14,
+        r15,
+        rip,
+        rflags,
+    }
+}
+
+/// Bytes of the XSAVE region `KVM_GET_XSAVE` fills (the whole of a [`Vcpu::save_fpu`]).
+pub const XSAVE_BYTES: usize = 4096;
+
+/// A saved FPU/SSE/AVX state as its [`XSAVE_BYTES`] bytes (little-endian words).
+pub fn xsave_bytes(state: &kvm_xsave) -> Vec<u8> {
+    state
+        .region
+        .iter()
+        .flat_map(|word| word.to_le_bytes())
+        .collect()
+}
+
+/// The state [`xsave_bytes`] gave (missing bytes read as zero, extra ones are ignored).
+pub fn xsave_from(bytes: &[u8]) -> Box<kvm_xsave> {
+    let mut state = Box::<kvm_xsave>::default();
+    for (word, chunk) in state.region.iter_mut().zip(bytes.chunks_exact(4)) {
+        *word = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    state
+}
+
 /// The bytes of `syscall`, and of `out SYSCALL_PORT, al` that replaces it: both two bytes.
 pub const SYSCALL_INSTRUCTION: [u8; 2] = [0x0f, 0x05];
 /// See [`SYSCALL_INSTRUCTION`].
