@@ -126,18 +126,9 @@ fn init(
 /// A machine restored from `frozen` (one restored ahead if one is ready), with an empty log.
 fn restore_machine(frozen: &Frozen, options: &MachineOptions) -> Result<Machine, EnvironmentError> {
     span!("restore", function = frozen.config.name.as_str());
-    let start = Instant::now();
-    if let Some(mut machine) = frozen.ready.take() {
-        machine.hand_over(LogCollector::new(DEFAULT_LOG_CAPACITY), start.elapsed());
-        return Ok(machine);
-    }
-    Machine::restore(
-        &frozen.machine,
-        &frozen.config,
-        options,
-        LogCollector::new(DEFAULT_LOG_CAPACITY),
-    )
-    .map_err(EnvironmentError::from)
+    frozen
+        .machine(options, LogCollector::new(DEFAULT_LOG_CAPACITY))
+        .map_err(EnvironmentError::from)
 }
 
 impl RuntimeApiEnvironment {

@@ -234,14 +234,7 @@ fn run_restored(
 ) -> Result<(InvokeResult, RunStats), VmmError> {
     let config = &frozen.config;
     let log = LogCollector::start(&invocation.request_id, "$LATEST", DEFAULT_LOG_CAPACITY);
-    let start = Instant::now();
-    let mut machine = match frozen.ready.take() {
-        Some(mut machine) => {
-            machine.hand_over(log, start.elapsed());
-            machine
-        }
-        None => Machine::restore(&frozen.machine, config, options, log)?,
-    };
+    let mut machine = frozen.machine(options, log)?;
     machine.kernel().deliver_stdin(invocation.payload);
     run_to_end(&mut machine, config, invocation.request_id, true)
 }

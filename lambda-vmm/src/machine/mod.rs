@@ -75,6 +75,35 @@ fn random_seed() -> [u8; 16] {
     seed
 }
 
+/// A VM of `memory_bytes` (a spare if the pool has one ready, else a new one), with the
+/// backend's huge-page choice, made ready by `prepare`; if that fails, the VM is torn down.
+/// Also says whether it was a spare.
+fn prepared_vm(
+    memory_bytes: u64,
+    options: &MachineOptions,
+    prepare: impl FnOnce(&mut MicroVm) -> Result<(), VmmError>,
+) -> Result<(Box<MicroVm>, bool), VmmError> {
+    let spare = options
+        .spares
+        .as_ref()
+        .and_then(|pool| pool.take(memory_bytes));
+    let from_spare = spare.is_some();
+    let mut vm = match spare {
+        Some(vm) => vm,
+        None => Box::new(MicroVm::new(memory_bytes)?),
+    };
+    vm.memory
+        .physical()
+        .allow_huge_pages(!options.no_huge_pages);
+    match prepare(&mut vm) {
+        Ok(()) => Ok((vm, from_spare)),
+        Err(error) => {
+            teardown::dispose(vm);
+            Err(error)
+        }
+    }
+}
+
 impl Machine {
     /// Creates a VM for `config`, loads `image` and prepares it to run with `envp`.
     pub fn boot(
@@ -85,19 +114,7 @@ impl Machine {
         make_setup: impl FnOnce(i64) -> KernelSetup,
     ) -> Result<Machine, VmmError> {
         let start = Instant::now();
-        let spare = options
-            .spares
-            .as_ref()
-            .and_then(|pool| pool.take(config.memory_bytes()));
-        let from_spare = spare.is_some();
-        let mut vm = match spare {
-            Some(vm) => vm,
-            None => Box::new(MicroVm::new(config.memory_bytes())?),
-        };
-        vm.memory
-            .physical()
-            .allow_huge_pages(!options.no_huge_pages);
-        let prepared = (|| -> Result<(), VmmError> {
+        let (mut vm, from_spare) = prepared_vm(config.memory_bytes(), options, |vm| {
             image.load_into(&vm.memory)?;
             let argv = [crate::kernel::PROGRAM_PATH.to_string()];
             let startup = StartupInfo {
@@ -110,11 +127,7 @@ impl Machine {
             let stack = build_stack(image, &vm.memory, &startup)?;
             vm.vcpus[0].start(image.entry(), stack)?;
             Ok(())
-        })();
-        if let Err(error) = prepared {
-            teardown::dispose(vm);
-            return Err(error);
-        }
+        })?;
         let max_cpus = (config.vcpus() as usize).clamp(1, MAX_VCPUS);
         let mut kernel = Kernel::new(make_setup(vm.vcpus[0].tsc_offset()));
         kernel.set_cpus(max_cpus as u32);

@@ -18,14 +18,14 @@ use lambda_core::{FunctionConfig, Stop};
 
 use super::cpus::Cpu;
 use super::tasks::Tasks;
-use super::{Machine, MachineOptions, Settled};
+use super::{Machine, MachineOptions, Settled, prepared_vm};
 use crate::error::SnapshotError;
 use crate::error::VmmError;
 use crate::kernel::Kernel;
 use crate::mm::SavedSpace;
 use crate::program::ProgramImage;
+use crate::vm::VmError;
 use crate::vm::layout::MAX_VCPUS;
-use crate::vm::{MicroVm, VmError, teardown};
 
 /// A machine's state at a quiescent point (see the module documentation).
 pub struct MachineSnapshot {
@@ -95,7 +95,7 @@ impl MachineSnapshot {
 }
 
 /// What a snapshot file holds of a machine besides its memory's contents (written).
-#[derive(serde::Serialize)]
+#[derive(Clone, Copy, serde::Serialize)]
 pub struct MachineState<'a> {
     /// The address space and the kernel area's page tables.
     pub saved: &'a SavedSpace,
@@ -205,16 +205,7 @@ impl Machine {
                 config.memory_mb
             ))));
         }
-        let spare = options
-            .spares
-            .as_ref()
-            .and_then(|pool| pool.take(snapshot.memory_bytes));
-        let from_spare = spare.is_some();
-        let mut vm = match spare {
-            Some(vm) => vm,
-            None => Box::new(MicroVm::new(snapshot.memory_bytes)?),
-        };
-        let prepared = (|| -> Result<(), VmmError> {
+        let (mut vm, from_spare) = prepared_vm(snapshot.memory_bytes, options, |vm| {
             vm.memory
                 .restore(&snapshot.memory, &snapshot.saved)
                 .map_err(|error| VmmError::Restore(SnapshotError::Memory(error)))?;
@@ -224,11 +215,7 @@ impl Machine {
             })?;
             first.start(0, 0)?;
             Ok(())
-        })();
-        if let Err(error) = prepared {
-            teardown::dispose(vm);
-            return Err(error);
-        }
+        })?;
         let kernel = snapshot.kernel.restored(vm.vcpus[0].tsc_offset(), log);
         let cpus: Vec<Cpu> = vm.vcpus.drain(..).map(Cpu::new).collect();
         Ok(Machine {

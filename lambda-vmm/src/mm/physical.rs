@@ -459,23 +459,7 @@ impl PhysicalMemory {
     pub fn save_user_memory(&self, file: &std::fs::File) -> std::io::Result<Vec<(u64, u64)>> {
         use std::os::unix::fs::FileExt;
         file.set_len(self.user_size)?;
-        let pages = self.user_size / PAGE;
-        let host = self
-            .host_range(USER_BASE, self.user_size)
-            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        let mut residency = vec![0u8; host_size(pages)];
-        // SAFETY: [host, host + user_size) is our own live user-memory mapping (checked by
-        // host_range), and `residency` has one byte per page of it.
-        let rc = unsafe {
-            libc::mincore(
-                host.cast(),
-                host_size(self.user_size),
-                residency.as_mut_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let residency = self.residency(USER_BASE, self.user_size)?;
         let spans = lock(&self.file_spans).clone();
         let from_file = |addr: u64| {
             spans
@@ -543,20 +527,28 @@ impl PhysicalMemory {
         Ok(())
     }
 
-    /// Bytes of `[addr, addr + len)` the host holds (`mincore`): pages touched and not
-    /// discarded since.
-    pub fn resident_bytes(&self, addr: u64, len: u64) -> u64 {
-        let Some(host) = self.host_range(addr, len) else {
-            return 0;
-        };
-        let pages = host_size(len.div_ceil(PAGE));
-        let mut residency = vec![0u8; pages];
+    /// One byte per page of `[addr, addr + len)` (which must lie inside one slot), bit 0 set
+    /// where the host holds the page (`mincore`).
+    fn residency(&self, addr: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        let host = self
+            .host_range(addr, len)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        let mut residency = vec![0u8; host_size(len.div_ceil(PAGE))];
         // SAFETY: [host, host + len) lies inside our own live mapping (checked by
         // host_range), and `residency` has one byte per page of it.
         let rc = unsafe { libc::mincore(host.cast(), host_size(len), residency.as_mut_ptr()) };
         if rc != 0 {
-            return 0;
+            return Err(std::io::Error::last_os_error());
         }
+        Ok(residency)
+    }
+
+    /// Bytes of `[addr, addr + len)` the host holds (`mincore`): pages touched and not
+    /// discarded since.
+    pub fn resident_bytes(&self, addr: u64, len: u64) -> u64 {
+        let Ok(residency) = self.residency(addr, len) else {
+            return 0;
+        };
         let resident = residency.iter().filter(|&&b| b & 1 != 0).count();
         u64::try_from(resident)
             .unwrap_or(u64::MAX)

@@ -86,34 +86,31 @@ pub(crate) fn write(frozen: &Frozen, path: &Path) -> Result<(), SnapshotError> {
         path: path.to_path_buf(),
         source,
     };
-    let machine = &frozen.machine;
-    let state = with_epoch(|| {
+    let machine = frozen.machine.state();
+    // The body: the state, then the stored memory.
+    let mut body = with_epoch(|| {
         postcard::to_stdvec(&StateOut {
             config: &frozen.config,
             code: CodeIdentity::of(&frozen.config)?,
             init_nanos: u64::try_from(frozen.init_duration.as_nanos()).unwrap_or(u64::MAX),
-            machine: machine.state(),
+            machine,
         })
         .map_err(|error| corrupt(format!("cannot encode the state: {error}")))
     })?;
-    let mut body = state.clone();
-    let mut crc = crc32fast::Hasher::new();
-    let memory = machine.memory();
-    let mut memory_bytes = Vec::new();
-    for &(addr, len) in machine.state().saved.stored() {
-        let start = memory_bytes.len();
-        memory_bytes.resize(start + len as usize, 0);
+    let state_len = body.len();
+    let memory = frozen.machine.memory();
+    for &(addr, len) in machine.saved.stored() {
+        let start = body.len();
+        body.resize(start + len as usize, 0);
         memory
-            .read_exact_at(&mut memory_bytes[start..], addr)
+            .read_exact_at(&mut body[start..], addr)
             .map_err(SnapshotError::Memory)?;
     }
-    body.extend_from_slice(&memory_bytes);
-    crc.update(&body);
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(&MAGIC);
     header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    header.extend_from_slice(&crc.finalize().to_le_bytes());
-    header.extend_from_slice(&(state.len() as u64).to_le_bytes());
+    header.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    header.extend_from_slice(&(state_len as u64).to_le_bytes());
     let mut file = File::create(path).map_err(io)?;
     file.write_all(&header).map_err(io)?;
     file.write_all(&body).map_err(io)?;

@@ -11,7 +11,10 @@ use std::time::Duration;
 use lambda_core::{Contract, FunctionConfig};
 
 pub use crate::error::SnapshotError;
-use crate::machine::MachineSnapshot;
+use lambda_core::logs::LogCollector;
+
+use crate::error::VmmError;
+use crate::machine::{Machine, MachineOptions, MachineSnapshot};
 use crate::program::CodePackage;
 
 /// How long a function that has finished its Init may keep some thread runnable before the
@@ -48,6 +51,26 @@ pub(crate) struct Frozen {
     pub init_duration: Duration,
     /// Machines restored from it ahead of time ([`Snapshot::keep_restored`]).
     pub ready: ready::ReadyStock,
+}
+
+impl Frozen {
+    /// A machine in the frozen state, its output going to `log`: one restored ahead if one is
+    /// ready ([`Snapshot::keep_restored`]), else one restored now (into a spare VM if
+    /// `options` has one).
+    pub fn machine(
+        &self,
+        options: &MachineOptions,
+        log: LogCollector,
+    ) -> Result<Machine, VmmError> {
+        let start = std::time::Instant::now();
+        match self.ready.take() {
+            Some(mut machine) => {
+                machine.hand_over(log, start.elapsed());
+                Ok(machine)
+            }
+            None => Machine::restore(&self.machine, &self.config, options, log),
+        }
+    }
 }
 
 impl std::fmt::Debug for Snapshot {
