@@ -9,7 +9,8 @@ use crate::limits;
 /// Where a function's code lives.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CodeLocation {
-    /// A static x86-64 Linux executable (non-PIE or static-PIE).
+    /// An x86-64 Linux executable: static (non-PIE or static-PIE), or dynamically linked for
+    /// a function with a base image ([`FunctionConfig::base_image`]).
     Executable(PathBuf),
     /// A zip archive holding the executable under the name `bootstrap`, as Lambda's
     /// `provided` runtimes package it.
@@ -67,6 +68,13 @@ pub struct FunctionConfig {
     /// Init (per version and configuration), on backends that can snapshot; others, and
     /// functions that cannot be snapshotted, start with an Init as usual.
     pub snap_start: bool,
+    /// A base image: a host directory the guest sees, read-only, as its `/` (apart from
+    /// `/var/task` and `/tmp`), holding what a dynamically linked program needs (the dynamic
+    /// linker, glibc, a shell, an interpreter), as Lambda's `provided.al2023` runtime holds
+    /// Amazon Linux. `None` runs static programs only. The micro-VM backend uses it; the
+    /// process backend runs programs with the host's own libraries.
+    #[serde(default)]
+    pub base_image: Option<PathBuf>,
 }
 
 impl FunctionConfig {
@@ -83,6 +91,7 @@ impl FunctionConfig {
             handler: "bootstrap".to_string(),
             contract: Contract::default(),
             snap_start: false,
+            base_image: None,
         }
     }
 
@@ -131,6 +140,12 @@ impl FunctionConfig {
     /// Turns SnapStart on or off (see [`FunctionConfig::snap_start`]).
     pub fn with_snap_start(mut self, snap_start: bool) -> Self {
         self.snap_start = snap_start;
+        self
+    }
+
+    /// Sets the base image (see [`FunctionConfig::base_image`]).
+    pub fn with_base_image(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_image = Some(dir.into());
         self
     }
 

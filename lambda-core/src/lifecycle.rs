@@ -124,7 +124,8 @@ pub enum EnvironmentError {
     /// The backend cannot run on this host (for example `/dev/kvm` is missing).
     #[error("backend unavailable: {0}")]
     Unavailable(String),
-    /// The function's code cannot be run: not a static x86-64 ELF, unreadable, and so on.
+    /// The function's code cannot be run: not an x86-64 ELF, unreadable, a dynamic program
+    /// without a base image, and so on.
     #[error("invalid function code: {0}")]
     Code(String),
     /// The configuration is out of range.

@@ -301,7 +301,10 @@ impl MicroVmBackend {
         config: &FunctionConfig,
     ) -> Result<(ProgramImage, CodePackage), EnvironmentError> {
         config.validate()?;
-        let (image, package) = self.programs.load(&config.code).map_err(VmmError::Load)?;
+        let (image, package) = self
+            .programs
+            .load(&config.code, config.base_image.as_deref())
+            .map_err(VmmError::Load)?;
         image
             .check_fits(config.memory_bytes())
             .map_err(VmmError::Load)?;

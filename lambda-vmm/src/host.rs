@@ -1,5 +1,6 @@
 //! The host syscalls (and instructions) the crate uses outside KVM and guest memory, each
-//! behind a safe function: memory files, random bytes, signalling a process group, the TSC.
+//! behind a safe function: memory files, random bytes, signalling a process group, the TSC,
+//! and opening a file beneath a directory that acts as its root.
 
 use std::ffi::CStr;
 use std::fs::File;
@@ -44,6 +45,45 @@ pub fn seal_contents(file: &File) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Opens `path`, relative to the directory `root`, with `flags` (`O_*`, close-on-exec always
+/// added), resolving it as if `root` were `/` (`openat2` with `RESOLVE_IN_ROOT`): `..` stops
+/// at `root`, absolute symbolic links start again from `root`, and `/proc`'s magic links are
+/// refused, so no path can name anything outside `root`.
+pub fn open_beneath(root: &File, path: &CStr, flags: i32) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: open_how is plain data; all-zero is its default (mode 0, no flags).
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = u64::try_from(flags | libc::O_CLOEXEC).unwrap_or(0);
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    let mut raced = 0;
+    loop {
+        // SAFETY: openat2(2) reads the NUL-terminated `path` and `size_of::<open_how>()` bytes
+        // of `how`, both alive for the call; `root` is an open descriptor we borrow. The
+        // result is checked before use.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                size_of::<libc::open_how>(),
+            )
+        };
+        if fd < 0 {
+            let error = io::Error::last_os_error();
+            // EAGAIN: a rename raced the lookup (RESOLVE_IN_ROOT's documented retry).
+            if matches!(error.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) && raced < 16 {
+                raced += 1;
+                continue;
+            }
+            return Err(error);
+        }
+        let fd = i32::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+        // SAFETY: `fd` was just returned by openat2, is open, and nothing else owns it.
+        return Ok(unsafe { File::from_raw_fd(fd) });
+    }
 }
 
 /// Fills `buf` with random bytes from the kernel (`getrandom`, blocking until the pool is

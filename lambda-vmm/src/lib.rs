@@ -1,7 +1,7 @@
 //! One execution environment per KVM micro-VM.
 //!
-//! The function's own static x86-64 ELF runs at CPL3 in 64-bit long mode in a 47-bit
-//! virtual address space whose page tables the VMM keeps (mappings cost nothing until
+//! The function's own x86-64 ELF (static, or dynamic with its `ld.so` from a base image)
+//! runs at CPL3 in 64-bit long mode in a 47-bit virtual address space whose page tables the VMM keeps (mappings cost nothing until
 //! touched; protections are enforced; a vDSO answers the clocks without an exit), and the
 //! VMM is its kernel: `syscall` lands on a two-byte
 //! ring-0 stub that exits to the VMM, which performs the call against the environment's state
@@ -24,7 +24,9 @@
 //! the one checked accessor for guest pointers) -> the Runtime API of `lambda-core`.
 //! `snapshot.rs` is a function frozen after Init, which `machine/snapshot.rs` takes and
 //! restores into new VMs.
-//! `program/` turns a package into a checked, staged image and its initial stack; `vdso/` is
+//! `program/` turns a package into a checked, staged image (with its interpreter, for a
+//! dynamic program) and its initial stack; `base_image.rs` is the read-only `/` a function
+//! may have; `vdso/` is
 //! the guest's vDSO; `host.rs` holds the few host syscalls made outside KVM; `process/` is
 //! the development backend.
 
@@ -34,6 +36,7 @@
 #![deny(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
 mod backend;
+mod base_image;
 mod env;
 mod error;
 mod file_forms;

@@ -87,7 +87,11 @@ fn init(
     span!("init", function = config.name.as_str());
     let start = Instant::now();
     let envp = guest_environment(config, Some(RUNTIME_API_ENDPOINT));
-    let fs = FileSystem::new(&package.files, u64::from(config.ephemeral_storage_mb) << 20);
+    let fs = FileSystem::new(
+        &package.files,
+        u64::from(config.ephemeral_storage_mb) << 20,
+        package.base_image.clone(),
+    );
     let mut machine = Machine::boot(image, config, &envp, options, |tsc_offset| KernelSetup {
         tsc_offset,
         fs,

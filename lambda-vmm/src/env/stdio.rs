@@ -131,7 +131,11 @@ fn run_once(
     options: &MachineOptions,
 ) -> Result<(InvokeResult, RunStats), VmmError> {
     let envp = guest_environment(config, None);
-    let fs = FileSystem::new(&package.files, u64::from(config.ephemeral_storage_mb) << 20);
+    let fs = FileSystem::new(
+        &package.files,
+        u64::from(config.ephemeral_storage_mb) << 20,
+        package.base_image.clone(),
+    );
     let payload = invocation.payload;
     let log = LogCollector::start(&invocation.request_id, "$LATEST", DEFAULT_LOG_CAPACITY);
     let mut machine = Machine::boot(image, config, &envp, options, |tsc_offset| KernelSetup {
@@ -189,7 +193,11 @@ pub(crate) fn snapshot(
 ) -> Result<Snapshot, SnapshotError> {
     let start = Instant::now();
     let envp = guest_environment(config, None);
-    let fs = FileSystem::new(&package.files, u64::from(config.ephemeral_storage_mb) << 20);
+    let fs = FileSystem::new(
+        &package.files,
+        u64::from(config.ephemeral_storage_mb) << 20,
+        package.base_image.clone(),
+    );
     let mut machine = Machine::boot(image, config, &envp, options, |tsc_offset| KernelSetup {
         tsc_offset,
         fs,

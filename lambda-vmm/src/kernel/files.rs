@@ -70,10 +70,10 @@ fn stat_bytes(mode: u32, size: u64, inode: u64) -> [u8; 144] {
     stat
 }
 
-fn metadata_stat(meta: &Metadata, path: &str) -> [u8; 144] {
+fn metadata_stat(meta: &Metadata) -> [u8; 144] {
     let mode = if meta.is_dir {
         S_IFDIR | 0o755
-    } else if path.starts_with(vfs::TASK_ROOT) {
+    } else if meta.executable {
         S_IFREG | 0o755
     } else {
         S_IFREG | 0o644
@@ -282,7 +282,7 @@ impl Kernel {
         let data = self
             .fs
             .read_at(path, offset, abi::size(count.min(MAX_READ)))?;
-        memory.write(buf, data)?;
+        memory.write(buf, &data)?;
         Ok(abi::count(data.len()))
     }
 
@@ -437,7 +437,7 @@ impl Kernel {
         let stat = match &self.fds.get(fd)?.object {
             Object::Stdin | Object::Stdout | Object::Stderr => stat_bytes(S_IFIFO | 0o600, 0, 0),
             Object::File(OpenFile { path, .. }) | Object::Dir(OpenDir { path, .. }) => {
-                metadata_stat(&self.fs.metadata(path)?, path)
+                metadata_stat(&self.fs.metadata(path)?)
             }
             Object::Socket(_) => stat_bytes(S_IFSOCK | 0o777, 0, 0),
             Object::Epoll(_) | Object::EventFd(_) => stat_bytes(0o600, 0, 0),
@@ -461,7 +461,7 @@ impl Kernel {
         }
         let path = self.resolve(memory, dirfd, path)?;
         let meta = self.fs.metadata(&path)?;
-        memory.write(statbuf, &metadata_stat(&meta, &path))?;
+        memory.write(statbuf, &metadata_stat(&meta))?;
         Ok(0)
     }
 
@@ -692,7 +692,8 @@ impl Kernel {
         Ok(0)
     }
 
-    /// `readlinkat`: `/proc/self/exe` names the program; nothing else is a link.
+    /// `readlinkat`: `/proc/self/exe` names the program; the base image's links are read as
+    /// stored.
     pub(super) fn readlinkat(
         &mut self,
         memory: &GuestMemory,
@@ -702,16 +703,16 @@ impl Kernel {
         size: u64,
     ) -> SysResult {
         let raw = read_path(memory, path)?;
-        if raw != b"/proc/self/exe" {
+        let target = if raw == b"/proc/self/exe" {
+            PROGRAM_PATH.as_bytes().to_vec()
+        } else {
             let path = self.resolve(memory, dirfd, path)?;
-            self.fs.metadata(&path)?;
-            return Err(errno(libc::EINVAL));
-        }
+            self.fs.read_link(&path)?
+        };
         if abi::int(size) <= 0 {
             return Err(errno(libc::EINVAL));
         }
-        let target = PROGRAM_PATH.as_bytes();
-        let target = target.get(..abi::size(size)).unwrap_or(target);
+        let target = target.get(..abi::size(size)).unwrap_or(&target);
         memory.write(buf, target)?;
         Ok(abi::count(target.len()))
     }

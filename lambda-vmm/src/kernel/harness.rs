@@ -55,21 +55,31 @@ impl Guest {
     /// A one-shot program whose stdin holds `event`, with `/var/task/bootstrap` and
     /// `/var/task/data.txt` and a 1 MiB `/tmp`.
     pub fn one_shot(event: &[u8]) -> Guest {
-        Guest::with(Some(event.to_vec()), None)
+        Guest::with(Some(event.to_vec()), None, None)
+    }
+
+    /// A one-shot program like [`Guest::one_shot`] whose other paths are `image`'s.
+    pub fn with_base_image(image: crate::base_image::BaseImage) -> Guest {
+        Guest::with(Some(Vec::new()), None, Some(image))
     }
 
     /// A Runtime API program (its loopback socket reaches a Runtime API).
     pub fn runtime() -> Guest {
-        Guest::with(None, Some(RuntimeApi::new("arn:test")))
+        Guest::with(None, Some(RuntimeApi::new("arn:test")), None)
     }
 
-    fn with(stdin: Option<Vec<u8>>, api: Option<RuntimeApi>) -> Guest {
+    fn with(
+        stdin: Option<Vec<u8>>,
+        api: Option<RuntimeApi>,
+        image: Option<crate::base_image::BaseImage>,
+    ) -> Guest {
         let memory = pretend_program_memory();
         let code: Arc<[u8]> = Arc::from(&b"\x7fELF program"[..]);
         let data: Arc<[u8]> = Arc::from(&b"0123456789"[..]);
         let fs = FileSystem::new(
             &[("bootstrap".into(), code), ("data.txt".into(), data)],
             TMP_QUOTA,
+            image,
         );
         let kernel = Kernel::new(KernelSetup {
             tsc_offset: 0,

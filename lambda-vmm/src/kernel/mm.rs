@@ -2,8 +2,16 @@
 //! `mremap` and `madvise`, answered by the address space (`mm`) and its errors turned into
 //! errnos.
 
-use super::{Errno, SysResult};
+use super::fd::Object;
+use super::{Errno, Kernel, SysResult};
+use crate::mm::layout::PAGE;
 use crate::mm::{GuestMemory, MapError};
+
+const MAP_SHARED: u64 = 0x01;
+const MAP_SHARED_VALIDATE: u64 = 0x03;
+const MAP_TYPE: u64 = 0x0f;
+const MAP_ANONYMOUS: u64 = 0x20;
+const PROT_WRITE: u64 = 0x2;
 
 impl From<MapError> for Errno {
     fn from(error: MapError) -> Errno {
@@ -11,10 +19,51 @@ impl From<MapError> for Errno {
     }
 }
 
-/// `mmap`: anonymous memory (a file answers `ENODEV`); the descriptor and offset of an
-/// anonymous mapping are ignored, as Linux ignores them.
-pub(super) fn mmap(memory: &GuestMemory, addr: u64, len: u64, prot: u64, flags: u64) -> SysResult {
-    Ok(memory.mmap(addr, len, prot, flags)?)
+impl Kernel {
+    /// `mmap`: anonymous memory (the descriptor and offset are ignored, as Linux ignores
+    /// them), or a regular file's bytes from `offset`, copied into the mapping
+    /// (`GuestMemory::mmap_contents`). A private file mapping behaves as Linux's does as long
+    /// as the file does not change; a shared one is accepted read-only (a writable shared
+    /// mapping of a `/tmp` file answers `ENODEV`: its writes could not reach the file).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mmap(
+        &mut self,
+        memory: &GuestMemory,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        fd: u64,
+        offset: u64,
+    ) -> SysResult {
+        if flags & MAP_ANONYMOUS != 0 {
+            return Ok(memory.mmap(addr, len, prot, flags)?);
+        }
+        let file = match &self.fds.get(fd)?.object {
+            Object::File(file) => file,
+            Object::Dir(_) => return Err(Errno(libc::ENODEV)),
+            _ => return Err(Errno(libc::EACCES)),
+        };
+        if !file.readable {
+            return Err(Errno(libc::EACCES));
+        }
+        let shared = matches!(flags & MAP_TYPE, MAP_SHARED | MAP_SHARED_VALIDATE);
+        if shared && prot & PROT_WRITE != 0 {
+            return Err(Errno(if file.writable {
+                libc::ENODEV
+            } else {
+                libc::EACCES
+            }));
+        }
+        if offset % PAGE != 0 || len == 0 {
+            return Err(Errno(libc::EINVAL));
+        }
+        // The mapping's length bounds the copy (and `mmap` refuses lengths past the address
+        // space before anything is read).
+        let want = usize::try_from(len).map_err(|_| Errno(libc::ENOMEM))?;
+        let contents = self.fs.read_at(&file.path, offset, want)?.into_owned();
+        Ok(memory.mmap_contents(addr, len, prot, flags, &contents)?)
+    }
 }
 
 /// `mprotect`.

@@ -70,6 +70,13 @@ pub struct Errno(pub i32);
 /// Not an error number: the call must wait (see [`Kernel::wait`]).
 const BLOCKED: Errno = Errno(-1);
 
+impl Errno {
+    /// The guest's error for a host I/O error (`EIO` when it carries no number).
+    pub fn from_io(error: std::io::Error) -> Errno {
+        Errno(error.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
 impl From<Fault> for Errno {
     fn from(_: Fault) -> Errno {
         Errno(libc::EFAULT)
@@ -277,6 +284,12 @@ impl Kernel {
             *held = false;
         }
         self.stdin_awaited = false;
+    }
+
+    /// Attaches the function's base image to a kernel read from a snapshot file (which
+    /// names the image by the function's configuration rather than holding it).
+    pub fn attach_base_image(&mut self, image: Option<crate::base_image::BaseImage>) {
+        self.fs.set_image(image);
     }
 
     /// A copy of this kernel for an environment restored from a snapshot of it: the same

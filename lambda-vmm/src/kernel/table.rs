@@ -103,8 +103,11 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(
         9,
         "mmap",
-        Partial("anonymous memory only (a file answers ENODEV); no MAP_HUGETLB pool (ENOMEM)"),
-        |_, m, a| mm::mmap(m, a[0], a[1], a[2], a[3]),
+        Partial(
+            "files are copied in (no page cache shared with the file; a writable MAP_SHARED \
+             file mapping answers ENODEV); no MAP_HUGETLB pool (ENOMEM)",
+        ),
+        |k, m, a| k.mmap(m, a[0], a[1], a[2], a[3], a[4], a[5]),
     ),
     Syscall::new(10, "mprotect", Full, |_, m, a| {
         mm::mprotect(m, a[0], a[1], a[2])
@@ -461,7 +464,7 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(
         267,
         "readlinkat",
-        Partial("/proc/self/exe names the program; there are no other links"),
+        Partial("/proc/self/exe names the program; the base image's links are read as stored"),
         |k, m, a| k.readlinkat(m, a[0], a[1], a[2], a[3]),
     ),
     Syscall::new(

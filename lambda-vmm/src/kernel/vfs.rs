@@ -1,11 +1,15 @@
-//! The environment's filesystem, in memory: the function's code read-only at `/var/task`, a
-//! writable `/tmp` limited to the function's ephemeral storage, and nothing else. No host path
-//! is ever opened on the guest's behalf.
+//! The environment's filesystem: the function's code read-only at `/var/task` and a writable
+//! `/tmp` limited to the function's ephemeral storage, both in memory, and, when the
+//! function has a base image, the image's files read-only everywhere else. The only host
+//! paths opened on the guest's behalf are the image's, through `BaseImage`, which keeps
+//! every lookup inside the image.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Errno;
+use crate::base_image::BaseImage;
 
 /// Where the function's code appears.
 pub const TASK_ROOT: &str = "/var/task";
@@ -63,6 +67,8 @@ pub struct Metadata {
     pub size: u64,
     /// Whether the guest may change it.
     pub writable: bool,
+    /// Whether it may be executed (mode 0755 rather than 0644).
+    pub executable: bool,
 }
 
 /// The filesystem of one execution environment.
@@ -74,6 +80,11 @@ pub struct FileSystem {
     tmp_quota: u64,
     tmp_entries: usize,
     tmp_name_bytes: usize,
+    /// The base image under everything else, if the function has one. Not part of a
+    /// snapshot file's state: the function's configuration names it, and it is attached
+    /// again when the file is loaded.
+    #[serde(skip)]
+    image: Option<BaseImage>,
 }
 
 /// `renameat2`'s flags.
@@ -155,9 +166,13 @@ fn is_under_tmp(path: &str) -> bool {
 }
 
 impl FileSystem {
-    /// A filesystem whose `/var/task` holds `task_files` (name -> contents) and whose `/tmp`
-    /// may hold `tmp_quota` bytes.
-    pub fn new(task_files: &[(String, Arc<[u8]>)], tmp_quota: u64) -> FileSystem {
+    /// A filesystem whose `/var/task` holds `task_files` (name -> contents), whose `/tmp`
+    /// may hold `tmp_quota` bytes, and whose other paths are `image`'s, if given.
+    pub fn new(
+        task_files: &[(String, Arc<[u8]>)],
+        tmp_quota: u64,
+        image: Option<BaseImage>,
+    ) -> FileSystem {
         let mut fs = FileSystem {
             entries: BTreeMap::new(),
             next_inode: 1,
@@ -165,6 +180,7 @@ impl FileSystem {
             tmp_quota,
             tmp_entries: 0,
             tmp_name_bytes: 0,
+            image,
         };
         for dir in ["/", "/var", TASK_ROOT] {
             fs.insert(dir, Node::Directory, false);
@@ -192,6 +208,21 @@ impl FileSystem {
         fs
     }
 
+    /// Puts `image` under everything that is not `/var/task` or `/tmp`.
+    pub fn set_image(&mut self, image: Option<BaseImage>) {
+        self.image = image;
+    }
+
+    /// The base image, if `path` is one of its paths: not in memory, and not under
+    /// `/var/task` or `/tmp` (which the image cannot shadow or add to).
+    fn image_for(&self, path: &str) -> Option<&BaseImage> {
+        let image = self.image.as_ref()?;
+        let own = self.entries.contains_key(path)
+            || is_within(path, TASK_ROOT)
+            || is_within(path, TMP_ROOT);
+        (!own).then_some(image)
+    }
+
     fn insert(&mut self, path: &str, node: Node, writable: bool) {
         let inode = self.next_inode;
         self.next_inode = self.next_inode.saturating_add(1);
@@ -207,6 +238,16 @@ impl FileSystem {
 
     /// Metadata of `path`.
     pub fn metadata(&self, path: &str) -> Result<Metadata, Errno> {
+        if let Some(image) = self.image_for(path) {
+            let meta = image.metadata(path).map_err(Errno::from_io)?;
+            return Ok(Metadata {
+                inode: meta.inode,
+                is_dir: meta.is_dir,
+                size: meta.size,
+                writable: false,
+                executable: meta.executable,
+            });
+        }
         let entry = self.entries.get(path).ok_or(Errno(libc::ENOENT))?;
         Ok(Metadata {
             inode: entry.inode,
@@ -216,14 +257,22 @@ impl FileSystem {
                 Node::File(contents) => u64::try_from(contents.bytes().len()).unwrap_or(u64::MAX),
             },
             writable: entry.writable,
+            executable: is_within(path, TASK_ROOT),
         })
     }
 
     fn writable_parent(&self, path: &str) -> Result<(), Errno> {
-        let parent = self
-            .entries
-            .get(parent_of(path))
-            .ok_or(Errno(libc::ENOENT))?;
+        let parent_path = parent_of(path);
+        if let Some(image) = self.image_for(parent_path) {
+            // A directory of the image: read-only, as a read-only mount answers.
+            let meta = image.metadata(parent_path).map_err(Errno::from_io)?;
+            return Err(Errno(if meta.is_dir {
+                libc::EROFS
+            } else {
+                libc::ENOTDIR
+            }));
+        }
+        let parent = self.entries.get(parent_path).ok_or(Errno(libc::ENOENT))?;
         match (&parent.node, parent.writable) {
             (Node::Directory, true) => Ok(()),
             (Node::Directory, false) => Err(Errno(libc::EROFS)),
@@ -259,6 +308,10 @@ impl FileSystem {
 
     /// Removes a file (`dir == false`) or an empty directory (`dir == true`).
     pub fn remove(&mut self, path: &str, dir: bool) -> Result<(), Errno> {
+        if let Some(image) = self.image_for(path) {
+            image.metadata(path).map_err(Errno::from_io)?;
+            return Err(Errno(libc::EROFS));
+        }
         let entry = self.entries.get(path).ok_or(Errno(libc::ENOENT))?;
         if !entry.writable || !is_under_tmp(path) {
             return Err(Errno(if path.starts_with(TASK_ROOT) {
@@ -370,6 +423,24 @@ impl FileSystem {
 
     /// Names in directory `path`, with whether each is a directory and its inode.
     pub fn children(&self, path: &str) -> Vec<(String, bool, u64)> {
+        let own = self.own_children(path);
+        let image = match &self.image {
+            Some(image) if !is_within(path, TASK_ROOT) && !is_within(path, TMP_ROOT) => {
+                image.children(path).unwrap_or_default()
+            }
+            _ => return own,
+        };
+        // The environment's own entries (`/var`, `/tmp`) win over the image's of that name.
+        let mut merged = own;
+        for child in image {
+            if !merged.iter().any(|(name, ..)| *name == child.0) {
+                merged.push(child);
+            }
+        }
+        merged
+    }
+
+    fn own_children(&self, path: &str) -> Vec<(String, bool, u64)> {
         let prefix = if path == "/" {
             "/".to_string()
         } else {
@@ -389,16 +460,41 @@ impl FileSystem {
             .collect()
     }
 
-    /// Reads up to `len` bytes of file `path` from `offset`.
-    pub fn read_at(&self, path: &str, offset: u64, len: usize) -> Result<&[u8], Errno> {
+    /// The target of the base image's symbolic link at `path`; `EINVAL` for anything else
+    /// (the environment's own files have no links).
+    pub fn read_link(&self, path: &str) -> Result<Vec<u8>, Errno> {
+        use std::os::unix::ffi::OsStrExt;
+        match self.image_for(path) {
+            Some(image) => image
+                .read_link(path)
+                .map(|target| target.as_os_str().as_bytes().to_vec())
+                .map_err(Errno::from_io),
+            None => {
+                self.metadata(path)?;
+                Err(Errno(libc::EINVAL))
+            }
+        }
+    }
+
+    /// Reads up to `len` bytes of file `path` from `offset` (a copy of what was read, for a
+    /// file of the base image).
+    pub fn read_at(&self, path: &str, offset: u64, len: usize) -> Result<Cow<'_, [u8]>, Errno> {
+        let window = |bytes: &[u8]| -> std::ops::Range<usize> {
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            start..start.saturating_add(len).min(bytes.len())
+        };
+        if let Some(image) = self.image_for(path) {
+            let bytes = image.contents(path).map_err(Errno::from_io)?;
+            return Ok(Cow::Owned(
+                bytes.get(window(&bytes)).unwrap_or_default().to_vec(),
+            ));
+        }
         match self.entries.get(path).map(|e| &e.node) {
             Some(Node::File(contents)) => {
                 let bytes = contents.bytes();
-                let rest = usize::try_from(offset)
-                    .ok()
-                    .and_then(|start| bytes.get(start..))
-                    .unwrap_or_default();
-                Ok(rest.get(..len).unwrap_or(rest))
+                Ok(Cow::Borrowed(bytes.get(window(bytes)).unwrap_or_default()))
             }
             Some(Node::Directory) => Err(Errno(libc::EISDIR)),
             None => Err(Errno(libc::ENOENT)),
@@ -477,6 +573,7 @@ mod tests {
                 ("lib/data.txt".into(), code),
             ],
             100,
+            None,
         )
     }
 
@@ -497,7 +594,7 @@ mod tests {
     fn task_is_read_only_and_tmp_is_bounded() {
         let mut fs = fs();
         assert!(fs.metadata("/var/task/lib").unwrap().is_dir);
-        assert_eq!(fs.read_at("/var/task/bootstrap", 1, 3).unwrap(), b"ELF");
+        assert_eq!(&*fs.read_at("/var/task/bootstrap", 1, 3).unwrap(), b"ELF");
         assert_eq!(fs.create_file("/var/task/new"), Err(Errno(libc::EROFS)));
         assert_eq!(
             fs.write_at("/var/task/bootstrap", 0, b"x"),
@@ -572,7 +669,7 @@ mod tests {
         );
         // A non-empty directory moves with its contents.
         fs.rename("/tmp/a", "/tmp/z", plain).unwrap();
-        assert_eq!(fs.read_at("/tmp/z/b/f", 0, 10).unwrap(), b"data");
+        assert_eq!(&*fs.read_at("/tmp/z/b/f", 0, 10).unwrap(), b"data");
         assert_eq!(fs.metadata("/tmp/a"), Err(Errno(libc::ENOENT)));
         // NOREPLACE, files over directories and directories over files.
         fs.create_file("/tmp/g").unwrap();

@@ -100,7 +100,7 @@ impl Core<'_> {
         match exit {
             Exit::Syscall => {
                 if let Some(site) = cpu.vcpu.stub_syscall_site() {
-                    self.image.syscall_sites().learn(self.memory, site);
+                    self.image.learn_syscall_site(self.memory, site);
                 }
                 let call = cpu.vcpu.syscall();
                 let regs = cpu.vcpu.syscall_return_regs();

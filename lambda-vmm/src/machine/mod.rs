@@ -125,7 +125,7 @@ impl Machine {
                 vdso: !options.no_vdso,
             };
             let stack = build_stack(image, &vm.memory, &startup)?;
-            vm.vcpus[0].start(image.entry(), stack)?;
+            vm.vcpus[0].start(image.start_address(), stack)?;
             Ok(())
         })?;
         let max_cpus = (config.vcpus() as usize).clamp(1, MAX_VCPUS);

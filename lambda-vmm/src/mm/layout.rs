@@ -24,6 +24,9 @@ pub const CHUNK: u64 = 2 << 20;
 pub const MIN_MAP_ADDRESS: u64 = 0x1_0000;
 /// Where a position-independent program is loaded.
 pub const PIE_LOAD_BASE: u64 = 0x40_0000;
+/// Where a dynamic program's interpreter (`ld.so`) is loaded: high in the mmap area, as
+/// Linux places it, with the area's top-down allocations above and below it.
+pub const INTERP_BASE: u64 = 0x7f00_0000_0000;
 /// Start of the VMM's area (descriptor tables, stubs, kernel stack), the last 2 MiB below
 /// 2^47: every user address lies below it.
 pub const KERNEL_VIRT: u64 = (1 << 47) - CHUNK;
@@ -62,6 +65,7 @@ mod tests {
         const {
             assert!(MIN_MAP_ADDRESS < PIE_LOAD_BASE);
             assert!(PIE_LOAD_BASE < MMAP_TOP);
+            assert!(INTERP_BASE % CHUNK == 0 && INTERP_BASE + (64 << 20) < MMAP_TOP);
             assert!(MMAP_TOP < STACK_BOTTOM);
             assert!(STACK_TOP < VVAR);
             assert!(VDSO + PAGE <= USER_END);

@@ -460,6 +460,45 @@ impl GuestMemory {
         self.space().mmap(&self.physical, addr, len, prot, flags)
     }
 
+    /// `mmap` of a file: the mapping is made as private anonymous memory is, and `contents`
+    /// (the file's bytes from the mapping's offset, at most `len`) are copied into its first
+    /// pages now; the rest reads zero. The copy is the environment's own, so a private
+    /// mapping's writes stay in it and a read-only shared one cannot change.
+    pub fn mmap_contents(
+        &self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        contents: &[u8],
+    ) -> Result<u64, MapError> {
+        let mut space = self.space();
+        let start = space.mmap(
+            &self.physical,
+            addr,
+            len,
+            prot,
+            flags | space::MAP_ANONYMOUS,
+        )?;
+        let filled = start.saturating_add(guest_size(contents.len()).min(len));
+        let copied = space.populate_range(&self.physical, start, filled).is_ok()
+            && contents
+                .chunks(host_size(PAGE))
+                .zip((start..filled).step_by(host_size(PAGE)))
+                .all(|(piece, page)| match space.frame_of(&self.physical, page) {
+                    Some(frame) => {
+                        self.physical.write(frame, piece);
+                        true
+                    }
+                    None => false,
+                });
+        if !copied {
+            let _ = space.munmap(&self.physical, start, len);
+            return Err(MapError::NoMemory);
+        }
+        Ok(start)
+    }
+
     /// `munmap`.
     pub fn munmap(&self, addr: u64, len: u64) -> Result<u64, MapError> {
         self.space().munmap(&self.physical, addr, len)

@@ -3,8 +3,8 @@
 //! and every environment of the function maps the same staged image (and learns syscall sites
 //! into the same set).
 
-use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -13,6 +13,7 @@ use lambda_core::CodeLocation;
 use super::error::LoadError;
 use super::image::ProgramImage;
 use super::package::{CodePackage, read_package};
+use crate::base_image::BaseImage;
 use crate::sync::lock;
 
 /// How many distinct programs a cache keeps; the least recently used goes first.
@@ -26,10 +27,11 @@ struct Key {
     path: PathBuf,
     len: u64,
     modified: Option<SystemTime>,
+    base_image: Option<PathBuf>,
 }
 
 impl Key {
-    fn of(code: &CodeLocation) -> Result<Key, LoadError> {
+    fn of(code: &CodeLocation, base_image: Option<&Path>) -> Result<Key, LoadError> {
         let path = code.path().to_path_buf();
         let metadata = std::fs::metadata(&path).map_err(|error| LoadError::Unreadable {
             path: path.display().to_string(),
@@ -40,21 +42,28 @@ impl Key {
             path,
             len: metadata.len(),
             modified: metadata.modified().ok(),
+            base_image: base_image.map(Path::to_path_buf),
         })
     }
 }
 
-/// Checked programs by package.
+/// Checked programs by package, and the base images they use.
 #[derive(Debug, Default)]
 pub struct ProgramCache {
     entries: Mutex<VecDeque<(Key, ProgramImage, CodePackage)>>,
+    /// Base images by host directory, opened once and shared by every function using them.
+    images: Mutex<HashMap<PathBuf, BaseImage>>,
 }
 
 impl ProgramCache {
-    /// The checked program of `code`: from the cache if the file is unchanged, else read,
-    /// checked and kept.
-    pub fn load(&self, code: &CodeLocation) -> Result<(ProgramImage, CodePackage), LoadError> {
-        let key = Key::of(code)?;
+    /// The checked program of `code`, over the base image at `base_image` if given: from the
+    /// cache if the file is unchanged, else read, checked and kept.
+    pub fn load(
+        &self,
+        code: &CodeLocation,
+        base_image: Option<&Path>,
+    ) -> Result<(ProgramImage, CodePackage), LoadError> {
+        let key = Key::of(code, base_image)?;
         {
             let mut entries = lock(&self.entries);
             if let Some(index) = entries.iter().position(|(k, ..)| *k == key)
@@ -65,13 +74,31 @@ impl ProgramCache {
                 return Ok(found);
             }
         }
-        let package = read_package(code)?;
+        let mut package = read_package(code)?;
+        package.base_image = base_image.map(|dir| self.base_image(dir)).transpose()?;
         let image = ProgramImage::from_package(&package)?;
         let mut entries = lock(&self.entries);
         entries.retain(|(k, ..)| k.location != key.location);
         entries.push_front((key, image.clone(), package.clone()));
         entries.truncate(PROGRAM_CACHE_CAPACITY);
         Ok((image, package))
+    }
+
+    /// The base image at `dir`, opened now or earlier.
+    fn base_image(&self, dir: &Path) -> Result<BaseImage, LoadError> {
+        let mut images = lock(&self.images);
+        if let Some(image) = images.get(dir) {
+            return Ok(image.clone());
+        }
+        let image = BaseImage::open(dir).map_err(|error| LoadError::BaseImage {
+            path: dir.display().to_string(),
+            reason: match error.raw_os_error() {
+                Some(libc::ENOTDIR) => "it is not a directory".into(),
+                _ => error.to_string(),
+            },
+        })?;
+        images.insert(dir.to_path_buf(), image.clone());
+        Ok(image)
     }
 
     /// How many programs are kept.
@@ -93,11 +120,11 @@ mod tests {
         std::fs::write(&path, b"#!/bin/sh\n").unwrap();
         let cache = ProgramCache::default();
         let code = CodeLocation::Executable(path.clone());
-        assert_eq!(cache.load(&code).unwrap_err(), LoadError::NotElf);
+        assert_eq!(cache.load(&code, None).unwrap_err(), LoadError::NotElf);
         assert_eq!(cache.len(), 0, "a refused program is not kept");
         let missing = CodeLocation::Executable(dir.join("missing"));
         assert!(matches!(
-            cache.load(&missing),
+            cache.load(&missing, None),
             Err(LoadError::Unreadable { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -17,12 +17,31 @@ pub enum LoadError {
     /// An ELF file for another class, byte order or machine.
     #[error("{0}: only 64-bit little-endian x86-64 programs can run")]
     WrongArchitecture(String),
-    /// A dynamically linked program.
+    /// A dynamically linked program, for a function without a base image.
     #[error(
-        "dynamically linked program (it asks for the interpreter {0}): link it statically \
-         (gcc -static, or RUSTFLAGS=\"-C target-feature=+crt-static\")"
+        "dynamically linked program (it asks for the interpreter {0}) and the function has no \
+         base image: give it one (FunctionConfig::with_base_image, docs/base-image.md), or link \
+         it statically (gcc -static, or RUSTFLAGS=\"-C target-feature=+crt-static\")"
     )]
     Dynamic(String),
+    /// The base image cannot be used.
+    #[error("cannot use {path} as a base image: {reason}")]
+    BaseImage {
+        /// The host directory the configuration names.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The interpreter a dynamic program names cannot be loaded from the base image.
+    #[error("the program's interpreter {interpreter} (in the base image {image}) {reason}")]
+    Interpreter {
+        /// The path the program names.
+        interpreter: String,
+        /// The base image's host directory.
+        image: String,
+        /// Why.
+        reason: String,
+    },
     /// Neither an executable nor a static-pie.
     #[error("ELF type {0} is not an executable: build a program, not a library or object")]
     NotExecutable(u16),

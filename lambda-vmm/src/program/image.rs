@@ -38,7 +38,21 @@ struct Segment {
     memory_size: u64,
 }
 
-/// A checked static x86-64 program, ready to be loaded into any number of VMs.
+/// What an ELF file is loaded as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The function's program: static, static-pie, or dynamic (naming an interpreter).
+    Program,
+    /// A dynamic program's interpreter (`ld.so`): position-independent, needing none itself,
+    /// placed at `layout::INTERP_BASE`.
+    Interpreter,
+}
+
+/// Longest interpreter path accepted (Linux's `PATH_MAX`, as `binfmt_elf` checks it).
+const MAX_INTERP_PATH: u64 = 4096;
+
+/// A checked x86-64 program, ready to be loaded into any number of VMs; a dynamically linked
+/// one also carries its interpreter, once [`ProgramImage::with_interpreter`] added it.
 #[derive(Debug, Clone)]
 pub struct ProgramImage {
     template: Arc<ImageTemplate>,
@@ -51,6 +65,10 @@ pub struct ProgramImage {
     pub(super) phnum: u16,
     /// One past the highest loaded byte (page-aligned): where brk starts.
     image_end: u64,
+    /// The interpreter the program's `PT_INTERP` names, if it is dynamically linked.
+    interpreter_path: Option<String>,
+    /// That interpreter, loaded from the function's base image.
+    interpreter: Option<Arc<ProgramImage>>,
 }
 
 /// The `T` at `offset` in `bytes`, if it is all there. `T` is one of the ELF header structs,
@@ -71,13 +89,73 @@ impl ProgramImage {
         Arc::as_ptr(&self.template) as usize
     }
 
-    /// Checks the program of a code package.
+    /// Checks the program of a code package, with its interpreter from the package's base
+    /// image if it is dynamically linked.
     pub fn from_package(package: &CodePackage) -> Result<ProgramImage, LoadError> {
-        ProgramImage::parse(&package.program)
+        let program = ProgramImage::parse(&package.program)?;
+        let Some(path) = program.interpreter_path() else {
+            return Ok(program);
+        };
+        let Some(image) = &package.base_image else {
+            return Err(LoadError::Dynamic(path.to_string()));
+        };
+        let fail = |reason: String| LoadError::Interpreter {
+            interpreter: path.to_string(),
+            image: image.path().display().to_string(),
+            reason,
+        };
+        let metadata = image
+            .metadata(path)
+            .map_err(|error| fail(format!("cannot be found: {error}")))?;
+        if metadata.is_dir || !metadata.executable {
+            return Err(fail("is not an executable file".into()));
+        }
+        let bytes = image
+            .contents(path)
+            .map_err(|error| fail(format!("cannot be read: {error}")))?;
+        let interpreter = ProgramImage::parse_interpreter(&bytes)
+            .map_err(|error| fail(format!("cannot be loaded: {error}")))?;
+        Ok(program.with_interpreter(interpreter))
     }
 
     /// Checks a program held in memory.
     pub fn parse(bytes: &[u8]) -> Result<ProgramImage, LoadError> {
+        ProgramImage::parse_as(bytes, Role::Program)
+    }
+
+    /// Checks a dynamic linker held in memory, for [`ProgramImage::with_interpreter`].
+    pub fn parse_interpreter(bytes: &[u8]) -> Result<ProgramImage, LoadError> {
+        ProgramImage::parse_as(bytes, Role::Interpreter)
+    }
+
+    /// The interpreter the program names (`PT_INTERP`), if it is dynamically linked.
+    pub fn interpreter_path(&self) -> Option<&str> {
+        self.interpreter_path.as_deref()
+    }
+
+    /// This program with `interpreter` loaded next to it, started first, and told where the
+    /// program is (`AT_BASE`, `AT_ENTRY`, `AT_PHDR`), as Linux's `binfmt_elf` does.
+    pub fn with_interpreter(mut self, interpreter: ProgramImage) -> ProgramImage {
+        self.interpreter = Some(Arc::new(interpreter));
+        self
+    }
+
+    /// Where the CPU starts: the interpreter's entry for a dynamic program, else the
+    /// program's.
+    pub fn start_address(&self) -> u64 {
+        self.interpreter
+            .as_ref()
+            .map_or(self.entry, |interp| interp.entry)
+    }
+
+    /// Where the interpreter is loaded (`AT_BASE`), or 0 without one.
+    pub fn interpreter_base(&self) -> u64 {
+        self.interpreter
+            .as_ref()
+            .map_or(0, |interp| interp.template.start)
+    }
+
+    fn parse_as(bytes: &[u8], role: Role) -> Result<ProgramImage, LoadError> {
         if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
             return Err(LoadError::NotElf);
         }
@@ -120,18 +198,14 @@ impl ProgramImage {
             })?;
             program_headers.push(phdr);
         }
+        let mut interpreter_path = None;
         if let Some(interp) = program_headers.iter().find(|p| p.p_type == PT_INTERP) {
-            let start = usize::try_from(interp.p_offset).unwrap_or(usize::MAX);
-            let len = usize::try_from(interp.p_filesz).unwrap_or(usize::MAX);
-            let name = bytes
-                .get(start..start.saturating_add(len))
-                .map(|s| {
-                    String::from_utf8_lossy(s)
-                        .trim_end_matches('\0')
-                        .to_string()
-                })
-                .unwrap_or_else(|| "?".into());
-            return Err(LoadError::Dynamic(name));
+            if role == Role::Interpreter {
+                return Err(LoadError::Malformed(
+                    "the interpreter names an interpreter of its own".into(),
+                ));
+            }
+            interpreter_path = Some(interpreter_name(bytes, interp)?);
         }
         let is_pie = header.e_type == ET_DYN;
         if is_pie && !program_headers.iter().any(|p| p.p_type == PT_DYNAMIC) {
@@ -139,7 +213,16 @@ impl ProgramImage {
                 "position-independent program without a dynamic section".into(),
             ));
         }
-        let load_bias = if is_pie { layout::PIE_LOAD_BASE } else { 0 };
+        let load_bias = match (role, is_pie) {
+            (Role::Interpreter, false) => {
+                return Err(LoadError::Malformed(
+                    "the interpreter is not position-independent (ET_DYN)".into(),
+                ));
+            }
+            (Role::Interpreter, true) => layout::INTERP_BASE,
+            (Role::Program, true) => layout::PIE_LOAD_BASE,
+            (Role::Program, false) => 0,
+        };
         let mut segments = Vec::new();
         let mut image_end = 0u64;
         let mut phdr_vaddr = None;
@@ -265,6 +348,8 @@ impl ProgramImage {
             phdr_vaddr: phdr_vaddr.unwrap_or(0),
             phnum: header.e_phnum,
             image_end,
+            interpreter_path,
+            interpreter: None,
         })
     }
 
@@ -282,8 +367,12 @@ impl ProgramImage {
     /// Checks the program fits in a function of `memory_bytes`: its 2 MiB stretches, with
     /// one more for the stack and one for everything else, must be whole chunks of it.
     pub fn check_fits(&self, memory_bytes: u64) -> Result<(), LoadError> {
-        let first = self.template.start & !(CHUNK - 1);
-        let stretches = self.image_end.saturating_sub(first).div_ceil(CHUNK);
+        let stretches_of = |image: &ProgramImage| {
+            let first = image.template.start & !(CHUNK - 1);
+            image.image_end.saturating_sub(first).div_ceil(CHUNK)
+        };
+        let stretches =
+            stretches_of(self).saturating_add(self.interpreter.as_deref().map_or(0, stretches_of));
         let needed = stretches.saturating_add(2).saturating_mul(CHUNK);
         if needed > memory_bytes {
             return Err(LoadError::TooLarge {
@@ -306,6 +395,10 @@ impl ProgramImage {
     /// nothing is copied, each page with its segment's protection.
     pub fn load_into(&self, memory: &GuestMemory) -> Result<(), LoadError> {
         self.check_fits(memory.size())?;
+        // The interpreter first: the program's load then sets where the heap starts.
+        if let Some(interpreter) = &self.interpreter {
+            interpreter.load_into(memory)?;
+        }
         let template = &self.template;
         memory
             .load_image(
@@ -331,9 +424,43 @@ impl ProgramImage {
         self.template.staged
     }
 
-    /// The program's syscall sites that enter the VMM directly.
-    pub fn syscall_sites(&self) -> &SyscallSites {
-        &self.syscall_sites
+    /// After a syscall came through the stub from `site`: rewrites it to enter the VMM
+    /// directly if it is a `syscall` instruction of the program's or its interpreter's file
+    /// (`SyscallSites::learn`).
+    pub fn learn_syscall_site(&self, memory: &GuestMemory, site: u64) {
+        self.syscall_sites.learn(memory, site);
+        if let Some(interpreter) = &self.interpreter {
+            interpreter.syscall_sites.learn(memory, site);
+        }
+    }
+}
+
+/// The path a `PT_INTERP` header names: NUL-terminated, absolute, at most `PATH_MAX`.
+fn interpreter_name(bytes: &[u8], interp: &Elf64_Phdr) -> Result<String, LoadError> {
+    if interp.p_filesz > MAX_INTERP_PATH || interp.p_filesz < 2 {
+        return Err(LoadError::Malformed(format!(
+            "the interpreter's path is {} bytes long (2 to {MAX_INTERP_PATH} accepted)",
+            interp.p_filesz
+        )));
+    }
+    let name = usize::try_from(interp.p_offset)
+        .ok()
+        .zip(usize::try_from(interp.p_filesz).ok())
+        .and_then(|(start, len)| bytes.get(start..start.checked_add(len)?))
+        .ok_or_else(|| {
+            LoadError::Malformed("the interpreter's path lies past the end of the file".into())
+        })?;
+    let Some((b'\0', name)) = name.split_last() else {
+        return Err(LoadError::Malformed(
+            "the interpreter's path does not end in a NUL".into(),
+        ));
+    };
+    match std::str::from_utf8(name) {
+        Ok(name) if name.starts_with('/') && !name.contains('\0') => Ok(name.to_string()),
+        _ => Err(LoadError::Malformed(format!(
+            "the interpreter's path {:?} is not an absolute path",
+            String::from_utf8_lossy(name)
+        ))),
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use lambda_core::CodeLocation;
 
 use super::error::LoadError;
+use crate::base_image::BaseImage;
 
 /// Largest package accepted, unzipped (Lambda's limit on unzipped code).
 pub const MAX_PROGRAM_BYTES: u64 = 250 << 20;
@@ -18,6 +19,8 @@ pub struct CodePackage {
     pub files: Arc<[(String, Arc<[u8]>)]>,
     /// The program (`bootstrap`).
     pub program: Arc<[u8]>,
+    /// The base image the function's configuration names, opened.
+    pub base_image: Option<BaseImage>,
 }
 
 /// Reads the package a code location names.
@@ -41,6 +44,7 @@ pub fn read_package(code: &CodeLocation) -> Result<CodePackage, LoadError> {
             Ok(CodePackage {
                 files: Arc::from(vec![("bootstrap".to_string(), program.clone())]),
                 program,
+                base_image: None,
             })
         }
         CodeLocation::Zip(_) => {
@@ -99,6 +103,7 @@ pub fn read_zip(archive: impl Read + Seek, path: &str) -> Result<CodePackage, Lo
     Ok(CodePackage {
         files: files.into(),
         program,
+        base_image: None,
     })
 }
 

@@ -91,7 +91,7 @@ pub fn build_stack(
         (auxv::AT_PHENT, size_of::<Elf64_Phdr>() as u64),
         (auxv::AT_PHNUM, u64::from(image.phnum)),
         (auxv::AT_PAGESZ, PAGE),
-        (auxv::AT_BASE, 0),
+        (auxv::AT_BASE, image.interpreter_base()),
         (auxv::AT_FLAGS, 0),
         (auxv::AT_ENTRY, image.entry()),
         (auxv::AT_UID, 0),

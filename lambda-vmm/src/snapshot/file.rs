@@ -192,13 +192,15 @@ pub(crate) fn read(
         )));
     }
     let (image, package) = load_code(&config)?;
+    let mut machine = state.machine;
+    machine.kernel.attach_base_image(package.base_image.clone());
     let memory =
         crate::host::sealable_memory_file(c"lambda-snapshot").map_err(SnapshotError::Memory)?;
     memory
-        .set_len(state.machine.memory_bytes)
+        .set_len(machine.memory_bytes)
         .map_err(SnapshotError::Memory)?;
     let mut cursor = 0usize;
-    for &(addr, len) in state.machine.saved.stored() {
+    for &(addr, len) in machine.saved.stored() {
         let len = len as usize;
         memory
             .write_all_at(&memory_bytes[cursor..cursor + len], addr)
@@ -207,7 +209,7 @@ pub(crate) fn read(
     }
     crate::host::seal_contents(&memory).map_err(SnapshotError::Memory)?;
     Ok(Frozen {
-        machine: MachineSnapshot::from_parts(state.machine, memory, image),
+        machine: MachineSnapshot::from_parts(machine, memory, image),
         package,
         config,
         init_duration: Duration::from_nanos(state.init_nanos),

@@ -4,6 +4,7 @@
 
 #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
+mod base_image;
 mod files;
 mod memory;
 mod net;
