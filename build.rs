@@ -26,6 +26,8 @@ const C_PROGRAMS: &[(&str, &str, &[&str])] = &[
     ("hello-c", "hello.c", &["-static", "-no-pie"]),
     ("hello-c-pie", "hello.c", &["-static-pie", "-fPIE"]),
     ("hello-dynamic", "hello.c", &[]),
+    ("dynamic-c", "dynamic.c", &["-lm"]),
+    ("runtime-c-dynamic", "runtime.c", &[]),
     ("runtime-c", "runtime.c", &["-static", "-no-pie"]),
     ("memory-c", "memory.c", &["-static", "-no-pie"]),
     (
@@ -84,6 +86,18 @@ fn main() {
         &["-p", "echo"],
     );
     install(&built.join("echo"), &bin.join("echo-nopie"));
+    // The `lambda_runtime` function as a plain `cargo build` makes it: dynamically linked
+    // against glibc, for the base-image tests.
+    let built = cargo_build(
+        &sources,
+        &out.join("cargo-dynamic"),
+        "",
+        &["-p", "runtime-rust"],
+    );
+    install(
+        &built.join("runtime-rust"),
+        &bin.join("runtime-rust-dynamic"),
+    );
 
     for (name, source, link) in C_PROGRAMS {
         gcc(&sources.join("c").join(source), link, &bin.join(name));
@@ -91,6 +105,12 @@ fn main() {
     go_programs(&sources.join("go"), &out.join("go"), &bin);
 
     println!("cargo:rustc-env=LAMBDA_FUNCTIONS_DIR={}", bin.display());
+    // Where the tests keep the base image `functions/base-image/build.sh` makes (they build
+    // it there when it is missing).
+    println!(
+        "cargo:rustc-env=LAMBDA_BASE_IMAGE_DIR={}",
+        target_dir(&manifest_dir).join("base-image").display()
+    );
     skip_kvm_tests_if_asked();
 }
 
@@ -202,11 +222,10 @@ fn gcc(source: &Path, link: &[&str], dest: &Path) {
     let tmp = temp_path(dest);
     let mut command = Command::new("gcc");
     command
-        .args(["-O2", "-Wall", "-Wextra"])
-        .args(link)
-        .arg("-o")
+        .args(["-O2", "-Wall", "-Wextra", "-o"])
         .arg(&tmp)
-        .arg(source);
+        .arg(source)
+        .args(link); // after the source, so that `-l` libraries resolve its symbols
     run(command, "gcc (static linking needs libc6-dev's libc.a)");
     rename(&tmp, dest);
 }

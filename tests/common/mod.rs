@@ -7,6 +7,7 @@ mod kvm_gate;
 pub use kvm_gate::kvm_backend;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use lambda::core::{CodeLocation, Contract, FunctionConfig};
@@ -29,4 +30,30 @@ pub fn stdio_config(name: &str) -> FunctionConfig {
     )
     .with_contract(Contract::Stdio)
     .with_timeout(Duration::from_secs(10))
+}
+
+/// The base image the tests use: Debian's glibc, libgcc_s and dash, as
+/// `functions/base-image/build.sh` unpacks them (it runs here when the image is missing,
+/// which needs `apt-get` and `dpkg-deb`; `.ci/run` builds it first).
+pub fn base_image() -> PathBuf {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("LAMBDA_BASE_IMAGE_DIR"));
+            if !dir.join(".packages").exists() {
+                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/functions/base-image/build.sh");
+                let status = std::process::Command::new("bash")
+                    .arg(script)
+                    .arg(&dir)
+                    .status()
+                    .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+                assert!(
+                    status.success(),
+                    "{script} {} failed: the base-image tests need it (apt-get, dpkg-deb)",
+                    dir.display()
+                );
+            }
+            dir
+        })
+        .clone()
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds a base image for functions: a directory tree unpacked from Debian packages, which the
+# engine mounts read-only as the guest's `/` (FunctionConfig::with_base_image,
+# `examples/invoke --base-image DIR`). See docs/base-image.md.
+#
+#   functions/base-image/build.sh DIR [PACKAGE...]
+#
+# DIR gets glibc (the dynamic linker, libc, libm, libdl...), libgcc_s (Rust's and C++'s
+# unwinder), dash as /bin/sh, any further PACKAGEs named, and /etc/ld.so.cache. The packages
+# are fetched with `apt-get download` (not installed: nothing on the host changes) and
+# unpacked with `dpkg-deb -x`; their maintainer scripts do not run. Dependencies are not
+# followed: name every package the image needs. An existing DIR is replaced only once the
+# new tree is complete.
+set -euo pipefail
+
+if [ "$#" -lt 1 ]; then
+    echo "usage: $0 DIR [PACKAGE...]" >&2
+    exit 2
+fi
+out=$1
+shift
+packages=(libc6 libgcc-s1 dash "$@")
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+download() { (cd "$work/debs" && apt-get download -qq "${packages[@]}" 2>/dev/null); }
+mkdir -p "$work/debs"
+if ! download; then
+    # A fresh machine may not have read the package lists yet.
+    apt-get update -qq
+    download
+fi
+
+tree="$work/root"
+mkdir -p "$tree"
+for deb in "$work"/debs/*.deb; do
+    dpkg-deb -x "$deb" "$tree"
+done
+# What dash's maintainer script would do: /bin/sh is dash.
+mkdir -p "$tree/bin"
+ln -sfn dash "$tree/bin/sh"
+# The linker's cache of the image's own libraries (ld.so reads /etc/ld.so.cache first).
+ldconfig -r "$tree"
+mkdir -p "$tree/tmp" "$tree/var/task" "$tree/opt"
+
+mkdir -p "$(dirname "$out")"
+rm -rf "$out.old"
+[ -e "$out" ] && mv "$out" "$out.old"
+mv "$tree" "$out"
+rm -rf "$out.old"
+printf '%s\n' "${packages[@]}" > "$out/.packages"
+echo "base image in $out: ${packages[*]} ($(du -sh "$out" | cut -f1))"
