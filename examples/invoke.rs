@@ -1,9 +1,10 @@
-//! Runs any static x86-64 Linux program as a function in a micro-VM.
+//! Runs any x86-64 Linux program as a function in a micro-VM.
 //!
 //! ```text
 //! cargo run --release --example invoke -- PATH [PAYLOAD] [--memory MB] [--timeout SECONDS]
 //!                                         [--runtime-api] [--count N] [--backend kvm|process]
 //!                                         [--from-snapshot [--snapshot-file FILE]]
+//!                                         [--base-image DIR]
 //! ```
 //!
 //! By default PATH runs once as a one-shot stdio function: the payload (the argument, or stdin
@@ -18,6 +19,10 @@
 //! REPORT says `Restore Duration` where a cold start says `Init Duration`. With
 //! `--snapshot-file FILE` the snapshot is read from FILE if it exists (no Init runs at all),
 //! else taken and written there for the next run.
+//!
+//! With `--base-image DIR` the guest sees DIR, read-only, as its `/` (apart from `/var/task`
+//! and `/tmp`): a dynamically linked PATH finds its dynamic linker and libraries there
+//! (`functions/base-image/build.sh DIR` makes one from Debian packages).
 //!
 //! Responses go to stdout (one per line with `--count`); log tails and REPORT lines to stderr.
 //! The exit status is 1 if an invocation failed (its error type and message are printed) and
@@ -36,7 +41,7 @@ use lambda::vmm::{MicroVmBackend, ProcessBackend, Snapshot};
 
 const USAGE: &str = "usage: invoke PATH [PAYLOAD] [--memory MB] [--timeout SECONDS] \
                      [--runtime-api] [--count N] [--backend kvm|process] \
-                     [--from-snapshot [--snapshot-file FILE]]";
+                     [--from-snapshot [--snapshot-file FILE]] [--base-image DIR]";
 
 struct Options {
     path: String,
@@ -48,6 +53,7 @@ struct Options {
     backend: Option<String>,
     from_snapshot: bool,
     snapshot_file: Option<String>,
+    base_image: Option<String>,
 }
 
 fn value<T: std::str::FromStr>(
@@ -73,6 +79,7 @@ fn parse_args() -> Result<Options, String> {
         backend: None,
         from_snapshot: false,
         snapshot_file: None,
+        base_image: None,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -86,6 +93,9 @@ fn parse_args() -> Result<Options, String> {
             "--from-snapshot" => options.from_snapshot = true,
             "--snapshot-file" => {
                 options.snapshot_file = Some(value(&mut args, "--snapshot-file", "a path")?)
+            }
+            "--base-image" => {
+                options.base_image = Some(value(&mut args, "--base-image", "a directory")?)
             }
             "--count" => options.count = value(&mut args, "--count", "a count")?,
             "--backend" => {
@@ -151,10 +161,13 @@ fn run(options: Options) -> Result<bool, String> {
     } else {
         Contract::Stdio
     };
-    let config = FunctionConfig::new("invoke", code)
+    let mut config = FunctionConfig::new("invoke", code)
         .with_contract(contract)
         .with_memory_mb(options.memory_mb)
         .with_timeout(options.timeout);
+    if let Some(dir) = &options.base_image {
+        config = config.with_base_image(dir);
+    }
     let payload = match options.payload {
         Some(payload) => payload.into_bytes(),
         None => {
