@@ -704,7 +704,7 @@ impl Kernel {
     ) -> SysResult {
         let raw = read_path(memory, path)?;
         let target = if raw == b"/proc/self/exe" {
-            PROGRAM_PATH.as_bytes().to_vec()
+            self.exe.as_bytes().to_vec()
         } else {
             let path = self.resolve(memory, dirfd, path)?;
             self.fs.read_link(&path)?

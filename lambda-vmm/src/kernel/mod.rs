@@ -168,6 +168,8 @@ pub struct Kernel {
     fds: fd::FdTable,
     fs: vfs::FileSystem,
     cwd: String,
+    /// What `/proc/self/exe` names: the program, or a `#!` script's interpreter.
+    exe: String,
     stdio: Stdio,
     /// Not in a snapshot: a restored kernel gets a new log.
     #[serde(skip, default = "no_log")]
@@ -231,6 +233,7 @@ impl Kernel {
             fds: fd::FdTable::with_stdio(),
             fs: setup.fs,
             cwd: vfs::TASK_ROOT.to_string(),
+            exe: PROGRAM_PATH.to_string(),
             stdio,
             log: setup.log,
             api: setup.api,
@@ -249,6 +252,11 @@ impl Kernel {
             next_local_port: 40_000,
             stdin_awaited: false,
         }
+    }
+
+    /// Sets what `/proc/self/exe` names (the program's path until then).
+    pub fn set_exe(&mut self, path: &str) {
+        self.exe = path.to_string();
     }
 
     /// Holds the one-shot event back: reads of stdin wait (and [`Kernel::stdin_awaited`] says

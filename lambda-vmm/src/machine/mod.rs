@@ -116,9 +116,8 @@ impl Machine {
         let start = Instant::now();
         let (mut vm, from_spare) = prepared_vm(config.memory_bytes(), options, |vm| {
             image.load_into(&vm.memory)?;
-            let argv = [crate::kernel::PROGRAM_PATH.to_string()];
             let startup = StartupInfo {
-                argv: &argv,
+                argv: image.argv(),
                 envp,
                 random: random_seed(),
                 hwcap: kvm::context().map_or(0, |context| context.hwcap),
@@ -130,6 +129,7 @@ impl Machine {
         })?;
         let max_cpus = (config.vcpus() as usize).clamp(1, MAX_VCPUS);
         let mut kernel = Kernel::new(make_setup(vm.vcpus[0].tsc_offset()));
+        kernel.set_exe(image.exe_path());
         kernel.set_cpus(max_cpus as u32);
         let tasks = Tasks::new(kernel.current_thread());
         let mut cpus: Vec<Cpu> = vm.vcpus.drain(..).map(Cpu::new).collect();

@@ -117,7 +117,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("program-cache-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("not-elf");
-        std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+        std::fs::write(&path, b"plain text\n").unwrap();
         let cache = ProgramCache::default();
         let code = CodeLocation::Executable(path.clone());
         assert_eq!(cache.load(&code, None).unwrap_err(), LoadError::NotElf);

@@ -12,7 +12,10 @@ pub enum LoadError {
         reason: String,
     },
     /// Not an ELF file at all.
-    #[error("not an ELF executable (no ELF magic number): build a static x86-64 Linux program")]
+    #[error(
+        "neither an ELF executable (no ELF magic number) nor a #! script: build an x86-64 \
+         Linux program"
+    )]
     NotElf,
     /// An ELF file for another class, byte order or machine.
     #[error("{0}: only 64-bit little-endian x86-64 programs can run")]
@@ -39,6 +42,14 @@ pub enum LoadError {
         interpreter: String,
         /// The base image's host directory.
         image: String,
+        /// Why.
+        reason: String,
+    },
+    /// A `#!` script that cannot be started: its line, or the interpreter it names.
+    #[error("cannot run the script {path}: {reason}")]
+    Script {
+        /// The script.
+        path: String,
         /// Why.
         reason: String,
     },

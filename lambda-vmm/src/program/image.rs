@@ -10,7 +10,9 @@ use vm_memory::ByteValued;
 use super::code_scan::{self, Code};
 use super::error::LoadError;
 use super::package::CodePackage;
+use super::script;
 use super::syscall_sites::SyscallSites;
+use crate::kernel::PROGRAM_PATH;
 use crate::mm::GuestMemory;
 use crate::mm::layout::{self, CHUNK, PAGE};
 
@@ -69,6 +71,9 @@ pub struct ProgramImage {
     interpreter_path: Option<String>,
     /// That interpreter, loaded from the function's base image.
     interpreter: Option<Arc<ProgramImage>>,
+    /// The argument vector the program starts with: the program's path, or for a `#!`
+    /// script, its interpreters' paths and arguments before it.
+    argv: Arc<[String]>,
 }
 
 /// The `T` at `offset` in `bytes`, if it is all there. `T` is one of the ELF header structs,
@@ -89,10 +94,56 @@ impl ProgramImage {
         Arc::as_ptr(&self.template) as usize
     }
 
-    /// Checks the program of a code package, with its interpreter from the package's base
-    /// image if it is dynamically linked.
+    /// Checks the program of a code package: for a `#!` script, the interpreter it names
+    /// (from the package or the base image, through up to `MAX_SCRIPT_DEPTH` scripts); for a
+    /// dynamically linked program, with its own interpreter from the base image.
     pub fn from_package(package: &CodePackage) -> Result<ProgramImage, LoadError> {
-        let program = ProgramImage::parse(&package.program)?;
+        let mut argv = vec![PROGRAM_PATH.to_string()];
+        let mut path = PROGRAM_PATH.to_string();
+        let mut bytes = package.program.clone();
+        let mut depth = 0;
+        while script::is_script(&bytes) {
+            if depth == script::MAX_SCRIPT_DEPTH {
+                return Err(LoadError::Script {
+                    path,
+                    reason: format!(
+                        "it passes through more than {} #! interpreters (a loop?)",
+                        script::MAX_SCRIPT_DEPTH
+                    ),
+                });
+            }
+            depth = depth.saturating_add(1);
+            let shebang = script::shebang(&bytes, &path)?;
+            bytes =
+                package
+                    .executable(&shebang.interpreter)
+                    .map_err(|reason| LoadError::Script {
+                        path: path.clone(),
+                        reason: format!("its interpreter {} {reason}", shebang.interpreter),
+                    })?;
+            // Linux's order: the interpreter, its argument, the script, then the script's
+            // own arguments after its name.
+            let mut next = vec![shebang.interpreter.clone()];
+            next.extend(shebang.argument);
+            next.push(path);
+            next.extend(argv.into_iter().skip(1));
+            argv = next;
+            path = shebang.interpreter;
+        }
+        let program = ProgramImage::parse(&bytes).map_err(|error| {
+            if path == PROGRAM_PATH {
+                error
+            } else {
+                LoadError::Script {
+                    path: path.clone(),
+                    reason: format!("it cannot be run as a program: {error}"),
+                }
+            }
+        })?;
+        let program = ProgramImage {
+            argv: argv.into(),
+            ..program
+        };
         let Some(path) = program.interpreter_path() else {
             return Ok(program);
         };
@@ -350,7 +401,19 @@ impl ProgramImage {
             image_end,
             interpreter_path,
             interpreter: None,
+            argv: Arc::from(vec![PROGRAM_PATH.to_string()]),
         })
+    }
+
+    /// The argument vector the program starts with (`argv[0]` first).
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// The executable file that runs, as `/proc/self/exe` names it: the program, or the
+    /// interpreter of a `#!` script.
+    pub fn exe_path(&self) -> &str {
+        self.argv.first().map_or(PROGRAM_PATH, String::as_str)
     }
 
     /// The entry point, after relocation.
@@ -560,6 +623,41 @@ mod tests {
         }
         bytes.resize(file_len, 0);
         bytes
+    }
+
+    #[test]
+    fn scripts_start_their_interpreters_with_linux_argv() {
+        let elf: Arc<[u8]> = program(&[(0, 200, 0x40_0000)], 200).into();
+        let package = CodePackage {
+            files: Arc::from(vec![
+                (
+                    "bootstrap".to_string(),
+                    Arc::from(&b"#!/var/task/wrap -a b\n"[..]),
+                ),
+                (
+                    "wrap".to_string(),
+                    Arc::from(&b"#!/var/task/real\necho\n"[..]),
+                ),
+                ("real".to_string(), elf),
+            ]),
+            program: Arc::from(&b"#!/var/task/wrap -a b\n"[..]),
+            base_image: None,
+        };
+        let image = ProgramImage::from_package(&package).unwrap();
+        assert_eq!(
+            image.argv(),
+            [
+                "/var/task/real",
+                "/var/task/wrap",
+                "-a b",
+                "/var/task/bootstrap"
+            ]
+        );
+        assert_eq!(image.exe_path(), "/var/task/real");
+        assert_eq!(image.entry(), 0x40_0000);
+        // A static program starts with its own path only.
+        let plain = ProgramImage::parse(&program(&[(0, 200, 0x40_0000)], 200)).unwrap();
+        assert_eq!(plain.argv(), [PROGRAM_PATH]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod code_scan;
 mod error;
 mod image;
 mod package;
+mod script;
 mod stack;
 mod syscall_sites;
 

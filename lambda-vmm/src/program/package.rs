@@ -23,6 +23,35 @@ pub struct CodePackage {
     pub base_image: Option<BaseImage>,
 }
 
+impl CodePackage {
+    /// The executable file at the absolute guest `path`, for a `#!` line: from the package
+    /// under `/var/task`, else from the base image (`Err(reason)` if it is in neither, or
+    /// not executable).
+    pub fn executable(&self, path: &str) -> Result<Arc<[u8]>, String> {
+        if let Some(name) = path.strip_prefix("/var/task/") {
+            return self
+                .files
+                .iter()
+                .find(|(file, _)| file == name)
+                .map(|(_, bytes)| bytes.clone())
+                .ok_or_else(|| "is not in the function's package".to_string());
+        }
+        let Some(image) = &self.base_image else {
+            return Err("is outside /var/task and the function has no base image".into());
+        };
+        let where_ = || format!("in the base image {}", image.path().display());
+        let metadata = image
+            .metadata(path)
+            .map_err(|error| format!("cannot be found {}: {error}", where_()))?;
+        if metadata.is_dir || !metadata.executable {
+            return Err(format!("is not an executable file {}", where_()));
+        }
+        image
+            .contents(path)
+            .map_err(|error| format!("cannot be read {}: {error}", where_()))
+    }
+}
+
 /// Reads the package a code location names.
 pub fn read_package(code: &CodeLocation) -> Result<CodePackage, LoadError> {
     let path = code.path();
