@@ -38,8 +38,8 @@ pub(super) fn stage(
     Ok((workdir, program))
 }
 
-/// Finds or extracts the program of `code`; a zip's `bootstrap` goes to `task_dir` with mode
-/// 0755.
+/// Finds or extracts the program of `code`; a zip's files go to `task_dir`, `bootstrap` with
+/// mode 0755, the others 0644.
 pub(super) fn prepare(code: &CodeLocation, task_dir: &Path) -> Result<Program, EnvironmentError> {
     let path = code.path();
     let invalid = |reason: String| EnvironmentError::Code(format!("{}: {reason}", path.display()));
@@ -59,15 +59,24 @@ pub(super) fn prepare(code: &CodeLocation, task_dir: &Path) -> Result<Program, E
             let package = crate::program::read_package(code)
                 .map_err(|error| EnvironmentError::Code(error.to_string()))?;
             let target = task_dir.join("bootstrap");
-            let extract = || -> io::Result<()> {
-                let mut out = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o755)
-                    .open(&target)?;
-                out.write_all(&package.program)
-            };
-            extract().map_err(|error| invalid(format!("cannot extract `bootstrap`: {error}")))?;
+            // Every file of the package, as the micro-VM's /var/task shows them; names were
+            // checked by `read_package` to stay inside the directory.
+            for (name, bytes) in package.files.iter() {
+                let path = task_dir.join(name);
+                let mode = if path == target { 0o755 } else { 0o644 };
+                let extract = || -> io::Result<()> {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    let mut out = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(mode)
+                        .open(&path)?;
+                    out.write_all(bytes)
+                };
+                extract().map_err(|error| invalid(format!("cannot extract `{name}`: {error}")))?;
+            }
             Ok(Program {
                 path: target,
                 task_root: task_dir.to_path_buf(),
@@ -102,9 +111,20 @@ mod tests {
         let zip = zip_with(
             &work.tmp(),
             "f.zip",
-            &[("README", b"hi"), ("bootstrap", b"#!/bin/sh\necho hi\n")],
+            &[
+                ("README", b"hi"),
+                ("bootstrap", b"#!/bin/sh\necho hi\n"),
+                ("lib/handler.py", b"def handler(): pass\n"),
+            ],
         );
         let program = prepare(&CodeLocation::Zip(zip), &work.task()).unwrap();
+        // The other files are there too, readable and not executable.
+        assert_eq!(std::fs::read(work.task().join("README")).unwrap(), b"hi");
+        let handler = work.task().join("lib/handler.py");
+        assert_eq!(
+            std::fs::metadata(&handler).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         assert_eq!(program.path, work.task().join("bootstrap"));
         assert_eq!(program.task_root, work.task());
         assert_eq!(
