@@ -4,7 +4,7 @@
 //! cargo run --release --example invoke -- PATH [PAYLOAD] [--memory MB] [--timeout SECONDS]
 //!                                         [--runtime-api] [--count N] [--backend kvm|process]
 //!                                         [--from-snapshot [--snapshot-file FILE]]
-//!                                         [--base-image DIR]
+//!                                         [--base-image DIR] [--handler NAME]
 //! ```
 //!
 //! By default PATH runs once as a one-shot stdio function: the payload (the argument, or stdin
@@ -22,7 +22,9 @@
 //!
 //! With `--base-image DIR` the guest sees DIR, read-only, as its `/` (apart from `/var/task`
 //! and `/tmp`): a dynamically linked PATH finds its dynamic linker and libraries there
-//! (`functions/base-image/build.sh DIR` makes one from Debian packages).
+//! (`functions/base-image/build.sh DIR` makes one from Debian packages), and a `bootstrap`
+//! that is a `#!` script finds its interpreter there. `--handler NAME` sets `_HANDLER` (for
+//! example `lambda_function.lambda_handler` for a Python runtime).
 //!
 //! Responses go to stdout (one per line with `--count`); log tails and REPORT lines to stderr.
 //! The exit status is 1 if an invocation failed (its error type and message are printed) and
@@ -41,7 +43,7 @@ use lambda::vmm::{MicroVmBackend, ProcessBackend, Snapshot};
 
 const USAGE: &str = "usage: invoke PATH [PAYLOAD] [--memory MB] [--timeout SECONDS] \
                      [--runtime-api] [--count N] [--backend kvm|process] \
-                     [--from-snapshot [--snapshot-file FILE]] [--base-image DIR]";
+                     [--from-snapshot [--snapshot-file FILE]] [--base-image DIR] [--handler NAME]";
 
 struct Options {
     path: String,
@@ -54,6 +56,7 @@ struct Options {
     from_snapshot: bool,
     snapshot_file: Option<String>,
     base_image: Option<String>,
+    handler: Option<String>,
 }
 
 fn value<T: std::str::FromStr>(
@@ -80,6 +83,7 @@ fn parse_args() -> Result<Options, String> {
         from_snapshot: false,
         snapshot_file: None,
         base_image: None,
+        handler: None,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -97,6 +101,7 @@ fn parse_args() -> Result<Options, String> {
             "--base-image" => {
                 options.base_image = Some(value(&mut args, "--base-image", "a directory")?)
             }
+            "--handler" => options.handler = Some(value(&mut args, "--handler", "a name")?),
             "--count" => options.count = value(&mut args, "--count", "a count")?,
             "--backend" => {
                 let name: String = value(&mut args, "--backend", "kvm or process")?;
@@ -167,6 +172,9 @@ fn run(options: Options) -> Result<bool, String> {
         .with_timeout(options.timeout);
     if let Some(dir) = &options.base_image {
         config = config.with_base_image(dir);
+    }
+    if let Some(handler) = &options.handler {
+        config = config.with_handler(handler);
     }
     let payload = match options.payload {
         Some(payload) => payload.into_bytes(),

@@ -1,13 +1,16 @@
 //! Programs as people build them, over a base image on the KVM backend: dynamically linked C
-//! (libm, `dlopen`) and a dynamically linked `lambda_runtime` function, and the errors for
-//! images and interpreters that cannot be used.
+//! (libm, `dlopen`), a dynamically linked `lambda_runtime` function, `#!` script bootstraps
+//! (`/bin/sh`, Python with a handler imported from `/var/task`), and the errors for images,
+//! interpreters and scripts that cannot be used.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::{base_image, function, kvm_backend, stdio_config};
-use lambda::core::{Backend, CodeLocation, Contract, EnvironmentError, FunctionConfig, Invocation};
+use lambda::core::{
+    Backend, CodeLocation, Contract, EnvironmentError, ErrorType, FunctionConfig, Invocation,
+};
 use lambda::vmm::MicroVmBackend;
 
 fn tempdir(tag: &str) -> PathBuf {
@@ -160,12 +163,156 @@ fn unusable_images_and_interpreters_are_refused_before_any_vm_exists() {
     chmod("755");
     let error = create_error(&backend, &config(&hello, &small));
     assert!(
-        error.contains("cannot be loaded") && error.contains("not an ELF"),
+        error.contains("cannot be loaded") && error.contains("neither an ELF"),
         "{error}"
     );
     // A static program as the interpreter: not position-independent.
     std::fs::copy(function("hello-c"), &ld).unwrap();
     let error = create_error(&backend, &config(&hello, &small));
     assert!(error.contains("not position-independent"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A zip package at `dir/name` holding `files`, each executable.
+fn zip_package(dir: &Path, name: &str, files: &[(&str, &[u8])]) -> CodeLocation {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    for (file, bytes) in files {
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        zip.start_file(*file, options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    CodeLocation::Zip(path)
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn shell_script_bootstraps_run_with_the_image_shell() {
+    let backend = kvm_backend();
+    let dir = tempdir("sh");
+    let script = b"#!/bin/sh\nread -r name\nprintf 'Hello from sh, %s!' \"$name\"\necho \"sh: greeted $name\" >&2\n";
+    let code = zip_package(&dir, "sh.zip", &[("bootstrap", script)]);
+    let config = stdio_config("hello-c")
+        .with_code(code)
+        .with_base_image(base_image());
+    let mut env = backend.create(&config).unwrap();
+    let result = env.invoke(Invocation::new("Ada")).unwrap();
+    assert_eq!(result.outcome.response(), Some(&b"Hello from sh, Ada!"[..]));
+    assert!(String::from_utf8_lossy(&result.log_tail).contains("sh: greeted Ada"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The Python runtime of `functions/python` and its handler, zipped as Lambda takes them.
+fn python_function(dir: &Path) -> FunctionConfig {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("functions/python");
+    let bootstrap = std::fs::read(source.join("bootstrap")).unwrap();
+    let handler = std::fs::read(source.join("lambda_function.py")).unwrap();
+    let code = zip_package(
+        dir,
+        "python.zip",
+        &[("bootstrap", &bootstrap), ("lambda_function.py", &handler)],
+    );
+    FunctionConfig::new("python", code)
+        .with_contract(Contract::RuntimeApi)
+        .with_handler("lambda_function.lambda_handler")
+        .with_timeout(std::time::Duration::from_secs(10))
+        .with_base_image(base_image())
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn python_functions_run_unmodified() {
+    let backend = kvm_backend();
+    let dir = tempdir("python");
+    let mut env = backend.create(&python_function(&dir)).unwrap();
+    for count in 1..=2 {
+        let result = env.invoke(Invocation::new(r#"{"hi":1}"#)).unwrap();
+        let response = String::from_utf8_lossy(result.outcome.response().unwrap_or_else(|| {
+            panic!(
+                "no response: {:?}; log: {}",
+                result.outcome,
+                String::from_utf8_lossy(&result.log_tail)
+            )
+        }))
+        .into_owned();
+        assert_eq!(
+            response,
+            format!(
+                r#"{{"statusCode": 200, "echo": {{"hi": 1}}, "count": {count}, "python": "3.11.2"}}"#
+            )
+        );
+        let log = String::from_utf8_lossy(&result.log_tail);
+        assert!(log.contains("handling "), "{log}");
+    }
+    // An exception in the handler is the invocation's error, and the environment stays warm.
+    let result = env.invoke(Invocation::new(r#"{"fail":"boom"}"#)).unwrap();
+    let error = result.outcome.error().expect("an error");
+    assert_eq!(error.error_type, ErrorType::Function("ValueError".into()));
+    assert_eq!(error.message, "boom");
+    let result = env.invoke(Invocation::new("{}")).unwrap();
+    assert!(result.outcome.response().is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn scripts_that_cannot_start_are_refused_naming_the_script() {
+    let backend = kvm_backend();
+    let dir = tempdir("bad-scripts");
+    let long = format!("#!/bin/{}\n", "s".repeat(300));
+    for (name, script, with_image, expected) in [
+        (
+            "no-image",
+            "#!/bin/sh\n".to_string(),
+            false,
+            "no base image",
+        ),
+        (
+            "missing",
+            "#!/usr/bin/perl\n".to_string(),
+            true,
+            "/usr/bin/perl cannot be found",
+        ),
+        (
+            "directory",
+            "#!/usr\n".to_string(),
+            true,
+            "not an executable file",
+        ),
+        ("long", long, true, "longer than 256 bytes"),
+        (
+            "loop",
+            "#!/var/task/bootstrap\n".to_string(),
+            true,
+            "more than 5 #! interpreters",
+        ),
+        ("empty", "#!\n".to_string(), true, "names no interpreter"),
+        (
+            "text",
+            "#!/var/task/notes.txt\n".to_string(),
+            true,
+            "cannot be run as a program",
+        ),
+    ] {
+        let code = zip_package(
+            &dir,
+            &format!("{name}.zip"),
+            &[
+                ("bootstrap", script.as_bytes()),
+                ("notes.txt", b"plain text"),
+            ],
+        );
+        let mut config = stdio_config("hello-c").with_code(code);
+        if with_image {
+            config = config.with_base_image(base_image());
+        }
+        let error = create_error(&backend, &config);
+        assert!(
+            error.contains("cannot run the script") && error.contains(expected),
+            "{name}: {error}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -142,8 +142,13 @@ fn bad_files_are_refused_before_any_vm_exists() {
     let backend = kvm_backend();
     let dir = tempdir("bad-elf");
     let text = dir.join("script.sh");
-    std::fs::write(&text, "#!/bin/sh\necho hi\n").unwrap();
-    assert!(create_error(&backend, CodeLocation::Executable(text)).contains("not an ELF"));
+    std::fs::write(&text, "echo hi\n").unwrap();
+    assert!(create_error(&backend, CodeLocation::Executable(text)).contains("nor a #! script"));
+    // A script without a base image: its interpreter is nowhere.
+    let script = dir.join("script");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let error = create_error(&backend, CodeLocation::Executable(script));
+    assert!(error.contains("no base image"), "{error}");
 
     let mut elf32 = std::fs::read(function("echo")).unwrap()[..64].to_vec();
     elf32[4] = 1; // ELFCLASS32

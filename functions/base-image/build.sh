@@ -3,10 +3,12 @@
 # engine mounts read-only as the guest's `/` (FunctionConfig::with_base_image,
 # `examples/invoke --base-image DIR`). See docs/base-image.md.
 #
-#   functions/base-image/build.sh DIR [PACKAGE...]
+#   functions/base-image/build.sh DIR [--python] [PACKAGE...]
 #
 # DIR gets glibc (the dynamic linker, libc, libm, libdl...), libgcc_s (Rust's and C++'s
-# unwinder), dash as /bin/sh, any further PACKAGEs named, and /etc/ld.so.cache. The packages
+# unwinder), dash as /bin/sh, with --python Debian's python3 (3.11: the interpreter, its
+# standard library and the libraries its modules load), any further PACKAGEs named, and
+# /etc/ld.so.cache. The packages
 # are fetched with `apt-get download` (not installed: nothing on the host changes) and
 # unpacked with `dpkg-deb -x`; their maintainer scripts do not run. Dependencies are not
 # followed: name every package the image needs. An existing DIR is replaced only once the
@@ -14,12 +16,18 @@
 set -euo pipefail
 
 if [ "$#" -lt 1 ]; then
-    echo "usage: $0 DIR [PACKAGE...]" >&2
+    echo "usage: $0 DIR [--python] [PACKAGE...]" >&2
     exit 2
 fi
 out=$1
 shift
-packages=(libc6 libgcc-s1 dash "$@")
+packages=(libc6 libgcc-s1 dash)
+if [ "${1:-}" = "--python" ]; then
+    shift
+    packages+=(python3-minimal python3.11-minimal libpython3.11-minimal libpython3.11-stdlib
+        libexpat1 zlib1g libssl3 libffi8 libbz2-1.0 liblzma5 media-types)
+fi
+packages+=("$@")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

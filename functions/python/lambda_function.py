@@ -1,0 +1,19 @@
+# A Python Lambda handler, unmodified: what `def lambda_handler(event, context)` functions
+# look like. `{"fail": "..."}` raises, to show the error path.
+import platform
+
+invocations = 0
+
+
+def lambda_handler(event, context):
+    global invocations
+    invocations += 1
+    if isinstance(event, dict) and "fail" in event:
+        raise ValueError(event["fail"])
+    print(f"handling {context.aws_request_id}")
+    return {
+        "statusCode": 200,
+        "echo": event,
+        "count": invocations,
+        "python": platform.python_version(),
+    }
