@@ -75,6 +75,11 @@ pub struct FunctionConfig {
     /// process backend runs programs with the host's own libraries.
     #[serde(default)]
     pub base_image: Option<PathBuf>,
+    /// Layers: up to 5 zip archives or host directories whose files appear, read-only,
+    /// under `/opt`, merged in order (a later layer's file wins), as Lambda's layers do. The
+    /// function's code and its layers may hold 250 MB unzipped together.
+    #[serde(default)]
+    pub layers: Vec<PathBuf>,
 }
 
 impl FunctionConfig {
@@ -92,6 +97,7 @@ impl FunctionConfig {
             contract: Contract::default(),
             snap_start: false,
             base_image: None,
+            layers: Vec::new(),
         }
     }
 
@@ -149,6 +155,12 @@ impl FunctionConfig {
         self
     }
 
+    /// Adds a layer (see [`FunctionConfig::layers`]): a zip archive, or a directory.
+    pub fn with_layer(mut self, layer: impl Into<PathBuf>) -> Self {
+        self.layers.push(layer.into());
+        self
+    }
+
     /// Guest memory size in bytes.
     pub fn memory_bytes(&self) -> u64 {
         u64::from(self.memory_mb) << 20
@@ -187,6 +199,9 @@ impl FunctionConfig {
         }
         if self.handler.len() > 128 || self.handler.contains('\0') {
             return Err(ConfigError::Handler);
+        }
+        if self.layers.len() > limits::MAX_LAYERS {
+            return Err(ConfigError::TooManyLayers(self.layers.len()));
         }
         Ok(())
     }
@@ -240,6 +255,9 @@ pub enum ConfigError {
     /// A handler over 128 bytes or with a NUL byte.
     #[error("the handler must be at most 128 bytes without NUL bytes")]
     Handler,
+    /// More than 5 layers.
+    #[error("the function has {0} layers; at most 5 are allowed")]
+    TooManyLayers(usize),
 }
 
 #[cfg(test)]
@@ -328,6 +346,10 @@ mod tests {
         ));
         let big = config().with_env("BIG", "x".repeat(4094));
         assert_eq!(big.validate(), Err(ConfigError::EnvironmentTooLarge(4097)));
+        let layered = (0..6).fold(config(), |config, n| {
+            config.with_layer(format!("/l{n}.zip"))
+        });
+        assert_eq!(layered.validate(), Err(ConfigError::TooManyLayers(6)));
         config()
             .with_env("BIG", "x".repeat(4093))
             .validate()

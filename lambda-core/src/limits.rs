@@ -45,6 +45,9 @@ pub const MAX_ASYNC_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// Longest a function name can be.
 pub const MAX_FUNCTION_NAME_LEN: usize = 64;
 
+/// Most layers a function may have.
+pub const MAX_LAYERS: usize = 5;
+
 /// How long Init may take before the environment is given up.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 

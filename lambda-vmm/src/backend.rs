@@ -303,7 +303,7 @@ impl MicroVmBackend {
         config.validate()?;
         let (image, package) = self
             .programs
-            .load(&config.code, config.base_image.as_deref())
+            .load(&config.code, config.base_image.as_deref(), &config.layers)
             .map_err(VmmError::Load)?;
         image
             .check_fits(config.memory_bytes())

@@ -7,11 +7,12 @@
 //!   the response on stdout.
 //!
 //! Both end an invocation through [`lambda_core::ending`]; [`stats`] is what a run cost the
-//! VMM and [`variables`] the guest's environment variables. [`guard`] turns a panic inside
+//! VMM, [`variables`] the guest's environment variables and [`file_system`] its files. [`guard`] turns a panic inside
 //! `invoke` (or the backend's `create`) into an error instead of an unwinding panic.
 //!
 //! [`ExecutionEnvironment`]: lambda_core::ExecutionEnvironment
 
+mod file_system;
 pub(crate) mod guard;
 mod runtime_api;
 mod stats;

@@ -11,11 +11,11 @@ use lambda_core::{
     ending, limits,
 };
 
+use super::file_system::guest_file_system;
 use super::guard::guarded;
 use super::stats::{RunStats, note_unsupported};
 use super::variables::guest_environment;
 use crate::error::VmmError;
-use crate::kernel::vfs::FileSystem;
 use crate::kernel::{Kernel, KernelSetup, RUNTIME_API_ENDPOINT};
 use crate::machine::{Machine, MachineOptions, Settled};
 use crate::program::{CodePackage, ProgramImage};
@@ -87,11 +87,7 @@ fn init(
     span!("init", function = config.name.as_str());
     let start = Instant::now();
     let envp = guest_environment(config, Some(RUNTIME_API_ENDPOINT));
-    let fs = FileSystem::new(
-        &package.files,
-        u64::from(config.ephemeral_storage_mb) << 20,
-        package.base_image.clone(),
-    );
+    let fs = guest_file_system(package, config);
     let mut machine = Machine::boot(image, config, &envp, options, |tsc_offset| KernelSetup {
         tsc_offset,
         fs,

@@ -10,12 +10,12 @@ use lambda_core::{
 
 use lambda_core::{EnvironmentError, EnvironmentStart, ExecutionEnvironment};
 
+use super::file_system::guest_file_system;
 use super::guard::guarded;
 use super::stats::{RunStats, note_unsupported};
 use super::variables::guest_environment;
 use crate::error::VmmError;
 use crate::kernel::KernelSetup;
-use crate::kernel::vfs::FileSystem;
 use crate::machine::{Machine, MachineOptions, Settled};
 use crate::program::{CodePackage, ProgramImage};
 use crate::snapshot::{Frozen, Snapshot, SnapshotError};
@@ -131,11 +131,7 @@ fn run_once(
     options: &MachineOptions,
 ) -> Result<(InvokeResult, RunStats), VmmError> {
     let envp = guest_environment(config, None);
-    let fs = FileSystem::new(
-        &package.files,
-        u64::from(config.ephemeral_storage_mb) << 20,
-        package.base_image.clone(),
-    );
+    let fs = guest_file_system(package, config);
     let payload = invocation.payload;
     let log = LogCollector::start(&invocation.request_id, "$LATEST", DEFAULT_LOG_CAPACITY);
     let mut machine = Machine::boot(image, config, &envp, options, |tsc_offset| KernelSetup {
@@ -193,11 +189,7 @@ pub(crate) fn snapshot(
 ) -> Result<Snapshot, SnapshotError> {
     let start = Instant::now();
     let envp = guest_environment(config, None);
-    let fs = FileSystem::new(
-        &package.files,
-        u64::from(config.ephemeral_storage_mb) << 20,
-        package.base_image.clone(),
-    );
+    let fs = guest_file_system(package, config);
     let mut machine = Machine::boot(image, config, &envp, options, |tsc_offset| KernelSetup {
         tsc_offset,
         fs,

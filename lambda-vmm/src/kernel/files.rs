@@ -480,11 +480,7 @@ impl Kernel {
         let path = self.resolve(memory, dirfd, path)?;
         let meta = self.fs.metadata(&path)?;
         if mode & W_OK != 0 && !meta.writable {
-            return Err(errno(if path.starts_with(vfs::TASK_ROOT) {
-                libc::EROFS
-            } else {
-                libc::EACCES
-            }));
+            return Err(self.fs.read_only_error(&path));
         }
         Ok(0)
     }
@@ -521,11 +517,7 @@ impl Kernel {
             return Err(errno(libc::ENOTDIR));
         }
         if writable && !meta.writable {
-            return Err(errno(if path.starts_with(vfs::TASK_ROOT) {
-                libc::EROFS
-            } else {
-                libc::EACCES
-            }));
+            return Err(self.fs.read_only_error(&path));
         }
         if flags & O_TRUNC != 0 && writable {
             self.fs.truncate(&path, 0)?;

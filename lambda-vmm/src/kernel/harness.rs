@@ -78,6 +78,7 @@ impl Guest {
         let data: Arc<[u8]> = Arc::from(&b"0123456789"[..]);
         let fs = FileSystem::new(
             &[("bootstrap".into(), code), ("data.txt".into(), data)],
+            &[("bin/layer-tool".into(), Arc::from(&b"#!/bin/sh\n"[..]))],
             TMP_QUOTA,
             image,
         );

@@ -15,6 +15,8 @@ use crate::base_image::BaseImage;
 pub const TASK_ROOT: &str = "/var/task";
 /// The writable scratch directory.
 pub const TMP_ROOT: &str = "/tmp";
+/// Where the function's layers appear.
+pub const OPT_ROOT: &str = "/opt";
 
 /// Most files and directories `/tmp` may hold: the quota counts bytes, and this bounds what
 /// empty files can cost the host.
@@ -160,16 +162,25 @@ fn parent_of(path: &str) -> &str {
     }
 }
 
+/// Whether `path` is in a tree that is always the environment's own, never the image's.
+fn is_own_tree(path: &str) -> bool {
+    [TASK_ROOT, OPT_ROOT, TMP_ROOT]
+        .iter()
+        .any(|root| is_within(path, root))
+}
+
 fn is_under_tmp(path: &str) -> bool {
     path.strip_prefix(TMP_ROOT)
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
 impl FileSystem {
-    /// A filesystem whose `/var/task` holds `task_files` (name -> contents), whose `/tmp`
-    /// may hold `tmp_quota` bytes, and whose other paths are `image`'s, if given.
+    /// A filesystem whose `/var/task` holds `task_files` (name -> contents), whose `/opt`
+    /// holds `layer_files`, whose `/tmp` may hold `tmp_quota` bytes, and whose other paths
+    /// are `image`'s, if given.
     pub fn new(
         task_files: &[(String, Arc<[u8]>)],
+        layer_files: &[(String, Arc<[u8]>)],
         tmp_quota: u64,
         image: Option<BaseImage>,
     ) -> FileSystem {
@@ -182,45 +193,63 @@ impl FileSystem {
             tmp_name_bytes: 0,
             image,
         };
-        for dir in ["/", "/var", TASK_ROOT] {
+        for dir in ["/", "/var", TASK_ROOT, OPT_ROOT] {
             fs.insert(dir, Node::Directory, false);
         }
         fs.insert(TMP_ROOT, Node::Directory, true);
-        for (name, bytes) in task_files {
-            let Ok(path) = normalize(TASK_ROOT, name.as_bytes()) else {
+        fs.mount(TASK_ROOT, task_files);
+        fs.mount(OPT_ROOT, layer_files);
+        fs
+    }
+
+    /// Adds read-only `files` (name -> contents) under the directory `root`, with the
+    /// directories they need; names that would leave `root` are skipped.
+    fn mount(&mut self, root: &str, files: &[(String, Arc<[u8]>)]) {
+        for (name, bytes) in files {
+            let Ok(path) = normalize(root, name.as_bytes()) else {
                 continue;
             };
-            if !path.starts_with(TASK_ROOT) {
+            if !is_within(&path, root) || path == root {
                 continue;
             }
             // Parent directories of nested files.
             let mut parent = parent_of(&path).to_string();
             let mut missing = Vec::new();
-            while !fs.entries.contains_key(&parent) {
+            while !self.entries.contains_key(&parent) {
                 missing.push(parent.clone());
                 parent = parent_of(&parent).to_string();
             }
             for dir in missing.into_iter().rev() {
-                fs.insert(&dir, Node::Directory, false);
+                self.insert(&dir, Node::Directory, false);
             }
-            fs.insert(&path, Node::File(Contents::Shared(bytes.clone())), false);
+            self.insert(&path, Node::File(Contents::Shared(bytes.clone())), false);
         }
-        fs
     }
 
-    /// Puts `image` under everything that is not `/var/task` or `/tmp`.
+    /// Puts `image` under everything that is not `/var/task`, `/opt` or `/tmp`.
     pub fn set_image(&mut self, image: Option<BaseImage>) {
         self.image = image;
     }
 
     /// The base image, if `path` is one of its paths: not in memory, and not under
-    /// `/var/task` or `/tmp` (which the image cannot shadow or add to).
+    /// `/var/task`, `/opt` or `/tmp` (which the image cannot shadow or add to).
     fn image_for(&self, path: &str) -> Option<&BaseImage> {
         let image = self.image.as_ref()?;
-        let own = self.entries.contains_key(path)
-            || is_within(path, TASK_ROOT)
-            || is_within(path, TMP_ROOT);
+        let own = self.entries.contains_key(path) || is_own_tree(path);
         (!own).then_some(image)
+    }
+
+    /// The error for changing `path` that may not be changed: `EROFS` in the read-only trees
+    /// (`/var/task`, `/opt`, the base image), as a read-only mount answers; `EACCES` for the
+    /// environment's own directories (`/`, `/var`, `/tmp` itself).
+    pub fn read_only_error(&self, path: &str) -> Errno {
+        let read_only_tree =
+            (is_own_tree(path) && !is_within(path, TMP_ROOT)) || self.image_for(path).is_some();
+        Errno(if read_only_tree {
+            libc::EROFS
+        } else {
+            libc::EACCES
+        })
     }
 
     fn insert(&mut self, path: &str, node: Node, writable: bool) {
@@ -314,11 +343,7 @@ impl FileSystem {
         }
         let entry = self.entries.get(path).ok_or(Errno(libc::ENOENT))?;
         if !entry.writable || !is_under_tmp(path) {
-            return Err(Errno(if path.starts_with(TASK_ROOT) {
-                libc::EROFS
-            } else {
-                libc::EACCES
-            }));
+            return Err(self.read_only_error(path));
         }
         match (&entry.node, dir) {
             (Node::Directory, false) => return Err(Errno(libc::EISDIR)),
@@ -425,9 +450,7 @@ impl FileSystem {
     pub fn children(&self, path: &str) -> Vec<(String, bool, u64)> {
         let own = self.own_children(path);
         let image = match &self.image {
-            Some(image) if !is_within(path, TASK_ROOT) && !is_within(path, TMP_ROOT) => {
-                image.children(path).unwrap_or_default()
-            }
+            Some(image) if !is_own_tree(path) => image.children(path).unwrap_or_default(),
             _ => return own,
         };
         // The environment's own entries (`/var`, `/tmp`) win over the image's of that name.
@@ -572,6 +595,7 @@ mod tests {
                 ("bootstrap".into(), code.clone()),
                 ("lib/data.txt".into(), code),
             ],
+            &[("python/lib.py".into(), Arc::from(&b"layer"[..]))],
             100,
             None,
         )

@@ -12,7 +12,8 @@ use lambda_core::CodeLocation;
 
 use super::error::LoadError;
 use super::image::ProgramImage;
-use super::package::{CodePackage, read_package};
+use super::layers::read_layers;
+use super::package::{CodePackage, MAX_PROGRAM_BYTES, read_package};
 use crate::base_image::BaseImage;
 use crate::sync::lock;
 
@@ -28,21 +29,40 @@ struct Key {
     len: u64,
     modified: Option<SystemTime>,
     base_image: Option<PathBuf>,
+    /// Each layer with its size and modification time (a directory layer's own: a file
+    /// changed deep inside it is seen once the function's code or the layer's directory
+    /// changes).
+    layers: Vec<(PathBuf, u64, Option<SystemTime>)>,
 }
 
 impl Key {
-    fn of(code: &CodeLocation, base_image: Option<&Path>) -> Result<Key, LoadError> {
+    fn of(
+        code: &CodeLocation,
+        base_image: Option<&Path>,
+        layers: &[PathBuf],
+    ) -> Result<Key, LoadError> {
         let path = code.path().to_path_buf();
         let metadata = std::fs::metadata(&path).map_err(|error| LoadError::Unreadable {
             path: path.display().to_string(),
             reason: error.to_string(),
         })?;
+        let layers = layers
+            .iter()
+            .map(|layer| {
+                let metadata = std::fs::metadata(layer).map_err(|error| LoadError::Layer {
+                    path: layer.display().to_string(),
+                    reason: error.to_string(),
+                })?;
+                Ok((layer.clone(), metadata.len(), metadata.modified().ok()))
+            })
+            .collect::<Result<_, LoadError>>()?;
         Ok(Key {
             location: code.clone(),
             path,
             len: metadata.len(),
             modified: metadata.modified().ok(),
             base_image: base_image.map(Path::to_path_buf),
+            layers,
         })
     }
 }
@@ -56,14 +76,16 @@ pub struct ProgramCache {
 }
 
 impl ProgramCache {
-    /// The checked program of `code`, over the base image at `base_image` if given: from the
-    /// cache if the file is unchanged, else read, checked and kept.
+    /// The checked program of `code`, with `layers` under `/opt` and over the base image at
+    /// `base_image` if given: from the cache if the files are unchanged, else read, checked
+    /// and kept.
     pub fn load(
         &self,
         code: &CodeLocation,
         base_image: Option<&Path>,
+        layers: &[PathBuf],
     ) -> Result<(ProgramImage, CodePackage), LoadError> {
-        let key = Key::of(code, base_image)?;
+        let key = Key::of(code, base_image, layers)?;
         {
             let mut entries = lock(&self.entries);
             if let Some(index) = entries.iter().position(|(k, ..)| *k == key)
@@ -76,6 +98,11 @@ impl ProgramCache {
         }
         let mut package = read_package(code)?;
         package.base_image = base_image.map(|dir| self.base_image(dir)).transpose()?;
+        if !layers.is_empty() {
+            let code_bytes: u64 = package.files.iter().map(|(_, b)| b.len() as u64).sum();
+            let budget = MAX_PROGRAM_BYTES.saturating_sub(code_bytes);
+            package.layers = read_layers(layers, budget)?.into();
+        }
         let image = ProgramImage::from_package(&package)?;
         let mut entries = lock(&self.entries);
         entries.retain(|(k, ..)| k.location != key.location);
@@ -120,11 +147,11 @@ mod tests {
         std::fs::write(&path, b"plain text\n").unwrap();
         let cache = ProgramCache::default();
         let code = CodeLocation::Executable(path.clone());
-        assert_eq!(cache.load(&code, None).unwrap_err(), LoadError::NotElf);
+        assert_eq!(cache.load(&code, None, &[]).unwrap_err(), LoadError::NotElf);
         assert_eq!(cache.len(), 0, "a refused program is not kept");
         let missing = CodeLocation::Executable(dir.join("missing"));
         assert!(matches!(
-            cache.load(&missing, None),
+            cache.load(&missing, None, &[]),
             Err(LoadError::Unreadable { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -53,6 +53,14 @@ pub enum LoadError {
         /// Why.
         reason: String,
     },
+    /// A layer that cannot be used.
+    #[error("cannot use the layer {path}: {reason}")]
+    Layer {
+        /// The layer's zip or directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// Neither an executable nor a static-pie.
     #[error("ELF type {0} is not an executable: build a program, not a library or object")]
     NotExecutable(u16),

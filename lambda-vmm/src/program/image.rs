@@ -642,6 +642,7 @@ mod tests {
             ]),
             program: Arc::from(&b"#!/var/task/wrap -a b\n"[..]),
             base_image: None,
+            layers: Arc::from(Vec::new()),
         };
         let image = ProgramImage::from_package(&package).unwrap();
         assert_eq!(

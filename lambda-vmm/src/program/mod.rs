@@ -9,6 +9,7 @@ mod cache;
 mod code_scan;
 mod error;
 mod image;
+mod layers;
 mod package;
 mod script;
 mod stack;

@@ -1,5 +1,5 @@
-//! A function's code: a static executable, or a zip holding one named `bootstrap` (and any
-//! other files, which appear under `/var/task`).
+//! A function's code: an executable, or a zip holding one named `bootstrap` (and any other
+//! files, which appear under `/var/task`); with its layers (`layers.rs`) and base image.
 
 use std::io::{Read, Seek};
 use std::sync::Arc;
@@ -12,6 +12,9 @@ use crate::base_image::BaseImage;
 /// Largest package accepted, unzipped (Lambda's limit on unzipped code).
 pub const MAX_PROGRAM_BYTES: u64 = 250 << 20;
 
+/// Files read into memory: each one's path (relative to where they appear) and contents.
+pub type Files = Vec<(String, Arc<[u8]>)>;
+
 /// The files of a function's package, read into memory once.
 #[derive(Debug, Clone)]
 pub struct CodePackage {
@@ -21,23 +24,29 @@ pub struct CodePackage {
     pub program: Arc<[u8]>,
     /// The base image the function's configuration names, opened.
     pub base_image: Option<BaseImage>,
+    /// The function's layers merged: paths relative to `/opt`, with their contents.
+    pub layers: Arc<[(String, Arc<[u8]>)]>,
 }
 
 impl CodePackage {
     /// The executable file at the absolute guest `path`, for a `#!` line: from the package
-    /// under `/var/task`, else from the base image (`Err(reason)` if it is in neither, or
-    /// not executable).
+    /// under `/var/task`, the layers under `/opt`, else from the base image (`Err(reason)` if
+    /// it is in none, or not executable).
     pub fn executable(&self, path: &str) -> Result<Arc<[u8]>, String> {
-        if let Some(name) = path.strip_prefix("/var/task/") {
-            return self
-                .files
-                .iter()
-                .find(|(file, _)| file == name)
-                .map(|(_, bytes)| bytes.clone())
-                .ok_or_else(|| "is not in the function's package".to_string());
+        for (root, files, what) in [
+            ("/var/task/", &self.files, "the function's package"),
+            ("/opt/", &self.layers, "the function's layers"),
+        ] {
+            if let Some(name) = path.strip_prefix(root) {
+                return files
+                    .iter()
+                    .find(|(file, _)| file == name)
+                    .map(|(_, bytes)| bytes.clone())
+                    .ok_or_else(|| format!("is not in {what}"));
+            }
         }
         let Some(image) = &self.base_image else {
-            return Err("is outside /var/task and the function has no base image".into());
+            return Err("is outside /var/task and /opt and the function has no base image".into());
         };
         let where_ = || format!("in the base image {}", image.path().display());
         let metadata = image
@@ -74,6 +83,7 @@ pub fn read_package(code: &CodeLocation) -> Result<CodePackage, LoadError> {
                 files: Arc::from(vec![("bootstrap".to_string(), program.clone())]),
                 program,
                 base_image: None,
+                layers: Arc::from(Vec::new()),
             })
         }
         CodeLocation::Zip(_) => {
@@ -95,33 +105,10 @@ pub fn read_zip(archive: impl Read + Seek, path: &str) -> Result<CodePackage, Lo
         path: path.to_string(),
         reason,
     };
-    let mut archive = zip::ZipArchive::new(archive)
-        .map_err(|e| unreadable(format!("not a readable zip archive: {e}")))?;
-    let mut files = Vec::new();
-    let mut total = 0u64;
-    for index in 0..archive.len() {
-        let mut entry = archive
-            .by_index(index)
-            .map_err(|e| unreadable(format!("bad zip entry: {e}")))?;
-        if entry.is_dir() {
-            continue;
-        }
-        let Some(name) = entry.enclosed_name() else {
-            continue; // an entry that would escape the task directory
-        };
-        let name = name.to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        entry
-            .by_ref()
-            .take(MAX_PROGRAM_BYTES.saturating_add(1).saturating_sub(total))
-            .read_to_end(&mut bytes)
-            .map_err(|e| unreadable(format!("cannot extract {name}: {e}")))?;
-        total = total.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
-        if total > MAX_PROGRAM_BYTES {
-            return Err(too_big());
-        }
-        files.push((name, Arc::<[u8]>::from(bytes)));
-    }
+    let files = zip_files(archive, MAX_PROGRAM_BYTES).map_err(|error| match error {
+        ZipError::Unreadable(reason) => unreadable(reason),
+        ZipError::TooBig => too_big(),
+    })?;
     let program = files
         .iter()
         .find(|(name, _)| name == "bootstrap")
@@ -133,7 +120,49 @@ pub fn read_zip(archive: impl Read + Seek, path: &str) -> Result<CodePackage, Lo
         files: files.into(),
         program,
         base_image: None,
+        layers: Arc::from(Vec::new()),
     })
+}
+
+/// Why a zip's files could not be read.
+pub(super) enum ZipError {
+    /// Not a zip, or an entry that does not extract.
+    Unreadable(String),
+    /// More than the budget of bytes, unzipped.
+    TooBig,
+}
+
+/// The files of a zip archive, names relative to where it is unpacked (entries that would
+/// escape it are left out), at most `budget` bytes unzipped.
+pub(super) fn zip_files(archive: impl Read + Seek, budget: u64) -> Result<Files, ZipError> {
+    let mut archive = zip::ZipArchive::new(archive)
+        .map_err(|e| ZipError::Unreadable(format!("not a readable zip archive: {e}")))?;
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| ZipError::Unreadable(format!("bad zip entry: {e}")))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let Some(name) = entry.enclosed_name() else {
+            continue; // an entry that would escape the directory
+        };
+        let name = name.to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry
+            .by_ref()
+            .take(budget.saturating_add(1).saturating_sub(total))
+            .read_to_end(&mut bytes)
+            .map_err(|e| ZipError::Unreadable(format!("cannot extract {name}: {e}")))?;
+        total = total.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+        if total > budget {
+            return Err(ZipError::TooBig);
+        }
+        files.push((name, Arc::<[u8]>::from(bytes)));
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ fn image(test: &str) -> (PathBuf, BaseImage) {
     std::fs::write(dir.join("lib/libx.so"), &library).unwrap();
     std::fs::write(dir.join("bin/tool"), b"#!/bin/sh\n").unwrap();
     std::fs::write(dir.join("var/task/shadow"), b"not visible").unwrap();
+    std::fs::create_dir_all(dir.join("opt")).unwrap();
+    std::fs::write(dir.join("opt/shadow"), b"not visible").unwrap();
     std::process::Command::new("chmod")
         .arg("755")
         .arg(dir.join("bin/tool"))
@@ -54,7 +56,7 @@ fn image_files_are_read_listed_and_never_written() {
         0o100_755
     );
     // Nothing of the image can be written, created or removed.
-    assert_eq!(guest.open("/lib/libx.so", libc::O_RDWR), err(libc::EACCES));
+    assert_eq!(guest.open("/lib/libx.so", libc::O_RDWR), err(libc::EROFS));
     assert_eq!(
         guest.open("/lib/new", libc::O_RDWR | libc::O_CREAT),
         err(libc::EROFS)
@@ -69,6 +71,17 @@ fn image_files_are_read_listed_and_never_written() {
         err(libc::ENOENT)
     );
     assert!(guest.open("/var/task/bootstrap", libc::O_RDONLY) >= 0);
+    // /opt is the layers' (the harness's one file), never the image's.
+    assert_eq!(guest.open("/opt/shadow", libc::O_RDONLY), err(libc::ENOENT));
+    assert!(guest.open("/opt/bin/layer-tool", libc::O_RDONLY) >= 0);
+    assert_eq!(
+        guest.open("/opt/bin/layer-tool", libc::O_RDWR),
+        err(libc::EROFS)
+    );
+    assert_eq!(
+        guest.open("/opt/new", libc::O_RDWR | libc::O_CREAT),
+        err(libc::EROFS)
+    );
     assert!(guest.open("/tmp/mine", libc::O_RDWR | libc::O_CREAT) >= 0);
     // `/` lists the image's entries and the environment's own.
     let root = guest.open("/", libc::O_RDONLY | libc::O_DIRECTORY) as u64;
@@ -76,7 +89,7 @@ fn image_files_are_read_listed_and_never_written() {
     let n = guest.call(217, &[root, dents, 4096]);
     assert!(n > 0);
     let listing = guest.get(dents, n as usize);
-    for name in ["lib", "lib64", "bin", "tmp", "var"] {
+    for name in ["lib", "lib64", "bin", "tmp", "var", "opt"] {
         let needle = format!("{name}\0");
         assert!(
             listing
