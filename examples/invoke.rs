@@ -4,7 +4,8 @@
 //! cargo run --release --example invoke -- PATH [PAYLOAD] [--memory MB] [--timeout SECONDS]
 //!                                         [--runtime-api] [--count N] [--backend kvm|process]
 //!                                         [--from-snapshot [--snapshot-file FILE]]
-//!                                         [--base-image DIR] [--handler NAME]
+//!                                         [--base-image DIR] [--layer PATH]...
+//!                                         [--handler NAME]
 //! ```
 //!
 //! By default PATH runs once as a one-shot stdio function: the payload (the argument, or stdin
@@ -24,7 +25,9 @@
 //! and `/tmp`): a dynamically linked PATH finds its dynamic linker and libraries there
 //! (`functions/base-image/build.sh DIR` makes one from Debian packages), and a `bootstrap`
 //! that is a `#!` script finds its interpreter there. `--handler NAME` sets `_HANDLER` (for
-//! example `lambda_function.lambda_handler` for a Python runtime).
+//! example `lambda_function.lambda_handler` for a Python runtime). `--layer PATH` (up to five
+//! times) adds a layer, a zip or a directory whose files appear under `/opt`, later ones
+//! winning.
 //!
 //! Responses go to stdout (one per line with `--count`); log tails and REPORT lines to stderr.
 //! The exit status is 1 if an invocation failed (its error type and message are printed) and
@@ -43,7 +46,7 @@ use lambda::vmm::{MicroVmBackend, ProcessBackend, Snapshot};
 
 const USAGE: &str = "usage: invoke PATH [PAYLOAD] [--memory MB] [--timeout SECONDS] \
                      [--runtime-api] [--count N] [--backend kvm|process] \
-                     [--from-snapshot [--snapshot-file FILE]] [--base-image DIR] [--handler NAME]";
+                     [--from-snapshot [--snapshot-file FILE]] [--base-image DIR] [--layer PATH]... [--handler NAME]";
 
 struct Options {
     path: String,
@@ -57,6 +60,7 @@ struct Options {
     snapshot_file: Option<String>,
     base_image: Option<String>,
     handler: Option<String>,
+    layers: Vec<String>,
 }
 
 fn value<T: std::str::FromStr>(
@@ -84,6 +88,7 @@ fn parse_args() -> Result<Options, String> {
         snapshot_file: None,
         base_image: None,
         handler: None,
+        layers: Vec::new(),
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -101,6 +106,9 @@ fn parse_args() -> Result<Options, String> {
             "--base-image" => {
                 options.base_image = Some(value(&mut args, "--base-image", "a directory")?)
             }
+            "--layer" => options
+                .layers
+                .push(value(&mut args, "--layer", "a zip or directory")?),
             "--handler" => options.handler = Some(value(&mut args, "--handler", "a name")?),
             "--count" => options.count = value(&mut args, "--count", "a count")?,
             "--backend" => {
@@ -175,6 +183,9 @@ fn run(options: Options) -> Result<bool, String> {
     }
     if let Some(handler) = &options.handler {
         config = config.with_handler(handler);
+    }
+    for layer in &options.layers {
+        config = config.with_layer(layer);
     }
     let payload = match options.payload {
         Some(payload) => payload.into_bytes(),

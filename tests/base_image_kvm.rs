@@ -316,3 +316,96 @@ fn scripts_that_cannot_start_are_refused_naming_the_script() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn layers_appear_under_opt_and_later_ones_win() {
+    let backend = kvm_backend();
+    let dir = tempdir("layers");
+    // Layer one, a zip: a Python module and a runner script; layer two, a directory: the
+    // same module saying something else.
+    let one = zip_package(
+        &dir,
+        "one.zip",
+        &[
+            ("python/greeting.py", b"GREETING = 'from layer one'\n"),
+            (
+                "bin/runner",
+                b"#!/bin/sh\nread -r name\nprintf 'runner greets %s' \"$name\"\n",
+            ),
+        ],
+    );
+    let CodeLocation::Zip(one) = one else {
+        unreachable!()
+    };
+    let two = dir.join("two");
+    std::fs::create_dir_all(two.join("python")).unwrap();
+    std::fs::write(
+        two.join("python/greeting.py"),
+        "GREETING = 'from layer two'\n",
+    )
+    .unwrap();
+
+    let config = python_function(&dir).with_layer(&one);
+    let mut env = backend.create(&config).unwrap();
+    let result = env.invoke(Invocation::new(r#"{"layer":true}"#)).unwrap();
+    assert_eq!(
+        result.outcome.response(),
+        Some(&br#"{"greeting": "from layer one"}"#[..]),
+        "{:?}",
+        result.outcome
+    );
+    let config = python_function(&dir).with_layer(&one).with_layer(&two);
+    let mut env = backend.create(&config).unwrap();
+    let result = env.invoke(Invocation::new(r#"{"layer":true}"#)).unwrap();
+    assert_eq!(
+        result.outcome.response(),
+        Some(&br#"{"greeting": "from layer two"}"#[..])
+    );
+
+    // A bootstrap whose interpreter is a layer's script.
+    let code = zip_package(&dir, "runs.zip", &[("bootstrap", b"#!/opt/bin/runner\n")]);
+    let config = stdio_config("hello-c")
+        .with_code(code)
+        .with_layer(&one)
+        .with_base_image(base_image());
+    let mut env = backend.create(&config).unwrap();
+    let result = env.invoke(Invocation::new("Ada")).unwrap();
+    assert_eq!(result.outcome.response(), Some(&b"runner greets Ada"[..]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn bad_layers_are_refused_naming_them() {
+    use std::io::Write;
+    let backend = kvm_backend();
+    let dir = tempdir("bad-layers");
+    let not_zip = dir.join("notes.txt");
+    std::fs::write(&not_zip, "plain text").unwrap();
+    let missing = dir.join("missing.zip");
+    // 251 MB of zeros, a quarter of a megabyte zipped: over the limit with any code.
+    let big = dir.join("big.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&big).unwrap());
+    zip.start_file("blob", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..251 {
+        zip.write_all(&zeros).unwrap();
+    }
+    zip.finish().unwrap();
+    for (layer, why) in [
+        (&not_zip, "not a readable zip archive"),
+        (&missing, "No such file"),
+        (&big, "over Lambda's limit of 262144000 bytes"),
+    ] {
+        let config = stdio_config("hello-c").with_layer(layer);
+        let error = create_error(&backend, &config);
+        assert!(
+            error.contains(&format!("cannot use the layer {}", layer.display()))
+                && error.contains(why),
+            "{error}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

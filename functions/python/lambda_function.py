@@ -1,5 +1,6 @@
 # A Python Lambda handler, unmodified: what `def lambda_handler(event, context)` functions
-# look like. `{"fail": "..."}` raises, to show the error path.
+# look like. `{"fail": "..."}` raises, to show the error path; `{"layer": true}` answers what
+# the `greeting` module of a layer (/opt/python/greeting.py) says.
 import platform
 
 invocations = 0
@@ -11,6 +12,9 @@ def lambda_handler(event, context):
     if isinstance(event, dict) and "fail" in event:
         raise ValueError(event["fail"])
     print(f"handling {context.aws_request_id}")
+    if isinstance(event, dict) and event.get("layer"):
+        import greeting
+        return {"greeting": greeting.GREETING}
     return {
         "statusCode": 200,
         "echo": event,
