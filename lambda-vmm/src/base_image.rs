@@ -10,7 +10,9 @@
 //! FIFOs) answers `EACCES`. Nothing is ever opened for writing.
 //!
 //! Files are read from the host on first use and kept, per image, for every environment
-//! that uses it (by the host's device and inode, so two names of one file share one copy).
+//! that uses it (by the host's device and inode, so two names of one file share one copy),
+//! each frozen in a sealed memory file (`host::FrozenFile`): reads copy from it, and guest
+//! mappings map its pages copy-on-write, so environments share them until they write.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -20,7 +22,7 @@ use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::host;
+use crate::host::{self, FrozenFile};
 use crate::sync::lock;
 
 /// Largest single file of an image the guest may read (bigger ones answer `EFBIG`).
@@ -63,7 +65,7 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Kept {
-    files: HashMap<FileKey, Arc<[u8]>>,
+    files: HashMap<FileKey, Arc<FrozenFile>>,
     bytes: u64,
 }
 
@@ -137,7 +139,7 @@ impl BaseImage {
 
     /// The contents of the regular file at a guest path: kept from an earlier read of the
     /// same (unchanged) host file, or read now.
-    pub fn contents(&self, guest_path: &str) -> io::Result<Arc<[u8]>> {
+    pub fn contents(&self, guest_path: &str) -> io::Result<Arc<FrozenFile>> {
         let (file, metadata) = self.open_path(guest_path)?;
         if metadata.is_dir() {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
@@ -170,7 +172,7 @@ impl BaseImage {
             }
         }
         bytes.truncate(filled);
-        let bytes: Arc<[u8]> = bytes.into();
+        let bytes = Arc::new(FrozenFile::new(c"lambda-image-file", &bytes)?);
         let mut kept = lock(&self.inner.kept);
         let size = bytes.len() as u64;
         if kept.bytes.saturating_add(size) <= MAX_KEPT_BYTES {
@@ -257,12 +259,13 @@ mod tests {
     fn paths_and_links_stay_inside_the_image() {
         let (base, root) = image("links");
         let image = BaseImage::open(&root).unwrap();
-        assert_eq!(&*image.contents("/lib/libx.so").unwrap(), b"library");
+        assert_eq!(&image.contents("/lib/libx.so").unwrap()[..], b"library");
         // An absolute link is resolved inside the image.
-        assert_eq!(&*image.contents("/absolute").unwrap(), b"library");
-        assert_eq!(&*image.contents("/lib64/libx.so").unwrap(), b"library");
+        assert_eq!(&image.contents("/absolute").unwrap()[..], b"library");
+        assert_eq!(&image.contents("/lib64/libx.so").unwrap()[..], b"library");
         // `..` stops at the root: `../../secret` from /lib is /secret of the image.
-        let enoent = |r: io::Result<Arc<[u8]>>| r.unwrap_err().raw_os_error() == Some(libc::ENOENT);
+        let enoent =
+            |r: io::Result<Arc<FrozenFile>>| r.unwrap_err().raw_os_error() == Some(libc::ENOENT);
         assert!(enoent(image.contents("/lib/escape")));
         assert!(enoent(image.contents("/host")));
         assert!(enoent(image.contents("/../secret")));

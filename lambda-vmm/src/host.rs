@@ -86,6 +86,92 @@ pub fn open_beneath(root: &File, path: &CStr, flags: i32) -> io::Result<File> {
     }
 }
 
+/// A file's contents frozen in a sealed memory file (nobody can write, grow or shrink it
+/// again) and mapped read-only into this process: readable as bytes without a copy, and
+/// mappable copy-on-write into guest memory by its descriptor, so every reader shares one
+/// copy of its pages. Sealing also means no access through the mapping can fault (a host
+/// file truncated under a mapping would raise `SIGBUS` on the next read).
+#[derive(Debug)]
+pub struct FrozenFile {
+    file: File,
+    /// Start of the read-only mapping of the whole file (dangling when it is empty).
+    start: *const u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and its file sealed against writes, so the bytes never
+// change while it lives: sharing references across threads is as safe as for a `&[u8]`.
+unsafe impl Send for FrozenFile {}
+// SAFETY: as above.
+unsafe impl Sync for FrozenFile {}
+
+impl FrozenFile {
+    /// Freezes `bytes`; `name` shows in `/proc/<pid>/maps`.
+    pub fn new(name: &CStr, bytes: &[u8]) -> io::Result<FrozenFile> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::FileExt;
+        let file = sealable_memory_file(name)?;
+        file.write_all_at(bytes, 0)?;
+        seal_contents(&file)?;
+        let len = bytes.len();
+        if len == 0 {
+            return Ok(FrozenFile {
+                file,
+                start: std::ptr::NonNull::dangling().as_ptr(),
+                len,
+            });
+        }
+        // SAFETY: a new read-only shared mapping of `len` bytes of a file we own that holds
+        // exactly `len` bytes and can no longer shrink (sealed); the kernel picks the
+        // address, and the result is checked before use. Drop unmaps it.
+        let start = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if start == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(FrozenFile {
+            file,
+            start: start.cast::<u8>().cast_const(),
+            len,
+        })
+    }
+
+    /// The sealed memory file, for mapping it elsewhere.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl std::ops::Deref for FrozenFile {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `start` is the read-only mapping of `len` bytes made in `new` (or dangling
+        // with `len` 0), alive until drop; its file is sealed, so the bytes never change.
+        unsafe { std::slice::from_raw_parts(self.start, self.len) }
+    }
+}
+
+impl Drop for FrozenFile {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping made in `new`, unmapped once; no reference into it outlives
+            // `self` (`deref` borrows `self`).
+            unsafe {
+                libc::munmap(self.start.cast_mut().cast(), self.len);
+            }
+        }
+    }
+}
+
 /// Fills `buf` with random bytes from the kernel (`getrandom`, blocking until the pool is
 /// ready, which it is long before any function runs).
 pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
@@ -200,6 +286,16 @@ pub fn tsc_khz_estimate() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frozen_files_read_back_and_cannot_be_written() {
+        use std::os::unix::fs::FileExt;
+        let frozen = FrozenFile::new(c"test", b"frozen bytes").unwrap();
+        assert_eq!(&*frozen, b"frozen bytes");
+        assert!(frozen.file().write_at(b"x", 0).is_err());
+        assert!(frozen.file().set_len(1).is_err());
+        assert_eq!(&*FrozenFile::new(c"empty", b"").unwrap(), b"");
+    }
 
     #[test]
     fn memory_files_and_random_bytes() {

@@ -21,7 +21,8 @@ impl From<MapError> for Errno {
 
 impl Kernel {
     /// `mmap`: anonymous memory (the descriptor and offset are ignored, as Linux ignores
-    /// them), or a regular file's bytes from `offset`, copied into the mapping
+    /// them), or a regular file's bytes from `offset`: a base image's file's pages mapped
+    /// copy-on-write (`GuestMemory::mmap_file`), another file's copied
     /// (`GuestMemory::mmap_contents`). A private file mapping behaves as Linux's does as long
     /// as the file does not change; a shared one is accepted read-only (a writable shared
     /// mapping of a `/tmp` file answers `ENODEV`: its writes could not reach the file).
@@ -57,6 +58,10 @@ impl Kernel {
         }
         if offset % PAGE != 0 || len == 0 {
             return Err(Errno(libc::EINVAL));
+        }
+        // A base image's file is mapped (its pages shared); the environment's own are copied.
+        if let Some(frozen) = self.fs.image_file(&file.path) {
+            return Ok(memory.mmap_file(addr, len, prot, flags, &frozen, offset)?);
         }
         // The mapping's length bounds the copy (and `mmap` refuses lengths past the address
         // space before anything is read).

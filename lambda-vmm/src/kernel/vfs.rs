@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::Errno;
 use crate::base_image::BaseImage;
+use crate::host::FrozenFile;
 
 /// Where the function's code appears.
 pub const TASK_ROOT: &str = "/var/task";
@@ -497,6 +498,12 @@ impl FileSystem {
                 Err(Errno(libc::EINVAL))
             }
         }
+    }
+
+    /// The base image's file at `path`, frozen, for mapping its pages into guest memory
+    /// without a copy; `None` for any other file (the environment's own are copied).
+    pub fn image_file(&self, path: &str) -> Option<Arc<FrozenFile>> {
+        self.image_for(path)?.contents(path).ok()
     }
 
     /// Reads up to `len` bytes of file `path` from `offset` (a copy of what was read, for a

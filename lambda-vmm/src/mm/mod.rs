@@ -40,6 +40,7 @@ use page_table::{ADDRESS, Leaf, PRESENT, USER, WRITABLE};
 use space::AddressSpace;
 use vma::{EXEC, READ, WRITE};
 
+use crate::host::FrozenFile;
 use crate::sync::lock;
 use physical::{AllocError, PhysicalMemory};
 
@@ -481,22 +482,94 @@ impl GuestMemory {
             flags | space::MAP_ANONYMOUS,
         )?;
         let filled = start.saturating_add(guest_size(contents.len()).min(len));
-        let copied = space.populate_range(&self.physical, start, filled).is_ok()
-            && contents
+        if !self.copy_in(&mut space, start, filled, contents) {
+            let _ = space.munmap(&self.physical, start, len);
+            return Err(MapError::NoMemory);
+        }
+        Ok(start)
+    }
+
+    /// `mmap` of a frozen file from `offset`: as [`GuestMemory::mmap_contents`], but the
+    /// pages the file covers are the file's own, mapped copy-on-write over the mapping's
+    /// frames, so every environment mapping the file shares them until it writes one. That
+    /// needs the 2 MiB stretches the mapping lies in to be backed by whole chunks of the
+    /// function's memory; in a stretch backed frame by frame the bytes are copied instead.
+    pub fn mmap_file(
+        &self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        file: &FrozenFile,
+        offset: u64,
+    ) -> Result<u64, MapError> {
+        use std::os::fd::AsFd;
+        let mut space = self.space();
+        let start = space.mmap(
+            &self.physical,
+            addr,
+            len,
+            prot,
+            flags | space::MAP_ANONYMOUS,
+        )?;
+        // The file's pages from `offset`: its last page is whole in the memory file (zero
+        // past its end), but a page wholly past the end must never be mapped from it.
+        let file_pages =
+            layout::page_align(guest_size(file.len()).saturating_sub(offset)).unwrap_or(0);
+        let filled = start.saturating_add(file_pages.min(len));
+        let mut from = start;
+        let mut ok = true;
+        while ok && from < filled {
+            let stretch = chunk_of(from);
+            let to = filled.min(stretch.saturating_add(CHUNK));
+            let at = offset.saturating_add(from.saturating_sub(start));
+            let mapped = space
+                .take_whole(&self.physical, stretch)
+                .is_some_and(|chunk| {
+                    self.physical
+                        .map_file(
+                            chunk.saturating_add(from.saturating_sub(stretch)),
+                            to.saturating_sub(from),
+                            file.file().as_fd(),
+                            at,
+                        )
+                        .is_ok()
+                });
+            ok = mapped || {
+                let bytes = usize::try_from(at)
+                    .ok()
+                    .and_then(|at| file.get(at..))
+                    .unwrap_or_default();
+                let bytes = bytes
+                    .get(..host_size(to.saturating_sub(from)))
+                    .unwrap_or(bytes);
+                self.copy_in(&mut space, from, to, bytes)
+            };
+            from = to;
+        }
+        // Entries for the mapped pages (copied ones have theirs already).
+        ok = ok && space.populate_range(&self.physical, start, filled).is_ok();
+        if !ok {
+            let _ = space.munmap(&self.physical, start, len);
+            return Err(MapError::NoMemory);
+        }
+        Ok(start)
+    }
+
+    /// Gives the pages of `[start, end)` (in one mapping) frames and entries and copies
+    /// `bytes` into them from `start`; `false` if memory ran out.
+    fn copy_in(&self, space: &mut AddressSpace, start: u64, end: u64, bytes: &[u8]) -> bool {
+        space.populate_range(&self.physical, start, end).is_ok()
+            && bytes
                 .chunks(host_size(PAGE))
-                .zip((start..filled).step_by(host_size(PAGE)))
+                .zip((start..end).step_by(host_size(PAGE)))
                 .all(|(piece, page)| match space.frame_of(&self.physical, page) {
                     Some(frame) => {
                         self.physical.write(frame, piece);
                         true
                     }
                     None => false,
-                });
-        if !copied {
-            let _ = space.munmap(&self.physical, start, len);
-            return Err(MapError::NoMemory);
-        }
-        Ok(start)
+                })
     }
 
     /// `munmap`.

@@ -57,6 +57,7 @@ impl CodePackage {
         }
         image
             .contents(path)
+            .map(|frozen| Arc::from(&frozen[..]))
             .map_err(|error| format!("cannot be read {}: {error}", where_()))
     }
 }
