@@ -41,9 +41,17 @@ const C_PROGRAMS: &[(&str, &str, &[&str])] = &[
         &["-static", "-no-pie", "-pthread"],
     ),
 ];
-/// Go guests: output name and package directory in `functions/go` (a module of its own,
-/// standard library only).
-const GO_PROGRAMS: &[(&str, &str)] = &[("go-goroutines", "goroutines"), ("go-runtime", "runtime")];
+/// C++ guests (`g++`, dynamically linked against libstdc++): output name, source file in
+/// `functions/c`, and how to link it.
+const CXX_PROGRAMS: &[(&str, &str, &[&str])] = &[("cpp-dynamic", "words.cc", &["-pthread"])];
+/// Go guests: output name, package directory in `functions/go` (a module of its own,
+/// standard library only), and whether cgo is on (`go build`'s default on a host with a C
+/// compiler: then `net` links against glibc, and the program is dynamically linked).
+const GO_PROGRAMS: &[(&str, &str, bool)] = &[
+    ("go-goroutines", "goroutines", false),
+    ("go-runtime", "runtime", false),
+    ("go-runtime-cgo", "runtime", true),
+];
 /// Variables the outer cargo sets for build scripts (or that `cargo clippy` sets) which
 /// would change what the nested build does. `CARGO*` is handled by `leaks_into_guests`.
 const LEAKED_VARS: &[&str] = &[
@@ -102,6 +110,14 @@ fn main() {
     for (name, source, link) in C_PROGRAMS {
         gcc(&sources.join("c").join(source), link, &bin.join(name));
     }
+    for (name, source, link) in CXX_PROGRAMS {
+        compile(
+            "g++",
+            &sources.join("c").join(source),
+            link,
+            &bin.join(name),
+        );
+    }
     go_programs(&sources.join("go"), &out.join("go"), &bin);
 
     println!("cargo:rustc-env=LAMBDA_FUNCTIONS_DIR={}", bin.display());
@@ -114,8 +130,8 @@ fn main() {
     skip_kvm_tests_if_asked();
 }
 
-/// Builds the Go guests with the host's `go` (static: `CGO_ENABLED=0`), with a cache under
-/// the target dir and no network. Without Go the build fails and says how to install it,
+/// Builds the Go guests with the host's `go` (static with `CGO_ENABLED=0`, dynamic with cgo),
+/// with a cache under the target dir and no network. Without Go the build fails and says how to install it,
 /// unless `LAMBDA_SKIP_GO_TESTS=1` asks to build without them: then `cfg(skip_go_tests)`
 /// turns the tests that run them into ignored ones.
 fn go_programs(sources: &Path, out: &Path, bin: &Path) {
@@ -125,7 +141,7 @@ fn go_programs(sources: &Path, out: &Path, bin: &Path) {
         println!("cargo::rustc-cfg=skip_go_tests");
         return;
     }
-    for (name, package) in GO_PROGRAMS {
+    for (name, package, cgo) in GO_PROGRAMS {
         let dest = bin.join(name);
         let tmp = temp_path(&dest);
         let mut command = clean_command(OsStr::new("go"));
@@ -134,7 +150,7 @@ fn go_programs(sources: &Path, out: &Path, bin: &Path) {
             .args(["build", "-trimpath", "-o"])
             .arg(&tmp)
             .arg(format!("./{package}"))
-            .env("CGO_ENABLED", "0")
+            .env("CGO_ENABLED", if *cgo { "1" } else { "0" })
             .env("GOCACHE", out.join("cache"))
             .env("GOPATH", out.join("path"))
             .env("GOFLAGS", "-mod=mod")
@@ -219,14 +235,22 @@ fn cargo_build(sources: &Path, target_dir: &Path, rustflags: &str, extra: &[&str
 }
 
 fn gcc(source: &Path, link: &[&str], dest: &Path) {
+    compile("gcc", source, link, dest);
+}
+
+/// Compiles one C or C++ source file with `compiler` (`gcc` or `g++`).
+fn compile(compiler: &str, source: &Path, link: &[&str], dest: &Path) {
     let tmp = temp_path(dest);
-    let mut command = Command::new("gcc");
+    let mut command = Command::new(compiler);
     command
         .args(["-O2", "-Wall", "-Wextra", "-o"])
         .arg(&tmp)
         .arg(source)
         .args(link); // after the source, so that `-l` libraries resolve its symbols
-    run(command, "gcc (static linking needs libc6-dev's libc.a)");
+    run(
+        command,
+        &format!("{compiler} (static linking needs libc6-dev's libc.a; C++ needs g++)"),
+    );
     rename(&tmp, dest);
 }
 
@@ -261,6 +285,10 @@ fn run(mut command: Command, what: &str) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && command.get_program() == "gcc" => panic!(
             "gcc not found: the C guest programs need it; install gcc and libc6-dev \
              (e.g. `apt-get install gcc libc6-dev`)"
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && command.get_program() == "g++" => panic!(
+            "g++ not found: the C++ guest program needs it; install g++ \
+             (e.g. `apt-get install g++`)"
         ),
         Err(e) if e.kind() == io::ErrorKind::NotFound && command.get_program() == "go" => panic!(
             "go not found: the Go guest programs need it; install Go (e.g. `apt-get install \

@@ -59,6 +59,41 @@ fn dynamically_linked_c_programs_run_over_a_base_image() {
 
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_cpp_program_with_exceptions_and_threads_runs_over_the_image() {
+    let backend = kvm_backend();
+    let config = stdio_config("cpp-dynamic").with_base_image(base_image());
+    assert_eq!(
+        run_once(&backend, config, "hello world"),
+        r#"{"distinct":8,"sum":60}"#
+    );
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+#[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+fn a_go_runtime_built_with_cgo_serves_over_the_image() {
+    let backend = kvm_backend();
+    let config = FunctionConfig::new(
+        "go-runtime-cgo",
+        CodeLocation::Executable(function("go-runtime-cgo")),
+    )
+    .with_base_image(base_image());
+    let mut env = backend.create(&config).unwrap();
+    for n in 1..=2 {
+        let result = env
+            .invoke(Invocation::new(format!(r#"{{"n":{n}}}"#)))
+            .unwrap();
+        assert_eq!(
+            result.outcome.response(),
+            Some(format!(r#"{{"count":{n},"echo":{{"n":{n}}},"go":true}}"#).as_bytes()),
+            "{:?}",
+            result.outcome
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn dynamically_linked_runtime_api_functions_serve_warm() {
     let backend = kvm_backend();
     let image = base_image();
