@@ -11,6 +11,12 @@
 //!   backend (a child process and a localhost Runtime API). The Init Duration each REPORT
 //!   gave is printed too.
 //! - **Python, warm**: one invocation in an environment that has served before.
+//! - **Host memory per idle environment** (200 environments, each invoked once):
+//!   `runtime-c` static against `runtime-c-dynamic`, which maps `libc.so.6` from the image.
+//!   The rise of `AnonPages` is what the environments hold of their own (guest memory the
+//!   program wrote, page tables); the image's file pages, mapped copy-on-write from one
+//!   frozen copy, are shared memory (`Shmem`), counted once. `MemAvailable` moves too much
+//!   with the host's caches to show a difference of this size.
 //!
 //! The image is `functions/base-image/build.sh target/base-image --python`'s (build it
 //! first). `cargo bench --bench base_image` prints the summary tables: medians, p90s,
@@ -26,7 +32,7 @@ use lambda::core::{
     Backend, CodeLocation, Contract, ExecutionEnvironment, FunctionConfig, Invocation,
 };
 use lambda::vmm::{MicroVmBackend, ProcessBackend, wait_for_teardown};
-use measure::{Cost, child_process_run, print_table, sample, timed};
+use measure::{Cost, child_process_run, meminfo, print_table, sample, timed};
 
 const RUNS: usize = 100;
 const WARMUP: usize = 10;
@@ -264,6 +270,50 @@ fn base_image() {
         &[&vm],
     );
     let _ = std::fs::remove_file(&zip);
+
+    // Host memory per idle environment, static against dynamic.
+    const IDLE: usize = 200;
+    let per_environment = |name: &str| -> (f64, f64) {
+        let config = FunctionConfig::new(name, CodeLocation::Executable(program(name)))
+            .with_base_image(&image);
+        wait_for_teardown();
+        let (anon_before, shmem_before) = (meminfo("AnonPages"), meminfo("Shmem"));
+        let environments: Vec<_> = (0..IDLE)
+            .map(|_| {
+                let mut environment = backend.create_runtime_api(&config).expect("create");
+                let result = environment.run(Invocation::new(EVENT)).expect("invoke");
+                assert_eq!(result.outcome.response(), Some(EVENT.as_bytes()));
+                environment
+            })
+            .collect();
+        let anon = meminfo("AnonPages").saturating_sub(anon_before);
+        let shmem = meminfo("Shmem").saturating_sub(shmem_before);
+        for environment in environments {
+            Box::new(environment).shutdown();
+        }
+        wait_for_teardown();
+        (anon as f64 / IDLE as f64, shmem as f64 / 1024.0)
+    };
+    let (static_anon, static_shmem) = per_environment("runtime-c");
+    let (dynamic_anon, dynamic_shmem) = per_environment("runtime-c-dynamic");
+    println!(
+        "\nidle environments, {IDLE} of each, invoked once: anonymous host memory each \
+         (AnonPages: what an environment holds of its own) and shared memory in all \
+         (Shmem: the frozen image files and staged programs, once)"
+    );
+    println!(
+        "  runtime-c (static)                            {static_anon:.0} KiB each, \
+         shared {static_shmem:.1} MiB"
+    );
+    println!(
+        "  runtime-c-dynamic (ld.so + libc.so.6 mapped)  {dynamic_anon:.0} KiB each, \
+         shared {dynamic_shmem:.1} MiB"
+    );
+    println!(
+        "  what dynamic linking adds per environment     {:.0} KiB (libc.so.6's code and \
+         read-only data, shared, are 1.8 MiB)",
+        dynamic_anon - static_anon
+    );
 }
 
 /// Criterion's view of the one-shot pair (the tables above are the comparison).

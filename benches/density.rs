@@ -12,12 +12,15 @@
 //!
 //! `cargo bench --bench density` (`DENSITY_TARGET=N` to change the count).
 
+mod measure;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use lambda::core::{CodeLocation, ExecutionEnvironment, FunctionConfig, Invocation};
 use lambda::vmm::{MicroVmBackend, RuntimeApiEnvironment, wait_for_teardown};
+use measure::meminfo;
 
 const EVENT: &str = r#"{"action":"echo"}"#;
 const BATCH: usize = 250;
@@ -29,16 +32,6 @@ fn program(name: &str) -> PathBuf {
 }
 
 /// A `/proc/meminfo` field, in KiB.
-fn meminfo(field: &str) -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.trim().trim_end_matches(" kB").parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/meminfo"))
-}
-
 /// This process's resident memory in KiB, open descriptors and threads.
 fn process() -> (u64, usize, usize) {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");

@@ -129,6 +129,18 @@ pub fn child_command_run(
     })
 }
 
+/// A field of `/proc/meminfo`, in KiB (`MemAvailable` is what the host can still give:
+/// it counts KVM's own memory and shadow page tables as well as processes').
+pub fn meminfo(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.trim().trim_end_matches(" kB").parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no {field} in /proc/meminfo"))
+}
+
 /// Times `f`.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     let start = Instant::now();

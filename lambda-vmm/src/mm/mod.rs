@@ -493,7 +493,9 @@ impl GuestMemory {
     /// pages the file covers are the file's own, mapped copy-on-write over the mapping's
     /// frames, so every environment mapping the file shares them until it writes one. That
     /// needs the 2 MiB stretches the mapping lies in to be backed by whole chunks of the
-    /// function's memory; in a stretch backed frame by frame the bytes are copied instead.
+    /// function's memory, so the kernel places such mappings in an area of their own
+    /// ([`space::Area::Files`]); in a stretch backed frame by frame (a mapping placed where
+    /// the program asked) the bytes are copied instead.
     pub fn mmap_file(
         &self,
         addr: u64,
@@ -505,18 +507,20 @@ impl GuestMemory {
     ) -> Result<u64, MapError> {
         use std::os::fd::AsFd;
         let mut space = self.space();
-        let start = space.mmap(
+        let start = space.mmap_in(
             &self.physical,
             addr,
             len,
             prot,
             flags | space::MAP_ANONYMOUS,
+            space::Area::Files,
         )?;
         // The file's pages from `offset`: its last page is whole in the memory file (zero
         // past its end), but a page wholly past the end must never be mapped from it.
         let file_pages =
             layout::page_align(guest_size(file.len()).saturating_sub(offset)).unwrap_or(0);
-        let filled = start.saturating_add(file_pages.min(len));
+        let mapped_len = layout::page_align(len).unwrap_or(len);
+        let filled = start.saturating_add(file_pages.min(mapped_len));
         let mut from = start;
         let mut ok = true;
         while ok && from < filled {

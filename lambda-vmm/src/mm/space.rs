@@ -93,6 +93,20 @@ pub struct MemoryStats {
     pub page_faults: u64,
 }
 
+/// Where the kernel places a mapping whose address it chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// Top-down from `MMAP_TOP`, as Linux places mappings.
+    Anonymous,
+    /// Top-down from [`FILE_MAP_TOP`]: mappings of frozen files packed together, in 2 MiB
+    /// stretches that hold nothing else, so that those stretches can be backed by whole
+    /// chunks with the files' pages mapped over them (shared, not copied).
+    Files,
+}
+
+/// Where the file-mapping area starts, growing down: just below the interpreter.
+pub const FILE_MAP_TOP: u64 = super::layout::INTERP_BASE;
+
 /// One program's address space.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AddressSpace {
@@ -299,6 +313,19 @@ impl AddressSpace {
         prot: u64,
         flags: u64,
     ) -> Result<u64, MapError> {
+        self.mmap_in(physical, addr, len, prot, flags, Area::Anonymous)
+    }
+
+    /// `mmap` placing a mapping the kernel chooses the address of in `area`.
+    pub fn mmap_in(
+        &mut self,
+        physical: &PhysicalMemory,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        area: Area,
+    ) -> Result<u64, MapError> {
         if prot & !(u64::from(READ | WRITE | EXEC) | PROT_SEM) != 0 {
             return Err(MapError::Invalid);
         }
@@ -348,10 +375,16 @@ impl AddressSpace {
                 && hint
                     .checked_add(len)
                     .is_some_and(|end| end <= USER_END && !self.vmas.any_in(hint, end));
-            if hint_fits {
-                hint
-            } else {
-                self.find_free(len).ok_or(MapError::NoMemory)?
+            let in_area = match area {
+                Area::Anonymous => None,
+                Area::Files => self
+                    .vmas
+                    .highest_gap(MIN_MAP_ADDRESS, FILE_MAP_TOP, len, PAGE),
+            };
+            match in_area {
+                _ if hint_fits => hint,
+                Some(start) => start,
+                None => self.find_free(len).ok_or(MapError::NoMemory)?,
             }
         };
         let prot = u32::try_from(prot & u64::from(READ | WRITE | EXEC)).unwrap_or(0);
