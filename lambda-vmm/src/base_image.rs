@@ -9,10 +9,11 @@
 //! image. Only directories and regular files are shown; anything else (devices, sockets,
 //! FIFOs) answers `EACCES`. Nothing is ever opened for writing.
 //!
-//! Files are read from the host on first use and kept, per image, for every environment
+//! `read` reads from the host file each time (through the host's page cache). A file that is
+//! mapped, or loaded as a program, is read once and kept, per image, for every environment
 //! that uses it (by the host's device and inode, so two names of one file share one copy),
-//! each frozen in a sealed memory file (`host::FrozenFile`): reads copy from it, and guest
-//! mappings map its pages copy-on-write, so environments share them until they write.
+//! frozen in a sealed memory file (`host::FrozenFile`) whose pages guest mappings map
+//! copy-on-write, so environments share them until they write.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -30,6 +31,9 @@ pub const MAX_IMAGE_FILE_BYTES: u64 = 1 << 30;
 /// Most bytes of an image's files kept in host memory; files read past it are read again
 /// each time they are opened rather than kept.
 pub const MAX_KEPT_BYTES: u64 = 4 << 30;
+/// Most bytes one read of an image file returns (a shorter read than asked, which Linux
+/// allows for any file): what one guest `read` can make the host allocate.
+pub const MAX_READ_BYTES: usize = 16 << 20;
 /// Inode numbers of image files are the host's with this bit set, apart from the
 /// environment's own files (numbered from 1).
 const IMAGE_INODE: u64 = 1 << 62;
@@ -182,6 +186,33 @@ impl BaseImage {
         Ok(bytes)
     }
 
+    /// Up to `len` bytes (at most [`MAX_READ_BYTES`]) of the regular file at a guest path
+    /// from `offset`, read from the host now (through the host's page cache; nothing is
+    /// kept).
+    pub fn read_at(&self, guest_path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let (file, metadata) = self.open_path(guest_path)?;
+        if metadata.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        let available = metadata.len().saturating_sub(offset);
+        let len = len
+            .min(MAX_READ_BYTES)
+            .min(usize::try_from(available).unwrap_or(usize::MAX));
+        let mut bytes = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            let at = offset.saturating_add(filled as u64);
+            match file.read_at(&mut bytes[filled..], at) {
+                Ok(0) => break, // shrank meanwhile: what was there
+                Ok(n) => filled += n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        bytes.truncate(filled);
+        Ok(bytes)
+    }
+
     /// The target of the symbolic link at a guest path, as stored (the link itself is not
     /// followed; the directories leading to it are, inside the image). `EINVAL` if it is not
     /// a link.
@@ -260,6 +291,8 @@ mod tests {
         let (base, root) = image("links");
         let image = BaseImage::open(&root).unwrap();
         assert_eq!(&image.contents("/lib/libx.so").unwrap()[..], b"library");
+        assert_eq!(image.read_at("/lib64/libx.so", 3, 100).unwrap(), b"rary");
+        assert_eq!(image.read_at("/lib/libx.so", 100, 10).unwrap(), b"");
         // An absolute link is resolved inside the image.
         assert_eq!(&image.contents("/absolute").unwrap()[..], b"library");
         assert_eq!(&image.contents("/lib64/libx.so").unwrap()[..], b"library");

@@ -516,10 +516,8 @@ impl FileSystem {
             start..start.saturating_add(len).min(bytes.len())
         };
         if let Some(image) = self.image_for(path) {
-            let bytes = image.contents(path).map_err(Errno::from_io)?;
-            return Ok(Cow::Owned(
-                bytes.get(window(&bytes)).unwrap_or_default().to_vec(),
-            ));
+            let bytes = image.read_at(path, offset, len).map_err(Errno::from_io)?;
+            return Ok(Cow::Owned(bytes));
         }
         match self.entries.get(path).map(|e| &e.node) {
             Some(Node::File(contents)) => {
