@@ -7,10 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{base_image, function, kvm_backend, stdio_config};
-use lambda::core::{
-    Backend, CodeLocation, Contract, EnvironmentError, ErrorType, FunctionConfig, Invocation,
-};
+use common::{base_image, code_error, function, kvm_backend, stdio_config};
+use lambda::core::{Backend, CodeLocation, Contract, ErrorType, FunctionConfig, Invocation};
 use lambda::vmm::MicroVmBackend;
 
 fn tempdir(tag: &str) -> PathBuf {
@@ -32,14 +30,6 @@ fn run_once(backend: &MicroVmBackend, config: FunctionConfig, payload: &str) -> 
         )
     });
     String::from_utf8_lossy(response).into_owned()
-}
-
-fn create_error(backend: &MicroVmBackend, config: &FunctionConfig) -> String {
-    match backend.create(config) {
-        Err(EnvironmentError::Code(message)) => message,
-        Err(other) => panic!("expected a code error, got {other}"),
-        Ok(_) => panic!("expected a code error, got an environment"),
-    }
 }
 
 #[test]
@@ -152,28 +142,28 @@ fn unusable_images_and_interpreters_are_refused_before_any_vm_exists() {
     let hello = function("hello-dynamic");
 
     // No base image at all.
-    let error = create_error(&backend, &stdio_config("hello-dynamic"));
+    let error = code_error(&backend, &stdio_config("hello-dynamic"));
     assert!(error.contains("no base image"), "{error}");
     // An image that does not exist, or is a file.
     let missing = dir.join("missing");
-    let error = create_error(&backend, &config(&hello, &missing));
+    let error = code_error(&backend, &config(&hello, &missing));
     assert!(
         error.contains(&format!("cannot use {}", missing.display())),
         "{error}"
     );
-    let error = create_error(&backend, &config(&hello, &hello));
+    let error = code_error(&backend, &config(&hello, &hello));
     assert!(error.contains("not a directory"), "{error}");
 
     // An interpreter the image does not have.
     let program = with_interpreter(&dir, "/lib64/ld-linux-x86-64.so.9");
-    let error = create_error(&backend, &config(&program, &image));
+    let error = code_error(&backend, &config(&program, &image));
     assert!(
         error.contains("/lib64/ld-linux-x86-64.so.9") && error.contains("cannot be found"),
         "{error}"
     );
     // One outside the image is looked for inside it: `..` stops at the image's root.
     let program = with_interpreter(&dir, "/../../../../../usr/bin/env");
-    let error = create_error(&backend, &config(&program, &image));
+    let error = code_error(&backend, &config(&program, &image));
     assert!(error.contains("cannot be found"), "{error}");
 
     // A small image whose interpreter is not executable, then not an ELF file.
@@ -192,18 +182,18 @@ fn unusable_images_and_interpreters_are_refused_before_any_vm_exists() {
         );
     };
     chmod("644");
-    let error = create_error(&backend, &config(&hello, &small));
+    let error = code_error(&backend, &config(&hello, &small));
     assert!(error.contains("is not an executable file"), "{error}");
     std::fs::write(&ld, b"#!/bin/sh\n").unwrap();
     chmod("755");
-    let error = create_error(&backend, &config(&hello, &small));
+    let error = code_error(&backend, &config(&hello, &small));
     assert!(
         error.contains("cannot be loaded") && error.contains("neither an ELF"),
         "{error}"
     );
     // A static program as the interpreter: not position-independent.
     std::fs::copy(function("hello-c"), &ld).unwrap();
-    let error = create_error(&backend, &config(&hello, &small));
+    let error = code_error(&backend, &config(&hello, &small));
     assert!(error.contains("not position-independent"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -343,7 +333,7 @@ fn scripts_that_cannot_start_are_refused_naming_the_script() {
         if with_image {
             config = config.with_base_image(base_image());
         }
-        let error = create_error(&backend, &config);
+        let error = code_error(&backend, &config);
         assert!(
             error.contains("cannot run the script") && error.contains(expected),
             "{name}: {error}"
@@ -435,7 +425,7 @@ fn bad_layers_are_refused_naming_them() {
         (&big, "over Lambda's limit of 262144000 bytes"),
     ] {
         let config = stdio_config("hello-c").with_layer(layer);
-        let error = create_error(&backend, &config);
+        let error = code_error(&backend, &config);
         assert!(
             error.contains(&format!("cannot use the layer {}", layer.display()))
                 && error.contains(why),

@@ -5,10 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{function, kvm_backend, stdio_config};
-use lambda::core::{
-    Backend, CodeLocation, EnvironmentError, ErrorType, Invocation, InvokeResult, ResetReason,
-};
+use common::{code_error, function, kvm_backend, stdio_config};
+use lambda::core::{Backend, CodeLocation, ErrorType, Invocation, InvokeResult, ResetReason};
 use lambda::vmm::{MicroVmBackend, StdioEnvironment};
 
 fn environment(backend: &MicroVmBackend, name: &str) -> StdioEnvironment {
@@ -129,11 +127,7 @@ fn write_zip(path: &std::path::Path, files: &[(&str, &[u8])]) {
 }
 
 fn create_error(backend: &MicroVmBackend, code: CodeLocation) -> String {
-    match backend.create(&stdio_config("echo").with_code(code.clone())) {
-        Err(EnvironmentError::Code(message)) => message,
-        Err(other) => panic!("expected a code error, got {other}"),
-        Ok(_) => panic!("expected a code error for {code:?}, got an environment"),
-    }
+    code_error(backend, &stdio_config("echo").with_code(code))
 }
 
 #[test]

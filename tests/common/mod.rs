@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use lambda::core::{CodeLocation, Contract, FunctionConfig};
+use lambda::core::{Backend, CodeLocation, Contract, EnvironmentError, FunctionConfig};
+use lambda::vmm::MicroVmBackend;
 
 /// The directory the build script compiled `functions/` into.
 pub fn functions_dir() -> PathBuf {
@@ -60,4 +61,16 @@ pub fn base_image() -> PathBuf {
             dir
         })
         .clone()
+}
+
+/// The message of the code error `backend` refuses `config` with; panics on anything else.
+pub fn code_error(backend: &MicroVmBackend, config: &FunctionConfig) -> String {
+    match backend.create(config) {
+        Err(EnvironmentError::Code(message)) => message,
+        Err(other) => panic!("expected a code error, got {other}"),
+        Ok(_) => panic!(
+            "expected a code error for {:?}, got an environment",
+            config.code
+        ),
+    }
 }
