@@ -434,3 +434,32 @@ fn bad_layers_are_refused_naming_them() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_python_snapshot_file_restores_over_the_image_it_names() {
+    let backend = kvm_backend();
+    let dir = tempdir("python-snapshot");
+    let config = python_function(&dir);
+    let file = dir.join("python.snapshot");
+    backend
+        .snapshot(&config)
+        .expect("snapshot")
+        .write_to(&file)
+        .expect("write");
+    // The file names the image by the configuration; loading attaches it again, so the
+    // restored program reads and maps the image's files (`csv` loads `_csv`, an extension
+    // module, from the image's lib-dynload) after the restore.
+    let snapshot = backend.load_snapshot(&file).expect("load");
+    let mut env = backend.restore_runtime_api(&snapshot).expect("restore");
+    let result = env.run(Invocation::new(r#"{"import":"csv"}"#)).unwrap();
+    assert_eq!(
+        result.outcome.response(),
+        Some(&br#"{"imported": "csv", "file": "/usr/lib/python3.11/csv.py"}"#[..]),
+        "{:?}; log: {}",
+        result.outcome,
+        String::from_utf8_lossy(&result.log_tail)
+    );
+    assert!(result.report.restore_duration.is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,6 +1,7 @@
 # A Python Lambda handler, unmodified: what `def lambda_handler(event, context)` functions
 # look like. `{"fail": "..."}` raises, to show the error path; `{"layer": true}` answers what
-# the `greeting` module of a layer (/opt/python/greeting.py) says.
+# the `greeting` module of a layer (/opt/python/greeting.py) says; `{"import": "name"}`
+# imports a module then and answers its file.
 import platform
 
 invocations = 0
@@ -12,6 +13,10 @@ def lambda_handler(event, context):
     if isinstance(event, dict) and "fail" in event:
         raise ValueError(event["fail"])
     print(f"handling {context.aws_request_id}")
+    if isinstance(event, dict) and "import" in event:
+        import importlib
+        module = importlib.import_module(event["import"])
+        return {"imported": module.__name__, "file": getattr(module, "__file__", None)}
     if isinstance(event, dict) and event.get("layer"):
         import greeting
         return {"greeting": greeting.GREETING}
