@@ -112,6 +112,28 @@ fn dynamically_linked_runtime_api_functions_serve_warm() {
     }
 }
 
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_dynamic_programs_library_syscalls_enter_the_vmm_directly_once_seen() {
+    // libc.so.6's `syscall` instructions (mapped from the image, found by decoding the file)
+    // are rewritten like the program's own: once the first invocation has run each of them,
+    // every syscall of the next one enters the VMM directly.
+    let backend = kvm_backend();
+    let config = FunctionConfig::new(
+        "runtime-c-dynamic",
+        CodeLocation::Executable(function("runtime-c-dynamic")),
+    )
+    .with_base_image(base_image());
+    let mut env = backend.create_runtime_api(&config).unwrap();
+    for n in 1..=3 {
+        let result = env.run(Invocation::new(format!(r#"{{"n":{n}}}"#))).unwrap();
+        assert!(result.outcome.response().is_some(), "{:?}", result.outcome);
+    }
+    let stats = env.last_stats();
+    assert!(stats.syscalls > 0);
+    assert_eq!(stats.direct_syscalls, stats.syscalls, "{stats:?}");
+}
+
 /// A copy of `hello-dynamic` whose `PT_INTERP` names `interpreter` (same length as the real
 /// `/lib64/ld-linux-x86-64.so.2`).
 fn with_interpreter(dir: &Path, interpreter: &str) -> PathBuf {

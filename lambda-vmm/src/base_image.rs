@@ -15,13 +15,14 @@
 //! frozen in a sealed memory file (`host::FrozenFile`) whose pages guest mappings map
 //! copy-on-write, so environments share them until they write.
 
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::host::{self, FrozenFile};
 use crate::sync::lock;
@@ -69,8 +70,32 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Kept {
-    files: HashMap<FileKey, Arc<FrozenFile>>,
+    files: HashMap<FileKey, Arc<ImageFile>>,
     bytes: u64,
+}
+
+/// A file of the image, frozen, with what is learned about it once for every environment.
+#[derive(Debug)]
+pub struct ImageFile {
+    frozen: FrozenFile,
+    /// The file offsets of its `syscall` instructions, once a mapping asked.
+    syscall_offsets: OnceLock<BTreeSet<u64>>,
+}
+
+impl ImageFile {
+    /// The file offsets of the `syscall` instructions in its code, found by `find` the first
+    /// time they are asked for (decoding a library is not free) and kept.
+    pub fn syscall_offsets(&self, find: impl FnOnce(&[u8]) -> BTreeSet<u64>) -> &BTreeSet<u64> {
+        self.syscall_offsets.get_or_init(|| find(&self.frozen))
+    }
+}
+
+impl std::ops::Deref for ImageFile {
+    type Target = FrozenFile;
+
+    fn deref(&self) -> &FrozenFile {
+        &self.frozen
+    }
 }
 
 /// A read-only directory tree of the host mounted as the guest's `/`. Cheap to clone:
@@ -143,7 +168,7 @@ impl BaseImage {
 
     /// The contents of the regular file at a guest path: kept from an earlier read of the
     /// same (unchanged) host file, or read now.
-    pub fn contents(&self, guest_path: &str) -> io::Result<Arc<FrozenFile>> {
+    pub fn contents(&self, guest_path: &str) -> io::Result<Arc<ImageFile>> {
         let (file, metadata) = self.open_path(guest_path)?;
         if metadata.is_dir() {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
@@ -176,7 +201,10 @@ impl BaseImage {
             }
         }
         bytes.truncate(filled);
-        let bytes = Arc::new(FrozenFile::new(c"lambda-image-file", &bytes)?);
+        let bytes = Arc::new(ImageFile {
+            frozen: FrozenFile::new(c"lambda-image-file", &bytes)?,
+            syscall_offsets: OnceLock::new(),
+        });
         let mut kept = lock(&self.inner.kept);
         let size = bytes.len() as u64;
         if kept.bytes.saturating_add(size) <= MAX_KEPT_BYTES {
@@ -298,7 +326,7 @@ mod tests {
         assert_eq!(&image.contents("/lib64/libx.so").unwrap()[..], b"library");
         // `..` stops at the root: `../../secret` from /lib is /secret of the image.
         let enoent =
-            |r: io::Result<Arc<FrozenFile>>| r.unwrap_err().raw_os_error() == Some(libc::ENOENT);
+            |r: io::Result<Arc<ImageFile>>| r.unwrap_err().raw_os_error() == Some(libc::ENOENT);
         assert!(enoent(image.contents("/lib/escape")));
         assert!(enoent(image.contents("/host")));
         assert!(enoent(image.contents("/../secret")));

@@ -37,6 +37,7 @@
 
 mod backend;
 mod base_image;
+mod code_scan;
 mod env;
 mod error;
 mod file_forms;

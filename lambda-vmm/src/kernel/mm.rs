@@ -5,13 +5,14 @@
 use super::fd::Object;
 use super::{Errno, Kernel, SysResult};
 use crate::mm::layout::PAGE;
-use crate::mm::{GuestMemory, MapError};
+use crate::mm::{FileSource, GuestMemory, MapError};
 
 const MAP_SHARED: u64 = 0x01;
 const MAP_SHARED_VALIDATE: u64 = 0x03;
 const MAP_TYPE: u64 = 0x0f;
 const MAP_ANONYMOUS: u64 = 0x20;
 const PROT_WRITE: u64 = 0x2;
+const PROT_EXEC: u64 = 0x4;
 
 impl From<MapError> for Errno {
     fn from(error: MapError) -> Errno {
@@ -60,8 +61,16 @@ impl Kernel {
             return Err(Errno(libc::EINVAL));
         }
         // A base image's file is mapped (its pages shared); the environment's own are copied.
-        if let Some(frozen) = self.fs.image_file(&file.path) {
-            return Ok(memory.mmap_file(addr, len, prot, flags, &frozen, offset)?);
+        if let Some(image_file) = self.fs.image_file(&file.path) {
+            // An executable mapping's `syscall` instructions, found once per file.
+            let sites = (prot & PROT_EXEC != 0)
+                .then(|| image_file.syscall_offsets(crate::code_scan::syscall_file_offsets));
+            let source = FileSource {
+                file: &image_file,
+                offset,
+                syscall_offsets: sites,
+            };
+            return Ok(memory.mmap_file(addr, len, prot, flags, source)?);
         }
         // The mapping's length bounds the copy (and `mmap` refuses lengths past the address
         // space before anything is read).

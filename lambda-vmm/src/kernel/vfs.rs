@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Errno;
-use crate::base_image::BaseImage;
-use crate::host::FrozenFile;
+use crate::base_image::{BaseImage, ImageFile};
 
 /// Where the function's code appears.
 pub const TASK_ROOT: &str = "/var/task";
@@ -502,7 +501,7 @@ impl FileSystem {
 
     /// The base image's file at `path`, frozen, for mapping its pages into guest memory
     /// without a copy; `None` for any other file (the environment's own are copied).
-    pub fn image_file(&self, path: &str) -> Option<Arc<FrozenFile>> {
+    pub fn image_file(&self, path: &str) -> Option<Arc<ImageFile>> {
         self.image_for(path)?.contents(path).ok()
     }
 

@@ -114,6 +114,18 @@ impl SavedSpace {
     }
 }
 
+/// What a file mapping maps (see [`GuestMemory::mmap_file`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FileSource<'a> {
+    /// The frozen file.
+    pub file: &'a FrozenFile,
+    /// The offset in it the mapping starts at (page-aligned).
+    pub offset: u64,
+    /// For an executable mapping of a library, the file offsets of its `syscall`
+    /// instructions.
+    pub syscall_offsets: Option<&'a std::collections::BTreeSet<u64>>,
+}
+
 /// The guest's memory: its physical memory and its address space.
 pub struct GuestMemory {
     physical: PhysicalMemory,
@@ -489,22 +501,28 @@ impl GuestMemory {
         Ok(start)
     }
 
-    /// `mmap` of a frozen file from `offset`: as [`GuestMemory::mmap_contents`], but the
+    /// `mmap` of a frozen file from an offset: as [`GuestMemory::mmap_contents`], but the
     /// pages the file covers are the file's own, mapped copy-on-write over the mapping's
     /// frames, so every environment mapping the file shares them until it writes one. That
     /// needs the 2 MiB stretches the mapping lies in to be backed by whole chunks of the
     /// function's memory, so the kernel places such mappings in an area of their own
     /// ([`space::Area::Files`]); in a stretch backed frame by frame (a mapping placed where
-    /// the program asked) the bytes are copied instead.
+    /// the program asked) the bytes are copied instead. The `syscall` instructions of an
+    /// executable mapping of a library ([`FileSource::syscall_offsets`]) that the mapping
+    /// holds may then be rewritten to enter the VMM directly.
     pub fn mmap_file(
         &self,
         addr: u64,
         len: u64,
         prot: u64,
         flags: u64,
-        file: &FrozenFile,
-        offset: u64,
+        source: FileSource<'_>,
     ) -> Result<u64, MapError> {
+        let FileSource {
+            file,
+            offset,
+            syscall_offsets,
+        } = source;
         use std::os::fd::AsFd;
         let mut space = self.space();
         let start = space.mmap_in(
@@ -557,6 +575,9 @@ impl GuestMemory {
             let _ = space.munmap(&self.physical, start, len);
             return Err(MapError::NoMemory);
         }
+        if let Some(offsets) = syscall_offsets {
+            space.add_library_sites(start, filled.saturating_sub(start), offset, offsets);
+        }
         Ok(start)
     }
 
@@ -574,6 +595,12 @@ impl GuestMemory {
                     }
                     None => false,
                 })
+    }
+
+    /// Whether `site` is a `syscall` instruction of an image library mapped here, which may
+    /// be rewritten (`GuestMemory::mmap_file`'s `syscall_offsets`).
+    pub fn is_library_site(&self, site: u64) -> bool {
+        self.space().is_library_site(site)
     }
 
     /// `munmap`.

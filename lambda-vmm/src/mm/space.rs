@@ -4,7 +4,7 @@
 //! the function's memory as pages are first used, and running out of it is the program's
 //! out-of-memory end, never the host's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::frames::FramePool;
 use super::homes::LargePageHomes;
@@ -120,7 +120,15 @@ pub struct AddressSpace {
     brk: u64,
     out_of_memory: bool,
     pub(super) stats: MemoryStats,
+    /// `syscall` instructions of mapped image libraries (found by decoding the file), which
+    /// may be rewritten to enter the VMM directly in this address space; dropped with the
+    /// mapping that holds them.
+    library_sites: BTreeSet<u64>,
 }
+
+/// Most library syscall sites one address space keeps (`glibc`'s `libc.so.6` has a few
+/// hundred); past it, further ones are not rewritten.
+pub const MAX_LIBRARY_SITES: usize = 65_536;
 
 impl AddressSpace {
     /// An address space with the stack and the vDSO mapped (the vDSO's data page and code are
@@ -143,6 +151,7 @@ impl AddressSpace {
             brk: 0,
             out_of_memory: false,
             stats: MemoryStats::default(),
+            library_sites: BTreeSet::new(),
         };
         space.vmas.insert(
             STACK_BOTTOM,
@@ -182,6 +191,30 @@ impl AddressSpace {
             }
         }
         Ok(space)
+    }
+
+    /// Notes the `syscall` instructions of an image library just mapped executable at
+    /// `start`: `offsets` are the file's, from `file_offset`, over `len` bytes.
+    pub(super) fn add_library_sites(
+        &mut self,
+        start: u64,
+        len: u64,
+        file_offset: u64,
+        offsets: &BTreeSet<u64>,
+    ) {
+        let end_offset = file_offset.saturating_add(len);
+        for offset in offsets.range(file_offset..end_offset) {
+            if self.library_sites.len() >= MAX_LIBRARY_SITES {
+                return;
+            }
+            let site = start.saturating_add(offset.saturating_sub(file_offset));
+            self.library_sites.insert(site);
+        }
+    }
+
+    /// Whether `site` is a `syscall` instruction of a mapped image library.
+    pub(super) fn is_library_site(&self, site: u64) -> bool {
+        self.library_sites.contains(&site)
     }
 
     /// Where the heap starts: right after the program image, page-aligned.
@@ -279,6 +312,10 @@ impl AddressSpace {
         invalidate.apply(physical);
         result?;
         self.vmas.remove(start, end);
+        let gone: Vec<u64> = self.library_sites.range(start..end).copied().collect();
+        for site in gone {
+            self.library_sites.remove(&site);
+        }
         Ok(())
     }
 

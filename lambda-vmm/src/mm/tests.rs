@@ -7,7 +7,7 @@
 use super::layout::{CHUNK, MIN_MAP_ADDRESS, PAGE, STACK_TOP, USER_END, VDSO, VVAR};
 use super::page_table::Leaf;
 use super::vma::{EXEC, READ, WRITE};
-use super::{FaultOutcome, GuestMemory, MapError, PageFault};
+use super::{FaultOutcome, FileSource, GuestMemory, MapError, PageFault};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -370,4 +370,42 @@ fn the_kernel_accessor_checks_every_page_of_a_range() {
     );
     assert!(memory.validate(region, 3 * PAGE).is_err());
     assert!(memory.validate(region, PAGE).is_ok());
+}
+
+#[test]
+fn frozen_files_map_shared_in_their_area_and_their_syscall_sites_go_with_the_mapping() {
+    let memory = memory(128);
+    let bytes: Vec<u8> = (0..3 * PAGE + 100).map(|i| (i % 251) as u8).collect();
+    let file = crate::host::FrozenFile::new(c"test-library", &bytes).unwrap();
+    let private = libc::MAP_PRIVATE as u64;
+    let rx = (READ | EXEC) as u64;
+    // Two syscall sites in the file, one in the page mapped from offset PAGE.
+    let sites: std::collections::BTreeSet<u64> = [PAGE + 16, 3 * PAGE + 8].into();
+    let source = |syscall_offsets| FileSource {
+        file: &file,
+        offset: PAGE,
+        syscall_offsets,
+    };
+    let at = memory
+        .mmap_file(0, 2 * PAGE, rx, private, source(Some(&sites)))
+        .unwrap();
+    // Placed in the file area, below the interpreter, and filled from the offset.
+    assert!(at < super::space::FILE_MAP_TOP && at > super::space::FILE_MAP_TOP - 64 * MIB);
+    assert_eq!(memory.read_vec(at, 4).unwrap(), bytes[PAGE as usize..][..4]);
+    // The rest of the last page past the file's end reads zero.
+    let tail = memory.read_vec(at + PAGE + 100, 16).unwrap();
+    assert_eq!(tail, bytes[(2 * PAGE + 100) as usize..][..16]);
+    assert!(memory.is_library_site(at + 16));
+    assert!(
+        !memory.is_library_site(at + 2 * PAGE + 8),
+        "past the mapping"
+    );
+    // Unmapping drops the site: what is mapped there next is not the library.
+    memory.munmap(at, 2 * PAGE).unwrap();
+    assert!(!memory.is_library_site(at + 16));
+    // Without executable protection nothing is noted.
+    let again = memory
+        .mmap_file(0, PAGE, READ as u64, private, source(None))
+        .unwrap();
+    assert!(!memory.is_library_site(again + 16));
 }

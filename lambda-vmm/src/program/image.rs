@@ -7,11 +7,11 @@ use std::sync::Arc;
 use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr};
 use vm_memory::ByteValued;
 
-use super::code_scan::{self, Code};
 use super::error::LoadError;
 use super::package::CodePackage;
 use super::script;
-use super::syscall_sites::SyscallSites;
+use super::syscall_sites::{SyscallSites, rewrite_syscall};
+use crate::code_scan::{self, Code};
 use crate::kernel::PROGRAM_PATH;
 use crate::mm::GuestMemory;
 use crate::mm::layout::{self, CHUNK, PAGE};
@@ -489,8 +489,13 @@ impl ProgramImage {
 
     /// After a syscall came through the stub from `site`: rewrites it to enter the VMM
     /// directly if it is a `syscall` instruction of the program's or its interpreter's file
-    /// (`SyscallSites::learn`).
+    /// (`SyscallSites::learn`, remembered for the program's next VMs), or of an image
+    /// library this address space maps (rewritten in this VM only).
     pub fn learn_syscall_site(&self, memory: &GuestMemory, site: u64) {
+        if memory.is_library_site(site) {
+            rewrite_syscall(memory, site);
+            return;
+        }
         self.syscall_sites.learn(memory, site);
         if let Some(interpreter) = &self.interpreter {
             interpreter.syscall_sites.learn(memory, site);

@@ -6,7 +6,6 @@
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
 mod cache;
-mod code_scan;
 mod error;
 mod image;
 mod layers;

@@ -33,7 +33,7 @@ pub struct SyscallSites {
 }
 
 /// Rewrites one site if it holds a `syscall` instruction; says whether it did.
-fn rewrite(memory: &GuestMemory, site: u64) -> bool {
+pub(super) fn rewrite_syscall(memory: &GuestMemory, site: u64) -> bool {
     let mut bytes = [0u8; 2];
     if memory.read(site, &mut bytes).is_err() || bytes != SYSCALL_INSTRUCTION {
         return false;
@@ -61,7 +61,7 @@ impl SyscallSites {
     /// After a syscall came through the stub from `site`: rewrites it in this VM and
     /// remembers it for the next ones.
     pub fn learn(&self, memory: &GuestMemory, site: u64) {
-        if !self.in_code(site) || !self.verified.contains(&site) || !rewrite(memory, site) {
+        if !self.in_code(site) || !self.verified.contains(&site) || !rewrite_syscall(memory, site) {
             return;
         }
         let mut known = lock(&self.known);
@@ -74,7 +74,7 @@ impl SyscallSites {
     pub fn apply(&self, memory: &GuestMemory) {
         let known = lock(&self.known);
         for &site in known.iter() {
-            rewrite(memory, site);
+            rewrite_syscall(memory, site);
         }
     }
 }

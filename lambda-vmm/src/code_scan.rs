@@ -1,4 +1,5 @@
-//! The `syscall` instructions of a program, found by decoding its code as it is in its file.
+//! The `syscall` instructions of a program or a library, found by decoding its code as it is
+//! in its file.
 //!
 //! A syscall site may be rewritten to enter the VMM directly (see `syscall_sites.rs`) only if
 //! it is one of these: an instruction boundary the VMM found itself, by decoding each
@@ -6,6 +7,8 @@
 //! A guest that jumps into the middle of another instruction whose bytes happen to read
 //! `0f 05`, or that writes those bytes into its code, cannot make the VMM rewrite anything
 //! the program did not hold as a `syscall` instruction.
+
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
 use std::collections::BTreeSet;
 
@@ -20,7 +23,7 @@ const SECTION_HEADER_SIZE: usize = 64;
 
 /// Code to decode: its bytes in the file, and the address its first byte is loaded at.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Code<'a> {
+pub(crate) struct Code<'a> {
     /// Where the first byte is in the guest.
     pub address: u64,
     /// The bytes.
@@ -33,7 +36,7 @@ fn field<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
 
 /// The executable sections of an ELF file (`shoff`, `shnum` from its header), with the load
 /// bias added to their addresses; `None` when the file has no usable section headers.
-pub(super) fn executable_sections(
+pub(crate) fn executable_sections(
     file: &[u8],
     shoff: u64,
     shnum: u16,
@@ -62,7 +65,7 @@ pub(super) fn executable_sections(
 }
 
 /// The addresses of every `syscall` instruction a linear decode of `code` finds.
-pub(super) fn syscall_instructions(code: &[Code<'_>]) -> BTreeSet<u64> {
+pub(crate) fn syscall_instructions(code: &[Code<'_>]) -> BTreeSet<u64> {
     let mut sites = BTreeSet::new();
     for piece in code {
         let mut decoder = Decoder::with_ip(64, piece.bytes, piece.address, DecoderOptions::NONE);
@@ -74,6 +77,38 @@ pub(super) fn syscall_instructions(code: &[Code<'_>]) -> BTreeSet<u64> {
         }
     }
     sites
+}
+
+/// The file offsets of every `syscall` instruction in the executable sections of the ELF
+/// file `file` (a shared library a program maps): where a mapping of the file at offset `O`
+/// and address `A` holds them, at `A + (offset - O)`. Empty for anything without usable
+/// section headers (nothing of it is then ever rewritten).
+pub(crate) fn syscall_file_offsets(file: &[u8]) -> BTreeSet<u64> {
+    let header = |at: usize, len: usize| file.get(at..at.checked_add(len)?);
+    if file.get(..4) != Some(b"\x7fELF".as_slice()) {
+        return BTreeSet::new();
+    }
+    let (Some(shoff), Some(shnum)) = (header(0x28, 8), header(0x3c, 2)) else {
+        return BTreeSet::new();
+    };
+    let shoff = u64::from_le_bytes(shoff.try_into().unwrap_or_default());
+    let shnum = u16::from_le_bytes(shnum.try_into().unwrap_or_default());
+    let Some(sections) = executable_sections(file, shoff, shnum, 0) else {
+        return BTreeSet::new();
+    };
+    // Decoded at their file offsets rather than their addresses: a section's bytes are at
+    // the offset where they lie in the file, whatever address the linker gave them.
+    let by_offset: Vec<Code<'_>> = sections
+        .iter()
+        .filter_map(|section| {
+            let offset = (section.bytes.as_ptr() as usize).checked_sub(file.as_ptr() as usize)?;
+            Some(Code {
+                address: u64::try_from(offset).ok()?,
+                bytes: section.bytes,
+            })
+        })
+        .collect();
+    syscall_instructions(&by_offset)
 }
 
 #[cfg(test)]
@@ -112,6 +147,13 @@ mod tests {
         let sites = syscall_instructions(&sections);
         assert_eq!(sites.into_iter().collect::<Vec<_>>(), [0x40_0011]);
         assert!(executable_sections(&file, 0, 2, 0).is_none());
+        // The same file as a library: the site by its file offset.
+        file[..4].copy_from_slice(b"\x7fELF");
+        file[0x28..0x30].copy_from_slice(&64u64.to_le_bytes());
+        file[0x3c..0x3e].copy_from_slice(&2u16.to_le_bytes());
+        let offsets = syscall_file_offsets(&file);
+        assert_eq!(offsets.into_iter().collect::<Vec<_>>(), [0x81]);
+        assert!(syscall_file_offsets(b"not an ELF file").is_empty());
         assert!(
             executable_sections(&file, 250, 2, 0).is_none(),
             "headers past the end"
