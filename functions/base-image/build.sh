@@ -31,12 +31,16 @@ packages+=("$@")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-download() { (cd "$work/debs" && apt-get download -qq "${packages[@]}" 2>/dev/null); }
+download() { (cd "$work/debs" && apt-get download -qq "${packages[@]}"); }
 mkdir -p "$work/debs"
-if ! download; then
+if ! download 2>/dev/null; then
     # A fresh machine may not have read the package lists yet.
     apt-get update -qq
-    download
+    if ! download; then
+        echo "$0: apt-get download failed for some of: ${packages[*]} (apt's error is above;" \
+            "a version can be pinned as PACKAGE=VERSION)" >&2
+        exit 1
+    fi
 fi
 
 tree="$work/root"

@@ -105,6 +105,14 @@ impl Kernel {
             }
             Object::Stdin => Readiness {
                 readable: !self.stdin_held(),
+                writable: false,
+                hangup: false,
+                // A held event's delivery is the one edge stdin ever has.
+                generation: u64::from(!self.stdin_held()),
+            },
+            // The write ends of pipes, as far as the program can tell (`fstat` says FIFO).
+            Object::Stdout | Object::Stderr => Readiness {
+                readable: false,
                 writable: true,
                 hangup: false,
                 generation: 0,
@@ -247,7 +255,15 @@ impl Kernel {
             return Err(errno(libc::EINVAL));
         }
         match &self.fds.get(fd)?.object {
-            Object::Socket(_) | Object::EventFd(_) | Object::Pipe(_) | Object::UnixStream(_) => {}
+            // Standard input, output and error are pipes to the program (`fstat` says FIFO),
+            // so epoll takes them, as it takes pipes.
+            Object::Socket(_)
+            | Object::EventFd(_)
+            | Object::Pipe(_)
+            | Object::UnixStream(_)
+            | Object::Stdin
+            | Object::Stdout
+            | Object::Stderr => {}
             Object::Epoll(_) => return Err(errno(libc::EINVAL)),
             _ => return Err(errno(libc::EPERM)),
         }

@@ -104,8 +104,9 @@ pub static TABLE: &[Syscall] = &[
         9,
         "mmap",
         Partial(
-            "files are copied in (no page cache shared with the file; a writable MAP_SHARED \
-             file mapping answers ENODEV); no MAP_HUGETLB pool (ENOMEM)",
+            "a base image's file pages are shared copy-on-write, other files copied in; a \
+             writable MAP_SHARED file mapping answers EACCES or ENODEV; no MAP_HUGETLB pool \
+             (ENOMEM)",
         ),
         |k, m, a| k.mmap(m, a[0], a[1], a[2], a[3], a[4], a[5]),
     ),
@@ -432,7 +433,10 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(
         233,
         "epoll_ctl",
-        Partial("sockets and eventfds; regular files answer EPERM as on Linux"),
+        Partial(
+            "sockets, eventfds, pipes and stdin/stdout/stderr; regular files answer EPERM as on \
+             Linux",
+        ),
         |k, m, a| k.epoll_ctl(m, a[0], a[1], a[2], a[3]),
     ),
     Syscall::new(234, "tgkill", Partial("see kill"), |k, _, a| {
@@ -442,7 +446,8 @@ pub static TABLE: &[Syscall] = &[
         257,
         "openat",
         Partial(
-            "/var/task (read-only) and /tmp exist, nothing else; O_PATH, O_NOFOLLOW and modes are ignored; O_TMPFILE answers EOPNOTSUPP",
+            "/var/task, /opt (layers) and a base image read-only, /tmp writable; O_PATH, \
+             O_NOFOLLOW and modes are ignored; O_TMPFILE answers EOPNOTSUPP",
         ),
         |k, m, a| k.openat(m, a[0], a[1], a[2]),
     ),
@@ -451,7 +456,8 @@ pub static TABLE: &[Syscall] = &[
         262,
         "newfstatat",
         Partial(
-            "modes are fixed (0755 for code and directories, 0644 for /tmp files), one link, owner root, no times",
+            "modes are 0755 for code, directories and executable image files, 0644 for other \
+             files; one link, owner root, no times",
         ),
         |k, m, a| k.stat_path(m, a[0], a[1], a[2], a[3]),
     ),

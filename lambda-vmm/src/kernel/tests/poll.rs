@@ -85,3 +85,33 @@ fn poll_checks_its_count_and_reports_bad_descriptors() {
     assert_eq!(guest.call(7, &[fds, 100_000, 0]), err(libc::EINVAL));
     assert_eq!(guest.call(7, &[0x10, 1, 0]), err(libc::EFAULT));
 }
+
+#[test]
+fn epoll_takes_stdio_as_the_pipes_fstat_says_they_are() {
+    // Node's libuv adds standard input to its epoll set when fstat says FIFO.
+    let mut guest = Guest::one_shot(b"the event");
+    guest.kernel.hold_stdin();
+    let epoll = guest.call(291, &[0]) as u64;
+    let interest = |guest: &mut Guest, events: u32, data: u64| {
+        guest.put(&[&events.to_le_bytes()[..], &data.to_le_bytes()].concat())
+    };
+    let (epollin, epollout) = (libc::EPOLLIN as u32, libc::EPOLLOUT as u32);
+    let stdin = interest(&mut guest, epollin | epollout, 0);
+    let stdout = interest(&mut guest, epollin | epollout, 1);
+    assert_eq!(guest.call(233, &[epoll, 1, 0, stdin]), 0, "stdin");
+    assert_eq!(guest.call(233, &[epoll, 1, 1, stdout]), 0, "stdout");
+    let events = guest.buffer(12 * 4);
+    // stdout is writable and never readable; stdin waits for its held event.
+    assert_eq!(guest.call(232, &[epoll, events, 4, 0]), 1);
+    assert_eq!(
+        u32::from_le_bytes(guest.get(events, 4).try_into().unwrap()),
+        epollout
+    );
+    assert_eq!(&guest.get(events + 4, 8), &1u64.to_le_bytes());
+    guest.kernel.deliver_stdin(b"the event".to_vec());
+    assert_eq!(guest.call(232, &[epoll, events, 4, 0]), 2);
+    // A regular file is still refused, as Linux refuses it.
+    let file = guest.open("/var/task/data.txt", libc::O_RDONLY) as u64;
+    let any = interest(&mut guest, epollin, 2);
+    assert_eq!(guest.call(233, &[epoll, 1, file, any]), err(libc::EPERM));
+}
