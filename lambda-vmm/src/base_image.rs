@@ -9,8 +9,9 @@
 //! image. Only directories and regular files are shown; anything else (devices, sockets,
 //! FIFOs) answers `EACCES`. Nothing is ever opened for writing.
 //!
-//! `read` reads from the host file each time (through the host's page cache). A file that is
-//! mapped, or loaded as a program, is read once and kept, per image, for every environment
+//! `read` reads from the host file each time (through the host's page cache), and so does
+//! the loader for a program or interpreter it stages itself. A file that is mapped is read
+//! once and kept, per image, for every environment
 //! that uses it (by the host's device and inode, so two names of one file share one copy),
 //! frozen in a sealed memory file (`host::FrozenFile`) whose pages guest mappings map
 //! copy-on-write, so environments share them until they write.
@@ -118,6 +119,23 @@ fn relative(guest_path: &str) -> io::Result<CString> {
     CString::new(relative).map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))
 }
 
+/// Up to `len` bytes of `file` from `offset`: fewer if the file shrank meanwhile.
+fn read_range(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        let at = offset.saturating_add(filled as u64);
+        match file.read_at(&mut bytes[filled..], at) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
+}
+
 impl BaseImage {
     /// Opens the image rooted at the host directory `path`.
     pub fn open(path: &Path) -> io::Result<BaseImage> {
@@ -166,16 +184,38 @@ impl BaseImage {
         })
     }
 
-    /// The contents of the regular file at a guest path: kept from an earlier read of the
-    /// same (unchanged) host file, or read now.
-    pub fn contents(&self, guest_path: &str) -> io::Result<Arc<ImageFile>> {
+    /// Opens the regular file at a guest path (a directory answers `EISDIR`).
+    fn regular_file(&self, guest_path: &str) -> io::Result<(File, std::fs::Metadata)> {
         let (file, metadata) = self.open_path(guest_path)?;
         if metadata.is_dir() {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
         }
+        Ok((file, metadata))
+    }
+
+    /// The whole of a file opened by [`BaseImage::regular_file`], at most
+    /// [`MAX_IMAGE_FILE_BYTES`] (`EFBIG` past it).
+    fn whole(file: &File, metadata: &std::fs::Metadata) -> io::Result<Vec<u8>> {
         if metadata.len() > MAX_IMAGE_FILE_BYTES {
             return Err(io::Error::from_raw_os_error(libc::EFBIG));
         }
+        // Within MAX_IMAGE_FILE_BYTES, so within host sizes.
+        let len = usize::try_from(metadata.len())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        read_range(file, 0, len)
+    }
+
+    /// The whole regular file at a guest path, read from the host now and not kept: for a
+    /// program or interpreter, which the loader stages itself.
+    pub fn read_file(&self, guest_path: &str) -> io::Result<Vec<u8>> {
+        let (file, metadata) = self.regular_file(guest_path)?;
+        BaseImage::whole(&file, &metadata)
+    }
+
+    /// The regular file at a guest path, frozen for mapping: kept from an earlier call for
+    /// the same (unchanged) host file, or read now.
+    pub fn contents(&self, guest_path: &str) -> io::Result<Arc<ImageFile>> {
+        let (file, metadata) = self.regular_file(guest_path)?;
         let key = FileKey {
             device: metadata.dev(),
             inode: metadata.ino(),
@@ -187,22 +227,8 @@ impl BaseImage {
         if let Some(bytes) = lock(&self.inner.kept).files.get(&key) {
             return Ok(bytes.clone());
         }
-        // Within MAX_IMAGE_FILE_BYTES, so within host sizes.
-        let len = usize::try_from(metadata.len())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-        let mut bytes = vec![0u8; len];
-        let mut filled = 0;
-        while filled < len {
-            match file.read_at(&mut bytes[filled..], filled as u64) {
-                Ok(0) => break, // shrank meanwhile: what was there
-                Ok(n) => filled += n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
-            }
-        }
-        bytes.truncate(filled);
         let bytes = Arc::new(ImageFile {
-            frozen: FrozenFile::new(c"lambda-image-file", &bytes)?,
+            frozen: FrozenFile::new(c"lambda-image-file", &BaseImage::whole(&file, &metadata)?)?,
             syscall_offsets: OnceLock::new(),
         });
         let mut kept = lock(&self.inner.kept);
@@ -218,27 +244,12 @@ impl BaseImage {
     /// from `offset`, read from the host now (through the host's page cache; nothing is
     /// kept).
     pub fn read_at(&self, guest_path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let (file, metadata) = self.open_path(guest_path)?;
-        if metadata.is_dir() {
-            return Err(io::Error::from_raw_os_error(libc::EISDIR));
-        }
+        let (file, metadata) = self.regular_file(guest_path)?;
         let available = metadata.len().saturating_sub(offset);
         let len = len
             .min(MAX_READ_BYTES)
             .min(usize::try_from(available).unwrap_or(usize::MAX));
-        let mut bytes = vec![0u8; len];
-        let mut filled = 0;
-        while filled < len {
-            let at = offset.saturating_add(filled as u64);
-            match file.read_at(&mut bytes[filled..], at) {
-                Ok(0) => break, // shrank meanwhile: what was there
-                Ok(n) => filled += n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
-            }
-        }
-        bytes.truncate(filled);
-        Ok(bytes)
+        read_range(&file, offset, len)
     }
 
     /// The target of the symbolic link at a guest path, as stored (the link itself is not
@@ -324,6 +335,11 @@ mod tests {
         // An absolute link is resolved inside the image.
         assert_eq!(&image.contents("/absolute").unwrap()[..], b"library");
         assert_eq!(&image.contents("/lib64/libx.so").unwrap()[..], b"library");
+        assert_eq!(image.read_file("/absolute").unwrap(), b"library");
+        assert_eq!(
+            image.read_file("/lib").unwrap_err().raw_os_error(),
+            Some(libc::EISDIR)
+        );
         // `..` stops at the root: `../../secret` from /lib is /secret of the image.
         let enoent =
             |r: io::Result<Arc<ImageFile>>| r.unwrap_err().raw_os_error() == Some(libc::ENOENT);

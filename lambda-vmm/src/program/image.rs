@@ -162,7 +162,7 @@ impl ProgramImage {
             return Err(fail("is not an executable file".into()));
         }
         let bytes = image
-            .contents(path)
+            .read_file(path)
             .map_err(|error| fail(format!("cannot be read: {error}")))?;
         let interpreter = ProgramImage::parse_interpreter(&bytes)
             .map_err(|error| fail(format!("cannot be loaded: {error}")))?;

@@ -56,8 +56,8 @@ impl CodePackage {
             return Err(format!("is not an executable file {}", where_()));
         }
         image
-            .contents(path)
-            .map(|frozen| Arc::from(&frozen[..]))
+            .read_file(path)
+            .map(Arc::from)
             .map_err(|error| format!("cannot be read {}: {error}", where_()))
     }
 }
