@@ -5,14 +5,10 @@
 use super::fd::Object;
 use super::{Errno, Kernel, SysResult};
 use crate::mm::layout::PAGE;
-use crate::mm::{FileSource, GuestMemory, MapError};
-
-const MAP_SHARED: u64 = 0x01;
-const MAP_SHARED_VALIDATE: u64 = 0x03;
-const MAP_TYPE: u64 = 0x0f;
-const MAP_ANONYMOUS: u64 = 0x20;
-const PROT_WRITE: u64 = 0x2;
-const PROT_EXEC: u64 = 0x4;
+use crate::mm::{
+    FileSource, GuestMemory, MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE, MapError,
+    PROT_EXEC, PROT_WRITE,
+};
 
 impl From<MapError> for Errno {
     fn from(error: MapError) -> Errno {
@@ -50,7 +46,7 @@ impl Kernel {
             return Err(Errno(libc::EACCES));
         }
         let shared = matches!(flags & MAP_TYPE, MAP_SHARED | MAP_SHARED_VALIDATE);
-        if shared && prot & PROT_WRITE != 0 {
+        if shared && prot & u64::from(PROT_WRITE) != 0 {
             return Err(Errno(if file.writable {
                 libc::ENODEV
             } else {
@@ -63,7 +59,7 @@ impl Kernel {
         // A base image's file is mapped (its pages shared); the environment's own are copied.
         if let Some(image_file) = self.fs.image_file(&file.path) {
             // An executable mapping's `syscall` instructions, found once per file.
-            let sites = (prot & PROT_EXEC != 0)
+            let sites = (prot & u64::from(PROT_EXEC) != 0)
                 .then(|| image_file.syscall_offsets(crate::code_scan::syscall_file_offsets));
             let source = FileSource {
                 file: &image_file,

@@ -30,7 +30,9 @@ mod vma;
 pub use fault::{FaultOutcome, PageFault};
 #[cfg(feature = "fuzzing")]
 pub use space::MAX_MAPPINGS;
+pub use space::{MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE};
 pub use space::{MapError, MemoryStats};
+pub use vma::{EXEC as PROT_EXEC, WRITE as PROT_WRITE};
 
 use std::os::fd::BorrowedFd;
 use std::sync::{Mutex, MutexGuard};

@@ -20,12 +20,16 @@ use super::vma::{EXEC, Kind, READ, Vma, VmaMap, WRITE};
 /// Most separate mappings a program may hold (Linux's default `vm.max_map_count`).
 pub const MAX_MAPPINGS: usize = 65_530;
 
-const MAP_SHARED: u64 = 0x01;
+/// `mmap`'s flags the kernel's file mappings look at too (`mm::MAP_*`).
+pub const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
-const MAP_SHARED_VALIDATE: u64 = 0x03;
-const MAP_TYPE: u64 = 0x0f;
+/// `MAP_SHARED_VALIDATE`.
+pub const MAP_SHARED_VALIDATE: u64 = 0x03;
+/// The bits of the mapping's type.
+pub const MAP_TYPE: u64 = 0x0f;
 const MAP_FIXED: u64 = 0x10;
-pub(super) const MAP_ANONYMOUS: u64 = 0x20;
+/// `MAP_ANONYMOUS`.
+pub const MAP_ANONYMOUS: u64 = 0x20;
 const MAP_HUGETLB: u64 = 0x4_0000;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const MREMAP_MAYMOVE: u64 = 1;
