@@ -18,7 +18,14 @@ fn tempdir(tag: &str) -> PathBuf {
     dir
 }
 
-/// Runs one-shot `program` over `image` with `payload`; its response.
+/// A Runtime API function of guest program `program`, over the tests' base image.
+fn runtime_over_image(program: &str) -> FunctionConfig {
+    FunctionConfig::new(program, CodeLocation::Executable(function(program)))
+        .with_contract(Contract::RuntimeApi)
+        .with_base_image(base_image())
+}
+
+/// Runs a one-shot function of `config` once with `payload`; its response.
 fn run_once(backend: &MicroVmBackend, config: FunctionConfig, payload: &str) -> String {
     let mut env = backend.create(&config).unwrap();
     let result = env.invoke(Invocation::new(payload)).unwrap();
@@ -63,12 +70,9 @@ fn a_cpp_program_with_exceptions_and_threads_runs_over_the_image() {
 #[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
 fn a_go_runtime_built_with_cgo_serves_over_the_image() {
     let backend = kvm_backend();
-    let config = FunctionConfig::new(
-        "go-runtime-cgo",
-        CodeLocation::Executable(function("go-runtime-cgo")),
-    )
-    .with_base_image(base_image());
-    let mut env = backend.create(&config).unwrap();
+    let mut env = backend
+        .create(&runtime_over_image("go-runtime-cgo"))
+        .unwrap();
     for n in 1..=2 {
         let result = env
             .invoke(Invocation::new(format!(r#"{{"n":{n}}}"#)))
@@ -86,15 +90,11 @@ fn a_go_runtime_built_with_cgo_serves_over_the_image() {
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn dynamically_linked_runtime_api_functions_serve_warm() {
     let backend = kvm_backend();
-    let image = base_image();
     for (program, expected) in [
         ("runtime-rust-dynamic", r#"{"count":2,"echo":{"n":2}}"#),
         ("runtime-c-dynamic", r#"{"n":2}"#),
     ] {
-        let config = FunctionConfig::new(program, CodeLocation::Executable(function(program)))
-            .with_contract(Contract::RuntimeApi)
-            .with_base_image(&image);
-        let mut env = backend.create(&config).unwrap();
+        let mut env = backend.create(&runtime_over_image(program)).unwrap();
         for n in 1..=2 {
             let result = env
                 .invoke(Invocation::new(format!(r#"{{"n":{n}}}"#)))
@@ -119,11 +119,7 @@ fn a_dynamic_programs_library_syscalls_enter_the_vmm_directly_once_seen() {
     // are rewritten like the program's own: once the first invocation has run each of them,
     // every syscall of the next one enters the VMM directly.
     let backend = kvm_backend();
-    let config = FunctionConfig::new(
-        "runtime-c-dynamic",
-        CodeLocation::Executable(function("runtime-c-dynamic")),
-    )
-    .with_base_image(base_image());
+    let config = runtime_over_image("runtime-c-dynamic");
     let mut env = backend.create_runtime_api(&config).unwrap();
     for n in 1..=3 {
         let result = env.run(Invocation::new(format!(r#"{{"n":{n}}}"#))).unwrap();

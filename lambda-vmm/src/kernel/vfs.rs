@@ -1,6 +1,7 @@
-//! The environment's filesystem: the function's code read-only at `/var/task` and a writable
-//! `/tmp` limited to the function's ephemeral storage, both in memory, and, when the
-//! function has a base image, the image's files read-only everywhere else. The only host
+//! The environment's filesystem: the function's code read-only at `/var/task`, its layers
+//! read-only at `/opt` and a writable `/tmp` limited to the function's ephemeral storage,
+//! all in memory, and, when the function has a base image, the image's files read-only
+//! everywhere else. The only host
 //! paths opened on the guest's behalf are the image's, through `BaseImage`, which keeps
 //! every lookup inside the image.
 
