@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{base_image, code_error, function, kvm_backend, stdio_config};
+use common::{base_image, code_error, function, kvm_backend, stdio_config, zip_package};
 use lambda::core::{Backend, CodeLocation, Contract, ErrorType, FunctionConfig, Invocation};
 use lambda::vmm::MicroVmBackend;
 
@@ -214,20 +214,6 @@ fn unusable_images_and_interpreters_are_refused_before_any_vm_exists() {
     let error = code_error(&backend, &config(&hello, &small));
     assert!(error.contains("not position-independent"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// A zip package at `dir/name` holding `files`, each executable.
-fn zip_package(dir: &Path, name: &str, files: &[(&str, &[u8])]) -> CodeLocation {
-    use std::io::Write;
-    let path = dir.join(name);
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    for (file, bytes) in files {
-        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-        zip.start_file(*file, options).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap();
-    CodeLocation::Zip(path)
 }
 
 #[test]

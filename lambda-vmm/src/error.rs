@@ -46,6 +46,14 @@ pub enum SnapshotError {
     /// The environment holds no running function (it was reset by a crash or timeout).
     #[error("the environment has no running function to snapshot (it was reset)")]
     NoMachine,
+    /// A snapshot file of an environment whose program replaced itself with `execve`: the
+    /// file names the function's code, which is no longer what runs. Such a snapshot can be
+    /// kept in memory.
+    #[error(
+        "the function's program replaced itself with execve ({0}), so a snapshot file, which \
+         names the function's code, cannot describe it: keep the snapshot in memory instead"
+    )]
+    Replaced(String),
     /// The snapshot does not fit the function it is restored for.
     #[error("the snapshot does not fit: {0}")]
     Foreign(String),

@@ -153,6 +153,12 @@ impl KernelUnderTest {
             match self.guest.step(number, &args) {
                 Step::Return(value) => return Outcome::Returned(value as i64),
                 Step::SetFsBase(_) | Step::Yield | Step::SigReturn => return Outcome::Returned(0),
+                Step::Exec => {
+                    // What the run loop would do when the program cannot be loaded: the
+                    // call fails and the program goes on.
+                    self.guest.kernel.take_exec();
+                    return Outcome::Returned(-i64::from(libc::ENOEXEC));
+                }
                 Step::Clone(thread) => return Outcome::Returned(i64::from(thread.tid)),
                 Step::ThreadExit => {
                     // The run loop would go on with another thread: the lowest.

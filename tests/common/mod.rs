@@ -63,6 +63,20 @@ pub fn base_image() -> PathBuf {
         .clone()
 }
 
+/// A zip package at `dir/name` holding `files`, each executable.
+pub fn zip_package(dir: &std::path::Path, name: &str, files: &[(&str, &[u8])]) -> CodeLocation {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    for (file, bytes) in files {
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        zip.start_file(*file, options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    CodeLocation::Zip(path)
+}
+
 /// The message of the code error `backend` refuses `config` with; panics on anything else.
 pub fn code_error(backend: &MicroVmBackend, config: &FunctionConfig) -> String {
     match backend.create(config) {

@@ -112,7 +112,9 @@ pub struct Descriptor {
     pub object: Object,
     /// `O_NONBLOCK`.
     pub nonblocking: bool,
-    /// `O_CLOEXEC` (kept for `fcntl`; there is no exec).
+    /// `O_CLOEXEC` as asked for when it was made; [`FdTable::insert`] gives it to the new
+    /// descriptor number, which holds `FD_CLOEXEC` from then on (see
+    /// [`FdTable::cloexec`]).
     pub cloexec: bool,
 }
 
@@ -134,6 +136,10 @@ pub struct FdTable {
     slots: Vec<Option<u64>>,
     descriptions: std::collections::BTreeMap<u64, (Descriptor, usize)>,
     next_description: u64,
+    /// The descriptor numbers with `FD_CLOEXEC`: a flag of the number, not of the open
+    /// description, so a `dup` of one starts without it, as on Linux.
+    #[serde(default)]
+    close_on_exec: std::collections::BTreeSet<u64>,
 }
 
 impl FdTable {
@@ -143,6 +149,7 @@ impl FdTable {
             slots: Vec::new(),
             descriptions: std::collections::BTreeMap::new(),
             next_description: 0,
+            close_on_exec: std::collections::BTreeSet::new(),
         };
         for object in [Object::Stdin, Object::Stdout, Object::Stderr] {
             table
@@ -187,9 +194,12 @@ impl FdTable {
         let fd = self.free_slot(0)?;
         let id = self.next_description;
         self.next_description = self.next_description.wrapping_add(1);
+        let cloexec = descriptor.cloexec;
         self.descriptions.insert(id, (descriptor, 1));
         self.place(fd, id);
-        Ok(u64::try_from(fd).unwrap_or(u64::MAX))
+        let fd = u64::try_from(fd).unwrap_or(u64::MAX);
+        self.set_cloexec(fd, cloexec);
+        Ok(fd)
     }
 
     /// A second descriptor for `fd`'s open description, at the lowest free number >= `min`.
@@ -198,7 +208,9 @@ impl FdTable {
         let new = self.free_slot(min)?;
         self.share(id);
         self.place(new, id);
-        Ok(u64::try_from(new).unwrap_or(u64::MAX))
+        let new = u64::try_from(new).unwrap_or(u64::MAX);
+        self.close_on_exec.remove(&new);
+        Ok(new)
     }
 
     /// Makes `new` refer to `old`'s open description, closing what `new` held; returns the
@@ -212,6 +224,7 @@ impl FdTable {
         let released = self.remove(new).ok().flatten();
         self.share(id);
         self.place(index, id);
+        self.close_on_exec.remove(&new);
         Ok(released)
     }
 
@@ -239,6 +252,7 @@ impl FdTable {
         if let Some(slot) = usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)) {
             *slot = None;
         }
+        self.close_on_exec.remove(&fd);
         let Some(entry) = self.descriptions.get_mut(&id) else {
             return Ok(None);
         };
@@ -271,6 +285,26 @@ impl FdTable {
                 *path = renamed;
             }
         }
+    }
+
+    /// Whether `fd` has `FD_CLOEXEC`.
+    pub fn cloexec(&self, fd: u64) -> Result<bool, Errno> {
+        self.description_of(fd)?;
+        Ok(self.close_on_exec.contains(&fd))
+    }
+
+    /// Sets or clears `fd`'s `FD_CLOEXEC` (an open descriptor's, as every caller checked).
+    pub fn set_cloexec(&mut self, fd: u64, on: bool) {
+        if on {
+            self.close_on_exec.insert(fd);
+        } else {
+            self.close_on_exec.remove(&fd);
+        }
+    }
+
+    /// The descriptor numbers `execve` closes (those with `FD_CLOEXEC`).
+    pub fn closed_on_exec(&self) -> Vec<u64> {
+        self.close_on_exec.iter().copied().collect()
     }
 
     /// Every open descriptor number.

@@ -112,7 +112,12 @@ pub(super) fn read_iovecs(
 impl Kernel {
     /// Resolves a path argument relative to `dirfd` (only the working directory and
     /// directory descriptors are bases).
-    fn resolve(&self, memory: &GuestMemory, dirfd: u64, path: u64) -> Result<String, Errno> {
+    pub(super) fn resolve(
+        &self,
+        memory: &GuestMemory,
+        dirfd: u64,
+        path: u64,
+    ) -> Result<String, Errno> {
         let raw = read_path(memory, path)?;
         let base = if raw.starts_with(b"/") || abi::int(dirfd) == libc::AT_FDCWD {
             self.cwd.clone()
@@ -398,7 +403,7 @@ impl Kernel {
 
     /// Lets go of what a closed descriptor held: its epoll registrations, and the object
     /// itself when this was the last descriptor of its open description.
-    fn release(&mut self, fd: u64, released: Option<Descriptor>) {
+    pub(super) fn release(&mut self, fd: u64, released: Option<Descriptor>) {
         match &released {
             Some(Descriptor {
                 object: Object::Pipe(end),
@@ -729,21 +734,26 @@ impl Kernel {
         }
         let released = self.fds.dup_to(old, new)?;
         self.release(new, released);
+        self.fds.set_cloexec(new, flags & O_CLOEXEC != 0);
         Ok(new)
     }
 
     pub(super) fn fcntl(&mut self, fd: u64, command: u64, arg: u64) -> SysResult {
+        match abi::int(command) {
+            libc::F_GETFD => return self.fds.cloexec(fd).map(u64::from),
+            libc::F_SETFD => {
+                self.fds.cloexec(fd)?;
+                self.fds.set_cloexec(fd, arg & 1 != 0);
+                return Ok(0);
+            }
+            _ => {}
+        }
         let descriptor = self.fds.get_mut(fd)?;
         // F_DUPFD's lowest number must be below the descriptor limit.
         let lowest = usize::try_from(abi::int(arg))
             .ok()
             .filter(|&lowest| lowest < MAX_FDS);
         match abi::int(command) {
-            libc::F_GETFD => Ok(u64::from(descriptor.cloexec)),
-            libc::F_SETFD => {
-                descriptor.cloexec = arg & 1 != 0;
-                Ok(0)
-            }
             libc::F_GETFL => {
                 const READ_ONLY: u64 = 0;
                 const WRITE_ONLY: u64 = 1;
@@ -770,7 +780,7 @@ impl Kernel {
             libc::F_DUPFD => self.dup(fd, lowest.ok_or(errno(libc::EINVAL))?),
             libc::F_DUPFD_CLOEXEC => {
                 let new = self.dup(fd, lowest.ok_or(errno(libc::EINVAL))?)?;
-                self.fds.get_mut(new)?.cloexec = true;
+                self.fds.set_cloexec(new, true);
                 Ok(new)
             }
             _ => Err(errno(libc::EINVAL)),

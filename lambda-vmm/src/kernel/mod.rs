@@ -13,6 +13,7 @@
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
 mod abi;
+mod exec;
 mod fd;
 mod files;
 mod futex;
@@ -41,6 +42,7 @@ use std::time::{Duration, Instant};
 use lambda_core::logs::LogCollector;
 use lambda_core::runtime_api::RuntimeApi;
 
+pub use exec::ExecRequest;
 #[cfg(feature = "fuzzing")]
 pub(crate) use fd::MAX_FDS;
 pub use files::PROGRAM_PATH;
@@ -127,6 +129,9 @@ pub enum Step {
     /// Restore the calling thread from the signal frame at its stack pointer
     /// (`rt_sigreturn`).
     SigReturn,
+    /// Replace the program (`execve`): the request is [`Kernel::take_exec`]'s. If the
+    /// program cannot be loaded the call answers an error; else [`Kernel::finish_exec`].
+    Exec,
     /// The call must wait, until the given time at the latest (`None`: until something
     /// changes). Retry the same call later.
     Block(#[serde(with = "crate::file_forms::optional_instant")] Option<Instant>),
@@ -196,6 +201,10 @@ pub struct Kernel {
     next_local_port: u16,
     /// Whether a read of stdin has waited for an event that is held back.
     stdin_awaited: bool,
+    /// The `execve` the current call asks for (see [`Step::Exec`]); never in a snapshot, as
+    /// the run loop takes it at once.
+    #[serde(skip)]
+    exec: Option<ExecRequest>,
 }
 
 /// The log of a kernel read from a snapshot file, until it is given its own.
@@ -251,6 +260,7 @@ impl Kernel {
             wake_at: None,
             next_local_port: 40_000,
             stdin_awaited: false,
+            exec: None,
         }
     }
 

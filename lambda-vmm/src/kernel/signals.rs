@@ -220,6 +220,16 @@ impl ThreadSignals {
         Some(self.pending.remove(index))
     }
 
+    /// After `execve`: the same mask and pending signals, no alternate stack (the memory it
+    /// was in is gone).
+    pub(super) fn for_exec(&self) -> ThreadSignals {
+        ThreadSignals {
+            mask: self.mask,
+            pending: self.pending.clone(),
+            ..ThreadSignals::default()
+        }
+    }
+
     /// A new thread's: the creator's mask, nothing pending, no alternate stack.
     pub(super) fn for_new_thread(&self) -> ThreadSignals {
         ThreadSignals {
@@ -245,6 +255,16 @@ impl Default for Actions {
 }
 
 impl Actions {
+    /// After `execve`: signals with a handler go back to their default action (the handler
+    /// is gone with the program); ignored ones stay ignored, as on Linux.
+    pub(super) fn reset_for_exec(&mut self) {
+        for action in &mut self.actions {
+            if action.catches() {
+                *action = SigAction::default();
+            }
+        }
+    }
+
     fn get(&self, signal: i32) -> SigAction {
         usize::try_from(signal.saturating_sub(1))
             .ok()

@@ -264,6 +264,14 @@ pub static TABLE: &[Syscall] = &[
         ),
         |k, m, a| k.clone_thread(m, a[0], a[1], a[2], a[3], a[4]),
     ),
+    Syscall::new(
+        59,
+        "execve",
+        Partial(
+            "replaces the program in the same environment: ELF programs (static, static-pie or dynamic, with their interpreter) and #! scripts (5 deep, else ELOOP) from /var/task, /opt and the base image; /tmp files are not executable (EACCES); other threads end, descriptors with FD_CLOEXEC close, handled signals reset; E2BIG past 128 KiB per string or 2 MiB in all",
+        ),
+        |k, m, a| k.execve(m, a[0], a[1], a[2]),
+    ),
     Syscall::new(60, "exit", Full, |k, m, a| k.exit_thread(m, a[0])),
     Syscall::new(
         62,
@@ -532,6 +540,12 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(318, "getrandom", Full, |_, m, a| {
         process::getrandom(m, a[0], a[1], a[2])
     }),
+    Syscall::new(
+        322,
+        "execveat",
+        Partial("see execve; AT_EMPTY_PATH runs the file open at dirfd (fexecve)"),
+        |k, m, a| k.execveat(m, a[0], a[1], a[2], a[3], a[4]),
+    ),
     Syscall::new(
         324,
         "membarrier",

@@ -138,6 +138,28 @@ impl Threads {
         self.threads.len()
     }
 
+    /// Removes thread `tid` (another thread's `execve` ended it).
+    pub(super) fn remove(&mut self, tid: u32) {
+        self.threads.remove(&tid);
+    }
+
+    /// After `execve`: `caller`, the only thread left, becomes thread `leader` and the
+    /// current one, as a new program's first thread: no clear-child-tid word, robust list,
+    /// alternate stack, name or wait; its signal mask, pending signals and scheduling policy
+    /// stay.
+    pub(super) fn become_only(&mut self, caller: u32, leader: u32) {
+        let mut thread = self.threads.remove(&caller).unwrap_or_default();
+        thread.clear_child_tid = 0;
+        thread.robust_list = 0;
+        thread.name = [0; THREAD_NAME_LEN];
+        thread.blocked_since = None;
+        thread.wake_at = None;
+        thread.signals = thread.signals.for_exec();
+        self.threads.clear();
+        self.threads.insert(leader, thread);
+        self.current = leader;
+    }
+
     /// The lowest free id from `next_tid` on, wrapping once past [`TID_MAX`].
     fn free_tid(&mut self) -> Option<u32> {
         let after = |tid: u32| {

@@ -287,7 +287,7 @@ impl FileSystem {
                 Node::File(contents) => u64::try_from(contents.bytes().len()).unwrap_or(u64::MAX),
             },
             writable: entry.writable,
-            executable: is_within(path, TASK_ROOT),
+            executable: is_within(path, TASK_ROOT) || is_within(path, OPT_ROOT),
         })
     }
 
@@ -524,6 +524,20 @@ impl FileSystem {
                 let bytes = contents.bytes();
                 Ok(Cow::Borrowed(bytes.get(window(bytes)).unwrap_or_default()))
             }
+            Some(Node::Directory) => Err(Errno(libc::EISDIR)),
+            None => Err(Errno(libc::ENOENT)),
+        }
+    }
+
+    /// The whole contents of file `path` (read from the host for a file of the base image,
+    /// shared for the function's own files, copied for `/tmp`'s).
+    pub fn read_file(&self, path: &str) -> Result<Arc<[u8]>, Errno> {
+        if let Some(image) = self.image_for(path) {
+            return image.read_file(path).map(Arc::from).map_err(Errno::from_io);
+        }
+        match self.entries.get(path).map(|e| &e.node) {
+            Some(Node::File(Contents::Shared(bytes))) => Ok(bytes.clone()),
+            Some(Node::File(Contents::Owned(bytes))) => Ok(Arc::from(bytes.as_slice())),
             Some(Node::Directory) => Err(Errno(libc::EISDIR)),
             None => Err(Errno(libc::ENOENT)),
         }

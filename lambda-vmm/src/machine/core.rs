@@ -39,8 +39,13 @@ pub(super) struct Core<'a> {
     pub tasks: &'a mut Tasks,
     /// Guest memory.
     pub memory: &'a GuestMemory,
-    /// The program (its syscall sites are learned as they are seen).
-    pub image: &'a ProgramImage,
+    /// The program (its syscall sites are learned as they are seen; `execve` replaces it).
+    pub image: &'a mut ProgramImage,
+    /// Whether programs are told of the vDSO (kept for the programs `execve` starts).
+    pub vdso: bool,
+    /// The thread whose `execve` waits for the other threads to leave their vCPUs: until
+    /// it goes ahead or fails, no other thread is put on one.
+    pub exec_waiting: Option<u32>,
     /// The caller's question at each wait.
     pub stop_waiting: StopWaiting<'a>,
     /// How the run ends, once one vCPU thread decided it; the others then stop.
@@ -186,6 +191,9 @@ impl Core<'_> {
             return Ok(Flow::Settled(Settled::Ended(Stop::Exited(0))));
         }
         for tid in self.tasks.round_robin() {
+            if self.exec_waiting.is_some_and(|waiting| waiting != tid) {
+                continue;
+            }
             let Some(task) = self.tasks.get_mut(tid) else {
                 continue;
             };
@@ -197,6 +205,9 @@ impl Core<'_> {
                     // SA_RESTART, else EINTR.
                     self.kernel.enter_thread(tid);
                     self.kernel.interrupt_wait();
+                    if self.exec_waiting == Some(tid) {
+                        self.exec_waiting = None;
+                    }
                     let restart = self
                         .kernel
                         .next_signal(tid)
@@ -232,6 +243,10 @@ impl Core<'_> {
         call: SyscallArgs,
         step: Step,
     ) -> Result<Flow, VmmError> {
+        if self.exec_waiting == Some(tid) && step != Step::Exec {
+            // Its `execve` failed on a retry: the other threads may run again.
+            self.exec_waiting = None;
+        }
         match step {
             Step::Return(value) => {
                 regs.rax = value;
@@ -285,6 +300,7 @@ impl Core<'_> {
                 self.take_off(cpu, tid, TaskState::Blocked { regs, call, wake })?;
             }
             Step::SigReturn => return self.sigreturn(cpu, tid, &regs),
+            Step::Exec => return self.exec(cpu, tid, regs, call),
             Step::Stop(end) => return Ok(Flow::Settled(Settled::Ended(end.stop()))),
         }
         Ok(Flow::Go)
@@ -334,7 +350,12 @@ impl Core<'_> {
 
     /// Runs thread `tid` on `cpu` from `regs` next, in the handler of a signal it has
     /// pending if any (or the program ends, if that signal's action ends it).
-    fn put_on_cpu(&mut self, cpu: &mut Cpu, tid: u32, regs: &UserRegs) -> Result<Flow, VmmError> {
+    pub(super) fn put_on_cpu(
+        &mut self,
+        cpu: &mut Cpu,
+        tid: u32,
+        regs: &UserRegs,
+    ) -> Result<Flow, VmmError> {
         self.load_thread(cpu, tid)?;
         let mut regs = *regs;
         if self.kernel.signal_pending(tid) {

@@ -10,6 +10,7 @@ use lambda_core::{FunctionConfig, Stop};
 
 mod core;
 mod cpus;
+mod exec;
 mod faults;
 mod signal_frame;
 mod snapshot;
@@ -60,8 +61,11 @@ pub struct Machine {
     tasks: Tasks,
     setup: Duration,
     from_spare: bool,
+    /// Whether programs are told of the vDSO (`MachineOptions::no_vdso` unset).
+    vdso: bool,
 }
 
+/// 16 random bytes for a program's `AT_RANDOM`.
 fn random_seed() -> [u8; 16] {
     let mut seed = [0u8; 16];
     if crate::host::fill_random(&mut seed).is_err() {
@@ -117,8 +121,8 @@ impl Machine {
         let (mut vm, from_spare) = prepared_vm(config.memory_bytes(), options, |vm| {
             image.load_into(&vm.memory)?;
             let startup = StartupInfo {
-                argv: image.argv(),
-                envp,
+                argv: image.argv().iter().map(Vec::as_slice).collect(),
+                envp: envp.iter().map(String::as_bytes).collect(),
                 random: random_seed(),
                 hwcap: kvm::context().map_or(0, |context| context.hwcap),
                 vdso: !options.no_vdso,
@@ -144,6 +148,7 @@ impl Machine {
             tasks,
             setup: start.elapsed(),
             from_spare,
+            vdso: !options.no_vdso,
         })
     }
 
@@ -230,7 +235,9 @@ impl Machine {
             kernel: &mut self.kernel,
             tasks: &mut self.tasks,
             memory: &vm.memory,
-            image: &self.image,
+            image: &mut self.image,
+            vdso: self.vdso,
+            exec_waiting: None,
             stop_waiting: &mut stop_waiting,
             over: None,
             multi: false,

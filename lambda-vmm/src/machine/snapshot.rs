@@ -227,6 +227,7 @@ impl Machine {
             tasks: snapshot.tasks.clone(),
             setup: start.elapsed(),
             from_spare,
+            vdso: !options.no_vdso,
         })
     }
 }

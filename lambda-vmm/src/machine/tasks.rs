@@ -90,6 +90,21 @@ impl Tasks {
         }
     }
 
+    /// After `execve`: `tid` is the only thread, running on vCPU `cpu`, which holds its
+    /// (fresh) state.
+    pub fn restart(&mut self, tid: u32, cpu: usize) {
+        self.tasks.clear();
+        self.tasks.insert(
+            tid,
+            Task {
+                fs_base: 0,
+                fpu: None,
+                state: TaskState::Running { cpu },
+            },
+        );
+        self.last = tid;
+    }
+
     /// How many threads there are.
     pub fn len(&self) -> usize {
         self.tasks.len()

@@ -28,6 +28,7 @@ mod space;
 mod vma;
 
 pub use fault::{FaultOutcome, PageFault};
+pub use pages::OutOfMemory;
 #[cfg(feature = "fuzzing")]
 pub use space::MAX_MAPPINGS;
 pub use space::{MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE};
@@ -463,6 +464,12 @@ impl GuestMemory {
         }
         space.set_heap_start(end);
         Ok(())
+    }
+
+    /// Empties the address space for `execve` (see [`AddressSpace::reset_for_exec`]): the
+    /// next program is loaded into it as into a new one. The guest must not run meanwhile.
+    pub fn reset_for_exec(&self) -> Result<(), OutOfMemory> {
+        self.space().reset_for_exec(&self.physical)
     }
 
     /// Resolves a page fault the program raised at `addr` with the CPU's `error_code`.

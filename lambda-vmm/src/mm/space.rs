@@ -130,6 +130,17 @@ pub struct AddressSpace {
     library_sites: BTreeSet<u64>,
 }
 
+/// The initial thread's stack, as every address space starts with it.
+fn stack_mapping() -> Vma {
+    Vma {
+        end: STACK_TOP,
+        prot: READ | WRITE,
+        kind: Kind::Anonymous,
+        dense: true,
+        huge: false,
+    }
+}
+
 /// Most library syscall sites one address space keeps (`glibc`'s `libc.so.6` has a few
 /// hundred); past it, further ones are not rewritten.
 pub const MAX_LIBRARY_SITES: usize = 65_536;
@@ -157,16 +168,7 @@ impl AddressSpace {
             stats: MemoryStats::default(),
             library_sites: BTreeSet::new(),
         };
-        space.vmas.insert(
-            STACK_BOTTOM,
-            Vma {
-                end: STACK_TOP,
-                prot: READ | WRITE,
-                kind: Kind::Anonymous,
-                dense: true,
-                huge: false,
-            },
-        );
+        space.vmas.insert(STACK_BOTTOM, stack_mapping());
         let specials = [
             (VVAR, vvar, 1, Kind::Vvar),
             (VDSO, vdso, vdso_pages, Kind::Vdso),
@@ -195,6 +197,16 @@ impl AddressSpace {
             }
         }
         Ok(space)
+    }
+
+    /// Empties the address space for `execve`: every mapping below the vDSO goes (the
+    /// stack's pages too), and a new, empty stack is mapped. The vDSO stays.
+    pub fn reset_for_exec(&mut self, physical: &PhysicalMemory) -> Result<(), OutOfMemory> {
+        self.unmap_range(physical, MIN_MAP_ADDRESS, VVAR)?;
+        self.vmas.insert(STACK_BOTTOM, stack_mapping());
+        self.brk_start = 0;
+        self.brk = 0;
+        Ok(())
     }
 
     /// Notes the `syscall` instructions of an image library just mapped executable at

@@ -36,7 +36,7 @@ pub enum LoadError {
         reason: String,
     },
     /// The interpreter a dynamic program names cannot be loaded from the base image.
-    #[error("the program's interpreter {interpreter} (in the base image {image}) {reason}")]
+    #[error("the program's interpreter {interpreter} {reason}")]
     Interpreter {
         /// The path the program names.
         interpreter: String,

@@ -9,7 +9,7 @@ use vm_memory::ByteValued;
 
 use super::error::LoadError;
 use super::package::CodePackage;
-use super::script;
+use super::resolve::{ResolveError, resolve};
 use super::syscall_sites::{SyscallSites, rewrite_syscall};
 use crate::code_scan::{self, Code};
 use crate::kernel::PROGRAM_PATH;
@@ -73,7 +73,11 @@ pub struct ProgramImage {
     interpreter: Option<Arc<ProgramImage>>,
     /// The argument vector the program starts with: the program's path, or for a `#!`
     /// script, its interpreters' paths and arguments before it.
-    argv: Arc<[String]>,
+    argv: Arc<[Vec<u8>]>,
+    /// The executable file that runs (the program, or a script's interpreter).
+    exe: Arc<str>,
+    /// Whether a program's `execve` started it (rather than the function's start).
+    by_exec: bool,
 }
 
 /// The `T` at `offset` in `bytes`, if it is all there. `T` is one of the ELF header structs,
@@ -98,75 +102,45 @@ impl ProgramImage {
     /// (from the package or the base image, through up to `MAX_SCRIPT_DEPTH` scripts); for a
     /// dynamically linked program, with its own interpreter from the base image.
     pub fn from_package(package: &CodePackage) -> Result<ProgramImage, LoadError> {
-        let mut argv = vec![PROGRAM_PATH.to_string()];
-        let mut path = PROGRAM_PATH.to_string();
-        let mut bytes = package.program.clone();
-        let mut depth = 0;
-        while script::is_script(&bytes) {
-            if depth == script::MAX_SCRIPT_DEPTH {
-                return Err(LoadError::Script {
-                    path,
-                    reason: format!(
-                        "it passes through more than {} #! interpreters (a loop?)",
-                        script::MAX_SCRIPT_DEPTH
-                    ),
-                });
-            }
-            depth = depth.saturating_add(1);
-            let shebang = script::shebang(&bytes, &path)?;
-            bytes =
-                package
-                    .executable(&shebang.interpreter)
-                    .map_err(|reason| LoadError::Script {
-                        path: path.clone(),
-                        reason: format!("its interpreter {} {reason}", shebang.interpreter),
-                    })?;
-            // Linux's order: the interpreter, its argument, the script, then the script's
-            // own arguments after its name.
-            let mut next = vec![shebang.interpreter.clone()];
-            next.extend(shebang.argument);
-            next.push(path);
-            next.extend(argv.into_iter().skip(1));
-            argv = next;
-            path = shebang.interpreter;
-        }
-        let program = ProgramImage::parse(&bytes).map_err(|error| {
-            if path == PROGRAM_PATH {
-                error
-            } else {
-                LoadError::Script {
-                    path: path.clone(),
-                    reason: format!("it cannot be run as a program: {error}"),
-                }
-            }
-        })?;
-        let program = ProgramImage {
+        let argv = vec![PROGRAM_PATH.as_bytes().to_vec()];
+        resolve(package, PROGRAM_PATH, package.program.clone(), argv).map_err(|error| match error {
+            ResolveError::Program(error) => error,
+            ResolveError::Script { path, reason, .. } => LoadError::Script { path, reason },
+            ResolveError::Interpreter {
+                interpreter,
+                reason,
+                ..
+            } => match &package.base_image {
+                None => LoadError::Dynamic(interpreter),
+                Some(image) => LoadError::Interpreter {
+                    interpreter,
+                    image: image.path().display().to_string(),
+                    reason,
+                },
+            },
+        })
+    }
+
+    /// This program as started from the file `exe` with the argument vector `argv`.
+    pub(super) fn started_as(self, exe: String, argv: Vec<Vec<u8>>) -> ProgramImage {
+        ProgramImage {
+            exe: exe.into(),
             argv: argv.into(),
-            ..program
-        };
-        let Some(path) = program.interpreter_path() else {
-            return Ok(program);
-        };
-        let Some(image) = &package.base_image else {
-            return Err(LoadError::Dynamic(path.to_string()));
-        };
-        let fail = |reason: String| LoadError::Interpreter {
-            interpreter: path.to_string(),
-            image: image.path().display().to_string(),
-            reason,
-        };
-        let metadata = image
-            .metadata(path)
-            .map_err(|error| fail(format!("cannot be found: {error}")))?;
-        if metadata.is_dir || !metadata.executable {
-            return Err(fail("is not an executable file".into()));
+            ..self
         }
-        let bytes = image
-            .read_file(path)
-            .map_err(|error| fail(format!("cannot be read: {error}")))?;
-        let interpreter = ProgramImage::parse_interpreter(&bytes)
-            .map_err(|error| fail(format!("cannot be loaded: {error}")))?;
-        Ok(program.with_interpreter(interpreter))
+    }
+
+    /// This program, started by a program's `execve`.
+    pub fn started_by_execve(self) -> ProgramImage {
+        ProgramImage {
+            by_exec: true,
+            ..self
+        }
+    }
+
+    /// Whether a program's `execve` started it.
+    pub fn started_by_exec(&self) -> bool {
+        self.by_exec
     }
 
     /// Checks a program held in memory.
@@ -401,19 +375,21 @@ impl ProgramImage {
             image_end,
             interpreter_path,
             interpreter: None,
-            argv: Arc::from(vec![PROGRAM_PATH.to_string()]),
+            argv: Arc::from(vec![PROGRAM_PATH.as_bytes().to_vec()]),
+            exe: Arc::from(PROGRAM_PATH),
+            by_exec: false,
         })
     }
 
     /// The argument vector the program starts with (`argv[0]` first).
-    pub fn argv(&self) -> &[String] {
+    pub fn argv(&self) -> &[Vec<u8>] {
         &self.argv
     }
 
     /// The executable file that runs, as `/proc/self/exe` names it: the program, or the
     /// interpreter of a `#!` script.
     pub fn exe_path(&self) -> &str {
-        self.argv.first().map_or(PROGRAM_PATH, String::as_str)
+        &self.exe
     }
 
     /// The entry point, after relocation.
@@ -653,17 +629,17 @@ mod tests {
         assert_eq!(
             image.argv(),
             [
-                "/var/task/real",
-                "/var/task/wrap",
-                "-a b",
-                "/var/task/bootstrap"
+                &b"/var/task/real"[..],
+                b"/var/task/wrap",
+                b"-a b",
+                b"/var/task/bootstrap"
             ]
         );
         assert_eq!(image.exe_path(), "/var/task/real");
         assert_eq!(image.entry(), 0x40_0000);
         // A static program starts with its own path only.
         let plain = ProgramImage::parse(&program(&[(0, 200, 0x40_0000)], 200)).unwrap();
-        assert_eq!(plain.argv(), [PROGRAM_PATH]);
+        assert_eq!(plain.argv(), [PROGRAM_PATH.as_bytes()]);
     }
 
     #[test]

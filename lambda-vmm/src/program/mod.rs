@@ -10,6 +10,7 @@ mod error;
 mod image;
 mod layers;
 mod package;
+mod resolve;
 mod script;
 mod stack;
 mod syscall_sites;
@@ -20,4 +21,5 @@ pub(crate) use image::ProgramImage;
 #[cfg(feature = "fuzzing")]
 pub(crate) use package::read_zip;
 pub(crate) use package::{CodePackage, read_package};
+pub(crate) use resolve::{ProgramFiles, ResolveError, Unrunnable, resolve};
 pub(crate) use stack::{StartupInfo, build_stack};

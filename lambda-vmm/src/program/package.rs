@@ -7,6 +7,7 @@ use std::sync::Arc;
 use lambda_core::CodeLocation;
 
 use super::error::LoadError;
+use super::resolve::{ProgramFiles, Unrunnable};
 use crate::base_image::BaseImage;
 
 /// Largest package accepted, unzipped (Lambda's limit on unzipped code).
@@ -28,11 +29,10 @@ pub struct CodePackage {
     pub layers: Arc<[(String, Arc<[u8]>)]>,
 }
 
-impl CodePackage {
-    /// The executable file at the absolute guest `path`, for a `#!` line: from the package
-    /// under `/var/task`, the layers under `/opt`, else from the base image (`Err(reason)` if
-    /// it is in none, or not executable).
-    pub fn executable(&self, path: &str) -> Result<Arc<[u8]>, String> {
+impl ProgramFiles for CodePackage {
+    /// The executable file at the absolute guest `path`, for a `#!` line or an interpreter:
+    /// from the package under `/var/task`, the layers under `/opt`, else from the base image.
+    fn executable(&self, path: &str) -> Result<Arc<[u8]>, Unrunnable> {
         for (root, files, what) in [
             ("/var/task/", &self.files, "the function's package"),
             ("/opt/", &self.layers, "the function's layers"),
@@ -42,23 +42,35 @@ impl CodePackage {
                     .iter()
                     .find(|(file, _)| file == name)
                     .map(|(_, bytes)| bytes.clone())
-                    .ok_or_else(|| format!("is not in {what}"));
+                    .ok_or_else(|| Unrunnable::new(libc::ENOENT, format!("is not in {what}")));
             }
         }
         let Some(image) = &self.base_image else {
-            return Err("is outside /var/task and /opt and the function has no base image".into());
+            return Err(Unrunnable::new(
+                libc::ENOENT,
+                "is outside /var/task and /opt and the function has no base image",
+            ));
         };
         let where_ = || format!("in the base image {}", image.path().display());
-        let metadata = image
-            .metadata(path)
-            .map_err(|error| format!("cannot be found {}: {error}", where_()))?;
+        let io_errno = |error: &std::io::Error| error.raw_os_error().unwrap_or(libc::EIO);
+        let metadata = image.metadata(path).map_err(|error| {
+            Unrunnable::new(
+                io_errno(&error),
+                format!("cannot be found {}: {error}", where_()),
+            )
+        })?;
         if metadata.is_dir || !metadata.executable {
-            return Err(format!("is not an executable file {}", where_()));
+            return Err(Unrunnable::new(
+                libc::EACCES,
+                format!("is not an executable file {}", where_()),
+            ));
         }
-        image
-            .read_file(path)
-            .map(Arc::from)
-            .map_err(|error| format!("cannot be read {}: {error}", where_()))
+        image.read_file(path).map(Arc::from).map_err(|error| {
+            Unrunnable::new(
+                io_errno(&error),
+                format!("cannot be read {}: {error}", where_()),
+            )
+        })
     }
 }
 

@@ -34,9 +34,9 @@ mod auxv {
 /// What the program finds on its stack at entry.
 pub struct StartupInfo<'a> {
     /// `argv`, starting with the program name.
-    pub argv: &'a [String],
+    pub argv: Vec<&'a [u8]>,
     /// `envp` as `KEY=VALUE` strings.
-    pub envp: &'a [String],
+    pub envp: Vec<&'a [u8]>,
     /// 16 random bytes for `AT_RANDOM` (stack protector and pointer guard seeds).
     pub random: [u8; 16],
     /// `AT_HWCAP`: CPUID leaf 1 EDX.
@@ -66,9 +66,9 @@ pub fn build_stack(
         memory.write(top, data).map_err(|_| overflow())?;
         Ok(top)
     };
-    let mut push_string = |s: &str| -> Result<u64, LoadError> {
+    let mut push_string = |s: &[u8]| -> Result<u64, LoadError> {
         let mut bytes = Vec::with_capacity(s.len().saturating_add(1));
-        bytes.extend_from_slice(s.as_bytes());
+        bytes.extend_from_slice(s);
         bytes.push(0);
         push_bytes(&bytes)
     };
@@ -82,7 +82,7 @@ pub fn build_stack(
         .iter()
         .map(|e| push_string(e))
         .collect::<Result<_, _>>()?;
-    let platform = push_string("x86_64")?;
+    let platform = push_string(b"x86_64")?;
     let random = push_bytes(&startup.random)?;
     let execfn = argv.first().copied().unwrap_or(0);
 

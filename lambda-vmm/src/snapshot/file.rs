@@ -86,6 +86,10 @@ pub(crate) fn write(frozen: &Frozen, path: &Path) -> Result<(), SnapshotError> {
         path: path.to_path_buf(),
         source,
     };
+    let image = frozen.machine.image();
+    if image.started_by_exec() {
+        return Err(SnapshotError::Replaced(image.exe_path().to_string()));
+    }
     let machine = frozen.machine.state();
     // The body: the state, then the stored memory.
     let mut body = with_epoch(|| {

@@ -429,9 +429,23 @@ impl Vcpu {
 
     /// Loads a thread's FPU, SSE and AVX state saved by [`Vcpu::save_fpu`].
     pub fn load_fpu(&self, state: &kvm_xsave) -> Result<(), VmError> {
-        // SAFETY: `state` is a whole `kvm_xsave` read from this vCPU by `save_fpu` (so its
-        // size matches what the vCPU's XSAVE area holds), and the ioctl only reads it.
+        // SAFETY: `state` is a whole `kvm_xsave`, whose 4 KiB `region` is all that
+        // KVM_SET_XSAVE reads (this VMM never enables KVM_CAP_XSAVE2, which would let a larger
+        // XSAVE area run into `extra`), and the ioctl only reads it.
         unsafe { self.fd.set_xsave(state) }.map_err(VmError::kvm("KVM_SET_XSAVE"))
+    }
+
+    /// Puts the FPU, SSE and AVX state back to what a new program starts with (`execve`):
+    /// x87 and SSE at their reset values (control word 0x37f, MXCSR 0x1f80), every other
+    /// component in its initial state.
+    pub fn reset_fpu(&self) -> Result<(), VmError> {
+        let mut state = kvm_xsave::default();
+        // The legacy area: FCW in the first word, MXCSR at byte 24; the XSAVE header's
+        // XSTATE_BV at byte 512 says only x87 and SSE are given (the rest start clear).
+        state.region[0] = 0x037f;
+        state.region[6] = 0x1f80;
+        state.region[128] = 0b11;
+        self.load_fpu(&state)
     }
 
     /// Runs the guest until it needs the VMM, `deadline` passes, the time slice `slice` (if

@@ -5,6 +5,7 @@
 #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
 mod base_image;
+mod exec;
 mod files;
 mod memory;
 mod net;

@@ -1,0 +1,180 @@
+//! `execve` on the KVM backend: a program replacing itself keeps what Linux keeps (its
+//! descriptors without `FD_CLOEXEC`, ignored signals, its mask, the environment it passes)
+//! and loses the rest (other threads, handlers, its memory and FPU state); failing execs
+//! answer Linux's errors and the program goes on; and a `#!/bin/sh` bootstrap `exec`s a
+//! binary from the function's zip, one-shot and as a Runtime API loop.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{base_image, function, kvm_backend, stdio_config, zip_package};
+use lambda::core::{Backend, Contract, FunctionConfig, Invocation};
+use lambda::vmm::MicroVmBackend;
+
+fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lambda-exec-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `exec-c` program as a zip with the files its checks use, at `memory_mb`.
+fn exec_function(dir: &std::path::Path, memory_mb: u32) -> FunctionConfig {
+    let program = std::fs::read(function("exec-c")).unwrap();
+    let code = zip_package(
+        dir,
+        "exec.zip",
+        &[
+            ("bootstrap", &program),
+            ("exec-c", &program),
+            ("data.txt", b"not a program\n"),
+            ("loop.sh", b"#!/var/task/loop.sh\n"),
+            ("again.sh", b"#!/var/task/exec-c from-script\n"),
+        ],
+    );
+    stdio_config("exec-c")
+        .with_code(code)
+        .with_memory_mb(memory_mb)
+}
+
+/// Runs `config` once with the check `check`; its response.
+fn run(backend: &MicroVmBackend, config: &FunctionConfig, check: &str) -> String {
+    let mut env = backend.create(config).unwrap();
+    let result = env.invoke(Invocation::new(check)).unwrap();
+    let response = result.outcome.response().unwrap_or_else(|| {
+        panic!(
+            "{check}: expected a response, got {:?}; log: {}",
+            result.outcome,
+            String::from_utf8_lossy(&result.log_tail)
+        )
+    });
+    String::from_utf8_lossy(response).into_owned()
+}
+
+/// What the program started by `execve` reports after the check `check`.
+fn after(check: &str) -> String {
+    format!(
+        "pid==tid 1\nfd3 closed\nfd4 open\nusr1 default\nusr2 ignored\nterm blocked\n\
+         mxcsr 0x1f80\nargc 5\nargv[0] exec-c\nargv[1] --after\nargv[2] {check}\nargv[3] a\n\
+         argv[4] b c\nMARK kept\nexe /var/task/exec-c\n"
+    )
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn execve_replaces_the_program_keeping_what_linux_keeps() {
+    let backend = kvm_backend();
+    let dir = tempdir("replace");
+    let config = exec_function(&dir, 128);
+    assert_eq!(run(&backend, &config, "replace"), after("replace"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn execve_ends_the_other_threads_on_one_vcpu_and_on_two() {
+    let backend = kvm_backend();
+    let dir = tempdir("threads");
+    // At 2048 MB the environment has two vCPUs: the spinning thread runs on the other one
+    // and must be stopped there first.
+    for memory_mb in [128, 2048] {
+        let config = exec_function(&dir, memory_mb);
+        assert_eq!(
+            run(&backend, &config, "thread"),
+            after("thread"),
+            "{memory_mb} MB"
+        );
+        // A second thread's execve: it becomes the program's first thread.
+        assert_eq!(
+            run(&backend, &config, "from-thread"),
+            after("from-thread"),
+            "{memory_mb} MB"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn failing_execs_answer_linux_errors_and_the_program_goes_on() {
+    let backend = kvm_backend();
+    let dir = tempdir("errors");
+    let config = exec_function(&dir, 128);
+    assert_eq!(
+        run(&backend, &config, "errors"),
+        "missing ENOENT\ndirectory EACCES\nnot-a-program ENOEXEC\ntmp-file EACCES\n\
+         script-loop ELOOP\nbad-path EFAULT\nbad-argv EFAULT\nhuge-arg E2BIG\n\
+         long-path ENAMETOOLONG\nstill running\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn execve_of_a_script_runs_its_interpreter_with_linux_argv() {
+    let backend = kvm_backend();
+    let dir = tempdir("script");
+    let config = exec_function(&dir, 128);
+    let response = run(&backend, &config, "script");
+    // `#!/var/task/exec-c from-script` run as `again x`: the interpreter, its argument, the
+    // script's path, then the script's own arguments after its name.
+    assert!(
+        response.contains(
+            "argc 4\nargv[0] /var/task/exec-c\nargv[1] from-script\n\
+             argv[2] /var/task/again.sh\nargv[3] x\n"
+        ),
+        "{response}"
+    );
+    assert!(response.contains("exe /var/task/exec-c\n"), "{response}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_shell_bootstrap_execs_a_binary_from_the_zip() {
+    let backend = kvm_backend();
+    let dir = tempdir("sh");
+    // One-shot: the shell runs a command of its own first, then becomes the program.
+    let hello = std::fs::read(function("hello-c")).unwrap();
+    let script = b"#!/bin/sh\necho \"bootstrap: starting hello\" >&2\nexec /var/task/hello-c\n";
+    let code = zip_package(
+        &dir,
+        "sh.zip",
+        &[("bootstrap", script), ("hello-c", &hello)],
+    );
+    let config = stdio_config("hello-c")
+        .with_code(code)
+        .with_base_image(base_image());
+    let mut env = backend.create(&config).unwrap();
+    let result = env.invoke(Invocation::new("Ada")).unwrap();
+    assert_eq!(result.outcome.response(), Some(&b"Hello from C, Ada!"[..]));
+    assert!(String::from_utf8_lossy(&result.log_tail).contains("bootstrap: starting hello"));
+
+    // A Runtime API loop started the way AWS's custom-runtime tutorial starts one: a shell
+    // bootstrap that changes directory and `exec`s the runtime by a relative path. The
+    // runtime then serves warm invocations.
+    let runtime = std::fs::read(function("runtime-c")).unwrap();
+    let script = b"#!/bin/sh\ncd /var/task\nexec ./runtime-c \"$@\"\n";
+    let code = zip_package(
+        &dir,
+        "runtime.zip",
+        &[("bootstrap", script), ("runtime-c", &runtime)],
+    );
+    let config = FunctionConfig::new("sh-runtime", code)
+        .with_contract(Contract::RuntimeApi)
+        .with_base_image(base_image());
+    let mut env = backend.create(&config).unwrap();
+    for n in 1..=3 {
+        let result = env
+            .invoke(Invocation::new(format!(r#"{{"n":{n}}}"#)))
+            .unwrap();
+        assert_eq!(
+            result.outcome.response(),
+            Some(format!(r#"{{"n":{n}}}"#).as_bytes()),
+            "{:?}",
+            result.outcome
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
