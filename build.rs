@@ -41,6 +41,7 @@ const C_PROGRAMS: &[(&str, &str, &[&str])] = &[
         &["-static", "-no-pie", "-pthread"],
     ),
     ("exec-c", "exec.c", &["-static", "-no-pie", "-pthread"]),
+    ("fork-c", "fork.c", &["-static", "-no-pie", "-pthread"]),
 ];
 /// C++ guests (`g++`, dynamically linked against libstdc++): output name, source file in
 /// `functions/c`, and how to link it.

@@ -178,3 +178,111 @@ fn a_shell_bootstrap_execs_a_binary_from_the_zip() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The `fork-c` program as a zip (it spawns itself from `/var/task/fork-c`).
+fn fork_function(dir: &std::path::Path, memory_mb: u32) -> FunctionConfig {
+    let program = std::fs::read(function("fork-c")).unwrap();
+    let code = zip_package(
+        dir,
+        "fork.zip",
+        &[("bootstrap", &program), ("fork-c", &program)],
+    );
+    stdio_config("fork-c")
+        .with_code(code)
+        .with_memory_mb(memory_mb)
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn child_processes_run_while_their_parent_waits() {
+    let backend = kvm_backend();
+    let dir = tempdir("fork");
+    let config = fork_function(&dir, 128);
+    for (check, expected) in [
+        (
+            "fork",
+            "reaped the child yes\nchild exited 7\nglobal 1\n\
+             child saw new-pid parent-as-ppid: 1 1\n",
+        ),
+        (
+            "spawn",
+            "spawned child wrote: hello from pid>1: yes\nspawned child exited 0\n\
+             then EOF: yes\n",
+        ),
+        ("killed", "child killed by Segmentation fault\n"),
+        (
+            "sigchld",
+            "SIGCHLD handler ran: yes\nwith SIGCHLD ignored: ECHILD\n",
+        ),
+        ("nested", "child of a child that exited 5 exited 6\n"),
+        (
+            "errors",
+            "waitpid with no child: ECHILD\nparent's write end still open: yes\n\
+             and reads back: yes\nfork at depth 16: EAGAIN\n",
+        ),
+        ("threads", "child whose one thread exited exited 0\n"),
+    ] {
+        assert_eq!(run(&backend, &config, check), expected, "{check}");
+    }
+    // With two vCPUs the spinning thread runs on the other one when the main thread forks.
+    let config = fork_function(&dir, 2048);
+    assert_eq!(
+        run(&backend, &config, "threads"),
+        "child whose one thread exited exited 0\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_shell_bootstrap_runs_commands_then_execs_the_runtime() {
+    let backend = kvm_backend();
+    let dir = tempdir("sh-commands");
+    // What custom-runtime bootstraps do: run a command or two (one whose output the script
+    // captures, one that fails), then `exec` the runtime.
+    let fork = std::fs::read(function("fork-c")).unwrap();
+    let runtime = std::fs::read(function("runtime-c")).unwrap();
+    let script = b"#!/bin/sh\n\
+        /var/task/fork-c --child setup >&2\n\
+        greeting=$(/var/task/fork-c --child captured)\n\
+        echo \"bootstrap: $greeting\" >&2\n\
+        /var/task/missing 2>/dev/null || echo \"bootstrap: missing command, status $?\" >&2\n\
+        cd /var/task\n\
+        exec ./runtime-c\n";
+    let code = zip_package(
+        &dir,
+        "runtime.zip",
+        &[
+            ("bootstrap", script),
+            ("fork-c", &fork),
+            ("runtime-c", &runtime),
+        ],
+    );
+    let config = FunctionConfig::new("sh-commands", code)
+        .with_contract(Contract::RuntimeApi)
+        .with_base_image(base_image());
+    let mut env = backend.create(&config).unwrap();
+    for n in 1..=2 {
+        let result = env
+            .invoke(Invocation::new(format!(r#"{{"n":{n}}}"#)))
+            .unwrap();
+        assert_eq!(
+            result.outcome.response(),
+            Some(format!(r#"{{"n":{n}}}"#).as_bytes()),
+            "{:?}",
+            result.outcome
+        );
+        if n == 1 {
+            // Init's output is in the first invocation's log.
+            let log = String::from_utf8_lossy(&result.log_tail).into_owned();
+            for line in [
+                "setup from pid>1: yes",
+                "bootstrap: captured from pid>1: yes",
+                "bootstrap: missing command, status 127",
+            ] {
+                assert!(log.contains(line), "{line:?} not in {log}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

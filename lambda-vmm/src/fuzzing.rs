@@ -153,6 +153,11 @@ impl KernelUnderTest {
             match self.guest.step(number, &args) {
                 Step::Return(value) => return Outcome::Returned(value as i64),
                 Step::SetFsBase(_) | Step::Yield | Step::SigReturn => return Outcome::Returned(0),
+                Step::Fork => {
+                    // What the run loop does when no pid is free: the call fails.
+                    self.guest.kernel.drop_fork();
+                    return Outcome::Returned(-i64::from(libc::EAGAIN));
+                }
                 Step::Exec => {
                     // What the run loop would do when the program cannot be loaded: the
                     // call fails and the program goes on.

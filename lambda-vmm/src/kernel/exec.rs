@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use super::fd::Object;
 use super::files::read_path;
-use super::process::PID;
-use super::{Errno, Kernel, Step, SysResult, abi, vfs};
+use super::{Errno, Kernel, Step, SysResult, vfs};
 use crate::mm::GuestMemory;
 use crate::mm::layout::{PAGE, STACK_SIZE};
 
@@ -141,7 +140,7 @@ impl Kernel {
 
     /// Carries out an `execve` the run loop has loaded the next program for (which runs
     /// `exe`): the other threads are gone, and the caller becomes the process's first
-    /// thread ([`PID`]), with no clear-child-tid word, robust list, alternate stack or name;
+    /// thread (its tid the pid), with no clear-child-tid word, robust list, alternate stack or name;
     /// caught signals go back to their default action (ignored ones stay ignored; the mask
     /// and pending signals stay); descriptors with `FD_CLOEXEC` are closed. Returns the
     /// caller's thread id from now on.
@@ -154,7 +153,7 @@ impl Kernel {
             }
         }
         self.forget_futex_wait(caller);
-        let leader = abi::uint(PID);
+        let leader = self.pid;
         self.threads.become_only(caller, leader);
         self.actions.reset_for_exec();
         for fd in self.fds.closed_on_exec() {

@@ -103,6 +103,8 @@ pub enum Object {
     Pipe(super::pipe::PipeEnd),
     /// One end of a Unix stream socket pair.
     UnixStream(super::unix_socket::UnixStream),
+    /// `/dev/null`: reads find the end of the file, writes are taken and dropped.
+    Null,
 }
 
 /// A descriptor: the object and its flags.
@@ -285,6 +287,11 @@ impl FdTable {
                 *path = renamed;
             }
         }
+    }
+
+    /// The open descriptions, each once however many descriptors share it.
+    pub fn descriptions(&self) -> impl Iterator<Item = &Descriptor> {
+        self.descriptions.values().map(|(descriptor, _)| descriptor)
     }
 
     /// Whether `fd` has `FD_CLOEXEC`.

@@ -19,7 +19,10 @@ const MAX_READ: u64 = 0x7fff_f000;
 /// The program's path inside the environment.
 pub const PROGRAM_PATH: &str = "/var/task/bootstrap";
 
+/// The one device file: reads end at once, writes are dropped.
+const DEV_NULL: &str = "/dev/null";
 const S_IFIFO: u32 = 0o010_000;
+const S_IFCHR: u32 = 0o020_000;
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
 const S_IFSOCK: u32 = 0o140_000;
@@ -159,6 +162,7 @@ impl Kernel {
                 Stdio::Log => Ok(0),
             },
             Object::Stdout | Object::Stderr => Err(errno(libc::EBADF)),
+            Object::Null => Ok(0),
             Object::File(file) if !file.readable => Err(errno(libc::EBADF)),
             Object::File(file) => {
                 let n = self.read_file_at(memory, &file.path.clone(), file.offset, buf, count)?;
@@ -246,6 +250,7 @@ impl Kernel {
                 })
             }
             Object::Stdin => Err(errno(libc::EBADF)),
+            Object::Null => Ok(count),
             Object::File(file) if !file.writable => Err(errno(libc::EBADF)),
             Object::File(file) => {
                 let path = file.path.clone();
@@ -424,6 +429,7 @@ impl Kernel {
             ..
         }) = released
             && let (Some(connection), Some(api)) = (socket.connection, self.api.as_mut())
+            && !self.borrowed.contains(&connection)
         {
             api.disconnect(connection);
         }
@@ -448,6 +454,7 @@ impl Kernel {
             Object::Epoll(_) | Object::EventFd(_) => stat_bytes(0o600, 0, 0),
             Object::Pipe(_) => stat_bytes(S_IFIFO | 0o600, 0, 0),
             Object::UnixStream(_) => stat_bytes(S_IFSOCK | 0o777, 0, 0),
+            Object::Null => stat_bytes(S_IFCHR | 0o666, 0, 0),
         };
         memory.write(statbuf, &stat)?;
         Ok(0)
@@ -501,6 +508,16 @@ impl Kernel {
             return Err(errno(libc::EOPNOTSUPP));
         }
         let path = self.resolve(memory, dirfd, path)?;
+        if path == DEV_NULL {
+            if flags & O_DIRECTORY != 0 {
+                return Err(errno(libc::ENOTDIR));
+            }
+            return self.fds.insert(Descriptor {
+                object: Object::Null,
+                nonblocking: flags & O_NONBLOCK != 0,
+                cloexec: flags & O_CLOEXEC != 0,
+            });
+        }
         let access = flags & O_ACCMODE;
         let writable = access == libc::O_WRONLY as u64 || access == libc::O_RDWR as u64;
         let readable = access == libc::O_RDONLY as u64 || access == libc::O_RDWR as u64;

@@ -118,7 +118,12 @@ impl Guest {
     pub fn call(&mut self, number: u64, args: &[u64]) -> i64 {
         match self.step(number, args) {
             Step::Return(value) => value as i64,
-            Step::SetFsBase(_) | Step::Yield | Step::ThreadExit | Step::SigReturn | Step::Exec => 0,
+            Step::SetFsBase(_)
+            | Step::Yield
+            | Step::ThreadExit
+            | Step::SigReturn
+            | Step::Exec
+            | Step::Fork => 0,
             Step::Clone(thread) => i64::from(thread.tid),
             other => panic!("syscall {number} did not return: {other:?}"),
         }

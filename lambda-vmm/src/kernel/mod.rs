@@ -16,6 +16,7 @@ mod abi;
 mod exec;
 mod fd;
 mod files;
+mod fork;
 mod futex;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod harness;
@@ -46,6 +47,7 @@ pub use exec::ExecRequest;
 #[cfg(feature = "fuzzing")]
 pub(crate) use fd::MAX_FDS;
 pub use files::PROGRAM_PATH;
+pub use fork::ChildEnd;
 pub use names::name as syscall_name;
 pub use net::RUNTIME_API_ENDPOINT;
 pub use signals::{AltStack, Delivery, Disposition, SigInfo};
@@ -132,6 +134,9 @@ pub enum Step {
     /// Replace the program (`execve`): the request is [`Kernel::take_exec`]'s. If the
     /// program cannot be loaded the call answers an error; else [`Kernel::finish_exec`].
     Exec,
+    /// Start a child process (`fork`, `vfork`): see [`Kernel::begin_child`]. The caller
+    /// waits until the child ends, then gets its pid.
+    Fork,
     /// The call must wait, until the given time at the latest (`None`: until something
     /// changes). Retry the same call later.
     Block(#[serde(with = "crate::file_forms::optional_instant")] Option<Instant>),
@@ -205,6 +210,19 @@ pub struct Kernel {
     /// the run loop takes it at once.
     #[serde(skip)]
     exec: Option<ExecRequest>,
+    /// The running process's pid, and its parent's (0 for the environment's first).
+    pid: u32,
+    ppid: u32,
+    /// Its children that ended and are not reaped yet, with their `wait4` status.
+    children: BTreeMap<u32, i32>,
+    /// The Runtime API connections it inherited from its parent, which its closing them
+    /// leaves open.
+    borrowed: std::collections::BTreeSet<lambda_core::runtime_api::ConnectionId>,
+    /// The parents waiting for it, the nearest last (see `fork.rs`).
+    parents: Vec<fork::Parent>,
+    /// The `fork` the current call asks for (see [`Step::Fork`]).
+    #[serde(skip)]
+    fork: Option<fork::ForkRequest>,
 }
 
 /// The log of a kernel read from a snapshot file, until it is given its own.
@@ -261,6 +279,12 @@ impl Kernel {
             next_local_port: 40_000,
             stdin_awaited: false,
             exec: None,
+            pid: process::FIRST_PID,
+            ppid: 0,
+            children: BTreeMap::new(),
+            borrowed: std::collections::BTreeSet::new(),
+            parents: Vec::new(),
+            fork: None,
         }
     }
 

@@ -3,8 +3,8 @@
 use super::{Errno, Kernel, SysResult, abi};
 use crate::mm::GuestMemory;
 
-/// The program's pid, and its first thread's tid: it is the only process in its VM.
-pub const PID: u64 = 1;
+/// The pid of an environment's first process, and its first thread's tid.
+pub const FIRST_PID: u32 = 1;
 
 const ARCH_SET_GS: u64 = 0x1001;
 const ARCH_SET_FS: u64 = 0x1002;
@@ -127,12 +127,13 @@ pub fn getrlimit(memory: &GuestMemory, resource: u64, addr: u64) -> SysResult {
 /// `prlimit64` on itself: reads limits; raising or lowering them is refused.
 pub fn prlimit64(
     memory: &GuestMemory,
+    own_pid: u32,
     pid: u64,
     resource: u64,
     new_limit: u64,
     old_limit: u64,
 ) -> SysResult {
-    if pid != 0 && pid != PID {
+    if pid != 0 && pid != u64::from(own_pid) {
         return Err(errno(libc::ESRCH));
     }
     let limit = limit_for(resource).ok_or(errno(libc::EINVAL))?;

@@ -230,6 +230,15 @@ impl ThreadSignals {
         }
     }
 
+    /// A child process's thread's: the same mask and alternate stack, nothing pending.
+    pub(super) fn for_child(&self) -> ThreadSignals {
+        ThreadSignals {
+            mask: self.mask,
+            altstack: self.altstack,
+            ..ThreadSignals::default()
+        }
+    }
+
     /// A new thread's: the creator's mask, nothing pending, no alternate stack.
     pub(super) fn for_new_thread(&self) -> ThreadSignals {
         ThreadSignals {
@@ -255,6 +264,12 @@ impl Default for Actions {
 }
 
 impl Actions {
+    /// Whether `signal`'s action is `SIG_IGN`.
+    pub(super) fn ignores(&self, signal: i32) -> bool {
+        let action = self.get(signal);
+        action.handler == SIG_IGN
+    }
+
     /// After `execve`: signals with a handler go back to their default action (the handler
     /// is gone with the program); ignored ones stay ignored, as on Linux.
     pub(super) fn reset_for_exec(&mut self) {
@@ -435,18 +450,36 @@ impl Kernel {
         Ok(0)
     }
 
-    /// `kill(pid, signal)`: `pid` 1 (itself), 0 (its group) and -1 (all it may signal) all
-    /// mean the program. The signal goes to the first thread (lowest id) that does not block
-    /// it, as Linux gives the main thread the first chance; if all block it, it waits on the
-    /// caller.
+    /// `kill(pid, signal)`: its own pid, 0 (its group) and -1 (all it may signal) all mean
+    /// the running process (see [`Kernel::signal_process`]); an ended child not yet reaped
+    /// takes it and ignores it; any other pid (a waiting parent included) is `ESRCH`.
     pub(super) fn kill(&mut self, pid: u64, signal: u64) -> SysResult {
-        if !matches!(abi::int(pid), -1..=1) {
-            return Err(Errno(libc::ESRCH));
+        let pid = abi::int(pid);
+        let me = i32::try_from(self.pid()).unwrap_or(i32::MAX);
+        if !(pid == me || matches!(pid, -1 | 0)) {
+            // An ended child not yet reaped takes the signal and ignores it, as a zombie.
+            let zombie = u32::try_from(pid).is_ok_and(|pid| self.children.contains_key(&pid));
+            return if zombie {
+                Ok(0)
+            } else {
+                Err(Errno(libc::ESRCH))
+            };
         }
         if abi::int(signal) == 0 {
             return Ok(0);
         }
-        let signal = signal_number(signal)?;
+        let info = SigInfo {
+            signo: signal_number(signal)?,
+            code: SI_USER,
+            addr: u64::from(self.pid()),
+        };
+        self.signal_process(info)
+    }
+
+    /// Sends a process-directed signal: to the first thread (lowest id) that does not block
+    /// it, as Linux gives the main thread the first chance; if all block it, it waits on the
+    /// calling thread.
+    pub(super) fn signal_process(&mut self, info: SigInfo) -> SysResult {
         let current = self.threads.current();
         let target = self
             .threads
@@ -454,14 +487,9 @@ impl Kernel {
             .into_iter()
             .find(|&tid| {
                 self.thread_signals(tid)
-                    .is_some_and(|signals| signals.mask & bit(signal) == 0)
+                    .is_some_and(|signals| signals.mask & bit(info.signo) == 0)
             })
             .unwrap_or(current);
-        let info = SigInfo {
-            signo: signal,
-            code: SI_USER,
-            addr: super::process::PID,
-        };
         self.send(target, info)
     }
 
@@ -471,7 +499,7 @@ impl Kernel {
         let info = SigInfo {
             signo: libc::SIGPIPE,
             code: SI_USER,
-            addr: super::process::PID,
+            addr: u64::from(self.pid()),
         };
         // The caller exists and SIGPIPE is a valid signal: nothing to fail.
         let _ = self.send(self.threads.current(), info);
@@ -479,7 +507,7 @@ impl Kernel {
 
     /// `tkill(tid, signal)`.
     pub(super) fn tkill(&mut self, tid: u64, signal: u64) -> SysResult {
-        self.tgkill(super::process::PID, tid, signal)
+        self.tgkill(u64::from(self.pid()), tid, signal)
     }
 
     /// `tgkill(tgid, tid, signal)`.
@@ -487,7 +515,7 @@ impl Kernel {
         let target = u32::try_from(tid)
             .ok()
             .filter(|&tid| self.threads.contains(tid));
-        let (Some(target), 1) = (target, abi::int(tgid)) else {
+        let Some(target) = target.filter(|_| tgid == u64::from(self.pid())) else {
             return Err(Errno(libc::ESRCH));
         };
         if abi::int(signal) == 0 {
@@ -497,7 +525,7 @@ impl Kernel {
         let info = SigInfo {
             signo: signal,
             code: SI_TKILL,
-            addr: super::process::PID,
+            addr: u64::from(self.pid()),
         };
         self.send(target, info)
     }

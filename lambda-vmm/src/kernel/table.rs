@@ -170,7 +170,7 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(33, "dup2", Full, |k, _, a| k.dup2(a[0], a[1])),
     Syscall::new(34, "pause", Full, |k, _, _| k.pause()),
     Syscall::new(35, "nanosleep", Full, |k, m, a| k.nanosleep(m, a[0])),
-    Syscall::new(39, "getpid", Full, |_, _, _| Ok(process::PID)),
+    Syscall::new(39, "getpid", Full, |k, _, _| Ok(u64::from(k.pid()))),
     Syscall::new(
         41,
         "socket",
@@ -260,9 +260,23 @@ pub static TABLE: &[Syscall] = &[
         56,
         "clone",
         Partial(
-            "threads (CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, with SETTLS and the tid words); a new process (fork, vfork, posix_spawn) answers ENOSYS; at most MAX_THREADS (1,024) threads, then EAGAIN",
+            "threads (CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, with SETTLS and the tid words), at most MAX_THREADS (1,024), then EAGAIN; a new process (see fork), CLONE_VM only with CLONE_VFORK (else EINVAL)",
         ),
         |k, m, a| k.clone_thread(m, a[0], a[1], a[2], a[3], a[4]),
+    ),
+    Syscall::new(
+        57,
+        "fork",
+        Partial(
+            "the parent waits, all its threads stopped, until the child exits or is killed, then gets its pid: processes run one at a time, never side by side; the child has a copy of the memory, descriptors, signal actions; at most MAX_PROCESSES (16) at once, then EAGAIN",
+        ),
+        |k, m, _| k.fork(m),
+    ),
+    Syscall::new(
+        58,
+        "vfork",
+        Partial("see fork; the child shares the parent's memory until it execs or ends"),
+        |k, m, _| k.vfork(m),
     ),
     Syscall::new(
         59,
@@ -274,10 +288,18 @@ pub static TABLE: &[Syscall] = &[
     ),
     Syscall::new(60, "exit", Full, |k, m, a| k.exit_thread(m, a[0])),
     Syscall::new(
+        61,
+        "wait4",
+        Partial(
+            "reaps an ended child (every child has ended by the time its parent runs, so it never waits); ECHILD with none; resource usage reads zero",
+        ),
+        |k, m, a| k.wait4(m, a[0], a[1], a[2], a[3]),
+    ),
+    Syscall::new(
         62,
         "kill",
         Partial(
-            "to the program itself (pid 1, 0 or -1): to a thread that does not block the signal; the default stop actions do nothing (no job control)",
+            "to the running process (its pid, 0 or -1): to a thread that does not block the signal; an unreaped child ignores it; a waiting parent cannot be signalled (ESRCH); the default stop actions do nothing (no job control)",
         ),
         |k, _, a| k.kill(a[0], a[1]),
     ),
@@ -331,7 +353,7 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(104, "getgid", Full, |_, _, _| Ok(0)),
     Syscall::new(107, "geteuid", Full, |_, _, _| Ok(0)),
     Syscall::new(108, "getegid", Full, |_, _, _| Ok(0)),
-    Syscall::new(110, "getppid", Full, |_, _, _| Ok(0)),
+    Syscall::new(110, "getppid", Full, |k, _, _| k.getppid()),
     Syscall::new(127, "rt_sigpending", Full, |k, m, a| {
         k.rt_sigpending(m, a[0], a[1])
     }),
@@ -527,7 +549,7 @@ pub static TABLE: &[Syscall] = &[
         302,
         "prlimit64",
         Partial("reads the limits of getrlimit; setting a limit answers EPERM"),
-        |_, m, a| process::prlimit64(m, a[0], a[1], a[2], a[3]),
+        |k, m, a| process::prlimit64(m, k.pid(), a[0], a[1], a[2], a[3]),
     ),
     Syscall::new(
         316,

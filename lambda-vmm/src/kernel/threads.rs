@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::process::PID;
+use super::process::FIRST_PID;
 use super::{Errno, Kernel, Step, SysResult, abi};
 use crate::mm::GuestMemory;
 
@@ -160,8 +160,27 @@ impl Threads {
         self.current = leader;
     }
 
+    /// The table of a child process whose one thread `tid` is a copy of thread `caller`
+    /// of this one: the same signal mask, alternate stack and scheduling policy, nothing
+    /// pending, no robust list, `clear_child_tid` as the clone asked.
+    pub(super) fn for_child(&self, caller: u32, tid: u32, clear_child_tid: u64) -> Threads {
+        let parent = self.threads.get(&caller).cloned().unwrap_or_default();
+        let thread = Thread {
+            clear_child_tid,
+            signals: parent.signals.for_child(),
+            policy: parent.policy,
+            name: parent.name,
+            ..Thread::default()
+        };
+        Threads {
+            threads: BTreeMap::from([(tid, thread)]),
+            current: tid,
+            next_tid: tid.saturating_add(1),
+        }
+    }
+
     /// The lowest free id from `next_tid` on, wrapping once past [`TID_MAX`].
-    fn free_tid(&mut self) -> Option<u32> {
+    pub(super) fn free_tid(&mut self) -> Option<u32> {
         let after = |tid: u32| {
             if tid >= TID_MAX {
                 first_tid().saturating_add(1)
@@ -183,7 +202,7 @@ impl Threads {
 }
 
 fn first_tid() -> u32 {
-    abi::uint(PID)
+    FIRST_PID
 }
 
 /// What `clone` and `clone3` were asked for, in one shape.
@@ -347,6 +366,12 @@ impl Kernel {
             (0, _) | (_, 0) => return Err(Errno(libc::EINVAL)),
             (base, size) => Some(base.checked_add(size).ok_or(Errno(libc::EINVAL))?),
         };
+        // A new process's exit signal is a field of its own here; `clone`'s flags carry it.
+        let flags = if flags & CLONE_THREAD == 0 {
+            flags | exit_signal
+        } else {
+            flags
+        };
         self.spawn(
             memory,
             CloneRequest {
@@ -362,8 +387,15 @@ impl Kernel {
     fn spawn(&mut self, memory: &GuestMemory, request: CloneRequest) -> SysResult {
         let flags = request.flags;
         if flags & CLONE_THREAD == 0 {
-            // A new process (fork, vfork, posix_spawn) needs an address space of its own.
-            return Err(Errno(libc::ENOSYS));
+            // A new process (fork, vfork, posix_spawn).
+            return self.new_process(
+                memory,
+                flags,
+                request.stack,
+                request.parent_tid,
+                request.child_tid,
+                request.tls,
+            );
         }
         let thread = CLONE_VM | CLONE_SIGHAND | CLONE_THREAD;
         if flags & thread != thread || flags & !THREAD_FLAGS != 0 {

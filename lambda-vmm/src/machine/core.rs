@@ -43,9 +43,11 @@ pub(super) struct Core<'a> {
     pub image: &'a mut ProgramImage,
     /// Whether programs are told of the vDSO (kept for the programs `execve` starts).
     pub vdso: bool,
-    /// The thread whose `execve` waits for the other threads to leave their vCPUs: until
-    /// it goes ahead or fails, no other thread is put on one.
-    pub exec_waiting: Option<u32>,
+    /// The thread whose `execve` or `fork` waits for the other threads to leave their
+    /// vCPUs: until it goes ahead or fails, no other thread is put on one.
+    pub alone_waiting: Option<u32>,
+    /// Parent processes waiting for the running one (`fork.rs`), the nearest last.
+    pub parents: &'a mut Vec<super::fork::WaitingParent>,
     /// The caller's question at each wait.
     pub stop_waiting: StopWaiting<'a>,
     /// How the run ends, once one vCPU thread decided it; the others then stop.
@@ -191,7 +193,7 @@ impl Core<'_> {
             return Ok(Flow::Settled(Settled::Ended(Stop::Exited(0))));
         }
         for tid in self.tasks.round_robin() {
-            if self.exec_waiting.is_some_and(|waiting| waiting != tid) {
+            if self.alone_waiting.is_some_and(|waiting| waiting != tid) {
                 continue;
             }
             let Some(task) = self.tasks.get_mut(tid) else {
@@ -205,8 +207,8 @@ impl Core<'_> {
                     // SA_RESTART, else EINTR.
                     self.kernel.enter_thread(tid);
                     self.kernel.interrupt_wait();
-                    if self.exec_waiting == Some(tid) {
-                        self.exec_waiting = None;
+                    if self.alone_waiting == Some(tid) {
+                        self.alone_waiting = None;
                     }
                     let restart = self
                         .kernel
@@ -243,9 +245,9 @@ impl Core<'_> {
         call: SyscallArgs,
         step: Step,
     ) -> Result<Flow, VmmError> {
-        if self.exec_waiting == Some(tid) && step != Step::Exec {
-            // Its `execve` failed on a retry: the other threads may run again.
-            self.exec_waiting = None;
+        if self.alone_waiting == Some(tid) && !matches!(step, Step::Exec | Step::Fork) {
+            // Its `execve` or `fork` failed on a retry: the other threads may run again.
+            self.alone_waiting = None;
         }
         match step {
             Step::Return(value) => {
@@ -301,6 +303,7 @@ impl Core<'_> {
             }
             Step::SigReturn => return self.sigreturn(cpu, tid, &regs),
             Step::Exec => return self.exec(cpu, tid, regs, call),
+            Step::Fork => return self.fork(cpu, tid, regs, call),
             Step::Stop(end) => return Ok(Flow::Settled(Settled::Ended(end.stop()))),
         }
         Ok(Flow::Go)
@@ -319,6 +322,43 @@ impl Core<'_> {
         Ok(())
     }
 
+    /// Makes thread `tid` (on `cpu`, in call `call`, returning to `regs`) run alone, for an
+    /// `execve` or `fork`: if other threads are on other vCPUs, they are stopped (a kick),
+    /// `tid` waits in its call, which is retried, and no other thread gets a vCPU meanwhile.
+    /// Says whether `tid` must wait.
+    pub(super) fn wait_alone(
+        &mut self,
+        cpu: &mut Cpu,
+        tid: u32,
+        regs: UserRegs,
+        call: SyscallArgs,
+    ) -> Result<bool, VmmError> {
+        let elsewhere: Vec<usize> = self
+            .tasks
+            .on_cpus()
+            .filter(|&(other, _)| other != tid)
+            .map(|(_, slot)| slot)
+            .collect();
+        if elsewhere.is_empty() {
+            self.alone_waiting = None;
+            return Ok(false);
+        }
+        self.alone_waiting = Some(tid);
+        for slot in elsewhere {
+            self.stop_cpu(slot);
+        }
+        self.take_off(
+            cpu,
+            tid,
+            TaskState::Blocked {
+                regs,
+                call,
+                wake: None,
+            },
+        )?;
+        Ok(true)
+    }
+
     /// Saves the FPU state `cpu` holds for a thread into that thread.
     pub fn unload(&mut self, cpu: &mut Cpu) -> Result<(), VmmError> {
         if let Some(previous) = cpu.loaded.take() {
@@ -332,7 +372,7 @@ impl Core<'_> {
 
     /// Loads thread `tid`'s FPU state and FS base on `cpu`, saving those of the thread that
     /// had it.
-    fn load_thread(&mut self, cpu: &mut Cpu, tid: u32) -> Result<(), VmmError> {
+    pub(super) fn load_thread(&mut self, cpu: &mut Cpu, tid: u32) -> Result<(), VmmError> {
         if cpu.loaded == Some(tid) {
             return Ok(());
         }

@@ -169,7 +169,8 @@ fn cpu_loop<'scope, 'env, 'a: 'scope>(
         }
         if cpu.current.is_none() {
             slice = None;
-            if let Flow::Settled(settled) = core.schedule(cpu)? {
+            let flow = core.schedule(cpu)?;
+            if let Flow::Settled(settled) = core.child_or_end(cpu, flow)? {
                 core.end(slot, Ok(settled));
                 return Ok(());
             }
@@ -224,7 +225,8 @@ fn cpu_loop<'scope, 'env, 'a: 'scope>(
             _ => busy = 0,
         }
         // The loop's top shares any work this exit made (before this vCPU runs again).
-        if let Flow::Settled(settled) = core.handle_exit(cpu, tid, exit)? {
+        let flow = core.handle_exit(cpu, tid, exit)?;
+        if let Flow::Settled(settled) = core.child_or_end(cpu, flow)? {
             core.end(slot, Ok(settled));
             return Ok(());
         }

@@ -6,7 +6,9 @@
 //! vCPU as the first thread of a new program, with a clean FPU state and no TLS.
 //!
 //! Threads running on other vCPUs are first stopped (a kick) and the call retried once none
-//! runs; meanwhile no other thread is put on a vCPU.
+//! runs; meanwhile no other thread is put on a vCPU. A `vfork` child's parent keeps its
+//! memory: it is copied out before the child's exec empties the address space
+//! (`fork.rs`).
 
 use std::sync::Arc;
 
@@ -14,7 +16,6 @@ use lambda_core::{Signal, Stop};
 
 use super::core::Core;
 use super::cpus::Cpu;
-use super::tasks::TaskState;
 use super::{Flow, Settled, random_seed};
 use crate::error::VmmError;
 use crate::kernel::{Errno, Kernel};
@@ -53,30 +54,10 @@ impl Core<'_> {
             regs.rax = i64::from(-libc::EINVAL) as u64;
             return self.put_on_cpu(cpu, tid, &regs);
         };
-        let elsewhere: Vec<usize> = self
-            .tasks
-            .on_cpus()
-            .filter(|&(other, _)| other != tid)
-            .map(|(_, slot)| slot)
-            .collect();
-        if !elsewhere.is_empty() {
+        if self.wait_alone(cpu, tid, regs, call)? {
             // Retried (and the file read again) once they are off their vCPUs.
-            self.exec_waiting = Some(tid);
-            for slot in elsewhere {
-                self.stop_cpu(slot);
-            }
-            self.take_off(
-                cpu,
-                tid,
-                TaskState::Blocked {
-                    regs,
-                    call,
-                    wake: None,
-                },
-            )?;
             return Ok(Flow::Go);
         }
-        self.exec_waiting = None;
         let found = resolve(
             &EnvironmentFiles(self.kernel),
             &request.path,
@@ -89,17 +70,20 @@ impl Core<'_> {
                 .map_err(ResolveError::Program)?;
             Ok(image)
         });
+        let found = found
+            .map_err(|error| error.errno())
+            .and_then(|image| self.keep_parent_memory().map(|()| image));
         let image = match found {
             Ok(image) => image.started_by_execve(),
-            Err(error) => {
-                regs.rax = i64::from(error.errno()).wrapping_neg() as u64;
+            Err(errno) => {
+                regs.rax = i64::from(errno).wrapping_neg() as u64;
                 return self.put_on_cpu(cpu, tid, &regs);
             }
         };
         // The point of no return: from here a failure ends the program, as Linux kills a
         // process whose exec fails after its old memory is gone.
         let leader = self.kernel.finish_exec(image.exe_path());
-        self.tasks.restart(leader, cpu.slot());
+        self.tasks.restart(leader, cpu.slot(), 0);
         cpu.current = Some(leader);
         cpu.loaded = Some(leader);
         cpu.last_fault = (0, 0);

@@ -12,6 +12,7 @@ mod core;
 mod cpus;
 mod exec;
 mod faults;
+mod fork;
 mod signal_frame;
 mod snapshot;
 mod tasks;
@@ -63,6 +64,8 @@ pub struct Machine {
     from_spare: bool,
     /// Whether programs are told of the vDSO (`MachineOptions::no_vdso` unset).
     vdso: bool,
+    /// Parent processes waiting for the running one (`fork.rs`).
+    parents: Vec<fork::WaitingParent>,
 }
 
 /// 16 random bytes for a program's `AT_RANDOM`.
@@ -149,6 +152,7 @@ impl Machine {
             setup: start.elapsed(),
             from_spare,
             vdso: !options.no_vdso,
+            parents: Vec::new(),
         })
     }
 
@@ -237,7 +241,8 @@ impl Machine {
             memory: &vm.memory,
             image: &mut self.image,
             vdso: self.vdso,
-            exec_waiting: None,
+            alone_waiting: None,
+            parents: &mut self.parents,
             stop_waiting: &mut stop_waiting,
             over: None,
             multi: false,

@@ -138,6 +138,11 @@ impl Machine {
     /// Every thread must be waiting in a call: a machine between [`Machine::run`]s whose
     /// threads are all blocked.
     pub fn snapshot(&mut self) -> Result<MachineSnapshot, SnapshotError> {
+        if !self.parents.is_empty() {
+            return Err(SnapshotError::NotQuiescent(
+                "a child process was running while its parent waited in fork".into(),
+            ));
+        }
         if self.tasks.running() > 0 || self.tasks.any_ready() {
             return Err(SnapshotError::NotQuiescent(
                 "a thread of the program was still runnable".into(),
@@ -228,6 +233,7 @@ impl Machine {
             setup: start.elapsed(),
             from_spare,
             vdso: !options.no_vdso,
+            parents: Vec::new(),
         })
     }
 }

@@ -90,14 +90,14 @@ impl Tasks {
         }
     }
 
-    /// After `execve`: `tid` is the only thread, running on vCPU `cpu`, which holds its
-    /// (fresh) state.
-    pub fn restart(&mut self, tid: u32, cpu: usize) {
+    /// After `execve`, or for a child process: `tid` is the only thread, running on vCPU
+    /// `cpu`, which holds its state, with FS base `fs_base`.
+    pub fn restart(&mut self, tid: u32, cpu: usize, fs_base: u64) {
         self.tasks.clear();
         self.tasks.insert(
             tid,
             Task {
-                fs_base: 0,
+                fs_base,
                 fpu: None,
                 state: TaskState::Running { cpu },
             },

@@ -16,6 +16,7 @@
 
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
+mod copy;
 mod fault;
 mod frames;
 mod homes;
@@ -27,6 +28,7 @@ pub mod physical;
 mod space;
 mod vma;
 
+pub use copy::MemoryCopy;
 pub use fault::{FaultOutcome, PageFault};
 pub use pages::OutOfMemory;
 #[cfg(feature = "fuzzing")]
@@ -470,6 +472,18 @@ impl GuestMemory {
     /// next program is loaded into it as into a new one. The guest must not run meanwhile.
     pub fn reset_for_exec(&self) -> Result<(), OutOfMemory> {
         self.space().reset_for_exec(&self.physical)
+    }
+
+    /// Copies this process's memory out, for a child process to use the address space
+    /// meanwhile (see `copy.rs`). The guest must not run meanwhile.
+    pub fn copy_out(&self) -> MemoryCopy {
+        self.space().copy_out(&self.physical)
+    }
+
+    /// Puts back the memory `copy` holds, replacing what the address space holds now. The
+    /// guest must not run meanwhile.
+    pub fn copy_back(&self, copy: &MemoryCopy) -> Result<(), OutOfMemory> {
+        self.space().copy_back(&self.physical, copy)
     }
 
     /// Resolves a page fault the program raised at `addr` with the CPU's `error_code`.

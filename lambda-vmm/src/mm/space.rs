@@ -120,14 +120,14 @@ pub struct AddressSpace {
     pub(super) backings: BTreeMap<u64, Backing>,
     /// Where each chunk may be a large page (`homes.rs` says why).
     pub(super) homes: LargePageHomes,
-    brk_start: u64,
-    brk: u64,
+    pub(super) brk_start: u64,
+    pub(super) brk: u64,
     out_of_memory: bool,
     pub(super) stats: MemoryStats,
     /// `syscall` instructions of mapped image libraries (found by decoding the file), which
     /// may be rewritten to enter the VMM directly in this address space; dropped with the
     /// mapping that holds them.
-    library_sites: BTreeSet<u64>,
+    pub(super) library_sites: BTreeSet<u64>,
 }
 
 /// The initial thread's stack, as every address space starts with it.
@@ -202,7 +202,7 @@ impl AddressSpace {
     /// Empties the address space for `execve`: every mapping below the vDSO goes (the
     /// stack's pages too), and a new, empty stack is mapped. The vDSO stays.
     pub fn reset_for_exec(&mut self, physical: &PhysicalMemory) -> Result<(), OutOfMemory> {
-        self.unmap_range(physical, MIN_MAP_ADDRESS, VVAR)?;
+        self.unmap_range(physical, 0, VVAR)?;
         self.vmas.insert(STACK_BOTTOM, stack_mapping());
         self.brk_start = 0;
         self.brk = 0;

@@ -409,3 +409,63 @@ fn frozen_files_map_shared_in_their_area_and_their_syscall_sites_go_with_the_map
         .unwrap();
     assert!(!memory.is_library_site(again + 16));
 }
+
+#[test]
+fn a_copy_put_back_restores_mappings_contents_protections_and_the_break() {
+    let memory = memory(128);
+    memory.space().set_heap_start(0x40_0000);
+    let heap = memory.brk(0);
+    assert_eq!(memory.brk(heap + 3 * PAGE), heap + 3 * PAGE);
+    memory.write(heap + PAGE, b"heap").unwrap();
+    let big = memory.mmap(0, 3 * MIB, RW, ANON).unwrap();
+    memory.write(big + MIB, b"big").unwrap();
+    let small = memory.mmap(0, 2 * PAGE, RW, ANON).unwrap();
+    memory.write(small, b"small").unwrap();
+    memory.mprotect(small, PAGE, READ as u64).unwrap();
+    // Kept while no access is allowed.
+    memory.mprotect(small + PAGE, PAGE, RW).unwrap();
+    memory.write(small + PAGE, b"hidden").unwrap();
+    memory.mprotect(small + PAGE, PAGE, 0).unwrap();
+    memory.write(STACK_TOP - PAGE, b"stack").unwrap();
+    let mappings = memory.space().vmas.len();
+    let copy = memory.copy_out();
+
+    // A child changes everything: writes, unmaps, maps anew, moves the break.
+    memory.write(heap + PAGE, b"HEAP").unwrap();
+    memory.munmap(big, 3 * MIB).unwrap();
+    let other = memory.mmap(0, 5 * PAGE, RW, ANON).unwrap();
+    memory.write(other, b"child").unwrap();
+    memory.write(STACK_TOP - PAGE, b"STACK").unwrap();
+    memory.brk(heap + 40 * PAGE);
+
+    memory.copy_back(&copy).unwrap();
+    assert_eq!(memory.read_vec(heap + PAGE, 4).unwrap(), b"heap");
+    assert_eq!(memory.read_vec(big + MIB, 3).unwrap(), b"big");
+    assert_eq!(
+        memory.read_vec(big, 4).unwrap(),
+        [0; 4],
+        "untouched pages read zero"
+    );
+    assert_eq!(memory.read_vec(small, 5).unwrap(), b"small");
+    assert_eq!(memory.read_vec(STACK_TOP - PAGE, 5).unwrap(), b"stack");
+    assert_eq!(memory.brk(0), heap + 3 * PAGE);
+    assert_eq!(memory.space().vmas.len(), mappings);
+    if other != small && !(big..big + 3 * MIB).contains(&other) {
+        assert!(
+            memory.read_vec(other, 5).is_err(),
+            "the child's mapping is gone"
+        );
+    }
+    // Protections hold: the read-only page cannot be written, the PROT_NONE one not read,
+    // and once readable again it holds what it held.
+    assert!(memory.write(small, b"x").is_err());
+    assert!(memory.read_vec(small + PAGE, 6).is_err());
+    memory.mprotect(small + PAGE, PAGE, READ as u64).unwrap();
+    assert_eq!(memory.read_vec(small + PAGE, 6).unwrap(), b"hidden");
+    assert!(memory.read_vec(VDSO, 4).is_ok(), "the vDSO stays");
+    assert!(
+        copy.bytes() >= 5 * PAGE && copy.bytes() < 16 * PAGE,
+        "{}",
+        copy.bytes()
+    );
+}

@@ -7,6 +7,7 @@
 mod base_image;
 mod exec;
 mod files;
+mod fork;
 mod memory;
 mod net;
 mod pipes;
