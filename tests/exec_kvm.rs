@@ -221,6 +221,7 @@ fn child_processes_run_while_their_parent_waits() {
              and reads back: yes\nfork at depth 16: EAGAIN\n",
         ),
         ("threads", "child whose one thread exited exited 0\n"),
+        ("capture", "writer exited 0\ncaptured 200000 bytes\n"),
     ] {
         assert_eq!(run(&backend, &config, check), expected, "{check}");
     }
@@ -283,6 +284,103 @@ fn a_shell_bootstrap_runs_commands_then_execs_the_runtime() {
                 assert!(log.contains(line), "{line:?} not in {log}");
             }
         }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_runtime_started_as_the_shells_child_serves_while_the_shell_waits() {
+    let backend = kvm_backend();
+    let dir = tempdir("sh-child");
+    // No `exec`: the shell forks the runtime and waits for it for the environment's life.
+    let runtime = std::fs::read(function("runtime-c")).unwrap();
+    let script = b"#!/bin/sh\ncd /var/task\n./runtime-c\necho unreachable >&2\n";
+    let code = zip_package(
+        &dir,
+        "runtime.zip",
+        &[("bootstrap", script), ("runtime-c", &runtime)],
+    );
+    let config = FunctionConfig::new("sh-child", code)
+        .with_contract(Contract::RuntimeApi)
+        .with_base_image(base_image());
+    let mut env = backend.create(&config).unwrap();
+    for n in 1..=3 {
+        let result = env
+            .invoke(Invocation::new(format!(r#"{{"n":{n}}}"#)))
+            .unwrap();
+        assert_eq!(
+            result.outcome.response(),
+            Some(format!(r#"{{"n":{n}}}"#).as_bytes()),
+            "{:?}",
+            result.outcome
+        );
+    }
+    // A snapshot of it is refused: a child runs while its parent waits.
+    let error = backend
+        .snapshot(&config)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("child process"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_python_handler_runs_subprocesses() {
+    let backend = kvm_backend();
+    let dir = tempdir("python");
+    // Python's subprocess starts children with vfork and execve, closes descriptors with
+    // close_range, and reads the child's output and its exec status through pipes.
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("functions/python");
+    let bootstrap = std::fs::read(source.join("bootstrap")).unwrap();
+    let program = std::fs::read(function("fork-c")).unwrap();
+    let handler = b"import subprocess\n\
+        def lambda_handler(event, context):\n\
+        \x20   child = subprocess.run(['/var/task/fork-c', '--child', event['word']],\n\
+        \x20                          capture_output=True, text=True)\n\
+        \x20   shell = subprocess.run('echo $((6*7)); exit 3', shell=True,\n\
+        \x20                          capture_output=True, text=True)\n\
+        \x20   try:\n\
+        \x20       subprocess.run(['/var/task/missing'])\n\
+        \x20       missing = 'ran'\n\
+        \x20   except FileNotFoundError:\n\
+        \x20       missing = 'FileNotFoundError'\n\
+        \x20   return [child.stdout.strip(), child.returncode, shell.stdout.strip(),\n\
+        \x20           shell.returncode, missing]\n";
+    let code = zip_package(
+        &dir,
+        "python.zip",
+        &[
+            ("bootstrap", &bootstrap),
+            ("lambda_function.py", handler),
+            ("fork-c", &program),
+        ],
+    );
+    let config = FunctionConfig::new("python-subprocess", code)
+        .with_contract(Contract::RuntimeApi)
+        .with_handler("lambda_function.lambda_handler")
+        .with_timeout(std::time::Duration::from_secs(10))
+        .with_base_image(base_image());
+    let mut env = backend.create(&config).unwrap();
+    for word in ["one", "two"] {
+        let result = env
+            .invoke(Invocation::new(format!(r#"{{"word":"{word}"}}"#)))
+            .unwrap();
+        assert_eq!(
+            result
+                .outcome
+                .response()
+                .map(String::from_utf8_lossy)
+                .as_deref(),
+            Some(
+                format!(r#"["{word} from pid>1: yes", 0, "42", 3, "FileNotFoundError"]"#).as_str()
+            ),
+            "{:?}; log: {}",
+            result.outcome,
+            String::from_utf8_lossy(&result.log_tail)
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -15,6 +15,9 @@
  *             memory are its own: closing the pipe's write end in the child leaves the
  *             parent's open
  *   threads   a thread spins while the main thread forks: the child has one thread
+ *   capture   a child writes 200,000 bytes into a pipe and exits; the parent reads them all
+ *             after waitpid (more than a pipe holds while both run: a waiting parent's
+ *             pipes hold more)
  *
  * Built with gcc -static -pthread (build.rs).
  */
@@ -194,6 +197,29 @@ static void check_threads(void) {
     describe("child whose one thread exited", status);
 }
 
+static void check_capture(void) {
+    int fds[2];
+    pipe(fds);
+    pid_t child = fork();
+    if (child == 0) {
+        static char block[10000];
+        memset(block, 'y', sizeof block);
+        for (int i = 0; i < 20; i++) {
+            if (write(fds[1], block, sizeof block) != (ssize_t)sizeof block) _exit(1);
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    describe("writer", status);
+    long total = 0;
+    char buffer[65536];
+    ssize_t n;
+    while ((n = read(fds[0], buffer, sizeof buffer)) > 0) total += n;
+    printf("captured %ld bytes\n", total);
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "--child") == 0) {
         printf("%s from pid>1: %s\n", argv[2], getpid() > 1 ? "yes" : "no");
@@ -208,6 +234,7 @@ int main(int argc, char **argv) {
     else if (strcmp(check, "nested") == 0) check_nested();
     else if (strcmp(check, "errors") == 0) check_errors();
     else if (strcmp(check, "threads") == 0) check_threads();
+    else if (strcmp(check, "capture") == 0) check_capture();
     else printf("unknown check %s\n", check);
     return 0;
 }

@@ -406,6 +406,30 @@ impl Kernel {
         Ok(0)
     }
 
+    /// `close_range(first, last, flags)`: closes the open descriptors from `first` to `last`
+    /// (or, with `CLOSE_RANGE_CLOEXEC`, marks them close-on-exec).
+    pub(super) fn close_range(&mut self, first: u64, last: u64, flags: u64) -> SysResult {
+        const CLOSE_RANGE_UNSHARE: u64 = 2;
+        const CLOSE_RANGE_CLOEXEC: u64 = 4;
+        let (first, last) = (abi::uint(first), abi::uint(last));
+        if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+            return Err(errno(libc::EINVAL));
+        }
+        let range = u64::from(first)..=u64::from(last);
+        for fd in self.fds.open_fds() {
+            if !range.contains(&fd) {
+                continue;
+            }
+            if flags & CLOSE_RANGE_CLOEXEC != 0 {
+                self.fds.set_cloexec(fd, true);
+            } else {
+                let released = self.fds.remove(fd)?;
+                self.release(fd, released);
+            }
+        }
+        Ok(0)
+    }
+
     /// Lets go of what a closed descriptor held: its epoll registrations, and the object
     /// itself when this was the last descriptor of its open description.
     pub(super) fn release(&mut self, fd: u64, released: Option<Descriptor>) {

@@ -248,6 +248,7 @@ impl Kernel {
         self.threads = self.threads.for_child(caller, pid, clear_child_tid);
         self.ppid = self.pid;
         self.pid = pid;
+        self.pipes.set_child_running(true);
         self.blocked_since = None;
         self.wake_at = None;
         Some(NewProcess {
@@ -287,6 +288,7 @@ impl Kernel {
         self.actions = parent.actions;
         self.children = parent.children;
         self.borrowed = parent.borrowed;
+        self.pipes.set_child_running(!self.parents.is_empty());
         self.blocked_since = None;
         self.wake_at = None;
         let Some(end) = end else {

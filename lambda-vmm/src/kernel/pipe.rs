@@ -37,6 +37,9 @@ pub(super) struct Pipes {
     next_id: u64,
     /// Bytes buffered in all pipes.
     buffered: usize,
+    /// Whether a child process runs while its parent waits: then a pipe holds up to
+    /// [`PIPE_BYTES_MAX`], as the parent reading it cannot run until the child ends.
+    child_running: bool,
 }
 
 /// Which end of which pipe a descriptor is.
@@ -88,9 +91,19 @@ impl Pipes {
         }
     }
 
+    /// Says whether a child process runs while its parent waits (see `fork.rs`).
+    pub(super) fn set_child_running(&mut self, running: bool) {
+        self.child_running = running;
+    }
+
     /// Bytes `pipe` can take now.
     fn room(&self, pipe: &Pipe) -> usize {
-        PIPE_CAPACITY
+        let capacity = if self.child_running {
+            PIPE_BYTES_MAX
+        } else {
+            PIPE_CAPACITY
+        };
+        capacity
             .saturating_sub(pipe.buffer.len())
             .min(PIPE_BYTES_MAX.saturating_sub(self.buffered))
     }

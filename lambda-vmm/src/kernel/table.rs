@@ -596,6 +596,14 @@ pub static TABLE: &[Syscall] = &[
         ),
         |k, m, a| k.clone3(m, a[0], a[1]),
     ),
+    Syscall::new(
+        436,
+        "close_range",
+        Partial(
+            "closes, or with CLOSE_RANGE_CLOEXEC marks close-on-exec, the open descriptors in the range; CLOSE_RANGE_UNSHARE changes nothing (the table is the process's own)",
+        ),
+        |k, _, a| k.close_range(a[0], a[1], a[2]),
+    ),
     Syscall::new(439, "faccessat2", Partial("see faccessat"), |k, m, a| {
         k.faccessat(m, a[0], a[1], a[2])
     }),

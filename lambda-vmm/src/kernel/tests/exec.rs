@@ -189,3 +189,26 @@ fn finishing_an_exec_keeps_what_linux_keeps() {
     assert_eq!(guest.call(89, &[exe, out, 64]), 14);
     assert_eq!(guest.get(out, 14), b"/var/task/next");
 }
+
+#[test]
+fn close_range_closes_or_marks_a_range_of_descriptors() {
+    const CLOSE_RANGE: u64 = 436;
+    let mut guest = Guest::one_shot(b"");
+    let fds: Vec<u64> = (0..4)
+        .map(|_| guest.open("/var/task/data.txt", libc::O_RDONLY) as u64)
+        .collect();
+    assert_eq!(fds, [3, 4, 5, 6]);
+    assert_eq!(guest.call(CLOSE_RANGE, &[5, u64::from(u32::MAX), 4]), 0);
+    assert_eq!(guest.call(FCNTL, &[5, 1, 0]), 1, "FD_CLOEXEC set");
+    assert_eq!(guest.call(FCNTL, &[4, 1, 0]), 0);
+    assert_eq!(guest.call(CLOSE_RANGE, &[4, 5, 0]), 0);
+    assert_eq!(guest.call(FCNTL, &[4, 1, 0]), err(libc::EBADF));
+    assert_eq!(guest.call(FCNTL, &[5, 1, 0]), err(libc::EBADF));
+    assert_eq!(
+        guest.call(FCNTL, &[6, 1, 0]),
+        1,
+        "past the range: open, marked before"
+    );
+    assert_eq!(guest.call(CLOSE_RANGE, &[6, 5, 0]), err(libc::EINVAL));
+    assert_eq!(guest.call(CLOSE_RANGE, &[0, 1, 8]), err(libc::EINVAL));
+}
