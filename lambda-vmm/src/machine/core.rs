@@ -48,6 +48,8 @@ pub(super) struct Core<'a> {
     pub alone_waiting: Option<u32>,
     /// Parent processes waiting for the running one (`fork.rs`), the nearest last.
     pub parents: &'a mut Vec<super::fork::WaitingParent>,
+    /// Programs `execve` checked before.
+    pub programs: &'a crate::program::ExecCache,
     /// The caller's question at each wait.
     pub stop_waiting: StopWaiting<'a>,
     /// How the run ends, once one vCPU thread decided it; the others then stop.

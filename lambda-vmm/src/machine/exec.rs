@@ -63,6 +63,7 @@ impl Core<'_> {
             &request.path,
             request.bytes,
             request.argv,
+            Some(self.programs),
         )
         .and_then(|image| {
             image

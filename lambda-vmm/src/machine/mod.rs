@@ -48,6 +48,8 @@ pub struct MachineOptions {
     pub no_vdso: bool,
     /// Whether guest memory is kept on 4 KiB host pages (no `MADV_HUGEPAGE`).
     pub no_huge_pages: bool,
+    /// Programs `execve` checked, for the next exec of the same file in any machine.
+    pub programs: std::sync::Arc<crate::program::ExecCache>,
 }
 
 /// A program running in a micro-VM.
@@ -66,6 +68,8 @@ pub struct Machine {
     vdso: bool,
     /// Parent processes waiting for the running one (`fork.rs`).
     parents: Vec<fork::WaitingParent>,
+    /// Programs `execve` checked (shared by the backend's machines).
+    programs: std::sync::Arc<crate::program::ExecCache>,
 }
 
 /// 16 random bytes for a program's `AT_RANDOM`.
@@ -153,6 +157,7 @@ impl Machine {
             from_spare,
             vdso: !options.no_vdso,
             parents: Vec::new(),
+            programs: options.programs.clone(),
         })
     }
 
@@ -243,6 +248,7 @@ impl Machine {
             vdso: self.vdso,
             alone_waiting: None,
             parents: &mut self.parents,
+            programs: &self.programs,
             stop_waiting: &mut stop_waiting,
             over: None,
             multi: false,

@@ -234,6 +234,7 @@ impl Machine {
             from_spare,
             vdso: !options.no_vdso,
             parents: Vec::new(),
+            programs: options.programs.clone(),
         })
     }
 }

@@ -103,21 +103,23 @@ impl ProgramImage {
     /// dynamically linked program, with its own interpreter from the base image.
     pub fn from_package(package: &CodePackage) -> Result<ProgramImage, LoadError> {
         let argv = vec![PROGRAM_PATH.as_bytes().to_vec()];
-        resolve(package, PROGRAM_PATH, package.program.clone(), argv).map_err(|error| match error {
-            ResolveError::Program(error) => error,
-            ResolveError::Script { path, reason, .. } => LoadError::Script { path, reason },
-            ResolveError::Interpreter {
-                interpreter,
-                reason,
-                ..
-            } => match &package.base_image {
-                None => LoadError::Dynamic(interpreter),
-                Some(image) => LoadError::Interpreter {
+        resolve(package, PROGRAM_PATH, package.program.clone(), argv, None).map_err(|error| {
+            match error {
+                ResolveError::Program(error) => error,
+                ResolveError::Script { path, reason, .. } => LoadError::Script { path, reason },
+                ResolveError::Interpreter {
                     interpreter,
-                    image: image.path().display().to_string(),
                     reason,
+                    ..
+                } => match &package.base_image {
+                    None => LoadError::Dynamic(interpreter),
+                    Some(image) => LoadError::Interpreter {
+                        interpreter,
+                        image: image.path().display().to_string(),
+                        reason,
+                    },
                 },
-            },
+            }
         })
     }
 
@@ -555,7 +557,7 @@ impl ImageTemplate {
 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -583,7 +585,7 @@ mod tests {
 
     /// A static program whose loadable segments are `(file offset, file size, address)`,
     /// each mapping `size` bytes of the file; the entry is the first segment's address.
-    fn program(segments: &[(u64, u64, u64)], file_len: usize) -> Vec<u8> {
+    pub(in crate::program) fn program(segments: &[(u64, u64, u64)], file_len: usize) -> Vec<u8> {
         let mut bytes = header(ELFCLASS64, EM_X86_64);
         bytes[24..32].copy_from_slice(&segments[0].2.to_le_bytes()); // e_entry
         bytes[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff

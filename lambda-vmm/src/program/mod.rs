@@ -7,6 +7,7 @@
 
 mod cache;
 mod error;
+mod exec_cache;
 mod image;
 mod layers;
 mod package;
@@ -17,6 +18,7 @@ mod syscall_sites;
 
 pub(crate) use cache::ProgramCache;
 pub use error::LoadError;
+pub use exec_cache::ExecCache;
 pub(crate) use image::ProgramImage;
 #[cfg(feature = "fuzzing")]
 pub(crate) use package::read_zip;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::error::LoadError;
+use super::exec_cache::ExecCache;
 use super::image::ProgramImage;
 use super::script;
 
@@ -91,12 +92,13 @@ impl std::fmt::Display for ResolveError {
 /// for a `#!` script, the interpreter it names (through up to
 /// [`script::MAX_SCRIPT_DEPTH`] scripts, else `ELOOP`), with Linux's argument vector
 /// `[interpreter, argument?, script, argv[1..]]`; for a dynamically linked program, with its
-/// interpreter from `files`.
+/// interpreter from `files`. With a `cache`, files it checked before are not checked again.
 pub fn resolve(
     files: &impl ProgramFiles,
     path: &str,
     bytes: Arc<[u8]>,
     argv: Vec<Vec<u8>>,
+    cache: Option<&ExecCache>,
 ) -> Result<ProgramImage, ResolveError> {
     let mut argv = argv;
     let mut path = path.to_string();
@@ -138,7 +140,11 @@ pub fn resolve(
         argv = next;
         path = shebang.interpreter;
     }
-    let program = ProgramImage::parse(&bytes).map_err(|error| {
+    let program = match cache {
+        Some(cache) => cache.parse(&bytes),
+        None => ProgramImage::parse(&bytes),
+    };
+    let program = program.map_err(|error| {
         if depth == 0 {
             ResolveError::Program(error)
         } else {
@@ -161,7 +167,11 @@ pub fn resolve(
     let bytes = files
         .executable(&interpreter)
         .map_err(|missing| fail(missing.reason, missing.errno))?;
-    let loaded = ProgramImage::parse_interpreter(&bytes)
-        .map_err(|error| fail(format!("cannot be loaded: {error}"), libc::ELIBBAD))?;
+    let loaded = match cache {
+        Some(cache) => cache.parse_interpreter(&bytes),
+        None => ProgramImage::parse_interpreter(&bytes),
+    };
+    let loaded =
+        loaded.map_err(|error| fail(format!("cannot be loaded: {error}"), libc::ELIBBAD))?;
     Ok(program.with_interpreter(loaded))
 }
