@@ -406,6 +406,19 @@ impl Kernel {
         Ok(0)
     }
 
+    /// `fadvise64(fd, offset, len, advice)`: a hint; checked as Linux checks it.
+    pub(super) fn fadvise64(&self, fd: u64, advice: u64) -> SysResult {
+        const POSIX_FADV_NOREUSE: u64 = 5;
+        match &self.fds.get(fd)?.object {
+            Object::File(_) | Object::Null => {}
+            _ => return Err(errno(libc::ESPIPE)),
+        }
+        if advice > POSIX_FADV_NOREUSE {
+            return Err(errno(libc::EINVAL));
+        }
+        Ok(0)
+    }
+
     /// `close_range(first, last, flags)`: closes the open descriptors from `first` to `last`
     /// (or, with `CLOSE_RANGE_CLOEXEC`, marks them close-on-exec).
     pub(super) fn close_range(&mut self, first: u64, last: u64, flags: u64) -> SysResult {

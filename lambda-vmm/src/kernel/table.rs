@@ -159,6 +159,12 @@ pub static TABLE: &[Syscall] = &[
         |_, m, a| mm::mremap(m, a[0], a[1], a[2], a[3], a[4]),
     ),
     Syscall::new(
+        27,
+        "mincore",
+        Partial("every page of a mapped range reads as resident (nothing is swapped out)"),
+        |_, m, a| mm::mincore(m, a[0], a[1], a[2]),
+    ),
+    Syscall::new(
         28,
         "madvise",
         Partial(
@@ -354,6 +360,12 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(107, "geteuid", Full, |_, _, _| Ok(0)),
     Syscall::new(108, "getegid", Full, |_, _, _| Ok(0)),
     Syscall::new(110, "getppid", Full, |k, _, _| k.getppid()),
+    Syscall::new(
+        111,
+        "getpgrp",
+        Partial("every process is in the first one's group (1): there is no job control"),
+        |_, _, _| Ok(1),
+    ),
     Syscall::new(127, "rt_sigpending", Full, |k, m, a| {
         k.rt_sigpending(m, a[0], a[1])
     }),
@@ -447,6 +459,12 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(218, "set_tid_address", Full, |k, _, a| {
         k.set_tid_address(a[0])
     }),
+    Syscall::new(
+        221,
+        "fadvise64",
+        Partial("checked and taken as the hint it is: ESPIPE for pipes and sockets"),
+        |k, _, a| k.fadvise64(a[0], a[3]),
+    ),
     Syscall::new(228, "clock_gettime", Full, |k, m, a| {
         k.clock.clock_gettime(m, a[0], a[1])
     }),

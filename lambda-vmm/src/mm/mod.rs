@@ -636,6 +636,12 @@ impl GuestMemory {
         self.space().mprotect(&self.physical, addr, len, prot)
     }
 
+    /// Whether `[addr, addr + len)` is mapped without a hole (whatever its protection).
+    pub fn is_mapped(&self, addr: u64, len: u64) -> bool {
+        addr.checked_add(len)
+            .is_some_and(|end| self.space().vmas.covers(addr, end))
+    }
+
     /// `madvise`.
     pub fn madvise(&self, addr: u64, len: u64, advice: u64) -> Result<u64, MapError> {
         self.space().madvise(&self.physical, addr, len, advice)

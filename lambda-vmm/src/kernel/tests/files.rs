@@ -227,3 +227,26 @@ fn descriptors_are_bounded_and_dup_shares_the_description() {
     assert_eq!(last, err(libc::EMFILE));
     assert_eq!(guest.call(3, &[1_000_000]), err(libc::EBADF));
 }
+
+#[test]
+fn fadvise_is_a_checked_hint_and_dev_null_swallows_writes() {
+    const FADVISE64: u64 = 221;
+    const READ: u64 = 0;
+    const WRITE: u64 = 1;
+    const GETPGRP: u64 = 111;
+    let mut guest = Guest::one_shot(b"");
+    let file = guest.open("/var/task/data.txt", O_RDONLY) as u64;
+    assert_eq!(guest.call(FADVISE64, &[file, 0, 0, 2]), 0);
+    assert_eq!(guest.call(FADVISE64, &[file, 0, 0, 9]), err(libc::EINVAL));
+    assert_eq!(guest.call(FADVISE64, &[1, 0, 0, 2]), err(libc::ESPIPE));
+    assert_eq!(guest.call(FADVISE64, &[99, 0, 0, 2]), err(libc::EBADF));
+    let null = guest.open("/dev/null", libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u64;
+    let data = guest.put(b"gone");
+    assert_eq!(guest.call(WRITE, &[null, data, 4]), 4);
+    assert_eq!(guest.call(READ, &[null, data, 4]), 0);
+    assert_eq!(
+        guest.open("/dev/null", libc::O_RDONLY | libc::O_DIRECTORY),
+        err(libc::ENOTDIR)
+    );
+    assert_eq!(guest.call(GETPGRP, &[]), 1);
+}

@@ -61,3 +61,30 @@ fn mremap_of_wrapping_ranges_is_refused() {
         "grows in place into free room"
     );
 }
+
+#[test]
+fn mincore_reports_mapped_pages_resident_and_holes_as_enomem() {
+    const MMAP: u64 = 9;
+    const MUNMAP: u64 = 11;
+    const MINCORE: u64 = 27;
+    let mut guest = Guest::one_shot(b"");
+    let page = 4096;
+    let area = guest.call(MMAP, &[0, 4 * page, 3, 0x22, u64::MAX, 0]) as u64;
+    let vec = guest.buffer(4);
+    assert_eq!(guest.call(MINCORE, &[area, 3 * page + 1, vec]), 0);
+    assert_eq!(
+        guest.get(vec, 4),
+        [1, 1, 1, 1],
+        "every page of the range, rounded up"
+    );
+    assert_eq!(
+        guest.call(MINCORE, &[area + 1, page, vec]),
+        err(libc::EINVAL)
+    );
+    assert_eq!(guest.call(MUNMAP, &[area + page, page]), 0);
+    assert_eq!(
+        guest.call(MINCORE, &[area, 2 * page, vec]),
+        err(libc::ENOMEM)
+    );
+    assert_eq!(guest.call(MINCORE, &[area, page, 8]), err(libc::EFAULT));
+}
