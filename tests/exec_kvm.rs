@@ -384,3 +384,69 @@ fn a_python_handler_runs_subprocesses() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn the_aws_tutorial_bash_bootstrap_serves_with_curl() {
+    let backend = kvm_backend();
+    let dir = tempdir("tutorial");
+    // The bootstrap and handler of AWS's custom-runtime tutorial ("Building a custom
+    // runtime"), written out here, with `#!/bin/bash` (Amazon Linux's /bin/sh is bash; Debian's
+    // dash has no `pipefail`): curl, grep, tr, cut and mktemp from the image, a pipeline in
+    // every command substitution, the Runtime API over curl.
+    let bootstrap = br#"#!/bin/bash
+set -euo pipefail
+
+# Initialization - load function handler
+source $LAMBDA_TASK_ROOT/"$(echo $_HANDLER | cut -d. -f1).sh"
+
+# Processing
+while true
+do
+  HEADERS="$(mktemp)"
+  # Get an event. The HTTP request will block until one is received
+  EVENT_DATA=$(curl -sS -LD "$HEADERS" "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/next")
+
+  # Extract request ID by scraping response headers received above
+  REQUEST_ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
+
+  # Run the function handler
+  RESPONSE=$($(echo "$_HANDLER" | cut -d. -f2) "$EVENT_DATA")
+
+  # Send the response
+  curl -sS "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/$REQUEST_ID/response" -d "$RESPONSE" > /dev/null
+done
+"#;
+    let handler = br#"function handler () {
+  EVENT_DATA=$1
+  echo "$EVENT_DATA" 1>&2;
+  RESPONSE="Echoing request: '$EVENT_DATA'"
+
+  echo $RESPONSE
+}
+"#;
+    let code = zip_package(
+        &dir,
+        "tutorial.zip",
+        &[("bootstrap", bootstrap), ("function.sh", handler)],
+    );
+    let config = FunctionConfig::new("tutorial", code)
+        .with_contract(Contract::RuntimeApi)
+        .with_handler("function.handler")
+        .with_timeout(std::time::Duration::from_secs(20))
+        .with_base_image(base_image());
+    let mut env = backend.create(&config).unwrap();
+    for n in 1..=2 {
+        let event = format!(r#"{{"key":"value {n}"}}"#);
+        let result = env.invoke(Invocation::new(event.clone())).unwrap();
+        assert_eq!(
+            result.outcome.response().map(String::from_utf8_lossy).as_deref(),
+            Some(format!("Echoing request: '{event}'").as_str()),
+            "{:?}; log: {}",
+            result.outcome,
+            String::from_utf8_lossy(&result.log_tail)
+        );
+        assert!(String::from_utf8_lossy(&result.log_tail).contains(&event));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -3,11 +3,13 @@
 # engine mounts read-only as the guest's `/` (FunctionConfig::with_base_image,
 # `examples/invoke --base-image DIR`). See docs/base-image.md.
 #
-#   functions/base-image/build.sh DIR [--python] [PACKAGE...]
+#   functions/base-image/build.sh DIR [--python] [--tools] [PACKAGE...]
 #
 # DIR gets glibc (the dynamic linker, libc, libm, libdl...), libgcc_s (Rust's and C++'s
 # unwinder), dash as /bin/sh, with --python Debian's python3 (3.11: the interpreter, its
-# standard library and the libraries its modules load), any further PACKAGEs named, and
+# standard library and the libraries its modules load), with --tools what a shell
+# bootstrap calls (bash, coreutils, grep, curl and the libraries they load: AWS's
+# custom-runtime tutorial runs with them), any further PACKAGEs named, and
 # /etc/ld.so.cache. The packages
 # are fetched with `apt-get download` (not installed: nothing on the host changes) and
 # unpacked with `dpkg-deb -x`; their maintainer scripts do not run. Dependencies are not
@@ -16,18 +18,36 @@
 set -euo pipefail
 
 if [ "$#" -lt 1 ]; then
-    echo "usage: $0 DIR [--python] [PACKAGE...]" >&2
+    echo "usage: $0 DIR [--python] [--tools] [PACKAGE...]" >&2
     exit 2
 fi
 out=$1
 shift
 packages=(libc6 libgcc-s1 dash)
-if [ "${1:-}" = "--python" ]; then
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+    --python)
+        packages+=(python3-minimal python3.11-minimal libpython3.11-minimal
+            libpython3.11-stdlib libexpat1 zlib1g libssl3 libffi8 libbz2-1.0 liblzma5
+            media-types)
+        ;;
+    --tools)
+        # Found with `apt-cache depends --recurse` (pre-depends of the shell and core
+        # utilities included, the packaging tools left out).
+        packages+=(bash coreutils grep curl libtinfo6 libacl1 libattr1 libselinux1
+            libpcre2-8-0 libgmp10 libmd0 libcurl4 libbrotli1 libgssapi-krb5-2 libkrb5-3
+            libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1 libidn2-0
+            libunistring2 libldap-2.5-0 libsasl2-2 libsasl2-modules-db libdb5.3
+            libgnutls30 libp11-kit0 libffi8 libtasn1-6 libnettle8 libhogweed6
+            libnghttp2-14 libpsl5 librtmp1 libssh2-1 libssl3 libzstd1 zlib1g)
+        ;;
+    *) break ;;
+    esac
     shift
-    packages+=(python3-minimal python3.11-minimal libpython3.11-minimal libpython3.11-stdlib
-        libexpat1 zlib1g libssl3 libffi8 libbz2-1.0 liblzma5 media-types)
-fi
+done
 packages+=("$@")
+# A package named twice is downloaded once.
+mapfile -t packages < <(printf '%s\n' "${packages[@]}" | awk '!seen[$0]++')
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -33,8 +33,9 @@ pub fn stdio_config(name: &str) -> FunctionConfig {
     .with_timeout(Duration::from_secs(10))
 }
 
-/// The base image the tests use: Debian's glibc, libgcc_s, dash, python3 and libstdc++, as
-/// `functions/base-image/build.sh DIR --python libstdc++6` unpacks them (it runs here when
+/// The base image the tests use: Debian's glibc, libgcc_s, dash, python3, bash, coreutils,
+/// grep, curl and libstdc++, as `functions/base-image/build.sh DIR --python --tools
+/// libstdc++6` unpacks them (it runs here when
 /// the image is missing or lacks one of them, which needs `apt-get` and `dpkg-deb`;
 /// `.ci/run` builds it first).
 pub fn base_image() -> PathBuf {
@@ -44,12 +45,12 @@ pub fn base_image() -> PathBuf {
             let dir = PathBuf::from(env!("LAMBDA_BASE_IMAGE_DIR"));
             let packages = std::fs::read_to_string(dir.join(".packages")).unwrap_or_default();
             let has = |package: &str| packages.lines().any(|line| line == package);
-            if !has("python3.11-minimal") || !has("libstdc++6") {
+            if !has("python3.11-minimal") || !has("libstdc++6") || !has("curl") {
                 let script = concat!(env!("CARGO_MANIFEST_DIR"), "/functions/base-image/build.sh");
                 let status = std::process::Command::new("bash")
                     .arg(script)
                     .arg(&dir)
-                    .args(["--python", "libstdc++6"])
+                    .args(["--python", "--tools", "libstdc++6"])
                     .status()
                     .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
                 assert!(
