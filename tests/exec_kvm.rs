@@ -440,7 +440,11 @@ done
         let event = format!(r#"{{"key":"value {n}"}}"#);
         let result = env.invoke(Invocation::new(event.clone())).unwrap();
         assert_eq!(
-            result.outcome.response().map(String::from_utf8_lossy).as_deref(),
+            result
+                .outcome
+                .response()
+                .map(String::from_utf8_lossy)
+                .as_deref(),
             Some(format!("Echoing request: '{event}'").as_str()),
             "{:?}; log: {}",
             result.outcome,

@@ -5,8 +5,9 @@
  *
  *   fork      a forked child changes a global and exits 7: the parent's global is unchanged,
  *             waitpid reports 7, and the child saw its own pid and the parent's as ppid
- *   spawn     posix_spawn (vfork + execve in glibc) runs this program as `--child hello`,
- *             whose output goes through a pipe the parent reads after waitpid
+ *   spawn     posix_spawn (vfork + execve in glibc) runs this program
+ *             ($LAMBDA_TASK_ROOT/fork-c) as `--child hello`, whose output goes through a pipe
+ *             the parent reads after waitpid
  *   killed    a child writes through a null pointer: waitpid reports SIGSEGV
  *   sigchld   a SIGCHLD handler runs when the child ends; with SIGCHLD ignored, the child
  *             is reaped at once and waitpid answers ECHILD
@@ -85,8 +86,11 @@ static void check_spawn(void) {
     posix_spawn_file_actions_adddup2(&actions, out[1], 1);
     posix_spawn_file_actions_addclose(&actions, out[0]);
     char *argv[] = {"fork-c", "--child", "hello", NULL};
+    const char *root = getenv("LAMBDA_TASK_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fork-c", root ? root : "/var/task");
     pid_t child;
-    int error = posix_spawn(&child, "/var/task/fork-c", &actions, NULL, argv, environ);
+    int error = posix_spawn(&child, path, &actions, NULL, argv, environ);
     close(out[1]);
     if (error) {
         printf("posix_spawn: %s\n", strerror(error));
