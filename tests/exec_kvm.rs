@@ -222,14 +222,20 @@ fn child_processes_run_while_their_parent_waits() {
         ),
         ("threads", "child whose one thread exited exited 0\n"),
         ("capture", "writer exited 0\ncaptured 200000 bytes\n"),
+        ("child-threads", "child with a spinning thread exited 4\n"),
     ] {
         assert_eq!(run(&backend, &config, check), expected, "{check}");
     }
-    // With two vCPUs the spinning thread runs on the other one when the main thread forks.
+    // With two vCPUs the spinning thread runs on the other one when the main thread forks,
+    // or when the child exits.
     let config = fork_function(&dir, 2048);
     assert_eq!(
         run(&backend, &config, "threads"),
         "child whose one thread exited exited 0\n"
+    );
+    assert_eq!(
+        run(&backend, &config, "child-threads"),
+        "child with a spinning thread exited 4\n"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

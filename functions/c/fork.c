@@ -16,6 +16,8 @@
  *             memory are its own: closing the pipe's write end in the child leaves the
  *             parent's open
  *   threads   a thread spins while the main thread forks: the child has one thread
+ *   child-threads a child starts a thread that spins, then exits 4 (its spinning thread
+ *             on another vCPU when the environment has two): the parent reaps it
  *   capture   a child writes 200,000 bytes into a pipe and exits; the parent reads them all
  *             after waitpid (more than a pipe holds while both run: a waiting parent's
  *             pipes hold more)
@@ -201,6 +203,21 @@ static void check_threads(void) {
     describe("child whose one thread exited", status);
 }
 
+static void check_child_threads(void) {
+    pid_t child = fork();
+    if (child == 0) {
+        pthread_t thread;
+        pthread_create(&thread, NULL, spin, NULL);
+        /* Give the spinning thread time to be running (on another vCPU if there is one). */
+        for (volatile unsigned long i = 0; i < 20000000; i++) {
+        }
+        _exit(4);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    describe("child with a spinning thread", status);
+}
+
 static void check_capture(void) {
     int fds[2];
     pipe(fds);
@@ -239,6 +256,7 @@ int main(int argc, char **argv) {
     else if (strcmp(check, "errors") == 0) check_errors();
     else if (strcmp(check, "threads") == 0) check_threads();
     else if (strcmp(check, "capture") == 0) check_capture();
+    else if (strcmp(check, "child-threads") == 0) check_child_threads();
     else printf("unknown check %s\n", check);
     return 0;
 }

@@ -50,6 +50,9 @@ pub(super) struct Core<'a> {
     pub parents: &'a mut Vec<super::fork::WaitingParent>,
     /// Programs `execve` checked before.
     pub programs: &'a crate::program::ExecCache,
+    /// How the running child process ended, while its threads on other vCPUs are being
+    /// stopped (`fork.rs`).
+    pub child_ending: Option<crate::kernel::ChildEnd>,
     /// The caller's question at each wait.
     pub stop_waiting: StopWaiting<'a>,
     /// How the run ends, once one vCPU thread decided it; the others then stop.
@@ -189,6 +192,14 @@ impl Core<'_> {
     /// Picks what vCPU `cpu` runs next, round-robin: a runnable thread, or a blocked one
     /// whose call now returns. Leaves `cpu.current` empty if there is none.
     pub fn schedule(&mut self, cpu: &mut Cpu) -> Result<Flow, VmmError> {
+        if self.child_ending.is_some() {
+            // A child process ended while threads of it ran on other vCPUs: none runs
+            // until they are all off theirs, then its parent's threads are scheduled below.
+            let flow = self.finish_child_end(cpu)?;
+            if self.child_ending.is_some() || !matches!(flow, Flow::Go) {
+                return Ok(flow);
+            }
+        }
         if self.tasks.len() == 0 {
             // Every thread exited without ending the program: cannot happen, as the last
             // thread's `exit` ends it; treated as an exit with status 0.

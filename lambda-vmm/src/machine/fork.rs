@@ -148,8 +148,28 @@ impl Core<'_> {
             Stop::Signaled { signal, .. } => ChildEnd::Killed(signal.0),
             _ => return Ok(flow),
         };
-        let Some(parent) = self.parents.pop() else {
-            return Ok(flow);
+        // The thread that ended it is gone; threads of the child on other vCPUs are stopped
+        // before the parent's memory comes back under them.
+        if let Some(tid) = cpu.current.take() {
+            self.tasks.remove(tid);
+        }
+        cpu.loaded = None;
+        for (_, slot) in self.tasks.on_cpus().collect::<Vec<_>>() {
+            self.stop_cpu(slot);
+        }
+        self.child_ending = Some(end);
+        self.finish_child_end(cpu)
+    }
+
+    /// Ends the running child as [`Core::child_ending`] says, once none of its threads is on
+    /// a vCPU (until then nothing runs here): the kernel goes back to the parent, the
+    /// parent's memory comes back, its threads run again.
+    pub(super) fn finish_child_end(&mut self, cpu: &mut Cpu) -> Result<Flow, VmmError> {
+        if self.tasks.running() > 0 {
+            return Ok(Flow::Go);
+        }
+        let (Some(end), Some(parent)) = (self.child_ending.take(), self.parents.pop()) else {
+            return Ok(Flow::Go);
         };
         self.kernel.end_child(Some(end));
         if let Some(copy) = &parent.memory

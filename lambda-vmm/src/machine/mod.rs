@@ -249,6 +249,7 @@ impl Machine {
             alone_waiting: None,
             parents: &mut self.parents,
             programs: &self.programs,
+            child_ending: None,
             stop_waiting: &mut stop_waiting,
             over: None,
             multi: false,
