@@ -179,8 +179,9 @@ fn unusable_images_and_interpreters_are_refused_before_any_vm_exists() {
         error.contains("/lib64/ld-linux-x86-64.so.9") && error.contains("cannot be found"),
         "{error}"
     );
-    // One outside the image is looked for inside it: `..` stops at the image's root.
-    let program = with_interpreter(&dir, "/../../../../../usr/bin/env");
+    // One outside the image is looked for inside it: `..` stops at the image's root (the
+    // host has gcc, the image does not).
+    let program = with_interpreter(&dir, "/../../../../../usr/bin/gcc");
     let error = code_error(&backend, &config(&program, &image));
     assert!(error.contains("cannot be found"), "{error}");
 
