@@ -7,16 +7,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{base_image, code_error, function, kvm_backend, stdio_config, zip_package};
+use common::{base_image, code_error, function, kvm_backend, stdio_config, tempdir, zip_package};
 use lambda::core::{Backend, CodeLocation, Contract, ErrorType, FunctionConfig, Invocation};
 use lambda::vmm::MicroVmBackend;
-
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lambda-image-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A Runtime API function of guest program `program`, over the tests' base image.
 fn runtime_over_image(program: &str) -> FunctionConfig {

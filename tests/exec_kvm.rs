@@ -6,18 +6,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{base_image, function, kvm_backend, stdio_config, zip_package};
-use lambda::core::{Backend, Contract, FunctionConfig, Invocation};
+use common::{base_image, function, kvm_backend, stdio_config, tempdir, zip_package};
+use lambda::core::{Backend, Contract, ExecutionEnvironment, FunctionConfig, Invocation};
 use lambda::vmm::MicroVmBackend;
-
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lambda-exec-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// The `exec-c` program as a zip with the files its checks use, at `memory_mb`.
 fn exec_function(dir: &std::path::Path, memory_mb: u32) -> FunctionConfig {
@@ -36,6 +27,26 @@ fn exec_function(dir: &std::path::Path, memory_mb: u32) -> FunctionConfig {
     stdio_config("exec-c")
         .with_code(code)
         .with_memory_mb(memory_mb)
+}
+
+/// Invokes `env` (a `runtime-c` Runtime API loop, which echoes its event) with `{"n":N}`
+/// for N from 1 to `count`, checking each answer; returns the first invocation's log.
+fn echoes(env: &mut dyn ExecutionEnvironment, count: u32) -> String {
+    let mut first_log = String::new();
+    for n in 1..=count {
+        let event = format!(r#"{{"n":{n}}}"#);
+        let result = env.invoke(Invocation::new(event.clone())).unwrap();
+        assert_eq!(
+            result.outcome.response(),
+            Some(event.as_bytes()),
+            "{:?}",
+            result.outcome
+        );
+        if n == 1 {
+            first_log = String::from_utf8_lossy(&result.log_tail).into_owned();
+        }
+    }
+    first_log
 }
 
 /// Runs `config` once with the check `check`; its response.
@@ -165,17 +176,7 @@ fn a_shell_bootstrap_execs_a_binary_from_the_zip() {
         .with_contract(Contract::RuntimeApi)
         .with_base_image(base_image());
     let mut env = backend.create(&config).unwrap();
-    for n in 1..=3 {
-        let result = env
-            .invoke(Invocation::new(format!(r#"{{"n":{n}}}"#)))
-            .unwrap();
-        assert_eq!(
-            result.outcome.response(),
-            Some(format!(r#"{{"n":{n}}}"#).as_bytes()),
-            "{:?}",
-            result.outcome
-        );
-    }
+    echoes(env.as_mut(), 3);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -269,27 +270,14 @@ fn a_shell_bootstrap_runs_commands_then_execs_the_runtime() {
         .with_contract(Contract::RuntimeApi)
         .with_base_image(base_image());
     let mut env = backend.create(&config).unwrap();
-    for n in 1..=2 {
-        let result = env
-            .invoke(Invocation::new(format!(r#"{{"n":{n}}}"#)))
-            .unwrap();
-        assert_eq!(
-            result.outcome.response(),
-            Some(format!(r#"{{"n":{n}}}"#).as_bytes()),
-            "{:?}",
-            result.outcome
-        );
-        if n == 1 {
-            // Init's output is in the first invocation's log.
-            let log = String::from_utf8_lossy(&result.log_tail).into_owned();
-            for line in [
-                "setup from pid>1: yes",
-                "bootstrap: captured from pid>1: yes",
-                "bootstrap: missing command, status 127",
-            ] {
-                assert!(log.contains(line), "{line:?} not in {log}");
-            }
-        }
+    // Init's output is in the first invocation's log.
+    let log = echoes(env.as_mut(), 2);
+    for line in [
+        "setup from pid>1: yes",
+        "bootstrap: captured from pid>1: yes",
+        "bootstrap: missing command, status 127",
+    ] {
+        assert!(log.contains(line), "{line:?} not in {log}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -311,17 +299,7 @@ fn a_runtime_started_as_the_shells_child_serves_while_the_shell_waits() {
         .with_contract(Contract::RuntimeApi)
         .with_base_image(base_image());
     let mut env = backend.create(&config).unwrap();
-    for n in 1..=3 {
-        let result = env
-            .invoke(Invocation::new(format!(r#"{{"n":{n}}}"#)))
-            .unwrap();
-        assert_eq!(
-            result.outcome.response(),
-            Some(format!(r#"{{"n":{n}}}"#).as_bytes()),
-            "{:?}",
-            result.outcome
-        );
-    }
+    echoes(env.as_mut(), 3);
     // A snapshot of it is refused: a child runs while its parent waits.
     let error = backend
         .snapshot(&config)

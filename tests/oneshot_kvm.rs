@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{code_error, function, kvm_backend, stdio_config};
+use common::{code_error, function, kvm_backend, stdio_config, tempdir};
 use lambda::core::{Backend, CodeLocation, ErrorType, Invocation, InvokeResult, ResetReason};
 use lambda::vmm::{MicroVmBackend, StdioEnvironment};
 
@@ -107,12 +107,6 @@ fn zip_packages_run_their_bootstrap() {
         error.to_string().contains("no file named `bootstrap`"),
         "{error}"
     );
-}
-
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("lambda-test-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn write_zip(path: &std::path::Path, files: &[(&str, &[u8])]) {

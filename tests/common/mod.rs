@@ -64,6 +64,15 @@ pub fn base_image() -> PathBuf {
         .clone()
 }
 
+/// An empty directory of its own for a test's files, named by `tag` (unique in its test
+/// binary) and the process.
+pub fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lambda-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A zip package at `dir/name` holding `files`, each executable.
 pub fn zip_package(dir: &std::path::Path, name: &str, files: &[(&str, &[u8])]) -> CodeLocation {
     use std::io::Write;
