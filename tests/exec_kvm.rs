@@ -438,3 +438,58 @@ done
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_bash_bootstrap_using_the_common_tools_runs() {
+    let backend = kvm_backend();
+    let dir = tempdir("tools");
+    // Pipelines of sort, uniq, awk, sed, find, xargs, paste, wc and cat; mkdir -p and
+    // appends in /tmp; a subshell's status; a Python one-liner: one process at a time.
+    let script = r#"#!/bin/bash
+set -euo pipefail
+read -r event || true
+echo "event: $event" >&2
+words=$(echo "the quick brown fox jumps over the lazy dog the end" | tr ' ' '\n' | sort | uniq -c | sort -rn | head -3 | awk '{print $2 ":" $1}' | paste -sd, -)
+count=$(printf '%s\n' a b c d e | wc -l)
+sedout=$(echo "hello world" | sed -e 's/world/lambda/' -e 's/^/>> /')
+files=$(find /var/task -maxdepth 1 -type f | sort | xargs -n1 basename | paste -sd' ' -)
+mkdir -p /tmp/work && cd /tmp/work
+for i in 1 2 3; do echo "line $i" >> out.txt; done
+lines=$(cat out.txt | wc -l)
+date_ok=$(date +%Y >/dev/null && echo yes)
+env_ok=$(env | grep -c '^AWS_LAMBDA_FUNCTION_NAME=' || true)
+sub=$( (echo inner; exit 3) || echo "status $?")
+json=$(python3 -c 'import json,sys; print(json.dumps({"sum": sum(range(10))}))')
+bg_result=$( { sleep 0.01; echo bg-done; } )
+printf '{"words":"%s","count":%d,"sed":"%s","files":"%s","lines":%d,"date":"%s","env":%d,"sub":"%s","json":%s,"bg":"%s"}' \
+  "$words" "$count" "$sedout" "$files" "$lines" "$date_ok" "$env_ok" "$sub" "$json" "$bg_result"
+"#;
+    let code = zip_package(
+        &dir,
+        "tools.zip",
+        &[("bootstrap", script.as_bytes()), ("data.txt", b"data\n")],
+    );
+    let config = stdio_config("tools")
+        .with_code(code)
+        .with_timeout(std::time::Duration::from_secs(60))
+        .with_base_image(base_image());
+    let mut env = backend.create(&config).unwrap();
+    let result = env.invoke(Invocation::new("hi")).unwrap();
+    assert_eq!(
+        result
+            .outcome
+            .response()
+            .map(String::from_utf8_lossy)
+            .as_deref(),
+        Some(
+            "{\"words\":\"the:3,quick:1,over:1\",\"count\":5,\"sed\":\">> hello lambda\",\
+             \"files\":\"bootstrap data.txt\",\"lines\":3,\"date\":\"yes\",\"env\":1,\
+             \"sub\":\"inner\nstatus 3\",\"json\":{\"sum\": 45},\"bg\":\"bg-done\"}"
+        ),
+        "{:?}; log: {}",
+        result.outcome,
+        String::from_utf8_lossy(&result.log_tail)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

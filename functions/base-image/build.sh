@@ -8,7 +8,8 @@
 # DIR gets glibc (the dynamic linker, libc, libm, libdl...), libgcc_s (Rust's and C++'s
 # unwinder), dash as /bin/sh, with --python Debian's python3 (3.11: the interpreter, its
 # standard library and the libraries its modules load), with --tools what a shell
-# bootstrap calls (bash, coreutils, grep, curl and the libraries they load: AWS's
+# bootstrap calls (bash, coreutils, grep, sed, awk, find, xargs, curl and the libraries they
+# load: AWS's
 # custom-runtime tutorial runs with them), any further PACKAGEs named, and
 # /etc/ld.so.cache. The packages
 # are fetched with `apt-get download` (not installed: nothing on the host changes) and
@@ -34,7 +35,7 @@ while [ "$#" -gt 0 ]; do
     --tools)
         # Found with `apt-cache depends --recurse` (pre-depends of the shell and core
         # utilities included, the packaging tools left out).
-        packages+=(bash coreutils grep curl libtinfo6 libacl1 libattr1 libselinux1
+        packages+=(bash coreutils grep sed mawk findutils curl libtinfo6 libacl1 libattr1 libselinux1
             libpcre2-8-0 libgmp10 libmd0 libcurl4 libbrotli1 libgssapi-krb5-2 libkrb5-3
             libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1 libidn2-0
             libunistring2 libldap-2.5-0 libsasl2-2 libsasl2-modules-db libdb5.3
@@ -71,6 +72,10 @@ done
 # What dash's maintainer script would do: /bin/sh is dash.
 mkdir -p "$tree/bin"
 ln -sfn dash "$tree/bin/sh"
+# And what update-alternatives would: awk is mawk.
+if [ -e "$tree/usr/bin/mawk" ] && [ ! -e "$tree/usr/bin/awk" ]; then
+    ln -s mawk "$tree/usr/bin/awk"
+fi
 # The linker's cache of the image's own libraries (ld.so reads /etc/ld.so.cache first).
 ldconfig -r "$tree"
 mkdir -p "$tree/tmp" "$tree/var/task" "$tree/opt"

@@ -34,7 +34,7 @@ pub fn stdio_config(name: &str) -> FunctionConfig {
 }
 
 /// The base image the tests use: Debian's glibc, libgcc_s, dash, python3, bash, coreutils,
-/// grep, curl and libstdc++, as `functions/base-image/build.sh DIR --python --tools
+/// grep, sed, mawk, findutils, curl and libstdc++, as `functions/base-image/build.sh DIR --python --tools
 /// libstdc++6` unpacks them (it runs here when
 /// the image is missing or lacks one of them, which needs `apt-get` and `dpkg-deb`;
 /// `.ci/run` builds it first).
@@ -45,7 +45,7 @@ pub fn base_image() -> PathBuf {
             let dir = PathBuf::from(env!("LAMBDA_BASE_IMAGE_DIR"));
             let packages = std::fs::read_to_string(dir.join(".packages")).unwrap_or_default();
             let has = |package: &str| packages.lines().any(|line| line == package);
-            if !has("python3.11-minimal") || !has("libstdc++6") || !has("curl") {
+            if !has("python3.11-minimal") || !has("libstdc++6") || !has("mawk") {
                 let script = concat!(env!("CARGO_MANIFEST_DIR"), "/functions/base-image/build.sh");
                 let status = std::process::Command::new("bash")
                     .arg(script)

@@ -743,6 +743,74 @@ impl Kernel {
         Ok(0)
     }
 
+    /// `fchdir(fd)`: the directory open at `fd` becomes the working directory.
+    pub(super) fn fchdir(&mut self, fd: u64) -> SysResult {
+        match &self.fds.get(fd)?.object {
+            Object::Dir(dir) => {
+                self.cwd = dir.path.clone();
+                Ok(0)
+            }
+            _ => Err(errno(libc::ENOTDIR)),
+        }
+    }
+
+    /// `statfs(path, buf)`.
+    pub(super) fn statfs(&mut self, memory: &GuestMemory, path: u64, buf: u64) -> SysResult {
+        let path = self.resolve(memory, libc::AT_FDCWD as u64, path)?;
+        self.fs.metadata(&path)?;
+        self.write_statfs(memory, &path, buf)
+    }
+
+    /// `fstatfs(fd, buf)`.
+    pub(super) fn fstatfs(&mut self, memory: &GuestMemory, fd: u64, buf: u64) -> SysResult {
+        let path = match &self.fds.get(fd)?.object {
+            Object::File(OpenFile { path, .. }) | Object::Dir(OpenDir { path, .. }) => path.clone(),
+            // Pipes, sockets and the rest live on the kernel's own file systems.
+            _ => "/".to_string(),
+        };
+        self.write_statfs(memory, &path, buf)
+    }
+
+    /// Writes the `struct statfs` (120 bytes) of the file system holding `path`: `/tmp` is a
+    /// tmpfs of the environment's ephemeral storage; the rest is read-only.
+    fn write_statfs(&self, memory: &GuestMemory, path: &str, buf: u64) -> SysResult {
+        const TMPFS_MAGIC: u64 = 0x0102_1994;
+        const OVERLAYFS_MAGIC: u64 = 0x794c_7630;
+        const ST_RDONLY: u64 = 1;
+        const BLOCK: u64 = 4096;
+        let tmp = path == vfs::TMP_ROOT || path.starts_with("/tmp/");
+        let (kind, blocks, free, flags) = if tmp {
+            let blocks = self.fs.tmp_quota() / BLOCK;
+            let used = self.fs.tmp_used().div_ceil(BLOCK);
+            (TMPFS_MAGIC, blocks, blocks.saturating_sub(used), 0)
+        } else {
+            (OVERLAYFS_MAGIC, 0, 0, ST_RDONLY)
+        };
+        let files = abi::count(vfs::MAX_TMP_ENTRIES);
+        // f_type, f_bsize, f_blocks, f_bfree, f_bavail, f_files, f_ffree, f_fsid (two ints),
+        // f_namelen, f_frsize, f_flags, four spare words.
+        let words: [u64; 15] = [
+            kind,
+            BLOCK,
+            blocks,
+            free,
+            free,
+            files,
+            if tmp { files } else { 0 },
+            0,
+            abi::count(vfs::NAME_MAX),
+            BLOCK,
+            flags,
+            0,
+            0,
+            0,
+            0,
+        ];
+        let bytes: Vec<u8> = words.iter().flat_map(|word| word.to_le_bytes()).collect();
+        memory.write(buf, &bytes)?;
+        Ok(0)
+    }
+
     /// `readlinkat`: `/proc/self/exe` names the program; the base image's links are read as
     /// stored.
     pub(super) fn readlinkat(

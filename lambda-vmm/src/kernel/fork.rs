@@ -118,6 +118,7 @@ pub(super) struct Parent {
     actions: Actions,
     children: BTreeMap<u32, i32>,
     borrowed: BTreeSet<ConnectionId>,
+    umask: u32,
     /// The signal the child's end sends it (`SIGCHLD`, or none).
     exit_signal: i32,
 }
@@ -215,6 +216,7 @@ impl Kernel {
             actions: self.actions.clone(),
             children: std::mem::take(&mut self.children),
             borrowed: self.borrowed.clone(),
+            umask: self.umask,
             exit_signal: i32::try_from(request.flags & CSIGNAL).unwrap_or(0),
         };
         self.parents.push(parent);
@@ -288,6 +290,7 @@ impl Kernel {
         self.actions = parent.actions;
         self.children = parent.children;
         self.borrowed = parent.borrowed;
+        self.umask = parent.umask;
         self.pipes.set_child_running(!self.parents.is_empty());
         self.blocked_since = None;
         self.wake_at = None;
@@ -354,6 +357,14 @@ impl Kernel {
     /// The running process's pid.
     pub(super) fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// `umask(mask)`: sets the file-mode creation mask (its permission bits) and returns the
+    /// old one. Files keep no modes here, so it changes nothing else.
+    pub(super) fn umask(&mut self, mask: u64) -> SysResult {
+        let old = self.umask;
+        self.umask = abi::uint(mask) & 0o777;
+        Ok(u64::from(old))
     }
 
     /// `getppid`: the waiting parent's pid, 0 for the environment's first process.

@@ -210,6 +210,8 @@ pub struct Kernel {
     /// the run loop takes it at once.
     #[serde(skip)]
     exec: Option<ExecRequest>,
+    /// The running process's file-mode creation mask (`umask`).
+    umask: u32,
     /// The running process's pid, and its parent's (0 for the environment's first).
     pid: u32,
     ppid: u32,
@@ -279,6 +281,7 @@ impl Kernel {
             next_local_port: 40_000,
             stdin_awaited: false,
             exec: None,
+            umask: 0o022,
             pid: process::FIRST_PID,
             ppid: 0,
             children: BTreeMap::new(),

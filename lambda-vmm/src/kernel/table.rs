@@ -323,6 +323,7 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(77, "ftruncate", Full, |k, _, a| k.ftruncate(a[0], a[1])),
     Syscall::new(79, "getcwd", Full, |k, m, a| k.getcwd(m, a[0], a[1])),
     Syscall::new(80, "chdir", Full, |k, m, a| k.chdir(m, a[0])),
+    Syscall::new(81, "fchdir", Full, |k, _, a| k.fchdir(a[0])),
     Syscall::new(82, "rename", Partial("see renameat2"), |k, m, a| {
         k.renameat(m, CWD, a[0], CWD, a[1], 0)
     }),
@@ -334,6 +335,12 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(89, "readlink", Partial("see readlinkat"), |k, m, a| {
         k.readlinkat(m, CWD, a[0], a[1], a[2])
     }),
+    Syscall::new(
+        95,
+        "umask",
+        Partial("kept and returned per process; files keep no modes, so it changes nothing else"),
+        |k, _, a| k.umask(a[0]),
+    ),
     Syscall::new(96, "gettimeofday", Full, |k, m, a| {
         k.clock.gettimeofday(m, a[0])
     }),
@@ -378,6 +385,17 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(131, "sigaltstack", Full, |k, m, a| {
         let sp = k.user_sp;
         k.sigaltstack(m, a[0], a[1], sp)
+    }),
+    Syscall::new(
+        137,
+        "statfs",
+        Partial(
+            "/tmp is a tmpfs of the ephemeral storage (its size and what is free); every other path is on a read-only file system reporting no space",
+        ),
+        |k, m, a| k.statfs(m, a[0], a[1]),
+    ),
+    Syscall::new(138, "fstatfs", Partial("see statfs"), |k, m, a| {
+        k.fstatfs(m, a[0], a[1])
     }),
     Syscall::new(140, "getpriority", Full, |k, _, a| {
         k.getpriority(a[0], a[1])

@@ -597,6 +597,11 @@ impl FileSystem {
         Ok(())
     }
 
+    /// Bytes `/tmp` may hold.
+    pub fn tmp_quota(&self) -> u64 {
+        self.tmp_quota
+    }
+
     /// Bytes used in `/tmp`.
     pub fn tmp_used(&self) -> u64 {
         self.tmp_used

@@ -250,3 +250,43 @@ fn fadvise_is_a_checked_hint_and_dev_null_swallows_writes() {
     );
     assert_eq!(guest.call(GETPGRP, &[]), 1);
 }
+
+#[test]
+fn fchdir_statfs_and_umask() {
+    const FCHDIR: u64 = 81;
+    const UMASK: u64 = 95;
+    const STATFS: u64 = 137;
+    const FSTATFS: u64 = 138;
+    const GETCWD: u64 = 79;
+    let mut guest = Guest::one_shot(b"");
+    let dir = guest.open("/tmp", libc::O_RDONLY | libc::O_DIRECTORY) as u64;
+    assert_eq!(guest.call(FCHDIR, &[dir]), 0);
+    let cwd = guest.buffer(16);
+    assert_eq!(guest.call(GETCWD, &[cwd, 16]), 5);
+    assert_eq!(guest.get(cwd, 5), b"/tmp\0");
+    let file = guest.open("/var/task/data.txt", O_RDONLY) as u64;
+    assert_eq!(guest.call(FCHDIR, &[file]), err(libc::ENOTDIR));
+    assert_eq!(guest.call(FCHDIR, &[99]), err(libc::EBADF));
+    // /tmp: a tmpfs of the quota; elsewhere read-only.
+    let buf = guest.buffer(120);
+    let tmp = guest.put_str("/tmp");
+    assert_eq!(guest.call(STATFS, &[tmp, buf]), 0);
+    let word = |guest: &Guest, index: u64| {
+        u64::from_le_bytes(guest.get(buf + 8 * index, 8).try_into().unwrap())
+    };
+    assert_eq!(word(&guest, 0), 0x0102_1994);
+    assert_eq!(
+        word(&guest, 2),
+        (1 << 20) / 4096,
+        "the pretend quota: 1 MiB"
+    );
+    assert_eq!(word(&guest, 10), 0, "writable");
+    assert_eq!(guest.call(FSTATFS, &[file, buf]), 0);
+    assert_eq!(word(&guest, 10), 1, "ST_RDONLY");
+    let missing = guest.put_str("/nowhere");
+    assert_eq!(guest.call(STATFS, &[missing, buf]), err(libc::ENOENT));
+    assert_eq!(guest.call(STATFS, &[tmp, 8]), err(libc::EFAULT));
+    assert_eq!(guest.call(UMASK, &[0o077]), 0o022);
+    assert_eq!(guest.call(UMASK, &[0o7777]), 0o077);
+    assert_eq!(guest.call(UMASK, &[0]), 0o777);
+}
