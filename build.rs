@@ -52,6 +52,7 @@ const CXX_PROGRAMS: &[(&str, &str, &[&str])] = &[("cpp-dynamic", "words.cc", &["
 const GO_PROGRAMS: &[(&str, &str, bool)] = &[
     ("go-goroutines", "goroutines", false),
     ("go-runtime", "runtime", false),
+    ("go-spawn", "spawn", false),
     ("go-runtime-cgo", "runtime", true),
 ];
 /// Variables the outer cargo sets for build scripts (or that `cargo clippy` sets) which

@@ -493,3 +493,24 @@ printf '{"words":"%s","count":%d,"sed":"%s","files":"%s","lines":%d,"date":"%s",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+#[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+fn a_go_program_runs_commands_with_os_exec() {
+    let backend = kvm_backend();
+    let dir = tempdir("go-spawn");
+    let program = std::fs::read(function("go-spawn")).unwrap();
+    let fork = std::fs::read(function("fork-c")).unwrap();
+    let code = zip_package(
+        &dir,
+        "go.zip",
+        &[("bootstrap", &program), ("fork-c", &fork)],
+    );
+    let config = stdio_config("go-spawn").with_code(code);
+    assert_eq!(
+        run(&backend, &config, "gopher"),
+        r#"out="gopher from pid>1: yes" missing=true"#
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

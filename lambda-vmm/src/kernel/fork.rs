@@ -354,6 +354,78 @@ impl Kernel {
         Ok(u64::from(child))
     }
 
+    /// `waitid(idtype, id, infop, options, rusage)`: as [`Kernel::wait4`] (`P_ALL`, `P_PID`,
+    /// `P_PGID`, which is every child here), reporting in a `siginfo_t`; with `WNOWAIT` the
+    /// child stays to be reaped. `WEXITED` must be asked for (stopped and continued children
+    /// never happen here).
+    pub(super) fn waitid(
+        &mut self,
+        memory: &GuestMemory,
+        idtype: u64,
+        id: u64,
+        infop: u64,
+        options: u64,
+        rusage: u64,
+    ) -> SysResult {
+        const P_ALL: u64 = 0;
+        const P_PID: u64 = 1;
+        const P_PGID: u64 = 2;
+        const WSTOPPED: u64 = 2;
+        const WEXITED: u64 = 4;
+        const WNOWAIT: u64 = 0x0100_0000;
+        let known = WNOHANG | WSTOPPED | WEXITED | WCONTINUED | WNOWAIT | WNOTHREAD | WALL | WCLONE;
+        if options & !known != 0 || options & (WEXITED | WSTOPPED | WCONTINUED) == 0 {
+            return Err(Errno(libc::EINVAL));
+        }
+        let child = match idtype {
+            P_PID => u32::try_from(abi::int(id))
+                .ok()
+                .filter(|pid| self.children.contains_key(pid)),
+            P_ALL | P_PGID => self.children.keys().next().copied(),
+            _ => return Err(Errno(libc::EINVAL)),
+        };
+        let Some(child) = child else {
+            return Err(Errno(libc::ECHILD));
+        };
+        let status = self.children.get(&child).copied().unwrap_or(0);
+        if options & WEXITED == 0 {
+            // Only stopped or continued children were asked for: there are none.
+            return if options & WNOHANG != 0 {
+                Ok(0)
+            } else {
+                Err(Errno(libc::ECHILD))
+            };
+        }
+        if infop != 0 {
+            let (code, value) = if status & 0x7f == 0 {
+                (CLD_EXITED, (status >> 8) & 0xff)
+            } else {
+                (CLD_KILLED, status & 0x7f)
+            };
+            // si_signo, si_errno, si_code, padding, si_pid, si_uid, si_status; the rest zero.
+            let mut info = [0u8; 128];
+            let fields = [
+                (0usize, libc::SIGCHLD),
+                (8, code),
+                (16, i32::try_from(child).unwrap_or(i32::MAX)),
+                (24, value),
+            ];
+            for (at, field) in fields {
+                if let Some(slot) = info.get_mut(at..at.saturating_add(4)) {
+                    slot.copy_from_slice(&field.to_le_bytes());
+                }
+            }
+            memory.write(infop, &info)?;
+        }
+        if rusage != 0 {
+            memory.write(rusage, &[0u8; RUSAGE_LEN])?;
+        }
+        if options & WNOWAIT == 0 {
+            self.children.remove(&child);
+        }
+        Ok(0)
+    }
+
     /// The running process's pid.
     pub(super) fn pid(&self) -> u32 {
         self.pid

@@ -509,6 +509,14 @@ pub static TABLE: &[Syscall] = &[
         k.tgkill(a[0], a[1], a[2])
     }),
     Syscall::new(
+        247,
+        "waitid",
+        Partial(
+            "see wait4; P_ALL, P_PID and P_PGID (every child is in the one group), WNOWAIT leaves the child to reap",
+        ),
+        |k, m, a| k.waitid(m, a[0], a[1], a[2], a[3], a[4]),
+    ),
+    Syscall::new(
         257,
         "openat",
         Partial(

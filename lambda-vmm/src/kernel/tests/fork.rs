@@ -138,3 +138,62 @@ fn processes_nest_up_to_the_limit_and_clone_flags_are_checked() {
     assert_eq!(guest.call(WAIT4, &[u64::MAX, 0, 0, 0]), 2);
     assert_eq!(guest.call(WAIT4, &[u64::MAX, 0, 0, 0]), err(libc::ECHILD));
 }
+
+#[test]
+fn waitid_reports_a_child_in_a_siginfo_and_wnowait_keeps_it() {
+    const WAITID: u64 = 247;
+    const P_ALL: u64 = 0;
+    const P_PID: u64 = 1;
+    const WEXITED: u64 = 4;
+    const WNOWAIT: u64 = 0x0100_0000;
+    let mut guest = Guest::one_shot(b"");
+    let child = fork(&mut guest);
+    guest.kernel.end_child(Some(ChildEnd::Exited(9)));
+    let info = guest.buffer(128);
+    let int =
+        |guest: &Guest, at: u64| i32::from_le_bytes(guest.get(info + at, 4).try_into().unwrap());
+    assert_eq!(
+        guest.call(
+            WAITID,
+            &[P_PID, u64::from(child), info, WEXITED | WNOWAIT, 0]
+        ),
+        0
+    );
+    assert_eq!(
+        (
+            int(&guest, 0),
+            int(&guest, 8),
+            int(&guest, 16),
+            int(&guest, 24)
+        ),
+        (libc::SIGCHLD, 1, child as i32, 9),
+        "SIGCHLD, CLD_EXITED, the pid, the status"
+    );
+    assert_eq!(
+        guest.call(WAITID, &[P_ALL, 0, info, WEXITED, 0]),
+        0,
+        "still there"
+    );
+    assert_eq!(
+        guest.call(WAITID, &[P_ALL, 0, info, WEXITED, 0]),
+        err(libc::ECHILD)
+    );
+    assert_eq!(
+        guest.call(WAITID, &[P_ALL, 0, info, 0, 0]),
+        err(libc::EINVAL)
+    );
+    assert_eq!(
+        guest.call(WAITID, &[3, 0, info, WEXITED, 0]),
+        err(libc::EINVAL)
+    );
+    // Killed by a signal: CLD_KILLED and the signal.
+    let child = fork(&mut guest);
+    guest
+        .kernel
+        .end_child(Some(ChildEnd::Killed(libc::SIGKILL)));
+    assert_eq!(
+        guest.call(WAITID, &[P_PID, u64::from(child), info, WEXITED, 0]),
+        0
+    );
+    assert_eq!((int(&guest, 8), int(&guest, 24)), (2, libc::SIGKILL));
+}
