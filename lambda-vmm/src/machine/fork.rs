@@ -18,6 +18,7 @@ use super::{Flow, Settled};
 use crate::error::VmmError;
 use crate::kernel::ChildEnd;
 use crate::mm::MemoryCopy;
+use crate::program::ProgramImage;
 use crate::vm::vcpu::{SyscallArgs, UserRegs};
 
 /// A parent process waiting for its child.
@@ -28,6 +29,9 @@ pub(super) struct WaitingParent {
     memory: Option<MemoryCopy>,
     /// Whether the child shares its memory until it execs or ends (`vfork`).
     shares_memory: bool,
+    /// Its program (the child's `execve` replaces the machine's; its syscall sites are the
+    /// parent's to learn again once it runs).
+    image: ProgramImage,
 }
 
 /// `-errno` in `rax`.
@@ -97,6 +101,7 @@ impl Core<'_> {
             tasks: parent_tasks,
             memory,
             shares_memory: child.shares_memory,
+            image: self.image.clone(),
         });
         // The child goes on from the parent's registers, with the parent's FPU state (still
         // on the vCPU) and TLS.
@@ -183,6 +188,7 @@ impl Core<'_> {
             })));
         }
         *self.tasks = parent.tasks;
+        *self.image = parent.image;
         // The vCPU held the child's FPU state; every parent thread's is in its task.
         cpu.current = None;
         cpu.loaded = None;
