@@ -20,7 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::fd::{FdTable, Object};
 use super::futex::FutexWaiters;
 use super::signals::{Actions, SigInfo};
-use super::threads::Threads;
+use super::threads::{
+    CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_PARENT_SETTID, CLONE_SETTLS, CLONE_VM, CSIGNAL,
+    CloneRequest, Threads,
+};
 use super::{Errno, Kernel, Step, SysResult, abi};
 use crate::mm::GuestMemory;
 use lambda_core::runtime_api::ConnectionId;
@@ -32,13 +35,7 @@ pub const MAX_PROCESSES: usize = 16;
 /// answers `EAGAIN`.
 pub const MAX_UNREAPED: usize = 1024;
 
-const CSIGNAL: u64 = 0xff;
-const CLONE_VM: u64 = 0x100;
 const CLONE_VFORK: u64 = 0x4000;
-const CLONE_SETTLS: u64 = 0x8_0000;
-const CLONE_PARENT_SETTID: u64 = 0x10_0000;
-const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
-const CLONE_CHILD_SETTID: u64 = 0x100_0000;
 /// What a new process may ask for: its exit signal, a `vfork`, its TLS and the tid words.
 const PROCESS_FLAGS: u64 = CSIGNAL
     | CLONE_VM
@@ -59,16 +56,6 @@ const CLD_EXITED: i32 = 1;
 const CLD_KILLED: i32 = 2;
 /// Bytes of `struct rusage`.
 const RUSAGE_LEN: usize = 144;
-
-/// What a `fork`, `vfork` or `clone` of a process asks of the run loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForkRequest {
-    flags: u64,
-    stack: Option<u64>,
-    parent_tid: u64,
-    child_tid: u64,
-    tls: u64,
-}
 
 /// A child process the run loop is to start: a copy of the calling thread, `rax` = 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,37 +110,34 @@ pub(super) struct Parent {
     exit_signal: i32,
 }
 
+/// `fork` and `vfork` as the `clone` they are: `flags` with `SIGCHLD` as the exit signal,
+/// no stack, TLS or tid words.
+fn plain_clone(flags: u64) -> CloneRequest {
+    CloneRequest {
+        flags: flags | u64::from(libc::SIGCHLD.unsigned_abs()),
+        stack: None,
+        parent_tid: 0,
+        child_tid: 0,
+        tls: 0,
+    }
+}
+
 impl Kernel {
     /// `fork()`.
     pub(super) fn fork(&mut self, memory: &GuestMemory) -> SysResult {
-        self.new_process(
-            memory,
-            u64::from(libc::SIGCHLD.unsigned_abs()),
-            None,
-            0,
-            0,
-            0,
-        )
+        self.new_process(memory, plain_clone(0))
     }
 
     /// `vfork()`.
     pub(super) fn vfork(&mut self, memory: &GuestMemory) -> SysResult {
-        let flags = CLONE_VM | CLONE_VFORK | u64::from(libc::SIGCHLD.unsigned_abs());
-        self.new_process(memory, flags, None, 0, 0, 0)
+        self.new_process(memory, plain_clone(CLONE_VM | CLONE_VFORK))
     }
 
     /// A `clone` or `clone3` without `CLONE_THREAD`: a new process, checked; the run loop
     /// starts it ([`Step::Fork`]). `CLONE_VM` is accepted only with `CLONE_VFORK` (a
     /// process sharing memory with a parent that runs on beside it cannot be run here).
-    pub(super) fn new_process(
-        &mut self,
-        memory: &GuestMemory,
-        flags: u64,
-        stack: Option<u64>,
-        parent_tid: u64,
-        child_tid: u64,
-        tls: u64,
-    ) -> SysResult {
+    pub(super) fn new_process(&mut self, memory: &GuestMemory, request: CloneRequest) -> SysResult {
+        let flags = request.flags;
         if flags & !PROCESS_FLAGS != 0 || flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0 {
             return Err(Errno(libc::EINVAL));
         }
@@ -161,30 +145,13 @@ impl Kernel {
         if exit_signal > 64 {
             return Err(Errno(libc::EINVAL));
         }
-        if flags & CLONE_SETTLS != 0 && tls >= crate::mm::layout::USER_END {
-            return Err(Errno(libc::EPERM));
-        }
-        for (flag, addr) in [
-            (CLONE_PARENT_SETTID, parent_tid),
-            (CLONE_CHILD_SETTID, child_tid),
-            (CLONE_CHILD_CLEARTID, child_tid),
-        ] {
-            if flags & flag != 0 {
-                memory.validate(addr, 4)?;
-            }
-        }
+        request.check_pointers(memory)?;
         if self.parents.len().saturating_add(1) >= MAX_PROCESSES
             || self.children.len() >= MAX_UNREAPED
         {
             return Err(Errno(libc::EAGAIN));
         }
-        self.fork = Some(ForkRequest {
-            flags,
-            stack,
-            parent_tid,
-            child_tid,
-            tls,
-        });
+        self.fork = Some(request);
         self.pending_step = Some(Step::Fork);
         Ok(0)
     }

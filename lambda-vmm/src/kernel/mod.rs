@@ -224,7 +224,7 @@ pub struct Kernel {
     parents: Vec<fork::Parent>,
     /// The `fork` the current call asks for (see [`Step::Fork`]).
     #[serde(skip)]
-    fork: Option<fork::ForkRequest>,
+    fork: Option<threads::CloneRequest>,
 }
 
 /// The log of a kernel read from a snapshot file, until it is given its own.

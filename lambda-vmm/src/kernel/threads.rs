@@ -18,19 +18,19 @@ pub const MAX_THREADS: usize = 1024;
 /// Thread ids go up to Linux's default `pid_max`, then start again at the lowest free one.
 const TID_MAX: u32 = 4_194_304;
 
-const CSIGNAL: u64 = 0xff;
-const CLONE_VM: u64 = 0x100;
+pub(super) const CSIGNAL: u64 = 0xff;
+pub(super) const CLONE_VM: u64 = 0x100;
 const CLONE_FS: u64 = 0x200;
 const CLONE_FILES: u64 = 0x400;
 const CLONE_SIGHAND: u64 = 0x800;
 const CLONE_THREAD: u64 = 0x1_0000;
 const CLONE_SYSVSEM: u64 = 0x4_0000;
-const CLONE_SETTLS: u64 = 0x8_0000;
-const CLONE_PARENT_SETTID: u64 = 0x10_0000;
-const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
+pub(super) const CLONE_SETTLS: u64 = 0x8_0000;
+pub(super) const CLONE_PARENT_SETTID: u64 = 0x10_0000;
+pub(super) const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
 const CLONE_DETACHED: u64 = 0x40_0000;
 const CLONE_UNTRACED: u64 = 0x80_0000;
-const CLONE_CHILD_SETTID: u64 = 0x100_0000;
+pub(super) const CLONE_CHILD_SETTID: u64 = 0x100_0000;
 const CLONE_IO: u64 = 0x8000_0000;
 /// What a thread (`CLONE_THREAD`) may also ask for; anything else answers `EINVAL`.
 const THREAD_FLAGS: u64 = CSIGNAL
@@ -205,13 +205,34 @@ fn first_tid() -> u32 {
     FIRST_PID
 }
 
-/// What `clone` and `clone3` were asked for, in one shape.
-struct CloneRequest {
-    flags: u64,
-    stack: Option<u64>,
-    parent_tid: u64,
-    child_tid: u64,
-    tls: u64,
+/// What `clone`, `clone3`, `fork` and `vfork` were asked for, in one shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CloneRequest {
+    pub(super) flags: u64,
+    pub(super) stack: Option<u64>,
+    pub(super) parent_tid: u64,
+    pub(super) child_tid: u64,
+    pub(super) tls: u64,
+}
+
+impl CloneRequest {
+    /// Checks what a new thread or process would write or load: a TLS pointer the program
+    /// may have (`EPERM`), and the tid words it asked to have set or cleared (`EFAULT`).
+    pub(super) fn check_pointers(&self, memory: &GuestMemory) -> Result<(), Errno> {
+        if self.flags & CLONE_SETTLS != 0 && self.tls >= crate::mm::layout::USER_END {
+            return Err(Errno(libc::EPERM));
+        }
+        for (flag, addr) in [
+            (CLONE_PARENT_SETTID, self.parent_tid),
+            (CLONE_CHILD_SETTID, self.child_tid),
+            (CLONE_CHILD_CLEARTID, self.child_tid),
+        ] {
+            if self.flags & flag != 0 {
+                memory.validate(addr, 4)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Kernel {
@@ -388,31 +409,13 @@ impl Kernel {
         let flags = request.flags;
         if flags & CLONE_THREAD == 0 {
             // A new process (fork, vfork, posix_spawn).
-            return self.new_process(
-                memory,
-                flags,
-                request.stack,
-                request.parent_tid,
-                request.child_tid,
-                request.tls,
-            );
+            return self.new_process(memory, request);
         }
         let thread = CLONE_VM | CLONE_SIGHAND | CLONE_THREAD;
         if flags & thread != thread || flags & !THREAD_FLAGS != 0 {
             return Err(Errno(libc::EINVAL));
         }
-        if flags & CLONE_SETTLS != 0 && request.tls >= crate::mm::layout::USER_END {
-            return Err(Errno(libc::EPERM));
-        }
-        for (flag, addr) in [
-            (CLONE_PARENT_SETTID, request.parent_tid),
-            (CLONE_CHILD_SETTID, request.child_tid),
-            (CLONE_CHILD_CLEARTID, request.child_tid),
-        ] {
-            if flags & flag != 0 {
-                memory.validate(addr, 4)?;
-            }
-        }
+        request.check_pointers(memory)?;
         if self.threads.len() >= MAX_THREADS {
             return Err(Errno(libc::EAGAIN));
         }
