@@ -73,8 +73,8 @@ pub struct NewProcess {
     pub child_settid: Option<u64>,
 }
 
-/// How a child ended, as `wait4` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a child ended, as `wait4` and `waitid` report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChildEnd {
     /// It exited with this status (its low byte).
     Exited(i32),
@@ -90,6 +90,14 @@ impl ChildEnd {
             ChildEnd::Killed(signal) => signal & 0x7f,
         }
     }
+
+    /// `SIGCHLD`'s `si_code` for it, and its `si_status`: the exit status, or the signal.
+    fn code_and_status(self) -> (i32, i32) {
+        match self {
+            ChildEnd::Exited(code) => (CLD_EXITED, code & 0xff),
+            ChildEnd::Killed(signal) => (CLD_KILLED, signal & 0x7f),
+        }
+    }
 }
 
 /// What a waiting parent had when its child started.
@@ -103,7 +111,7 @@ pub(super) struct Parent {
     threads: Threads,
     futexes: FutexWaiters,
     actions: Actions,
-    children: BTreeMap<u32, i32>,
+    children: BTreeMap<u32, ChildEnd>,
     borrowed: BTreeSet<ConnectionId>,
     umask: u32,
     /// The signal the child's end sends it (`SIGCHLD`, or none).
@@ -266,16 +274,12 @@ impl Kernel {
         };
         // With SIGCHLD ignored, a child is reaped at once, as Linux does.
         if !self.actions.ignores(libc::SIGCHLD) {
-            self.children.insert(child, end.status());
+            self.children.insert(child, end);
         }
         if parent.exit_signal != 0 {
-            let code = match end {
-                ChildEnd::Exited(_) => CLD_EXITED,
-                ChildEnd::Killed(_) => CLD_KILLED,
-            };
             let info = SigInfo {
                 signo: parent.exit_signal,
-                code,
+                code: end.code_and_status().0,
                 addr: u64::from(child),
             };
             let _ = self.signal_process(info);
@@ -300,19 +304,11 @@ impl Kernel {
             return Err(Errno(libc::EINVAL));
         }
         let wanted = abi::int(pid);
-        let child = if wanted > 0 {
-            u32::try_from(wanted)
-                .ok()
-                .filter(|pid| self.children.contains_key(pid))
-        } else {
-            self.children.keys().next().copied()
-        };
-        let Some(child) = child else {
-            return Err(Errno(libc::ECHILD));
-        };
-        let status = self.children.get(&child).copied().unwrap_or(0);
+        let (child, end) = self
+            .ended_child((wanted > 0).then_some(wanted))
+            .ok_or(Errno(libc::ECHILD))?;
         if wstatus != 0 {
-            memory.write_obj(wstatus, status)?;
+            memory.write_obj(wstatus, end.status())?;
         }
         if rusage != 0 {
             memory.write(rusage, &[0u8; RUSAGE_LEN])?;
@@ -344,17 +340,12 @@ impl Kernel {
         if options & !known != 0 || options & (WEXITED | WSTOPPED | WCONTINUED) == 0 {
             return Err(Errno(libc::EINVAL));
         }
-        let child = match idtype {
-            P_PID => u32::try_from(abi::int(id))
-                .ok()
-                .filter(|pid| self.children.contains_key(pid)),
-            P_ALL | P_PGID => self.children.keys().next().copied(),
+        let wanted = match idtype {
+            P_PID => Some(abi::int(id)),
+            P_ALL | P_PGID => None,
             _ => return Err(Errno(libc::EINVAL)),
         };
-        let Some(child) = child else {
-            return Err(Errno(libc::ECHILD));
-        };
-        let status = self.children.get(&child).copied().unwrap_or(0);
+        let (child, end) = self.ended_child(wanted).ok_or(Errno(libc::ECHILD))?;
         if options & WEXITED == 0 {
             // Only stopped or continued children were asked for: there are none.
             return if options & WNOHANG != 0 {
@@ -364,11 +355,7 @@ impl Kernel {
             };
         }
         if infop != 0 {
-            let (code, value) = if status & 0x7f == 0 {
-                (CLD_EXITED, (status >> 8) & 0xff)
-            } else {
-                (CLD_KILLED, status & 0x7f)
-            };
+            let (code, value) = end.code_and_status();
             // si_signo, si_errno, si_code, padding, si_pid, si_uid, si_status; the rest zero.
             let mut info = [0u8; 128];
             let fields = [
@@ -391,6 +378,16 @@ impl Kernel {
             self.children.remove(&child);
         }
         Ok(0)
+    }
+
+    /// The ended child `wait4` or `waitid` reports: `pid` (none if it is no ended child),
+    /// or with `None` any, the lowest pid first.
+    fn ended_child(&self, pid: Option<i32>) -> Option<(u32, ChildEnd)> {
+        let child = match pid {
+            Some(pid) => u32::try_from(pid).ok()?,
+            None => *self.children.keys().next()?,
+        };
+        self.children.get(&child).map(|&end| (child, end))
     }
 
     /// The running process's pid.

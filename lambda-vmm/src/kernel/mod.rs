@@ -216,7 +216,7 @@ pub struct Kernel {
     pid: u32,
     ppid: u32,
     /// Its children that ended and are not reaped yet, with their `wait4` status.
-    children: BTreeMap<u32, i32>,
+    children: BTreeMap<u32, ChildEnd>,
     /// The Runtime API connections it inherited from its parent, which its closing them
     /// leaves open.
     borrowed: std::collections::BTreeSet<lambda_core::runtime_api::ConnectionId>,
