@@ -225,7 +225,6 @@ impl Kernel {
         self.threads = self.threads.for_child(caller, pid, clear_child_tid);
         self.ppid = self.pid;
         self.pid = pid;
-        self.pipes.set_child_running(true);
         self.blocked_since = None;
         self.wake_at = None;
         Some(NewProcess {
@@ -266,7 +265,6 @@ impl Kernel {
         self.children = parent.children;
         self.borrowed = parent.borrowed;
         self.umask = parent.umask;
-        self.pipes.set_child_running(!self.parents.is_empty());
         self.blocked_since = None;
         self.wake_at = None;
         let Some(end) = end else {

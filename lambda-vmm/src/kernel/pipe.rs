@@ -37,9 +37,6 @@ pub(super) struct Pipes {
     next_id: u64,
     /// Bytes buffered in all pipes.
     buffered: usize,
-    /// Whether a child process runs while its parent waits: then a pipe holds up to
-    /// [`PIPE_BYTES_MAX`], as the parent reading it cannot run until the child ends.
-    child_running: bool,
 }
 
 /// Which end of which pipe a descriptor is.
@@ -64,8 +61,9 @@ pub(super) struct PipeReadiness {
 }
 
 impl Pipes {
-    /// How a pipe end reads for readiness.
-    pub(super) fn readiness(&self, end: PipeEnd) -> PipeReadiness {
+    /// How a pipe end reads for readiness, for pipes of `capacity` bytes
+    /// ([`Kernel::pipe_capacity`]).
+    pub(super) fn readiness(&self, end: PipeEnd, capacity: usize) -> PipeReadiness {
         let Some(pipe) = self.pipes.get(&end.id) else {
             return PipeReadiness {
                 readable: false,
@@ -77,7 +75,7 @@ impl Pipes {
         if end.write {
             PipeReadiness {
                 readable: false,
-                writable: pipe.readers == 0 || self.room(pipe) > 0,
+                writable: pipe.readers == 0 || self.room(pipe, capacity) > 0,
                 hangup: pipe.readers == 0,
                 generation: 0,
             }
@@ -91,18 +89,8 @@ impl Pipes {
         }
     }
 
-    /// Says whether a child process runs while its parent waits (see `fork.rs`).
-    pub(super) fn set_child_running(&mut self, running: bool) {
-        self.child_running = running;
-    }
-
-    /// Bytes `pipe` can take now.
-    fn room(&self, pipe: &Pipe) -> usize {
-        let capacity = if self.child_running {
-            PIPE_BYTES_MAX
-        } else {
-            PIPE_CAPACITY
-        };
+    /// Bytes `pipe`, of `capacity` bytes, can take now.
+    fn room(&self, pipe: &Pipe, capacity: usize) -> usize {
         capacity
             .saturating_sub(pipe.buffer.len())
             .min(PIPE_BYTES_MAX.saturating_sub(self.buffered))
@@ -170,6 +158,17 @@ const O_NONBLOCK: u64 = libc::O_NONBLOCK as u64;
 const O_CLOEXEC: u64 = libc::O_CLOEXEC as u64;
 
 impl Kernel {
+    /// Bytes a pipe holds: [`PIPE_CAPACITY`], or while a child process runs (its parent
+    /// waiting, `fork.rs`) up to [`PIPE_BYTES_MAX`], as the parent reading it cannot run
+    /// until the child ends.
+    pub(super) fn pipe_capacity(&self) -> usize {
+        if self.parents.is_empty() {
+            PIPE_CAPACITY
+        } else {
+            PIPE_BYTES_MAX
+        }
+    }
+
     /// `pipe2(fds, flags)` (and `pipe`, with no flags): the read end in `fds[0]`, the write
     /// end in `fds[1]`.
     pub(super) fn pipe2(&mut self, memory: &GuestMemory, fds: u64, flags: u64) -> SysResult {
@@ -261,7 +260,7 @@ impl Kernel {
         if count == 0 {
             return Ok(0);
         }
-        let room = self.pipes.room(pipe);
+        let room = self.pipes.room(pipe, self.pipe_capacity());
         // A write of at most PIPE_BUF bytes goes in whole or not at all.
         if room == 0 || (abi::size(count) <= PIPE_BUF && room < abi::size(count)) {
             return self.would_block(nonblocking);

@@ -84,8 +84,9 @@ impl Kernel {
                 generation: event.writes,
             },
             Object::UnixStream(end) => {
-                let read = end.rx.map(|rx| self.pipes.readiness(rx));
-                let write = end.tx.map(|tx| self.pipes.readiness(tx));
+                let capacity = self.pipe_capacity();
+                let read = end.rx.map(|rx| self.pipes.readiness(rx, capacity));
+                let write = end.tx.map(|tx| self.pipes.readiness(tx, capacity));
                 Readiness {
                     // A direction shut down reads as end of file, or a write that fails now.
                     readable: read.as_ref().is_none_or(|r| r.readable),
@@ -95,7 +96,7 @@ impl Kernel {
                 }
             }
             Object::Pipe(end) => {
-                let pipe = self.pipes.readiness(*end);
+                let pipe = self.pipes.readiness(*end, self.pipe_capacity());
                 Readiness {
                     readable: pipe.readable,
                     writable: pipe.writable,
