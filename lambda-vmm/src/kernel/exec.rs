@@ -102,7 +102,7 @@ impl Kernel {
                 _ => return Err(Errno(libc::EACCES)),
             }
         } else {
-            self.resolve(memory, dirfd, path)?
+            self.resolve_read(dirfd, &raw)?
         };
         let mut budget = MAX_ARG_BYTES;
         let mut argv = read_strings(memory, argv, &mut budget)?;

@@ -121,7 +121,11 @@ impl Kernel {
         dirfd: u64,
         path: u64,
     ) -> Result<String, Errno> {
-        let raw = read_path(memory, path)?;
+        self.resolve_read(dirfd, &read_path(memory, path)?)
+    }
+
+    /// [`Kernel::resolve`] for a path already read from guest memory.
+    pub(super) fn resolve_read(&self, dirfd: u64, raw: &[u8]) -> Result<String, Errno> {
         let base = if raw.starts_with(b"/") || abi::int(dirfd) == libc::AT_FDCWD {
             self.cwd.clone()
         } else {
@@ -130,7 +134,7 @@ impl Kernel {
                 _ => return Err(errno(libc::ENOTDIR)),
             }
         };
-        vfs::normalize(&base, &raw)
+        vfs::normalize(&base, raw)
     }
 
     pub(super) fn read(
