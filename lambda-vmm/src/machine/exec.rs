@@ -16,6 +16,7 @@ use lambda_core::{Signal, Stop};
 
 use super::core::Core;
 use super::cpus::Cpu;
+use super::tasks::Tasks;
 use super::{Flow, Settled, random_seed};
 use crate::error::VmmError;
 use crate::kernel::{Errno, Kernel};
@@ -84,7 +85,7 @@ impl Core<'_> {
         // The point of no return: from here a failure ends the program, as Linux kills a
         // process whose exec fails after its old memory is gone.
         let leader = self.kernel.finish_exec(image.exe_path());
-        self.tasks.restart(leader, cpu.slot(), 0);
+        *self.tasks = Tasks::only(leader, cpu.slot(), 0);
         cpu.current = Some(leader);
         cpu.loaded = Some(leader);
         cpu.last_fault = (0, 0);

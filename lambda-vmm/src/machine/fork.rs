@@ -40,7 +40,8 @@ fn error(errno: i32) -> u64 {
 }
 
 impl Core<'_> {
-    /// Host bytes the waiting parents' memory copies hold, with `more`.
+    /// Whether the waiting parents' memory copies, with `more`, stay within the function's
+    /// memory size.
     fn copies_fit(&self, more: &MemoryCopy) -> bool {
         let held: u64 = self
             .parents
@@ -94,8 +95,7 @@ impl Core<'_> {
             task.fpu = Some(fpu);
         }
         let child_fs_base = child.tls.unwrap_or(fs_base);
-        let mut tasks = Tasks::new(child.pid);
-        tasks.restart(child.pid, cpu.slot(), child_fs_base);
+        let tasks = Tasks::only(child.pid, cpu.slot(), child_fs_base);
         let parent_tasks = std::mem::replace(self.tasks, tasks);
         self.parents.push(WaitingParent {
             tasks: parent_tasks,

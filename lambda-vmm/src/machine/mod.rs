@@ -142,7 +142,7 @@ impl Machine {
         let mut kernel = Kernel::new(make_setup(vm.vcpus[0].tsc_offset()));
         kernel.set_exe(image.exe_path());
         kernel.set_cpus(max_cpus as u32);
-        let tasks = Tasks::new(kernel.current_thread());
+        let tasks = Tasks::only(kernel.current_thread(), 0, 0);
         let mut cpus: Vec<Cpu> = vm.vcpus.drain(..).map(Cpu::new).collect();
         cpus[0].current = Some(kernel.current_thread());
         cpus[0].loaded = cpus[0].current;

@@ -77,32 +77,19 @@ pub(super) struct Tasks {
 }
 
 impl Tasks {
-    /// The first thread, `tid`, running on vCPU 0, which holds its state.
-    pub fn new(tid: u32) -> Tasks {
+    /// One thread, `tid`, running on vCPU `cpu`, which holds its state, with FS base
+    /// `fs_base`: a program's first thread (at its start or after `execve`), or a child
+    /// process's.
+    pub fn only(tid: u32, cpu: usize, fs_base: u64) -> Tasks {
         let first = Task {
-            fs_base: 0,
+            fs_base,
             fpu: None,
-            state: TaskState::Running { cpu: 0 },
+            state: TaskState::Running { cpu },
         };
         Tasks {
             tasks: BTreeMap::from([(tid, first)]),
             last: tid,
         }
-    }
-
-    /// After `execve`, or for a child process: `tid` is the only thread, running on vCPU
-    /// `cpu`, which holds its state, with FS base `fs_base`.
-    pub fn restart(&mut self, tid: u32, cpu: usize, fs_base: u64) {
-        self.tasks.clear();
-        self.tasks.insert(
-            tid,
-            Task {
-                fs_base,
-                fpu: None,
-                state: TaskState::Running { cpu },
-            },
-        );
-        self.last = tid;
     }
 
     /// How many threads there are.
