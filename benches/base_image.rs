@@ -32,7 +32,7 @@ use lambda::core::{
     Backend, CodeLocation, Contract, ExecutionEnvironment, FunctionConfig, Invocation,
 };
 use lambda::vmm::{MicroVmBackend, ProcessBackend, wait_for_teardown};
-use measure::{Cost, child_process_run, meminfo, print_table, sample, timed};
+use measure::{Cost, child_process_run, meminfo, print_table, sample, timed, write_zip};
 
 const RUNS: usize = 100;
 const WARMUP: usize = 10;
@@ -59,17 +59,13 @@ fn image() -> PathBuf {
 
 /// The Python function zipped as Lambda takes it.
 fn python_zip() -> PathBuf {
-    use std::io::Write;
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("functions/python");
     let path = std::env::temp_dir().join(format!("bench-python-{}.zip", std::process::id()));
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).expect("zip"));
-    for name in ["bootstrap", "lambda_function.py"] {
-        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-        zip.start_file(name, options).expect("zip");
-        zip.write_all(&std::fs::read(source.join(name)).expect("read"))
-            .expect("zip");
-    }
-    zip.finish().expect("zip");
+    let files: Vec<(&str, Vec<u8>)> = ["bootstrap", "lambda_function.py"]
+        .into_iter()
+        .map(|name| (name, std::fs::read(source.join(name)).expect("read")))
+        .collect();
+    write_zip(&path, &files);
     path
 }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group};
 use lambda::core::{CodeLocation, Contract, FunctionConfig, Invocation};
 use lambda::vmm::{MicroVmBackend, wait_for_teardown};
-use measure::{Cost, child_command_run, print_table, sample, timed};
+use measure::{Cost, child_command_run, print_table, sample, timed, write_zip};
 
 const RUNS: usize = 60;
 const WARMUP: usize = 5;
@@ -55,17 +55,16 @@ fn task_root() -> PathBuf {
 
 /// The files of `root` named `names`, zipped as a function (`names[0]` as `bootstrap`).
 fn zip(root: &Path, names: &[&str]) -> PathBuf {
-    use std::io::Write;
     let path = root.join(format!("{}.zip", names[0]));
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).expect("zip"));
-    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-    for (index, name) in names.iter().enumerate() {
-        let entry = if index == 0 { "bootstrap" } else { name };
-        zip.start_file(entry, options).expect("zip");
-        zip.write_all(&std::fs::read(root.join(name)).expect("read"))
-            .expect("zip");
-    }
-    zip.finish().expect("zip");
+    let files: Vec<(&str, Vec<u8>)> = names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let entry = if index == 0 { "bootstrap" } else { name };
+            (entry, std::fs::read(root.join(name)).expect("read"))
+        })
+        .collect();
+    write_zip(&path, &files);
     path
 }
 

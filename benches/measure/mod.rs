@@ -179,3 +179,15 @@ pub fn print_table(title: &str, baseline: &Side, sides: &[&Side]) {
         );
     }
 }
+
+/// Writes a function's zip at `path`: each `(entry, contents)`, executable.
+pub fn write_zip(path: &std::path::Path, files: &[(&str, Vec<u8>)]) {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).expect("zip"));
+    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    for (entry, contents) in files {
+        zip.start_file(*entry, options).expect("zip");
+        zip.write_all(contents).expect("zip");
+    }
+    zip.finish().expect("zip");
+}
