@@ -108,8 +108,14 @@ impl AddressSpace {
             let Some(content) = copy.bytes.get(from..from.saturating_add(PAGE_BYTES)) else {
                 break;
             };
-            self.populate(physical, page)?;
-            let frame = self.frame_of(physical, page).ok_or(OutOfMemory)?;
+            // A window or chunk populated for an earlier page may hold this one already.
+            let frame = match self.frame_of(physical, page) {
+                Some(frame) => frame,
+                None => {
+                    self.populate(physical, page)?;
+                    self.frame_of(physical, page).ok_or(OutOfMemory)?
+                }
+            };
             physical.write(frame, content);
         }
         for &(start, vma) in &copy.mappings {
