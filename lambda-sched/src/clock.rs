@@ -108,9 +108,8 @@ fn duration_to_nanos(duration: Duration) -> u64 {
 /// `timestamp` of an invocation record: `2024-01-01T00:00:00.000Z`.
 pub fn format_timestamp(time: Duration) -> String {
     let secs = time.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
     let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = lambda_core::calendar::civil_date(secs / 86_400);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
@@ -118,21 +117,6 @@ pub fn format_timestamp(time: Duration) -> String {
         rem % 60,
         time.subsec_millis()
     )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

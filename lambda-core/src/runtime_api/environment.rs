@@ -68,25 +68,8 @@ pub fn function_arn(config: &FunctionConfig) -> String {
 /// started at `unix_seconds` (UTC). `instance` tells environments apart (Lambda uses 32 hex
 /// digits).
 pub fn log_stream_name(unix_seconds: u64, version: &str, instance: &str) -> String {
-    let (year, month, day) = civil_date(unix_seconds / 86_400);
+    let (year, month, day) = crate::calendar::civil_date(unix_seconds / 86_400);
     format!("{year:04}/{month:02}/{day:02}/[{version}]{instance}")
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`). The day count comes from the host's clock, never from a guest, and the
-/// arithmetic cannot overflow for any date before the year 50 billion.
-#[allow(clippy::arithmetic_side_effects)]
-fn civil_date(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The variables a function's runtime starts with, sorted by name: Lambda's reserved
