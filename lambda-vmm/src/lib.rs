@@ -70,6 +70,13 @@ pub use snapshot::{QUIESCE_TIMEOUT, Snapshot, SnapshotError};
 pub use vm::teardown::wait_for_teardown;
 pub use vm::{AllocError, KickError, KvmUnavailable, VmError};
 
+/// Reads a function's code as an environment will (a zip must hold a `bootstrap`; the
+/// limits on unzipped code apply), so a front end can refuse a bad package when it is
+/// uploaded instead of at its first invocation.
+pub fn check_package(code: &lambda_core::CodeLocation) -> Result<(), LoadError> {
+    program::read_package(code).map(|_| ())
+}
+
 /// Whether KVM can be used on this host, and if not, why.
 pub fn kvm_available() -> Result<(), KvmUnavailable> {
     vm::kvm::context().map(|_| ())
