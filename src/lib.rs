@@ -13,3 +13,6 @@
 pub use lambda_core as core;
 pub use lambda_sched as sched;
 pub use lambda_vmm as vmm;
+
+#[cfg(feature = "gateway")]
+pub mod gateway;

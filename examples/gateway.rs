@@ -1,0 +1,132 @@
+//! Lambda's HTTP API on a local port, so the AWS CLI, boto3 and the other AWS SDKs can drive
+//! the engine:
+//!
+//! ```text
+//! cargo run --release --example gateway -- --listen 127.0.0.1:9000 [--backend kvm|process]
+//!                                          [--base-image DIR] [--code-dir DIR]
+//! ```
+//!
+//! Then, with any credentials (they are not checked):
+//!
+//! ```text
+//! export AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1
+//! aws --endpoint-url http://127.0.0.1:9000 lambda create-function --function-name echo \
+//!     --runtime provided.al2023 --role arn:aws:iam::000000000000:role/x \
+//!     --handler bootstrap --zip-file fileb://function.zip
+//! aws --endpoint-url http://127.0.0.1:9000 lambda invoke --function-name echo \
+//!     --cli-binary-format raw-in-base64-out --payload '{"hi":1}' out.json
+//! curl http://127.0.0.1:9000/url/echo/some/path?q=1
+//! ```
+//!
+//! Functions run in KVM micro-VMs; without a usable `/dev/kvm` (or with `--backend process`)
+//! the example falls back to the development backend (child processes, no isolation) and
+//! says so. `--base-image DIR` (built by `functions/base-image/build.sh`) is given to
+//! functions created with runtime `provided.al2023` or `provided.al2`, so their `bootstrap`
+//! may be a script or a dynamically linked program. It serves until it is killed (Ctrl-C);
+//! exit status 2 means a usage or setup error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use lambda::core::Backend;
+use lambda::gateway::{Gateway, GatewayConfig};
+use lambda::sched::Service;
+use lambda::vmm::{MicroVmBackend, ProcessBackend};
+
+const USAGE: &str = "usage: gateway [--listen ADDR:PORT] [--backend kvm|process] \
+                     [--base-image DIR] [--code-dir DIR]";
+
+struct Options {
+    listen: SocketAddr,
+    backend: Option<String>,
+    base_image: Option<PathBuf>,
+    code_dir: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+        backend: None,
+        base_image: None,
+        code_dir: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
+        match arg.as_str() {
+            "--listen" => {
+                let text = value("an address such as 127.0.0.1:9000")?;
+                options.listen = text
+                    .parse()
+                    .map_err(|e| format!("--listen: {text:?}: {e}"))?;
+            }
+            "--backend" => {
+                let name = value("kvm or process")?;
+                if name != "kvm" && name != "process" {
+                    return Err(format!("--backend: {name:?} is not kvm or process"));
+                }
+                options.backend = Some(name);
+            }
+            "--base-image" => options.base_image = Some(value("a directory")?.into()),
+            "--code-dir" => options.code_dir = Some(value("a directory")?.into()),
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(options)
+}
+
+/// The micro-VM backend, or the process backend when asked for or when KVM is unusable.
+fn backend(choice: Option<&str>) -> Arc<dyn Backend> {
+    if choice == Some("process") {
+        return Arc::new(ProcessBackend::new());
+    }
+    match MicroVmBackend::new() {
+        Ok(kvm) => Arc::new(kvm),
+        Err(error) => {
+            eprintln!(
+                "warning: KVM is unusable ({error}); falling back to the development backend: \
+                 functions run as child processes of this user, WITHOUT isolation"
+            );
+            Arc::new(ProcessBackend::new())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let backend = backend(options.backend.as_deref());
+    let backend_name = backend.name().to_string();
+    let service = match Service::builder(backend).build() {
+        Ok(service) => Arc::new(service),
+        Err(error) => {
+            eprintln!("cannot start the service: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = GatewayConfig::new(options.listen);
+    config.base_image = options.base_image;
+    config.code_dir = options.code_dir;
+    let gateway = match Gateway::start(service, config) {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            eprintln!("cannot start the gateway: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let address = gateway.local_addr();
+    println!("Lambda API on http://{address} (backend: {backend_name}); Ctrl-C stops it");
+    println!("  aws --endpoint-url http://{address} lambda list-functions");
+    println!("  Function URLs: http://{address}/url/<function>/<path>");
+    loop {
+        std::thread::park();
+    }
+}

@@ -1,0 +1,46 @@
+//! A gateway's settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[cfg(doc)]
+use super::Gateway;
+
+/// Settings of a [`Gateway`].
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The address to listen on; port 0 picks a free port ([`Gateway::local_addr`] tells it).
+    pub listen: SocketAddr,
+    /// Where uploaded code is kept (one zip per upload). `None`: a private directory under
+    /// the system's temporary directory, removed when the gateway stops.
+    pub code_dir: Option<PathBuf>,
+    /// The base image given to functions created with a `provided.al2023` or `provided.al2`
+    /// runtime, so a `bootstrap` can be a dynamically linked program or a script (see
+    /// `docs/base-image.md`). `None`: functions run static programs only.
+    pub base_image: Option<PathBuf>,
+    /// Most connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (also the idle time of a
+    /// kept-alive connection).
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
+    /// Threads that run requests (an invocation holds one for as long as the function runs).
+    pub max_blocking_threads: usize,
+}
+
+impl GatewayConfig {
+    /// Defaults: 1,024 connections, 30 s for headers and for a body, 512 request threads.
+    pub fn new(listen: SocketAddr) -> Self {
+        GatewayConfig {
+            listen,
+            code_dir: None,
+            base_image: None,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            max_blocking_threads: 512,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! What every handler shares: the service, the gateway's own state, and reading a JSON body.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lambda_sched::Service;
+use serde::de::DeserializeOwned;
+
+use super::api_error::ApiError;
+use super::catalog::Catalog;
+use super::code_store::CodeStore;
+use super::message::Request;
+
+/// The service and the gateway's own state.
+#[derive(Debug)]
+pub(super) struct Context {
+    /// The service requests go to.
+    pub service: Arc<Service>,
+    /// Uploaded code.
+    pub store: CodeStore,
+    /// What the gateway shows of each function beyond the service's view.
+    pub catalog: Catalog,
+    /// The base image for `provided.al2023` and `provided.al2` functions.
+    pub base_image: Option<PathBuf>,
+}
+
+/// The request's JSON body as `T`; an empty body is `{}`.
+pub(super) fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    let body: &[u8] = if request.body.is_empty() {
+        b"{}"
+    } else {
+        &request.body
+    };
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::invalid_content(format!("Could not parse request body into json: {error}"))
+    })
+}

@@ -1,0 +1,56 @@
+//! Lambda's HTTP API over HTTP/1.1, so the AWS CLI, boto3 and the other AWS SDKs can drive
+//! a [`Service`](crate::sched::Service) (the `gateway` feature, on by default).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use lambda::gateway::{Gateway, GatewayConfig};
+//! use lambda::sched::Service;
+//! use lambda::vmm::MicroVmBackend;
+//!
+//! let service = Service::builder(Arc::new(MicroVmBackend::new()?)).build()?;
+//! let gateway = Gateway::start(Arc::new(service), GatewayConfig::new("127.0.0.1:9000".parse()?))?;
+//! println!("aws --endpoint-url http://{} lambda list-functions", gateway.local_addr());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Reading order
+//!
+//! A request goes through the files in this order:
+//! 1. `server`: the listener, one hyper HTTP/1.1 connection per client (keep-alive, header
+//!    and body timeouts, a cap on connections and on body sizes), each request handed to a
+//!    blocking thread;
+//! 2. `route`: method and path to an `Operation` with its path parameters, as
+//!    Lambda's REST API spells them;
+//! 3. `dispatch`: the operation meets its handler on a blocking thread;
+//! 4. the operations: `invoke` (Invoke), `functions` (the control plane), `function_url`
+//!    (Function URLs: an HTTP request becomes a payload-format-2.0 event and the function's
+//!    answer the HTTP response);
+//! 5. what they use: `context` (what handlers share), `shapes` (Lambda's JSON bodies),
+//!    `code_store` (uploaded zips on disk), `api_error` (Lambda's error responses),
+//!    `catalog` (what Lambda shows of a function beyond the service's view), `message` (the
+//!    request and response a handler sees), `time_format` (Lambda's timestamps); `config`
+//!    and `error` hold [`GatewayConfig`] and [`GatewayError`].
+//!
+//! Not served yet: `InvokeWithResponseStream`, Signature Version 4 checks (any credentials
+//! are accepted, as local emulators do), destinations in `PutFunctionEventInvokeConfig`,
+//! and code from S3 or container images (`Code.ZipFile` only). See `docs/gateway.md`.
+
+mod api_error;
+mod catalog;
+mod code_store;
+mod config;
+mod context;
+mod dispatch;
+mod error;
+mod function_url;
+mod functions;
+mod invoke;
+mod message;
+mod route;
+mod server;
+mod shapes;
+mod time_format;
+
+pub use config::GatewayConfig;
+pub use error::GatewayError;
+pub use server::Gateway;

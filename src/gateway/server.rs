@@ -1,0 +1,247 @@
+//! The listener and its connections: hyper serves HTTP/1.1 on a small tokio runtime; each
+//! request's body is read (within its limit and the body timeout) and the request is then
+//! run on a blocking thread, since the service's calls block for as long as a function runs.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use lambda_sched::Service;
+use tokio::sync::{Semaphore, watch};
+
+use super::api_error::ApiError;
+use super::catalog::Catalog;
+use super::code_store::CodeStore;
+use super::config::GatewayConfig;
+use super::context::Context;
+use super::dispatch::dispatch;
+use super::error::GatewayError;
+use super::message::{Request, Response};
+use super::route::route;
+
+/// A running server of Lambda's API. Dropping it (or [`Gateway::shutdown`]) stops it.
+#[derive(Debug)]
+pub struct Gateway {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Gateway {
+    /// Binds `config.listen` and serves `service` on it from background threads.
+    pub fn start(service: Arc<Service>, config: GatewayConfig) -> Result<Gateway, GatewayError> {
+        if config.max_connections == 0 || config.max_blocking_threads == 0 {
+            return Err(GatewayError::Config(
+                "max_connections and max_blocking_threads must be positive".into(),
+            ));
+        }
+        let context = Arc::new(Context {
+            service,
+            store: CodeStore::open(config.code_dir.as_deref())?,
+            catalog: Catalog::default(),
+            base_image: config.base_image.clone(),
+        });
+        let listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| GatewayError::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(GatewayError::Runtime)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(GatewayError::Runtime)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(config.max_blocking_threads)
+            .thread_name("lambda-gateway")
+            .enable_all()
+            .build()
+            .map_err(GatewayError::Runtime)?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(GatewayError::Runtime)?
+        };
+        let (stop, stopped) = watch::channel(false);
+        runtime.spawn(accept(listener, context, config, stopped));
+        Ok(Gateway {
+            local_addr,
+            stop,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// The address the gateway listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, closes connections and waits up to a second for requests in
+    /// progress (an invocation still running then finishes unobserved).
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Accepts connections until stopped, at most `max_connections` at once.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    context: Arc<Context>,
+    config: GatewayConfig,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stopped.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    // Out of descriptors, or a connection reset before it was accepted:
+                    // wait a little rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let context = context.clone();
+        let body_timeout = config.body_timeout;
+        let header_timeout = config.header_timeout;
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let context = context.clone();
+                async move { Ok::<_, Infallible>(serve(context, peer, body_timeout, request).await) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                // A client may stop writing once its request is sent and still wait for the
+                // answer.
+                .half_close(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stopped.changed() => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Answers one request.
+async fn serve(
+    context: Arc<Context>,
+    peer: SocketAddr,
+    body_timeout: Duration,
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let request_id = lambda_core::new_request_id();
+    let (parts, body) = request.into_parts();
+    let operation = match route(parts.method.as_str(), parts.uri.path()) {
+        Ok(operation) => operation,
+        Err(error) => return into_http(error.response(), &request_id, true),
+    };
+    let limit = operation.body_limit();
+    // A declared length over the limit is refused before any of the body is read.
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        let error = ApiError::too_large(limit, operation.name());
+        return into_http(error.response(), &request_id, true);
+    }
+    let collected = tokio::time::timeout(body_timeout, Limited::new(body, limit).collect()).await;
+    let body = match collected {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(error)) => {
+            let response = if error.is::<http_body_util::LengthLimitError>() {
+                ApiError::too_large(limit, operation.name())
+            } else {
+                ApiError::invalid_content(format!("the request body could not be read: {error}"))
+            };
+            return into_http(response.response(), &request_id, true);
+        }
+        Err(_) => {
+            let error = ApiError::invalid_content(format!(
+                "the request body did not arrive within {body_timeout:?}"
+            ));
+            return into_http(error.response(), &request_id, true);
+        }
+    };
+    let request = Request {
+        method: parts.method.as_str().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
+        body,
+        peer,
+        request_id: request_id.clone(),
+    };
+    let ran = tokio::task::spawn_blocking(move || dispatch(&context, operation, &request)).await;
+    let response = match ran {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error.response(),
+        // A handler panicked: this request fails, the gateway goes on.
+        Err(join) => {
+            ApiError::service(format!("the request failed inside the gateway: {join}")).response()
+        }
+    };
+    into_http(response, &request_id, false)
+}
+
+/// hyper's response for `response`; `close` ends the connection after it (a body was left
+/// unread).
+fn into_http(response: Response, request_id: &str, close: bool) -> hyper::Response<Full<Bytes>> {
+    let mut builder = hyper::Response::builder().status(response.status);
+    let mut has_id = false;
+    for (name, value) in &response.headers {
+        has_id |= name.eq_ignore_ascii_case("x-amzn-requestid");
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    if !has_id {
+        builder = builder.header("x-amzn-RequestId", request_id);
+    }
+    if close {
+        builder = builder.header("Connection", "close");
+    }
+    builder
+        .body(Full::new(Bytes::from(response.body)))
+        .unwrap_or_else(|error| {
+            // A handler produced a header hyper refuses (handlers check what guests send).
+            let message = format!("the gateway built an invalid response: {error}");
+            let body = ApiError::service(message).response().body;
+            let mut fallback = hyper::Response::new(Full::new(Bytes::from(body)));
+            *fallback.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            fallback
+        })
+}

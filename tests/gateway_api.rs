@@ -1,0 +1,417 @@
+//! Lambda's HTTP API as the gateway serves it, on the fake backend (no KVM needed): paths,
+//! headers, status codes and JSON shapes, Lambda's errors for bad requests, and a server
+//! that keeps serving through malformed, oversized, slow and half-closed connections.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::http::{Connection, request};
+use lambda::gateway::{Gateway, GatewayConfig};
+use lambda::sched::Service;
+use lambda::sched::fake::FakeBackend;
+
+const FUNCTIONS: &str = "/2015-03-31/functions";
+
+/// A gateway on a free loopback port over a service on the fake backend; slow clients are
+/// cut off after `timeout`.
+fn gateway(tag: &str, timeout: Duration) -> Gateway {
+    let service = Service::builder(FakeBackend::new()).build().unwrap();
+    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+    config.code_dir = Some(common::tempdir(tag));
+    config.header_timeout = timeout;
+    config.body_timeout = timeout;
+    Gateway::start(Arc::new(service), config).unwrap()
+}
+
+/// A zip holding `files`, base64.
+fn zip_base64(tag: &str, files: &[(&str, &[u8])]) -> String {
+    let dir = common::tempdir(&format!("{tag}-zip"));
+    let code = common::zip_package(&dir, "code.zip", files);
+    STANDARD.encode(std::fs::read(code.path()).unwrap())
+}
+
+fn create_body(name: &str, zip: &str) -> Vec<u8> {
+    serde_json::json!({
+        "FunctionName": name,
+        "Runtime": "provided.al2023",
+        "Role": "arn:aws:iam::000000000000:role/r",
+        "Handler": "bootstrap",
+        "Code": {"ZipFile": zip},
+        "MemorySize": 256,
+        "Timeout": 5,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn functions_are_created_invoked_and_deleted_over_http() {
+    let gateway = gateway("api-crud", Duration::from_secs(30));
+    let address = gateway.local_addr();
+    let zip = zip_base64("api-crud", &[("bootstrap", b"#!/bin/sh\n")]);
+
+    let created = request(address, "POST", FUNCTIONS, &[], &create_body("echo", &zip));
+    assert_eq!(created.status, 201, "{:?}", created);
+    let body = created.json();
+    assert_eq!(body["FunctionName"], "echo");
+    assert_eq!(body["MemorySize"], 256);
+    assert_eq!(body["Version"], "$LATEST");
+    assert_eq!(
+        body["FunctionArn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:echo"
+    );
+    assert_eq!(body["CodeSha256"].as_str().unwrap().len(), 44);
+
+    // RequestResponse: the fake echoes.
+    let invoked = request(
+        address,
+        "POST",
+        &format!("{FUNCTIONS}/echo/invocations"),
+        &[("X-Amz-Log-Type", "Tail")],
+        br#"{"hello":"world"}"#,
+    );
+    assert_eq!(invoked.status, 200);
+    assert_eq!(invoked.body, br#"{"hello":"world"}"#);
+    assert_eq!(invoked.header("x-amz-executed-version"), Some("$LATEST"));
+    assert!(invoked.header("x-amz-function-error").is_none());
+    let tail = STANDARD
+        .decode(invoked.header("x-amz-log-result").unwrap())
+        .unwrap();
+    assert!(std::str::from_utf8(&tail).is_ok(), "the log tail is text");
+    assert_eq!(invoked.header("x-amzn-requestid").unwrap().len(), 36);
+
+    // Event and DryRun; the function by ARN, percent-encoded.
+    let arn = "arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Aecho";
+    for (kind, status) in [("Event", 202), ("DryRun", 204)] {
+        let answer = request(
+            address,
+            "POST",
+            &format!("{FUNCTIONS}/{arn}/invocations"),
+            &[("X-Amz-Invocation-Type", kind)],
+            b"{}",
+        );
+        assert_eq!(answer.status, status, "{kind}: {answer:?}");
+    }
+
+    // Versions and an alias, then invoking the alias.
+    let v1 = request(
+        address,
+        "POST",
+        &format!("{FUNCTIONS}/echo/versions"),
+        &[],
+        b"{}",
+    );
+    assert_eq!((v1.status, v1.json()["Version"].as_str()), (201, Some("1")));
+    let alias = request(
+        address,
+        "POST",
+        &format!("{FUNCTIONS}/echo/aliases"),
+        &[],
+        br#"{"Name":"live","FunctionVersion":"1","Description":"prod"}"#,
+    );
+    assert_eq!(alias.status, 201);
+    assert_eq!(alias.json()["Description"], "prod");
+    let via_alias = request(
+        address,
+        "POST",
+        &format!("{FUNCTIONS}/echo/invocations?Qualifier=live"),
+        &[],
+        b"1",
+    );
+    assert_eq!(via_alias.header("x-amz-executed-version"), Some("1"));
+    let listed = request(address, "GET", &format!("{FUNCTIONS}/"), &[], b"").json();
+    assert_eq!(listed["Functions"].as_array().unwrap().len(), 1);
+
+    // Reserved concurrency 0: throttled with Lambda's reason.
+    let put = request(
+        address,
+        "PUT",
+        "/2017-10-31/functions/echo/concurrency",
+        &[],
+        br#"{"ReservedConcurrentExecutions":0}"#,
+    );
+    assert_eq!(put.status, 200);
+    let throttled = request(
+        address,
+        "POST",
+        &format!("{FUNCTIONS}/echo/invocations"),
+        &[],
+        b"{}",
+    );
+    assert_eq!(throttled.status, 429);
+    assert_eq!(throttled.error_type(), Some("TooManyRequestsException"));
+    assert_eq!(
+        throttled.json()["Reason"],
+        "ReservedFunctionConcurrentInvocationLimitExceeded"
+    );
+    assert!(throttled.header("retry-after").is_some());
+
+    let deleted = request(address, "DELETE", &format!("{FUNCTIONS}/echo"), &[], b"");
+    assert_eq!(deleted.status, 204);
+    let gone = request(address, "GET", &format!("{FUNCTIONS}/echo"), &[], b"");
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.error_type(), Some("ResourceNotFoundException"));
+    assert!(gone.json()["message"].as_str().unwrap().contains("echo"));
+    gateway.shutdown();
+}
+
+#[test]
+fn bad_requests_get_lambdas_errors_and_the_server_keeps_serving() {
+    let gateway = gateway("api-bad", Duration::from_secs(30));
+    let address = gateway.local_addr();
+    let zip = zip_base64("api-bad", &[("bootstrap", b"#!/bin/sh\n")]);
+    assert_eq!(
+        request(address, "POST", FUNCTIONS, &[], &create_body("f", &zip)).status,
+        201
+    );
+    let invocations = format!("{FUNCTIONS}/f/invocations");
+    // method, path, headers, body, then the status and error type expected.
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            FUNCTIONS.into(),
+            vec![],
+            b"{not json".to_vec(),
+            400,
+            "InvalidRequestContentException",
+        ),
+        (
+            "POST",
+            FUNCTIONS.into(),
+            vec![],
+            create_body("g", "bm90IGEgemlw"),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            "POST",
+            FUNCTIONS.into(),
+            vec![],
+            create_body("h", &zip_base64("api-bad-h", &[("handler", b"x")])),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            "POST",
+            FUNCTIONS.into(),
+            vec![],
+            create_body("f", &zip),
+            409,
+            "ResourceConflictException",
+        ),
+        (
+            "POST",
+            FUNCTIONS.into(),
+            vec![],
+            create_body("bad name!", &zip),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            "POST",
+            invocations.clone(),
+            vec![],
+            b"{\"a\":".to_vec(),
+            400,
+            "InvalidRequestContentException",
+        ),
+        (
+            "POST",
+            format!("{FUNCTIONS}/nope/invocations"),
+            vec![],
+            b"{}".to_vec(),
+            404,
+            "ResourceNotFoundException",
+        ),
+        (
+            "POST",
+            format!("{invocations}?Qualifier=7"),
+            vec![],
+            b"{}".to_vec(),
+            404,
+            "ResourceNotFoundException",
+        ),
+        (
+            "POST",
+            invocations.clone(),
+            vec![("X-Amz-Invocation-Type", "Sometimes")],
+            b"{}".to_vec(),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            "POST",
+            invocations.clone(),
+            vec![("X-Amz-Invocation-Type", "Event")],
+            format!("\"{}\"", "x".repeat(1 << 20)).into_bytes(),
+            413,
+            "RequestTooLargeException",
+        ),
+        (
+            "GET",
+            invocations.clone(),
+            vec![],
+            vec![],
+            404,
+            "UnknownOperationException",
+        ),
+        (
+            "PATCH",
+            format!("{FUNCTIONS}/f"),
+            vec![],
+            vec![],
+            404,
+            "UnknownOperationException",
+        ),
+        (
+            "GET",
+            "/2015-03-31/nothing".into(),
+            vec![],
+            vec![],
+            404,
+            "UnknownOperationException",
+        ),
+        (
+            "PUT",
+            format!("{FUNCTIONS}/f/configuration"),
+            vec![],
+            br#"{"MemorySize":1}"#.to_vec(),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            "PUT",
+            "/2019-09-30/functions/f/provisioned-concurrency".into(),
+            vec![],
+            br#"{"ProvisionedConcurrentExecutions":1}"#.to_vec(),
+            400,
+            "InvalidParameterValueException",
+        ),
+    ];
+    for (method, path, headers, body, status, error) in cases {
+        let answer = request(address, method, &path, &headers, &body);
+        assert_eq!(
+            (answer.status, answer.error_type()),
+            (status, Some(error)),
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert!(answer.json()["message"].is_string());
+    }
+
+    // A synchronous payload over 6 MB is refused from its declared length, unread.
+    let mut big = Connection::open(address);
+    big.write(
+        format!(
+            "POST {invocations} HTTP/1.1\r\nHost: g\r\nContent-Length: {}\r\n\r\n",
+            6 * 1024 * 1024 + 1
+        )
+        .as_bytes(),
+    );
+    let refused = big.read().unwrap();
+    assert_eq!(refused.status, 413);
+    assert_eq!(refused.error_type(), Some("RequestTooLargeException"));
+
+    // Garbage instead of HTTP: the connection is closed, nothing else happens.
+    let mut garbage = Connection::open(address);
+    garbage.write(b"\x16\x03\x01 not http at all\r\n\r\n");
+    let _ = garbage.rest();
+
+    // A client that vanishes halfway through a request.
+    let mut vanished = Connection::open(address);
+    vanished.write(b"POST /2015-03-31/functions/f/invocations HTTP/1.1\r\nContent-Le");
+    drop(vanished);
+
+    // Half-closed: the request is whole, then the client stops writing; the answer comes.
+    let mut half = Connection::open(address);
+    half.send("POST", &invocations, &[], b"\"half\"");
+    half.shutdown_write();
+    let answer = half.read().unwrap();
+    assert_eq!(
+        (answer.status, answer.body.as_slice()),
+        (200, &b"\"half\""[..])
+    );
+
+    // Keep-alive: several requests on one connection.
+    let mut kept = Connection::open(address);
+    for i in 0..3 {
+        let payload = format!("{{\"n\":{i}}}");
+        kept.send("POST", &invocations, &[], payload.as_bytes());
+        assert_eq!(kept.read().unwrap().body, payload.as_bytes());
+    }
+    gateway.shutdown();
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    let gateway = gateway("api-slow", Duration::from_secs(1));
+    let address = gateway.local_addr();
+    // Headers that never finish: the connection is closed after the header timeout.
+    let mut slow_headers = Connection::open(address);
+    slow_headers.write(b"GET /2015-03-31/functions HTTP/1.1\r\nHost: g\r\n");
+    let rest = slow_headers.rest();
+    assert!(
+        rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    // A body that never finishes: Lambda's error, then the connection is closed.
+    let mut slow_body = Connection::open(address);
+    slow_body.write(
+        b"POST /2015-03-31/functions/f/invocations HTTP/1.1\r\nHost: g\r\nContent-Length: 10\r\n\r\n{\"a\"",
+    );
+    let answer = slow_body.read().unwrap();
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.error_type(), Some("InvalidRequestContentException"));
+    assert!(slow_body.rest().is_empty());
+    // The server still answers.
+    let listed = request(address, "GET", FUNCTIONS, &[], b"");
+    assert_eq!(listed.status, 200);
+    gateway.shutdown();
+}
+
+#[test]
+fn a_function_url_request_becomes_an_event() {
+    let gateway = gateway("api-url", Duration::from_secs(30));
+    let address = gateway.local_addr();
+    let zip = zip_base64("api-url", &[("bootstrap", b"#!/bin/sh\n")]);
+    assert_eq!(
+        request(address, "POST", FUNCTIONS, &[], &create_body("web", &zip)).status,
+        201
+    );
+    // The fake echoes the event, which is not a response object: a 200 with it as JSON.
+    let answer = request(
+        address,
+        "PUT",
+        "/url/web/items/42?x=1",
+        &[
+            ("Content-Type", "application/octet-stream"),
+            ("Cookie", "a=1"),
+        ],
+        &[0, 1, 2, 255],
+    );
+    assert_eq!(answer.status, 200);
+    let event = answer.json();
+    assert_eq!(event["version"], "2.0");
+    assert_eq!(event["rawPath"], "/items/42");
+    assert_eq!(event["requestContext"]["http"]["method"], "PUT");
+    assert_eq!(event["queryStringParameters"]["x"], "1");
+    assert_eq!(event["cookies"][0], "a=1");
+    assert_eq!(event["isBase64Encoded"], true);
+    assert_eq!(event["body"], STANDARD.encode([0u8, 1, 2, 255]));
+    let missing = request(address, "GET", "/url/nobody/", &[], b"");
+    assert_eq!(missing.status, 404);
+    gateway.shutdown();
+}
