@@ -4,9 +4,12 @@
 //! ```text
 //! cargo run --release --example gateway -- --listen 127.0.0.1:9000 [--backend kvm|process]
 //!                                          [--base-image DIR] [--code-dir DIR]
+//!                                          [--access-key-id ID --secret-access-key SECRET]
 //! ```
 //!
-//! Then, with any credentials (they are not checked):
+//! Then, with any credentials (they are not checked unless `--access-key-id` and
+//! `--secret-access-key` are given: then every API request must be signed with them, with
+//! Signature Version 4, as the AWS CLI and SDKs sign):
 //!
 //! ```text
 //! export AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1
@@ -31,18 +34,21 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use lambda::core::Backend;
-use lambda::gateway::{Gateway, GatewayConfig};
+use lambda::gateway::{Credentials, Gateway, GatewayConfig};
 use lambda::sched::Service;
 use lambda::vmm::{MicroVmBackend, ProcessBackend};
 
 const USAGE: &str = "usage: gateway [--listen ADDR:PORT] [--backend kvm|process] \
-                     [--base-image DIR] [--code-dir DIR]";
+                     [--base-image DIR] [--code-dir DIR] \
+                     [--access-key-id ID --secret-access-key SECRET]";
 
 struct Options {
     listen: SocketAddr,
     backend: Option<String>,
     base_image: Option<PathBuf>,
     code_dir: Option<PathBuf>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -51,6 +57,8 @@ fn parse_args() -> Result<Options, String> {
         backend: None,
         base_image: None,
         code_dir: None,
+        access_key_id: None,
+        secret_access_key: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -71,9 +79,14 @@ fn parse_args() -> Result<Options, String> {
             }
             "--base-image" => options.base_image = Some(value("a directory")?.into()),
             "--code-dir" => options.code_dir = Some(value("a directory")?.into()),
+            "--access-key-id" => options.access_key_id = Some(value("an access key id")?),
+            "--secret-access-key" => options.secret_access_key = Some(value("a secret")?),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
+    }
+    if options.access_key_id.is_some() != options.secret_access_key.is_some() {
+        return Err("--access-key-id and --secret-access-key go together".to_string());
     }
     Ok(options)
 }
@@ -115,6 +128,15 @@ fn main() -> ExitCode {
     let mut config = GatewayConfig::new(options.listen);
     config.base_image = options.base_image;
     config.code_dir = options.code_dir;
+    if let (Some(access_key_id), Some(secret_access_key)) =
+        (options.access_key_id, options.secret_access_key)
+    {
+        config.credentials = Some(Credentials {
+            access_key_id,
+            secret_access_key,
+        });
+    }
+    let signed = config.credentials.is_some();
     let gateway = match Gateway::start(service, config) {
         Ok(gateway) => gateway,
         Err(error) => {
@@ -123,7 +145,12 @@ fn main() -> ExitCode {
         }
     };
     let address = gateway.local_addr();
-    println!("Lambda API on http://{address} (backend: {backend_name}); Ctrl-C stops it");
+    let auth = if signed {
+        "requests must be signed with the given key"
+    } else {
+        "any credentials accepted"
+    };
+    println!("Lambda API on http://{address} (backend: {backend_name}; {auth}); Ctrl-C stops it");
     println!("  aws --endpoint-url http://{address} lambda list-functions");
     println!("  Function URLs: http://{address}/url/<function>/<path>");
     loop {

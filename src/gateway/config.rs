@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::signature::Credentials;
+
 #[cfg(doc)]
 use super::Gateway;
 
@@ -19,6 +21,11 @@ pub struct GatewayConfig {
     /// runtime, so a `bootstrap` can be a dynamically linked program or a script (see
     /// `docs/base-image.md`). `None`: functions run static programs only.
     pub base_image: Option<PathBuf>,
+    /// When set, every API request must carry an AWS Signature Version 4 made with these
+    /// credentials (any region; service `lambda`), else it is refused with 403
+    /// `InvalidSignatureException` or `UnrecognizedClientException`. `None` (the default)
+    /// accepts any credentials, as local emulators do. Function URLs are never signed.
+    pub credentials: Option<Credentials>,
     /// Most connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
     /// How long a client may take to send a request's headers (also the idle time of a
@@ -37,6 +44,7 @@ impl GatewayConfig {
             listen,
             code_dir: None,
             base_image: None,
+            credentials: None,
             max_connections: 1024,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),

@@ -10,6 +10,7 @@ use super::api_error::ApiError;
 use super::catalog::Catalog;
 use super::code_store::CodeStore;
 use super::message::Request;
+use super::signature::Credentials;
 
 /// The service and the gateway's own state.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub(super) struct Context {
     pub catalog: Catalog,
     /// The base image for `provided.al2023` and `provided.al2` functions.
     pub base_image: Option<PathBuf>,
+    /// The credentials requests must be signed with, if any.
+    pub credentials: Option<Credentials>,
 }
 
 /// The request's JSON body as `T`; an empty body is `{}`.

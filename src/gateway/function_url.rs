@@ -215,6 +215,7 @@ mod tests {
         }
         Request {
             method: "POST".into(),
+            path: "/url/web/a%20b".into(),
             query: query.map(str::to_string),
             headers,
             body: bytes::Bytes::copy_from_slice(body),

@@ -10,6 +10,8 @@ use serde::Serialize;
 pub(super) struct Request {
     /// The method, e.g. `POST`.
     pub method: String,
+    /// The path as sent (still percent-encoded).
+    pub path: String,
     /// The query string as sent, without `?`.
     pub query: Option<String>,
     /// The headers.

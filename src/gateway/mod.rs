@@ -31,9 +31,13 @@
 //!    request and response a handler sees), `time_format` (Lambda's timestamps); `config`
 //!    and `error` hold [`GatewayConfig`] and [`GatewayError`].
 //!
-//! Not served yet: `InvokeWithResponseStream`, Signature Version 4 checks (any credentials
-//! are accepted, as local emulators do), destinations in `PutFunctionEventInvokeConfig`,
-//! and code from S3 or container images (`Code.ZipFile` only). See `docs/gateway.md`.
+//! Requests are checked before they run: with [`GatewayConfig::credentials`] set, each must
+//! carry an AWS Signature Version 4 made with them (`signature`); without, any credentials
+//! are accepted, as local emulators accept them.
+//!
+//! Not served yet: `InvokeWithResponseStream`, destinations in
+//! `PutFunctionEventInvokeConfig`, and code from S3 or container images (`Code.ZipFile`
+//! only). See `docs/gateway.md`.
 
 mod api_error;
 mod catalog;
@@ -49,8 +53,10 @@ mod message;
 mod route;
 mod server;
 mod shapes;
+mod signature;
 mod time_format;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;
 pub use server::Gateway;
+pub use signature::Credentials;

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -24,7 +24,8 @@ use super::context::Context;
 use super::dispatch::dispatch;
 use super::error::GatewayError;
 use super::message::{Request, Response};
-use super::route::route;
+use super::route::{Operation, route};
+use super::signature::verify;
 
 /// A running server of Lambda's API. Dropping it (or [`Gateway::shutdown`]) stops it.
 #[derive(Debug)]
@@ -47,6 +48,7 @@ impl Gateway {
             store: CodeStore::open(config.code_dir.as_deref())?,
             catalog: Catalog::default(),
             base_image: config.base_image.clone(),
+            credentials: config.credentials.clone(),
         });
         let listener =
             std::net::TcpListener::bind(config.listen).map_err(|source| GatewayError::Listen {
@@ -201,13 +203,22 @@ async fn serve(
     };
     let request = Request {
         method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
         headers: parts.headers,
         body,
         peer,
         request_id: request_id.clone(),
     };
-    let ran = tokio::task::spawn_blocking(move || dispatch(&context, operation, &request)).await;
+    let ran = tokio::task::spawn_blocking(move || {
+        if let Some(credentials) = &context.credentials
+            && !matches!(operation, Operation::FunctionUrl(..))
+        {
+            verify(credentials, &request, SystemTime::now())?;
+        }
+        dispatch(&context, operation, &request)
+    })
+    .await;
     let response = match ran {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => error.response(),

@@ -53,6 +53,15 @@ pub(super) fn common_log(time: SystemTime) -> String {
     )
 }
 
+/// SigV4's `X-Amz-Date` form: `20261205T083000Z`.
+pub(super) fn compact(time: SystemTime) -> String {
+    let c = civil(time);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
 /// Milliseconds since the epoch.
 pub(super) fn epoch_millis(time: SystemTime) -> u64 {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
