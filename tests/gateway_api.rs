@@ -415,3 +415,142 @@ fn a_function_url_request_becomes_an_event() {
     assert_eq!(missing.status, 404);
     gateway.shutdown();
 }
+
+#[test]
+fn a_function_destination_receives_the_invocation_record() {
+    // A manual service: the test runs the async queue itself, so nothing depends on timing.
+    let service = Arc::new(
+        Service::builder(FakeBackend::new())
+            .manual()
+            .build()
+            .unwrap(),
+    );
+    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+    config.code_dir = Some(common::tempdir("api-destination"));
+    let gateway = Gateway::start(service.clone(), config).unwrap();
+    let address = gateway.local_addr();
+    let zip = zip_base64("api-destination", &[("bootstrap", b"#!/bin/sh\n")]);
+    for name in ["source", "target"] {
+        let created = request(address, "POST", FUNCTIONS, &[], &create_body(name, &zip));
+        assert_eq!(created.status, 201);
+    }
+    let settings = "/2019-09-25/functions/source/event-invoke-config";
+    let queue = br#"{"DestinationConfig":{"OnSuccess":{"Destination":"arn:aws:sqs:us-east-1:000000000000:q"}}}"#;
+    let refused = request(address, "PUT", settings, &[], queue);
+    assert_eq!(refused.error_type(), Some("InvalidParameterValueException"));
+    let missing = br#"{"DestinationConfig":{"OnSuccess":{"Destination":"arn:aws:lambda:us-east-1:000000000000:function:nobody"}}}"#;
+    let refused = request(address, "PUT", settings, &[], missing);
+    assert_eq!(refused.error_type(), Some("ResourceNotFoundException"));
+    let to_target = br#"{"MaximumRetryAttempts":0,"DestinationConfig":{"OnSuccess":{"Destination":"arn:aws:lambda:us-east-1:000000000000:function:target"}}}"#;
+    let put = request(address, "PUT", settings, &[], to_target);
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(
+        put.json()["DestinationConfig"]["OnSuccess"]["Destination"],
+        "arn:aws:lambda:us-east-1:000000000000:function:target"
+    );
+    // What the target receives, kept by an in-memory destination of its own.
+    let recorder = lambda::sched::Recorder::new();
+    service
+        .put_event_invoke_config(
+            "target",
+            None,
+            lambda::sched::EventInvokeConfig::default().with_on_success(recorder.clone()),
+        )
+        .unwrap();
+
+    let queued = request(
+        address,
+        "POST",
+        &format!("{FUNCTIONS}/source/invocations"),
+        &[("X-Amz-Invocation-Type", "Event")],
+        br#"{"order":7}"#,
+    );
+    assert_eq!(queued.status, 202);
+    service.run_pending(); // source runs; its record is queued for target
+    service.run_pending(); // target runs with the record
+    let records = recorder.items();
+    assert_eq!(records.len(), 1);
+    let delivered: serde_json::Value = serde_json::from_slice(&records[0].request_payload).unwrap();
+    assert_eq!(delivered["requestContext"]["condition"], "Success");
+    assert_eq!(delivered["requestPayload"]["order"], 7);
+    assert!(
+        delivered["requestContext"]["functionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":function:source")
+    );
+    gateway.shutdown();
+}
+
+#[test]
+fn uploaded_code_is_kept_while_a_version_runs_it_and_within_the_storage_limit() {
+    let service = Service::builder(FakeBackend::new())
+        .manual()
+        .build()
+        .unwrap();
+    let code_dir = common::tempdir("api-storage");
+    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+    config.code_dir = Some(code_dir.clone());
+    let zip = zip_base64("api-storage", &[("bootstrap", b"#!/bin/sh\n")]);
+    let zip_bytes = STANDARD.decode(&zip).unwrap().len() as u64;
+    config.max_code_bytes = 2 * zip_bytes; // room for two copies of the zip
+    let gateway = Gateway::start(Arc::new(service), config).unwrap();
+    let address = gateway.local_addr();
+    let files = || std::fs::read_dir(&code_dir).unwrap().count();
+    let code = format!("{FUNCTIONS}/f/code");
+    let update = format!("{{\"ZipFile\":\"{zip}\"}}");
+
+    assert_eq!(
+        request(address, "POST", FUNCTIONS, &[], &create_body("f", &zip)).status,
+        201
+    );
+    // An update replaces $LATEST's zip, which nothing else runs.
+    assert_eq!(
+        request(address, "PUT", &code, &[], update.as_bytes()).status,
+        200
+    );
+    assert_eq!(files(), 1);
+    // Published, the zip stays for version 1 when $LATEST gets a new one.
+    let published = request(
+        address,
+        "POST",
+        &format!("{FUNCTIONS}/f/versions"),
+        &[],
+        b"",
+    );
+    assert_eq!(published.status, 201);
+    assert_eq!(
+        request(address, "PUT", &code, &[], update.as_bytes()).status,
+        200
+    );
+    assert_eq!(files(), 2);
+    // Storage is full: $LATEST and version 1 hold two zips' worth.
+    let full = request(address, "POST", FUNCTIONS, &[], &create_body("g", &zip));
+    assert_eq!(
+        (full.status, full.error_type()),
+        (400, Some("CodeStorageExceededException"))
+    );
+    let settings = request(address, "GET", "/2016-08-19/account-settings", &[], b"").json();
+    assert_eq!(settings["AccountLimit"]["TotalCodeSize"], 2 * zip_bytes);
+    // Deleting version 1 frees its zip and its share of the storage.
+    let deleted = request(
+        address,
+        "DELETE",
+        &format!("{FUNCTIONS}/f?Qualifier=1"),
+        &[],
+        b"",
+    );
+    assert_eq!(deleted.status, 204);
+    assert_eq!(files(), 1);
+    assert_eq!(
+        request(address, "POST", FUNCTIONS, &[], &create_body("g", &zip)).status,
+        201
+    );
+    // Deleting the functions removes their code.
+    for name in ["f", "g"] {
+        let gone = request(address, "DELETE", &format!("{FUNCTIONS}/{name}"), &[], b"");
+        assert_eq!(gone.status, 204);
+    }
+    assert_eq!(files(), 0);
+    gateway.shutdown();
+}

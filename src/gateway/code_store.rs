@@ -15,6 +15,10 @@ use super::error::GatewayError;
 /// The largest zip accepted in a request, as Lambda's direct upload (50 MB).
 pub(super) const MAX_ZIP_BYTES: usize = 50 * 1024 * 1024;
 
+/// Lambda's default code storage per account (75 GB): the gateway's default limit on the
+/// zips it keeps.
+pub(super) const DEFAULT_MAX_CODE_BYTES: u64 = 75 * 1024 * 1024 * 1024;
+
 /// The directory uploads go to.
 #[derive(Debug)]
 pub(super) struct CodeStore {
@@ -59,8 +63,14 @@ impl CodeStore {
     }
 
     /// Decodes `zip_base64`, writes it for `function` and checks that it is a zip holding a
-    /// `bootstrap` within the limits on code.
-    pub fn store(&self, function: &str, zip_base64: &str) -> Result<StoredCode, ApiError> {
+    /// `bootstrap` within the limits on code; `room` is how many bytes of code storage are
+    /// left.
+    pub fn store(
+        &self,
+        function: &str,
+        zip_base64: &str,
+        room: u64,
+    ) -> Result<StoredCode, ApiError> {
         let zip = STANDARD.decode(zip_base64.trim()).map_err(|error| {
             ApiError::invalid_parameter(format!("Code.ZipFile is not base64: {error}"))
         })?;
@@ -70,6 +80,19 @@ impl CodeStore {
                 name: "RequestEntityTooLargeException",
                 message: format!(
                     "the zip has {} bytes; uploads hold at most {MAX_ZIP_BYTES}",
+                    zip.len()
+                ),
+                reason: None,
+                retry_after: None,
+            });
+        }
+        if zip.len() as u64 > room {
+            return Err(ApiError {
+                status: 400,
+                name: "CodeStorageExceededException",
+                message: format!(
+                    "Code storage limit exceeded: the zip has {} bytes and {room} are left; \
+                     delete unused functions or versions",
                     zip.len()
                 ),
                 reason: None,
@@ -97,6 +120,13 @@ impl CodeStore {
             sha256: STANDARD.encode(Sha256::digest(&zip)),
             size: zip.len() as u64,
         })
+    }
+
+    /// Removes one upload no version uses any more (a location outside the store is left).
+    pub fn remove(&self, code: &CodeLocation) {
+        if code.path().starts_with(&self.dir) {
+            let _ = std::fs::remove_file(code.path());
+        }
     }
 
     /// Removes every upload of a deleted function (names hold no `.`, so the prefix

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::code_store::DEFAULT_MAX_CODE_BYTES;
 use super::signature::Credentials;
 
 #[cfg(doc)]
@@ -26,6 +27,9 @@ pub struct GatewayConfig {
     /// `InvalidSignatureException` or `UnrecognizedClientException`. `None` (the default)
     /// accepts any credentials, as local emulators do. Function URLs are never signed.
     pub credentials: Option<Credentials>,
+    /// The most bytes of zips the gateway keeps (`AccountLimit.TotalCodeSize`; an upload
+    /// past it is refused with `CodeStorageExceededException`). Default: Lambda's 75 GB.
+    pub max_code_bytes: u64,
     /// Most connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
     /// How long a client may take to send a request's headers (also the idle time of a
@@ -45,6 +49,7 @@ impl GatewayConfig {
             code_dir: None,
             base_image: None,
             credentials: None,
+            max_code_bytes: DEFAULT_MAX_CODE_BYTES,
             max_connections: 1024,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),

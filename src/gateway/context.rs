@@ -23,6 +23,8 @@ pub(super) struct Context {
     pub catalog: Catalog,
     /// The base image for `provided.al2023` and `provided.al2` functions.
     pub base_image: Option<PathBuf>,
+    /// The most bytes of code the gateway keeps.
+    pub max_code_bytes: u64,
     /// The credentials requests must be signed with, if any.
     pub credentials: Option<Credentials>,
 }

@@ -1,15 +1,19 @@
 //! The control plane: functions, versions, aliases, concurrency and async settings, each
 //! operation a thin translation between Lambda's JSON and a [`Service`] call.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_core::FunctionConfig;
-use lambda_sched::{AliasInfo, AliasRouting, EventInvokeConfig, FunctionInfo, Version};
+use lambda_sched::{
+    AliasInfo, AliasRouting, Destination, EventInvokeConfig, FunctionInfo, Version,
+};
 use serde_json::json;
 
 use super::api_error::ApiError;
 use super::catalog::VersionMeta;
 use super::context::{Context, json_body};
+use super::function_destination::FunctionDestination;
 use super::message::{Request, Response};
 use super::route::{split_function, target};
 use super::shapes::{
@@ -168,6 +172,13 @@ fn apply(
         .map_err(|error| ApiError::invalid_parameter(error.to_string()))
 }
 
+/// The code storage left under the gateway's limit.
+fn room(context: &Context) -> u64 {
+    context
+        .max_code_bytes
+        .saturating_sub(context.catalog.total_code_size())
+}
+
 /// Publishes `$LATEST` and records the new version's particulars.
 fn publish(context: &Context, name: &str, description: &str) -> Result<FunctionInfo, ApiError> {
     let info = context.service.publish_version(name, description)?;
@@ -197,12 +208,12 @@ pub(super) fn create_function(context: &Context, request: &Request) -> Result<Re
     let mut config = FunctionConfig::new(&name, lambda_core::CodeLocation::Zip("".into()));
     config.base_image = context.base_image.clone();
     apply(context, &mut config, &settings)?;
-    let stored = context.store.store(&name, zip)?;
+    let stored = context.store.store(&name, zip, room(context))?;
     config.code = stored.location.clone();
     let info = match context.service.create_function(config) {
         Ok(info) => info,
         Err(error) => {
-            let _ = std::fs::remove_file(stored.location.path());
+            context.store.remove(&stored.location);
             return Err(error.into());
         }
     };
@@ -286,12 +297,29 @@ pub(super) fn delete_function(
     reference: &str,
 ) -> Result<Response, ApiError> {
     let (name, qualifier) = target(request, reference)?;
+    let code = match &qualifier {
+        Some(q) => Some(
+            context
+                .service
+                .get_function(&qualified(&name, Some(q)))?
+                .config
+                .code,
+        ),
+        None => None,
+    };
     context
         .service
         .delete_function(&name, qualifier.as_deref())?;
     context.catalog.remove(&name, qualifier.as_deref());
-    if qualifier.is_none() {
-        context.store.remove_function(&name);
+    match code {
+        None => context.store.remove_function(&name),
+        // A deleted version's zip goes unless $LATEST or another version runs it.
+        Some(code) => {
+            let versions = context.service.list_versions(&name)?;
+            if !versions.iter().any(|v| v.config.code == code) {
+                context.store.remove(&code);
+            }
+        }
     }
     Ok(Response::empty(204))
 }
@@ -331,18 +359,29 @@ pub(super) fn update_function_code(
     let code: FunctionCode = json_body(request)?;
     let (name, _) = split_function(reference);
     // Refuse an unknown function before keeping its code.
-    context.service.get_function(&name)?;
-    let stored = context.store.store(&name, zip_of(&code)?)?;
+    let previous = context.service.get_function(&name)?.config.code;
+    // $LATEST's share of the storage is its to replace.
+    let latest = context
+        .catalog
+        .get(&name, Version::Latest)
+        .map_or(0, |meta| meta.code_size);
+    let room = room(context).saturating_add(latest);
+    let stored = context.store.store(&name, zip_of(&code)?, room)?;
     let info = match context
         .service
         .update_function_code(&name, stored.location.clone())
     {
         Ok(info) => info,
         Err(error) => {
-            let _ = std::fs::remove_file(stored.location.path());
+            context.store.remove(&stored.location);
             return Err(error.into());
         }
     };
+    // The previous zip goes unless a published version still runs it.
+    let versions = context.service.list_versions(&name)?;
+    if !versions.iter().any(|v| v.config.code == previous) {
+        context.store.remove(&previous);
+    }
     context.catalog.update_latest(&name, |meta| {
         meta.code_sha256 = stored.sha256.clone();
         meta.code_size = stored.size;
@@ -612,17 +651,28 @@ pub(super) fn delete_provisioned(
     Ok(Response::empty(204))
 }
 
-/// Whether a `DestinationConfig` names any destination.
-fn names_a_destination(config: &serde_json::Value) -> bool {
-    ["OnSuccess", "OnFailure"].iter().any(|key| {
-        config[key]["Destination"]
+/// The destinations a `DestinationConfig` names (`OnSuccess`, `OnFailure`), as functions.
+fn destinations(
+    context: &Context,
+    config: Option<&serde_json::Value>,
+) -> Result<[Option<Arc<dyn Destination>>; 2], ApiError> {
+    let mut found: [Option<Arc<dyn Destination>>; 2] = [None, None];
+    let Some(config) = config else {
+        return Ok(found);
+    };
+    for (slot, key) in found.iter_mut().zip(["OnSuccess", "OnFailure"]) {
+        if let Some(arn) = config[key]["Destination"]
             .as_str()
-            .is_some_and(|d| !d.is_empty())
-    })
+            .filter(|d| !d.is_empty())
+        {
+            let weak = Arc::downgrade(&context.service);
+            *slot = Some(Arc::new(FunctionDestination::new(weak, arn)?));
+        }
+    }
+    Ok(found)
 }
 
-/// `PutFunctionEventInvokeConfig`: retries and maximum age. Destinations are refused: a
-/// host application sets them through [`lambda_sched::Service::put_event_invoke_config`].
+/// `PutFunctionEventInvokeConfig`: retries, maximum age and function destinations.
 pub(super) fn put_event_invoke_config(
     context: &Context,
     request: &Request,
@@ -630,16 +680,6 @@ pub(super) fn put_event_invoke_config(
 ) -> Result<Response, ApiError> {
     let body: EventInvokeSettings = json_body(request)?;
     let (name, qualifier) = target(request, reference)?;
-    if body
-        .destination_config
-        .as_ref()
-        .is_some_and(names_a_destination)
-    {
-        return Err(ApiError::invalid_parameter(
-            "destinations are not served by this gateway; set them through the Rust API \
-             (Service::put_event_invoke_config)",
-        ));
-    }
     let retries = body.maximum_retry_attempts.unwrap_or(2);
     if retries > 2 {
         return Err(ApiError::invalid_parameter(format!(
@@ -652,9 +692,12 @@ pub(super) fn put_event_invoke_config(
             "MaximumEventAgeInSeconds is 60-21600, not {age}"
         )));
     }
-    let config = EventInvokeConfig::default()
+    let [on_success, on_failure] = destinations(context, body.destination_config.as_ref())?;
+    let mut config = EventInvokeConfig::default()
         .with_maximum_retry_attempts(retries)
         .with_maximum_event_age(Duration::from_secs(age));
+    config.on_success = on_success;
+    config.on_failure = on_failure;
     context
         .service
         .put_event_invoke_config(&name, qualifier.as_deref(), config)?;
@@ -665,6 +708,7 @@ pub(super) fn put_event_invoke_config(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
+    let destination_config = body.destination_config.unwrap_or_else(|| json!({}));
     Ok(Response::json(
         200,
         &json!({
@@ -672,7 +716,7 @@ pub(super) fn put_event_invoke_config(
             "FunctionArn": info.arn,
             "MaximumRetryAttempts": retries,
             "MaximumEventAgeInSeconds": age,
-            "DestinationConfig": {},
+            "DestinationConfig": destination_config,
         }),
     ))
 }
@@ -689,7 +733,7 @@ pub(super) fn account_settings(context: &Context) -> Result<Response, ApiError> 
         200,
         &json!({
             "AccountLimit": {
-                "TotalCodeSize": 80u64 * 1024 * 1024 * 1024,
+                "TotalCodeSize": context.max_code_bytes,
                 "CodeSizeUnzipped": 250u64 * 1024 * 1024,
                 "CodeSizeZipped": super::code_store::MAX_ZIP_BYTES,
                 "ConcurrentExecutions": limit,

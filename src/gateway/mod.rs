@@ -28,16 +28,16 @@
 //! 5. what they use: `context` (what handlers share), `shapes` (Lambda's JSON bodies),
 //!    `code_store` (uploaded zips on disk), `api_error` (Lambda's error responses),
 //!    `catalog` (what Lambda shows of a function beyond the service's view), `message` (the
-//!    request and response a handler sees), `time_format` (Lambda's timestamps); `config`
+//!    request and response a handler sees), `time_format` (Lambda's timestamps),
+//!    `function_destination` (a function as an async destination); `config`
 //!    and `error` hold [`GatewayConfig`] and [`GatewayError`].
 //!
 //! Requests are checked before they run: with [`GatewayConfig::credentials`] set, each must
 //! carry an AWS Signature Version 4 made with them (`signature`); without, any credentials
 //! are accepted, as local emulators accept them.
 //!
-//! Not served yet: `InvokeWithResponseStream`, destinations in
-//! `PutFunctionEventInvokeConfig`, and code from S3 or container images (`Code.ZipFile`
-//! only). See `docs/gateway.md`.
+//! Not served yet: `InvokeWithResponseStream`, destinations other than functions, and code
+//! from S3 or container images (`Code.ZipFile` only). See `docs/gateway.md`.
 
 mod api_error;
 mod catalog;
@@ -46,6 +46,7 @@ mod config;
 mod context;
 mod dispatch;
 mod error;
+mod function_destination;
 mod function_url;
 mod functions;
 mod invoke;

@@ -49,6 +49,7 @@ impl Gateway {
             catalog: Catalog::default(),
             base_image: config.base_image.clone(),
             credentials: config.credentials.clone(),
+            max_code_bytes: config.max_code_bytes,
         });
         let listener =
             std::net::TcpListener::bind(config.listen).map_err(|source| GatewayError::Listen {
