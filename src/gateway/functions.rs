@@ -15,6 +15,7 @@ use super::catalog::VersionMeta;
 use super::context::{Context, json_body};
 use super::function_destination::FunctionDestination;
 use super::message::{Request, Response};
+use super::page::page;
 use super::route::{split_function, target};
 use super::shapes::{
     AliasConfiguration, AliasSettings, Concurrency, Environment, EphemeralStorage,
@@ -244,14 +245,14 @@ pub(super) fn create_function(context: &Context, request: &Request) -> Result<Re
 }
 
 /// `ListFunctions`.
-pub(super) fn list_functions(context: &Context) -> Result<Response, ApiError> {
+pub(super) fn list_functions(context: &Context, request: &Request) -> Result<Response, ApiError> {
     let functions: Vec<_> = context
         .service
         .list_functions()
         .iter()
         .map(|info| configuration(context, info))
         .collect();
-    Ok(Response::json(200, &json!({ "Functions": functions })))
+    Ok(Response::json(200, &page(request, "Functions", functions)?))
 }
 
 /// `GetFunction`.
@@ -412,7 +413,11 @@ pub(super) fn publish_version(
 }
 
 /// `ListVersionsByFunction`.
-pub(super) fn list_versions(context: &Context, reference: &str) -> Result<Response, ApiError> {
+pub(super) fn list_versions(
+    context: &Context,
+    request: &Request,
+    reference: &str,
+) -> Result<Response, ApiError> {
     let (name, _) = split_function(reference);
     let versions: Vec<_> = context
         .service
@@ -420,7 +425,7 @@ pub(super) fn list_versions(context: &Context, reference: &str) -> Result<Respon
         .iter()
         .map(|info| configuration(context, info))
         .collect();
-    Ok(Response::json(200, &json!({ "Versions": versions })))
+    Ok(Response::json(200, &page(request, "Versions", versions)?))
 }
 
 fn parse_version(text: &str) -> Result<Version, ApiError> {
@@ -547,7 +552,11 @@ pub(super) fn get_alias(
 }
 
 /// `ListAliases`.
-pub(super) fn list_aliases(context: &Context, reference: &str) -> Result<Response, ApiError> {
+pub(super) fn list_aliases(
+    context: &Context,
+    request: &Request,
+    reference: &str,
+) -> Result<Response, ApiError> {
     let (name, _) = split_function(reference);
     let aliases: Vec<_> = context
         .service
@@ -555,7 +564,7 @@ pub(super) fn list_aliases(context: &Context, reference: &str) -> Result<Respons
         .iter()
         .map(|alias| alias_configuration(context, &name, alias))
         .collect();
-    Ok(Response::json(200, &json!({ "Aliases": aliases })))
+    Ok(Response::json(200, &page(request, "Aliases", aliases)?))
 }
 
 /// `DeleteAlias`.

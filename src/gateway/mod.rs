@@ -29,7 +29,8 @@
 //!    `code_store` (uploaded zips on disk), `api_error` (Lambda's error responses),
 //!    `catalog` (what Lambda shows of a function beyond the service's view), `message` (the
 //!    request and response a handler sees), `time_format` (Lambda's timestamps),
-//!    `function_destination` (a function as an async destination); `config`
+//!    `function_destination` (a function as an async destination), `page` (lists in
+//!    pages); `config`
 //!    and `error` hold [`GatewayConfig`] and [`GatewayError`].
 //!
 //! Requests are checked before they run: with [`GatewayConfig::credentials`] set, each must
@@ -51,6 +52,7 @@ mod function_url;
 mod functions;
 mod invoke;
 mod message;
+mod page;
 mod route;
 mod server;
 mod shapes;

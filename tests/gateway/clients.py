@@ -94,6 +94,10 @@ v2 = client.publish_version(FunctionName="echo")
 assert v2["Version"] == "2", v2
 versions = [v["Version"] for v in client.list_versions_by_function(FunctionName="echo")["Versions"]]
 assert versions == ["$LATEST", "1", "2"], versions
+pages = client.get_paginator("list_versions_by_function").paginate(
+    FunctionName="echo", PaginationConfig={"PageSize": 1})
+paged = [v["Version"] for page in pages for v in page["Versions"]]
+assert paged == ["$LATEST", "1", "2"], paged
 config = client.get_function_configuration(FunctionName="echo", Qualifier="1")
 assert config["Environment"]["Variables"] == {"STAGE": "one"}, config
 
