@@ -24,7 +24,8 @@ pub(super) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, name: &'static str, message: impl Into<String>) -> Self {
+    /// A refusal with `status` and exception `name` (no throttle reason).
+    pub fn new(status: u16, name: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             name,

@@ -75,29 +75,25 @@ impl CodeStore {
             ApiError::invalid_parameter(format!("Code.ZipFile is not base64: {error}"))
         })?;
         if zip.len() > MAX_ZIP_BYTES {
-            return Err(ApiError {
-                status: 413,
-                name: "RequestEntityTooLargeException",
-                message: format!(
+            return Err(ApiError::new(
+                413,
+                "RequestEntityTooLargeException",
+                format!(
                     "the zip has {} bytes; uploads hold at most {MAX_ZIP_BYTES}",
                     zip.len()
                 ),
-                reason: None,
-                retry_after: None,
-            });
+            ));
         }
         if zip.len() as u64 > room {
-            return Err(ApiError {
-                status: 400,
-                name: "CodeStorageExceededException",
-                message: format!(
+            return Err(ApiError::new(
+                400,
+                "CodeStorageExceededException",
+                format!(
                     "Code storage limit exceeded: the zip has {} bytes and {room} are left; \
                      delete unused functions or versions",
                     zip.len()
                 ),
-                reason: None,
-                retry_after: None,
-            });
+            ));
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{function}.{n}.zip"));

@@ -7,7 +7,7 @@ use std::sync::Weak;
 use lambda_sched::{Destination, InvocationRecord, InvokeRequest, Service};
 
 use super::api_error::ApiError;
-use super::route::split_function;
+use super::route::{qualified, split_function};
 
 /// Sends invocation records to a function, by `Event` invocation.
 #[derive(Debug)]
@@ -33,11 +33,7 @@ impl FunctionDestination {
         }
         let (function, qualifier) = split_function(arn);
         if let Some(live) = service.upgrade() {
-            let reference = match &qualifier {
-                Some(q) => format!("{function}:{q}"),
-                None => function.clone(),
-            };
-            live.get_function(&reference)?;
+            live.get_function(&qualified(&function, qualifier.as_deref()))?;
         }
         Ok(FunctionDestination {
             service,

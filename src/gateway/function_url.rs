@@ -111,12 +111,12 @@ pub(super) fn event(request: &Request, function: &str, path: &str, now: SystemTi
 /// `cookies`, `body`, `isBase64Encoded`) is taken apart; any other answer is a 200 with the
 /// answer as a JSON body, as Lambda infers it.
 pub(super) fn response(payload: &[u8]) -> Result<Response, ApiError> {
-    let bad = |why: &str| ApiError {
-        status: 502,
-        name: "BadGateway",
-        message: format!("the function's answer is not a valid Function URL response: {why}"),
-        reason: None,
-        retry_after: None,
+    let bad = |why: &str| {
+        ApiError::new(
+            502,
+            "BadGateway",
+            format!("the function's answer is not a valid Function URL response: {why}"),
+        )
     };
     let value: Option<Value> = serde_json::from_slice(payload).ok();
     let object: Option<&Map<String, Value>> = value.as_ref().and_then(Value::as_object);

@@ -16,7 +16,7 @@ use super::context::{Context, json_body};
 use super::function_destination::FunctionDestination;
 use super::message::{Request, Response};
 use super::page::page;
-use super::route::{split_function, target};
+use super::route::{qualified, split_function, target};
 use super::shapes::{
     AliasConfiguration, AliasSettings, Concurrency, Environment, EphemeralStorage,
     EventInvokeSettings, FunctionCode, FunctionConfiguration, FunctionSettings,
@@ -26,13 +26,6 @@ use super::time_format::iso8601;
 
 /// The runtimes a zip may name: all of them run the zip's `bootstrap`.
 const RUNTIMES: [&str; 3] = ["provided.al2023", "provided.al2", "provided"];
-
-fn qualified(name: &str, qualifier: Option<&str>) -> String {
-    match qualifier {
-        Some(q) => format!("{name}:{q}"),
-        None => name.to_string(),
-    }
-}
 
 /// Lambda's `FunctionConfiguration` for a version the service holds.
 fn configuration(context: &Context, info: &FunctionInfo) -> FunctionConfiguration {

@@ -55,7 +55,7 @@ fn client_context(request: &Request) -> Result<Option<String>, ApiError> {
 }
 
 /// Refuses a payload that is not JSON, as Lambda does; an empty payload is allowed.
-pub(super) fn check_json(payload: &[u8]) -> Result<(), ApiError> {
+fn check_json(payload: &[u8]) -> Result<(), ApiError> {
     if payload.is_empty() {
         return Ok(());
     }

@@ -261,6 +261,14 @@ pub(super) fn target(
     }
 }
 
+/// `name:qualifier`, or `name` alone: the reference [`split_function`] takes apart.
+pub(super) fn qualified(name: &str, qualifier: Option<&str>) -> String {
+    match qualifier {
+        Some(q) => format!("{name}:{q}"),
+        None => name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

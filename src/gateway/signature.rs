@@ -33,13 +33,7 @@ impl std::fmt::Debug for Credentials {
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError {
-        status: 403,
-        name: "InvalidSignatureException",
-        message: message.into(),
-        reason: None,
-        retry_after: None,
-    }
+    ApiError::new(403, "InvalidSignatureException", message)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -177,23 +171,10 @@ fn parse_amz_date(text: &str) -> Option<SystemTime> {
     }
     let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
     let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
-    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
     if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    // Days since the epoch (the inverse of the calendar's civil_date).
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    let days = lambda_core::calendar::days_from_civil(year, month, day)?;
     let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
@@ -209,13 +190,11 @@ pub(super) fn verify(
         .ok_or_else(|| invalid("Missing Authentication Token: the request is not signed"))?;
     let auth = parse_authorization(header)?;
     if auth.access_key_id != credentials.access_key_id {
-        return Err(ApiError {
-            status: 403,
-            name: "UnrecognizedClientException",
-            message: "The security token included in the request is invalid.".into(),
-            reason: None,
-            retry_after: None,
-        });
+        return Err(ApiError::new(
+            403,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ));
     }
     let amz_date = request
         .header("x-amz-date")
