@@ -4,12 +4,14 @@
 //! ```text
 //! cargo run --release --example gateway -- --listen 127.0.0.1:9000 [--backend kvm|process]
 //!                                          [--base-image DIR] [--code-dir DIR]
-//!                                          [--access-key-id ID --secret-access-key SECRET]
+//!                                          [--access-key-id ID --secret-access-key SECRET
+//!                                           [--open-function-urls]]
 //! ```
 //!
 //! Then, with any credentials (they are not checked unless `--access-key-id` and
-//! `--secret-access-key` are given: then every API request must be signed with them, with
-//! Signature Version 4, as the AWS CLI and SDKs sign):
+//! `--secret-access-key` are given: then every request must be signed with them, with
+//! Signature Version 4, as the AWS CLI and SDKs sign; Function URLs too, unless
+//! `--open-function-urls`):
 //!
 //! ```text
 //! export AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1
@@ -40,7 +42,7 @@ use lambda::vmm::{MicroVmBackend, ProcessBackend};
 
 const USAGE: &str = "usage: gateway [--listen ADDR:PORT] [--backend kvm|process] \
                      [--base-image DIR] [--code-dir DIR] \
-                     [--access-key-id ID --secret-access-key SECRET]";
+                     [--access-key-id ID --secret-access-key SECRET [--open-function-urls]]";
 
 struct Options {
     listen: SocketAddr,
@@ -49,6 +51,7 @@ struct Options {
     code_dir: Option<PathBuf>,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
+    open_function_urls: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -59,6 +62,7 @@ fn parse_args() -> Result<Options, String> {
         code_dir: None,
         access_key_id: None,
         secret_access_key: None,
+        open_function_urls: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -81,12 +85,16 @@ fn parse_args() -> Result<Options, String> {
             "--code-dir" => options.code_dir = Some(value("a directory")?.into()),
             "--access-key-id" => options.access_key_id = Some(value("an access key id")?),
             "--secret-access-key" => options.secret_access_key = Some(value("a secret")?),
+            "--open-function-urls" => options.open_function_urls = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     if options.access_key_id.is_some() != options.secret_access_key.is_some() {
         return Err("--access-key-id and --secret-access-key go together".to_string());
+    }
+    if options.open_function_urls && options.access_key_id.is_none() {
+        return Err("--open-function-urls goes with --access-key-id and --secret-access-key (without them everything is open)".to_string());
     }
     Ok(options)
 }
@@ -128,6 +136,7 @@ fn main() -> ExitCode {
     let mut config = GatewayConfig::new(options.listen);
     config.base_image = options.base_image;
     config.code_dir = options.code_dir;
+    config.open_function_urls = options.open_function_urls;
     if let (Some(access_key_id), Some(secret_access_key)) =
         (options.access_key_id, options.secret_access_key)
     {

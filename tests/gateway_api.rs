@@ -125,6 +125,37 @@ fn functions_are_created_invoked_and_deleted_over_http() {
     assert_eq!(via_alias.header("x-amz-executed-version"), Some("1"));
     let listed = request(address, "GET", &format!("{FUNCTIONS}/"), &[], b"").json();
     assert_eq!(listed["Functions"].as_array().unwrap().len(), 1);
+    let every = request(
+        address,
+        "GET",
+        &format!("{FUNCTIONS}/?FunctionVersion=ALL"),
+        &[],
+        b"",
+    );
+    let versions: Vec<_> = every.json()["Functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["Version"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(versions, ["$LATEST", "1"]);
+    let odd = request(
+        address,
+        "GET",
+        &format!("{FUNCTIONS}/?FunctionVersion=SOME"),
+        &[],
+        b"",
+    );
+    assert_eq!(odd.error_type(), Some("InvalidParameterValueException"));
+    for (version, count) in [("1", 1), ("%24LATEST", 0)] {
+        let path = format!("{FUNCTIONS}/echo/aliases?FunctionVersion={version}");
+        let aliases = request(address, "GET", &path, &[], b"").json();
+        assert_eq!(
+            aliases["Aliases"].as_array().unwrap().len(),
+            count,
+            "{version}"
+        );
+    }
 
     // Reserved concurrency 0: throttled with Lambda's reason.
     let put = request(
@@ -323,6 +354,22 @@ fn bad_requests_get_lambdas_errors_and_the_server_keeps_serving() {
     let refused = big.read().unwrap();
     assert_eq!(refused.status, 413);
     assert_eq!(refused.error_type(), Some("RequestTooLargeException"));
+    let message = refused.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("InvokeFunction operation"), "{message}");
+    // A control-plane body over 70 MB: Lambda's other name for the same refusal.
+    let mut upload = Connection::open(address);
+    upload.write(
+        format!(
+            "POST {FUNCTIONS} HTTP/1.1\r\nHost: g\r\nContent-Length: {}\r\n\r\n",
+            70 * 1024 * 1024 + 1
+        )
+        .as_bytes(),
+    );
+    let refused = upload.read().unwrap();
+    assert_eq!(
+        (refused.status, refused.error_type()),
+        (413, Some("RequestEntityTooLargeException"))
+    );
 
     // Garbage instead of HTTP: the connection is closed, nothing else happens.
     let mut garbage = Connection::open(address);
@@ -553,4 +600,68 @@ fn uploaded_code_is_kept_while_a_version_runs_it_and_within_the_storage_limit() 
     }
     assert_eq!(files(), 0);
     gateway.shutdown();
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_cut_off() {
+    // One connection at a time, so the stalled client would hold out everyone else.
+    let service = Service::builder(FakeBackend::new()).build().unwrap();
+    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+    config.code_dir = Some(common::tempdir("api-stall"));
+    config.max_connections = 1;
+    config.write_timeout = Duration::from_millis(300);
+    let gateway = Gateway::start(Arc::new(service), config).unwrap();
+    let address = gateway.local_addr();
+    let zip = zip_base64("api-stall", &[("bootstrap", b"#!/bin/sh\n")]);
+    let created = request(address, "POST", FUNCTIONS, &[], &create_body("echo", &zip));
+    assert_eq!(created.status, 201);
+
+    // Pipelined 5 MB echoes, never read: far more than the sockets' buffers hold, so the
+    // gateway's writes stall. The writer stops when the gateway closes the connection.
+    let mut hog = std::net::TcpStream::connect(address).unwrap();
+    let payload = format!("\"{}\"", "x".repeat(5 << 20));
+    let head = format!(
+        "POST {FUNCTIONS}/echo/invocations HTTP/1.1\r\nHost: g\r\nContent-Length: {}\r\n\r\n",
+        payload.len()
+    );
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        for _ in 0..64 {
+            if hog.write_all(head.as_bytes()).is_err() || hog.write_all(payload.as_bytes()).is_err()
+            {
+                return true;
+            }
+        }
+        false
+    });
+    // Served once the stalled connection is closed; without a write timeout this waits
+    // for ever (the request helper gives up after 30 s).
+    let next = request(address, "GET", &format!("{FUNCTIONS}/"), &[], b"");
+    assert_eq!(next.status, 200);
+    assert!(
+        writer.join().unwrap(),
+        "the gateway closed the stalled connection"
+    );
+    gateway.shutdown();
+}
+
+#[test]
+fn a_gateway_can_be_dropped_inside_another_tokio_runtime() {
+    // A host application that is itself async drops its gateway on a runtime thread, where
+    // blocking to wait for the gateway's threads would panic.
+    let host = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    host.block_on(async {
+        let gateway = gateway("api-drop", Duration::from_secs(30));
+        let listed = request(
+            gateway.local_addr(),
+            "GET",
+            &format!("{FUNCTIONS}/"),
+            &[],
+            b"",
+        );
+        assert_eq!(listed.status, 200);
+        drop(gateway);
+    });
 }

@@ -1,14 +1,15 @@
 //! A gateway given credentials checks AWS Signature Version 4 on every API request:
 //! botocore's signatures pass, a wrong secret, an unknown key or no signature are refused
-//! with Lambda's 403s, and Function URLs stay open. Runs on the fake backend (no KVM);
-//! needs python3 with boto3 (`.ci/run` installs it).
+//! with Lambda's 403s, before any of the body is read; Function URLs are signed too unless
+//! the gateway opens them. Runs on the fake backend (no KVM); needs python3 with boto3
+//! (`.ci/run` installs it).
 
 mod common;
 
 use std::process::Command;
 use std::sync::Arc;
 
-use common::http::request;
+use common::http::{Connection, request};
 use lambda::gateway::{Credentials, Gateway, GatewayConfig};
 use lambda::sched::Service;
 use lambda::sched::fake::FakeBackend;
@@ -45,9 +46,38 @@ fn requests_must_be_signed_with_the_gateways_credentials() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    // A Function URL needs no signature (AuthType NONE).
+    // Refused from its headers: the 60 MB body announced is never sent, and not waited for.
+    let mut big = Connection::open(address);
+    big.write(
+        b"POST /2015-03-31/functions HTTP/1.1\r\nHost: g\r\nContent-Length: 60000000\r\n\r\n",
+    );
+    let refused = big.read().expect("answered before the body");
+    assert_eq!(
+        (refused.status, refused.error_type()),
+        (403, Some("InvalidSignatureException"))
+    );
+    gateway.shutdown();
+}
+
+#[test]
+fn function_urls_can_be_opened_while_the_api_stays_signed() {
+    let service = Service::builder(FakeBackend::new()).build().unwrap();
+    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+    config.code_dir = Some(common::tempdir("gateway-auth-open"));
+    config.credentials = Some(Credentials {
+        access_key_id: "AKIDGATEWAY".into(),
+        secret_access_key: "secret".into(),
+    });
+    config.open_function_urls = true;
+    let gateway = Gateway::start(Arc::new(service), config).unwrap();
+    let address = gateway.local_addr();
+    // The function does not exist, but the request got past the signature check to say so.
     let url = request(address, "GET", "/url/echo/open", &[], b"");
-    assert_eq!(url.status, 200);
-    assert_eq!(url.json()["rawPath"], "/open");
+    assert_eq!(
+        (url.status, url.error_type()),
+        (404, Some("ResourceNotFoundException"))
+    );
+    let api = request(address, "GET", "/2015-03-31/functions/", &[], b"");
+    assert_eq!(api.status, 403);
     gateway.shutdown();
 }

@@ -50,11 +50,17 @@ impl ApiError {
         Self::new(404, "UnknownOperationException", message)
     }
 
-    /// `RequestTooLargeException` (413): the body is over the operation's limit.
+    /// The body is over the operation's limit (413): `RequestTooLargeException` for an
+    /// invocation (Lambda names the operation `InvokeFunction`), and
+    /// `RequestEntityTooLargeException` for the control plane.
     pub fn too_large(limit: usize, operation: &str) -> Self {
+        let (name, operation) = match operation {
+            "Invoke" | "FunctionUrl" => ("RequestTooLargeException", "InvokeFunction"),
+            other => ("RequestEntityTooLargeException", other),
+        };
         Self::new(
             413,
-            "RequestTooLargeException",
+            name,
             format!("Request must be smaller than {limit} bytes for the {operation} operation"),
         )
     }

@@ -80,10 +80,13 @@ impl Catalog {
         }
     }
 
-    /// Forgets one version, or (`None`) the whole function with its aliases.
+    /// Forgets one version (as the caller wrote it: `01` is version 1), or (`None`) the
+    /// whole function with its aliases.
     pub fn remove(&self, name: &str, version: Option<&str>) {
         match version {
             Some(version) => {
+                let version =
+                    Version::parse(version).map_or(version.to_string(), |v| v.to_string());
                 self.versions().remove(&key(name, version));
             }
             None => {
@@ -112,5 +115,35 @@ impl Catalog {
     /// The sizes of all code the gateway holds (`AccountUsage.TotalCodeSize`).
     pub fn total_code_size(&self) -> u64 {
         self.versions().values().map(|m| m.code_size).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(code_size: u64) -> VersionMeta {
+        VersionMeta {
+            runtime: "provided.al2023".into(),
+            role: String::new(),
+            code_sha256: String::new(),
+            code_size,
+            last_modified: String::new(),
+            description: String::new(),
+            revision_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_version_is_forgotten_however_its_number_is_written() {
+        let catalog = Catalog::default();
+        catalog.put("f", Version::Latest, meta(5));
+        catalog.put("f", Version::Published(1), meta(7));
+        assert_eq!(catalog.total_code_size(), 12);
+        catalog.remove("f", Some("01"));
+        assert!(catalog.get("f", Version::Published(1)).is_none());
+        assert_eq!(catalog.total_code_size(), 5);
+        catalog.remove("f", None);
+        assert_eq!(catalog.total_code_size(), 0);
     }
 }

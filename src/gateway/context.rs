@@ -1,7 +1,7 @@
 //! What every handler shares: the service, the gateway's own state, and reading a JSON body.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use lambda_sched::Service;
 use serde::de::DeserializeOwned;
@@ -10,6 +10,7 @@ use super::api_error::ApiError;
 use super::catalog::Catalog;
 use super::code_store::CodeStore;
 use super::message::Request;
+use super::route::Operation;
 use super::signature::Credentials;
 
 /// The service and the gateway's own state.
@@ -27,6 +28,21 @@ pub(super) struct Context {
     pub max_code_bytes: u64,
     /// The credentials requests must be signed with, if any.
     pub credentials: Option<Credentials>,
+    /// Whether Function URLs are served unsigned even with credentials set.
+    pub open_function_urls: bool,
+    /// Held by every operation that changes functions, so that no two interleave (an
+    /// update racing a delete, two uploads racing the code-storage limit).
+    pub changes: Mutex<()>,
+    /// Room for request bodies held at once, in units of `server::BODY_UNIT` bytes.
+    pub bodies: tokio::sync::Semaphore,
+}
+
+impl Context {
+    /// The credentials `operation` must be signed with, if any.
+    pub fn signer_for(&self, operation: &Operation) -> Option<&Credentials> {
+        let open = self.open_function_urls && matches!(operation, Operation::FunctionUrl(..));
+        self.credentials.as_ref().filter(|_| !open)
+    }
 }
 
 /// The request's JSON body as `T`; an empty body is `{}`.

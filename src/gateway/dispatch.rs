@@ -13,6 +13,11 @@ pub(super) fn dispatch(
     request: &Request,
 ) -> Result<Response, ApiError> {
     use Operation as O;
+    // Changes run one at a time. A handler that panicked fails its own request only: the
+    // lock is taken despite the poison, or one panic would stop every later change.
+    let _changing = operation
+        .changes_functions()
+        .then(|| context.changes.lock().unwrap_or_else(|p| p.into_inner()));
     let c = context;
     let r = request;
     match operation {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::api_error::ApiError;
 use super::context::Context;
-use super::message::{Request, Response, decode_segment};
+use super::message::{Request, Response};
 use super::route::split_function;
 use super::time_format::{common_log, epoch_millis};
 
@@ -33,7 +33,30 @@ fn is_text(content_type: Option<&str>) -> bool {
             .any(|kind| essence.contains(kind))
 }
 
-/// The event for `request`, whose path below the function is `path`.
+/// Response headers a function may not set: they frame the HTTP message or belong to the
+/// connection (taking them from a function would let it split or smuggle responses on a
+/// kept-alive connection), or the gateway sets them itself.
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "x-amzn-requestid",
+];
+
+/// Whether a function may set response header `name`.
+fn settable(name: &str) -> bool {
+    !RESERVED_HEADERS
+        .iter()
+        .any(|reserved| name.eq_ignore_ascii_case(reserved))
+}
+
+/// The event for `request`, whose path below the function is `path` (still
+/// percent-encoded, as Lambda passes `rawPath`).
 pub(super) fn event(request: &Request, function: &str, path: &str, now: SystemTime) -> Value {
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies = Vec::new();
@@ -72,7 +95,7 @@ pub(super) fn event(request: &Request, function: &str, path: &str, now: SystemTi
     let mut event = json!({
         "version": "2.0",
         "routeKey": "$default",
-        "rawPath": decode_segment(path),
+        "rawPath": path,
         "rawQueryString": request.query.clone().unwrap_or_default(),
         "headers": headers,
         "requestContext": {
@@ -82,7 +105,7 @@ pub(super) fn event(request: &Request, function: &str, path: &str, now: SystemTi
             "domainPrefix": function,
             "http": {
                 "method": request.method,
-                "path": decode_segment(path),
+                "path": path,
                 "protocol": "HTTP/1.1",
                 "sourceIp": request.peer.ip().to_string(),
                 "userAgent": request.header("user-agent").unwrap_or(""),
@@ -143,7 +166,9 @@ pub(super) fn response(payload: &[u8]) -> Result<Response, ApiError> {
             {
                 return Err(bad(&format!("header {name:?} is not a valid HTTP header")));
             }
-            headers.push((name.clone(), value));
+            if settable(name) {
+                headers.push((name.clone(), value));
+            }
         }
     }
     if let Some(cookies) = object.get("cookies").and_then(Value::as_array) {
@@ -234,7 +259,8 @@ mod tests {
             now,
         );
         assert_eq!(e["version"], "2.0");
-        assert_eq!(e["rawPath"], "/a b");
+        assert_eq!(e["rawPath"], "/a%20b");
+        assert_eq!(e["requestContext"]["http"]["path"], "/a%20b");
         assert_eq!(e["rawQueryString"], "x=1&x=2&y=a+b");
         assert_eq!(e["queryStringParameters"]["x"], "1,2");
         assert_eq!(e["queryStringParameters"]["y"], "a b");
@@ -269,6 +295,13 @@ mod tests {
         assert_eq!(r.body, b"hi");
         assert!(r.headers.contains(&("x-a".into(), "1".into())));
         assert!(r.headers.contains(&("Set-Cookie".into(), "c=3".into())));
+        // Framing and connection headers from the function are dropped: a function cannot
+        // split the response or speak for the connection.
+        let framed = response(
+            br#"{"statusCode":200,"headers":{"Content-Length":"0","transfer-encoding":"chunked","Connection":"keep-alive","X-Amzn-RequestId":"forged","x-ok":"1"},"body":"HTTP/1.1 200 OK"}"#,
+        )
+        .unwrap();
+        assert_eq!(framed.headers, vec![("x-ok".to_string(), "1".to_string())]);
         let plain = response(br#"{"message":"hi"}"#).unwrap();
         assert_eq!(
             (plain.status, plain.body.as_slice()),

@@ -239,12 +239,28 @@ pub(super) fn create_function(context: &Context, request: &Request) -> Result<Re
 
 /// `ListFunctions`.
 pub(super) fn list_functions(context: &Context, request: &Request) -> Result<Response, ApiError> {
-    let functions: Vec<_> = context
-        .service
-        .list_functions()
-        .iter()
-        .map(|info| configuration(context, info))
-        .collect();
+    // `FunctionVersion=ALL` lists every version of every function; otherwise `$LATEST`s.
+    let all = match request.query_param("FunctionVersion").as_deref() {
+        None => false,
+        Some("ALL") => true,
+        Some(other) => {
+            return Err(ApiError::invalid_parameter(format!(
+                "FunctionVersion {other:?} is not valid: the only value is ALL"
+            )));
+        }
+    };
+    let mut functions = Vec::new();
+    for latest in context.service.list_functions() {
+        if all {
+            // A function deleted since the listing began is skipped.
+            let versions = context.service.list_versions(&latest.name);
+            for info in versions.iter().flatten() {
+                functions.push(configuration(context, info));
+            }
+        } else {
+            functions.push(configuration(context, &latest));
+        }
+    }
     Ok(Response::json(200, &page(request, "Functions", functions)?))
 }
 
@@ -551,10 +567,16 @@ pub(super) fn list_aliases(
     reference: &str,
 ) -> Result<Response, ApiError> {
     let (name, _) = split_function(reference);
+    // `FunctionVersion`: only the aliases that point at that version.
+    let version = request
+        .query_param("FunctionVersion")
+        .map(|v| parse_version(&v))
+        .transpose()?;
     let aliases: Vec<_> = context
         .service
         .list_aliases(&name)?
         .iter()
+        .filter(|alias| version.is_none_or(|v| alias.function_version == v))
         .map(|alias| alias_configuration(context, &name, alias))
         .collect();
     Ok(Response::json(200, &page(request, "Aliases", aliases)?))

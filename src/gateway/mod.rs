@@ -17,11 +17,13 @@
 //!
 //! A request goes through the files in this order:
 //! 1. `server`: the listener, one hyper HTTP/1.1 connection per client (keep-alive, header
-//!    and body timeouts, a cap on connections and on body sizes), each request handed to a
-//!    blocking thread;
+//!    and body timeouts, a cap on connections and on body sizes, writes that may stall only
+//!    so long: `stall`), the signature's headers checked before the body is read, each
+//!    request handed to a blocking thread;
 //! 2. `route`: method and path to an `Operation` with its path parameters, as
 //!    Lambda's REST API spells them;
-//! 3. `dispatch`: the operation meets its handler on a blocking thread;
+//! 3. `dispatch`: the operation meets its handler on a blocking thread (operations that
+//!    change functions one at a time);
 //! 4. the operations: `invoke` (Invoke), `functions` (the control plane), `function_url`
 //!    (Function URLs: an HTTP request becomes a payload-format-2.0 event and the function's
 //!    answer the HTTP response);
@@ -34,8 +36,9 @@
 //!    and `error` hold [`GatewayConfig`] and [`GatewayError`].
 //!
 //! Requests are checked before they run: with [`GatewayConfig::credentials`] set, each must
-//! carry an AWS Signature Version 4 made with them (`signature`); without, any credentials
-//! are accepted, as local emulators accept them.
+//! carry an AWS Signature Version 4 made with them (`signature`), Function URLs too unless
+//! [`GatewayConfig::open_function_urls`]; without, any credentials are accepted, as local
+//! emulators accept them.
 //!
 //! Not served yet: `InvokeWithResponseStream`, destinations other than functions, and code
 //! from S3 or container images (`Code.ZipFile` only). See `docs/gateway.md`.
@@ -57,6 +60,7 @@ mod route;
 mod server;
 mod shapes;
 mod signature;
+mod stall;
 mod time_format;
 
 pub use config::GatewayConfig;

@@ -99,6 +99,25 @@ impl Operation {
             Operation::FunctionUrl(..) => "FunctionUrl",
         }
     }
+
+    /// Whether the operation changes functions (their code, configuration, versions,
+    /// aliases or limits): such operations run one at a time.
+    pub fn changes_functions(&self) -> bool {
+        use Operation as O;
+        !matches!(
+            self,
+            O::Invoke(_)
+                | O::FunctionUrl(..)
+                | O::ListFunctions
+                | O::GetFunction(_)
+                | O::GetFunctionConfiguration(_)
+                | O::ListVersionsByFunction(_)
+                | O::ListAliases(_)
+                | O::GetAlias(..)
+                | O::GetFunctionConcurrency(_)
+                | O::GetAccountSettings
+        )
+    }
 }
 
 /// The operation `method` on `path` names.

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -24,8 +24,13 @@ use super::context::Context;
 use super::dispatch::dispatch;
 use super::error::GatewayError;
 use super::message::{Request, Response};
-use super::route::{Operation, route};
-use super::signature::verify;
+use super::route::{MAX_CONTROL_BODY, route};
+use super::signature::{check_head, verify};
+use super::stall::WriteStall;
+
+/// Request bodies are counted against `max_body_bytes_in_flight` in units of this many
+/// bytes (a semaphore's permits are `u32`).
+const BODY_UNIT: usize = 1024;
 
 /// A running server of Lambda's API. Dropping it (or [`Gateway::shutdown`]) stops it.
 #[derive(Debug)]
@@ -43,13 +48,21 @@ impl Gateway {
                 "max_connections and max_blocking_threads must be positive".into(),
             ));
         }
+        if config.max_body_bytes_in_flight < MAX_CONTROL_BODY {
+            return Err(GatewayError::Config(format!(
+                "max_body_bytes_in_flight must be at least {MAX_CONTROL_BODY} bytes, the largest body an operation takes"
+            )));
+        }
         let context = Arc::new(Context {
             service,
             store: CodeStore::open(config.code_dir.as_deref())?,
             catalog: Catalog::default(),
             base_image: config.base_image.clone(),
             credentials: config.credentials.clone(),
+            open_function_urls: config.open_function_urls,
             max_code_bytes: config.max_code_bytes,
+            changes: Mutex::new(()),
+            bodies: Semaphore::new(config.max_body_bytes_in_flight.div_ceil(BODY_UNIT)),
         });
         let listener =
             std::net::TcpListener::bind(config.listen).map_err(|source| GatewayError::Listen {
@@ -94,7 +107,13 @@ impl Gateway {
     fn stop_now(&mut self) {
         let _ = self.stop.send(true);
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(1));
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Dropped inside another tokio runtime, where blocking is not allowed: the
+                // gateway's threads finish in the background.
+                runtime.shutdown_background();
+            } else {
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            }
         }
     }
 }
@@ -137,6 +156,7 @@ async fn accept(
         let context = context.clone();
         let body_timeout = config.body_timeout;
         let header_timeout = config.header_timeout;
+        let write_timeout = config.write_timeout;
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
@@ -149,7 +169,10 @@ async fn accept(
                 // A client may stop writing once its request is sent and still wait for the
                 // answer.
                 .half_close(true)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(
+                    TokioIo::new(WriteStall::new(stream, write_timeout)),
+                    service,
+                );
             tokio::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => {}
@@ -173,6 +196,13 @@ async fn serve(
         Ok(operation) => operation,
         Err(error) => return into_http(error.response(), &request_id, true),
     };
+    let signer = context.signer_for(&operation);
+    if let Some(credentials) = signer
+        && let Err(error) = check_head(credentials, &parts.headers, SystemTime::now())
+    {
+        // Refused on its headers: the body is not read.
+        return into_http(error.response(), &request_id, true);
+    }
     let limit = operation.body_limit();
     // A declared length over the limit is refused before any of the body is read.
     let declared = parts
@@ -184,7 +214,14 @@ async fn serve(
         let error = ApiError::too_large(limit, operation.name());
         return into_http(error.response(), &request_id, true);
     }
-    let collected = tokio::time::timeout(body_timeout, Limited::new(body, limit).collect()).await;
+    // The body's room among all bodies held at once: its declared length, else its limit.
+    let room = declared.map_or(limit, |length| length as usize);
+    let units = u32::try_from(room.div_ceil(BODY_UNIT)).unwrap_or(u32::MAX);
+    let read = async {
+        let _room = context.bodies.acquire_many(units).await;
+        Limited::new(body, limit).collect().await
+    };
+    let collected = tokio::time::timeout(body_timeout, read).await;
     let body = match collected {
         Ok(Ok(body)) => body.to_bytes(),
         Ok(Err(error)) => {
@@ -212,9 +249,7 @@ async fn serve(
         request_id: request_id.clone(),
     };
     let ran = tokio::task::spawn_blocking(move || {
-        if let Some(credentials) = &context.credentials
-            && !matches!(operation, Operation::FunctionUrl(..))
-        {
+        if let Some(credentials) = context.signer_for(&operation) {
             verify(credentials, &request, SystemTime::now())?;
         }
         dispatch(&context, operation, &request)

@@ -1,10 +1,16 @@
 //! AWS Signature Version 4, verified: when the gateway is given credentials, every API
 //! request must be signed with them (as the AWS CLI and SDKs sign), within 15 minutes of
-//! the gateway's clock. Function URLs are not signed (their `AuthType` is `NONE`).
+//! the gateway's clock, over its exact body. Function URLs are signed too (`AuthType`
+//! `AWS_IAM`) unless the gateway opens them ([`super::GatewayConfig::open_function_urls`]).
+//!
+//! [`check_head`] runs on the headers alone, before the body is read, so a client without
+//! the access key cannot make the gateway read (up to 70 MB of) a body; [`verify`] then
+//! checks the signature over the whole request.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
+use hyper::header::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::api_error::ApiError;
@@ -123,8 +129,9 @@ fn canonical_request(request: &Request, signed_headers: &[&str]) -> Result<Strin
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            // Decoded as sent, then encoded the canonical way (`+` stays a plus here).
-            let decode = |t: &str| decode_query(&t.replace('+', "%2B"));
+            // Decoded as the operation reads it (`+` is a space), then encoded the canonical
+            // way: the signature covers the values the operation acts on.
+            let decode = |t: &str| decode_query(t);
             (
                 uri_encode(&decode(key), false),
                 uri_encode(&decode(value), false),
@@ -151,10 +158,23 @@ fn canonical_request(request: &Request, signed_headers: &[&str]) -> Result<Strin
         }
         headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
-    let payload = match request.header("x-amz-content-sha256") {
-        Some(hash) => hash.to_string(),
-        None => hex(&Sha256::digest(&request.body)),
-    };
+    // The body is always hashed: a client's `X-Amz-Content-SHA256` is a claim to check,
+    // not a substitute for the body (else a signed request could be replayed with another).
+    let payload = hex(&Sha256::digest(&request.body));
+    match request.header("x-amz-content-sha256") {
+        None => {}
+        Some(claimed) if claimed.eq_ignore_ascii_case(&payload) => {}
+        Some(claimed) if claimed == "UNSIGNED-PAYLOAD" || claimed.starts_with("STREAMING-") => {
+            return Err(invalid(format!(
+                "X-Amz-Content-SHA256 {claimed} is not accepted: sign the payload's SHA-256"
+            )));
+        }
+        Some(_) => {
+            return Err(invalid(
+                "X-Amz-Content-SHA256 does not match the SHA-256 of the request body",
+            ));
+        }
+    }
     Ok(format!(
         "{}\n{path}\n{}\n{headers}\n{}\n{payload}",
         request.method,
@@ -179,16 +199,30 @@ fn parse_amz_date(text: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// Checks `request`'s signature against `credentials` at time `now`.
-pub(super) fn verify(
+/// A header's value, when it is present and visible ASCII.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Checks what can be checked from the headers alone, at time `now`: the request is signed
+/// with `credentials`' access key, for service `lambda`, at a time within 15 minutes.
+pub(super) fn check_head(
     credentials: &Credentials,
-    request: &Request,
+    headers: &HeaderMap,
     now: SystemTime,
 ) -> Result<(), ApiError> {
-    let header = request
-        .header("authorization")
+    signed_head(credentials, headers, now).map(|_| ())
+}
+
+/// [`check_head`], returning the parsed `Authorization` and `X-Amz-Date`.
+fn signed_head<'a>(
+    credentials: &Credentials,
+    headers: &'a HeaderMap,
+    now: SystemTime,
+) -> Result<(Authorization<'a>, &'a str), ApiError> {
+    let authorization = header(headers, "authorization")
         .ok_or_else(|| invalid("Missing Authentication Token: the request is not signed"))?;
-    let auth = parse_authorization(header)?;
+    let auth = parse_authorization(authorization)?;
     if auth.access_key_id != credentials.access_key_id {
         return Err(ApiError::new(
             403,
@@ -196,9 +230,8 @@ pub(super) fn verify(
             "The security token included in the request is invalid.",
         ));
     }
-    let amz_date = request
-        .header("x-amz-date")
-        .ok_or_else(|| invalid("the request has no X-Amz-Date"))?;
+    let amz_date =
+        header(headers, "x-amz-date").ok_or_else(|| invalid("the request has no X-Amz-Date"))?;
     let signed_at =
         parse_amz_date(amz_date).ok_or_else(|| invalid("X-Amz-Date is not YYYYMMDDTHHMMSSZ"))?;
     let skew = now
@@ -211,14 +244,30 @@ pub(super) fn verify(
             compact(now)
         )));
     }
-    if !amz_date.starts_with(auth.date) {
+    if auth.date.len() != 8 || amz_date.get(..8) != Some(auth.date) {
         return Err(invalid(
             "the credential's date is not the day of X-Amz-Date",
         ));
     }
+    if auth.service != "lambda" {
+        return Err(invalid(format!(
+            "the credential's service is {:?}; requests to Lambda are signed for \"lambda\"",
+            auth.service
+        )));
+    }
     if !auth.signed_headers.contains(&"host") {
         return Err(invalid("the signature must cover the host header"));
     }
+    Ok((auth, amz_date))
+}
+
+/// Checks `request`'s signature against `credentials` at time `now`.
+pub(super) fn verify(
+    credentials: &Credentials,
+    request: &Request,
+    now: SystemTime,
+) -> Result<(), ApiError> {
+    let (auth, amz_date) = signed_head(credentials, &request.headers, now)?;
     let canonical = canonical_request(request, &auth.signed_headers)?;
     let scope = format!(
         "{}/{}/{}/aws4_request",
@@ -320,6 +369,80 @@ mod tests {
         };
         let unknown = verify(&stranger, &signed_request(BOTOCORE), now).unwrap_err();
         assert_eq!(unknown.name, "UnrecognizedClientException");
+    }
+
+    #[test]
+    fn the_body_is_hashed_whatever_the_client_claims() {
+        let key = credentials("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        let now = at("20261205T085000Z");
+        let with_claim = |claim: &str| {
+            let mut request = signed_request(BOTOCORE);
+            request
+                .headers
+                .insert("x-amz-content-sha256", claim.parse().unwrap());
+            verify(&key, &request, now)
+        };
+        // The true hash of the body is fine.
+        let hash = hex(&Sha256::digest(br#"{"hi":1}"#));
+        assert_eq!(with_claim(&hash), Ok(()));
+        // A claim that does not match the body, as a replay with another body would carry.
+        let other = hex(&Sha256::digest(br#"{"hi":2}"#));
+        let mut replayed = signed_request(BOTOCORE);
+        replayed.body = bytes::Bytes::from_static(br#"{"hi":2}"#);
+        replayed
+            .headers
+            .insert("x-amz-content-sha256", hash.parse().unwrap());
+        let refused = verify(&key, &replayed, now).unwrap_err();
+        assert!(
+            refused.message.contains("does not match"),
+            "{}",
+            refused.message
+        );
+        assert!(with_claim(&other).is_err());
+        for unsigned in ["UNSIGNED-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"] {
+            let refused = with_claim(unsigned).unwrap_err();
+            assert!(
+                refused.message.contains("not accepted"),
+                "{}",
+                refused.message
+            );
+        }
+    }
+
+    #[test]
+    fn the_credential_scope_is_checked_before_the_body() {
+        let key = credentials("secret");
+        let now = at("20261205T085000Z");
+        let head = |credential: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-amz-date", "20261205T084843Z".parse().unwrap());
+            let value = format!(
+                "AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host;x-amz-date, \
+                 Signature=00"
+            );
+            headers.insert("authorization", value.parse().unwrap());
+            check_head(&key, &headers, now)
+        };
+        assert_eq!(
+            head("AKIDEXAMPLE/20261205/us-east-1/lambda/aws4_request"),
+            Ok(())
+        );
+        for (credential, why) in [
+            ("AKIDEXAMPLE/2026120/us-east-1/lambda/aws4_request", "date"),
+            ("AKIDEXAMPLE//us-east-1/lambda/aws4_request", "date"),
+            ("AKIDEXAMPLE/20261204/us-east-1/lambda/aws4_request", "date"),
+            ("AKIDEXAMPLE/20261205/us-east-1/s3/aws4_request", "service"),
+        ] {
+            let refused = head(credential).unwrap_err();
+            assert!(
+                refused.message.contains(why),
+                "{credential}: {}",
+                refused.message
+            );
+        }
+        let stranger = head("SOMEONE/20261205/us-east-1/lambda/aws4_request").unwrap_err();
+        assert_eq!(stranger.name, "UnrecognizedClientException");
+        assert!(check_head(&key, &HeaderMap::new(), now).is_err());
     }
 
     #[test]
