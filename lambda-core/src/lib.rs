@@ -5,7 +5,8 @@
 //!
 //! - [`FunctionConfig`]: a function's name, code, memory, timeout and environment, validated
 //!   against Lambda's limits ([`limits`]).
-//! - [`Invocation`]: one event to run, with its request id and deadline.
+//! - [`Invocation`]: one event to run, with its request id and deadline; a
+//!   [`ResponseStream`] receives a streamed response as the runtime writes it.
 //! - [`InvokeOutcome`] and [`FunctionError`]: a response payload or an error carrying Lambda's
 //!   error type names ([`ErrorType`]).
 //! - [`Report`]: the figures of one invocation, whose `Display` is Lambda's `REPORT` line.
@@ -31,6 +32,7 @@ pub mod logs;
 mod outcome;
 mod report;
 mod request_id;
+mod response_stream;
 pub mod runtime_api;
 mod signal;
 
@@ -44,4 +46,5 @@ pub use lifecycle::{
 pub use outcome::{ErrorType, FunctionError, InvokeOutcome};
 pub use report::Report;
 pub use request_id::new_request_id;
+pub use response_stream::{ResponseSink, ResponseStream};
 pub use signal::Signal;

@@ -39,6 +39,11 @@ pub const DEFAULT_EPHEMERAL_STORAGE_MB: u32 = 512;
 
 /// Largest payload of a synchronous invocation, each way, in bytes (6 MB).
 pub const MAX_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Largest response a function in response streaming mode may stream, in bytes (20 MB). A
+/// streamed body past it ends the invocation with `Function.ResponseSizeTooLarge`; the bytes
+/// up to it have already reached the caller. A streamed response buffered for a caller that
+/// did not ask to stream it is held to the synchronous limit ([`MAX_SYNC_PAYLOAD_BYTES`]).
+pub const MAX_STREAMED_RESPONSE_BYTES: usize = 20 * 1024 * 1024;
 /// Largest payload of an asynchronous invocation, in bytes (1 MB).
 pub const MAX_ASYNC_PAYLOAD_BYTES: usize = 1024 * 1024;
 

@@ -1,8 +1,9 @@
 //! An incremental decoder for `Transfer-Encoding: chunked` bodies.
 //!
 //! It consumes the wire bytes as they arrive, in pieces of any size, and hands the decoded
-//! data to a sink; it never buffers data itself. Chunk extensions and trailer fields are read
-//! and ignored. Every line it has to hold (a chunk-size line, a trailer line) is bounded.
+//! data to a sink; it never buffers data itself. Chunk extensions are read and ignored; trailer
+//! fields are parsed and kept ([`ChunkedDecoder::trailers`]). Every line it has to hold (a
+//! chunk-size line, the trailer fields) is bounded.
 
 /// Longest chunk-size line (size, extensions and CRLF) accepted.
 const MAX_SIZE_LINE: usize = 1024;
@@ -24,6 +25,9 @@ pub enum ChunkError {
     /// Trailer fields longer than 16 KiB.
     #[error("chunked trailer fields longer than {MAX_TRAILERS} bytes")]
     TrailersTooLong,
+    /// A trailer line that is not a `name: value` field.
+    #[error("invalid chunked trailer field")]
+    InvalidTrailer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -36,9 +40,9 @@ enum State {
     DataCr,
     /// After chunk data and CR: expecting LF.
     DataLf,
-    /// After the last chunk: reading trailer lines. Holds the length of the current line and
-    /// the total trailer bytes so far.
-    Trailers { line: usize, total: usize },
+    /// After the last chunk: reading trailer lines. Holds the current line so far and the
+    /// total trailer bytes so far.
+    Trailers { line: Vec<u8>, total: usize },
     /// The body has ended.
     Done,
 }
@@ -47,12 +51,16 @@ enum State {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChunkedDecoder {
     state: State,
+    /// The trailer fields read so far.
+    #[serde(default)]
+    trailers: Vec<(String, String)>,
 }
 
 impl Default for ChunkedDecoder {
     fn default() -> Self {
         ChunkedDecoder {
             state: State::Size(Vec::new()),
+            trailers: Vec::new(),
         }
     }
 }
@@ -66,6 +74,17 @@ impl ChunkedDecoder {
     /// Whether the body has ended (the last chunk and the trailers have been read).
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// The trailer fields read so far (all of them once [`is_done`](Self::is_done)), as
+    /// name and value: names keep their case, values are trimmed and decoded lossily as UTF-8.
+    pub fn trailers(&self) -> &[(String, String)] {
+        &self.trailers
+    }
+
+    /// Takes the trailer fields read so far, leaving none.
+    pub fn take_trailers(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.trailers)
     }
 
     /// Decodes from `input`, passing decoded data to `sink`. Returns how many bytes of `input`
@@ -85,7 +104,10 @@ impl ChunkedDecoder {
                     if byte == b'\n' {
                         let size = parse_size_line(line)?;
                         self.state = if size == 0 {
-                            State::Trailers { line: 0, total: 0 }
+                            State::Trailers {
+                                line: Vec::new(),
+                                total: 0,
+                            }
                         } else {
                             State::Data(size)
                         };
@@ -127,18 +149,41 @@ impl ChunkedDecoder {
                     if *total > MAX_TRAILERS {
                         return Err(ChunkError::TrailersTooLong);
                     }
-                    match byte {
-                        b'\n' if *line == 0 => self.state = State::Done,
-                        b'\n' => *line = 0,
-                        // A CR that starts a line belongs to the empty line ending the body.
-                        b'\r' if *line == 0 => {}
-                        _ => *line = line.saturating_add(1),
+                    if byte != b'\n' {
+                        line.push(byte);
+                        continue;
+                    }
+                    let field = std::mem::take(line);
+                    let field = field.strip_suffix(b"\r").unwrap_or(&field);
+                    if field.is_empty() {
+                        self.state = State::Done;
+                    } else {
+                        self.trailers.push(parse_trailer(field)?);
                     }
                 }
             }
         }
         Ok(pos)
     }
+}
+
+/// Parses a trailer line (without its line ending) into a field's name and value.
+fn parse_trailer(line: &[u8]) -> Result<(String, String), ChunkError> {
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(ChunkError::InvalidTrailer)?;
+    let (name, value) = (&line[..colon], &line[colon..]);
+    let value = value.get(1..).unwrap_or_default();
+    // A token: no whitespace (which also refuses obsolete line folding) or separators.
+    let token = |b: &u8| b.is_ascii_graphic() && !b"\"(),/:;<=>?@[\\]{}".contains(b);
+    if name.is_empty() || !name.iter().all(token) {
+        return Err(ChunkError::InvalidTrailer);
+    }
+    Ok((
+        String::from_utf8_lossy(name).into_owned(),
+        String::from_utf8_lossy(value.trim_ascii()).into_owned(),
+    ))
 }
 
 /// Parses `size [; extensions] [CR]` into the chunk size.
@@ -171,6 +216,47 @@ mod tests {
         assert_eq!(out, b"hello world");
         assert!(done);
         assert_eq!(&wire[used..], b"NEXT");
+    }
+
+    #[test]
+    fn trailer_fields_are_parsed_at_any_split() {
+        let wire = b"1\r\na\r\n0\r\nLambda-Runtime-Function-Error-Type: Oops \r\nX-B:\tv:2\n\r\n";
+        for split in [1, 2, 5, wire.len()] {
+            let mut decoder = ChunkedDecoder::new();
+            for piece in wire.chunks(split) {
+                decoder.decode(piece, &mut |_| {}).unwrap();
+            }
+            assert!(decoder.is_done());
+            assert_eq!(
+                decoder.trailers(),
+                [
+                    (
+                        "Lambda-Runtime-Function-Error-Type".to_string(),
+                        "Oops".to_string()
+                    ),
+                    ("X-B".to_string(), "v:2".to_string())
+                ]
+            );
+            assert_eq!(decoder.take_trailers().len(), 2);
+            assert!(decoder.trailers().is_empty());
+        }
+    }
+
+    #[test]
+    fn malformed_trailer_lines_are_errors() {
+        for wire in [
+            &b"0\r\nno colon\r\n\r\n"[..],
+            b"0\r\n: empty name\r\n\r\n",
+            b"0\r\nA: 1\r\n folded\r\n\r\n",
+            b"0\r\nBad Name: 1\r\n\r\n",
+        ] {
+            assert_eq!(
+                decode_all(wire),
+                Err(ChunkError::InvalidTrailer),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
     }
 
     #[test]

@@ -37,6 +37,20 @@ pub(super) struct Connection {
     pub(super) parked: Option<bool>,
     /// The server closes the connection once the client has read the pending output.
     pub(super) closing: bool,
+    /// The streamed response whose body is being read on this connection.
+    #[serde(default)]
+    pub(super) stream: Option<Streaming>,
+}
+
+/// A response in streaming mode whose body is arriving on a connection.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct Streaming {
+    /// The invocation it answers.
+    pub(super) request_id: String,
+    /// Whether the connection stays open after the answer.
+    pub(super) keep_alive: bool,
+    /// The stream's sink said its reader is gone: the rest of the body is dropped.
+    pub(super) reader_gone: bool,
 }
 
 impl Connection {

@@ -72,7 +72,9 @@ pub use environment::{
     ACCOUNT_ID, DEFAULT_REGION, EnvironmentInfo, TASK_ROOT, function_arn, log_stream_name, region,
     runtime_environment,
 };
-pub use error_report::{ERROR_TYPE_HEADER, error_from_report};
+pub use error_report::{
+    ERROR_BODY_TRAILER, ERROR_TYPE_HEADER, error_from_report, error_from_trailers,
+};
 pub use reader::{ReadError, ReadEvent, RequestReader};
 pub use request::{Body, Request};
 pub use response::{CONTINUE, Response};
@@ -84,6 +86,10 @@ pub use server::{
 
 /// Largest request header block accepted, in bytes.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// The header with which a runtime answers in Lambda's response streaming mode
+/// (`Lambda-Runtime-Function-Response-Mode: streaming`).
+pub const RESPONSE_MODE_HEADER: &str = "Lambda-Runtime-Function-Response-Mode";
 
 /// Most header fields accepted in one request.
 pub const MAX_HEADERS: usize = 64;

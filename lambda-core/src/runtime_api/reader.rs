@@ -2,7 +2,9 @@
 
 use super::chunked::{ChunkError, ChunkedDecoder};
 use super::request::{Body, Request};
+use super::route::Route;
 use super::{MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS};
+use crate::limits::MAX_STREAMED_RESPONSE_BYTES;
 
 /// Why a request could not be read. After one, the connection must be closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +46,31 @@ pub enum ReadEvent {
     ExpectContinue,
     /// The input is not a valid request; answer with [`ReadError::status`] and close.
     Error(ReadError),
+    /// The head of a response in streaming mode whose body is handed out in pieces (see
+    /// [`RequestReader::feed_streaming`]): [`StreamData`](Self::StreamData) events follow,
+    /// then [`StreamEnd`](Self::StreamEnd) or [`StreamTooLarge`](Self::StreamTooLarge) (or an
+    /// [`Error`](Self::Error) for broken chunk framing). The request's body is empty.
+    StreamStart {
+        /// The request line and header fields.
+        request: Request,
+        /// The client sent `Expect: 100-continue` and waits for `100 Continue` before its
+        /// body.
+        expect_continue: bool,
+    },
+    /// The next bytes of a streamed body (never empty).
+    StreamData(Vec<u8>),
+    /// The streamed body ended.
+    StreamEnd {
+        /// Its last bytes (possibly none).
+        data: Vec<u8>,
+        /// The trailer fields of a chunked body, in the order received.
+        trailers: Vec<(String, String)>,
+    },
+    /// The streamed body grew past
+    /// [`MAX_STREAMED_RESPONSE_BYTES`](crate::limits::MAX_STREAMED_RESPONSE_BYTES); the bytes
+    /// past the last [`StreamData`](Self::StreamData) were not handed out. The rest of the body
+    /// is read and discarded, and the connection stays usable.
+    StreamTooLarge,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -57,6 +84,14 @@ enum State {
         request: Request,
         decoder: ChunkedDecoder,
     },
+    /// Handing out a streamed chunked body; holds the bytes handed out so far.
+    StreamChunked {
+        decoder: ChunkedDecoder,
+        received: usize,
+    },
+    /// Handing out a streamed `Content-Length` body (of at most
+    /// `MAX_STREAMED_RESPONSE_BYTES`).
+    StreamLength { remaining: u64 },
     /// Discarding the rest of an oversized `Content-Length` body.
     DrainLength(u64),
     /// Discarding the rest of an oversized chunked body.
@@ -79,6 +114,9 @@ enum State {
 /// `Expect: 100-continue` with an oversized `Content-Length`: its client may never send the
 /// body, so the reader cannot tell where the next request starts; it marks the request
 /// `keep_alive: false` and ignores everything after it.
+///
+/// A response in Lambda's streaming mode can instead be handed out as it arrives, with a
+/// larger limit: see [`feed_streaming`](Self::feed_streaming).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RequestReader {
     state: State,
@@ -104,7 +142,11 @@ impl RequestReader {
         match &self.state {
             State::Head(head) => head.len(),
             State::Length { request, .. } | State::Chunked { request, .. } => request.held_bytes(),
-            State::DrainLength(_) | State::DrainChunked(_) | State::Closed => 0,
+            State::StreamChunked { .. }
+            | State::StreamLength { .. }
+            | State::DrainLength(_)
+            | State::DrainChunked(_)
+            | State::Closed => 0,
         }
     }
 
@@ -124,9 +166,30 @@ impl RequestReader {
     /// of the input again after handling the event. Once closed, the reader consumes and
     /// ignores everything.
     pub fn feed(&mut self, input: &[u8]) -> (usize, Option<ReadEvent>) {
+        self.feed_streaming(input, None)
+    }
+
+    /// Like [`feed`](Self::feed), but a request whose head completes in this call and that is
+    /// `POST .../invocation/{stream_for}/response` with
+    /// `Lambda-Runtime-Function-Response-Mode: streaming` and a body (chunked, or a
+    /// `Content-Length` of at most
+    /// [`MAX_STREAMED_RESPONSE_BYTES`](crate::limits::MAX_STREAMED_RESPONSE_BYTES)) is not
+    /// collected: its head comes out as [`ReadEvent::StreamStart`] and its body as
+    /// [`ReadEvent::StreamData`] pieces as they are decoded, ending with
+    /// [`ReadEvent::StreamEnd`] (with the trailer fields), or with
+    /// [`ReadEvent::StreamTooLarge`] once more than `MAX_STREAMED_RESPONSE_BYTES` arrived (the
+    /// rest is then discarded). Nothing of such a body is held between calls.
+    ///
+    /// `stream_for` matters only where a head completes; every other request is read as
+    /// [`feed`](Self::feed) reads it.
+    pub fn feed_streaming(
+        &mut self,
+        input: &[u8],
+        stream_for: Option<&str>,
+    ) -> (usize, Option<ReadEvent>) {
         let mut pos: usize = 0;
         loop {
-            let (used, event) = self.step(input.get(pos..).unwrap_or_default());
+            let (used, event) = self.step(input.get(pos..).unwrap_or_default(), stream_for);
             pos = pos.saturating_add(used);
             if event.is_some() || pos == input.len() || (used == 0 && !self.is_closed()) {
                 return (pos, event);
@@ -135,7 +198,7 @@ impl RequestReader {
     }
 
     /// One state's worth of progress.
-    fn step(&mut self, input: &[u8]) -> (usize, Option<ReadEvent>) {
+    fn step(&mut self, input: &[u8], stream_for: Option<&str>) -> (usize, Option<ReadEvent>) {
         match &mut self.state {
             State::Closed => (input.len(), None),
             State::Head(head) => {
@@ -148,7 +211,7 @@ impl RequestReader {
                 }
                 let head = std::mem::take(head);
                 match parse_head(&head) {
-                    Ok(parsed) => (used, self.start_body(parsed)),
+                    Ok(parsed) => (used, self.start_body(parsed, stream_for)),
                     Err(error) => (used, Some(self.fail(error))),
                 }
             }
@@ -195,10 +258,68 @@ impl RequestReader {
                     return (used, Some(ReadEvent::Request(request)));
                 }
                 if decoder.is_done() {
+                    request.trailers = decoder.take_trailers();
                     let request = self.finish_request();
                     return (used, request);
                 }
                 (used, None)
+            }
+            State::StreamChunked { decoder, received } => {
+                let mut data = Vec::new();
+                let mut overflow = false;
+                let room = MAX_STREAMED_RESPONSE_BYTES.saturating_sub(*received);
+                let result = decoder.decode(input, &mut |piece| {
+                    if overflow || data.len().saturating_add(piece.len()) > room {
+                        overflow = true;
+                    } else {
+                        data.extend_from_slice(piece);
+                    }
+                });
+                let used = match result {
+                    Ok(used) => used,
+                    Err(error) => return (input.len(), Some(self.fail(error.into()))),
+                };
+                if overflow {
+                    // What came in this call is dropped: the sink gets at most the limit.
+                    let State::StreamChunked { decoder, .. } =
+                        std::mem::replace(&mut self.state, State::Head(Vec::new()))
+                    else {
+                        unreachable!()
+                    };
+                    if !decoder.is_done() {
+                        self.state = State::DrainChunked(decoder);
+                    }
+                    return (used, Some(ReadEvent::StreamTooLarge));
+                }
+                *received = received.saturating_add(data.len());
+                if decoder.is_done() {
+                    let trailers = decoder.take_trailers();
+                    self.state = State::Head(Vec::new());
+                    return (used, Some(ReadEvent::StreamEnd { data, trailers }));
+                }
+                (
+                    used,
+                    (!data.is_empty()).then_some(ReadEvent::StreamData(data)),
+                )
+            }
+            State::StreamLength { remaining } => {
+                let take = usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
+                let data = input.get(..take).unwrap_or_default().to_vec();
+                *remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
+                if *remaining == 0 {
+                    self.state = State::Head(Vec::new());
+                    return (
+                        take,
+                        Some(ReadEvent::StreamEnd {
+                            data,
+                            trailers: Vec::new(),
+                        }),
+                    );
+                }
+                (
+                    take,
+                    (!data.is_empty()).then_some(ReadEvent::StreamData(data)),
+                )
             }
             State::DrainLength(remaining) => {
                 let take = usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
@@ -236,12 +357,42 @@ impl RequestReader {
     }
 
     /// Decides how the body of a freshly parsed head is read.
-    fn start_body(&mut self, parsed: ParsedHead) -> Option<ReadEvent> {
+    fn start_body(&mut self, parsed: ParsedHead, stream_for: Option<&str>) -> Option<ReadEvent> {
         let ParsedHead {
             mut request,
             framing,
             expect_continue,
         } = parsed;
+        let streamed = stream_for.is_some_and(|id| {
+            request.is_streaming_response()
+                && matches!(
+                    Route::find(&request.method, request.path()),
+                    Route::Response(found) if found == id
+                )
+        });
+        if streamed {
+            let state = match framing {
+                Framing::Chunked => Some(State::StreamChunked {
+                    decoder: ChunkedDecoder::new(),
+                    received: 0,
+                }),
+                Framing::Length(length)
+                    if length > 0
+                        && usize::try_from(length)
+                            .is_ok_and(|length| length <= MAX_STREAMED_RESPONSE_BYTES) =>
+                {
+                    Some(State::StreamLength { remaining: length })
+                }
+                _ => None,
+            };
+            if let Some(state) = state {
+                self.state = state;
+                return Some(ReadEvent::StreamStart {
+                    request,
+                    expect_continue,
+                });
+            }
+        }
         match framing {
             Framing::None | Framing::Length(0) => {
                 self.state = State::Head(Vec::new());
@@ -375,6 +526,7 @@ fn parse_head(head: &[u8]) -> Result<ParsedHead, ReadError> {
             target: target.to_string(),
             headers,
             body: Body::Complete(Vec::new()),
+            trailers: Vec::new(),
             keep_alive,
         },
         framing,

@@ -12,6 +12,9 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The body, or the fact that it was over the limit.
     pub body: Body,
+    /// The trailer fields of a chunked body read whole, in the order received (see
+    /// [`ChunkedDecoder::trailers`](super::ChunkedDecoder::trailers)); empty otherwise.
+    pub trailers: Vec<(String, String)>,
     /// Whether the connection stays open after the response: HTTP/1.1 without
     /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive`.
     pub keep_alive: bool,
@@ -26,6 +29,7 @@ impl Request {
         };
         self.headers
             .iter()
+            .chain(&self.trailers)
             .map(|(name, value)| name.len().saturating_add(value.len()))
             .fold(body, usize::saturating_add)
             .saturating_add(self.method.len())
@@ -38,6 +42,21 @@ impl Request {
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
+    }
+
+    /// The value of the first trailer field named `name` (compared without regard to case).
+    pub fn trailer(&self, name: &str) -> Option<&str> {
+        self.trailers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Whether the request is a response in Lambda's streaming mode: it has
+    /// `Lambda-Runtime-Function-Response-Mode: streaming`.
+    pub fn is_streaming_response(&self) -> bool {
+        self.header(super::RESPONSE_MODE_HEADER)
+            .is_some_and(|mode| mode.trim().eq_ignore_ascii_case("streaming"))
     }
 
     /// The path of the target: without a query string or fragment, and without the scheme and
@@ -93,6 +112,7 @@ mod tests {
             target: target.into(),
             headers: vec![("Content-Type".into(), "text/plain".into())],
             body: Body::Complete(Vec::new()),
+            trailers: Vec::new(),
             keep_alive: true,
         }
     }

@@ -3,14 +3,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::connection::{Connection, ConnectionId, INBOX_BYTES};
-use super::error_report::{ERROR_TYPE_HEADER, error_from_report};
+use super::connection::{Connection, ConnectionId, INBOX_BYTES, Streaming};
+use super::error_report::{ERROR_TYPE_HEADER, error_from_report, error_from_trailers};
 use super::reader::ReadEvent;
 use super::request::{Body, Request};
 use super::response::{CONTINUE, Response};
 use super::route::Route;
 use super::{MAX_BODY_BYTES, headers};
 use crate::invocation::Invocation;
+use crate::limits::MAX_STREAMED_RESPONSE_BYTES;
 use crate::outcome::{ErrorType, FunctionError, InvokeOutcome};
 
 /// Where an environment's runtime is in its lifecycle, as its Runtime API sees it.
@@ -105,6 +106,20 @@ struct Pending {
 ///   `RequestEntityTooLarge` and completes it with `Function.ResponseSizeTooLarge`.
 ///   Another id answers 400 `InvalidRequestID`; X again after its result answers 403
 ///   `InvalidStateTransition`.
+/// - **Streaming**: a `.../X/response` with `Lambda-Runtime-Function-Response-Mode: streaming`
+///   for an invocation that has a [`ResponseStream`](crate::ResponseStream) is not collected:
+///   each piece of its body goes to the stream as soon as it is decoded, up to
+///   [`MAX_STREAMED_RESPONSE_BYTES`]. When the body ends the runtime gets 202 and the
+///   invocation completes with an empty [`InvokeOutcome::Response`], or with the error its
+///   `Lambda-Runtime-Function-Error-Type` / `-Body` trailers report
+///   ([`error_from_trailers`](super::error_from_trailers)). Past the limit it completes with
+///   `Function.ResponseSizeTooLarge`, nothing more reaches the stream, and the runtime gets 413
+///   while the rest of the body is discarded. Without a stream, a streamed response is read
+///   whole like any other (6 MB limit, trailers honoured); a response sent whole to an
+///   invocation with a stream is written to the stream in one piece (see
+///   [`Invocation::response_stream`]). A connection that breaks (closes, or sends broken
+///   chunk framing) in the middle of a streamed body leaves the invocation in flight, as for
+///   any body cut short; what was streamed stays streamed.
 /// - A `next` that arrives while X is in flight is answered at once with X again (same request
 ///   id, payload and deadline), as the Runtime Interface Emulator does. A runtime that lost the
 ///   connection its event came on can so pick the invocation up again; X still completes only
@@ -334,11 +349,43 @@ impl RuntimeApi {
             if connection.is_blocked() {
                 break;
             }
-            let (used, event) = connection.reader.feed(rest);
+            // Responses to the invocation in flight are streamed when it has a stream.
+            let stream_for = match (self.phase, &self.current) {
+                (Phase::Invoking, Some(pending))
+                    if pending.invocation.response_stream.is_some() =>
+                {
+                    Some(pending.invocation.request_id.as_str())
+                }
+                _ => None,
+            };
+            let (used, event) = connection.reader.feed_streaming(rest, stream_for);
             pos = pos.saturating_add(used);
             match event {
                 None => {}
                 Some(ReadEvent::ExpectContinue) => connection.push_output(CONTINUE),
+                Some(ReadEvent::StreamStart {
+                    request,
+                    expect_continue,
+                }) => {
+                    if expect_continue {
+                        connection.push_output(CONTINUE);
+                    }
+                    let request_id = match Route::find(&request.method, request.path()) {
+                        Route::Response(request_id) => request_id,
+                        _ => String::new(),
+                    };
+                    connection.stream = Some(Streaming {
+                        request_id,
+                        keep_alive: request.keep_alive,
+                        reader_gone: false,
+                    });
+                }
+                Some(ReadEvent::StreamData(data)) => self.stream_data(id, &data),
+                Some(ReadEvent::StreamEnd { data, trailers }) => {
+                    self.stream_data(id, &data);
+                    self.stream_end(id, Some(&trailers));
+                }
+                Some(ReadEvent::StreamTooLarge) => self.stream_end(id, None),
                 Some(ReadEvent::Error(error)) => {
                     let response =
                         Response::error(error.status(), "InvalidRequest", &error.to_string());
@@ -469,29 +516,120 @@ impl RuntimeApi {
             .push_back(ApiEvent::InvocationStarted { request_id });
     }
 
-    fn result(&mut self, request_id: &str, request: Request, kind: ResultKind) -> Response {
+    /// Writes a piece of a streamed body to the stream of the invocation it answers, if that
+    /// is still in flight and the stream's reader is still there.
+    fn stream_data(&mut self, id: ConnectionId, data: &[u8]) {
+        let Some(streaming) = self
+            .connections
+            .get_mut(&id)
+            .and_then(|connection| connection.stream.as_mut())
+        else {
+            return;
+        };
+        if data.is_empty() || streaming.reader_gone || self.phase != Phase::Invoking {
+            return;
+        }
+        let stream = self
+            .current
+            .as_ref()
+            .filter(|pending| pending.invocation.request_id == streaming.request_id)
+            .and_then(|pending| pending.invocation.response_stream.as_ref());
+        if let Some(stream) = stream {
+            if !stream.write(data) {
+                streaming.reader_gone = true;
+            }
+        }
+    }
+
+    /// Completes the streamed response of connection `id`: it ended with `trailers`, or (for
+    /// `None`) grew past [`MAX_STREAMED_RESPONSE_BYTES`].
+    fn stream_end(&mut self, id: ConnectionId, trailers: Option<&[(String, String)]>) {
+        let Some(streaming) = self
+            .connections
+            .get_mut(&id)
+            .and_then(|connection| connection.stream.take())
+        else {
+            return;
+        };
+        let request_id = streaming.request_id.as_str();
+        let refusal = self.refuse_result(request_id, ResultKind::Response);
+        let response = match trailers {
+            Some(trailers) => refusal.unwrap_or_else(|| {
+                let outcome = match error_from_trailers(trailers) {
+                    Some(error) => InvokeOutcome::Error(error),
+                    None => InvokeOutcome::Response(Vec::new()),
+                };
+                self.complete(request_id, outcome);
+                Response::accepted()
+            }),
+            None => {
+                if refusal.is_none() {
+                    let error = too_large_error(None, MAX_STREAMED_RESPONSE_BYTES);
+                    self.complete(request_id, InvokeOutcome::Error(error));
+                }
+                payload_too_large(MAX_STREAMED_RESPONSE_BYTES)
+            }
+        };
+        self.respond(id, &response, streaming.keep_alive);
+    }
+
+    /// The answer refusing a result for `request_id`, unless it is the invocation in flight.
+    fn refuse_result(&self, request_id: &str, kind: ResultKind) -> Option<Response> {
         if self.phase == Phase::InitFailed {
-            return invalid_transition(self.phase, kind.state_name());
+            return Some(invalid_transition(self.phase, kind.state_name()));
         }
         if self.in_flight() != Some(request_id) || request_id.is_empty() {
             if self.last_request_id.as_deref() == Some(request_id) {
-                return invalid_transition(self.phase, kind.state_name());
+                return Some(invalid_transition(self.phase, kind.state_name()));
             }
-            return Response::error(400, "InvalidRequestID", "Invalid request ID");
+            return Some(Response::error(
+                400,
+                "InvalidRequestID",
+                "Invalid request ID",
+            ));
+        }
+        None
+    }
+
+    fn result(&mut self, request_id: &str, request: Request, kind: ResultKind) -> Response {
+        if let Some(refusal) = self.refuse_result(request_id, kind) {
+            return refusal;
         }
         let header_type = request.header(ERROR_TYPE_HEADER).map(str::to_string);
+        let stream = self
+            .current
+            .as_ref()
+            .and_then(|pending| pending.invocation.response_stream.clone());
+        let streaming_mode = request.is_streaming_response();
+        // A streaming-mode response the reader did not stream because of its declared length.
+        let limit = if streaming_mode && stream.is_some() {
+            MAX_STREAMED_RESPONSE_BYTES
+        } else {
+            MAX_BODY_BYTES
+        };
         let (response, outcome) = match request.body {
             Body::TooLarge { declared } => (
-                Response::error(
-                    413,
-                    "RequestEntityTooLarge",
-                    &format!("Exceeded maximum allowed payload size ({MAX_BODY_BYTES} bytes)."),
-                ),
-                InvokeOutcome::Error(too_large_error(declared)),
+                payload_too_large(limit),
+                InvokeOutcome::Error(too_large_error(declared, limit)),
             ),
             Body::Complete(body) => {
                 let outcome = match kind {
-                    ResultKind::Response => InvokeOutcome::Response(body),
+                    ResultKind::Response => {
+                        let trailer_error = streaming_mode
+                            .then(|| error_from_trailers(&request.trailers))
+                            .flatten();
+                        match (trailer_error, stream) {
+                            (Some(error), _) => InvokeOutcome::Error(error),
+                            (None, Some(stream)) => {
+                                // A caller that streams reads the body from the stream only.
+                                if !body.is_empty() {
+                                    stream.write(&body);
+                                }
+                                InvokeOutcome::Response(Vec::new())
+                            }
+                            (None, None) => InvokeOutcome::Response(body),
+                        }
+                    }
                     ResultKind::Error => InvokeOutcome::Error(error_from_report(
                         header_type.as_deref(),
                         &body,
@@ -501,6 +639,12 @@ impl RuntimeApi {
                 (Response::accepted(), outcome)
             }
         };
+        self.complete(request_id, outcome);
+        response
+    }
+
+    /// Ends the invocation in flight, `request_id`, with `outcome`.
+    fn complete(&mut self, request_id: &str, outcome: InvokeOutcome) {
         self.current = None;
         self.phase = Phase::Idle;
         self.last_request_id = Some(request_id.to_string());
@@ -508,7 +652,6 @@ impl RuntimeApi {
             request_id: request_id.to_string(),
             outcome,
         });
-        response
     }
 
     fn init_error(&mut self, request: Request) -> Response {
@@ -522,11 +665,7 @@ impl RuntimeApi {
                 error_from_report(header_type.as_deref(), &body, "Runtime.InitError"),
             ),
             Body::TooLarge { .. } => (
-                Response::error(
-                    413,
-                    "RequestEntityTooLarge",
-                    &format!("Exceeded maximum allowed payload size ({MAX_BODY_BYTES} bytes)."),
-                ),
+                payload_too_large(MAX_BODY_BYTES),
                 FunctionError::new(
                     ErrorType::Function(header_type.unwrap_or_else(|| "Runtime.InitError".into())),
                     format!("the init error report was larger than {MAX_BODY_BYTES} bytes"),
@@ -572,13 +711,22 @@ fn invalid_transition(phase: Phase, to: &str) -> Response {
     )
 }
 
-/// Lambda's error for a response over the limit.
-fn too_large_error(declared: Option<u64>) -> FunctionError {
+/// RIE's 413 for a body over `limit` bytes.
+fn payload_too_large(limit: usize) -> Response {
+    Response::error(
+        413,
+        "RequestEntityTooLarge",
+        &format!("Exceeded maximum allowed payload size ({limit} bytes)."),
+    )
+}
+
+/// Lambda's error for a response over `limit` bytes.
+fn too_large_error(declared: Option<u64>, limit: usize) -> FunctionError {
     let size = declared.map_or(String::new(), |size| format!(" ({size} bytes)"));
     FunctionError::new(
         ErrorType::FunctionResponseSizeTooLarge,
         format!(
-            "Response payload size{size} exceeded maximum allowed payload size ({MAX_BODY_BYTES} bytes)."
+            "Response payload size{size} exceeded maximum allowed payload size ({limit} bytes)."
         ),
     )
 }
