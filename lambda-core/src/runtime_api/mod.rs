@@ -47,8 +47,37 @@
 //! and the connection closes). A body is kept up to [`MAX_BODY_BYTES`] (6 MB plus 100 bytes,
 //! as the Runtime Interface Emulator allows); a longer one is answered 413 as soon as that is
 //! known and the rest of it is read and discarded, keeping the connection (see
-//! [`RequestReader`]). Unprocessed input and unread output per connection are bounded too
+//! [`RequestReader`]); a streamed response is limited to 20 MB instead (see below).
+//! Unprocessed input and unread output per connection are bounded too
 //! ([`INBOX_BYTES`], [`OUTPUT_HIGH_WATER`]).
+//!
+//! # Response streaming
+//!
+//! A function in Lambda's response streaming mode answers with
+//! `POST .../invocation/{id}/response`, [`RESPONSE_MODE_HEADER`]`: streaming` and
+//! `Transfer-Encoding: chunked`, and writes the body as it produces it. If it fails midway it
+//! ends the body with the trailer fields [`ERROR_TYPE_HEADER`] and [`ERROR_BODY_TRAILER`] (the
+//! base64 of its error JSON); they are read whether or not a `Trailer:` header announced them.
+//!
+//! - When the invocation carries a [`ResponseStream`](crate::ResponseStream)
+//!   ([`Invocation::with_response_stream`](crate::Invocation::with_response_stream)), the body
+//!   is not collected: each piece goes to the stream as soon as it is decoded (the reader hands
+//!   it out as [`ReadEvent::StreamData`]), up to
+//!   [`MAX_STREAMED_RESPONSE_BYTES`](crate::limits::MAX_STREAMED_RESPONSE_BYTES) (20 MB). At the
+//!   end of the body the runtime gets 202 and [`ApiEvent::InvocationDone`] carries an empty
+//!   [`Response`](crate::InvokeOutcome::Response), or the error the trailers report
+//!   ([`error_from_trailers`]). Past 20 MB nothing more reaches the stream, the invocation
+//!   completes with `Function.ResponseSizeTooLarge`, and the runtime gets 413 while the rest
+//!   of the body is discarded (the connection stays usable). A streaming-mode body with a
+//!   `Content-Length` is streamed the same way.
+//! - Without a stream, a streamed response is read whole like any other (6 MB limit, as Lambda
+//!   does for a plain `Invoke` of a streaming function), its error trailers still honoured.
+//! - A response sent whole to an invocation that has a stream is written to the stream in one
+//!   piece, and the outcome's payload is empty: a caller that streams always reads the body
+//!   from its stream.
+//! - A connection that breaks in the middle of a streamed body (closed, or broken chunk
+//!   framing: 400) leaves the invocation in flight, as for any body cut short; the bytes
+//!   already streamed stay streamed.
 
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 

@@ -787,6 +787,113 @@ mod tests {
         assert_eq!(reader.feed(b"GET / HTTP/1.1\r\n\r\n"), (18, None));
     }
 
+    const STREAMED: &[u8] = b"POST /2018-06-01/runtime/invocation/abc/response HTTP/1.1\r\n\
+        Lambda-Runtime-Function-Response-Mode: Streaming\r\nTransfer-Encoding: chunked\r\n\r\n\
+        3\r\nabc\r\n2\r\nde\r\n0\r\nX-T: v\r\n\r\nGET /after HTTP/1.1\r\n\r\n";
+
+    /// Feeds `input` in pieces of `split` bytes with `stream_for`, collecting every event.
+    fn stream_all(input: &[u8], split: usize, stream_for: Option<&str>) -> Vec<ReadEvent> {
+        let mut reader = RequestReader::new();
+        let mut events = Vec::new();
+        for piece in input.chunks(split.max(1)) {
+            let mut pos = 0;
+            while pos < piece.len() {
+                let (used, event) = reader.feed_streaming(&piece[pos..], stream_for);
+                pos += used;
+                assert!(used > 0 || event.is_some());
+                events.extend(event);
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn streaming_responses_for_the_id_come_out_in_pieces() {
+        for split in [1, 2, 7, 1000] {
+            let events = stream_all(STREAMED, split, Some("abc"));
+            let ReadEvent::StreamStart {
+                request: head,
+                expect_continue: false,
+            } = &events[0]
+            else {
+                panic!("{events:?}")
+            };
+            assert_eq!(head.body, Body::Complete(Vec::new()));
+            let mut data = Vec::new();
+            for event in &events[1..events.len() - 2] {
+                let ReadEvent::StreamData(piece) = event else {
+                    panic!("{event:?}")
+                };
+                assert!(!piece.is_empty());
+                data.extend_from_slice(piece);
+            }
+            let ReadEvent::StreamEnd {
+                data: last,
+                trailers,
+            } = &events[events.len() - 2]
+            else {
+                panic!("{events:?}")
+            };
+            data.extend_from_slice(last);
+            assert_eq!(data, b"abcde", "split {split}");
+            assert_eq!(trailers, &[("X-T".to_string(), "v".to_string())]);
+            assert_eq!(request(&events[events.len() - 1]).target, "/after");
+        }
+        // Split finely, the first piece comes out before the body ends.
+        let events = stream_all(STREAMED, 1, Some("abc"));
+        assert!(matches!(&events[1], ReadEvent::StreamData(piece) if piece == b"a"));
+    }
+
+    #[test]
+    fn other_requests_are_read_whole_with_their_trailers() {
+        // Not streaming for this id (or at all): the request is read whole, trailers kept.
+        for stream_for in [None, Some("other")] {
+            let events = stream_all(STREAMED, 5, stream_for);
+            assert_eq!(events.len(), 2);
+            assert_eq!(request(&events[0]).body, Body::Complete(b"abcde".to_vec()));
+            assert_eq!(request(&events[0]).trailer("x-t"), Some("v"));
+            assert!(request(&events[0]).is_streaming_response());
+        }
+        // A non-streaming response to the id is read whole too.
+        let plain = b"POST /2018-06-01/runtime/invocation/abc/response HTTP/1.1\r\n\
+            Content-Length: 2\r\n\r\nok";
+        let events = stream_all(plain, 3, Some("abc"));
+        assert_eq!(request(&events[0]).body, Body::Complete(b"ok".to_vec()));
+    }
+
+    #[test]
+    fn streamed_bodies_stop_at_the_streaming_limit_then_drain() {
+        let mut wire = b"POST /2018-06-01/runtime/invocation/abc/response HTTP/1.1\r\n\
+            Lambda-Runtime-Function-Response-Mode: streaming\r\n\
+            Transfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+        let chunk = vec![b'q'; 1 << 20];
+        for _ in 0..21 {
+            wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            wire.extend_from_slice(&chunk);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+        let mut reader = RequestReader::new();
+        let (mut pos, mut data, mut events) = (0, 0usize, Vec::new());
+        while pos < wire.len() {
+            let end = (pos + 65536).min(wire.len());
+            let (used, event) = reader.feed_streaming(&wire[pos..end], Some("abc"));
+            pos += used;
+            assert!(reader.buffered_bytes() < MAX_HEAD_BYTES);
+            match event {
+                Some(ReadEvent::StreamData(piece)) => data += piece.len(),
+                Some(other) => events.push(other),
+                None => {}
+            }
+        }
+        assert!(data <= MAX_STREAMED_RESPONSE_BYTES && data > MAX_STREAMED_RESPONSE_BYTES - 65536);
+        assert!(matches!(events[0], ReadEvent::StreamStart { .. }));
+        assert_eq!(events[1], ReadEvent::StreamTooLarge);
+        assert_eq!(request(&events[2]).target, "/after");
+        assert_eq!(events.len(), 3);
+    }
+
     #[test]
     fn idle_between_requests() {
         let mut reader = RequestReader::new();

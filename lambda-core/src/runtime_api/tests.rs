@@ -711,8 +711,11 @@ fn garbage_and_random_splits_never_panic() {
         b"Transfer-Encoding: chunked\r\n".to_vec(),
         b"Expect: 100-continue\r\n".to_vec(),
         b"ffffffff\r\n".to_vec(),
+        b"Lambda-Runtime-Function-Response-Mode: streaming\r\n".to_vec(),
+        b"0\r\nLambda-Runtime-Function-Error-Type: E\r\n\r\n".to_vec(),
     ];
     let (mut completed, mut statuses) = (0, std::collections::BTreeSet::new());
+    let mut receivers = Vec::new();
     for round in 0..300 {
         let mut api = RuntimeApi::new("arn");
         let mut conns = vec![api.connect().unwrap(), api.connect().unwrap()];
@@ -740,7 +743,18 @@ fn garbage_and_random_splits_never_panic() {
             pos += used.max(1).min(end - pos);
             match rng.below(6) {
                 0 => {
-                    let _ = api.deliver(invocation("{}"), DEADLINE);
+                    let mut invocation = invocation("{}");
+                    if rng.below(2) == 0 {
+                        let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
+                        // Sometimes the reader is gone from the start.
+                        if rng.below(2) == 0 {
+                            drop(receiver);
+                        } else {
+                            receivers.push(receiver);
+                        }
+                        invocation = invocation.with_response_stream(ResponseStream::new(sender));
+                    }
+                    let _ = api.deliver(invocation, DEADLINE);
                 }
                 1 => {
                     let output = api.take_output(conn);
@@ -762,7 +776,15 @@ fn garbage_and_random_splits_never_panic() {
                     if let Some(id) = api.in_flight().map(str::to_string) {
                         // On a fresh connection, so that the garbage on the others
                         // does not swallow it.
-                        let request = post(&format!("invocation/{id}/response"), b"r");
+                        let request = if rng.below(2) == 0 {
+                            post(&format!("invocation/{id}/response"), b"r")
+                        } else {
+                            streamed(
+                                &id,
+                                &[b"s", b"t"],
+                                "Lambda-Runtime-Function-Error-Type: E\r\n",
+                            )
+                        };
                         let fresh = api.connect().unwrap();
                         api.receive(fresh, &request);
                         statuses.extend(answers(&api.take_output(fresh)).iter().map(|a| a.status));
@@ -852,4 +874,397 @@ fn what_all_connections_hold_together_is_bounded() {
         "the first copy is unread on {first:?}"
     );
     assert!(api.buffered_bytes() <= MAX_BUFFERED_BYTES + crate::limits::MAX_SYNC_PAYLOAD_BYTES);
+}
+
+// ---- Response streaming mode ----
+
+use crate::limits::MAX_STREAMED_RESPONSE_BYTES;
+use crate::response_stream::{ResponseSink, ResponseStream};
+use std::sync::{Arc, Mutex};
+
+/// base64 of `{"errorMessage":"stream broke","errorType":"StreamError","stackTrace":["at f"]}`.
+const ERROR_BODY_B64: &str = "eyJlcnJvck1lc3NhZ2UiOiJzdHJlYW0gYnJva2UiLCJlcnJvclR5cGUiOiJTdHJlYW1FcnJvciIsInN0YWNrVHJhY2UiOlsiYXQgZiJdfQ==";
+
+/// A sink recording every write; once `gone`, it says its reader is gone.
+#[derive(Default)]
+struct Recorder {
+    writes: Mutex<Vec<Vec<u8>>>,
+    gone: bool,
+}
+
+struct RecorderSink(Arc<Recorder>);
+
+impl ResponseSink for RecorderSink {
+    fn write(&self, chunk: &[u8]) -> bool {
+        assert!(!chunk.is_empty(), "empty pieces are not written");
+        self.0.writes.lock().unwrap().push(chunk.to_vec());
+        !self.0.gone
+    }
+}
+
+impl Recorder {
+    fn stream(self: &Arc<Self>) -> ResponseStream {
+        ResponseStream::new(RecorderSink(self.clone()))
+    }
+
+    fn writes(&self) -> Vec<Vec<u8>> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.writes().concat()
+    }
+}
+
+/// An API with an invocation in flight (streamed to `stream`, if any); returns its id.
+fn invoking(stream: Option<ResponseStream>) -> (RuntimeApi, ConnectionId, String) {
+    let (mut api, conn) = ready();
+    let mut invocation = invocation("{}");
+    invocation.response_stream = stream;
+    let id = invocation.request_id.clone();
+    api.deliver(invocation, DEADLINE).unwrap();
+    assert_eq!(answers(&api.take_output(conn))[0].status, 200);
+    assert_eq!(
+        events(&mut api),
+        [ApiEvent::InvocationStarted {
+            request_id: id.clone()
+        }]
+    );
+    (api, conn, id)
+}
+
+/// The head of a chunked response in streaming mode.
+fn streamed_head(id: &str) -> Vec<u8> {
+    format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: rapi\r\n\
+         Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n\
+         Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A whole streamed response: the head, `pieces` as chunks, the last chunk and `trailers`.
+fn streamed(id: &str, pieces: &[&[u8]], trailers: &str) -> Vec<u8> {
+    let mut wire = streamed_head(id);
+    for piece in pieces {
+        wire.extend(chunk(piece));
+    }
+    wire.extend_from_slice(format!("0\r\n{trailers}\r\n").as_bytes());
+    wire
+}
+
+/// The outcome of the one `InvocationDone` event waiting.
+fn done(api: &mut RuntimeApi) -> InvokeOutcome {
+    match events(api).as_slice() {
+        [ApiEvent::InvocationDone { outcome, .. }] => outcome.clone(),
+        other => panic!("expected one InvocationDone, got {other:?}"),
+    }
+}
+
+#[test]
+fn streamed_response_reaches_the_stream_as_it_arrives() {
+    let recorder = Arc::new(Recorder::default());
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    let mut first = streamed_head(&id);
+    first.extend(chunk(b"hello "));
+    // The first piece is written before the body ends; nothing is answered or completed yet.
+    assert!(exchange(&mut api, conn, &first).is_empty());
+    assert_eq!(recorder.writes(), [b"hello ".to_vec()]);
+    assert!(events(&mut api).is_empty());
+    assert_eq!(api.in_flight(), Some(&*id));
+    assert!(exchange(&mut api, conn, &chunk(b"wor")).is_empty());
+    assert_eq!(recorder.bytes(), b"hello wor");
+    // The rest, split inside a chunk's data.
+    assert!(exchange(&mut api, conn, b"2\r\nl").is_empty());
+    assert!(events(&mut api).is_empty());
+    let answer = exchange(&mut api, conn, b"d\r\n0\r\n\r\n");
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0].status, 202);
+    assert_eq!(answer[0].body, br#"{"status":"OK"}"#);
+    assert_eq!(recorder.bytes(), b"hello world");
+    assert_eq!(done(&mut api), InvokeOutcome::Response(Vec::new()));
+    assert_eq!(api.phase(), Phase::Idle);
+    // The connection serves the next request.
+    assert!(exchange(&mut api, conn, NEXT).is_empty());
+    assert!(api.is_parked(conn));
+}
+
+#[test]
+fn streamed_response_without_a_stream_is_buffered_with_the_6_mb_limit() {
+    let (mut api, conn, id) = invoking(None);
+    let answer = exchange(&mut api, conn, &streamed(&id, &[b"ab", b"cd"], ""));
+    assert_eq!(answer[0].status, 202);
+    assert_eq!(done(&mut api), InvokeOutcome::Response(b"abcd".to_vec()));
+
+    let (mut api, conn, id) = invoking(None);
+    let piece = vec![b'z'; 1 << 20];
+    let mut wire = streamed(&id, &[piece.as_slice(); 7], "");
+    wire.extend_from_slice(NEXT);
+    for part in wire.chunks(64 * 1024) {
+        assert_eq!(api.receive(conn, part), part.len());
+    }
+    let answer = answers(&api.take_output(conn));
+    assert_eq!(answer[0].status, 413);
+    let InvokeOutcome::Error(error) = done(&mut api) else {
+        panic!()
+    };
+    assert_eq!(error.error_type, ErrorType::FunctionResponseSizeTooLarge);
+    assert!(
+        error.message.contains(&MAX_BODY_BYTES.to_string()),
+        "{error}"
+    );
+    assert!(api.is_parked(conn));
+}
+
+#[test]
+fn error_trailers_fail_the_invocation() {
+    let trailers = format!(
+        "Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\n\
+         Lambda-Runtime-Function-Error-Body: {ERROR_BODY_B64}\r\n"
+    );
+    let expect = |outcome: InvokeOutcome| {
+        let InvokeOutcome::Error(error) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(error.error_type.as_str(), "StreamError");
+        assert_eq!(error.message, "stream broke");
+        assert_eq!(error.stack_trace, ["at f"]);
+    };
+    // Streamed: what came before the error reached the stream.
+    let recorder = Arc::new(Recorder::default());
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    let answer = exchange(&mut api, conn, &streamed(&id, &[b"partial"], &trailers));
+    assert_eq!(answer[0].status, 202);
+    assert_eq!(recorder.bytes(), b"partial");
+    expect(done(&mut api));
+    // Buffered, and trailers the runtime did not declare.
+    let (mut api, conn, id) = invoking(None);
+    let wire = String::from_utf8(streamed(&id, &[b"partial"], &trailers))
+        .unwrap()
+        .replace("Trailer: ", "X-Not-Trailer: ");
+    assert_eq!(exchange(&mut api, conn, wire.as_bytes())[0].status, 202);
+    expect(done(&mut api));
+    // A body that is not base64: the trailer's type, and a message saying so.
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    let bad = "lambda-runtime-function-error-type: Runtime.StreamError\r\n\
+               Lambda-Runtime-Function-Error-Body: not*base64\r\n";
+    assert_eq!(
+        exchange(&mut api, conn, &streamed(&id, &[b"x"], bad))[0].status,
+        202
+    );
+    let InvokeOutcome::Error(error) = done(&mut api) else {
+        panic!()
+    };
+    assert_eq!(error.error_type.as_str(), "Runtime.StreamError");
+    assert!(error.message.contains("could not be read"), "{error}");
+    // Other trailers are no error.
+    let (mut api, conn, id) = invoking(None);
+    exchange(
+        &mut api,
+        conn,
+        &streamed(&id, &[b"ok"], "X-Checksum: 1\r\n"),
+    );
+    assert_eq!(done(&mut api), InvokeOutcome::Response(b"ok".to_vec()));
+    // A malformed trailer line is a malformed request: 400, and the connection closes.
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    let answer = exchange(&mut api, conn, &streamed(&id, &[b"x"], "no colon\r\n"));
+    assert_eq!(answer[0].status, 400);
+    assert!(api.is_closing(conn));
+    assert!(events(&mut api).is_empty());
+}
+
+#[test]
+fn streamed_response_over_20_mb_is_cut_off_and_the_connection_survives() {
+    let recorder = Arc::new(Recorder::default());
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    let piece = vec![b's'; 1 << 20];
+    let mut wire = streamed(&id, &[piece.as_slice(); 21], "");
+    wire.extend_from_slice(NEXT);
+    let mut output = Vec::new();
+    for part in wire.chunks(64 * 1024) {
+        assert_eq!(api.receive(conn, part), part.len());
+        output.extend(api.take_output(conn));
+        assert!(api.buffered_bytes() <= INBOX_BYTES + MAX_HEAD_BYTES);
+    }
+    let streamed_bytes = recorder.bytes();
+    assert!(streamed_bytes.len() <= MAX_STREAMED_RESPONSE_BYTES);
+    assert!(streamed_bytes.len() > MAX_STREAMED_RESPONSE_BYTES - (1 << 20));
+    let answer = answers(&output);
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0].status, 413);
+    assert_eq!(answer[0].json()["errorType"], "RequestEntityTooLarge");
+    let InvokeOutcome::Error(error) = done(&mut api) else {
+        panic!()
+    };
+    assert_eq!(error.error_type, ErrorType::FunctionResponseSizeTooLarge);
+    assert_eq!(
+        error.message,
+        "Response payload size exceeded maximum allowed payload size (20971520 bytes)."
+    );
+    // The pipelined next after the drained body parked, and gets the next invocation.
+    assert!(api.is_parked(conn));
+    api.deliver(invocation("2"), DEADLINE).unwrap();
+    assert_eq!(answers(&api.take_output(conn))[0].body, b"2");
+
+    // A streaming-mode Content-Length over the limit is refused with the same limit.
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    let head = format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\n\
+         Lambda-Runtime-Function-Response-Mode: streaming\r\nContent-Length: {}\r\n\r\n",
+        MAX_STREAMED_RESPONSE_BYTES + 1
+    );
+    assert_eq!(exchange(&mut api, conn, head.as_bytes())[0].status, 413);
+    let InvokeOutcome::Error(error) = done(&mut api) else {
+        panic!()
+    };
+    assert_eq!(error.error_type, ErrorType::FunctionResponseSizeTooLarge);
+    assert!(error.message.contains("(20971520 bytes)."), "{error}");
+}
+
+#[test]
+fn a_stream_whose_reader_is_gone_is_still_consumed() {
+    let recorder = Arc::new(Recorder {
+        gone: true,
+        ..Recorder::default()
+    });
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    let mut wire = streamed(&id, &[b"one", b"two", b"three"], "");
+    wire.extend_from_slice(NEXT);
+    // Piece by piece, so that each chunk is its own write.
+    for part in wire.chunks(8) {
+        assert_eq!(api.receive(conn, part), part.len());
+    }
+    // The first write said the reader is gone: nothing more was offered.
+    assert_eq!(recorder.writes().len(), 1);
+    assert_eq!(answers(&api.take_output(conn))[0].status, 202);
+    assert_eq!(done(&mut api), InvokeOutcome::Response(Vec::new()));
+    assert!(api.is_parked(conn));
+}
+
+#[test]
+fn a_whole_response_to_a_streamed_invocation_is_written_once() {
+    let recorder = Arc::new(Recorder::default());
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    let answer = exchange(
+        &mut api,
+        conn,
+        &post(&format!("invocation/{id}/response"), b"whole body"),
+    );
+    assert_eq!(answer[0].status, 202);
+    assert_eq!(recorder.writes(), [b"whole body".to_vec()]);
+    assert_eq!(done(&mut api), InvokeOutcome::Response(Vec::new()));
+    // An error report writes nothing.
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    exchange(
+        &mut api,
+        conn,
+        &post(&format!("invocation/{id}/error"), b"{}"),
+    );
+    assert!(matches!(done(&mut api), InvokeOutcome::Error(_)));
+    assert_eq!(recorder.writes().len(), 1);
+}
+
+#[test]
+fn streamed_content_length_body_reaches_the_stream_as_it_arrives() {
+    let recorder = Arc::new(Recorder::default());
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    let wire = post_with(
+        &format!("invocation/{id}/response"),
+        "Lambda-Runtime-Function-Response-Mode: streaming\r\n",
+        b"0123456789",
+    );
+    let (head, body) = wire.split_at(wire.len() - 10);
+    let mut first = head.to_vec();
+    first.extend_from_slice(&body[..4]);
+    assert!(exchange(&mut api, conn, &first).is_empty());
+    assert_eq!(recorder.bytes(), b"0123");
+    assert!(events(&mut api).is_empty());
+    assert_eq!(exchange(&mut api, conn, &body[4..])[0].status, 202);
+    assert_eq!(recorder.bytes(), b"0123456789");
+    assert_eq!(done(&mut api), InvokeOutcome::Response(Vec::new()));
+}
+
+#[test]
+fn streamed_response_byte_at_a_time_gives_the_same_result() {
+    let trailers = format!(
+        "Lambda-Runtime-Function-Error-Type: T\r\nLambda-Runtime-Function-Error-Body: {ERROR_BODY_B64}\r\n"
+    );
+    for trailers in ["", trailers.as_str()] {
+        let run = |split: usize| {
+            let recorder = Arc::new(Recorder::default());
+            let (mut api, conn, id) = invoking(Some(recorder.stream()));
+            let mut wire = streamed(&id, &[b"alpha", b"beta", b"gamma!"], trailers);
+            wire.extend_from_slice(NEXT);
+            let mut output = Vec::new();
+            for part in wire.chunks(split) {
+                assert_eq!(api.receive(conn, part), part.len());
+                output.extend(api.take_output(conn));
+            }
+            let statuses: Vec<u16> = answers(&output).iter().map(|a| a.status).collect();
+            (
+                recorder.bytes(),
+                statuses,
+                done(&mut api),
+                api.is_parked(conn),
+            )
+        };
+        let whole = run(usize::MAX);
+        assert_eq!(whole.0, b"alphabetagamma!");
+        assert_eq!(whole.1, [202]);
+        assert!(whole.3);
+        assert_eq!(run(1), whole);
+        assert_eq!(run(3), whole);
+    }
+}
+
+#[test]
+fn disconnect_mid_stream_leaves_the_invocation_in_flight() {
+    let recorder = Arc::new(Recorder::default());
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    let mut wire = streamed_head(&id);
+    wire.extend(chunk(b"part"));
+    exchange(&mut api, conn, &wire);
+    api.disconnect(conn);
+    assert_eq!(recorder.bytes(), b"part");
+    assert!(events(&mut api).is_empty());
+    assert_eq!(api.in_flight(), Some(&*id));
+    // As for any body cut short, the runtime may answer again on another connection.
+    let conn = api.connect().unwrap();
+    assert_eq!(
+        exchange(&mut api, conn, &streamed(&id, &[b"again"], ""))[0].status,
+        202
+    );
+    assert_eq!(done(&mut api), InvokeOutcome::Response(Vec::new()));
+}
+
+#[test]
+fn streamed_response_for_a_stale_id_is_refused_at_its_end() {
+    let recorder = Arc::new(Recorder::default());
+    let (mut api, conn, id) = invoking(Some(recorder.stream()));
+    // Another connection streams the response while this one's body is still arriving.
+    let mut wire = streamed_head(&id);
+    wire.extend(chunk(b"first "));
+    exchange(&mut api, conn, &wire);
+    let other = api.connect().unwrap();
+    assert_eq!(
+        exchange(&mut api, other, &streamed(&id, &[b"second"], ""))[0].status,
+        202
+    );
+    assert_eq!(done(&mut api), InvokeOutcome::Response(Vec::new()));
+    // Nothing more reaches the stream of an invocation that is over; the end is refused.
+    let answer = exchange(
+        &mut api,
+        conn,
+        &[chunk(b"late"), b"0\r\n\r\n".to_vec()].concat(),
+    );
+    assert_eq!(answer[0].status, 403);
+    assert_eq!(recorder.bytes(), b"first second");
+    assert!(events(&mut api).is_empty());
 }
