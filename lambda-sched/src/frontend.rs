@@ -10,7 +10,7 @@
 use std::sync::atomic::Ordering;
 
 use lambda_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_SYNC_PAYLOAD_BYTES};
-use lambda_core::{Invocation, new_request_id};
+use lambda_core::{Invocation, ResponseStream, new_request_id};
 
 use crate::async_queue::AsyncQueue;
 use crate::data_plane::{DataPlane, InvokeResponse};
@@ -54,6 +54,13 @@ pub struct InvokeRequest {
     pub client_context: Option<String>,
     /// The event.
     pub payload: Vec<u8>,
+    /// Where the response goes as the function produces it (`InvokeWithResponseStream`);
+    /// synchronous invocations only (an `Event` or `DryRun` runs nothing to stream). With a
+    /// stream, the body goes to it and [`InvokeResponse::payload`] stays empty, whether the
+    /// runtime answered in streaming mode or all at once (see
+    /// [`Invocation::response_stream`]); a function error is still in
+    /// [`InvokeResponse::function_error`] and its payload.
+    pub response_stream: Option<ResponseStream>,
 }
 
 impl InvokeRequest {
@@ -66,6 +73,7 @@ impl InvokeRequest {
             log_tail: false,
             client_context: None,
             payload: payload.into(),
+            response_stream: None,
         }
     }
 
@@ -95,6 +103,12 @@ impl InvokeRequest {
     /// Sets the client context.
     pub fn with_client_context(mut self, context: impl Into<String>) -> Self {
         self.client_context = Some(context.into());
+        self
+    }
+
+    /// Streams the response to `stream` as the function produces it.
+    pub fn with_response_stream(mut self, stream: ResponseStream) -> Self {
+        self.response_stream = Some(stream);
         self
     }
 }
@@ -127,6 +141,7 @@ pub(crate) fn invoke(
         log_tail,
         client_context,
         payload,
+        response_stream,
     } = request;
     match invocation_type {
         InvocationType::DryRun => {
@@ -159,6 +174,7 @@ pub(crate) fn invoke(
             check_payload(payload.len(), invocation_type)?;
             let mut invocation = Invocation::new(payload);
             invocation.client_context = client_context;
+            invocation.response_stream = response_stream;
             data.run(&resolved, invocation, log_tail)
         }
     }

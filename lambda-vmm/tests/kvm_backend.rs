@@ -33,6 +33,7 @@ scenario!(crash_then_recovery);
 scenario!(exit_then_recovery);
 scenario!(timeout_then_recovery);
 scenario!(response_too_large);
+scenario!(streamed_response);
 scenario!(tmp_persists_and_is_private);
 scenario!(reads_outside_task_and_tmp_fail);
 scenario!(environments_share_nothing);

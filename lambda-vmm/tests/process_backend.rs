@@ -57,6 +57,12 @@ fn response_too_large() {
     scenarios::response_too_large(&backend, &functions);
 }
 
+#[test]
+fn streamed_response() {
+    let (backend, functions) = setup();
+    scenarios::streamed_response(&backend, &functions);
+}
+
 // Two scenarios hold only where there is isolation and run on the micro-VM backend
 // (tests/kvm_backend.rs): `tmp_persists_and_is_private` (a child process's /tmp is the
 // host's) and `reads_outside_task_and_tmp_fail` (a child process can read any file its user

@@ -11,6 +11,8 @@ pub const STATE_FILE: &str = "/tmp/state.txt";
 pub enum Reply {
     /// POSTed to `.../response` as is.
     Response(Vec<u8>),
+    /// POSTed to `.../response` in Lambda's streaming mode.
+    Stream(Stream),
     /// POSTed to `.../error` with this error type.
     Error {
         error_type: &'static str,
@@ -58,6 +60,7 @@ pub fn handle(body: &[u8], count: u64) -> Reply {
         }
         // 16 bytes from the kernel's generator, asked for now (not a cached seed).
         "random" => respond(json!({ "random": random_hex() })),
+        "stream" => stream(&event),
         "log-after" | "log-after-thread" | "hoard" => respond(json!({ "ok": true })),
         "log" => {
             let message = text(field("message"));
@@ -68,6 +71,71 @@ pub fn handle(body: &[u8], count: u64) -> Reply {
         // "echo" and anything unknown.
         _ => Reply::Response(body.to_vec()),
     }
+}
+
+/// A response to stream: `chunks` pieces of `size` bytes, piece `i` all `b'a' + i % 26`;
+/// then error trailers if `error`; or, if `spin`, nothing after the first piece (the
+/// runtime spins until the host's timeout ends it).
+pub struct Stream {
+    pub chunks: usize,
+    pub size: usize,
+    pub error: bool,
+    pub spin: bool,
+}
+
+/// Most bytes a `stream` action sends (more than Lambda's 20 MB, so the limit can be hit).
+const MAX_STREAM: usize = 32 << 20;
+
+fn stream(event: &Value) -> Reply {
+    let number = |name: &str, default: u64| {
+        event
+            .get(name)
+            .and_then(Value::as_u64)
+            .unwrap_or(default)
+            .min(MAX_STREAM as u64) as usize
+    };
+    let (chunks, size) = (number("chunks", 3), number("size", 5));
+    if chunks.saturating_mul(size) > MAX_STREAM {
+        return Reply::Error {
+            error_type: "Custom.TooBig",
+            message: "a stream is at most 32 MiB",
+        };
+    }
+    Reply::Stream(Stream {
+        chunks,
+        size,
+        error: event.get("error") == Some(&Value::Bool(true)),
+        spin: event.get("then").and_then(Value::as_str) == Some("spin"),
+    })
+}
+
+/// Piece `index` of a stream.
+pub fn piece(index: usize, size: usize) -> Vec<u8> {
+    vec![b'a' + (index % 26) as u8; size]
+}
+
+/// Standard base64 with padding (for the error-body trailer).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn spin_forever() -> ! {
+    spin()
 }
 
 /// Whether the event asks for `action`.

@@ -139,7 +139,10 @@ pub fn hoard() -> String {
         }
     }
     // Epoll registrations: eventfds watched by as many epoll instances as it takes.
-    let targets: Vec<i64> = (0..64).map(|_| syscall4(290, 0, 0, 0, 0)).filter(|fd| *fd >= 0).collect();
+    let targets: Vec<i64> = (0..64)
+        .map(|_| syscall4(290, 0, 0, 0, 0))
+        .filter(|fd| *fd >= 0)
+        .collect();
     let interest = [1u32.to_le_bytes(), [0; 4], [0; 4]].concat();
     let mut watches = 0;
     'epolls: for _ in 0..512 {
@@ -148,7 +151,14 @@ pub fn hoard() -> String {
             break;
         }
         for &target in &targets {
-            if syscall4(233, epoll as u64, 1, target as u64, interest.as_ptr() as u64) < 0 {
+            if syscall4(
+                233,
+                epoll as u64,
+                1,
+                target as u64,
+                interest.as_ptr() as u64,
+            ) < 0
+            {
                 break 'epolls;
             }
             watches += 1;

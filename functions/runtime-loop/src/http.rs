@@ -62,6 +62,17 @@ impl Client {
         result
     }
 
+    /// The shared connection, opened if there is none.
+    fn connection(&mut self) -> io::Result<&mut BufReader<TcpStream>> {
+        if self.conn.is_none() {
+            let stream = TcpStream::connect(&self.api)?;
+            // Requests are written whole, so Nagle's algorithm would only add latency.
+            stream.set_nodelay(true)?;
+            self.conn = Some(BufReader::with_capacity(64 * 1024, stream));
+        }
+        Ok(self.conn.as_mut().expect("opened above"))
+    }
+
     fn exchange(
         &mut self,
         method: &str,
@@ -69,16 +80,6 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<Response> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                let stream = TcpStream::connect(&self.api)?;
-                // Requests are written whole, so Nagle's algorithm would only add latency.
-                stream.set_nodelay(true)?;
-                self.conn
-                    .insert(BufReader::with_capacity(64 * 1024, stream))
-            }
-        };
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.api);
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
@@ -89,8 +90,58 @@ impl Client {
         head.push_str("\r\n");
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
+        let conn = self.connection()?;
         conn.get_mut().write_all(&request)?;
         read_response(conn)
+    }
+
+    /// Starts a `POST` whose body follows in chunks ([`Client::chunk`], then
+    /// [`Client::finish_chunks`]).
+    pub fn start_chunked(&mut self, path: &str, headers: &[(&str, &str)]) -> io::Result<()> {
+        let mut head = format!("POST {path} HTTP/1.1\r\nHost: {}\r\n", self.api);
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+        let result = self.connection()?.get_mut().write_all(head.as_bytes());
+        self.forget_on_error(result)
+    }
+
+    /// Sends one chunk of the body, in one write: the server sees it as it is produced.
+    pub fn chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(()); // an empty chunk would end the body
+        }
+        let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+        framed.extend_from_slice(data);
+        framed.extend_from_slice(b"\r\n");
+        let result = self.connection()?.get_mut().write_all(&framed);
+        self.forget_on_error(result)
+    }
+
+    /// Ends the chunked body with `trailers` and reads the response.
+    pub fn finish_chunks(&mut self, trailers: &[(&str, &str)]) -> io::Result<Response> {
+        let mut end = String::from("0\r\n");
+        for (name, value) in trailers {
+            end.push_str(&format!("{name}: {value}\r\n"));
+        }
+        end.push_str("\r\n");
+        let result = self.connection().and_then(|conn| {
+            conn.get_mut().write_all(end.as_bytes())?;
+            read_response(conn)
+        });
+        match &result {
+            Ok(response) if !response.closes() => {}
+            _ => self.conn = None,
+        }
+        result
+    }
+
+    fn forget_on_error(&mut self, result: io::Result<()>) -> io::Result<()> {
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
     }
 }
 

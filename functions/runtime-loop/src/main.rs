@@ -13,7 +13,11 @@
 //! `path`, `log` + `message` (to stdout and stderr), `log-after` + `message` (to stderr after
 //! the response is posted, before the next `next`), `log-after-thread` + `message` (the
 //! same while a second thread waits for it), `hoard` (after the response, takes all
-//! the kernel state it can and holds it until the next event; see `hoard.rs`).
+//! the kernel state it can and holds it until the next event; see `hoard.rs`), `stream`
+//! (`{"action":"stream","chunks":N,"size":S,"error":bool,"then":"spin"|"return"}`,
+//! defaults 3, 5, false, "return": a response in Lambda's streaming mode, N chunks of S
+//! bytes, chunk i all `'a' + i % 26`, each in its own write; `error` adds the error
+//! trailers of a `Custom.StreamFailure`; `then: "spin"` spins after the first chunk).
 //!
 //! Environment: `INIT_FAIL` reports `Runtime.InitError` and exits 1 before the first
 //! `next`; `INIT_CRASH` writes to a null pointer during init; `INIT_LOG` is printed to
@@ -71,6 +75,15 @@ fn main() -> ExitCode {
         hoard::release();
         let count = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
         let (path, headers, body) = match actions::handle(&event, count) {
+            Reply::Stream(stream) => {
+                let path = format!("{API}/invocation/{id}/response");
+                match send_stream(&mut client, &path, &stream) {
+                    Ok(r) if (200..300).contains(&r.status) => {}
+                    Ok(r) => eprintln!("runtime-loop: streamed {path} answered {}", r.status),
+                    Err(err) => eprintln!("runtime-loop: streaming {path} failed: {err}"),
+                }
+                continue;
+            }
             Reply::Response(body) => (format!("{API}/invocation/{id}/response"), vec![JSON], body),
             Reply::Error {
                 error_type,
@@ -106,6 +119,42 @@ fn main() -> ExitCode {
             eprintln!("{}", hoard::hoard());
         }
     }
+}
+
+/// Posts a response in Lambda's streaming mode, chunk by chunk.
+fn send_stream(
+    client: &mut Client,
+    path: &str,
+    stream: &actions::Stream,
+) -> std::io::Result<http::Response> {
+    let mut headers = vec![
+        ("Lambda-Runtime-Function-Response-Mode", "streaming"),
+        ("Content-Type", "application/octet-stream"),
+    ];
+    if stream.error {
+        headers.push((
+            "Trailer",
+            "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body",
+        ));
+    }
+    client.start_chunked(path, &headers)?;
+    for index in 0..stream.chunks {
+        client.chunk(&actions::piece(index, stream.size))?;
+        if stream.spin {
+            actions::spin_forever();
+        }
+    }
+    let error_body;
+    let mut trailers = Vec::new();
+    if stream.error {
+        error_body = actions::base64(&actions::error_body(
+            "Custom.StreamFailure",
+            "failed mid-stream",
+        ));
+        trailers.push((ERROR_TYPE_HEADER, "Custom.StreamFailure"));
+        trailers.push(("Lambda-Runtime-Function-Error-Body", error_body.as_str()));
+    }
+    client.finish_chunks(&trailers)
 }
 
 /// Waits for the next event: its request id and body.

@@ -278,6 +278,103 @@ pub fn response_too_large(backend: &dyn Backend, functions: &Functions) {
     environment.shutdown();
 }
 
+/// A response in Lambda's streaming mode reaches the caller's stream as the function writes
+/// it: the first piece arrives while the function still runs (it spins after writing it,
+/// until its timeout ends it). Also: the whole stream, an error in the trailers, the 20 MB
+/// cut-off, and a streamed answer to a caller without a stream (buffered).
+pub fn streamed_response(backend: &dyn Backend, functions: &Functions) {
+    use lambda_core::ResponseStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, mpsc};
+
+    let config = functions
+        .runtime("stream", "runtime-loop")
+        .with_timeout(Duration::from_secs(3));
+    let mut environment = backend.create(&config).expect("create");
+    let streamed = |environment: &mut dyn ExecutionEnvironment, event: Value| {
+        let (sender, pieces) = mpsc::channel();
+        let invocation = Invocation::new(event.to_string().into_bytes())
+            .with_response_stream(ResponseStream::new(sender));
+        let result = environment.invoke(invocation).expect("invoke");
+        (result, pieces.try_iter().flatten().collect::<Vec<u8>>())
+    };
+    let (result, body) = streamed(&mut *environment, json!({"action": "stream"}));
+    assert_eq!(result.outcome, InvokeOutcome::Response(Vec::new()));
+    assert_eq!(body, b"aaaaabbbbbccccc");
+
+    let (result, body) = streamed(
+        &mut *environment,
+        json!({"action": "stream", "error": true}),
+    );
+    let error = error_of(&result);
+    assert_eq!(
+        error.error_type,
+        ErrorType::Function("Custom.StreamFailure".into())
+    );
+    assert_eq!(error.message, "failed mid-stream");
+    assert_eq!(
+        body, b"aaaaabbbbbccccc",
+        "what was streamed before the error stays"
+    );
+
+    // No stream asked for: the streamed answer is buffered into the response.
+    let result = invoke(&mut *environment, json!({"action": "stream", "chunks": 2}));
+    assert_eq!(
+        result.outcome,
+        InvokeOutcome::Response(b"aaaaabbbbb".to_vec())
+    );
+
+    // 21 pieces of 1 MiB: cut off at 20 MiB.
+    let big = json!({"action": "stream", "chunks": 21, "size": 1 << 20});
+    let (result, body) = streamed(&mut *environment, big);
+    assert_eq!(
+        error_of(&result).error_type,
+        ErrorType::FunctionResponseSizeTooLarge
+    );
+    assert!(
+        body.len() <= lambda_core::limits::MAX_STREAMED_RESPONSE_BYTES,
+        "{}",
+        body.len()
+    );
+    assert!(
+        body.len() >= 19 << 20,
+        "the pieces before the limit were streamed: {}",
+        body.len()
+    );
+    assert_eq!(result.reset, None, "the runtime serves on");
+
+    // The first piece arrives while the function is still running: it spins after writing
+    // it and can only end by its 3 s timeout.
+    let (sender, pieces) = mpsc::channel();
+    let done = Arc::new(AtomicBool::new(false));
+    let finished = done.clone();
+    let running = std::thread::spawn(move || {
+        let event = json!({"action": "stream", "then": "spin"}).to_string();
+        let invocation =
+            Invocation::new(event.into_bytes()).with_response_stream(ResponseStream::new(sender));
+        let result = environment.invoke(invocation).expect("invoke");
+        finished.store(true, Ordering::SeqCst);
+        (environment, result)
+    });
+    let mut first = pieces.recv().expect("a first piece");
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "the first piece came before the invocation ended"
+    );
+    while first.len() < 5 {
+        first.extend(pieces.recv().expect("the rest of the first piece"));
+    }
+    assert_eq!(first, b"aaaaa");
+    let (environment, result) = running.join().unwrap();
+    assert_eq!(error_of(&result).error_type, ErrorType::SandboxTimedout);
+    assert_eq!(
+        pieces.try_iter().count(),
+        0,
+        "nothing after the first piece"
+    );
+    environment.shutdown();
+}
+
 /// `/tmp` persists across warm invocations and is empty in a new environment.
 pub fn tmp_persists_and_is_private(backend: &dyn Backend, functions: &Functions) {
     let config = functions.runtime("tmp", "runtime-loop");
