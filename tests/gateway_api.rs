@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::http::{Connection, request};
+use common::http::{Connection, event_messages, request};
 use lambda::gateway::{Gateway, GatewayConfig};
 use lambda::sched::Service;
 use lambda::sched::fake::FakeBackend;
@@ -664,4 +664,75 @@ fn a_gateway_can_be_dropped_inside_another_tokio_runtime() {
         assert_eq!(listed.status, 200);
         drop(gateway);
     });
+}
+
+#[test]
+fn a_response_stream_is_framed_as_an_event_stream() {
+    let gateway = gateway("api-stream", Duration::from_secs(30));
+    let address = gateway.local_addr();
+    let zip = zip_base64("api-stream", &[("bootstrap", b"#!/bin/sh\n")]);
+    let created = request(address, "POST", FUNCTIONS, &[], &create_body("echo", &zip));
+    assert_eq!(created.status, 201);
+    let streaming = "/2021-11-15/functions/echo/response-streaming-invocations";
+
+    // The fake answers whole: its answer is one PayloadChunk, then InvokeComplete.
+    let streamed = request(
+        address,
+        "POST",
+        streaming,
+        &[("X-Amz-Log-Type", "Tail")],
+        br#"{"hi":1}"#,
+    );
+    assert_eq!(streamed.status, 200, "{streamed:?}");
+    assert_eq!(
+        streamed.header("content-type"),
+        Some("application/vnd.amazon.eventstream")
+    );
+    let events = event_messages(&streamed.body);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        events[0],
+        ("PayloadChunk".to_string(), br#"{"hi":1}"#.to_vec())
+    );
+    assert_eq!(events[1].0, "InvokeComplete");
+    let complete: serde_json::Value = serde_json::from_slice(&events[1].1).unwrap();
+    assert!(complete.get("ErrorCode").is_none(), "{complete}");
+    assert!(complete["LogResult"].is_string(), "{complete}");
+
+    // Refusals before anything runs are plain errors; a dry run is a 204.
+    let unknown = request(
+        address,
+        "POST",
+        "/2021-11-15/functions/nobody/response-streaming-invocations",
+        &[],
+        b"{}",
+    );
+    assert_eq!(
+        (unknown.status, unknown.error_type()),
+        (404, Some("ResourceNotFoundException"))
+    );
+    let event = request(
+        address,
+        "POST",
+        streaming,
+        &[("X-Amz-Invocation-Type", "Event")],
+        b"{}",
+    );
+    assert_eq!(event.error_type(), Some("InvalidParameterValueException"));
+    let dry = request(
+        address,
+        "POST",
+        streaming,
+        &[("X-Amz-Invocation-Type", "DryRun")],
+        b"{}",
+    );
+    assert_eq!(dry.status, 204);
+    let not_json = request(address, "POST", streaming, &[], b"{not json");
+    assert_eq!(
+        not_json.error_type(),
+        Some("InvalidRequestContentException")
+    );
+    let wrong_method = request(address, "GET", streaming, &[], b"");
+    assert_eq!(wrong_method.error_type(), Some("UnknownOperationException"));
+    gateway.shutdown();
 }

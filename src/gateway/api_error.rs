@@ -56,6 +56,7 @@ impl ApiError {
     pub fn too_large(limit: usize, operation: &str) -> Self {
         let (name, operation) = match operation {
             "Invoke" | "FunctionUrl" => ("RequestTooLargeException", "InvokeFunction"),
+            "InvokeWithResponseStream" => ("RequestTooLargeException", operation),
             other => ("RequestEntityTooLargeException", other),
         };
         Self::new(

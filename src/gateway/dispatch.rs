@@ -22,6 +22,11 @@ pub(super) fn dispatch(
     let r = request;
     match operation {
         O::Invoke(f) => invoke::invoke(c, r, &f),
+        // Its answer is a stream the server writes as it comes (`invoke_stream`), never a
+        // whole response.
+        O::InvokeWithResponseStream(_) => Err(ApiError::service(
+            "InvokeWithResponseStream is answered as a stream, not dispatched",
+        )),
         O::FunctionUrl(f, path) => function_url::call(c, r, &f, &path),
         O::CreateFunction => functions::create_function(c, r),
         O::ListFunctions => functions::list_functions(c, r),

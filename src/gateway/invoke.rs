@@ -12,7 +12,7 @@ use super::message::{Request, Response};
 use super::route::target;
 
 /// The invocation type `X-Amz-Invocation-Type` names (`RequestResponse` when absent).
-fn invocation_type(request: &Request) -> Result<InvocationType, ApiError> {
+pub(super) fn invocation_type(request: &Request) -> Result<InvocationType, ApiError> {
     match request.header("x-amz-invocation-type") {
         None | Some("RequestResponse") => Ok(InvocationType::RequestResponse),
         Some("Event") => Ok(InvocationType::Event),
@@ -24,7 +24,7 @@ fn invocation_type(request: &Request) -> Result<InvocationType, ApiError> {
 }
 
 /// Whether `X-Amz-Log-Type` asks for the log tail.
-fn log_tail(request: &Request) -> Result<bool, ApiError> {
+pub(super) fn log_tail(request: &Request) -> Result<bool, ApiError> {
     match request.header("x-amz-log-type") {
         None | Some("None") => Ok(false),
         Some("Tail") => Ok(true),
@@ -35,10 +35,16 @@ fn log_tail(request: &Request) -> Result<bool, ApiError> {
 }
 
 /// `X-Amz-Client-Context`, base64 JSON, decoded for the runtime.
-fn client_context(request: &Request) -> Result<Option<String>, ApiError> {
+pub(super) fn client_context(request: &Request) -> Result<Option<String>, ApiError> {
     let Some(encoded) = request.header("x-amz-client-context") else {
         return Ok(None);
     };
+    // Lambda's limit is on the header as sent: 3,583 bytes of base64.
+    if encoded.len() > 3583 {
+        return Err(ApiError::invalid_parameter(
+            "X-Amz-Client-Context holds at most 3,583 bytes of base64",
+        ));
+    }
     let decoded = STANDARD
         .decode(encoded)
         .ok()
@@ -46,16 +52,11 @@ fn client_context(request: &Request) -> Result<Option<String>, ApiError> {
         .ok_or_else(|| {
             ApiError::invalid_parameter("X-Amz-Client-Context is not base64 of UTF-8 text")
         })?;
-    if decoded.len() > 3583 {
-        return Err(ApiError::invalid_parameter(
-            "X-Amz-Client-Context holds at most 3,583 bytes of JSON",
-        ));
-    }
     Ok(Some(decoded))
 }
 
 /// Refuses a payload that is not JSON, as Lambda does; an empty payload is allowed.
-fn check_json(payload: &[u8]) -> Result<(), ApiError> {
+pub(super) fn check_json(payload: &[u8]) -> Result<(), ApiError> {
     if payload.is_empty() {
         return Ok(());
     }
@@ -87,6 +88,7 @@ pub(super) fn invoke(
         log_tail,
         client_context,
         payload: request.body.to_vec(),
+        response_stream: None,
     };
     let answer = context.service.invoke(invoke)?;
     let function_error = answer.function_error_header();

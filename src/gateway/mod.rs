@@ -24,7 +24,9 @@
 //!    Lambda's REST API spells them;
 //! 3. `dispatch`: the operation meets its handler on a blocking thread (operations that
 //!    change functions one at a time);
-//! 4. the operations: `invoke` (Invoke), `functions` (the control plane), `function_url`
+//! 4. the operations: `invoke` (Invoke), `invoke_stream` (InvokeWithResponseStream: the
+//!    response framed by `event_stream` as the function writes it), `functions` (the
+//!    control plane), `function_url`
 //!    (Function URLs: an HTTP request becomes a payload-format-2.0 event and the function's
 //!    answer the HTTP response);
 //! 5. what they use: `context` (what handlers share), `shapes` (Lambda's JSON bodies),
@@ -40,8 +42,8 @@
 //! [`GatewayConfig::open_function_urls`]; without, any credentials are accepted, as local
 //! emulators accept them.
 //!
-//! Not served yet: `InvokeWithResponseStream`, destinations other than functions, and code
-//! from S3 or container images (`Code.ZipFile` only). See `docs/gateway.md`.
+//! Not served yet: destinations other than functions, and code from S3 or container images
+//! (`Code.ZipFile` only). See `docs/gateway.md`.
 
 mod api_error;
 mod catalog;
@@ -50,10 +52,12 @@ mod config;
 mod context;
 mod dispatch;
 mod error;
+mod event_stream;
 mod function_destination;
 mod function_url;
 mod functions;
 mod invoke;
+mod invoke_stream;
 mod message;
 mod page;
 mod route;

@@ -8,6 +8,8 @@ use super::message::{Request, decode_segment};
 pub(super) enum Operation {
     /// `POST /2015-03-31/functions/{f}/invocations`
     Invoke(String),
+    /// `POST /2021-11-15/functions/{f}/response-streaming-invocations`
+    InvokeWithResponseStream(String),
     /// `POST /2015-03-31/functions`
     CreateFunction,
     /// `GET /2015-03-31/functions`
@@ -62,9 +64,9 @@ impl Operation {
     /// The largest body the operation reads; a larger one is refused unread.
     pub fn body_limit(&self) -> usize {
         match self {
-            Operation::Invoke(_) | Operation::FunctionUrl(..) => {
-                lambda_core::limits::MAX_SYNC_PAYLOAD_BYTES
-            }
+            Operation::Invoke(_)
+            | Operation::InvokeWithResponseStream(_)
+            | Operation::FunctionUrl(..) => lambda_core::limits::MAX_SYNC_PAYLOAD_BYTES,
             _ => MAX_CONTROL_BODY,
         }
     }
@@ -73,6 +75,7 @@ impl Operation {
     pub fn name(&self) -> &'static str {
         match self {
             Operation::Invoke(_) => "Invoke",
+            Operation::InvokeWithResponseStream(_) => "InvokeWithResponseStream",
             Operation::CreateFunction => "CreateFunction",
             Operation::ListFunctions => "ListFunctions",
             Operation::GetFunction(_) => "GetFunction",
@@ -107,6 +110,7 @@ impl Operation {
         !matches!(
             self,
             O::Invoke(_)
+                | O::InvokeWithResponseStream(_)
                 | O::FunctionUrl(..)
                 | O::ListFunctions
                 | O::GetFunction(_)
@@ -230,13 +234,12 @@ pub(super) fn route(method: &str, path: &str) -> Result<Operation, ApiError> {
         [
             "2021-11-15",
             "functions",
-            _,
+            f,
             "response-streaming-invocations",
-        ] => {
-            return Err(ApiError::unknown_operation(
-                "InvokeWithResponseStream is not served by this gateway yet; use Invoke",
-            ));
-        }
+        ] => (
+            "POST",
+            (method == "POST").then(|| O::InvokeWithResponseStream(d(f))),
+        ),
         _ => {
             return Err(ApiError::unknown_operation(format!(
                 "{method} {path} is not an operation of Lambda's API that this gateway serves"

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -23,8 +24,9 @@ use super::config::GatewayConfig;
 use super::context::Context;
 use super::dispatch::dispatch;
 use super::error::GatewayError;
+use super::invoke_stream::{self, Piece, Start, StreamBody};
 use super::message::{Request, Response};
-use super::route::{MAX_CONTROL_BODY, route};
+use super::route::{MAX_CONTROL_BODY, Operation, route};
 use super::signature::{check_head, verify};
 use super::stall::WriteStall;
 
@@ -189,7 +191,7 @@ async fn serve(
     peer: SocketAddr,
     body_timeout: Duration,
     request: hyper::Request<Incoming>,
-) -> hyper::Response<Full<Bytes>> {
+) -> hyper::Response<HttpBody> {
     let request_id = lambda_core::new_request_id();
     let (parts, body) = request.into_parts();
     let operation = match route(parts.method.as_str(), parts.uri.path()) {
@@ -248,6 +250,10 @@ async fn serve(
         peer,
         request_id: request_id.clone(),
     };
+    if let Operation::InvokeWithResponseStream(reference) = &operation {
+        let reference = reference.clone();
+        return serve_stream(context, operation, reference, request).await;
+    }
     let ran = tokio::task::spawn_blocking(move || {
         if let Some(credentials) = context.signer_for(&operation) {
             verify(credentials, &request, SystemTime::now())?;
@@ -266,9 +272,55 @@ async fn serve(
     into_http(response, &request_id, false)
 }
 
+/// The body of an answer: whole, or an event stream written as it comes.
+type HttpBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Runs an `InvokeWithResponseStream` on a blocking thread and answers with its stream.
+async fn serve_stream(
+    context: Arc<Context>,
+    operation: Operation,
+    reference: String,
+    request: Request,
+) -> hyper::Response<HttpBody> {
+    let request_id = request.request_id.clone();
+    let (sender, pieces) = invoke_stream::channel();
+    // A panic on the blocking thread drops `sender`: `start` then answers ServiceException.
+    drop(tokio::task::spawn_blocking(move || {
+        if let Some(credentials) = context.signer_for(&operation)
+            && let Err(error) = verify(credentials, &request, SystemTime::now())
+        {
+            let _ = sender.send(Piece::End(Box::new(Err(error))));
+            return;
+        }
+        invoke_stream::run(&context, &request, &reference, sender);
+    }));
+    match invoke_stream::start(pieces).await {
+        Start::Whole(response) => into_http(response, &request_id, false),
+        Start::Stream(body) => stream_http(body, &request_id),
+    }
+}
+
+/// hyper's response for a streamed answer.
+fn stream_http(body: StreamBody, request_id: &str) -> hyper::Response<HttpBody> {
+    let mut response = hyper::Response::new(body.boxed_unsync());
+    let headers = response.headers_mut();
+    for (name, value) in invoke_stream::stream_headers() {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(&value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    if let Ok(id) = hyper::header::HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-RequestId", id);
+    }
+    response
+}
+
 /// hyper's response for `response`; `close` ends the connection after it (a body was left
 /// unread).
-fn into_http(response: Response, request_id: &str, close: bool) -> hyper::Response<Full<Bytes>> {
+fn into_http(response: Response, request_id: &str, close: bool) -> hyper::Response<HttpBody> {
     let mut builder = hyper::Response::builder().status(response.status);
     let mut has_id = false;
     for (name, value) in &response.headers {
@@ -282,12 +334,12 @@ fn into_http(response: Response, request_id: &str, close: bool) -> hyper::Respon
         builder = builder.header("Connection", "close");
     }
     builder
-        .body(Full::new(Bytes::from(response.body)))
+        .body(Full::new(Bytes::from(response.body)).boxed_unsync())
         .unwrap_or_else(|error| {
             // A handler produced a header hyper refuses (handlers check what guests send).
             let message = format!("the gateway built an invalid response: {error}");
             let body = ApiError::service(message).response().body;
-            let mut fallback = hyper::Response::new(Full::new(Bytes::from(body)));
+            let mut fallback = hyper::Response::new(Full::new(Bytes::from(body)).boxed_unsync());
             *fallback.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
             fallback
         })

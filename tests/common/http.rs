@@ -143,3 +143,36 @@ pub fn request(
         .read()
         .unwrap_or_else(|| panic!("no response to {method} {path}"))
 }
+
+/// The messages of an `application/vnd.amazon.eventstream` body: each message's
+/// `:event-type` and payload, with both of its CRC-32s checked.
+pub fn event_messages(mut body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut messages = Vec::new();
+    while !body.is_empty() {
+        let be32 = |at: usize| u32::from_be_bytes(body[at..at + 4].try_into().unwrap());
+        let (total, headers_len) = (be32(0) as usize, be32(4) as usize);
+        assert_eq!(be32(8), crc32fast::hash(&body[..8]), "prelude CRC");
+        assert_eq!(
+            be32(total - 4),
+            crc32fast::hash(&body[..total - 4]),
+            "message CRC"
+        );
+        let mut event_type = String::new();
+        let mut at = 12;
+        while at < 12 + headers_len {
+            let name_len = body[at] as usize;
+            let name = &body[at + 1..at + 1 + name_len];
+            at += 1 + name_len;
+            assert_eq!(body[at], 7, "string headers only");
+            let value_len = u16::from_be_bytes([body[at + 1], body[at + 2]]) as usize;
+            let value = &body[at + 3..at + 3 + value_len];
+            at += 3 + value_len;
+            if name == b":event-type" {
+                event_type = String::from_utf8(value.to_vec()).unwrap();
+            }
+        }
+        messages.push((event_type, body[at..total - 4].to_vec()));
+        body = &body[total..];
+    }
+    messages
+}

@@ -84,6 +84,43 @@ assert response["StatusCode"] == 202, response
 response, _ = invoke(b"{}", InvocationType="DryRun")
 assert response["StatusCode"] == 204, response
 
+step("InvokeWithResponseStream")
+
+
+def stream(payload, name="echo", **kwargs):
+    """The pieces of a streamed response and its InvokeComplete event."""
+    response = client.invoke_with_response_stream(FunctionName=name, Payload=payload, **kwargs)
+    assert response["StatusCode"] == 200, response
+    pieces, complete = [], None
+    for event in response["EventStream"]:
+        if "PayloadChunk" in event:
+            assert complete is None, "a PayloadChunk after InvokeComplete"
+            pieces.append(event["PayloadChunk"]["Payload"])
+        elif "InvokeComplete" in event:
+            complete = event["InvokeComplete"]
+    assert complete is not None, "the stream ended without InvokeComplete"
+    return pieces, complete
+
+
+pieces, complete = stream(b'{"action": "stream"}', LogType="Tail")
+assert b"".join(pieces) == b"aaaaabbbbbccccc", pieces
+assert "ErrorCode" not in complete, complete
+assert "REPORT RequestId" in base64.b64decode(complete["LogResult"]).decode(), complete
+pieces, complete = stream(b'{"action": "stream", "error": true}')
+assert b"".join(pieces) == b"aaaaabbbbbccccc", pieces
+assert complete["ErrorCode"] == "Custom.StreamFailure", complete
+assert "failed mid-stream" in complete["ErrorDetails"], complete
+# A runtime that answers whole: its answer comes as the stream.
+pieces, complete = stream(b'{"hi": 2}')
+assert json.loads(b"".join(pieces)) == {"hi": 2} and "ErrorCode" not in complete, pieces
+# Past 20 MB the stream is cut off with Lambda's error.
+pieces, complete = stream(b'{"action": "stream", "chunks": 21, "size": 1048576}')
+streamed = sum(len(p) for p in pieces)
+assert 19 << 20 <= streamed <= 20 << 20, streamed
+assert complete["ErrorCode"] == "Function.ResponseSizeTooLarge", complete
+code, _ = error_code(client.invoke_with_response_stream, FunctionName="nobody", Payload=b"{}")
+assert code == "ResourceNotFoundException", code
+
 step("PublishVersion, UpdateFunctionConfiguration, ListVersionsByFunction")
 v1 = client.publish_version(FunctionName="echo", Description="first")
 assert v1["Version"] == "1" and v1["Description"] == "first", v1
