@@ -11,7 +11,9 @@ const MAX_SIZE_LINE: usize = 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
 
 /// Why a chunked body could not be decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum ChunkError {
     /// A chunk-size line that is not a hexadecimal number (or does not fit in 64 bits).
     #[error("invalid chunk size line")]

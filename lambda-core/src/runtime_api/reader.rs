@@ -49,7 +49,8 @@ pub enum ReadEvent {
     /// The head of a response in streaming mode whose body is handed out in pieces (see
     /// [`RequestReader::feed_streaming`]): [`StreamData`](Self::StreamData) events follow,
     /// then [`StreamEnd`](Self::StreamEnd) or [`StreamTooLarge`](Self::StreamTooLarge) (or an
-    /// [`Error`](Self::Error) for broken chunk framing). The request's body is empty.
+    /// [`Error`](Self::Error) for broken chunk framing, after a `StreamData` of every piece
+    /// before it, wherever the input was cut). The request's body is empty.
     StreamStart {
         /// The request line and header fields.
         request: Request,
@@ -96,6 +97,9 @@ enum State {
     DrainLength(u64),
     /// Discarding the rest of an oversized chunked body.
     DrainChunked(ChunkedDecoder),
+    /// A streamed chunked body broke after pieces that were handed out first: the error is
+    /// reported by the next call.
+    Broken(ChunkError),
     /// After an error or an unframeable request: all input is ignored.
     Closed,
 }
@@ -146,6 +150,7 @@ impl RequestReader {
             | State::StreamLength { .. }
             | State::DrainLength(_)
             | State::DrainChunked(_)
+            | State::Broken(_)
             | State::Closed => 0,
         }
     }
@@ -201,6 +206,10 @@ impl RequestReader {
     fn step(&mut self, input: &[u8], stream_for: Option<&str>) -> (usize, Option<ReadEvent>) {
         match &mut self.state {
             State::Closed => (input.len(), None),
+            State::Broken(error) => {
+                let error = *error;
+                (input.len(), Some(self.fail(error.into())))
+            }
             State::Head(head) => {
                 let (used, complete) = read_head(head, input);
                 if !complete {
@@ -277,7 +286,16 @@ impl RequestReader {
                 });
                 let used = match result {
                     Ok(used) => used,
-                    Err(error) => return (input.len(), Some(self.fail(error.into()))),
+                    Err(error) if data.is_empty() || overflow => {
+                        return (input.len(), Some(self.fail(error.into())));
+                    }
+                    Err(error) => {
+                        // The pieces before the broken framing go out first, as they would
+                        // have had the input been cut just before it; the error follows on
+                        // the next call (which gets this input again: none of it is used).
+                        self.state = State::Broken(error);
+                        return (0, Some(ReadEvent::StreamData(data)));
+                    }
                 };
                 if overflow {
                     // What came in this call is dropped: the sink gets at most the limit.
@@ -805,6 +823,29 @@ mod tests {
             }
         }
         events
+    }
+
+    #[test]
+    fn pieces_before_broken_framing_go_out_wherever_the_input_was_cut() {
+        let broken: &[u8] = b"POST /2018-06-01/runtime/invocation/abc/response HTTP/1.1\r\n\
+            Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n\r\n\
+            5\r\naaaaa\r\nzz\r\n";
+        for split in [1, 3, 1000] {
+            let events = stream_all(broken, split, Some("abc"));
+            let data: Vec<u8> = events
+                .iter()
+                .filter_map(|e| match e {
+                    ReadEvent::StreamData(d) => Some(d.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            assert_eq!(data, b"aaaaa", "split {split}: {events:?}");
+            assert!(
+                matches!(events.last(), Some(ReadEvent::Error(ReadError::Chunk(_)))),
+                "split {split}: {events:?}"
+            );
+        }
     }
 
     #[test]
