@@ -1,12 +1,15 @@
 //! The Runtime API's HTTP/1.1 request reader and chunked decoder on arbitrary bytes, fed
 //! whole and again split at arbitrary points: a TCP stream can be cut anywhere, so both ways
-//! must give the same requests and the same errors, and every call must make progress.
+//! must give the same requests and the same errors, and every call must make progress. The
+//! reader is driven twice: collecting bodies, and streaming the responses of invocation `x`
+//! (where the pieces it hands out depend on the cuts, but not what they add up to).
 //!
 //! The first two bytes choose the cut points (pieces alternate between two lengths); the
 //! rest is the connection's input.
 
 #![no_main]
 
+use lambda_core::limits::MAX_STREAMED_RESPONSE_BYTES;
 use lambda_core::runtime_api::{Body, ChunkedDecoder, MAX_BODY_BYTES, ReadEvent, RequestReader};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,6 +23,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(
         whole, split,
         "the requests depend on where the input was cut"
+    );
+
+    let whole = read_streaming(&[input]);
+    let split = read_streaming(&pieces(input, cuts));
+    assert_eq!(
+        whole, split,
+        "the streamed responses depend on where the input was cut"
     );
 
     let whole = decode(&[input]);
@@ -65,6 +75,61 @@ fn read(pieces: &[&[u8]]) -> Vec<ReadEvent> {
     }
     if reader.is_closed() {
         assert_eq!(reader.feed(b"GET / HTTP/1.1\r\n\r\n"), (18, None));
+    }
+    events
+}
+
+/// The events a fresh reader gives for `pieces` when responses of invocation `x` are
+/// streamed, with the pieces of each streamed body joined (into its `StreamEnd`, or a
+/// `StreamData` before an error): the pieces depend on the cuts, their sum must not.
+fn read_streaming(pieces: &[&[u8]]) -> Vec<ReadEvent> {
+    let mut reader = RequestReader::new();
+    let mut events = Vec::new();
+    let mut streamed: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    for piece in pieces {
+        let mut rest = *piece;
+        while !rest.is_empty() {
+            let (used, event) = reader.feed_streaming(rest, Some("x"));
+            assert!(used <= rest.len());
+            assert!(used > 0 || event.is_some(), "no progress");
+            rest = &rest[used..];
+            match event {
+                None => {}
+                Some(ReadEvent::StreamData(data)) => {
+                    assert!(!data.is_empty(), "an empty piece");
+                    total += data.len();
+                    streamed.extend_from_slice(&data);
+                }
+                Some(ReadEvent::StreamEnd { data, trailers }) => {
+                    total += data.len();
+                    assert!(total <= MAX_STREAMED_RESPONSE_BYTES);
+                    streamed.extend_from_slice(&data);
+                    events.push(ReadEvent::StreamEnd {
+                        data: std::mem::take(&mut streamed),
+                        trailers,
+                    });
+                    total = 0;
+                }
+                Some(ReadEvent::StreamTooLarge) => {
+                    assert!(total <= MAX_STREAMED_RESPONSE_BYTES);
+                    // Where the cut fell decides how much was handed out; not compared.
+                    streamed.clear();
+                    total = 0;
+                    events.push(ReadEvent::StreamTooLarge);
+                }
+                Some(other) => {
+                    if !streamed.is_empty() {
+                        events.push(ReadEvent::StreamData(std::mem::take(&mut streamed)));
+                    }
+                    total = 0;
+                    events.push(other);
+                }
+            }
+        }
+    }
+    if !streamed.is_empty() {
+        events.push(ReadEvent::StreamData(streamed));
     }
     events
 }

@@ -121,6 +121,7 @@ def post(path, body, extra=b"", chunked=None):
     return wire + b"0\r\n\r\n"
 
 
+STREAMING = b"Lambda-Runtime-Function-Response-Mode: streaming\r\n"
 ERROR_BODY = b'{"errorMessage":"boom","errorType":"Runtime.Fail","stackTrace":["a","b"]}'
 
 
@@ -153,6 +154,16 @@ def requests():
         b"Transfer-Encoding: chunked\r\n\r\n",
         "gzip": b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
         "leading-crlf-bare-lf": b"\r\n\r\nGET / HTTP/1.1\nHost: x\n\n",
+        # Streaming mode, for invocation "x" (the id the reader target streams).
+        "response-streamed": post(b"/invocation/x/response", b"aaaaabbbbbccccc", chunked=5,
+                                  extra=STREAMING),
+        "response-streamed-length": post(b"/invocation/x/response", b"aaaaabbbbb",
+                                         extra=STREAMING),
+        "response-streamed-trailers": b"POST " + P + b"/invocation/x/response HTTP/1.1\r\n"
+        + STREAMING + b"Trailer: Lambda-Runtime-Function-Error-Type\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\naaaaa\r\n0\r\n"
+        b"Lambda-Runtime-Function-Error-Type: Custom.X\r\n"
+        b"Lambda-Runtime-Function-Error-Body: eyJlcnJvck1lc3NhZ2UiOiJ4In0=\r\n\r\n" + NEXT,
     }
 
 
