@@ -86,6 +86,11 @@ pub struct TooManyConnections;
 struct Pending {
     invocation: Invocation,
     deadline_ms: u64,
+    /// Bytes written to the invocation's response stream so far, by every connection
+    /// together: a runtime that streams on many connections at once still gets at most
+    /// [`MAX_STREAMED_RESPONSE_BYTES`] to its caller.
+    #[serde(default)]
+    streamed: usize,
 }
 
 /// The Runtime API 2018-06-01 of one execution environment, as a state machine with no I/O,
@@ -315,6 +320,7 @@ impl RuntimeApi {
         self.current = Some(Pending {
             invocation,
             deadline_ms,
+            streamed: 0,
         });
         if self.phase == Phase::Idle {
             while let Some(id) = self.parked.pop_front() {
@@ -529,15 +535,26 @@ impl RuntimeApi {
         if data.is_empty() || streaming.reader_gone || self.phase != Phase::Invoking {
             return;
         }
-        let stream = self
+        let Some(pending) = self
             .current
-            .as_ref()
+            .as_mut()
             .filter(|pending| pending.invocation.request_id == streaming.request_id)
-            .and_then(|pending| pending.invocation.response_stream.as_ref());
-        if let Some(stream) = stream {
-            if !stream.write(data) {
-                streaming.reader_gone = true;
-            }
+        else {
+            return;
+        };
+        let Some(stream) = pending.invocation.response_stream.as_ref() else {
+            return;
+        };
+        let total = pending.streamed.saturating_add(data.len());
+        if total > MAX_STREAMED_RESPONSE_BYTES {
+            // Other connections already streamed most of the limit for this invocation:
+            // this one's pieces are dropped (its own limit still ends it with a 413).
+            streaming.reader_gone = true;
+            return;
+        }
+        pending.streamed = total;
+        if !stream.write(data) {
+            streaming.reader_gone = true;
         }
     }
 
@@ -621,11 +638,21 @@ impl RuntimeApi {
                         match (trailer_error, stream) {
                             (Some(error), _) => InvokeOutcome::Error(error),
                             (None, Some(stream)) => {
-                                // A caller that streams reads the body from the stream only.
-                                if !body.is_empty() {
-                                    stream.write(&body);
+                                // A caller that streams reads the body from the stream only,
+                                // which takes at most the streaming limit in all.
+                                let streamed = self.current.as_ref().map_or(0, |p| p.streamed);
+                                if streamed.saturating_add(body.len()) > MAX_STREAMED_RESPONSE_BYTES
+                                {
+                                    InvokeOutcome::Error(too_large_error(
+                                        None,
+                                        MAX_STREAMED_RESPONSE_BYTES,
+                                    ))
+                                } else {
+                                    if !body.is_empty() {
+                                        stream.write(&body);
+                                    }
+                                    InvokeOutcome::Response(Vec::new())
                                 }
-                                InvokeOutcome::Response(Vec::new())
                             }
                             (None, None) => InvokeOutcome::Response(body),
                         }

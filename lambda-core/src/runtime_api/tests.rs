@@ -1129,6 +1129,33 @@ fn streamed_response_over_20_mb_is_cut_off_and_the_connection_survives() {
 }
 
 #[test]
+fn streams_on_many_connections_give_the_caller_at_most_20_mb_in_all() {
+    // A hostile runtime streams the same invocation's response on two connections at once:
+    // its caller still gets at most the limit.
+    let recorder = Arc::new(Recorder::default());
+    let (mut api, first, id) = invoking(Some(recorder.stream()));
+    let second = api.connect().unwrap();
+    let piece = vec![b's'; 1 << 20];
+    for conn in [first, second] {
+        assert!(exchange(&mut api, conn, &streamed_head(&id)).is_empty());
+    }
+    for _ in 0..15 {
+        for conn in [first, second] {
+            let wire = chunk(&piece);
+            for part in wire.chunks(64 * 1024) {
+                assert_eq!(api.receive(conn, part), part.len());
+            }
+        }
+    }
+    let total = recorder.bytes().len();
+    assert!(
+        total <= MAX_STREAMED_RESPONSE_BYTES,
+        "{total} bytes streamed"
+    );
+    assert!(total >= MAX_STREAMED_RESPONSE_BYTES - (1 << 20), "{total}");
+}
+
+#[test]
 fn a_stream_whose_reader_is_gone_is_still_consumed() {
     let recorder = Arc::new(Recorder {
         gone: true,
