@@ -7,7 +7,9 @@
 //! - 0: connect (the client keeps at most 8 connections; each connect is checked against
 //!   the server's own limit)
 //! - 1, i: disconnect connection i
-//! - 2, n: deliver an invocation of n payload bytes, request id `r<k>` (k counts from 1)
+//! - 2, n: deliver an invocation of n payload bytes, request id `r<k>` (k counts from 1);
+//!   an odd n gives it a response stream (whose reader goes away at once when n & 2), which
+//!   must get no empty piece and at most 20 MiB
 //! - 3, i, n: the client of connection i reads n*64 bytes
 //! - 4, i: the client of connection i reads everything
 //! - 5..=255, i, hi, lo, bytes: the client of connection i writes hi*256+lo bytes (the
@@ -15,10 +17,14 @@
 
 #![no_main]
 
-use lambda_core::Invocation;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lambda_core::limits::MAX_STREAMED_RESPONSE_BYTES;
 use lambda_core::runtime_api::{
     ConnectionId, INBOX_BYTES, MAX_CONNECTIONS, OUTPUT_HIGH_WATER, RuntimeApi,
 };
+use lambda_core::{Invocation, ResponseSink, ResponseStream};
 use libfuzzer_sys::fuzz_target;
 
 const DEADLINE_MS: u64 = 1_700_000_000_000;
@@ -57,6 +63,13 @@ fuzz_target!(|data: &[u8]| {
                 delivered += 1;
                 let mut invocation = Invocation::new(vec![b'x'; size]);
                 invocation.request_id = format!("r{delivered}");
+                if size & 1 == 1 {
+                    let sink = Counter {
+                        bytes: Arc::new(AtomicUsize::new(0)),
+                        gone: size & 2 == 2,
+                    };
+                    invocation = invocation.with_response_stream(ResponseStream::new(sink));
+                }
                 let _ = api.deliver(invocation, DEADLINE_MS);
             }
             3 => {
@@ -94,6 +107,25 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// A response stream's reader that counts what it is given.
+struct Counter {
+    bytes: Arc<AtomicUsize>,
+    /// Whether the reader is gone (every write says so).
+    gone: bool,
+}
+
+impl ResponseSink for Counter {
+    fn write(&self, chunk: &[u8]) -> bool {
+        assert!(!chunk.is_empty(), "an empty piece");
+        let total = self.bytes.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+        assert!(
+            total <= MAX_STREAMED_RESPONSE_BYTES,
+            "{total} bytes streamed"
+        );
+        !self.gone
+    }
+}
 
 struct Cursor<'a>(&'a [u8]);
 
