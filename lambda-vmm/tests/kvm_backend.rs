@@ -42,6 +42,7 @@ scenario!(output_outside_invocations_is_logged);
 scenario!(stdio_echo);
 scenario!(stdio_failures);
 scenario!(runtime_rust);
+scenario!(runtime_rust_streams);
 scenario!(runtime_c);
 scenario!(address_space);
 scenario!(threads);

@@ -63,6 +63,12 @@ fn streamed_response() {
     scenarios::streamed_response(&backend, &functions);
 }
 
+#[test]
+fn runtime_rust_streams() {
+    let (backend, functions) = setup();
+    scenarios::runtime_rust_streams(&backend, &functions);
+}
+
 // Two scenarios hold only where there is isolation and run on the micro-VM backend
 // (tests/kvm_backend.rs): `tmp_persists_and_is_private` (a child process's /tmp is the
 // host's) and `reads_outside_task_and_tmp_fail` (a child process can read any file its user

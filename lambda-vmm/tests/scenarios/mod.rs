@@ -575,6 +575,34 @@ pub fn stdio_failures(backend: &dyn Backend, functions: &Functions) {
 }
 
 /// A function on the official `lambda_runtime` crate works unmodified, warm.
+/// The official `lambda_runtime` crate's streaming response reaches the caller's stream:
+/// its metadata prelude (JSON), eight NUL bytes, then the pieces the handler sent.
+pub fn runtime_rust_streams(backend: &dyn Backend, functions: &Functions) {
+    use lambda_core::ResponseStream;
+    use std::sync::mpsc;
+
+    let config = functions.runtime("rust-stream", "runtime-rust");
+    let mut environment = backend.create(&config).expect("create");
+    let (sender, pieces) = mpsc::channel();
+    let event = json!({"stream": ["first ", "second ", "third"]}).to_string();
+    let invocation =
+        Invocation::new(event.into_bytes()).with_response_stream(ResponseStream::new(sender));
+    let result = environment.invoke(invocation).expect("invoke");
+    assert_eq!(result.outcome, InvokeOutcome::Response(Vec::new()));
+    let body: Vec<u8> = pieces.try_iter().flatten().collect();
+    let delimiter = body
+        .windows(8)
+        .position(|w| w == [0u8; 8])
+        .expect("the prelude's delimiter");
+    let prelude: Value = serde_json::from_slice(&body[..delimiter]).expect("a JSON prelude");
+    assert_eq!(prelude["statusCode"], 200, "{prelude}");
+    assert_eq!(&body[delimiter + 8..], b"first second third");
+    // The same process answers a buffered invocation next.
+    let result = invoke(&mut *environment, json!({"n": 1}));
+    assert_eq!(response_json(&result)["count"], 2);
+    environment.shutdown();
+}
+
 pub fn runtime_rust(backend: &dyn Backend, functions: &Functions) {
     runtime_rust_at(backend, functions, DEFAULT_MEMORY_MB);
 }
