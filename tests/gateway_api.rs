@@ -736,3 +736,65 @@ fn a_response_stream_is_framed_as_an_event_stream() {
     assert_eq!(wrong_method.error_type(), Some("UnknownOperationException"));
     gateway.shutdown();
 }
+
+#[test]
+fn request_bodies_wait_for_room_among_the_bodies_held() {
+    use std::io::{Read, Write};
+    // Room for one 70 MB body: while one is being read, another request waits.
+    let service = Service::builder(FakeBackend::new()).build().unwrap();
+    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+    config.code_dir = Some(common::tempdir("api-room"));
+    config.max_body_bytes_in_flight = 70 * 1024 * 1024;
+    let gateway = Gateway::start(Arc::new(service), config).unwrap();
+    let address = gateway.local_addr();
+
+    // A declares the largest body and asks to go on; hyper says 100 Continue once the body
+    // is being read, which is after the room for it was taken.
+    let mut big = std::net::TcpStream::connect(address).unwrap();
+    big.write_all(
+        format!(
+            "POST {FUNCTIONS} HTTP/1.1\r\nHost: g\r\nExpect: 100-continue\r\n\
+             Content-Length: {}\r\n\r\n",
+            70 * 1024 * 1024
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut go_on = [0u8; 25];
+    big.read_exact(&mut go_on).unwrap();
+    assert!(go_on.starts_with(b"HTTP/1.1 100 Continue"), "{go_on:?}");
+    big.write_all(b"{").unwrap();
+    // B's small body must wait: it is not answered while A holds the room.
+    let mut small = std::net::TcpStream::connect(address).unwrap();
+    small
+        .write_all(
+            format!("POST {FUNCTIONS}/f/invocations HTTP/1.1\r\nHost: g\r\nContent-Length: 2\r\n\r\n{{}}")
+                .as_bytes(),
+        )
+        .unwrap();
+    small
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let waited = small.read(&mut byte);
+    assert!(
+        matches!(&waited, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "answered while the room was taken: {waited:?}"
+    );
+    // A gives up: its room is freed and B is answered (the function does not exist).
+    drop(big);
+    small
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = small.read(&mut buffer).unwrap();
+        assert!(n > 0, "closed unanswered");
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    let head = String::from_utf8_lossy(&answer);
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    gateway.shutdown();
+}

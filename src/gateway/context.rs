@@ -33,8 +33,9 @@ pub(super) struct Context {
     /// Held by every operation that changes functions, so that no two interleave (an
     /// update racing a delete, two uploads racing the code-storage limit).
     pub changes: Mutex<()>,
-    /// Room for request bodies held at once, in units of `server::BODY_UNIT` bytes.
-    pub bodies: tokio::sync::Semaphore,
+    /// Room for request bodies held at once (from the first byte read until the request is
+    /// answered), in units of `server::BODY_UNIT` bytes.
+    pub bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl Context {

@@ -15,7 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use lambda_sched::Service;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::api_error::ApiError;
 use super::catalog::Catalog;
@@ -64,7 +64,9 @@ impl Gateway {
             open_function_urls: config.open_function_urls,
             max_code_bytes: config.max_code_bytes,
             changes: Mutex::new(()),
-            bodies: Semaphore::new(config.max_body_bytes_in_flight.div_ceil(BODY_UNIT)),
+            bodies: Arc::new(Semaphore::new(
+                config.max_body_bytes_in_flight.div_ceil(BODY_UNIT),
+            )),
         });
         let listener =
             std::net::TcpListener::bind(config.listen).map_err(|source| GatewayError::Listen {
@@ -220,13 +222,14 @@ async fn serve(
     let room = declared.map_or(limit, |length| length as usize);
     let units = u32::try_from(room.div_ceil(BODY_UNIT)).unwrap_or(u32::MAX);
     let read = async {
-        let _room = context.bodies.acquire_many(units).await;
-        Limited::new(body, limit).collect().await
+        // Held until the request is answered (for a stream, until its invocation ends).
+        let room = context.bodies.clone().acquire_many_owned(units).await.ok();
+        (room, Limited::new(body, limit).collect().await)
     };
     let collected = tokio::time::timeout(body_timeout, read).await;
-    let body = match collected {
-        Ok(Ok(body)) => body.to_bytes(),
-        Ok(Err(error)) => {
+    let (room, body) = match collected {
+        Ok((room, Ok(body))) => (room, body.to_bytes()),
+        Ok((_, Err(error))) => {
             let response = if error.is::<http_body_util::LengthLimitError>() {
                 ApiError::too_large(limit, operation.name())
             } else {
@@ -252,9 +255,10 @@ async fn serve(
     };
     if let Operation::InvokeWithResponseStream(reference) = &operation {
         let reference = reference.clone();
-        return serve_stream(context, operation, reference, request).await;
+        return serve_stream(context, operation, reference, request, room).await;
     }
     let ran = tokio::task::spawn_blocking(move || {
+        let _room = room;
         if let Some(credentials) = context.signer_for(&operation) {
             verify(credentials, &request, SystemTime::now())?;
         }
@@ -281,11 +285,13 @@ async fn serve_stream(
     operation: Operation,
     reference: String,
     request: Request,
+    room: Option<OwnedSemaphorePermit>,
 ) -> hyper::Response<HttpBody> {
     let request_id = request.request_id.clone();
     let (sender, pieces) = invoke_stream::channel();
     // A panic on the blocking thread drops `sender`: `start` then answers ServiceException.
     drop(tokio::task::spawn_blocking(move || {
+        let _room = room;
         if let Some(credentials) = context.signer_for(&operation)
             && let Err(error) = verify(credentials, &request, SystemTime::now())
         {
