@@ -6,6 +6,14 @@ use super::route::Route;
 use super::{MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS};
 use crate::limits::MAX_STREAMED_RESPONSE_BYTES;
 
+/// How many of `available` input bytes belong to a `Content-Length` body with `remaining`
+/// bytes still to come; counts them off `remaining`.
+fn take_length(remaining: &mut u64, available: usize) -> usize {
+    let take = usize::try_from(*remaining).map_or(available, |r| r.min(available));
+    *remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
+    take
+}
+
 /// Why a request could not be read. After one, the connection must be closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
@@ -225,11 +233,10 @@ impl RequestReader {
                 }
             }
             State::Length { request, remaining } => {
-                let take = usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
+                let take = take_length(remaining, input.len());
                 if let Body::Complete(body) = &mut request.body {
                     body.extend_from_slice(input.get(..take).unwrap_or_default());
                 }
-                *remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
                 if *remaining > 0 {
                     return (take, None);
                 }
@@ -321,9 +328,8 @@ impl RequestReader {
                 )
             }
             State::StreamLength { remaining } => {
-                let take = usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
+                let take = take_length(remaining, input.len());
                 let data = input.get(..take).unwrap_or_default().to_vec();
-                *remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
                 if *remaining == 0 {
                     self.state = State::Head(Vec::new());
                     return (
@@ -340,8 +346,7 @@ impl RequestReader {
                 )
             }
             State::DrainLength(remaining) => {
-                let take = usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
-                *remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
+                let take = take_length(remaining, input.len());
                 if *remaining == 0 {
                     self.state = State::Head(Vec::new());
                 }
