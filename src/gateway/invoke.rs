@@ -12,7 +12,7 @@ use super::message::{Request, Response};
 use super::route::target;
 
 /// The invocation type `X-Amz-Invocation-Type` names (`RequestResponse` when absent).
-pub(super) fn invocation_type(request: &Request) -> Result<InvocationType, ApiError> {
+fn invocation_type(request: &Request) -> Result<InvocationType, ApiError> {
     match request.header("x-amz-invocation-type") {
         None | Some("RequestResponse") => Ok(InvocationType::RequestResponse),
         Some("Event") => Ok(InvocationType::Event),
@@ -24,7 +24,7 @@ pub(super) fn invocation_type(request: &Request) -> Result<InvocationType, ApiEr
 }
 
 /// Whether `X-Amz-Log-Type` asks for the log tail.
-pub(super) fn log_tail(request: &Request) -> Result<bool, ApiError> {
+fn log_tail(request: &Request) -> Result<bool, ApiError> {
     match request.header("x-amz-log-type") {
         None | Some("None") => Ok(false),
         Some("Tail") => Ok(true),
@@ -35,7 +35,7 @@ pub(super) fn log_tail(request: &Request) -> Result<bool, ApiError> {
 }
 
 /// `X-Amz-Client-Context`, base64 JSON, decoded for the runtime.
-pub(super) fn client_context(request: &Request) -> Result<Option<String>, ApiError> {
+fn client_context(request: &Request) -> Result<Option<String>, ApiError> {
     let Some(encoded) = request.header("x-amz-client-context") else {
         return Ok(None);
     };
@@ -56,7 +56,7 @@ pub(super) fn client_context(request: &Request) -> Result<Option<String>, ApiErr
 }
 
 /// Refuses a payload that is not JSON, as Lambda does; an empty payload is allowed.
-pub(super) fn check_json(payload: &[u8]) -> Result<(), ApiError> {
+fn check_json(payload: &[u8]) -> Result<(), ApiError> {
     if payload.is_empty() {
         return Ok(());
     }
@@ -70,18 +70,18 @@ pub(super) fn check_json(payload: &[u8]) -> Result<(), ApiError> {
         })
 }
 
-/// `POST /2015-03-31/functions/{reference}/invocations`.
-pub(super) fn invoke(
-    context: &Context,
+/// The service's request for an invocation of `reference` (`Invoke` and
+/// `InvokeWithResponseStream` read the same headers and payload).
+pub(super) fn invoke_request(
     request: &Request,
     reference: &str,
-) -> Result<Response, ApiError> {
+) -> Result<InvokeRequest, ApiError> {
     let (name, qualifier) = target(request, reference)?;
     let invocation_type = invocation_type(request)?;
     let log_tail = log_tail(request)?;
     let client_context = client_context(request)?;
     check_json(&request.body)?;
-    let invoke = InvokeRequest {
+    Ok(InvokeRequest {
         function_name: name,
         qualifier,
         invocation_type,
@@ -89,8 +89,18 @@ pub(super) fn invoke(
         client_context,
         payload: request.body.to_vec(),
         response_stream: None,
-    };
-    let answer = context.service.invoke(invoke)?;
+    })
+}
+
+/// `POST /2015-03-31/functions/{reference}/invocations`.
+pub(super) fn invoke(
+    context: &Context,
+    request: &Request,
+    reference: &str,
+) -> Result<Response, ApiError> {
+    let answer = context
+        .service
+        .invoke(invoke_request(request, reference)?)?;
     let function_error = answer.function_error_header();
     let mut response = Response {
         status: answer.status_code,

@@ -23,9 +23,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use super::api_error::ApiError;
 use super::context::Context;
 use super::event_stream::{invoke_complete, payload_chunks};
-use super::invoke::{check_json, client_context, invocation_type, log_tail};
+use super::invoke;
 use super::message::{Request, Response};
-use super::route::target;
 
 /// What the invocation sends the connection.
 pub(super) enum Piece {
@@ -53,23 +52,13 @@ fn invoke_request(
     reference: &str,
     sender: UnboundedSender<Piece>,
 ) -> Result<InvokeRequest, ApiError> {
-    let (name, qualifier) = target(request, reference)?;
-    let invocation_type = invocation_type(request)?;
-    if invocation_type == InvocationType::Event {
+    let invoke = invoke::invoke_request(request, reference)?;
+    if invoke.invocation_type == InvocationType::Event {
         return Err(ApiError::invalid_parameter(
             "InvokeWithResponseStream takes X-Amz-Invocation-Type RequestResponse or DryRun",
         ));
     }
-    check_json(&request.body)?;
-    Ok(InvokeRequest {
-        function_name: name,
-        qualifier,
-        invocation_type,
-        log_tail: log_tail(request)?,
-        client_context: client_context(request)?,
-        payload: request.body.to_vec(),
-        response_stream: Some(ResponseStream::new(ChannelSink(sender))),
-    })
+    Ok(invoke.with_response_stream(ResponseStream::new(ChannelSink(sender))))
 }
 
 /// Runs the invocation (on the caller's blocking thread): its pieces, then its end, go to
@@ -99,13 +88,8 @@ pub(super) enum Start {
     Stream(StreamBody),
 }
 
-/// The headers of a streamed answer.
-pub(super) fn stream_headers() -> Vec<(String, String)> {
-    vec![(
-        "Content-Type".to_string(),
-        "application/vnd.amazon.eventstream".to_string(),
-    )]
-}
+/// The content type of a streamed answer.
+pub(super) const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
 
 /// Waits for the invocation's first piece and decides how the answer begins.
 pub(super) async fn start(mut pieces: UnboundedReceiver<Piece>) -> Start {
@@ -133,7 +117,7 @@ pub(super) async fn start(mut pieces: UnboundedReceiver<Piece>) -> Start {
                 Start::Whole(
                     Response {
                         status: 200,
-                        headers: stream_headers(),
+                        headers: vec![("Content-Type".into(), EVENT_STREAM.into())],
                         body,
                     }
                     .with_header("x-amzn-RequestId", request_id),
@@ -155,13 +139,8 @@ fn complete(result: &Result<InvokeResponse, ApiError>) -> Vec<u8> {
             let error = answer
                 .function_error
                 .as_ref()
-                .map(|e| (e.error_type.to_string(), e.message.clone()));
-            invoke_complete(
-                error
-                    .as_ref()
-                    .map(|(code, details)| (code.as_str(), details.as_str())),
-                log.as_deref(),
-            )
+                .map(|e| (e.error_type.as_str(), e.message.as_str()));
+            invoke_complete(error, log.as_deref())
         }
         Err(error) => invoke_complete(Some((error.name, &error.message)), None),
     }

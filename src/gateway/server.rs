@@ -259,9 +259,7 @@ async fn serve(
     }
     let ran = tokio::task::spawn_blocking(move || {
         let _room = room;
-        if let Some(credentials) = context.signer_for(&operation) {
-            verify(credentials, &request, SystemTime::now())?;
-        }
+        check_signature(&context, &operation, &request)?;
         dispatch(&context, operation, &request)
     })
     .await;
@@ -274,6 +272,19 @@ async fn serve(
         }
     };
     into_http(response, &request_id, false)
+}
+
+/// Verifies `request`'s signature, when `operation` must be signed (on a blocking thread:
+/// it hashes the whole body).
+fn check_signature(
+    context: &Context,
+    operation: &Operation,
+    request: &Request,
+) -> Result<(), ApiError> {
+    match context.signer_for(operation) {
+        Some(credentials) => verify(credentials, request, SystemTime::now()),
+        None => Ok(()),
+    }
 }
 
 /// The body of an answer: whole, or an event stream written as it comes.
@@ -292,9 +303,7 @@ async fn serve_stream(
     // A panic on the blocking thread drops `sender`: `start` then answers ServiceException.
     drop(tokio::task::spawn_blocking(move || {
         let _room = room;
-        if let Some(credentials) = context.signer_for(&operation)
-            && let Err(error) = verify(credentials, &request, SystemTime::now())
-        {
+        if let Err(error) = check_signature(&context, &operation, &request) {
             let _ = sender.send(Piece::End(Box::new(Err(error))));
             return;
         }
@@ -310,14 +319,10 @@ async fn serve_stream(
 fn stream_http(body: StreamBody, request_id: &str) -> hyper::Response<HttpBody> {
     let mut response = hyper::Response::new(body.boxed_unsync());
     let headers = response.headers_mut();
-    for (name, value) in invoke_stream::stream_headers() {
-        if let (Ok(name), Ok(value)) = (
-            hyper::header::HeaderName::from_bytes(name.as_bytes()),
-            hyper::header::HeaderValue::from_str(&value),
-        ) {
-            headers.insert(name, value);
-        }
-    }
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(invoke_stream::EVENT_STREAM),
+    );
     if let Ok(id) = hyper::header::HeaderValue::from_str(request_id) {
         headers.insert("x-amzn-RequestId", id);
     }
