@@ -19,11 +19,19 @@ const FUNCTIONS: &str = "/2015-03-31/functions";
 /// A gateway on a free loopback port over a service on the fake backend; slow clients are
 /// cut off after `timeout`.
 fn gateway(tag: &str, timeout: Duration) -> Gateway {
+    gateway_with(tag, |config| {
+        config.header_timeout = timeout;
+        config.body_timeout = timeout;
+    })
+}
+
+/// A gateway on a free loopback port over a service on the fake backend, with the settings
+/// `configure` makes.
+fn gateway_with(tag: &str, configure: impl FnOnce(&mut GatewayConfig)) -> Gateway {
     let service = Service::builder(FakeBackend::new()).build().unwrap();
     let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
     config.code_dir = Some(common::tempdir(tag));
-    config.header_timeout = timeout;
-    config.body_timeout = timeout;
+    configure(&mut config);
     Gateway::start(Arc::new(service), config).unwrap()
 }
 
@@ -605,12 +613,10 @@ fn uploaded_code_is_kept_while_a_version_runs_it_and_within_the_storage_limit() 
 #[test]
 fn a_client_that_never_reads_its_answers_is_cut_off() {
     // One connection at a time, so the stalled client would hold out everyone else.
-    let service = Service::builder(FakeBackend::new()).build().unwrap();
-    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
-    config.code_dir = Some(common::tempdir("api-stall"));
-    config.max_connections = 1;
-    config.write_timeout = Duration::from_millis(300);
-    let gateway = Gateway::start(Arc::new(service), config).unwrap();
+    let gateway = gateway_with("api-stall", |config| {
+        config.max_connections = 1;
+        config.write_timeout = Duration::from_millis(300);
+    });
     let address = gateway.local_addr();
     let zip = zip_base64("api-stall", &[("bootstrap", b"#!/bin/sh\n")]);
     let created = request(address, "POST", FUNCTIONS, &[], &create_body("echo", &zip));
@@ -741,11 +747,9 @@ fn a_response_stream_is_framed_as_an_event_stream() {
 fn request_bodies_wait_for_room_among_the_bodies_held() {
     use std::io::{Read, Write};
     // Room for one 70 MB body: while one is being read, another request waits.
-    let service = Service::builder(FakeBackend::new()).build().unwrap();
-    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
-    config.code_dir = Some(common::tempdir("api-room"));
-    config.max_body_bytes_in_flight = 70 * 1024 * 1024;
-    let gateway = Gateway::start(Arc::new(service), config).unwrap();
+    let gateway = gateway_with("api-room", |config| {
+        config.max_body_bytes_in_flight = 70 * 1024 * 1024;
+    });
     let address = gateway.local_addr();
 
     // A declares the largest body and asks to go on; hyper says 100 Continue once the body

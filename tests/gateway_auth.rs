@@ -14,16 +14,23 @@ use lambda::gateway::{Credentials, Gateway, GatewayConfig};
 use lambda::sched::Service;
 use lambda::sched::fake::FakeBackend;
 
-#[test]
-fn requests_must_be_signed_with_the_gateways_credentials() {
+/// A gateway on the fake backend that takes requests signed with access key `AKIDGATEWAY`
+/// and `secret`, Function URLs unsigned too when `open_function_urls`.
+fn signed_gateway(tag: &str, secret: &str, open_function_urls: bool) -> Gateway {
     let service = Service::builder(FakeBackend::new()).build().unwrap();
     let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
-    config.code_dir = Some(common::tempdir("gateway-auth"));
+    config.code_dir = Some(common::tempdir(tag));
     config.credentials = Some(Credentials {
         access_key_id: "AKIDGATEWAY".into(),
-        secret_access_key: "s3cr3t/with+odd=chars".into(),
+        secret_access_key: secret.into(),
     });
-    let gateway = Gateway::start(Arc::new(service), config).unwrap();
+    config.open_function_urls = open_function_urls;
+    Gateway::start(Arc::new(service), config).unwrap()
+}
+
+#[test]
+fn requests_must_be_signed_with_the_gateways_credentials() {
+    let gateway = signed_gateway("gateway-auth", "s3cr3t/with+odd=chars", false);
     let address = gateway.local_addr();
 
     let unsigned = request(address, "GET", "/2015-03-31/functions/", &[], b"");
@@ -61,15 +68,7 @@ fn requests_must_be_signed_with_the_gateways_credentials() {
 
 #[test]
 fn function_urls_can_be_opened_while_the_api_stays_signed() {
-    let service = Service::builder(FakeBackend::new()).build().unwrap();
-    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
-    config.code_dir = Some(common::tempdir("gateway-auth-open"));
-    config.credentials = Some(Credentials {
-        access_key_id: "AKIDGATEWAY".into(),
-        secret_access_key: "secret".into(),
-    });
-    config.open_function_urls = true;
-    let gateway = Gateway::start(Arc::new(service), config).unwrap();
+    let gateway = signed_gateway("gateway-auth-open", "secret", true);
     let address = gateway.local_addr();
     // The function does not exist, but the request got past the signature check to say so.
     let url = request(address, "GET", "/url/echo/open", &[], b"");
