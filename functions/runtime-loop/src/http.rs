@@ -54,7 +54,12 @@ impl Client {
         body: &[u8],
     ) -> io::Result<Response> {
         let result = self.exchange(method, path, headers, body);
-        // After an error the connection's state is unknown; after `close` it is gone.
+        self.settle(result)
+    }
+
+    /// Keeps the connection for the next request unless `result` leaves it unusable: after
+    /// an error its state is unknown; after `close` it is gone.
+    fn settle(&mut self, result: io::Result<Response>) -> io::Result<Response> {
         match &result {
             Ok(response) if !response.closes() => {}
             _ => self.conn = None,
@@ -130,11 +135,7 @@ impl Client {
             conn.get_mut().write_all(end.as_bytes())?;
             read_response(conn)
         });
-        match &result {
-            Ok(response) if !response.closes() => {}
-            _ => self.conn = None,
-        }
-        result
+        self.settle(result)
     }
 
     fn forget_on_error(&mut self, result: io::Result<()>) -> io::Result<()> {
