@@ -113,6 +113,49 @@ impl PageTables {
         })
     }
 
+    /// Calls `each(va, entry, large)` for every present entry that maps a page (`large`: a
+    /// 2 MiB page) at a virtual address below `end`, in address order.
+    pub fn for_each_leaf(
+        &self,
+        physical: &PhysicalMemory,
+        end: u64,
+        mut each: impl FnMut(u64, u64, bool),
+    ) {
+        let read = |table: u64| {
+            let mut bytes = [0u8; TABLE_BYTES];
+            physical.read(table, &mut bytes);
+            let mut entries = [0u64; 512];
+            for (entry, word) in entries.iter_mut().zip(bytes.chunks_exact(8)) {
+                *entry = word.try_into().map_or(0, u64::from_le_bytes);
+            }
+            entries
+        };
+        let present = |entries: [u64; 512], base: u64, size: u64| {
+            (0u64..)
+                .zip(entries)
+                .filter(|&(_, entry)| entry & PRESENT != 0)
+                .map(move |(index, entry)| (base.saturating_add(index.saturating_mul(size)), entry))
+                .take_while(move |&(va, _)| va < end)
+        };
+        const GIB: u64 = 1 << 30;
+        for (va4, pml4e) in present(read(self.root), 0, 512 * GIB) {
+            for (va3, pdpte) in present(read(pml4e & ADDRESS), va4, GIB) {
+                if pdpte & LARGE != 0 {
+                    continue;
+                }
+                for (va2, pde) in present(read(pdpte & ADDRESS), va3, CHUNK) {
+                    if pde & LARGE != 0 {
+                        each(va2, pde, true);
+                        continue;
+                    }
+                    for (va1, pte) in present(read(pde & ADDRESS), va2, PAGE) {
+                        each(va1, pte, false);
+                    }
+                }
+            }
+        }
+    }
+
     /// A zeroed frame for a new table.
     fn new_table(
         &mut self,

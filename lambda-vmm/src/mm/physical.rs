@@ -527,6 +527,43 @@ impl PhysicalMemory {
         Ok(())
     }
 
+    /// For each page of `[addr, addr + len)` (function memory, page-aligned), whether this
+    /// process's page table maps it now (`None`: not), and if so whether written: a page
+    /// counts as written when the mapping holds a private copy of it (anonymous and mapped
+    /// only here), as read when it shows the memory file's page or the shared zero page.
+    /// Read from `/proc/self/pagemap`. Right after [`PhysicalMemory::map_user_memory`]
+    /// nothing is mapped, so afterwards this tells what the guest (through KVM) and the VMM
+    /// have touched since.
+    pub fn mapped_pages(&self, addr: u64, len: u64) -> std::io::Result<Vec<Option<bool>>> {
+        use std::os::unix::fs::FileExt;
+        /// pagemap: the page is present.
+        const PRESENT: u64 = 1 << 63;
+        /// pagemap: the page is a file page or shared anonymous memory.
+        const FILE_OR_SHARED: u64 = 1 << 61;
+        /// pagemap: the page is mapped exactly once.
+        const EXCLUSIVE: u64 = 1 << 56;
+        let invalid = || std::io::Error::from_raw_os_error(libc::EINVAL);
+        if addr.saturating_add(len) > self.user_size {
+            return Err(invalid());
+        }
+        let host = self.host_range(addr, len).ok_or_else(invalid)?;
+        let mut entries = vec![0u8; host_size(len / PAGE).saturating_mul(8)];
+        let first = host
+            .addr()
+            .checked_div(host_size(PAGE))
+            .map_or(usize::MAX, |page| page.saturating_mul(8));
+        std::fs::File::open("/proc/self/pagemap")?
+            .read_exact_at(&mut entries, u64::try_from(first).unwrap_or(u64::MAX))?;
+        Ok(entries
+            .chunks_exact(8)
+            .map(|entry| {
+                let entry = entry.try_into().map_or(0, u64::from_le_bytes);
+                (entry & PRESENT != 0)
+                    .then_some(entry & FILE_OR_SHARED == 0 && entry & EXCLUSIVE != 0)
+            })
+            .collect())
+    }
+
     /// One byte per page of `[addr, addr + len)` (which must lie inside one slot), bit 0 set
     /// where the host holds the page (`mincore`).
     fn residency(&self, addr: u64, len: u64) -> std::io::Result<Vec<u8>> {

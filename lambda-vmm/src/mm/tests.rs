@@ -469,3 +469,56 @@ fn a_copy_put_back_restores_mappings_contents_protections_and_the_break() {
         copy.bytes()
     );
 }
+
+#[test]
+fn a_restored_memory_tells_which_pages_were_touched_since_and_how() {
+    let original = memory(128);
+    let pages = original.mmap(0, 4 * PAGE, RW, ANON).unwrap();
+    touch(&original, pages, 4 * PAGE);
+    original
+        .mprotect(pages + 3 * PAGE, PAGE, READ as u64)
+        .unwrap();
+    let file = crate::host::sealable_memory_file(c"touched-test").expect("memfd");
+    let saved = original.save(&file).expect("save");
+    let restored = memory(128);
+    restored.restore(&file, &saved).expect("restore");
+    let of_program = |memory: &GuestMemory| -> Vec<super::PageTouch> {
+        let touched = memory.touched_pages().expect("pagemap");
+        // The vDSO's pages are always in.
+        assert!(touched.iter().any(|touch| touch.va == VDSO && !touch.write));
+        touched
+            .into_iter()
+            .filter(|touch| touch.va < VVAR)
+            .collect()
+    };
+    // Reading the page tables maps their neighbours for reading too (the host's fault-around
+    // of file pages), which may include the program's pages: none is written yet.
+    assert!(of_program(&restored).iter().all(|touch| !touch.write));
+    assert_eq!(restored.read_vec(pages, 1).unwrap(), [0xa5]);
+    restored.write(pages + PAGE, &[0x5a]).unwrap();
+    assert_eq!(restored.read_vec(pages + 3 * PAGE, 1).unwrap(), [0xa5]);
+    let touch = |va, write| super::PageTouch { va, write };
+    let touched = of_program(&restored);
+    for expected in [
+        touch(pages, false),
+        touch(pages + PAGE, true),
+        touch(pages + 3 * PAGE, false),
+    ] {
+        assert!(touched.contains(&expected), "{expected:?} in {touched:?}");
+    }
+    let written: Vec<_> = touched.iter().filter(|touch| touch.write).collect();
+    assert_eq!(written, [&touch(pages + PAGE, true)]);
+    assert!(touched.windows(2).all(|pair| pair[0].va < pair[1].va));
+    // What the page tables allow now: a read-only page is read, an unmapped one skipped.
+    assert_eq!(
+        restored.may_touch(touch(pages + 3 * PAGE, true)),
+        Some(touch(pages + 3 * PAGE, false))
+    );
+    assert_eq!(
+        restored.may_touch(touch(pages + PAGE, true)),
+        Some(touch(pages + PAGE, true))
+    );
+    restored.munmap(pages + 2 * PAGE, PAGE).unwrap();
+    assert_eq!(restored.may_touch(touch(pages + 2 * PAGE, false)), None);
+    assert_eq!(restored.may_touch(touch(USER_END - 4 * GIB, false)), None);
+}

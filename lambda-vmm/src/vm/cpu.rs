@@ -166,6 +166,41 @@ fn write_idt_and_stubs(physical: &PhysicalMemory) {
     physical.write(layout::IDT, &idt);
     physical.write(layout::EXCEPTION_STUBS, &stubs);
     physical.write(layout::SYSCALL_ENTRY, &SYSCALL_STUB);
+    physical.write(layout::TOUCH_READ_STUB, &touch_stub(false));
+    physical.write(layout::TOUCH_WRITE_STUB, &touch_stub(true));
+}
+
+/// Bytes of a touch stub's code: where `rip` is after its `out`.
+pub fn touch_stub_len(write: bool) -> u64 {
+    touch_stub(write).len() as u64
+}
+
+/// The machine code of a touch stub ([`layout::TOUCH_READ_STUB`]): for each general
+/// register but `rsp` (encoding 4), `cmp byte [reg], 0` (reading) or `lock or byte [reg], 0`
+/// (writing, the byte unchanged), then `out SYSCALL_PORT, al`.
+fn touch_stub(write: bool) -> Vec<u8> {
+    let mut code = Vec::with_capacity(0x100);
+    for reg in (0u8..16).filter(|&reg| reg != 4) {
+        if write {
+            code.push(0xf0); // lock
+        }
+        if reg >= 8 {
+            code.push(0x41); // REX.B: r8-r15
+        }
+        code.push(0x80); // group 1, byte operand, 8-bit immediate
+        let opcode_field = if write { 1 } else { 7 }; // /1 or, /7 cmp
+        let low = reg & 7;
+        match low {
+            // rbp/r13 with no displacement would mean RIP-relative: use disp8 0.
+            5 => code.extend_from_slice(&[0x40 | (opcode_field << 3) | low, 0]),
+            // r12 needs a SIB byte (base r12, no index).
+            4 => code.extend_from_slice(&[(opcode_field << 3) | 4, 0x24]),
+            _ => code.push((opcode_field << 3) | low),
+        }
+        code.push(0); // the immediate
+    }
+    code.extend_from_slice(&[0xe6, layout::SYSCALL_PORT as u8]);
+    code
 }
 
 fn segment(selector: u16, code: bool, dpl: u8) -> kvm_segment {
@@ -282,4 +317,31 @@ pub fn set_msrs(vcpu: &VcpuFd, entries: &[(u32, u64)]) -> Result<(), kvm_ioctls:
         return Err(kvm_ioctls::Error::new(libc::EINVAL));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_touch_stubs_touch_through_every_register_but_rsp_then_exit() {
+        let read = touch_stub(false);
+        let write = touch_stub(true);
+        // cmp byte [rax], 0 ... cmp byte [r15], 0; lock or byte [rax], 0 ... (checked with
+        // objdump): rbp and r13 take a zero displacement, r12 a SIB byte.
+        assert_eq!(read[..3], [0x80, 0x38, 0x00]);
+        assert_eq!(read[0x0c..0x10], [0x80, 0x7d, 0x00, 0x00]);
+        assert_eq!(read[0x26..0x2b], [0x41, 0x80, 0x3c, 0x24, 0x00]);
+        assert_eq!(write[..4], [0xf0, 0x80, 0x08, 0x00]);
+        assert_eq!(write[0x31..0x37], [0xf0, 0x41, 0x80, 0x0c, 0x24, 0x00]);
+        for stub in [&read, &write] {
+            assert_eq!(stub[stub.len() - 2..], [0xe6, layout::SYSCALL_PORT as u8]);
+            assert_eq!(stub.iter().filter(|&&byte| byte == 0x80).count(), 16);
+        }
+        assert_eq!((read.len(), write.len()), (58, 73));
+        assert_eq!(touch_stub_len(true), 73);
+        // Each fits between its start and the next thing on the page.
+        assert!(layout::TOUCH_READ_STUB + read.len() as u64 <= layout::TOUCH_WRITE_STUB);
+        assert!(layout::TOUCH_WRITE_STUB + write.len() as u64 <= layout::SYSCALL_ENTRY + 0x1000);
+    }
 }

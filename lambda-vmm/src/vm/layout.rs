@@ -10,7 +10,7 @@
 //! 0x3000   page table of the last 2 MiB            nowhere
 //! 0x4000   GDT, a TSS + I/O bitmap per vCPU        KERNEL_VIRT + 0x4000, read-only
 //! 0x5000   IDT                                     KERNEL_VIRT + 0x5000, read-only
-//! 0x6000   syscall and exception stubs             KERNEL_VIRT + 0x6000, read-only
+//! 0x6000   syscall, exception and touch stubs      KERNEL_VIRT + 0x6000, read-only
 //! 0x7000   kernel stacks, 1 KiB per vCPU (to 0x9000) KERNEL_VIRT + 0x7000, writable
 //! 0x9000   vDSO data page (vvar)                   mm::layout::VVAR, read-only
 //! 0xa000   vDSO code (up to 0xc000)                mm::layout::VDSO, read-only
@@ -56,6 +56,17 @@ pub const SYSCALL_RETURN: u64 = SYSCALL_ENTRY + 2;
 pub const EXCEPTION_STUBS: u64 = SYSCALL_ENTRY + 0x100;
 /// Bytes per exception stub.
 pub const EXCEPTION_STUB_SIZE: u64 = 16;
+/// The touch stubs, used only to warm a machine restored ahead of time before it is handed
+/// out (`machine/warm.rs`): each reads (the first) or writes (the second, a locked `or` of
+/// zero, which leaves the byte as it was) the byte each of [`TOUCH_REGISTERS`] general
+/// registers points at, then `out SYSCALL_PORT, al`. They run at ring 3 and touch only what
+/// the program's own page tables let ring 3 touch, so a program that jumps to one gains
+/// nothing it did not have.
+pub const TOUCH_READ_STUB: u64 = SYSCALL_ENTRY + 0x400;
+/// See [`TOUCH_READ_STUB`].
+pub const TOUCH_WRITE_STUB: u64 = SYSCALL_ENTRY + 0x500;
+/// Addresses one run of a touch stub touches: every general register but `rsp`.
+pub const TOUCH_REGISTERS: usize = 15;
 /// Bottom of the kernel stack.
 pub const KERNEL_STACK_BOTTOM: u64 = KERNEL_BASE + 0x7000;
 /// Top of the kernel stacks; the first vCPU's stack ends here, the others below it every
@@ -129,4 +140,5 @@ const _: () = {
     assert!(GDT_ENTRIES * 8 <= TSS - GDT);
     assert!(tss(MAX_VCPUS) <= GDT + PAGE);
     assert!(kernel_stack(MAX_VCPUS - 1).0 >= KERNEL_STACK_BOTTOM);
+    assert!(EXCEPTION_STUBS + 32 * EXCEPTION_STUB_SIZE <= TOUCH_READ_STUB);
 };

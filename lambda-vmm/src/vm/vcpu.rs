@@ -419,6 +419,47 @@ impl Vcpu {
         self.fault_regs
     }
 
+    /// Runs a touch stub ([`layout::TOUCH_READ_STUB`], or the writing one) at ring 3 over
+    /// `addresses` (up to [`layout::TOUCH_REGISTERS`]; the stub's other registers repeat the
+    /// first), so that KVM builds its translations of those pages now rather than at the
+    /// program's first touches. For a vCPU holding no thread (a machine restored ahead, before
+    /// it is handed out); the thread put on it later replaces every register. Returns whether
+    /// the stub ran to its end: `false` if the vCPU was not at ring 3 to begin with or stopped
+    /// anywhere else (a fault, the 100 ms guard), and the caller should touch no more. The
+    /// exits are not counted in [`Vcpu::exits`].
+    pub fn touch(
+        &mut self,
+        physical: &PhysicalMemory,
+        addresses: &[u64],
+        write: bool,
+    ) -> Result<bool, VmError> {
+        let Some(&first) = addresses.first() else {
+            return Ok(true);
+        };
+        if self.entry != Entry::Direct || addresses.len() > layout::TOUCH_REGISTERS {
+            return Ok(false);
+        }
+        let stub = layout::virt(if write {
+            layout::TOUCH_WRITE_STUB
+        } else {
+            layout::TOUCH_READ_STUB
+        });
+        // sigcontext's order: the fifteen registers the stub reads come first, then `rsp`,
+        // `rip` and `rflags`.
+        let mut words = [first; 18];
+        words[..addresses.len()].copy_from_slice(addresses);
+        words[layout::TOUCH_REGISTERS..].copy_from_slice(&[0, stub, 0x2]);
+        self.regs = registers_from_words(words);
+        self.fd.sync_regs_mut().regs = self.regs;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        let (exits, direct) = (self.exits, self.direct_syscalls);
+        let guard = Deadline::arm(Instant::now() + std::time::Duration::from_millis(100));
+        let exit = self.run(physical, &guard, None, &AtomicBool::new(false));
+        (self.exits, self.direct_syscalls) = (exits, direct);
+        let end = stub.saturating_add(cpu::touch_stub_len(write));
+        Ok(exit? == Exit::Syscall && self.entry == Entry::Direct && self.regs.rip == end)
+    }
+
     /// The FPU, SSE and AVX state of the thread on the vCPU (a thread switch keeps it).
     pub fn save_fpu(&self) -> Result<Box<kvm_xsave>, VmError> {
         self.fd

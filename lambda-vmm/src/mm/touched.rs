@@ -1,0 +1,97 @@
+//! The pages a restored program touched, by virtual address: learnt from the first run of a
+//! machine restored from a snapshot, and touched again in machines restored ahead of time
+//! before they are handed out (`machine/warm.rs`), so that KVM's shadow page tables hold
+//! their translations before the program needs them (`docs/snapshots.md`).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use super::GuestMemory;
+use super::layout::{CHUNK, PAGE, USER_END};
+use super::page_table::{ADDRESS, Leaf, PRESENT, USER, WRITABLE};
+use super::physical::{KERNEL_BASE, KERNEL_SIZE};
+
+/// Most pages a lesson holds (16 MiB of touches): a machine restored ahead touches at most
+/// these, about a thousand VM exits, however much the program touched.
+pub const MAX_TOUCHED_PAGES: usize = 4096;
+
+/// A page to touch, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageTouch {
+    /// The page's virtual address.
+    pub va: u64,
+    /// Touch it by writing (the program wrote it), not only by reading.
+    pub write: bool,
+}
+
+impl GuestMemory {
+    /// The program's pages the guest has touched since this memory was restored
+    /// ([`GuestMemory::restore`], nothing populated ahead), at most [`MAX_TOUCHED_PAGES`] in
+    /// address order: every page mapped now in the program's page tables whose frame the
+    /// host has mapped since (see [`super::physical::PhysicalMemory::mapped_pages`]), written
+    /// or only read; plus the vDSO's pages, which every program reading the clock uses.
+    /// Pages the VMM touched on the program's behalf are in too, and so are some read only
+    /// by neighbourhood: the host maps a file's pages around one read (fault-around, up to
+    /// 64 KiB), so the pages read are a superset. Written pages are exact (each was copied).
+    pub fn touched_pages(&self) -> std::io::Result<Vec<PageTouch>> {
+        let kernel = KERNEL_BASE..KERNEL_BASE.saturating_add(KERNEL_SIZE);
+        // Leaves as (first page's address, its frame, pages): a 2 MiB page is one.
+        let mut leaves: Vec<(u64, u64, u64)> = Vec::new();
+        self.space()
+            .tables
+            .for_each_leaf(&self.physical, USER_END, |va, entry, large| {
+                if entry & USER != 0 {
+                    leaves.push(if large {
+                        (va, entry & ADDRESS & !(CHUNK - 1), CHUNK / PAGE)
+                    } else {
+                        (va, entry & ADDRESS, 1)
+                    });
+                }
+            });
+        // What the host maps, read a 2 MiB chunk of frames at a time, only where the
+        // program maps something.
+        let mut chunks: HashMap<u64, Vec<Option<bool>>> = HashMap::new();
+        let mut touched = Vec::new();
+        let pages = leaves.into_iter().flat_map(|(va, frame, count)| {
+            (0..count).map(move |index| {
+                let offset = index.saturating_mul(PAGE);
+                (va.saturating_add(offset), frame.saturating_add(offset))
+            })
+        });
+        for (va, frame) in pages {
+            if touched.len() >= MAX_TOUCHED_PAGES {
+                break;
+            }
+            let seen = if kernel.contains(&frame) {
+                Some(false)
+            } else {
+                let chunk = frame & !(CHUNK - 1);
+                let pages = match chunks.entry(chunk) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(new) => {
+                        let len = CHUNK.min(self.size().saturating_sub(chunk));
+                        new.insert(self.physical.mapped_pages(chunk, len)?)
+                    }
+                };
+                usize::try_from(frame.saturating_sub(chunk) / PAGE)
+                    .ok()
+                    .and_then(|index| pages.get(index).copied().flatten())
+            };
+            if let Some(write) = seen {
+                touched.push(PageTouch { va, write });
+            }
+        }
+        Ok(touched)
+    }
+
+    /// `touch` as the program's page tables let ring 3 make it now: `None` if the page is
+    /// not mapped present for the program, a read if it is not writable.
+    pub fn may_touch(&self, touch: PageTouch) -> Option<PageTouch> {
+        let (Leaf::Small { entry, .. } | Leaf::Large { entry, .. }) =
+            self.space().tables.leaf(&self.physical, touch.va)?;
+        (entry & (PRESENT | USER) == PRESENT | USER).then_some(PageTouch {
+            va: touch.va,
+            write: touch.write && entry & WRITABLE != 0,
+        })
+    }
+}
