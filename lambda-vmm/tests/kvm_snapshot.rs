@@ -56,6 +56,39 @@ scenario!(threads);
 scenario!(signals);
 scenario!(threads_on_two_vcpus);
 
+/// The same scenarios on environments that start from machines restored ahead and warmed
+/// with the pages a restored run touched (`Snapshot::keep_restored`): the touches ahead
+/// change nothing the program sees.
+macro_rules! warmed_scenario {
+    ($test:ident, $name:ident $(, $arg:expr)*) => {
+        #[test]
+        #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+        fn $test() {
+            let backend = Restoring::warmed(kvm_gate::kvm_backend().with_spare_vms(1));
+            scenarios::$name(&backend, &Functions::locate() $(, $arg)*);
+            assert!(backend.warmed_count() > 0, "no environment started warmed");
+        }
+    };
+}
+
+warmed_scenario!(warmed_warm_reuse, warm_reuse, 50);
+warmed_scenario!(warmed_crash_then_recovery, crash_then_recovery);
+warmed_scenario!(warmed_timeout_then_recovery, timeout_then_recovery);
+warmed_scenario!(
+    warmed_tmp_persists_and_is_private,
+    tmp_persists_and_is_private
+);
+warmed_scenario!(
+    warmed_environments_share_nothing,
+    environments_share_nothing
+);
+warmed_scenario!(warmed_runtime_rust, runtime_rust);
+warmed_scenario!(warmed_runtime_c, runtime_c);
+warmed_scenario!(warmed_address_space, address_space);
+warmed_scenario!(warmed_threads, threads);
+warmed_scenario!(warmed_signals, signals);
+warmed_scenario!(warmed_threads_on_two_vcpus, threads_on_two_vcpus);
+
 /// An Init that fails or crashes is reported as it is without snapshots.
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
@@ -339,16 +372,71 @@ fn machines_restored_ahead_serve_and_share_nothing() {
     for environment in [first, second, third] {
         Box::new(environment).shutdown();
     }
+}
 
-    // A one-shot function's invocations each take one.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn machines_restored_ahead_are_warmed_once_a_restored_run_has_taught_them() {
+    let backend = kvm_gate::kvm_backend();
+    let functions = Functions::locate();
+    let config = functions
+        .runtime("taught", "runtime-loop")
+        .with_env("INIT_TMP", "written during Init");
+    let snapshot = backend.snapshot(&config).expect("snapshot");
+    assert_eq!(snapshot.pages_learnt(), None);
+    snapshot.keep_restored(1);
+    assert_eq!(snapshot.wait_for_restored(), 1);
+    // Nothing learnt yet: the machine restored ahead is a plain restore, and its first
+    // invocation teaches.
+    let mut teacher = backend.restore_runtime_api(&snapshot).expect("restore");
+    assert_eq!(teacher.init_stats().warmed_pages, 0);
+    let count = |environment: &mut dyn ExecutionEnvironment| {
+        response_json(&invoke(environment, json!({"action": "count"})))["count"].clone()
+    };
+    assert_eq!(count(&mut teacher), json!(1));
+    let learnt = snapshot
+        .pages_learnt()
+        .expect("learnt from the first invocation");
+    assert!((1..=4096).contains(&learnt), "{learnt} pages");
+    // The machine the thread restored while the teacher ran may be a plain one; the one it
+    // restores once that is taken is warmed.
+    assert_eq!(snapshot.wait_for_restored(), 1);
+    let meanwhile = backend.restore_runtime_api(&snapshot).expect("restore");
+    assert_eq!(snapshot.wait_for_restored(), 1);
+    let mut warmed = backend.restore_runtime_api(&snapshot).expect("restore");
+    let touched = warmed.init_stats().warmed_pages;
+    assert!(
+        (1..=learnt).contains(&touched),
+        "{touched} of {learnt} pages"
+    );
+    // The touches ahead (reads, and writes of what was there) changed nothing it sees.
+    assert_eq!(count(&mut warmed), json!(1));
+    assert_eq!(count(&mut warmed), json!(2));
+    let tmp = response_json(&invoke(&mut warmed, json!({"action": "read-tmp"})));
+    assert_eq!(tmp["data"], json!("written during Init"));
+    assert_eq!(count(&mut teacher), json!(2));
+    snapshot.keep_restored(0);
+    for environment in [teacher, meanwhile, warmed] {
+        Box::new(environment).shutdown();
+    }
+
+    // A one-shot function: its first run teaches, later runs start warmed.
     let snapshot = backend
         .snapshot(&functions.stdio("hello", "hello"))
         .expect("snapshot");
     snapshot.keep_restored(1);
     let mut environment = backend.restore_stdio(&snapshot).expect("restore");
-    for name in ["Ada", "Grace"] {
+    assert_eq!(snapshot.wait_for_restored(), 1);
+    greet(&mut environment, "Ada");
+    assert_eq!(environment.last_stats().warmed_pages, 0);
+    assert!(snapshot.pages_learnt().is_some());
+    let mut warmed = Vec::new();
+    for name in ["Grace", "Barbara", "Frances"] {
         assert_eq!(snapshot.wait_for_restored(), 1);
         greet(&mut environment, name);
-        assert!(environment.last_stats().spare_vm);
+        assert!(environment.last_stats().spare_vm, "each run takes one");
+        warmed.push(environment.last_stats().warmed_pages);
     }
+    // The first of these may have been restored while the teacher ran; the others were not.
+    assert!(warmed[1..].iter().all(|&pages| pages > 0), "{warmed:?}");
 }

@@ -218,6 +218,7 @@ impl RuntimeApiEnvironment {
             config: self.config.clone(),
             init_duration: self.init_duration,
             ready: Default::default(),
+            lesson: Default::default(),
         }))
     }
 
@@ -303,6 +304,9 @@ impl RuntimeApiEnvironment {
             (Settled::Ended(stop), answer) => Ending::Stopped { stop, answer },
             (Settled::Waiting, None) => unreachable!("the run stops waiting only once done"),
         };
+        if let Some(snapshot) = &self.snapshot {
+            snapshot.frozen().learn(machine);
+        }
         self.last_stats = RunStats {
             exits: machine.exits() - exits_before,
             syscalls: machine.stats().syscalls - syscalls_before,
@@ -312,6 +316,7 @@ impl RuntimeApiEnvironment {
             setup: Duration::ZERO,
             spare_vm: false,
             vcpus: machine.vcpus_used(),
+            warmed_pages: 0,
         };
         let measured = Measured {
             request_id,

@@ -30,6 +30,10 @@ pub struct RunStats {
     /// vCPUs that have run the environment's program so far: 1, or more once it had threads
     /// ready to run at once and its memory size buys more (`FunctionConfig::vcpus`).
     pub vcpus: usize,
+    /// Pages the machine's vCPU touched before it was handed out, so that their first
+    /// touches by the program cost nothing: a machine restored ahead of time and warmed
+    /// (see `Snapshot::keep_restored`); 0 otherwise.
+    pub warmed_pages: usize,
 }
 
 impl RunStats {
@@ -45,6 +49,7 @@ impl RunStats {
             setup: machine.setup_time(),
             spare_vm: machine.used_spare(),
             vcpus: machine.vcpus_used(),
+            warmed_pages: machine.warmed_pages(),
         }
     }
 

@@ -223,6 +223,7 @@ pub(crate) fn snapshot(
         config: config.clone(),
         init_duration,
         ready: Default::default(),
+        lesson: Default::default(),
     }))
 }
 
@@ -236,5 +237,7 @@ fn run_restored(
     let log = LogCollector::start(&invocation.request_id, "$LATEST", DEFAULT_LOG_CAPACITY);
     let mut machine = frozen.machine(options, log)?;
     machine.kernel().deliver_stdin(invocation.payload);
-    run_to_end(&mut machine, config, invocation.request_id, true)
+    let ran = run_to_end(&mut machine, config, invocation.request_id, true);
+    frozen.learn(&mut machine);
+    ran
 }

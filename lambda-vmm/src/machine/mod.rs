@@ -16,6 +16,7 @@ mod fork;
 mod signal_frame;
 mod snapshot;
 mod tasks;
+mod warm;
 
 use crate::error::VmmError;
 use crate::kernel::{Kernel, KernelSetup, SyscallStats};
@@ -70,6 +71,11 @@ pub struct Machine {
     parents: Vec<fork::WaitingParent>,
     /// Programs `execve` checked (shared by the backend's machines).
     programs: std::sync::Arc<crate::program::ExecCache>,
+    /// Restored from a snapshot with nothing populated, and not yet asked what its program
+    /// touched (`warm.rs`).
+    teaches: bool,
+    /// Pages touched ahead of the program's first run (`warm.rs`).
+    warmed: usize,
 }
 
 /// 16 random bytes for a program's `AT_RANDOM`.
@@ -158,6 +164,8 @@ impl Machine {
             vdso: !options.no_vdso,
             parents: Vec::new(),
             programs: options.programs.clone(),
+            teaches: false,
+            warmed: 0,
         })
     }
 

@@ -180,7 +180,8 @@ impl Machine {
 
     /// Copies the pages `snapshot` stored into this machine's memory now (it was restored
     /// from `snapshot`; see [`crate::mm::GuestMemory::populate_stored`]).
-    pub fn populate_restored(&self, snapshot: &MachineSnapshot) {
+    pub fn populate_restored(&mut self, snapshot: &MachineSnapshot) {
+        self.teaches = false;
         if let Some(vm) = &self.vm {
             vm.memory.populate_stored(&snapshot.saved);
         }
@@ -235,6 +236,8 @@ impl Machine {
             vdso: !options.no_vdso,
             parents: Vec::new(),
             programs: options.programs.clone(),
+            teaches: true,
+            warmed: 0,
         })
     }
 }

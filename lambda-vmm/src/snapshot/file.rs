@@ -218,5 +218,6 @@ pub(crate) fn read(
         config,
         init_duration: Duration::from_nanos(state.init_nanos),
         ready: Default::default(),
+        lesson: Default::default(),
     })
 }

@@ -5,7 +5,7 @@
 mod file;
 mod ready;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use lambda_core::{Contract, FunctionConfig};
@@ -15,6 +15,7 @@ use lambda_core::logs::LogCollector;
 
 use crate::error::VmmError;
 use crate::machine::{Machine, MachineOptions, MachineSnapshot};
+use crate::mm::PageTouch;
 use crate::program::CodePackage;
 
 /// How long a function that has finished its Init may keep some thread runnable before the
@@ -51,6 +52,9 @@ pub(crate) struct Frozen {
     pub init_duration: Duration,
     /// Machines restored from it ahead of time ([`Snapshot::keep_restored`]).
     pub ready: ready::ReadyStock,
+    /// The pages the first restored machine to finish a run touched, which machines
+    /// restored ahead touch before they are handed out (`machine/warm.rs`).
+    pub lesson: OnceLock<Vec<PageTouch>>,
 }
 
 impl Frozen {
@@ -69,6 +73,17 @@ impl Frozen {
                 Ok(machine)
             }
             None => Machine::restore(&self.machine, &self.config, options, log),
+        }
+    }
+
+    /// Keeps what `machine` (restored from this snapshot, after its first run) says its
+    /// program touched, if nothing was learnt yet and it can tell (see
+    /// [`Machine::lesson`]).
+    pub fn learn(&self, machine: &mut Machine) {
+        if self.lesson.get().is_none()
+            && let Some(pages) = machine.lesson()
+        {
+            let _ = self.lesson.set(pages);
         }
     }
 }
@@ -125,13 +140,20 @@ impl Snapshot {
     }
 
     /// Keeps `count` environments' machines restored from this snapshot ahead of time, by a
-    /// background thread, each with the snapshot's stored pages already copied in; 0 stops
-    /// it. Environments restored from the snapshot (on any backend) then start from one of
-    /// them when one is ready: their Restore Duration is the time to take it, and their first
-    /// touches of memory cost less (`docs/snapshots.md`). Each holds its own copy of the
-    /// stored memory, so keep a few for latency, not thousands. If a restore fails, the
-    /// thread stops and restores happen on the spot again. The thread ends with the last
-    /// clone of the snapshot.
+    /// background thread; 0 stops it. Environments restored from the snapshot (on any
+    /// backend) then start from one of them when one is ready: their Restore Duration is the
+    /// time to take it.
+    ///
+    /// Once an environment restored from the snapshot has run its first invocation, the
+    /// snapshot knows which pages that invocation touched ([`Snapshot::pages_learnt`]). From
+    /// then on each machine restored ahead has the stored pages copied in and is **warmed**:
+    /// its vCPU touches those pages before it is handed out, so the program's own first
+    /// touches cost nothing (`docs/snapshots.md`; [`RunStats::warmed_pages`](crate::RunStats)
+    /// says how many). Before that, machines restored ahead are plain restores, and the
+    /// first one to run teaches. Each warmed machine holds its own copy of the stored memory,
+    /// so keep a few for latency, not thousands. If a restore fails, the thread stops and
+    /// restores happen on the spot again. The thread ends with the last clone of the
+    /// snapshot.
     pub fn keep_restored(&self, count: usize) {
         ready::ReadyStock::keep(&self.frozen, count);
     }
@@ -139,6 +161,13 @@ impl Snapshot {
     /// How many machines restored ahead are ready now ([`Snapshot::keep_restored`]).
     pub fn restored_ready(&self) -> usize {
         self.frozen.ready.ready()
+    }
+
+    /// How many pages a machine restored ahead touches before it is handed out
+    /// ([`Snapshot::keep_restored`]): those the first environment restored from this snapshot
+    /// touched in its first invocation (at most 4,096), learnt then; `None` until then.
+    pub fn pages_learnt(&self) -> Option<usize> {
+        self.frozen.lesson.get().map(Vec::len)
     }
 
     /// Blocks until as many machines restored ahead are ready as were asked for (or the

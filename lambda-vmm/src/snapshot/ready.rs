@@ -1,12 +1,12 @@
 //! Machines restored from a snapshot ahead of time, by a background thread, with the
-//! snapshot's stored pages copied into each ([`Snapshot::keep_restored`](super::Snapshot)):
-//! an environment restored from the snapshot then starts from one of these, and skips both
-//! the restore and most of its first touches of memory.
+//! snapshot's stored pages copied into each and the pages a restored run touches touched
+//! already ([`Snapshot::keep_restored`](super::Snapshot), `machine/warm.rs`): an environment
+//! restored from the snapshot then starts from one of these, and skips both the restore and
+//! its first touches of memory.
 //!
 //! The trade: a machine from this stock holds a private copy of every page the snapshot
-//! stored (1.3-1.6 MiB for the test programs) instead of sharing them, so that KVM can map
-//! them eight at a time as the program first touches them (`docs/snapshots.md`). Keep a few
-//! for latency; restore plainly for density.
+//! stored (1.3-1.6 MiB for the test programs) instead of sharing them (`docs/snapshots.md`).
+//! Keep a few for latency; restore plainly for density.
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -148,15 +148,21 @@ fn restore_ahead(frozen: &Weak<Frozen>) {
     }
 }
 
-/// One machine restored from `frozen`, its stored pages copied in.
+/// One machine restored from `frozen`, its stored pages copied in and warmed with the pages
+/// an earlier restored machine's first run touched (`machine/warm.rs`). Until a restored
+/// machine has told which pages those are, the machine is left as restored (nothing copied
+/// in), so that its own first run can tell.
 fn restore_one(frozen: &Frozen) -> Option<Machine> {
-    let machine = Machine::restore(
+    let mut machine = Machine::restore(
         &frozen.machine,
         &frozen.config,
         &MachineOptions::default(),
         LogCollector::new(DEFAULT_LOG_CAPACITY),
     )
     .ok()?;
-    machine.populate_restored(&frozen.machine);
+    if let Some(pages) = frozen.lesson.get() {
+        machine.populate_restored(&frozen.machine);
+        machine.warm(pages).ok()?;
+    }
     Some(machine)
 }

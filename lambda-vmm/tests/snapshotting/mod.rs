@@ -7,17 +7,23 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use lambda_core::{Backend, EnvironmentError, ExecutionEnvironment, FunctionConfig};
+use lambda_core::{
+    Backend, Contract, EnvironmentError, ExecutionEnvironment, FunctionConfig, Invocation,
+};
 use lambda_vmm::{MicroVmBackend, Snapshot, SnapshotError};
 
 /// Creates each environment by restoring a snapshot of its function, taken the first time
 /// the function (the same configuration) is asked for. A function whose Init fails is
 /// reported as the plain backend reports it; one that cannot be snapshotted otherwise is a
 /// test failure.
+///
+/// [`Restoring::warmed`] restores from machines restored ahead and warmed instead.
 pub struct Restoring {
     backend: MicroVmBackend,
     snapshots: Mutex<HashMap<String, Snapshot>>,
     restored: AtomicUsize,
+    warm: bool,
+    warmed: AtomicUsize,
 }
 
 impl Restoring {
@@ -26,12 +32,41 @@ impl Restoring {
             backend,
             snapshots: Mutex::new(HashMap::new()),
             restored: AtomicUsize::new(0),
+            warm: false,
+            warmed: AtomicUsize::new(0),
+        }
+    }
+
+    /// Each snapshot, once taken, teaches its machines restored ahead what to touch (one
+    /// restored environment runs one invocation, `{}`, whatever it answers) and keeps one
+    /// restored ahead; each environment waits for it, so it starts from a warmed machine.
+    pub fn warmed(backend: MicroVmBackend) -> Restoring {
+        Restoring {
+            warm: true,
+            ..Restoring::new(backend)
         }
     }
 
     /// How many environments were restored.
     pub fn restored(&self) -> usize {
         self.restored.load(Ordering::Relaxed)
+    }
+
+    /// How many environments started from a warmed machine (a one-shot one: whose first run
+    /// found a machine restored after the teaching ready).
+    pub fn warmed_count(&self) -> usize {
+        self.warmed.load(Ordering::Relaxed)
+    }
+
+    fn teach(&self, snapshot: &Snapshot) {
+        let mut teacher = self.backend.restore(snapshot).expect("restore a teacher");
+        let _ = teacher.invoke(Invocation::new(b"{}".to_vec()));
+        teacher.shutdown();
+        assert!(
+            snapshot.pages_learnt().is_some(),
+            "the teacher taught nothing"
+        );
+        snapshot.keep_restored(1);
     }
 }
 
@@ -50,6 +85,9 @@ impl Backend for Restoring {
             Some(snapshot) => snapshot,
             None => match self.backend.snapshot(config) {
                 Ok(snapshot) => {
+                    if self.warm {
+                        self.teach(&snapshot);
+                    }
                     self.snapshots.lock().unwrap().insert(key, snapshot.clone());
                     snapshot
                 }
@@ -57,8 +95,20 @@ impl Backend for Restoring {
                 Err(other) => panic!("{}: no snapshot: {other}", config.name),
             },
         };
-        let environment = self.backend.restore(&snapshot)?;
         self.restored.fetch_add(1, Ordering::Relaxed);
-        Ok(environment)
+        if !self.warm {
+            return self.backend.restore(&snapshot);
+        }
+        assert_eq!(snapshot.wait_for_restored(), 1);
+        if snapshot.contract() == Contract::Stdio {
+            // Its first run takes the machine now ready, restored after the teaching.
+            self.warmed.fetch_add(1, Ordering::Relaxed);
+            return self.backend.restore(&snapshot);
+        }
+        let environment = self.backend.restore_runtime_api(&snapshot)?;
+        if environment.init_stats().warmed_pages > 0 {
+            self.warmed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Box::new(environment))
     }
 }

@@ -1,0 +1,59 @@
+//! Warming a machine restored ahead of time: before it is handed out, its vCPU touches the
+//! pages an earlier machine restored from the same snapshot touched in its first run, so
+//! that KVM has built their translations (its shadow page tables, on this host) and the
+//! program's first touches cost nothing (`docs/snapshots.md`).
+//!
+//! The lesson comes from a machine restored plainly (its memory mapped from the snapshot and
+//! nothing populated): after its first run, the pages the host has mapped in its memory are
+//! the ones it touched ([`crate::mm::GuestMemory::touched_pages`]).
+
+use super::Machine;
+use crate::error::VmmError;
+use crate::mm::PageTouch;
+use crate::vm::layout::TOUCH_REGISTERS;
+
+impl Machine {
+    /// The pages this machine's program touched since it was restored, if it can tell: it
+    /// was restored with nothing populated and has not been asked before. `None` otherwise.
+    pub fn lesson(&mut self) -> Option<Vec<PageTouch>> {
+        if !std::mem::take(&mut self.teaches) {
+            return None;
+        }
+        self.vm.as_ref()?.memory.touched_pages().ok()
+    }
+
+    /// Touches `pages` from the machine's first vCPU, reading them or writing them (the
+    /// bytes unchanged) as the program did, where its page tables still allow that; the
+    /// machine must not have run since it was restored. Returns how many pages were touched.
+    /// Stops early, harmlessly, if the vCPU stops anywhere but the end of a touch stub.
+    pub fn warm(&mut self, pages: &[PageTouch]) -> Result<usize, VmmError> {
+        self.teaches = false;
+        let (Some(vm), Some(cpu)) = (self.vm.as_ref(), self.cpus.first_mut()) else {
+            return Ok(0);
+        };
+        let warmed = &mut self.warmed;
+        let allowed: Vec<PageTouch> = pages
+            .iter()
+            .filter_map(|&touch| vm.memory.may_touch(touch))
+            .collect();
+        for write in [false, true] {
+            let addresses: Vec<u64> = allowed
+                .iter()
+                .filter(|touch| touch.write == write)
+                .map(|touch| touch.va)
+                .collect();
+            for batch in addresses.chunks(TOUCH_REGISTERS) {
+                if !cpu.vcpu.touch(vm.memory.physical(), batch, write)? {
+                    return Ok(*warmed);
+                }
+                *warmed += batch.len();
+            }
+        }
+        Ok(*warmed)
+    }
+
+    /// Pages [`Machine::warm`] touched.
+    pub fn warmed_pages(&self) -> usize {
+        self.warmed
+    }
+}
