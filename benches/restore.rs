@@ -6,12 +6,14 @@
 //!   down. Measured from a pooled VM (made ahead by the spare pool's thread, refilled
 //!   between samples, outside the window) and without the pool (the VM made in the window),
 //!   both with the teardown waited for inside the window; secondary, from the pool with
-//!   teardown left to its thread; and from a machine restored ahead by the snapshot's own
-//!   thread (`Snapshot::keep_restored`, stored pages copied in, refilled between samples). The baseline spawns the binary with pipes, feeds it,
-//!   reads it to its exit and reaps it.
+//!   teardown left to its thread; and from a machine restored ahead and warmed by the
+//!   snapshot's own thread (`Snapshot::keep_restored`: stored pages copied in, the pages a
+//!   restored run touched touched already; refilled between samples), with the teardown
+//!   inside the window and left to its thread. The baseline spawns the binary with pipes,
+//!   feeds it, reads it to its exit and reaps it.
 //! - **Runtime API**, `runtime-loop` and `runtime-rust` (`lambda_runtime` on tokio):
 //!   snapshotted once after Init; each run restores an environment (into a pooled VM, or
-//!   from a machine restored ahead), serves its first invocation and shuts it down
+//!   from a machine restored ahead and warmed), serves its first invocation and shuts it down
 //!   (teardown waited for). The baseline is the development
 //!   backend doing the same from nothing: a child process, a localhost Runtime API, Init,
 //!   the first invocation, shutdown.
@@ -91,9 +93,11 @@ fn restored_runtime(
     backend: &MicroVmBackend,
     snapshot: &Snapshot,
     answer: &str,
+    warmed: bool,
 ) -> (Duration, Option<Cost>) {
     let (took, (result, cost)) = timed(|| {
         let mut environment = backend.restore_runtime_api(snapshot).expect("restore");
+        assert_eq!(environment.init_stats().warmed_pages > 0, warmed);
         let result = environment.run(Invocation::new(EVENT)).expect("invoke");
         let cost = Cost::of(environment.last_stats());
         Box::new(environment).shutdown();
@@ -184,16 +188,34 @@ fn restore(c: &mut Criterion) {
             refill();
         },
     );
-    // Machines restored ahead by the snapshot's own thread, stored pages copied in.
+    // Machines restored ahead and warmed by the snapshot's own thread, once one plain
+    // restore has taught it which pages a run touches.
     let ahead_snapshot = backend.snapshot(&hello_config()).expect("snapshot hello");
-    ahead_snapshot.keep_restored(1);
     let mut hello_ahead = backend.restore_stdio(&ahead_snapshot).expect("restore");
+    restored_oneshot(&mut hello_ahead, true);
+    ahead_snapshot.keep_restored(1);
+    assert_eq!(ahead_snapshot.wait_for_restored(), 1);
+    let mut warmed_run = |teardown: bool| {
+        let run = restored_oneshot(&mut hello_ahead, teardown);
+        assert!(hello_ahead.last_stats().warmed_pages > 0, "not warmed");
+        run
+    };
     let ahead = sample(
-        "restored ahead (keep_restored), torn down",
+        "restored ahead and warmed, torn down",
         WARMUP,
         RUNS,
-        || restored_oneshot(&mut hello_ahead, true),
+        || warmed_run(true),
         || {
+            assert_eq!(ahead_snapshot.wait_for_restored(), 1);
+        },
+    );
+    let ahead_off_path = sample(
+        "restored ahead and warmed, teardown left to its thread",
+        WARMUP,
+        RUNS,
+        || warmed_run(false),
+        || {
+            wait_for_teardown();
             assert_eq!(ahead_snapshot.wait_for_restored(), 1);
         },
     );
@@ -204,7 +226,7 @@ fn restore(c: &mut Criterion) {
              {RUNS} runs per side, each side alone"
         ),
         &child,
-        &[&from_pool, &no_pool, &off_path, &ahead],
+        &[&from_pool, &no_pool, &off_path, &ahead, &ahead_off_path],
     );
 
     for name in ["runtime-loop", "runtime-rust"] {
@@ -222,15 +244,17 @@ fn restore(c: &mut Criterion) {
             "restored into a pooled VM, 1st invocation, torn down",
             WARMUP,
             RUNS,
-            || restored_runtime(&pooled, &snapshot, &answer),
+            || restored_runtime(&pooled, &snapshot, &answer, false),
             refill,
         );
+        // The restores above taught the snapshot which pages a first invocation touches.
         snapshot.keep_restored(1);
+        assert_eq!(snapshot.wait_for_restored(), 1);
         let ahead = sample(
-            "restored ahead (keep_restored), 1st invocation, torn down",
+            "restored ahead and warmed, 1st invocation, torn down",
             WARMUP,
             RUNS,
-            || restored_runtime(&pooled, &snapshot, &answer),
+            || restored_runtime(&pooled, &snapshot, &answer, true),
             || {
                 assert_eq!(snapshot.wait_for_restored(), 1);
                 refill();
