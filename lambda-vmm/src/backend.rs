@@ -38,6 +38,8 @@ pub struct MicroVmBackend {
     options: MachineOptions,
     programs: Arc<ProgramCache>,
     snap_start: Arc<SnapStart>,
+    /// Machines each SnapStart snapshot keeps restored ahead.
+    restored_ahead: usize,
 }
 
 impl std::fmt::Debug for MicroVmBackend {
@@ -46,6 +48,7 @@ impl std::fmt::Debug for MicroVmBackend {
             .field("spare_vms", &self.options.spares.is_some())
             .field("vdso", &!self.options.no_vdso)
             .field("huge_pages", &!self.options.no_huge_pages)
+            .field("restored_ahead", &self.restored_ahead)
             .finish()
     }
 }
@@ -64,6 +67,39 @@ impl MicroVmBackend {
     pub fn with_spare_vms(mut self, per_size: usize) -> MicroVmBackend {
         self.options.spares = (per_size > 0).then(|| Arc::new(SparePool::new(per_size)));
         self
+    }
+
+    /// For [`snap_start`](FunctionConfig::snap_start) functions: each version's snapshot,
+    /// once taken, keeps `per_version` machines restored ahead, warmed with the pages its
+    /// first restored environment touched ([`Snapshot::keep_restored`]), so the version's
+    /// later environments (cold starts, provisioned ones made later) start from one when one
+    /// is ready. Each such machine holds a private copy of the memory its snapshot stored
+    /// (1-2 MiB for small runtimes), and the snapshot's thread makes the next one while the
+    /// last one taken runs. 0, the default, restores on the spot.
+    pub fn with_restored_ahead(mut self, per_version: usize) -> MicroVmBackend {
+        self.restored_ahead = per_version;
+        self
+    }
+
+    /// The snapshot SnapStart took of `config`'s version (its configuration and its code as
+    /// the file is now), if it took one and still keeps it: to write it to a file, or to
+    /// wait for its machines restored ahead ([`Snapshot::wait_for_restored`]).
+    pub fn snap_start_snapshot(&self, config: &FunctionConfig) -> Option<Snapshot> {
+        let (image, _) = self.checked_code(config).ok()?;
+        match self
+            .snap_start
+            .get(&SnapStart::key(config, image.identity()))?
+        {
+            Known::Ready(snapshot) => Some(snapshot),
+            Known::Refused(_) => None,
+        }
+    }
+
+    /// A version's snapshot was just taken: it keeps the machines asked for restored ahead.
+    fn keep_ahead(&self, known: &Known) {
+        if let (Known::Ready(snapshot), 1..) = (known, self.restored_ahead) {
+            snapshot.keep_restored(self.restored_ahead);
+        }
     }
 
     /// Does not tell programs of the vDSO, so every clock reading is a syscall (a VM exit),
@@ -126,13 +162,16 @@ impl MicroVmBackend {
             ));
         }
         let key = SnapStart::key(config, image.identity());
-        let (known, _) = self.snap_start.get_or_make(&key, || {
+        let (known, made) = self.snap_start.get_or_make(&key, || {
             let taken = crate::env::snapshot_stdio(&image, &package, config, &self.options);
             match taken {
                 Err(SnapshotError::Init(error)) => Err(error),
                 taken => Ok(((), taken)),
             }
         })?;
+        if made.is_some() {
+            self.keep_ahead(&known);
+        }
         Ok(match known {
             Known::Ready(snapshot) => StdioEnvironment::restoring(&snapshot, self.options.clone()),
             refused => {
@@ -177,6 +216,7 @@ impl MicroVmBackend {
         })?;
         match (known, made) {
             (known, Some(mut first)) => {
+                self.keep_ahead(&known);
                 first.set_start(known.start_without_snapshot());
                 Ok(first)
             }

@@ -56,7 +56,7 @@ impl SnapStart {
     }
 
     /// What is known of the version `key`.
-    fn get(&self, key: &str) -> Option<Known> {
+    pub fn get(&self, key: &str) -> Option<Known> {
         lock(&self.known).0.get(key).cloned()
     }
 

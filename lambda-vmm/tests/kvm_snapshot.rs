@@ -6,7 +6,7 @@ mod kvm_gate;
 mod scenarios;
 mod snapshotting;
 
-use lambda_core::{ExecutionEnvironment, Invocation};
+use lambda_core::{EnvironmentStart, ExecutionEnvironment, Invocation};
 use lambda_vmm::{MicroVmBackend, SnapshotError};
 use scenarios::{Functions, invoke, response_json};
 use serde_json::json;
@@ -439,4 +439,43 @@ fn machines_restored_ahead_are_warmed_once_a_restored_run_has_taught_them() {
     }
     // The first of these may have been restored while the teacher ran; the others were not.
     assert!(warmed[1..].iter().all(|&pages| pages > 0), "{warmed:?}");
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn snap_start_versions_keep_warmed_machines_ahead_when_asked() {
+    let backend = kvm_gate::kvm_backend().with_restored_ahead(1);
+    let functions = Functions::locate();
+    let config = functions
+        .runtime("snapstart-ahead", "runtime-loop")
+        .with_snap_start(true);
+    assert!(backend.snap_start_snapshot(&config).is_none());
+    // The version's first environment runs Init and is snapshotted.
+    let first = backend.create_runtime_api(&config).expect("create");
+    assert_eq!(first.start(), EnvironmentStart::Init);
+    let snapshot = backend.snap_start_snapshot(&config).expect("snapshotted");
+    assert_eq!(snapshot.wait_for_restored(), 1);
+    // The next starts from the machine restored ahead, and its invocation teaches.
+    let count = |environment: &mut dyn ExecutionEnvironment| {
+        response_json(&invoke(environment, json!({"action": "count"})))["count"].clone()
+    };
+    let mut teacher = backend.create_runtime_api(&config).expect("create");
+    assert_eq!(teacher.start(), EnvironmentStart::Restored);
+    assert!(
+        teacher.init_stats().spare_vm,
+        "taken from the snapshot's stock"
+    );
+    assert_eq!(count(&mut teacher), json!(1));
+    assert!(snapshot.pages_learnt().is_some());
+    // The machine restored while it ran may be a plain one; the one after is warmed.
+    assert_eq!(snapshot.wait_for_restored(), 1);
+    let meanwhile = backend.create_runtime_api(&config).expect("create");
+    assert_eq!(snapshot.wait_for_restored(), 1);
+    let mut warmed = backend.create_runtime_api(&config).expect("create");
+    assert_eq!(warmed.start(), EnvironmentStart::Restored);
+    assert!(warmed.init_stats().warmed_pages > 0);
+    assert_eq!(count(&mut warmed), json!(1));
+    for environment in [first, teacher, meanwhile, warmed] {
+        Box::new(environment).shutdown();
+    }
 }
