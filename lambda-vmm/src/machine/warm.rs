@@ -10,6 +10,7 @@
 use super::Machine;
 use crate::error::VmmError;
 use crate::mm::PageTouch;
+use crate::trace::span;
 use crate::vm::layout::TOUCH_REGISTERS;
 
 impl Machine {
@@ -27,6 +28,7 @@ impl Machine {
     /// machine must not have run since it was restored. Returns how many pages were touched.
     /// Stops early, harmlessly, if the vCPU stops anywhere but the end of a touch stub.
     pub fn warm(&mut self, pages: &[PageTouch]) -> Result<usize, VmmError> {
+        span!("warm", pages = pages.len());
         self.teaches = false;
         let (Some(vm), Some(cpu)) = (self.vm.as_ref(), self.cpus.first_mut()) else {
             return Ok(0);

@@ -16,6 +16,7 @@ use lambda_core::logs::LogCollector;
 use crate::error::VmmError;
 use crate::machine::{Machine, MachineOptions, MachineSnapshot};
 use crate::mm::PageTouch;
+use crate::trace::span;
 use crate::program::CodePackage;
 
 /// How long a function that has finished its Init may keep some thread runnable before the
@@ -80,9 +81,11 @@ impl Frozen {
     /// program touched, if nothing was learnt yet and it can tell (see
     /// [`Machine::lesson`]).
     pub fn learn(&self, machine: &mut Machine) {
-        if self.lesson.get().is_none()
-            && let Some(pages) = machine.lesson()
-        {
+        if self.lesson.get().is_some() {
+            return;
+        }
+        span!("learn_touches", function = self.config.name.as_str());
+        if let Some(pages) = machine.lesson() {
             let _ = self.lesson.set(pages);
         }
     }
