@@ -16,8 +16,8 @@ use lambda_core::logs::LogCollector;
 use crate::error::VmmError;
 use crate::machine::{Machine, MachineOptions, MachineSnapshot};
 use crate::mm::PageTouch;
-use crate::trace::span;
 use crate::program::CodePackage;
+use crate::trace::span;
 
 /// How long a function that has finished its Init may keep some thread runnable before the
 /// snapshot is given up (it never went quiescent).
