@@ -17,10 +17,10 @@
  *   d  first-touch cost per 4 KiB page: pre-populated 4K PTEs (with/without Accessed+Dirty preset)
  *      vs 2 MiB guest pages; host memory pre-faulted or fresh; host THP or not.
  *   e  recycling a VM that ran for another guest: the memory slot's whole host range replaced with
- *      MAP_FIXED (anonymous, or a memfd MAP_PRIVATE), the structures written again at the same
- *      guest-physical addresses, the registers set again; does the new guest see only its own
- *      page tables (4 kinds of change, 5 trials each), and what it costs against a teardown and a
- *      new VM.
+ *      MAP_FIXED (anonymous, or a memfd MAP_PRIVATE; or anonymous with the memslot deleted and
+ *      added again), the structures written again at the same guest-physical addresses, the
+ *      registers set again; does the new guest see only its own page tables (5 kinds of change,
+ *      5 trials each), and what it costs against a teardown and a new VM.
  *
  * Build: gcc -O2 pt_update_probe.c -o pt_update_probe
  * Run:   ./pt_update_probe a | b | c | d | e   (no argument = a-d; ~25 s in total; e ~3 s)
@@ -40,9 +40,12 @@
  *   d: 4K PTEs pre-populated: 1 exit per page, 16-19.6 us per page; with A+D preset: 1/8 exit,
  *      2.4-4.8 us; 2 MiB guest pages on host THP: 1/512 exit, 0.05-0.21 us; fresh host memory
  *      defeats KVM's prefetch (1 exit per page again).
- *   e (2026-12-05 17:25 UTC, 3 runs, output/pt_update_e_run*.txt): the recycled guest saw its own
- *      tables 5/5 in every case and run, both ways. Recycling cost 37-48 us (anonymous) and
- *      40-72 us (memfd); tearing down a VM that ran 265-1749 us, making a new one 281-372 us.
+ *   e (2026-12-05 17:34 UTC, 3 runs, output/pt_update_e_run*.txt): remapped only, the recycled guest
+ *      saw its own tables 5/5 in four cases but 0/5 when a page-table frame now served another
+ *      2 MiB (the old 2 MiB, unmapped, still read the new page: links between shadow tables
+ *      survive remapping); remapped with the memslot deleted and added again, 5/5 in all five.
+ *      Recycling cost 38-48 us remapped only, 128-133 us with the memslot re-added; tearing down
+ *      a VM that ran 222-239 us here (up to 1749 us under load), making a new one 326-349 us.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -491,15 +494,21 @@ static void part_d(void) {
  * memfd mapped MAP_PRIVATE as a snapshot restore maps it), the guest's structures written
  * again at the same guest-physical addresses, the vCPU's registers set again. The old guest
  * read page P through va(idx); the new tables say something else about va(idx). */
-enum { R_REPOINT, R_UNMAP, R_PD_UNMAP, R_RW2RO, NR };
+enum { R_REPOINT, R_UNMAP, R_PD_UNMAP, R_RW2RO, R_TABLE_REUSE, NR };
 static const char *rname[NR] = {"va now maps another page, read", "va now not present, read",
-                                "PD entry above it gone, read", "page now read-only, write"};
+                                "PD entry above it gone, read", "page now read-only, write",
+                                "its page table serves another 2 MiB now, read"};
 static int memfd_for_recycle = -1;
 static void recycle(struct vm *v, int how) {
   void *at;
   if (how == 0) at = mmap(v->mem, MEMSZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   else at = mmap(v->mem, MEMSZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE | MAP_FIXED, memfd_for_recycle, 0);
   if (at != v->mem) { perror("recycle mmap"); exit(1); }
+  if (how == 2) {   /* and the memslot deleted and added again: KVM drops every shadow page */
+    struct kvm_userspace_memory_region reg = {.slot = 0, .guest_phys_addr = 0, .memory_size = 0, .userspace_addr = (uintptr_t)v->mem};
+    ioctl(v->fd, KVM_SET_USER_MEMORY_REGION, &reg); reg.memory_size = MEMSZ;
+    if (ioctl(v->fd, KVM_SET_USER_MEMORY_REGION, &reg)) { perror("memslot re-add"); exit(1); }
+  }
   vm_setup(v);
 }
 static int recycle_trial(int kind, int how, int idx) {
@@ -518,6 +527,13 @@ static int recycle_trial(int kind, int how, int idx) {
   case R_PD_UNMAP: ((uint64_t *)(v->mem + PD1))[idx / 512] = 0; f = cmd(v, 1, va(idx), 0, 0, &cr2);
     r = f ? (cr2 == va(idx)) : 0; break;
   case R_RW2RO: *pte(v, idx) = P | 5; f = cmd(v, 2, va(idx), 0, 0x5678, 0); r = f ? 1 : 0; break;
+  case R_TABLE_REUSE: {
+    /* The new guest maps nothing in va(idx)'s 2 MiB; the page-table frame that served it
+     * serves another 2 MiB, where it maps Q. Use that, then read va(idx): a fault is fresh. */
+    uint64_t *pd1 = (uint64_t *)(v->mem + PD1); int k = idx / 512, m = NPT - 1 - k;
+    pd1[k] = 0; pd1[m] = (PT_BASE + (uint64_t)k * 0x1000) | 7; *pte(v, idx) = Q | 7;
+    if (cmd(v, 1, va(m * 512 + idx % 512), 0, 0, 0) || mbox(v)[4] != magic(Q)) { r = -1; break; }
+    f = cmd(v, 1, va(idx), 0, 0, &cr2); r = f ? (cr2 == va(idx)) : 0; break; }
   }
   vm_destroy(v); return r;
 }
@@ -525,10 +541,10 @@ static void part_e(void) {
   printf("== e: a VM that ran, recycled: is the new guest's view its own? (fresh/trials; '!' = unexpected)\n");
   memfd_for_recycle = memfd_create("recycle", 0);
   if (memfd_for_recycle < 0 || ftruncate(memfd_for_recycle, MEMSZ)) { perror("memfd"); exit(1); }
-  const char *hows[2] = {"MAP_FIXED anonymous", "MAP_FIXED memfd MAP_PRIVATE"};
+  const char *hows[3] = {"MAP_FIXED anonymous", "MAP_FIXED memfd MAP_PRIVATE", "anonymous + memslot re-added"};
   for (int kind = 0; kind < NR; kind++) {
-    printf("  %-34s", rname[kind]);
-    for (int how = 0; how < 2; how++) {
+    printf("  %-46s", rname[kind]);
+    for (int how = 0; how < 3; how++) {
       int fresh = 0, bad = 0; const int TR = 5;
       for (int k = 0; k < TR; k++) { int r = recycle_trial(kind, how, 16 * k + 3); if (r < 0) bad++; else fresh += r; }
       printf(" | %s: %d/%d%s", hows[how], fresh, TR, bad ? "!" : "");
@@ -536,8 +552,8 @@ static void part_e(void) {
     printf("\n");
   }
   /* cost: recycling against tearing down and making a new VM (median of 50) */
-  const int R = 50; static double tr[2][50], td[50], tc[50];
-  for (int how = 0; how < 2; how++) {
+  const int R = 50; static double tr[3][50], td[50], tc[50];
+  for (int how = 0; how < 3; how++) {
     struct vm *v = vm_create(0, 1); vm_start(v);
     for (int i = 0; i < R; i++) {
       for (int j = 0; j < 64; j++) *pte(v, j) = data_phys(j) | 7;
@@ -553,9 +569,10 @@ static void part_e(void) {
     double t0 = now(); vm_destroy(v); double t1 = now(); td[i] = (t1 - t0) * 1e6;
     v = vm_create(0, 0); tc[i] = (now() - t1) * 1e6; vm_destroy(v);
   }
-  printf("  recycle (remap the 128 MiB slot, write the structures, set the registers): anonymous %.1f us, memfd %.1f us\n"
-         "  against: tear down a VM that ran %.1f us, make a new VM with its vCPU and structures %.1f us\n",
-         median(tr[0], R), median(tr[1], R), median(td, R), median(tc, R));
+  printf("  recycle (remap the 128 MiB slot, write the structures, set the registers): anonymous %.1f us, memfd %.1f us,\n"
+         "  anonymous with the memslot re-added %.1f us; against: tear down a VM that ran %.1f us, make a new VM with its\n"
+         "  vCPU and structures %.1f us\n",
+         median(tr[0], R), median(tr[1], R), median(tr[2], R), median(td, R), median(tc, R));
   close(memfd_for_recycle);
 }
 
