@@ -8,7 +8,7 @@ mod snapshotting;
 
 use lambda_core::{EnvironmentStart, ExecutionEnvironment, Invocation};
 use lambda_vmm::{MicroVmBackend, SnapshotError};
-use scenarios::{Functions, invoke, response_json};
+use scenarios::{Functions, count, invoke, response_json};
 use serde_json::json;
 use snapshotting::Restoring;
 
@@ -133,21 +133,18 @@ fn writes_in_one_restored_environment_are_seen_by_no_other() {
     let read_tmp = |environment: &mut dyn ExecutionEnvironment| {
         response_json(&invoke(environment, json!({"action": "read-tmp"})))["data"].clone()
     };
-    let count = |environment: &mut dyn ExecutionEnvironment| {
-        response_json(&invoke(environment, json!({"action": "count"})))["count"].clone()
-    };
     // What Init wrote to /tmp is in each.
     assert_eq!(read_tmp(&mut *first), json!("written during Init"));
     assert_eq!(read_tmp(&mut *second), json!("written during Init"));
     // The first writes /tmp and its memory (the invocation counter); the second sees neither.
     invoke(&mut *first, json!({"action": "write-tmp", "data": "first"}));
     assert_eq!(read_tmp(&mut *first), json!("first"));
-    assert_eq!(count(&mut *first), json!(4));
+    assert_eq!(count(&mut *first), 4);
     assert_eq!(read_tmp(&mut *second), json!("written during Init"));
-    assert_eq!(count(&mut *second), json!(3));
+    assert_eq!(count(&mut *second), 3);
     // Nor does an environment restored afterwards: the snapshot did not change.
     let mut third = restore(&backend, &snapshot);
-    assert_eq!(count(&mut *third), json!(1));
+    assert_eq!(count(&mut *third), 1);
     assert_eq!(read_tmp(&mut *third), json!("written during Init"));
     for environment in [first, second, third] {
         environment.shutdown();
@@ -354,12 +351,9 @@ fn machines_restored_ahead_serve_and_share_nothing() {
     let mut first = backend.restore_runtime_api(&snapshot).expect("restore");
     let mut second = backend.restore_runtime_api(&snapshot).expect("restore");
     assert!(first.init_stats().spare_vm && second.init_stats().spare_vm);
-    let count = |environment: &mut dyn ExecutionEnvironment| {
-        response_json(&invoke(environment, json!({"action": "count"})))["count"].clone()
-    };
-    assert_eq!(count(&mut first), json!(1));
-    assert_eq!(count(&mut first), json!(2));
-    assert_eq!(count(&mut second), json!(1));
+    assert_eq!(count(&mut first), 1);
+    assert_eq!(count(&mut first), 2);
+    assert_eq!(count(&mut second), 1);
     invoke(&mut first, json!({"action": "write-tmp", "data": "first"}));
     let tmp = response_json(&invoke(&mut second, json!({"action": "read-tmp"})));
     assert_eq!(tmp["data"], json!(null));
@@ -390,10 +384,7 @@ fn machines_restored_ahead_are_warmed_once_a_restored_run_has_taught_them() {
     // invocation teaches.
     let mut teacher = backend.restore_runtime_api(&snapshot).expect("restore");
     assert_eq!(teacher.init_stats().warmed_pages, 0);
-    let count = |environment: &mut dyn ExecutionEnvironment| {
-        response_json(&invoke(environment, json!({"action": "count"})))["count"].clone()
-    };
-    assert_eq!(count(&mut teacher), json!(1));
+    assert_eq!(count(&mut teacher), 1);
     let learnt = snapshot
         .pages_learnt()
         .expect("learnt from the first invocation");
@@ -410,11 +401,11 @@ fn machines_restored_ahead_are_warmed_once_a_restored_run_has_taught_them() {
         "{touched} of {learnt} pages"
     );
     // The touches ahead (reads, and writes of what was there) changed nothing it sees.
-    assert_eq!(count(&mut warmed), json!(1));
-    assert_eq!(count(&mut warmed), json!(2));
+    assert_eq!(count(&mut warmed), 1);
+    assert_eq!(count(&mut warmed), 2);
     let tmp = response_json(&invoke(&mut warmed, json!({"action": "read-tmp"})));
     assert_eq!(tmp["data"], json!("written during Init"));
-    assert_eq!(count(&mut teacher), json!(2));
+    assert_eq!(count(&mut teacher), 2);
     snapshot.keep_restored(0);
     for environment in [teacher, meanwhile, warmed] {
         Box::new(environment).shutdown();
@@ -456,16 +447,13 @@ fn snap_start_versions_keep_warmed_machines_ahead_when_asked() {
     let snapshot = backend.snap_start_snapshot(&config).expect("snapshotted");
     assert_eq!(snapshot.wait_for_restored(), 1);
     // The next starts from the machine restored ahead, and its invocation teaches.
-    let count = |environment: &mut dyn ExecutionEnvironment| {
-        response_json(&invoke(environment, json!({"action": "count"})))["count"].clone()
-    };
     let mut teacher = backend.create_runtime_api(&config).expect("create");
     assert_eq!(teacher.start(), EnvironmentStart::Restored);
     assert!(
         teacher.init_stats().spare_vm,
         "taken from the snapshot's stock"
     );
-    assert_eq!(count(&mut teacher), json!(1));
+    assert_eq!(count(&mut teacher), 1);
     assert!(snapshot.pages_learnt().is_some());
     // The machine restored while it ran may be a plain one; the one after is warmed.
     assert_eq!(snapshot.wait_for_restored(), 1);
@@ -474,7 +462,7 @@ fn snap_start_versions_keep_warmed_machines_ahead_when_asked() {
     let mut warmed = backend.create_runtime_api(&config).expect("create");
     assert_eq!(warmed.start(), EnvironmentStart::Restored);
     assert!(warmed.init_stats().warmed_pages > 0);
-    assert_eq!(count(&mut warmed), json!(1));
+    assert_eq!(count(&mut warmed), 1);
     for environment in [first, teacher, meanwhile, warmed] {
         Box::new(environment).shutdown();
     }

@@ -98,7 +98,9 @@ pub fn error_of(result: &InvokeResult) -> &lambda_core::FunctionError {
     })
 }
 
-fn count(environment: &mut dyn ExecutionEnvironment) -> u64 {
+/// `runtime-loop`'s invocation counter after one more `count` invocation (which must not
+/// reset the environment).
+pub fn count(environment: &mut dyn ExecutionEnvironment) -> u64 {
     let result = invoke(environment, json!({"action": "count"}));
     assert_eq!(result.reset, None);
     response_json(&result)["count"].as_u64().expect("a count")
