@@ -505,7 +505,16 @@ impl Vcpu {
             if now >= deadline.at() {
                 return Ok(Exit::DeadlineReached);
             }
-            if slice.is_some_and(|slice| now >= slice.at()) || stop.swap(false, Ordering::AcqRel) {
+            let preempt =
+                slice.is_some_and(|slice| now >= slice.at()) || stop.swap(false, Ordering::AcqRel);
+            if preempt && self.exception_in_flight()? {
+                // A kick stopped KVM between raising an exception for the program's
+                // instruction and delivering it. KVM delivers it at the next entry, wherever
+                // `rip` points then: preempted now, the vCPU could be given a signal handler
+                // or another thread, which would take this one's fault. It is delivered first
+                // (the stub reports it at once); the stop is seen at the next call.
+                stop.store(true, Ordering::Release);
+            } else if preempt {
                 // KVM stores the registers in kvm_run at every return from KVM_RUN, the
                 // EINTR of a kick included.
                 self.regs = self.fd.sync_regs().regs;
@@ -551,6 +560,16 @@ impl Vcpu {
                 Err(e) => return Err(VmError::kvm("KVM_RUN")(e)),
             }
         }
+    }
+
+    /// Whether KVM holds an exception for the guest that it has not delivered yet (raised,
+    /// or injected into an entry a kick cut short): it goes to the guest at the next entry.
+    fn exception_in_flight(&self) -> Result<bool, VmError> {
+        let events = self
+            .fd
+            .get_vcpu_events()
+            .map_err(VmError::kvm("KVM_GET_VCPU_EVENTS"))?;
+        Ok(events.exception.injected != 0 || events.exception.pending != 0)
     }
 
     /// What the exception stub for `vector` reported: the frame the CPU pushed on the
@@ -619,4 +638,51 @@ fn guest_tsc_offset(fd: &VcpuFd) -> Result<i64, VmError> {
     let guest = msrs.as_slice()[0].data;
     let host = before / 2 + after / 2;
     Ok(guest.wrapping_sub(host) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::vm::MicroVm;
+
+    /// A kick can stop KVM after it raised an exception for the program's instruction and
+    /// before it delivered it. Preempted then, the vCPU would be given a signal handler or
+    /// another thread, and KVM would deliver the exception there (found as Go's `SIGURG`
+    /// handler taking a nil dereference's page fault, `docs/platform.md`). The exception is
+    /// delivered first, at the instruction that raised it; the stop is seen at the next call.
+    #[test]
+    #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+    fn an_exception_in_flight_is_delivered_before_the_vcpu_is_preempted() {
+        let mut vm = MicroVm::new(64 << 20).expect("a VM (needs /dev/kvm)");
+        let physical = vm.memory.physical();
+        let vcpu = &mut vm.vcpus[0];
+        // Any ring-3 address will do: the exception comes before its instruction runs.
+        let instruction = layout::virt(layout::SYSCALL_ENTRY);
+        vcpu.start(instruction, 0x7000).expect("start");
+        // What KVM held in the case found: a page fault for a read of address 0 at ring 3.
+        let mut events = vcpu.fd.get_vcpu_events().expect("KVM_GET_VCPU_EVENTS");
+        events.exception.injected = 1;
+        events.exception.nr = 14;
+        events.exception.has_error_code = 1;
+        events.exception.error_code = 4;
+        vcpu.fd
+            .set_vcpu_events(&events)
+            .expect("KVM_SET_VCPU_EVENTS");
+        let deadline = Deadline::arm(Instant::now() + Duration::from_secs(10));
+        let stop = AtomicBool::new(true);
+
+        let exit = vcpu.run(physical, &deadline, None, &stop).expect("run");
+        let Exit::Exception(info) = exit else {
+            panic!("preempted with the exception still in flight: {exit:?}");
+        };
+        assert_eq!((info.vector, info.error_code), (14, Some(4)));
+        assert_eq!(info.rip, instruction, "delivered at its own instruction");
+        assert!(!vcpu.exception_in_flight().expect("events"));
+        assert!(stop.load(Ordering::Acquire), "the stop is still asked for");
+
+        let exit = vcpu.run(physical, &deadline, None, &stop).expect("run");
+        assert_eq!(exit, Exit::Preempted);
+    }
 }
