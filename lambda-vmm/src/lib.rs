@@ -67,6 +67,7 @@ pub use process::ProcessBackend;
 pub use program::LoadError;
 pub use snap_start::MAX_SNAPSHOTS;
 pub use snapshot::{QUIESCE_TIMEOUT, Snapshot, SnapshotError};
+pub use vm::recycle::release_kept_vms;
 pub use vm::teardown::wait_for_teardown;
 pub use vm::{AllocError, KickError, KvmUnavailable, VmError};
 

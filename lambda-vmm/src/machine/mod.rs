@@ -24,7 +24,7 @@ use crate::program::{ProgramImage, StartupInfo, build_stack};
 use crate::trace::span;
 use crate::vm::layout::MAX_VCPUS;
 use crate::vm::spare::SparePool;
-use crate::vm::{MicroVm, kvm, teardown};
+use crate::vm::{MicroVm, kvm, recycle, teardown};
 use cpus::{Cpu, Shared};
 pub use snapshot::{MachineSnapshot, MachineState, OwnedMachineState};
 use tasks::Tasks;
@@ -105,7 +105,7 @@ fn prepared_vm(
         .as_ref()
         .and_then(|pool| pool.take(memory_bytes));
     let from_spare = spare.is_some();
-    let mut vm = match spare {
+    let mut vm = match spare.or_else(|| recycle::take(memory_bytes)) {
         Some(vm) => vm,
         None => Box::new(MicroVm::new(memory_bytes)?),
     };
@@ -312,10 +312,12 @@ enum Flow {
 }
 
 impl Machine {
-    /// Tears the VM down now, on this thread (dropping a machine hands it to the teardown
-    /// thread instead).
+    /// Tears the VM down now, on this thread, or makes it new for the next program
+    /// (`vm/recycle.rs`); dropping a machine hands it to the teardown thread instead.
     pub fn destroy(mut self) {
-        drop(self.take_vm());
+        if let Some(vm) = self.take_vm() {
+            recycle::keep_or_drop(vm);
+        }
     }
 
     /// The VM with its vCPUs back in it.

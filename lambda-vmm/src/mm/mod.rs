@@ -195,6 +195,11 @@ impl GuestMemory {
         }
     }
 
+    /// The physical memory, without the address space over it.
+    pub fn into_physical(self) -> PhysicalMemory {
+        self.physical
+    }
+
     /// The guest's physical memory.
     pub fn physical(&self) -> &PhysicalMemory {
         &self.physical

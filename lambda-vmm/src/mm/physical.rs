@@ -138,6 +138,30 @@ impl HostMapping {
         Ok(HostMapping { addr: start, len })
     }
 
+    /// Replaces the whole mapping with fresh anonymous memory at the same address: every
+    /// page reads as zero again and the old pages are freed.
+    fn renew(&self) -> std::io::Result<()> {
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED;
+        // SAFETY: [addr, addr + len) is this mapping, ours alone (made by `new`); MAP_FIXED
+        // replaces it in place with memory of the same size and protection, so every region
+        // and memory slot built over it stays valid. The host holds no reference into guest
+        // memory across this call (the VM is stopped, and owned by the caller).
+        let mapped = unsafe {
+            libc::mmap(
+                self.addr.cast(),
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// A vm-memory region over the mapping, at guest-physical `guest`.
     fn region(
         &self,
@@ -172,7 +196,7 @@ impl Drop for HostMapping {
 pub struct PhysicalMemory {
     /// Regions over `mappings` (declared first: dropped before them).
     memory: GuestMemoryMmap,
-    _mappings: [HostMapping; 2],
+    mappings: [HostMapping; 2],
     user_size: u64,
     /// Ranges of user memory mapped privately from a file (the program image): discarding
     /// them must map fresh anonymous memory back, since the file's pages would show through.
@@ -199,13 +223,29 @@ impl PhysicalMemory {
         let memory = GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.into()))?;
         let physical = PhysicalMemory {
             memory,
-            _mappings: [user, kernel],
+            mappings: [user, kernel],
             user_size,
             file_spans: std::sync::Mutex::new(Vec::new()),
             huge_pages: std::sync::atomic::AtomicBool::new(true),
         };
         physical.prefer_huge(USER_BASE, user_size, false);
         Ok(physical)
+    }
+
+    /// Makes the memory as [`PhysicalMemory::new`] made it: both slots replaced by fresh
+    /// anonymous memory that reads as zero, nothing mapped from a file, huge pages allowed
+    /// and not yet asked for. The VM must not be running.
+    pub fn renew(&self) -> Result<(), AllocError> {
+        for mapping in &self.mappings {
+            mapping.renew().map_err(|error| AllocError {
+                size: self.user_size,
+                source: error.into(),
+            })?;
+        }
+        lock(&self.file_spans).clear();
+        self.allow_huge_pages(true);
+        self.prefer_huge(USER_BASE, self.user_size, false);
+        Ok(())
     }
 
     /// Whether the host may be asked for huge pages from now on (it is, unless told not to).

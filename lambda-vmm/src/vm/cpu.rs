@@ -241,6 +241,9 @@ pub fn configure_vcpu(
     stack: u64,
 ) -> Result<kvm_sregs, kvm_ioctls::Error> {
     let mut sregs: kvm_sregs = vcpu.get_sregs()?;
+    // A vCPU made new for another program (`vm/recycle.rs`) keeps nothing of the last one's
+    // faults either.
+    sregs.cr2 = 0;
     sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
     sregs.cr3 = layout::PML4;
     sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE;

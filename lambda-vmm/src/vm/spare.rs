@@ -1,7 +1,8 @@
 //! Spare VMs: blank micro-VMs (KVM VM, the vCPUs the memory size buys, memory and kernel
 //! structures, no program) made ahead of time by a background thread, so a cold start can skip
 //! the ~1 ms of VM creation and a threaded program the ~0.2 ms of each further vCPU.
-//! A spare has never run anything, so handing it to any function leaks nothing. A panic
+//! A spare is new, or a VM that ran made as good as new (`recycle.rs`: fresh memory, every
+//! shadow page table dropped, vCPUs reset), so handing it to any function leaks nothing. A panic
 //! making one spare is caught: that size is given up like a size KVM refuses, and the thread
 //! goes on stocking the others.
 
@@ -161,7 +162,10 @@ fn make_spare(shared: &Shared, size: u64) -> Option<MicroVm> {
     }
     #[cfg(not(test))]
     let _ = shared;
-    let mut vm = MicroVm::new(size).ok()?;
+    let mut vm = match super::recycle::take(size) {
+        Some(renewed) => *renewed,
+        None => MicroVm::new(size).ok()?,
+    };
     // Its first vCPU comes set up for ring 3 too (what every program needs): a restore from
     // a snapshot then sets no special register on the invocation's path.
     vm.vcpus.first_mut()?.start(0, 0).ok()?;
@@ -170,7 +174,7 @@ fn make_spare(shared: &Shared, size: u64) -> Option<MicroVm> {
     // idle, which costs no CPU.
     let mb = u32::try_from(size >> 20).unwrap_or(u32::MAX);
     let vcpus = lambda_core::limits::vcpus_for_memory_mb(mb) as usize;
-    for slot in 1..vcpus.min(super::layout::MAX_VCPUS) {
+    for slot in vm.vcpus.len()..vcpus.min(super::layout::MAX_VCPUS) {
         let vcpu = vm.add_vcpu(slot).ok()?;
         vm.vcpus.push(vcpu);
     }

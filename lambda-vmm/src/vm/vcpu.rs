@@ -184,6 +184,9 @@ pub struct Vcpu {
     exits: u64,
     direct_syscalls: u64,
     tsc_offset: i64,
+    /// A run ended in a state the guest cannot continue from ([`Exit::Wrecked`]): the vCPU
+    /// is not made new for another program.
+    wrecked: bool,
 }
 
 impl Vcpu {
@@ -205,6 +208,7 @@ impl Vcpu {
             exits: 0,
             direct_syscalls: 0,
             tsc_offset,
+            wrecked: false,
         })
     }
 
@@ -231,6 +235,35 @@ impl Vcpu {
         };
         self.fd.sync_regs_mut().regs = self.regs;
         self.fd.set_sync_dirty_reg(SyncReg::Register);
+        Ok(())
+    }
+
+    /// Makes the vCPU as a new one set up by [`Vcpu::start`] is, for another program: special
+    /// registers, `XCR0` and MSRs set again (`cpu::configure_vcpu`), general registers
+    /// cleared, the FPU/SSE/AVX state reset, no exception, interrupt or NMI pending, counters
+    /// at zero. Refused for a vCPU whose run ended wrecked (a triple fault).
+    pub fn reset(&mut self) -> Result<(), VmError> {
+        if self.wrecked {
+            return Err(VmError::kvm("reset a wrecked vCPU")(
+                kvm_ioctls::Error::new(libc::EIO),
+            ));
+        }
+        self.configured = false;
+        self.start(0, 0)?;
+        self.reset_fpu()?;
+        let events = kvm_bindings::kvm_vcpu_events {
+            flags: kvm_bindings::KVM_VCPUEVENT_VALID_NMI_PENDING
+                | kvm_bindings::KVM_VCPUEVENT_VALID_SHADOW,
+            ..Default::default()
+        };
+        self.fd
+            .set_vcpu_events(&events)
+            .map_err(VmError::kvm("KVM_SET_VCPU_EVENTS"))?;
+        self.fd.set_kvm_immediate_exit(0);
+        self.stack_shared = false;
+        self.fault_regs = None;
+        self.exits = 0;
+        self.direct_syscalls = 0;
         Ok(())
     }
 
@@ -546,11 +579,15 @@ impl Vcpu {
                     return self.exception(physical, vector).map(Exit::Exception);
                 }
                 Ok(VcpuExit::Shutdown) => {
+                    self.wrecked = true;
                     return Ok(Exit::Wrecked(
                         "triple fault: the guest's CPU state became unusable".into(),
                     ));
                 }
-                Ok(other) => return Ok(Exit::Wrecked(format!("unexpected VM exit {other:?}"))),
+                Ok(other) => {
+                    self.wrecked = true;
+                    return Ok(Exit::Wrecked(format!("unexpected VM exit {other:?}")));
+                }
                 Err(e) if e.errno() == libc::EINTR => {
                     // A kick: ours at the deadline, or a stale one from an earlier run.
                     self.fd.set_kvm_immediate_exit(0);

@@ -678,14 +678,20 @@ pub fn no_leaks(backend: &dyn Backend, functions: &Functions, cycles: usize) {
     let mut environment = backend.create(&config).expect("create");
     invoke(&mut *environment, json!({}));
     environment.shutdown();
-    let before = process_resources();
+    // Count without the VMs kept for reuse.
+    let settled = || {
+        lambda_vmm::wait_for_teardown();
+        lambda_vmm::release_kept_vms();
+        process_resources()
+    };
+    let before = settled();
     for _ in 0..cycles {
         let mut environment = backend.create(&config).expect("create");
         let result = invoke(&mut *environment, json!({"action": "echo"}));
         assert!(result.outcome.response().is_some());
         environment.shutdown();
     }
-    let after = process_resources();
+    let after = settled();
     assert_eq!(
         before, after,
         "(open descriptors, threads) before and after {cycles} cycles"
@@ -909,14 +915,18 @@ pub fn threaded_no_leaks(backend: &dyn Backend, functions: &Functions, cycles: u
     };
     run();
     run();
-    // Micro-VMs are torn down on a background thread: count once it is done.
-    lambda_vmm::wait_for_teardown();
-    let before = (process_resources(), resident_mb());
+    // Micro-VMs are torn down (or kept for reuse) on a background thread: count once it is
+    // done, without the VMs kept.
+    let settled = || {
+        lambda_vmm::wait_for_teardown();
+        lambda_vmm::release_kept_vms();
+        (process_resources(), resident_mb())
+    };
+    let before = settled();
     for _ in 0..cycles {
         run();
     }
-    lambda_vmm::wait_for_teardown();
-    let after = (process_resources(), resident_mb());
+    let after = settled();
     assert_eq!(
         before.0, after.0,
         "(open descriptors, threads) before and after {cycles} cycles"
