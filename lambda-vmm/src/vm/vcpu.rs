@@ -538,15 +538,18 @@ impl Vcpu {
             if now >= deadline.at() {
                 return Ok(Exit::DeadlineReached);
             }
-            let preempt =
-                slice.is_some_and(|slice| now >= slice.at()) || stop.swap(false, Ordering::AcqRel);
+            let sliced = slice.is_some_and(|slice| now >= slice.at());
+            let stopped = stop.swap(false, Ordering::AcqRel);
+            let preempt = sliced || stopped;
             if preempt && self.exception_in_flight()? {
                 // A kick stopped KVM between raising an exception for the program's
                 // instruction and delivering it. KVM delivers it at the next entry, wherever
                 // `rip` points then: preempted now, the vCPU could be given a signal handler
                 // or another thread, which would take this one's fault. It is delivered first
-                // (the stub reports it at once); the stop is seen at the next call.
-                stop.store(true, Ordering::Release);
+                // (the stub reports it at once); a stop is seen at the next call.
+                if stopped {
+                    stop.store(true, Ordering::Release);
+                }
             } else if preempt {
                 // KVM stores the registers in kvm_run at every return from KVM_RUN, the
                 // EINTR of a kick included.
