@@ -95,9 +95,9 @@ impl MicroVm {
         match renewed.and_then(|()| furnish(physical)) {
             Ok(memory) => Ok(MicroVm { vcpus, vm, memory }),
             Err(error) => {
-                // The vCPUs and the VM go before the memory they used (dropped already by a
-                // failed step; KVM copes with a slot whose memory is gone until the VM closes,
-                // right here).
+                // The vCPUs and the VM go first, then the memory at the end of this function;
+                // if `furnish` failed it has dropped the memory already, which KVM copes with
+                // for the moment until the VM closes, right here.
                 drop(vcpus);
                 drop(vm);
                 Err(error)
