@@ -56,3 +56,62 @@ pub fn context() -> Result<&'static KvmContext, KvmUnavailable> {
         .as_ref()
         .map_err(Clone::clone)
 }
+
+/// Most times [`retry_interrupted`] makes a call.
+const MAX_INTERRUPTED: usize = 100;
+
+/// Makes a KVM call again while it fails with `EINTR` (at most 100 times): making a VM
+/// registers it on the process's memory map, which takes every lock of the map and gives up
+/// with `EINTR` when a signal arrives meanwhile (`mm_take_all_locks`), having done nothing.
+/// With thousands of VMs in the process that takes milliseconds (`docs/platform.md`, "Many
+/// VMs in one process"), so a signal for the thread (a profiler's, a debugger attaching)
+/// can land there.
+pub fn retry_interrupted<T>(
+    mut call: impl FnMut() -> Result<T, kvm_ioctls::Error>,
+) -> Result<T, kvm_ioctls::Error> {
+    let mut tries = 1;
+    loop {
+        match call() {
+            Err(error) if error.errno() == libc::EINTR && tries < MAX_INTERRUPTED => {
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupted_calls_are_made_again_and_other_errors_returned() {
+        let interrupted = || kvm_ioctls::Error::new(libc::EINTR);
+        let mut calls = 0;
+        let made = retry_interrupted(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(interrupted())
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(made.unwrap(), 3);
+
+        calls = 0;
+        let failed = retry_interrupted(|| -> Result<(), _> {
+            calls += 1;
+            Err(kvm_ioctls::Error::new(libc::ENOMEM))
+        });
+        assert_eq!(failed.unwrap_err().errno(), libc::ENOMEM);
+        assert_eq!(calls, 1);
+
+        calls = 0;
+        let storm = retry_interrupted(|| -> Result<(), _> {
+            calls += 1;
+            Err(interrupted())
+        });
+        assert_eq!(storm.unwrap_err().errno(), libc::EINTR);
+        assert_eq!(calls, MAX_INTERRUPTED);
+    }
+}

@@ -56,9 +56,7 @@ impl MicroVm {
     /// registration ~100x slower here (`docs/platform.md`).
     pub fn new(memory_bytes: u64) -> Result<MicroVm, VmError> {
         let context = kvm::context()?;
-        let vm = context
-            .kvm
-            .create_vm()
+        let vm = kvm::retry_interrupted(|| context.kvm.create_vm())
             .map_err(VmError::kvm("KVM_CREATE_VM"))?;
         let memory = guest_memory(memory_bytes)?;
         register_memory(&vm, memory.physical())?;
