@@ -88,14 +88,42 @@ unsafe impl Send for HostMapping {}
 unsafe impl Sync for HostMapping {}
 
 impl HostMapping {
-    /// `len` bytes of anonymous read-write memory at a host address aligned to `align`, backed
-    /// only as touched.
+    /// `len` bytes of anonymous read-write memory at a host address aligned to `align` (a
+    /// power of two), backed only as touched.
+    ///
+    /// One `mmap` when the host's choice is aligned already: always for a page, and for a
+    /// multiple of 2 MiB on this host, which aligns large anonymous mappings for huge pages.
+    /// Otherwise a larger range is reserved and trimmed, which costs three more changes to
+    /// the process's memory map; each of those is delivered to every VM in the process
+    /// (`docs/platform.md`, "Many VMs in one process").
     fn new(len: u64, align: u64) -> std::io::Result<HostMapping> {
         let too_big = || std::io::Error::from_raw_os_error(libc::ENOMEM);
         let len = usize::try_from(len).map_err(|_| too_big())?;
         let align = usize::try_from(align).map_err(|_| too_big())?;
-        let reserve = len.checked_add(align).ok_or_else(too_big)?;
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        // SAFETY: a fresh mapping at an address the kernel chooses; nothing else refers to it.
+        let direct = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        if direct == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        if (direct as usize) & align.wrapping_sub(1) == 0 {
+            return Ok(HostMapping {
+                addr: direct.cast(),
+                len,
+            });
+        }
+        // SAFETY: the mapping just made, which nothing refers to.
+        unsafe { libc::munmap(direct, len) };
+        let reserve = len.checked_add(align).ok_or_else(too_big)?;
         // SAFETY: a fresh mapping at an address the kernel chooses; nothing else refers to it.
         let base =
             unsafe { libc::mmap(std::ptr::null_mut(), reserve, libc::PROT_NONE, flags, -1, 0) };
