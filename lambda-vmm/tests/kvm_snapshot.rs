@@ -370,6 +370,43 @@ fn machines_restored_ahead_serve_and_share_nothing() {
 
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn plain_restores_copy_in_the_frames_a_restored_run_wrote() {
+    let backend = kvm_gate::kvm_backend();
+    let functions = Functions::locate();
+    let snapshot = backend
+        .snapshot(&functions.runtime("copied", "runtime-loop"))
+        .expect("snapshot");
+    // The first restore has nothing to go by: it teaches.
+    let mut teacher = backend.restore_runtime_api(&snapshot).expect("restore");
+    assert_eq!(teacher.init_stats().copied_pages, 0);
+    assert_eq!(count(&mut teacher), 1);
+    assert!(snapshot.pages_learnt().is_some());
+    // Later ones start with the frames it wrote copied in, and see the snapshot's state,
+    // not the teacher's.
+    let mut taught = backend.restore_runtime_api(&snapshot).expect("restore");
+    let copied = taught.init_stats().copied_pages;
+    assert!((1..=4096).contains(&copied), "{copied} pages");
+    assert_eq!(taught.init_stats().warmed_pages, 0);
+    assert_eq!(count(&mut taught), 1);
+    assert_eq!(count(&mut teacher), 2);
+    assert_eq!(count(&mut taught), 2);
+    for environment in [teacher, taught] {
+        Box::new(environment).shutdown();
+    }
+
+    // A one-shot function restores a machine for each run.
+    let snapshot = backend
+        .snapshot(&functions.stdio("hello", "hello"))
+        .expect("snapshot");
+    let mut environment = backend.restore_stdio(&snapshot).expect("restore");
+    greet(&mut environment, "Ada");
+    assert_eq!(environment.last_stats().copied_pages, 0);
+    greet(&mut environment, "Grace");
+    assert!(environment.last_stats().copied_pages > 0);
+}
+
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn machines_restored_ahead_are_warmed_once_a_restored_run_has_taught_them() {
     let backend = kvm_gate::kvm_backend();
     let functions = Functions::locate();

@@ -317,6 +317,7 @@ impl RuntimeApiEnvironment {
             spare_vm: false,
             vcpus: machine.vcpus_used(),
             warmed_pages: 0,
+            copied_pages: 0,
         };
         let measured = Measured {
             request_id,

@@ -34,6 +34,11 @@ pub struct RunStats {
     /// touches by the program cost nothing: a machine restored ahead of time and warmed
     /// (see `Snapshot::keep_restored`); 0 otherwise.
     pub warmed_pages: usize,
+    /// Pages copied into a machine restored plainly from a snapshot before its program ran:
+    /// the frames the first restored run wrote, once the snapshot has learnt them (see
+    /// `Snapshot::pages_learnt`), so that no write of the program to them is a copy made on
+    /// a fault; 0 otherwise.
+    pub copied_pages: usize,
 }
 
 impl RunStats {
@@ -50,6 +55,7 @@ impl RunStats {
             spare_vm: machine.used_spare(),
             vcpus: machine.vcpus_used(),
             warmed_pages: machine.warmed_pages(),
+            copied_pages: machine.copied_pages(),
         }
     }
 

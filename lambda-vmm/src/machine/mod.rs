@@ -28,6 +28,7 @@ use crate::vm::{MicroVm, kvm, recycle, teardown};
 use cpus::{Cpu, Shared};
 pub use snapshot::{MachineSnapshot, MachineState, OwnedMachineState};
 use tasks::Tasks;
+pub use warm::Lesson;
 
 /// Why [`Machine::run`] returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +77,8 @@ pub struct Machine {
     teaches: bool,
     /// Pages touched ahead of the program's first run (`warm.rs`).
     warmed: usize,
+    /// Pages an earlier restored run wrote, copied in before the first run (`warm.rs`).
+    copied: usize,
 }
 
 /// 16 random bytes for a program's `AT_RANDOM`.
@@ -166,6 +169,7 @@ impl Machine {
             programs: options.programs.clone(),
             teaches: false,
             warmed: 0,
+            copied: 0,
         })
     }
 

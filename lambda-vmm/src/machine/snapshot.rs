@@ -238,6 +238,7 @@ impl Machine {
             programs: options.programs.clone(),
             teaches: true,
             warmed: 0,
+            copied: 0,
         })
     }
 }

@@ -5,7 +5,12 @@
 //!
 //! The lesson comes from a machine restored plainly (its memory mapped from the snapshot and
 //! nothing populated): after its first run, the pages the host has mapped in its memory are
-//! the ones it touched ([`crate::mm::GuestMemory::touched_pages`]).
+//! the ones it touched ([`crate::mm::GuestMemory::touched_pages`]), and those it holds a
+//! private copy of are the frames it wrote ([`crate::mm::GuestMemory::written_frames`]).
+//! Later plain restores have those frames copied in before they run
+//! ([`Machine::populate_written`]).
+
+use std::time::Instant;
 
 use super::Machine;
 use crate::error::VmmError;
@@ -13,14 +18,42 @@ use crate::mm::PageTouch;
 use crate::trace::span;
 use crate::vm::layout::TOUCH_REGISTERS;
 
+/// What the first run of a machine restored from a snapshot touched in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Lesson {
+    /// The program's pages it touched, by virtual address, and how: machines restored ahead
+    /// touch them again ([`Machine::warm`]).
+    pub pages: Vec<PageTouch>,
+    /// Runs (guest-physical address, length) of the frames it wrote: plain restores copy
+    /// them in ([`Machine::populate_written`]).
+    pub written: Vec<(u64, u64)>,
+}
+
 impl Machine {
-    /// The pages this machine's program touched since it was restored, if it can tell: it
-    /// was restored with nothing populated and has not been asked before. `None` otherwise.
-    pub fn lesson(&mut self) -> Option<Vec<PageTouch>> {
+    /// What this machine's program touched since it was restored, if it can tell: it was
+    /// restored with nothing populated and has not been asked before. `None` otherwise.
+    pub fn lesson(&mut self) -> Option<Lesson> {
         if !std::mem::take(&mut self.teaches) {
             return None;
         }
-        self.vm.as_ref()?.memory.touched_pages().ok()
+        let memory = &self.vm.as_ref()?.memory;
+        Some(Lesson {
+            pages: memory.touched_pages().ok()?,
+            written: memory.written_frames().ok()?,
+        })
+    }
+
+    /// Copies the frames `lesson` says the first run wrote into this machine's memory before
+    /// it runs (it must not have run since it was restored), so that its program's writes
+    /// to them are not copies made on a write fault, each of which reaches every VM in the
+    /// process on the host. Counted in the machine's setup (its Restore Duration).
+    pub fn populate_written(&mut self, lesson: &Lesson) {
+        let start = Instant::now();
+        self.teaches = false;
+        if let Some(vm) = &self.vm {
+            self.copied = vm.memory.populate_frames(&lesson.written);
+        }
+        self.setup = self.setup.saturating_add(start.elapsed());
     }
 
     /// Touches `pages` from the machine's first vCPU, reading them or writing them (the
@@ -52,6 +85,11 @@ impl Machine {
             }
         }
         Ok(*warmed)
+    }
+
+    /// Pages [`Machine::populate_written`] copied in.
+    pub fn copied_pages(&self) -> usize {
+        self.copied
     }
 
     /// Pages [`Machine::warm`] touched.

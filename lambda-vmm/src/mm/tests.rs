@@ -522,3 +522,70 @@ fn a_restored_memory_tells_which_pages_were_touched_since_and_how() {
     assert_eq!(restored.may_touch(touch(pages + 2 * PAGE, false)), None);
     assert_eq!(restored.may_touch(touch(USER_END - 4 * GIB, false)), None);
 }
+
+#[test]
+fn a_restored_memory_tells_which_frames_were_written_and_another_copies_them_in() {
+    let original = memory(128);
+    let pages = original.mmap(0, 4 * PAGE, RW, ANON).unwrap();
+    touch(&original, pages, 4 * PAGE);
+    let file = crate::host::sealable_memory_file(c"written-test").expect("memfd");
+    let saved = original.save(&file).expect("save");
+    let frame_of =
+        |memory: &GuestMemory, va: u64| match memory.space().tables.leaf(&memory.physical, va) {
+            Some(Leaf::Small { entry, .. }) => entry & super::page_table::ADDRESS,
+            other => panic!("{va:#x} is not a small page: {other:?}"),
+        };
+    let restored = memory(128);
+    restored.restore(&file, &saved).expect("restore");
+    assert_eq!(restored.read_vec(pages, 1).unwrap(), [0xa5]);
+    restored.write(pages + PAGE, &[0x5a]).unwrap();
+    let written = restored.written_frames().expect("pagemap");
+    let contains = |frame: u64| {
+        written
+            .iter()
+            .any(|&(start, len)| frame >= start && frame < start + len)
+    };
+    assert!(contains(frame_of(&restored, pages + PAGE)), "{written:?}");
+    assert!(
+        !contains(frame_of(&restored, pages)),
+        "only read: {written:?}"
+    );
+    assert!(
+        !contains(frame_of(&restored, pages + 2 * PAGE)),
+        "{written:?}"
+    );
+    let count: u64 = written.iter().map(|&(_, len)| len / PAGE).sum();
+    assert!(
+        count < 8,
+        "the page written and page-table frames: {written:?}"
+    );
+    assert!(
+        written
+            .windows(2)
+            .all(|pair| pair[0].0 + pair[0].1 < pair[1].0)
+    );
+
+    // Another memory restored from the same file holds private copies of those frames once
+    // they are copied in, before anything writes them, with the snapshot's contents.
+    let other = memory(128);
+    other.restore(&file, &saved).expect("restore");
+    assert_eq!(other.populate_frames(&written), count as usize);
+    let outside = [(other.size(), PAGE), (3, PAGE), (u64::MAX - PAGE + 1, PAGE)];
+    assert_eq!(other.populate_frames(&outside), 0);
+    let frame = frame_of(&other, pages + PAGE);
+    assert_eq!(
+        other.physical.mapped_pages(frame, PAGE).unwrap(),
+        [Some(true)],
+        "copied in"
+    );
+    // Read only by the first run: at most mapped for reading (fault-around), not copied.
+    assert_ne!(
+        other
+            .physical
+            .mapped_pages(frame_of(&other, pages), PAGE)
+            .unwrap(),
+        [Some(true)],
+        "not copied"
+    );
+    assert_eq!(other.read_vec(pages + PAGE, 1).unwrap(), [0xa5]);
+}

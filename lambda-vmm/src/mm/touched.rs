@@ -1,7 +1,9 @@
 //! The pages a restored program touched, by virtual address: learnt from the first run of a
 //! machine restored from a snapshot, and touched again in machines restored ahead of time
 //! before they are handed out (`machine/warm.rs`), so that KVM's shadow page tables hold
-//! their translations before the program needs them (`docs/snapshots.md`).
+//! their translations before the program needs them (`docs/snapshots.md`); and the frames
+//! that run wrote, by guest-physical address, which later plain restores copy in before they
+//! run.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -82,6 +84,65 @@ impl GuestMemory {
             }
         }
         Ok(touched)
+    }
+
+    /// The function memory's frames written since this memory was restored
+    /// ([`GuestMemory::restore`], nothing populated ahead), as runs (guest-physical address,
+    /// length) in address order, at most [`MAX_TOUCHED_PAGES`] pages: every frame of a chunk
+    /// in use of which the host holds a private copy now. That is the program's pages it
+    /// wrote, its page tables (KVM writes their accessed and dirty bits), and what the VMM
+    /// wrote for it. Read from `/proc/self/pagemap`
+    /// ([`super::physical::PhysicalMemory::mapped_pages`]).
+    pub fn written_frames(&self) -> std::io::Result<Vec<(u64, u64)>> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut pages = 0usize;
+        for (start, len) in self.space().used_ranges() {
+            let end = start.saturating_add(len).min(self.size());
+            let mut chunk = start;
+            while chunk < end {
+                let span = CHUNK.min(end.saturating_sub(chunk));
+                let mapped = self.physical.mapped_pages(chunk, span)?;
+                for (index, seen) in (0u64..).zip(mapped) {
+                    let frame = chunk.saturating_add(index.saturating_mul(PAGE));
+                    if seen != Some(true) {
+                        continue;
+                    }
+                    if pages >= MAX_TOUCHED_PAGES {
+                        return Ok(runs);
+                    }
+                    pages = pages.saturating_add(1);
+                    match runs.last_mut() {
+                        Some((first, run)) if first.saturating_add(*run) == frame => {
+                            *run = run.saturating_add(PAGE);
+                        }
+                        _ => runs.push((frame, PAGE)),
+                    }
+                }
+                chunk = chunk.saturating_add(span);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Copies the frames of `runs` (as [`GuestMemory::written_frames`] gives them, for a
+    /// memory restored from the same snapshot) into this memory's own pages now, their
+    /// contents unchanged. The program would write them anyway; copied ahead, none of them
+    /// is first mapped read-only and then copied on a write, which on the host is a change
+    /// to the process's memory map, delivered to every VM in it (`docs/platform.md`, "Many
+    /// VMs in one process"). Ranges outside the function memory are skipped. Returns how many
+    /// pages were asked for.
+    pub fn populate_frames(&self, runs: &[(u64, u64)]) -> usize {
+        let mut pages = 0usize;
+        for &(addr, len) in runs {
+            if addr % PAGE == 0
+                && len % PAGE == 0
+                && addr.checked_add(len).is_some_and(|end| end <= self.size())
+            {
+                self.physical.populate(addr, len);
+                pages = pages.saturating_add(usize::try_from(len / PAGE).unwrap_or(usize::MAX));
+            }
+        }
+        pages
     }
 
     /// `touch` as the program's page tables let ring 3 make it now: `None` if the page is

@@ -14,8 +14,7 @@ pub use crate::error::SnapshotError;
 use lambda_core::logs::LogCollector;
 
 use crate::error::VmmError;
-use crate::machine::{Machine, MachineOptions, MachineSnapshot};
-use crate::mm::PageTouch;
+use crate::machine::{Lesson, Machine, MachineOptions, MachineSnapshot};
 use crate::program::CodePackage;
 use crate::trace::span;
 
@@ -53,15 +52,17 @@ pub(crate) struct Frozen {
     pub init_duration: Duration,
     /// Machines restored from it ahead of time ([`Snapshot::keep_restored`]).
     pub ready: ready::ReadyStock,
-    /// The pages the first restored machine to finish a run touched, which machines
-    /// restored ahead touch before they are handed out (`machine/warm.rs`).
-    pub lesson: OnceLock<Vec<PageTouch>>,
+    /// What the first restored machine to finish a run touched: machines restored ahead
+    /// touch its pages before they are handed out, and plain restores copy in the frames it
+    /// wrote (`machine/warm.rs`).
+    pub lesson: OnceLock<Lesson>,
 }
 
 impl Frozen {
     /// A machine in the frozen state, its output going to `log`: one restored ahead if one is
     /// ready ([`Snapshot::keep_restored`]), else one restored now (into a spare VM if
-    /// `options` has one).
+    /// `options` has one), with the frames an earlier restored run wrote copied in once that
+    /// is known ([`Machine::populate_written`]).
     pub fn machine(
         &self,
         options: &MachineOptions,
@@ -73,7 +74,13 @@ impl Frozen {
                 machine.hand_over(log, start.elapsed());
                 Ok(machine)
             }
-            None => Machine::restore(&self.machine, &self.config, options, log),
+            None => {
+                let mut machine = Machine::restore(&self.machine, &self.config, options, log)?;
+                if let Some(lesson) = self.lesson.get() {
+                    machine.populate_written(lesson);
+                }
+                Ok(machine)
+            }
         }
     }
 
@@ -85,8 +92,8 @@ impl Frozen {
             return;
         }
         span!("learn_touches", function = self.config.name.as_str());
-        if let Some(pages) = machine.lesson() {
-            let _ = self.lesson.set(pages);
+        if let Some(lesson) = machine.lesson() {
+            let _ = self.lesson.set(lesson);
         }
     }
 }
@@ -169,8 +176,13 @@ impl Snapshot {
     /// How many pages a machine restored ahead touches before it is handed out
     /// ([`Snapshot::keep_restored`]): those the first environment restored from this snapshot
     /// touched in its first invocation (at most 4,096), learnt then; `None` until then.
+    /// From then on, environments restored plainly (no machine restored ahead) also start
+    /// with the frames that invocation wrote copied in
+    /// ([`RunStats::copied_pages`](crate::RunStats) says how many), which spares a
+    /// process holding thousands of VMs most of a first invocation's cost
+    /// (`docs/snapshots.md`).
     pub fn pages_learnt(&self) -> Option<usize> {
-        self.frozen.lesson.get().map(Vec::len)
+        self.frozen.lesson.get().map(|lesson| lesson.pages.len())
     }
 
     /// Blocks until as many machines restored ahead are ready as were asked for (or the

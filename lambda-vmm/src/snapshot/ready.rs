@@ -160,9 +160,9 @@ fn restore_one(frozen: &Frozen) -> Option<Machine> {
         LogCollector::new(DEFAULT_LOG_CAPACITY),
     )
     .ok()?;
-    if let Some(pages) = frozen.lesson.get() {
+    if let Some(lesson) = frozen.lesson.get() {
         machine.populate_restored(&frozen.machine);
-        machine.warm(pages).ok()?;
+        machine.warm(&lesson.pages).ok()?;
     }
     Some(machine)
 }
