@@ -190,9 +190,7 @@ impl GuestMemory {
     /// so the guest's first touches find them present and writable: KVM then maps eight
     /// neighbours per fault instead of one. They are no longer shared with the snapshot.
     pub fn populate_stored(&self, saved: &SavedSpace) {
-        for &(addr, len) in &saved.stored {
-            self.physical.populate(addr, len);
-        }
+        self.populate_frames(&saved.stored);
     }
 
     /// The physical memory, without the address space over it.
