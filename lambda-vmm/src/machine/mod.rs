@@ -95,33 +95,50 @@ fn random_seed() -> [u8; 16] {
     seed
 }
 
-/// A VM of `memory_bytes` (a spare if the pool has one ready, else a new one), with the
-/// backend's huge-page choice, made ready by `prepare`; if that fails, the VM is torn down.
-/// Also says whether it was a spare.
-fn prepared_vm(
-    memory_bytes: u64,
-    options: &MachineOptions,
-    prepare: impl FnOnce(&mut MicroVm) -> Result<(), VmmError>,
-) -> Result<(Box<MicroVm>, bool), VmmError> {
-    let spare = options
+/// A VM of `memory_bytes` that needs no making: a spare if the pool has one ready, else one
+/// recycled (`vm/recycle.rs`). Also says whether it was a spare.
+fn reused_vm(memory_bytes: u64, options: &MachineOptions) -> Option<(Box<MicroVm>, bool)> {
+    if let Some(vm) = options
         .spares
         .as_ref()
-        .and_then(|pool| pool.take(memory_bytes));
-    let from_spare = spare.is_some();
-    let mut vm = match spare.or_else(|| recycle::take(memory_bytes)) {
-        Some(vm) => vm,
-        None => Box::new(MicroVm::new(memory_bytes)?),
-    };
+        .and_then(|pool| pool.take(memory_bytes))
+    {
+        return Some((vm, true));
+    }
+    recycle::take(memory_bytes).map(|vm| (vm, false))
+}
+
+/// `vm` with the backend's huge-page choice, made ready by `prepare`; if that fails, the VM
+/// is torn down.
+fn prepare_vm(
+    mut vm: Box<MicroVm>,
+    options: &MachineOptions,
+    prepare: impl FnOnce(&mut MicroVm) -> Result<(), VmmError>,
+) -> Result<Box<MicroVm>, VmmError> {
     vm.memory
         .physical()
         .allow_huge_pages(!options.no_huge_pages);
     match prepare(&mut vm) {
-        Ok(()) => Ok((vm, from_spare)),
+        Ok(()) => Ok(vm),
         Err(error) => {
             teardown::dispose(vm);
             Err(error)
         }
     }
+}
+
+/// A VM of `memory_bytes` (a spare or recycled one if there is one, else a new one), made
+/// ready by `prepare` ([`prepare_vm`]). Also says whether it was a spare.
+fn prepared_vm(
+    memory_bytes: u64,
+    options: &MachineOptions,
+    prepare: impl FnOnce(&mut MicroVm) -> Result<(), VmmError>,
+) -> Result<(Box<MicroVm>, bool), VmmError> {
+    let (vm, from_spare) = match reused_vm(memory_bytes, options) {
+        Some(reused) => reused,
+        None => (Box::new(MicroVm::new(memory_bytes)?), false),
+    };
+    Ok((prepare_vm(vm, options, prepare)?, from_spare))
 }
 
 impl Machine {

@@ -18,14 +18,14 @@ use lambda_core::{FunctionConfig, Stop};
 
 use super::cpus::Cpu;
 use super::tasks::Tasks;
-use super::{Machine, MachineOptions, Settled, prepared_vm};
+use super::{Machine, MachineOptions, Settled, prepare_vm, reused_vm};
 use crate::error::SnapshotError;
 use crate::error::VmmError;
 use crate::kernel::Kernel;
 use crate::mm::SavedSpace;
 use crate::program::ProgramImage;
-use crate::vm::VmError;
 use crate::vm::layout::MAX_VCPUS;
+use crate::vm::{MicroVm, VmError};
 
 /// A machine's state at a quiescent point (see the module documentation).
 pub struct MachineSnapshot {
@@ -211,17 +211,31 @@ impl Machine {
                 config.memory_mb
             ))));
         }
-        let (mut vm, from_spare) = prepared_vm(snapshot.memory_bytes, options, |vm| {
-            vm.memory
-                .restore(&snapshot.memory, &snapshot.saved)
-                .map_err(|error| VmmError::Restore(SnapshotError::Memory(error)))?;
-            // A spare's first vCPU is set up already; a new VM's is set up here.
+        // A spare's first vCPU is set up already; a new VM's is set up here.
+        let start_first = |vm: &mut MicroVm| -> Result<(), VmmError> {
             let first = vm.vcpus.first_mut().ok_or_else(|| {
                 VmError::kvm("KVM_CREATE_VCPU")(kvm_ioctls::Error::new(libc::ENODEV))
             })?;
             first.start(0, 0)?;
             Ok(())
-        })?;
+        };
+        let (mut vm, from_spare) = match reused_vm(snapshot.memory_bytes, options) {
+            Some((vm, from_spare)) => {
+                let vm = prepare_vm(vm, options, |vm| {
+                    vm.memory
+                        .restore(&snapshot.memory, &snapshot.saved)
+                        .map_err(|error| VmmError::Restore(SnapshotError::Memory(error)))?;
+                    start_first(vm)
+                })?;
+                (vm, from_spare)
+            }
+            // A VM made for this restore maps the memory file from the start.
+            None => {
+                let vm =
+                    MicroVm::restored(snapshot.memory_bytes, &snapshot.memory, &snapshot.saved)?;
+                (prepare_vm(Box::new(vm), options, start_first)?, false)
+            }
+        };
         let kernel = snapshot.kernel.restored(vm.vcpus[0].tsc_offset(), log);
         let cpus: Vec<Cpu> = vm.vcpus.drain(..).map(Cpu::new).collect();
         Ok(Machine {

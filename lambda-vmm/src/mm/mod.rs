@@ -186,6 +186,19 @@ impl GuestMemory {
         Ok(())
     }
 
+    /// The memory of a guest restored from `saved` in one step: `physical` maps the memory
+    /// file already ([`PhysicalMemory::over_file`]) and holds the VMM's kernel area; the
+    /// address space is the saved one, with its root page tables written back. What
+    /// [`GuestMemory::restore`] leaves, without first building an address space that the
+    /// restore replaces (whose page tables would land in the file's pages).
+    pub fn restored(physical: PhysicalMemory, saved: &SavedSpace) -> GuestMemory {
+        physical.write(saved.space.tables.root(), &saved.root);
+        GuestMemory {
+            physical,
+            space: Mutex::new(saved.space.clone()),
+        }
+    }
+
     /// Copies every page `saved` stored into this memory's own pages now (restored from it),
     /// so the guest's first touches find them present and writable: KVM then maps eight
     /// neighbours per fault instead of one. They are no longer shared with the snapshot.

@@ -1,7 +1,8 @@
 //! The guest's physical memory, as the host holds it: the function's memory (the frames the
 //! guest's pages are made of) and the small kernel area (page-table root, descriptor tables,
-//! stubs, kernel stack, vDSO), each one anonymous host mapping registered with KVM as one
-//! memory slot.
+//! stubs, kernel stack, vDSO), each one host mapping registered with KVM as one memory slot:
+//! anonymous memory, except the function memory of a VM made for a restore, which maps the
+//! snapshot's memory file privately from the start ([`PhysicalMemory::over_file`]).
 //!
 //! Everything here works on guest-physical addresses the VMM chose itself (frames it owns,
 //! kernel structures it placed); guest-virtual addresses, which the guest chooses, are
@@ -166,6 +167,39 @@ impl HostMapping {
         Ok(HostMapping { addr: start, len })
     }
 
+    /// `len` bytes of `file` from its start, mapped privately (copy-on-write) at an address
+    /// the kernel chooses: one change to the process's memory map, into a range nothing
+    /// held, so no VM in the process hears of it. The address is only page-aligned.
+    fn from_file(len: u64, file: BorrowedFd<'_>) -> std::io::Result<HostMapping> {
+        let len =
+            usize::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+        // SAFETY: a fresh mapping at an address the kernel chooses; nothing else refers to
+        // it. Its one caller (`PhysicalMemory::over_file`) checked that the file is `len`
+        // bytes long, so no access through the mapping falls past its end.
+        let mapped = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_NORESERVE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(HostMapping {
+            addr: mapped.cast(),
+            len,
+        })
+    }
+
+    /// Whether the mapping starts on a multiple of `align` (a power of two).
+    fn aligned_to(&self, align: u64) -> bool {
+        (self.addr as usize) & host_size(align).wrapping_sub(1) == 0
+    }
+
     /// Replaces the whole mapping with fresh anonymous memory at the same address: every
     /// page reads as zero again and the old pages are freed.
     fn renew(&self) -> std::io::Result<()> {
@@ -195,8 +229,8 @@ impl HostMapping {
         &self,
         guest: u64,
     ) -> Result<GuestRegionMmap, Box<dyn std::error::Error + Send + Sync>> {
-        // SAFETY: [addr, addr + len) is a live read-write private anonymous mapping we made
-        // (`new`), and it outlives the region: `PhysicalMemory` drops its regions before its
+        // SAFETY: [addr, addr + len) is a live read-write private mapping we made (`new`, or
+        // `from_file`, which vm-memory treats no differently), and it outlives the region: `PhysicalMemory` drops its regions before its
         // mappings.
         let region = unsafe {
             MmapRegion::build_raw(
@@ -258,6 +292,48 @@ impl PhysicalMemory {
         };
         physical.prefer_huge(USER_BASE, user_size, false);
         Ok(physical)
+    }
+
+    /// Function memory of `user_size` bytes mapped privately from `file` (as
+    /// [`PhysicalMemory::save_user_memory`] wrote it, exactly that long), and a fresh kernel
+    /// area: what [`PhysicalMemory::new`] followed by [`PhysicalMemory::map_user_memory`]
+    /// leaves, in two changes to the process's memory map instead of three. The one left out
+    /// is the replacement of the anonymous function memory, which every VM in the process
+    /// hears of (`docs/platform.md`, "Many VMs in one process"). The function memory is then
+    /// only page-aligned on the host ([`PhysicalMemory::renewable`]).
+    pub fn over_file(user_size: u64, file: &std::fs::File) -> Result<PhysicalMemory, AllocError> {
+        use std::os::fd::AsFd;
+        let error = |source: Box<dyn std::error::Error + Send + Sync>| AllocError {
+            size: user_size,
+            source,
+        };
+        let file_len = file.metadata().map_err(|e| error(e.into()))?.len();
+        if file_len != user_size {
+            return Err(error(
+                format!("the memory file holds {file_len} bytes, not {user_size}").into(),
+            ));
+        }
+        let user = HostMapping::from_file(user_size, file.as_fd()).map_err(|e| error(e.into()))?;
+        let kernel = HostMapping::new(KERNEL_SIZE, PAGE).map_err(|e| error(e.into()))?;
+        let regions = vec![
+            user.region(USER_BASE).map_err(error)?,
+            kernel.region(KERNEL_BASE).map_err(error)?,
+        ];
+        let memory = GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.into()))?;
+        Ok(PhysicalMemory {
+            memory,
+            mappings: [user, kernel],
+            user_size,
+            file_spans: std::sync::Mutex::new(vec![(USER_BASE, user_size)]),
+            huge_pages: std::sync::atomic::AtomicBool::new(true),
+        })
+    }
+
+    /// Whether [`PhysicalMemory::renew`] leaves memory as good as [`PhysicalMemory::new`]
+    /// makes it: the function memory must sit on a 2 MiB boundary of the host for huge pages
+    /// to back it, which [`PhysicalMemory::over_file`] does not promise.
+    pub fn renewable(&self) -> bool {
+        self.mappings[0].aligned_to(HOST_ALIGN)
     }
 
     /// Makes the memory as [`PhysicalMemory::new`] made it: both slots replaced by fresh

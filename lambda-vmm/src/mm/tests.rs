@@ -589,3 +589,42 @@ fn a_restored_memory_tells_which_frames_were_written_and_another_copies_them_in(
     );
     assert_eq!(other.read_vec(pages + PAGE, 1).unwrap(), [0xa5]);
 }
+
+#[test]
+fn a_memory_made_over_the_snapshot_file_is_the_restored_memory() {
+    use crate::mm::physical::PhysicalMemory;
+    let original = memory(128);
+    let pages = original.mmap(0, 4 * PAGE, RW, ANON).unwrap();
+    touch(&original, pages, 4 * PAGE);
+    original.write(pages + 2 * PAGE, b"stored").unwrap();
+    let file = crate::host::sealable_memory_file(c"over-file-test").expect("memfd");
+    let saved = original.save(&file).expect("save");
+
+    let made = GuestMemory::restored(
+        PhysicalMemory::over_file(128 * MIB, &file).expect("over the file"),
+        &saved,
+    );
+    // The saved address space, its page tables read from the file's pages.
+    assert_eq!(made.read_vec(pages, 1).unwrap(), [0xa5]);
+    assert_eq!(made.read_vec(pages + 2 * PAGE, 6).unwrap(), b"stored");
+    assert!(made.read_vec(pages + 4 * PAGE, 1).is_err(), "not mapped");
+    // Nothing is copied until written, and a write stays in this memory.
+    assert!(made.written_frames().expect("pagemap").is_empty());
+    made.write(pages + 2 * PAGE, b"mine").unwrap();
+    assert_eq!(made.written_frames().expect("pagemap").len(), 1);
+    let other = memory(128);
+    other.restore(&file, &saved).expect("restore");
+    assert_eq!(other.read_vec(pages + 2 * PAGE, 6).unwrap(), b"stored");
+    // Discarding pages that show the file maps fresh memory over them.
+    made.munmap(pages + 2 * PAGE, PAGE).unwrap();
+    let again = made.mmap(pages + 2 * PAGE, PAGE, RW, ANON | libc::MAP_FIXED as u64);
+    assert_eq!(again.unwrap(), pages + 2 * PAGE);
+    assert_eq!(made.read_vec(pages + 2 * PAGE, 6).unwrap(), [0; 6]);
+
+    // A file of another size is refused before anything is mapped.
+    let refused = PhysicalMemory::over_file(256 * MIB, &file)
+        .err()
+        .expect("refused");
+    let message = std::error::Error::source(&refused).unwrap().to_string();
+    assert!(message.contains("not 268435456"), "{message}");
+}

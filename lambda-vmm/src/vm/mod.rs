@@ -43,11 +43,18 @@ pub fn guest_memory(memory_bytes: u64) -> Result<GuestMemory, VmError> {
 
 /// `physical` (all zero) with the kernel area written and a new address space over it.
 fn furnish(physical: PhysicalMemory) -> Result<GuestMemory, VmError> {
-    let vdso = crate::vdso::image().map_err(VmError::Vdso)?;
-    let kernel = cpu::write_kernel_structures(&physical, vdso.pages());
-    physical.write(kernel.vdso, vdso.bytes());
-    crate::vdso::write_vvar(&physical, kernel.vvar, None, 0);
+    let kernel = write_kernel_area(&physical)?;
     Ok(GuestMemory::new(physical, kernel)?)
+}
+
+/// Writes the VMM's kernel area into `physical`: descriptor tables, stubs, the kernel's page
+/// tables, the vDSO and its data page.
+fn write_kernel_area(physical: &PhysicalMemory) -> Result<crate::mm::KernelPages, VmError> {
+    let vdso = crate::vdso::image().map_err(VmError::Vdso)?;
+    let kernel = cpu::write_kernel_structures(physical, vdso.pages());
+    physical.write(kernel.vdso, vdso.bytes());
+    crate::vdso::write_vvar(physical, kernel.vvar, None, 0);
+    Ok(kernel)
 }
 
 impl MicroVm {
@@ -59,6 +66,32 @@ impl MicroVm {
         let vm = kvm::retry_interrupted(|| context.kvm.create_vm())
             .map_err(VmError::kvm("KVM_CREATE_VM"))?;
         let memory = guest_memory(memory_bytes)?;
+        register_memory(&vm, memory.physical())?;
+        let vcpu = new_vcpu(&vm, 0)?;
+        Ok(MicroVm {
+            vcpus: vec![vcpu],
+            vm,
+            memory,
+        })
+    }
+
+    /// Creates a VM whose memory is restored from a snapshot at once: its function memory
+    /// maps `file` (the snapshot's memory, `memory_bytes` long) copy-on-write from the
+    /// start, its address space is `saved`. What [`MicroVm::new`] followed by
+    /// [`GuestMemory::restore`] leaves, with one change fewer to the process's memory map,
+    /// which every VM in the process hears of (`docs/platform.md`, "Many VMs in one
+    /// process"). The first vCPU is made but not set up.
+    pub fn restored(
+        memory_bytes: u64,
+        file: &std::fs::File,
+        saved: &crate::mm::SavedSpace,
+    ) -> Result<MicroVm, VmError> {
+        let context = kvm::context()?;
+        let vm = kvm::retry_interrupted(|| context.kvm.create_vm())
+            .map_err(VmError::kvm("KVM_CREATE_VM"))?;
+        let physical = PhysicalMemory::over_file(memory_bytes, file)?;
+        write_kernel_area(&physical)?;
+        let memory = GuestMemory::restored(physical, saved);
         register_memory(&vm, memory.physical())?;
         let vcpu = new_vcpu(&vm, 0)?;
         Ok(MicroVm {
@@ -162,4 +195,67 @@ fn new_vcpu(vm: &VmFd, slot: usize) -> Result<Vcpu, VmError> {
     fd.set_cpuid2(&context.cpuid)
         .map_err(VmError::kvm("KVM_SET_CPUID2"))?;
     Vcpu::new(fd, slot)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::vm::kick::Deadline;
+
+    /// `mov rax, [rip + 0xf9]` (the quadword at the page's offset 0x100), then `syscall`.
+    const LOAD_AND_CALL: [u8; 9] = [0x48, 0x8b, 0x05, 0xf9, 0, 0, 0, 0x0f, 0x05];
+
+    /// Runs the code at `entry` until its first syscall; returns the syscall's number.
+    fn first_syscall(vm: &mut MicroVm, entry: u64) -> u64 {
+        let physical = vm.memory.physical();
+        let vcpu = &mut vm.vcpus[0];
+        vcpu.start(entry, 0).expect("start");
+        let deadline = Deadline::arm(Instant::now() + Duration::from_secs(10));
+        let exit = vcpu
+            .run(physical, &deadline, None, &AtomicBool::new(false))
+            .expect("run");
+        assert_eq!(exit, Exit::Syscall);
+        vcpu.syscall().number
+    }
+
+    /// A VM made for a restore (its memory mapped from the snapshot file from the start) runs
+    /// what the file holds, and what it writes stays its own.
+    #[test]
+    #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+    fn a_vm_made_over_a_snapshot_file_runs_what_the_file_holds() {
+        const RWX: u64 = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        const ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        let mut original = MicroVm::new(16 << 20).expect("a VM (needs /dev/kvm)");
+        let code = original.memory.mmap(0, 4096, RWX, ANON).expect("mmap");
+        original.memory.write(code, &LOAD_AND_CALL).expect("code");
+        original
+            .memory
+            .write(code + 0x100, &231u64.to_le_bytes())
+            .expect("data");
+        assert_eq!(first_syscall(&mut original, code), 231);
+        let file = crate::host::sealable_memory_file(c"restored-vm-test").expect("memfd");
+        let saved = original.memory.save(&file).expect("save");
+
+        let mut restored = MicroVm::restored(16 << 20, &file, &saved).expect("restored VM");
+        assert!(
+            restored.memory.physical().slots()[0].host
+                != original.memory.physical().slots()[0].host
+        );
+        assert_eq!(first_syscall(&mut restored, code), 231);
+        restored
+            .memory
+            .write(code + 0x100, &60u64.to_le_bytes())
+            .expect("data");
+        assert_eq!(first_syscall(&mut restored, code), 60);
+
+        let mut other = MicroVm::restored(16 << 20, &file, &saved).expect("restored VM");
+        assert_eq!(
+            first_syscall(&mut other, code),
+            231,
+            "the write stayed in its VM"
+        );
+    }
 }
