@@ -11,6 +11,12 @@
 //! first invocation. The criterion group times one restore (from a pooled VM) by itself.
 //!
 //! `cargo bench --bench density` (`DENSITY_TARGET=N` to change the count).
+//!
+//! With `DENSITY_PROCESSES=N` (N > 1) the bench then makes the same count again, spread over N
+//! copies of itself, each restoring and invoking its share in its own process, all started
+//! at the same moment. The engine keeps every VM in its host's process; this only measures
+//! what spreading them over processes would gain, since every VM's MMU notifier hangs off one
+//! process's memory map (`docs/platform.md`, "Many VMs in one process").
 
 mod measure;
 
@@ -60,18 +66,135 @@ fn thread_names() -> Vec<(String, usize)> {
     names
 }
 
+/// `runtime-loop` at 128 MB, as every environment here runs it.
+fn runtime_loop() -> FunctionConfig {
+    FunctionConfig::new(
+        "runtime-loop",
+        CodeLocation::Executable(program("runtime-loop")),
+    )
+}
+
+/// Restores `count` environments from `snapshot` and invokes each once, keeping them.
+fn restore_and_invoke(
+    backend: &MicroVmBackend,
+    snapshot: &lambda::vmm::Snapshot,
+    count: usize,
+) -> Vec<RuntimeApiEnvironment> {
+    (0..count)
+        .map(|_| {
+            let mut environment = backend.restore_runtime_api(snapshot).expect("restore");
+            let result = environment.run(Invocation::new(EVENT)).expect("invoke");
+            assert_eq!(result.outcome.response(), Some(EVENT.as_bytes()));
+            environment
+        })
+        .collect()
+}
+
+/// One of `DENSITY_PROCESSES` copies: snapshots, says `ready`, makes its `share` when told
+/// (a line on stdin), says `made` with the time it took, and shuts them down when told again.
+fn spread_share(share: usize) {
+    use std::io::BufRead;
+    let backend = MicroVmBackend::new().expect("KVM");
+    let snapshot = backend.snapshot(&runtime_loop()).expect("snapshot");
+    let mut lines = std::io::stdin().lock().lines();
+    println!("ready");
+    let _go = lines.next();
+    let start = Instant::now();
+    let environments = restore_and_invoke(&backend, &snapshot, share);
+    println!(
+        "made {} {}",
+        environments.len(),
+        start.elapsed().as_secs_f64()
+    );
+    let _stop = lines.next();
+    for environment in environments {
+        Box::new(environment).shutdown();
+    }
+    wait_for_teardown();
+}
+
+/// `target` environments spread over `processes` copies of this bench, started together.
+fn spread_over_processes(processes: usize, target: usize) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let share = target / processes;
+    let available_before = meminfo("MemAvailable");
+    let mut children: Vec<_> = (0..processes)
+        .map(|_| {
+            let mut child = Command::new(std::env::current_exe().expect("this bench"))
+                .args(std::env::args().skip(1))
+                .env("DENSITY_SHARE", share.to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("a copy of this bench");
+            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+            (child, stdout.lines())
+        })
+        .collect();
+    // Criterion prints nothing in a copy; its first line of its own is `ready`.
+    let next_line = |lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>,
+                     prefix: &str| loop {
+        let line = lines.next().expect("a line from a copy").expect("readable");
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    };
+    for (_, lines) in &mut children {
+        next_line(lines, "ready");
+    }
+    let start = Instant::now();
+    for (child, _) in &mut children {
+        writeln!(child.stdin.as_mut().expect("stdin"), "go").expect("go");
+    }
+    let mut slowest = 0f64;
+    let mut made = 0usize;
+    for (_, lines) in &mut children {
+        let line = next_line(lines, "made ");
+        let mut fields = line.split_whitespace();
+        made += fields
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        let took = fields.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
+        slowest = slowest.max(took);
+    }
+    let wall = start.elapsed();
+    let held_kib = available_before.saturating_sub(meminfo("MemAvailable"));
+    println!(
+        "\ndensity spread over {processes} processes (not what the engine does; \
+         `DENSITY_PROCESSES`): {made} environments restored and invoked in {:.2} s, {:.0} per \
+         second ({:.0} per second per process, the slowest taking {slowest:.2} s); host memory \
+         {:.2} MiB per environment",
+        wall.as_secs_f64(),
+        made as f64 / wall.as_secs_f64(),
+        made as f64 / wall.as_secs_f64() / processes as f64,
+        held_kib as f64 / made.max(1) as f64 / 1024.0
+    );
+    for (mut child, _) in children {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = writeln!(stdin, "stop");
+        }
+        let status = child.wait().expect("a copy ends");
+        assert!(status.success(), "a copy of the bench failed: {status}");
+    }
+}
+
 fn density(c: &mut Criterion) {
+    if let Some(share) = std::env::var("DENSITY_SHARE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        spread_share(share);
+        return;
+    }
     let backend = MicroVmBackend::new()
         .unwrap_or_else(|error| {
             eprintln!("density needs KVM: {error}");
             std::process::exit(2)
         })
         .with_spare_vms(1);
-    let config = FunctionConfig::new(
-        "runtime-loop",
-        CodeLocation::Executable(program("runtime-loop")),
-    );
-    let snapshot = backend.snapshot(&config).expect("snapshot");
+    let snapshot = backend.snapshot(&runtime_loop()).expect("snapshot");
 
     let mut group = c.benchmark_group("density");
     group.bench_function("restore_from_pooled_vm", |b| {
@@ -188,6 +311,13 @@ fn density(c: &mut Criterion) {
         "  shutting them all down took {:.2} s",
         start.elapsed().as_secs_f64()
     );
+    let processes: usize = std::env::var("DENSITY_PROCESSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if processes > 1 {
+        spread_over_processes(processes, target);
+    }
 }
 
 criterion_group! {
