@@ -300,7 +300,8 @@ impl PhysicalMemory {
     /// leaves, in two changes to the process's memory map instead of three. The one left out
     /// is the replacement of the anonymous function memory, which every VM in the process
     /// hears of (`docs/platform.md`, "Many VMs in one process"). The function memory is then
-    /// only page-aligned on the host ([`PhysicalMemory::renewable`]).
+    /// only page-aligned on the host ([`PhysicalMemory::renewable`] says whether it can be
+    /// renewed in place).
     pub fn over_file(user_size: u64, file: &std::fs::File) -> Result<PhysicalMemory, AllocError> {
         use std::os::fd::AsFd;
         let error = |source: Box<dyn std::error::Error + Send + Sync>| AllocError {

@@ -102,7 +102,8 @@ impl MicroVm {
     }
 
     /// The VM made as good as new for another program, instead of torn down
-    /// (`recycle.rs`): both memory slots' host memory replaced by fresh memory, the slots
+    /// (`recycle.rs`): both memory slots' host memory replaced by fresh memory (in place, or
+    /// elsewhere for memory [`MicroVm::restored`] made off a 2 MiB boundary), the slots
     /// deleted and registered again (which makes KVM drop every shadow page table it built,
     /// not only the translations into the old memory: `docs/platform.md`, "Recycling a VM
     /// that ran"), the kernel area written and the address space made again, and every vCPU
@@ -118,12 +119,21 @@ impl MicroVm {
             for vcpu in &mut vcpus {
                 vcpu.reset()?;
             }
-            physical.renew()?;
             unregister_memory(&vm, &physical)?;
+            let physical = if physical.renewable() {
+                physical.renew()?;
+                physical
+            } else {
+                // Memory made over a snapshot file sits where the kernel put the file, maybe
+                // off the 2 MiB boundary huge pages need: new memory replaces it.
+                let size = physical.user_size();
+                drop(physical);
+                PhysicalMemory::new(size)?
+            };
             register_memory(&vm, &physical)?;
-            Ok(())
+            Ok(physical)
         })();
-        match renewed.and_then(|()| furnish(physical)) {
+        match renewed.and_then(furnish) {
             Ok(memory) => Ok(MicroVm { vcpus, vm, memory }),
             Err(error) => {
                 // The vCPUs and the VM go first, then the memory at the end of this function;
@@ -257,5 +267,17 @@ mod tests {
             231,
             "the write stayed in its VM"
         );
+
+        // Renewed for reuse, it holds fresh memory on a 2 MiB boundary, not the file's.
+        let mut renewed = restored.renew().expect("renewed");
+        assert!(renewed.memory.physical().renewable());
+        assert!(
+            renewed.memory.read_vec(code, 1).is_err(),
+            "nothing mapped there now"
+        );
+        let code = renewed.memory.mmap(0, 4096, RWX, ANON).expect("mmap");
+        assert_eq!(renewed.memory.read_vec(code + 0x100, 8).unwrap(), [0; 8]);
+        renewed.memory.write(code, &LOAD_AND_CALL).expect("code");
+        assert_eq!(first_syscall(&mut renewed, code), 0);
     }
 }

@@ -7,9 +7,8 @@
 //! (`docs/platform.md`, "Recycling a VM that ran"). VMs given up on the teardown thread
 //! ([`super::teardown::dispose`]) or shut down ([`crate::machine::Machine::destroy`]) are
 //! renewed and kept here, a few per memory size; machines and the spare pool take them
-//! before making new ones. A VM whose run wrecked a vCPU (a triple fault), that fails to
-//! renew, or whose function memory is not on a 2 MiB boundary of the host (made by
-//! [`MicroVm::restored`]) is torn down, as are those beyond [`MAX_KEPT_PER_SIZE`].
+//! before making new ones. A VM whose run wrecked a vCPU (a triple fault), or that fails to
+//! renew, is torn down, as are those beyond [`MAX_KEPT_PER_SIZE`].
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -36,9 +35,7 @@ pub fn keep_or_drop(vm: Box<MicroVm>) {
             .get(&size)
             .is_none_or(|vms| vms.len() < MAX_KEPT_PER_SIZE)
     };
-    // Memory restored straight from a snapshot file may sit off the 2 MiB boundary huge
-    // pages need; renewed in place it would stay there (`PhysicalMemory::renewable`).
-    if !room() || !vm.memory.physical().renewable() {
+    if !room() {
         return;
     }
     if let Ok(renewed) = vm.renew() {
