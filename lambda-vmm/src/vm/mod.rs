@@ -119,13 +119,14 @@ impl MicroVm {
             for vcpu in &mut vcpus {
                 vcpu.reset()?;
             }
-            unregister_memory(&vm, &physical)?;
             let physical = if physical.renewable() {
                 physical.renew()?;
+                unregister_memory(&vm, &physical)?;
                 physical
             } else {
                 // Memory made over a snapshot file sits where the kernel put the file, maybe
                 // off the 2 MiB boundary huge pages need: new memory replaces it.
+                unregister_memory(&vm, &physical)?;
                 let size = physical.user_size();
                 drop(physical);
                 PhysicalMemory::new(size)?
