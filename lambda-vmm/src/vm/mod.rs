@@ -62,10 +62,17 @@ impl MicroVm {
     /// No in-kernel irqchip: the process model needs no interrupts, and one would make memory
     /// registration ~100x slower here (`docs/platform.md`).
     pub fn new(memory_bytes: u64) -> Result<MicroVm, VmError> {
+        MicroVm::with_memory(|| guest_memory(memory_bytes))
+    }
+
+    /// Creates a VM, then its memory with `make`, registered as its slots, and one vCPU.
+    fn with_memory(
+        make: impl FnOnce() -> Result<GuestMemory, VmError>,
+    ) -> Result<MicroVm, VmError> {
         let context = kvm::context()?;
         let vm = kvm::retry_interrupted(|| context.kvm.create_vm())
             .map_err(VmError::kvm("KVM_CREATE_VM"))?;
-        let memory = guest_memory(memory_bytes)?;
+        let memory = make()?;
         register_memory(&vm, memory.physical())?;
         let vcpu = new_vcpu(&vm, 0)?;
         Ok(MicroVm {
@@ -86,18 +93,10 @@ impl MicroVm {
         file: &std::fs::File,
         saved: &crate::mm::SavedSpace,
     ) -> Result<MicroVm, VmError> {
-        let context = kvm::context()?;
-        let vm = kvm::retry_interrupted(|| context.kvm.create_vm())
-            .map_err(VmError::kvm("KVM_CREATE_VM"))?;
-        let physical = PhysicalMemory::over_file(memory_bytes, file)?;
-        write_kernel_area(&physical)?;
-        let memory = GuestMemory::restored(physical, saved);
-        register_memory(&vm, memory.physical())?;
-        let vcpu = new_vcpu(&vm, 0)?;
-        Ok(MicroVm {
-            vcpus: vec![vcpu],
-            vm,
-            memory,
+        MicroVm::with_memory(|| {
+            let physical = PhysicalMemory::over_file(memory_bytes, file)?;
+            write_kernel_area(&physical)?;
+            Ok(GuestMemory::restored(physical, saved))
         })
     }
 
