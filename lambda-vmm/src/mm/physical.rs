@@ -277,21 +277,35 @@ impl PhysicalMemory {
             source,
         };
         let user = HostMapping::new(user_size, HOST_ALIGN).map_err(|e| error(e.into()))?;
+        let physical = PhysicalMemory::with_user_mapping(user, user_size, Vec::new())?;
+        physical.prefer_huge(USER_BASE, user_size, false);
+        Ok(physical)
+    }
+
+    /// The memory over `user`, the function memory's host mapping (`user_size` bytes, a file
+    /// showing through `file_spans`), with a new kernel area.
+    fn with_user_mapping(
+        user: HostMapping,
+        user_size: u64,
+        file_spans: Vec<(u64, u64)>,
+    ) -> Result<PhysicalMemory, AllocError> {
+        let error = |source: Box<dyn std::error::Error + Send + Sync>| AllocError {
+            size: user_size,
+            source,
+        };
         let kernel = HostMapping::new(KERNEL_SIZE, PAGE).map_err(|e| error(e.into()))?;
         let regions = vec![
             user.region(USER_BASE).map_err(error)?,
             kernel.region(KERNEL_BASE).map_err(error)?,
         ];
         let memory = GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.into()))?;
-        let physical = PhysicalMemory {
+        Ok(PhysicalMemory {
             memory,
             mappings: [user, kernel],
             user_size,
-            file_spans: std::sync::Mutex::new(Vec::new()),
+            file_spans: std::sync::Mutex::new(file_spans),
             huge_pages: std::sync::atomic::AtomicBool::new(true),
-        };
-        physical.prefer_huge(USER_BASE, user_size, false);
-        Ok(physical)
+        })
     }
 
     /// Function memory of `user_size` bytes mapped privately from `file` (as
@@ -315,19 +329,7 @@ impl PhysicalMemory {
             ));
         }
         let user = HostMapping::from_file(user_size, file.as_fd()).map_err(|e| error(e.into()))?;
-        let kernel = HostMapping::new(KERNEL_SIZE, PAGE).map_err(|e| error(e.into()))?;
-        let regions = vec![
-            user.region(USER_BASE).map_err(error)?,
-            kernel.region(KERNEL_BASE).map_err(error)?,
-        ];
-        let memory = GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.into()))?;
-        Ok(PhysicalMemory {
-            memory,
-            mappings: [user, kernel],
-            user_size,
-            file_spans: std::sync::Mutex::new(vec![(USER_BASE, user_size)]),
-            huge_pages: std::sync::atomic::AtomicBool::new(true),
-        })
+        PhysicalMemory::with_user_mapping(user, user_size, vec![(USER_BASE, user_size)])
     }
 
     /// Whether [`PhysicalMemory::renew`] leaves memory as good as [`PhysicalMemory::new`]
