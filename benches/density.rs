@@ -38,8 +38,8 @@ fn program(name: &str) -> PathBuf {
 }
 
 /// A `/proc/meminfo` field, in KiB.
-/// This process's resident memory in KiB, open descriptors and threads.
-fn process() -> (u64, usize, usize) {
+/// This process's resident memory in KiB, open descriptors, threads and host mappings.
+fn process() -> (u64, usize, usize, usize) {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     let rss = status
         .lines()
@@ -47,7 +47,14 @@ fn process() -> (u64, usize, usize) {
         .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
         .unwrap_or(0);
     let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |entries| entries.count());
-    (rss, count("/proc/self/fd"), count("/proc/self/task"))
+    let mappings =
+        std::fs::read_to_string("/proc/self/maps").map_or(0, |maps| maps.lines().count());
+    (
+        rss,
+        count("/proc/self/fd"),
+        count("/proc/self/task"),
+        mappings,
+    )
 }
 
 /// This process's threads by name, most common first.
@@ -222,7 +229,7 @@ fn density(c: &mut Criterion) {
     let backend = MicroVmBackend::new().expect("KVM");
     wait_for_teardown();
     let available_before = meminfo("MemAvailable");
-    let (rss_before, fds_before, threads_before) = process();
+    let (rss_before, fds_before, threads_before, mappings_before) = process();
     let mut environments: Vec<RuntimeApiEnvironment> = Vec::with_capacity(target);
     let (mut restoring, mut invoking) = (Duration::ZERO, Duration::ZERO);
     let mut stopped = format!("reached the target of {target}");
@@ -263,7 +270,7 @@ fn density(c: &mut Criterion) {
     }
     let count = environments.len().max(1);
     let held_kib = available_before.saturating_sub(meminfo("MemAvailable"));
-    let (rss, fds, threads) = process();
+    let (rss, fds, threads, mappings) = process();
     let per = |kib: u64| kib as f64 / count as f64 / 1024.0;
     let fit_in_20_gb = (20u64 << 20) as f64 / (held_kib as f64 / count as f64);
     println!("\ndensity: idle `runtime-loop` environments at 128 MB restored from one snapshot");
@@ -277,10 +284,11 @@ fn density(c: &mut Criterion) {
     );
     println!("  so 20 GB holds about {fit_in_20_gb:.0} of them");
     println!(
-        "  per environment: {:.2} descriptors, {:.2} threads (the process has {threads} \
-         threads for {} environments)",
+        "  per environment: {:.2} descriptors, {:.2} threads, {:.2} host mappings (the \
+         process has {threads} threads and {mappings} mappings for {} environments)",
         fds.saturating_sub(fds_before) as f64 / count as f64,
         threads.saturating_sub(threads_before) as f64 / count as f64,
+        mappings.saturating_sub(mappings_before) as f64 / count as f64,
         environments.len()
     );
     let names: Vec<String> = thread_names()

@@ -31,8 +31,9 @@
 //! the development backend.
 
 #![deny(missing_docs)]
-// `unsafe` lives only in the KVM (`vm/`), guest-memory (`mm/physical.rs`) and host-syscall
-// (`host.rs`) modules, each block with a `// SAFETY:` line.
+// `unsafe` lives only in the KVM (`vm/`), guest-memory (`mm/physical.rs`,
+// `mm/kernel_area.rs`) and host-syscall (`host.rs`) modules, each block with a `// SAFETY:`
+// line.
 #![deny(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
 mod backend;

@@ -20,6 +20,8 @@ mod copy;
 mod fault;
 mod frames;
 mod homes;
+#[allow(unsafe_code)]
+mod kernel_area;
 pub mod layout;
 mod page_table;
 mod pages;

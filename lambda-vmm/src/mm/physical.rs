@@ -20,6 +20,7 @@ use vm_memory::{
     MmapRegion,
 };
 
+use super::kernel_area::KernelArea;
 use crate::sync::lock;
 
 /// Size of a small page.
@@ -230,18 +231,32 @@ impl HostMapping {
         guest: u64,
     ) -> Result<GuestRegionMmap, Box<dyn std::error::Error + Send + Sync>> {
         // SAFETY: [addr, addr + len) is a live read-write private mapping we made (`new`, or
-        // `from_file`, which vm-memory treats no differently), and it outlives the region: `PhysicalMemory` drops its regions before its
-        // mappings.
-        let region = unsafe {
-            MmapRegion::build_raw(
-                self.addr,
-                self.len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            )
-        }?;
-        GuestRegionMmap::new(region, GuestAddress(guest)).ok_or_else(|| "a region past 2^64".into())
+        // `from_file`, which vm-memory treats no differently), and it outlives the region:
+        // `PhysicalMemory` drops its regions before its mappings.
+        unsafe { region_over(self.addr, self.len, guest) }
     }
+}
+
+/// A vm-memory region over `len` bytes of host memory at `addr`, at guest-physical `guest`.
+///
+/// # Safety
+/// `[addr, addr + len)` must be live read-write private memory that outlives the region.
+unsafe fn region_over(
+    addr: *mut u8,
+    len: usize,
+    guest: u64,
+) -> Result<GuestRegionMmap, Box<dyn std::error::Error + Send + Sync>> {
+    // SAFETY: the caller's promise: the range is live read-write private memory outliving
+    // the region.
+    let region = unsafe {
+        MmapRegion::build_raw(
+            addr,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+        )
+    }?;
+    GuestRegionMmap::new(region, GuestAddress(guest)).ok_or_else(|| "a region past 2^64".into())
 }
 
 impl Drop for HostMapping {
@@ -256,9 +271,12 @@ impl Drop for HostMapping {
 
 /// The guest's physical memory.
 pub struct PhysicalMemory {
-    /// Regions over `mappings` (declared first: dropped before them).
+    /// Regions over `user` and `kernel` (declared first: dropped before them).
     memory: GuestMemoryMmap,
-    mappings: [HostMapping; 2],
+    /// The function memory's host mapping.
+    user: HostMapping,
+    /// The kernel area, a slice of a mapping shared with other VMs (`kernel_area.rs`).
+    kernel: KernelArea,
     user_size: u64,
     /// Ranges of user memory mapped privately from a file (the program image): discarding
     /// them must map fresh anonymous memory back, since the file's pages would show through.
@@ -293,15 +311,20 @@ impl PhysicalMemory {
             size: user_size,
             source,
         };
-        let kernel = HostMapping::new(KERNEL_SIZE, PAGE).map_err(|e| error(e.into()))?;
+        let kernel = KernelArea::new().map_err(|e| error(e.into()))?;
+        // SAFETY: the kernel area is KERNEL_SIZE bytes of live read-write anonymous memory,
+        // ours until `kernel` drops, which is after the region (field order below).
+        let kernel_region =
+            unsafe { region_over(kernel.addr(), host_size(KERNEL_SIZE), KERNEL_BASE) };
         let regions = vec![
             user.region(USER_BASE).map_err(error)?,
-            kernel.region(KERNEL_BASE).map_err(error)?,
+            kernel_region.map_err(error)?,
         ];
         let memory = GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.into()))?;
         Ok(PhysicalMemory {
             memory,
-            mappings: [user, kernel],
+            user,
+            kernel,
             user_size,
             file_spans: std::sync::Mutex::new(file_spans),
             huge_pages: std::sync::atomic::AtomicBool::new(true),
@@ -336,19 +359,19 @@ impl PhysicalMemory {
     /// makes it: the function memory must sit on a 2 MiB boundary of the host for huge pages
     /// to back it, which [`PhysicalMemory::over_file`] does not promise.
     pub fn renewable(&self) -> bool {
-        self.mappings[0].aligned_to(HOST_ALIGN)
+        self.user.aligned_to(HOST_ALIGN)
     }
 
     /// Makes the memory as [`PhysicalMemory::new`] made it: both slots replaced by fresh
     /// anonymous memory that reads as zero, nothing mapped from a file, huge pages allowed
     /// and not yet asked for. The VM must not be running.
     pub fn renew(&self) -> Result<(), AllocError> {
-        for mapping in &self.mappings {
-            mapping.renew().map_err(|error| AllocError {
-                size: self.user_size,
-                source: error.into(),
-            })?;
-        }
+        let error = |error: std::io::Error| AllocError {
+            size: self.user_size,
+            source: error.into(),
+        };
+        self.user.renew().map_err(error)?;
+        self.kernel.renew().map_err(error)?;
         lock(&self.file_spans).clear();
         self.allow_huge_pages(true);
         self.prefer_huge(USER_BASE, self.user_size, false);
@@ -813,5 +836,43 @@ mod tests {
         assert_eq!(slots[1].guest_phys, KERNEL_BASE);
         memory.write_u64(KERNEL_BASE + 8, 42);
         assert_eq!(memory.read_u64(KERNEL_BASE + 8), 42);
+    }
+
+    /// The size of the host mapping (in `/proc/self/maps`) that holds `addr`.
+    fn host_mapping_size(addr: *mut u8) -> usize {
+        let addr = addr.addr();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .find_map(|line| {
+                let (start, end) = line.split(' ').next()?.split_once('-')?;
+                let start = usize::from_str_radix(start, 16).ok()?;
+                let end = usize::from_str_radix(end, 16).ok()?;
+                (addr >= start && addr < end).then_some(end - start)
+            })
+            .expect("the address is mapped")
+    }
+
+    #[test]
+    fn kernel_areas_are_slices_of_a_shared_host_mapping() {
+        let first = PhysicalMemory::new(16 << 20).unwrap();
+        let second = PhysicalMemory::new(16 << 20).unwrap();
+        let (a, b) = (first.slots()[1], second.slots()[1]);
+        assert_eq!((a.size, b.size), (KERNEL_SIZE, KERNEL_SIZE));
+        assert_ne!(a.host, b.host);
+        // One mapping of a whole chunk of areas (or more, where the host placed chunks side
+        // by side), not one of its own per VM: making a VM costs in proportion to the
+        // process's mappings.
+        let chunk = super::super::kernel_area::CHUNK_AREAS * KERNEL_SIZE as usize;
+        assert!(host_mapping_size(a.host) >= chunk);
+        first.write_u64(KERNEL_BASE, 1);
+        second.write_u64(KERNEL_BASE, 2);
+        assert_eq!(first.read_u64(KERNEL_BASE), 1);
+        first.renew().unwrap();
+        assert_eq!(
+            first.read_u64(KERNEL_BASE),
+            0,
+            "renewing zeroes the kernel area"
+        );
+        assert_eq!(second.read_u64(KERNEL_BASE), 2, "and only this VM's");
     }
 }
