@@ -136,9 +136,12 @@ impl MicroVm {
         match renewed.and_then(furnish) {
             Ok(memory) => Ok(MicroVm { vcpus, vm, memory }),
             Err(error) => {
-                // The vCPUs and the VM go first, then the memory at the end of this function;
-                // if `furnish` failed it has dropped the memory already, which KVM copes with
-                // for the moment until the VM closes, right here.
+                // The vCPUs and the VM go first, then the memory at the end of this function.
+                // If the renewal or `furnish` failed, the memory is gone already while its
+                // slots are still registered, until the VM closes right here. Nothing reaches
+                // it meanwhile: KVM touches guest memory only for a running vCPU, and these
+                // never run again; so not even a kernel area already handed to another VM
+                // (`mm/kernel_area.rs`).
                 drop(vcpus);
                 drop(vm);
                 Err(error)
