@@ -12,6 +12,10 @@
 //!
 //! `cargo bench --bench density` (`DENSITY_TARGET=N` to change the count).
 //!
+//! With `DENSITY_THREADS=N` (N > 1) the bench then makes the same count again in this
+//! process, on N threads restoring and invoking at once (an engine cold-starting on several
+//! invoking threads does the same).
+//!
 //! With `DENSITY_PROCESSES=N` (N > 1) the bench then makes the same count again, spread over N
 //! copies of itself, each restoring and invoking its share in its own process, all started
 //! at the same moment. The engine keeps every VM in its host's process; this only measures
@@ -95,6 +99,48 @@ fn restore_and_invoke(
             environment
         })
         .collect()
+}
+
+/// `target` environments made in this process by `threads` threads at once, as an engine
+/// cold-starting on several invoking threads makes them.
+fn on_threads(threads: usize, target: usize) {
+    let backend = MicroVmBackend::new().expect("KVM");
+    let snapshot = backend.snapshot(&runtime_loop()).expect("snapshot");
+    wait_for_teardown();
+    let share = target / threads;
+    let available_before = meminfo("MemAvailable");
+    let start_line = std::sync::Barrier::new(threads.saturating_add(1));
+    let (environments, wall) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    start_line.wait();
+                    restore_and_invoke(&backend, &snapshot, share)
+                })
+            })
+            .collect();
+        start_line.wait();
+        let start = Instant::now();
+        let environments: Vec<RuntimeApiEnvironment> = workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a restoring thread"))
+            .collect();
+        (environments, start.elapsed())
+    });
+    let made = environments.len();
+    let held_kib = available_before.saturating_sub(meminfo("MemAvailable"));
+    println!(
+        "\ndensity on {threads} threads of one process (`DENSITY_THREADS`): {made} \
+         environments restored and invoked in {:.2} s, {:.0} per second; host memory {:.2} \
+         MiB per environment",
+        wall.as_secs_f64(),
+        made as f64 / wall.as_secs_f64(),
+        held_kib as f64 / made.max(1) as f64 / 1024.0
+    );
+    for environment in environments {
+        Box::new(environment).shutdown();
+    }
+    wait_for_teardown();
 }
 
 /// One of `DENSITY_PROCESSES` copies: snapshots, says `ready`, makes its `share` when told
@@ -319,6 +365,13 @@ fn density(c: &mut Criterion) {
         "  shutting them all down took {:.2} s",
         start.elapsed().as_secs_f64()
     );
+    let threads: usize = std::env::var("DENSITY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if threads > 1 {
+        on_threads(threads, target);
+    }
     let processes: usize = std::env::var("DENSITY_PROCESSES")
         .ok()
         .and_then(|v| v.parse().ok())
