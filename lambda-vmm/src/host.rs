@@ -1,6 +1,6 @@
 //! The host syscalls (and instructions) the crate uses outside KVM and guest memory, each
 //! behind a safe function: memory files, random bytes, signalling a process group, the TSC,
-//! and opening a file beneath a directory that acts as its root.
+//! opening a file beneath a directory that acts as its root, and the malloc arena limit.
 
 use std::ffi::CStr;
 use std::fs::File;
@@ -170,6 +170,29 @@ impl Drop for FrozenFile {
             }
         }
     }
+}
+
+/// Asks glibc's `malloc` to keep one arena for the whole process (`M_ARENA_MAX` = 1), unless
+/// the process's `GLIBC_TUNABLES` sets `glibc.malloc.arena_max` itself; once per process.
+///
+/// Every thread that allocates gets an arena of its own by default, and such an arena's heap
+/// grows by `mprotect`, a page range at a time, as what the thread keeps grows. With many VMs
+/// in one process, each of those calls reaches every VM's MMU notifier and waits for the
+/// process's memory map, which `KVM_CREATE_VM` holds for milliseconds
+/// (`docs/platform.md`, "Many VMs in one process"). The main arena grows by `brk`, which no
+/// notifier hears of. Threads whose arena exists already keep it; threads that allocate
+/// first after this call share the existing arenas.
+pub fn limit_malloc_arenas() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let tuned = std::env::var("GLIBC_TUNABLES")
+            .is_ok_and(|tunables| tunables.contains("glibc.malloc.arena_max"));
+        if !tuned {
+            // SAFETY: `mallopt` only sets one of malloc's parameters; any positive arena
+            // count is valid, and malloc reads it under its own lock.
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+        }
+    });
 }
 
 /// Fills `buf` with random bytes from the kernel (`getrandom`, blocking until the pool is
