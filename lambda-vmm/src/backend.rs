@@ -59,7 +59,7 @@ impl MicroVmBackend {
     /// The first call also limits glibc's `malloc` to one arena for the whole process
     /// (`mallopt(M_ARENA_MAX, 1)`), because with thousands of VMs in one process the heaps of
     /// the per-thread arenas cost every VM a notification each time they grow: restoring
-    /// 5,000 environments on two threads ran 2.2x faster with one arena (`docs/platform.md`,
+    /// 5,000 environments on two threads ran 2.2-2.7x faster with one arena (`docs/platform.md`,
     /// "Many VMs in one process"). Threads that allocated before keep their arenas. A host
     /// that wants its own limit sets `GLIBC_TUNABLES=glibc.malloc.arena_max=N`, which is then
     /// left alone.
