@@ -77,6 +77,11 @@ fn thread_names() -> Vec<(String, usize)> {
     names
 }
 
+/// A count from the environment variable `name`, if set to one.
+fn env_count(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
 /// `runtime-loop` at 128 MB, as every environment here runs it.
 fn runtime_loop() -> FunctionConfig {
     FunctionConfig::new(
@@ -234,10 +239,7 @@ fn spread_over_processes(processes: usize, target: usize) {
 }
 
 fn density(c: &mut Criterion) {
-    if let Some(share) = std::env::var("DENSITY_SHARE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(share) = env_count("DENSITY_SHARE") {
         spread_share(share);
         return;
     }
@@ -266,10 +268,7 @@ fn density(c: &mut Criterion) {
     });
     group.finish();
 
-    let target: usize = std::env::var("DENSITY_TARGET")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000);
+    let target = env_count("DENSITY_TARGET").unwrap_or(5_000);
     // Restores below are made on this thread, each into a VM it makes: a pool would only
     // move the same work to another thread.
     let backend = MicroVmBackend::new().expect("KVM");
@@ -365,17 +364,11 @@ fn density(c: &mut Criterion) {
         "  shutting them all down took {:.2} s",
         start.elapsed().as_secs_f64()
     );
-    let threads: usize = std::env::var("DENSITY_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let threads = env_count("DENSITY_THREADS").unwrap_or(1);
     if threads > 1 {
         on_threads(threads, target);
     }
-    let processes: usize = std::env::var("DENSITY_PROCESSES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let processes = env_count("DENSITY_PROCESSES").unwrap_or(1);
     if processes > 1 {
         spread_over_processes(processes, target);
     }
