@@ -203,12 +203,14 @@ fn map_chunk() -> std::io::Result<*mut u8> {
 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::mm::physical::PAGE;
 
     /// The host mappings (start, end) of this process that hold any of `addrs`.
-    fn mappings_holding(addrs: &[usize]) -> std::collections::BTreeSet<(usize, usize)> {
+    pub(in crate::mm) fn mappings_holding(
+        addrs: &[usize],
+    ) -> std::collections::BTreeSet<(usize, usize)> {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let mut holding = std::collections::BTreeSet::new();
         for line in maps.lines() {

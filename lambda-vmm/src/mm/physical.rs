@@ -838,20 +838,6 @@ mod tests {
         assert_eq!(memory.read_u64(KERNEL_BASE + 8), 42);
     }
 
-    /// The size of the host mapping (in `/proc/self/maps`) that holds `addr`.
-    fn host_mapping_size(addr: *mut u8) -> usize {
-        let addr = addr.addr();
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        maps.lines()
-            .find_map(|line| {
-                let (start, end) = line.split(' ').next()?.split_once('-')?;
-                let start = usize::from_str_radix(start, 16).ok()?;
-                let end = usize::from_str_radix(end, 16).ok()?;
-                (addr >= start && addr < end).then_some(end - start)
-            })
-            .expect("the address is mapped")
-    }
-
     #[test]
     fn kernel_areas_are_slices_of_a_shared_host_mapping() {
         let first = PhysicalMemory::new(16 << 20).unwrap();
@@ -862,8 +848,14 @@ mod tests {
         // One mapping of a whole chunk of areas (or more, where the host placed chunks side
         // by side), not one of its own per VM: making a VM costs in proportion to the
         // process's mappings.
-        let chunk = super::super::kernel_area::CHUNK_AREAS * KERNEL_SIZE as usize;
-        assert!(host_mapping_size(a.host) >= chunk);
+        use crate::mm::kernel_area::{CHUNK_AREAS, tests::mappings_holding};
+        let holding = mappings_holding(&[a.host.addr()]);
+        assert_eq!(holding.len(), 1, "the kernel area is mapped");
+        assert!(
+            holding
+                .iter()
+                .all(|(start, end)| end - start >= CHUNK_AREAS * KERNEL_SIZE as usize)
+        );
         first.write_u64(KERNEL_BASE, 1);
         second.write_u64(KERNEL_BASE, 2);
         assert_eq!(first.read_u64(KERNEL_BASE), 1);
