@@ -10,6 +10,12 @@
 //! translation to it) before another VM can take it. A chunk whose slices are all free is
 //! unmapped, except one, kept for the next VM, so a process that makes and drops one VM at a
 //! time maps nothing per VM.
+//!
+//! A slice handed out (or renewed) is backed with its own zeroed pages at once
+//! (`MADV_POPULATE_WRITE`). Otherwise the VMM's first read of a page (the vDSO data page's
+//! sequence count, read before it is written) maps the host's shared zero page, and the
+//! write after it replaces that page, which every VM of the process hears of through its
+//! MMU notifier (`docs/platform.md`, "Many VMs in one process").
 
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
@@ -52,7 +58,7 @@ pub(super) struct AreaSlab {
 static SHARED: AreaSlab = AreaSlab::new();
 
 /// One VM's kernel area: [`KERNEL_SIZE`] bytes of zeroed anonymous read-write memory, page
-/// aligned, handed back to its slab on drop.
+/// aligned and backed by pages of its own, handed back to its slab on drop.
 pub(super) struct KernelArea {
     addr: *mut u8,
     slab: &'static AreaSlab,
@@ -76,10 +82,12 @@ impl KernelArea {
         self.addr
     }
 
-    /// Makes every byte of the area read as zero again and frees its pages; KVM forgets every
+    /// Makes every byte of the area read as zero again, on fresh pages; KVM forgets every
     /// translation to it (the mmu notifier). The VM must not be running.
     pub(super) fn renew(&self) -> std::io::Result<()> {
-        zero(self.addr)
+        zero(self.addr)?;
+        populate(self.addr);
+        Ok(())
     }
 }
 
@@ -87,6 +95,16 @@ impl Drop for KernelArea {
     fn drop(&mut self) {
         self.slab.give_back(self.addr);
     }
+}
+
+/// Backs the area at `addr` with zeroed pages of its own now, as writing every page would, so
+/// no access maps the host's zero page to be replaced later (see the module's notes). Advice
+/// only: on failure (a host before Linux 5.14) the pages come as they are touched.
+fn populate(addr: *mut u8) {
+    // SAFETY: [addr, addr + AREA_BYTES) is one read-write area of a live chunk of ours, held
+    // by the caller alone; populating allocates the pages a write would, and leaves the
+    // contents of pages already present as they are.
+    unsafe { libc::madvise(addr.cast(), AREA_BYTES, libc::MADV_POPULATE_WRITE) };
 }
 
 /// Drops the pages of the area at `addr`, which then reads as zero.
@@ -109,7 +127,8 @@ impl AreaSlab {
         }
     }
 
-    /// A free area, from a new chunk if every chunk is full.
+    /// A free area, zeroed and backed by pages of its own, from a new chunk if every chunk is
+    /// full.
     pub(super) fn take(&'static self) -> std::io::Result<KernelArea> {
         let mut chunks = lock(&self.chunks);
         let index = match chunks.iter().position(|chunk| chunk.free != 0) {
@@ -128,11 +147,11 @@ impl AreaSlab {
         let offset = usize::try_from(slot)
             .unwrap_or(0)
             .saturating_mul(AREA_BYTES);
-        Ok(KernelArea {
-            // Inside the chunk: slot < CHUNK_AREAS.
-            addr: chunk.base.wrapping_add(offset),
-            slab: self,
-        })
+        // Inside the chunk: slot < CHUNK_AREAS.
+        let addr = chunk.base.wrapping_add(offset);
+        drop(chunks);
+        populate(addr);
+        Ok(KernelArea { addr, slab: self })
     }
 
     /// Takes back the area at `addr` (handed out by [`AreaSlab::take`]), zeroed; unmaps its
@@ -241,6 +260,27 @@ pub(super) mod tests {
         })
     }
 
+    /// How many pages of `area` are present and the process's own, not the host's shared zero
+    /// page (`/proc/self/pagemap`: bit 63 present, bit 56 mapped once; both readable without
+    /// privileges).
+    fn own_pages(area: &KernelArea) -> usize {
+        use std::os::unix::fs::FileExt;
+        let pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
+        let first_page = area.addr().addr() / PAGE as usize;
+        let mut entries = [0u8; 8 * AREA_PAGES];
+        pagemap
+            .read_exact_at(&mut entries, (first_page * 8) as u64)
+            .unwrap();
+        entries
+            .chunks_exact(8)
+            .map(|entry| u64::from_le_bytes(entry.try_into().unwrap()))
+            .filter(|entry| entry >> 63 == 1 && (entry >> 56) & 1 == 1)
+            .count()
+    }
+
+    /// Pages in an area.
+    const AREA_PAGES: usize = AREA_BYTES / PAGE as usize;
+
     fn slab() -> &'static AreaSlab {
         Box::leak(Box::new(AreaSlab::new()))
     }
@@ -296,6 +336,20 @@ pub(super) mod tests {
         second.renew().unwrap();
         assert_eq!(second.addr(), addr);
         assert!(zeroed(&second), "renewing zeroes the area in place");
+    }
+
+    #[test]
+    fn an_area_has_pages_of_its_own_before_anything_reads_it() {
+        let slab = slab();
+        let area = slab.take().unwrap();
+        // Reading a page that is not there would map the shared zero page, and a write
+        // after it would replace that page under every VM's MMU notifier.
+        assert!(zeroed(&area));
+        assert_eq!(own_pages(&area), AREA_PAGES, "handed out");
+        fill(&area, 5);
+        area.renew().unwrap();
+        assert!(zeroed(&area));
+        assert_eq!(own_pages(&area), AREA_PAGES, "renewed");
     }
 
     #[test]

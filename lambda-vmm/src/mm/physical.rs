@@ -560,7 +560,6 @@ impl PhysicalMemory {
     /// the guest's first touches find them present: KVM then maps eight neighbours per fault
     /// instead of one. Advice only: on failure the guest's touches fault them in.
     pub fn populate(&self, addr: u64, len: u64) {
-        const MADV_POPULATE_WRITE: libc::c_int = 23;
         let Some(host) = self.host_range(addr, len) else {
             return;
         };
@@ -568,7 +567,7 @@ impl PhysicalMemory {
         // host_range); populating allocates its pages as a write would, changing nothing
         // (pages already present keep their contents).
         unsafe {
-            libc::madvise(host.cast(), host_size(len), MADV_POPULATE_WRITE);
+            libc::madvise(host.cast(), host_size(len), libc::MADV_POPULATE_WRITE);
         }
     }
 
