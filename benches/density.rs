@@ -1,16 +1,18 @@
 //! Density: how many idle environments restored from one snapshot fit on this host, what
 //! each costs the host, and how fast they are made.
 //!
-//! `runtime-loop` at 128 MB is snapshotted once after Init. Then environments are restored
+//! `runtime-loop` at 128 MB (or `DENSITY_MEMORY_MB`) is snapshotted once after Init. Then environments are restored
 //! from it in batches (each restored, then invoked once, so it is a warm idle environment
 //! that has really run) and all kept alive, until `DENSITY_TARGET` (default 5,000) or until
 //! the host's available memory would drop under 2 GiB. Per environment the bench reports
 //! the host memory it holds (the drop in `MemAvailable`, which counts KVM's own memory and
-//! shadow page tables as well as the process's), the process's resident memory, open
+//! shadow page tables as well as the process's) and where it is (the change of each of the
+//! kernel's accounts in `/proc/meminfo`), the process's resident memory, open
 //! descriptors and threads; and the rate of restores on one thread, with and without the
 //! first invocation. The criterion group times one restore (from a pooled VM) by itself.
 //!
-//! `cargo bench --bench density` (`DENSITY_TARGET=N` to change the count).
+//! `cargo bench --bench density` (`DENSITY_TARGET=N` to change the count,
+//! `DENSITY_MEMORY_MB=N` the memory size).
 //!
 //! With `DENSITY_THREADS=N` (N > 1) the bench then makes the same count again in this
 //! process, on N threads restoring and invoking at once (an engine cold-starting on several
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group};
 use lambda::core::{CodeLocation, ExecutionEnvironment, FunctionConfig, Invocation};
 use lambda::vmm::{MicroVmBackend, RuntimeApiEnvironment, wait_for_teardown};
-use measure::meminfo;
+use measure::{meminfo, meminfo_if};
 
 const EVENT: &str = r#"{"action":"echo"}"#;
 const BATCH: usize = 250;
@@ -41,7 +43,6 @@ fn program(name: &str) -> PathBuf {
     std::path::Path::new(env!("LAMBDA_FUNCTIONS_DIR")).join(name)
 }
 
-/// A `/proc/meminfo` field, in KiB.
 /// This process's resident memory in KiB, open descriptors, threads and host mappings.
 fn process() -> (u64, usize, usize, usize) {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -59,6 +60,57 @@ fn process() -> (u64, usize, usize, usize) {
         count("/proc/self/task"),
         mappings,
     )
+}
+
+/// The `/proc/meminfo` fields that say where the host memory held by environments is, each
+/// with what it holds here.
+const MEMORY_PARTS: [(&str, &str); 7] = [
+    (
+        "VmallocUsed",
+        "KVM's per-VM metadata (10 bytes per 4 KiB page of each memory slot), worker stacks",
+    ),
+    (
+        "SUnreclaim",
+        "unreclaimable kernel objects (KVM's VM and vCPU structures)",
+    ),
+    (
+        "SReclaimable",
+        "reclaimable kernel objects (inodes, dentries)",
+    ),
+    (
+        "AnonPages",
+        "the process's own pages (what the guests wrote, kernel areas)",
+    ),
+    ("SecPageTables", "KVM's shadow page tables"),
+    ("KernelStack", "kernel stacks"),
+    ("PageTables", "the process's page tables"),
+];
+
+/// Each of [`MEMORY_PARTS`] now, in KiB (0 where this kernel has no such field).
+fn memory_parts() -> Vec<u64> {
+    MEMORY_PARTS
+        .iter()
+        .map(|(field, _)| meminfo_if(field).unwrap_or(0))
+        .collect()
+}
+
+/// Prints how [`MEMORY_PARTS`] moved from `before` to now, per environment of `count`, and
+/// what of `held_kib` (the fall of `MemAvailable`) none of them counts.
+fn print_memory_parts(before: &[u64], held_kib: u64, count: usize) {
+    let per = |kib: i64| kib as f64 / count as f64;
+    println!("  where that memory is, per environment (the change of each /proc/meminfo field):");
+    let mut rest = held_kib as i64;
+    for ((field, what), (before, now)) in MEMORY_PARTS.iter().zip(before.iter().zip(memory_parts()))
+    {
+        let change = now as i64 - *before as i64;
+        rest -= change;
+        println!("    {field:<14}{:>8.1} KiB  {what}", per(change));
+    }
+    println!(
+        "    {:<14}{:>8.1} KiB  counted in none of these",
+        "the rest",
+        per(rest)
+    );
 }
 
 /// This process's threads by name, most common first.
@@ -82,12 +134,18 @@ fn env_count(name: &str) -> Option<usize> {
     std::env::var(name).ok()?.parse().ok()
 }
 
-/// `runtime-loop` at 128 MB, as every environment here runs it.
+/// The memory size of every environment here: `DENSITY_MEMORY_MB`, 128 when unset.
+fn memory_mb() -> u32 {
+    env_count("DENSITY_MEMORY_MB").map_or(128, |mb| u32::try_from(mb).expect("memory size"))
+}
+
+/// `runtime-loop` at [`memory_mb`], as every environment here runs it.
 fn runtime_loop() -> FunctionConfig {
     FunctionConfig::new(
         "runtime-loop",
         CodeLocation::Executable(program("runtime-loop")),
     )
+    .with_memory_mb(memory_mb())
 }
 
 /// Restores `count` environments from `snapshot` and invokes each once, keeping them.
@@ -261,7 +319,7 @@ fn density(c: &mut Criterion) {
                 total += start.elapsed();
                 Box::new(environment).shutdown();
                 wait_for_teardown();
-                backend.wait_for_spare_vms(128);
+                backend.wait_for_spare_vms(memory_mb());
             }
             total
         })
@@ -274,6 +332,7 @@ fn density(c: &mut Criterion) {
     let backend = MicroVmBackend::new().expect("KVM");
     wait_for_teardown();
     let available_before = meminfo("MemAvailable");
+    let parts_before = memory_parts();
     let (rss_before, fds_before, threads_before, mappings_before) = process();
     let mut environments: Vec<RuntimeApiEnvironment> = Vec::with_capacity(target);
     let (mut restoring, mut invoking) = (Duration::ZERO, Duration::ZERO);
@@ -318,7 +377,10 @@ fn density(c: &mut Criterion) {
     let (rss, fds, threads, mappings) = process();
     let per = |kib: u64| kib as f64 / count as f64 / 1024.0;
     let fit_in_20_gb = (20u64 << 20) as f64 / (held_kib as f64 / count as f64);
-    println!("\ndensity: idle `runtime-loop` environments at 128 MB restored from one snapshot");
+    println!(
+        "\ndensity: idle `runtime-loop` environments at {} MB restored from one snapshot",
+        memory_mb()
+    );
     println!("  {stopped}");
     println!(
         "  host memory held: {:.2} GiB in all, {:.2} MiB per environment (MemAvailable); \
@@ -327,6 +389,7 @@ fn density(c: &mut Criterion) {
         per(held_kib),
         per(rss.saturating_sub(rss_before))
     );
+    print_memory_parts(&parts_before, held_kib, count);
     println!("  so 20 GB holds about {fit_in_20_gb:.0} of them");
     println!(
         "  per environment: {:.2} descriptors, {:.2} threads, {:.2} host mappings (the \

@@ -132,13 +132,16 @@ pub fn child_command_run(
 /// A field of `/proc/meminfo`, in KiB (`MemAvailable` is what the host can still give:
 /// it counts KVM's own memory and shadow page tables as well as processes').
 pub fn meminfo(field: &str) -> u64 {
+    meminfo_if(field).unwrap_or_else(|| panic!("no {field} in /proc/meminfo"))
+}
+
+/// A field of `/proc/meminfo`, in KiB, or `None` where this kernel has no such field.
+pub fn meminfo_if(field: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.trim().trim_end_matches(" kB").parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/meminfo"))
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches(" kB").parse().ok()
+    })
 }
 
 /// Times `f`.
