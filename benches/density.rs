@@ -71,7 +71,7 @@ const MEMORY_PARTS: [(&str, &str); 7] = [
     ),
     (
         "SUnreclaim",
-        "unreclaimable kernel objects (KVM's VM and vCPU structures)",
+        "unreclaimable kernel objects (KVM's VM and vCPU ones among them)",
     ),
     (
         "SReclaimable",
@@ -107,7 +107,9 @@ fn print_memory_parts(before: &[u64], held_kib: u64, count: usize) {
         println!("    {field:<14}{:>8.1} KiB  {what}", per(change));
     }
     println!(
-        "    {:<14}{:>8.1} KiB  counted in none of these",
+        "    {:<14}{:>8.1} KiB  the fall of MemAvailable less the above: pages KVM keeps ready \
+         for shadow page tables, counted nowhere until used (MemAvailable is an estimate, so \
+         this can be negative)",
         "the rest",
         per(rest)
     );
