@@ -1,15 +1,16 @@
 //! Density: how many idle environments restored from one snapshot fit on this host, what
 //! each costs the host, and how fast they are made.
 //!
-//! `runtime-loop` at 128 MB (or `DENSITY_MEMORY_MB`) is snapshotted once after Init. Then environments are restored
-//! from it in batches (each restored, then invoked once, so it is a warm idle environment
-//! that has really run) and all kept alive, until `DENSITY_TARGET` (default 5,000) or until
-//! the host's available memory would drop under 2 GiB. Per environment the bench reports
-//! the host memory it holds (the drop in `MemAvailable`, which counts KVM's own memory and
-//! shadow page tables as well as the process's) and where it is (the change of each of the
-//! kernel's accounts in `/proc/meminfo`), the process's resident memory, open
-//! descriptors and threads; and the rate of restores on one thread, with and without the
-//! first invocation. The criterion group times one restore (from a pooled VM) by itself.
+//! `runtime-loop` at 128 MB (or `DENSITY_MEMORY_MB`) is snapshotted once after Init. Then
+//! environments are restored from it in batches (each restored, then invoked once, so it is
+//! a warm idle environment that has really run) and all kept alive, until `DENSITY_TARGET`
+//! (default 5,000) or until the host's available memory would drop under 2 GiB. Per
+//! environment the bench reports the host memory it holds (the drop in `MemAvailable`, which
+//! counts KVM's own memory and shadow page tables as well as the process's) and where it is
+//! (the change of each of the kernel's accounts in `/proc/meminfo`), the process's resident
+//! memory, open descriptors and threads; and the rate of restores on one thread, with and
+//! without the first invocation. The criterion group times one restore (from a pooled VM)
+//! by itself.
 //!
 //! `cargo bench --bench density` (`DENSITY_TARGET=N` to change the count,
 //! `DENSITY_MEMORY_MB=N` the memory size).
