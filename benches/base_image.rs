@@ -32,7 +32,7 @@ use lambda::core::{
     Backend, CodeLocation, Contract, ExecutionEnvironment, FunctionConfig, Invocation,
 };
 use lambda::vmm::{MicroVmBackend, ProcessBackend, wait_for_teardown};
-use measure::{Cost, child_process_run, meminfo, print_table, sample, timed, write_zip};
+use measure::{Cost, Meminfo, child_process_run, print_table, sample, timed, write_zip};
 
 const RUNS: usize = 100;
 const WARMUP: usize = 10;
@@ -273,7 +273,7 @@ fn base_image() {
         let config = FunctionConfig::new(name, CodeLocation::Executable(program(name)))
             .with_base_image(&image);
         wait_for_teardown();
-        let (anon_before, shmem_before) = (meminfo("AnonPages"), meminfo("Shmem"));
+        let before = Meminfo::now();
         let environments: Vec<_> = (0..IDLE)
             .map(|_| {
                 let mut environment = backend.create_runtime_api(&config).expect("create");
@@ -282,8 +282,11 @@ fn base_image() {
                 environment
             })
             .collect();
-        let anon = meminfo("AnonPages").saturating_sub(anon_before);
-        let shmem = meminfo("Shmem").saturating_sub(shmem_before);
+        let after = Meminfo::now();
+        let anon = after
+            .kib("AnonPages")
+            .saturating_sub(before.kib("AnonPages"));
+        let shmem = after.kib("Shmem").saturating_sub(before.kib("Shmem"));
         for environment in environments {
             Box::new(environment).shutdown();
         }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group};
 use lambda::core::{CodeLocation, ExecutionEnvironment, FunctionConfig, Invocation};
 use lambda::vmm::{MicroVmBackend, RuntimeApiEnvironment, wait_for_teardown};
-use measure::{meminfo, meminfo_if};
+use measure::{Meminfo, meminfo};
 
 const EVENT: &str = r#"{"action":"echo"}"#;
 const BATCH: usize = 250;
@@ -87,25 +87,18 @@ const MEMORY_PARTS: [(&str, &str); 7] = [
     ("PageTables", "the process's page tables"),
 ];
 
-/// Each of [`MEMORY_PARTS`] now, in KiB (0 where this kernel has no such field).
-fn memory_parts() -> Vec<u64> {
-    MEMORY_PARTS
-        .iter()
-        .map(|(field, _)| meminfo_if(field).unwrap_or(0))
-        .collect()
-}
-
-/// Prints how [`MEMORY_PARTS`] moved from `before` to now, per environment of `count`, and
-/// what of `held_kib` (the fall of `MemAvailable`) none of them counts.
-fn print_memory_parts(before: &[u64], held_kib: u64, count: usize) {
+/// Prints how each of [`MEMORY_PARTS`] moved from `before` to `after`, per environment of
+/// `count` (0 for a field this kernel lacks), and what of the fall of `MemAvailable` none of
+/// them counts.
+fn print_memory_parts(before: &Meminfo, after: &Meminfo, count: usize) {
+    let kib = |memory: &Meminfo, field: &str| memory.field(field).unwrap_or(0) as i64;
+    let change = |field: &str| kib(after, field) - kib(before, field);
     let per = |kib: i64| kib as f64 / count as f64;
     println!("  where that memory is, per environment (the change of each /proc/meminfo field):");
-    let mut rest = held_kib as i64;
-    for ((field, what), (before, now)) in MEMORY_PARTS.iter().zip(before.iter().zip(memory_parts()))
-    {
-        let change = now as i64 - *before as i64;
-        rest -= change;
-        println!("    {field:<14}{:>8.1} KiB  {what}", per(change));
+    let mut rest = -change("MemAvailable");
+    for (field, what) in MEMORY_PARTS {
+        rest -= change(field);
+        println!("    {field:<14}{:>8.1} KiB  {what}", per(change(field)));
     }
     println!(
         "    {:<14}{:>8.1} KiB  the fall of MemAvailable less the above: pages KVM keeps ready \
@@ -334,8 +327,7 @@ fn density(c: &mut Criterion) {
     // move the same work to another thread.
     let backend = MicroVmBackend::new().expect("KVM");
     wait_for_teardown();
-    let available_before = meminfo("MemAvailable");
-    let parts_before = memory_parts();
+    let memory_before = Meminfo::now();
     let (rss_before, fds_before, threads_before, mappings_before) = process();
     let mut environments: Vec<RuntimeApiEnvironment> = Vec::with_capacity(target);
     let (mut restoring, mut invoking) = (Duration::ZERO, Duration::ZERO);
@@ -376,7 +368,10 @@ fn density(c: &mut Criterion) {
         batch_rates.push(made as f64 / (restoring - batch_start.1).as_secs_f64());
     }
     let count = environments.len().max(1);
-    let held_kib = available_before.saturating_sub(meminfo("MemAvailable"));
+    let memory_after = Meminfo::now();
+    let held_kib = memory_before
+        .kib("MemAvailable")
+        .saturating_sub(memory_after.kib("MemAvailable"));
     let (rss, fds, threads, mappings) = process();
     let per = |kib: u64| kib as f64 / count as f64 / 1024.0;
     let fit_in_20_gb = (20u64 << 20) as f64 / (held_kib as f64 / count as f64);
@@ -392,7 +387,7 @@ fn density(c: &mut Criterion) {
         per(held_kib),
         per(rss.saturating_sub(rss_before))
     );
-    print_memory_parts(&parts_before, held_kib, count);
+    print_memory_parts(&memory_before, &memory_after, count);
     println!("  so 20 GB holds about {fit_in_20_gb:.0} of them");
     println!(
         "  per environment: {:.2} descriptors, {:.2} threads, {:.2} host mappings (the \

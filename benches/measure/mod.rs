@@ -132,16 +132,31 @@ pub fn child_command_run(
 /// A field of `/proc/meminfo`, in KiB (`MemAvailable` is what the host can still give:
 /// it counts KVM's own memory and shadow page tables as well as processes').
 pub fn meminfo(field: &str) -> u64 {
-    meminfo_if(field).unwrap_or_else(|| panic!("no {field} in /proc/meminfo"))
+    Meminfo::now().kib(field)
 }
 
-/// A field of `/proc/meminfo`, in KiB, or `None` where this kernel has no such field.
-pub fn meminfo_if(field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-        rest.trim().trim_end_matches(" kB").parse().ok()
-    })
+/// `/proc/meminfo` as read at one moment, so that fields compared with each other agree.
+pub struct Meminfo(String);
+
+impl Meminfo {
+    /// Reads `/proc/meminfo` now.
+    pub fn now() -> Meminfo {
+        Meminfo(std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo"))
+    }
+
+    /// A field, in KiB, or `None` where this kernel has no such field.
+    pub fn field(&self, field: &str) -> Option<u64> {
+        self.0.lines().find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.trim().trim_end_matches(" kB").parse().ok()
+        })
+    }
+
+    /// A field every kernel here has, in KiB.
+    pub fn kib(&self, field: &str) -> u64 {
+        self.field(field)
+            .unwrap_or_else(|| panic!("no {field} in /proc/meminfo"))
+    }
 }
 
 /// Times `f`.
