@@ -27,6 +27,7 @@ mod page_table;
 mod pages;
 #[allow(unsafe_code)]
 pub mod physical;
+mod slots;
 mod space;
 mod touched;
 mod vma;
@@ -135,6 +136,15 @@ pub struct FileSource<'a> {
     pub syscall_offsets: Option<&'a std::collections::BTreeSet<u64>>,
 }
 
+/// Puts every chunk `space`'s frame pool has handed out in a memory slot
+/// ([`PhysicalMemory::cover`]): what an address space restored from a snapshot may reach.
+fn cover_used(physical: &PhysicalMemory, space: &AddressSpace) -> std::io::Result<()> {
+    for (start, len) in space.pool.used_ranges() {
+        physical.cover(start, len)?;
+    }
+    Ok(())
+}
+
 /// The guest's memory: its physical memory and its address space.
 pub struct GuestMemory {
     physical: PhysicalMemory,
@@ -182,6 +192,7 @@ impl GuestMemory {
             return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
         }
         let mut space = self.space();
+        cover_used(&self.physical, &saved.space)?;
         self.physical.map_user_memory(file.as_fd())?;
         self.physical.write(saved.space.tables.root(), &saved.root);
         *space = saved.space.clone();
@@ -194,6 +205,8 @@ impl GuestMemory {
     /// [`GuestMemory::restore`] leaves, without first building an address space that the
     /// restore replaces (whose page tables would land in the file's pages).
     pub fn restored(physical: PhysicalMemory, saved: &SavedSpace) -> GuestMemory {
+        // Not attached to a VM yet, so this only plans the slots (it cannot fail).
+        let _ = cover_used(&physical, &saved.space);
         physical.write(saved.space.tables.root(), &saved.root);
         GuestMemory {
             physical,
@@ -211,6 +224,14 @@ impl GuestMemory {
     /// The physical memory, without the address space over it.
     pub fn into_physical(self) -> PhysicalMemory {
         self.physical
+    }
+
+    /// The guest-physical address of the byte at `va`, if its page has a frame.
+    #[cfg(test)]
+    pub(crate) fn translate(&self, va: u64) -> Option<u64> {
+        let mut space = self.space();
+        let frame = self.frame(&mut space, va, false)?;
+        Some(frame.saturating_add(va & (PAGE - 1)))
     }
 
     /// The guest's physical memory.

@@ -51,6 +51,22 @@ fn entry_at(table: u64, va: u64, level: usize) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoFrame;
 
+/// A frame from `pool` for the guest, in a memory slot (`PhysicalMemory::cover`) before
+/// anything can point at it; a chunk it cut is backed by small host pages from then on.
+/// `None` when the pool is empty, or when the VM could not register the slot (the frame is
+/// given back).
+pub(super) fn take_frame(physical: &PhysicalMemory, pool: &mut FramePool) -> Option<u64> {
+    let (frame, became) = pool.take_frame()?;
+    if physical.cover(frame, PAGE).is_err() {
+        pool.give_frame(frame);
+        return None;
+    }
+    if let Some(Became::Frames(chunk)) = became {
+        physical.prefer_huge(chunk, CHUNK, false);
+    }
+    Some(frame)
+}
+
 /// The entry that maps a page, where it lies and what it says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leaf {
@@ -162,10 +178,7 @@ impl PageTables {
         physical: &PhysicalMemory,
         pool: &mut FramePool,
     ) -> Result<u64, NoFrame> {
-        let (frame, became) = pool.take_frame().ok_or(NoFrame)?;
-        if let Some(Became::Frames(chunk)) = became {
-            physical.prefer_huge(chunk, CHUNK, false);
-        }
+        let frame = take_frame(physical, pool).ok_or(NoFrame)?;
         self.tables = self.tables.saturating_add(1);
         Ok(frame)
     }

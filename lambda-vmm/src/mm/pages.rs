@@ -17,10 +17,10 @@
 //! weakened or pointed elsewhere, the frame is discarded (when freed) or revoked (when kept)
 //! before the guest runs again, which drops every translation KVM holds to it.
 
-use super::frames::Became;
 use super::layout::{CHUNK, PAGE, chunk_of};
 use super::page_table::{
     ACCESSED, ADDRESS, DIRTY, KEPT, LARGE, Leaf, NO_EXECUTE, NoFrame, PRESENT, USER, WRITABLE,
+    take_frame,
 };
 use super::physical::PhysicalMemory;
 use super::space::{AddressSpace, Backing};
@@ -120,7 +120,11 @@ impl AddressSpace {
         }
         let stretch = chunk_of(va);
         if !self.backings.contains_key(&stretch) {
-            let backing = match vma.dense.then(|| self.take_chunk_for(stretch)).flatten() {
+            let backing = match vma
+                .dense
+                .then(|| self.take_chunk_for(physical, stretch))
+                .flatten()
+            {
                 Some(chunk) => {
                     physical.prefer_huge(chunk, CHUNK, vma.huge || self.in_grown_heap(va));
                     Backing::Whole { chunk, pages: 0 }
@@ -197,11 +201,19 @@ impl AddressSpace {
     }
 
     /// A free chunk for `stretch`: one whose large-page home it is if any is free, else one
-    /// without a home, else any (which then serves as 4 KiB pages).
-    fn take_chunk_for(&mut self, stretch: u64) -> Option<u64> {
+    /// without a home, else any (which then serves as 4 KiB pages). It is in a memory slot
+    /// (`PhysicalMemory::cover`) before anything can point at it; `None` when no chunk is
+    /// free or the VM could not register the slot.
+    fn take_chunk_for(&mut self, physical: &PhysicalMemory, stretch: u64) -> Option<u64> {
         let homes = &self.homes;
-        self.pool
-            .take_chunk_ranked(|chunk| homes.suitability(chunk, stretch))
+        let chunk = self
+            .pool
+            .take_chunk_ranked(|chunk| homes.suitability(chunk, stretch))?;
+        if physical.cover(chunk, CHUNK).is_err() {
+            self.pool.give_chunk(chunk);
+            return None;
+        }
+        Some(chunk)
     }
 
     /// Whether the stretch's page table (if any) maps only its own chunk's frames with
@@ -254,16 +266,13 @@ impl AddressSpace {
         while page < to {
             let at = self.tables.table_entry(physical, &mut self.pool, page)?;
             if physical.read_u64(at) & (PRESENT | KEPT) == 0 {
-                let Some((frame, became)) = self.pool.take_frame() else {
+                let Some(frame) = take_frame(physical, &mut self.pool) else {
                     if page == (va & !(PAGE - 1)) {
                         self.add_pages(stretch, added);
                         return Err(OutOfMemory);
                     }
                     break;
                 };
-                if let Some(Became::Frames(chunk)) = became {
-                    physical.prefer_huge(chunk, CHUNK, false);
-                }
                 Invalidations::push(&mut fresh, frame, PAGE);
                 physical.write_u64(at, frame | flags);
                 added = added.saturating_add(1);
@@ -476,7 +485,7 @@ impl AddressSpace {
             Some(Backing::Whole { chunk, .. }) => Some(chunk),
             Some(Backing::Frames { .. }) => None,
             None => {
-                let chunk = self.take_chunk_for(stretch)?;
+                let chunk = self.take_chunk_for(physical, stretch)?;
                 physical.prefer_huge(chunk, CHUNK, false);
                 self.backings
                     .insert(stretch, Backing::Whole { chunk, pages: 0 });

@@ -21,6 +21,8 @@ use vm_memory::{
 };
 
 use super::kernel_area::KernelArea;
+use super::slots::{KERNEL_SLOT, Plan, Slots};
+pub use super::slots::{Registrar, Slot};
 use crate::sync::lock;
 
 /// Size of a small page.
@@ -59,17 +61,6 @@ impl AllocError {
             source: "too small to hold the page tables of the stack and the vDSO".into(),
         }
     }
-}
-
-/// One host mapping to register with KVM as a memory slot.
-#[derive(Debug, Clone, Copy)]
-pub struct Slot {
-    /// Its guest-physical address.
-    pub guest_phys: u64,
-    /// Where the host mapped it.
-    pub host: *mut u8,
-    /// Its size in bytes.
-    pub size: u64,
 }
 
 /// Alignment of the host mapping of the function's memory: a 2 MiB chunk of it must be a
@@ -271,7 +262,10 @@ impl Drop for HostMapping {
 
 /// The guest's physical memory.
 pub struct PhysicalMemory {
-    /// Regions over `user` and `kernel` (declared first: dropped before them).
+    /// The memory slots KVM holds of this memory (`slots.rs`). Declared first: a VM whose
+    /// last handle is its registrar closes before the memory is unmapped.
+    slots: std::sync::Mutex<Slots>,
+    /// Regions over `user` and `kernel` (dropped before them).
     memory: GuestMemoryMmap,
     /// The function memory's host mapping.
     user: HostMapping,
@@ -322,6 +316,10 @@ impl PhysicalMemory {
         ];
         let memory = GuestMemoryMmap::from_regions(regions).map_err(|e| error(e.into()))?;
         Ok(PhysicalMemory {
+            slots: std::sync::Mutex::new(Slots {
+                plan: Plan::new(user_size),
+                registrar: None,
+            }),
             memory,
             user,
             kernel,
@@ -362,14 +360,20 @@ impl PhysicalMemory {
         self.user.aligned_to(HOST_ALIGN)
     }
 
-    /// Makes the memory as [`PhysicalMemory::new`] made it: both slots replaced by fresh
-    /// anonymous memory that reads as zero, nothing mapped from a file, huge pages allowed
-    /// and not yet asked for. The VM must not be running.
+    /// Makes the memory as [`PhysicalMemory::new`] made it: the function memory and the
+    /// kernel area replaced by fresh anonymous memory that reads as zero, nothing mapped
+    /// from a file, huge pages allowed and not yet asked for, no slot planned. The memory
+    /// must be detached from its VM first ([`PhysicalMemory::detach`]).
     pub fn renew(&self) -> Result<(), AllocError> {
         let error = |error: std::io::Error| AllocError {
             size: self.user_size,
             source: error.into(),
         };
+        {
+            let mut slots = lock(&self.slots);
+            slots.registrar = None;
+            slots.plan = Plan::new(self.user_size);
+        }
         self.user.renew().map_err(error)?;
         self.kernel.renew().map_err(error)?;
         lock(&self.file_spans).clear();
@@ -389,8 +393,9 @@ impl PhysicalMemory {
         self.user_size
     }
 
-    /// The memory slots to register with KVM.
-    pub fn slots(&self) -> Vec<Slot> {
+    /// The host mappings: the function memory, then the kernel area.
+    #[cfg(test)]
+    pub fn regions(&self) -> Vec<Slot> {
         self.memory
             .iter()
             .map(|region| Slot {
@@ -399,6 +404,77 @@ impl PhysicalMemory {
                 size: region.len(),
             })
             .collect()
+    }
+
+    /// `[addr, addr + len)` as a memory slot (it must lie inside one host mapping).
+    fn slot(&self, addr: u64, len: u64) -> std::io::Result<Slot> {
+        let host = self
+            .host_range(addr, len)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        Ok(Slot {
+            guest_phys: addr,
+            host,
+            size: len,
+        })
+    }
+
+    /// The slots this memory has, by number: the kernel area's, then the function memory's
+    /// pieces planned so far, in the order they were added (`slots.rs`).
+    pub fn planned_slots(&self) -> Vec<(u32, Slot)> {
+        let slots = lock(&self.slots);
+        let mut all = Vec::with_capacity(slots.plan.pieces().len().saturating_add(1));
+        if let Ok(kernel) = self.slot(KERNEL_BASE, KERNEL_SIZE) {
+            all.push((KERNEL_SLOT, kernel));
+        }
+        for (&(start, len), number) in slots.plan.pieces().iter().zip(1u32..) {
+            if let Ok(piece) = self.slot(start, len) {
+                all.push((number, piece));
+            }
+        }
+        all
+    }
+
+    /// Hands the memory to a VM: registers every slot planned so far with `registrar`
+    /// (the kernel area's, and the function memory's pieces), which from then on registers
+    /// each piece [`PhysicalMemory::cover`] adds. On an error nothing stays attached (the
+    /// slots already registered stay so until the VM closes or deletes them).
+    pub fn attach(&self, registrar: Registrar) -> std::io::Result<()> {
+        for (number, slot) in self.planned_slots() {
+            registrar(number, slot)?;
+        }
+        lock(&self.slots).registrar = Some(registrar);
+        Ok(())
+    }
+
+    /// Takes the memory from its VM: no further piece is registered, and the slots KVM
+    /// holds of it are returned (by number) for the VM to delete. Nothing if it was not
+    /// attached.
+    pub fn detach(&self) -> Vec<(u32, Slot)> {
+        let attached = lock(&self.slots).registrar.take().is_some();
+        if attached {
+            self.planned_slots()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Makes sure `[addr, addr + len)` of the function memory is in a memory slot before
+    /// anything hands it to the guest: the pieces `slots.rs` plans are registered with the
+    /// VM if the memory is attached to one (else they are registered when it is). An error
+    /// is the VM's, from `KVM_SET_USER_MEMORY_REGION`; the range is then not covered.
+    pub fn cover(&self, addr: u64, len: u64) -> std::io::Result<()> {
+        let mut slots = lock(&self.slots);
+        for piece in slots.plan.needed(addr, len) {
+            if let Some(registrar) = &slots.registrar {
+                let number = u32::try_from(slots.plan.pieces().len())
+                    .ok()
+                    .and_then(|n| n.checked_add(1))
+                    .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOSPC))?;
+                registrar(number, self.slot(piece.0, piece.1)?)?;
+            }
+            slots.plan.add(piece);
+        }
+        Ok(())
     }
 
     /// The host address of `[addr, addr + len)`, which must lie inside one slot.
@@ -820,15 +896,15 @@ mod tests {
     fn the_function_memory_is_2_mib_aligned_on_the_host() {
         for size in [128u64 << 20, 129 << 20, 1000 << 20] {
             let memory = PhysicalMemory::new(size).unwrap();
-            assert_eq!(memory.slots()[0].host as u64 % HOST_ALIGN, 0, "{size}");
-            assert_eq!(memory.slots()[0].size, size);
+            assert_eq!(memory.regions()[0].host as u64 % HOST_ALIGN, 0, "{size}");
+            assert_eq!(memory.regions()[0].size, size);
         }
     }
 
     #[test]
     fn the_kernel_area_is_its_own_slot() {
         let memory = PhysicalMemory::new(128 << 20).unwrap();
-        let slots = memory.slots();
+        let slots = memory.regions();
         assert_eq!(slots.len(), 2);
         assert_eq!(slots[0].guest_phys, USER_BASE);
         assert_eq!(slots[0].size, 128 << 20);
@@ -841,7 +917,7 @@ mod tests {
     fn kernel_areas_are_slices_of_a_shared_host_mapping() {
         let first = PhysicalMemory::new(16 << 20).unwrap();
         let second = PhysicalMemory::new(16 << 20).unwrap();
-        let (a, b) = (first.slots()[1], second.slots()[1]);
+        let (a, b) = (first.regions()[1], second.regions()[1]);
         assert_eq!((a.size, b.size), (KERNEL_SIZE, KERNEL_SIZE));
         assert_ne!(a.host, b.host);
         // One mapping of a whole chunk of areas (or more, where the host placed chunks side

@@ -17,11 +17,13 @@ pub use kick::KickError;
 pub use kvm::KvmUnavailable;
 pub use vcpu::{Exit, Vcpu};
 
+use std::sync::Arc;
+
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 
 use crate::mm::GuestMemory;
-use crate::mm::physical::PhysicalMemory;
+use crate::mm::physical::{PhysicalMemory, Slot};
 
 /// A micro-VM: a KVM VM, its memory and its vCPUs, ready to run a program.
 pub struct MicroVm {
@@ -29,7 +31,9 @@ pub struct MicroVm {
     /// (declared before `vm` so they are closed first). A running machine takes them out and
     /// puts them back before the VM is torn down.
     pub vcpus: Vec<Vcpu>,
-    vm: VmFd,
+    /// The VM; its memory holds the other handle, to register slots as the guest's use of
+    /// memory grows (`mm/slots.rs`), and drops it before it unmaps anything.
+    vm: Arc<VmFd>,
     /// The guest's memory (dropped last: KVM must no longer use it).
     pub memory: GuestMemory,
 }
@@ -72,6 +76,7 @@ impl MicroVm {
         let context = kvm::context()?;
         let vm = kvm::retry_interrupted(|| context.kvm.create_vm())
             .map_err(VmError::kvm("KVM_CREATE_VM"))?;
+        let vm = Arc::new(vm);
         let memory = make()?;
         register_memory(&vm, memory.physical())?;
         let vcpu = new_vcpu(&vm, 0)?;
@@ -119,8 +124,8 @@ impl MicroVm {
                 vcpu.reset()?;
             }
             let physical = if physical.renewable() {
-                physical.renew()?;
                 unregister_memory(&vm, &physical)?;
+                physical.renew()?;
                 physical
             } else {
                 // Memory made over a snapshot file sits where the kernel put the file, maybe
@@ -158,28 +163,43 @@ impl MicroVm {
     }
 }
 
-/// Registers `physical`'s slots with the VM, in order from slot 0.
-fn register_memory(vm: &VmFd, physical: &PhysicalMemory) -> Result<(), VmError> {
-    for (slot, region) in (0u32..).zip(physical.slots()) {
-        let region = kvm_userspace_memory_region {
-            slot,
-            flags: 0,
-            guest_phys_addr: region.guest_phys,
-            memory_size: region.size,
-            userspace_addr: region.host as u64,
-        };
-        // SAFETY: the region describes one of `physical`'s host mappings, which live as long
-        // as the VM: `MicroVm` drops its memory after the VM and vCPU fds are closed, and
-        // `MicroVm::renew` tears the VM down first when it gives the memory up.
-        unsafe { vm.set_user_memory_region(region) }
-            .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
-    }
-    Ok(())
+/// Attaches `physical` to the VM: its slots planned so far are registered now, and each
+/// piece of function memory it covers later when it covers it (`mm/slots.rs`).
+fn register_memory(vm: &Arc<VmFd>, physical: &PhysicalMemory) -> Result<(), VmError> {
+    let vm = Arc::clone(vm);
+    physical
+        .attach(Box::new(move |number, slot| {
+            register_slot(&vm, number, slot)
+        }))
+        .map_err(|error| {
+            VmError::kvm("KVM_SET_USER_MEMORY_REGION")(kvm_ioctls::Error::new(
+                error.raw_os_error().unwrap_or(libc::EIO),
+            ))
+        })
 }
 
-/// Deletes `physical`'s slots from the VM (size 0): KVM drops every shadow page it built.
+/// Registers `slot` of a VM's memory as memory slot `number`.
+fn register_slot(vm: &VmFd, number: u32, slot: Slot) -> std::io::Result<()> {
+    let region = kvm_userspace_memory_region {
+        slot: number,
+        flags: 0,
+        guest_phys_addr: slot.guest_phys,
+        memory_size: slot.size,
+        userspace_addr: slot.host as u64,
+    };
+    // SAFETY: the region is part of the host mappings of the `PhysicalMemory` that calls
+    // this (its registrar), and they outlive the slot: that memory drops its registrar, the
+    // VM's last handle but one, before it unmaps anything, and `MicroVm` closes its vCPUs and
+    // its own handle before it drops the memory; `MicroVm::renew` deletes the slots before
+    // it gives the memory up.
+    unsafe { vm.set_user_memory_region(region) }
+        .map_err(|error| std::io::Error::from_raw_os_error(error.errno()))
+}
+
+/// Deletes `physical`'s slots from the VM (size 0), which drops every shadow page KVM built,
+/// and detaches the memory from it.
 fn unregister_memory(vm: &VmFd, physical: &PhysicalMemory) -> Result<(), VmError> {
-    for (slot, region) in (0u32..).zip(physical.slots()) {
+    for (slot, region) in physical.detach() {
         let region = kvm_userspace_memory_region {
             slot,
             flags: 0,
@@ -234,6 +254,72 @@ mod tests {
         vcpu.syscall().number
     }
 
+    /// Bytes of function memory KVM holds as slots (all but the kernel area's slot).
+    fn registered_bytes(vm: &MicroVm) -> u64 {
+        let slots = vm.memory.physical().planned_slots();
+        assert_eq!(slots[0].1.guest_phys, crate::mm::physical::KERNEL_BASE);
+        slots[1..].iter().map(|(_, slot)| slot.size).sum()
+    }
+
+    /// Writes `LOAD_AND_CALL` (loading `number`) into a fresh stretch of the guest that gets
+    /// a whole chunk of its own, after taking `stretches` chunks below it; returns its
+    /// address and the chunk's guest-physical address.
+    fn code_in_a_high_chunk(vm: &MicroVm, stretches: u64, number: u64) -> (u64, u64) {
+        const RWX: u64 = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        const ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        const CHUNK: u64 = 2 << 20;
+        let len = (stretches + 1) * CHUNK;
+        let start = vm.memory.mmap(0, len + CHUNK, RWX, ANON).expect("mmap");
+        let start = start.next_multiple_of(CHUNK);
+        for stretch in 0..stretches {
+            vm.memory
+                .write(start + stretch * CHUNK, &[1])
+                .expect("touch");
+        }
+        let code = start + stretches * CHUNK;
+        vm.memory.write(code, &LOAD_AND_CALL).expect("code");
+        vm.memory
+            .write(code + 0x100, &number.to_le_bytes())
+            .expect("data");
+        let frame = vm.memory.translate(code).expect("a frame");
+        (code, frame)
+    }
+
+    /// KVM is told of the function memory as the guest comes to use it (`mm/slots.rs`): a
+    /// new VM of 128 MiB registers 8 MiB of it, and code the guest runs from a chunk near the
+    /// top of its memory, handed out later, is memory to KVM, not an MMIO exit. So it is
+    /// after the VM is renewed (which starts again from 8 MiB), and in a VM restored from a
+    /// snapshot taken there, either way a restore is made.
+    #[test]
+    #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+    fn memory_high_in_the_guest_is_in_a_slot_before_the_guest_runs_there() {
+        let mut vm = MicroVm::new(128 << 20).expect("a VM (needs /dev/kvm)");
+        assert_eq!(registered_bytes(&vm), 8 << 20, "a new VM");
+        let (code, frame) = code_in_a_high_chunk(&vm, 50, 231);
+        assert!(frame >= 100 << 20, "the code's frame {frame:#x} is high");
+        assert!(registered_bytes(&vm) > frame);
+        assert!(registered_bytes(&vm) <= 128 << 20);
+        assert_eq!(first_syscall(&mut vm, code), 231);
+
+        let file = crate::host::sealable_memory_file(c"slot-growth-test").expect("memfd");
+        let saved = vm.memory.save(&file).expect("save");
+
+        let mut vm = vm.renew().expect("renewed");
+        assert_eq!(registered_bytes(&vm), 8 << 20, "a renewed VM");
+        let (again, _) = code_in_a_high_chunk(&vm, 50, 60);
+        assert_eq!(first_syscall(&mut vm, again), 60);
+
+        let mut restored = MicroVm::restored(128 << 20, &file, &saved).expect("restored VM");
+        assert!(registered_bytes(&restored) > frame);
+        assert_eq!(first_syscall(&mut restored, code), 231);
+
+        let spare = MicroVm::new(128 << 20).expect("a VM");
+        spare.memory.restore(&file, &saved).expect("restore");
+        let mut spare = spare;
+        assert!(registered_bytes(&spare) > frame);
+        assert_eq!(first_syscall(&mut spare, code), 231);
+    }
+
     /// A VM made for a restore (its memory mapped from the snapshot file from the start) runs
     /// what the file holds, and what it writes stays its own.
     #[test]
@@ -254,8 +340,8 @@ mod tests {
 
         let mut restored = MicroVm::restored(16 << 20, &file, &saved).expect("restored VM");
         assert!(
-            restored.memory.physical().slots()[0].host
-                != original.memory.physical().slots()[0].host
+            restored.memory.physical().regions()[0].host
+                != original.memory.physical().regions()[0].host
         );
         assert_eq!(first_syscall(&mut restored, code), 231);
         restored
