@@ -320,6 +320,24 @@ mod tests {
         assert_eq!(first_syscall(&mut spare, code), 231);
     }
 
+    /// A memory size that is not a whole number of chunks (129 MiB): the short last chunk,
+    /// which the frame pool cuts into frames first (the first page tables are there), is a
+    /// slot of its own, and the whole chunks below it come as the guest uses them.
+    #[test]
+    #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+    fn the_short_last_chunk_is_a_slot_of_its_own() {
+        let mut vm = MicroVm::new(129 << 20).expect("a VM (needs /dev/kvm)");
+        let pieces: Vec<(u64, u64)> = vm.memory.physical().planned_slots()[1..]
+            .iter()
+            .map(|(_, slot)| (slot.guest_phys, slot.size))
+            .collect();
+        assert_eq!(pieces, [(128 << 20, 1 << 20)]);
+        let (code, frame) = code_in_a_high_chunk(&vm, 10, 231);
+        assert!((20 << 20..128 << 20).contains(&frame));
+        assert_eq!(first_syscall(&mut vm, code), 231);
+        assert_eq!(registered_bytes(&vm), (1 << 20) + (32 << 20));
+    }
+
     /// A VM made for a restore (its memory mapped from the snapshot file from the start) runs
     /// what the file holds, and what it writes stays its own.
     #[test]
