@@ -188,8 +188,8 @@ impl KernelUnderTest {
         }
     }
 
-    /// Checks that everything the program can grow stayed within its limit; the text says
-    /// what did not.
+    /// Checks that everything the program can grow stayed within its limit, and that its
+    /// page tables reach no memory outside a memory slot; the text says what did not.
     pub fn check_limits(&mut self) -> Result<(), String> {
         let (fds, tmp) = self.guest.kernel.footprint();
         let mappings = self.guest.memory.mappings();
@@ -211,6 +211,11 @@ impl KernelUnderTest {
         if resident > MEMORY_BYTES || committed > MEMORY_BYTES {
             return Err(format!(
                 "{resident} bytes of guest memory held, {committed} given to the program"
+            ));
+        }
+        if let Some(&(addr, len)) = self.guest.memory.uncovered().first() {
+            return Err(format!(
+                "the page tables reach {len:#x} bytes at {addr:#x}, in no memory slot"
             ));
         }
         let response = self.guest.kernel.take_response().len();

@@ -226,6 +226,21 @@ impl GuestMemory {
         self.physical
     }
 
+    /// What the guest's page tables reach (tables and pages, as guest-physical address and
+    /// length) that is neither in the kernel area nor in a memory slot (`slots.rs`):
+    /// nothing, unless a frame was handed out without being covered first.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn uncovered(&self) -> Vec<(u64, u64)> {
+        let space = self.space();
+        let mut uncovered = Vec::new();
+        space.tables.for_each_target(&self.physical, |addr, len| {
+            if addr < physical::KERNEL_BASE && !self.physical.covers(addr, len) {
+                uncovered.push((addr, len));
+            }
+        });
+        uncovered
+    }
+
     /// The guest-physical address of the byte at `va`, if its page has a frame.
     #[cfg(test)]
     pub(crate) fn translate(&self, va: u64) -> Option<u64> {

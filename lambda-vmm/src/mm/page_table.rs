@@ -129,6 +129,33 @@ impl PageTables {
         })
     }
 
+    /// Calls `each(addr, len)` for what every present entry under the root points at: each
+    /// table below the root (4 KiB) and each page the tables map (4 KiB, 2 MiB or 1 GiB).
+    /// Everything the guest's MMU can reach through these tables.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn for_each_target(&self, physical: &PhysicalMemory, mut each: impl FnMut(u64, u64)) {
+        const SIZES: [u64; 4] = [1 << 39, 1 << 30, 1 << 21, 1 << 12];
+        let mut tables = vec![(self.root, 0usize)];
+        while let Some((table, depth)) = tables.pop() {
+            let mut bytes = [0u8; TABLE_BYTES];
+            physical.read(table, &mut bytes);
+            for word in bytes.chunks_exact(8) {
+                let entry = word.try_into().map_or(0, u64::from_le_bytes);
+                if entry & PRESENT == 0 {
+                    continue;
+                }
+                let target = entry & ADDRESS;
+                let leaf = depth == 3 || (depth >= 1 && entry & LARGE != 0);
+                if leaf {
+                    each(target, SIZES[depth]);
+                } else {
+                    each(target, PAGE);
+                    tables.push((target, depth.saturating_add(1)));
+                }
+            }
+        }
+    }
+
     /// Calls `each(va, entry, large)` for every present entry that maps a page (`large`: a
     /// 2 MiB page) at a virtual address below `end`, in address order.
     pub fn for_each_leaf(

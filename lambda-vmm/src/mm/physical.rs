@@ -458,6 +458,13 @@ impl PhysicalMemory {
         }
     }
 
+    /// Whether `[addr, addr + len)` of the function memory is in a memory slot (planned, or
+    /// registered if the memory is attached).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn covers(&self, addr: u64, len: u64) -> bool {
+        lock(&self.slots).plan.covers(addr, len)
+    }
+
     /// Makes sure `[addr, addr + len)` of the function memory is in a memory slot before
     /// anything hands it to the guest: the pieces `slots.rs` plans are registered with the
     /// VM if the memory is attached to one (else they are registered when it is). An error

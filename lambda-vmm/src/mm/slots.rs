@@ -133,7 +133,7 @@ impl Plan {
     }
 
     /// Whether `[addr, addr + len)` is covered.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn covers(&self, addr: u64, len: u64) -> bool {
         self.needed(addr, len).is_empty()
     }

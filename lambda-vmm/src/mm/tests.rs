@@ -628,3 +628,33 @@ fn a_memory_made_over_the_snapshot_file_is_the_restored_memory() {
     let message = std::error::Error::source(&refused).unwrap().to_string();
     assert!(message.contains("not 268435456"), "{message}");
 }
+
+/// Everything the page tables reach is in a memory slot (`slots.rs`), through growth of the
+/// heap and of mappings large and small, unmaps, moves and a fill to the memory limit, in a
+/// memory whose last chunk is short (it is a slot of its own).
+#[test]
+fn the_page_tables_reach_only_memory_in_slots() {
+    let memory = crate::vm::guest_memory(129 * MIB).expect("guest memory");
+    assert!(memory.uncovered().is_empty());
+    let heap = memory.brk(0);
+    let grown = memory.brk(heap + 20 * MIB);
+    touch(&memory, heap, grown - heap);
+    assert!(memory.uncovered().is_empty(), "the heap");
+    let small = memory.mmap(0, 64 * PAGE, RW, ANON).unwrap();
+    touch(&memory, small, 64 * PAGE);
+    let large = memory.mmap(0, 40 * MIB, RW, ANON).unwrap();
+    touch(&memory, large, 40 * MIB);
+    assert!(memory.uncovered().is_empty(), "the mappings");
+    memory.munmap(small, 32 * PAGE).unwrap();
+    let moved = memory.mremap(large, 40 * MIB, 48 * MIB, 1, 0).unwrap();
+    touch(&memory, moved, 48 * MIB);
+    assert!(memory.uncovered().is_empty(), "after munmap and mremap");
+    let rest = memory.mmap(0, 128 * MIB, RW, ANON).unwrap();
+    let mut page = rest;
+    while page < rest + 128 * MIB && memory.write(page, &[1]).is_ok() {
+        page += PAGE;
+    }
+    assert!(memory.out_of_memory() || page == rest + 128 * MIB);
+    assert!(memory.uncovered().is_empty(), "at the memory limit");
+    assert!(memory.physical().covers(0, 129 * MIB), "all of it in use");
+}
