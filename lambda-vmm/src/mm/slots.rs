@@ -4,10 +4,10 @@
 //! KVM keeps metadata for every 4 KiB page of a memory slot from the moment the slot is
 //! registered, used or not; under shadow paging (PVM) that is a reverse-map entry (8 bytes)
 //! and write tracking (2 bytes) a page, and large-page information. A slot of 128 MiB costs
-//! 340 KiB of the host's vmalloc and 0.17 ms to register, one of 3,008 MiB 7.4 MiB and
-//! 2.8 ms, one of 8 MiB 40 KiB and 0.05 ms (`slot_growth_probe`, `docs/platform.md`, "Memory
-//! slots that grow with use"). An idle environment uses a few MiB of its memory, so the
-//! function memory is registered in pieces instead of whole:
+//! 340 KiB of the host's vmalloc and 0.08-0.17 ms to register, one of 3,008 MiB 7.4 MiB and
+//! 1.7-2.8 ms, one of 8 MiB 40 KiB and 0.03-0.05 ms (`slot_growth_probe`, `docs/platform.md`,
+//! "Memory slots that grow with use"). An idle environment uses a few MiB of its memory, so
+//! the function memory is registered in pieces instead of whole:
 //!
 //! - slot 0 is the kernel area;
 //! - the function memory from its start is covered by pieces that grow as frames of higher
@@ -53,8 +53,8 @@ pub struct Slots {
     pub registrar: Option<Registrar>,
 }
 
-/// The smallest first piece of function memory: 8 MiB (registering it costs about what the
-/// 16 pages of the kernel area's slot do).
+/// The smallest first piece of function memory: 8 MiB, which holds what restored `hello`
+/// and `runtime-loop` use (a snapshot of the Rust `lambda_runtime` function needs 16).
 pub const MIN_PIECE: u64 = 8 << 20;
 
 /// Which pieces of the function memory (`[0, size)` guest-physical) are covered by slots.
