@@ -47,6 +47,17 @@ fn entry_at(table: u64, va: u64, level: usize) -> u64 {
     table | (((va >> shift) & 0x1ff) << 3)
 }
 
+/// The 512 entries of the table at `table`.
+fn read_table(physical: &PhysicalMemory, table: u64) -> [u64; 512] {
+    let mut bytes = [0u8; TABLE_BYTES];
+    physical.read(table, &mut bytes);
+    let mut entries = [0u64; 512];
+    for (entry, word) in entries.iter_mut().zip(bytes.chunks_exact(8)) {
+        *entry = word.try_into().map_or(0, u64::from_le_bytes);
+    }
+    entries
+}
+
 /// The pool has no frame left for a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoFrame;
@@ -137,10 +148,7 @@ impl PageTables {
         const SIZES: [u64; 4] = [1 << 39, 1 << 30, 1 << 21, 1 << 12];
         let mut tables = vec![(self.root, 0usize)];
         while let Some((table, depth)) = tables.pop() {
-            let mut bytes = [0u8; TABLE_BYTES];
-            physical.read(table, &mut bytes);
-            for word in bytes.chunks_exact(8) {
-                let entry = word.try_into().map_or(0, u64::from_le_bytes);
+            for entry in read_table(physical, table) {
                 if entry & PRESENT == 0 {
                     continue;
                 }
@@ -164,15 +172,7 @@ impl PageTables {
         end: u64,
         mut each: impl FnMut(u64, u64, bool),
     ) {
-        let read = |table: u64| {
-            let mut bytes = [0u8; TABLE_BYTES];
-            physical.read(table, &mut bytes);
-            let mut entries = [0u64; 512];
-            for (entry, word) in entries.iter_mut().zip(bytes.chunks_exact(8)) {
-                *entry = word.try_into().map_or(0, u64::from_le_bytes);
-            }
-            entries
-        };
+        let read = |table: u64| read_table(physical, table);
         let present = |entries: [u64; 512], base: u64, size: u64| {
             (0u64..)
                 .zip(entries)
