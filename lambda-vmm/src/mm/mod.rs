@@ -249,6 +249,16 @@ impl GuestMemory {
         Some(frame.saturating_add(va & (PAGE - 1)))
     }
 
+    /// The guest-physical address of the page table whose entry maps `va` with a 4 KiB
+    /// page, if it has one.
+    #[cfg(test)]
+    pub(crate) fn table_of(&self, va: u64) -> Option<u64> {
+        match self.space().tables.leaf(&self.physical, va)? {
+            page_table::Leaf::Small { at, .. } => Some(at & !(PAGE - 1)),
+            page_table::Leaf::Large { .. } => None,
+        }
+    }
+
     /// The guest's physical memory.
     pub fn physical(&self) -> &PhysicalMemory {
         &self.physical

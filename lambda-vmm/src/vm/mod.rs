@@ -338,6 +338,81 @@ mod tests {
         assert_eq!(registered_bytes(&vm), (1 << 20) + (32 << 20));
     }
 
+    /// A renewed VM's guest sees only its own page tables, also where KVM's shadow of the
+    /// last program's tables would lead elsewhere: the page-table frame that mapped the last
+    /// program's data serves another stretch now, and the address it mapped is not mapped
+    /// at all. KVM keeps the links between shadow tables when only the memory under them is
+    /// replaced, so without every shadow page dropped the read below would land in the new
+    /// stretch (`docs/platform.md`, "Recycling a VM that ran").
+    #[test]
+    #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+    fn a_renewed_vm_follows_only_its_own_page_tables() {
+        const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        const RWX: u64 = RW | libc::PROT_EXEC as u64;
+        const ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        const FIXED: u64 = ANON | libc::MAP_FIXED as u64;
+        // Two stretches under one page directory, each in 4 KiB pages.
+        const OLD: u64 = 0x1000_0000;
+        const NEW: u64 = 0x2000_0000;
+        const AT: u64 = 0x5008;
+        /// `mov rax, [address]` (absolute, 64-bit).
+        fn load(address: u64) -> Vec<u8> {
+            let mut code = vec![0x48, 0xa1];
+            code.extend_from_slice(&address.to_le_bytes());
+            code
+        }
+        const SYSCALL: [u8; 2] = [0x0f, 0x05];
+
+        let mut vm = MicroVm::new(128 << 20).expect("a VM (needs /dev/kvm)");
+        let code = vm.memory.mmap(0, 4096, RWX, ANON).expect("mmap");
+        vm.memory
+            .write(code, &[load(OLD + AT), SYSCALL.to_vec()].concat())
+            .expect("code");
+        assert_eq!(vm.memory.mmap(OLD, 0x10000, RW, FIXED), Ok(OLD));
+        vm.memory
+            .write(OLD + AT, &0x1111u64.to_le_bytes())
+            .expect("data");
+        assert_eq!(first_syscall(&mut vm, code), 0x1111);
+        let table = vm.memory.table_of(OLD + AT).expect("a page table");
+
+        let mut vm = vm.renew().expect("renewed");
+        let code = vm.memory.mmap(0, 4096, RWX, ANON).expect("mmap");
+        let program = [load(NEW + AT), load(OLD + AT), SYSCALL.to_vec()].concat();
+        vm.memory.write(code, &program).expect("code");
+        assert_eq!(vm.memory.mmap(NEW, 0x10000, RW, FIXED), Ok(NEW));
+        vm.memory
+            .write(NEW + AT, &0x2222u64.to_le_bytes())
+            .expect("data");
+        assert_eq!(
+            vm.memory.table_of(NEW + AT),
+            Some(table),
+            "the new stretch's page table is the frame that served the old one"
+        );
+        assert_eq!(
+            vm.memory.table_of(OLD + AT),
+            None,
+            "nothing maps the old one"
+        );
+        let physical = vm.memory.physical();
+        let vcpu = &mut vm.vcpus[0];
+        vcpu.start(code, 0).expect("start");
+        let deadline = Deadline::arm(Instant::now() + Duration::from_secs(10));
+        let exit = vcpu
+            .run(physical, &deadline, None, &AtomicBool::new(false))
+            .expect("run");
+        match exit {
+            Exit::Exception(fault) => {
+                assert_eq!(fault.vector, 14);
+                assert_eq!(fault.fault_address, Some(OLD + AT));
+            }
+            Exit::Syscall => panic!(
+                "read {:#x} through a page table the new program does not have",
+                vcpu.syscall().number
+            ),
+            other => panic!("unexpected exit {other:?}"),
+        }
+    }
+
     /// A VM made for a restore (its memory mapped from the snapshot file from the start) runs
     /// what the file holds, and what it writes stays its own.
     #[test]
