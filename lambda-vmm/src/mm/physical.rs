@@ -61,6 +61,14 @@ impl AllocError {
             source: "too small to hold the page tables of the stack and the vDSO".into(),
         }
     }
+
+    /// The host could not map `size` bytes for guest memory.
+    pub(crate) fn host(size: u64, error: std::io::Error) -> AllocError {
+        AllocError {
+            size,
+            source: error.into(),
+        }
+    }
 }
 
 /// Alignment of the host mapping of the function's memory: a 2 MiB chunk of it must be a
@@ -365,15 +373,43 @@ impl PhysicalMemory {
     /// from a file, huge pages allowed and not yet asked for, no slot planned. The memory
     /// must be detached from its VM first ([`PhysicalMemory::detach`]).
     pub fn renew(&self) -> Result<(), AllocError> {
-        let error = |error: std::io::Error| AllocError {
-            size: self.user_size,
-            source: error.into(),
-        };
         {
             let mut slots = lock(&self.slots);
             slots.registrar = None;
             slots.plan = Plan::new(self.user_size);
         }
+        self.replace()
+    }
+
+    /// Whether the memory's slots are no more than those a new memory of its size starts
+    /// with (the kernel area's and at most one piece of function memory: `slots.rs`), on a
+    /// memory [`PhysicalMemory::renewable`]: then [`PhysicalMemory::renew_keeping_slots`]
+    /// can make it as good as new while its VM keeps the slots registered.
+    pub fn slots_as_new(&self) -> bool {
+        self.renewable() && lock(&self.slots).plan.pieces().len() <= 1
+    }
+
+    /// [`PhysicalMemory::renew`] for memory whose slots stay registered with its VM (see
+    /// [`PhysicalMemory::slots_as_new`]): the host memory under them is replaced in place,
+    /// which KVM's mmu notifier sees, and the plan stays. KVM's shadow page tables outlive
+    /// this; the VM must make KVM drop them (`vm/shadow.rs`) before it runs again.
+    pub fn renew_keeping_slots(&self) -> Result<(), AllocError> {
+        if !self.slots_as_new() {
+            return Err(AllocError {
+                size: self.user_size,
+                source: "its slots are more than a new memory's; renew it detached".into(),
+            });
+        }
+        self.replace()
+    }
+
+    /// Replaces the function memory and the kernel area with fresh memory at the same host
+    /// addresses, and forgets every file mapped into it and every huge-page request.
+    fn replace(&self) -> Result<(), AllocError> {
+        let error = |error: std::io::Error| AllocError {
+            size: self.user_size,
+            source: error.into(),
+        };
         self.user.renew().map_err(error)?;
         self.kernel.renew().map_err(error)?;
         lock(&self.file_spans).clear();

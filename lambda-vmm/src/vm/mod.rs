@@ -7,6 +7,7 @@ pub mod kick;
 pub mod kvm;
 pub mod layout;
 pub mod recycle;
+mod shadow;
 pub mod spare;
 pub mod teardown;
 pub mod vcpu;
@@ -106,12 +107,17 @@ impl MicroVm {
     }
 
     /// The VM made as good as new for another program, instead of torn down
-    /// (`recycle.rs`): both memory slots' host memory replaced by fresh memory (in place, or
-    /// elsewhere for memory [`MicroVm::restored`] made off a 2 MiB boundary), the slots
-    /// deleted and registered again (which makes KVM drop every shadow page table it built,
-    /// not only the translations into the old memory: `docs/platform.md`, "Recycling a VM
-    /// that ran"), the kernel area written and the address space made again, and every vCPU
-    /// reset ([`Vcpu::reset`]). The VM must not be running. On an error it is torn down.
+    /// (`recycle.rs`): the host memory under its slots replaced by fresh memory, KVM made to
+    /// drop every shadow page table it built (not only the translations into the old
+    /// memory: `docs/platform.md`, "Recycling a VM that ran"), the kernel area written and
+    /// the address space made again, and every vCPU reset ([`Vcpu::reset`]).
+    ///
+    /// Memory whose slots are those a new VM starts with is replaced in place and keeps
+    /// them; a slot added and deleted drops the shadow pages (`shadow.rs`). Memory that
+    /// grew more slots, or that [`MicroVm::restored`] made off a 2 MiB boundary, has its
+    /// slots deleted (which drops the shadow pages), is replaced (in place, or elsewhere),
+    /// and starts again from a new VM's slots. The VM must not be running. On an error it
+    /// is torn down.
     pub fn renew(self) -> Result<MicroVm, VmError> {
         let MicroVm {
             mut vcpus,
@@ -123,14 +129,21 @@ impl MicroVm {
             for vcpu in &mut vcpus {
                 vcpu.reset()?;
             }
+            if physical.slots_as_new() {
+                // The slots stay: one slot added and deleted drops every shadow page, where
+                // deleting the memory's own and registering them again takes two or more
+                // of each (`vm/shadow.rs`).
+                physical.renew_keeping_slots()?;
+                shadow::drop_shadow_pages(&vm)?;
+                return Ok(physical);
+            }
+            unregister_memory(&vm, &physical)?;
             let physical = if physical.renewable() {
-                unregister_memory(&vm, &physical)?;
                 physical.renew()?;
                 physical
             } else {
                 // Memory made over a snapshot file sits where the kernel put the file, maybe
                 // off the 2 MiB boundary huge pages need: new memory replaces it.
-                unregister_memory(&vm, &physical)?;
                 let size = physical.user_size();
                 drop(physical);
                 PhysicalMemory::new(size)?
@@ -374,6 +387,10 @@ mod tests {
             .expect("data");
         assert_eq!(first_syscall(&mut vm, code), 0x1111);
         let table = vm.memory.table_of(OLD + AT).expect("a page table");
+        assert!(
+            vm.memory.physical().slots_as_new(),
+            "the renewal keeps the slots (the case `shadow.rs` is for)"
+        );
 
         let mut vm = vm.renew().expect("renewed");
         let code = vm.memory.mmap(0, 4096, RWX, ANON).expect("mmap");

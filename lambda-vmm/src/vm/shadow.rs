@@ -1,0 +1,76 @@
+//! Making KVM drop every shadow page table it built for a VM, with its memory slots kept.
+//!
+//! Replacing a VM's memory under its slots is not enough to make the VM new: KVM's mmu
+//! notifier drops every shadow entry *into* the old memory, but the links between shadow
+//! tables stay, and KVM follows a present link without checking it against the guest's
+//! tables. Deleting a memory slot, any slot, drops every shadow page of the VM (x86 KVM's
+//! default, `KVM_X86_QUIRK_SLOT_ZAP_ALL`, which this VMM never turns off). So instead of
+//! deleting the VM's own slots and registering them again, [`drop_shadow_pages`] adds a
+//! 4 KiB slot of its own and deletes it: one registration and one deletion, however many
+//! slots the memory has (`pt_update_probe e`, `docs/platform.md`, "Recycling a VM that ran").
+
+use std::sync::OnceLock;
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::VmFd;
+
+use super::VmError;
+use crate::mm::physical::{AllocError, KERNEL_BASE, KERNEL_SIZE, PAGE};
+
+/// The slot's number: above every number the memory's own slots take (the kernel area's,
+/// then one per piece of function memory, a few dozen at most: `mm/slots.rs`), and below
+/// KVM's limit on x86 (32,764).
+const SLOT: u32 = 4_000;
+
+/// Where the slot sits in guest-physical memory: just above the kernel area, where no slot
+/// is and no page table of the guest's points.
+const GUEST_PHYS: u64 = KERNEL_BASE + KERNEL_SIZE;
+
+/// One read-only page of zeros, mapped once for the process and never unmapped, that every
+/// VM's passing slot is made over. No vCPU runs while the slot exists and nothing maps it for
+/// the guest, so KVM never reads or writes it.
+fn page() -> Result<u64, AllocError> {
+    static PAGE_AT: OnceLock<Result<u64, i32>> = OnceLock::new();
+    let mapped = PAGE_AT.get_or_init(|| {
+        // SAFETY: a new private anonymous mapping at an address the kernel picks; nothing
+        // else refers to it, and it is never unmapped, so the address stays valid for
+        // every slot made over it.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE as usize,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if at == libc::MAP_FAILED {
+            Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ENOMEM))
+        } else {
+            Ok(at as u64)
+        }
+    });
+    (*mapped).map_err(|errno| AllocError::host(PAGE, std::io::Error::from_raw_os_error(errno)))
+}
+
+/// Drops every shadow page table KVM holds for `vm` by adding a 4 KiB slot and deleting it.
+/// No vCPU of `vm` may be running.
+pub(super) fn drop_shadow_pages(vm: &VmFd) -> Result<(), VmError> {
+    let mut region = kvm_userspace_memory_region {
+        slot: SLOT,
+        flags: 0,
+        guest_phys_addr: GUEST_PHYS,
+        memory_size: PAGE,
+        userspace_addr: page()?,
+    };
+    // SAFETY: the slot is made over `page()`, mapped for the life of the process, so its
+    // host memory outlives it; it is deleted right below.
+    unsafe { vm.set_user_memory_region(region) }
+        .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+    region.memory_size = 0;
+    // SAFETY: deleting the slot just made hands no host memory over.
+    unsafe { vm.set_user_memory_region(region) }.map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))
+}
