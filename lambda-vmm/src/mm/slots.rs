@@ -19,8 +19,9 @@
 //! A guest access to guest-physical memory that no slot covers is not memory but an MMIO
 //! exit. So a frame is covered before the VMM hands it out (`PhysicalMemory::cover`), which is
 //! before any page-table entry points at it, and a vCPU running on another thread can never
-//! reach an uncovered frame. Pieces are only added while the memory lives; renewing the
-//! memory for another program starts again from nothing.
+//! reach an uncovered frame. Pieces are only added while the memory lives. Renewing the
+//! memory for another program keeps its slots if they are no more than a new memory starts
+//! with (the kernel area's and one piece), and otherwise starts again from nothing.
 
 #![deny(clippy::arithmetic_side_effects)]
 

@@ -1,10 +1,10 @@
 //! VMs that ran, made as good as new for the next program instead of torn down.
 //!
 //! Tearing a VM down costs 0.2-1.7 ms here (most of it closing its KVM descriptor), and making
-//! a new one 0.3-0.4 ms; making one that ran new again costs ~0.13 ms: its memory replaced by
-//! fresh memory, its memory slots deleted and registered again (so KVM drops every shadow
-//! page table it had built), the kernel area written again, every vCPU reset
-//! (`docs/platform.md`, "Recycling a VM that ran"). VMs given up on the teardown thread
+//! a new one 0.3-0.8 ms; making one that ran new again costs 0.3-0.4 ms in the restore bench
+//! (medians, 2026-12-06): its memory replaced by fresh memory, KVM made to drop every shadow
+//! page table it had built (`shadow.rs`), the kernel area written again, every vCPU reset
+//! ([`MicroVm::renew`], `docs/platform.md`, "Recycling a VM that ran"). VMs given up on the teardown thread
 //! ([`super::teardown::dispose`]) or shut down ([`crate::machine::Machine::destroy`]) are
 //! renewed and kept here, a few per memory size; machines and the spare pool take them
 //! before making new ones. A VM whose run wrecked a vCPU (a triple fault), or that fails to

@@ -1,6 +1,6 @@
 //! Tearing VMs down off the invocation path: closing the fds and unmapping guest memory
 //! costs 0.2-1.7 ms, so finished VMs go to a background thread, which makes a few of them new
-//! for the next programs instead (`recycle.rs`, ~0.13 ms each) and tears the rest down. A
+//! for the next programs instead (`recycle.rs`, 0.3-0.4 ms each) and tears the rest down. A
 //! panic tearing one VM down is caught, and the thread goes on with the next.
 
 use std::sync::OnceLock;
