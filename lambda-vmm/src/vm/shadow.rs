@@ -9,13 +9,14 @@
 //! 4 KiB slot of its own and deletes it: one registration and one deletion, however many
 //! slots the memory has (`pt_update_probe e`, `docs/platform.md`, "Recycling a VM that ran").
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 
 use super::VmError;
 use crate::mm::physical::{AllocError, KERNEL_BASE, KERNEL_SIZE, PAGE};
+use crate::sync::lock;
 
 /// The slot's number: above every number the memory's own slots take (the kernel area's,
 /// then one per piece of function memory, a few dozen at most: `mm/slots.rs`), and below
@@ -26,34 +27,33 @@ const SLOT: u32 = 4_000;
 /// is and no page table of the guest's points.
 const GUEST_PHYS: u64 = KERNEL_BASE + KERNEL_SIZE;
 
-/// One read-only page of zeros, mapped once for the process and never unmapped, that every
-/// VM's passing slot is made over. No vCPU runs while the slot exists and nothing maps it for
-/// the guest, so KVM never reads or writes it.
+/// One read-only page of zeros, mapped once for the process (retried if mapping it failed)
+/// and never unmapped, that every VM's passing slot is made over. No vCPU runs while the slot
+/// exists and nothing maps it for the guest, so KVM never reads or writes it.
 fn page() -> Result<u64, AllocError> {
-    static PAGE_AT: OnceLock<Result<u64, i32>> = OnceLock::new();
-    let mapped = PAGE_AT.get_or_init(|| {
-        // SAFETY: a new private anonymous mapping at an address the kernel picks; nothing
-        // else refers to it, and it is never unmapped, so the address stays valid for
-        // every slot made over it.
-        let at = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                PAGE as usize,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if at == libc::MAP_FAILED {
-            Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::ENOMEM))
-        } else {
-            Ok(at as u64)
-        }
-    });
-    (*mapped).map_err(|errno| AllocError::host(PAGE, std::io::Error::from_raw_os_error(errno)))
+    static PAGE_AT: Mutex<Option<u64>> = Mutex::new(None);
+    let mut page = lock(&PAGE_AT);
+    if let Some(at) = *page {
+        return Ok(at);
+    }
+    // SAFETY: a new private anonymous mapping at an address the kernel picks; nothing else
+    // refers to it, and it is never unmapped, so the address stays valid for every slot made
+    // over it.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE as usize,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if at == libc::MAP_FAILED {
+        return Err(AllocError::host(PAGE, std::io::Error::last_os_error()));
+    }
+    *page = Some(at as u64);
+    Ok(at as u64)
 }
 
 /// Drops every shadow page table KVM holds for `vm` by adding a 4 KiB slot and deleting it.
