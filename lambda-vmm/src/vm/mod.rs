@@ -254,17 +254,20 @@ mod tests {
     /// `mov rax, [rip + 0xf9]` (the quadword at the page's offset 0x100), then `syscall`.
     const LOAD_AND_CALL: [u8; 9] = [0x48, 0x8b, 0x05, 0xf9, 0, 0, 0, 0x0f, 0x05];
 
-    /// Runs the code at `entry` until its first syscall; returns the syscall's number.
-    fn first_syscall(vm: &mut MicroVm, entry: u64) -> u64 {
+    /// Runs the code at `entry` on the first vCPU until its first exit.
+    fn run_from(vm: &mut MicroVm, entry: u64) -> Exit {
         let physical = vm.memory.physical();
         let vcpu = &mut vm.vcpus[0];
         vcpu.start(entry, 0).expect("start");
         let deadline = Deadline::arm(Instant::now() + Duration::from_secs(10));
-        let exit = vcpu
-            .run(physical, &deadline, None, &AtomicBool::new(false))
-            .expect("run");
-        assert_eq!(exit, Exit::Syscall);
-        vcpu.syscall().number
+        vcpu.run(physical, &deadline, None, &AtomicBool::new(false))
+            .expect("run")
+    }
+
+    /// Runs the code at `entry` until its first syscall; returns the syscall's number.
+    fn first_syscall(vm: &mut MicroVm, entry: u64) -> u64 {
+        assert_eq!(run_from(vm, entry), Exit::Syscall);
+        vm.vcpus[0].syscall().number
     }
 
     /// Bytes of function memory KVM holds as slots (all but the kernel area's slot).
@@ -410,21 +413,14 @@ mod tests {
             None,
             "nothing maps the old one"
         );
-        let physical = vm.memory.physical();
-        let vcpu = &mut vm.vcpus[0];
-        vcpu.start(code, 0).expect("start");
-        let deadline = Deadline::arm(Instant::now() + Duration::from_secs(10));
-        let exit = vcpu
-            .run(physical, &deadline, None, &AtomicBool::new(false))
-            .expect("run");
-        match exit {
+        match run_from(&mut vm, code) {
             Exit::Exception(fault) => {
                 assert_eq!(fault.vector, 14);
                 assert_eq!(fault.fault_address, Some(OLD + AT));
             }
             Exit::Syscall => panic!(
                 "read {:#x} through a page table the new program does not have",
-                vcpu.syscall().number
+                vm.vcpus[0].syscall().number
             ),
             other => panic!("unexpected exit {other:?}"),
         }
