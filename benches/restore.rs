@@ -9,8 +9,9 @@
 //!   teardown left to its thread; and from a machine restored ahead and warmed by the
 //!   snapshot's own thread (`Snapshot::keep_restored`: stored pages copied in, the pages a
 //!   restored run touched touched already; refilled between samples), with the teardown
-//!   inside the window and left to its thread. The baseline spawns the binary with pipes,
-//!   feeds it, reads it to its exit and reaps it.
+//!   inside the window and left to its thread. One more row times the teardown alone
+//!   after a run from a pooled VM (the teardown thread making the VM new for reuse). The
+//!   baseline spawns the binary with pipes, feeds it, reads it to its exit and reaps it.
 //! - **Runtime API**, `runtime-loop` and `runtime-rust` (`lambda_runtime` on tokio):
 //!   snapshotted once after Init; each run restores an environment (into a pooled VM, or
 //!   from a machine restored ahead and warmed), serves its first invocation and shuts it down
@@ -188,6 +189,19 @@ fn restore(c: &mut Criterion) {
             refill();
         },
     );
+    // What "torn down" adds: the teardown thread making the VM new for reuse
+    // (`vm/recycle.rs`), timed alone after a run from a pooled VM.
+    let teardown_alone = sample(
+        "of which the teardown alone (the VM made new for reuse)",
+        WARMUP,
+        RUNS,
+        || {
+            let result = hello_pooled.run(Invocation::new(HELLO_EVENT)).expect("run");
+            assert_eq!(result.outcome.response(), Some(HELLO_ANSWER.as_bytes()));
+            (timed(wait_for_teardown).0, None)
+        },
+        refill,
+    );
     // Machines restored ahead and warmed by the snapshot's own thread, once one plain
     // restore has taught it which pages a run touches.
     let ahead_snapshot = backend.snapshot(&hello_config()).expect("snapshot hello");
@@ -226,7 +240,14 @@ fn restore(c: &mut Criterion) {
              {RUNS} runs per side, each side alone"
         ),
         &child,
-        &[&from_pool, &no_pool, &off_path, &ahead, &ahead_off_path],
+        &[
+            &from_pool,
+            &no_pool,
+            &off_path,
+            &teardown_alone,
+            &ahead,
+            &ahead_off_path,
+        ],
     );
 
     for name in ["runtime-loop", "runtime-rust"] {
