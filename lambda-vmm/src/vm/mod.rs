@@ -359,10 +359,18 @@ mod tests {
     /// program's data serves another stretch now, and the address it mapped is not mapped
     /// at all. KVM keeps the links between shadow tables when only the memory under them is
     /// replaced, so without every shadow page dropped the read below would land in the new
-    /// stretch (`docs/platform.md`, "Recycling a VM that ran").
+    /// stretch (`docs/platform.md`, "Recycling a VM that ran"). Both ways a VM is renewed:
+    /// with its slots kept (`shadow.rs`), and with the slots its memory grew deleted.
     #[test]
     #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
     fn a_renewed_vm_follows_only_its_own_page_tables() {
+        renewed_vm_follows_only_its_own_page_tables(false);
+        renewed_vm_follows_only_its_own_page_tables(true);
+    }
+
+    /// The test above; with `grown`, the last program also used memory high enough for more
+    /// slots than a new VM has.
+    fn renewed_vm_follows_only_its_own_page_tables(grown: bool) {
         const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
         const RWX: u64 = RW | libc::PROT_EXEC as u64;
         const ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
@@ -390,9 +398,14 @@ mod tests {
             .expect("data");
         assert_eq!(first_syscall(&mut vm, code), 0x1111);
         let table = vm.memory.table_of(OLD + AT).expect("a page table");
-        assert!(
+        if grown {
+            let (high, _) = code_in_a_high_chunk(&vm, 50, 231);
+            assert_eq!(first_syscall(&mut vm, high), 231);
+        }
+        assert_eq!(
             vm.memory.physical().slots_as_new(),
-            "the renewal keeps the slots (the case `shadow.rs` is for)"
+            !grown,
+            "the renewal keeps the slots (the case `shadow.rs` is for) unless they grew"
         );
 
         let mut vm = vm.renew().expect("renewed");
@@ -419,7 +432,7 @@ mod tests {
                 assert_eq!(fault.fault_address, Some(OLD + AT));
             }
             Exit::Syscall => panic!(
-                "read {:#x} through a page table the new program does not have",
+                "read {:#x} through a page table the new program does not have (grown: {grown})",
                 vm.vcpus[0].syscall().number
             ),
             other => panic!("unexpected exit {other:?}"),
