@@ -389,27 +389,24 @@ impl PhysicalMemory {
         self.renewable() && lock(&self.slots).plan.pieces().len() <= 1
     }
 
-    /// [`PhysicalMemory::renew`] for memory whose slots stay registered with its VM (see
-    /// [`PhysicalMemory::slots_as_new`]): the host memory under them is replaced in place,
-    /// which KVM's mmu notifier sees, and the plan stays. KVM's shadow page tables outlive
-    /// this; the VM must make KVM drop them (`vm/shadow.rs`) before it runs again.
-    pub fn renew_keeping_slots(&self) -> Result<(), AllocError> {
+    /// [`PhysicalMemory::renew`] for memory whose slots stay registered with its VM, if they
+    /// are no more than a new memory's ([`PhysicalMemory::slots_as_new`]): the host memory
+    /// under them is replaced in place, which KVM's mmu notifier sees, and the plan stays.
+    /// Returns whether it did; other memory is left as it was, for
+    /// [`PhysicalMemory::renew`]. KVM's shadow page tables outlive this; the VM must make
+    /// KVM drop them (`vm/shadow.rs`) before it runs again.
+    pub fn renew_keeping_slots(&self) -> Result<bool, AllocError> {
         if !self.slots_as_new() {
-            return Err(AllocError {
-                size: self.user_size,
-                source: "its slots are more than a new memory's; renew it detached".into(),
-            });
+            return Ok(false);
         }
-        self.replace()
+        self.replace()?;
+        Ok(true)
     }
 
     /// Replaces the function memory and the kernel area with fresh memory at the same host
     /// addresses, and forgets every file mapped into it and every huge-page request.
     fn replace(&self) -> Result<(), AllocError> {
-        let error = |error: std::io::Error| AllocError {
-            size: self.user_size,
-            source: error.into(),
-        };
+        let error = |error| AllocError::host(self.user_size, error);
         self.user.renew().map_err(error)?;
         self.kernel.renew().map_err(error)?;
         lock(&self.file_spans).clear();

@@ -129,11 +129,10 @@ impl MicroVm {
             for vcpu in &mut vcpus {
                 vcpu.reset()?;
             }
-            if physical.slots_as_new() {
+            if physical.renew_keeping_slots()? {
                 // The slots stay: one slot added and deleted drops every shadow page, where
                 // deleting the memory's own and registering them again takes two or more
                 // of each (`vm/shadow.rs`).
-                physical.renew_keeping_slots()?;
                 shadow::drop_shadow_pages(&vm)?;
                 return Ok(physical);
             }
