@@ -190,8 +190,14 @@ fn register_memory(vm: &Arc<VmFd>, physical: &PhysicalMemory) -> Result<(), VmEr
         })
 }
 
-/// Registers `slot` of a VM's memory as memory slot `number`.
-fn register_slot(vm: &VmFd, number: u32, slot: Slot) -> std::io::Result<()> {
+/// Makes memory slot `number` of `vm` hold `slot` (`KVM_SET_USER_MEMORY_REGION`); a size of 0
+/// deletes the slot.
+///
+/// # Safety
+///
+/// The host range `[slot.host, slot.host + slot.size)` must stay mapped for as long as the
+/// slot exists (nothing is owed when deleting).
+unsafe fn set_slot(vm: &VmFd, number: u32, slot: Slot) -> Result<(), kvm_ioctls::Error> {
     let region = kvm_userspace_memory_region {
         slot: number,
         flags: 0,
@@ -199,29 +205,29 @@ fn register_slot(vm: &VmFd, number: u32, slot: Slot) -> std::io::Result<()> {
         memory_size: slot.size,
         userspace_addr: slot.host as u64,
     };
+    // SAFETY: the caller keeps the host range mapped while the slot exists (the contract
+    // above), which is all KVM needs of it.
+    unsafe { vm.set_user_memory_region(region) }
+}
+
+/// Registers `slot` of a VM's memory as memory slot `number`.
+fn register_slot(vm: &VmFd, number: u32, slot: Slot) -> std::io::Result<()> {
     // SAFETY: the region is part of the host mappings of the `PhysicalMemory` that calls
     // this (its registrar), and they outlive the slot: that memory drops its registrar, the
     // VM's last handle but one, before it unmaps anything, and `MicroVm` closes its vCPUs and
     // its own handle before it drops the memory; `MicroVm::renew` deletes the slots before
     // it gives the memory up.
-    unsafe { vm.set_user_memory_region(region) }
+    unsafe { set_slot(vm, number, slot) }
         .map_err(|error| std::io::Error::from_raw_os_error(error.errno()))
 }
 
 /// Deletes `physical`'s slots from the VM (size 0), which drops every shadow page KVM built,
 /// and detaches the memory from it.
 fn unregister_memory(vm: &VmFd, physical: &PhysicalMemory) -> Result<(), VmError> {
-    for (slot, region) in physical.detach() {
-        let region = kvm_userspace_memory_region {
-            slot,
-            flags: 0,
-            guest_phys_addr: region.guest_phys,
-            memory_size: 0,
-            userspace_addr: region.host as u64,
-        };
+    for (number, slot) in physical.detach() {
         // SAFETY: deleting a slot makes KVM stop using its memory; no host memory is handed
         // over.
-        unsafe { vm.set_user_memory_region(region) }
+        unsafe { set_slot(vm, number, Slot { size: 0, ..slot }) }
             .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
     }
     Ok(())

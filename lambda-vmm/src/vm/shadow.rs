@@ -11,11 +11,10 @@
 
 use std::sync::Mutex;
 
-use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 
-use super::VmError;
-use crate::mm::physical::{AllocError, KERNEL_BASE, KERNEL_SIZE, PAGE};
+use super::{VmError, set_slot};
+use crate::mm::physical::{AllocError, KERNEL_BASE, KERNEL_SIZE, PAGE, Slot};
 use crate::sync::lock;
 
 /// The slot's number: above every number the memory's own slots take (the kernel area's,
@@ -59,18 +58,15 @@ fn page() -> Result<u64, AllocError> {
 /// Drops every shadow page table KVM holds for `vm` by adding a 4 KiB slot and deleting it.
 /// No vCPU of `vm` may be running.
 pub(super) fn drop_shadow_pages(vm: &VmFd) -> Result<(), VmError> {
-    let mut region = kvm_userspace_memory_region {
-        slot: SLOT,
-        flags: 0,
-        guest_phys_addr: GUEST_PHYS,
-        memory_size: PAGE,
-        userspace_addr: page()?,
+    let slot = Slot {
+        guest_phys: GUEST_PHYS,
+        host: page()? as *mut u8,
+        size: PAGE,
     };
     // SAFETY: the slot is made over `page()`, mapped for the life of the process, so its
     // host memory outlives it; it is deleted right below.
-    unsafe { vm.set_user_memory_region(region) }
-        .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
-    region.memory_size = 0;
+    unsafe { set_slot(vm, SLOT, slot) }.map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
     // SAFETY: deleting the slot just made hands no host memory over.
-    unsafe { vm.set_user_memory_region(region) }.map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))
+    unsafe { set_slot(vm, SLOT, Slot { size: 0, ..slot }) }
+        .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))
 }
