@@ -21,7 +21,7 @@ use vm_memory::{
 };
 
 use super::kernel_area::KernelArea;
-use super::slots::{KERNEL_SLOT, Plan, Slots};
+use super::slots::{FIRST_PIECE_SLOT, KERNEL_SLOT, Plan, Slots};
 pub use super::slots::{Registrar, Slot};
 use crate::sync::lock;
 
@@ -381,26 +381,27 @@ impl PhysicalMemory {
         self.replace()
     }
 
-    /// Whether the memory's slots are no more than those a new memory of its size starts
-    /// with (the kernel area's and at most one piece of function memory: `slots.rs`), on a
-    /// memory [`PhysicalMemory::renewable`]: then [`PhysicalMemory::renew_keeping_slots`]
-    /// can make it as good as new while its VM keeps the slots registered.
-    pub fn slots_as_new(&self) -> bool {
-        self.renewable() && lock(&self.slots).plan.pieces().len() <= 1
-    }
-
-    /// [`PhysicalMemory::renew`] for memory whose slots stay registered with its VM, if they
-    /// are no more than a new memory's ([`PhysicalMemory::slots_as_new`]): the host memory
-    /// under them is replaced in place, which KVM's mmu notifier sees, and the plan stays.
-    /// Returns whether it did; other memory is left as it was, for
+    /// [`PhysicalMemory::renew`] for memory whose VM keeps the slots a new memory of its
+    /// size starts with (the kernel area's and the first piece of function memory:
+    /// `slots.rs`), if the memory is [`PhysicalMemory::renewable`]: the host memory under
+    /// them is replaced in place, which KVM's mmu notifier sees, and the plan keeps its first
+    /// piece. Returns the slots of the other pieces, by number, for the VM to delete (it
+    /// must, before it runs again: they are no longer planned), or `None` if the memory
+    /// cannot be renewed in place, which leaves it as it was, for
     /// [`PhysicalMemory::renew`]. KVM's shadow page tables outlive this; the VM must make
-    /// KVM drop them (`vm/shadow.rs`) before it runs again.
-    pub fn renew_keeping_slots(&self) -> Result<bool, AllocError> {
-        if !self.slots_as_new() {
-            return Ok(false);
+    /// KVM drop them (deleting any slot does: `vm/shadow.rs`) before it runs again.
+    pub fn renew_keeping_slots(&self) -> Result<Option<Vec<(u32, Slot)>>, AllocError> {
+        if !self.renewable() {
+            return Ok(None);
         }
+        let extra: Vec<(u32, Slot)> = self
+            .planned_slots()
+            .into_iter()
+            .filter(|&(number, _)| number > FIRST_PIECE_SLOT)
+            .collect();
+        lock(&self.slots).plan.keep_first();
         self.replace()?;
-        Ok(true)
+        Ok(Some(extra))
     }
 
     /// Replaces the function memory and the kernel area with fresh memory at the same host
@@ -459,7 +460,7 @@ impl PhysicalMemory {
         if let Ok(kernel) = self.slot(KERNEL_BASE, KERNEL_SIZE) {
             all.push((KERNEL_SLOT, kernel));
         }
-        for (&(start, len), number) in slots.plan.pieces().iter().zip(1u32..) {
+        for (&(start, len), number) in slots.plan.pieces().iter().zip(FIRST_PIECE_SLOT..) {
             if let Ok(piece) = self.slot(start, len) {
                 all.push((number, piece));
             }
@@ -508,7 +509,7 @@ impl PhysicalMemory {
             if let Some(registrar) = &slots.registrar {
                 let number = u32::try_from(slots.plan.pieces().len())
                     .ok()
-                    .and_then(|n| n.checked_add(1))
+                    .and_then(|n| n.checked_add(FIRST_PIECE_SLOT))
                     .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOSPC))?;
                 registrar(number, self.slot(piece.0, piece.1)?)?;
             }

@@ -20,8 +20,9 @@
 //! exit. So a frame is covered before the VMM hands it out (`PhysicalMemory::cover`), which is
 //! before any page-table entry points at it, and a vCPU running on another thread can never
 //! reach an uncovered frame. Pieces are only added while the memory lives. Renewing the
-//! memory for another program keeps its slots if they are no more than a new memory starts
-//! with (the kernel area's and one piece), and otherwise starts again from nothing.
+//! memory for another program in place keeps the kernel area's slot and the first piece's,
+//! what a new memory starts with, and the VM deletes the others; memory that cannot be
+//! renewed in place starts again from nothing.
 
 #![deny(clippy::arithmetic_side_effects)]
 
@@ -45,6 +46,9 @@ pub type Registrar = Box<dyn Fn(u32, Slot) -> std::io::Result<()> + Send + Sync>
 /// The slot number of the kernel area; the function memory's pieces follow it in the order
 /// they were added.
 pub const KERNEL_SLOT: u32 = 0;
+
+/// The slot number of the first piece of function memory; each later piece takes the next.
+pub const FIRST_PIECE_SLOT: u32 = 1;
 
 /// The memory's slots: what is planned, and the VM that registers it, once attached.
 pub struct Slots {
@@ -133,6 +137,21 @@ impl Plan {
         self.pieces.push(piece);
     }
 
+    /// Forgets every piece but the first, as when the slots of the others are deleted:
+    /// what is left is what a new memory of this size may start with.
+    pub fn keep_first(&mut self) {
+        self.pieces.truncate(1);
+        self.prefix = 0;
+        self.tail = false;
+        if let Some(&(start, len)) = self.pieces.first() {
+            if start == self.whole_end() {
+                self.tail = true;
+            } else {
+                self.prefix = start.saturating_add(len);
+            }
+        }
+    }
+
     /// Whether `[addr, addr + len)` is covered.
     #[cfg(any(test, feature = "fuzzing"))]
     pub fn covers(&self, addr: u64, len: u64) -> bool {
@@ -205,6 +224,30 @@ mod tests {
     fn the_first_piece_is_never_past_the_memory() {
         let mut plan = Plan::new(4 * MIB);
         assert_eq!(cover(&mut plan, 0, 4096), [(0, 4 * MIB)]);
+    }
+
+    #[test]
+    fn keeping_the_first_piece_forgets_the_others() {
+        let mut plan = Plan::new(128 * MIB);
+        cover(&mut plan, 0, 4096);
+        let first = plan.clone();
+        cover(&mut plan, 100 * MIB, CHUNK);
+        plan.keep_first();
+        assert_eq!(plan, first);
+        assert_eq!(cover(&mut plan, 8 * MIB, 4096), [(8 * MIB, 8 * MIB)]);
+
+        let mut plan = Plan::new(129 * MIB);
+        cover(&mut plan, 128 * MIB, 4096);
+        let first = plan.clone();
+        cover(&mut plan, 0, 4096);
+        plan.keep_first();
+        assert_eq!(plan, first);
+        assert!(plan.covers(128 * MIB, MIB));
+        assert!(!plan.covers(0, 4096));
+
+        let mut plan = Plan::new(16 * MIB);
+        plan.keep_first();
+        assert_eq!(plan, Plan::new(16 * MIB));
     }
 
     #[test]

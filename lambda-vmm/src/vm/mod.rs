@@ -112,12 +112,13 @@ impl MicroVm {
     /// memory: `docs/platform.md`, "Recycling a VM that ran"), the kernel area written and
     /// the address space made again, and every vCPU reset ([`Vcpu::reset`]).
     ///
-    /// Memory whose slots are those a new VM starts with is replaced in place and keeps
-    /// them; a slot added and deleted drops the shadow pages (`shadow.rs`). Memory that
-    /// grew more slots, or that [`MicroVm::restored`] made off a 2 MiB boundary, has its
-    /// slots deleted (which drops the shadow pages), is replaced (in place, or elsewhere),
-    /// and starts again from a new VM's slots. The VM must not be running. On an error it
-    /// is torn down.
+    /// Memory on a 2 MiB boundary of the host is replaced in place and keeps the slots a new
+    /// VM starts with (the kernel area's and the first piece of function memory); the slots
+    /// of the pieces it grew are deleted, which drops the shadow pages, or, if it grew none,
+    /// a slot added and deleted does (`shadow.rs`). Memory that [`MicroVm::restored`] made
+    /// off that boundary has all its slots deleted and is replaced by new memory, which
+    /// starts again from a new VM's slots. The VM must not be running. On an error it is
+    /// torn down.
     pub fn renew(self) -> Result<MicroVm, VmError> {
         let MicroVm {
             mut vcpus,
@@ -129,14 +130,18 @@ impl MicroVm {
             for vcpu in &mut vcpus {
                 vcpu.reset()?;
             }
-            if physical.renew_keeping_slots()? {
-                // The slots stay: one slot added and deleted drops every shadow page, where
-                // deleting the memory's own and registering them again takes two or more
-                // of each (`vm/shadow.rs`).
-                shadow::drop_shadow_pages(&vm)?;
+            if let Some(extra) = physical.renew_keeping_slots()? {
+                // The slots a new VM starts with stay. Deleting any slot drops every shadow
+                // page (`vm/shadow.rs`): the pieces the memory grew do it if there are any,
+                // else one slot added and deleted.
+                if extra.is_empty() {
+                    shadow::drop_shadow_pages(&vm)?;
+                } else {
+                    delete_slots(&vm, extra)?;
+                }
                 return Ok(physical);
             }
-            unregister_memory(&vm, &physical)?;
+            delete_slots(&vm, physical.detach())?;
             let physical = if physical.renewable() {
                 physical.renew()?;
                 physical
@@ -221,10 +226,10 @@ fn register_slot(vm: &VmFd, number: u32, slot: Slot) -> std::io::Result<()> {
         .map_err(|error| std::io::Error::from_raw_os_error(error.errno()))
 }
 
-/// Deletes `physical`'s slots from the VM (size 0), which drops every shadow page KVM built,
-/// and detaches the memory from it.
-fn unregister_memory(vm: &VmFd, physical: &PhysicalMemory) -> Result<(), VmError> {
-    for (number, slot) in physical.detach() {
+/// Deletes `slots` from the VM (size 0, by number), which drops every shadow page KVM built
+/// (`shadow.rs`).
+fn delete_slots(vm: &VmFd, slots: Vec<(u32, Slot)>) -> Result<(), VmError> {
+    for (number, slot) in slots {
         // SAFETY: deleting a slot makes KVM stop using its memory; no host memory is handed
         // over.
         unsafe { set_slot(vm, number, Slot { size: 0, ..slot }) }
@@ -282,6 +287,27 @@ mod tests {
         slots[1..].iter().map(|(_, slot)| slot.size).sum()
     }
 
+    /// Whether KVM holds no slot of `vm` at guest-physical `at`: a 4 KiB slot can be made
+    /// there (it is deleted again), where one over a slot KVM holds is refused (`EEXIST`).
+    fn no_slot_at(vm: &MicroVm, at: u64) -> bool {
+        let slot = Slot {
+            guest_phys: at,
+            host: shadow::page().expect("the page") as *mut u8,
+            size: crate::mm::physical::PAGE,
+        };
+        // SAFETY: the slot is made over the process-wide page `shadow.rs` never unmaps, and
+        // deleted right below.
+        match unsafe { set_slot(&vm.vm, 4_001, slot) } {
+            Ok(()) => {
+                // SAFETY: deleting a slot hands no host memory over.
+                unsafe { set_slot(&vm.vm, 4_001, Slot { size: 0, ..slot }) }.expect("deleted");
+                true
+            }
+            Err(error) if error.errno() == libc::EEXIST => false,
+            Err(error) => panic!("KVM_SET_USER_MEMORY_REGION at {at:#x}: {error}"),
+        }
+    }
+
     /// Writes `LOAD_AND_CALL` (loading `number`) into a fresh stretch of the guest that gets
     /// a whole chunk of its own, after taking `stretches` chunks below it; returns its
     /// address and the chunk's guest-physical address.
@@ -309,7 +335,8 @@ mod tests {
     /// KVM is told of the function memory as the guest comes to use it (`mm/slots.rs`): a
     /// new VM of 128 MiB registers 8 MiB of it, and code the guest runs from a chunk near the
     /// top of its memory, handed out later, is memory to KVM, not an MMIO exit. So it is
-    /// after the VM is renewed (which starts again from 8 MiB), and in a VM restored from a
+    /// after the VM is renewed (which keeps the first 8 MiB and deletes the other slots,
+    /// however the memory grows next), and in a VM restored from a
     /// snapshot taken there, either way a restore is made.
     #[test]
     #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
@@ -325,8 +352,17 @@ mod tests {
         let file = crate::host::sealable_memory_file(c"slot-growth-test").expect("memfd");
         let saved = vm.memory.save(&file).expect("save");
 
+        assert!(!no_slot_at(&vm, 100 << 20));
+
         let mut vm = vm.renew().expect("renewed");
         assert_eq!(registered_bytes(&vm), 8 << 20, "a renewed VM");
+        assert!(!no_slot_at(&vm, 0), "it keeps the first piece's slot");
+        assert!(no_slot_at(&vm, 100 << 20), "KVM holds no other");
+        // It grows otherwise than before: its second piece is not the last program's, which
+        // KVM would refuse to have over a slot of that number still there.
+        let (low, _) = code_in_a_high_chunk(&vm, 3, 61);
+        assert_eq!(registered_bytes(&vm), 16 << 20);
+        assert_eq!(first_syscall(&mut vm, low), 61);
         let (again, _) = code_in_a_high_chunk(&vm, 50, 60);
         assert_eq!(first_syscall(&mut vm, again), 60);
 
@@ -407,13 +443,16 @@ mod tests {
             let (high, _) = code_in_a_high_chunk(&vm, 50, 231);
             assert_eq!(first_syscall(&mut vm, high), 231);
         }
+        let slots = vm.memory.physical().planned_slots().len();
         assert_eq!(
-            vm.memory.physical().slots_as_new(),
-            !grown,
-            "the renewal keeps the slots (the case `shadow.rs` is for) unless they grew"
+            slots > 2,
+            grown,
+            "the memory has more slots than a new VM's (the kernel area's and one piece) \
+             only if it grew; else nothing but `shadow.rs` drops the shadow pages"
         );
 
         let mut vm = vm.renew().expect("renewed");
+        assert_eq!(vm.memory.physical().planned_slots().len(), 2);
         let code = vm.memory.mmap(0, 4096, RWX, ANON).expect("mmap");
         let program = [load(NEW + AT), load(OLD + AT), SYSCALL.to_vec()].concat();
         vm.memory.write(code, &program).expect("code");

@@ -8,6 +8,8 @@
 //! deleting the VM's own slots and registering them again, [`drop_shadow_pages`] adds a
 //! 4 KiB slot of its own and deletes it: one registration and one deletion, however many
 //! slots the memory has (`pt_update_probe e`, `docs/platform.md`, "Recycling a VM that ran").
+//! A VM whose memory grew more slots than a new VM's has no need of it: deleting those does
+//! the same (`MicroVm::renew`).
 
 use std::sync::Mutex;
 
@@ -29,7 +31,7 @@ const GUEST_PHYS: u64 = KERNEL_BASE + KERNEL_SIZE;
 /// One read-only page of zeros, mapped once for the process (retried if mapping it failed)
 /// and never unmapped, that every VM's passing slot is made over. No vCPU runs while the slot
 /// exists and nothing maps it for the guest, so KVM never reads or writes it.
-fn page() -> Result<u64, AllocError> {
+pub(super) fn page() -> Result<u64, AllocError> {
     static PAGE_AT: Mutex<Option<u64>> = Mutex::new(None);
     let mut page = lock(&PAGE_AT);
     if let Some(at) = *page {
