@@ -11,8 +11,8 @@
 //! unmapped, except one, kept for the next VM, so a process that makes and drops one VM at a
 //! time maps nothing per VM.
 //!
-//! A slice handed out (or renewed) is backed with its own zeroed pages at once
-//! (`MADV_POPULATE_WRITE`). Otherwise the VMM's first read of a page (the vDSO data page's
+//! The part of a slice the VMM uses (48 KiB) is backed with its own zeroed pages at once when
+//! the slice is handed out or renewed (`MADV_POPULATE_WRITE`). Otherwise the VMM's first read of a page (the vDSO data page's
 //! sequence count, read before it is written) maps the host's shared zero page, and the
 //! write after it replaces that page, which every VM of the process hears of through its
 //! MMU notifier (`docs/platform.md`, "Many VMs in one process").
@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use crate::sync::lock;
 
-use super::physical::KERNEL_SIZE;
+use super::physical::{KERNEL_SIZE, KERNEL_USED};
 
 /// Kernel areas per chunk: a chunk is 8 MiB of address space, backed only as touched.
 pub(super) const CHUNK_AREAS: usize = 128;
@@ -31,6 +31,10 @@ pub(super) const CHUNK_AREAS: usize = 128;
 /// The kernel area's size as a host size (64 KiB: nothing to truncate).
 #[allow(clippy::cast_possible_truncation)]
 const AREA_BYTES: usize = KERNEL_SIZE as usize;
+/// The bytes of an area the VMM uses, as a host size (48 KiB: nothing to truncate).
+#[allow(clippy::cast_possible_truncation)]
+const USED_BYTES: usize = KERNEL_USED as usize;
+const _: () = assert!(USED_BYTES <= AREA_BYTES);
 /// A chunk's size in bytes.
 const CHUNK_BYTES: usize = AREA_BYTES * CHUNK_AREAS;
 
@@ -97,14 +101,16 @@ impl Drop for KernelArea {
     }
 }
 
-/// Backs the area at `addr` with zeroed pages of its own now, as writing every page would, so
-/// no access maps the host's zero page to be replaced later (see the module's notes). Advice
-/// only: on failure (a host before Linux 5.14) the pages come as they are touched.
+/// Backs the part of the area at `addr` that the VMM uses ([`KERNEL_USED`]) with zeroed pages
+/// of its own now, as writing every page would, so no access maps the host's zero page to be
+/// replaced later (see the module's notes); the 16 KiB above it, which nothing touches, stay
+/// unbacked. Advice only: on failure (a host before Linux 5.14) the pages come as they are
+/// touched.
 fn populate(addr: *mut u8) {
-    // SAFETY: [addr, addr + AREA_BYTES) is one read-write area of a live chunk of ours, held
-    // by the caller alone; populating allocates the pages a write would, and leaves the
-    // contents of pages already present as they are.
-    unsafe { libc::madvise(addr.cast(), AREA_BYTES, libc::MADV_POPULATE_WRITE) };
+    // SAFETY: [addr, addr + USED_BYTES) lies inside one read-write area of a live chunk of
+    // ours, held by the caller alone; populating allocates the pages a write would, and
+    // leaves the contents of pages already present as they are.
+    unsafe { libc::madvise(addr.cast(), USED_BYTES, libc::MADV_POPULATE_WRITE) };
 }
 
 /// Drops the pages of the area at `addr`, which then reads as zero.
@@ -339,17 +345,21 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn an_area_has_pages_of_its_own_before_anything_reads_it() {
+    fn the_used_part_of_an_area_has_pages_of_its_own_before_anything_reads_it() {
+        const USED_PAGES: usize = USED_BYTES / PAGE as usize;
         let slab = slab();
         let area = slab.take().unwrap();
         // Reading a page that is not there would map the shared zero page, and a write
-        // after it would replace that page under every VM's MMU notifier.
+        // after it would replace that page under every VM's MMU notifier. The pages above
+        // the used part, which nothing touches, are not backed (reading them here maps the
+        // zero page, which is not a page of the area's own).
         assert!(zeroed(&area));
-        assert_eq!(own_pages(&area), AREA_PAGES, "handed out");
+        assert_eq!(own_pages(&area), USED_PAGES, "handed out");
         fill(&area, 5);
+        assert_eq!(own_pages(&area), AREA_PAGES);
         area.renew().unwrap();
         assert!(zeroed(&area));
-        assert_eq!(own_pages(&area), AREA_PAGES, "renewed");
+        assert_eq!(own_pages(&area), USED_PAGES, "renewed");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub const USER_BASE: u64 = 0;
 pub const KERNEL_BASE: u64 = 16 << 30;
 /// Size of the kernel area.
 pub const KERNEL_SIZE: u64 = 16 * PAGE;
+/// The bytes at the start of the kernel area that the VMM uses (`vm/layout.rs`): backed with
+/// host pages as soon as a VM takes the area (`kernel_area.rs`). The rest is never touched.
+pub const KERNEL_USED: u64 = 12 * PAGE;
 
 /// A guest length as a host size (lossless on x86-64).
 fn host_size(len: u64) -> usize {
@@ -982,5 +985,18 @@ mod tests {
             "renewing zeroes the kernel area"
         );
         assert_eq!(second.read_u64(KERNEL_BASE), 2, "and only this VM's");
+    }
+
+    /// The host backs the part of a kernel area the VMM uses at once, and nothing of the
+    /// rest, when a VM takes the area and when it is renewed.
+    #[test]
+    fn only_the_used_part_of_the_kernel_area_is_backed() {
+        let memory = PhysicalMemory::new(16 << 20).unwrap();
+        let resident = || memory.resident_bytes(KERNEL_BASE, KERNEL_SIZE);
+        assert_eq!(resident(), KERNEL_USED);
+        memory.write_u64(KERNEL_BASE + KERNEL_USED - 8, 1);
+        memory.renew().unwrap();
+        assert_eq!(resident(), KERNEL_USED);
+        assert_eq!(memory.read_u64(KERNEL_BASE + KERNEL_USED - 8), 0);
     }
 }

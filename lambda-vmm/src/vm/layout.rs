@@ -14,6 +14,7 @@
 //! 0x7000   kernel stacks, 1 KiB per vCPU (to 0x9000) KERNEL_VIRT + 0x7000, writable
 //! 0x9000   vDSO data page (vvar)                   mm::layout::VVAR, read-only
 //! 0xa000   vDSO code (up to 0xc000)                mm::layout::VDSO, read-only
+//! 0xc000   unused (to 0x10000): never backed       nowhere
 //! ```
 //!
 //! The page tables are reachable only by physical address: the program cannot see them.
@@ -22,7 +23,7 @@
 //! are read-only, and the kernel stack holds nothing but the frames of the current entry.
 
 use crate::mm::layout::{KERNEL_VIRT, PAGE};
-use crate::mm::physical::{KERNEL_BASE, KERNEL_SIZE};
+use crate::mm::physical::{KERNEL_BASE, KERNEL_SIZE, KERNEL_USED};
 
 /// The PML4.
 pub const PML4: u64 = KERNEL_BASE;
@@ -135,7 +136,8 @@ pub mod selector {
 }
 
 const _: () = {
-    assert!(VDSO_FRAMES + VDSO_MAX_PAGES * PAGE <= KERNEL_BASE + KERNEL_SIZE);
+    assert!(VDSO_FRAMES + VDSO_MAX_PAGES * PAGE <= KERNEL_BASE + KERNEL_USED);
+    assert!(KERNEL_USED <= KERNEL_SIZE);
     assert!(KERNEL_VIRT % (2 << 20) == 0);
     assert!(GDT_ENTRIES * 8 <= TSS - GDT);
     assert!(tss(MAX_VCPUS) <= GDT + PAGE);
