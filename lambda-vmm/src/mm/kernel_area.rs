@@ -12,10 +12,11 @@
 //! time maps nothing per VM.
 //!
 //! The part of a slice the VMM uses (48 KiB) is backed with its own zeroed pages at once when
-//! the slice is handed out or renewed (`MADV_POPULATE_WRITE`). Otherwise the VMM's first read of a page (the vDSO data page's
-//! sequence count, read before it is written) maps the host's shared zero page, and the
-//! write after it replaces that page, which every VM of the process hears of through its
-//! MMU notifier (`docs/platform.md`, "Many VMs in one process").
+//! the slice is handed out or renewed (`MADV_POPULATE_WRITE`). Otherwise the VMM's first
+//! read of a page (the vDSO data page's sequence count, read before it is written) maps the
+//! host's shared zero page, and the write after it replaces that page, which every VM of the
+//! process hears of through its MMU notifier (`docs/platform.md`, "Many VMs in one
+//! process").
 
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 

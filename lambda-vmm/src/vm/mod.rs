@@ -299,8 +299,7 @@ mod tests {
         // deleted right below.
         match unsafe { set_slot(&vm.vm, 4_001, slot) } {
             Ok(()) => {
-                // SAFETY: deleting a slot hands no host memory over.
-                unsafe { set_slot(&vm.vm, 4_001, Slot { size: 0, ..slot }) }.expect("deleted");
+                delete_slots(&vm.vm, vec![(4_001, slot)]).expect("deleted");
                 true
             }
             Err(error) if error.errno() == libc::EEXIST => false,

@@ -4,10 +4,10 @@
 //! a new one 0.3-0.8 ms; making one that ran new again costs 0.3-0.4 ms in the restore bench
 //! (medians, 2026-12-06): its memory replaced by fresh memory, KVM made to drop every shadow
 //! page table it had built (`shadow.rs`), the kernel area written again, every vCPU reset
-//! ([`MicroVm::renew`], `docs/platform.md`, "Recycling a VM that ran"). VMs given up on the teardown thread
-//! ([`super::teardown::dispose`]) or shut down ([`crate::machine::Machine::destroy`]) are
-//! renewed and kept here, a few per memory size; machines and the spare pool take them
-//! before making new ones. A VM whose run wrecked a vCPU (a triple fault), or that fails to
+//! ([`MicroVm::renew`], `docs/platform.md`, "Recycling a VM that ran"). VMs given up on the
+//! teardown thread ([`super::teardown::dispose`]) or shut down
+//! ([`crate::machine::Machine::destroy`]) are renewed and kept here, a few per memory size;
+//! machines and the spare pool take them before making new ones. A VM whose run wrecked a vCPU (a triple fault), or that fails to
 //! renew, is torn down, as are those beyond [`MAX_KEPT_PER_SIZE`].
 
 use std::collections::BTreeMap;

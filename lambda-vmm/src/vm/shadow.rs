@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use kvm_ioctls::VmFd;
 
-use super::{VmError, set_slot};
+use super::{VmError, delete_slots, set_slot};
 use crate::mm::physical::{AllocError, KERNEL_BASE, KERNEL_SIZE, PAGE, Slot};
 use crate::sync::lock;
 
@@ -68,7 +68,5 @@ pub(super) fn drop_shadow_pages(vm: &VmFd) -> Result<(), VmError> {
     // SAFETY: the slot is made over `page()`, mapped for the life of the process, so its
     // host memory outlives it; it is deleted right below.
     unsafe { set_slot(vm, SLOT, slot) }.map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
-    // SAFETY: deleting the slot just made hands no host memory over.
-    unsafe { set_slot(vm, SLOT, Slot { size: 0, ..slot }) }
-        .map_err(VmError::kvm("KVM_SET_USER_MEMORY_REGION"))
+    delete_slots(vm, vec![(SLOT, slot)])
 }
