@@ -8,9 +8,10 @@
 //! environment the bench reports the host memory it holds (the drop in `MemAvailable`, which
 //! counts KVM's own memory and shadow page tables as well as the process's) and where it is
 //! (the change of each of the kernel's accounts in `/proc/meminfo`), the process's resident
-//! memory, open descriptors and threads; and the rate of restores on one thread, with and
-//! without the first invocation. The criterion group times one restore (from a pooled VM)
-//! by itself.
+//! memory, open descriptors and threads; the rate of restores on one thread, with and
+//! without the first invocation; and, where the host runs DAMON, the CPU its `kdamond`
+//! threads used meanwhile (their work grows with the VMs in the process: `docs/platform.md`,
+//! "The host's DAMON"). The criterion group times one restore (from a pooled VM) by itself.
 //!
 //! `cargo bench --bench density` (`DENSITY_TARGET=N` to change the count,
 //! `DENSITY_MEMORY_MB=N` the memory size).
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group};
 use lambda::core::{CodeLocation, ExecutionEnvironment, FunctionConfig, Invocation};
 use lambda::vmm::{MicroVmBackend, RuntimeApiEnvironment, wait_for_teardown};
-use measure::{Meminfo, meminfo};
+use measure::{Meminfo, kdamond_cpu, meminfo};
 
 const EVENT: &str = r#"{"action":"echo"}"#;
 const BATCH: usize = 250;
@@ -334,6 +335,7 @@ fn density(c: &mut Criterion) {
     let mut stopped = format!("reached the target of {target}");
     // Restores per second of each batch, to see whether making VMs slows as they add up.
     let mut batch_rates: Vec<f64> = Vec::new();
+    let (making, damon_before) = (Instant::now(), kdamond_cpu());
     'batches: while environments.len() < target {
         if meminfo("MemAvailable") < FLOOR_KIB {
             stopped = format!(
@@ -367,6 +369,7 @@ fn density(c: &mut Criterion) {
         let made = environments.len() - batch_start.0;
         batch_rates.push(made as f64 / (restoring - batch_start.1).as_secs_f64());
     }
+    let (making, damon) = (making.elapsed(), kdamond_cpu());
     let count = environments.len().max(1);
     let memory_after = Meminfo::now();
     let held_kib = memory_before
@@ -415,6 +418,20 @@ fn density(c: &mut Criterion) {
             "  restores per second in the first batch of {BATCH}: {first:.0}; in the last: \
              {last:.0}"
         );
+    }
+    match damon.zip(damon_before) {
+        Some((after, before)) => {
+            let used = after.saturating_sub(before);
+            println!(
+                "  the host's DAMON (kdamond) was on a CPU {:.1} s of the {:.1} s they took to \
+                 make ({:.0}% of one core): each page it samples that this process maps calls \
+                 every VM's MMU notifier",
+                used.as_secs_f64(),
+                making.as_secs_f64(),
+                100.0 * used.as_secs_f64() / making.as_secs_f64()
+            );
+        }
+        None => println!("  the host runs no DAMON thread (kdamond)"),
     }
     let start = Instant::now();
     for environment in environments {

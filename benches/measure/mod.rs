@@ -209,3 +209,28 @@ pub fn write_zip(path: &std::path::Path, files: &[(&str, Vec<u8>)]) {
     }
     zip.finish().expect("zip");
 }
+
+/// The CPU time the host's DAMON threads (`kdamond.N`, the kernel's data access monitor)
+/// have used so far, or `None` when none runs. Where the host monitors physical memory with
+/// DAMON, every page it samples that this process maps calls every VM's MMU notifier, so its
+/// work grows with the VMs a process holds and competes with theirs (`docs/platform.md`,
+/// "Many VMs in one process"). Two readings compare only while the same kdamonds run.
+pub fn kdamond_cpu() -> Option<Duration> {
+    let mut total: Option<Duration> = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let dir = entry.path();
+        let is_kdamond =
+            std::fs::read_to_string(dir.join("comm")).is_ok_and(|comm| comm.starts_with("kdamond"));
+        if !is_kdamond {
+            continue;
+        }
+        // The first field of schedstat is the time on a CPU, in nanoseconds.
+        let on_cpu = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|stat| stat.split_whitespace().next()?.parse::<u64>().ok());
+        if let Some(ns) = on_cpu {
+            *total.get_or_insert(Duration::ZERO) += Duration::from_nanos(ns);
+        }
+    }
+    total
+}
