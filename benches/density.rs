@@ -226,6 +226,24 @@ fn spread_share(share: usize) {
     wait_for_teardown();
 }
 
+/// What the host's DAMON threads did between two readings of [`kdamond_cpu`] `wall` apart.
+fn damon_use(before: Option<Duration>, after: Option<Duration>, wall: Duration) -> String {
+    match after.zip(before) {
+        Some((after, before)) => {
+            let used = after.saturating_sub(before);
+            format!(
+                "the host's DAMON (kdamond) was on a CPU {:.1} s of the {:.1} s they took to \
+                 make ({:.0}% of one core): each page it samples that a process maps calls \
+                 the MMU notifier of every VM of that process",
+                used.as_secs_f64(),
+                wall.as_secs_f64(),
+                100.0 * used.as_secs_f64() / wall.as_secs_f64()
+            )
+        }
+        None => "the host runs no DAMON thread (kdamond)".to_string(),
+    }
+}
+
 /// `target` environments spread over `processes` copies of this bench, started together.
 fn spread_over_processes(processes: usize, target: usize) {
     use std::io::{BufRead, BufReader, Write};
@@ -256,7 +274,7 @@ fn spread_over_processes(processes: usize, target: usize) {
     for (_, lines) in &mut children {
         next_line(lines, "ready");
     }
-    let start = Instant::now();
+    let (start, damon_before) = (Instant::now(), kdamond_cpu());
     for (child, _) in &mut children {
         writeln!(child.stdin.as_mut().expect("stdin"), "go").expect("go");
     }
@@ -272,7 +290,7 @@ fn spread_over_processes(processes: usize, target: usize) {
         let took = fields.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
         slowest = slowest.max(took);
     }
-    let wall = start.elapsed();
+    let (wall, damon) = (start.elapsed(), kdamond_cpu());
     let held_kib = available_before.saturating_sub(meminfo("MemAvailable"));
     println!(
         "\ndensity spread over {processes} processes (not what the engine does; \
@@ -284,6 +302,7 @@ fn spread_over_processes(processes: usize, target: usize) {
         made as f64 / wall.as_secs_f64() / processes as f64,
         held_kib as f64 / made.max(1) as f64 / 1024.0
     );
+    println!("  {}", damon_use(damon_before, damon, wall));
     for (mut child, _) in children {
         if let Some(mut stdin) = child.stdin.take() {
             let _ = writeln!(stdin, "stop");
@@ -419,20 +438,7 @@ fn density(c: &mut Criterion) {
              {last:.0}"
         );
     }
-    match damon.zip(damon_before) {
-        Some((after, before)) => {
-            let used = after.saturating_sub(before);
-            println!(
-                "  the host's DAMON (kdamond) was on a CPU {:.1} s of the {:.1} s they took to \
-                 make ({:.0}% of one core): each page it samples that this process maps calls \
-                 every VM's MMU notifier",
-                used.as_secs_f64(),
-                making.as_secs_f64(),
-                100.0 * used.as_secs_f64() / making.as_secs_f64()
-            );
-        }
-        None => println!("  the host runs no DAMON thread (kdamond)"),
-    }
+    println!("  {}", damon_use(damon_before, damon, making));
     let start = Instant::now();
     for environment in environments {
         Box::new(environment).shutdown();

@@ -214,7 +214,7 @@ pub fn write_zip(path: &std::path::Path, files: &[(&str, Vec<u8>)]) {
 /// have used so far, or `None` when none runs. Where the host monitors physical memory with
 /// DAMON, every page it samples that this process maps calls every VM's MMU notifier, so its
 /// work grows with the VMs a process holds and competes with theirs (`docs/platform.md`,
-/// "Many VMs in one process"). Two readings compare only while the same kdamonds run.
+/// "The host's DAMON"). Two readings compare only while the same kdamonds run.
 pub fn kdamond_cpu() -> Option<Duration> {
     let mut total: Option<Duration> = None;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
