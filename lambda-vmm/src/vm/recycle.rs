@@ -7,8 +7,9 @@
 //! ([`MicroVm::renew`], `docs/platform.md`, "Recycling a VM that ran"). VMs given up on the
 //! teardown thread ([`super::teardown::dispose`]) or shut down
 //! ([`crate::machine::Machine::destroy`]) are renewed and kept here, a few per memory size;
-//! machines and the spare pool take them before making new ones. A VM whose run wrecked a vCPU (a triple fault), or that fails to
-//! renew, is torn down, as are those beyond [`MAX_KEPT_PER_SIZE`].
+//! machines and the spare pool take them before making new ones. A VM whose run wrecked a
+//! vCPU (a triple fault), or that fails to renew, is torn down, as are those beyond
+//! [`MAX_KEPT_PER_SIZE`].
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
