@@ -79,7 +79,7 @@ pub trait ExecutionEnvironment: Send {
 }
 
 /// How an environment started.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EnvironmentStart {
     /// It booted and ran the function's Init.
     Init,
@@ -91,7 +91,7 @@ pub enum EnvironmentStart {
 }
 
 /// What one invocation produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InvokeResult {
     /// The response or the error.
     pub outcome: InvokeOutcome,
@@ -106,7 +106,7 @@ pub struct InvokeResult {
 }
 
 /// Why an environment was reset after an invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ResetReason {
     /// The function crashed (a CPU exception or a fatal signal).
     Crash,

@@ -24,7 +24,7 @@ use std::time::Duration;
 ///      Billed Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 3 MB"
 /// );
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     /// The invocation's request id.
     pub request_id: String,

@@ -1,6 +1,7 @@
 //! The host syscalls (and instructions) the crate uses outside KVM and guest memory, each
 //! behind a safe function: memory files, random bytes, signalling a process group, the TSC,
-//! opening a file beneath a directory that acts as its root, and the malloc arena limit.
+//! opening a file beneath a directory that acts as its root, the malloc arena limit, and
+//! taking standard output for a host process's protocol.
 
 use std::ffi::CStr;
 use std::fs::File;
@@ -304,6 +305,26 @@ pub fn tsc_khz_estimate() -> u64 {
         .unwrap_or(u64::MAX)
         .max(1);
     ticks.saturating_mul(1000) / micros
+}
+
+/// Takes this process's standard output for a protocol of its own: returns a new descriptor
+/// (close-on-exec) for what standard output was, and points descriptor 1 at standard error,
+/// so nothing else the process prints reaches the protocol's reader.
+pub fn take_stdout() -> io::Result<File> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on descriptor 1 reads no memory of ours; the result is
+    // checked before use.
+    let fd = unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by fcntl, is open, and nothing else owns it.
+    let protocol = unsafe { File::from_raw_fd(fd) };
+    // SAFETY: dup2(2) takes two descriptors of this process and reads no memory of ours;
+    // descriptor 1 is replaced atomically by a copy of descriptor 2.
+    if unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(protocol)
 }
 
 #[cfg(test)]

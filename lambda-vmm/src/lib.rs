@@ -47,6 +47,7 @@ mod file_forms;
 pub mod fuzzing;
 #[allow(unsafe_code)]
 mod host;
+pub mod host_process;
 mod kernel;
 mod machine;
 mod mm;
@@ -63,6 +64,7 @@ mod vm;
 pub use backend::MicroVmBackend;
 pub use env::{RunStats, RuntimeApiEnvironment, StdioEnvironment};
 pub use error::VmmError;
+pub use host_process::{HostProcessBackend, HostProcessError};
 pub use kernel::{MAX_THREADS, RUNTIME_API_ENDPOINT};
 pub use process::ProcessBackend;
 pub use program::LoadError;

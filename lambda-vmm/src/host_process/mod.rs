@@ -1,0 +1,276 @@
+//! Spreading environments over VM host processes.
+//!
+//! KVM hangs one MMU notifier per VM off the process that made it, and each new VM walks
+//! every mapping of that process: with thousands of VMs in one process, making another one
+//! costs milliseconds, and a host that ages pages (DAMON, reclaim) pays for every VM of the
+//! process on every page it samples (`docs/platform.md`, "Many VMs in one process" and "The
+//! host's DAMON"). A [`HostProcessBackend`] keeps its environments in several child
+//! processes instead, each running a [`MicroVmBackend`](crate::MicroVmBackend) behind
+//! [`serve_stdio`]: the engine sends each call (create, invoke, shut down) down a pipe and
+//! reads the answer back (`wire.rs` has the protocol), so the cost of a VM grows with the VMs
+//! of its own process only. A host process that dies takes only its own environments with
+//! it; their calls fail with [`EnvironmentError::Failed`] naming how it ended, and the next
+//! environment for its place starts a new one.
+//!
+//! What differs from a `MicroVmBackend` in the engine's process:
+//!
+//! - SnapStart snapshots are per host process: each takes its own snapshot of a version at
+//!   its first environment of that version (one Init per process, not one in all).
+//! - A call costs a round trip over a pipe and a thread in the host (tens of microseconds);
+//!   payloads and responses are copied through the pipe.
+//! - The host program is a separate executable: this crate's `lambda-vmm-host` binary, or
+//!   any program whose `main` calls [`serve_stdio`].
+
+mod environment;
+mod process;
+mod serve;
+mod wire;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use lambda_core::{Backend, EnvironmentError, ExecutionEnvironment, FunctionConfig};
+
+use crate::sync::lock;
+use environment::RemoteEnvironment;
+use process::HostProcess;
+pub use serve::{serve, serve_stdio};
+pub use wire::HostOptions;
+use wire::{ReplyBody, RequestBody};
+
+/// The file name of the VM host program this crate builds (`src/bin/lambda-vmm-host.rs`).
+pub const HOST_PROGRAM_NAME: &str = "lambda-vmm-host";
+
+/// Why a VM host process could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum HostProcessError {
+    /// A backend needs at least one host process.
+    #[error("a HostProcessBackend needs at least one VM host process")]
+    NoProcesses,
+    /// The host program could not be started.
+    #[error(
+        "cannot start the VM host program {}: {source} (build it with `cargo build \
+         --release -p lambda-vmm --bin lambda-vmm-host`, or pass the path of a program that calls \
+         `lambda_vmm::host_process::serve_stdio`)",
+        program.display()
+    )]
+    Start {
+        /// The program.
+        program: PathBuf,
+        /// What starting it said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host process cannot run VMs on this host.
+    #[error("the VM host process cannot run VMs: {0}")]
+    Unavailable(String),
+    /// The program started but did not speak the host protocol.
+    #[error("the VM host program {} did not answer as a VM host: {detail}", program.display())]
+    Protocol {
+        /// The program.
+        program: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl From<HostProcessError> for EnvironmentError {
+    fn from(error: HostProcessError) -> Self {
+        match error {
+            HostProcessError::Unavailable(_) | HostProcessError::Start { .. } => {
+                EnvironmentError::Unavailable(error.to_string())
+            }
+            other => EnvironmentError::failed_because("starting a VM host process", other),
+        }
+    }
+}
+
+/// A [`Backend`] whose environments live in a fixed number of VM host processes (see the
+/// [module](self) documentation). Each new environment goes to the process holding the fewest;
+/// a process that has died is started again when its turn comes. Clones share the processes,
+/// which exit once the last clone and the last of their environments are dropped (dropping
+/// the last waits for each process to shut its environments down and exit).
+#[derive(Clone)]
+pub struct HostProcessBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    program: PathBuf,
+    options: HostOptions,
+    slots: Vec<Mutex<Option<Arc<HostProcess>>>>,
+}
+
+impl std::fmt::Debug for HostProcessBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostProcessBackend")
+            .field("program", &self.inner.program)
+            .field("processes", &self.inner.slots.len())
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+impl HostProcessBackend {
+    /// Starts `processes` VM host processes running `program`, each with a `MicroVmBackend`
+    /// made with `options`, and waits until all are ready.
+    ///
+    /// Errors: `processes` is 0, `program` cannot be started or does not speak the protocol,
+    /// or the host cannot run VMs (KVM unusable); processes already started are stopped.
+    pub fn start(
+        program: impl Into<PathBuf>,
+        processes: usize,
+        options: HostOptions,
+    ) -> Result<HostProcessBackend, HostProcessError> {
+        if processes == 0 {
+            return Err(HostProcessError::NoProcesses);
+        }
+        let program = program.into();
+        let mut slots = Vec::with_capacity(processes);
+        for _ in 0..processes {
+            let process = HostProcess::start(&program, &options)?;
+            slots.push(Mutex::new(Some(Arc::new(process))));
+        }
+        Ok(HostProcessBackend {
+            inner: Arc::new(Inner {
+                program,
+                options,
+                slots,
+            }),
+        })
+    }
+
+    /// Where a program built by the same `cargo` build as the running one finds
+    /// [`HOST_PROGRAM_NAME`]: beside its executable, or one directory up (tests and examples
+    /// run from `target/<profile>/deps` and `target/<profile>/examples`). `None` if neither
+    /// holds it.
+    pub fn program_beside_current_exe() -> Option<PathBuf> {
+        let exe = std::env::current_exe().ok()?;
+        let dir = exe.parent()?;
+        [Some(dir), dir.parent()]
+            .into_iter()
+            .flatten()
+            .map(|dir| dir.join(HOST_PROGRAM_NAME))
+            .find(|path| path.is_file())
+    }
+
+    /// The host program.
+    pub fn program(&self) -> &Path {
+        &self.inner.program
+    }
+
+    /// The ids of the host processes running now, in slot order; `None` for a slot whose
+    /// process has ended and not been started again.
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.inner
+            .slots
+            .iter()
+            .map(|slot| {
+                lock(slot)
+                    .as_ref()
+                    .filter(|process| !process.is_gone())
+                    .map(|process| process.pid())
+            })
+            .collect()
+    }
+
+    /// How many live environments each host process holds, in slot order.
+    pub fn environments_per_process(&self) -> Vec<usize> {
+        self.inner
+            .slots
+            .iter()
+            .map(|slot| {
+                lock(slot)
+                    .as_ref()
+                    .map_or(0, |process| process.environments.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    /// The host process for the next environment: the live one holding the fewest (a dead
+    /// one counts as empty and is started again).
+    fn pick(&self) -> Result<Arc<HostProcess>, HostProcessError> {
+        let load = |slot: &Mutex<Option<Arc<HostProcess>>>| match &*lock(slot) {
+            Some(process) if !process.is_gone() => process.environments.load(Ordering::Relaxed),
+            _ => 0,
+        };
+        let slot = self
+            .inner
+            .slots
+            .iter()
+            .min_by_key(|slot| load(slot))
+            .ok_or(HostProcessError::NoProcesses)?;
+        let mut slot = lock(slot);
+        match &*slot {
+            Some(process) if !process.is_gone() => Ok(Arc::clone(process)),
+            _ => {
+                // Drop the dead one first: it reaps its process.
+                *slot = None;
+                let process = Arc::new(HostProcess::start(
+                    &self.inner.program,
+                    &self.inner.options,
+                )?);
+                *slot = Some(Arc::clone(&process));
+                Ok(process)
+            }
+        }
+    }
+}
+
+impl Backend for HostProcessBackend {
+    fn name(&self) -> &str {
+        "kvm-host-processes"
+    }
+
+    /// Creates the environment in the host process holding the fewest; its Init (or restore)
+    /// runs there. A configuration out of range is refused here, before any process hears
+    /// of it.
+    fn create(
+        &self,
+        config: &FunctionConfig,
+    ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
+        config.validate()?;
+        let host = self.pick()?;
+        host.environments.fetch_add(1, Ordering::Relaxed);
+        // From here the environment count is the RemoteEnvironment's to give back, or this
+        // guard's if none is made.
+        let made = (|| {
+            let replies = host
+                .call(RequestBody::Create(config.clone()))
+                .map_err(EnvironmentError::failed)?;
+            match replies.recv() {
+                Ok(ReplyBody::Created {
+                    environment,
+                    init_duration,
+                    start,
+                    fresh_per_invocation,
+                }) => Ok((environment, init_duration, start, fresh_per_invocation)),
+                Ok(ReplyBody::Failed(error)) => Err(error.into()),
+                Ok(_) => Err(EnvironmentError::failed(format!(
+                    "VM host process {} answered a create with something else",
+                    host.pid()
+                ))),
+                Err(_) => Err(EnvironmentError::failed(host.gone().unwrap_or_else(|| {
+                    format!("VM host process {} stopped answering", host.pid())
+                }))),
+            }
+        })();
+        match made {
+            Ok((number, init_duration, start, fresh_per_invocation)) => {
+                Ok(Box::new(RemoteEnvironment {
+                    host,
+                    number,
+                    init_duration,
+                    start,
+                    fresh_per_invocation,
+                    released: false,
+                }))
+            }
+            Err(error) => {
+                host.environments.fetch_sub(1, Ordering::Relaxed);
+                Err(error)
+            }
+        }
+    }
+}

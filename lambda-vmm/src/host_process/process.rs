@@ -1,0 +1,201 @@
+//! The engine's handle on one VM host process: starting it, sending it requests, and a
+//! thread that reads its replies and hands each to the call waiting for it.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::HostProcessError;
+use super::wire::{Hello, HostOptions, Reply, ReplyBody, Request, RequestBody, read_message};
+use crate::sync::lock;
+
+/// One running VM host process.
+pub(crate) struct HostProcess {
+    /// The process's id.
+    pid: u32,
+    /// Its standard input: requests, one frame at a time.
+    requests: Mutex<Option<BufWriter<ChildStdin>>>,
+    /// The calls waiting for replies, and why none will come once the process is gone.
+    calls: Arc<Mutex<Calls>>,
+    /// The process, reaped by whoever sees it end first.
+    child: Arc<Mutex<Child>>,
+    next_call: AtomicU64,
+    /// Environments made in it and not yet shut down.
+    pub environments: AtomicUsize,
+}
+
+/// The calls in flight of one host process.
+#[derive(Default)]
+struct Calls {
+    waiting: HashMap<u64, Sender<ReplyBody>>,
+    /// Set once the host process's replies ended: what happened to it.
+    gone: Option<String>,
+}
+
+impl HostProcess {
+    /// Starts `program` as a VM host with `options`, and waits for it to say it is ready.
+    pub fn start(program: &Path, options: &HostOptions) -> Result<HostProcess, HostProcessError> {
+        let start_error = |source| HostProcessError::Start {
+            program: program.to_path_buf(),
+            source,
+        };
+        let mut child = Command::new(program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(start_error)?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(HostProcessError::Protocol {
+                program: program.to_path_buf(),
+                detail: "its pipes were not made".into(),
+            });
+        };
+        let mut requests = BufWriter::new(stdin);
+        let mut replies = BufReader::new(stdout);
+        let said = super::wire::write_message(&mut requests, options)
+            .and_then(|()| read_message::<Hello>(&mut replies));
+        let pid = match said {
+            Ok(Some(Hello::Ready { pid })) => pid,
+            Ok(Some(Hello::Unavailable(why))) => {
+                let _ = child.wait();
+                return Err(HostProcessError::Unavailable(why));
+            }
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().map(|status| status.to_string());
+                return Err(HostProcessError::Protocol {
+                    program: program.to_path_buf(),
+                    detail: format!(
+                        "it ended before saying it was ready ({}); is it a VM host \
+                         (`lambda_vmm::host_process::serve_stdio`)?",
+                        status.unwrap_or_else(|error| error.to_string())
+                    ),
+                });
+            }
+        };
+        let calls = Arc::new(Mutex::new(Calls::default()));
+        let child = Arc::new(Mutex::new(child));
+        let reader = {
+            let (calls, child) = (Arc::clone(&calls), Arc::clone(&child));
+            move || read_replies(replies, &calls, &child)
+        };
+        if let Err(error) = std::thread::Builder::new()
+            .name("lambda-vmm-host-replies".into())
+            .spawn(reader)
+        {
+            let mut child = lock(&child);
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(start_error(error));
+        }
+        Ok(HostProcess {
+            pid,
+            requests: Mutex::new(Some(requests)),
+            calls,
+            child,
+            next_call: AtomicU64::new(1),
+            environments: AtomicUsize::new(0),
+        })
+    }
+
+    /// The process's id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the process's replies ended (it exited, was killed, or broke the protocol).
+    pub fn is_gone(&self) -> bool {
+        lock(&self.calls).gone.is_some()
+    }
+
+    /// Sends `body` and returns where its replies will arrive: the channel closes after the
+    /// last one, or when the process goes away (then [`gone`](Self::gone) says why).
+    pub fn call(&self, body: RequestBody) -> Result<Receiver<ReplyBody>, String> {
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        {
+            let mut calls = lock(&self.calls);
+            if let Some(gone) = &calls.gone {
+                return Err(gone.clone());
+            }
+            calls.waiting.insert(call, sender);
+        }
+        let sent = match &mut *lock(&self.requests) {
+            Some(requests) => super::wire::write_message(requests, &Request { call, body }),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        };
+        if let Err(error) = sent {
+            lock(&self.calls).waiting.remove(&call);
+            return Err(self
+                .gone()
+                .unwrap_or_else(|| format!("writing to VM host process {}: {error}", self.pid)));
+        }
+        Ok(receiver)
+    }
+
+    /// Why the process's replies ended, once they have.
+    pub fn gone(&self) -> Option<String> {
+        lock(&self.calls).gone.clone()
+    }
+}
+
+impl Drop for HostProcess {
+    /// Closes the process's standard input, which tells it to shut its environments down
+    /// and exit, and waits for it.
+    fn drop(&mut self) {
+        drop(lock(&self.requests).take());
+        let _ = lock(&self.child).wait();
+    }
+}
+
+/// Reads the host's replies until they end, handing each to its call; then records why they
+/// ended and closes every waiting call's channel.
+fn read_replies(
+    mut replies: BufReader<std::process::ChildStdout>,
+    calls: &Mutex<Calls>,
+    child: &Mutex<Child>,
+) {
+    let ended = loop {
+        match read_message::<Reply>(&mut replies) {
+            Ok(Some(Reply { call, body })) => {
+                let mut calls = lock(calls);
+                let last = !matches!(body, ReplyBody::Chunk(_));
+                let sender = if last {
+                    calls.waiting.remove(&call)
+                } else {
+                    calls.waiting.get(&call).cloned()
+                };
+                drop(calls);
+                if let Some(sender) = sender {
+                    let _ = sender.send(body);
+                }
+            }
+            Ok(None) => break None,
+            Err(error) => break Some(error),
+        }
+    };
+    let status = {
+        let mut child = lock(child);
+        if ended.is_some() {
+            let _ = child.kill();
+        }
+        child.wait()
+    };
+    let pid = lock(child).id();
+    let why = match (ended, status) {
+        (Some(error), _) => format!("VM host process {pid} broke the protocol: {error}"),
+        (None, Ok(status)) => format!("VM host process {pid} ended ({status})"),
+        (None, Err(error)) => format!("VM host process {pid} ended (cannot reap it: {error})"),
+    };
+    let mut calls = lock(calls);
+    calls.gone = Some(why);
+    calls.waiting.clear();
+}

@@ -1,0 +1,234 @@
+//! The lifecycle scenarios on the host-process backend (micro-VMs in `lambda-vmm-host`
+//! processes, reached over pipes), and what only it does: spreading environments over its
+//! processes, surviving the death of one, refusing a program that is not a VM host, and
+//! stopping its processes when dropped.
+
+mod kvm_gate;
+mod scenarios;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lambda_core::{Backend, EnvironmentError, EnvironmentStart, Invocation, ResponseStream};
+use lambda_vmm::host_process::HostOptions;
+use lambda_vmm::{HostProcessBackend, HostProcessError};
+use scenarios::Functions;
+
+const HOST: &str = env!("CARGO_BIN_EXE_lambda-vmm-host");
+
+/// A backend of `processes` host processes (after the KVM gate, so a host without KVM fails
+/// naming the opt-out), and the guest programs.
+fn setup_with(processes: usize) -> (HostProcessBackend, Functions) {
+    kvm_gate::kvm_backend();
+    let backend = HostProcessBackend::start(HOST, processes, HostOptions::default())
+        .expect("start the host processes");
+    (backend, Functions::locate())
+}
+
+fn setup() -> (HostProcessBackend, Functions) {
+    setup_with(2)
+}
+
+macro_rules! scenario {
+    ($(#[$attr:meta])* $name:ident $(, $arg:expr)*) => {
+        #[test]
+        #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+        $(#[$attr])*
+        fn $name() {
+            let (backend, functions) = setup();
+            scenarios::$name(&backend, &functions $(, $arg)*);
+        }
+    };
+}
+
+scenario!(warm_reuse, 1000);
+scenario!(init_error);
+scenario!(init_crash);
+scenario!(function_error);
+scenario!(crash_then_recovery);
+scenario!(exit_then_recovery);
+scenario!(timeout_then_recovery);
+scenario!(response_too_large);
+scenario!(streamed_response);
+scenario!(tmp_persists_and_is_private);
+scenario!(reads_outside_task_and_tmp_fail);
+scenario!(environments_share_nothing);
+scenario!(logs_are_per_invocation);
+scenario!(output_outside_invocations_is_logged);
+scenario!(stdio_echo);
+scenario!(stdio_failures);
+scenario!(runtime_rust_streams);
+
+/// Waits (up to 30 s) until `done` holds; the host process's end is an event in another
+/// process, seen by the reply thread when its pipe closes.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// New environments go to the process holding the fewest; each process is its own, neither
+/// this one nor the other's.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn environments_spread_over_the_processes() {
+    let (backend, functions) = setup();
+    let pids = backend.pids();
+    assert_eq!(pids.len(), 2);
+    let (first, second) = (pids[0].unwrap(), pids[1].unwrap());
+    assert_ne!(first, second);
+    assert!(![first, second].contains(&std::process::id()));
+    let config = functions.runtime("spread", "runtime-loop");
+    let mut environments: Vec<_> = (0..4)
+        .map(|_| backend.create(&config).expect("create"))
+        .collect();
+    assert_eq!(backend.environments_per_process(), [2, 2]);
+    for (i, environment) in environments.iter_mut().enumerate() {
+        let payload = format!("{{\"n\":{i}}}");
+        let result = environment
+            .invoke(Invocation::new(payload.clone()))
+            .unwrap();
+        assert_eq!(result.outcome.response(), Some(payload.as_bytes()));
+    }
+    environments.pop().unwrap().shutdown();
+    drop(environments.pop());
+    assert_eq!(backend.environments_per_process().iter().sum::<usize>(), 2);
+    drop(environments);
+    assert_eq!(backend.environments_per_process(), [0, 0]);
+}
+
+/// SnapStart works inside a host process: its first environment of a version runs the Init
+/// and is snapshotted, the next is restored.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn snap_start_restores_inside_a_host_process() {
+    let (backend, functions) = setup_with(1);
+    let config = functions
+        .runtime("snap", "runtime-loop")
+        .with_snap_start(true);
+    let first = backend.create(&config).expect("create");
+    assert_eq!(first.start(), EnvironmentStart::Init);
+    let mut second = backend.create(&config).expect("restore");
+    assert_eq!(second.start(), EnvironmentStart::Restored);
+    let result = second.invoke(Invocation::new(r#"{"x":1}"#)).unwrap();
+    assert_eq!(result.outcome.response(), Some(&br#"{"x":1}"#[..]));
+    assert!(result.report.restore_duration.is_some());
+}
+
+/// A streamed response crosses the pipe piece by piece, to the caller's stream.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_streamed_response_arrives_in_pieces() {
+    let (backend, functions) = setup_with(1);
+    let mut environment = backend
+        .create(&functions.runtime("stream", "runtime-loop"))
+        .expect("create");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let invocation = Invocation::new(r#"{"action":"stream","chunks":3,"size":4}"#)
+        .with_response_stream(ResponseStream::new(sender));
+    let result = environment.invoke(invocation).unwrap();
+    assert_eq!(result.outcome.response(), Some(&b""[..]));
+    let pieces: Vec<u8> = receiver.try_iter().flatten().collect();
+    assert_eq!(pieces, b"aaaabbbbcccc");
+}
+
+/// Killing one host process fails the calls of its environments, naming it, and nothing
+/// else: the other process's environment still answers, and the next environment starts a
+/// new process in its place.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_killed_host_process_takes_only_its_own_environments() {
+    let (backend, functions) = setup();
+    let config = functions.runtime("kill", "runtime-loop");
+    let mut doomed = backend.create(&config).expect("create");
+    let mut survivor = backend.create(&config).expect("create");
+    let victim = backend.pids()[0].unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_until("the killed process is seen to end", || {
+        backend.pids()[0].is_none()
+    });
+    let error = doomed.invoke(Invocation::new("{}")).unwrap_err();
+    let EnvironmentError::Failed { message, .. } = &error else {
+        panic!("expected a host-side failure, got {error}")
+    };
+    assert!(
+        message.contains(&format!("VM host process {victim} ended")) && message.contains("9"),
+        "{message}"
+    );
+    // Broken for good, like an environment whose invocation failed on the host side.
+    assert!(doomed.invoke(Invocation::new("{}")).is_err());
+    drop(doomed);
+    let result = survivor.invoke(Invocation::new(r#"{"still":1}"#)).unwrap();
+    assert_eq!(result.outcome.response(), Some(&br#"{"still":1}"#[..]));
+    let mut replacement = backend.create(&config).expect("create after the kill");
+    let result = replacement.invoke(Invocation::new(r#"{"new":1}"#)).unwrap();
+    assert_eq!(result.outcome.response(), Some(&br#"{"new":1}"#[..]));
+    let new_pid = backend.pids()[0].expect("a new process in the dead one's place");
+    assert_ne!(new_pid, victim);
+    assert_eq!(backend.environments_per_process(), [1, 1]);
+}
+
+/// What cannot be a host is refused with an error that says so: no processes, a program
+/// that does not exist, one that exits without speaking the protocol.
+#[test]
+fn what_is_not_a_host_is_refused() {
+    let options = HostOptions::default();
+    assert!(matches!(
+        HostProcessBackend::start(HOST, 0, options.clone()),
+        Err(HostProcessError::NoProcesses)
+    ));
+    let missing = Path::new("/nonexistent/lambda-vmm-host");
+    let error = HostProcessBackend::start(missing, 1, options.clone()).unwrap_err();
+    assert!(matches!(error, HostProcessError::Start { .. }), "{error}");
+    assert!(error.to_string().contains("cargo build"), "{error}");
+    let error = HostProcessBackend::start("/bin/true", 1, options).unwrap_err();
+    assert!(
+        matches!(error, HostProcessError::Protocol { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("serve_stdio"), "{error}");
+}
+
+/// A configuration out of range is refused before any process hears of it.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_bad_configuration_is_refused_here() {
+    let (backend, functions) = setup_with(1);
+    let config = functions.runtime("bad", "runtime-loop").with_memory_mb(1);
+    assert!(matches!(
+        backend.create(&config),
+        Err(EnvironmentError::Config(_))
+    ));
+    assert_eq!(backend.environments_per_process(), [0]);
+}
+
+/// Dropping the backend and its environments stops the host processes (and reaps them)
+/// before the drop returns.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn dropping_the_backend_stops_its_processes() {
+    let (backend, functions) = setup();
+    let environment = backend
+        .create(&functions.runtime("drop", "runtime-loop"))
+        .expect("create");
+    let pids: Vec<u32> = backend.pids().into_iter().map(Option::unwrap).collect();
+    let clone = backend.clone();
+    drop(backend);
+    for pid in &pids {
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+    }
+    drop(environment);
+    drop(clone);
+    for pid in &pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "host process {pid} is still there"
+        );
+    }
+}
