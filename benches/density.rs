@@ -22,9 +22,14 @@
 //!
 //! With `DENSITY_PROCESSES=N` (N > 1) the bench then makes the same count again, spread over N
 //! copies of itself, each restoring and invoking its share in its own process, all started
-//! at the same moment. The engine keeps every VM in its host's process; this only measures
-//! what spreading them over processes would gain, since every VM's MMU notifier hangs off one
+//! at the same moment: what spreading them gains, since every VM's MMU notifier hangs off one
 //! process's memory map (`docs/platform.md`, "Many VMs in one process").
+//!
+//! With `DENSITY_HOST_PROCESSES=N` it then makes the same count through the engine's own
+//! spread, `lambda::vmm::HostProcessBackend` over N VM host processes: SnapStart creates
+//! through `Backend::create`, from 2N threads at once, each invoked once. It needs the host
+//! program built beside the bench (`cargo build --release -p lambda-vmm --bin
+//! lambda-vmm-host`).
 
 mod measure;
 
@@ -32,8 +37,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use lambda::core::{CodeLocation, ExecutionEnvironment, FunctionConfig, Invocation};
-use lambda::vmm::{MicroVmBackend, RuntimeApiEnvironment, wait_for_teardown};
+use lambda::core::{
+    Backend, CodeLocation, EnvironmentStart, ExecutionEnvironment, FunctionConfig, Invocation,
+};
+use lambda::vmm::host_process::HostOptions;
+use lambda::vmm::{HostProcessBackend, MicroVmBackend, RuntimeApiEnvironment, wait_for_teardown};
 use measure::{Meminfo, kdamond_cpu, meminfo};
 
 const EVENT: &str = r#"{"action":"echo"}"#;
@@ -293,10 +301,9 @@ fn spread_over_processes(processes: usize, target: usize) {
     let (wall, damon) = (start.elapsed(), kdamond_cpu());
     let held_kib = available_before.saturating_sub(meminfo("MemAvailable"));
     println!(
-        "\ndensity spread over {processes} processes (not what the engine does; \
-         `DENSITY_PROCESSES`): {made} environments restored and invoked in {:.2} s, {:.0} per \
-         second ({:.0} per second per process, the slowest taking {slowest:.2} s); host memory \
-         {:.2} MiB per environment",
+        "\ndensity spread over {processes} copies of this bench (`DENSITY_PROCESSES`): {made} \
+         environments restored and invoked in {:.2} s, {:.0} per second ({:.0} per second per \
+         process, the slowest taking {slowest:.2} s); host memory {:.2} MiB per environment",
         wall.as_secs_f64(),
         made as f64 / wall.as_secs_f64(),
         made as f64 / wall.as_secs_f64() / processes as f64,
@@ -310,6 +317,101 @@ fn spread_over_processes(processes: usize, target: usize) {
         let status = child.wait().expect("a copy ends");
         assert!(status.success(), "a copy of the bench failed: {status}");
     }
+}
+
+/// Makes one SnapStart environment of `config` through `backend` and invokes it once.
+fn create_and_invoke(
+    backend: &HostProcessBackend,
+    config: &FunctionConfig,
+) -> Box<dyn ExecutionEnvironment> {
+    let mut environment = backend.create(config).expect("create");
+    let result = environment.invoke(Invocation::new(EVENT)).expect("invoke");
+    assert_eq!(result.outcome.response(), Some(EVENT.as_bytes()));
+    environment
+}
+
+/// `target` environments made by the engine's [`HostProcessBackend`] over `processes` VM host
+/// processes: SnapStart creates (each process restores from its own snapshot), each invoked
+/// once, from twice as many calling threads as processes, so every process has a create in
+/// flight while its last answer crosses the pipe.
+fn through_host_processes(processes: usize, target: usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let program = HostProcessBackend::program_beside_current_exe().unwrap_or_else(|| {
+        panic!(
+            "DENSITY_HOST_PROCESSES needs the VM host program beside this bench: build it \
+             with `cargo build --release -p lambda-vmm --bin lambda-vmm-host`"
+        )
+    });
+    let backend = HostProcessBackend::start(program, processes, HostOptions::default())
+        .expect("start the VM host processes");
+    let config = runtime_loop().with_snap_start(true);
+    let available_before = meminfo("MemAvailable");
+    // Each process snapshots the version at its first environment of it (an Init there);
+    // those come first, outside the window, and count among the environments.
+    let init_start = Instant::now();
+    let mut environments: Vec<Box<dyn ExecutionEnvironment>> = (0..processes)
+        .map(|_| create_and_invoke(&backend, &config))
+        .collect();
+    let init_took = init_start.elapsed();
+    assert!(
+        environments
+            .iter()
+            .all(|environment| environment.start() == EnvironmentStart::Init),
+        "each host process snapshots at its first environment"
+    );
+    let callers = processes.saturating_mul(2);
+    let left = AtomicUsize::new(target.saturating_sub(processes));
+    let (start, damon_before) = (Instant::now(), kdamond_cpu());
+    let made: Vec<Box<dyn ExecutionEnvironment>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..callers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    while left
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        let environment = create_and_invoke(&backend, &config);
+                        assert_eq!(environment.start(), EnvironmentStart::Restored);
+                        mine.push(environment);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a calling thread"))
+            .collect()
+    });
+    let (wall, damon) = (start.elapsed(), kdamond_cpu());
+    let restored = made.len();
+    environments.extend(made);
+    let count = environments.len();
+    let held_kib = available_before.saturating_sub(meminfo("MemAvailable"));
+    let per_process = backend.environments_per_process();
+    println!(
+        "\ndensity through the engine's HostProcessBackend over {processes} VM host processes \
+         (`DENSITY_HOST_PROCESSES`; SnapStart creates from {callers} threads at once, each \
+         invoked once): {restored} environments restored and invoked in {:.2} s, {:.0} per \
+         second (before them, each process's Init and snapshot, {:.2} s for all); {count} \
+         held, {} to {} per process; host memory {:.2} MiB per environment (the host \
+         processes' own included)",
+        wall.as_secs_f64(),
+        restored as f64 / wall.as_secs_f64(),
+        init_took.as_secs_f64(),
+        per_process.iter().min().unwrap_or(&0),
+        per_process.iter().max().unwrap_or(&0),
+        held_kib as f64 / count.max(1) as f64 / 1024.0
+    );
+    println!("  {}", damon_use(damon_before, damon, wall));
+    let start = Instant::now();
+    drop(environments);
+    drop(backend);
+    println!(
+        "  shutting them all down (and the host processes) took {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
 }
 
 fn density(c: &mut Criterion) {
@@ -455,6 +557,9 @@ fn density(c: &mut Criterion) {
     let processes = env_count("DENSITY_PROCESSES").unwrap_or(1);
     if processes > 1 {
         spread_over_processes(processes, target);
+    }
+    if let Some(processes) = env_count("DENSITY_HOST_PROCESSES") {
+        through_host_processes(processes, target);
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lambda_core::{Backend, ExecutionEnvironment, ResponseSink, ResponseStream, panic_message};
@@ -56,27 +57,20 @@ pub fn serve(input: impl Read, output: impl Write + Send + 'static) -> io::Resul
         environments: Mutex::new(Environments::default()),
         output,
     });
-    let mut calls = Vec::new();
+    let mut answering = Answering::new(Arc::clone(&host));
+    answering.add_idle(FIRST_ANSWERING_THREADS)?;
     let ended = loop {
         match read_message::<Request>(&mut input) {
             Ok(Some(request)) => {
-                let host = Arc::clone(&host);
-                let spawned = std::thread::Builder::new()
-                    .name("lambda-vmm-host-call".into())
-                    .spawn(move || host.answer(request));
-                match spawned {
-                    Ok(call) => calls.push(call),
-                    Err(error) => break Err(error),
+                if let Err(error) = answering.hand_over(request) {
+                    break Err(error);
                 }
-                calls.retain(|call| !call.is_finished());
             }
             Ok(None) => break Ok(()),
             Err(error) => break Err(error),
         }
     };
-    for call in calls {
-        let _ = call.join();
-    }
+    answering.finish();
     let left: Vec<_> = lock(&host.environments).idle.drain().collect();
     for (_, environment) in left {
         environment.shutdown();
@@ -84,6 +78,92 @@ pub fn serve(input: impl Read, output: impl Write + Send + 'static) -> io::Resul
     crate::vm::teardown::wait_for_teardown();
     ended
 }
+
+/// The threads answering calls, one per call in flight. They are kept once made and take
+/// the next call when they finish one: a thread made per call would map and unmap a stack
+/// each time, and in a process holding hundreds of VMs every change to its mappings is heard
+/// by every VM's MMU notifier (`docs/platform.md`, "Many VMs in one process").
+struct Answering {
+    host: Arc<Host>,
+    calls: Option<crossbeam_channel::Sender<Request>>,
+    waiting: crossbeam_channel::Receiver<Request>,
+    /// Threads waiting for a call and not yet promised one.
+    idle: Arc<AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Answering {
+    fn new(host: Arc<Host>) -> Answering {
+        let (calls, waiting) = crossbeam_channel::unbounded();
+        Answering {
+            host,
+            calls: Some(calls),
+            waiting,
+            idle: Arc::new(AtomicUsize::new(0)),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Makes `count` more threads, idle.
+    fn add_idle(&mut self, count: usize) -> io::Result<()> {
+        for _ in 0..count {
+            self.add_thread()?;
+            self.idle.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Makes one more thread, not counted idle: it is promised to the next call sent.
+    fn add_thread(&mut self) -> io::Result<()> {
+        let (host, waiting, idle) = (
+            Arc::clone(&self.host),
+            self.waiting.clone(),
+            Arc::clone(&self.idle),
+        );
+        let thread = std::thread::Builder::new()
+            .name("lambda-vmm-host-call".into())
+            .spawn(move || {
+                for request in waiting {
+                    let reply = host.answer(request);
+                    // Idle before the reply leaves: the engine's next call, which may follow
+                    // the reply at once, then finds this thread instead of making another.
+                    idle.fetch_add(1, Ordering::AcqRel);
+                    host.send(&reply);
+                }
+            })?;
+        self.threads.push(thread);
+        Ok(())
+    }
+
+    /// Gives `request` to an idle thread, or to a new one if none is idle, so a call never
+    /// waits behind another (an invocation may run for 15 minutes).
+    fn hand_over(&mut self, request: Request) -> io::Result<()> {
+        let promised = self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !promised {
+            self.add_thread()?;
+        }
+        if let Some(calls) = &self.calls {
+            // The receiving end lives in `self`, so this cannot fail.
+            let _ = calls.send(request);
+        }
+        Ok(())
+    }
+
+    /// Lets the threads finish the calls they have, and waits for them.
+    fn finish(mut self) {
+        self.calls = None;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Threads made to answer calls before any VM exists, when making one is cheap: a thread
+/// made later maps its stacks in a process whose every VM hears of it.
+const FIRST_ANSWERING_THREADS: usize = 4;
 
 /// Where replies go; one writer at a time, each reply one whole frame.
 type Replies = Arc<Mutex<Box<dyn Write + Send>>>;
@@ -105,9 +185,15 @@ struct Host {
 }
 
 impl Host {
-    /// Answers one request; a reply that cannot be written means the engine is gone, which
-    /// the reading loop finds out by itself.
-    fn answer(&self, request: Request) {
+    /// Writes `reply`; one that cannot be written means the engine is gone, which the
+    /// reading loop finds out by itself.
+    fn send(&self, reply: &Reply) {
+        let _ = write_message(&mut *lock(&self.output), reply);
+    }
+
+    /// Answers one request (a streamed response's pieces are sent as they come; the answer
+    /// itself is the caller's to send).
+    fn answer(&self, request: Request) -> Reply {
         let call = request.call;
         let body = match request.body {
             RequestBody::Create(config) => self.create(&config),
@@ -118,7 +204,7 @@ impl Host {
             } => self.invoke(call, environment, invocation, streamed),
             RequestBody::Shutdown { environment } => self.shutdown(environment),
         };
-        let _ = write_message(&mut *lock(&self.output), &Reply { call, body });
+        Reply { call, body }
     }
 
     fn create(&self, config: &lambda_core::FunctionConfig) -> ReplyBody {
