@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example invoke -- PATH [PAYLOAD] [--memory MB] [--timeout SECONDS]
-//!                                         [--runtime-api] [--count N] [--backend kvm|process]
+//!                                         [--runtime-api] [--count N]
+//!                                         [--backend kvm|process|host-processes]
 //!                                         [--from-snapshot [--snapshot-file FILE]]
 //!                                         [--base-image DIR] [--layer PATH]...
 //!                                         [--handler NAME]
@@ -32,7 +33,10 @@
 //! Responses go to stdout (one per line with `--count`); log tails and REPORT lines to stderr.
 //! The exit status is 1 if an invocation failed (its error type and message are printed) and
 //! 2 on a usage or setup error. Without a usable `/dev/kvm` it falls back to the process
-//! backend (no isolation) with a warning; `--backend process` asks for it.
+//! backend (no isolation) with a warning; `--backend process` asks for it. `--backend
+//! host-processes` runs the micro-VMs in two VM host processes
+//! (`lambda::vmm::HostProcessBackend`) instead of this one; it needs the host program built
+//! first (`cargo build --release -p lambda-vmm --bin lambda-vmm-host`).
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -42,10 +46,11 @@ use lambda::core::{
     Backend, CodeLocation, Contract, ExecutionEnvironment, FunctionConfig, Invocation,
     InvokeOutcome, InvokeResult, limits,
 };
-use lambda::vmm::{MicroVmBackend, ProcessBackend, Snapshot};
+use lambda::vmm::host_process::HostOptions;
+use lambda::vmm::{HostProcessBackend, MicroVmBackend, ProcessBackend, Snapshot};
 
 const USAGE: &str = "usage: invoke PATH [PAYLOAD] [--memory MB] [--timeout SECONDS] \
-                     [--runtime-api] [--count N] [--backend kvm|process] \
+                     [--runtime-api] [--count N] [--backend kvm|process|host-processes] \
                      [--from-snapshot [--snapshot-file FILE]] [--base-image DIR] [--layer PATH]... [--handler NAME]";
 
 struct Options {
@@ -112,9 +117,11 @@ fn parse_args() -> Result<Options, String> {
             "--handler" => options.handler = Some(value(&mut args, "--handler", "a name")?),
             "--count" => options.count = value(&mut args, "--count", "a count")?,
             "--backend" => {
-                let name: String = value(&mut args, "--backend", "kvm or process")?;
-                if name != "kvm" && name != "process" {
-                    return Err(format!("--backend: {name:?} is not kvm or process"));
+                let name: String = value(&mut args, "--backend", "kvm, process or host-processes")?;
+                if !["kvm", "process", "host-processes"].contains(&name.as_str()) {
+                    return Err(format!(
+                        "--backend: {name:?} is not kvm, process or host-processes"
+                    ));
                 }
                 options.backend = Some(name);
             }
@@ -137,16 +144,26 @@ fn parse_args() -> Result<Options, String> {
     if options.snapshot_file.is_some() && !options.from_snapshot {
         return Err("--snapshot-file goes with --from-snapshot".to_string());
     }
-    if options.from_snapshot && options.backend.as_deref() == Some("process") {
+    if options.from_snapshot && options.backend.as_deref().is_some_and(|b| b != "kvm") {
         return Err("--from-snapshot needs the KVM backend".to_string());
     }
     Ok(options)
 }
 
-/// The micro-VM backend, or the process backend when asked for or when KVM is unusable.
+/// The micro-VM backend, or the process backend when asked for or when KVM is unusable, or
+/// the micro-VM backend in two VM host processes when asked for.
 fn backend(choice: Option<&str>) -> Result<Box<dyn Backend>, String> {
     match choice {
         Some("process") => Ok(Box::new(ProcessBackend::new())),
+        Some("host-processes") => {
+            let program = HostProcessBackend::program_beside_current_exe().ok_or(
+                "--backend host-processes needs the VM host program beside this example: \
+                 build it with `cargo build --release -p lambda-vmm --bin lambda-vmm-host`",
+            )?;
+            HostProcessBackend::start(program, 2, HostOptions::default())
+                .map(|b| Box::new(b) as Box<dyn Backend>)
+                .map_err(|e| e.to_string())
+        }
         Some(_) => MicroVmBackend::new()
             .map(|b| Box::new(b) as Box<dyn Backend>)
             .map_err(|e| e.to_string()),

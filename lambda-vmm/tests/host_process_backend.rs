@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lambda_core::{Backend, EnvironmentError, EnvironmentStart, Invocation, ResponseStream};
-use lambda_vmm::host_process::HostOptions;
+use lambda_vmm::host_process::{HostOptions, Patience};
 use lambda_vmm::{HostProcessBackend, HostProcessError};
 use scenarios::Functions;
 
@@ -172,6 +172,44 @@ fn a_killed_host_process_takes_only_its_own_environments() {
     let new_pid = backend.pids()[0].expect("a new process in the dead one's place");
     assert_ne!(new_pid, victim);
     assert_eq!(backend.environments_per_process(), [1, 1]);
+}
+
+/// A host process that stops answering (stopped here with SIGSTOP) is given the function's
+/// timeout and the backend's patience, then killed: the call fails saying so, and the other
+/// process's environment is untouched.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_host_process_that_stops_answering_is_killed() {
+    let (backend, functions) = setup();
+    backend.set_patience(Patience {
+        invoke: Duration::from_millis(200),
+        ..Patience::default()
+    });
+    let config = functions
+        .runtime("stuck", "runtime-loop")
+        .with_timeout(Duration::from_secs(1));
+    let mut stuck = backend.create(&config).expect("create");
+    let mut fine = backend.create(&config).expect("create");
+    let victim = backend.pids()[0].unwrap();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let asked = Instant::now();
+    let error = stuck.invoke(Invocation::new("{}")).unwrap_err();
+    assert!(asked.elapsed() >= Duration::from_millis(1200));
+    assert!(
+        error.to_string().contains(&format!(
+            "VM host process {victim} did not answer an invocation in time"
+        )),
+        "{error}"
+    );
+    wait_until("the killed process is seen to end", || {
+        backend.pids()[0].is_none()
+    });
+    let result = fine.invoke(Invocation::new(r#"{"ok":1}"#)).unwrap();
+    assert_eq!(result.outcome.response(), Some(&br#"{"ok":1}"#[..]));
 }
 
 /// What cannot be a host is refused with an error that says so: no processes, a program

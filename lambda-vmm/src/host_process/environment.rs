@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lambda_core::{
     EnvironmentError, EnvironmentStart, ExecutionEnvironment, Invocation, InvokeResult,
@@ -16,6 +16,10 @@ use super::wire::{ReplyBody, RequestBody};
 pub(crate) struct RemoteEnvironment {
     pub host: Arc<HostProcess>,
     pub number: u64,
+    /// The function's timeout: an invocation's answer is awaited this long plus `patience`.
+    pub timeout: Duration,
+    /// See [`Patience::invoke`](super::Patience::invoke).
+    pub patience: Duration,
     pub init_duration: Duration,
     pub start: EnvironmentStart,
     pub fresh_per_invocation: bool,
@@ -55,9 +59,11 @@ impl ExecutionEnvironment for RemoteEnvironment {
                 self.released = true;
                 EnvironmentError::failed(why)
             })?;
+        let deadline = Instant::now() + self.timeout + self.patience;
         let mut reading = true;
         loop {
-            match replies.recv() {
+            let reply = self.host.next_reply(&replies, deadline, "an invocation");
+            match reply {
                 Ok(ReplyBody::Chunk(piece)) => {
                     if let (Some(stream), true) = (&stream, reading) {
                         reading = stream.write(&piece);
@@ -73,9 +79,9 @@ impl ExecutionEnvironment for RemoteEnvironment {
                     self.released = true;
                     return Err(self.lost("answered an invocation with something else"));
                 }
-                Err(_) => {
+                Err(error) => {
                     self.released = true;
-                    return Err(self.lost("stopped answering"));
+                    return Err(error);
                 }
             }
         }
@@ -100,7 +106,8 @@ impl ExecutionEnvironment for RemoteEnvironment {
             if let Ok(replies) = self.host.call(RequestBody::Shutdown {
                 environment: self.number,
             }) {
-                let _ = replies.recv();
+                let deadline = Instant::now() + self.patience;
+                let _ = self.host.next_reply(&replies, deadline, "a shutdown");
             }
         }
     }

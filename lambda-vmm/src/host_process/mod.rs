@@ -29,6 +29,7 @@ mod wire;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use lambda_core::{Backend, EnvironmentError, ExecutionEnvironment, FunctionConfig};
 
@@ -38,6 +39,30 @@ use process::HostProcess;
 pub use serve::{serve, serve_stdio};
 pub use wire::HostOptions;
 use wire::{ReplyBody, RequestBody};
+
+/// How long the engine waits for a host process's answer before it takes the process to be
+/// broken, kills it, and fails the call (and every other call on that process). The VMM in
+/// the process keeps the function's own time limits, so only a process that stopped working
+/// runs past these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// For a create: Init's own limit, a snapshot's, a wait behind another create of the
+    /// same version, and a margin for a loaded host. 120 s by default.
+    pub create: Duration,
+    /// For an invocation, beyond the function's timeout: an Init that resets the
+    /// environment first, and a margin for a loaded host. 70 s by default. Also for a
+    /// shutdown.
+    pub invoke: Duration,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Patience {
+            create: Duration::from_secs(120),
+            invoke: lambda_core::limits::INIT_TIMEOUT + Duration::from_secs(60),
+        }
+    }
+}
 
 /// The file name of the VM host program this crate builds (`src/bin/lambda-vmm-host.rs`).
 pub const HOST_PROGRAM_NAME: &str = "lambda-vmm-host";
@@ -99,6 +124,7 @@ pub struct HostProcessBackend {
 struct Inner {
     program: PathBuf,
     options: HostOptions,
+    patience: Mutex<Patience>,
     slots: Vec<Mutex<Option<Arc<HostProcess>>>>,
 }
 
@@ -136,6 +162,7 @@ impl HostProcessBackend {
             inner: Arc::new(Inner {
                 program,
                 options,
+                patience: Mutex::new(Patience::default()),
                 slots,
             }),
         })
@@ -153,6 +180,17 @@ impl HostProcessBackend {
             .flatten()
             .map(|dir| dir.join(HOST_PROGRAM_NAME))
             .find(|path| path.is_file())
+    }
+
+    /// Sets how long calls made from now on wait for a host process (for this backend and
+    /// its clones).
+    pub fn set_patience(&self, patience: Patience) {
+        *lock(&self.inner.patience) = patience;
+    }
+
+    /// How long calls wait for a host process.
+    pub fn patience(&self) -> Patience {
+        *lock(&self.inner.patience)
     }
 
     /// The host program.
@@ -231,6 +269,7 @@ impl Backend for HostProcessBackend {
         config: &FunctionConfig,
     ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
         config.validate()?;
+        let patience = self.patience();
         let host = self.pick()?;
         host.environments.fetch_add(1, Ordering::Relaxed);
         // From here the environment count is the RemoteEnvironment's to give back, or this
@@ -239,21 +278,19 @@ impl Backend for HostProcessBackend {
             let replies = host
                 .call(RequestBody::Create(config.clone()))
                 .map_err(EnvironmentError::failed)?;
-            match replies.recv() {
-                Ok(ReplyBody::Created {
+            let deadline = Instant::now() + patience.create;
+            match host.next_reply(&replies, deadline, "a create")? {
+                ReplyBody::Created {
                     environment,
                     init_duration,
                     start,
                     fresh_per_invocation,
-                }) => Ok((environment, init_duration, start, fresh_per_invocation)),
-                Ok(ReplyBody::Failed(error)) => Err(error.into()),
-                Ok(_) => Err(EnvironmentError::failed(format!(
+                } => Ok((environment, init_duration, start, fresh_per_invocation)),
+                ReplyBody::Failed(error) => Err(error.into()),
+                _ => Err(EnvironmentError::failed(format!(
                     "VM host process {} answered a create with something else",
                     host.pid()
                 ))),
-                Err(_) => Err(EnvironmentError::failed(host.gone().unwrap_or_else(|| {
-                    format!("VM host process {} stopped answering", host.pid())
-                }))),
             }
         })();
         match made {
@@ -261,6 +298,8 @@ impl Backend for HostProcessBackend {
                 Ok(Box::new(RemoteEnvironment {
                     host,
                     number,
+                    timeout: config.timeout,
+                    patience: patience.invoke,
                     init_duration,
                     start,
                     fresh_per_invocation,

@@ -7,8 +7,10 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use lambda_core::EnvironmentError;
 
 use super::HostProcessError;
 use super::wire::{Hello, HostOptions, Reply, ReplyBody, Request, RequestBody, read_message};
@@ -145,6 +147,41 @@ impl HostProcess {
     pub fn gone(&self) -> Option<String> {
         lock(&self.calls).gone.clone()
     }
+
+    /// The next reply on `replies`, a call's channel: `what` names the call in errors. A
+    /// process that sends none by `deadline` is broken (the VMM inside keeps the function's
+    /// own time limits), so it is abandoned and the call fails, as every other call on it
+    /// then does.
+    pub fn next_reply(
+        &self,
+        replies: &Receiver<ReplyBody>,
+        deadline: Instant,
+        what: &str,
+    ) -> Result<ReplyBody, EnvironmentError> {
+        match replies.recv_deadline(deadline) {
+            Ok(reply) => Ok(reply),
+            Err(RecvTimeoutError::Timeout) => {
+                let why = format!(
+                    "VM host process {} did not answer {what} in time, so it was killed",
+                    self.pid
+                );
+                self.abandon(why.clone());
+                Err(EnvironmentError::failed(why))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(EnvironmentError::failed(self.gone().unwrap_or_else(|| {
+                    format!("VM host process {} stopped answering", self.pid)
+                })))
+            }
+        }
+    }
+
+    /// Gives up on the process, for `why`: records it, kills the process, and lets the reply
+    /// thread end every call (they fail with `why`).
+    pub fn abandon(&self, why: String) {
+        lock(&self.calls).gone.get_or_insert(why);
+        let _ = lock(&self.child).kill();
+    }
 }
 
 impl Drop for HostProcess {
@@ -196,6 +233,6 @@ fn read_replies(
         (None, Err(error)) => format!("VM host process {pid} ended (cannot reap it: {error})"),
     };
     let mut calls = lock(calls);
-    calls.gone = Some(why);
+    calls.gone.get_or_insert(why);
     calls.waiting.clear();
 }
