@@ -225,12 +225,53 @@ fn what_is_not_a_host_is_refused() {
     let error = HostProcessBackend::start(missing, 1, options.clone()).unwrap_err();
     assert!(matches!(error, HostProcessError::Start { .. }), "{error}");
     assert!(error.to_string().contains("cargo build"), "{error}");
-    let error = HostProcessBackend::start("/bin/true", 1, options).unwrap_err();
+    let error = HostProcessBackend::start("/bin/true", 1, options.clone()).unwrap_err();
     assert!(
         matches!(error, HostProcessError::Protocol { .. }),
         "{error}"
     );
     assert!(error.to_string().contains("serve_stdio"), "{error}");
+    // `cat` answers the options with themselves, which are not a hello.
+    let error = HostProcessBackend::start("/bin/cat", 1, options).unwrap_err();
+    assert!(
+        matches!(error, HostProcessError::Protocol { .. }),
+        "{error}"
+    );
+}
+
+/// A host that answers with another version of the protocol (a host program left from an
+/// older build) is refused, naming both versions.
+#[test]
+fn a_host_of_another_protocol_is_refused() {
+    let dir = std::env::temp_dir().join(format!("lambda-host-protocol-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The hello of protocol 0x4c564800 (a version before this one), framed: a 4-byte
+    // length, then postcard's variant 0 and two varints.
+    let body = postcard::to_stdvec(&(0u8, 0x4c56_4800u32, 7u32)).unwrap();
+    let mut hello = u32::try_from(body.len()).unwrap().to_le_bytes().to_vec();
+    hello.extend(body);
+    std::fs::write(dir.join("hello.bin"), hello).unwrap();
+    let script = dir.join("old-host");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat {}\nexec cat >/dev/null\n",
+            dir.join("hello.bin").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let error = HostProcessBackend::start(&script, 1, HostOptions::default()).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        matches!(error, HostProcessError::Protocol { .. }),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("protocol 0x4c564800") && message.contains("0x4c564801"),
+        "{message}"
+    );
 }
 
 /// A configuration out of range is refused before any process hears of it.

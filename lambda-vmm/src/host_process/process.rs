@@ -7,14 +7,25 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use lambda_core::EnvironmentError;
 
 use super::HostProcessError;
-use super::wire::{Hello, HostOptions, Reply, ReplyBody, Request, RequestBody, read_message};
+use super::wire::{
+    Hello, HostOptions, PROTOCOL, Reply, ReplyBody, Request, RequestBody, read_message,
+    write_message,
+};
 use crate::sync::lock;
+
+/// How long a new host process may take to say it is ready (it opens `/dev/kvm` and starts
+/// a few threads) before it is taken to be something else and killed.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long a host process told to stop may take to shut its environments down and exit
+/// before it is killed (5,000 environments over 16 processes took about 4 s).
+const STOP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// One running VM host process.
 pub(crate) struct HostProcess {
@@ -62,42 +73,78 @@ impl HostProcess {
         };
         let mut requests = BufWriter::new(stdin);
         let mut replies = BufReader::new(stdout);
-        let said = super::wire::write_message(&mut requests, options)
-            .and_then(|()| read_message::<Hello>(&mut replies));
-        let pid = match said {
-            Ok(Some(Hello::Ready { pid })) => pid,
-            Ok(Some(Hello::Unavailable(why))) => {
-                let _ = child.wait();
-                return Err(HostProcessError::Unavailable(why));
-            }
-            Ok(None) | Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().map(|status| status.to_string());
-                return Err(HostProcessError::Protocol {
-                    program: program.to_path_buf(),
-                    detail: format!(
-                        "it ended before saying it was ready ({}); is it a VM host \
-                         (`lambda_vmm::host_process::serve_stdio`)?",
-                        status.unwrap_or_else(|error| error.to_string())
-                    ),
-                });
-            }
-        };
         let calls = Arc::new(Mutex::new(Calls::default()));
         let child = Arc::new(Mutex::new(child));
+        let stop = |detail: String| {
+            let mut child = lock(&child);
+            let _ = child.kill();
+            let status = child
+                .wait()
+                .map_or_else(|e| e.to_string(), |s| s.to_string());
+            HostProcessError::Protocol {
+                program: program.to_path_buf(),
+                detail: format!("{detail} ({status})"),
+            }
+        };
+        if let Err(error) = write_message(&mut requests, options) {
+            return Err(stop(format!("it did not take its options: {error}")));
+        }
+        // The reply thread reads the hello first and hands it over here, so a program that
+        // never answers cannot hold this call past START_PATIENCE.
+        let (hello_sender, hello) = crossbeam_channel::bounded(1);
         let reader = {
             let (calls, child) = (Arc::clone(&calls), Arc::clone(&child));
-            move || read_replies(replies, &calls, &child)
+            move || {
+                let said = read_message::<Hello>(&mut replies);
+                let ready = matches!(
+                    said,
+                    Ok(Some(Hello::Ready {
+                        protocol: PROTOCOL,
+                        ..
+                    }))
+                );
+                let _ = hello_sender.send(said);
+                if ready {
+                    read_replies(replies, &calls, &child);
+                }
+            }
         };
         if let Err(error) = std::thread::Builder::new()
             .name("lambda-vmm-host-replies".into())
             .spawn(reader)
         {
-            let mut child = lock(&child);
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = stop(String::new());
             return Err(start_error(error));
         }
+        let pid = match hello.recv_timeout(START_PATIENCE) {
+            Ok(Ok(Some(Hello::Ready {
+                protocol: PROTOCOL,
+                pid,
+            }))) => pid,
+            Ok(Ok(Some(Hello::Ready { protocol, .. }))) => {
+                return Err(stop(format!(
+                    "it speaks protocol {protocol:#x} where this engine speaks {PROTOCOL:#x}: \
+                     build it from the same lambda-vmm as the engine"
+                )));
+            }
+            Ok(Ok(Some(Hello::Unavailable(why)))) => {
+                let _ = lock(&child).wait();
+                return Err(HostProcessError::Unavailable(why));
+            }
+            Ok(Ok(None) | Err(_)) | Err(RecvTimeoutError::Disconnected) => {
+                return Err(stop(
+                    "it ended before saying it was ready; is it a VM host \
+                     (`lambda_vmm::host_process::serve_stdio`)?"
+                        .into(),
+                ));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(stop(format!(
+                    "it did not say it was ready within {} s, so it was killed",
+                    START_PATIENCE.as_secs()
+                )));
+            }
+        };
         Ok(HostProcess {
             pid,
             requests: Mutex::new(Some(requests)),
@@ -131,7 +178,7 @@ impl HostProcess {
             calls.waiting.insert(call, sender);
         }
         let sent = match &mut *lock(&self.requests) {
-            Some(requests) => super::wire::write_message(requests, &Request { call, body }),
+            Some(requests) => write_message(requests, &Request { call, body }),
             None => Err(std::io::ErrorKind::BrokenPipe.into()),
         };
         if let Err(error) = sent {
@@ -186,10 +233,16 @@ impl HostProcess {
 
 impl Drop for HostProcess {
     /// Closes the process's standard input, which tells it to shut its environments down
-    /// and exit, and waits for it.
+    /// and exit, and waits for it: up to [`STOP_PATIENCE`], then kills it.
     fn drop(&mut self) {
         drop(lock(&self.requests).take());
-        let _ = lock(&self.child).wait();
+        let deadline = Instant::now() + STOP_PATIENCE;
+        let mut child = lock(&self.child);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use lambda_core::{Backend, ExecutionEnvironment, ResponseSink, ResponseStream, panic_message};
 
 use super::wire::{
-    Hello, HostOptions, Reply, ReplyBody, Request, RequestBody, WireError, read_message,
+    Hello, HostOptions, PROTOCOL, Reply, ReplyBody, Request, RequestBody, WireError, read_message,
     write_message,
 };
 use crate::backend::MicroVmBackend;
@@ -49,6 +49,7 @@ pub fn serve(input: impl Read, output: impl Write + Send + 'static) -> io::Resul
     write_message(
         &mut *lock(&output),
         &Hello::Ready {
+            protocol: PROTOCOL,
             pid: std::process::id(),
         },
     )?;

@@ -30,11 +30,17 @@ pub struct HostOptions {
     pub restored_ahead: usize,
 }
 
+/// This protocol's name and version, which a host's [`Hello::Ready`] must carry: `LVH` and
+/// version 1. A change to any message makes a new version.
+pub const PROTOCOL: u32 = 0x4c56_4801;
+
 /// The host's first message, answering the [`HostOptions`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Hello {
     /// The host made its backend and takes requests.
     Ready {
+        /// [`PROTOCOL`], as the host knows it.
+        protocol: u32,
         /// The host's process id.
         pid: u32,
     },
@@ -142,9 +148,8 @@ impl From<EnvironmentError> for WireError {
                 init_duration,
                 log_tail,
             },
-            other @ (EnvironmentError::Config(_) | EnvironmentError::Failed { .. }) => {
-                WireError::Failed(other.to_string())
-            }
+            EnvironmentError::Config(error) => WireError::Failed(error.to_string()),
+            EnvironmentError::Failed { message, .. } => WireError::Failed(message),
         }
     }
 }
@@ -271,7 +276,10 @@ mod tests {
                 fresh_per_invocation: false,
             },
         });
-        round_trip(Hello::Ready { pid: 42 });
+        round_trip(Hello::Ready {
+            protocol: PROTOCOL,
+            pid: 42,
+        });
         round_trip(HostOptions {
             spare_vms: 1,
             restored_ahead: 2,
@@ -302,7 +310,14 @@ mod tests {
     #[test]
     fn a_broken_stream_is_an_error_not_a_message() {
         let mut bytes = Vec::new();
-        write_message(&mut bytes, &Hello::Ready { pid: 1 }).unwrap();
+        write_message(
+            &mut bytes,
+            &Hello::Ready {
+                protocol: PROTOCOL,
+                pid: 1,
+            },
+        )
+        .unwrap();
         // Cut inside the length, then inside the body.
         assert!(read_message::<Hello>(&mut &bytes[..2]).is_err());
         assert!(read_message::<Hello>(&mut &bytes[..bytes.len() - 1]).is_err());
