@@ -10,7 +10,10 @@
 //! Each side is sampled in a stretch of its own; the other sides' environments exist but are
 //! parked in their `next`, doing nothing. Nothing is torn down inside a window on any side.
 //! The micro-VM is measured twice: with the vDSO (clocks read in the guest) and without it
-//! (`MicroVmBackend::without_vdso`: every clock reading a syscall, hence an exit).
+//! (`MicroVmBackend::without_vdso`: every clock reading a syscall, hence an exit). When the
+//! VM host program was built beside the bench (`cargo build --release -p lambda-vmm --bin
+//! lambda-vmm-host`), a third time in a VM host process (`HostProcessBackend`), which adds a
+//! pipe's round trip to each invocation.
 //!
 //! `cargo bench --bench warm_invoke` prints criterion's figures, then the summary: medians and
 //! p90 of each side alone, the ratios, the VM exits per warm invocation, and, as a secondary
@@ -22,7 +25,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
 use lambda::core::{Backend, CodeLocation, ExecutionEnvironment, FunctionConfig, Invocation};
-use lambda::vmm::{MicroVmBackend, ProcessBackend, RuntimeApiEnvironment};
+use lambda::vmm::host_process::HostOptions;
+use lambda::vmm::{HostProcessBackend, MicroVmBackend, ProcessBackend, RuntimeApiEnvironment};
 use measure::{Cost, print_table, sample, timed};
 
 const EVENT: &str = r#"{"action":"echo","payload":"warm"}"#;
@@ -49,7 +53,9 @@ fn micro_vm(environment: &mut RuntimeApiEnvironment, program: &str) -> (Duration
     (took, Some(Cost::of(environment.last_stats())))
 }
 
-fn child_process(
+/// One invocation through the lifecycle trait: the child process, or a micro-VM in a VM host
+/// process (neither reports VM exits).
+fn through_trait(
     environment: &mut dyn ExecutionEnvironment,
     program: &str,
 ) -> (Duration, Option<Cost>) {
@@ -65,11 +71,27 @@ fn warm_invoke(c: &mut Criterion) {
         std::process::exit(2)
     });
     let kvm_without_vdso = kvm.clone().without_vdso();
+    // The same micro-VM in a VM host process, when the host program was built beside this
+    // bench (`cargo build --release -p lambda-vmm --bin lambda-vmm-host`).
+    let host_processes = HostProcessBackend::program_beside_current_exe().map(|program| {
+        HostProcessBackend::start(program, 1, HostOptions::default()).expect("a host process")
+    });
+    if host_processes.is_none() {
+        println!(
+            "\nthe micro-VM in a VM host process is not measured: build the host program with \
+             `cargo build --release -p lambda-vmm --bin lambda-vmm-host` first"
+        );
+    }
     for program in ["runtime-loop", "runtime-rust"] {
         let mut vm = kvm.create_runtime_api(&config(program)).expect("micro-VM");
         let mut vm_without_vdso = kvm_without_vdso
             .create_runtime_api(&config(program))
             .expect("micro-VM without the vDSO");
+        let mut in_host_process = host_processes.as_ref().map(|backend| {
+            backend
+                .create(&config(program))
+                .expect("micro-VM in a host process")
+        });
         let mut process = ProcessBackend::new()
             .with_all_host_cpus()
             .create(&config(program))
@@ -79,7 +101,7 @@ fn warm_invoke(c: &mut Criterion) {
         group.bench_function("child_process", |b| {
             b.iter_custom(|iters| {
                 (0..iters)
-                    .map(|_| child_process(&mut *process, program).0)
+                    .map(|_| through_trait(&mut *process, program).0)
                     .sum()
             })
         });
@@ -92,7 +114,7 @@ fn warm_invoke(c: &mut Criterion) {
             "child process + localhost Runtime API (dev backend)",
             WARMUP,
             RUNS,
-            || child_process(&mut *process, program),
+            || through_trait(&mut *process, program),
             || {},
         );
         let micro = sample(
@@ -109,13 +131,24 @@ fn warm_invoke(c: &mut Criterion) {
             || micro_vm(&mut vm_without_vdso, program),
             || {},
         );
+        let remote = in_host_process.as_mut().map(|environment| {
+            sample(
+                "micro-VM in a VM host process (HostProcessBackend: a pipe each way)",
+                WARMUP,
+                RUNS,
+                || through_trait(&mut **environment, program),
+                || {},
+            )
+        });
+        let mut others = vec![&micro, &micro_without_vdso];
+        others.extend(remote.as_ref());
         print_table(
             &format!(
                 "warm invoke, `{program}` echo round trip: {RUNS} invocations per side, each \
                  side alone"
             ),
             &child,
-            &[&micro, &micro_without_vdso],
+            &others,
         );
 
         // Secondary: the two sides alternately, as this bench used to measure them.
@@ -123,7 +156,7 @@ fn warm_invoke(c: &mut Criterion) {
         let mut child_samples = Vec::new();
         for _ in 0..RUNS {
             vm_samples.push(micro_vm(&mut vm, program).0);
-            child_samples.push(child_process(&mut *process, program).0);
+            child_samples.push(through_trait(&mut *process, program).0);
         }
         let median = |mut samples: Vec<Duration>| {
             samples.sort();
@@ -140,6 +173,9 @@ fn warm_invoke(c: &mut Criterion) {
         Box::new(vm).shutdown();
         Box::new(vm_without_vdso).shutdown();
         process.shutdown();
+        if let Some(environment) = in_host_process {
+            environment.shutdown();
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! the engine:
 //!
 //! ```text
-//! cargo run --release --example gateway -- --listen 127.0.0.1:9000 [--backend kvm|process]
+//! cargo run --release --example gateway -- --listen 127.0.0.1:9000
+//!                                          [--backend kvm|process|host-processes]
 //!                                          [--base-image DIR] [--code-dir DIR]
 //!                                          [--access-key-id ID --secret-access-key SECRET
 //!                                           [--open-function-urls]]
@@ -25,7 +26,9 @@
 //!
 //! Functions run in KVM micro-VMs; without a usable `/dev/kvm` (or with `--backend process`)
 //! the example falls back to the development backend (child processes, no isolation) and
-//! says so. `--base-image DIR` (built by `functions/base-image/build.sh`) is given to
+//! says so. `--backend host-processes` keeps the micro-VMs in four VM host processes
+//! (`lambda::vmm::HostProcessBackend`) instead of the gateway's own; build the host program
+//! first (`cargo build --release -p lambda-vmm --bin lambda-vmm-host`). `--base-image DIR` (built by `functions/base-image/build.sh`) is given to
 //! functions created with runtime `provided.al2023` or `provided.al2`, so their `bootstrap`
 //! may be a script or a dynamically linked program. It serves until it is killed (Ctrl-C);
 //! exit status 2 means a usage or setup error.
@@ -38,9 +41,11 @@ use std::sync::Arc;
 use lambda::core::Backend;
 use lambda::gateway::{Credentials, Gateway, GatewayConfig};
 use lambda::sched::Service;
-use lambda::vmm::{MicroVmBackend, ProcessBackend};
+use lambda::vmm::host_process::HostOptions;
+use lambda::vmm::{HostProcessBackend, MicroVmBackend, ProcessBackend};
 
-const USAGE: &str = "usage: gateway [--listen ADDR:PORT] [--backend kvm|process] \
+const USAGE: &str = "usage: gateway [--listen ADDR:PORT] \
+                     [--backend kvm|process|host-processes] \
                      [--base-image DIR] [--code-dir DIR] \
                      [--access-key-id ID --secret-access-key SECRET [--open-function-urls]]";
 
@@ -75,9 +80,11 @@ fn parse_args() -> Result<Options, String> {
                     .map_err(|e| format!("--listen: {text:?}: {e}"))?;
             }
             "--backend" => {
-                let name = value("kvm or process")?;
-                if name != "kvm" && name != "process" {
-                    return Err(format!("--backend: {name:?} is not kvm or process"));
+                let name = value("kvm, process or host-processes")?;
+                if !["kvm", "process", "host-processes"].contains(&name.as_str()) {
+                    return Err(format!(
+                        "--backend: {name:?} is not kvm, process or host-processes"
+                    ));
                 }
                 options.backend = Some(name);
             }
@@ -99,12 +106,22 @@ fn parse_args() -> Result<Options, String> {
     Ok(options)
 }
 
-/// The micro-VM backend, or the process backend when asked for or when KVM is unusable.
-fn backend(choice: Option<&str>) -> Arc<dyn Backend> {
+/// The micro-VM backend, or the process backend when asked for or when KVM is unusable, or
+/// the micro-VM backend in four VM host processes when asked for.
+fn backend(choice: Option<&str>) -> Result<Arc<dyn Backend>, String> {
     if choice == Some("process") {
-        return Arc::new(ProcessBackend::new());
+        return Ok(Arc::new(ProcessBackend::new()));
     }
-    match MicroVmBackend::new() {
+    if choice == Some("host-processes") {
+        let program = HostProcessBackend::program_beside_current_exe().ok_or(
+            "--backend host-processes needs the VM host program beside this example: build it \
+             with `cargo build --release -p lambda-vmm --bin lambda-vmm-host`",
+        )?;
+        let backend = HostProcessBackend::start(program, 4, HostOptions::default())
+            .map_err(|error| error.to_string())?;
+        return Ok(Arc::new(backend));
+    }
+    Ok(match MicroVmBackend::new() {
         Ok(kvm) => Arc::new(kvm),
         Err(error) => {
             eprintln!(
@@ -113,7 +130,7 @@ fn backend(choice: Option<&str>) -> Arc<dyn Backend> {
             );
             Arc::new(ProcessBackend::new())
         }
-    }
+    })
 }
 
 fn main() -> ExitCode {
@@ -124,7 +141,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let backend = backend(options.backend.as_deref());
+    let backend = match backend(options.backend.as_deref()) {
+        Ok(backend) => backend,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
     let backend_name = backend.name().to_string();
     let service = match Service::builder(backend).build() {
         Ok(service) => Arc::new(service),

@@ -13,8 +13,10 @@
 //! crash, reported with its signal and address. On hosts where ring-0 guest code is emulated
 //! (nested PVM clouds) this is the only design that runs the guest at native speed.
 //!
-//! The entry point is [`MicroVmBackend`], a [`lambda_core::Backend`]. [`ProcessBackend`] runs
-//! the same programs as child processes for hosts without `/dev/kvm` (no isolation).
+//! The entry point is [`MicroVmBackend`], a [`lambda_core::Backend`]. [`HostProcessBackend`]
+//! keeps the same micro-VMs in several VM host processes (the crate's `lambda-vmm-host`
+//! binary), so no one process holds thousands of them. [`ProcessBackend`] runs the same
+//! programs as child processes for hosts without `/dev/kvm` (no isolation).
 //!
 //! An invocation's path through the source, top to bottom: `backend.rs` (the backend makes
 //! environments) -> `env/` (the two contracts side by side: `runtime_api.rs`, `stdio.rs`) ->
@@ -28,7 +30,9 @@
 //! dynamic program) and its initial stack; `base_image.rs` is the read-only `/` a function
 //! may have; `vdso/` is
 //! the guest's vDSO; `host.rs` holds the few host syscalls made outside KVM; `process/` is
-//! the development backend.
+//! the development backend; `host_process/` forwards a backend's calls to VM host processes
+//! (`mod.rs` the backend, `process.rs` one process, `wire.rs` the messages, `serve.rs` the
+//! host's side).
 
 #![deny(missing_docs)]
 // `unsafe` lives only in the KVM (`vm/`), guest-memory (`mm/physical.rs`,

@@ -87,7 +87,10 @@ impl HostProcess {
             }
         };
         if let Err(error) = write_message(&mut requests, options) {
-            return Err(stop(format!("it did not take its options: {error}")));
+            return Err(stop(format!(
+                "it did not take its options ({error}); is it a VM host \
+                 (`lambda_vmm::host_process::serve_stdio`)?"
+            )));
         }
         // The reply thread reads the hello first and hands it over here, so a program that
         // never answers cannot hold this call past START_PATIENCE.

@@ -1,5 +1,6 @@
 //! The host process's side: a `MicroVmBackend` serving the engine's requests from standard
-//! input, each on a thread of its own, with the replies written to what was standard output.
+//! input, each call answered on a thread of a pool that grows to the calls in flight, with
+//! the replies written to what was standard output.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -19,8 +20,8 @@ use crate::sync::lock;
 /// closes standard input; then shuts every environment down and returns.
 ///
 /// Call it from the `main` of a program of its own (this crate's `lambda-vmm-host` binary is
-/// one): it takes standard output for the protocol and points descriptor
-/// 1 at standard error, so what the process prints cannot corrupt the replies.
+/// one): it takes standard output for the protocol and points descriptor 1 at standard
+/// error, so what the process prints cannot corrupt the replies.
 ///
 /// Errors: standard output cannot be taken, or a pipe to the engine failed (the engine is
 /// gone or sent something that is not a request).
@@ -125,7 +126,19 @@ impl Answering {
             .name("lambda-vmm-host-call".into())
             .spawn(move || {
                 for request in waiting {
-                    let reply = host.answer(request);
+                    let call = request.call;
+                    // A panic here (outside the backend, which contains its own) still
+                    // answers the call, and keeps the thread.
+                    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        host.answer(request)
+                    }));
+                    let reply = answered.unwrap_or_else(|panic| Reply {
+                        call,
+                        body: ReplyBody::Failed(WireError::Failed(format!(
+                            "the VM host process panicked answering a call: {}",
+                            panic_message(&*panic)
+                        ))),
+                    });
                     // Idle before the reply leaves: the engine's next call, which may follow
                     // the reply at once, then finds this thread instead of making another.
                     idle.fetch_add(1, Ordering::AcqRel);
@@ -245,25 +258,18 @@ impl Host {
                 output: Arc::clone(&self.output),
             }));
         }
-        // The backend contains its own panics; this catches one of the code around it, so a
-        // bug here fails one invocation rather than the host.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            environment.invoke(invocation)
-        }));
-        match ran {
-            Ok(Ok(result)) => {
+        // The backend contains its own panics; one of the code around it unwinds to the
+        // calling thread's loop, and the environment, dropped on the way, goes with it.
+        match environment.invoke(invocation) {
+            Ok(result) => {
                 lock(&self.environments).idle.insert(number, environment);
                 ReplyBody::Invoked(result)
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 // Broken: it must not be used again.
                 environment.shutdown();
                 ReplyBody::Failed(error.into())
             }
-            Err(panic) => ReplyBody::Failed(WireError::Failed(format!(
-                "the VM host process panicked during invoke: {}",
-                panic_message(&*panic)
-            ))),
         }
     }
 
