@@ -133,7 +133,7 @@ fn warm_invoke(c: &mut Criterion) {
         );
         let remote = in_host_process.as_mut().map(|environment| {
             sample(
-                "micro-VM in a VM host process (HostProcessBackend: a pipe each way)",
+                "micro-VM in a VM host process (HostProcessBackend)",
                 WARMUP,
                 RUNS,
                 || through_trait(&mut **environment, program),
