@@ -201,28 +201,26 @@ impl HostProcessBackend {
     /// The ids of the host processes running now, in slot order; `None` for a slot whose
     /// process has ended and not been started again.
     pub fn pids(&self) -> Vec<Option<u32>> {
-        self.inner
-            .slots
-            .iter()
-            .map(|slot| {
-                lock(slot)
-                    .as_ref()
-                    .filter(|process| !process.is_gone())
-                    .map(|process| process.pid())
-            })
-            .collect()
+        self.per_slot(|process| {
+            process
+                .filter(|process| !process.is_gone())
+                .map(|process| process.pid())
+        })
     }
 
     /// How many live environments each host process holds, in slot order.
     pub fn environments_per_process(&self) -> Vec<usize> {
+        self.per_slot(|process| {
+            process.map_or(0, |process| process.environments.load(Ordering::Relaxed))
+        })
+    }
+
+    /// `look` at each slot's process (if it has one), in slot order.
+    fn per_slot<T>(&self, look: impl Fn(Option<&Arc<HostProcess>>) -> T) -> Vec<T> {
         self.inner
             .slots
             .iter()
-            .map(|slot| {
-                lock(slot)
-                    .as_ref()
-                    .map_or(0, |process| process.environments.load(Ordering::Relaxed))
-            })
+            .map(|slot| look(lock(slot).as_ref()))
             .collect()
     }
 
