@@ -336,14 +336,8 @@ fn create_and_invoke(
 /// flight while its last answer crosses the pipe.
 fn through_host_processes(processes: usize, target: usize) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let program = HostProcessBackend::program_beside_current_exe().unwrap_or_else(|| {
-        panic!(
-            "DENSITY_HOST_PROCESSES needs the VM host program beside this bench: build it \
-             with `cargo build --release -p lambda-vmm --bin lambda-vmm-host`"
-        )
-    });
-    let backend = HostProcessBackend::start(program, processes, HostOptions::default())
-        .expect("start the VM host processes");
+    let backend = HostProcessBackend::start_beside_current_exe(processes, HostOptions::default())
+        .unwrap_or_else(|error| panic!("DENSITY_HOST_PROCESSES: {error}"));
     let config = runtime_loop().with_snap_start(true);
     let available_before = meminfo("MemAvailable");
     // Each process snapshots the version at its first environment of it (an Init there);

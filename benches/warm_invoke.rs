@@ -26,7 +26,9 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group};
 use lambda::core::{Backend, CodeLocation, ExecutionEnvironment, FunctionConfig, Invocation};
 use lambda::vmm::host_process::HostOptions;
-use lambda::vmm::{HostProcessBackend, MicroVmBackend, ProcessBackend, RuntimeApiEnvironment};
+use lambda::vmm::{
+    HostProcessBackend, HostProcessError, MicroVmBackend, ProcessBackend, RuntimeApiEnvironment,
+};
 use measure::{Cost, print_table, sample, timed};
 
 const EVENT: &str = r#"{"action":"echo","payload":"warm"}"#;
@@ -73,15 +75,15 @@ fn warm_invoke(c: &mut Criterion) {
     let kvm_without_vdso = kvm.clone().without_vdso();
     // The same micro-VM in a VM host process, when the host program was built beside this
     // bench (`cargo build --release -p lambda-vmm --bin lambda-vmm-host`).
-    let host_processes = HostProcessBackend::program_beside_current_exe().map(|program| {
-        HostProcessBackend::start(program, 1, HostOptions::default()).expect("a host process")
-    });
-    if host_processes.is_none() {
-        println!(
-            "\nthe micro-VM in a VM host process is not measured: build the host program with \
-             `cargo build --release -p lambda-vmm --bin lambda-vmm-host` first"
-        );
-    }
+    let host_processes =
+        match HostProcessBackend::start_beside_current_exe(1, HostOptions::default()) {
+            Ok(backend) => Some(backend),
+            Err(error @ HostProcessError::NotFound { .. }) => {
+                println!("\nthe micro-VM in a VM host process is not measured: {error}");
+                None
+            }
+            Err(error) => panic!("a host process: {error}"),
+        };
     for program in ["runtime-loop", "runtime-rust"] {
         let mut vm = kvm.create_runtime_api(&config(program)).expect("micro-VM");
         let mut vm_without_vdso = kvm_without_vdso

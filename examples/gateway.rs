@@ -113,12 +113,8 @@ fn backend(choice: Option<&str>) -> Result<Arc<dyn Backend>, String> {
         return Ok(Arc::new(ProcessBackend::new()));
     }
     if choice == Some("host-processes") {
-        let program = HostProcessBackend::program_beside_current_exe().ok_or(
-            "--backend host-processes needs the VM host program beside this example: build it \
-             with `cargo build --release -p lambda-vmm --bin lambda-vmm-host`",
-        )?;
-        let backend = HostProcessBackend::start(program, 4, HostOptions::default())
-            .map_err(|error| error.to_string())?;
+        let backend = HostProcessBackend::start_beside_current_exe(4, HostOptions::default())
+            .map_err(|error| format!("--backend host-processes: {error}"))?;
         return Ok(Arc::new(backend));
     }
     Ok(match MicroVmBackend::new() {

@@ -156,13 +156,9 @@ fn backend(choice: Option<&str>) -> Result<Box<dyn Backend>, String> {
     match choice {
         Some("process") => Ok(Box::new(ProcessBackend::new())),
         Some("host-processes") => {
-            let program = HostProcessBackend::program_beside_current_exe().ok_or(
-                "--backend host-processes needs the VM host program beside this example: \
-                 build it with `cargo build --release -p lambda-vmm --bin lambda-vmm-host`",
-            )?;
-            HostProcessBackend::start(program, 2, HostOptions::default())
+            HostProcessBackend::start_beside_current_exe(2, HostOptions::default())
                 .map(|b| Box::new(b) as Box<dyn Backend>)
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("--backend host-processes: {e}"))
         }
         Some(_) => MicroVmBackend::new()
             .map(|b| Box::new(b) as Box<dyn Backend>)

@@ -274,6 +274,20 @@ fn a_host_of_another_protocol_is_refused() {
     );
 }
 
+/// A test built by the same `cargo` as the host program finds it beside itself.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn the_host_program_is_found_beside_the_running_one() {
+    kvm_gate::kvm_backend();
+    let backend = HostProcessBackend::start_beside_current_exe(1, HostOptions::default())
+        .expect("start the host program beside this test");
+    assert_eq!(
+        backend.program().canonicalize().unwrap(),
+        Path::new(HOST).canonicalize().unwrap()
+    );
+    assert!(backend.pids()[0].is_some());
+}
+
 /// A configuration out of range is refused before any process hears of it.
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]

@@ -28,18 +28,6 @@ pub(crate) struct RemoteEnvironment {
     pub released: bool,
 }
 
-impl RemoteEnvironment {
-    /// The error for a call whose process went away, or that it answered with something
-    /// that is not an answer to that call.
-    fn lost(&self, what: &str) -> EnvironmentError {
-        let why = self
-            .host
-            .gone()
-            .unwrap_or_else(|| format!("VM host process {} {what}", self.host.pid()));
-        EnvironmentError::failed(why)
-    }
-}
-
 impl ExecutionEnvironment for RemoteEnvironment {
     fn invoke(&mut self, mut invocation: Invocation) -> Result<InvokeResult, EnvironmentError> {
         if self.released {
@@ -77,7 +65,7 @@ impl ExecutionEnvironment for RemoteEnvironment {
                 }
                 Ok(_) => {
                     self.released = true;
-                    return Err(self.lost("answered an invocation with something else"));
+                    return Err(self.host.unexpected_reply("an invocation"));
                 }
                 Err(error) => {
                     self.released = true;

@@ -76,6 +76,17 @@ pub enum HostProcessError {
     /// A backend needs at least one host process.
     #[error("a HostProcessBackend needs at least one VM host process")]
     NoProcesses,
+    /// No host program was found beside the running one
+    /// ([`HostProcessBackend::start_beside_current_exe`]).
+    #[error(
+        "no VM host program `{HOST_PROGRAM_NAME}` beside {} or one directory up: build it \
+         with `cargo build --release -p lambda-vmm --bin lambda-vmm-host`",
+        exe.display()
+    )]
+    NotFound {
+        /// The running program.
+        exe: PathBuf,
+    },
     /// The host program could not be started.
     #[error(
         "cannot start the VM host program {}: {source} (build it with `cargo build \
@@ -106,9 +117,9 @@ pub enum HostProcessError {
 impl From<HostProcessError> for EnvironmentError {
     fn from(error: HostProcessError) -> Self {
         match error {
-            HostProcessError::Unavailable(_) | HostProcessError::Start { .. } => {
-                EnvironmentError::Unavailable(error.to_string())
-            }
+            HostProcessError::Unavailable(_)
+            | HostProcessError::Start { .. }
+            | HostProcessError::NotFound { .. } => EnvironmentError::Unavailable(error.to_string()),
             other => EnvironmentError::failed_because("starting a VM host process", other),
         }
     }
@@ -185,6 +196,24 @@ impl HostProcessBackend {
             .find(|path| path.is_file())
     }
 
+    /// [`start`](Self::start) with the host program [`program_beside_current_exe`]
+    /// finds: for examples, tests and benches built by the same `cargo` as the host program.
+    ///
+    /// Errors: [`HostProcessError::NotFound`] (saying how to build it) when there is none,
+    /// then those of [`start`](Self::start).
+    ///
+    /// [`program_beside_current_exe`]: Self::program_beside_current_exe
+    pub fn start_beside_current_exe(
+        processes: usize,
+        options: HostOptions,
+    ) -> Result<HostProcessBackend, HostProcessError> {
+        let program =
+            Self::program_beside_current_exe().ok_or_else(|| HostProcessError::NotFound {
+                exe: std::env::current_exe().unwrap_or_default(),
+            })?;
+        Self::start(program, processes, options)
+    }
+
     /// Sets how long calls made from now on wait for a host process (for this backend and
     /// its clones).
     pub fn set_patience(&self, patience: Patience) {
@@ -204,11 +233,7 @@ impl HostProcessBackend {
     /// The ids of the host processes running now, in slot order; `None` for a slot whose
     /// process has ended and not been started again.
     pub fn pids(&self) -> Vec<Option<u32>> {
-        self.per_slot(|process| {
-            process
-                .filter(|process| !process.is_gone())
-                .map(|process| process.pid())
-        })
+        self.per_slot(|process| live(process).map(|process| process.pid()))
     }
 
     /// How many live environments each host process holds, in slot order.
@@ -230,9 +255,9 @@ impl HostProcessBackend {
     /// The host process for the next environment: the live one holding the fewest (a dead
     /// one counts as empty and is started again).
     fn pick(&self) -> Result<Arc<HostProcess>, HostProcessError> {
-        let load = |slot: &Mutex<Option<Arc<HostProcess>>>| match &*lock(slot) {
-            Some(process) if !process.is_gone() => process.environments.load(Ordering::Relaxed),
-            _ => 0,
+        let load = |slot: &Mutex<Option<Arc<HostProcess>>>| {
+            live(lock(slot).as_ref())
+                .map_or(0, |process| process.environments.load(Ordering::Relaxed))
         };
         let slot = self
             .inner
@@ -241,9 +266,9 @@ impl HostProcessBackend {
             .min_by_key(|slot| load(slot))
             .ok_or(HostProcessError::NoProcesses)?;
         let mut slot = lock(slot);
-        match &*slot {
-            Some(process) if !process.is_gone() => Ok(Arc::clone(process)),
-            _ => {
+        match live(slot.as_ref()) {
+            Some(process) => Ok(Arc::clone(process)),
+            None => {
                 // Drop the dead one first: it reaps its process.
                 *slot = None;
                 let process = Arc::new(HostProcess::start(
@@ -255,6 +280,11 @@ impl HostProcessBackend {
             }
         }
     }
+}
+
+/// A slot's process if it is still answering (not ended, killed or abandoned).
+fn live(process: Option<&Arc<HostProcess>>) -> Option<&Arc<HostProcess>> {
+    process.filter(|process| !process.is_gone())
 }
 
 impl Backend for HostProcessBackend {
@@ -288,10 +318,7 @@ impl Backend for HostProcessBackend {
                     fresh_per_invocation,
                 } => Ok((environment, init_duration, start, fresh_per_invocation)),
                 ReplyBody::Failed(error) => Err(error.into()),
-                _ => Err(EnvironmentError::failed(format!(
-                    "VM host process {} answered a create with something else",
-                    host.pid()
-                ))),
+                _ => Err(host.unexpected_reply("a create")),
             }
         })();
         match made {

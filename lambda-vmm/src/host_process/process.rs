@@ -226,6 +226,15 @@ impl HostProcess {
         }
     }
 
+    /// The error for a call answered with a reply that does not answer `what` (a create
+    /// answered as an invocation, say): the process broke the protocol.
+    pub fn unexpected_reply(&self, what: &str) -> EnvironmentError {
+        EnvironmentError::failed(format!(
+            "VM host process {} answered {what} with something else",
+            self.pid
+        ))
+    }
+
     /// Gives up on the process, for `why`: records it, kills the process, and lets the reply
     /// thread end every call (they fail with `why`).
     pub fn abandon(&self, why: String) {
@@ -275,14 +284,13 @@ fn read_replies(
             Err(error) => break Some(error),
         }
     };
-    let status = {
+    let (status, pid) = {
         let mut child = lock(child);
         if ended.is_some() {
             let _ = child.kill();
         }
-        child.wait()
+        (child.wait(), child.id())
     };
-    let pid = lock(child).id();
     let why = match (ended, status) {
         (Some(error), _) => format!("VM host process {pid} broke the protocol: {error}"),
         (None, Ok(status)) => format!("VM host process {pid} ended ({status})"),
