@@ -30,6 +30,11 @@
 //! through `Backend::create`, from 2N threads at once, each invoked once. It needs the host
 //! program built beside the bench (`cargo build --release -p lambda-vmm --bin
 //! lambda-vmm-host`).
+//!
+//! With `DENSITY_LEAN=1` every part restores leanly (`MicroVmBackend::with_lean_restores`):
+//! only the frames the first restored run wrote are copied into each later restore, not also
+//! those it read, so each environment holds less memory and its first invocation takes more
+//! shadow-paging faults (`docs/snapshots.md`, "Copying in what the first run touched").
 
 mod measure;
 
@@ -139,6 +144,16 @@ fn env_count(name: &str) -> Option<usize> {
     std::env::var(name).ok()?.parse().ok()
 }
 
+/// Whether restores here are lean (`DENSITY_LEAN=1`): only written frames copied in.
+fn lean() -> bool {
+    env_count("DENSITY_LEAN").is_some_and(|lean| lean != 0)
+}
+
+/// A backend restoring as `DENSITY_LEAN` says.
+fn micro_vm_backend() -> Option<MicroVmBackend> {
+    Some(MicroVmBackend::new().ok()?.with_lean_restores(lean()))
+}
+
 /// The memory size of every environment here: `DENSITY_MEMORY_MB`, 128 when unset.
 fn memory_mb() -> u32 {
     env_count("DENSITY_MEMORY_MB").map_or(128, |mb| u32::try_from(mb).expect("memory size"))
@@ -172,7 +187,7 @@ fn restore_and_invoke(
 /// `target` environments made in this process by `threads` threads at once, as an engine
 /// cold-starting on several invoking threads makes them.
 fn on_threads(threads: usize, target: usize) {
-    let backend = MicroVmBackend::new().expect("KVM");
+    let backend = micro_vm_backend().expect("KVM");
     let snapshot = backend.snapshot(&runtime_loop()).expect("snapshot");
     wait_for_teardown();
     let share = target / threads;
@@ -215,7 +230,7 @@ fn on_threads(threads: usize, target: usize) {
 /// (a line on stdin), says `made` with the time it took, and shuts them down when told again.
 fn spread_share(share: usize) {
     use std::io::BufRead;
-    let backend = MicroVmBackend::new().expect("KVM");
+    let backend = micro_vm_backend().expect("KVM");
     let snapshot = backend.snapshot(&runtime_loop()).expect("snapshot");
     let mut lines = std::io::stdin().lock().lines();
     println!("ready");
@@ -336,7 +351,11 @@ fn create_and_invoke(
 /// flight while its last answer crosses the pipe.
 fn through_host_processes(processes: usize, target: usize) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let backend = HostProcessBackend::start_beside_current_exe(processes, HostOptions::default())
+    let options = HostOptions {
+        lean_restores: lean(),
+        ..HostOptions::default()
+    };
+    let backend = HostProcessBackend::start_beside_current_exe(processes, options)
         .unwrap_or_else(|error| panic!("DENSITY_HOST_PROCESSES: {error}"));
     let config = runtime_loop().with_snap_start(true);
     let available_before = meminfo("MemAvailable");
@@ -418,7 +437,8 @@ fn density(c: &mut Criterion) {
             eprintln!("density needs KVM: {error}");
             std::process::exit(2)
         })
-        .with_spare_vms(1);
+        .with_spare_vms(1)
+        .with_lean_restores(lean());
     let snapshot = backend.snapshot(&runtime_loop()).expect("snapshot");
 
     let mut group = c.benchmark_group("density");
@@ -441,7 +461,7 @@ fn density(c: &mut Criterion) {
     let target = env_count("DENSITY_TARGET").unwrap_or(5_000);
     // Restores below are made on this thread, each into a VM it makes: a pool would only
     // move the same work to another thread.
-    let backend = MicroVmBackend::new().expect("KVM");
+    let backend = micro_vm_backend().expect("KVM");
     wait_for_teardown();
     let memory_before = Meminfo::now();
     let (rss_before, fds_before, threads_before, mappings_before) = process();
@@ -494,8 +514,13 @@ fn density(c: &mut Criterion) {
     let per = |kib: u64| kib as f64 / count as f64 / 1024.0;
     let fit_in_20_gb = (20u64 << 20) as f64 / (held_kib as f64 / count as f64);
     println!(
-        "\ndensity: idle `runtime-loop` environments at {} MB restored from one snapshot",
-        memory_mb()
+        "\ndensity: idle `runtime-loop` environments at {} MB restored from one snapshot ({})",
+        memory_mb(),
+        if lean() {
+            "lean restores, `DENSITY_LEAN=1`: the frames the first restored run wrote copied in"
+        } else {
+            "the frames the first restored run touched copied in; `DENSITY_LEAN=1` for lean"
+        }
     );
     println!("  {stopped}");
     println!(

@@ -19,6 +19,9 @@
 //!   backend doing the same from nothing: a child process, a localhost Runtime API, Init,
 //!   the first invocation, shutdown.
 //!
+//! Plain restores copy in the frames the snapshot's first restored run touched; with
+//! `RESTORE_LEAN=1` only those it wrote (`MicroVmBackend::with_lean_restores`).
+//!
 //! Each side is sampled alone (`measure`), with background work (refilling the pool, VM
 //! teardown) waited for between samples. `cargo bench --bench restore` prints criterion's
 //! figures, then the summary tables: medians, p90s, ratios to the child process, VM exits
@@ -128,10 +131,16 @@ fn child_runtime(
 }
 
 fn restore(c: &mut Criterion) {
-    let backend = MicroVmBackend::new().unwrap_or_else(|error| {
-        eprintln!("restore needs KVM: {error}");
-        std::process::exit(2)
-    });
+    let lean = std::env::var("RESTORE_LEAN").is_ok_and(|lean| lean == "1");
+    let backend = MicroVmBackend::new()
+        .unwrap_or_else(|error| {
+            eprintln!("restore needs KVM: {error}");
+            std::process::exit(2)
+        })
+        .with_lean_restores(lean);
+    if lean {
+        println!("lean restores (`RESTORE_LEAN=1`): only the frames a first run wrote copied in");
+    }
     let pooled = backend.clone().with_spare_vms(1);
     let process_backend = ProcessBackend::new().with_all_host_cpus();
     let hello = backend.snapshot(&hello_config()).expect("snapshot hello");

@@ -269,7 +269,7 @@ fn a_host_of_another_protocol_is_refused() {
     );
     let message = error.to_string();
     assert!(
-        message.contains("protocol 0x4c564800") && message.contains("0x4c564801"),
+        message.contains("protocol 0x4c564800") && message.contains("0x4c564802"),
         "{message}"
     );
 }

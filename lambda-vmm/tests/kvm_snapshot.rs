@@ -370,7 +370,7 @@ fn machines_restored_ahead_serve_and_share_nothing() {
 
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
-fn plain_restores_copy_in_the_frames_a_restored_run_wrote() {
+fn plain_restores_copy_in_the_frames_a_restored_run_touched() {
     let backend = kvm_gate::kvm_backend();
     let functions = Functions::locate();
     let snapshot = backend
@@ -381,16 +381,27 @@ fn plain_restores_copy_in_the_frames_a_restored_run_wrote() {
     assert_eq!(teacher.init_stats().copied_pages, 0);
     assert_eq!(count(&mut teacher), 1);
     assert!(snapshot.pages_learnt().is_some());
-    // Later ones start with the frames it wrote copied in, and see the snapshot's state,
+    // Later ones start with the frames it touched copied in, and see the snapshot's state,
     // not the teacher's.
     let mut taught = backend.restore_runtime_api(&snapshot).expect("restore");
     let copied = taught.init_stats().copied_pages;
     assert!((1..=4096).contains(&copied), "{copied} pages");
     assert_eq!(taught.init_stats().warmed_pages, 0);
+    // Lean restores copy in only the frames it wrote: fewer (its code, only read, is not).
+    let mut lean = kvm_gate::kvm_backend()
+        .with_lean_restores(true)
+        .restore_runtime_api(&snapshot)
+        .expect("restore");
+    let written = lean.init_stats().copied_pages;
+    assert!(
+        (1..copied).contains(&written),
+        "{written} pages written of {copied} touched"
+    );
     assert_eq!(count(&mut taught), 1);
     assert_eq!(count(&mut teacher), 2);
+    assert_eq!(count(&mut lean), 1);
     assert_eq!(count(&mut taught), 2);
-    for environment in [teacher, taught] {
+    for environment in [teacher, taught, lean] {
         Box::new(environment).shutdown();
     }
 

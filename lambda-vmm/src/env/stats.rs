@@ -35,9 +35,10 @@ pub struct RunStats {
     /// (see `Snapshot::keep_restored`); 0 otherwise.
     pub warmed_pages: usize,
     /// Pages copied into a machine restored plainly from a snapshot before its program ran:
-    /// the frames the first restored run wrote, once the snapshot has learnt them (see
+    /// the frames the first restored run touched (only those it wrote, for lean restores:
+    /// `MicroVmBackend::with_lean_restores`), once the snapshot has learnt them (see
     /// `Snapshot::pages_learnt`), so that no write of the program to them is a copy made on
-    /// a fault; 0 otherwise.
+    /// a fault and KVM maps the read ones eight at a time; 0 otherwise.
     pub copied_pages: usize,
 }
 

@@ -41,7 +41,8 @@ pub fn serve(input: impl Read, output: impl Write + Send + 'static) -> io::Resul
     let backend = match MicroVmBackend::new() {
         Ok(backend) => backend
             .with_spare_vms(options.spare_vms)
-            .with_restored_ahead(options.restored_ahead),
+            .with_restored_ahead(options.restored_ahead)
+            .with_lean_restores(options.lean_restores),
         Err(error) => {
             write_message(&mut *lock(&output), &Hello::Unavailable(error.to_string()))?;
             return Ok(());

@@ -28,11 +28,15 @@ pub struct HostOptions {
     /// Machines kept restored ahead per SnapStart version
     /// (`MicroVmBackend::with_restored_ahead`).
     pub restored_ahead: usize,
+    /// Plain restores copy in only the frames a first restored run wrote, not also those it
+    /// read (`MicroVmBackend::with_lean_restores`).
+    pub lean_restores: bool,
 }
 
 /// This protocol's name and version, which a host's [`Hello::Ready`] must carry: `LVH` and
-/// version 1. A change to any message makes a new version.
-pub const PROTOCOL: u32 = 0x4c56_4801;
+/// version 2 (2 added [`HostOptions::lean_restores`]). A change to any message makes a new
+/// version.
+pub const PROTOCOL: u32 = 0x4c56_4802;
 
 /// The host's first message, answering the [`HostOptions`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,6 +287,7 @@ mod tests {
         round_trip(HostOptions {
             spare_vms: 1,
             restored_ahead: 2,
+            lean_restores: true,
         });
     }
 

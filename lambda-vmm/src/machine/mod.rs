@@ -50,6 +50,9 @@ pub struct MachineOptions {
     pub no_vdso: bool,
     /// Whether guest memory is kept on 4 KiB host pages (no `MADV_HUGEPAGE`).
     pub no_huge_pages: bool,
+    /// Whether plain restores copy in only the frames an earlier restored run wrote, not
+    /// also those it read (less memory per environment, a slower first invocation).
+    pub lean_restores: bool,
     /// Programs `execve` checked, for the next exec of the same file in any machine.
     pub programs: std::sync::Arc<crate::program::ExecCache>,
 }

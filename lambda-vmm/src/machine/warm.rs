@@ -5,16 +5,16 @@
 //!
 //! The lesson comes from a machine restored plainly (its memory mapped from the snapshot and
 //! nothing populated): after its first run, the pages the host has mapped in its memory are
-//! the ones it touched ([`crate::mm::GuestMemory::touched_pages`]), and those it holds a
-//! private copy of are the frames it wrote ([`crate::mm::GuestMemory::written_frames`]).
-//! Later plain restores have those frames copied in before they run
-//! ([`Machine::populate_written`]).
+//! the ones it touched ([`crate::mm::GuestMemory::touched_pages`]), and the frames it touched
+//! are known, those it wrote apart ([`crate::mm::GuestMemory::touched_frames`]). Later plain
+//! restores have those frames copied in before they run ([`Machine::populate_touched`]): all
+//! of them, or only the written ones for lean restores.
 
 use std::time::Instant;
 
 use super::Machine;
 use crate::error::VmmError;
-use crate::mm::PageTouch;
+use crate::mm::{PageTouch, TouchedFrames};
 use crate::trace::span;
 use crate::vm::layout::TOUCH_REGISTERS;
 
@@ -24,9 +24,9 @@ pub struct Lesson {
     /// The program's pages it touched, by virtual address, and how: machines restored ahead
     /// touch them again ([`Machine::warm`]).
     pub pages: Vec<PageTouch>,
-    /// Runs (guest-physical address, length) of the frames it wrote: plain restores copy
-    /// them in ([`Machine::populate_written`]).
-    pub written: Vec<(u64, u64)>,
+    /// The frames it touched, written and read: plain restores copy them in
+    /// ([`Machine::populate_touched`]).
+    pub frames: TouchedFrames,
 }
 
 impl Machine {
@@ -39,19 +39,30 @@ impl Machine {
         let memory = &self.vm.as_ref()?.memory;
         Some(Lesson {
             pages: memory.touched_pages().ok()?,
-            written: memory.written_frames().ok()?,
+            frames: memory.touched_frames().ok()?,
         })
     }
 
-    /// Copies the frames `lesson` says the first run wrote into this machine's memory before
-    /// it runs (it must not have run since it was restored), so that its program's writes
-    /// to them are not copies made on a write fault, each of which reaches every VM in the
-    /// process on the host. Counted in the machine's setup (its Restore Duration).
-    pub fn populate_written(&mut self, lesson: &Lesson) {
+    /// Copies the frames `lesson` says the first run touched into this machine's memory
+    /// before it runs (it must not have run since it was restored): those it wrote, and,
+    /// unless `lean`, those it only read. Counted in the machine's setup (its Restore
+    /// Duration).
+    ///
+    /// A written frame copied ahead is not first mapped read-only and then copied on the
+    /// program's write, each such copy reaching every VM in the process on the host. A read
+    /// frame copied ahead is one KVM's shadow paging maps with up to seven neighbours at one
+    /// fault, where a frame still shared with the snapshot costs a fault of its own: more
+    /// memory per environment (its own copy of what the first run read) for a faster first
+    /// invocation (`docs/snapshots.md`, "Copying in what the first run touched").
+    pub fn populate_touched(&mut self, lesson: &Lesson, lean: bool) {
         let start = Instant::now();
         self.teaches = false;
         if let Some(vm) = &self.vm {
-            self.copied = vm.memory.populate_frames(&lesson.written);
+            let mut copied = vm.memory.populate_frames(&lesson.frames.written);
+            if !lean {
+                copied = copied.saturating_add(vm.memory.populate_frames(&lesson.frames.read));
+            }
+            self.copied = copied;
         }
         self.setup = self.setup.saturating_add(start.elapsed());
     }
@@ -87,7 +98,7 @@ impl Machine {
         Ok(*warmed)
     }
 
-    /// Pages [`Machine::populate_written`] copied in.
+    /// Pages [`Machine::populate_touched`] copied in.
     pub fn copied_pages(&self) -> usize {
         self.copied
     }

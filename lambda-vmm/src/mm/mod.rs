@@ -39,7 +39,7 @@ pub use pages::OutOfMemory;
 pub use space::MAX_MAPPINGS;
 pub use space::{MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE};
 pub use space::{MapError, MemoryStats};
-pub use touched::PageTouch;
+pub use touched::{PageTouch, TouchedFrames};
 pub use vma::{EXEC as PROT_EXEC, WRITE as PROT_WRITE};
 
 use std::os::fd::BorrowedFd;

@@ -524,7 +524,7 @@ fn a_restored_memory_tells_which_pages_were_touched_since_and_how() {
 }
 
 #[test]
-fn a_restored_memory_tells_which_frames_were_written_and_another_copies_them_in() {
+fn a_restored_memory_tells_which_frames_were_touched_and_another_copies_them_in() {
     let original = memory(128);
     let pages = original.mmap(0, 4 * PAGE, RW, ANON).unwrap();
     touch(&original, pages, 4 * PAGE);
@@ -539,12 +539,19 @@ fn a_restored_memory_tells_which_frames_were_written_and_another_copies_them_in(
     restored.restore(&file, &saved).expect("restore");
     assert_eq!(restored.read_vec(pages, 1).unwrap(), [0xa5]);
     restored.write(pages + PAGE, &[0x5a]).unwrap();
-    let written = restored.written_frames().expect("pagemap");
-    let contains = |frame: u64| {
-        written
-            .iter()
+    let touched = restored.touched_frames().expect("pagemap");
+    let written = touched.written.clone();
+    let within = |runs: &[(u64, u64)], frame: u64| {
+        runs.iter()
             .any(|&(start, len)| frame >= start && frame < start + len)
     };
+    let contains = |frame: u64| within(&written, frame);
+    // The page only read is among the frames read, apart from the written ones.
+    assert!(
+        within(&touched.read, frame_of(&restored, pages)),
+        "{touched:?}"
+    );
+    assert!(!within(&touched.read, frame_of(&restored, pages + PAGE)));
     assert!(contains(frame_of(&restored, pages + PAGE)), "{written:?}");
     assert!(
         !contains(frame_of(&restored, pages)),
@@ -588,6 +595,17 @@ fn a_restored_memory_tells_which_frames_were_written_and_another_copies_them_in(
         "not copied"
     );
     assert_eq!(other.read_vec(pages + PAGE, 1).unwrap(), [0xa5]);
+    // Copied in as well, the frame read holds the snapshot's contents in a page of its own.
+    assert!(other.populate_frames(&touched.read) >= 1);
+    assert_eq!(
+        other
+            .physical
+            .mapped_pages(frame_of(&other, pages), PAGE)
+            .unwrap(),
+        [Some(true)],
+        "copied in"
+    );
+    assert_eq!(other.read_vec(pages, 1).unwrap(), [0xa5]);
 }
 
 #[test]
@@ -609,9 +627,9 @@ fn a_memory_made_over_the_snapshot_file_is_the_restored_memory() {
     assert_eq!(made.read_vec(pages + 2 * PAGE, 6).unwrap(), b"stored");
     assert!(made.read_vec(pages + 4 * PAGE, 1).is_err(), "not mapped");
     // Nothing is copied until written, and a write stays in this memory.
-    assert!(made.written_frames().expect("pagemap").is_empty());
+    assert!(made.touched_frames().expect("pagemap").written.is_empty());
     made.write(pages + 2 * PAGE, b"mine").unwrap();
-    assert_eq!(made.written_frames().expect("pagemap").len(), 1);
+    assert_eq!(made.touched_frames().expect("pagemap").written.len(), 1);
     let other = memory(128);
     other.restore(&file, &saved).expect("restore");
     assert_eq!(other.read_vec(pages + 2 * PAGE, 6).unwrap(), b"stored");

@@ -2,8 +2,8 @@
 //! machine restored from a snapshot, and touched again in machines restored ahead of time
 //! before they are handed out (`machine/warm.rs`), so that KVM's shadow page tables hold
 //! their translations before the program needs them (`docs/snapshots.md`); and the frames
-//! that run wrote, by guest-physical address, which later plain restores copy in before they
-//! run.
+//! that run touched, by guest-physical address, which later plain restores copy in before
+//! they run.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -16,6 +16,16 @@ use super::physical::{KERNEL_BASE, KERNEL_SIZE};
 /// Most pages a lesson holds (16 MiB of touches): a machine restored ahead touches at most
 /// these, about a thousand VM exits, however much the program touched.
 pub const MAX_TOUCHED_PAGES: usize = 4096;
+
+/// The frames of function memory a restored run touched, as runs (guest-physical address,
+/// length) in address order ([`GuestMemory::touched_frames`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TouchedFrames {
+    /// Those it wrote (the host holds a private copy).
+    pub written: Vec<(u64, u64)>,
+    /// Those it read, or that the host mapped beside a read, and did not write.
+    pub read: Vec<(u64, u64)>,
+}
 
 /// A page to touch, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,15 +96,16 @@ impl GuestMemory {
         Ok(touched)
     }
 
-    /// The function memory's frames written since this memory was restored
+    /// The function memory's frames touched since this memory was restored
     /// ([`GuestMemory::restore`], nothing populated ahead), as runs (guest-physical address,
-    /// length) in address order, at most [`MAX_TOUCHED_PAGES`] pages: every frame of a chunk
-    /// in use of which the host holds a private copy now. That is the program's pages it
-    /// wrote, its page tables (KVM writes their accessed and dirty bits), and what the VMM
-    /// wrote for it. Read from `/proc/self/pagemap`
+    /// length) in address order, at most [`MAX_TOUCHED_PAGES`] pages in all: every frame of a
+    /// chunk in use that the host maps now. A frame the host holds a private copy of was
+    /// written: the program's pages it wrote, its page tables (KVM writes their accessed and
+    /// dirty bits), and what the VMM wrote for it. The others were read, or mapped beside a
+    /// read (the host's fault-around). Read from `/proc/self/pagemap`
     /// ([`super::physical::PhysicalMemory::mapped_pages`]).
-    pub fn written_frames(&self) -> std::io::Result<Vec<(u64, u64)>> {
-        let mut runs: Vec<(u64, u64)> = Vec::new();
+    pub fn touched_frames(&self) -> std::io::Result<TouchedFrames> {
+        let mut frames = TouchedFrames::default();
         let mut pages = 0usize;
         for (start, len) in self.space().used_ranges() {
             let end = start.saturating_add(len).min(self.size());
@@ -104,11 +115,13 @@ impl GuestMemory {
                 let mapped = self.physical.mapped_pages(chunk, span)?;
                 for (index, seen) in (0u64..).zip(mapped) {
                     let frame = chunk.saturating_add(index.saturating_mul(PAGE));
-                    if seen != Some(true) {
-                        continue;
-                    }
+                    let runs = match seen {
+                        Some(true) => &mut frames.written,
+                        Some(false) => &mut frames.read,
+                        None => continue,
+                    };
                     if pages >= MAX_TOUCHED_PAGES {
-                        return Ok(runs);
+                        return Ok(frames);
                     }
                     pages = pages.saturating_add(1);
                     match runs.last_mut() {
@@ -121,16 +134,18 @@ impl GuestMemory {
                 chunk = chunk.saturating_add(span);
             }
         }
-        Ok(runs)
+        Ok(frames)
     }
 
-    /// Copies the frames of `runs` (as [`GuestMemory::written_frames`] gives them, for a
+    /// Copies the frames of `runs` (as [`GuestMemory::touched_frames`] gives them, for a
     /// memory restored from the same snapshot) into this memory's own pages now, their
-    /// contents unchanged. The program would write them anyway; copied ahead, none of them
-    /// is first mapped read-only and then copied on a write, which on the host is a change
-    /// to the process's memory map, delivered to every VM in it (`docs/platform.md`, "Many
-    /// VMs in one process"). Ranges outside the function memory are skipped. Returns how many
-    /// pages were asked for.
+    /// contents unchanged. A frame the program would write, copied ahead, is not first
+    /// mapped read-only and then copied on a write, which on the host is a change to the
+    /// process's memory map, delivered to every VM in it (`docs/platform.md`, "Many VMs in
+    /// one process"). A frame it would only read, copied ahead, is one KVM can map with its
+    /// neighbours at one shadow-paging fault (it maps ahead only pages the host has mapped
+    /// writable). Ranges outside the function memory are skipped. Returns how many pages
+    /// were asked for.
     pub fn populate_frames(&self, runs: &[(u64, u64)]) -> usize {
         let mut pages = 0usize;
         for &(addr, len) in runs {

@@ -54,15 +54,16 @@ pub(crate) struct Frozen {
     pub ready: ready::ReadyStock,
     /// What the first restored machine to finish a run touched: machines restored ahead
     /// touch its pages before they are handed out, and plain restores copy in the frames it
-    /// wrote (`machine/warm.rs`).
+    /// touched, or only those it wrote (`machine/warm.rs`).
     pub lesson: OnceLock<Lesson>,
 }
 
 impl Frozen {
     /// A machine in the frozen state, its output going to `log`: one restored ahead if one is
     /// ready ([`Snapshot::keep_restored`]), else one restored now (into a spare VM if
-    /// `options` has one), with the frames an earlier restored run wrote copied in once that
-    /// is known ([`Machine::populate_written`]).
+    /// `options` has one), with the frames an earlier restored run touched (only those it
+    /// wrote, with [`MachineOptions::lean_restores`]) copied in once that is known
+    /// ([`Machine::populate_touched`]).
     pub fn machine(
         &self,
         options: &MachineOptions,
@@ -77,7 +78,7 @@ impl Frozen {
             None => {
                 let mut machine = Machine::restore(&self.machine, &self.config, options, log)?;
                 if let Some(lesson) = self.lesson.get() {
-                    machine.populate_written(lesson);
+                    machine.populate_touched(lesson, options.lean_restores);
                 }
                 Ok(machine)
             }
@@ -177,10 +178,10 @@ impl Snapshot {
     /// ([`Snapshot::keep_restored`]): those the first environment restored from this snapshot
     /// touched in its first invocation (at most 4,096), learnt then; `None` until then.
     /// From then on, environments restored plainly (no machine restored ahead) also start
-    /// with the frames that invocation wrote copied in
-    /// ([`RunStats::copied_pages`](crate::RunStats) says how many), which spares a
-    /// process holding thousands of VMs most of a first invocation's cost
-    /// (`docs/snapshots.md`).
+    /// with the frames that invocation touched copied in (only those it wrote on a backend
+    /// with [`with_lean_restores`](crate::MicroVmBackend::with_lean_restores);
+    /// [`RunStats::copied_pages`](crate::RunStats) says how many), which spares a process
+    /// holding thousands of VMs most of a first invocation's cost (`docs/snapshots.md`).
     pub fn pages_learnt(&self) -> Option<usize> {
         self.frozen.lesson.get().map(|lesson| lesson.pages.len())
     }
