@@ -254,6 +254,25 @@ impl MicroVmBackend {
         }
     }
 
+    /// Makes `snapshot` the SnapStart snapshot of its version (its configuration, and its
+    /// code as the file is now): this backend's environments of that version are then
+    /// restored from it, with no Init here. For a snapshot another backend took, in this
+    /// process or another (read with [`MicroVmBackend::load_snapshot`]), so that a
+    /// version's Init runs once across them, as Lambda's SnapStart runs it once per
+    /// published version. Returns `false`, and changes nothing, if this backend already
+    /// knows the version (snapshotted, or found it could not be).
+    ///
+    /// Errors: the snapshot's function code cannot be staged.
+    pub fn adopt_snap_start_snapshot(&self, snapshot: Snapshot) -> Result<bool, EnvironmentError> {
+        let (image, _) = self.checked_code(snapshot.config())?;
+        let key = SnapStart::key(snapshot.config(), image.identity());
+        let adopted = self.snap_start.adopt(&key, snapshot.clone());
+        if adopted {
+            self.keep_ahead(&Known::Ready(snapshot));
+        }
+        Ok(adopted)
+    }
+
     /// How many function versions with SnapStart this backend has snapshotted (or found it
     /// could not snapshot) and keeps.
     pub fn snap_start_versions(&self) -> usize {

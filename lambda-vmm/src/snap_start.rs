@@ -91,6 +91,22 @@ impl SnapStart {
         Ok((known, Some(made)))
     }
 
+    /// Makes `snapshot` the snapshot of version `key` unless something is known of it
+    /// already (or being found out: this waits for that). Returns whether it did.
+    pub fn adopt(&self, key: &str, snapshot: Snapshot) -> bool {
+        if self.get(key).is_some() {
+            return false;
+        }
+        let maker = Arc::clone(lock(&self.making).entry(key.to_string()).or_default());
+        let _making = lock(&maker);
+        let adopted = self.get(key).is_none();
+        if adopted {
+            self.record(key.to_string(), &Ok(snapshot));
+        }
+        lock(&self.making).remove(key);
+        adopted
+    }
+
     /// Records what taking the version's snapshot gave.
     fn record(&self, key: String, taken: &Result<Snapshot, SnapshotError>) {
         let known = match taken {

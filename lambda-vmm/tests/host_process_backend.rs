@@ -117,6 +117,73 @@ fn snap_start_restores_inside_a_host_process() {
     assert!(result.report.restore_duration.is_some());
 }
 
+/// Under SnapStart a version's Init runs once for the backend, not once per process: its
+/// process writes the snapshot to a file, and the others restore from it.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_versions_init_runs_once_across_the_processes() {
+    let (backend, functions) = setup_with(3);
+    let config = functions
+        .runtime("shared", "runtime-loop")
+        .with_env("INIT_TMP", "written during Init")
+        .with_snap_start(true);
+    let mut environments: Vec<_> = (0..6)
+        .map(|_| backend.create(&config).expect("create"))
+        .collect();
+    assert_eq!(backend.environments_per_process(), [2, 2, 2]);
+    let starts: Vec<EnvironmentStart> = environments.iter().map(|e| e.start()).collect();
+    assert_eq!(starts[0], EnvironmentStart::Init, "{starts:?}");
+    assert!(
+        starts[1..]
+            .iter()
+            .all(|start| *start == EnvironmentStart::Restored),
+        "{starts:?}"
+    );
+    let files: Vec<_> = std::fs::read_dir(backend.snapshot_dir())
+        .expect("the snapshot directory")
+        .collect();
+    assert_eq!(files.len(), 1, "one file for the version");
+    // Each restored environment answers, with what Init left in /tmp, its own count.
+    for environment in &mut environments {
+        assert_eq!(scenarios::count(environment.as_mut()), 1);
+        let result = environment
+            .invoke(Invocation::new(r#"{"action":"read-tmp"}"#))
+            .expect("invoke");
+        assert_eq!(
+            result.outcome.response(),
+            Some(&br#"{"data":"written during Init"}"#[..]),
+            "{:?}",
+            result.outcome
+        );
+    }
+    let dir = backend.snapshot_dir().to_path_buf();
+    drop(environments);
+    drop(backend);
+    assert!(!dir.exists(), "the files go with the backend");
+}
+
+/// A snapshot file another process cannot use (here, damaged) is passed over: that process
+/// snapshots the version itself, and its environments still start.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_snapshot_file_that_cannot_be_used_costs_only_an_init() {
+    let (backend, functions) = setup_with(2);
+    let config = functions
+        .runtime("damaged", "runtime-loop")
+        .with_snap_start(true);
+    let first = backend.create(&config).expect("create");
+    assert_eq!(first.start(), EnvironmentStart::Init);
+    for file in std::fs::read_dir(backend.snapshot_dir()).expect("the snapshot directory") {
+        std::fs::write(file.unwrap().path(), b"not a snapshot").unwrap();
+    }
+    let mut second = backend.create(&config).expect("create");
+    assert_eq!(backend.environments_per_process(), [1, 1]);
+    assert_eq!(second.start(), EnvironmentStart::Init, "its own snapshot");
+    assert_eq!(scenarios::count(second.as_mut()), 1);
+    let third = backend.create(&config).expect("create");
+    assert_eq!(third.start(), EnvironmentStart::Restored);
+}
+
 /// A streamed response crosses the pipe piece by piece, to the caller's stream.
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]

@@ -14,8 +14,11 @@
 //!
 //! What differs from a `MicroVmBackend` in the engine's process:
 //!
-//! - SnapStart snapshots are per host process: each takes its own snapshot of a version at
-//!   its first environment of that version (one Init per process, not one in all).
+//! - SnapStart snapshots are shared through files: a version's first environment runs its
+//!   Init in one process, which snapshots it and writes the snapshot to a file in a private
+//!   directory of the engine's; the other processes restore the version from that file
+//!   (`shared_snapshots.rs`). One Init per version in all, as in one process; each process
+//!   reads the file once, and learns by itself what a first restored run touches.
 //! - A call costs a round trip over a pipe and four thread hand-offs: 77-133 us more per warm
 //!   invocation on the nested hosts this was measured on (`docs/host-processes.md`);
 //!   payloads and responses are copied through the pipe.
@@ -27,6 +30,7 @@
 mod environment;
 mod process;
 mod serve;
+mod shared_snapshots;
 mod wire;
 
 use std::path::{Path, PathBuf};
@@ -34,12 +38,15 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lambda_core::{Backend, EnvironmentError, ExecutionEnvironment, FunctionConfig};
+use lambda_core::{
+    Backend, EnvironmentError, EnvironmentStart, ExecutionEnvironment, FunctionConfig,
+};
 
 use crate::sync::lock;
 use environment::RemoteEnvironment;
 use process::HostProcess;
 pub use serve::{serve, serve_stdio};
+use shared_snapshots::{SharedSnapshots, Version};
 pub use wire::HostOptions;
 use wire::{ReplyBody, RequestBody};
 
@@ -140,7 +147,12 @@ struct Inner {
     options: HostOptions,
     patience: Mutex<Patience>,
     slots: Vec<Mutex<Option<Arc<HostProcess>>>>,
+    /// SnapStart versions and their snapshot files.
+    shared: SharedSnapshots,
 }
+
+/// Backends made so far in this process, to name each one's snapshot directory.
+static BACKENDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl std::fmt::Debug for HostProcessBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -178,6 +190,7 @@ impl HostProcessBackend {
                 options,
                 patience: Mutex::new(Patience::default()),
                 slots,
+                shared: SharedSnapshots::new(BACKENDS.fetch_add(1, Ordering::Relaxed)),
             }),
         })
     }
@@ -228,6 +241,15 @@ impl HostProcessBackend {
     /// The host program.
     pub fn program(&self) -> &Path {
         &self.inner.program
+    }
+
+    /// The directory holding the SnapStart snapshot files the host processes share, one per
+    /// function version (at most 32; the oldest is removed first): a directory of the
+    /// system's temporary one, readable by this user only, made at the first file and
+    /// removed with the last clone of the backend. Each file holds what the version's
+    /// function had written to memory by the end of its Init.
+    pub fn snapshot_dir(&self) -> &Path {
+        self.inner.shared.dir()
     }
 
     /// The ids of the host processes running now, in slot order; `None` for a slot whose
@@ -294,12 +316,79 @@ impl Backend for HostProcessBackend {
 
     /// Creates the environment in the host process holding the fewest; its Init (or restore)
     /// runs there. A configuration out of range is refused here, before any process hears
-    /// of it.
+    /// of it. Under SnapStart, a version's first environment runs its Init and its process
+    /// writes the snapshot to a file the other processes restore from (`shared_snapshots.rs`);
+    /// creates of the version made meanwhile wait for it.
     fn create(
         &self,
         config: &FunctionConfig,
     ) -> Result<Box<dyn ExecutionEnvironment>, EnvironmentError> {
         config.validate()?;
+        let Some(key) = config
+            .snap_start
+            .then(|| SharedSnapshots::key(config))
+            .flatten()
+        else {
+            return Ok(self.create_in_one(config, None)?.0);
+        };
+        let version = self.inner.shared.version(&key);
+        let mut known = lock(&version);
+        match &*known {
+            Version::File(path) => {
+                let path = path.clone();
+                drop(known);
+                Ok(self.create_in_one(config, Some(path))?.0)
+            }
+            Version::Unshared => {
+                drop(known);
+                Ok(self.create_in_one(config, None)?.0)
+            }
+            Version::Unknown => {
+                // The version's first environment: its process snapshots it (or already had).
+                let (environment, host) = self.create_in_one(config, None)?;
+                *known = match environment.start() {
+                    EnvironmentStart::Init | EnvironmentStart::Restored => {
+                        self.share(&host, config)
+                    }
+                    EnvironmentStart::SnapshotRefused(_) => Version::Unshared,
+                };
+                Ok(environment)
+            }
+        }
+    }
+}
+
+impl HostProcessBackend {
+    /// Asks `host`, which snapshotted `config`'s version, to write the snapshot to a new
+    /// file: the version's [`Version::File`], or [`Version::Unshared`] if that fails.
+    fn share(&self, host: &HostProcess, config: &FunctionConfig) -> Version {
+        let Ok(path) = self.inner.shared.next_file() else {
+            return Version::Unshared;
+        };
+        let deadline = Instant::now() + self.patience().create;
+        let saved = host
+            .call(RequestBody::SaveSnapshot {
+                config: config.clone(),
+                path: path.clone(),
+            })
+            .map_err(EnvironmentError::failed)
+            .and_then(|replies| host.next_reply(&replies, deadline, "a snapshot's writing"));
+        match saved {
+            Ok(ReplyBody::Saved) => Version::File(path),
+            _ => {
+                let _ = std::fs::remove_file(&path);
+                Version::Unshared
+            }
+        }
+    }
+
+    /// Creates an environment of `config` in the host process holding the fewest, which
+    /// restores it from `snapshot_file` if it knows nothing of its SnapStart version yet.
+    fn create_in_one(
+        &self,
+        config: &FunctionConfig,
+        snapshot_file: Option<PathBuf>,
+    ) -> Result<(Box<dyn ExecutionEnvironment>, Arc<HostProcess>), EnvironmentError> {
         let patience = self.patience();
         let host = self.pick()?;
         host.environments.fetch_add(1, Ordering::Relaxed);
@@ -307,7 +396,10 @@ impl Backend for HostProcessBackend {
         // guard's if none is made.
         let made = (|| {
             let replies = host
-                .call(RequestBody::Create(config.clone()))
+                .call(RequestBody::Create {
+                    config: config.clone(),
+                    snapshot_file,
+                })
                 .map_err(EnvironmentError::failed)?;
             let deadline = Instant::now() + patience.create;
             match host.next_reply(&replies, deadline, "a create")? {
@@ -322,9 +414,9 @@ impl Backend for HostProcessBackend {
             }
         })();
         match made {
-            Ok((number, init_duration, start, fresh_per_invocation)) => {
-                Ok(Box::new(RemoteEnvironment {
-                    host,
+            Ok((number, init_duration, start, fresh_per_invocation)) => Ok((
+                Box::new(RemoteEnvironment {
+                    host: Arc::clone(&host),
                     number,
                     timeout: config.timeout,
                     patience: patience.invoke,
@@ -332,8 +424,9 @@ impl Backend for HostProcessBackend {
                     start,
                     fresh_per_invocation,
                     released: false,
-                }))
-            }
+                }),
+                host,
+            )),
             Err(error) => {
                 host.environments.fetch_sub(1, Ordering::Relaxed);
                 Err(error)

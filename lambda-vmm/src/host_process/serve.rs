@@ -7,7 +7,11 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use lambda_core::{Backend, ExecutionEnvironment, ResponseSink, ResponseStream, panic_message};
+use std::path::Path;
+
+use lambda_core::{
+    Backend, ExecutionEnvironment, FunctionConfig, ResponseSink, ResponseStream, panic_message,
+};
 
 use super::wire::{
     Hello, HostOptions, PROTOCOL, Reply, ReplyBody, Request, RequestBody, WireError, read_message,
@@ -59,6 +63,7 @@ pub fn serve(input: impl Read, output: impl Write + Send + 'static) -> io::Resul
         backend,
         environments: Mutex::new(Environments::default()),
         output,
+        loading: Mutex::new(()),
     });
     let mut answering = Answering::new(Arc::clone(&host));
     answering.add_idle(FIRST_ANSWERING_THREADS)?;
@@ -197,6 +202,9 @@ struct Host {
     backend: MicroVmBackend,
     environments: Mutex<Environments>,
     output: Replies,
+    /// Held while a snapshot file is read, so that creates of one version arriving together
+    /// read it once.
+    loading: Mutex<()>,
 }
 
 impl Host {
@@ -211,7 +219,16 @@ impl Host {
     fn answer(&self, request: Request) -> Reply {
         let call = request.call;
         let body = match request.body {
-            RequestBody::Create(config) => self.create(&config),
+            RequestBody::Create {
+                config,
+                snapshot_file,
+            } => {
+                if let Some(path) = snapshot_file.filter(|_| config.snap_start) {
+                    self.adopt(&config, &path);
+                }
+                self.create(&config)
+            }
+            RequestBody::SaveSnapshot { config, path } => self.save(&config, &path),
             RequestBody::Invoke {
                 environment,
                 invocation,
@@ -222,7 +239,56 @@ impl Host {
         Reply { call, body }
     }
 
-    fn create(&self, config: &lambda_core::FunctionConfig) -> ReplyBody {
+    /// Makes the snapshot in the file at `path` the SnapStart snapshot of `config`'s version
+    /// if this host knows nothing of the version yet. A file that cannot be used (gone,
+    /// damaged, of other code or another configuration) is passed over with a line on
+    /// standard error: the create then snapshots the version here, as without a file.
+    fn adopt(&self, config: &FunctionConfig, path: &Path) {
+        if self.backend.snap_start_snapshot(config).is_some() {
+            return;
+        }
+        let _loading = lock(&self.loading);
+        if self.backend.snap_start_snapshot(config).is_some() {
+            return;
+        }
+        let adopted = match self.backend.load_snapshot(path) {
+            Ok(snapshot) if snapshot.config() == config => self
+                .backend
+                .adopt_snap_start_snapshot(snapshot)
+                .map(|_| ())
+                .map_err(|error| error.to_string()),
+            Ok(_) => Err("it is of another configuration".to_string()),
+            Err(error) => Err(crate::error::chain(&error)),
+        };
+        if let Err(why) = adopted {
+            eprintln!(
+                "lambda-vmm-host: snapshot file {} not used ({why}); snapshotting `{}` here",
+                path.display(),
+                config.name
+            );
+        }
+    }
+
+    /// Writes the SnapStart snapshot this host took of `config`'s version to `path`.
+    fn save(&self, config: &FunctionConfig, path: &Path) -> ReplyBody {
+        let Some(snapshot) = self.backend.snap_start_snapshot(config) else {
+            return ReplyBody::Failed(WireError::Failed(format!(
+                "the VM host process holds no SnapStart snapshot of `{}`'s version",
+                config.name
+            )));
+        };
+        match snapshot.write_to(path) {
+            Ok(()) => ReplyBody::Saved,
+            Err(error) => ReplyBody::Failed(WireError::Failed(format!(
+                "writing the snapshot of `{}` to {}: {}",
+                config.name,
+                path.display(),
+                crate::error::chain(&error)
+            ))),
+        }
+    }
+
+    fn create(&self, config: &FunctionConfig) -> ReplyBody {
         match self.backend.create(config) {
             Ok(environment) => {
                 let init_duration = environment.init_duration();

@@ -8,6 +8,7 @@
 //! [`ReplyBody::Chunk`]s of its streamed response, and replies to different calls interleave.
 
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lambda_core::{
@@ -34,8 +35,8 @@ pub struct HostOptions {
 }
 
 /// This protocol's name and version, which a host's [`Hello::Ready`] must carry: `LVH` and
-/// version 2 (2 added [`HostOptions::lean_restores`]). A change to any message makes a new
-/// version.
+/// version 2 (2 added [`HostOptions::lean_restores`] and snapshot files shared between
+/// hosts). A change to any message makes a new version.
 pub const PROTOCOL: u32 = 0x4c56_4802;
 
 /// The host's first message, answering the [`HostOptions`].
@@ -65,7 +66,22 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestBody {
     /// Make an environment of this function (its Init, or its restore under SnapStart).
-    Create(FunctionConfig),
+    Create {
+        /// The function.
+        config: FunctionConfig,
+        /// Under SnapStart, a snapshot file of the version (written by another host, asked
+        /// with [`RequestBody::SaveSnapshot`]) to restore from if this host knows nothing of
+        /// the version yet, instead of running an Init of its own. A file that cannot be
+        /// used is passed over: the host then snapshots the version itself.
+        snapshot_file: Option<PathBuf>,
+    },
+    /// Write the SnapStart snapshot this host took of the function's version to a file.
+    SaveSnapshot {
+        /// The function (its version).
+        config: FunctionConfig,
+        /// Where to write it.
+        path: PathBuf,
+    },
     /// Run one invocation in an environment the host made.
     Invoke {
         /// The environment, as [`ReplyBody::Created`] named it.
@@ -112,6 +128,8 @@ pub enum ReplyBody {
     Chunk(Vec<u8>),
     /// The environment was shut down.
     ShutDown,
+    /// The snapshot was written.
+    Saved,
     /// The call failed.
     Failed(WireError),
 }
@@ -244,7 +262,21 @@ mod tests {
         let config = FunctionConfig::new("f", CodeLocation::Executable("/bin/true".into()));
         round_trip(Request {
             call: 1,
-            body: RequestBody::Create(config.with_snap_start(true)),
+            body: RequestBody::Create {
+                config: config.clone().with_snap_start(true),
+                snapshot_file: Some("/tmp/v0.snap".into()),
+            },
+        });
+        round_trip(Request {
+            call: 4,
+            body: RequestBody::SaveSnapshot {
+                config,
+                path: "/tmp/v1.snap".into(),
+            },
+        });
+        round_trip(Reply {
+            call: 4,
+            body: ReplyBody::Saved,
         });
         round_trip(Request {
             call: 2,
