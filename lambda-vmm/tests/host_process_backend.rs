@@ -162,6 +162,28 @@ fn a_versions_init_runs_once_across_the_processes() {
     assert!(!dir.exists(), "the files go with the backend");
 }
 
+/// A one-shot function's snapshot (taken at its first read of stdin) is shared the same way.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn a_one_shot_versions_snapshot_is_shared_too() {
+    let (backend, functions) = setup_with(2);
+    let config = functions.stdio("echo", "echo").with_snap_start(true);
+    let mut environments: Vec<_> = (0..2)
+        .map(|_| backend.create(&config).expect("create"))
+        .collect();
+    assert_eq!(backend.environments_per_process(), [1, 1]);
+    let files = std::fs::read_dir(backend.snapshot_dir()).expect("the snapshot directory");
+    assert_eq!(files.count(), 1, "one file for the version");
+    for (i, environment) in environments.iter_mut().enumerate() {
+        let payload = format!("{{\"n\":{i}}}");
+        let result = environment
+            .invoke(Invocation::new(payload.clone()))
+            .expect("invoke");
+        assert_eq!(result.outcome.response(), Some(payload.as_bytes()));
+        assert!(result.report.restore_duration.is_some(), "restored");
+    }
+}
+
 /// A snapshot file another process cannot use (here, damaged) is passed over: that process
 /// snapshots the version itself, and its environments still start.
 #[test]
