@@ -104,6 +104,15 @@ impl MicroVmBackend {
         }
     }
 
+    /// Whether SnapStart knows `config`'s version: snapshotted it, or found it could not.
+    pub(crate) fn knows_snap_start_version(&self, config: &FunctionConfig) -> bool {
+        self.checked_code(config).is_ok_and(|(image, _)| {
+            self.snap_start
+                .get(&SnapStart::key(config, image.identity()))
+                .is_some()
+        })
+    }
+
     /// A version's snapshot was just taken: it keeps the machines asked for restored ahead.
     fn keep_ahead(&self, known: &Known) {
         if let (Known::Ready(snapshot), 1..) = (known, self.restored_ahead) {
@@ -117,7 +126,7 @@ impl MicroVmBackend {
     /// ([`Snapshot::pages_learnt`]): each environment then holds its own copy of what that
     /// run read (about 0.6 MiB for `runtime-loop`), and its first invocation takes one
     /// shadow-paging fault per eight neighbouring pages instead of one per page, which made
-    /// 5,000 environments restored and invoked over 16 host processes 10-15% faster
+    /// 5,000 environments restored and invoked over 16 host processes 5-20% faster
     /// (`docs/snapshots.md`, "Copying in what the first run touched"). Lean restores keep
     /// the read pages shared with the snapshot, for the most environments per GB.
     pub fn with_lean_restores(mut self, lean: bool) -> MicroVmBackend {

@@ -4,10 +4,9 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-use std::path::Path;
 
 use lambda_core::{
     Backend, ExecutionEnvironment, FunctionConfig, ResponseSink, ResponseStream, panic_message,
@@ -244,11 +243,11 @@ impl Host {
     /// damaged, of other code or another configuration) is passed over with a line on
     /// standard error: the create then snapshots the version here, as without a file.
     fn adopt(&self, config: &FunctionConfig, path: &Path) {
-        if self.backend.snap_start_snapshot(config).is_some() {
+        if self.backend.knows_snap_start_version(config) {
             return;
         }
         let _loading = lock(&self.loading);
-        if self.backend.snap_start_snapshot(config).is_some() {
+        if self.backend.knows_snap_start_version(config) {
             return;
         }
         let adopted = match self.backend.load_snapshot(path) {
