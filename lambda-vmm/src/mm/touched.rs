@@ -98,16 +98,16 @@ impl GuestMemory {
 
     /// The function memory's frames touched since this memory was restored
     /// ([`GuestMemory::restore`], nothing populated ahead), as runs (guest-physical address,
-    /// length) in address order, at most [`MAX_TOUCHED_PAGES`] pages in all: every frame of a
-    /// chunk in use that the host maps now. A frame the host holds a private copy of was
-    /// written: the program's pages it wrote, its page tables (KVM writes their accessed and
-    /// dirty bits), and what the VMM wrote for it. The others were read, or mapped beside a
-    /// read (the host's fault-around). Read from `/proc/self/pagemap`
+    /// length) in address order, at most [`MAX_TOUCHED_PAGES`] pages in all, the written ones
+    /// first: every frame of a chunk in use that the host maps now. A frame the host holds a
+    /// private copy of was written: the program's pages it wrote, its page tables (KVM writes
+    /// their accessed and dirty bits), and what the VMM wrote for it. The others were read,
+    /// or mapped beside a read (the host's fault-around). Read from `/proc/self/pagemap`
     /// ([`super::physical::PhysicalMemory::mapped_pages`]).
     pub fn touched_frames(&self) -> std::io::Result<TouchedFrames> {
         let mut frames = TouchedFrames::default();
-        let mut pages = 0usize;
-        for (start, len) in self.space().used_ranges() {
+        let (mut written, mut read) = (0usize, 0usize);
+        'scan: for (start, len) in self.space().used_ranges() {
             let end = start.saturating_add(len).min(self.size());
             let mut chunk = start;
             while chunk < end {
@@ -115,25 +115,29 @@ impl GuestMemory {
                 let mapped = self.physical.mapped_pages(chunk, span)?;
                 for (index, seen) in (0u64..).zip(mapped) {
                     let frame = chunk.saturating_add(index.saturating_mul(PAGE));
-                    let runs = match seen {
-                        Some(true) => &mut frames.written,
-                        Some(false) => &mut frames.read,
+                    let (runs, count) = match seen {
+                        Some(true) => (&mut frames.written, &mut written),
+                        Some(false) => (&mut frames.read, &mut read),
                         None => continue,
                     };
-                    if pages >= MAX_TOUCHED_PAGES {
-                        return Ok(frames);
+                    if *count >= MAX_TOUCHED_PAGES {
+                        continue;
                     }
-                    pages = pages.saturating_add(1);
+                    *count = count.saturating_add(1);
                     match runs.last_mut() {
                         Some((first, run)) if first.saturating_add(*run) == frame => {
                             *run = run.saturating_add(PAGE);
                         }
                         _ => runs.push((frame, PAGE)),
                     }
+                    if written >= MAX_TOUCHED_PAGES {
+                        break 'scan;
+                    }
                 }
                 chunk = chunk.saturating_add(span);
             }
         }
+        keep_pages(&mut frames.read, MAX_TOUCHED_PAGES.saturating_sub(written));
         Ok(frames)
     }
 
@@ -169,5 +173,32 @@ impl GuestMemory {
             va: touch.va,
             write: touch.write && entry & WRITABLE != 0,
         })
+    }
+}
+
+/// Cuts `runs` (guest-physical address, length) down to their first `pages` pages.
+fn keep_pages(runs: &mut Vec<(u64, u64)>, pages: usize) {
+    let mut left = u64::try_from(pages)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(PAGE);
+    runs.retain_mut(|(_, len)| {
+        *len = (*len).min(left);
+        left = left.saturating_sub(*len);
+        *len > 0
+    });
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_cut_to_their_first_pages() {
+        let mut runs = vec![(0, 2 * PAGE), (8 * PAGE, 3 * PAGE), (20 * PAGE, PAGE)];
+        keep_pages(&mut runs, 4);
+        assert_eq!(runs, [(0, 2 * PAGE), (8 * PAGE, 2 * PAGE)]);
+        keep_pages(&mut runs, 0);
+        assert!(runs.is_empty());
     }
 }
