@@ -91,12 +91,10 @@ impl ExecutionEnvironment for RemoteEnvironment {
     fn shutdown(mut self: Box<Self>) {
         if !self.released {
             self.released = true;
-            if let Ok(replies) = self.host.call(RequestBody::Shutdown {
+            let request = RequestBody::Shutdown {
                 environment: self.number,
-            }) {
-                let deadline = Instant::now() + self.patience;
-                let _ = self.host.next_reply(&replies, deadline, "a shutdown");
-            }
+            };
+            let _ = self.host.request(request, self.patience, "a shutdown");
         }
     }
 }

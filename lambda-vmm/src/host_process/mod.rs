@@ -36,7 +36,7 @@ mod wire;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lambda_core::{
     Backend, EnvironmentError, EnvironmentStart, ExecutionEnvironment, FunctionConfig,
@@ -365,14 +365,14 @@ impl HostProcessBackend {
         let Ok(path) = self.inner.shared.next_file() else {
             return Version::Unshared;
         };
-        let deadline = Instant::now() + self.patience().create;
-        let saved = host
-            .call(RequestBody::SaveSnapshot {
+        let saved = host.request(
+            RequestBody::SaveSnapshot {
                 config: config.clone(),
                 path: path.clone(),
-            })
-            .map_err(EnvironmentError::failed)
-            .and_then(|replies| host.next_reply(&replies, deadline, "a snapshot's writing"));
+            },
+            self.patience().create,
+            "a snapshot's writing",
+        );
         match saved {
             Ok(ReplyBody::Saved) => Version::File(path),
             _ => {
@@ -395,14 +395,11 @@ impl HostProcessBackend {
         // From here the environment count is the RemoteEnvironment's to give back, or this
         // guard's if none is made.
         let made = (|| {
-            let replies = host
-                .call(RequestBody::Create {
-                    config: config.clone(),
-                    snapshot_file,
-                })
-                .map_err(EnvironmentError::failed)?;
-            let deadline = Instant::now() + patience.create;
-            match host.next_reply(&replies, deadline, "a create")? {
+            let request = RequestBody::Create {
+                config: config.clone(),
+                snapshot_file,
+            };
+            match host.request(request, patience.create, "a create")? {
                 ReplyBody::Created {
                     environment,
                     init_duration,

@@ -193,6 +193,18 @@ impl HostProcess {
         Ok(receiver)
     }
 
+    /// Sends `body`, a call answered by one reply, and waits up to `patience` from then for
+    /// it ([`next_reply`](Self::next_reply); `what` names the call in errors).
+    pub fn request(
+        &self,
+        body: RequestBody,
+        patience: Duration,
+        what: &str,
+    ) -> Result<ReplyBody, EnvironmentError> {
+        let replies = self.call(body).map_err(EnvironmentError::failed)?;
+        self.next_reply(&replies, Instant::now() + patience, what)
+    }
+
     /// Why the process's replies ended, once they have.
     pub fn gone(&self) -> Option<String> {
         lock(&self.calls).gone.clone()
