@@ -348,9 +348,8 @@ fn create_and_invoke(
 
 /// `target` environments made by the engine's [`HostProcessBackend`] over `processes` VM host
 /// processes: SnapStart creates (the version's Init runs once, and every process restores
-/// from the snapshot file it wrote), each invoked
-/// once, from twice as many calling threads as processes, so every process has a create in
-/// flight while its last answer crosses the pipe.
+/// from the snapshot file it wrote), each invoked once, from twice as many calling threads as
+/// processes, so every process has a create in flight while its last answer crosses the pipe.
 fn through_host_processes(processes: usize, target: usize) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let options = HostOptions {
