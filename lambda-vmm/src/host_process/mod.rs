@@ -27,6 +27,7 @@
 //! - The host program is a separate executable: this crate's `lambda-vmm-host` binary, or
 //!   any program whose `main` calls [`serve_stdio`].
 
+mod answering;
 mod environment;
 mod process;
 mod serve;

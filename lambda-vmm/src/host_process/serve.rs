@@ -1,17 +1,15 @@
 //! The host process's side: a `MicroVmBackend` serving the engine's requests from standard
-//! input, each call answered on a thread of a pool that grows to the calls in flight, with
-//! the replies written to what was standard output.
+//! input, each call answered on a thread of its own (`answering.rs`), with the replies
+//! written to what was standard output.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use lambda_core::{
-    Backend, ExecutionEnvironment, FunctionConfig, ResponseSink, ResponseStream, panic_message,
-};
+use lambda_core::{Backend, ExecutionEnvironment, FunctionConfig, ResponseSink, ResponseStream};
 
+use super::answering::{Answerer, Answering};
 use super::wire::{
     Hello, HostOptions, PROTOCOL, Reply, ReplyBody, Request, RequestBody, WireError, read_message,
     write_message,
@@ -64,8 +62,7 @@ pub fn serve(input: impl Read, output: impl Write + Send + 'static) -> io::Resul
         output,
         loading: Mutex::new(()),
     });
-    let mut answering = Answering::new(Arc::clone(&host));
-    answering.add_idle(FIRST_ANSWERING_THREADS)?;
+    let mut answering = Answering::start(Arc::clone(&host), FIRST_ANSWERING_THREADS)?;
     let ended = loop {
         match read_message::<Request>(&mut input) {
             Ok(Some(request)) => {
@@ -84,100 +81,6 @@ pub fn serve(input: impl Read, output: impl Write + Send + 'static) -> io::Resul
     }
     crate::vm::teardown::wait_for_teardown();
     ended
-}
-
-/// The threads answering calls, one per call in flight. They are kept once made and take
-/// the next call when they finish one: a thread made per call would map and unmap a stack
-/// each time, and in a process holding hundreds of VMs every change to its mappings is heard
-/// by every VM's MMU notifier (`docs/platform.md`, "Many VMs in one process").
-struct Answering {
-    host: Arc<Host>,
-    calls: Option<crossbeam_channel::Sender<Request>>,
-    waiting: crossbeam_channel::Receiver<Request>,
-    /// Threads waiting for a call and not yet promised one.
-    idle: Arc<AtomicUsize>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Answering {
-    fn new(host: Arc<Host>) -> Answering {
-        let (calls, waiting) = crossbeam_channel::unbounded();
-        Answering {
-            host,
-            calls: Some(calls),
-            waiting,
-            idle: Arc::new(AtomicUsize::new(0)),
-            threads: Vec::new(),
-        }
-    }
-
-    /// Makes `count` more threads, idle.
-    fn add_idle(&mut self, count: usize) -> io::Result<()> {
-        for _ in 0..count {
-            self.add_thread()?;
-            self.idle.fetch_add(1, Ordering::AcqRel);
-        }
-        Ok(())
-    }
-
-    /// Makes one more thread, not counted idle: it is promised to the next call sent.
-    fn add_thread(&mut self) -> io::Result<()> {
-        let (host, waiting, idle) = (
-            Arc::clone(&self.host),
-            self.waiting.clone(),
-            Arc::clone(&self.idle),
-        );
-        let thread = std::thread::Builder::new()
-            .name("lambda-vmm-host-call".into())
-            .spawn(move || {
-                for request in waiting {
-                    let call = request.call;
-                    // A panic here (outside the backend, which contains its own) still
-                    // answers the call, and keeps the thread.
-                    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        host.answer(request)
-                    }));
-                    let reply = answered.unwrap_or_else(|panic| Reply {
-                        call,
-                        body: ReplyBody::Failed(WireError::Failed(format!(
-                            "the VM host process panicked answering a call: {}",
-                            panic_message(&*panic)
-                        ))),
-                    });
-                    // Idle before the reply leaves: the engine's next call, which may follow
-                    // the reply at once, then finds this thread instead of making another.
-                    idle.fetch_add(1, Ordering::AcqRel);
-                    host.send(&reply);
-                }
-            })?;
-        self.threads.push(thread);
-        Ok(())
-    }
-
-    /// Gives `request` to an idle thread, or to a new one if none is idle, so a call never
-    /// waits behind another (an invocation may run for 15 minutes).
-    fn hand_over(&mut self, request: Request) -> io::Result<()> {
-        let promised = self
-            .idle
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok();
-        if !promised {
-            self.add_thread()?;
-        }
-        if let Some(calls) = &self.calls {
-            // The receiving end lives in `self`, so this cannot fail.
-            let _ = calls.send(request);
-        }
-        Ok(())
-    }
-
-    /// Lets the threads finish the calls they have, and waits for them.
-    fn finish(mut self) {
-        self.calls = None;
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// Threads made to answer calls before any VM exists, when making one is cheap: a thread
@@ -206,13 +109,7 @@ struct Host {
     loading: Mutex<()>,
 }
 
-impl Host {
-    /// Writes `reply`; one that cannot be written means the engine is gone, which the
-    /// reading loop finds out by itself.
-    fn send(&self, reply: &Reply) {
-        let _ = write_message(&mut *lock(&self.output), reply);
-    }
-
+impl Answerer for Host {
     /// Answers one request (a streamed response's pieces are sent as they come; the answer
     /// itself is the caller's to send).
     fn answer(&self, request: Request) -> Reply {
@@ -238,6 +135,14 @@ impl Host {
         Reply { call, body }
     }
 
+    /// Writes `reply`; one that cannot be written means the engine is gone, which the
+    /// reading loop finds out by itself.
+    fn send(&self, reply: &Reply) {
+        let _ = write_message(&mut *lock(&self.output), reply);
+    }
+}
+
+impl Host {
     /// Makes the snapshot in the file at `path` the SnapStart snapshot of `config`'s version
     /// if this host knows nothing of the version yet. A file that cannot be used (gone,
     /// damaged, of other code or another configuration) is passed over with a line on
