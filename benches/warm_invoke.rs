@@ -9,8 +9,11 @@
 //!
 //! Each side is sampled in a stretch of its own; the other sides' environments exist but are
 //! parked in their `next`, doing nothing. Nothing is torn down inside a window on any side.
-//! The micro-VM is measured twice: with the vDSO (clocks read in the guest) and without it
-//! (`MicroVmBackend::without_vdso`: every clock reading a syscall, hence an exit). When the
+//! The micro-VM is measured three times: with the vDSO (clocks read in the guest), without it
+//! (`MicroVmBackend::without_vdso`: every clock reading a syscall, hence an exit), and
+//! restored from a snapshot taken after Init (`MicroVmBackend::snapshot` and
+//! `restore_runtime_api`, as SnapStart makes environments: its memory is the snapshot's file,
+//! mapped copy-on-write). When the
 //! VM host program was built beside the bench (`cargo build --release -p lambda-vmm --bin
 //! lambda-vmm-host`), a third time in a VM host process (`HostProcessBackend`), which adds a
 //! pipe's round trip to each invocation.
@@ -86,6 +89,8 @@ fn warm_invoke(c: &mut Criterion) {
         };
     for program in ["runtime-loop", "runtime-rust"] {
         let mut vm = kvm.create_runtime_api(&config(program)).expect("micro-VM");
+        let snapshot = kvm.snapshot(&config(program)).expect("snapshot after Init");
+        let mut restored = kvm.restore_runtime_api(&snapshot).expect("restore");
         let mut vm_without_vdso = kvm_without_vdso
             .create_runtime_api(&config(program))
             .expect("micro-VM without the vDSO");
@@ -126,6 +131,13 @@ fn warm_invoke(c: &mut Criterion) {
             || micro_vm(&mut vm, program),
             || {},
         );
+        let micro_restored = sample(
+            "micro-VM restored from a snapshot taken after Init",
+            WARMUP,
+            RUNS,
+            || micro_vm(&mut restored, program),
+            || {},
+        );
         let micro_without_vdso = sample(
             "micro-VM without the vDSO",
             WARMUP,
@@ -142,7 +154,7 @@ fn warm_invoke(c: &mut Criterion) {
                 || {},
             )
         });
-        let mut others = vec![&micro, &micro_without_vdso];
+        let mut others = vec![&micro, &micro_restored, &micro_without_vdso];
         others.extend(remote.as_ref());
         print_table(
             &format!(
@@ -174,6 +186,7 @@ fn warm_invoke(c: &mut Criterion) {
         );
         Box::new(vm).shutdown();
         Box::new(vm_without_vdso).shutdown();
+        Box::new(restored).shutdown();
         process.shutdown();
         if let Some(environment) = in_host_process {
             environment.shutdown();

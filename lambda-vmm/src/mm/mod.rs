@@ -194,6 +194,7 @@ impl GuestMemory {
         let mut space = self.space();
         cover_used(&self.physical, &saved.space)?;
         self.physical.map_user_memory(file.as_fd())?;
+        self.physical.show_snapshot_contents(&saved.stored);
         self.physical.write(saved.space.tables.root(), &saved.root);
         *space = saved.space.clone();
         Ok(())
@@ -207,6 +208,7 @@ impl GuestMemory {
     pub fn restored(physical: PhysicalMemory, saved: &SavedSpace) -> GuestMemory {
         // Not attached to a VM yet, so this only plans the slots (it cannot fail).
         let _ = cover_used(&physical, &saved.space);
+        physical.show_snapshot_contents(&saved.stored);
         physical.write(saved.space.tables.root(), &saved.root);
         GuestMemory {
             physical,

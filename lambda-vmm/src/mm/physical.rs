@@ -286,6 +286,10 @@ pub struct PhysicalMemory {
     /// Ranges of user memory mapped privately from a file (the program image): discarding
     /// them must map fresh anonymous memory back, since the file's pages would show through.
     file_spans: std::sync::Mutex<Vec<(u64, u64)>>,
+    /// For memory restored from a snapshot, where the snapshot's memory file still shows
+    /// stored contents (address, length; sorted): those pages count as held whether or not
+    /// this mapping has touched them ([`PhysicalMemory::resident_bytes`]). `None` otherwise.
+    snapshot_pages: std::sync::Mutex<Option<Vec<(u64, u64)>>>,
     /// Whether [`PhysicalMemory::prefer_huge`] may ask for huge pages.
     huge_pages: std::sync::atomic::AtomicBool,
 }
@@ -336,6 +340,7 @@ impl PhysicalMemory {
             kernel,
             user_size,
             file_spans: std::sync::Mutex::new(file_spans),
+            snapshot_pages: std::sync::Mutex::new(None),
             huge_pages: std::sync::atomic::AtomicBool::new(true),
         })
     }
@@ -414,6 +419,7 @@ impl PhysicalMemory {
         self.user.renew().map_err(error)?;
         self.kernel.renew().map_err(error)?;
         lock(&self.file_spans).clear();
+        *lock(&self.snapshot_pages) = None;
         self.allow_huge_pages(true);
         self.prefer_huge(USER_BASE, self.user_size, false);
         Ok(())
@@ -604,18 +610,10 @@ impl PhysicalMemory {
                 "remapping guest memory failed: {}",
                 std::io::Error::last_os_error()
             );
-            let mut kept = Vec::with_capacity(spans.len().saturating_add(1));
-            for &(start, span) in spans.iter() {
-                let span_end = start.saturating_add(span);
-                if start < addr {
-                    kept.push((start, span_end.min(addr).saturating_sub(start)));
-                }
-                if span_end > end {
-                    let from = start.max(end);
-                    kept.push((from, span_end.saturating_sub(from)));
-                }
+            *spans = without(&spans, addr, end);
+            if let Some(pages) = lock(&self.snapshot_pages).as_mut() {
+                *pages = without(pages, addr, end);
             }
-            *spans = kept;
             return;
         }
         drop(spans);
@@ -728,6 +726,9 @@ impl PhysicalMemory {
             return Err(std::io::Error::last_os_error());
         }
         lock(&self.file_spans).push((addr, len));
+        if let Some(pages) = lock(&self.snapshot_pages).as_mut() {
+            *pages = without(pages, addr, addr.saturating_add(len));
+        }
         // SAFETY: the same range, just mapped above.
         if unsafe {
             libc::mprotect(
@@ -813,7 +814,28 @@ impl PhysicalMemory {
             return Err(std::io::Error::last_os_error());
         }
         *lock(&self.file_spans) = vec![(USER_BASE, self.user_size)];
+        *lock(&self.snapshot_pages) = None;
         Ok(())
+    }
+
+    /// Tells this memory, mapped from a snapshot's memory file ([`PhysicalMemory::over_file`]
+    /// or [`PhysicalMemory::map_user_memory`]), which ranges of the file hold stored
+    /// contents (the rest are holes, reading as zero): what
+    /// [`PhysicalMemory::save_user_memory`] returned.
+    pub fn show_snapshot_contents(&self, stored: &[(u64, u64)]) {
+        let spans = lock(&self.file_spans).clone();
+        let mut pages: Vec<(u64, u64)> = Vec::with_capacity(stored.len());
+        for &(start, len) in stored {
+            let end = start.saturating_add(len);
+            for &(span, span_len) in &spans {
+                let (from, to) = (start.max(span), end.min(span.saturating_add(span_len)));
+                if from < to {
+                    pages.push((from, to.saturating_sub(from)));
+                }
+            }
+        }
+        pages.sort_unstable();
+        *lock(&self.snapshot_pages) = Some(pages);
     }
 
     /// For each page of `[addr, addr + len)` (function memory, page-aligned), whether this
@@ -869,17 +891,75 @@ impl PhysicalMemory {
         Ok(residency)
     }
 
-    /// Bytes of `[addr, addr + len)` the host holds (`mincore`): pages touched and not
-    /// discarded since.
+    /// Bytes of `[addr, addr + len)` the host holds: pages touched and not discarded since
+    /// (`mincore`). For memory restored from a snapshot, the pages this mapping holds (read
+    /// from `/proc/self/pagemap`) and those where the snapshot's stored contents show
+    /// through: the same count `mincore` gives while the memory file holds just what was
+    /// stored, without `mincore`'s look-up of the file's page cache for every page not
+    /// mapped here (about 60 us for a restored `runtime-loop`, on each invocation).
     pub fn resident_bytes(&self, addr: u64, len: u64) -> u64 {
-        let Ok(residency) = self.residency(addr, len) else {
-            return 0;
+        let snapshot_pages = lock(&self.snapshot_pages).clone();
+        let resident = match snapshot_pages {
+            Some(shown) => match self.mapped_pages(addr, len) {
+                Ok(mapped) => held_over_snapshot(&mapped, addr, &shown),
+                Err(_) => self.mincore_count(addr, len),
+            },
+            None => self.mincore_count(addr, len),
         };
-        let resident = residency.iter().filter(|&&b| b & 1 != 0).count();
         u64::try_from(resident)
             .unwrap_or(u64::MAX)
             .saturating_mul(PAGE)
     }
+
+    /// Pages of `[addr, addr + len)` `mincore` says the host holds (0 if it cannot tell).
+    fn mincore_count(&self, addr: u64, len: u64) -> usize {
+        self.residency(addr, len).map_or(0, |residency| {
+            residency.iter().filter(|&&b| b & 1 != 0).count()
+        })
+    }
+
+    /// Tests: bytes of `[addr, addr + len)` `mincore` says the host holds.
+    #[cfg(test)]
+    pub(crate) fn mincore_bytes(&self, addr: u64, len: u64) -> u64 {
+        guest_len(self.mincore_count(addr, len)).saturating_mul(PAGE)
+    }
+}
+
+/// `spans` (address, length) without what lies in `[addr, end)`.
+fn without(spans: &[(u64, u64)], addr: u64, end: u64) -> Vec<(u64, u64)> {
+    let mut kept = Vec::with_capacity(spans.len().saturating_add(1));
+    for &(start, span) in spans {
+        let span_end = start.saturating_add(span);
+        if start < addr {
+            kept.push((start, span_end.min(addr).saturating_sub(start)));
+        }
+        if span_end > end {
+            let from = start.max(end);
+            kept.push((from, span_end.saturating_sub(from)));
+        }
+    }
+    kept
+}
+
+/// Of the pages from `addr` that `mapped` describes (one entry each, `Some` where mapped),
+/// those mapped or inside one of `shown` (sorted ranges).
+fn held_over_snapshot(mapped: &[Option<bool>], addr: u64, shown: &[(u64, u64)]) -> usize {
+    let mut held = mapped.iter().filter(|page| page.is_some()).count();
+    let end = guest_len(mapped.len())
+        .saturating_mul(PAGE)
+        .saturating_add(addr);
+    for &(start, len) in shown {
+        let (from, to) = (start.max(addr), start.saturating_add(len).min(end));
+        let mut page = from;
+        while page < to {
+            let index = host_size(page.saturating_sub(addr) / PAGE);
+            if mapped.get(index).is_some_and(Option::is_none) {
+                held = held.saturating_add(1);
+            }
+            page = page.saturating_add(PAGE);
+        }
+    }
+    held
 }
 
 #[cfg(test)]
@@ -934,6 +1014,62 @@ mod tests {
         memory.read(5 * PAGE, &mut back);
         assert_eq!(back, [0; 10]);
         assert!(memory.map_file(3, PAGE, file.as_fd(), 0).is_err());
+    }
+
+    #[test]
+    fn restored_memory_counts_what_it_holds_and_what_the_snapshot_stored() {
+        use std::os::fd::AsFd;
+        let size = 16 << 20;
+        let all = |memory: &PhysicalMemory| memory.resident_bytes(USER_BASE, 64 * PAGE);
+        let by_mincore = |memory: &PhysicalMemory| memory.mincore_bytes(USER_BASE, 64 * PAGE);
+        let original = PhysicalMemory::new(size).unwrap();
+        original.write(0, &[7; 4 * PAGE as usize]);
+        let file = crate::host::memory_file(c"resident-test").unwrap();
+        let stored = original.save_user_memory(&file).unwrap();
+        assert_eq!(stored, [(0, 4 * PAGE)]);
+        let restored = PhysicalMemory::over_file(size, &file).unwrap();
+        // Mapped from the file, nothing touched yet: `mincore` finds the stored pages in the
+        // file's page cache; told which they are, the count finds them without it.
+        assert_eq!(all(&restored), 4 * PAGE);
+        restored.show_snapshot_contents(&stored);
+        assert_eq!(all(&restored), 4 * PAGE);
+        assert_eq!(all(&restored), by_mincore(&restored));
+        // A stored page read, a hole read, a hole written: the two holes count too.
+        let mut byte = [0u8; 1];
+        restored.read(PAGE, &mut byte);
+        assert_eq!(byte, [7]);
+        restored.read(5 * PAGE, &mut byte);
+        restored.write(6 * PAGE, &[1]);
+        assert_eq!(all(&restored), 6 * PAGE);
+        assert_eq!(all(&restored), by_mincore(&restored));
+        // A stored page discarded no longer shows the file, nor counts.
+        restored.discard(2 * PAGE, PAGE);
+        assert_eq!(all(&restored), 5 * PAGE);
+        assert_eq!(all(&restored), by_mincore(&restored));
+        // A program image mapped over a stored page: what the image maps counts, not what
+        // was stored there.
+        let image = crate::host::memory_file(c"image-test").unwrap();
+        image.set_len(PAGE).unwrap();
+        restored.map_file(3 * PAGE, PAGE, image.as_fd(), 0).unwrap();
+        assert_eq!(all(&restored), by_mincore(&restored));
+        // Another memory restored from the file touching a hole changes nothing here (with
+        // `mincore` it could: the file's page cache is shared).
+        let other = PhysicalMemory::over_file(size, &file).unwrap();
+        other.show_snapshot_contents(&stored);
+        let before = all(&restored);
+        other.read(9 * PAGE, &mut byte);
+        other.write(10 * PAGE, &[1]);
+        assert_eq!(all(&restored), before);
+        // (It holds more than the two pages it touched: a read maps ahead the file's pages
+        // already cached, the holes the first memory touched included.)
+        assert!(all(&other) >= 6 * PAGE);
+        assert_eq!(all(&other), by_mincore(&other));
+        // Renewed, it is plain memory again.
+        drop(other);
+        if restored.renewable() {
+            restored.renew().unwrap();
+            assert_eq!(all(&restored), 0);
+        }
     }
 
     #[test]
