@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use lambda_core::panic_message;
 
 use super::wire::{Reply, ReplyBody, Request, RequestBody, WireError};
+use crate::sync::catch_panic;
 
 /// What answers the calls: the host's backend and its way back to the engine.
 pub(super) trait Answerer: Send + Sync + 'static {
@@ -143,14 +144,13 @@ impl<A: Answerer> Answering<A> {
 /// still answers the call, and the thread goes on with the next.
 fn answer_contained(answerer: &impl Answerer, request: Request) -> Reply {
     let call = request.call;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answerer.answer(request)))
-        .unwrap_or_else(|panic| Reply {
-            call,
-            body: ReplyBody::Failed(WireError::Failed(format!(
-                "the VM host process panicked answering a call: {}",
-                panic_message(&*panic)
-            ))),
-        })
+    catch_panic(|| answerer.answer(request)).unwrap_or_else(|panic| Reply {
+        call,
+        body: ReplyBody::Failed(WireError::Failed(format!(
+            "the VM host process panicked answering a call: {}",
+            panic_message(&*panic)
+        ))),
+    })
 }
 
 #[cfg(test)]

@@ -898,17 +898,14 @@ impl PhysicalMemory {
     /// stored, without `mincore`'s look-up of the file's page cache for every page not
     /// mapped here (about 60 us for a restored `runtime-loop`, on each invocation).
     pub fn resident_bytes(&self, addr: u64, len: u64) -> u64 {
-        let snapshot_pages = lock(&self.snapshot_pages).clone();
-        let resident = match snapshot_pages {
+        let resident = match lock(&self.snapshot_pages).as_deref() {
             Some(shown) => match self.mapped_pages(addr, len) {
-                Ok(mapped) => held_over_snapshot(&mapped, addr, &shown),
+                Ok(mapped) => held_over_snapshot(&mapped, addr, shown),
                 Err(_) => self.mincore_count(addr, len),
             },
             None => self.mincore_count(addr, len),
         };
-        u64::try_from(resident)
-            .unwrap_or(u64::MAX)
-            .saturating_mul(PAGE)
+        guest_len(resident).saturating_mul(PAGE)
     }
 
     /// Pages of `[addr, addr + len)` `mincore` says the host holds (0 if it cannot tell).
