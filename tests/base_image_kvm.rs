@@ -207,7 +207,6 @@ fn unusable_images_and_interpreters_are_refused_before_any_vm_exists() {
     std::fs::copy(function("hello-c"), &ld).unwrap();
     let error = code_error(&backend, &config(&hello, &small));
     assert!(error.contains("not position-independent"), "{error}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -224,7 +223,6 @@ fn shell_script_bootstraps_run_with_the_image_shell() {
     let result = env.invoke(Invocation::new("Ada")).unwrap();
     assert_eq!(result.outcome.response(), Some(&b"Hello from sh, Ada!"[..]));
     assert!(String::from_utf8_lossy(&result.log_tail).contains("sh: greeted Ada"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The Python runtime of `functions/python` and its handler, zipped as Lambda takes them.
@@ -276,7 +274,6 @@ fn python_functions_run_unmodified() {
     assert_eq!(error.message, "boom");
     let result = env.invoke(Invocation::new("{}")).unwrap();
     assert!(result.outcome.response().is_some());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -337,7 +334,6 @@ fn scripts_that_cannot_start_are_refused_naming_the_script() {
             "{name}: {error}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -395,7 +391,6 @@ fn layers_appear_under_opt_and_later_ones_win() {
     let mut env = backend.create(&config).unwrap();
     let result = env.invoke(Invocation::new("Ada")).unwrap();
     assert_eq!(result.outcome.response(), Some(&b"runner greets Ada"[..]));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -430,7 +425,6 @@ fn bad_layers_are_refused_naming_them() {
             "{error}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -459,5 +453,4 @@ fn a_python_snapshot_file_restores_over_the_image_it_names() {
         String::from_utf8_lossy(&result.log_tail)
     );
     assert!(result.report.restore_duration.is_some());
-    std::fs::remove_dir_all(&dir).unwrap();
 }

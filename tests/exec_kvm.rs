@@ -79,7 +79,6 @@ fn execve_replaces_the_program_keeping_what_linux_keeps() {
     let dir = tempdir("replace");
     let config = exec_function(&dir, 128);
     assert_eq!(run(&backend, &config, "replace"), after("replace"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -103,7 +102,6 @@ fn execve_ends_the_other_threads_on_one_vcpu_and_on_two() {
             "{memory_mb} MB"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -118,7 +116,6 @@ fn failing_execs_answer_linux_errors_and_the_program_goes_on() {
          script-loop ELOOP\nbad-path EFAULT\nbad-argv EFAULT\nhuge-arg E2BIG\n\
          long-path ENAMETOOLONG\nstill running\n"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -138,7 +135,6 @@ fn execve_of_a_script_runs_its_interpreter_with_linux_argv() {
         "{response}"
     );
     assert!(response.contains("exe /var/task/exec-c\n"), "{response}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -177,7 +173,6 @@ fn a_shell_bootstrap_execs_a_binary_from_the_zip() {
         .with_base_image(base_image());
     let mut env = backend.create(&config).unwrap();
     echoes(env.as_mut(), 3);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The `fork-c` program as a zip (it spawns itself from `/var/task/fork-c`).
@@ -238,7 +233,6 @@ fn child_processes_run_while_their_parent_waits() {
         run(&backend, &config, "child-threads"),
         "child with a spinning thread exited 4\n"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -279,7 +273,6 @@ fn a_shell_bootstrap_runs_commands_then_execs_the_runtime() {
     ] {
         assert!(log.contains(line), "{line:?} not in {log}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -307,7 +300,6 @@ fn a_runtime_started_as_the_shells_child_serves_while_the_shell_waits() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("child process"), "{error}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -366,7 +358,6 @@ fn a_python_handler_runs_subprocesses() {
             String::from_utf8_lossy(&result.log_tail)
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -436,7 +427,6 @@ done
         );
         assert!(String::from_utf8_lossy(&result.log_tail).contains(&event));
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -491,7 +481,6 @@ printf '{"words":"%s","count":%d,"sed":"%s","files":"%s","lines":%d,"date":"%s",
         result.outcome,
         String::from_utf8_lossy(&result.log_tail)
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -512,5 +501,4 @@ fn a_go_program_runs_commands_with_os_exec() {
         run(&backend, &config, "gopher"),
         r#"out="gopher from pid>1: yes" missing=true"#
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -18,8 +18,8 @@ const FUNCTIONS: &str = "/2015-03-31/functions";
 
 /// A gateway on a free loopback port over a service on the fake backend; slow clients are
 /// cut off after `timeout`.
-fn gateway(tag: &str, timeout: Duration) -> Gateway {
-    gateway_with(tag, |config| {
+fn gateway(timeout: Duration) -> Gateway {
+    gateway_with(|config| {
         config.header_timeout = timeout;
         config.body_timeout = timeout;
     })
@@ -27,10 +27,11 @@ fn gateway(tag: &str, timeout: Duration) -> Gateway {
 
 /// A gateway on a free loopback port over a service on the fake backend, with the settings
 /// `configure` makes.
-fn gateway_with(tag: &str, configure: impl FnOnce(&mut GatewayConfig)) -> Gateway {
+fn gateway_with(configure: impl FnOnce(&mut GatewayConfig)) -> Gateway {
     let service = Service::builder(FakeBackend::new()).build().unwrap();
+    // No `code_dir`: the gateway keeps uploads in a directory of its own, removed when it
+    // stops.
     let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
-    config.code_dir = Some(common::tempdir(tag));
     configure(&mut config);
     Gateway::start(Arc::new(service), config).unwrap()
 }
@@ -58,7 +59,7 @@ fn create_body(name: &str, zip: &str) -> Vec<u8> {
 
 #[test]
 fn functions_are_created_invoked_and_deleted_over_http() {
-    let gateway = gateway("api-crud", Duration::from_secs(30));
+    let gateway = gateway(Duration::from_secs(30));
     let address = gateway.local_addr();
     let zip = zip_base64("api-crud", &[("bootstrap", b"#!/bin/sh\n")]);
 
@@ -200,7 +201,7 @@ fn functions_are_created_invoked_and_deleted_over_http() {
 
 #[test]
 fn bad_requests_get_lambdas_errors_and_the_server_keeps_serving() {
-    let gateway = gateway("api-bad", Duration::from_secs(30));
+    let gateway = gateway(Duration::from_secs(30));
     let address = gateway.local_addr();
     let zip = zip_base64("api-bad", &[("bootstrap", b"#!/bin/sh\n")]);
     assert_eq!(
@@ -411,7 +412,7 @@ fn bad_requests_get_lambdas_errors_and_the_server_keeps_serving() {
 
 #[test]
 fn slow_clients_are_cut_off() {
-    let gateway = gateway("api-slow", Duration::from_secs(1));
+    let gateway = gateway(Duration::from_secs(1));
     let address = gateway.local_addr();
     // Headers that never finish: the connection is closed after the header timeout.
     let mut slow_headers = Connection::open(address);
@@ -439,7 +440,7 @@ fn slow_clients_are_cut_off() {
 
 #[test]
 fn a_function_url_request_becomes_an_event() {
-    let gateway = gateway("api-url", Duration::from_secs(30));
+    let gateway = gateway(Duration::from_secs(30));
     let address = gateway.local_addr();
     let zip = zip_base64("api-url", &[("bootstrap", b"#!/bin/sh\n")]);
     assert_eq!(
@@ -480,8 +481,7 @@ fn a_function_destination_receives_the_invocation_record() {
             .build()
             .unwrap(),
     );
-    let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
-    config.code_dir = Some(common::tempdir("api-destination"));
+    let config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
     let gateway = Gateway::start(service.clone(), config).unwrap();
     let address = gateway.local_addr();
     let zip = zip_base64("api-destination", &[("bootstrap", b"#!/bin/sh\n")]);
@@ -545,7 +545,7 @@ fn uploaded_code_is_kept_while_a_version_runs_it_and_within_the_storage_limit() 
         .unwrap();
     let code_dir = common::tempdir("api-storage");
     let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
-    config.code_dir = Some(code_dir.clone());
+    config.code_dir = Some(code_dir.to_path_buf());
     let zip = zip_base64("api-storage", &[("bootstrap", b"#!/bin/sh\n")]);
     let zip_bytes = STANDARD.decode(&zip).unwrap().len() as u64;
     config.max_code_bytes = 2 * zip_bytes; // room for two copies of the zip
@@ -613,7 +613,7 @@ fn uploaded_code_is_kept_while_a_version_runs_it_and_within_the_storage_limit() 
 #[test]
 fn a_client_that_never_reads_its_answers_is_cut_off() {
     // One connection at a time, so the stalled client would hold out everyone else.
-    let gateway = gateway_with("api-stall", |config| {
+    let gateway = gateway_with(|config| {
         config.max_connections = 1;
         config.write_timeout = Duration::from_millis(300);
     });
@@ -659,7 +659,7 @@ fn a_gateway_can_be_dropped_inside_another_tokio_runtime() {
         .build()
         .unwrap();
     host.block_on(async {
-        let gateway = gateway("api-drop", Duration::from_secs(30));
+        let gateway = gateway(Duration::from_secs(30));
         let listed = request(
             gateway.local_addr(),
             "GET",
@@ -674,7 +674,7 @@ fn a_gateway_can_be_dropped_inside_another_tokio_runtime() {
 
 #[test]
 fn a_response_stream_is_framed_as_an_event_stream() {
-    let gateway = gateway("api-stream", Duration::from_secs(30));
+    let gateway = gateway(Duration::from_secs(30));
     let address = gateway.local_addr();
     let zip = zip_base64("api-stream", &[("bootstrap", b"#!/bin/sh\n")]);
     let created = request(address, "POST", FUNCTIONS, &[], &create_body("echo", &zip));
@@ -747,7 +747,7 @@ fn a_response_stream_is_framed_as_an_event_stream() {
 fn request_bodies_wait_for_room_among_the_bodies_held() {
     use std::io::{Read, Write};
     // Room for one 70 MB body: while one is being read, another request waits.
-    let gateway = gateway_with("api-room", |config| {
+    let gateway = gateway_with(|config| {
         config.max_body_bytes_in_flight = 70 * 1024 * 1024;
     });
     let address = gateway.local_addr();

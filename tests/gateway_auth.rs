@@ -16,10 +16,10 @@ use lambda::sched::fake::FakeBackend;
 
 /// A gateway on the fake backend that takes requests signed with access key `AKIDGATEWAY`
 /// and `secret`, Function URLs unsigned too when `open_function_urls`.
-fn signed_gateway(tag: &str, secret: &str, open_function_urls: bool) -> Gateway {
+fn signed_gateway(secret: &str, open_function_urls: bool) -> Gateway {
     let service = Service::builder(FakeBackend::new()).build().unwrap();
+    // No `code_dir`: uploads go to a directory of the gateway's own, removed when it stops.
     let mut config = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
-    config.code_dir = Some(common::tempdir(tag));
     config.credentials = Some(Credentials {
         access_key_id: "AKIDGATEWAY".into(),
         secret_access_key: secret.into(),
@@ -30,7 +30,7 @@ fn signed_gateway(tag: &str, secret: &str, open_function_urls: bool) -> Gateway 
 
 #[test]
 fn requests_must_be_signed_with_the_gateways_credentials() {
-    let gateway = signed_gateway("gateway-auth", "s3cr3t/with+odd=chars", false);
+    let gateway = signed_gateway("s3cr3t/with+odd=chars", false);
     let address = gateway.local_addr();
 
     let unsigned = request(address, "GET", "/2015-03-31/functions/", &[], b"");
@@ -68,7 +68,7 @@ fn requests_must_be_signed_with_the_gateways_credentials() {
 
 #[test]
 fn function_urls_can_be_opened_while_the_api_stays_signed() {
-    let gateway = signed_gateway("gateway-auth-open", "secret", true);
+    let gateway = signed_gateway("secret", true);
     let address = gateway.local_addr();
     // The function does not exist, but the request got past the signature check to say so.
     let url = request(address, "GET", "/url/echo/open", &[], b"");

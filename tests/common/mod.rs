@@ -67,12 +67,38 @@ pub fn base_image() -> PathBuf {
 }
 
 /// An empty directory of its own for a test's files, named by `tag` (unique in its test
-/// binary) and the process.
-pub fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lambda-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// binary) and the process; removed with what it holds when the guard is dropped, at the end
+/// of the test whether it passed or not.
+pub fn tempdir(tag: &str) -> TempDir {
+    let path = std::env::temp_dir().join(format!("lambda-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    TempDir { path }
+}
+
+/// A directory [`tempdir`] made, removed when this is dropped.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// A zip package at `dir/name` holding `files`, each executable.
