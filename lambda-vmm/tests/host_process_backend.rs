@@ -3,30 +3,22 @@
 //! processes, surviving the death of one, refusing a program that is not a VM host, and
 //! stopping its processes when dropped.
 
+mod host_processes;
 mod kvm_gate;
 mod scenarios;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use host_processes::HOST;
 use lambda_core::{Backend, EnvironmentError, EnvironmentStart, Invocation, ResponseStream};
 use lambda_vmm::host_process::{HostOptions, Patience};
 use lambda_vmm::{HostProcessBackend, HostProcessError};
 use scenarios::Functions;
 
-const HOST: &str = env!("CARGO_BIN_EXE_lambda-vmm-host");
-
-/// A backend of `processes` host processes (after the KVM gate, so a host without KVM fails
-/// naming the opt-out), and the guest programs.
-fn setup_with(processes: usize) -> (HostProcessBackend, Functions) {
-    kvm_gate::kvm_backend();
-    let backend = HostProcessBackend::start(HOST, processes, HostOptions::default())
-        .expect("start the host processes");
-    (backend, Functions::locate())
-}
-
+/// Two host processes and the guest programs.
 fn setup() -> (HostProcessBackend, Functions) {
-    setup_with(2)
+    host_processes::start(2)
 }
 
 macro_rules! scenario {
@@ -58,16 +50,6 @@ scenario!(output_outside_invocations_is_logged);
 scenario!(stdio_echo);
 scenario!(stdio_failures);
 scenario!(runtime_rust_streams);
-
-/// Waits (up to 30 s) until `done` holds; the host process's end is an event in another
-/// process, seen by the reply thread when its pipe closes.
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// New environments go to the process holding the fewest; each process is its own, neither
 /// this one nor the other's.
@@ -104,7 +86,7 @@ fn environments_spread_over_the_processes() {
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn snap_start_restores_inside_a_host_process() {
-    let (backend, functions) = setup_with(1);
+    let (backend, functions) = host_processes::start(1);
     let config = functions
         .runtime("snap", "runtime-loop")
         .with_snap_start(true);
@@ -122,7 +104,7 @@ fn snap_start_restores_inside_a_host_process() {
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn a_versions_init_runs_once_across_the_processes() {
-    let (backend, functions) = setup_with(3);
+    let (backend, functions) = host_processes::start(3);
     let config = functions
         .runtime("shared", "runtime-loop")
         .with_env("INIT_TMP", "written during Init")
@@ -166,7 +148,7 @@ fn a_versions_init_runs_once_across_the_processes() {
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn a_one_shot_versions_snapshot_is_shared_too() {
-    let (backend, functions) = setup_with(2);
+    let (backend, functions) = host_processes::start(2);
     let config = functions.stdio("echo", "echo").with_snap_start(true);
     let mut environments: Vec<_> = (0..2)
         .map(|_| backend.create(&config).expect("create"))
@@ -189,7 +171,7 @@ fn a_one_shot_versions_snapshot_is_shared_too() {
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn a_snapshot_file_that_cannot_be_used_costs_only_an_init() {
-    let (backend, functions) = setup_with(2);
+    let (backend, functions) = host_processes::start(2);
     let config = functions
         .runtime("damaged", "runtime-loop")
         .with_snap_start(true);
@@ -210,7 +192,7 @@ fn a_snapshot_file_that_cannot_be_used_costs_only_an_init() {
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn a_streamed_response_arrives_in_pieces() {
-    let (backend, functions) = setup_with(1);
+    let (backend, functions) = host_processes::start(1);
     let mut environment = backend
         .create(&functions.runtime("stream", "runtime-loop"))
         .expect("create");
@@ -233,15 +215,7 @@ fn a_killed_host_process_takes_only_its_own_environments() {
     let config = functions.runtime("kill", "runtime-loop");
     let mut doomed = backend.create(&config).expect("create");
     let mut survivor = backend.create(&config).expect("create");
-    let victim = backend.pids()[0].unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &victim.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    wait_until("the killed process is seen to end", || {
-        backend.pids()[0].is_none()
-    });
+    let victim = host_processes::kill_and_wait(&backend, 0);
     let error = doomed.invoke(Invocation::new("{}")).unwrap_err();
     let EnvironmentError::Failed { message, .. } = &error else {
         panic!("expected a host-side failure, got {error}")
@@ -280,11 +254,7 @@ fn a_host_process_that_stops_answering_is_killed() {
     let mut stuck = backend.create(&config).expect("create");
     let mut fine = backend.create(&config).expect("create");
     let victim = backend.pids()[0].unwrap();
-    let stopped = std::process::Command::new("kill")
-        .args(["-STOP", &victim.to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    host_processes::signal(victim, "-STOP");
     let asked = Instant::now();
     let error = stuck.invoke(Invocation::new("{}")).unwrap_err();
     assert!(asked.elapsed() >= Duration::from_millis(1200));
@@ -294,7 +264,7 @@ fn a_host_process_that_stops_answering_is_killed() {
         )),
         "{error}"
     );
-    wait_until("the killed process is seen to end", || {
+    host_processes::wait_until("the killed process is seen to end", || {
         backend.pids()[0].is_none()
     });
     let result = fine.invoke(Invocation::new(r#"{"ok":1}"#)).unwrap();
@@ -381,7 +351,7 @@ fn the_host_program_is_found_beside_the_running_one() {
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn a_bad_configuration_is_refused_here() {
-    let (backend, functions) = setup_with(1);
+    let (backend, functions) = host_processes::start(1);
     let config = functions.runtime("bad", "runtime-loop").with_memory_mb(1);
     assert!(matches!(
         backend.create(&config),

@@ -6,29 +6,18 @@
 //!
 //! Fails when KVM cannot be used, unless built with `LAMBDA_SKIP_KVM_TESTS=1` (then ignored).
 
+mod host_processes;
 mod kvm_gate;
 mod scenarios;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lambda_core::FunctionConfig;
 use lambda_sched::{InvokeRequest, InvokeResponse, Service, StartKind};
-use lambda_vmm::HostProcessBackend;
-use lambda_vmm::host_process::HostOptions;
 use scenarios::Functions;
 
-const HOST: &str = env!("CARGO_BIN_EXE_lambda-vmm-host");
 const COUNT: &str = r#"{"action":"count"}"#;
-
-/// `processes` host processes (after the KVM gate, so a host without KVM fails naming the
-/// opt-out) and the guest programs.
-fn backend(processes: usize) -> (HostProcessBackend, Functions) {
-    kvm_gate::kvm_backend();
-    let backend = HostProcessBackend::start(HOST, processes, HostOptions::default())
-        .expect("start the host processes");
-    (backend, Functions::locate())
-}
 
 /// `runtime-loop` as a Runtime API function named `name`.
 fn runtime_loop(functions: &Functions, name: &str) -> FunctionConfig {
@@ -47,22 +36,12 @@ fn count(response: &InvokeResponse) -> u64 {
         .unwrap_or_else(|| panic!("not a count: {body}"))
 }
 
-/// Waits (up to 30 s) until `done` holds: a host process's end is seen by the thread reading
-/// its pipe, in its own time.
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Invocation after invocation reuses one environment in one host process, with the REPORT
 /// a Lambda user reads; ending the service ends the environment in its process.
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn the_service_reuses_an_environment_in_a_host_process() {
-    let (backend, functions) = backend(2);
+    let (backend, functions) = host_processes::start(2);
     let service = Service::builder(Arc::new(backend.clone())).build().unwrap();
     service
         .create_function(runtime_loop(&functions, "echo-loop"))
@@ -98,7 +77,7 @@ fn the_service_reuses_an_environment_in_a_host_process() {
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn snap_start_versions_are_restored_across_the_processes() {
-    let (backend, functions) = backend(3);
+    let (backend, functions) = host_processes::start(3);
     let service = Service::builder(Arc::new(backend.clone()))
         .manual()
         .build()
@@ -140,7 +119,7 @@ fn snap_start_versions_are_restored_across_the_processes() {
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn a_killed_host_process_costs_the_service_only_its_environments() {
-    let (backend, functions) = backend(2);
+    let (backend, functions) = host_processes::start(2);
     let service = Service::builder(Arc::new(backend.clone())).build().unwrap();
     // Each new environment goes to the process holding the fewest, the first of them on a
     // tie: `doomed` to the first process, `survivor` to the second.
@@ -152,15 +131,7 @@ fn a_killed_host_process_costs_the_service_only_its_environments() {
         assert_eq!(count(&response), 1);
         assert_eq!(backend.environments_per_process(), held, "after {name}");
     }
-    let victim = backend.pids()[0].unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &victim.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    wait_until("the killed process is seen to end", || {
-        backend.pids()[0].is_none()
-    });
+    let victim = host_processes::kill_and_wait(&backend, 0);
 
     let response = service.invoke(InvokeRequest::new("doomed", COUNT)).unwrap();
     assert!(!response.is_success(), "{response:?}");
