@@ -18,6 +18,9 @@
 //! lambda-vmm-host`), a third time in a VM host process (`HostProcessBackend`), which adds a
 //! pipe's round trip to each invocation.
 //!
+//! Last, `runtime-loop` echoes an event of a MiB on the child process, the micro-VM and (when
+//! built) the micro-VM in a VM host process, whose pipes then carry a MiB each way.
+//!
 //! `cargo bench --bench warm_invoke` prints criterion's figures, then the summary: medians and
 //! p90 of each side alone, the ratios, the VM exits per warm invocation, and, as a secondary
 //! figure, interleaved medians.
@@ -191,6 +194,79 @@ fn warm_invoke(c: &mut Criterion) {
         if let Some(environment) = in_host_process {
             environment.shutdown();
         }
+    }
+    large_payloads(&kvm, host_processes.as_ref());
+}
+
+/// Bytes of the large payload's filler: a MiB, a sixth of Lambda's limit for a synchronous
+/// payload and response.
+const LARGE_BYTES: usize = 1 << 20;
+const LARGE_RUNS: usize = 100;
+const LARGE_WARMUP: usize = 10;
+
+/// `runtime-loop` echoing an event of a MiB: the payload goes in and the response comes out
+/// through the guest's Runtime API, through the child process's localhost socket, and through
+/// a host process's pipes as well.
+fn large_payloads(kvm: &MicroVmBackend, host_processes: Option<&HostProcessBackend>) {
+    let event = format!(
+        r#"{{"action":"echo","payload":"{}"}}"#,
+        "x".repeat(LARGE_BYTES)
+    );
+    let config = config("runtime-loop");
+    let echo = |environment: &mut dyn ExecutionEnvironment| {
+        let (took, result) = timed(|| {
+            environment
+                .invoke(Invocation::new(event.as_bytes()))
+                .expect("invoke")
+        });
+        assert_eq!(result.outcome.response(), Some(event.as_bytes()));
+        (took, None)
+    };
+    let mut process = ProcessBackend::new()
+        .with_all_host_cpus()
+        .create(&config)
+        .expect("child process");
+    let mut vm = kvm.create(&config).expect("micro-VM");
+    let mut in_host_process =
+        host_processes.map(|backend| backend.create(&config).expect("micro-VM in a host process"));
+    let child = sample(
+        "child process + localhost Runtime API (dev backend)",
+        LARGE_WARMUP,
+        LARGE_RUNS,
+        || echo(&mut *process),
+        || {},
+    );
+    let micro = sample(
+        "micro-VM",
+        LARGE_WARMUP,
+        LARGE_RUNS,
+        || echo(&mut *vm),
+        || {},
+    );
+    let remote = in_host_process.as_mut().map(|environment| {
+        sample(
+            "micro-VM in a VM host process (HostProcessBackend)",
+            LARGE_WARMUP,
+            LARGE_RUNS,
+            || echo(&mut **environment),
+            || {},
+        )
+    });
+    let mut others = vec![&micro];
+    others.extend(remote.as_ref());
+    print_table(
+        &format!(
+            "warm invoke, `runtime-loop` echo of a {} KiB event: {LARGE_RUNS} invocations per \
+             side, each side alone",
+            event.len() / 1024
+        ),
+        &child,
+        &others,
+    );
+    process.shutdown();
+    vm.shutdown();
+    if let Some(environment) = in_host_process {
+        environment.shutdown();
     }
 }
 

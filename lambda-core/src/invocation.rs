@@ -9,6 +9,7 @@ pub struct Invocation {
     /// The request id (`Lambda-Runtime-Aws-Request-Id`), unique per invocation.
     pub request_id: String,
     /// The event, as bytes (usually JSON).
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     /// The function ARN the caller invoked (`Lambda-Runtime-Invoked-Function-Arn`).
     pub invoked_function_arn: Option<String>,

@@ -99,6 +99,7 @@ pub struct InvokeResult {
     pub report: Report,
     /// The last bytes of the invocation's log (at most [`crate::limits::LOG_TAIL_BYTES`]), as
     /// Lambda's `X-Amz-Log-Result` tail.
+    #[serde(with = "serde_bytes")]
     pub log_tail: Vec<u8>,
     /// Set when the environment was reset by this invocation: the next invocation it serves
     /// starts from a fresh Init.

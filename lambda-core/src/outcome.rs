@@ -6,7 +6,7 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InvokeOutcome {
     /// The function's response payload.
-    Response(Vec<u8>),
+    Response(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The invocation failed; Lambda answers with `X-Amz-Function-Error: Unhandled`.
     Error(FunctionError),
 }

@@ -125,7 +125,7 @@ pub enum ReplyBody {
     /// The invocation ended.
     Invoked(InvokeResult),
     /// A piece of a streamed response, in order; more replies follow for the same call.
-    Chunk(Vec<u8>),
+    Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The environment was shut down.
     ShutDown,
     /// The snapshot was written.
@@ -149,6 +149,7 @@ pub enum WireError {
         /// How long Init ran.
         init_duration: Duration,
         /// The end of its log.
+        #[serde(with = "serde_bytes")]
         log_tail: Vec<u8>,
     },
     /// [`EnvironmentError::Failed`], and a configuration error (which the engine checks
@@ -255,6 +256,27 @@ mod tests {
         let mut input = &bytes[..];
         assert_eq!(read_message::<T>(&mut input).unwrap(), Some(message));
         assert_eq!(read_message::<T>(&mut input).unwrap(), None);
+    }
+
+    /// Byte buffers cross as one run (`serde_bytes`), in the layout postcard gave them as
+    /// sequences of `u8`, element by element, before: a varint length, then the bytes. So the
+    /// protocol and snapshot files are unchanged.
+    #[test]
+    fn byte_buffers_keep_their_layout() {
+        let bytes = vec![1u8, 2, 200, 0];
+        let as_sequence = postcard::to_stdvec(&bytes).unwrap();
+        assert_eq!(as_sequence, [4, 1, 2, 200, 0]);
+        let chunk = postcard::to_stdvec(&ReplyBody::Chunk(bytes.clone())).unwrap();
+        assert_eq!(chunk[1..], as_sequence[..]);
+        let response = postcard::to_stdvec(&InvokeOutcome::Response(bytes.clone())).unwrap();
+        assert_eq!(response, [&[0u8][..], &as_sequence].concat());
+        let mut invocation = Invocation::new(bytes.clone());
+        invocation.request_id = "r".into();
+        let encoded = postcard::to_stdvec(&invocation).unwrap();
+        assert_eq!(encoded[..7], [1, b'r', 4, 1, 2, 200, 0]);
+        // A large buffer survives both ways.
+        let large: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+        round_trip(ReplyBody::Chunk(large));
     }
 
     #[test]
