@@ -307,6 +307,23 @@ pub fn tsc_khz_estimate() -> u64 {
     ticks.saturating_mul(1000) / micros
 }
 
+/// Asks the kernel to let the pipe behind `pipe` hold `bytes` (`F_SETPIPE_SZ`; the kernel
+/// rounds up to a power of two pages). The buffer's pages are taken only as data fills them.
+/// Returns the capacity the pipe has afterwards.
+///
+/// Errors: `pipe` is not a pipe, `bytes` is over `/proc/sys/fs/pipe-max-size` (1 MiB by
+/// default) for an unprivileged process, or the user's pipe pages are over
+/// `/proc/sys/fs/pipe-user-pages-soft`.
+pub fn grow_pipe(pipe: &impl std::os::fd::AsFd, bytes: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let bytes =
+        libc::c_int::try_from(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: F_SETPIPE_SZ on a descriptor `pipe` keeps open for the call; it takes an
+    // integer and reads no memory of ours.
+    let capacity = unsafe { libc::fcntl(pipe.as_fd().as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+    usize::try_from(capacity).map_err(|_| io::Error::last_os_error())
+}
+
 /// Takes this process's standard output for a protocol of its own: returns a new descriptor
 /// (close-on-exec) for what standard output was, and points descriptor 1 at standard error,
 /// so nothing else the process prints reaches the protocol's reader.
@@ -339,6 +356,18 @@ mod tests {
         assert!(frozen.file().write_at(b"x", 0).is_err());
         assert!(frozen.file().set_len(1).is_err());
         assert_eq!(&*FrozenFile::new(c"empty", b"").unwrap(), b"");
+    }
+
+    #[test]
+    fn pipes_grow_and_other_files_are_refused() {
+        let (reader, writer) = std::io::pipe().unwrap();
+        assert!(grow_pipe(&writer, 1 << 20).unwrap() >= 1 << 20);
+        // Either end names the same pipe.
+        assert!(grow_pipe(&reader, 1 << 20).unwrap() >= 1 << 20);
+        let file = memory_file(c"not-a-pipe").unwrap();
+        let error = grow_pipe(&file, 1 << 20).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EBADF), "{error}");
+        assert!(grow_pipe(&writer, usize::MAX).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,6 +23,10 @@ use crate::sync::lock;
 /// How long a new host process may take to say it is ready (it opens `/dev/kvm` and starts
 /// a few threads) before it is taken to be something else and killed.
 const START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// What each pipe to and from a host process is asked to hold: `/proc/sys/fs/pipe-max-size`'s
+/// default, the most an unprivileged process may ask for.
+const PIPE_BYTES: usize = 1 << 20;
 
 /// How long a host process told to stop may take to shut its environments down and exit
 /// before it is killed (5,000 environments over 16 processes took about 4 s).
@@ -71,6 +76,12 @@ impl HostProcess {
                 detail: "its pipes were not made".into(),
             });
         };
+        // A payload or response of megabytes crosses a pipe of the default 64 KiB in a
+        // hand-off between the two processes per 64 KiB; a larger pipe takes fewer. Best
+        // effort: a user over the system's pipe limits keeps the default.
+        for pipe in [stdin.as_fd(), stdout.as_fd()] {
+            let _ = crate::host::grow_pipe(&pipe, PIPE_BYTES);
+        }
         let mut requests = BufWriter::new(stdin);
         let mut replies = BufReader::new(stdout);
         let calls = Arc::new(Mutex::new(Calls::default()));
