@@ -1,5 +1,6 @@
 //! How the host's own types in a snapshot are written to a snapshot file (with
-//! `#[serde(with = ...)]`): points in time, a thread's registers and its XSAVE area.
+//! `#[serde(with = ...)]`): points in time, a thread's registers and its XSAVE area, and
+//! shared bytes as one run.
 //!
 //! A point in time (`Instant`) means nothing in another process, so it is written as its
 //! distance from the moment the file is written, and read back as the same distance from the
@@ -124,6 +125,24 @@ pub mod xsave {
     }
 }
 
+/// `#[serde(with = "shared_bytes")]` for bytes held in an `Arc<[u8]>` (a file's contents
+/// shared by every copy of a kernel): written as one run of bytes, as `serde_bytes` writes a
+/// `Vec<u8>`, where serde's own form is a sequence written and read one byte at a time.
+/// Postcard lays both out the same way (a length, then the bytes).
+pub mod shared_bytes {
+    use std::sync::Arc;
+
+    use super::*;
+
+    pub fn serialize<S: Serializer>(bytes: &Arc<[u8]>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<[u8]>, D::Error> {
+        serde_bytes::ByteBuf::deserialize(deserializer).map(|bytes| Arc::from(bytes.into_vec()))
+    }
+}
+
 /// `#[serde(with = "array")]` for an array longer than serde's own support (32), as a
 /// sequence checked for its length when read.
 pub mod array {
@@ -143,5 +162,32 @@ pub mod array {
         items.try_into().map_err(|items: Vec<T>| {
             serde::de::Error::invalid_length(items.len(), &"as many items as the array holds")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Shared(#[serde(with = "shared_bytes")] Arc<[u8]>);
+
+    /// Shared bytes keep the layout serde's sequence of `u8` had in snapshot files, so files
+    /// written before read the same, and come back whole.
+    #[test]
+    fn shared_bytes_keep_their_layout() {
+        let bytes: Vec<u8> = vec![7, 0, 255, 128];
+        let written = postcard::to_stdvec(&Shared(Arc::from(bytes.clone()))).unwrap();
+        assert_eq!(written, postcard::to_stdvec(&bytes).unwrap());
+        let large: Arc<[u8]> = (0..=255u8).cycle().take(3 << 20).collect();
+        let written = postcard::to_stdvec(&Shared(large.clone())).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<Shared>(&written).unwrap(),
+            Shared(large)
+        );
+        // A length past the end is refused, not trusted.
+        assert!(postcard::from_bytes::<Shared>(&[200, 1, 1, 2]).is_err());
     }
 }

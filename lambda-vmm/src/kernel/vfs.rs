@@ -33,8 +33,8 @@ pub const NAME_MAX: usize = 255;
 /// File contents: shared read-only code, or a private writable buffer.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Contents {
-    Shared(Arc<[u8]>),
-    Owned(Vec<u8>),
+    Shared(#[serde(with = "crate::file_forms::shared_bytes")] Arc<[u8]>),
+    Owned(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 impl Contents {

@@ -105,6 +105,7 @@ const KERNEL_TABLE_PAGES: u64 = 4;
 pub struct SavedSpace {
     space: AddressSpace,
     /// The kernel area's page tables, from the root.
+    #[serde(with = "serde_bytes")]
     root: Vec<u8>,
     /// The ranges of memory stored (the rest reads as zero).
     stored: Vec<(u64, u64)>,
