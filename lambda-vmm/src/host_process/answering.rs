@@ -233,8 +233,13 @@ mod tests {
         fn send_held(&mut self, call: u64, body: RequestBody) -> Sender<()> {
             let (release, gate) = crossbeam_channel::bounded(1);
             self.answerer.gates.lock().unwrap().insert(call, gate);
-            self.answering.hand_over(Request { call, body }).unwrap();
+            self.send(call, body);
             release
+        }
+
+        /// Hands over `body` as call `call`, not held.
+        fn send(&mut self, call: u64, body: RequestBody) {
+            self.answering.hand_over(Request { call, body }).unwrap();
         }
 
         fn entered(&self) -> u64 {
@@ -274,13 +279,7 @@ mod tests {
         }
         // The three are idle again: three more calls, one after another, make no thread.
         for call in 4..=6 {
-            harness
-                .answering
-                .hand_over(Request {
-                    call,
-                    body: invoke(call),
-                })
-                .unwrap();
+            harness.send(call, invoke(call));
             assert_eq!(harness.entered(), call);
             assert_eq!(harness.reply().call, call);
         }
@@ -295,22 +294,10 @@ mod tests {
         let held = harness.send_held(1, RequestBody::Shutdown { environment: 1 });
         assert_eq!(harness.entered(), 1);
         for call in 2..=10 {
-            harness
-                .answering
-                .hand_over(Request {
-                    call,
-                    body: RequestBody::Shutdown { environment: call },
-                })
-                .unwrap();
+            harness.send(call, RequestBody::Shutdown { environment: call });
         }
         // An invocation meanwhile is answered at once, by the idle call thread.
-        harness
-            .answering
-            .hand_over(Request {
-                call: 11,
-                body: invoke(11),
-            })
-            .unwrap();
+        harness.send(11, invoke(11));
         assert_eq!(harness.entered(), 11);
         assert_eq!(harness.reply().call, 11);
         assert_eq!(harness.answering.threads_made(), 1);
@@ -328,7 +315,7 @@ mod tests {
             (1, invoke(666)),
             (2, RequestBody::Shutdown { environment: 666 }),
         ] {
-            harness.answering.hand_over(Request { call, body }).unwrap();
+            harness.send(call, body);
             let reply = harness.reply();
             assert_eq!(reply.call, call);
             assert!(
@@ -337,22 +324,10 @@ mod tests {
                 "{reply:?}"
             );
         }
-        harness
-            .answering
-            .hand_over(Request {
-                call: 3,
-                body: invoke(3),
-            })
-            .unwrap();
+        harness.send(3, invoke(3));
         assert_eq!(harness.entered(), 3);
         assert_eq!(harness.reply().call, 3);
-        harness
-            .answering
-            .hand_over(Request {
-                call: 4,
-                body: RequestBody::Shutdown { environment: 4 },
-            })
-            .unwrap();
+        harness.send(4, RequestBody::Shutdown { environment: 4 });
         assert_eq!(harness.entered(), 4);
         assert_eq!(harness.reply().call, 4);
         assert_eq!(harness.answering.threads_made(), 1);
