@@ -283,6 +283,28 @@ fn snapshot_files_load_back_and_damaged_ones_are_refused() {
     let mut lying = good.clone();
     lying[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(matches!(refused(&lying), SnapshotError::Corrupt(_)));
+    // A checksum that holds over page tables that do not: the root's entry for the kernel
+    // area's next table (at 16 GiB + 4 KiB, flags present, writable, user, accessed) made
+    // to point past the function's memory, and the checksum made again.
+    let mut crafted = good.clone();
+    let state_end = 24
+        + usize::try_from(u64::from_le_bytes(good[16..24].try_into().unwrap()))
+            .expect("state length");
+    let kernel_entry = ((16u64 << 30) + 0x1000 + 0x27).to_le_bytes();
+    let at = 24
+        + crafted[24..state_end]
+            .windows(8)
+            .position(|entry| entry == kernel_entry)
+            .expect("the root's entry for the kernel area");
+    crafted[at..at + 8].copy_from_slice(&((1u64 << 40) + 0x27).to_le_bytes());
+    let checksum = crc32fast::hash(&crafted[24..]);
+    crafted[12..16].copy_from_slice(&checksum.to_le_bytes());
+    let error = refused(&crafted);
+    assert!(
+        matches!(&error, SnapshotError::Corrupt(why) if why.contains("page tables")
+            && why.contains("outside the function's memory")),
+        "{error}"
+    );
     // Another format version, another kind of file, an empty file.
     let written = u32::from_le_bytes(good[8..12].try_into().unwrap());
     let mut newer = good.clone();

@@ -29,6 +29,7 @@ mod pages;
 pub mod physical;
 mod slots;
 mod space;
+mod table_check;
 mod touched;
 mod vma;
 

@@ -119,6 +119,12 @@ impl PageTables {
         self.tables
     }
 
+    /// The frames of the tables kept detached from 2 MiB stretches now mapped with a large
+    /// page.
+    pub fn detached_tables(&self) -> impl Iterator<Item = &u64> {
+        self.detached.values()
+    }
+
     /// The entry mapping `va`, if the tables above it exist.
     pub fn leaf(&self, physical: &PhysicalMemory, va: u64) -> Option<Leaf> {
         let mut table = self.root;

@@ -1,0 +1,265 @@
+//! Checks on the page tables a snapshot file brings ([`SavedSpace`]). The VMM walks and
+//! writes the guest's tables trusting that they name only frames it placed, as the tables
+//! it builds itself do (`page_table.rs`). Tables read back from a file are checked against
+//! the same rules before any VM uses them; the file's checksum only tells accidental damage.
+
+use std::collections::BTreeSet;
+
+use super::layout::{CHUNK, PAGE};
+use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, USER};
+use super::physical::{KERNEL_BASE, KERNEL_SIZE};
+use super::{KERNEL_TABLE_PAGES, SavedSpace, host_size};
+
+/// Bytes in a table.
+const TABLE_BYTES: usize = 4096;
+
+impl SavedSpace {
+    /// Checks that the tables reach only what the VMM's own tables can reach, or says why
+    /// not:
+    ///
+    /// - the root is the kernel area's first page, and the saved root tables are
+    ///   [`KERNEL_TABLE_PAGES`] pages;
+    /// - an entry pointing to a table names the kernel area's table for its level, or a frame
+    ///   of the function's memory (below `memory_bytes`); no table is reached twice, and no
+    ///   detached table is reached at all;
+    /// - a page (4 KiB, or 2 MiB; never 1 GiB), present or kept while not present, lies in
+    ///   the function's memory or in the kernel area past its tables (those pages carry the
+    ///   user bit, as PVM needs: `vm/layout.rs`);
+    /// - no page the program may use (`USER`) holds a table.
+    ///
+    /// `read_frame(addr, buf)` reads the 4 KiB frame of function memory at `addr`.
+    pub fn check_tables(
+        &self,
+        memory_bytes: u64,
+        mut read_frame: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    ) -> Result<(), String> {
+        let root = self.space.tables.root();
+        let root_bytes = KERNEL_TABLE_PAGES.saturating_mul(PAGE);
+        if root != KERNEL_BASE || self.root.len() != host_size(root_bytes) {
+            return Err(format!(
+                "have their root at {root:#x} ({} bytes), not at {KERNEL_BASE:#x} \
+                 ({root_bytes} bytes)",
+                self.root.len()
+            ));
+        }
+        let kernel_pages =
+            KERNEL_BASE.saturating_add(root_bytes)..KERNEL_BASE.saturating_add(KERNEL_SIZE);
+        let in_memory =
+            |addr: u64, len: u64| addr.checked_add(len).is_some_and(|end| end <= memory_bytes);
+        // Tables in the function's memory, and the pages the program may use there.
+        let mut tables = BTreeSet::new();
+        let mut program_pages = Vec::new();
+        let mut pending = vec![(root, 4u64)];
+        let mut bytes = [0u8; TABLE_BYTES];
+        while let Some((table, level)) = pending.pop() {
+            if table >= KERNEL_BASE {
+                let offset = host_size(table.saturating_sub(KERNEL_BASE));
+                let Some(saved) = self.root.get(offset..offset.saturating_add(TABLE_BYTES)) else {
+                    return Err(format!("name a table at {table:#x} past the saved ones"));
+                };
+                bytes.copy_from_slice(saved);
+            } else {
+                read_frame(table, &mut bytes)
+                    .map_err(|error| format!("cannot be read at {table:#x}: {error}"))?;
+            }
+            for word in bytes.chunks_exact(8) {
+                let entry = word.try_into().map_or(0, u64::from_le_bytes);
+                // Bit 7 is the page size in a directory entry, PAT in a page-table entry.
+                let large = level == 2 && entry & LARGE != 0;
+                if entry & PRESENT == 0 && !(entry & KEPT != 0 && (level == 1 || large)) {
+                    continue;
+                }
+                if level > 2 && entry & LARGE != 0 {
+                    return Err(format!("map a page larger than 2 MiB ({entry:#x})"));
+                }
+                if level == 1 || large {
+                    let size = if large { CHUNK } else { PAGE };
+                    let page = entry & ADDRESS & !(size.saturating_sub(1));
+                    let end = page.saturating_add(size);
+                    let user = entry & USER != 0;
+                    if in_memory(page, size) {
+                        if user {
+                            program_pages.push(page..end);
+                        }
+                    } else if !(kernel_pages.start <= page && end <= kernel_pages.end) {
+                        return Err(format!(
+                            "map a page at {page:#x}, outside the function's memory"
+                        ));
+                    }
+                    continue;
+                }
+                let next = entry & ADDRESS;
+                // The kernel area's tables chain down from the root, one per level.
+                let kernel_table =
+                    KERNEL_BASE.saturating_add(5u64.saturating_sub(level).saturating_mul(PAGE));
+                if next != kernel_table && !in_memory(next, PAGE) {
+                    return Err(format!(
+                        "name a table at {next:#x}, outside the function's memory"
+                    ));
+                }
+                if !tables.insert(next) {
+                    return Err(format!("reach the table at {next:#x} twice"));
+                }
+                pending.push((next, level.saturating_sub(1)));
+            }
+        }
+        for &detached in self.space.tables.detached_tables() {
+            if !in_memory(detached, PAGE) || !tables.insert(detached) {
+                return Err(format!(
+                    "keep a detached table at {detached:#x} that is in use or outside the \
+                     function's memory"
+                ));
+            }
+        }
+        for page in program_pages {
+            if let Some(table) = tables.range(page.clone()).next() {
+                return Err(format!(
+                    "give the program the page at {:#x}, which holds the table at {table:#x}",
+                    page.start
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+
+    use super::super::layout::{CHUNK, PAGE};
+    use super::super::page_table::{ADDRESS, LARGE, PRESENT, PageTables, USER, WRITABLE};
+    use super::super::physical::KERNEL_BASE;
+    use super::super::vma::{READ, WRITE};
+    use super::super::{GuestMemory, SavedSpace};
+
+    const MIB: u64 = 1 << 20;
+    /// Flags of an entry pointing to a table, or mapping a page for the program.
+    const TABLE: u64 = PRESENT | WRITABLE | USER;
+
+    /// A memory of 128 MiB whose program wrote four small pages (`pages`) and 4 MiB of
+    /// large ones, saved to a memory file as a snapshot saves it.
+    struct Saved {
+        memory: GuestMemory,
+        file: File,
+        saved: SavedSpace,
+        pages: u64,
+    }
+
+    fn saved() -> Saved {
+        let memory = crate::vm::guest_memory(128 * MIB).expect("guest memory");
+        let anonymous = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        let rw = u64::from(READ | WRITE);
+        let pages = memory.mmap(0, 4 * PAGE, rw, anonymous).unwrap();
+        let large = memory.mmap(0, 2 * CHUNK, rw, anonymous).unwrap();
+        for page in (0..4)
+            .map(|n| pages + n * PAGE)
+            .chain((0..2).map(|n| large + n * CHUNK))
+        {
+            memory.write(page, &[0xa5]).unwrap();
+        }
+        assert_eq!(memory.table_of(large), None, "mapped with a 2 MiB page");
+        let file = crate::host::sealable_memory_file(c"table-check").expect("memfd");
+        let saved = memory.save(&file).expect("save");
+        Saved {
+            memory,
+            file,
+            saved,
+            pages,
+        }
+    }
+
+    impl Saved {
+        fn check(&self) -> Result<(), String> {
+            self.saved.check_tables(128 * MIB, |addr, frame| {
+                self.file.read_exact_at(frame, addr)
+            })
+        }
+
+        /// Sets entry `index` of the PML4 (in the saved root tables).
+        fn set_root_entry(&mut self, index: usize, entry: u64) {
+            self.saved.root[index * 8..index * 8 + 8].copy_from_slice(&entry.to_le_bytes());
+        }
+
+        fn root_entry(&self, index: usize) -> u64 {
+            u64::from_le_bytes(
+                self.saved.root[index * 8..index * 8 + 8]
+                    .try_into()
+                    .unwrap(),
+            )
+        }
+
+        /// A PML4 entry nothing uses.
+        fn free_root_entry(&self) -> usize {
+            (0..512).find(|&index| self.root_entry(index) == 0).unwrap()
+        }
+
+        /// Sets the entry of the memory file's page table mapping `va` with a small page.
+        fn set_leaf(&self, va: u64, entry: u64) {
+            let table = self.memory.table_of(va).expect("a small page");
+            let at = table + ((va >> 12) & 0x1ff) * 8;
+            self.file.write_all_at(&entry.to_le_bytes(), at).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_tables_the_vmm_built_pass() {
+        assert_eq!(saved().check(), Ok(()));
+    }
+
+    #[test]
+    fn a_root_elsewhere_or_cut_short_is_refused() {
+        let mut moved = saved();
+        moved.saved.space.tables = PageTables::new(KERNEL_BASE + PAGE);
+        assert!(moved.check().unwrap_err().contains("root"));
+        let mut short = saved();
+        short.saved.root.truncate(PAGE as usize);
+        assert!(short.check().unwrap_err().contains("root"));
+    }
+
+    #[test]
+    fn tables_and_pages_outside_the_memory_are_refused() {
+        let mut table = saved();
+        let free = table.free_root_entry();
+        table.set_root_entry(free, (1 << 40) | TABLE);
+        let why = table.check().unwrap_err();
+        assert!(why.contains("table at 0x10000000000, outside"), "{why}");
+        let page = saved();
+        page.set_leaf(page.pages, (200 * MIB) | TABLE);
+        let why = page.check().unwrap_err();
+        assert!(why.contains("page at 0xc800000, outside"), "{why}");
+    }
+
+    #[test]
+    fn a_table_reached_twice_or_given_to_the_program_is_refused() {
+        let mut twice = saved();
+        let used = (twice.pages >> 39) as usize & 0x1ff;
+        let free = twice.free_root_entry();
+        twice.set_root_entry(free, twice.root_entry(used));
+        assert!(twice.check().unwrap_err().contains("twice"));
+        let given = saved();
+        let table = given.memory.table_of(given.pages).unwrap();
+        given.set_leaf(given.pages, table | TABLE);
+        let why = given.check().unwrap_err();
+        assert!(
+            why.contains(&format!("holds the table at {table:#x}")),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn pages_larger_than_2_mib_are_refused() {
+        let mut huge = saved();
+        // A frame the memory never used, holding a directory-pointer entry for 1 GiB.
+        let spare = 100 * MIB;
+        huge.file
+            .write_all_at(&(LARGE | TABLE).to_le_bytes(), spare)
+            .unwrap();
+        let free = huge.free_root_entry();
+        huge.set_root_entry(free, (spare & ADDRESS) | TABLE);
+        assert!(huge.check().unwrap_err().contains("larger than 2 MiB"));
+    }
+}
