@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::LoadError;
-use super::package::{Files, MAX_PROGRAM_BYTES, ZipError, zip_files};
+use super::package::{Files, MAX_PROGRAM_BYTES, ZipError, open_regular, zip_files};
 
 /// Most files one directory layer may hold (its bytes count against the size limit too).
 pub const MAX_LAYER_FILES: usize = 100_000;
@@ -36,7 +36,7 @@ pub fn read_layers(layers: &[PathBuf], budget: u64) -> Result<Files, LoadError> 
                 ZipError::Unreadable(reason) => fail(reason),
             })?
         } else {
-            let file = std::fs::File::open(layer).map_err(|error| fail(error.to_string()))?;
+            let file = open_regular(layer).map_err(|error| fail(error.to_string()))?;
             zip_files(file, left).map_err(|error| match error {
                 ZipError::TooBig => too_big(),
                 ZipError::Unreadable(reason) => {

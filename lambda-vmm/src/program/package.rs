@@ -1,7 +1,9 @@
 //! A function's code: an executable, or a zip holding one named `bootstrap` (and any other
 //! files, which appear under `/var/task`); with its layers (`layers.rs`) and base image.
 
-use std::io::{Read, Seek};
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::path::Path;
 use std::sync::Arc;
 
 use lambda_core::CodeLocation;
@@ -12,6 +14,41 @@ use crate::base_image::BaseImage;
 
 /// Largest package accepted, unzipped (Lambda's limit on unzipped code).
 pub const MAX_PROGRAM_BYTES: u64 = 250 << 20;
+
+/// Opens `path` for reading if it is a regular file. A device, a FIFO or a socket is refused
+/// before anything is read from it, since reading one could block or never end (`/dev/zero`
+/// as a function's code would fill the host's memory); the open itself does not wait for a
+/// FIFO's writer.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
+}
+
+/// Reads the regular file at `path` whole ([`open_regular`]), or `Ok(None)` if it holds
+/// more than [`MAX_PROGRAM_BYTES`].
+pub fn read_code_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let file = open_regular(path)?;
+    let size = file.metadata()?.len();
+    if size > MAX_PROGRAM_BYTES {
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // A file that grows while it is read stops at the limit too.
+    file.take(MAX_PROGRAM_BYTES.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= MAX_PROGRAM_BYTES).then_some(bytes))
+}
 
 /// Files read into memory: each one's path (relative to where they appear) and contents.
 pub type Files = Vec<(String, Arc<[u8]>)>;
@@ -83,14 +120,9 @@ pub fn read_package(code: &CodeLocation) -> Result<CodePackage, LoadError> {
     };
     match code {
         CodeLocation::Executable(_) => {
-            let size = std::fs::metadata(path)
+            let program: Arc<[u8]> = read_code_file(path)
                 .map_err(|e| unreadable(e.to_string()))?
-                .len();
-            if size > MAX_PROGRAM_BYTES {
-                return Err(too_big());
-            }
-            let program: Arc<[u8]> = std::fs::read(path)
-                .map_err(|e| unreadable(e.to_string()))?
+                .ok_or_else(too_big)?
                 .into();
             Ok(CodePackage {
                 files: Arc::from(vec![("bootstrap".to_string(), program.clone())]),
@@ -100,7 +132,7 @@ pub fn read_package(code: &CodeLocation) -> Result<CodePackage, LoadError> {
             })
         }
         CodeLocation::Zip(_) => {
-            let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
+            let file = open_regular(path).map_err(|e| unreadable(e.to_string()))?;
             read_zip(file, &path.display().to_string())
         }
     }
@@ -183,6 +215,34 @@ mod tests {
     use std::io::{Cursor, Write};
 
     use super::*;
+
+    /// A device or a directory named as a function's code is refused before anything is
+    /// read: `/dev/null` gave an empty program, and `/dev/zero` was read until the host's
+    /// memory ran out (not tried here, so that a regression cannot take the host down).
+    #[test]
+    fn code_that_is_not_a_regular_file_is_refused_unread() {
+        for path in ["/dev/null", "/"] {
+            for code in [
+                CodeLocation::Executable(path.into()),
+                CodeLocation::Zip(path.into()),
+            ] {
+                let error = read_package(&code).expect_err(path).to_string();
+                assert!(
+                    error.contains(path) && error.contains("not a regular file"),
+                    "{error}"
+                );
+            }
+            assert_eq!(
+                read_code_file(Path::new(path)).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput
+            );
+        }
+        let file = std::env::temp_dir().join(format!("lambda-code-{}", std::process::id()));
+        std::fs::write(&file, b"\x7fELF").unwrap();
+        let read = read_code_file(&file);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(read.unwrap().as_deref(), Some(&b"\x7fELF"[..]));
+    }
 
     fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));

@@ -29,7 +29,7 @@ use lambda_core::FunctionConfig;
 use super::{Frozen, SnapshotError};
 use crate::file_forms::with_epoch;
 use crate::machine::{MachineSnapshot, MachineState, OwnedMachineState};
-use crate::program::{CodePackage, ProgramImage};
+use crate::program::{CodePackage, ProgramImage, read_code_file};
 
 /// The bytes every snapshot file starts with.
 pub const MAGIC: [u8; 8] = *b"LMBDSNAP";
@@ -66,9 +66,15 @@ struct CodeIdentity {
 impl CodeIdentity {
     fn of(config: &FunctionConfig) -> Result<CodeIdentity, SnapshotError> {
         let path = config.code.path();
-        let bytes = std::fs::read(path).map_err(|source| SnapshotError::File {
+        let io = |source| SnapshotError::File {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = read_code_file(path).map_err(io)?.ok_or_else(|| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "over Lambda's limit on a function's code",
+            ))
         })?;
         Ok(CodeIdentity {
             len: bytes.len() as u64,
