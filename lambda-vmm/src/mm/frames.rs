@@ -8,7 +8,14 @@
 //! environment stays bounded. Everything handed back must already read as zero (the caller
 //! discards it), so everything handed out does.
 
+use std::collections::BTreeSet;
+
 use super::layout::{CHUNK, PAGE};
+
+/// A word index of a chunk's bitmap as a host index (at most [`BITMAP_WORDS`]).
+fn host_index(word: u64) -> usize {
+    usize::try_from(word).unwrap_or(usize::MAX)
+}
 
 /// Frames in a chunk.
 const FRAMES_PER_CHUNK: u64 = CHUNK / PAGE;
@@ -46,7 +53,7 @@ pub struct FramePool {
     /// Free chunks, most recently freed last.
     free: Vec<u32>,
     /// Frame chunks with a free frame.
-    partial: std::collections::BTreeSet<u32>,
+    partial: BTreeSet<u32>,
     /// Bytes handed out (whole chunks and frames).
     in_use: u64,
 }
@@ -64,7 +71,7 @@ impl FramePool {
             chunks: vec![Chunk::Free; count as usize],
             // Lowest first out: the pool fills from the bottom.
             free: (0..count).rev().collect(),
-            partial: std::collections::BTreeSet::new(),
+            partial: BTreeSet::new(),
             in_use: 0,
         }
     }
@@ -208,6 +215,85 @@ impl FramePool {
         }
     }
 
+    /// Checks that this pool is one [`FramePool::new`] could have made for `size` bytes from
+    /// `base` and kept since (a pool read back from a snapshot file, which the methods
+    /// above index by): the memory's chunks, each free chunk listed free once and no other,
+    /// the frame chunks with a free frame listed partial and no other, each count agreeing
+    /// with its bitmap, no frame used past a short last chunk (which is never whole), and
+    /// the bytes in use adding up. Says what does not hold.
+    pub fn check(&self, base: u64, size: u64) -> Result<(), String> {
+        let fresh = FramePool::new(base, size);
+        if self.base != fresh.base
+            || self.chunks.len() != fresh.chunks.len()
+            || self.last_frames != fresh.last_frames
+        {
+            return Err(format!(
+                "is not a pool of {size} bytes at {base:#x}: {} chunks at {:#x}",
+                self.chunks.len(),
+                self.base
+            ));
+        }
+        let (mut free, mut partial) = (BTreeSet::new(), BTreeSet::new());
+        let mut in_use = 0u64;
+        for (index, state) in (0u32..).zip(&self.chunks) {
+            let frames = self.frames_in(index);
+            match state {
+                Chunk::Free => {
+                    free.insert(index);
+                }
+                Chunk::Whole if frames == FRAMES_PER_CHUNK => {
+                    in_use = in_use.saturating_add(CHUNK);
+                }
+                Chunk::Whole => return Err(format!("holds its short chunk {index} whole")),
+                Chunk::Frames { used, count } => {
+                    let set = used.iter().fold(0u64, |n, word| {
+                        n.saturating_add(u64::from(word.count_ones()))
+                    });
+                    let past_end = (frames..FRAMES_PER_CHUNK).any(|frame| {
+                        used.get(host_index(frame / 64))
+                            .is_some_and(|word| word >> (frame % 64) & 1 != 0)
+                    });
+                    if set != u64::from(*count) || past_end {
+                        return Err(format!(
+                            "counts {count} frames of chunk {index}, whose bitmap has {set}"
+                        ));
+                    }
+                    if set < frames {
+                        partial.insert(index);
+                    }
+                    in_use = in_use.saturating_add(set.saturating_mul(PAGE));
+                }
+            }
+        }
+        let listed: BTreeSet<u32> = self.free.iter().copied().collect();
+        if listed.len() != self.free.len() || listed != free {
+            return Err("lists free chunks that are not, or not once".into());
+        }
+        if self.partial != partial {
+            return Err("lists chunks with a free frame that have none, or not all".into());
+        }
+        if self.in_use != in_use {
+            return Err(format!(
+                "counts {} bytes in use where its chunks hold {in_use}",
+                self.in_use
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the frame at `addr` is handed out: a used frame of a chunk cut into frames.
+    pub fn frame_in_use(&self, addr: u64) -> bool {
+        let Some(chunk) = self.index(addr) else {
+            return false;
+        };
+        let Some(Chunk::Frames { used, .. }) = self.chunks.get(chunk as usize) else {
+            return false;
+        };
+        let frame = addr.saturating_sub(self.address(chunk)) / PAGE;
+        used.get(host_index(frame / 64))
+            .is_some_and(|word| word >> (frame % 64) & 1 != 0)
+    }
+
     /// Whether the chunk holding `addr` is cut into frames (else it is whole or free).
     #[cfg(test)]
     pub fn is_frame(&self, addr: u64) -> bool {
@@ -243,6 +329,71 @@ impl FramePool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pool of 129 MiB (a short last chunk) with a whole chunk, frames of two chunks (one
+    /// given back whole again) and the short chunk's frames in use.
+    fn used_pool() -> FramePool {
+        let mut pool = FramePool::new(0, 129 << 20);
+        pool.take_chunk().unwrap();
+        let frames: Vec<u64> = (0..600).map(|_| pool.take_frame().unwrap().0).collect();
+        for &frame in &frames[256..] {
+            pool.give_frame(frame);
+        }
+        pool
+    }
+
+    #[test]
+    fn a_pool_kept_by_its_methods_passes_its_check_and_a_forged_one_does_not() {
+        let pool = used_pool();
+        assert_eq!(pool.check(0, 129 << 20), Ok(()));
+        assert!(
+            pool.frame_in_use(pool.address(64)),
+            "the short chunk's first frame"
+        );
+        assert!(!pool.frame_in_use(0), "a whole chunk holds no frames");
+        assert!(pool.check(0, 128 << 20).unwrap_err().contains("not a pool"));
+        assert!(
+            pool.check(CHUNK, 129 << 20)
+                .unwrap_err()
+                .contains("not a pool")
+        );
+        let forged = |forge: &dyn Fn(&mut FramePool)| {
+            let mut pool = used_pool();
+            forge(&mut pool);
+            pool.check(0, 129 << 20).unwrap_err()
+        };
+        // A free chunk out of range, or listed twice; a whole chunk listed free.
+        assert!(forged(&|pool| pool.free.push(1000)).contains("free"));
+        assert!(forged(&|pool| pool.free.push(pool.free[0])).contains("free"));
+        assert!(forged(&|pool| pool.free.push(0)).contains("free"));
+        // A count that is not its bitmap's; a frame past the short chunk's end.
+        assert!(
+            forged(&|pool| pool.chunks[64] = Chunk::Frames {
+                used: [0; 8],
+                count: 3
+            })
+            .contains("bitmap")
+        );
+        assert!(
+            forged(&|pool| {
+                let full = Chunk::Frames {
+                    used: [u64::MAX; 8],
+                    count: 512,
+                };
+                pool.chunks[64] = full;
+            })
+            .contains("bitmap")
+        );
+        // The short chunk whole; a full chunk listed partial; bytes in use off.
+        assert!(forged(&|pool| pool.chunks[64] = Chunk::Whole).contains("short chunk"));
+        assert!(
+            forged(&|pool| {
+                pool.partial.insert(0);
+            })
+            .contains("free frame")
+        );
+        assert!(forged(&|pool| pool.in_use += PAGE).contains("in use"));
+    }
 
     #[test]
     fn chunks_and_frames_come_from_one_pool() {

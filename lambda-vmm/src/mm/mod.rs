@@ -12,7 +12,8 @@
 //! Layers: `physical` (the host's memory behind it), `layout` (the address map), `frames` (the function's memory in chunks and
 //! frames), `page_table` (the x86-64 tables), `vma` (the mappings), `pages` (backing and
 //! unbacking pages, and the invalidation rule), `space` (the memory syscalls), `fault` (a
-//! page fault of the program), and this file (the accessor).
+//! page fault of the program), `saved_check` (what a snapshot file brings of them, checked),
+//! and this file (the accessor).
 
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
@@ -27,9 +28,9 @@ mod page_table;
 mod pages;
 #[allow(unsafe_code)]
 pub mod physical;
+mod saved_check;
 mod slots;
 mod space;
-mod table_check;
 mod touched;
 mod vma;
 

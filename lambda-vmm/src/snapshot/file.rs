@@ -15,7 +15,8 @@
 //! A file is refused, before anything of it is used, when it is not a snapshot (magic), was
 //! written by another format version, fails its CRC, does not decode, names memory outside
 //! the function's, or holds less or more memory than its state says, or its page tables reach
-//! beyond what the VMM's own can (`SavedSpace::check_tables`). Its function's code is
+//! beyond what the VMM's own can or its frame pool does not hold together
+//! (`SavedSpace::check`). Its function's code is
 //! read again and must be the code the snapshot was taken of (length and CRC-32 agree).
 
 use std::fs::File;
@@ -221,10 +222,10 @@ pub(crate) fn read(
     crate::host::seal_contents(&memory).map_err(SnapshotError::Memory)?;
     machine
         .saved
-        .check_tables(machine.memory_bytes, |addr, frame| {
+        .check(machine.memory_bytes, |addr, frame| {
             memory.read_exact_at(frame, addr)
         })
-        .map_err(|why| corrupt(format!("its page tables {why}")))?;
+        .map_err(|why| corrupt(format!("its {why}")))?;
     Ok(Frozen {
         machine: MachineSnapshot::from_parts(machine, memory, image),
         package,

@@ -1,21 +1,25 @@
-//! Checks on the page tables a snapshot file brings ([`SavedSpace`]). The VMM walks and
-//! writes the guest's tables trusting that they name only frames it placed, as the tables
-//! it builds itself do (`page_table.rs`). Tables read back from a file are checked against
-//! the same rules before any VM uses them; the file's checksum only tells accidental damage.
+//! Checks on the address space a snapshot file brings ([`SavedSpace`]): its page tables and
+//! its frame pool. The VMM walks and writes the guest's tables trusting that they name only
+//! frames it placed, as the tables it builds itself do (`page_table.rs`), and indexes the
+//! pool by what the pool itself lists (`frames.rs`). What is read back from a file is
+//! checked against the same rules before any VM uses it; the file's checksum only tells
+//! accidental damage. The rest of the saved space (the mappings and their backings) is
+//! taken as written.
 
 use std::collections::BTreeSet;
 
 use super::layout::{CHUNK, PAGE};
 use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, USER};
-use super::physical::{KERNEL_BASE, KERNEL_SIZE};
+use super::physical::{KERNEL_BASE, KERNEL_SIZE, USER_BASE};
 use super::{KERNEL_TABLE_PAGES, SavedSpace, host_size};
 
 /// Bytes in a table.
 const TABLE_BYTES: usize = 4096;
 
 impl SavedSpace {
-    /// Checks that the tables reach only what the VMM's own tables can reach, or says why
-    /// not:
+    /// Checks that the frame pool is one the VMM could have kept
+    /// ([`super::frames::FramePool::check`]), and that the tables reach only what the VMM's
+    /// own tables can reach; or says why not ("page tables ...", "frame pool ..."):
     ///
     /// - the root is the kernel area's first page, and the saved root tables are
     ///   [`KERNEL_TABLE_PAGES`] pages;
@@ -25,19 +29,24 @@ impl SavedSpace {
     /// - a page (4 KiB, or 2 MiB; never 1 GiB), present or kept while not present, lies in
     ///   the function's memory or in the kernel area past its tables (those pages carry the
     ///   user bit, as PVM needs: `vm/layout.rs`);
-    /// - no page the program may use (`USER`) holds a table.
+    /// - no page the program may use (`USER`) holds a table, and every table in the
+    ///   function's memory (attached or detached) is a frame the pool has handed out, so it
+    ///   is never handed out again.
     ///
     /// `read_frame(addr, buf)` reads the 4 KiB frame of function memory at `addr`.
-    pub fn check_tables(
+    pub fn check(
         &self,
         memory_bytes: u64,
         mut read_frame: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     ) -> Result<(), String> {
+        let pool = &self.space.pool;
+        pool.check(USER_BASE, memory_bytes)
+            .map_err(|why| format!("frame pool {why}"))?;
         let root = self.space.tables.root();
         let root_bytes = KERNEL_TABLE_PAGES.saturating_mul(PAGE);
         if root != KERNEL_BASE || self.root.len() != host_size(root_bytes) {
             return Err(format!(
-                "have their root at {root:#x} ({} bytes), not at {KERNEL_BASE:#x} \
+                "page tables have their root at {root:#x} ({} bytes), not at {KERNEL_BASE:#x} \
                  ({root_bytes} bytes)",
                 self.root.len()
             ));
@@ -55,12 +64,15 @@ impl SavedSpace {
             if table >= KERNEL_BASE {
                 let offset = host_size(table.saturating_sub(KERNEL_BASE));
                 let Some(saved) = self.root.get(offset..offset.saturating_add(TABLE_BYTES)) else {
-                    return Err(format!("name a table at {table:#x} past the saved ones"));
+                    return Err(format!(
+                        "page tables name a table at {table:#x} past the saved ones"
+                    ));
                 };
                 bytes.copy_from_slice(saved);
             } else {
-                read_frame(table, &mut bytes)
-                    .map_err(|error| format!("cannot be read at {table:#x}: {error}"))?;
+                read_frame(table, &mut bytes).map_err(|error| {
+                    format!("page tables cannot be read at {table:#x}: {error}")
+                })?;
             }
             for word in bytes.chunks_exact(8) {
                 let entry = word.try_into().map_or(0, u64::from_le_bytes);
@@ -70,7 +82,9 @@ impl SavedSpace {
                     continue;
                 }
                 if level > 2 && entry & LARGE != 0 {
-                    return Err(format!("map a page larger than 2 MiB ({entry:#x})"));
+                    return Err(format!(
+                        "page tables map a page larger than 2 MiB ({entry:#x})"
+                    ));
                 }
                 if level == 1 || large {
                     let size = if large { CHUNK } else { PAGE };
@@ -83,7 +97,7 @@ impl SavedSpace {
                         }
                     } else if !(kernel_pages.start <= page && end <= kernel_pages.end) {
                         return Err(format!(
-                            "map a page at {page:#x}, outside the function's memory"
+                            "page tables map a page at {page:#x}, outside the function's memory"
                         ));
                     }
                     continue;
@@ -94,11 +108,11 @@ impl SavedSpace {
                     KERNEL_BASE.saturating_add(5u64.saturating_sub(level).saturating_mul(PAGE));
                 if next != kernel_table && !in_memory(next, PAGE) {
                     return Err(format!(
-                        "name a table at {next:#x}, outside the function's memory"
+                        "page tables name a table at {next:#x}, outside the function's memory"
                     ));
                 }
                 if !tables.insert(next) {
-                    return Err(format!("reach the table at {next:#x} twice"));
+                    return Err(format!("page tables reach the table at {next:#x} twice"));
                 }
                 pending.push((next, level.saturating_sub(1)));
             }
@@ -106,15 +120,23 @@ impl SavedSpace {
         for &detached in self.space.tables.detached_tables() {
             if !in_memory(detached, PAGE) || !tables.insert(detached) {
                 return Err(format!(
-                    "keep a detached table at {detached:#x} that is in use or outside the \
+                    "page tables keep a detached table at {detached:#x} that is in use or outside the \
                      function's memory"
                 ));
             }
         }
+        if let Some(table) = tables
+            .iter()
+            .find(|&&table| table < KERNEL_BASE && !pool.frame_in_use(table))
+        {
+            return Err(format!(
+                "page tables hold a table at {table:#x}, a frame the pool has not handed out"
+            ));
+        }
         for page in program_pages {
             if let Some(table) = tables.range(page.clone()).next() {
                 return Err(format!(
-                    "give the program the page at {:#x}, which holds the table at {table:#x}",
+                    "page tables give the program the page at {:#x}, which holds the table at {table:#x}",
                     page.start
                 ));
             }
@@ -174,7 +196,7 @@ mod tests {
 
     impl Saved {
         fn check(&self) -> Result<(), String> {
-            self.saved.check_tables(128 * MIB, |addr, frame| {
+            self.saved.check(128 * MIB, |addr, frame| {
                 self.file.read_exact_at(frame, addr)
             })
         }
@@ -344,6 +366,22 @@ mod tests {
             why.contains(&format!("holds the table at {table:#x}")),
             "{why}"
         );
+    }
+
+    #[test]
+    fn a_table_the_pool_would_hand_out_again_or_a_forged_pool_is_refused() {
+        let mut freed = saved();
+        let table = freed.memory.table_of(freed.pages).unwrap();
+        freed.saved.space.pool.give_frame(table);
+        let why = freed.check().unwrap_err();
+        assert!(
+            why.contains(&format!("table at {table:#x}, a frame the pool has not")),
+            "{why}"
+        );
+        // The pool's own checks (`frames.rs` tests them one by one).
+        let mut other = saved();
+        other.saved.space.pool = super::super::frames::FramePool::new(0, 64 * MIB);
+        assert!(other.check().unwrap_err().starts_with("frame pool"));
     }
 
     #[test]
