@@ -321,6 +321,13 @@ fn snapshot_files_load_back_and_damaged_ones_are_refused() {
         SnapshotError::NotASnapshot(_)
     ));
     assert!(matches!(refused(b""), SnapshotError::NotASnapshot(_)));
+    // A device is not read (`/dev/zero` would never end).
+    let device = backend.load_snapshot("/dev/null").expect_err("refused");
+    assert!(
+        matches!(&device, SnapshotError::File { source, .. }
+            if source.to_string().contains("not a regular file")),
+        "{device:?}"
+    );
     // A file that does not exist.
     let missing = backend
         .load_snapshot(dir.join("missing.snap"))

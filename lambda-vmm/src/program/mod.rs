@@ -22,6 +22,6 @@ pub use exec_cache::ExecCache;
 pub(crate) use image::ProgramImage;
 #[cfg(feature = "fuzzing")]
 pub(crate) use package::read_zip;
-pub(crate) use package::{CodePackage, read_code_file, read_package};
+pub(crate) use package::{CodePackage, open_regular, read_code_file, read_package};
 pub(crate) use resolve::{ProgramFiles, ResolveError, Unrunnable, resolve};
 pub(crate) use stack::{StartupInfo, build_stack};

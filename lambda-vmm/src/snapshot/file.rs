@@ -30,7 +30,7 @@ use lambda_core::FunctionConfig;
 use super::{Frozen, SnapshotError};
 use crate::file_forms::with_epoch;
 use crate::machine::{MachineSnapshot, MachineState, OwnedMachineState};
-use crate::program::{CodePackage, ProgramImage, read_code_file};
+use crate::program::{CodePackage, ProgramImage, open_regular, read_code_file};
 
 /// The bytes every snapshot file starts with.
 pub const MAGIC: [u8; 8] = *b"LMBDSNAP";
@@ -140,7 +140,7 @@ pub(crate) fn read(
         source,
     };
     let mut bytes = Vec::new();
-    File::open(path)
+    open_regular(path)
         .and_then(|mut file| file.read_to_end(&mut bytes))
         .map_err(io)?;
     if bytes.len() < HEADER || bytes[..8] != MAGIC {
