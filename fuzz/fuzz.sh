@@ -18,7 +18,7 @@ caller=$PWD
 cd "$(dirname "$0")"
 
 TRIPLE=x86_64-unknown-linux-gnu
-TARGETS=(elf kernel runtime_api_reader runtime_api_server zip_package)
+TARGETS=(elf kernel runtime_api_reader runtime_api_server saved_space zip_package)
 # libFuzzer's coverage instrumentation through stable codegen options: what cargo-fuzz
 # passes, without its nightly-only -Z flags (no sanitizer: safe Rust needs no ASan to catch
 # out-of-bounds, and panics abort). --target keeps the flags off build scripts.

@@ -242,6 +242,20 @@ def zip_seeds():
         shutil.rmtree(tmp)
 
 
+# --- saved address space ------------------------------------------------------------------
+
+
+def saved_space_seeds():
+    # Each change is 8 bytes (`Saved::apply` in lambda-vmm/src/mm/saved_check.rs): the table,
+    # the entry (u16), the kind of frame, which frame (u24), the flags. Nothing changed; a
+    # root entry naming a frame of the memory; a page-table entry mapping one for the
+    # program; the pool given back a frame.
+    write("saved_space", "untouched", b"")
+    write("saved_space", "root-entry", bytes([0, 1, 0, 1, 0x40, 0, 0, 0x07]))
+    write("saved_space", "leaf", bytes([6, 3, 0, 1, 0x10, 0, 0, 0x07]))
+    write("saved_space", "pool", bytes([7, 0, 0, 0, 6, 0, 0, 0]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--functions", default=os.path.join(ROOT, "target", "functions", "bin"))
@@ -252,6 +266,7 @@ def main():
     reader_seeds()
     server_seeds()
     zip_seeds()
+    saved_space_seeds()
     for target in sorted(os.listdir(OUT)):
         files = os.listdir(os.path.join(OUT, target))
         size = sum(os.path.getsize(os.path.join(OUT, target, f)) for f in files)

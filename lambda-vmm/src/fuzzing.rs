@@ -225,3 +225,25 @@ impl KernelUnderTest {
         Ok(())
     }
 }
+
+/// A snapshot's saved address space, checked as a snapshot file's is
+/// (`SavedSpace::check`): a small memory's saved page tables and frame pool, changed by
+/// `data` (8 bytes a change, `Saved::apply` in `mm/saved_check.rs`). Whatever the check
+/// lets through is restored into a new memory and walked as the VMM walks it, which must
+/// not panic. `Ok(true)` when the check passed and the walk went through, `Ok(false)` when
+/// the check refused (its reason is dropped), `Err` when a walk failed after a pass.
+pub fn saved_space(data: &[u8]) -> Result<bool, String> {
+    let mut ground = crate::mm::saved_space_ground::Saved::new();
+    for change in data.chunks_exact(8).take(64) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(change);
+        ground.apply(bytes);
+    }
+    if ground.check().is_err() {
+        return Ok(false);
+    }
+    ground
+        .restore_and_walk()
+        .map(|()| true)
+        .map_err(|error| format!("a walk failed after the check passed: {error}"))
+}

@@ -29,6 +29,8 @@ mod pages;
 #[allow(unsafe_code)]
 pub mod physical;
 mod saved_check;
+#[cfg(feature = "fuzzing")]
+pub use saved_check::ground as saved_space_ground;
 mod slots;
 mod space;
 mod touched;
@@ -256,7 +258,7 @@ impl GuestMemory {
 
     /// The guest-physical address of the page table whose entry maps `va` with a 4 KiB
     /// page, if it has one.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn table_of(&self, va: u64) -> Option<u64> {
         match self.space().tables.leaf(&self.physical, va)? {
             page_table::Leaf::Small { at, .. } => Some(at & !(PAGE - 1)),

@@ -26,7 +26,8 @@ impl SavedSpace {
     /// - an entry pointing to a table names the kernel area's table for its level, or a frame
     ///   of the function's memory (below `memory_bytes`); no table is reached twice, and no
     ///   detached table is reached at all;
-    /// - a page (4 KiB, or 2 MiB; never 1 GiB), present or kept while not present, lies in
+    /// - a page (4 KiB, or 2 MiB and aligned to it; never 1 GiB), present or kept while not
+    ///   present, lies in
     ///   the function's memory or in the kernel area past its tables (those pages carry the
     ///   user bit, as PVM needs: `vm/layout.rs`);
     /// - no page the program may use (`USER`) holds a table, and every table in the
@@ -88,7 +89,15 @@ impl SavedSpace {
                 }
                 if level == 1 || large {
                     let size = if large { CHUNK } else { PAGE };
-                    let page = entry & ADDRESS & !(size.saturating_sub(1));
+                    // A 2 MiB page's address bits below 2 MiB are the CPU's reserved bits
+                    // (and PAT); the VMM sets none and adds the offset in the page to them.
+                    if entry & ADDRESS & (size.saturating_sub(1)) != 0 {
+                        return Err(format!(
+                            "page tables map a 2 MiB page at an address not aligned to it \
+                             ({entry:#x})"
+                        ));
+                    }
+                    let page = entry & ADDRESS;
                     let end = page.saturating_add(size);
                     let user = entry & USER != 0;
                     if in_memory(page, size) {
@@ -145,62 +154,194 @@ impl SavedSpace {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// A saved address space to change and check: the ground of the unit tests below and of the
+/// `saved_space` fuzz target (`crate::fuzzing::saved_space`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod ground {
     #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
     use std::fs::File;
     use std::os::unix::fs::FileExt;
 
     use super::super::layout::{CHUNK, PAGE};
-    use super::super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, PageTables, USER, WRITABLE};
+    use super::super::page_table::ADDRESS;
     use super::super::physical::KERNEL_BASE;
     use super::super::vma::{READ, WRITE};
     use super::super::{GuestMemory, SavedSpace};
+
+    /// The function memory of the ground.
+    pub const MEMORY: u64 = 128 << 20;
+
+    /// A memory of 128 MiB whose program wrote four small pages (`pages`) and 4 MiB of
+    /// large ones, saved to a memory file as a snapshot saves it; and the tables to change.
+    pub struct Saved {
+        /// The memory that was saved (the tests find its tables through it).
+        #[cfg_attr(not(test), allow(dead_code))]
+        memory: GuestMemory,
+        pub(in super::super) file: File,
+        pub(in super::super) saved: SavedSpace,
+        /// The first of the four small pages.
+        pub pages: u64,
+        /// The kernel area's four tables, then the program's down to the page table of
+        /// `pages`.
+        pub tables: Vec<u64>,
+    }
+
+    impl Saved {
+        /// The ground, as the VMM left it.
+        pub fn new() -> Saved {
+            let memory = crate::vm::guest_memory(MEMORY).expect("guest memory");
+            let anonymous = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+            let rw = u64::from(READ | WRITE);
+            let pages = memory.mmap(0, 4 * PAGE, rw, anonymous).expect("mmap");
+            let large = memory.mmap(0, 2 * CHUNK, rw, anonymous).expect("mmap");
+            for page in (0..4)
+                .map(|n| pages + n * PAGE)
+                .chain((0..2).map(|n| large + n * CHUNK))
+            {
+                memory.write(page, &[0xa5]).expect("write");
+            }
+            assert_eq!(memory.table_of(large), None, "mapped with a 2 MiB page");
+            let file = crate::host::sealable_memory_file(c"saved-check").expect("memfd");
+            let saved = memory.save(&file).expect("save");
+            let mut ground = Saved {
+                memory,
+                file,
+                saved,
+                pages,
+                tables: (0..4).map(|n| KERNEL_BASE + n * PAGE).collect(),
+            };
+            let mut table = KERNEL_BASE;
+            for level in (2..=4).rev() {
+                let index = (pages >> (12 + 9 * (level - 1))) & 0x1ff;
+                table = ground.entry(table, index) & ADDRESS;
+                if !ground.tables.contains(&table) {
+                    ground.tables.push(table);
+                }
+            }
+            ground
+        }
+
+        /// [`SavedSpace::check`] of the ground as it is now.
+        pub fn check(&self) -> Result<(), String> {
+            self.saved
+                .check(MEMORY, |addr, frame| self.file.read_exact_at(frame, addr))
+        }
+
+        /// Restores the ground into a new memory and walks its tables as the VMM does
+        /// (what a restored run touched, every target, a read and a write through them):
+        /// what [`Saved::check`] let through must not make any of that panic. An error is
+        /// a walk that failed.
+        pub fn restore_and_walk(&self) -> std::io::Result<()> {
+            let restored = crate::vm::guest_memory(MEMORY).expect("guest memory");
+            restored.restore(&self.file, &self.saved)?;
+            restored.touched_pages()?;
+            let _ = restored.uncovered();
+            let _ = restored.read_vec(self.pages, 1);
+            let _ = restored.write(self.pages + PAGE, &[1]);
+            Ok(())
+        }
+
+        /// Entry `index` of the table at `table` (a root table, or one in the memory file).
+        pub fn entry(&self, table: u64, index: u64) -> u64 {
+            let mut bytes = [0u8; 8];
+            if table >= KERNEL_BASE {
+                let at = (table - KERNEL_BASE + index * 8) as usize;
+                bytes.copy_from_slice(&self.saved.root[at..at + 8]);
+            } else {
+                self.file
+                    .read_exact_at(&mut bytes, table + index * 8)
+                    .expect("read");
+            }
+            u64::from_le_bytes(bytes)
+        }
+
+        /// Sets entry `index` of the table at `table`.
+        pub fn set_entry(&mut self, table: u64, index: u64, entry: u64) {
+            if table >= KERNEL_BASE {
+                let at = (table - KERNEL_BASE + index * 8) as usize;
+                self.saved.root[at..at + 8].copy_from_slice(&entry.to_le_bytes());
+            } else {
+                self.file
+                    .write_all_at(&entry.to_le_bytes(), table + index * 8)
+                    .expect("write");
+            }
+        }
+
+        /// The page table whose entry maps `va` with a small page, in the saved memory.
+        #[cfg(test)]
+        pub fn table_of(&self, va: u64) -> Option<u64> {
+            self.memory.table_of(va)
+        }
+
+        /// Gives the frame at `addr` back to the saved frame pool.
+        pub fn give_frame(&mut self, addr: u64) {
+            self.saved.space.pool.give_frame(addr);
+        }
+
+        /// Applies one change that a fuzzer made: byte 0 picks one of [`Saved::tables`]
+        /// (one past them: the frame pool, which is given the frame back), bytes 1-2 the
+        /// entry, byte 3 what kind of frame it names (a table, a frame of the memory, one
+        /// past it, a page of the kernel area, or any), bytes 4-6 which one, byte 7 the
+        /// entry's flags (present, writable, user, accessed, dirty, large, kept,
+        /// no-execute).
+        pub fn apply(&mut self, change: [u8; 8]) {
+            use super::super::page_table::{
+                ACCESSED, DIRTY, KEPT, LARGE, NO_EXECUTE, PRESENT, USER, WRITABLE,
+            };
+            const FLAGS: [u64; 8] = [
+                PRESENT, WRITABLE, USER, ACCESSED, DIRTY, LARGE, KEPT, NO_EXECUTE,
+            ];
+            let which =
+                u64::from(change[4]) | u64::from(change[5]) << 8 | u64::from(change[6]) << 16;
+            let frame = match change[3] % 5 {
+                0 => self.tables[which as usize % self.tables.len()],
+                1 => which % (MEMORY / PAGE) * PAGE,
+                2 => MEMORY + which * PAGE,
+                3 => KERNEL_BASE + which % 16 * PAGE,
+                _ => which << 12,
+            } & ADDRESS;
+            let table = usize::from(change[0]) % (self.tables.len() + 1);
+            let Some(&table) = self.tables.get(table) else {
+                self.give_frame(frame);
+                return;
+            };
+            let index = u64::from(u16::from_le_bytes([change[1], change[2]])) % 512;
+            let entry = (0..8)
+                .filter(|bit| change[7] >> bit & 1 != 0)
+                .fold(frame, |entry, bit| entry | FLAGS[bit]);
+            self.set_entry(table, index, entry);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
+    use std::os::unix::fs::FileExt;
+
+    use super::super::layout::PAGE;
+    use super::super::page_table::{ADDRESS, LARGE, PRESENT, PageTables, USER, WRITABLE};
+    use super::super::physical::KERNEL_BASE;
+    use super::ground::Saved;
 
     const MIB: u64 = 1 << 20;
     /// Flags of an entry pointing to a table, or mapping a page for the program.
     const TABLE: u64 = PRESENT | WRITABLE | USER;
 
-    /// A memory of 128 MiB whose program wrote four small pages (`pages`) and 4 MiB of
-    /// large ones, saved to a memory file as a snapshot saves it.
-    struct Saved {
-        memory: GuestMemory,
-        file: File,
-        saved: SavedSpace,
-        pages: u64,
-    }
-
     fn saved() -> Saved {
-        let memory = crate::vm::guest_memory(128 * MIB).expect("guest memory");
-        let anonymous = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-        let rw = u64::from(READ | WRITE);
-        let pages = memory.mmap(0, 4 * PAGE, rw, anonymous).unwrap();
-        let large = memory.mmap(0, 2 * CHUNK, rw, anonymous).unwrap();
-        for page in (0..4)
-            .map(|n| pages + n * PAGE)
-            .chain((0..2).map(|n| large + n * CHUNK))
-        {
-            memory.write(page, &[0xa5]).unwrap();
-        }
-        assert_eq!(memory.table_of(large), None, "mapped with a 2 MiB page");
-        let file = crate::host::sealable_memory_file(c"table-check").expect("memfd");
-        let saved = memory.save(&file).expect("save");
-        Saved {
-            memory,
-            file,
-            saved,
-            pages,
-        }
+        Saved::new()
     }
 
-    impl Saved {
-        fn check(&self) -> Result<(), String> {
-            self.saved.check(128 * MIB, |addr, frame| {
-                self.file.read_exact_at(frame, addr)
-            })
-        }
+    trait Forge {
+        fn set_root_entry(&mut self, index: usize, entry: u64);
+        fn root_entry(&self, index: usize) -> u64;
+        fn free_root_entry(&self) -> usize;
+        fn set_leaf(&self, va: u64, entry: u64);
+    }
 
+    impl Forge for Saved {
         /// Sets entry `index` of the PML4 (in the saved root tables).
         fn set_root_entry(&mut self, index: usize, entry: u64) {
             self.saved.root[index * 8..index * 8 + 8].copy_from_slice(&entry.to_le_bytes());
@@ -214,32 +355,6 @@ mod tests {
             )
         }
 
-        /// Entry `index` of the table at `table` (a root table, or one in the memory file).
-        fn entry(&self, table: u64, index: u64) -> u64 {
-            let mut bytes = [0u8; 8];
-            if table >= KERNEL_BASE {
-                let at = (table - KERNEL_BASE + index * 8) as usize;
-                bytes.copy_from_slice(&self.saved.root[at..at + 8]);
-            } else {
-                self.file
-                    .read_exact_at(&mut bytes, table + index * 8)
-                    .unwrap();
-            }
-            u64::from_le_bytes(bytes)
-        }
-
-        /// Sets entry `index` of the table at `table`.
-        fn set_entry(&mut self, table: u64, index: u64, entry: u64) {
-            if table >= KERNEL_BASE {
-                let at = (table - KERNEL_BASE + index * 8) as usize;
-                self.saved.root[at..at + 8].copy_from_slice(&entry.to_le_bytes());
-            } else {
-                self.file
-                    .write_all_at(&entry.to_le_bytes(), table + index * 8)
-                    .unwrap();
-            }
-        }
-
         /// A PML4 entry nothing uses.
         fn free_root_entry(&self) -> usize {
             (0..512).find(|&index| self.root_entry(index) == 0).unwrap()
@@ -247,30 +362,19 @@ mod tests {
 
         /// Sets the entry of the memory file's page table mapping `va` with a small page.
         fn set_leaf(&self, va: u64, entry: u64) {
-            let table = self.memory.table_of(va).expect("a small page");
+            let table = self.table_of(va).expect("a small page");
             let at = table + ((va >> 12) & 0x1ff) * 8;
             self.file.write_all_at(&entry.to_le_bytes(), at).unwrap();
         }
     }
 
-    /// Tables that pass the check are walked by the VMM without a panic. Entries of the
-    /// root tables and of the program's tables are set at random (from a fixed seed, so
-    /// every run tries the same), a few at a time, 2,000 times; whenever the check passes,
-    /// the tables are restored into a new memory and walked as the VMM walks them.
+    /// Tables that pass the check are walked by the VMM without a panic. One to three
+    /// random changes ([`Saved::apply`], the fuzz target's) to entries of the root tables,
+    /// of the program's tables and to the frame pool, from a fixed seed (so every run
+    /// tries the same), 2,000 times; whenever the check passes, the tables are restored
+    /// into a new memory and walked as the VMM walks them.
     #[test]
     fn tables_that_pass_can_be_walked() {
-        let mut case = saved();
-        // The tables: the kernel area's four, and the program's down to the page table of
-        // `pages` (found from the root).
-        let mut tables: Vec<u64> = (0..4).map(|n| KERNEL_BASE + n * PAGE).collect();
-        let mut table = KERNEL_BASE;
-        for level in (2..=4).rev() {
-            let index = (case.pages >> (12 + 9 * (level - 1))) & 0x1ff;
-            table = case.entry(table, index) & ADDRESS;
-            if !tables.contains(&table) {
-                tables.push(table);
-            }
-        }
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut random = move || {
             seed ^= seed << 13;
@@ -278,49 +382,23 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        let flags = [PRESENT, WRITABLE, USER, LARGE, KEPT, 1 << 5];
         let (mut passed, mut refused) = (0, 0);
         for _ in 0..2000 {
-            let mut changed = Vec::new();
+            let mut case = saved();
             for _ in 0..1 + random() % 3 {
-                let table = tables[(random() % tables.len() as u64) as usize];
-                let index = random() % 512;
-                let frame = match random() % 5 {
-                    0 => tables[(random() % tables.len() as u64) as usize],
-                    1 => random() % (128 * MIB),
-                    2 => random() % (1 << 40),
-                    3 => KERNEL_BASE + random() % 16 * PAGE,
-                    _ => 0,
-                } & ADDRESS;
-                let bits = random();
-                let entry = flags
-                    .iter()
-                    .enumerate()
-                    .filter(|&(n, _)| bits >> n & 1 != 0 || n == 0 && bits & 0x300 != 0)
-                    .fold(frame, |entry, (_, flag)| entry | flag);
-                changed.push((table, index, case.entry(table, index)));
-                case.set_entry(table, index, entry);
+                case.apply(random().to_le_bytes());
             }
             if case.check().is_ok() {
                 passed += 1;
-                let restored = crate::vm::guest_memory(128 * MIB).expect("guest memory");
-                restored.restore(&case.file, &case.saved).expect("restore");
-                restored.touched_pages().expect("touched pages");
-                let _ = restored.uncovered();
-                let _ = restored.read_vec(case.pages, 1);
-                let _ = restored.write(case.pages + PAGE, &[1]);
+                case.restore_and_walk().expect("restore and walk");
             } else {
                 refused += 1;
-            }
-            for (table, index, entry) in changed.into_iter().rev() {
-                case.set_entry(table, index, entry);
             }
         }
         assert!(
             passed > 100 && refused > 100,
             "{passed} passed, {refused} refused"
         );
-        assert_eq!(case.check(), Ok(()));
     }
 
     #[test]
@@ -359,7 +437,7 @@ mod tests {
         twice.set_root_entry(free, twice.root_entry(used));
         assert!(twice.check().unwrap_err().contains("twice"));
         let given = saved();
-        let table = given.memory.table_of(given.pages).unwrap();
+        let table = given.table_of(given.pages).unwrap();
         given.set_leaf(given.pages, table | TABLE);
         let why = given.check().unwrap_err();
         assert!(
@@ -371,8 +449,8 @@ mod tests {
     #[test]
     fn a_table_the_pool_would_hand_out_again_or_a_forged_pool_is_refused() {
         let mut freed = saved();
-        let table = freed.memory.table_of(freed.pages).unwrap();
-        freed.saved.space.pool.give_frame(table);
+        let table = freed.table_of(freed.pages).unwrap();
+        freed.give_frame(table);
         let why = freed.check().unwrap_err();
         assert!(
             why.contains(&format!("table at {table:#x}, a frame the pool has not")),
@@ -395,5 +473,22 @@ mod tests {
         let free = huge.free_root_entry();
         huge.set_root_entry(free, (spare & ADDRESS) | TABLE);
         assert!(huge.check().unwrap_err().contains("larger than 2 MiB"));
+        // A 2 MiB page whose address has bits below 2 MiB (the fuzz target's first find:
+        // the VMM adds the offset in the page to them, and read past the memory's end).
+        let mut unaligned = saved();
+        let (directory_pointers, directory) = (100 * MIB, 102 * MIB);
+        unaligned
+            .file
+            .write_all_at(&(directory | TABLE).to_le_bytes(), directory_pointers)
+            .unwrap();
+        let page = (126 * MIB + PAGE) | LARGE | TABLE;
+        unaligned
+            .file
+            .write_all_at(&page.to_le_bytes(), directory)
+            .unwrap();
+        let free = unaligned.free_root_entry();
+        unaligned.set_root_entry(free, directory_pointers | TABLE);
+        let why = unaligned.check().unwrap_err();
+        assert!(why.contains("not aligned"), "{why}");
     }
 }
