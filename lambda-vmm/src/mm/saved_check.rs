@@ -27,9 +27,8 @@ impl SavedSpace {
     ///   of the function's memory (below `memory_bytes`); no table is reached twice, and no
     ///   detached table is reached at all;
     /// - a page (4 KiB, or 2 MiB and aligned to it; never 1 GiB), present or kept while not
-    ///   present, lies in
-    ///   the function's memory or in the kernel area past its tables (those pages carry the
-    ///   user bit, as PVM needs: `vm/layout.rs`);
+    ///   present, lies in the function's memory or in the kernel area past its tables (those
+    ///   pages carry the user bit, as PVM needs: `vm/layout.rs`);
     /// - no page the program may use (`USER`) holds a table, and every table in the
     ///   function's memory (attached or detached) is a frame the pool has handed out, so it
     ///   is never handed out again.
@@ -145,7 +144,8 @@ impl SavedSpace {
         for page in program_pages {
             if let Some(table) = tables.range(page.clone()).next() {
                 return Err(format!(
-                    "page tables give the program the page at {:#x}, which holds the table at {table:#x}",
+                    "page tables give the program the page at {:#x}, which holds the table \
+                     at {table:#x}",
                     page.start
                 ));
             }
