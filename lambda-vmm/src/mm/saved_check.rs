@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use super::layout::{CHUNK, PAGE};
 use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, USER};
 use super::physical::{KERNEL_BASE, KERNEL_SIZE, USER_BASE};
+use super::space::Backing;
 use super::{KERNEL_TABLE_PAGES, SavedSpace, host_size};
 
 /// Bytes in a table.
@@ -29,6 +30,7 @@ impl SavedSpace {
     /// - a page (4 KiB, or 2 MiB and aligned to it; never 1 GiB), present or kept while not
     ///   present, lies in the function's memory or in the kernel area past its tables (those
     ///   pages carry the user bit, as PVM needs: `vm/layout.rs`);
+    /// - a 2 MiB page maps the whole chunk the address space backs its stretch with;
     /// - no page the program may use (`USER`) holds a table, and every table in the
     ///   function's memory (attached or detached) is a frame the pool has handed out, so it
     ///   is never handed out again.
@@ -58,9 +60,13 @@ impl SavedSpace {
         // Tables in the function's memory, and the pages the program may use there.
         let mut tables = BTreeSet::new();
         let mut program_pages = Vec::new();
-        let mut pending = vec![(root, 4u64)];
+        // (table, its level, the virtual address its first entry maps)
+        let mut pending = vec![(root, 4u64, 0u64)];
         let mut bytes = [0u8; TABLE_BYTES];
-        while let Some((table, level)) = pending.pop() {
+        while let Some((table, level, base)) = pending.pop() {
+            // Bytes each entry of this table maps: 4 KiB at level 1, 512 times more above.
+            let span =
+                PAGE << 9u32.saturating_mul(u32::try_from(level.saturating_sub(1)).unwrap_or(0));
             if table >= KERNEL_BASE {
                 let offset = host_size(table.saturating_sub(KERNEL_BASE));
                 let Some(saved) = self.root.get(offset..offset.saturating_add(TABLE_BYTES)) else {
@@ -74,7 +80,8 @@ impl SavedSpace {
                     format!("page tables cannot be read at {table:#x}: {error}")
                 })?;
             }
-            for word in bytes.chunks_exact(8) {
+            for (index, word) in (0u64..).zip(bytes.chunks_exact(8)) {
+                let va = base.saturating_add(index.saturating_mul(span));
                 let entry = word.try_into().map_or(0, u64::from_le_bytes);
                 // Bit 7 is the page size in a directory entry, PAT in a page-table entry.
                 let large = level == 2 && entry & LARGE != 0;
@@ -98,6 +105,17 @@ impl SavedSpace {
                     }
                     let page = entry & ADDRESS;
                     let end = page.saturating_add(size);
+                    // The VMM maps a stretch with a 2 MiB page only over the whole chunk its
+                    // address space backs it with, and maps 4 KiB pages in any other.
+                    if large
+                        && !matches!(self.space.backings.get(&va),
+                            Some(Backing::Whole { chunk, .. }) if *chunk == page)
+                    {
+                        return Err(format!(
+                            "page tables map {va:#x} with a 2 MiB page at {page:#x}, not the \
+                             chunk its address space backs it with"
+                        ));
+                    }
                     let user = entry & USER != 0;
                     if in_memory(page, size) {
                         if user {
@@ -122,7 +140,7 @@ impl SavedSpace {
                 if !tables.insert(next) {
                     return Err(format!("page tables reach the table at {next:#x} twice"));
                 }
-                pending.push((next, level.saturating_sub(1)));
+                pending.push((next, level.saturating_sub(1), va));
             }
         }
         for &detached in self.space.tables.detached_tables() {
@@ -460,6 +478,25 @@ mod tests {
         let mut other = saved();
         other.saved.space.pool = super::super::frames::FramePool::new(0, 64 * MIB);
         assert!(other.check().unwrap_err().starts_with("frame pool"));
+    }
+
+    /// The fuzz target's second find: a stretch of 4 KiB pages mapped with a 2 MiB page, which
+    /// the VMM, mapping a page there later, took for a page table.
+    #[test]
+    fn a_2_mib_page_over_a_stretch_of_small_pages_is_refused() {
+        let mut large = saved();
+        let mut table = KERNEL_BASE;
+        for level in [4, 3] {
+            let index = (large.pages >> (12 + 9 * (level - 1))) & 0x1ff;
+            table = large.entry(table, index) & ADDRESS;
+        }
+        let index = (large.pages >> 21) & 0x1ff;
+        large.set_entry(table, index, (64 * MIB) | LARGE | TABLE);
+        let why = large.check().unwrap_err();
+        assert!(
+            why.contains("not the chunk its address space backs it with"),
+            "{why}"
+        );
     }
 
     #[test]
