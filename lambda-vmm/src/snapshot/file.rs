@@ -12,12 +12,12 @@
 //! ...     ...   the stored memory: the bytes of each stored range, in the state's order
 //! ```
 //!
-//! A file is refused, before anything of it is used, when it is not a snapshot (magic), was
-//! written by another format version, fails its CRC, does not decode, names memory outside
-//! the function's, or holds less or more memory than its state says, or its page tables reach
-//! beyond what the VMM's own can or its frame pool does not hold together
-//! (`SavedSpace::check`). Its function's code is
-//! read again and must be the code the snapshot was taken of (length and CRC-32 agree).
+//! A file is refused, before anything of it is used, when it is not a regular file or not a
+//! snapshot (magic), was written by another format version, fails its CRC, does not decode,
+//! names memory outside the function's, holds less or more memory than its state says, or
+//! its page tables reach beyond what the VMM's own can or its frame pool does not hold
+//! together (`SavedSpace::check`). Its function's code is read again and must be the code
+//! the snapshot was taken of (length and CRC-32 agree).
 
 use std::fs::File;
 use std::io::{Read, Write};
