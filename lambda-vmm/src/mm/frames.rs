@@ -10,12 +10,8 @@
 
 use std::collections::BTreeSet;
 
+use super::host_size;
 use super::layout::{CHUNK, PAGE};
-
-/// A word index of a chunk's bitmap as a host index (at most [`BITMAP_WORDS`]).
-fn host_index(word: u64) -> usize {
-    usize::try_from(word).unwrap_or(usize::MAX)
-}
 
 /// Frames in a chunk.
 const FRAMES_PER_CHUNK: u64 = CHUNK / PAGE;
@@ -250,7 +246,7 @@ impl FramePool {
                         n.saturating_add(u64::from(word.count_ones()))
                     });
                     let past_end = (frames..FRAMES_PER_CHUNK).any(|frame| {
-                        used.get(host_index(frame / 64))
+                        used.get(host_size(frame / 64))
                             .is_some_and(|word| word >> (frame % 64) & 1 != 0)
                     });
                     if set != u64::from(*count) || past_end {
@@ -290,7 +286,7 @@ impl FramePool {
             return false;
         };
         let frame = addr.saturating_sub(self.address(chunk)) / PAGE;
-        used.get(host_index(frame / 64))
+        used.get(host_size(frame / 64))
             .is_some_and(|word| word >> (frame % 64) & 1 != 0)
     }
 

@@ -37,7 +37,7 @@ pub const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 const TABLE: u64 = PRESENT | WRITABLE | USER | ACCESSED;
 
 /// Bytes in a table, as a host size.
-const TABLE_BYTES: usize = 4096;
+pub(super) const TABLE_BYTES: usize = 4096;
 
 /// Where the entry for `va` lies in the table at `table`, at `level` (4 = PML4 ... 1 = page
 /// table): 9 bits of the address per level above the 12 of the page offset.
@@ -51,6 +51,11 @@ fn entry_at(table: u64, va: u64, level: usize) -> u64 {
 fn read_table(physical: &PhysicalMemory, table: u64) -> [u64; 512] {
     let mut bytes = [0u8; TABLE_BYTES];
     physical.read(table, &mut bytes);
+    table_entries(&bytes)
+}
+
+/// The 512 entries a table's bytes hold (little-endian words).
+pub(super) fn table_entries(bytes: &[u8; TABLE_BYTES]) -> [u64; 512] {
     let mut entries = [0u64; 512];
     for (entry, word) in entries.iter_mut().zip(bytes.chunks_exact(8)) {
         *entry = word.try_into().map_or(0, u64::from_le_bytes);

@@ -9,13 +9,10 @@
 use std::collections::BTreeSet;
 
 use super::layout::{CHUNK, PAGE};
-use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, USER};
+use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, TABLE_BYTES, USER, table_entries};
 use super::physical::{KERNEL_BASE, KERNEL_SIZE, USER_BASE};
 use super::space::Backing;
 use super::{KERNEL_TABLE_PAGES, SavedSpace, host_size};
-
-/// Bytes in a table.
-const TABLE_BYTES: usize = 4096;
 
 impl SavedSpace {
     /// Checks that the frame pool is one the VMM could have kept
@@ -80,9 +77,8 @@ impl SavedSpace {
                     format!("page tables cannot be read at {table:#x}: {error}")
                 })?;
             }
-            for (index, word) in (0u64..).zip(bytes.chunks_exact(8)) {
+            for (index, entry) in (0u64..).zip(table_entries(&bytes)) {
                 let va = base.saturating_add(index.saturating_mul(span));
-                let entry = word.try_into().map_or(0, u64::from_le_bytes);
                 // Bit 7 is the page size in a directory entry, PAT in a page-table entry.
                 let large = level == 2 && entry & LARGE != 0;
                 if entry & PRESENT == 0 && !(entry & KEPT != 0 && (level == 1 || large)) {
@@ -203,6 +199,8 @@ pub mod ground {
         /// The kernel area's four tables, then the program's down to the page table of
         /// `pages`.
         pub tables: Vec<u64>,
+        /// The page directory whose entry maps the 2 MiB stretch of `pages`.
+        pub directory: u64,
     }
 
     impl Saved {
@@ -228,9 +226,13 @@ pub mod ground {
                 saved,
                 pages,
                 tables: (0..4).map(|n| KERNEL_BASE + n * PAGE).collect(),
+                directory: 0,
             };
             let mut table = KERNEL_BASE;
             for level in (2..=4).rev() {
+                if level == 2 {
+                    ground.directory = table;
+                }
                 let index = (pages >> (12 + 9 * (level - 1))) & 0x1ff;
                 table = ground.entry(table, index) & ADDRESS;
                 if !ground.tables.contains(&table) {
@@ -485,13 +487,8 @@ mod tests {
     #[test]
     fn a_2_mib_page_over_a_stretch_of_small_pages_is_refused() {
         let mut large = saved();
-        let mut table = KERNEL_BASE;
-        for level in [4, 3] {
-            let index = (large.pages >> (12 + 9 * (level - 1))) & 0x1ff;
-            table = large.entry(table, index) & ADDRESS;
-        }
         let index = (large.pages >> 21) & 0x1ff;
-        large.set_entry(table, index, (64 * MIB) | LARGE | TABLE);
+        large.set_entry(large.directory, index, (64 * MIB) | LARGE | TABLE);
         let why = large.check().unwrap_err();
         assert!(
             why.contains("not the chunk its address space backs it with"),
