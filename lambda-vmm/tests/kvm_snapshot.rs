@@ -305,6 +305,28 @@ fn snapshot_files_load_back_and_damaged_ones_are_refused() {
             && why.contains("outside the function's memory")),
         "{error}"
     );
+    // Kernel state that a checksum holds over but the VMM could not have made.
+    // The state is postcard: an integer is a varint, a byte string its length and bytes.
+    let forged = |change: &dyn Fn(&mut [u8])| {
+        let mut forged = good.clone();
+        change(&mut forged[24..state_end]);
+        let checksum = crc32fast::hash(&forged[24..]);
+        forged[12..16].copy_from_slice(&checksum.to_le_bytes());
+        refused(&forged)
+    };
+    // `/tmp`'s quota (the function's 512 MB of ephemeral storage, 2^29 bytes) made 32 GiB:
+    // the guest could then fill the host's memory through `/tmp`.
+    let quota = [0x80, 0x80, 0x80, 0x80, 0x02];
+    let error = forged(&|state| {
+        let mut places = (0..state.len() - 5).filter(|&at| state[at..at + 5] == quota);
+        let at = places.next().expect("the /tmp quota");
+        assert_eq!(places.next(), None, "one place holds 2^29");
+        state[at..at + 5].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x7f]);
+    });
+    assert!(
+        matches!(&error, SnapshotError::Corrupt(why) if why.contains("/tmp quota is 34359738367")),
+        "{error}"
+    );
     // Another format version, another kind of file, an empty file.
     let written = u32::from_le_bytes(good[8..12].try_into().unwrap());
     let mut newer = good.clone();

@@ -2,7 +2,7 @@
 
 use lambda_core::FunctionConfig;
 
-use crate::kernel::vfs::FileSystem;
+use crate::kernel::vfs::{FileSystem, tmp_quota};
 use crate::program::CodePackage;
 
 /// `/var/task` from the package, `/opt` from its layers, `/tmp` as large as the function's
@@ -11,7 +11,7 @@ pub(super) fn guest_file_system(package: &CodePackage, config: &FunctionConfig) 
     FileSystem::new(
         &package.files,
         &package.layers,
-        u64::from(config.ephemeral_storage_mb) << 20,
+        tmp_quota(config.ephemeral_storage_mb),
         package.base_image.clone(),
     )
 }

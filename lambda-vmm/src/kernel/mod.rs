@@ -337,6 +337,15 @@ impl Kernel {
         self.fs.set_image(image);
     }
 
+    /// Checks a kernel read from a snapshot file against the function's configuration
+    /// `config`, where what it holds would otherwise lift a limit for the environment's
+    /// life (see [`vfs::FileSystem::check`]). Says what is wrong.
+    pub fn check(&self, config: &lambda_core::FunctionConfig) -> Result<(), String> {
+        self.fs
+            .check(vfs::tmp_quota(config.ephemeral_storage_mb))
+            .map_err(|why| format!("filesystem: {why}"))
+    }
+
     /// A copy of this kernel for an environment restored from a snapshot of it: the same
     /// descriptors, files, threads, signals, futexes and Runtime API state; a new log and
     /// counters, and a clock that goes on from the snapshot's (its monotonic time has moved

@@ -30,6 +30,11 @@ pub const PATH_MAX: usize = 4096;
 /// Longest name of one path component (Linux's `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
 
+/// Bytes `/tmp` may hold for a function with `ephemeral_storage_mb` of ephemeral storage.
+pub fn tmp_quota(ephemeral_storage_mb: u32) -> u64 {
+    u64::from(ephemeral_storage_mb) << 20
+}
+
 /// File contents: shared read-only code, or a private writable buffer.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Contents {
@@ -606,6 +611,93 @@ impl FileSystem {
     pub fn tmp_used(&self) -> u64 {
         self.tmp_used
     }
+
+    /// Checks a filesystem read from a snapshot file against what this module's own methods
+    /// could have made for a function whose `/tmp` may hold `tmp_quota` bytes: the quota
+    /// itself, paths in normal form under an existing directory, only `/tmp` writable and
+    /// holding the environment's own bytes, inode numbers unique and below the next one,
+    /// and `/tmp`'s books (bytes, entries, name bytes) equal to what it holds and within
+    /// their limits. A forged quota or books would let the guest hold more of the host's
+    /// memory than its ephemeral storage. Says what is wrong.
+    pub fn check(&self, tmp_quota: u64) -> Result<(), String> {
+        if self.tmp_quota != tmp_quota {
+            return Err(format!(
+                "its /tmp quota is {} bytes where the function's ephemeral storage is {tmp_quota}",
+                self.tmp_quota
+            ));
+        }
+        for dir in ["/", "/var", TASK_ROOT, OPT_ROOT, TMP_ROOT] {
+            if !matches!(
+                self.entries.get(dir),
+                Some(Entry {
+                    node: Node::Directory,
+                    ..
+                })
+            ) {
+                return Err(format!("it has no directory {dir}"));
+            }
+        }
+        let (mut used, mut entries, mut name_bytes) = (0u64, 0usize, 0usize);
+        let mut inodes = std::collections::BTreeSet::new();
+        for (path, entry) in &self.entries {
+            if normalize("/", path.as_bytes()).as_deref() != Ok(path.as_str()) {
+                return Err(format!("it holds a path not in normal form ({path:?})"));
+            }
+            if path != "/"
+                && !matches!(
+                    self.entries.get(parent_of(path)),
+                    Some(Entry {
+                        node: Node::Directory,
+                        ..
+                    })
+                )
+            {
+                return Err(format!("{path} is not in a directory it holds"));
+            }
+            let own = is_under_tmp(path);
+            if entry.writable != (own || path == TMP_ROOT) {
+                return Err(format!(
+                    "{path} is writable where Lambda's is not, or not where it is"
+                ));
+            }
+            if let Node::File(contents) = &entry.node {
+                match (contents, own) {
+                    (Contents::Owned(bytes), true) => {
+                        used = used.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+                    }
+                    (Contents::Shared(_), false) => {}
+                    _ => {
+                        return Err(format!(
+                            "{path} holds bytes of the wrong kind for its place"
+                        ));
+                    }
+                }
+            }
+            if own {
+                entries = entries.saturating_add(1);
+                name_bytes = name_bytes.saturating_add(path.len());
+            }
+            if entry.inode >= self.next_inode || !inodes.insert(entry.inode) {
+                return Err(format!(
+                    "{path}'s inode number is reused or not yet handed out"
+                ));
+            }
+        }
+        if (used, entries, name_bytes) != (self.tmp_used, self.tmp_entries, self.tmp_name_bytes) {
+            return Err(format!(
+                "its /tmp books ({} bytes, {} entries, {} name bytes) are not what /tmp holds \
+                 ({used}, {entries}, {name_bytes})",
+                self.tmp_used, self.tmp_entries, self.tmp_name_bytes
+            ));
+        }
+        if used > tmp_quota || entries > MAX_TMP_ENTRIES || name_bytes > MAX_TMP_NAME_BYTES {
+            return Err(format!(
+                "its /tmp holds more than a function may ({used} bytes, {entries} entries, \
+                 {name_bytes} name bytes)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -666,6 +758,7 @@ mod tests {
         fs.rename("/tmp/b", "/tmp/c", RenameFlags::default())
             .unwrap();
         assert_eq!(fs.read_at("/tmp/c", 0, 100).unwrap().len(), 10);
+        fs.check(100).unwrap();
     }
 
     #[test]
@@ -760,6 +853,8 @@ mod tests {
         );
         assert_eq!(RenameFlags::from_bits(4), Err(Errno(libc::EINVAL)));
         assert_eq!(RenameFlags::from_bits(3), Err(Errno(libc::EINVAL)));
+        // What these calls made is what a snapshot file may hold.
+        fs.check(100).unwrap();
         // The books still balance: removing everything frees every slot and name byte.
         for path in ["/tmp/g/b/f", "/tmp/empty/x", "/tmp/z"] {
             fs.remove(path, false).unwrap();
@@ -780,5 +875,66 @@ mod tests {
         assert_eq!(fs.mkdir("/tmp/dir"), Err(Errno(libc::ENOSPC)));
         fs.remove("/tmp/0", false).unwrap();
         fs.mkdir("/tmp/dir").unwrap();
+    }
+
+    #[test]
+    fn forged_filesystems_are_refused() {
+        let mut good = fs();
+        good.mkdir("/tmp/d").unwrap();
+        good.create_file("/tmp/d/f").unwrap();
+        good.write_at("/tmp/d/f", 0, b"twelve bytes").unwrap();
+        good.check(100).unwrap();
+        let refused = |forge: &dyn Fn(&mut FileSystem), because: &str| {
+            let mut forged = good.clone();
+            forge(&mut forged);
+            let why = forged.check(100).expect_err(because);
+            assert!(why.contains(because), "{why}");
+        };
+        // A quota other than the function's, or books that make room the quota does not.
+        refused(&|fs| fs.tmp_quota = u64::MAX, "quota");
+        assert!(good.check(200).is_err());
+        refused(&|fs| fs.tmp_used = 0, "books");
+        refused(&|fs| fs.tmp_entries = 0, "books");
+        refused(&|fs| fs.tmp_name_bytes = 0, "books");
+        // Over the limits with books to match.
+        refused(
+            &|fs| {
+                let file = fs.owned_file("/tmp/d/f").unwrap();
+                file.resize(101, 0);
+                fs.tmp_used = 101;
+            },
+            "more than a function may",
+        );
+        // A tree that does not hold together.
+        refused(
+            &|fs| drop(fs.entries.remove("/tmp/d")),
+            "not in a directory",
+        );
+        refused(&|fs| drop(fs.entries.remove("/tmp")), "no directory /tmp");
+        refused(
+            &|fs| {
+                let entry = fs.entries.remove("/tmp/d/f").unwrap();
+                fs.entries.insert("/tmp/d/./f".into(), entry);
+            },
+            "normal form",
+        );
+        // Code made writable, or the environment's own bytes outside /tmp.
+        refused(
+            &|fs| fs.entries.get_mut("/var/task/bootstrap").unwrap().writable = true,
+            "writable",
+        );
+        refused(
+            &|fs| {
+                let entry = fs.entries.get_mut("/var/task/bootstrap").unwrap();
+                entry.node = Node::File(Contents::Owned(vec![0; 4]));
+            },
+            "wrong kind",
+        );
+        // Inode numbers that a new entry would repeat.
+        refused(&|fs| fs.next_inode = 2, "inode");
+        refused(
+            &|fs| fs.entries.get_mut("/tmp/d").unwrap().inode = 1,
+            "inode",
+        );
     }
 }

@@ -14,10 +14,12 @@
 //!
 //! A file is refused, before anything of it is used, when it is not a regular file or not a
 //! snapshot (magic), was written by another format version, fails its CRC, does not decode,
-//! names memory outside the function's, holds less or more memory than its state says, or
-//! its page tables reach beyond what the VMM's own can or its frame pool does not hold
-//! together (`SavedSpace::check`). Its function's code is read again and must be the code
-//! the snapshot was taken of (length and CRC-32 agree).
+//! names memory outside the function's, holds less or more memory than its state says, its
+//! page tables reach beyond what the VMM's own can or its frame pool does not hold together
+//! (`SavedSpace::check`), or its filesystem does not (`Kernel::check`: a forged `/tmp`
+//! quota or books would let the guest hold more host memory than its ephemeral storage).
+//! Its function's code is read again and must be the code the snapshot was taken of (length
+//! and CRC-32 agree).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -203,6 +205,11 @@ pub(crate) fn read(
             config.code.path().display()
         )));
     }
+    state
+        .machine
+        .kernel
+        .check(&config)
+        .map_err(|why| corrupt(format!("its kernel state does not hold together: {why}")))?;
     let (image, package) = load_code(&config)?;
     let mut machine = state.machine;
     machine.kernel.attach_base_image(package.base_image.clone());
