@@ -305,7 +305,7 @@ fn snapshot_files_load_back_and_damaged_ones_are_refused() {
             && why.contains("outside the function's memory")),
         "{error}"
     );
-    // Kernel state that a checksum holds over but the VMM could not have made.
+    // Kernel state and threads that a checksum holds over but the VMM could not have made.
     // The state is postcard: an integer is a varint, a byte string its length and bytes.
     let forged = |change: &dyn Fn(&mut [u8])| {
         let mut forged = good.clone();
@@ -325,6 +325,28 @@ fn snapshot_files_load_back_and_damaged_ones_are_refused() {
     });
     assert!(
         matches!(&error, SnapshotError::Corrupt(why) if why.contains("/tmp quota is 34359738367")),
+        "{error}"
+    );
+    // The thread's saved FPU state (written as 1 for `Some`, the length 4,096 as 0x80 0x20,
+    // the XSAVE region) with a reserved byte of its header set: KVM_SET_XSAVE refuses it,
+    // which failed the first environment restored from such a file.
+    let error = forged(&|state| {
+        let region = (0..state.len() - 4099)
+            .rev()
+            .find(|&at| {
+                let region = &state[at + 3..at + 4099];
+                state[at..at + 3] == [1, 0x80, 0x20]
+                    && region[24..28] == 0x1f80u32.to_le_bytes()
+                    && region[512] & 0b11 != 0
+                    && region[520..576].iter().all(|&byte| byte == 0)
+            })
+            .expect("the thread's FPU state")
+            + 3;
+        state[region + 528] = 1;
+    });
+    assert!(
+        matches!(&error, SnapshotError::Corrupt(why) if why.contains("FPU state")
+            && why.contains("standard form")),
         "{error}"
     );
     // Another format version, another kind of file, an empty file.

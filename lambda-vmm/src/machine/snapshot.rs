@@ -124,6 +124,14 @@ pub struct OwnedMachineState {
     pub memory_bytes: u64,
 }
 
+impl OwnedMachineState {
+    /// Checks the threads read from a snapshot file, for a vCPU whose KVM supports the state
+    /// components `supported_xcr0` (see `Tasks::check`). Says what is wrong.
+    pub fn check_threads(&self, supported_xcr0: u64) -> Result<(), String> {
+        self.tasks.check(supported_xcr0)
+    }
+}
+
 impl Machine {
     /// Runs until no thread can run (every one waits in a call), the program ends, or
     /// `deadline` passes; `Ok(())` if it went quiescent.

@@ -170,6 +170,34 @@ impl Tasks {
             .collect()
     }
 
+    /// Checks threads read from a snapshot file, for a vCPU whose KVM supports the state
+    /// components `supported_xcr0`: there is one at least, each waits in a call (a snapshot
+    /// is taken only so), each FS base is canonical, and each saved FPU state is one KVM
+    /// loads ([`crate::vm::xsave::check`]). Says what is wrong.
+    pub fn check(&self, supported_xcr0: u64) -> Result<(), String> {
+        if self.tasks.is_empty() {
+            return Err("it has no thread".into());
+        }
+        for (tid, task) in &self.tasks {
+            if !matches!(task.state, TaskState::Blocked { .. }) {
+                return Err(format!("thread {tid} is not waiting in a call"));
+            }
+            // Canonical: bits 63 to 47 all equal.
+            let top = task.fs_base >> 47;
+            if top != 0 && top != (1 << 17) - 1 {
+                return Err(format!(
+                    "thread {tid}'s FS base {:#x} is not a canonical address",
+                    task.fs_base
+                ));
+            }
+            if let Some(fpu) = &task.fpu {
+                crate::vm::xsave::check(&crate::vm::vcpu::xsave_bytes(fpu), supported_xcr0)
+                    .map_err(|why| format!("thread {tid}'s FPU state {why}"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The earliest time a blocked thread wants its call retried.
     pub fn next_wake(&self) -> Option<Instant> {
         self.tasks
@@ -179,5 +207,64 @@ impl Tasks {
                 _ => None,
             })
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads 1 and 2 waiting in `read`, thread 2 with its FPU state saved.
+    fn waiting() -> Tasks {
+        let mut tasks = Tasks::only(1, 0, 0x7f00_0000_0000);
+        let blocked = || TaskState::Blocked {
+            regs: UserRegs::default(),
+            call: SyscallArgs::default(),
+            wake: None,
+        };
+        tasks.set_off_cpu(1, blocked());
+        let mut fpu = Box::<kvm_xsave>::default();
+        fpu.region[6] = 0x1f80; // MXCSR
+        fpu.region[128] = 0b111; // XSTATE_BV: x87, SSE, AVX
+        tasks.add(
+            2,
+            Task {
+                fs_base: 0xffff_8000_0000_0000,
+                fpu: Some(fpu),
+                state: blocked(),
+            },
+        );
+        tasks
+    }
+
+    #[test]
+    fn threads_a_snapshot_could_not_hold_are_refused() {
+        waiting().check(0b111).unwrap();
+        let refused = |forge: &dyn Fn(&mut Tasks), because: &str| {
+            let mut forged = waiting();
+            forge(&mut forged);
+            let why = forged.check(0b111).expect_err(because);
+            assert!(why.contains(because), "{why}");
+        };
+        refused(&|tasks| tasks.set_running(2, 0), "thread 2 is not waiting");
+        refused(
+            &|tasks| tasks.set_off_cpu(1, TaskState::Ready(UserRegs::default())),
+            "thread 1 is not waiting",
+        );
+        refused(
+            &|tasks| tasks.get_mut(1).unwrap().fs_base = 1 << 47,
+            "not a canonical address",
+        );
+        refused(
+            &|tasks| tasks.get_mut(2).unwrap().fpu.as_mut().unwrap().region[128] = 0b1000,
+            "thread 2's FPU state holds components 0x8",
+        );
+        refused(
+            &|tasks| {
+                tasks.remove(1);
+                tasks.remove(2);
+            },
+            "no thread",
+        );
     }
 }

@@ -17,8 +17,9 @@
 //! names memory outside the function's, holds less or more memory than its state says, its
 //! page tables reach beyond what the VMM's own can or its frame pool does not hold together
 //! (`SavedSpace::check`), or its filesystem does not (`Kernel::check`: a forged `/tmp`
-//! quota or books would let the guest hold more host memory than its ephemeral storage).
-//! Its function's code is read again and must be the code the snapshot was taken of (length
+//! quota or books would let the guest hold more host memory than its ephemeral storage),
+//! or its threads are not all waiting in a call, or one's FS base or FPU state is one KVM
+//! would refuse (`Tasks::check`, `vm::xsave::check`). Its function's code is read again and must be the code the snapshot was taken of (length
 //! and CRC-32 agree).
 
 use std::fs::File;
@@ -210,6 +211,12 @@ pub(crate) fn read(
         .kernel
         .check(&config)
         .map_err(|why| corrupt(format!("its kernel state does not hold together: {why}")))?;
+    let kvm = crate::vm::kvm::context()
+        .map_err(|why| SnapshotError::Vm(crate::vm::VmError::Unavailable(why)))?;
+    state
+        .machine
+        .check_threads(kvm.supported_xcr0())
+        .map_err(|why| corrupt(format!("its threads: {why}")))?;
     let (image, package) = load_code(&config)?;
     let mut machine = state.machine;
     machine.kernel.attach_base_image(package.base_image.clone());

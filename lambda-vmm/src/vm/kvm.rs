@@ -15,6 +15,20 @@ pub struct KvmContext {
     pub hwcap: u64,
 }
 
+impl KvmContext {
+    /// The XSAVE state components KVM supports (CPUID leaf 0xD, subleaf 0: EDX:EAX), which
+    /// bounds what a thread's saved FPU state may hold.
+    pub fn supported_xcr0(&self) -> u64 {
+        self.cpuid
+            .as_slice()
+            .iter()
+            .find(|entry| entry.function == 0xd && entry.index == 0)
+            .map_or(0, |entry| {
+                u64::from(entry.eax) | (u64::from(entry.edx) << 32)
+            })
+    }
+}
+
 /// Why KVM cannot be used on this host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KvmUnavailable {

@@ -11,6 +11,7 @@ mod shadow;
 pub mod spare;
 pub mod teardown;
 pub mod vcpu;
+pub mod xsave;
 
 pub use crate::mm::physical::AllocError;
 pub use error::VmError;
