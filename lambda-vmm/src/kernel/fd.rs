@@ -314,6 +314,48 @@ impl FdTable {
         self.close_on_exec.iter().copied().collect()
     }
 
+    /// Checks a table read from a snapshot file against what its own methods could have
+    /// made: at most [`MAX_FDS`] descriptors, each naming an open description that counts
+    /// exactly the descriptors naming it, open-description ids below the next one handed
+    /// out, and `FD_CLOEXEC` only on open descriptors. Says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if self.slots.len() > MAX_FDS {
+            return Err(format!(
+                "{} descriptor slots, over {MAX_FDS}",
+                self.slots.len()
+            ));
+        }
+        let mut named = std::collections::BTreeMap::<u64, usize>::new();
+        for (fd, id) in self.slots.iter().enumerate() {
+            let Some(id) = id else { continue };
+            if !self.descriptions.contains_key(id) {
+                return Err(format!("descriptor {fd} names no open description"));
+            }
+            let count = named.entry(*id).or_default();
+            *count = count.saturating_add(1);
+        }
+        for (id, (_, count)) in &self.descriptions {
+            if named.get(id) != Some(count) {
+                return Err(format!(
+                    "open description {id} counts {count} descriptors where {} name it",
+                    named.get(id).copied().unwrap_or(0)
+                ));
+            }
+            if *id >= self.next_description {
+                return Err(format!(
+                    "open description {id} has an id not yet handed out"
+                ));
+            }
+        }
+        let open = self.open_fds();
+        if let Some(fd) = self.close_on_exec.iter().find(|fd| !open.contains(fd)) {
+            return Err(format!(
+                "descriptor {fd} is closed but marked close-on-exec"
+            ));
+        }
+        Ok(())
+    }
+
     /// Every open descriptor number.
     pub fn open_fds(&self) -> Vec<u64> {
         self.slots
@@ -348,5 +390,35 @@ mod tests {
         while table.insert(Descriptor::new(Object::Stdin)).is_ok() {}
         assert_eq!(table.open_fds().len(), MAX_FDS);
         assert_eq!(table.get(u64::MAX).unwrap_err(), Errno(libc::EBADF));
+    }
+
+    #[test]
+    fn tables_its_methods_could_not_make_are_refused() {
+        let mut good = FdTable::with_stdio();
+        let fd = good.insert(Descriptor::new(Object::Stdin)).unwrap();
+        good.dup(fd, 10).unwrap();
+        good.set_cloexec(fd, true);
+        good.remove(1).unwrap();
+        good.check().unwrap();
+        let refused = |forge: &dyn Fn(&mut FdTable), because: &str| {
+            let mut forged = good.clone();
+            forge(&mut forged);
+            let why = forged.check().expect_err(because);
+            assert!(why.contains(because), "{why}");
+        };
+        refused(&|table| table.slots.resize(MAX_FDS + 1, None), "slots");
+        refused(
+            &|table| drop(table.descriptions.remove(&0)),
+            "descriptor 0 names no open description",
+        );
+        refused(
+            &|table| table.descriptions.get_mut(&3).unwrap().1 = 1,
+            "counts 1 descriptors where 2 name it",
+        );
+        refused(&|table| table.next_description = 3, "not yet handed out");
+        refused(
+            &|table| table.set_cloexec(1, true),
+            "descriptor 1 is closed",
+        );
     }
 }

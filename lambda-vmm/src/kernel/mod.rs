@@ -338,12 +338,16 @@ impl Kernel {
     }
 
     /// Checks a kernel read from a snapshot file against the function's configuration
-    /// `config`, where what it holds would otherwise lift a limit for the environment's
-    /// life (see [`vfs::FileSystem::check`]). Says what is wrong.
+    /// `config`: its filesystem, where what it holds would otherwise lift a limit for the
+    /// environment's life (see [`vfs::FileSystem::check`]), and its descriptor table
+    /// ([`fd::FdTable::check`]). Says what is wrong.
     pub fn check(&self, config: &lambda_core::FunctionConfig) -> Result<(), String> {
         self.fs
             .check(vfs::tmp_quota(config.ephemeral_storage_mb))
-            .map_err(|why| format!("filesystem: {why}"))
+            .map_err(|why| format!("filesystem: {why}"))?;
+        self.fds
+            .check()
+            .map_err(|why| format!("descriptor table: {why}"))
     }
 
     /// A copy of this kernel for an environment restored from a snapshot of it: the same
