@@ -17,7 +17,12 @@ use lambda_vmm::{MicroVmBackend, Snapshot, SnapshotError};
 /// reported as the plain backend reports it; one that cannot be snapshotted otherwise is a
 /// test failure.
 ///
-/// [`Restoring::warmed`] restores from machines restored ahead and warmed instead.
+/// Each snapshot goes through a file first (written, then loaded back), unless the program
+/// replaced itself with `execve` (such a snapshot cannot be written): so every scenario also
+/// shows that a file of it loads and passes the load's checks.
+///
+/// [`Restoring::warmed`] restores from machines restored ahead and warmed instead, from the
+/// snapshot as taken.
 pub struct Restoring {
     backend: MicroVmBackend,
     snapshots: Mutex<HashMap<String, Snapshot>>,
@@ -25,6 +30,9 @@ pub struct Restoring {
     warm: bool,
     warmed: AtomicUsize,
 }
+
+/// Snapshot files written so far by this test process (for their names: tests run at once).
+static FILES: AtomicUsize = AtomicUsize::new(0);
 
 impl Restoring {
     pub fn new(backend: MicroVmBackend) -> Restoring {
@@ -58,6 +66,32 @@ impl Restoring {
         self.warmed.load(Ordering::Relaxed)
     }
 
+    /// `snapshot` written to a file and loaded back (or as it is, if it cannot be written
+    /// because its program replaced itself).
+    fn through_a_file(&self, snapshot: Snapshot) -> Snapshot {
+        let path = std::env::temp_dir().join(format!(
+            "lambda-snapshotting-{}-{}.snap",
+            std::process::id(),
+            FILES.fetch_add(1, Ordering::Relaxed)
+        ));
+        match snapshot.write_to(&path) {
+            Ok(()) => {}
+            Err(SnapshotError::Replaced(_)) => return snapshot,
+            Err(error) => panic!(
+                "{}: cannot write its snapshot: {error}",
+                snapshot.config().name
+            ),
+        }
+        let loaded = self.backend.load_snapshot(&path);
+        std::fs::remove_file(&path).expect("remove the snapshot file");
+        loaded.unwrap_or_else(|error| {
+            panic!(
+                "{}: its snapshot file is refused: {error}",
+                snapshot.config().name
+            )
+        })
+    }
+
     fn teach(&self, snapshot: &Snapshot) {
         let mut teacher = self.backend.restore(snapshot).expect("restore a teacher");
         let _ = teacher.invoke(Invocation::new(b"{}".to_vec()));
@@ -85,9 +119,12 @@ impl Backend for Restoring {
             Some(snapshot) => snapshot,
             None => match self.backend.snapshot(config) {
                 Ok(snapshot) => {
-                    if self.warm {
+                    let snapshot = if self.warm {
                         self.teach(&snapshot);
-                    }
+                        snapshot
+                    } else {
+                        self.through_a_file(snapshot)
+                    };
                     self.snapshots.lock().unwrap().insert(key, snapshot.clone());
                     snapshot
                 }
