@@ -1,6 +1,6 @@
 //! Environments restored from snapshots taken after Init: they answer as warm ones do (the
-//! lifecycle scenarios, run on a backend whose every environment is restored), and they
-//! share nothing they write.
+//! lifecycle scenarios, run on a backend whose every environment is restored, from a
+//! snapshot file written and loaded back), and they share nothing they write.
 
 mod kvm_gate;
 mod scenarios;
