@@ -339,15 +339,17 @@ impl Kernel {
 
     /// Checks a kernel read from a snapshot file against the function's configuration
     /// `config`: its filesystem, where what it holds would otherwise lift a limit for the
-    /// environment's life (see [`vfs::FileSystem::check`]), and its descriptor table
-    /// ([`fd::FdTable::check`]). Says what is wrong.
+    /// environment's life (see [`vfs::FileSystem::check`]), its descriptor table
+    /// ([`fd::FdTable::check`]) and its pipes (`Pipes::check`: a forged count of the bytes
+    /// they hold would lift their limit). Says what is wrong.
     pub fn check(&self, config: &lambda_core::FunctionConfig) -> Result<(), String> {
         self.fs
             .check(vfs::tmp_quota(config.ephemeral_storage_mb))
             .map_err(|why| format!("filesystem: {why}"))?;
         self.fds
             .check()
-            .map_err(|why| format!("descriptor table: {why}"))
+            .map_err(|why| format!("descriptor table: {why}"))?;
+        self.pipes.check().map_err(|why| format!("pipes: {why}"))
     }
 
     /// A copy of this kernel for an environment restored from a snapshot of it: the same

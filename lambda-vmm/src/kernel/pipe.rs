@@ -96,6 +96,30 @@ impl Pipes {
             .min(PIPE_BYTES_MAX.saturating_sub(self.buffered))
     }
 
+    /// Checks pipes read from a snapshot file against what these methods could have made:
+    /// ids below the next one handed out, an end of each open (a pipe with neither is gone),
+    /// and the count of bytes buffered in all of them (what bounds them together) equal to
+    /// what they hold and within [`PIPE_BYTES_MAX`]. Says what is wrong.
+    pub(super) fn check(&self) -> Result<(), String> {
+        let mut held = 0usize;
+        for (id, pipe) in &self.pipes {
+            if *id >= self.next_id {
+                return Err(format!("pipe {id} has an id not yet handed out"));
+            }
+            if pipe.readers == 0 && pipe.writers == 0 {
+                return Err(format!("pipe {id} has no end open"));
+            }
+            held = held.saturating_add(pipe.buffer.len());
+        }
+        if held != self.buffered || held > PIPE_BYTES_MAX {
+            return Err(format!(
+                "pipes holding {held} bytes count {} (at most {PIPE_BYTES_MAX})",
+                self.buffered
+            ));
+        }
+        Ok(())
+    }
+
     /// A new pipe with no end open yet; its id.
     pub(super) fn make(&mut self) -> u64 {
         let id = self.next_id;
@@ -281,5 +305,50 @@ impl Kernel {
             done = done.saturating_add(step);
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipes_these_methods_could_not_make_are_refused() {
+        let mut good = Pipes::default();
+        let id = good.make();
+        good.open(PipeEnd { id, write: false });
+        good.open(PipeEnd { id, write: true });
+        if let Some(pipe) = good.pipes.get_mut(&id) {
+            pipe.buffer.extend(b"held");
+        }
+        good.buffered = 4;
+        good.check().unwrap();
+        let refused = |forge: &dyn Fn(&mut Pipes), because: &str| {
+            let mut forged = good.clone();
+            forge(&mut forged);
+            let why = forged.check().expect_err(because);
+            assert!(why.contains(because), "{why}");
+        };
+        // Room the limit on all pipes together would not give.
+        refused(&|pipes| pipes.buffered = 0, "pipes holding 4 bytes count 0");
+        refused(
+            &|pipes| {
+                let pipe = pipes.pipes.get_mut(&0).unwrap();
+                pipe.buffer.resize(PIPE_BYTES_MAX + 1, 0);
+                pipes.buffered = PIPE_BYTES_MAX + 1;
+            },
+            "at most",
+        );
+        refused(&|pipes| pipes.next_id = 0, "not yet handed out");
+        refused(
+            &|pipes| {
+                pipes.close(PipeEnd {
+                    id: 0,
+                    write: false,
+                });
+                pipes.pipes.get_mut(&0).unwrap().writers = 0;
+            },
+            "no end open",
+        );
     }
 }

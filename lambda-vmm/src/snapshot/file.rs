@@ -16,9 +16,9 @@
 //! snapshot (magic), was written by another format version, fails its CRC, does not decode,
 //! names memory outside the function's, holds less or more memory than its state says, its
 //! page tables reach beyond what the VMM's own can or its frame pool does not hold together
-//! (`SavedSpace::check`), or its filesystem or descriptor table does not (`Kernel::check`:
-//! a forged `/tmp` quota or books would let the guest hold more host memory than its
-//! ephemeral storage),
+//! (`SavedSpace::check`), or its filesystem, descriptor table or pipes do not
+//! (`Kernel::check`: a forged `/tmp` quota or books would let the guest hold more host
+//! memory than its ephemeral storage),
 //! or its threads are not all waiting in a call, or one's FS base or FPU state is one KVM
 //! would refuse (`Tasks::check`, `vm::xsave::check`). Its function's code is read again and must be the code the snapshot was taken of (length
 //! and CRC-32 agree).
