@@ -50,6 +50,7 @@ pub use files::PROGRAM_PATH;
 pub use fork::ChildEnd;
 pub use names::name as syscall_name;
 pub use net::RUNTIME_API_ENDPOINT;
+pub use process::FS_BASE_END;
 pub use signals::{AltStack, Delivery, Disposition, SigInfo};
 pub use threads::{MAX_THREADS, NewThread};
 

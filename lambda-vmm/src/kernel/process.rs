@@ -6,6 +6,10 @@ use crate::mm::GuestMemory;
 /// The pid of an environment's first process, and its first thread's tid.
 pub const FIRST_PID: u32 = 1;
 
+/// Where FS bases end: `arch_prctl(ARCH_SET_FS)` refuses one at or above it (Linux's
+/// `TASK_SIZE_MAX`), and `clone`'s TLS stops lower still, so no thread's can lie there.
+pub const FS_BASE_END: u64 = 1 << 47;
+
 const ARCH_SET_GS: u64 = 0x1001;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
@@ -31,7 +35,7 @@ impl Kernel {
     pub(super) fn arch_prctl(&mut self, code: u64, addr: u64) -> SysResult {
         match code {
             ARCH_SET_FS => {
-                if addr >= 1 << 47 {
+                if addr >= FS_BASE_END {
                     return Err(errno(libc::EPERM));
                 }
                 self.pending_step = Some(super::Step::SetFsBase(addr));

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use kvm_bindings::kvm_xsave;
 
+use crate::kernel::FS_BASE_END;
 use crate::vm::vcpu::{SyscallArgs, UserRegs};
 
 /// Where a thread is.
@@ -172,8 +173,8 @@ impl Tasks {
 
     /// Checks threads read from a snapshot file, for a vCPU whose KVM supports the state
     /// components `supported_xcr0`: there is one at least, each waits in a call (a snapshot
-    /// is taken only so), each FS base is canonical, and each saved FPU state is one KVM
-    /// loads ([`crate::vm::xsave::check`]). Says what is wrong.
+    /// is taken only so), each FS base is one the kernel could have set (below
+    /// [`FS_BASE_END`]), and each saved FPU state is one KVM loads ([`crate::vm::xsave::check`]). Says what is wrong.
     pub fn check(&self, supported_xcr0: u64) -> Result<(), String> {
         if self.tasks.is_empty() {
             return Err("it has no thread".into());
@@ -182,11 +183,9 @@ impl Tasks {
             if !matches!(task.state, TaskState::Blocked { .. }) {
                 return Err(format!("thread {tid} is not waiting in a call"));
             }
-            // Canonical: bits 63 to 47 all equal.
-            let top = task.fs_base >> 47;
-            if top != 0 && top != (1 << 17) - 1 {
+            if task.fs_base >= FS_BASE_END {
                 return Err(format!(
-                    "thread {tid}'s FS base {:#x} is not a canonical address",
+                    "thread {tid}'s FS base {:#x} is not a canonical address of the program's",
                     task.fs_base
                 ));
             }
@@ -229,7 +228,7 @@ mod tests {
         tasks.add(
             2,
             Task {
-                fs_base: 0xffff_8000_0000_0000,
+                fs_base: FS_BASE_END - 4096,
                 fpu: Some(fpu),
                 state: blocked(),
             },
@@ -253,6 +252,11 @@ mod tests {
         );
         refused(
             &|tasks| tasks.get_mut(1).unwrap().fs_base = 1 << 47,
+            "not a canonical address",
+        );
+        // Canonical, but in the kernel's half, where no FS base the kernel sets can lie.
+        refused(
+            &|tasks| tasks.get_mut(2).unwrap().fs_base = 0xffff_8000_0000_0000,
             "not a canonical address",
         );
         refused(
