@@ -347,8 +347,11 @@ impl FdTable {
                 ));
             }
         }
-        let open = self.open_fds();
-        if let Some(fd) = self.close_on_exec.iter().find(|fd| !open.contains(fd)) {
+        if let Some(fd) = self
+            .close_on_exec
+            .iter()
+            .find(|&&fd| self.description_of(fd).is_err())
+        {
             return Err(format!(
                 "descriptor {fd} is closed but marked close-on-exec"
             ));

@@ -626,16 +626,16 @@ impl FileSystem {
                 self.tmp_quota
             ));
         }
-        for dir in ["/", "/var", TASK_ROOT, OPT_ROOT, TMP_ROOT] {
-            if !matches!(
-                self.entries.get(dir),
-                Some(Entry {
-                    node: Node::Directory,
-                    ..
-                })
-            ) {
-                return Err(format!("it has no directory {dir}"));
-            }
+        let is_dir = |path: &str| {
+            self.entries
+                .get(path)
+                .is_some_and(|entry| matches!(entry.node, Node::Directory))
+        };
+        if let Some(dir) = ["/", "/var", TASK_ROOT, OPT_ROOT, TMP_ROOT]
+            .into_iter()
+            .find(|dir| !is_dir(dir))
+        {
+            return Err(format!("it has no directory {dir}"));
         }
         let (mut used, mut entries, mut name_bytes) = (0u64, 0usize, 0usize);
         let mut inodes = std::collections::BTreeSet::new();
@@ -643,15 +643,7 @@ impl FileSystem {
             if normalize("/", path.as_bytes()).as_deref() != Ok(path.as_str()) {
                 return Err(format!("it holds a path not in normal form ({path:?})"));
             }
-            if path != "/"
-                && !matches!(
-                    self.entries.get(parent_of(path)),
-                    Some(Entry {
-                        node: Node::Directory,
-                        ..
-                    })
-                )
-            {
+            if path != "/" && !is_dir(parent_of(path)) {
                 return Err(format!("{path} is not in a directory it holds"));
             }
             let own = is_under_tmp(path);
