@@ -70,7 +70,7 @@ impl Connection {
 
     /// The response bytes the client has not read yet.
     pub(super) fn pending(&self) -> &[u8] {
-        &self.output[self.output_read..]
+        self.output.get(self.output_read..).unwrap_or_default()
     }
 
     /// Queues bytes for the client.
@@ -97,10 +97,27 @@ impl Connection {
         }
     }
 
+    /// Checks a connection read back from a snapshot: the bytes marked read are bytes it
+    /// holds (no method marks more), and no streamed response is being read on it (a
+    /// snapshot is taken between invocations). Says what does not hold.
+    pub(super) fn check(&self) -> Result<(), String> {
+        if self.output_read > self.output.len() {
+            return Err(format!(
+                "marks {} bytes of its output read, of {}",
+                self.output_read,
+                self.output.len()
+            ));
+        }
+        if self.stream.is_some() {
+            return Err("is reading a streamed response".into());
+        }
+        Ok(())
+    }
+
     /// Takes all pending output.
     pub(super) fn take(&mut self) -> Vec<u8> {
         let mut output = std::mem::take(&mut self.output);
-        output.drain(..self.output_read);
+        output.drain(..self.output_read.min(output.len()));
         self.output_read = 0;
         output
     }

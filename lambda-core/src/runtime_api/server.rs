@@ -344,6 +344,46 @@ impl RuntimeApi {
         self.events.pop_front()
     }
 
+    /// Checks an API read back from a snapshot (a snapshot file is input the host did not
+    /// make): it is one a snapshot can hold, taken where the runtime waits for its next
+    /// invocation, so past Init with no invocation queued or in flight and no event the host
+    /// has not taken (a forged one would answer the next invocation), with at most
+    /// [`MAX_CONNECTIONS`] connections, each named below the next id to hand out, and each
+    /// connection's output read no further than it holds. Says what does not hold.
+    pub fn check(&self) -> Result<(), String> {
+        if self.phase != Phase::Idle {
+            return Err(format!(
+                "it is in its {:?} phase, not waiting for an invocation",
+                self.phase
+            ));
+        }
+        if let Some(pending) = &self.current {
+            return Err(format!(
+                "it holds invocation {} already",
+                pending.invocation.request_id
+            ));
+        }
+        if !self.events.is_empty() {
+            return Err(format!(
+                "it holds {} events the host has not taken",
+                self.events.len()
+            ));
+        }
+        if self.connections.len() > MAX_CONNECTIONS {
+            return Err(format!(
+                "it holds {} connections, more than {MAX_CONNECTIONS}",
+                self.connections.len()
+            ));
+        }
+        for (id, connection) in &self.connections {
+            if id.0 >= self.next_connection {
+                return Err(format!("{id} is not handed out yet"));
+            }
+            connection.check().map_err(|why| format!("{id} {why}"))?;
+        }
+        Ok(())
+    }
+
     /// Processes bytes for connection `id` until they run out or the connection must stop
     /// (parked, closing, too much unread output). Returns how many were used.
     fn process(&mut self, id: ConnectionId, bytes: &[u8]) -> usize {

@@ -1295,3 +1295,53 @@ fn streamed_response_for_a_stale_id_is_refused_at_its_end() {
     assert_eq!(recorder.bytes(), b"first second");
     assert!(events(&mut api).is_empty());
 }
+
+/// `api` as a snapshot file could bring it back, after `change` to its serialized form.
+fn forged(api: &RuntimeApi, change: impl FnOnce(&mut serde_json::Value)) -> RuntimeApi {
+    let mut value = serde_json::to_value(api).unwrap();
+    change(&mut value);
+    serde_json::from_value(value).unwrap()
+}
+
+#[test]
+fn an_api_a_snapshot_can_hold_passes_its_check_and_forged_ones_are_refused() {
+    let (api, _) = ready();
+    api.check().unwrap();
+    // After an invocation too: a snapshot can be taken of a warm environment.
+    let (mut warm, conn, id) = invoking(None);
+    let path = format!("invocation/{id}/response");
+    assert_eq!(
+        exchange(&mut warm, conn, &post(&path, b"ok"))[0].status,
+        202
+    );
+    events(&mut warm);
+    assert!(exchange(&mut warm, conn, NEXT).is_empty());
+    warm.check().unwrap();
+
+    let refused = |change: &dyn Fn(&mut serde_json::Value)| {
+        forged(&api, change).check().expect_err("refused")
+    };
+    assert!(refused(&|v| v["phase"] = "Init".into()).contains("Init phase"));
+    let mut delivered = api.clone();
+    delivered.deliver(invocation("{}"), DEADLINE).unwrap();
+    assert!(delivered.check().unwrap_err().contains("Invoking phase"));
+    let current = serde_json::to_value(&delivered).unwrap()["current"].clone();
+    assert!(refused(&|v| v["current"] = current.clone()).contains("holds invocation"));
+    assert!(
+        refused(&|v| v["events"] = serde_json::json!(["InitDone"]))
+            .contains("events the host has not taken")
+    );
+    // Read past the output's end: `pending_output` would slice out of bounds.
+    assert!(
+        refused(&|v| v["connections"]["0"]["output_read"] = 5.into()).contains("marks 5 bytes")
+    );
+    assert!(refused(&|v| v["next_connection"] = 0.into()).contains("not handed out"));
+    let crowded = |v: &mut serde_json::Value| {
+        let connection = v["connections"]["0"].clone();
+        for id in 1..=MAX_CONNECTIONS {
+            v["connections"][id.to_string()] = connection.clone();
+        }
+        v["next_connection"] = (MAX_CONNECTIONS + 1).into();
+    };
+    assert!(refused(&crowded).contains("connections, more than"));
+}
