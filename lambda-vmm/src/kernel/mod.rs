@@ -342,7 +342,14 @@ impl Kernel {
     /// `config`: its filesystem, where what it holds would otherwise lift a limit for the
     /// environment's life (see [`vfs::FileSystem::check`]), its descriptor table
     /// ([`fd::FdTable::check`]) and its pipes (`Pipes::check`: a forged count of the bytes
-    /// they hold would lift their limit). Says what is wrong.
+    /// they hold would lift their limit); that it is a kernel of the function's contract
+    /// (the Runtime API's state for a Runtime API function, checked by
+    /// [`RuntimeApi::check`]: a forged read mark or event would fail or answer the next
+    /// invocation; no more than a response's limit written for a one-shot function); and
+    /// that it is between calls in the environment's first process, as a snapshot is taken
+    /// (no call's step or end waiting for the run loop, which would take it unchecked; no
+    /// parent waiting in `fork`, whose pipes may be larger), with no more unreaped children
+    /// than `fork` allows. Says what is wrong.
     pub fn check(&self, config: &lambda_core::FunctionConfig) -> Result<(), String> {
         self.fs
             .check(vfs::tmp_quota(config.ephemeral_storage_mb))
@@ -350,7 +357,48 @@ impl Kernel {
         self.fds
             .check()
             .map_err(|why| format!("descriptor table: {why}"))?;
-        self.pipes.check().map_err(|why| format!("pipes: {why}"))
+        self.pipes.check().map_err(|why| format!("pipes: {why}"))?;
+        self.check_contract(config.contract)?;
+        self.check_between_calls()
+    }
+
+    /// The part of [`Kernel::check`] that says whether this is the kernel of a `contract`
+    /// function.
+    fn check_contract(&self, contract: lambda_core::Contract) -> Result<(), String> {
+        match (&self.stdio, &self.api, contract) {
+            (Stdio::Log, Some(api), lambda_core::Contract::RuntimeApi) => {
+                api.check().map_err(|why| format!("Runtime API: {why}"))
+            }
+            (Stdio::OneShot { response, .. }, None, lambda_core::Contract::Stdio) => {
+                if response.len() > lambda_core::limits::MAX_SYNC_PAYLOAD_BYTES {
+                    return Err(format!(
+                        "its response holds {} bytes, more than a response may",
+                        response.len()
+                    ));
+                }
+                Ok(())
+            }
+            (_, _, contract) => Err(format!("it is not the kernel of a {contract:?} function")),
+        }
+    }
+
+    /// The part of [`Kernel::check`] that says whether this kernel is between calls in the
+    /// environment's first process.
+    fn check_between_calls(&self) -> Result<(), String> {
+        if self.pending_step.is_some() || self.pending_end.is_some() {
+            return Err("a call's outcome still waits for the run loop".into());
+        }
+        if !self.parents.is_empty() || !self.borrowed.is_empty() {
+            return Err("a child process runs while its parent waits in fork".into());
+        }
+        if self.children.len() > fork::MAX_UNREAPED {
+            return Err(format!(
+                "it holds {} unreaped children, more than {}",
+                self.children.len(),
+                fork::MAX_UNREAPED
+            ));
+        }
+        Ok(())
     }
 
     /// A copy of this kernel for an environment restored from a snapshot of it: the same

@@ -15,6 +15,7 @@ mod poll;
 mod process;
 mod sched;
 mod signals;
+mod snapshot_check;
 mod table;
 mod threads;
 mod time;
