@@ -290,6 +290,14 @@ impl FramePool {
             .is_some_and(|word| word >> (frame % 64) & 1 != 0)
     }
 
+    /// The guest-physical addresses of the chunks held whole.
+    pub fn whole_chunks(&self) -> impl Iterator<Item = u64> + '_ {
+        (0u32..)
+            .zip(&self.chunks)
+            .filter(|(_, state)| **state == Chunk::Whole)
+            .map(|(chunk, _)| self.address(chunk))
+    }
+
     /// Whether the chunk holding `addr` is cut into frames (else it is whole or free).
     #[cfg(test)]
     pub fn is_frame(&self, addr: u64) -> bool {

@@ -396,24 +396,26 @@ impl AddressSpace {
                 && entry & (PRESENT | KEPT) != 0
             {
                 let frame = entry & ADDRESS;
-                if self.kernel_frame(frame) {
-                    // The vDSO's pages are the VMM's: forgotten, never wiped.
-                    invalidate.revoke(frame, PAGE);
-                } else {
+                // The vDSO's pages are the VMM's: forgotten, never wiped, and not counted
+                // by the stretch's backing, which counts only frames of the function's.
+                let ours = !self.kernel_frame(frame);
+                if ours {
                     invalidate.discard(frame, PAGE);
+                } else {
+                    invalidate.revoke(frame, PAGE);
                 }
                 match backing {
                     Some(Backing::Whole { .. }) if keep_frames_of_whole => {}
                     Some(Backing::Whole { .. }) => {
                         physical.write_u64(at, 0);
-                        removed = removed.saturating_add(1);
+                        removed = removed.saturating_add(u64::from(ours));
                     }
                     _ => {
                         physical.write_u64(at, 0);
-                        if !self.kernel_frame(frame) {
+                        if ours {
                             self.pool.give_frame(frame);
                         }
-                        removed = removed.saturating_add(1);
+                        removed = removed.saturating_add(u64::from(ours));
                     }
                 }
             }

@@ -6,9 +6,9 @@
 //! accidental damage. The rest of the saved space (the mappings and their backings) is
 //! taken as written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::layout::{CHUNK, PAGE};
+use super::layout::{CHUNK, PAGE, USER_END, chunk_of};
 use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, TABLE_BYTES, USER, table_entries};
 use super::physical::{KERNEL_BASE, KERNEL_SIZE, USER_BASE};
 use super::space::Backing;
@@ -57,6 +57,8 @@ impl SavedSpace {
         // Tables in the function's memory, and the pages the program may use there.
         let mut tables = BTreeSet::new();
         let mut program_pages = Vec::new();
+        // Every page mapped in the function's memory: (virtual address, frame, bytes).
+        let mut leaves = Vec::new();
         // (table, its level, the virtual address its first entry maps)
         let mut pending = vec![(root, 4u64, 0u64)];
         let mut bytes = [0u8; TABLE_BYTES];
@@ -114,6 +116,7 @@ impl SavedSpace {
                     }
                     let user = entry & USER != 0;
                     if in_memory(page, size) {
+                        leaves.push((va, page, size));
                         if user {
                             program_pages.push(page..end);
                         }
@@ -163,6 +166,69 @@ impl SavedSpace {
                     page.start
                 ));
             }
+        }
+        self.check_backings(&leaves)
+    }
+
+    /// Checks that the stretches' backings are ones the address space could have made and
+    /// that they account for `leaves` (each `(virtual address, frame, bytes)` the tables map
+    /// in the function's memory), or says why not ("backings ..."):
+    ///
+    /// - a backing is of a 2 MiB-aligned stretch of the program's half, counting no more
+    ///   pages than a stretch has;
+    /// - a whole backing's chunk is one the pool holds whole, and no other stretch's; every
+    ///   chunk the pool holds whole is a stretch's;
+    /// - a page maps a frame of its own stretch's chunk, or, in a stretch backed frame by
+    ///   frame, a frame the pool has handed out;
+    /// - a stretch counts at least the pages it maps.
+    ///
+    /// A stretch that counts fewer would give its chunk back, or drop its backing, while the
+    /// program still maps it, and the pool would then hand its frames out again: as a page
+    /// table, for one, which the program could then write.
+    fn check_backings(&self, leaves: &[(u64, u64, u64)]) -> Result<(), String> {
+        let pool = &self.space.pool;
+        let mut mapped: BTreeMap<u64, u64> = BTreeMap::new();
+        for &(va, frame, size) in leaves {
+            let stretch = chunk_of(va);
+            let held = match self.space.backings.get(&stretch) {
+                Some(Backing::Whole { chunk, .. }) => {
+                    frame >= *chunk && frame.saturating_add(size) <= chunk.saturating_add(CHUNK)
+                }
+                Some(Backing::Frames { .. }) => size == PAGE && pool.frame_in_use(frame),
+                None => false,
+            };
+            if !held {
+                return Err(format!(
+                    "backings do not hold the frame at {frame:#x} that the page at {va:#x} maps"
+                ));
+            }
+            let pages = mapped.entry(stretch).or_default();
+            *pages = pages.saturating_add(size / PAGE);
+        }
+        let mut owned = BTreeSet::new();
+        for (&stretch, backing) in &self.space.backings {
+            let pages = match *backing {
+                Backing::Whole { chunk, pages } => {
+                    if chunk % CHUNK != 0 || !owned.insert(chunk) {
+                        return Err(format!(
+                            "backings give the stretch at {stretch:#x} the chunk at {chunk:#x}, \
+                             which is not a chunk or another stretch's"
+                        ));
+                    }
+                    pages
+                }
+                Backing::Frames { pages } => pages,
+            };
+            let maps = mapped.get(&stretch).copied().unwrap_or(0);
+            if stretch % CHUNK != 0 || stretch >= USER_END || pages > CHUNK / PAGE || pages < maps {
+                return Err(format!(
+                    "backings count {pages} pages in the stretch at {stretch:#x}, which maps \
+                     {maps}"
+                ));
+            }
+        }
+        if !pool.whole_chunks().eq(owned.iter().copied()) {
+            return Err("backings and the frame pool do not agree on the chunks held whole".into());
         }
         Ok(())
     }
@@ -524,5 +590,147 @@ mod tests {
         unaligned.set_root_entry(free, directory_pointers | TABLE);
         let why = unaligned.check().unwrap_err();
         assert!(why.contains("not aligned"), "{why}");
+    }
+
+    // The backings' part of the check ([`SavedSpace::check_backings`]).
+
+    use super::super::layout::{CHUNK, VVAR};
+    use super::super::space::Backing;
+    use super::ground::MEMORY;
+
+    /// The ground with `change` made to its backings; what the check says.
+    fn forged(change: impl FnOnce(&mut Saved)) -> String {
+        let mut saved = Saved::new();
+        saved.check().expect("the ground passes");
+        change(&mut saved);
+        saved.check().expect_err("refused")
+    }
+
+    /// The ground's stretches backed by a whole chunk, and their chunks.
+    fn whole(saved: &Saved) -> Vec<(u64, u64)> {
+        saved
+            .saved
+            .space
+            .backings
+            .iter()
+            .filter_map(|(&stretch, backing)| match *backing {
+                Backing::Whole { chunk, .. } => Some((stretch, chunk)),
+                Backing::Frames { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stretch_counting_fewer_pages_than_it_maps_is_refused() {
+        // It would give its chunk back at its next unmap while the program still maps it.
+        let why = forged(|saved| {
+            let (stretch, _) = whole(saved)[0];
+            if let Some(Backing::Whole { pages, .. }) = saved.saved.space.backings.get_mut(&stretch)
+            {
+                *pages = 511;
+            }
+        });
+        assert!(
+            why.contains("count 511 pages") && why.contains("maps 512"),
+            "{why}"
+        );
+        let why = forged(|saved| {
+            let stretch = saved.pages & !(CHUNK - 1);
+            saved
+                .saved
+                .space
+                .backings
+                .insert(stretch, Backing::Frames { pages: 3 });
+        });
+        assert!(
+            why.contains("count 3 pages") && why.contains("maps 4"),
+            "{why}"
+        );
+        let why = forged(|saved| {
+            let stretch = saved.pages & !(CHUNK - 1);
+            saved.saved.space.backings.remove(&stretch);
+        });
+        assert!(why.contains("do not hold the frame"), "{why}");
+    }
+
+    #[test]
+    fn a_chunk_that_is_not_the_stretchs_own_is_refused() {
+        // Another stretch's chunk, for a stretch that maps nothing yet: both would write it.
+        let why = forged(|saved| {
+            let (_, chunk) = whole(saved)[0];
+            saved
+                .saved
+                .space
+                .backings
+                .insert(VVAR - 8 * CHUNK, Backing::Whole { chunk, pages: 0 });
+        });
+        assert!(why.contains("another stretch's"), "{why}");
+        // A stretch mapped with a 2 MiB page given another chunk (the tables' own rule).
+        let why = forged(|saved| {
+            let (stretch, _) = whole(saved)[0];
+            saved.saved.space.backings.insert(
+                stretch,
+                Backing::Whole {
+                    chunk: MEMORY - CHUNK,
+                    pages: 512,
+                },
+            );
+        });
+        assert!(
+            why.contains("not the chunk its address space backs"),
+            "{why}"
+        );
+        // A chunk the pool holds free, or no chunk at all.
+        let why = forged(|saved| {
+            saved.saved.space.backings.insert(
+                VVAR - 8 * CHUNK,
+                Backing::Whole {
+                    chunk: MEMORY - CHUNK,
+                    pages: 0,
+                },
+            );
+        });
+        assert!(why.contains("do not agree"), "{why}");
+        let why = forged(|saved| {
+            saved.saved.space.backings.insert(
+                VVAR - 8 * CHUNK,
+                Backing::Whole {
+                    chunk: CHUNK + PAGE,
+                    pages: 0,
+                },
+            );
+        });
+        assert!(why.contains("not a chunk"), "{why}");
+    }
+
+    #[test]
+    fn a_page_on_a_frame_the_pool_has_not_handed_out_is_refused() {
+        // The pool would hand it out again, as a page table for one.
+        let why = forged(|saved| {
+            let free = MEMORY - CHUNK;
+            saved.set_leaf(saved.pages, free | PRESENT | WRITABLE | USER);
+        });
+        assert!(why.contains("do not hold the frame"), "{why}");
+    }
+
+    /// Unmapping the vDSO's pages (the VMM's frames, which no stretch counts) in a stretch
+    /// that also holds a page of the program's must leave that page counted.
+    #[test]
+    fn unmapping_the_vdso_beside_a_page_keeps_the_page_counted() {
+        use std::os::fd::AsFd as _;
+        let memory = crate::vm::guest_memory(MEMORY).expect("guest memory");
+        let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64;
+        let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        let page = VVAR + CHUNK / 2;
+        assert_eq!(memory.mmap(page, PAGE, rw, flags), Ok(page));
+        memory.write(page, &[1]).expect("write");
+        memory.munmap(VVAR, CHUNK / 2).expect("munmap");
+        let file = crate::host::sealable_memory_file(c"vdso-unmapped").expect("memfd");
+        let saved = memory.save(&file).expect("save");
+        let _ = file.as_fd();
+        let check = saved.check(MEMORY, |addr, frame| {
+            std::os::unix::fs::FileExt::read_exact_at(&file, frame, addr)
+        });
+        assert_eq!(check, Ok(()));
     }
 }
