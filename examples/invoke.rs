@@ -225,16 +225,15 @@ fn run(options: Options) -> Result<bool, String> {
         };
         let snapshot = match &options.snapshot_file {
             Some(file) if std::path::Path::new(file).exists() => {
-                let snapshot = backend.load_snapshot(file).map_err(in_words)?;
-                if snapshot.config().code != config.code
-                    || snapshot.config().contract != config.contract
-                    || snapshot.config().memory_mb != config.memory_mb
-                {
-                    return Err(format!(
-                        "{file} is a snapshot of another function or memory size; remove it \
-                         to take a new one"
-                    ));
-                }
+                let snapshot =
+                    backend
+                        .load_snapshot_of(file, &config)
+                        .map_err(|error| match error {
+                            lambda::vmm::SnapshotError::Foreign(_) => {
+                                format!("{file}: {}; remove it to take a new one", in_words(error))
+                            }
+                            error => in_words(error),
+                        })?;
                 eprintln!("snapshot: loaded from {file}");
                 snapshot
             }

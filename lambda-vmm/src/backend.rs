@@ -348,11 +348,31 @@ impl MicroVmBackend {
     /// [`SnapshotError`] saying why when it is not a snapshot file, was written by another
     /// format version, is damaged (checksum, encoding, contents), or when its function's
     /// code has changed since.
+    ///
+    /// The function's configuration is the one the file holds, host paths included: its
+    /// code, base image and layers are read from where the file says, and environments
+    /// restored from it see them. Use [`MicroVmBackend::load_snapshot_of`] when the
+    /// configuration is known, so that a file of another one is refused before any of it
+    /// is read.
     pub fn load_snapshot(
         &self,
         path: impl AsRef<std::path::Path>,
     ) -> Result<Snapshot, SnapshotError> {
-        Snapshot::read_from(path.as_ref(), |config| {
+        Snapshot::read_from(path.as_ref(), None, |config| {
+            self.checked_code(config).map_err(SnapshotError::Init)
+        })
+    }
+
+    /// [`MicroVmBackend::load_snapshot`] for a file that must have been taken of `config`:
+    /// one taken of any other configuration (another function, code location, memory size,
+    /// environment, base image, layer or setting) is refused with
+    /// [`SnapshotError::Foreign`] before its code, base image or layers are read.
+    pub fn load_snapshot_of(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        config: &FunctionConfig,
+    ) -> Result<Snapshot, SnapshotError> {
+        Snapshot::read_from(path.as_ref(), Some(config), |config| {
             self.checked_code(config).map_err(SnapshotError::Init)
         })
     }

@@ -266,6 +266,24 @@ fn snapshot_files_load_back_and_damaged_ones_are_refused() {
         environment.shutdown();
     }
 
+    // Loaded as a file of a known configuration: refused when it was taken of another one,
+    // whose code, base image and layers it would otherwise read and show to the guest.
+    let expected = backend.load_snapshot_of(&path, &config).expect("load");
+    assert_eq!(expected.config(), &config);
+    for other in [
+        config.clone().with_base_image("/"),
+        config.clone().with_memory_mb(256),
+        config.clone().with_env("INIT_TMP", "another"),
+    ] {
+        let error = backend
+            .load_snapshot_of(&path, &other)
+            .expect_err("refused");
+        assert!(
+            matches!(&error, SnapshotError::Foreign(why) if why.contains("another configuration")),
+            "{error}"
+        );
+    }
+
     let good = std::fs::read(&path).expect("read");
     let refused = |bytes: &[u8]| {
         let damaged = dir.join("damaged.snap");

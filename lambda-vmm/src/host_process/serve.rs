@@ -155,13 +155,12 @@ impl Host {
         if self.backend.knows_snap_start_version(config) {
             return;
         }
-        let adopted = match self.backend.load_snapshot(path) {
-            Ok(snapshot) if snapshot.config() == config => self
+        let adopted = match self.backend.load_snapshot_of(path, config) {
+            Ok(snapshot) => self
                 .backend
                 .adopt_snap_start_snapshot(snapshot)
                 .map(|_| ())
                 .map_err(|error| error.to_string()),
-            Ok(_) => Err("it is of another configuration".to_string()),
             Err(error) => Err(crate::error::chain(&error)),
         };
         if let Err(why) = adopted {

@@ -134,9 +134,11 @@ pub(crate) fn write(frozen: &Frozen, path: &Path) -> Result<(), SnapshotError> {
 }
 
 /// Reads the snapshot at `path`, checked (see the module documentation); `load_code` gives
-/// the function's program for its configuration.
+/// the function's program for its configuration. With `expected`, a file taken of any other
+/// configuration is refused before its code, base image or layers are read.
 pub(crate) fn read(
     path: &Path,
+    expected: Option<&FunctionConfig>,
     load_code: impl FnOnce(&FunctionConfig) -> Result<(ProgramImage, CodePackage), SnapshotError>,
 ) -> Result<Frozen, SnapshotError> {
     let io = |source| SnapshotError::File {
@@ -174,6 +176,16 @@ pub(crate) fn read(
     config
         .validate()
         .map_err(|error| corrupt(format!("its function configuration is invalid: {error}")))?;
+    if let Some(expected) = expected
+        && config != *expected
+    {
+        return Err(SnapshotError::Foreign(format!(
+            "it was taken of function `{}` with another configuration than the one given for \
+             `{}` (its code, contract, memory, environment, base image, layers or another \
+             setting differ)",
+            config.name, expected.name
+        )));
+    }
     if state.machine.memory_bytes != config.memory_bytes() {
         return Err(corrupt(format!(
             "it holds {} bytes of memory for a function of {} MB",

@@ -204,15 +204,17 @@ impl Snapshot {
         file::write(&self.frozen, path.as_ref())
     }
 
-    /// Reads a snapshot file written by [`Snapshot::write_to`]; `load_code` gives the
-    /// function's checked program for the configuration it holds.
+    /// Reads a snapshot file written by [`Snapshot::write_to`], refused unless it was taken
+    /// of `expected` when that is given; `load_code` gives the function's checked program
+    /// for the configuration it holds.
     pub(crate) fn read_from(
         path: &std::path::Path,
+        expected: Option<&FunctionConfig>,
         load_code: impl FnOnce(
             &FunctionConfig,
         )
             -> Result<(crate::program::ProgramImage, CodePackage), SnapshotError>,
     ) -> Result<Snapshot, SnapshotError> {
-        file::read(path, load_code).map(Snapshot::new)
+        file::read(path, expected, load_code).map(Snapshot::new)
     }
 }
