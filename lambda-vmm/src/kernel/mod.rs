@@ -358,6 +358,9 @@ impl Kernel {
             .check()
             .map_err(|why| format!("descriptor table: {why}"))?;
         self.pipes.check().map_err(|why| format!("pipes: {why}"))?;
+        self.threads
+            .check()
+            .map_err(|why| format!("threads: {why}"))?;
         self.check_contract(config.contract)?;
         self.check_between_calls()
     }

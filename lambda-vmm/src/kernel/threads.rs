@@ -179,6 +179,38 @@ impl Threads {
         }
     }
 
+    /// Checks a thread table read back from a snapshot file: one thread at least and no
+    /// more than [`MAX_THREADS`], ids from the first pid to [`TID_MAX`], the thread making
+    /// calls among them, and the next id one `free_tid` could have left (so that it never
+    /// hands out an id outside that range). Says what does not hold.
+    pub(super) fn check(&self) -> Result<(), String> {
+        if self.threads.is_empty() || self.threads.len() > MAX_THREADS {
+            return Err(format!(
+                "it holds {} threads, not 1 to {MAX_THREADS}",
+                self.threads.len()
+            ));
+        }
+        let ids = FIRST_PID..=TID_MAX;
+        if let Some(tid) = self.threads.keys().find(|tid| !ids.contains(tid)) {
+            return Err(format!(
+                "thread id {tid} is outside {FIRST_PID} to {TID_MAX}"
+            ));
+        }
+        if !self.threads.contains_key(&self.current) {
+            return Err(format!(
+                "its current thread {} is not one of them",
+                self.current
+            ));
+        }
+        if !(first_tid().saturating_add(1)..=TID_MAX.saturating_add(1)).contains(&self.next_tid) {
+            return Err(format!(
+                "its next thread id {} is out of range",
+                self.next_tid
+            ));
+        }
+        Ok(())
+    }
+
     /// The lowest free id from `next_tid` on, wrapping once past [`TID_MAX`].
     pub(super) fn free_tid(&mut self) -> Option<u32> {
         let after = |tid: u32| {
@@ -476,7 +508,6 @@ impl Kernel {
     }
 
     /// The program's thread ids, lowest first.
-    #[cfg(feature = "fuzzing")]
     pub(crate) fn thread_ids(&self) -> Vec<u32> {
         self.threads.threads.keys().copied().collect()
     }

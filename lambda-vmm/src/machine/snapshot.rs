@@ -126,9 +126,10 @@ pub struct OwnedMachineState {
 
 impl OwnedMachineState {
     /// Checks the threads read from a snapshot file, for a vCPU whose KVM supports the state
-    /// components `supported_xcr0` (see `Tasks::check`). Says what is wrong.
+    /// components `supported_xcr0`, against the kernel's (see `Tasks::check`). Says what is
+    /// wrong.
     pub fn check_threads(&self, supported_xcr0: u64) -> Result<(), String> {
-        self.tasks.check(supported_xcr0)
+        self.tasks.check(supported_xcr0, &self.kernel.thread_ids())
     }
 }
 

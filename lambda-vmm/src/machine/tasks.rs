@@ -160,6 +160,11 @@ impl Tasks {
         }
     }
 
+    /// The thread ids, lowest first.
+    pub fn ids(&self) -> Vec<u32> {
+        self.tasks.keys().copied().collect()
+    }
+
     /// Thread ids in round-robin order: those after the last one that ran, then the rest,
     /// ending with it.
     pub fn round_robin(&self) -> Vec<u32> {
@@ -172,12 +177,21 @@ impl Tasks {
     }
 
     /// Checks threads read from a snapshot file, for a vCPU whose KVM supports the state
-    /// components `supported_xcr0`: there is one at least, each waits in a call (a snapshot
+    /// components `supported_xcr0`: there is one at least, they are the kernel's threads
+    /// `kernel_threads` (lowest first), no more and no fewer (a thread only one side knows
+    /// would never run, or make its calls as another), each waits in a call (a snapshot
     /// is taken only so), each FS base is one the kernel could have set (below
     /// [`FS_BASE_END`]), and each saved FPU state is one KVM loads ([`crate::vm::xsave::check`]). Says what is wrong.
-    pub fn check(&self, supported_xcr0: u64) -> Result<(), String> {
+    pub fn check(&self, supported_xcr0: u64, kernel_threads: &[u32]) -> Result<(), String> {
         if self.tasks.is_empty() {
             return Err("it has no thread".into());
+        }
+        if !self.tasks.keys().eq(kernel_threads) {
+            return Err(format!(
+                "the threads whose registers it holds ({:?}) are not the kernel's \
+                 ({kernel_threads:?})",
+                self.ids()
+            ));
         }
         for (tid, task) in &self.tasks {
             if !matches!(task.state, TaskState::Blocked { .. }) {
@@ -238,11 +252,11 @@ mod tests {
 
     #[test]
     fn threads_a_snapshot_could_not_hold_are_refused() {
-        waiting().check(0b111).unwrap();
+        waiting().check(0b111, &[1, 2]).unwrap();
         let refused = |forge: &dyn Fn(&mut Tasks), because: &str| {
             let mut forged = waiting();
             forge(&mut forged);
-            let why = forged.check(0b111).expect_err(because);
+            let why = forged.check(0b111, &[1, 2]).expect_err(because);
             assert!(why.contains(because), "{why}");
         };
         refused(&|tasks| tasks.set_running(2, 0), "thread 2 is not waiting");
@@ -269,6 +283,12 @@ mod tests {
                 tasks.remove(2);
             },
             "no thread",
+        );
+        refused(&|tasks| tasks.remove(2), "are not the kernel's ([1, 2])");
+        let why = waiting().check(0b111, &[1, 3]).unwrap_err();
+        assert!(
+            why.contains("([1, 2]) are not the kernel's ([1, 3])"),
+            "{why}"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! What a kernel read back from a snapshot file must be besides its files, descriptors and
 //! pipes: a kernel of the function's contract, between calls in the environment's first
-//! process (the parts of `Kernel::check` that say so).
+//! process, with a thread table its calls could have made (the parts of `Kernel::check`
+//! that say so).
 
 use lambda_core::Contract;
 use lambda_core::limits::MAX_SYNC_PAYLOAD_BYTES;
@@ -8,7 +9,7 @@ use lambda_core::runtime_api::RuntimeApi;
 
 use super::Guest;
 use crate::kernel::fork::{ChildEnd, MAX_UNREAPED};
-use crate::kernel::{Stdio, Step};
+use crate::kernel::{MAX_THREADS, Stdio, Step};
 
 const FORK: u64 = 57;
 const NEXT: &[u8] = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: rapi\r\n\r\n";
@@ -90,4 +91,47 @@ fn more_unreaped_children_than_fork_allows_are_refused() {
     guest.kernel.children.insert(pid, ChildEnd::Exited(0));
     let refused = guest.kernel.check_between_calls();
     assert!(refused.unwrap_err().contains("unreaped children"));
+}
+
+/// The thread table as a snapshot file could bring it back, after `change` to its
+/// serialized form; what its check says.
+fn forged_threads(change: impl FnOnce(&mut serde_json::Value)) -> Result<(), String> {
+    let guest = Guest::one_shot(b"");
+    let mut value = serde_json::to_value(&guest.kernel.threads).unwrap();
+    change(&mut value);
+    let threads: crate::kernel::threads::Threads = serde_json::from_value(value).unwrap();
+    threads.check()
+}
+
+#[test]
+fn a_thread_table_a_snapshot_could_not_hold_is_refused() {
+    forged_threads(|_| {}).unwrap();
+    let refused = |change: &dyn Fn(&mut serde_json::Value), because: &str| {
+        let why = forged_threads(change).expect_err(because);
+        assert!(why.contains(because), "{why}");
+    };
+    refused(&|v| v["current"] = 7.into(), "current thread 7 is not one");
+    // The next id `free_tid` starts from: 0 would hand out thread 0.
+    refused(
+        &|v| v["next_tid"] = 0.into(),
+        "next thread id 0 is out of range",
+    );
+    refused(
+        &|v| v["next_tid"] = u32::MAX.into(),
+        "next thread id 4294967295 is out of range",
+    );
+    let moved = |v: &mut serde_json::Value| {
+        let thread = v["threads"]["1"].clone();
+        v["threads"] = serde_json::json!({ "0": thread });
+        v["current"] = 0.into();
+    };
+    refused(&moved, "thread id 0 is outside");
+    refused(&|v| v["threads"] = serde_json::json!({}), "holds 0 threads");
+    let crowded = |v: &mut serde_json::Value| {
+        let thread = v["threads"]["1"].clone();
+        for tid in 2..=MAX_THREADS + 1 {
+            v["threads"][tid.to_string()] = thread.clone();
+        }
+    };
+    refused(&crowded, "holds 1025 threads");
 }
