@@ -8,10 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::layout::{CHUNK, PAGE, USER_END, chunk_of};
+use super::layout::{CHUNK, MIN_MAP_ADDRESS, PAGE, USER_END, chunk_of};
 use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, TABLE_BYTES, USER, table_entries};
 use super::physical::{KERNEL_BASE, KERNEL_SIZE, USER_BASE};
-use super::space::Backing;
+use super::space::{Backing, MAX_MAPPINGS};
 use super::{KERNEL_TABLE_PAGES, SavedSpace, host_size};
 
 impl SavedSpace {
@@ -30,7 +30,10 @@ impl SavedSpace {
     /// - a 2 MiB page maps the whole chunk the address space backs its stretch with;
     /// - no page the program may use (`USER`) holds a table, and every table in the
     ///   function's memory (attached or detached) is a frame the pool has handed out, so it
-    ///   is never handed out again.
+    ///   is never handed out again;
+    /// - the mappings are ones the syscalls could have made (`VmaMap::check`: none reaches
+    ///   the VMM's area above the program's half), and the heap runs forwards inside it;
+    /// - the stretches' backings account for the pages mapped (`check_backings`).
     ///
     /// `read_frame(addr, buf)` reads the 4 KiB frame of function memory at `addr`.
     pub fn check(
@@ -41,6 +44,16 @@ impl SavedSpace {
         let pool = &self.space.pool;
         pool.check(USER_BASE, memory_bytes)
             .map_err(|why| format!("frame pool {why}"))?;
+        self.space
+            .vmas
+            .check(MIN_MAP_ADDRESS, USER_END, MAX_MAPPINGS)
+            .map_err(|why| format!("mappings {why}"))?;
+        let (brk_start, brk) = (self.space.brk_start, self.space.brk);
+        if brk_start > brk || brk > USER_END {
+            return Err(format!(
+                "heap runs from {brk_start:#x} to {brk:#x}, backwards or past the program's half"
+            ));
+        }
         let root = self.space.tables.root();
         let root_bytes = KERNEL_TABLE_PAGES.saturating_mul(PAGE);
         if root != KERNEL_BASE || self.root.len() != host_size(root_bytes) {
@@ -711,6 +724,27 @@ mod tests {
             saved.set_leaf(saved.pages, free | PRESENT | WRITABLE | USER);
         });
         assert!(why.contains("do not hold the frame"), "{why}");
+    }
+
+    #[test]
+    fn a_mapping_over_the_vmms_area_or_a_heap_running_backwards_is_refused() {
+        use super::super::layout::USER_END;
+        use super::super::vma::{Kind, READ, Vma};
+        let why = forged(|saved| {
+            let vma = Vma {
+                end: USER_END + CHUNK,
+                prot: READ,
+                kind: Kind::Anonymous,
+                dense: false,
+                huge: false,
+            };
+            saved.saved.space.vmas.insert(USER_END, vma);
+        });
+        assert!(why.starts_with("mappings hold [0x7fffffe00000"), "{why}");
+        let why = forged(|saved| {
+            saved.saved.space.brk_start = saved.saved.space.brk + PAGE;
+        });
+        assert!(why.contains("backwards"), "{why}");
     }
 
     /// Unmapping the vDSO's pages (the VMM's frames, which no stretch counts) in a stretch

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use super::layout::PAGE;
+
 /// `PROT_READ`.
 pub const READ: u32 = 1;
 /// `PROT_WRITE`.
@@ -201,6 +203,34 @@ impl VmaMap {
         }
     }
 
+    /// Checks a map read back from a snapshot file: at most `max` mappings, each
+    /// page-aligned, not empty, inside `[floor, ceiling)` and clear of the next (the syscalls
+    /// above never make another, and the VMM's own area lies above `ceiling`: a mapping
+    /// reaching it would let the program's pages be mapped over the VMM's stubs and
+    /// tables). Says what does not hold.
+    pub fn check(&self, floor: u64, ceiling: u64, max: usize) -> Result<(), String> {
+        if self.map.len() > max {
+            return Err(format!("are {}, more than {max}", self.map.len()));
+        }
+        let mut previous_end = floor;
+        for (&start, vma) in &self.map {
+            if start % PAGE != 0
+                || vma.end % PAGE != 0
+                || start < previous_end
+                || vma.end <= start
+                || vma.end > ceiling
+            {
+                return Err(format!(
+                    "hold [{start:#x}, {:#x}), not page-aligned, empty, overlapping another or \
+                     outside [{floor:#x}, {ceiling:#x})",
+                    vma.end
+                ));
+            }
+            previous_end = vma.end;
+        }
+        Ok(())
+    }
+
     /// The highest free range of `len` bytes, aligned to `align`, within `[floor, ceiling)`.
     pub fn highest_gap(&self, floor: u64, ceiling: u64, len: u64, align: u64) -> Option<u64> {
         let mut top = ceiling;
@@ -228,6 +258,39 @@ impl VmaMap {
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_the_syscalls_could_not_make_is_refused() {
+        let mut map = VmaMap::default();
+        map.insert(0x10000, anon(0x20000, READ));
+        map.insert(0x30000, anon(0x40000, READ | WRITE));
+        map.check(0x10000, 0x50000, 2).unwrap();
+        assert!(
+            map.check(0x10000, 0x50000, 1)
+                .unwrap_err()
+                .contains("more than 1")
+        );
+        // Reaching past the ceiling (the VMM's area), or below the floor.
+        assert!(
+            map.check(0x10000, 0x3f000, 2)
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            map.check(0x11000, 0x50000, 2)
+                .unwrap_err()
+                .contains("outside")
+        );
+        let refused = |start: u64, end: u64| {
+            let mut forged = map.clone();
+            forged.map.insert(start, anon(end, READ));
+            forged.check(0x10000, 0x50000, 3).unwrap_err()
+        };
+        assert!(refused(0x1f000, 0x28000).contains("overlapping"));
+        assert!(refused(0x25000, 0x25000).contains("empty"));
+        assert!(refused(0x25800, 0x26000).contains("page-aligned"));
+        assert!(refused(0x25000, 0x26800).contains("page-aligned"));
+    }
 
     fn anon(end: u64, prot: u32) -> Vma {
         Vma {
