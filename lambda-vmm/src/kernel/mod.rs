@@ -341,8 +341,9 @@ impl Kernel {
     /// Checks a kernel read from a snapshot file against the function's configuration
     /// `config`: its filesystem, where what it holds would otherwise lift a limit for the
     /// environment's life (see [`vfs::FileSystem::check`]), its descriptor table
-    /// ([`fd::FdTable::check`]) and its pipes (`Pipes::check`: a forged count of the bytes
-    /// they hold would lift their limit); that it is a kernel of the function's contract
+    /// ([`fd::FdTable::check`]), its pipes (`Pipes::check`: a forged count of the bytes
+    /// they hold would lift their limit) and its thread table (`Threads::check`); that it is
+    /// a kernel of the function's contract
     /// (the Runtime API's state for a Runtime API function, checked by
     /// [`RuntimeApi::check`]: a forged read mark or event would fail or answer the next
     /// invocation; no more than a response's limit written for a one-shot function); and

@@ -110,7 +110,6 @@ fn a_thread_table_a_snapshot_could_not_hold_is_refused() {
         let why = forged_threads(change).expect_err(because);
         assert!(why.contains(because), "{why}");
     };
-    refused(&|v| v["current"] = 7.into(), "current thread 7 is not one");
     // The next id `free_tid` starts from: 0 would hand out thread 0.
     refused(
         &|v| v["next_tid"] = 0.into(),
