@@ -1,7 +1,8 @@
-//! A snapshot file's saved address space: a small memory's page tables and frame pool,
-//! changed 8 bytes at a time, through `SavedSpace::check` (what loading a snapshot file
-//! checks); what the check lets through is restored and walked as the VMM walks it, which
-//! must not panic or fail.
+//! A snapshot file's saved address space: a small memory's page tables, frame pool and
+//! backings, changed 8 bytes at a time, through `SavedSpace::check` (what loading a
+//! snapshot file checks); what the check lets through is restored and walked as the VMM
+//! walks it, then unmapped and mapped again as a program would, which must not panic or
+//! fail, and the memory mapped again must read as zero.
 
 #![no_main]
 

@@ -1,15 +1,16 @@
-//! Checks on the address space a snapshot file brings ([`SavedSpace`]): its page tables and
-//! its frame pool. The VMM walks and writes the guest's tables trusting that they name only
-//! frames it placed, as the tables it builds itself do (`page_table.rs`), and indexes the
-//! pool by what the pool itself lists (`frames.rs`). What is read back from a file is
-//! checked against the same rules before any VM uses it; the file's checksum only tells
-//! accidental damage. The rest of the saved space (the mappings and their backings) is
-//! taken as written.
+//! Checks on the address space a snapshot file brings ([`SavedSpace`]): its page tables,
+//! its frame pool, its mappings and the stretches' backings. The VMM walks and writes the
+//! guest's tables trusting that they name only frames it placed, as the tables it builds
+//! itself do (`page_table.rs`), indexes the pool by what the pool itself lists
+//! (`frames.rs`), and gives frames back by what the backings count (`pages.rs`). What is
+//! read back from a file is checked against the same rules before any VM uses it; the
+//! file's checksum only tells accidental damage. The rest of the saved space (the
+//! mappings' kinds and protections, where large pages may go) is taken as written.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::layout::{CHUNK, MIN_MAP_ADDRESS, PAGE, USER_END, chunk_of};
-use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, TABLE_BYTES, USER, table_entries};
+use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, TABLE_BYTES, table_entries};
 use super::physical::{KERNEL_BASE, KERNEL_SIZE, USER_BASE};
 use super::space::{Backing, MAX_MAPPINGS};
 use super::{KERNEL_TABLE_PAGES, SavedSpace, host_size};
@@ -28,9 +29,10 @@ impl SavedSpace {
     ///   present, lies in the function's memory or in the kernel area past its tables (those
     ///   pages carry the user bit, as PVM needs: `vm/layout.rs`);
     /// - a 2 MiB page maps the whole chunk the address space backs its stretch with;
-    /// - no page the program may use (`USER`) holds a table, and every table in the
-    ///   function's memory (attached or detached) is a frame the pool has handed out, so it
-    ///   is never handed out again;
+    /// - no page in the function's memory holds a table (whether the program may use it
+    ///   now or only once its protection allows), and every table in the function's memory
+    ///   (attached or detached) is a frame the pool has handed out, so it is never handed
+    ///   out again;
     /// - the mappings are ones the syscalls could have made (`VmaMap::check`: none reaches
     ///   the VMM's area above the program's half), and the heap runs forwards inside it;
     /// - the stretches' backings account for the pages mapped (`check_backings`).
@@ -127,12 +129,11 @@ impl SavedSpace {
                              chunk its address space backs it with"
                         ));
                     }
-                    let user = entry & USER != 0;
                     if in_memory(page, size) {
+                        // The program's, whether it may use it now (`USER`) or once its
+                        // protection allows (kept while not present, or not the user's).
                         leaves.push((va, page, size));
-                        if user {
-                            program_pages.push(page..end);
-                        }
+                        program_pages.push(page..end);
                     } else if !(kernel_pages.start <= page && end <= kernel_pages.end) {
                         return Err(format!(
                             "page tables map a page at {page:#x}, outside the function's memory"
@@ -187,27 +188,32 @@ impl SavedSpace {
     /// that they account for `leaves` (each `(virtual address, frame, bytes)` the tables map
     /// in the function's memory), or says why not ("backings ..."):
     ///
-    /// - a backing is of a 2 MiB-aligned stretch of the program's half, counting no more
-    ///   pages than a stretch has;
+    /// - a backing is of a 2 MiB-aligned stretch of the program's half;
     /// - a whole backing's chunk is one the pool holds whole, and no other stretch's; every
     ///   chunk the pool holds whole is a stretch's;
-    /// - a page maps a frame of its own stretch's chunk, or, in a stretch backed frame by
-    ///   frame, a frame the pool has handed out;
-    /// - a stretch counts at least the pages it maps.
+    /// - a page maps the frame of its own stretch's chunk at its offset in the stretch, or,
+    ///   in a stretch backed frame by frame, a frame the pool has handed out that no other
+    ///   page maps (an unmap gives each back);
+    /// - a stretch counts exactly the pages it maps.
     ///
     /// A stretch that counts fewer would give its chunk back, or drop its backing, while the
     /// program still maps it, and the pool would then hand its frames out again: as a page
-    /// table, for one, which the program could then write.
+    /// table, for one, which the program could then write. One that counts more would keep
+    /// its chunk, old contents and all, for whatever the program maps there next, which must
+    /// read as zero.
     fn check_backings(&self, leaves: &[(u64, u64, u64)]) -> Result<(), String> {
         let pool = &self.space.pool;
         let mut mapped: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut frames = BTreeSet::new();
         for &(va, frame, size) in leaves {
             let stretch = chunk_of(va);
             let held = match self.space.backings.get(&stretch) {
                 Some(Backing::Whole { chunk, .. }) => {
-                    frame >= *chunk && frame.saturating_add(size) <= chunk.saturating_add(CHUNK)
+                    frame == chunk.saturating_add(va.saturating_sub(stretch))
                 }
-                Some(Backing::Frames { .. }) => size == PAGE && pool.frame_in_use(frame),
+                Some(Backing::Frames { .. }) => {
+                    size == PAGE && pool.frame_in_use(frame) && frames.insert(frame)
+                }
                 None => false,
             };
             if !held {
@@ -233,7 +239,7 @@ impl SavedSpace {
                 Backing::Frames { pages } => pages,
             };
             let maps = mapped.get(&stretch).copied().unwrap_or(0);
-            if stretch % CHUNK != 0 || stretch >= USER_END || pages > CHUNK / PAGE || pages < maps {
+            if stretch % CHUNK != 0 || stretch >= USER_END || pages != maps {
                 return Err(format!(
                     "backings count {pages} pages in the stretch at {stretch:#x}, which maps \
                      {maps}"
@@ -275,6 +281,8 @@ pub mod ground {
         pub(in super::super) saved: SavedSpace,
         /// The first of the four small pages.
         pub pages: u64,
+        /// The 4 MiB mapped with large pages.
+        pub large: u64,
         /// The kernel area's four tables, then the program's down to the page table of
         /// `pages`.
         pub tables: Vec<u64>,
@@ -304,6 +312,7 @@ pub mod ground {
                 file,
                 saved,
                 pages,
+                large,
                 tables: (0..4).map(|n| KERNEL_BASE + n * PAGE).collect(),
                 directory: 0,
             };
@@ -328,9 +337,11 @@ pub mod ground {
         }
 
         /// Restores the ground into a new memory and walks its tables as the VMM does
-        /// (what a restored run touched, every target, a read and a write through them):
-        /// what [`Saved::check`] let through must not make any of that panic. An error is
-        /// a walk that failed.
+        /// (what a restored run touched, every target, a read and a write through them),
+        /// then unmaps what the ground mapped and maps as much again, as a program would:
+        /// what [`Saved::check`] let through must not make any of that panic, and the
+        /// memory mapped last must read as zero (a frame the pool handed out while a page
+        /// still mapped it would not). An error is a walk or a fresh page that failed.
         pub fn restore_and_walk(&self) -> std::io::Result<()> {
             let restored = crate::vm::guest_memory(MEMORY).expect("guest memory");
             restored.restore(&self.file, &self.saved)?;
@@ -338,6 +349,27 @@ pub mod ground {
             let _ = restored.uncovered();
             let _ = restored.read_vec(self.pages, 1);
             let _ = restored.write(self.pages + PAGE, &[1]);
+            let _ = restored.write(self.large + CHUNK + PAGE, &[1]);
+            let _ = restored.munmap(self.pages, 4 * PAGE);
+            let _ = restored.munmap(self.large, 2 * CHUNK);
+            let anonymous = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+            let rw = u64::from(READ | WRITE);
+            for len in [4 * PAGE, 2 * CHUNK] {
+                let Ok(fresh) = restored.mmap(0, len, rw, anonymous) else {
+                    continue;
+                };
+                for page in (fresh..fresh + len).step_by(PAGE as usize) {
+                    if restored
+                        .read_vec(page, PAGE)
+                        .is_ok_and(|bytes| bytes.iter().any(|&b| b != 0))
+                    {
+                        return Err(std::io::Error::other(format!(
+                            "a page mapped after the restore, at {page:#x}, does not read as zero"
+                        )));
+                    }
+                    let _ = restored.write(page, &[2]);
+                }
+            }
             Ok(())
         }
 
@@ -373,13 +405,40 @@ pub mod ground {
             self.memory.table_of(va)
         }
 
+        /// Changes a backing as a fuzzer asked: bytes 1-2 pick a stretch (one the ground
+        /// backs, else one of the program's half), byte 3 what it becomes (a whole chunk,
+        /// frame by frame, or no backing), bytes 4-6 which chunk, byte 7 its page count.
+        fn change_backing(&mut self, change: [u8; 8]) {
+            use super::super::layout::USER_END;
+            use super::super::space::Backing;
+            let backed: Vec<u64> = self.saved.space.backings.keys().copied().collect();
+            let pick = usize::from(u16::from_le_bytes([change[1], change[2]]));
+            let which =
+                u64::from(change[4]) | u64::from(change[5]) << 8 | u64::from(change[6]) << 16;
+            let stretch = backed
+                .get(pick % (backed.len() + 1))
+                .copied()
+                .unwrap_or(which % (USER_END / CHUNK) * CHUNK);
+            let pages = u64::from(change[7]) * 2 % (CHUNK / PAGE + 1);
+            let backings = &mut self.saved.space.backings;
+            match change[3] % 3 {
+                0 => {
+                    let chunk = which % (MEMORY / CHUNK + 1) * CHUNK;
+                    backings.insert(stretch, Backing::Whole { chunk, pages })
+                }
+                1 => backings.insert(stretch, Backing::Frames { pages }),
+                _ => backings.remove(&stretch),
+            };
+        }
+
         /// Gives the frame at `addr` back to the saved frame pool.
         pub fn give_frame(&mut self, addr: u64) {
             self.saved.space.pool.give_frame(addr);
         }
 
         /// Applies one change that a fuzzer made: byte 0 picks one of [`Saved::tables`]
-        /// (one past them: the frame pool, which is given the frame back), bytes 1-2 the
+        /// (one past them: the frame pool, which is given the frame back; two past them:
+        /// the backings, see [`Saved::change_backing`]), bytes 1-2 the
         /// entry, byte 3 what kind of frame it names (a table, a frame of the memory, one
         /// past it, a page of the kernel area, or any), bytes 4-6 which one, byte 7 the
         /// entry's flags (present, writable, user, accessed, dirty, large, kept,
@@ -400,7 +459,11 @@ pub mod ground {
                 3 => KERNEL_BASE + which % 16 * PAGE,
                 _ => which << 12,
             } & ADDRESS;
-            let table = usize::from(change[0]) % (self.tables.len() + 1);
+            let table = usize::from(change[0]) % (self.tables.len() + 2);
+            if table == self.tables.len() + 1 {
+                self.change_backing(change);
+                return;
+            }
             let Some(&table) = self.tables.get(table) else {
                 self.give_frame(frame);
                 return;
@@ -631,6 +694,53 @@ mod tests {
                 Backing::Frames { .. } => None,
             })
             .collect()
+    }
+
+    /// The fuzz target's find (2026-12-07): the root's entry for the program's top 512 GiB
+    /// made not present, so the tables map nothing there while the backings still count
+    /// their pages. An unmap there then took nothing off, and memory mapped again over the
+    /// stretch got its chunk back, with what the program had written in it.
+    #[test]
+    fn a_stretch_counting_more_pages_than_it_maps_is_refused() {
+        let mut unmapped = saved();
+        unmapped.apply([0xf5, 0xff, 0, 0, 6, 0, 0, 0]);
+        let why = unmapped.check().unwrap_err();
+        assert!(
+            why.contains("count 512 pages") && why.contains("maps 0"),
+            "{why}"
+        );
+        let why = forged(|saved| {
+            let stretch = saved.pages & !(CHUNK - 1);
+            saved
+                .saved
+                .space
+                .backings
+                .insert(stretch, Backing::Frames { pages: 5 });
+        });
+        assert!(
+            why.contains("count 5 pages") && why.contains("maps 4"),
+            "{why}"
+        );
+    }
+
+    /// The fuzz target's next find (2026-12-07): a page-table entry kept while not present
+    /// (no user bit) over the page table itself. The program could have had it back with
+    /// `mprotect`, and an unmap gave the table's frame back to the pool, which handed it
+    /// out again as memory. Both rules below refuse it; the input is
+    /// `fuzz/corpus/saved_space/crash-2d56811ac4e6913483cae9652a40c3a96c1deb50`.
+    #[test]
+    fn a_kept_page_over_a_table_or_a_frame_mapped_twice_is_refused() {
+        let mut kept = saved();
+        kept.apply([0x20, 0xfd, 0xff, 0xba, 0x01, 0x00, 0x00, 0x40]);
+        let why = kept.check().unwrap_err();
+        assert!(why.contains("which holds the table"), "{why}");
+        // The same frame at two pages of a stretch backed frame by frame.
+        let twice = saved();
+        let table = twice.table_of(twice.pages).unwrap();
+        let first = twice.entry(table, (twice.pages >> 12) & 0x1ff);
+        twice.set_leaf(twice.pages + PAGE, first);
+        let why = twice.check().unwrap_err();
+        assert!(why.contains("do not hold the frame"), "{why}");
     }
 
     #[test]
