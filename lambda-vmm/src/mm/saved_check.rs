@@ -696,6 +696,26 @@ mod tests {
             .collect()
     }
 
+    /// Asserts that the check said a stretch counts `counted` pages where it maps `maps`.
+    fn says_counts(why: &str, counted: u64, maps: u64) {
+        let says = why.contains(&format!("count {counted} pages"))
+            && why.contains(&format!("which maps {maps}"));
+        assert!(says, "{why}");
+    }
+
+    /// What the check says of the ground with the stretch of its four small pages counting
+    /// `pages`.
+    fn small_pages_counting(pages: u64) -> String {
+        forged(|saved| {
+            let stretch = saved.pages & !(CHUNK - 1);
+            saved
+                .saved
+                .space
+                .backings
+                .insert(stretch, Backing::Frames { pages });
+        })
+    }
+
     /// The fuzz target's find (2026-12-07): the root's entry for the program's top 512 GiB
     /// made not present, so the tables map nothing there while the backings still count
     /// their pages. An unmap there then took nothing off, and memory mapped again over the
@@ -705,22 +725,9 @@ mod tests {
         let mut unmapped = saved();
         unmapped.apply([0xf5, 0xff, 0, 0, 6, 0, 0, 0]);
         let why = unmapped.check().unwrap_err();
-        assert!(
-            why.contains("count 512 pages") && why.contains("maps 0"),
-            "{why}"
-        );
-        let why = forged(|saved| {
-            let stretch = saved.pages & !(CHUNK - 1);
-            saved
-                .saved
-                .space
-                .backings
-                .insert(stretch, Backing::Frames { pages: 5 });
-        });
-        assert!(
-            why.contains("count 5 pages") && why.contains("maps 4"),
-            "{why}"
-        );
+        says_counts(&why, 512, 0);
+        let why = small_pages_counting(5);
+        says_counts(&why, 5, 4);
     }
 
     /// The fuzz target's next find (2026-12-07): a page-table entry kept while not present
@@ -753,22 +760,9 @@ mod tests {
                 *pages = 511;
             }
         });
-        assert!(
-            why.contains("count 511 pages") && why.contains("maps 512"),
-            "{why}"
-        );
-        let why = forged(|saved| {
-            let stretch = saved.pages & !(CHUNK - 1);
-            saved
-                .saved
-                .space
-                .backings
-                .insert(stretch, Backing::Frames { pages: 3 });
-        });
-        assert!(
-            why.contains("count 3 pages") && why.contains("maps 4"),
-            "{why}"
-        );
+        says_counts(&why, 511, 512);
+        let why = small_pages_counting(3);
+        says_counts(&why, 3, 4);
         let why = forged(|saved| {
             let stretch = saved.pages & !(CHUNK - 1);
             saved.saved.space.backings.remove(&stretch);
