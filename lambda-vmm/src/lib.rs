@@ -46,6 +46,8 @@ mod code_scan;
 mod env;
 mod error;
 mod file_forms;
+#[cfg(test)]
+mod forged_state;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -373,6 +373,7 @@ impl FdTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forged_state::assert_refused;
 
     #[test]
     fn lowest_free_and_limit() {
@@ -404,10 +405,7 @@ mod tests {
         good.remove(1).unwrap();
         good.check().unwrap();
         let refused = |forge: &dyn Fn(&mut FdTable), because: &str| {
-            let mut forged = good.clone();
-            forge(&mut forged);
-            let why = forged.check().expect_err(because);
-            assert!(why.contains(because), "{why}");
+            assert_refused(&good, forge, FdTable::check, because);
         };
         refused(&|table| table.slots.resize(MAX_FDS + 1, None), "slots");
         refused(

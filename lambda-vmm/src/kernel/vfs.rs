@@ -695,6 +695,7 @@ impl FileSystem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forged_state::assert_refused;
 
     fn fs() -> FileSystem {
         let code: Arc<[u8]> = Arc::from(&b"\x7fELF..."[..]);
@@ -877,10 +878,7 @@ mod tests {
         good.write_at("/tmp/d/f", 0, b"twelve bytes").unwrap();
         good.check(100).unwrap();
         let refused = |forge: &dyn Fn(&mut FileSystem), because: &str| {
-            let mut forged = good.clone();
-            forge(&mut forged);
-            let why = forged.check(100).expect_err(because);
-            assert!(why.contains(because), "{why}");
+            assert_refused(&good, forge, |fs: &FileSystem| fs.check(100), because);
         };
         // A quota other than the function's, or books that make room the quota does not.
         refused(&|fs| fs.tmp_quota = u64::MAX, "quota");
