@@ -301,30 +301,12 @@ fn snapshot_files_load_back_and_damaged_ones_are_refused() {
     let mut lying = good.clone();
     lying[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(matches!(refused(&lying), SnapshotError::Corrupt(_)));
-    // A checksum that holds over page tables that do not: the root's entry for the kernel
-    // area's next table (at 16 GiB + 4 KiB, flags present, writable, user, accessed) made
-    // to point past the function's memory, and the checksum made again.
-    let mut crafted = good.clone();
+    // State that a checksum holds over but the VMM could not have made: `change` made to
+    // the state, then the checksum made again. The state is postcard: an integer is a
+    // varint, a byte string its length and bytes.
     let state_end = 24
         + usize::try_from(u64::from_le_bytes(good[16..24].try_into().unwrap()))
             .expect("state length");
-    let kernel_entry = ((16u64 << 30) + 0x1000 + 0x27).to_le_bytes();
-    let at = 24
-        + crafted[24..state_end]
-            .windows(8)
-            .position(|entry| entry == kernel_entry)
-            .expect("the root's entry for the kernel area");
-    crafted[at..at + 8].copy_from_slice(&((1u64 << 40) + 0x27).to_le_bytes());
-    let checksum = crc32fast::hash(&crafted[24..]);
-    crafted[12..16].copy_from_slice(&checksum.to_le_bytes());
-    let error = refused(&crafted);
-    assert!(
-        matches!(&error, SnapshotError::Corrupt(why) if why.contains("page tables")
-            && why.contains("outside the function's memory")),
-        "{error}"
-    );
-    // Kernel state and threads that a checksum holds over but the VMM could not have made.
-    // The state is postcard: an integer is a varint, a byte string its length and bytes.
     let forged = |change: &dyn Fn(&mut [u8])| {
         let mut forged = good.clone();
         change(&mut forged[24..state_end]);
@@ -332,6 +314,21 @@ fn snapshot_files_load_back_and_damaged_ones_are_refused() {
         forged[12..16].copy_from_slice(&checksum.to_le_bytes());
         refused(&forged)
     };
+    // Page tables: the root's entry for the kernel area's next table (at 16 GiB + 4 KiB,
+    // flags present, writable, user, accessed) made to point past the function's memory.
+    let error = forged(&|state| {
+        let kernel_entry = ((16u64 << 30) + 0x1000 + 0x27).to_le_bytes();
+        let at = state
+            .windows(8)
+            .position(|entry| entry == kernel_entry)
+            .expect("the root's entry for the kernel area");
+        state[at..at + 8].copy_from_slice(&((1u64 << 40) + 0x27).to_le_bytes());
+    });
+    assert!(
+        matches!(&error, SnapshotError::Corrupt(why) if why.contains("page tables")
+            && why.contains("outside the function's memory")),
+        "{error}"
+    );
     // `/tmp`'s quota (the function's 512 MB of ephemeral storage, 2^29 bytes) made 32 GiB:
     // the guest could then fill the host's memory through `/tmp`.
     let quota = [0x80, 0x80, 0x80, 0x80, 0x02];
