@@ -17,9 +17,10 @@ use lambda_vmm::{MicroVmBackend, Snapshot, SnapshotError};
 /// reported as the plain backend reports it; one that cannot be snapshotted otherwise is a
 /// test failure.
 ///
-/// Each snapshot goes through a file first (written, then loaded back), unless the program
-/// replaced itself with `execve` (such a snapshot cannot be written): so every scenario also
-/// shows that a file of it loads and passes the load's checks.
+/// Each snapshot goes through a file first (written, then loaded back as a file of the
+/// function's configuration), unless the program replaced itself with `execve` (such a
+/// snapshot cannot be written): so every scenario also shows that a file of it loads and
+/// passes the load's checks.
 ///
 /// [`Restoring::warmed`] restores from machines restored ahead and warmed instead, from the
 /// snapshot as taken.
@@ -66,9 +67,10 @@ impl Restoring {
         self.warmed.load(Ordering::Relaxed)
     }
 
-    /// `snapshot` written to a file and loaded back (or as it is, if it cannot be written
-    /// because its program replaced itself).
-    fn through_a_file(&self, snapshot: Snapshot) -> Snapshot {
+    /// `snapshot` of `config` written to a file and loaded back with
+    /// [`MicroVmBackend::load_snapshot_of`] (or as it is, if it cannot be written because its
+    /// program replaced itself).
+    fn through_a_file(&self, snapshot: Snapshot, config: &FunctionConfig) -> Snapshot {
         let path = std::env::temp_dir().join(format!(
             "lambda-snapshotting-{}-{}.snap",
             std::process::id(),
@@ -82,7 +84,7 @@ impl Restoring {
                 snapshot.config().name
             ),
         }
-        let loaded = self.backend.load_snapshot(&path);
+        let loaded = self.backend.load_snapshot_of(&path, config);
         std::fs::remove_file(&path).expect("remove the snapshot file");
         loaded.unwrap_or_else(|error| {
             panic!(
@@ -123,7 +125,7 @@ impl Backend for Restoring {
                         self.teach(&snapshot);
                         snapshot
                     } else {
-                        self.through_a_file(snapshot)
+                        self.through_a_file(snapshot, config)
                     };
                     self.snapshots.lock().unwrap().insert(key, snapshot.clone());
                     snapshot
