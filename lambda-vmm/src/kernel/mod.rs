@@ -342,7 +342,8 @@ impl Kernel {
     /// `config`: its filesystem, where what it holds would otherwise lift a limit for the
     /// environment's life (see [`vfs::FileSystem::check`]), its descriptor table
     /// ([`fd::FdTable::check`]), its pipes (`Pipes::check`: a forged count of the bytes
-    /// they hold would lift their limit) and its thread table (`Threads::check`); that it is
+    /// they hold would lift their limit; `Pipes::check_ends`: each counts the open
+    /// descriptions of its ends) and its thread table (`Threads::check`); that it is
     /// a kernel of the function's contract
     /// (the Runtime API's state for a Runtime API function, checked by
     /// [`RuntimeApi::check`]: a forged read mark or event would fail or answer the next
@@ -358,7 +359,10 @@ impl Kernel {
         self.fds
             .check()
             .map_err(|why| format!("descriptor table: {why}"))?;
-        self.pipes.check().map_err(|why| format!("pipes: {why}"))?;
+        self.pipes
+            .check()
+            .and_then(|()| self.pipes.check_ends(self.open_pipe_ends()))
+            .map_err(|why| format!("pipes: {why}"))?;
         self.threads
             .check()
             .map_err(|why| format!("threads: {why}"))?;

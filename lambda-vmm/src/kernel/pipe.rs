@@ -120,6 +120,37 @@ impl Pipes {
         Ok(())
     }
 
+    /// Checks the pipes' counts of open descriptions against `ends`, the pipe end of each
+    /// open description in the descriptor table (a Unix stream's two ends each): every pipe
+    /// named exists, and every pipe counts exactly the readers and writers named. A count
+    /// above what is open would keep a pipe, and what it holds, after its last descriptor
+    /// closed (its reader waiting for ever for an end of file); one below would drop it while
+    /// a descriptor still names it. Says what is wrong.
+    pub(super) fn check_ends(&self, ends: impl IntoIterator<Item = PipeEnd>) -> Result<(), String> {
+        let mut named = BTreeMap::<u64, (usize, usize)>::new();
+        for end in ends {
+            if !self.pipes.contains_key(&end.id) {
+                return Err(format!(
+                    "a descriptor names pipe {}, which does not exist",
+                    end.id
+                ));
+            }
+            let (readers, writers) = named.entry(end.id).or_default();
+            let count = if end.write { writers } else { readers };
+            *count = count.saturating_add(1);
+        }
+        for (id, pipe) in &self.pipes {
+            let (readers, writers) = named.get(id).copied().unwrap_or_default();
+            if (pipe.readers, pipe.writers) != (readers, writers) {
+                return Err(format!(
+                    "pipe {id} counts {} readers and {} writers where descriptors open {readers} and {writers}",
+                    pipe.readers, pipe.writers
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A new pipe with no end open yet; its id.
     pub(super) fn make(&mut self) -> u64 {
         let id = self.next_id;
@@ -191,6 +222,23 @@ impl Kernel {
         } else {
             PIPE_BYTES_MAX
         }
+    }
+
+    /// The pipe end of each open description in the descriptor table (a Unix stream's two
+    /// ends each), as [`Pipes::check_ends`] counts them: only open descriptions hold pipe
+    /// ends between calls.
+    pub(super) fn open_pipe_ends(&self) -> Vec<PipeEnd> {
+        let mut ends = Vec::new();
+        for descriptor in self.fds.descriptions() {
+            match &descriptor.object {
+                Object::Pipe(end) => ends.push(*end),
+                Object::UnixStream(stream) => {
+                    ends.extend([stream.rx, stream.tx].into_iter().flatten())
+                }
+                _ => {}
+            }
+        }
+        ends
     }
 
     /// `pipe2(fds, flags)` (and `pipe`, with no flags): the read end in `fds[0]`, the write
@@ -347,6 +395,42 @@ mod tests {
                 pipes.pipes.get_mut(&0).unwrap().writers = 0;
             },
             "no end open",
+        );
+    }
+
+    #[test]
+    fn counts_of_open_ends_other_than_the_descriptors_are_refused() {
+        let mut pipes = Pipes::default();
+        let id = pipes.make();
+        let reader = PipeEnd { id, write: false };
+        let writer = PipeEnd { id, write: true };
+        pipes.open(reader);
+        pipes.open(writer);
+        pipes.open(writer);
+        pipes.check_ends([reader, writer, writer]).unwrap();
+        let refused = |ends: &[PipeEnd], because: &str| {
+            let why = pipes.check_ends(ends.iter().copied()).expect_err(because);
+            assert!(why.contains(because), "{why}");
+        };
+        // One writer more than is open: the reader would never see the end of the file.
+        refused(
+            &[reader, writer],
+            "counts 1 readers and 2 writers where descriptors open 1 and 1",
+        );
+        // One fewer: closing the last two would drop the pipe under the third.
+        refused(
+            &[reader, writer, writer, writer],
+            "where descriptors open 1 and 3",
+        );
+        refused(&[reader, reader, writer, writer], "open 2 and 2");
+        refused(&[], "where descriptors open 0 and 0");
+        let elsewhere = PipeEnd {
+            id: id + 1,
+            write: false,
+        };
+        refused(
+            &[reader, writer, writer, elsewhere],
+            "names pipe 1, which does not exist",
         );
     }
 }

@@ -206,3 +206,67 @@ fn socket_pairs_carry_bytes_both_ways_and_shut_down_one_way() {
     );
     assert_eq!(guest.call(53, &[1, 1, 0, 0x10]), err(libc::EFAULT));
 }
+
+/// What [`crate::kernel::Kernel::check`] says of the guest's kernel as a snapshot file of a
+/// one-shot function would bring it back (the harness's `/tmp` holds 1 MB).
+fn check(guest: &Guest) -> Result<(), String> {
+    let config = lambda_core::FunctionConfig::new(
+        "pipes",
+        lambda_core::CodeLocation::Executable("/bootstrap".into()),
+    )
+    .with_contract(lambda_core::Contract::Stdio)
+    .with_ephemeral_storage_mb(1);
+    guest.kernel.check(&config)
+}
+
+#[test]
+fn each_pipe_counts_the_open_descriptions_of_its_ends_and_a_snapshot_must_agree() {
+    const SHUTDOWN: u64 = 48;
+    const SOCKETPAIR: u64 = 53;
+    const FORK: u64 = 57;
+    let mut guest = Guest::one_shot(b"");
+    let (read_end, write_end) = pipe(&mut guest, 0);
+    // A dup shares the open description: one writer still.
+    let second = guest.call(DUP, &[write_end]) as u64;
+    let pair = guest.buffer(8);
+    assert_eq!(guest.call(SOCKETPAIR, &[1, 1, 0, pair]), 0);
+    let ends = guest.get(pair, 8);
+    let one = u64::from(u32::from_le_bytes(ends[..4].try_into().unwrap()));
+    let other = u64::from(u32::from_le_bytes(ends[4..].try_into().unwrap()));
+    assert_eq!(guest.call(DUP, &[one]), (other + 1) as i64);
+    assert_eq!(guest.call(SHUTDOWN, &[one, libc::SHUT_WR as u64]), 0);
+    check(&guest).unwrap();
+    // A child's copies are counted while it runs, and closed with it when it ends without
+    // closing them.
+    assert_eq!(guest.step(FORK, &[]), Step::Fork);
+    guest.kernel.begin_child(&guest.memory).unwrap();
+    assert_eq!(guest.call(CLOSE, &[read_end]), 0);
+    guest
+        .kernel
+        .end_child(Some(crate::kernel::fork::ChildEnd::Exited(0)));
+    check(&guest).unwrap();
+    assert_eq!(guest.call(CLOSE, &[second]), 0);
+    assert_eq!(guest.call(CLOSE, &[other]), 0);
+    check(&guest).unwrap();
+
+    // The same kernel with its first pipe counting a writer more than is open (its reader
+    // would never see the end of the file) or none (the pipe would go under its writer).
+    let forged = |writers: u64| {
+        let mut value = serde_json::to_value(&guest.kernel.pipes).unwrap();
+        value["pipes"]["0"]["writers"] = writers.into();
+        let mut forged = Guest::one_shot(b"");
+        forged.kernel = guest.kernel.clone();
+        forged.kernel.pipes = serde_json::from_value(value).unwrap();
+        check(&forged)
+    };
+    forged(1).unwrap();
+    for writers in [0, 2] {
+        let why = forged(writers).expect_err("refused");
+        assert!(
+            why.contains(&format!(
+                "pipes: pipe 0 counts 1 readers and {writers} writers where descriptors open 1 and 1"
+            )),
+            "{why}"
+        );
+    }
+}
