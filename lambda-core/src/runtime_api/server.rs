@@ -214,6 +214,11 @@ impl RuntimeApi {
         self.connections.contains_key(&id)
     }
 
+    /// How many connections this API knows (connected and not disconnected).
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
     /// Bytes the runtime wrote to connection `id`. Returns how many were accepted: all of
     /// them, unless the connection cannot process requests now (a parked `next`, unread
     /// responses) and already holds [`INBOX_BYTES`] of unprocessed input; offer the rest

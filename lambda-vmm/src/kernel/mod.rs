@@ -347,7 +347,9 @@ impl Kernel {
     /// a kernel of the function's contract
     /// (the Runtime API's state for a Runtime API function, checked by
     /// [`RuntimeApi::check`]: a forged read mark or event would fail or answer the next
-    /// invocation; no more than a response's limit written for a one-shot function); and
+    /// invocation; no more than a response's limit written for a one-shot function), whose
+    /// sockets and Runtime API connections name each other one to one
+    /// (`Kernel::check_sockets`); and
     /// that it is between calls in the environment's first process, as a snapshot is taken
     /// (no call's step or end waiting for the run loop, which would take it unchecked; no
     /// parent waiting in `fork`, whose pipes may be larger), with no more unreaped children
@@ -367,6 +369,8 @@ impl Kernel {
             .check()
             .map_err(|why| format!("threads: {why}"))?;
         self.check_contract(config.contract)?;
+        self.check_sockets()
+            .map_err(|why| format!("sockets: {why}"))?;
         self.check_between_calls()
     }
 

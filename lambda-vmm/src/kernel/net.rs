@@ -57,6 +57,43 @@ fn message_flags(flags: u64, receive: bool) -> Result<(bool, bool), Errno> {
 }
 
 impl Kernel {
+    /// Checks the sockets of a kernel read from a snapshot file against its Runtime API: each
+    /// connection a socket's open description names is one the API has, named by no other
+    /// open description, and each connection the API has is named (the kernel makes one at a
+    /// socket's `connect` and drops it when the last descriptor of that socket closes). A
+    /// connection no socket names would take an invocation's event, or hold one of the
+    /// API's connections, with no program able to read or close it; one the API lacks, or
+    /// two sockets on one, would answer the program's requests from nowhere. Says what is
+    /// wrong.
+    pub(super) fn check_sockets(&self) -> Result<(), String> {
+        let mut named = std::collections::BTreeSet::new();
+        for descriptor in self.fds.descriptions() {
+            let Object::Socket(Socket {
+                connection: Some(id),
+                ..
+            }) = &descriptor.object
+            else {
+                continue;
+            };
+            if !self.api.as_ref().is_some_and(|api| api.is_connected(*id)) {
+                return Err(format!(
+                    "a socket names {id}, which the Runtime API does not have"
+                ));
+            }
+            if !named.insert(*id) {
+                return Err(format!("two sockets name {id}"));
+            }
+        }
+        let held = self.api.as_ref().map_or(0, |api| api.connection_count());
+        if held != named.len() {
+            return Err(format!(
+                "the Runtime API has {held} connections where sockets name {}",
+                named.len()
+            ));
+        }
+        Ok(())
+    }
+
     fn socket_ref(&self, fd: u64) -> Result<&Socket, Errno> {
         match &self.fds.get(fd)?.object {
             Object::Socket(socket) => Ok(socket),

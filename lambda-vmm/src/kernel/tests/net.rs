@@ -93,3 +93,84 @@ fn connections_to_the_runtime_api_are_bounded() {
     assert_eq!(guest.call(3, &[3]), 0);
     assert_eq!(guest.call(42, &[fd, api, 16]), 0);
 }
+
+/// What [`crate::kernel::Kernel::check`] says of the guest's kernel as a snapshot file of a
+/// Runtime API function would bring it back (the harness's `/tmp` holds 1 MB).
+fn check(guest: &Guest) -> Result<(), String> {
+    let config = lambda_core::FunctionConfig::new(
+        "sockets",
+        lambda_core::CodeLocation::Executable("/bootstrap".into()),
+    )
+    .with_ephemeral_storage_mb(1);
+    guest.kernel.check(&config)
+}
+
+/// The Runtime API connection socket `fd` holds.
+fn connection_of(guest: &mut Guest, fd: u64) -> lambda_core::runtime_api::ConnectionId {
+    match &guest.kernel.fds.get_mut(fd).unwrap().object {
+        crate::kernel::fd::Object::Socket(socket) => socket.connection.unwrap(),
+        other => panic!("not a socket: {other:?}"),
+    }
+}
+
+#[test]
+fn sockets_and_runtime_api_connections_must_name_each_other_in_a_snapshot() {
+    let mut guest = Guest::runtime();
+    // Init done: the runtime asks for its first event on one connection, as a snapshot
+    // finds it; a second is connected, and shared by a dup.
+    let asking = connected(&mut guest);
+    let next = guest.put(NEXT);
+    assert_eq!(
+        guest.call(1, &[asking, next, NEXT.len() as u64]),
+        NEXT.len() as i64
+    );
+    let api = guest.kernel.api_mut().unwrap();
+    assert_eq!(api.next_event(), Some(ApiEvent::InitDone));
+    let idle = connected(&mut guest);
+    let shared = guest.call(32, &[idle]) as u64;
+    check(&guest).unwrap();
+    // A socket closed: its connection goes with it, and the kernel still agrees.
+    let closed = connected(&mut guest);
+    assert_eq!(guest.call(3, &[closed]), 0);
+    check(&guest).unwrap();
+
+    let refused = |forge: &dyn Fn(&mut Guest), because: &str| {
+        let mut forged = Guest::runtime();
+        forged.kernel = guest.kernel.clone();
+        forge(&mut forged);
+        let why = check(&forged).expect_err(because);
+        assert!(why.contains(because), "{why}");
+    };
+    // A connection no socket names: the program could never read or close it.
+    refused(
+        &|forged| {
+            forged.kernel.api_mut().unwrap().connect().unwrap();
+        },
+        "sockets: the Runtime API has 3 connections where sockets name 2",
+    );
+    // A socket on a connection the API does not have.
+    refused(
+        &|forged| {
+            let id = connection_of(forged, idle);
+            forged.kernel.api_mut().unwrap().disconnect(id);
+        },
+        "which the Runtime API does not have",
+    );
+    // Two sockets on one connection (the dup shares one open description, so is not one).
+    refused(
+        &|forged| {
+            let id = connection_of(forged, asking);
+            let socket = forged.call(41, &[2, 1, 0]) as u64;
+            if let crate::kernel::fd::Object::Socket(socket) =
+                &mut forged.kernel.fds.get_mut(socket).unwrap().object
+            {
+                socket.connection = Some(id);
+            }
+        },
+        "two sockets name connection",
+    );
+    assert_eq!(
+        connection_of(&mut guest, shared),
+        connection_of(&mut guest, idle)
+    );
+}
