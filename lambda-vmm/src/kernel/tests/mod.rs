@@ -26,3 +26,15 @@ pub(super) use super::harness::Guest;
 pub(super) fn err(errno: i32) -> i64 {
     -i64::from(errno)
 }
+
+/// What [`crate::kernel::Kernel::check`] says of the guest's kernel as a snapshot file of a
+/// `contract` function would bring it back (the harness's `/tmp` holds 1 MB).
+pub(super) fn snapshot_check(guest: &Guest, contract: lambda_core::Contract) -> Result<(), String> {
+    let config = lambda_core::FunctionConfig::new(
+        "checked",
+        lambda_core::CodeLocation::Executable("/bootstrap".into()),
+    )
+    .with_contract(contract)
+    .with_ephemeral_storage_mb(1);
+    guest.kernel.check(&config)
+}

@@ -94,15 +94,10 @@ fn connections_to_the_runtime_api_are_bounded() {
     assert_eq!(guest.call(42, &[fd, api, 16]), 0);
 }
 
-/// What [`crate::kernel::Kernel::check`] says of the guest's kernel as a snapshot file of a
-/// Runtime API function would bring it back (the harness's `/tmp` holds 1 MB).
+/// What `Kernel::check` says of the guest's kernel as a snapshot file of a Runtime API
+/// function would bring it back.
 fn check(guest: &Guest) -> Result<(), String> {
-    let config = lambda_core::FunctionConfig::new(
-        "sockets",
-        lambda_core::CodeLocation::Executable("/bootstrap".into()),
-    )
-    .with_ephemeral_storage_mb(1);
-    guest.kernel.check(&config)
+    super::snapshot_check(guest, lambda_core::Contract::RuntimeApi)
 }
 
 /// The Runtime API connection socket `fd` holds.

@@ -207,16 +207,10 @@ fn socket_pairs_carry_bytes_both_ways_and_shut_down_one_way() {
     assert_eq!(guest.call(53, &[1, 1, 0, 0x10]), err(libc::EFAULT));
 }
 
-/// What [`crate::kernel::Kernel::check`] says of the guest's kernel as a snapshot file of a
-/// one-shot function would bring it back (the harness's `/tmp` holds 1 MB).
+/// What `Kernel::check` says of the guest's kernel as a snapshot file of a one-shot
+/// function would bring it back.
 fn check(guest: &Guest) -> Result<(), String> {
-    let config = lambda_core::FunctionConfig::new(
-        "pipes",
-        lambda_core::CodeLocation::Executable("/bootstrap".into()),
-    )
-    .with_contract(lambda_core::Contract::Stdio)
-    .with_ephemeral_storage_mb(1);
-    guest.kernel.check(&config)
+    super::snapshot_check(guest, lambda_core::Contract::Stdio)
 }
 
 #[test]
