@@ -224,6 +224,8 @@ fuzz_target!(|data: &[u8]| {
     prologue(&mut kernel, runtime, &paths);
     let numbers = KernelUnderTest::syscall_numbers();
     let bad = KernelUnderTest::bad_addresses();
+    // Whether the program ended (no snapshot can be taken of it after).
+    let mut ended = false;
     for call in 0..MAX_CALLS {
         let Some(selector) = input.byte() else {
             break;
@@ -246,16 +248,27 @@ fuzz_target!(|data: &[u8]| {
                 assert!(value >= -4095, "syscall {number} returned {value}");
             }
             Outcome::Abandoned => {}
-            Outcome::Stopped => break,
+            Outcome::Stopped => {
+                ended = true;
+                break;
+            }
         }
         kernel.drain_runtime_api();
         if call % 16 == 15 {
             kernel
                 .check_limits()
                 .unwrap_or_else(|what| panic!("over a limit: {what}"));
+            kernel
+                .check_snapshot_state()
+                .unwrap_or_else(|what| panic!("a state a snapshot file is refused for: {what}"));
         }
     }
     kernel
         .check_limits()
         .unwrap_or_else(|what| panic!("over a limit: {what}"));
+    if !ended {
+        kernel
+            .check_snapshot_state()
+            .unwrap_or_else(|what| panic!("a state a snapshot file is refused for: {what}"));
+    }
 });

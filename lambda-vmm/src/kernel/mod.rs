@@ -355,8 +355,19 @@ impl Kernel {
     /// parent waiting in `fork`, whose pipes may be larger), with no more unreaped children
     /// than `fork` allows. Says what is wrong.
     pub fn check(&self, config: &lambda_core::FunctionConfig) -> Result<(), String> {
+        self.check_state(vfs::tmp_quota(config.ephemeral_storage_mb))?;
+        self.check_contract(config.contract)?;
+        self.check_between_calls()
+    }
+
+    /// The part of [`Kernel::check`] that holds of every state the kernel's calls leave
+    /// between calls while no child process runs, whatever the point: its filesystem within
+    /// a `/tmp` quota of `tmp_quota` bytes, its descriptor table, its pipes and their counts
+    /// of open ends, its thread table, and its sockets against its Runtime API's
+    /// connections. Says what is wrong.
+    pub(crate) fn check_state(&self, tmp_quota: u64) -> Result<(), String> {
         self.fs
-            .check(vfs::tmp_quota(config.ephemeral_storage_mb))
+            .check(tmp_quota)
             .map_err(|why| format!("filesystem: {why}"))?;
         self.fds
             .check()
@@ -368,10 +379,8 @@ impl Kernel {
         self.threads
             .check()
             .map_err(|why| format!("threads: {why}"))?;
-        self.check_contract(config.contract)?;
         self.check_sockets()
-            .map_err(|why| format!("sockets: {why}"))?;
-        self.check_between_calls()
+            .map_err(|why| format!("sockets: {why}"))
     }
 
     /// The part of [`Kernel::check`] that says whether this is the kernel of a `contract`

@@ -248,6 +248,14 @@ impl GuestMemory {
         uncovered
     }
 
+    /// Whether its mappings and heap are ones a snapshot file may hold (the part of the
+    /// load's check that holds of every address space the syscalls leave); says what is
+    /// wrong.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn check_mappings(&self) -> Result<(), String> {
+        self.space().check_mappings()
+    }
+
     /// The guest-physical address of the byte at `va`, if its page has a frame.
     #[cfg(test)]
     pub(crate) fn translate(&self, va: u64) -> Option<u64> {

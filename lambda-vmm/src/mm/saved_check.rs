@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::layout::{CHUNK, MIN_MAP_ADDRESS, PAGE, USER_END, chunk_of};
 use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, TABLE_BYTES, table_entries};
 use super::physical::{KERNEL_BASE, KERNEL_SIZE, USER_BASE};
-use super::space::{Backing, MAX_MAPPINGS};
+use super::space::{AddressSpace, Backing, MAX_MAPPINGS};
 use super::{KERNEL_TABLE_PAGES, SavedSpace, host_size};
 
 impl SavedSpace {
@@ -46,16 +46,7 @@ impl SavedSpace {
         let pool = &self.space.pool;
         pool.check(USER_BASE, memory_bytes)
             .map_err(|why| format!("frame pool {why}"))?;
-        self.space
-            .vmas
-            .check(MIN_MAP_ADDRESS, USER_END, MAX_MAPPINGS)
-            .map_err(|why| format!("mappings {why}"))?;
-        let (brk_start, brk) = (self.space.brk_start, self.space.brk);
-        if brk_start > brk || brk > USER_END {
-            return Err(format!(
-                "heap runs from {brk_start:#x} to {brk:#x}, backwards or past the program's half"
-            ));
-        }
+        self.space.check_mappings()?;
         let root = self.space.tables.root();
         let root_bytes = KERNEL_TABLE_PAGES.saturating_mul(PAGE);
         if root != KERNEL_BASE || self.root.len() != host_size(root_bytes) {
@@ -474,6 +465,25 @@ pub mod ground {
                 .fold(frame, |entry, bit| entry | FLAGS[bit]);
             self.set_entry(table, index, entry);
         }
+    }
+}
+
+impl AddressSpace {
+    /// The part of [`SavedSpace::check`] that holds of every address space the syscalls
+    /// leave: its mappings as [`VmaMap::check`](super::vma::VmaMap::check) requires them
+    /// inside the program's half, at most [`MAX_MAPPINGS`], and a heap that runs forwards
+    /// inside that half. Says what is wrong.
+    pub(super) fn check_mappings(&self) -> Result<(), String> {
+        self.vmas
+            .check(MIN_MAP_ADDRESS, USER_END, MAX_MAPPINGS)
+            .map_err(|why| format!("mappings {why}"))?;
+        if self.brk_start > self.brk || self.brk > USER_END {
+            return Err(format!(
+                "heap runs from {:#x} to {:#x}, backwards or past the program's half",
+                self.brk_start, self.brk
+            ));
+        }
+        Ok(())
     }
 }
 
