@@ -224,16 +224,15 @@ impl KernelUnderTest {
         }
         Ok(())
     }
-}
 
-impl KernelUnderTest {
     /// Checks that the state the calls left is one a snapshot file may hold: what the load
     /// requires of a kernel and an address space whatever the point they were taken at
     /// (`Kernel::check_state`: files, descriptors, pipes and their counts of open ends,
     /// threads, sockets against the Runtime API's connections; the mappings and the heap).
     /// A call that left anything else would make the load refuse a snapshot the VMM took.
-    /// The harness never runs a child process (`fork` fails here), so this holds after every
-    /// call. The text says what did not hold.
+    /// The harness never runs a child process (`fork` fails here), so it must hold after
+    /// every call while the program runs (not once it has ended: no snapshot is taken of an
+    /// ended program). The text says what did not hold.
     pub fn check_snapshot_state(&self) -> Result<(), String> {
         self.guest.kernel.check_state(TMP_QUOTA)?;
         self.guest.memory.check_mappings()

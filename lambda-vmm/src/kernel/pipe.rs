@@ -225,8 +225,8 @@ impl Kernel {
     }
 
     /// The pipe end of each open description in the descriptor table (a Unix stream's two
-    /// ends each), as [`Pipes::check_ends`] counts them: only open descriptions hold pipe
-    /// ends between calls.
+    /// ends each), as [`Pipes::check_ends`] counts them: while no child process runs, only
+    /// they hold pipe ends (a parent waiting in `fork` holds its own too).
     pub(super) fn open_pipe_ends(&self) -> Vec<PipeEnd> {
         let mut ends = Vec::new();
         for descriptor in self.fds.descriptions() {

@@ -230,8 +230,8 @@ fn each_pipe_counts_the_open_descriptions_of_its_ends_and_a_snapshot_must_agree(
     assert_eq!(guest.call(DUP, &[one]), (other + 1) as i64);
     assert_eq!(guest.call(SHUTDOWN, &[one, libc::SHUT_WR as u64]), 0);
     check(&guest).unwrap();
-    // A child's copies are counted while it runs, and closed with it when it ends without
-    // closing them.
+    // A child closes one end and ends without closing the rest: its copies of them are
+    // closed with it.
     assert_eq!(guest.step(FORK, &[]), Step::Fork);
     guest.kernel.begin_child(&guest.memory).unwrap();
     assert_eq!(guest.call(CLOSE, &[read_end]), 0);
