@@ -363,8 +363,8 @@ impl Kernel {
     /// The part of [`Kernel::check`] that holds of every state the kernel's calls leave
     /// between calls while no child process runs, whatever the point: its filesystem within
     /// a `/tmp` quota of `tmp_quota` bytes, its descriptor table, its pipes and their counts
-    /// of open ends, its thread table, and its sockets against its Runtime API's
-    /// connections. Says what is wrong.
+    /// of open ends, its thread table, its sockets against its Runtime API's connections,
+    /// and its epoll instances' registrations (`Kernel::check_epolls`). Says what is wrong.
     pub(crate) fn check_state(&self, tmp_quota: u64) -> Result<(), String> {
         self.fs
             .check(tmp_quota)
@@ -380,7 +380,8 @@ impl Kernel {
             .check()
             .map_err(|why| format!("threads: {why}"))?;
         self.check_sockets()
-            .map_err(|why| format!("sockets: {why}"))
+            .map_err(|why| format!("sockets: {why}"))?;
+        self.check_epolls().map_err(|why| format!("epoll: {why}"))
     }
 
     /// The part of [`Kernel::check`] that says whether this is the kernel of a `contract`

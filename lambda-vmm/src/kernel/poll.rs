@@ -232,6 +232,38 @@ impl Kernel {
         })
     }
 
+    /// Checks the epoll instances of a kernel read from a snapshot file: each watches only
+    /// open descriptors (closing a descriptor takes its registrations out of every
+    /// instance), and all of them together hold at most [`MAX_EPOLL_WATCHES`] (`epoll_ctl`
+    /// counts an instance once for each of its descriptors, so no program holds more). A
+    /// registration of a closed descriptor would report a file opened later under its
+    /// number, which the program never asked for; more than the bound would make each
+    /// `epoll_wait` walk more than a program could. Says what is wrong.
+    pub(super) fn check_epolls(&self) -> Result<(), String> {
+        let mut watches = 0usize;
+        for descriptor in self.fds.descriptions() {
+            let Object::Epoll(epoll) = &descriptor.object else {
+                continue;
+            };
+            if let Some(fd) = epoll
+                .interests
+                .keys()
+                .find(|&&fd| self.fds.get(fd).is_err())
+            {
+                return Err(format!(
+                    "an epoll instance watches descriptor {fd}, which is closed"
+                ));
+            }
+            watches = watches.saturating_add(epoll.interests.len());
+        }
+        if watches > MAX_EPOLL_WATCHES {
+            return Err(format!(
+                "epoll instances hold {watches} registrations, more than {MAX_EPOLL_WATCHES}"
+            ));
+        }
+        Ok(())
+    }
+
     /// Registrations held by all epoll instances together.
     fn epoll_watches(&self) -> usize {
         self.fds

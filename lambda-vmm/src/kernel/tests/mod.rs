@@ -27,8 +27,9 @@ pub(super) fn err(errno: i32) -> i64 {
     -i64::from(errno)
 }
 
-/// What [`crate::kernel::Kernel::check`] says of the guest's kernel as a snapshot file of a
-/// `contract` function would bring it back (the harness's `/tmp` holds 1 MB).
+/// What a snapshot file's load says of the guest's kernel and mappings as a file of a
+/// `contract` function would bring them back: [`crate::kernel::Kernel::check`] (the
+/// harness's `/tmp` holds 1 MB), then the mappings' part of the saved space's check.
 pub(super) fn snapshot_check(guest: &Guest, contract: lambda_core::Contract) -> Result<(), String> {
     let config = lambda_core::FunctionConfig::new(
         "checked",
@@ -36,5 +37,6 @@ pub(super) fn snapshot_check(guest: &Guest, contract: lambda_core::Contract) -> 
     )
     .with_contract(contract)
     .with_ephemeral_storage_mb(1);
-    guest.kernel.check(&config)
+    guest.kernel.check(&config)?;
+    guest.memory.check_mappings()
 }

@@ -67,6 +67,51 @@ fn epoll_registrations_are_bounded_per_environment() {
     };
     assert_eq!(refused, err(libc::ENOSPC));
     assert_eq!(added, MAX_EPOLL_WATCHES);
+    // As many as a program can hold pass a snapshot file's check; one more does not.
+    let check = |guest: &Guest| super::snapshot_check(guest, lambda_core::Contract::Stdio);
+    check(&guest).unwrap();
+    let mut forged = Guest::one_shot(b"");
+    forged.kernel = guest.kernel.clone();
+    let epoll = forged.call(291, &[0]) as u64;
+    if let crate::kernel::fd::Object::Epoll(epoll) =
+        &mut forged.kernel.fds.get_mut(epoll).unwrap().object
+    {
+        epoll.interests.insert(targets[0], Default::default());
+    }
+    let why = check(&forged).unwrap_err();
+    assert!(
+        why.contains("epoll: epoll instances hold 8193 registrations, more than 8192"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_snapshot_files_epoll_instances_watch_only_open_descriptors() {
+    let mut guest = Guest::one_shot(b"");
+    let check = |guest: &Guest| super::snapshot_check(guest, lambda_core::Contract::Stdio);
+    let epoll = guest.call(291, &[0]) as u64;
+    let target = guest.call(290, &[0, 0]) as u64;
+    let interest = guest.put(&[&1u32.to_le_bytes()[..], &0u64.to_le_bytes()].concat());
+    assert_eq!(guest.call(233, &[epoll, 1, target, interest]), 0);
+    // A second descriptor of the instance shares its registrations.
+    let second = guest.call(32, &[epoll]) as u64;
+    check(&guest).unwrap();
+    // Closing the watched descriptor takes its registration out.
+    assert_eq!(guest.call(3, &[target]), 0);
+    check(&guest).unwrap();
+    // A file that kept it would have the instance watch a closed descriptor.
+    if let crate::kernel::fd::Object::Epoll(epoll) =
+        &mut guest.kernel.fds.get_mut(second).unwrap().object
+    {
+        epoll.interests.insert(target, Default::default());
+    }
+    let why = check(&guest).unwrap_err();
+    assert!(
+        why.contains(&format!(
+            "epoll: an epoll instance watches descriptor {target}, which is closed"
+        )),
+        "{why}"
+    );
 }
 
 #[test]
