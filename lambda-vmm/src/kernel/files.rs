@@ -14,8 +14,8 @@ const IOV_MAX: u64 = 1024;
 /// Bytes moved between guest memory and the kernel per step, so a huge write never needs a
 /// huge host buffer.
 pub(super) const CHUNK: u64 = 64 * 1024;
-/// Most bytes one read returns (as Linux caps a single read).
-const MAX_READ: u64 = 0x7fff_f000;
+/// Most bytes one read or write moves (Linux's `MAX_RW_COUNT`).
+const MAX_RW_COUNT: u64 = 0x7fff_f000;
 /// The program's path inside the environment.
 pub const PROGRAM_PATH: &str = "/var/task/bootstrap";
 
@@ -144,7 +144,7 @@ impl Kernel {
         buf: u64,
         count: u64,
     ) -> SysResult {
-        let count = count.min(MAX_READ);
+        let count = count.min(MAX_RW_COUNT);
         memory.validate(buf, count)?;
         let descriptor = self.fds.get(fd)?;
         let nonblocking = descriptor.nonblocking;
@@ -254,7 +254,17 @@ impl Kernel {
                 })
             }
             Object::Stdin => Err(errno(libc::EBADF)),
-            Object::Null => Ok(count),
+            // As Linux's: nothing is read, but the range must lie in the program's half
+            // (`access_ok`), and one write takes at most `MAX_RW_COUNT` bytes.
+            Object::Null => {
+                if buf
+                    .checked_add(count)
+                    .is_none_or(|end| end > crate::mm::layout::USER_END)
+                {
+                    return Err(errno(libc::EFAULT));
+                }
+                Ok(count.min(MAX_RW_COUNT))
+            }
             Object::File(file) if !file.writable => Err(errno(libc::EBADF)),
             Object::File(file) => {
                 let path = file.path.clone();
@@ -295,7 +305,7 @@ impl Kernel {
     ) -> SysResult {
         let data = self
             .fs
-            .read_at(path, offset, abi::size(count.min(MAX_READ)))?;
+            .read_at(path, offset, abi::size(count.min(MAX_RW_COUNT)))?;
         memory.write(buf, &data)?;
         Ok(abi::count(data.len()))
     }

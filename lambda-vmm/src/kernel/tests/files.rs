@@ -244,6 +244,18 @@ fn fadvise_is_a_checked_hint_and_dev_null_swallows_writes() {
     let data = guest.put(b"gone");
     assert_eq!(guest.call(WRITE, &[null, data, 4]), 4);
     assert_eq!(guest.call(READ, &[null, data, 4]), 0);
+    // As Linux: nothing is read, but the range must be the program's, and one write takes
+    // at most MAX_RW_COUNT bytes. A count past 2^63 was once answered as it was, which the
+    // program read as a negative result (found by the kernel fuzz target).
+    let user_end = crate::mm::layout::USER_END;
+    assert_eq!(guest.call(WRITE, &[null, 1, 1 << 40]), 0x7fff_f000);
+    assert_eq!(guest.call(WRITE, &[null, 1, user_end - 1]), 0x7fff_f000);
+    assert_eq!(guest.call(WRITE, &[null, 1, user_end]), err(libc::EFAULT));
+    assert_eq!(
+        guest.call(WRITE, &[null, 1, 0xffff_ff01_0153_b72c]),
+        err(libc::EFAULT)
+    );
+    assert_eq!(guest.call(WRITE, &[null, u64::MAX, 2]), err(libc::EFAULT));
     assert_eq!(
         guest.open("/dev/null", libc::O_RDONLY | libc::O_DIRECTORY),
         err(libc::ENOTDIR)
