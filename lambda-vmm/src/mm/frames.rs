@@ -290,6 +290,20 @@ impl FramePool {
             .is_some_and(|word| word >> (frame % 64) & 1 != 0)
     }
 
+    /// Whether the frame at `addr` is in use: in a chunk held whole, or a used frame of a
+    /// chunk cut into frames. A frame not in use was discarded when it came back, and reads
+    /// as zero.
+    pub fn holds(&self, addr: u64) -> bool {
+        match self
+            .index(addr)
+            .and_then(|chunk| self.chunks.get(chunk as usize))
+        {
+            Some(Chunk::Whole) => true,
+            Some(Chunk::Frames { .. }) => self.frame_in_use(addr),
+            _ => false,
+        }
+    }
+
     /// The guest-physical addresses of the chunks held whole.
     pub fn whole_chunks(&self) -> impl Iterator<Item = u64> + '_ {
         (0u32..)

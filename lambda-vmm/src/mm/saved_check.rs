@@ -35,7 +35,10 @@ impl SavedSpace {
     ///   out again;
     /// - the mappings are ones the syscalls could have made (`VmaMap::check`: none reaches
     ///   the VMM's area above the program's half), and the heap runs forwards inside it;
-    /// - the stretches' backings account for the pages mapped (`check_backings`).
+    /// - the stretches' backings account for the pages mapped (`check_backings`);
+    /// - no memory is stored in a frame the pool holds free (a frame comes back discarded,
+    ///   so it reads as zero, and zero pages are not stored; one stored there would be
+    ///   handed to a new mapping with its old bytes).
     ///
     /// `read_frame(addr, buf)` reads the 4 KiB frame of function memory at `addr`.
     pub fn check(
@@ -172,7 +175,19 @@ impl SavedSpace {
                 ));
             }
         }
-        self.check_backings(&leaves)
+        self.check_backings(&leaves)?;
+        for &(addr, len) in &self.stored {
+            let mut page = addr;
+            while page < addr.saturating_add(len) {
+                if !pool.holds(page) {
+                    return Err(format!(
+                        "memory stored at {page:#x} is in a frame the frame pool holds free"
+                    ));
+                }
+                page = page.saturating_add(PAGE);
+            }
+        }
+        Ok(())
     }
 
     /// Checks that the stretches' backings are ones the address space could have made and
@@ -614,6 +629,34 @@ mod tests {
         let why = given.check().unwrap_err();
         assert!(
             why.contains(&format!("holds the table at {table:#x}")),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn memory_stored_in_a_frame_the_pool_holds_free_is_refused() {
+        // Found by the saved_space fuzz target (2026-12-07): the page directory's entry for
+        // the small pages' table made absent, their stretch's backing dropped so that the
+        // counts agree, and the table's frame given back to the pool. The check passed, and
+        // a new mapping then got that frame with the old table's entries in it.
+        let mut ground = saved();
+        let table = ground.table_of(ground.pages).unwrap();
+        let changes: [[u8; 8]; 6] = [
+            [0x48, 0xb8, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00],
+            [0x00, 0x00, 0x89, 0x89, 0x77, 0xf6, 0x76, 0x76],
+            [0xfb, 0x76, 0x23, 0x23, 0x59, 0x59, 0x59, 0x59],
+            [0x59, 0x59, 0x59, 0x59, 0x2a, 0x59, 0x59, 0x59],
+            [0x59, 0x76, 0xfb, 0xff, 0x59, 0x59, 0x79, 0x59],
+            [0x59, 0x76, 0xde, 0x2b, 0x3e, 0x00, 0x59, 0x00],
+        ];
+        for change in changes {
+            ground.apply(change);
+        }
+        let why = ground.check().unwrap_err();
+        assert!(
+            why.contains(&format!(
+                "memory stored at {table:#x} is in a frame the frame pool holds free"
+            )),
             "{why}"
         );
     }
