@@ -120,6 +120,20 @@ pub struct Descriptor {
     pub cloexec: bool,
 }
 
+impl Object {
+    /// The pipe ends this object holds open: a pipe's one, a Unix stream's two (fewer once
+    /// it is shut down), none for anything else. An open description counts once for each
+    /// in its pipes' readers and writers.
+    pub fn pipe_ends(&self) -> impl Iterator<Item = super::pipe::PipeEnd> {
+        let ends = match self {
+            Object::Pipe(end) => [Some(*end), None],
+            Object::UnixStream(stream) => [stream.rx, stream.tx],
+            _ => [None, None],
+        };
+        ends.into_iter().flatten()
+    }
+}
+
 impl Descriptor {
     /// A blocking descriptor for `object`.
     pub fn new(object: Object) -> Descriptor {

@@ -460,20 +460,11 @@ impl Kernel {
     /// Lets go of what a closed descriptor held: its epoll registrations, and the object
     /// itself when this was the last descriptor of its open description.
     pub(super) fn release(&mut self, fd: u64, released: Option<Descriptor>) {
-        match &released {
-            Some(Descriptor {
-                object: Object::Pipe(end),
-                ..
-            }) => self.pipes.close(*end),
-            Some(Descriptor {
-                object: Object::UnixStream(end),
-                ..
-            }) => {
-                for pipe_end in [end.rx, end.tx].into_iter().flatten() {
-                    self.pipes.close(pipe_end);
-                }
-            }
-            _ => {}
+        for end in released
+            .iter()
+            .flat_map(|descriptor| descriptor.object.pipe_ends())
+        {
+            self.pipes.close(end);
         }
         if let Some(Descriptor {
             object: Object::Socket(socket),

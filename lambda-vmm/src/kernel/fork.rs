@@ -202,19 +202,13 @@ impl Kernel {
             .map(|descriptor| descriptor.object.clone())
             .collect();
         for object in shared {
-            match &object {
-                Object::Pipe(end) => self.pipes.open(*end),
-                Object::UnixStream(stream) => {
-                    for end in [stream.rx, stream.tx].into_iter().flatten() {
-                        self.pipes.open(end);
-                    }
-                }
-                Object::Socket(socket) => {
-                    if let Some(connection) = socket.connection {
-                        self.borrowed.insert(connection);
-                    }
-                }
-                _ => {}
+            for end in object.pipe_ends() {
+                self.pipes.open(end);
+            }
+            if let Object::Socket(socket) = &object
+                && let Some(connection) = socket.connection
+            {
+                self.borrowed.insert(connection);
             }
         }
         let clear_child_tid = if request.flags & CLONE_CHILD_CLEARTID != 0 {

@@ -372,9 +372,15 @@ impl Kernel {
         self.fds
             .check()
             .map_err(|why| format!("descriptor table: {why}"))?;
+        // While no child process runs, only the open descriptions hold pipe ends (a parent
+        // waiting in `fork` holds its own too).
+        let open_ends = self
+            .fds
+            .descriptions()
+            .flat_map(|descriptor| descriptor.object.pipe_ends());
         self.pipes
             .check()
-            .and_then(|()| self.pipes.check_ends(self.open_pipe_ends()))
+            .and_then(|()| self.pipes.check_ends(open_ends))
             .map_err(|why| format!("pipes: {why}"))?;
         self.threads
             .check()

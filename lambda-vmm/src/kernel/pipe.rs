@@ -224,23 +224,6 @@ impl Kernel {
         }
     }
 
-    /// The pipe end of each open description in the descriptor table (a Unix stream's two
-    /// ends each), as [`Pipes::check_ends`] counts them: while no child process runs, only
-    /// they hold pipe ends (a parent waiting in `fork` holds its own too).
-    pub(super) fn open_pipe_ends(&self) -> Vec<PipeEnd> {
-        let mut ends = Vec::new();
-        for descriptor in self.fds.descriptions() {
-            match &descriptor.object {
-                Object::Pipe(end) => ends.push(*end),
-                Object::UnixStream(stream) => {
-                    ends.extend([stream.rx, stream.tx].into_iter().flatten())
-                }
-                _ => {}
-            }
-        }
-        ends
-    }
-
     /// `pipe2(fds, flags)` (and `pipe`, with no flags): the read end in `fds[0]`, the write
     /// end in `fds[1]`.
     pub(super) fn pipe2(&mut self, memory: &GuestMemory, fds: u64, flags: u64) -> SysResult {
