@@ -228,8 +228,8 @@ impl KernelUnderTest {
     /// Checks that the state the calls left is one a snapshot file may hold: what the load
     /// requires of a kernel and an address space whatever the point they were taken at
     /// (`Kernel::check_state`: files, descriptors, pipes and their counts of open ends,
-    /// threads, sockets against the Runtime API's connections, epoll registrations; the
-    /// mappings and the heap).
+    /// threads, signal state, futex waiters, sockets against the Runtime API's connections,
+    /// epoll registrations; the mappings and the heap).
     /// A call that left anything else would make the load refuse a snapshot the VMM took.
     /// The harness never runs a child process (`fork` fails here), so it must hold after
     /// every call while the program runs (not once it has ended: no snapshot is taken of an

@@ -6,11 +6,14 @@
 //! Priority-inheritance futexes are not offered (`ENOSYS`; glibc uses them only for
 //! `PTHREAD_PRIO_INHERIT` mutexes).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use super::threads::Threads;
 use super::time::read_timespec;
 use super::{Errno, Kernel, SysResult, abi};
 use crate::mm::GuestMemory;
+use crate::mm::layout::USER_END;
 
 const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;
@@ -58,6 +61,33 @@ impl FutexWaiters {
         }
         self.woken_total = self.woken_total.wrapping_add(woken);
         woken
+    }
+
+    /// Checks waiters read back from a snapshot file against what `futex` and a thread's
+    /// exit keep: each a thread of `threads`, no thread twice (which also bounds the list
+    /// by the thread limit), on an aligned word of the program's half, with a bitset that
+    /// is not empty. Says what does not hold.
+    pub(super) fn check(&self, threads: &Threads) -> Result<(), String> {
+        let mut seen = BTreeSet::new();
+        for waiter in &self.waiters {
+            let tid = waiter.tid;
+            if !threads.contains(tid) {
+                return Err(format!("a waiter is thread {tid}, which the program lacks"));
+            }
+            if !seen.insert(tid) {
+                return Err(format!("thread {tid} waits twice"));
+            }
+            if waiter.uaddr % 4 != 0 || waiter.uaddr >= USER_END {
+                return Err(format!(
+                    "thread {tid} waits on {:#x}, not an aligned word of the program's half",
+                    waiter.uaddr
+                ));
+            }
+            if waiter.bitset == 0 {
+                return Err(format!("thread {tid} waits with an empty bitset"));
+            }
+        }
+        Ok(())
     }
 
     /// Moves up to `count` waiters still waiting on `from` to `to`; returns how many.
@@ -257,6 +287,12 @@ impl Kernel {
         self.wait(limit)?;
         self.forget_futex_wait(tid);
         Err(Errno(libc::ETIMEDOUT))
+    }
+
+    /// Checks the futex waiters read back from a snapshot file against the thread table
+    /// (`FutexWaiters::check`). Says what is wrong.
+    pub(super) fn check_futexes(&self) -> Result<(), String> {
+        self.futexes.check(&self.threads)
     }
 
     /// Wakes up to `count` waiters on `uaddr` whatever their bitset (a thread's exit).

@@ -343,7 +343,8 @@ impl Kernel {
     /// environment's life (see [`vfs::FileSystem::check`]), its descriptor table
     /// ([`fd::FdTable::check`]), its pipes (`Pipes::check`: a forged count of the bytes
     /// they hold would lift their limit; `Pipes::check_ends`: each counts the open
-    /// descriptions of its ends) and its thread table (`Threads::check`); that it is
+    /// descriptions of its ends), its thread table (`Threads::check`), its signal state
+    /// and futex waiters (bounded as the calls bound them); that it is
     /// a kernel of the function's contract
     /// (the Runtime API's state for a Runtime API function, checked by
     /// [`RuntimeApi::check`]: a forged read mark or event would fail or answer the next
@@ -363,8 +364,10 @@ impl Kernel {
     /// The part of [`Kernel::check`] that holds of every state the kernel's calls leave
     /// between calls while no child process runs, whatever the point: its filesystem within
     /// a `/tmp` quota of `tmp_quota` bytes, its descriptor table, its pipes and their counts
-    /// of open ends, its thread table, its sockets against its Runtime API's connections,
-    /// and its epoll instances' registrations (`Kernel::check_epolls`). Says what is wrong.
+    /// of open ends, its thread table, its signal actions and each thread's masks, pending
+    /// signals and alternate stack (`Kernel::check_signals`), its futex waiters
+    /// (`Kernel::check_futexes`), its sockets against its Runtime API's connections, and
+    /// its epoll instances' registrations (`Kernel::check_epolls`). Says what is wrong.
     pub(crate) fn check_state(&self, tmp_quota: u64) -> Result<(), String> {
         self.fs
             .check(tmp_quota)
@@ -385,6 +388,10 @@ impl Kernel {
         self.threads
             .check()
             .map_err(|why| format!("threads: {why}"))?;
+        self.check_signals()
+            .map_err(|why| format!("signals: {why}"))?;
+        self.check_futexes()
+            .map_err(|why| format!("futex waiters: {why}"))?;
         self.check_sockets()
             .map_err(|why| format!("sockets: {why}"))?;
         self.check_epolls().map_err(|why| format!("epoll: {why}"))

@@ -154,6 +154,42 @@ impl AltStack {
         bytes
     }
 
+    /// The stack `sigaltstack` and `rt_sigreturn` set from `given`, as the program wrote
+    /// it: disabled (`SS_DISABLE`), or one of at least `MINSIGSTKSZ` bytes that keeps only
+    /// `SS_AUTODISARM` of its flags. `EINVAL` for a mode other than 0, `SS_ONSTACK` and
+    /// `SS_DISABLE`, `ENOMEM` for a smaller stack, as Linux's `do_sigaltstack`.
+    fn requested(given: AltStack) -> Result<AltStack, Errno> {
+        let mode = given.flags & !SS_AUTODISARM;
+        if mode != 0 && mode != SS_DISABLE && mode != SS_ONSTACK {
+            return Err(Errno(libc::EINVAL));
+        }
+        if mode == SS_DISABLE {
+            Ok(AltStack::default())
+        } else if given.size < MINSIGSTKSZ {
+            Err(Errno(libc::ENOMEM))
+        } else {
+            Ok(AltStack {
+                flags: given.flags & SS_AUTODISARM,
+                ..given
+            })
+        }
+    }
+
+    /// Checks an alternate stack read back from a snapshot file: one
+    /// [`AltStack::requested`] could have made. Says what does not hold.
+    fn check(&self) -> Result<(), String> {
+        if *self == AltStack::default()
+            || (self.flags & !SS_AUTODISARM == 0 && self.size >= MINSIGSTKSZ)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "its alternate stack (flags {:#x}, {} bytes) is not one sigaltstack sets",
+                self.flags, self.size
+            ))
+        }
+    }
+
     /// Reads `stack_t`.
     pub fn from_bytes(bytes: &[u8; 24]) -> AltStack {
         let word = |at: usize| {
@@ -246,6 +282,35 @@ impl ThreadSignals {
             ..ThreadSignals::default()
         }
     }
+
+    /// Checks a thread's signal state read back from a snapshot file against what the
+    /// kernel's calls keep: masks that block neither SIGKILL nor SIGSTOP, no more than
+    /// `MAX_PENDING` signals pending, each numbered 1 to 64 and a standard one (below 32)
+    /// at most once, and an alternate stack `sigaltstack` could have set. Says what does
+    /// not hold.
+    fn check(&self) -> Result<(), String> {
+        for (name, mask) in [("mask", Some(self.mask)), ("saved mask", self.saved_mask)] {
+            if mask.is_some_and(|mask| mask & UNBLOCKABLE != 0) {
+                return Err(format!("its {name} blocks SIGKILL or SIGSTOP"));
+            }
+        }
+        if self.pending.len() > MAX_PENDING {
+            return Err(format!(
+                "it has {} signals pending, more than {MAX_PENDING}",
+                self.pending.len()
+            ));
+        }
+        for (index, info) in self.pending.iter().enumerate() {
+            if !(1..=64).contains(&info.signo) {
+                return Err(format!("a pending signal is numbered {}", info.signo));
+            }
+            let earlier = self.pending.get(..index).unwrap_or_default();
+            if info.signo < 32 && earlier.iter().any(|other| other.signo == info.signo) {
+                return Err(format!("standard signal {} is pending twice", info.signo));
+            }
+        }
+        self.altstack.check()
+    }
 }
 
 /// The process's signal actions.
@@ -277,6 +342,26 @@ impl Actions {
             if action.catches() {
                 *action = SigAction::default();
             }
+        }
+    }
+
+    /// Checks actions read back from a snapshot file against what `rt_sigaction` lets a
+    /// program set: SIGKILL's and SIGSTOP's stay the default, and no handler's mask blocks
+    /// either. Says what does not hold.
+    fn check(&self) -> Result<(), String> {
+        for signal in [SIGKILL, SIGSTOP] {
+            if self.get(signal) != SigAction::default() {
+                return Err(format!("signal {signal}'s action is not the default"));
+            }
+        }
+        match (1..)
+            .zip(&self.actions)
+            .find(|(_, a)| a.mask & UNBLOCKABLE != 0)
+        {
+            Some((signal, _)) => Err(format!(
+                "signal {signal}'s handler blocks SIGKILL or SIGSTOP"
+            )),
+            None => Ok(()),
         }
     }
 
@@ -319,6 +404,21 @@ fn read_set(memory: &GuestMemory, addr: u64) -> Result<u64, Errno> {
 }
 
 impl Kernel {
+    /// Checks the signal state read back from a snapshot file: the process's actions
+    /// (`Actions::check`) and each thread's mask, pending signals and alternate stack
+    /// (`ThreadSignals::check`). Says what is wrong.
+    pub(super) fn check_signals(&self) -> Result<(), String> {
+        self.actions.check()?;
+        for tid in self.threads.ids() {
+            if let Some(signals) = self.thread_signals(tid) {
+                signals
+                    .check()
+                    .map_err(|why| format!("thread {tid}: {why}"))?;
+            }
+        }
+        Ok(())
+    }
+
     fn thread_signals(&self, tid: u32) -> Option<&ThreadSignals> {
         self.threads.get(tid).map(|thread| &thread.signals)
     }
@@ -400,12 +500,13 @@ impl Kernel {
     }
 
     /// `rt_sigreturn`'s restore of thread `tid`: its mask and alternate stack as the frame
-    /// holds them (an invalid stack is left as it is, as Linux does).
+    /// holds them, the stack taken as `sigaltstack` takes one (an invalid stack is left
+    /// as it is, as Linux does).
     pub fn return_from_handler(&mut self, tid: u32, mask: u64, altstack: AltStack) {
         if let Some(signals) = self.thread_signals_mut(tid) {
             signals.mask = mask & !UNBLOCKABLE;
-            if altstack.flags & SS_DISABLE != 0 || altstack.size >= MINSIGSTKSZ {
-                signals.altstack = altstack;
+            if let Ok(stack) = AltStack::requested(altstack) {
+                signals.altstack = stack;
             }
         }
     }
@@ -632,20 +733,7 @@ impl Kernel {
             if current.contains(sp) {
                 return Err(Errno(libc::EPERM));
             }
-            let mode = given.flags & !SS_AUTODISARM;
-            if mode != 0 && mode != SS_DISABLE && mode != SS_ONSTACK {
-                return Err(Errno(libc::EINVAL));
-            }
-            if mode == SS_DISABLE {
-                Some(AltStack::default())
-            } else if given.size < MINSIGSTKSZ {
-                return Err(Errno(libc::ENOMEM));
-            } else {
-                Some(AltStack {
-                    flags: given.flags & SS_AUTODISARM,
-                    ..given
-                })
-            }
+            Some(AltStack::requested(given)?)
         };
         if old != 0 {
             memory.write(old, &current.to_bytes(sp))?;

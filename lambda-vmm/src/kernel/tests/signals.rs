@@ -312,3 +312,144 @@ fn a_write_to_a_broken_pipe_raises_sigpipe_unless_a_send_asks_not_to() {
     assert_eq!(guest.call(RT_SIGPENDING, &[pending, 8]), 0);
     assert_eq!(guest.get(pending, 8), bit(SIGPIPE).to_le_bytes());
 }
+
+/// `stack_t` as a program writes it.
+fn stack_t(sp: u64, flags: i32, size: u64) -> Vec<u8> {
+    let mut bytes = sp.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&flags.to_le_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    bytes.extend_from_slice(&size.to_le_bytes());
+    bytes
+}
+
+/// The flags word `sigaltstack` reports of the calling thread's alternate stack.
+fn altstack_flags(guest: &mut Guest) -> i32 {
+    let old = guest.buffer(24);
+    assert_eq!(guest.call(SIGALTSTACK, &[0, old]), 0);
+    i32::from_le_bytes(guest.get(old + 8, 4).try_into().unwrap())
+}
+
+#[test]
+fn rt_sigreturn_takes_the_frames_alternate_stack_as_sigaltstack_would() {
+    use crate::kernel::AltStack;
+    use crate::kernel::signals::{SS_DISABLE, SS_ONSTACK};
+    const SS_AUTODISARM: i32 = 1 << 31;
+    let mut guest = Guest::one_shot(b"");
+    let set = |guest: &mut Guest, sp: u64, flags: i32, size: u64| {
+        guest
+            .kernel
+            .return_from_handler(1, 0, AltStack { sp, flags, size });
+    };
+    // `SS_ONSTACK` is a mode the call accepts and does not keep, as Linux.
+    set(&mut guest, 0x7000_0000, SS_ONSTACK | SS_AUTODISARM, 65536);
+    assert_eq!(altstack_flags(&mut guest), SS_AUTODISARM);
+    // An invalid mode or a stack too small leaves the stack as it was.
+    set(&mut guest, 0x6000_0000, 0x10, 65536);
+    set(&mut guest, 0x6000_0000, 0, 1024);
+    let old = guest.buffer(24);
+    assert_eq!(guest.call(SIGALTSTACK, &[0, old]), 0);
+    assert_eq!(
+        guest.get(old, 24),
+        stack_t(0x7000_0000, SS_AUTODISARM, 65536)
+    );
+    // A disabled one is disabled whatever else the frame says of it.
+    set(&mut guest, 0x6000_0000, SS_DISABLE | SS_AUTODISARM, 65536);
+    assert_eq!(guest.call(SIGALTSTACK, &[0, old]), 0);
+    assert_eq!(guest.get(old, 24), stack_t(0, SS_DISABLE, 0));
+    super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+}
+
+/// What a snapshot file's load says of `guest`'s kernel with its thread table and signal
+/// actions changed by `forge` in their serialized form.
+fn forged_signals(
+    guest: &Guest,
+    forge: impl FnOnce(&mut serde_json::Value, &mut serde_json::Value),
+) -> Result<(), String> {
+    let mut threads = serde_json::to_value(&guest.kernel.threads).unwrap();
+    let mut actions = serde_json::to_value(&guest.kernel.actions).unwrap();
+    forge(&mut threads, &mut actions);
+    let mut forged = Guest::one_shot(b"");
+    forged.kernel = guest.kernel.clone();
+    forged.kernel.threads = serde_json::from_value(threads).unwrap();
+    forged.kernel.actions = serde_json::from_value(actions).unwrap();
+    super::snapshot_check(&forged, lambda_core::Contract::Stdio)
+}
+
+#[test]
+fn signal_state_a_snapshot_could_not_hold_is_refused() {
+    const SIGRT: u64 = 40;
+    let mut guest = Guest::one_shot(b"");
+    handle(&mut guest, SIGUSR1, 0);
+    let all = guest.put(&u64::MAX.to_le_bytes());
+    assert_eq!(guest.call(RT_SIGPROCMASK, &[2, all, 0, 8]), 0);
+    // A standard signal is pending once however often it is sent; a real-time one queues
+    // up to the bound.
+    assert_eq!(guest.call(TGKILL, &[1, 1, SIGUSR1]), 0);
+    assert_eq!(guest.call(TGKILL, &[1, 1, SIGUSR1]), 0);
+    let mut queued = 1;
+    while guest.call(TGKILL, &[1, 1, SIGRT]) == 0 {
+        queued += 1;
+    }
+    assert_eq!(queued, 64, "the kernel's own bound");
+    let stack = guest.put(&stack_t(0x7000_0000, 1 << 31, 65536));
+    assert_eq!(guest.call(SIGALTSTACK, &[stack, 0]), 0);
+    forged_signals(&guest, |_, _| {}).unwrap();
+
+    let refused = |forge: &dyn Fn(&mut serde_json::Value, &mut serde_json::Value),
+                   because: &str| {
+        let why = forged_signals(&guest, forge).expect_err(because);
+        assert!(why.contains(because), "{why}");
+    };
+    fn signals(threads: &mut serde_json::Value) -> &mut serde_json::Value {
+        &mut threads["threads"]["1"]["signals"]
+    }
+    refused(
+        &|t, _| signals(t)["mask"] = u64::MAX.into(),
+        "signals: thread 1: its mask blocks SIGKILL or SIGSTOP",
+    );
+    refused(
+        &|t, _| signals(t)["saved_mask"] = bit(19).into(),
+        "its saved mask blocks SIGKILL or SIGSTOP",
+    );
+    refused(
+        &|t, _| {
+            let more = signals(t)["pending"][1].clone();
+            signals(t)["pending"].as_array_mut().unwrap().push(more);
+        },
+        "it has 65 signals pending, more than 64",
+    );
+    refused(
+        &|t, _| {
+            let first = signals(t)["pending"][0].clone();
+            signals(t)["pending"][1] = first;
+        },
+        "standard signal 10 is pending twice",
+    );
+    for signo in [0, 65, -1] {
+        refused(
+            &|t, _| signals(t)["pending"][1]["signo"] = signo.into(),
+            &format!("a pending signal is numbered {signo}"),
+        );
+    }
+    for (flags, size) in [(1, 65536), (0, 1024), (2, 65536)] {
+        refused(
+            &|t, _| {
+                signals(t)["altstack"]["flags"] = flags.into();
+                signals(t)["altstack"]["size"] = size.into();
+            },
+            "is not one sigaltstack sets",
+        );
+    }
+    refused(
+        &|_, a| a["actions"][8]["handler"] = 0x1234.into(),
+        "signals: signal 9's action is not the default",
+    );
+    refused(
+        &|_, a| a["actions"][18]["flags"] = 4.into(),
+        "signal 19's action is not the default",
+    );
+    refused(
+        &|_, a| a["actions"][9]["mask"] = bit(9).into(),
+        "signal 10's handler blocks SIGKILL or SIGSTOP",
+    );
+}

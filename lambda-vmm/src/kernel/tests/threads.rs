@@ -483,3 +483,66 @@ fn a_thread_exit_releases_the_robust_mutexes_it_owns() {
         "the waiter was woken"
     );
 }
+
+#[test]
+fn futex_waiters_a_snapshot_could_not_hold_are_refused() {
+    let mut guest = Guest::one_shot(b"");
+    let futex = guest.buffer(4);
+    for _ in 0..3 {
+        guest.call(CLONE, &[0x10f00, 0, 0, 0, 0]);
+    }
+    for (tid, bits) in [(2, 1), (3, 2), (4, u64::from(u32::MAX))] {
+        assert_eq!(
+            guest
+                .as_thread(tid)
+                .step(FUTEX, &[futex, FUTEX_WAIT_BITSET, 0, 0, 0, bits]),
+            Step::Block(None)
+        );
+    }
+    // Woken and not yet back from its call, thread 3 is still listed.
+    assert_eq!(
+        guest
+            .as_thread(1)
+            .call(FUTEX, &[futex, FUTEX_WAKE_BITSET, 1, 0, 0, 2]),
+        1
+    );
+    let check = |guest: &Guest| super::snapshot_check(guest, lambda_core::Contract::Stdio);
+    check(&guest).unwrap();
+
+    let refused = |forge: &dyn Fn(&mut serde_json::Value), because: &str| {
+        let mut value = serde_json::to_value(&guest.kernel.futexes).unwrap();
+        forge(&mut value);
+        let mut forged = Guest::one_shot(b"");
+        forged.kernel = guest.kernel.clone();
+        forged.kernel.futexes = serde_json::from_value(value).unwrap();
+        let why = check(&forged).expect_err(because);
+        assert!(why.contains(because), "{why}");
+    };
+    refused(
+        &|v| v["waiters"][0]["tid"] = 9.into(),
+        "futex waiters: a waiter is thread 9, which the program lacks",
+    );
+    refused(
+        &|v| v["waiters"][1]["tid"] = 2.into(),
+        "thread 2 waits twice",
+    );
+    // Each thread may wait once, so no more waiters than threads.
+    refused(
+        &|v| {
+            let first = v["waiters"][0].clone();
+            let waiters = v["waiters"].as_array_mut().unwrap();
+            waiters.extend(std::iter::repeat_n(first, MAX_THREADS));
+        },
+        "thread 2 waits twice",
+    );
+    for uaddr in [futex + 1, crate::mm::layout::USER_END] {
+        refused(
+            &|v| v["waiters"][2]["uaddr"] = uaddr.into(),
+            &format!("thread 4 waits on {uaddr:#x}, not an aligned word of the program's half"),
+        );
+    }
+    refused(
+        &|v| v["waiters"][0]["bitset"] = 0.into(),
+        "thread 2 waits with an empty bitset",
+    );
+}
