@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::layout::{CHUNK, MIN_MAP_ADDRESS, PAGE, USER_END, chunk_of};
 use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, TABLE_BYTES, table_entries};
 use super::physical::{KERNEL_BASE, KERNEL_SIZE, USER_BASE};
-use super::space::{AddressSpace, Backing, MAX_MAPPINGS};
+use super::space::{AddressSpace, Backing, MAX_LIBRARY_SITES, MAX_MAPPINGS};
 use super::{KERNEL_TABLE_PAGES, SavedSpace, host_size};
 
 impl SavedSpace {
@@ -486,8 +486,9 @@ pub mod ground {
 impl AddressSpace {
     /// The part of [`SavedSpace::check`] that holds of every address space the syscalls
     /// leave: its mappings as [`VmaMap::check`](super::vma::VmaMap::check) requires them
-    /// inside the program's half, at most [`MAX_MAPPINGS`], and a heap that runs forwards
-    /// inside that half. Says what is wrong.
+    /// inside the program's half, at most [`MAX_MAPPINGS`], a heap that runs forwards
+    /// inside that half, and no more than [`MAX_LIBRARY_SITES`] library syscall sites, each
+    /// inside a mapping (unmapping drops the sites it covered). Says what is wrong.
     pub(super) fn check_mappings(&self) -> Result<(), String> {
         self.vmas
             .check(MIN_MAP_ADDRESS, USER_END, MAX_MAPPINGS)
@@ -498,7 +499,22 @@ impl AddressSpace {
                 self.brk_start, self.brk
             ));
         }
-        Ok(())
+        if self.library_sites.len() > MAX_LIBRARY_SITES {
+            return Err(format!(
+                "it notes {} library syscall sites, more than {MAX_LIBRARY_SITES}",
+                self.library_sites.len()
+            ));
+        }
+        match self
+            .library_sites
+            .iter()
+            .find(|&&site| self.vmas.find(site).is_none())
+        {
+            Some(site) => Err(format!(
+                "a library syscall site at {site:#x} lies in no mapping"
+            )),
+            None => Ok(()),
+        }
     }
 }
 

@@ -400,9 +400,31 @@ fn frozen_files_map_shared_in_their_area_and_their_syscall_sites_go_with_the_map
         !memory.is_library_site(at + 2 * PAGE + 8),
         "past the mapping"
     );
+    memory.check_mappings().unwrap();
     // Unmapping drops the site: what is mapped there next is not the library.
     memory.munmap(at, 2 * PAGE).unwrap();
     assert!(!memory.is_library_site(at + 16));
+    memory.check_mappings().unwrap();
+    // So a snapshot file's sites must lie in mappings, and be no more than are noted.
+    memory.space().library_sites.insert(at + 16);
+    let why = memory.check_mappings().unwrap_err();
+    assert!(
+        why.contains(&format!(
+            "library syscall site at {:#x} lies in no mapping",
+            at + 16
+        )),
+        "{why}"
+    );
+    let most = super::space::MAX_LIBRARY_SITES as u64;
+    // As many as a program may have noted, all on the stack's mapping, pass; one more not.
+    memory.space().library_sites = (1..=most).map(|i| STACK_TOP - i).collect();
+    memory.check_mappings().unwrap();
+    memory.space().library_sites.insert(STACK_TOP - most - 1);
+    let why = memory.check_mappings().unwrap_err();
+    assert!(
+        why.contains("notes 65537 library syscall sites, more than 65536"),
+        "{why}"
+    );
     // Without executable protection nothing is noted.
     let again = memory
         .mmap_file(0, PAGE, READ as u64, private, source(None))
