@@ -358,9 +358,7 @@ impl MicroVmBackend {
         &self,
         path: impl AsRef<std::path::Path>,
     ) -> Result<Snapshot, SnapshotError> {
-        Snapshot::read_from(path.as_ref(), None, |config| {
-            self.checked_code(config).map_err(SnapshotError::Init)
-        })
+        self.read_snapshot(path.as_ref(), None)
     }
 
     /// [`MicroVmBackend::load_snapshot`] for a file that must have been taken of `config`:
@@ -372,7 +370,17 @@ impl MicroVmBackend {
         path: impl AsRef<std::path::Path>,
         config: &FunctionConfig,
     ) -> Result<Snapshot, SnapshotError> {
-        Snapshot::read_from(path.as_ref(), Some(config), |config| {
+        self.read_snapshot(path.as_ref(), Some(config))
+    }
+
+    /// Both loads: the file at `path`, refused unless taken of `expected` when one is
+    /// given, its function's code checked as a new environment's is (`checked_code`).
+    fn read_snapshot(
+        &self,
+        path: &std::path::Path,
+        expected: Option<&FunctionConfig>,
+    ) -> Result<Snapshot, SnapshotError> {
+        Snapshot::read_from(path, expected, |config| {
             self.checked_code(config).map_err(SnapshotError::Init)
         })
     }
