@@ -203,13 +203,7 @@ fn the_alternate_stack_is_per_thread_and_checked() {
         &2i32.to_le_bytes(),
         "SS_DISABLE at first"
     );
-    let stack = |sp: u64, flags: i32, size: u64| {
-        let mut bytes = sp.to_le_bytes().to_vec();
-        bytes.extend_from_slice(&flags.to_le_bytes());
-        bytes.extend_from_slice(&[0; 4]);
-        bytes.extend_from_slice(&size.to_le_bytes());
-        bytes
-    };
+    let stack = stack_t;
     let small = guest.put(&stack(0x7000_0000, 0, 1024));
     assert_eq!(guest.call(SIGALTSTACK, &[small, 0]), err(libc::ENOMEM));
     let bad = guest.put(&stack(0x7000_0000, 7, 65536));
