@@ -40,3 +40,21 @@ pub(super) fn snapshot_check(guest: &Guest, contract: lambda_core::Contract) -> 
     guest.kernel.check(&config)?;
     guest.memory.check_mappings()
 }
+
+/// A one-shot guest holding a copy of `guest`'s kernel (over memory of its own), to be
+/// changed as a forged snapshot file could change it.
+pub(super) fn copy_of(guest: &Guest) -> Guest {
+    let mut copy = Guest::one_shot(b"");
+    copy.kernel = guest.kernel.clone();
+    copy
+}
+
+/// `value` as a snapshot file would bring it back after `change` to its serialized form.
+pub(super) fn reserialized<T>(value: &T, change: impl FnOnce(&mut serde_json::Value)) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut form = serde_json::to_value(value).unwrap();
+    change(&mut form);
+    serde_json::from_value(form).unwrap()
+}

@@ -246,11 +246,10 @@ fn each_pipe_counts_the_open_descriptions_of_its_ends_and_a_snapshot_must_agree(
     // The same kernel with its first pipe counting a writer more than is open (its reader
     // would never see the end of the file) or none (the pipe would go under its writer).
     let forged = |writers: u64| {
-        let mut value = serde_json::to_value(&guest.kernel.pipes).unwrap();
-        value["pipes"]["0"]["writers"] = writers.into();
-        let mut forged = Guest::one_shot(b"");
-        forged.kernel = guest.kernel.clone();
-        forged.kernel.pipes = serde_json::from_value(value).unwrap();
+        let mut forged = super::copy_of(&guest);
+        forged.kernel.pipes = super::reserialized(&guest.kernel.pipes, |value| {
+            value["pipes"]["0"]["writers"] = writers.into();
+        });
         check(&forged)
     };
     forged(1).unwrap();

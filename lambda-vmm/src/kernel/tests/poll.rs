@@ -70,8 +70,7 @@ fn epoll_registrations_are_bounded_per_environment() {
     // As many as a program can hold pass a snapshot file's check; one more does not.
     let check = |guest: &Guest| super::snapshot_check(guest, lambda_core::Contract::Stdio);
     check(&guest).unwrap();
-    let mut forged = Guest::one_shot(b"");
-    forged.kernel = guest.kernel.clone();
+    let mut forged = super::copy_of(&guest);
     let epoll = forged.call(291, &[0]) as u64;
     if let crate::kernel::fd::Object::Epoll(epoll) =
         &mut forged.kernel.fds.get_mut(epoll).unwrap().object

@@ -362,8 +362,7 @@ fn forged_signals(
     let mut threads = serde_json::to_value(&guest.kernel.threads).unwrap();
     let mut actions = serde_json::to_value(&guest.kernel.actions).unwrap();
     forge(&mut threads, &mut actions);
-    let mut forged = Guest::one_shot(b"");
-    forged.kernel = guest.kernel.clone();
+    let mut forged = super::copy_of(guest);
     forged.kernel.threads = serde_json::from_value(threads).unwrap();
     forged.kernel.actions = serde_json::from_value(actions).unwrap();
     super::snapshot_check(&forged, lambda_core::Contract::Stdio)

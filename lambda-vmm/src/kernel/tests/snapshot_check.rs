@@ -97,10 +97,7 @@ fn more_unreaped_children_than_fork_allows_are_refused() {
 /// serialized form; what its check says.
 fn forged_threads(change: impl FnOnce(&mut serde_json::Value)) -> Result<(), String> {
     let guest = Guest::one_shot(b"");
-    let mut value = serde_json::to_value(&guest.kernel.threads).unwrap();
-    change(&mut value);
-    let threads: crate::kernel::threads::Threads = serde_json::from_value(value).unwrap();
-    threads.check()
+    super::reserialized(&guest.kernel.threads, change).check()
 }
 
 #[test]

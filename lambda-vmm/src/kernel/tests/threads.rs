@@ -510,11 +510,8 @@ fn futex_waiters_a_snapshot_could_not_hold_are_refused() {
     check(&guest).unwrap();
 
     let refused = |forge: &dyn Fn(&mut serde_json::Value), because: &str| {
-        let mut value = serde_json::to_value(&guest.kernel.futexes).unwrap();
-        forge(&mut value);
-        let mut forged = Guest::one_shot(b"");
-        forged.kernel = guest.kernel.clone();
-        forged.kernel.futexes = serde_json::from_value(value).unwrap();
+        let mut forged = super::copy_of(&guest);
+        forged.kernel.futexes = super::reserialized(&guest.kernel.futexes, forge);
         let why = check(&forged).expect_err(because);
         assert!(why.contains(because), "{why}");
     };
