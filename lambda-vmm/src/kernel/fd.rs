@@ -303,6 +303,36 @@ impl FdTable {
         }
     }
 
+    /// The paths the open file and directory descriptions name.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.descriptions()
+            .filter_map(|descriptor| match &descriptor.object {
+                Object::File(file) => Some(file.path.as_str()),
+                Object::Dir(dir) => Some(dir.path.as_str()),
+                _ => None,
+            })
+    }
+
+    /// Whether an open file or directory description names `path`.
+    pub fn names(&self, path: &str) -> bool {
+        self.paths().any(|named| named == path)
+    }
+
+    /// Renames `old` to `new` in the open file and directory descriptions naming exactly
+    /// `old` (after it was removed while open: `new` is its orphan path).
+    pub fn repath(&mut self, old: &str, new: &str) {
+        for (descriptor, _) in self.descriptions.values_mut() {
+            let path = match &mut descriptor.object {
+                Object::File(file) => &mut file.path,
+                Object::Dir(dir) => &mut dir.path,
+                _ => continue,
+            };
+            if path == old {
+                *path = new.to_string();
+            }
+        }
+    }
+
     /// The open descriptions, each once however many descriptors share it.
     pub fn descriptions(&self) -> impl Iterator<Item = &Descriptor> {
         self.descriptions.values().map(|(descriptor, _)| descriptor)

@@ -130,6 +130,10 @@ impl Kernel {
             self.cwd.clone()
         } else {
             match &self.fds.get(dirfd)?.object {
+                // A directory removed while open holds nothing, and nothing can be made in it.
+                Object::Dir(dir) if vfs::orphan_inode(&dir.path).is_some() => {
+                    return Err(errno(libc::ENOENT));
+                }
                 Object::Dir(dir) => dir.path.clone(),
                 _ => return Err(errno(libc::ENOTDIR)),
             }
@@ -484,6 +488,7 @@ impl Kernel {
                 epoll.interests.remove(&fd);
             }
         }
+        self.release_orphans();
     }
 
     pub(super) fn fstat(&mut self, memory: &GuestMemory, fd: u64, statbuf: u64) -> SysResult {
@@ -655,6 +660,10 @@ impl Kernel {
             return Err(errno(libc::ENOTDIR));
         };
         let path = dir.path.clone();
+        if vfs::orphan_inode(&path).is_some() {
+            // Linux lists nothing of a directory removed while open.
+            return Err(errno(libc::ENOENT));
+        }
         let mut position = dir.position;
         let meta = self.fs.metadata(&path)?;
         let mut entries = vec![
@@ -705,8 +714,7 @@ impl Kernel {
         flags: u64,
     ) -> SysResult {
         let path = self.resolve(memory, dirfd, path)?;
-        self.fs
-            .remove(&path, flags & libc::AT_REMOVEDIR as u64 != 0)
+        self.remove_path(&path, flags & libc::AT_REMOVEDIR as u64 != 0)
             .map(|()| 0)
     }
 
@@ -723,10 +731,8 @@ impl Kernel {
         let flags = RenameFlags::from_bits(flags)?;
         let from = self.resolve(memory, old_dirfd, old)?;
         let to = self.resolve(memory, new_dirfd, new)?;
-        self.fs.rename(&from, &to, flags)?;
         // Descriptors open on moved paths follow them, as Linux's follow the inode.
-        self.fds.rename_paths(&from, &to, flags.exchange);
-        Ok(0)
+        self.rename_path(&from, &to, flags).map(|()| 0)
     }
 
     pub(super) fn getcwd(&mut self, memory: &GuestMemory, buf: u64, size: u64) -> SysResult {
@@ -751,6 +757,9 @@ impl Kernel {
     /// `fchdir(fd)`: the directory open at `fd` becomes the working directory.
     pub(super) fn fchdir(&mut self, fd: u64) -> SysResult {
         match &self.fds.get(fd)?.object {
+            // Linux would enter a removed directory (and then find nothing in it); here the
+            // working directory is a path, and a removed one has none.
+            Object::Dir(dir) if vfs::orphan_inode(&dir.path).is_some() => Err(errno(libc::ENOENT)),
             Object::Dir(dir) => {
                 self.cwd = dir.path.clone();
                 Ok(0)
@@ -783,7 +792,9 @@ impl Kernel {
         const OVERLAYFS_MAGIC: u64 = 0x794c_7630;
         const ST_RDONLY: u64 = 1;
         const BLOCK: u64 = 4096;
-        let tmp = path == vfs::TMP_ROOT || path.starts_with("/tmp/");
+        // Only `/tmp` can remove what a descriptor still has open.
+        let tmp =
+            path == vfs::TMP_ROOT || path.starts_with("/tmp/") || vfs::orphan_inode(path).is_some();
         let (kind, blocks, free, flags) = if tmp {
             let blocks = self.fs.tmp_quota() / BLOCK;
             let used = self.fs.tmp_used().div_ceil(BLOCK);

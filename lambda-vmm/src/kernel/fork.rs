@@ -131,6 +131,17 @@ fn plain_clone(flags: u64) -> CloneRequest {
 }
 
 impl Kernel {
+    /// The descriptor tables of the running process and of each parent waiting in `fork`:
+    /// all the descriptors that share the environment's filesystem.
+    pub(super) fn fd_tables(&self) -> impl Iterator<Item = &FdTable> {
+        std::iter::once(&self.fds).chain(self.parents.iter().map(|parent| &parent.fds))
+    }
+
+    /// [`Kernel::fd_tables`], for a change.
+    pub(super) fn fd_tables_mut(&mut self) -> impl Iterator<Item = &mut FdTable> {
+        std::iter::once(&mut self.fds).chain(self.parents.iter_mut().map(|parent| &mut parent.fds))
+    }
+
     /// `fork()`.
     pub(super) fn fork(&mut self, memory: &GuestMemory) -> SysResult {
         self.new_process(memory, plain_clone(0))
@@ -241,12 +252,17 @@ impl Kernel {
     /// leaves no trace. Returns the child's pid, or `None` if the running process is no
     /// child.
     pub fn end_child(&mut self, end: Option<ChildEnd>) -> Option<u32> {
-        let parent = self.parents.pop()?;
+        if self.parents.is_empty() {
+            return None;
+        }
+        // The parent stays among the waiting ones while the child's descriptors close, so
+        // a removed file it still has open is kept.
         for fd in self.fds.open_fds() {
             if let Ok(released) = self.fds.remove(fd) {
                 self.release(fd, released);
             }
         }
+        let parent = self.parents.pop()?;
         let child = self.pid;
         self.pid = parent.pid;
         self.ppid = parent.ppid;

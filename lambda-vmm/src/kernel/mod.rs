@@ -23,6 +23,7 @@ pub(crate) mod harness;
 mod mm;
 mod names;
 mod net;
+mod orphans;
 mod pipe;
 mod poll;
 mod process;
@@ -392,6 +393,33 @@ impl Kernel {
             .map_err(|why| format!("signals: {why}"))?;
         self.check_futexes()
             .map_err(|why| format!("futex waiters: {why}"))?;
+        self.check_open_paths()
+            .map_err(|why| format!("open files: {why}"))?;
+        if !vfs::is_normal(&self.cwd) {
+            return Err(format!(
+                "its working directory is {:?}, not a path in normal form",
+                self.cwd
+            ));
+        }
+        // What `/proc/self/exe` names may be a `#!` line's interpreter as written.
+        if self.exe.len() >= vfs::PATH_MAX {
+            return Err(format!(
+                "its program's path is {} bytes long, more than a path may be",
+                self.exe.len()
+            ));
+        }
+        let kept_apart = self
+            .stats
+            .unsupported
+            .keys()
+            .filter(|&&number| number != OTHER_UNSUPPORTED)
+            .count();
+        if kept_apart > MAX_UNSUPPORTED_KINDS {
+            return Err(format!(
+                "it counts {kept_apart} unsupported syscall numbers apart, more than \
+                 {MAX_UNSUPPORTED_KINDS}"
+            ));
+        }
         self.check_sockets()
             .map_err(|why| format!("sockets: {why}"))?;
         self.check_epolls().map_err(|why| format!("epoll: {why}"))

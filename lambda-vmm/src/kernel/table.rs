@@ -323,7 +323,12 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(77, "ftruncate", Full, |k, _, a| k.ftruncate(a[0], a[1])),
     Syscall::new(79, "getcwd", Full, |k, m, a| k.getcwd(m, a[0], a[1])),
     Syscall::new(80, "chdir", Full, |k, m, a| k.chdir(m, a[0])),
-    Syscall::new(81, "fchdir", Full, |k, _, a| k.fchdir(a[0])),
+    Syscall::new(
+        81,
+        "fchdir",
+        Partial("a directory removed while open answers ENOENT (Linux enters it)"),
+        |k, _, a| k.fchdir(a[0]),
+    ),
     Syscall::new(82, "rename", Partial("see renameat2"), |k, m, a| {
         k.renameat(m, CWD, a[0], CWD, a[1], 0)
     }),
@@ -599,7 +604,7 @@ pub static TABLE: &[Syscall] = &[
         316,
         "renameat2",
         Partial(
-            "within /tmp; RENAME_NOREPLACE and RENAME_EXCHANGE honoured, RENAME_WHITEOUT answers EINVAL; a non-empty directory cannot move (EBUSY)",
+            "within /tmp; RENAME_NOREPLACE and RENAME_EXCHANGE honoured, RENAME_WHITEOUT answers EINVAL",
         ),
         |k, m, a| k.renameat(m, a[0], a[1], a[2], a[3], a[4]),
     ),

@@ -64,6 +64,29 @@ struct Entry {
     writable: bool,
 }
 
+/// A `/tmp` file or directory removed (or replaced by a rename) while a descriptor still had
+/// it open. As Linux keeps an unlinked inode until its last descriptor closes, it is gone
+/// from its directory but still read, written and counted against `/tmp` through the
+/// descriptors, which name it by [`orphan_path`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Orphan {
+    /// Where it was when it was removed.
+    former: String,
+    entry: Entry,
+}
+
+/// The name descriptors use for the removed file or directory with inode `inode`. It does
+/// not start with `/`, and a path a program gives cannot hold a NUL, so no program can name
+/// it, and renames, which move paths under `/tmp`, never touch it.
+pub fn orphan_path(inode: u64) -> String {
+    format!("\0{inode}")
+}
+
+/// The inode an [`orphan_path`] names.
+pub fn orphan_inode(path: &str) -> Option<u64> {
+    path.strip_prefix('\0')?.parse().ok()
+}
+
 /// What `stat` reports about a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metadata {
@@ -88,6 +111,10 @@ pub struct FileSystem {
     tmp_quota: u64,
     tmp_entries: usize,
     tmp_name_bytes: usize,
+    /// Removed entries descriptors still have open, by inode. Their bytes and their slots
+    /// stay in `/tmp`'s books (as an unlinked file's do on Linux's tmpfs), their names do not.
+    #[serde(default)]
+    orphans: BTreeMap<u64, Orphan>,
     /// The base image under everything else, if the function has one. Not part of a
     /// snapshot file's state: the function's configuration names it, and it is attached
     /// again when the file is loaded.
@@ -153,6 +180,12 @@ pub fn normalize(cwd: &str, path: &[u8]) -> Result<String, Errno> {
     Ok(normalized)
 }
 
+/// Whether `path` is an absolute path in the form [`normalize`] gives (and so shorter than
+/// `PATH_MAX`).
+pub fn is_normal(path: &str) -> bool {
+    normalize("/", path.as_bytes()).as_deref() == Ok(path)
+}
+
 /// Whether `path` is `dir` or lies under it.
 fn is_within(path: &str, dir: &str) -> bool {
     path == dir
@@ -197,6 +230,7 @@ impl FileSystem {
             tmp_quota,
             tmp_entries: 0,
             tmp_name_bytes: 0,
+            orphans: BTreeMap::new(),
             image,
         };
         for dir in ["/", "/var", TASK_ROOT, OPT_ROOT] {
@@ -241,7 +275,8 @@ impl FileSystem {
     /// `/var/task`, `/opt` or `/tmp` (which the image cannot shadow or add to).
     fn image_for(&self, path: &str) -> Option<&BaseImage> {
         let image = self.image.as_ref()?;
-        let own = self.entries.contains_key(path) || is_own_tree(path);
+        let own =
+            self.entries.contains_key(path) || is_own_tree(path) || orphan_inode(path).is_some();
         (!own).then_some(image)
     }
 
@@ -271,6 +306,22 @@ impl FileSystem {
         );
     }
 
+    /// The entry at `path`, or the removed one an [`orphan_path`] names.
+    fn entry(&self, path: &str) -> Option<&Entry> {
+        match orphan_inode(path) {
+            Some(inode) => self.orphans.get(&inode).map(|orphan| &orphan.entry),
+            None => self.entries.get(path),
+        }
+    }
+
+    /// [`FileSystem::entry`] for a change.
+    fn entry_mut(&mut self, path: &str) -> Option<&mut Entry> {
+        match orphan_inode(path) {
+            Some(inode) => self.orphans.get_mut(&inode).map(|orphan| &mut orphan.entry),
+            None => self.entries.get_mut(path),
+        }
+    }
+
     /// Metadata of `path`.
     pub fn metadata(&self, path: &str) -> Result<Metadata, Errno> {
         if let Some(image) = self.image_for(path) {
@@ -283,7 +334,7 @@ impl FileSystem {
                 executable: meta.executable,
             });
         }
-        let entry = self.entries.get(path).ok_or(Errno(libc::ENOENT))?;
+        let entry = self.entry(path).ok_or(Errno(libc::ENOENT))?;
         Ok(Metadata {
             inode: entry.inode,
             is_dir: matches!(entry.node, Node::Directory),
@@ -341,8 +392,10 @@ impl FileSystem {
         self.create(path, Node::Directory)
     }
 
-    /// Removes a file (`dir == false`) or an empty directory (`dir == true`).
-    pub fn remove(&mut self, path: &str, dir: bool) -> Result<(), Errno> {
+    /// Removes a file (`dir == false`) or an empty directory (`dir == true`). If a descriptor
+    /// has `path` open (`open`), the entry is kept as an orphan and its inode returned: the
+    /// caller renames those descriptors' paths to its [`orphan_path`].
+    pub fn remove(&mut self, path: &str, dir: bool, open: bool) -> Result<Option<u64>, Errno> {
         if let Some(image) = self.image_for(path) {
             image.metadata(path).map_err(Errno::from_io)?;
             return Err(Errno(libc::EROFS));
@@ -359,8 +412,45 @@ impl FileSystem {
             }
             _ => {}
         }
+        if open {
+            return Ok(self.orphan(path));
+        }
         self.forget(path);
-        Ok(())
+        Ok(None)
+    }
+
+    /// Takes the entry at `path` out of its directory and keeps it as an orphan; returns its
+    /// inode.
+    fn orphan(&mut self, path: &str) -> Option<u64> {
+        let entry = self.entries.remove(path)?;
+        self.tmp_name_bytes = self.tmp_name_bytes.saturating_sub(path.len());
+        let inode = entry.inode;
+        self.orphans.insert(
+            inode,
+            Orphan {
+                former: path.to_string(),
+                entry,
+            },
+        );
+        Some(inode)
+    }
+
+    /// Lets go of the removed entry with `inode`, whose last descriptor has closed: its bytes
+    /// and its slot leave `/tmp`'s books.
+    pub fn release_orphan(&mut self, inode: u64) {
+        let Some(orphan) = self.orphans.remove(&inode) else {
+            return;
+        };
+        if let Node::File(contents) = &orphan.entry.node {
+            let size = u64::try_from(contents.bytes().len()).unwrap_or(u64::MAX);
+            self.tmp_used = self.tmp_used.saturating_sub(size);
+        }
+        self.tmp_entries = self.tmp_entries.saturating_sub(1);
+    }
+
+    /// The inodes of the removed entries descriptors still have open.
+    pub fn orphans(&self) -> impl Iterator<Item = u64> + '_ {
+        self.orphans.keys().copied()
     }
 
     /// Removes a `/tmp` entry from the books: its bytes, its slot and its name.
@@ -378,8 +468,16 @@ impl FileSystem {
     /// Renames (or, with `RENAME_EXCHANGE`, swaps) a file or directory inside `/tmp`, with
     /// everything under a directory. Linux's errors: `EXDEV` across filesystems, `EINVAL`
     /// for a directory moved into itself, `EEXIST` with `RENAME_NOREPLACE`, `EISDIR` /
-    /// `ENOTDIR` for a file and a directory, `ENOTEMPTY` over a non-empty directory.
-    pub fn rename(&mut self, from: &str, to: &str, flags: RenameFlags) -> Result<(), Errno> {
+    /// `ENOTDIR` for a file and a directory, `ENOTEMPTY` over a non-empty directory. A target
+    /// replaced while a descriptor has it open (`to_open`) is kept as [`FileSystem::remove`]
+    /// keeps it, and its inode returned.
+    pub fn rename(
+        &mut self,
+        from: &str,
+        to: &str,
+        flags: RenameFlags,
+        to_open: bool,
+    ) -> Result<Option<u64>, Errno> {
         if !is_under_tmp(from) || !is_under_tmp(to) {
             return Err(Errno(libc::EXDEV));
         }
@@ -389,7 +487,7 @@ impl FileSystem {
         };
         self.writable_parent(to)?;
         if from == to {
-            return Ok(());
+            return Ok(None);
         }
         if is_within(to, from) || (flags.exchange && is_within(from, to)) {
             return Err(Errno(libc::EINVAL));
@@ -403,23 +501,45 @@ impl FileSystem {
                 return Err(Errno(libc::ENOENT));
             }
             let parked = format!("{from}\0exchange");
-            self.move_tree(from, &parked)?;
-            self.move_tree(to, from)?;
-            return self.move_tree(&parked, to);
+            self.move_tree(from, &parked, 0)?;
+            self.move_tree(to, from, 0)?;
+            return self.move_tree(&parked, to, 0).map(|()| None);
         }
         match target_is_dir {
-            Some(_) if flags.no_replace => return Err(Errno(libc::EEXIST)),
-            Some(true) if !source_is_dir => return Err(Errno(libc::EISDIR)),
-            Some(false) if source_is_dir => return Err(Errno(libc::ENOTDIR)),
-            Some(true) if !self.children(to).is_empty() => return Err(Errno(libc::ENOTEMPTY)),
-            Some(is_dir) => self.remove(to, is_dir)?,
-            None => {}
+            Some(_) if flags.no_replace => Err(Errno(libc::EEXIST)),
+            Some(true) if !source_is_dir => Err(Errno(libc::EISDIR)),
+            Some(false) if source_is_dir => Err(Errno(libc::ENOTDIR)),
+            Some(true) if !self.children(to).is_empty() => Err(Errno(libc::ENOTEMPTY)),
+            Some(is_dir) => {
+                // The move must fit before the target goes, or a refused rename would
+                // have removed it. The target is a file or an empty directory: its own
+                // name is all it frees.
+                self.plan_move(from, to, to.len())?;
+                let orphaned = self.remove(to, is_dir, to_open)?;
+                self.move_tree(from, to, 0)?;
+                Ok(orphaned)
+            }
+            None => self.move_tree(from, to, 0).map(|()| None),
         }
-        self.move_tree(from, to)
     }
 
-    /// Moves `from` and everything under it to `to`, keeping the name budget.
-    fn move_tree(&mut self, from: &str, to: &str) -> Result<(), Errno> {
+    /// Moves `from` and everything under it to `to`, keeping the name budget, once `freed`
+    /// name bytes are gone from it.
+    fn move_tree(&mut self, from: &str, to: &str, freed: usize) -> Result<(), Errno> {
+        let (moving, budget) = self.plan_move(from, to, freed)?;
+        let renamed = |path: &str| format!("{to}{}", path.get(from.len()..).unwrap_or_default());
+        for path in moving {
+            if let Some(entry) = self.entries.remove(&path) {
+                self.entries.insert(renamed(&path), entry);
+            }
+        }
+        self.tmp_name_bytes = budget;
+        Ok(())
+    }
+
+    /// The paths [`FileSystem::move_tree`] would move, and the name bytes `/tmp` would hold
+    /// after it; `ENAMETOOLONG` if a moved path or the name budget would be too long.
+    fn plan_move(&self, from: &str, to: &str, freed: usize) -> Result<(Vec<String>, usize), Errno> {
         let moving: Vec<String> = self
             .entries
             .range(from.to_string()..)
@@ -437,19 +557,14 @@ impl FileSystem {
         });
         let budget = self
             .tmp_name_bytes
+            .saturating_sub(freed)
             .saturating_sub(old_bytes)
             .saturating_add(new_bytes);
         if budget > MAX_TMP_NAME_BYTES || moving.iter().any(|path| renamed(path).len() >= PATH_MAX)
         {
             return Err(Errno(libc::ENAMETOOLONG));
         }
-        for path in moving {
-            if let Some(entry) = self.entries.remove(&path) {
-                self.entries.insert(renamed(&path), entry);
-            }
-        }
-        self.tmp_name_bytes = budget;
-        Ok(())
+        Ok((moving, budget))
     }
 
     /// Names in directory `path`, with whether each is a directory and its inode.
@@ -524,7 +639,7 @@ impl FileSystem {
             let bytes = image.read_at(path, offset, len).map_err(Errno::from_io)?;
             return Ok(Cow::Owned(bytes));
         }
-        match self.entries.get(path).map(|e| &e.node) {
+        match self.entry(path).map(|e| &e.node) {
             Some(Node::File(contents)) => {
                 let bytes = contents.bytes();
                 Ok(Cow::Borrowed(bytes.get(window(bytes)).unwrap_or_default()))
@@ -540,7 +655,7 @@ impl FileSystem {
         if let Some(image) = self.image_for(path) {
             return image.read_file(path).map(Arc::from).map_err(Errno::from_io);
         }
-        match self.entries.get(path).map(|e| &e.node) {
+        match self.entry(path).map(|e| &e.node) {
             Some(Node::File(Contents::Shared(bytes))) => Ok(bytes.clone()),
             Some(Node::File(Contents::Owned(bytes))) => Ok(Arc::from(bytes.as_slice())),
             Some(Node::Directory) => Err(Errno(libc::EISDIR)),
@@ -549,7 +664,7 @@ impl FileSystem {
     }
 
     fn owned_file(&mut self, path: &str) -> Result<&mut Vec<u8>, Errno> {
-        let entry = self.entries.get_mut(path).ok_or(Errno(libc::ENOENT))?;
+        let entry = self.entry_mut(path).ok_or(Errno(libc::ENOENT))?;
         if !entry.writable {
             return Err(Errno(libc::EROFS));
         }
@@ -615,7 +730,8 @@ impl FileSystem {
     /// Checks a filesystem read from a snapshot file against what this module's own methods
     /// could have made for a function whose `/tmp` may hold `tmp_quota` bytes: the quota
     /// itself, paths in normal form under an existing directory, only `/tmp` writable and
-    /// holding the environment's own bytes, inode numbers unique and below the next one,
+    /// holding the environment's own bytes, removed entries kept for open descriptors only
+    /// from `/tmp` and counted in its books, inode numbers unique and below the next one,
     /// and `/tmp`'s books (bytes, entries, name bytes) equal to what it holds and within
     /// their limits. A forged quota or books would let the guest hold more of the host's
     /// memory than its ephemeral storage. Says what is wrong.
@@ -640,7 +756,7 @@ impl FileSystem {
         let (mut used, mut entries, mut name_bytes) = (0u64, 0usize, 0usize);
         let mut inodes = std::collections::BTreeSet::new();
         for (path, entry) in &self.entries {
-            if normalize("/", path.as_bytes()).as_deref() != Ok(path.as_str()) {
+            if !is_normal(path) {
                 return Err(format!("it holds a path not in normal form ({path:?})"));
             }
             if path != "/" && !is_dir(parent_of(path)) {
@@ -672,6 +788,33 @@ impl FileSystem {
             if entry.inode >= self.next_inode || !inodes.insert(entry.inode) {
                 return Err(format!(
                     "{path}'s inode number is reused or not yet handed out"
+                ));
+            }
+        }
+        for (inode, orphan) in &self.orphans {
+            let Orphan { former, entry } = orphan;
+            if entry.inode != *inode
+                || !is_under_tmp(former)
+                || !is_normal(former)
+                || !entry.writable
+            {
+                return Err(format!(
+                    "it keeps a removed entry ({former:?}, inode {inode}) that was not in /tmp"
+                ));
+            }
+            match &entry.node {
+                Node::File(Contents::Owned(bytes)) => {
+                    used = used.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+                }
+                Node::Directory => {}
+                Node::File(Contents::Shared(_)) => {
+                    return Err(format!("its removed {former} holds shared bytes"));
+                }
+            }
+            entries = entries.saturating_add(1);
+            if *inode >= self.next_inode || !inodes.insert(*inode) {
+                return Err(format!(
+                    "removed {former}'s inode number is reused or not yet handed out"
                 ));
             }
         }
@@ -734,21 +877,21 @@ mod tests {
             Err(Errno(libc::EROFS))
         );
         assert_eq!(
-            fs.remove("/var/task/bootstrap", false),
+            fs.remove("/var/task/bootstrap", false, false),
             Err(Errno(libc::EROFS))
         );
         fs.create_file("/tmp/a").unwrap();
         assert_eq!(fs.write_at("/tmp/a", 0, &[1; 60]).unwrap(), 60);
         fs.create_file("/tmp/b").unwrap();
         assert_eq!(fs.write_at("/tmp/b", 0, &[1; 41]), Err(Errno(libc::ENOSPC)));
-        fs.remove("/tmp/a", false).unwrap();
+        fs.remove("/tmp/a", false, false).unwrap();
         assert_eq!(fs.write_at("/tmp/b", 0, &[1; 41]).unwrap(), 41);
         assert_eq!(fs.tmp_used(), 41);
         fs.truncate("/tmp/b", 10).unwrap();
         assert_eq!(fs.tmp_used(), 10);
         let names: Vec<String> = fs.children("/tmp").into_iter().map(|c| c.0).collect();
         assert_eq!(names, ["b"]);
-        fs.rename("/tmp/b", "/tmp/c", RenameFlags::default())
+        fs.rename("/tmp/b", "/tmp/c", RenameFlags::default(), false)
             .unwrap();
         assert_eq!(fs.read_at("/tmp/c", 0, 100).unwrap().len(), 10);
         fs.check(100).unwrap();
@@ -785,6 +928,28 @@ mod tests {
     }
 
     #[test]
+    fn a_rename_refused_for_a_path_too_long_leaves_its_target() {
+        let mut fs = fs();
+        let mut deep = "/tmp/s".to_string();
+        fs.mkdir(&deep).unwrap();
+        while deep.len() + 1 + NAME_MAX < PATH_MAX {
+            deep = format!("{deep}/{}", "d".repeat(NAME_MAX));
+            fs.mkdir(&deep).unwrap();
+        }
+        let last = format!("{deep}/{}", "f".repeat(PATH_MAX - 2 - deep.len()));
+        fs.create_file(&last).unwrap();
+        fs.mkdir("/tmp/target").unwrap();
+        // Under the target's longer name, the deepest path would reach PATH_MAX.
+        assert_eq!(
+            fs.rename("/tmp/s", "/tmp/target", RenameFlags::default(), false),
+            Err(Errno(libc::ENAMETOOLONG))
+        );
+        assert!(fs.metadata("/tmp/target").unwrap().is_dir);
+        assert!(fs.metadata(&last).is_ok());
+        fs.check(100).unwrap();
+    }
+
+    #[test]
     fn renames_follow_linux() {
         let mut fs = fs();
         let plain = RenameFlags::default();
@@ -794,15 +959,15 @@ mod tests {
         fs.write_at("/tmp/a/b/f", 0, b"data").unwrap();
         // Into itself: EINVAL, whatever the depth.
         assert_eq!(
-            fs.rename("/tmp/a", "/tmp/a/c", plain),
+            fs.rename("/tmp/a", "/tmp/a/c", plain, false),
             Err(Errno(libc::EINVAL))
         );
         assert_eq!(
-            fs.rename("/tmp/a", "/tmp/a/b/c", plain),
+            fs.rename("/tmp/a", "/tmp/a/b/c", plain, false),
             Err(Errno(libc::EINVAL))
         );
         // A non-empty directory moves with its contents.
-        fs.rename("/tmp/a", "/tmp/z", plain).unwrap();
+        fs.rename("/tmp/a", "/tmp/z", plain, false).unwrap();
         assert_eq!(&*fs.read_at("/tmp/z/b/f", 0, 10).unwrap(), b"data");
         assert_eq!(fs.metadata("/tmp/a"), Err(Errno(libc::ENOENT)));
         // NOREPLACE, files over directories and directories over files.
@@ -812,36 +977,36 @@ mod tests {
             exchange: false,
         };
         assert_eq!(
-            fs.rename("/tmp/g", "/tmp/z", no_replace),
+            fs.rename("/tmp/g", "/tmp/z", no_replace, false),
             Err(Errno(libc::EEXIST))
         );
         assert_eq!(
-            fs.rename("/tmp/g", "/tmp/z", plain),
+            fs.rename("/tmp/g", "/tmp/z", plain, false),
             Err(Errno(libc::EISDIR))
         );
         assert_eq!(
-            fs.rename("/tmp/z", "/tmp/g", plain),
+            fs.rename("/tmp/z", "/tmp/g", plain, false),
             Err(Errno(libc::ENOTDIR))
         );
         fs.mkdir("/tmp/full").unwrap();
         fs.create_file("/tmp/full/x").unwrap();
         fs.mkdir("/tmp/empty").unwrap();
         assert_eq!(
-            fs.rename("/tmp/empty", "/tmp/full", plain),
+            fs.rename("/tmp/empty", "/tmp/full", plain, false),
             Err(Errno(libc::ENOTEMPTY))
         );
-        fs.rename("/tmp/full", "/tmp/empty", plain).unwrap();
+        fs.rename("/tmp/full", "/tmp/empty", plain, false).unwrap();
         assert!(fs.metadata("/tmp/empty/x").is_ok());
         // EXCHANGE swaps whole trees; both must exist.
         let exchange = RenameFlags {
             no_replace: false,
             exchange: true,
         };
-        fs.rename("/tmp/g", "/tmp/z", exchange).unwrap();
+        fs.rename("/tmp/g", "/tmp/z", exchange, false).unwrap();
         assert!(fs.metadata("/tmp/g/b/f").is_ok());
         assert!(!fs.metadata("/tmp/z").unwrap().is_dir);
         assert_eq!(
-            fs.rename("/tmp/z", "/tmp/none", exchange),
+            fs.rename("/tmp/z", "/tmp/none", exchange, false),
             Err(Errno(libc::ENOENT))
         );
         assert_eq!(RenameFlags::from_bits(4), Err(Errno(libc::EINVAL)));
@@ -850,10 +1015,10 @@ mod tests {
         fs.check(100).unwrap();
         // The books still balance: removing everything frees every slot and name byte.
         for path in ["/tmp/g/b/f", "/tmp/empty/x", "/tmp/z"] {
-            fs.remove(path, false).unwrap();
+            fs.remove(path, false, false).unwrap();
         }
         for dir in ["/tmp/g/b", "/tmp/g", "/tmp/empty"] {
-            fs.remove(dir, true).unwrap();
+            fs.remove(dir, true, false).unwrap();
         }
         assert_eq!((fs.tmp_entries, fs.tmp_name_bytes), (0, 0));
     }
@@ -866,7 +1031,7 @@ mod tests {
         }
         assert_eq!(fs.create_file("/tmp/one-more"), Err(Errno(libc::ENOSPC)));
         assert_eq!(fs.mkdir("/tmp/dir"), Err(Errno(libc::ENOSPC)));
-        fs.remove("/tmp/0", false).unwrap();
+        fs.remove("/tmp/0", false, false).unwrap();
         fs.mkdir("/tmp/dir").unwrap();
     }
 
@@ -926,5 +1091,54 @@ mod tests {
             &|fs| fs.entries.get_mut("/tmp/d").unwrap().inode = 1,
             "inode",
         );
+        // A removed entry kept for a descriptor: counted in /tmp's books without its name,
+        // from /tmp only, with its own inode number.
+        let mut kept = good.clone();
+        let inode = kept.remove("/tmp/d/f", false, true).unwrap().unwrap();
+        assert_eq!(
+            kept.read_at(&orphan_path(inode), 0, 5).unwrap(),
+            &b"twelv"[..]
+        );
+        assert_eq!(kept.tmp_used(), 12);
+        kept.check(100).unwrap();
+        let refused = |forge: &dyn Fn(&mut FileSystem), because: &str| {
+            assert_refused(&kept, forge, |fs: &FileSystem| fs.check(100), because);
+        };
+        refused(&|fs| fs.tmp_used = 0, "books");
+        refused(&|fs| fs.tmp_entries = 1, "books");
+        refused(
+            &|fs| fs.orphans.get_mut(&inode).unwrap().former = "/var/task/f".into(),
+            "not in /tmp",
+        );
+        refused(
+            &|fs| fs.orphans.get_mut(&inode).unwrap().entry.inode = 1,
+            "not in /tmp",
+        );
+        refused(
+            &|fs| {
+                let orphan = fs.orphans.remove(&inode).unwrap();
+                fs.orphans.insert(
+                    1,
+                    Orphan {
+                        entry: Entry {
+                            inode: 1,
+                            ..orphan.entry
+                        },
+                        ..orphan
+                    },
+                );
+            },
+            "inode",
+        );
+        refused(
+            &|fs| {
+                let entry = &mut fs.orphans.get_mut(&inode).unwrap().entry;
+                entry.node = Node::File(Contents::Shared(Arc::from(&b"twelve bytes"[..])));
+            },
+            "shared bytes",
+        );
+        kept.release_orphan(inode);
+        assert_eq!((kept.tmp_used(), kept.orphans().count()), (0, 0));
+        kept.check(100).unwrap();
     }
 }

@@ -302,3 +302,190 @@ fn fchdir_statfs_and_umask() {
     assert_eq!(guest.call(UMASK, &[0o7777]), 0o077);
     assert_eq!(guest.call(UMASK, &[0]), 0o777);
 }
+
+const DUP: u64 = 32;
+const PREAD: u64 = 17;
+const PWRITE: u64 = 18;
+const CLOSE: u64 = 3;
+const UNLINK: u64 = 87;
+const RMDIR: u64 = 84;
+const MKDIR: u64 = 83;
+const RENAME: u64 = 82;
+
+/// What `pread(fd, 0)` gives, up to `len` bytes.
+fn read_back(guest: &mut Guest, fd: u64, len: usize) -> Vec<u8> {
+    let buf = guest.buffer(len);
+    let n = guest.call(PREAD, &[fd, buf, len as u64, 0]);
+    assert!(n >= 0, "pread: {n}");
+    guest.get(buf, n as usize)
+}
+
+#[test]
+fn a_file_removed_while_open_is_kept_for_its_descriptors_until_the_last_closes() {
+    let mut guest = Guest::one_shot(b"");
+    let fd = guest.open("/tmp/f", O_RDWR_CREAT) as u64;
+    let dup = guest.call(DUP, &[fd]) as u64;
+    let data = guest.put(b"kept");
+    assert_eq!(guest.call(1, &[fd, data, 4]), 4);
+    let path = guest.put_str("/tmp/f");
+    assert_eq!(guest.call(UNLINK, &[path]), 0);
+    assert_eq!(guest.open("/tmp/f", O_RDONLY), err(libc::ENOENT));
+    // Read and written through its descriptors, and still counted against /tmp.
+    assert_eq!(read_back(&mut guest, fd, 8), b"kept");
+    assert_eq!(guest.call(PWRITE, &[fd, data, 4, 4]), 4);
+    assert_eq!(guest.kernel.fs.tmp_used(), 8);
+    let stat = guest.buffer(144);
+    assert_eq!(guest.call(5, &[fd, stat, 0]), 0, "fstat");
+    assert_eq!(guest.get(stat + 48, 8), 8u64.to_le_bytes(), "st_size");
+    // A new file at its old path is another file.
+    let new = guest.open("/tmp/f", O_RDWR_CREAT) as u64;
+    let other = guest.put(b"NEW!");
+    assert_eq!(guest.call(1, &[new, other, 4]), 4);
+    assert_eq!(read_back(&mut guest, fd, 16), b"keptkept");
+    assert_eq!(read_back(&mut guest, new, 16), b"NEW!");
+    super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+    // Kept while a descriptor has it; its bytes leave the books with the last one.
+    assert_eq!(guest.call(CLOSE, &[fd]), 0);
+    assert_eq!(read_back(&mut guest, dup, 16), b"keptkept");
+    assert_eq!(guest.kernel.fs.tmp_used(), 12);
+    assert_eq!(guest.call(CLOSE, &[dup]), 0);
+    assert_eq!(guest.kernel.fs.tmp_used(), 4);
+    assert_eq!(guest.kernel.fs.orphans().count(), 0);
+    super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+}
+
+#[test]
+fn a_file_replaced_by_a_rename_while_open_is_kept_for_its_descriptors() {
+    let mut guest = Guest::one_shot(b"");
+    let target = guest.open("/tmp/target", O_RDWR_CREAT) as u64;
+    let old = guest.put(b"old!");
+    assert_eq!(guest.call(1, &[target, old, 4]), 4);
+    let source = guest.open("/tmp/source", O_RDWR_CREAT) as u64;
+    let new = guest.put(b"new!");
+    assert_eq!(guest.call(1, &[source, new, 4]), 4);
+    let (from, to) = (guest.put_str("/tmp/source"), guest.put_str("/tmp/target"));
+    assert_eq!(guest.call(RENAME, &[from, to]), 0);
+    assert_eq!(read_back(&mut guest, target, 8), b"old!");
+    assert_eq!(
+        read_back(&mut guest, source, 8),
+        b"new!",
+        "the moved file's descriptor"
+    );
+    let reopened = guest.open("/tmp/target", O_RDONLY) as u64;
+    assert_eq!(read_back(&mut guest, reopened, 8), b"new!");
+    super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+    assert_eq!(guest.call(CLOSE, &[target]), 0);
+    assert_eq!(guest.kernel.fs.orphans().count(), 0);
+    assert_eq!(guest.kernel.fs.tmp_used(), 4);
+}
+
+#[test]
+fn a_directory_removed_while_open_holds_nothing_and_what_it_held_moves_with_nothing() {
+    let mut guest = Guest::one_shot(b"");
+    let dir = guest.put_str("/tmp/d");
+    assert_eq!(guest.call(MKDIR, &[dir, 0o755]), 0);
+    let file = guest.open("/tmp/d/f", O_RDWR_CREAT) as u64;
+    let data = guest.put(b"kept");
+    assert_eq!(guest.call(1, &[file, data, 4]), 4);
+    let dirfd = guest.open("/tmp/d", O_RDONLY | libc::O_DIRECTORY) as u64;
+    let inner = guest.put_str("/tmp/d/f");
+    assert_eq!(guest.call(UNLINK, &[inner]), 0);
+    assert_eq!(guest.call(RMDIR, &[dir]), 0);
+    // Linux lists nothing of it and makes nothing in it.
+    let buf = guest.buffer(4096);
+    assert_eq!(guest.call(217, &[dirfd, buf, 4096]), err(libc::ENOENT));
+    let name = guest.put_str("x");
+    assert_eq!(
+        guest.call(257, &[dirfd, name, O_RDWR_CREAT as u64, 0o644]),
+        err(libc::ENOENT)
+    );
+    assert_eq!(guest.call(81, &[dirfd]), err(libc::ENOENT), "fchdir");
+    // A new directory at the old path, moved under a long name, takes neither with it: a
+    // descriptor's path grew with each such move before.
+    assert_eq!(guest.call(MKDIR, &[dir, 0o755]), 0);
+    let long = guest.put_str(&format!("/tmp/{}", "l".repeat(NAME_MAX)));
+    assert_eq!(guest.call(RENAME, &[dir, long]), 0);
+    assert!(guest.kernel.fds.paths().all(|path| !path.contains("lll")));
+    assert_eq!(read_back(&mut guest, file, 8), b"kept");
+    super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+    assert_eq!(guest.kernel.fs.orphans().count(), 2);
+    assert_eq!(guest.call(CLOSE, &[dirfd]), 0);
+    assert_eq!(guest.call(CLOSE, &[file]), 0);
+    assert_eq!(guest.kernel.fs.orphans().count(), 0);
+    assert_eq!(guest.kernel.fs.tmp_used(), 0);
+}
+
+#[test]
+fn a_file_a_child_removes_stays_open_in_its_waiting_parent() {
+    let mut guest = Guest::one_shot(b"");
+    let fd = guest.open("/tmp/f", O_RDWR_CREAT) as u64;
+    let data = guest.put(b"kept");
+    assert_eq!(guest.call(1, &[fd, data, 4]), 4);
+    assert_eq!(guest.step(57, &[]), crate::kernel::Step::Fork);
+    guest.kernel.begin_child(&guest.memory).unwrap();
+    // The child removes it and ends with its copy of the descriptor open.
+    let path = guest.put_str("/tmp/f");
+    assert_eq!(guest.call(UNLINK, &[path]), 0);
+    guest
+        .kernel
+        .end_child(Some(crate::kernel::fork::ChildEnd::Exited(0)));
+    assert_eq!(read_back(&mut guest, fd, 8), b"kept");
+    assert_eq!(guest.kernel.fs.orphans().count(), 1);
+    assert_eq!(guest.call(CLOSE, &[fd]), 0);
+    assert_eq!(guest.kernel.fs.orphans().count(), 0);
+}
+
+#[test]
+fn open_paths_a_snapshot_could_not_hold_are_refused() {
+    use super::{copy_of, snapshot_check};
+    use crate::kernel::vfs::orphan_path;
+    use lambda_core::Contract::Stdio;
+    let mut guest = Guest::one_shot(b"");
+    assert!(guest.open("/tmp/kept", O_RDWR_CREAT) >= 0);
+    let path = guest.put_str("/tmp/kept");
+    assert_eq!(guest.call(UNLINK, &[path]), 0);
+    assert!(guest.open("/tmp/open", O_RDWR_CREAT) >= 0);
+    snapshot_check(&guest, Stdio).unwrap();
+    let inode = guest.kernel.fs.orphans().next().unwrap();
+    let refused = |forge: &dyn Fn(&mut Guest), because: &str| {
+        let mut copy = copy_of(&guest);
+        forge(&mut copy);
+        let why = snapshot_check(&copy, Stdio).expect_err(because);
+        assert!(why.contains(because), "{why}");
+    };
+    // A removed file no descriptor has open any more, or one the filesystem does not keep.
+    refused(
+        &|g| g.kernel.fds.repath(&orphan_path(inode), "/tmp/kept"),
+        "open files: it keeps removed inode",
+    );
+    refused(
+        &|g| g.kernel.fds.repath("/tmp/open", &orphan_path(inode + 1)),
+        "neither a path in normal form nor a removed entry the filesystem keeps",
+    );
+    // Paths not in the form a lookup gives, and a working directory likewise.
+    refused(
+        &|g| g.kernel.fds.repath("/tmp/open", "/tmp/../tmp/open"),
+        "names \"/tmp/../tmp/open\", neither a path in normal form",
+    );
+    refused(
+        &|g| {
+            g.kernel
+                .fds
+                .repath(&orphan_path(inode), &format!("\0+{inode}"))
+        },
+        "neither a path in normal form",
+    );
+    refused(&|g| g.kernel.cwd = "tmp".into(), "working directory");
+    refused(
+        &|g| g.kernel.exe = "/".repeat(crate::kernel::vfs::PATH_MAX),
+        "program's path",
+    );
+    // More unsupported syscall numbers counted apart than a guest can make.
+    refused(
+        &|g| {
+            let apart = crate::kernel::MAX_UNSUPPORTED_KINDS as u64 + 1;
+            g.kernel.stats.unsupported = (1000..1000 + apart).map(|n| (n, 1)).collect();
+        },
+        "unsupported syscall numbers",
+    );
+}
