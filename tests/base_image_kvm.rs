@@ -274,6 +274,18 @@ fn python_functions_run_unmodified() {
     assert_eq!(error.message, "boom");
     let result = env.invoke(Invocation::new("{}")).unwrap();
     assert!(result.outcome.response().is_some());
+    // `tempfile.TemporaryFile` removes its file while it is open, then writes and reads it.
+    let result = env
+        .invoke(Invocation::new(r#"{"tempfile":"scratch"}"#))
+        .unwrap();
+    let response = result.outcome.response().unwrap_or_else(|| {
+        panic!(
+            "no response: {:?}; log: {}",
+            result.outcome,
+            String::from_utf8_lossy(&result.log_tail)
+        )
+    });
+    assert_eq!(response, br#"{"tempfile": "scratch"}"#);
 }
 
 #[test]

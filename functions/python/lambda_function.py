@@ -1,7 +1,8 @@
 # A Python Lambda handler, unmodified: what `def lambda_handler(event, context)` functions
 # look like. `{"fail": "..."}` raises, to show the error path; `{"layer": true}` answers what
 # the `greeting` module of a layer (/opt/python/greeting.py) says; `{"import": "name"}`
-# imports a module then and answers its file.
+# imports a module then and answers its file; `{"tempfile": "text"}` writes the text to a
+# `tempfile.TemporaryFile` (a file removed while open) and answers what it reads back.
 import platform
 
 invocations = 0
@@ -17,6 +18,12 @@ def lambda_handler(event, context):
         import importlib
         module = importlib.import_module(event["import"])
         return {"imported": module.__name__, "file": getattr(module, "__file__", None)}
+    if isinstance(event, dict) and "tempfile" in event:
+        import tempfile
+        with tempfile.TemporaryFile(mode="w+") as scratch:
+            scratch.write(event["tempfile"])
+            scratch.seek(0)
+            return {"tempfile": scratch.read()}
     if isinstance(event, dict) and event.get("layer"):
         import greeting
         return {"greeting": greeting.GREETING}
