@@ -5,6 +5,14 @@ use crate::kernel::vfs::NAME_MAX;
 
 const O_RDONLY: i32 = libc::O_RDONLY;
 const O_RDWR_CREAT: i32 = libc::O_RDWR | libc::O_CREAT;
+const CLOSE: u64 = 3;
+const PREAD: u64 = 17;
+const PWRITE: u64 = 18;
+const DUP: u64 = 32;
+const RENAME: u64 = 82;
+const MKDIR: u64 = 83;
+const RMDIR: u64 = 84;
+const UNLINK: u64 = 87;
 
 #[test]
 fn stdin_is_the_event_and_zero_length_reads_need_no_buffer() {
@@ -302,15 +310,6 @@ fn fchdir_statfs_and_umask() {
     assert_eq!(guest.call(UMASK, &[0o7777]), 0o077);
     assert_eq!(guest.call(UMASK, &[0]), 0o777);
 }
-
-const DUP: u64 = 32;
-const PREAD: u64 = 17;
-const PWRITE: u64 = 18;
-const CLOSE: u64 = 3;
-const UNLINK: u64 = 87;
-const RMDIR: u64 = 84;
-const MKDIR: u64 = 83;
-const RENAME: u64 = 82;
 
 /// What `pread(fd, 0)` gives, up to `len` bytes.
 fn read_back(guest: &mut Guest, fd: u64, len: usize) -> Vec<u8> {
