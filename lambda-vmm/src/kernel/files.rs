@@ -37,6 +37,8 @@ const O_DIRECTORY: u64 = 0o200_000;
 const O_CLOEXEC: u64 = 0o2_000_000;
 /// `O_TMPFILE` without `O_DIRECTORY`.
 const O_TMPFILE_ONLY: u64 = 0o20_000_000;
+/// The flags that must be exactly `O_TMPFILE` when any is (Linux's `O_TMPFILE_MASK`).
+const O_TMPFILE_MASK: u64 = O_TMPFILE_ONLY | O_DIRECTORY | O_CREAT;
 const W_OK: u64 = 2;
 const TCGETS: u64 = 0x5401;
 const FIONBIO: u64 = 0x5421;
@@ -551,10 +553,10 @@ impl Kernel {
         path: u64,
         flags: u64,
     ) -> SysResult {
-        if flags & O_TMPFILE_ONLY != 0 {
-            return Err(errno(libc::EOPNOTSUPP));
-        }
         let path = self.resolve(memory, dirfd, path)?;
+        if flags & O_TMPFILE_ONLY != 0 {
+            return self.open_unnamed(&path, flags);
+        }
         if path == DEV_NULL {
             if flags & O_DIRECTORY != 0 {
                 return Err(errno(libc::ENOTDIR));
@@ -607,6 +609,33 @@ impl Kernel {
             nonblocking: flags & O_NONBLOCK != 0,
             cloexec: flags & O_CLOEXEC != 0,
         })
+    }
+
+    /// `openat` with `O_TMPFILE`: an unnamed file in directory `dir`, open for writing, gone
+    /// when its last descriptor closes. Linux's `EINVAL` for other flags with it or no write
+    /// access.
+    fn open_unnamed(&mut self, dir: &str, flags: u64) -> SysResult {
+        let access = flags & O_ACCMODE;
+        let writable = access == libc::O_WRONLY as u64 || access == libc::O_RDWR as u64;
+        if flags & O_TMPFILE_MASK != O_TMPFILE_ONLY | O_DIRECTORY || !writable {
+            return Err(errno(libc::EINVAL));
+        }
+        let inode = self.fs.create_unnamed(dir)?;
+        let opened = self.fds.insert(Descriptor {
+            object: Object::File(OpenFile {
+                path: vfs::orphan_path(inode),
+                offset: 0,
+                readable: access == libc::O_RDWR as u64,
+                writable,
+                append: flags & O_APPEND != 0,
+            }),
+            nonblocking: flags & O_NONBLOCK != 0,
+            cloexec: flags & O_CLOEXEC != 0,
+        });
+        if opened.is_err() {
+            self.fs.release_orphan(inode);
+        }
+        opened
     }
 
     pub(super) fn lseek(&mut self, fd: u64, offset: u64, whence: u64) -> SysResult {

@@ -1,9 +1,10 @@
 //! Files and directories removed while a descriptor has them open. Linux keeps such an inode
 //! until its last descriptor closes: the file is still read and written through the
-//! descriptor (a common way to make a temporary file, `tmpfile(3)` without `O_TMPFILE`, and
-//! Python's `TemporaryFile`), and a new file made at its old path is another file. Here the
-//! filesystem keeps the entry as an orphan (`vfs::orphan_path`), the descriptors that had it
-//! open are renamed to its orphan path, and the orphan goes once no descriptor names it.
+//! descriptor (a common way to make a temporary file: `tmpfile(3)` and Python's
+//! `TemporaryFile` where `O_TMPFILE` is refused), and a new file made at its old path is
+//! another file. Here the filesystem keeps the entry as an orphan (`vfs::orphan_path`), the
+//! descriptors that had it open are renamed to its orphan path, and the orphan goes once no
+//! descriptor names it. An `O_TMPFILE` file is such an orphan from the start.
 
 use super::{Errno, Kernel, vfs};
 

@@ -526,7 +526,8 @@ pub static TABLE: &[Syscall] = &[
         "openat",
         Partial(
             "/var/task, /opt (layers) and a base image read-only, /tmp writable; O_PATH, \
-             O_NOFOLLOW and modes are ignored; O_TMPFILE answers EOPNOTSUPP",
+             O_NOFOLLOW and modes are ignored; O_TMPFILE makes an unnamed file in /tmp (it \
+             cannot be linked in later), EOPNOTSUPP elsewhere",
         ),
         |k, m, a| k.openat(m, a[0], a[1], a[2]),
     ),

@@ -70,7 +70,8 @@ struct Entry {
 /// descriptors, which name it by [`orphan_path`].
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Orphan {
-    /// Where it was when it was removed.
+    /// Where it was when it was removed, or the directory an unnamed (`O_TMPFILE`) file
+    /// was made in.
     former: String,
     entry: Entry,
 }
@@ -435,6 +436,33 @@ impl FileSystem {
         Some(inode)
     }
 
+    /// Makes an unnamed empty file in directory `dir` (`O_TMPFILE`), kept as an orphan from
+    /// the start; returns its inode. `EOPNOTSUPP` outside `/tmp` (a read-only file system
+    /// makes none), `ENOSPC` past the entry limit.
+    pub fn create_unnamed(&mut self, dir: &str) -> Result<u64, Errno> {
+        let meta = self.metadata(dir)?;
+        if !meta.is_dir {
+            return Err(Errno(libc::ENOTDIR));
+        }
+        if !is_within(dir, TMP_ROOT) || orphan_inode(dir).is_some() {
+            return Err(Errno(libc::EOPNOTSUPP));
+        }
+        if self.tmp_entries >= MAX_TMP_ENTRIES {
+            return Err(Errno(libc::ENOSPC));
+        }
+        self.tmp_entries = self.tmp_entries.saturating_add(1);
+        let inode = self.next_inode;
+        self.next_inode = self.next_inode.saturating_add(1);
+        let entry = Entry {
+            node: Node::File(Contents::Owned(Vec::new())),
+            inode,
+            writable: true,
+        };
+        let former = dir.to_string();
+        self.orphans.insert(inode, Orphan { former, entry });
+        Ok(inode)
+    }
+
     /// Lets go of the removed entry with `inode`, whose last descriptor has closed: its bytes
     /// and its slot leave `/tmp`'s books.
     pub fn release_orphan(&mut self, inode: u64) {
@@ -794,7 +822,7 @@ impl FileSystem {
         for (inode, orphan) in &self.orphans {
             let Orphan { former, entry } = orphan;
             if entry.inode != *inode
-                || !is_under_tmp(former)
+                || !is_within(former, TMP_ROOT)
                 || !is_normal(former)
                 || !entry.writable
             {

@@ -116,9 +116,10 @@ fn the_code_is_read_only_and_nothing_else_exists() {
         err(libc::EROFS)
     );
     assert_eq!(guest.call(269, &[cwd, code, 0o70]), err(libc::EINVAL));
+    // O_TMPFILE's own bit without O_DIRECTORY: Linux's EINVAL (the tests below make one).
     assert_eq!(
         guest.open("/tmp/x", libc::O_RDWR | 0o20_000_000),
-        err(libc::EOPNOTSUPP)
+        err(libc::EINVAL)
     );
 }
 
@@ -487,4 +488,41 @@ fn open_paths_a_snapshot_could_not_hold_are_refused() {
         },
         "unsupported syscall numbers",
     );
+}
+
+#[test]
+fn o_tmpfile_makes_an_unnamed_file_in_tmp_that_goes_with_its_last_descriptor() {
+    let mut guest = Guest::one_shot(b"");
+    // Linux's checks: O_TMPFILE with O_CREAT, or without write access, is EINVAL; a file
+    // is no directory; only /tmp makes one.
+    for flags in [
+        libc::O_TMPFILE | libc::O_RDONLY,
+        libc::O_TMPFILE | libc::O_RDWR | libc::O_CREAT,
+    ] {
+        assert_eq!(guest.open("/tmp", flags), err(libc::EINVAL), "{flags:#o}");
+    }
+    let tmpfile = libc::O_TMPFILE | libc::O_RDWR;
+    assert!(guest.open("/tmp/file", O_RDWR_CREAT) >= 0);
+    assert_eq!(guest.open("/tmp/file", tmpfile), err(libc::ENOTDIR));
+    assert_eq!(guest.open("/tmp/none", tmpfile), err(libc::ENOENT));
+    assert_eq!(guest.open("/var/task", tmpfile), err(libc::EOPNOTSUPP));
+    let used = guest.kernel.fs.tmp_used();
+
+    let fd = guest.open("/tmp", tmpfile) as u64;
+    let data = guest.put(b"unnamed");
+    assert_eq!(guest.call(1, &[fd, data, 7]), 7);
+    assert_eq!(read_back(&mut guest, fd, 16), b"unnamed");
+    assert_eq!(guest.kernel.fs.tmp_used(), used + 7);
+    // It has no name: /tmp lists only the file made above.
+    let dir = guest.open("/tmp", O_RDONLY | libc::O_DIRECTORY) as u64;
+    let buf = guest.buffer(4096);
+    let n = guest.call(217, &[dir, buf, 4096]) as usize;
+    let listing = guest.get(buf, n);
+    assert_eq!(listing.windows(4).filter(|w| *w == b"file").count(), 1);
+    assert_eq!(guest.kernel.fs.orphans().count(), 1);
+    super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+    assert_eq!(guest.call(CLOSE, &[fd]), 0);
+    assert_eq!(guest.kernel.fs.orphans().count(), 0);
+    assert_eq!(guest.kernel.fs.tmp_used(), used);
+    super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
 }
