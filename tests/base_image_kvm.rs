@@ -274,7 +274,8 @@ fn python_functions_run_unmodified() {
     assert_eq!(error.message, "boom");
     let result = env.invoke(Invocation::new("{}")).unwrap();
     assert!(result.outcome.response().is_some());
-    // `tempfile.TemporaryFile` removes its file while it is open, then writes and reads it.
+    // `tempfile.TemporaryFile` (an `O_TMPFILE` file), and a file removed while open, are
+    // written and read back.
     let result = env
         .invoke(Invocation::new(r#"{"tempfile":"scratch"}"#))
         .unwrap();
@@ -285,7 +286,10 @@ fn python_functions_run_unmodified() {
             String::from_utf8_lossy(&result.log_tail)
         )
     });
-    assert_eq!(response, br#"{"tempfile": "scratch"}"#);
+    assert_eq!(
+        response,
+        br#"{"tempfile": "scratch", "removed": "scratch"}"#
+    );
 }
 
 #[test]
