@@ -6,6 +6,8 @@
 //! descriptors that had it open are renamed to its orphan path, and the orphan goes once no
 //! descriptor names it. An `O_TMPFILE` file is such an orphan from the start.
 
+use std::collections::BTreeSet;
+
 use super::{Errno, Kernel, vfs};
 
 impl Kernel {
@@ -53,13 +55,25 @@ impl Kernel {
         }
     }
 
+    /// The removed entries the descriptors name.
+    fn named_orphans(&self) -> BTreeSet<u64> {
+        self.fd_tables()
+            .flat_map(|table| table.paths())
+            .filter_map(vfs::orphan_inode)
+            .collect()
+    }
+
     /// Lets the filesystem drop the removed entries no descriptor names any more (after a
-    /// descriptor closed).
+    /// descriptor closed). One pass over the descriptors, however many entries are kept.
     pub(super) fn release_orphans(&mut self) {
+        if self.fs.orphans().next().is_none() {
+            return;
+        }
+        let named = self.named_orphans();
         let unnamed: Vec<u64> = self
             .fs
             .orphans()
-            .filter(|&inode| !self.is_open(&vfs::orphan_path(inode)))
+            .filter(|inode| !named.contains(inode))
             .collect();
         for inode in unnamed {
             self.fs.release_orphan(inode);
@@ -71,7 +85,7 @@ impl Kernel {
     /// and each such entry is named (the last descriptor's close would have dropped it).
     /// Says what is wrong.
     pub(super) fn check_open_paths(&self) -> Result<(), String> {
-        let kept: std::collections::BTreeSet<u64> = self.fs.orphans().collect();
+        let kept: BTreeSet<u64> = self.fs.orphans().collect();
         for path in self.fd_tables().flat_map(|table| table.paths()) {
             let fine = match vfs::orphan_inode(path) {
                 Some(inode) => vfs::orphan_path(inode) == path && kept.contains(&inode),
@@ -84,10 +98,8 @@ impl Kernel {
                 ));
             }
         }
-        if let Some(inode) = kept
-            .iter()
-            .find(|&&inode| !self.is_open(&vfs::orphan_path(inode)))
-        {
+        let named = self.named_orphans();
+        if let Some(inode) = kept.iter().find(|inode| !named.contains(inode)) {
             return Err(format!(
                 "it keeps removed inode {inode}, which no descriptor has open"
             ));
