@@ -83,7 +83,11 @@ fn metadata_stat(meta: &Metadata) -> [u8; 144] {
     } else {
         S_IFREG | 0o644
     };
-    stat_bytes(mode, meta.size, meta.inode)
+    let mut stat = stat_bytes(mode, meta.size, meta.inode);
+    if meta.removed {
+        stat[16..24].copy_from_slice(&0u64.to_le_bytes()); // st_nlink
+    }
+    stat
 }
 
 /// `struct iovec`s, checked and bounded.

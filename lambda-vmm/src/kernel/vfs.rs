@@ -101,6 +101,9 @@ pub struct Metadata {
     pub writable: bool,
     /// Whether it may be executed (mode 0755 rather than 0644).
     pub executable: bool,
+    /// Whether no directory lists it: removed while open, or made by `O_TMPFILE`
+    /// (`st_nlink` 0).
+    pub removed: bool,
 }
 
 /// The filesystem of one execution environment.
@@ -333,6 +336,7 @@ impl FileSystem {
                 size: meta.size,
                 writable: false,
                 executable: meta.executable,
+                removed: false,
             });
         }
         let entry = self.entry(path).ok_or(Errno(libc::ENOENT))?;
@@ -345,6 +349,7 @@ impl FileSystem {
             },
             writable: entry.writable,
             executable: is_within(path, TASK_ROOT) || is_within(path, OPT_ROOT),
+            removed: orphan_inode(path).is_some(),
         })
     }
 

@@ -337,6 +337,7 @@ fn a_file_removed_while_open_is_kept_for_its_descriptors_until_the_last_closes()
     let stat = guest.buffer(144);
     assert_eq!(guest.call(5, &[fd, stat, 0]), 0, "fstat");
     assert_eq!(guest.get(stat + 48, 8), 8u64.to_le_bytes(), "st_size");
+    assert_eq!(guest.get(stat + 16, 8), 0u64.to_le_bytes(), "st_nlink");
     // A new file at its old path is another file.
     let new = guest.open("/tmp/f", O_RDWR_CREAT) as u64;
     let other = guest.put(b"NEW!");
