@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::fd::Object;
 use super::files::read_path;
-use super::{Errno, Kernel, Step, SysResult, vfs};
+use super::{Errno, Kernel, Step, SysResult};
 use crate::mm::GuestMemory;
 use crate::mm::layout::{PAGE, STACK_SIZE};
 
@@ -130,7 +130,7 @@ impl Kernel {
     /// if the program may execute it: `ENOENT` if it is not there, `EACCES` if it is a
     /// directory or not executable (`/tmp` files are not).
     pub fn executable_file(&self, path: &str) -> Result<Arc<[u8]>, Errno> {
-        let path = vfs::normalize(&self.cwd, path.as_bytes())?;
+        let path = self.resolve_read(libc::AT_FDCWD as u64, path.as_bytes())?;
         let metadata = self.fs.metadata(&path)?;
         if metadata.is_dir || !metadata.executable {
             return Err(Errno(libc::EACCES));

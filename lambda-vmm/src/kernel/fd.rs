@@ -2,7 +2,7 @@
 
 use lambda_core::runtime_api::ConnectionId;
 
-use super::Errno;
+use super::{Errno, vfs};
 
 /// Most descriptors a program may hold (Lambda's limit).
 pub const MAX_FDS: usize = 1024;
@@ -285,22 +285,22 @@ impl FdTable {
     /// After a rename of `from` to `to` (or their exchange), open files and directories at or
     /// under either path follow it, as Linux descriptors follow their inode.
     pub fn rename_paths(&mut self, from: &str, to: &str, exchange: bool) {
-        let moved = |path: &str, old: &str, new: &str| -> Option<String> {
-            let rest = path.strip_prefix(old)?;
-            (rest.is_empty() || rest.starts_with('/')).then(|| format!("{new}{rest}"))
-        };
-        for (descriptor, _) in self.descriptions.values_mut() {
-            let path = match &mut descriptor.object {
-                Object::File(file) => &mut file.path,
-                Object::Dir(dir) => &mut dir.path,
-                _ => continue,
-            };
-            let renamed =
-                moved(path, from, to).or_else(|| exchange.then(|| moved(path, to, from)).flatten());
-            if let Some(renamed) = renamed {
+        for path in self.paths_mut() {
+            if let Some(renamed) = vfs::renamed(path, from, to, exchange) {
                 *path = renamed;
             }
         }
+    }
+
+    /// The paths the open file and directory descriptions name, for a change.
+    fn paths_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        self.descriptions
+            .values_mut()
+            .filter_map(|(descriptor, _)| match &mut descriptor.object {
+                Object::File(file) => Some(&mut file.path),
+                Object::Dir(dir) => Some(&mut dir.path),
+                _ => None,
+            })
     }
 
     /// The paths the open file and directory descriptions name.
@@ -321,15 +321,8 @@ impl FdTable {
     /// Renames `old` to `new` in the open file and directory descriptions naming exactly
     /// `old` (after it was removed while open: `new` is its orphan path).
     pub fn repath(&mut self, old: &str, new: &str) {
-        for (descriptor, _) in self.descriptions.values_mut() {
-            let path = match &mut descriptor.object {
-                Object::File(file) => &mut file.path,
-                Object::Dir(dir) => &mut dir.path,
-                _ => continue,
-            };
-            if path == old {
-                *path = new.to_string();
-            }
+        for path in self.paths_mut().filter(|path| *path == old) {
+            *path = new.to_string();
         }
     }
 

@@ -132,7 +132,13 @@ impl Kernel {
 
     /// [`Kernel::resolve`] for a path already read from guest memory.
     pub(super) fn resolve_read(&self, dirfd: u64, raw: &[u8]) -> Result<String, Errno> {
-        let base = if raw.starts_with(b"/") || abi::int(dirfd) == libc::AT_FDCWD {
+        let base = if raw.starts_with(b"/") {
+            "/".to_string()
+        } else if abi::int(dirfd) == libc::AT_FDCWD {
+            // A working directory removed since holds nothing, and nothing can be made in it.
+            if vfs::orphan_inode(&self.cwd).is_some() {
+                return Err(errno(libc::ENOENT));
+            }
             self.cwd.clone()
         } else {
             match &self.fds.get(dirfd)?.object {
@@ -769,6 +775,10 @@ impl Kernel {
     }
 
     pub(super) fn getcwd(&mut self, memory: &GuestMemory, buf: u64, size: u64) -> SysResult {
+        if vfs::orphan_inode(&self.cwd).is_some() {
+            // Linux's answer where the working directory was removed.
+            return Err(errno(libc::ENOENT));
+        }
         let mut path = self.cwd.as_bytes().to_vec();
         path.push(0);
         if size < path.len() as u64 {
@@ -784,17 +794,17 @@ impl Kernel {
             return Err(errno(libc::ENOTDIR));
         }
         self.cwd = path;
+        self.release_orphans();
         Ok(0)
     }
 
     /// `fchdir(fd)`: the directory open at `fd` becomes the working directory.
     pub(super) fn fchdir(&mut self, fd: u64) -> SysResult {
         match &self.fds.get(fd)?.object {
-            // Linux would enter a removed directory (and then find nothing in it); here the
-            // working directory is a path, and a removed one has none.
-            Object::Dir(dir) if vfs::orphan_inode(&dir.path).is_some() => Err(errno(libc::ENOENT)),
+            // A removed directory too, as Linux enters one (and then finds nothing in it).
             Object::Dir(dir) => {
                 self.cwd = dir.path.clone();
+                self.release_orphans();
                 Ok(0)
             }
             _ => Err(errno(libc::ENOTDIR)),

@@ -142,6 +142,16 @@ impl Kernel {
         std::iter::once(&mut self.fds).chain(self.parents.iter_mut().map(|parent| &mut parent.fds))
     }
 
+    /// The working directories of the running process and of each parent waiting in `fork`.
+    pub(super) fn cwds(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.cwd).chain(self.parents.iter().map(|parent| &parent.cwd))
+    }
+
+    /// [`Kernel::cwds`], for a change.
+    pub(super) fn cwds_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        std::iter::once(&mut self.cwd).chain(self.parents.iter_mut().map(|parent| &mut parent.cwd))
+    }
+
     /// `fork()`.
     pub(super) fn fork(&mut self, memory: &GuestMemory) -> SysResult {
         self.new_process(memory, plain_clone(0))
@@ -275,6 +285,8 @@ impl Kernel {
         self.children = parent.children;
         self.borrowed = parent.borrowed;
         self.umask = parent.umask;
+        // The child's working directory may have been the last to hold a removed one.
+        self.release_orphans();
         self.blocked_since = None;
         self.wake_at = None;
         let Some(end) = end else {

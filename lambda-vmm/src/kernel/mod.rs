@@ -395,12 +395,6 @@ impl Kernel {
             .map_err(|why| format!("futex waiters: {why}"))?;
         self.check_open_paths()
             .map_err(|why| format!("open files: {why}"))?;
-        if !vfs::is_normal(&self.cwd) {
-            return Err(format!(
-                "its working directory is {:?}, not a path in normal form",
-                self.cwd
-            ));
-        }
         // What `/proc/self/exe` names may be a `#!` line's interpreter as written.
         if self.exe.len() >= vfs::PATH_MAX {
             return Err(format!(

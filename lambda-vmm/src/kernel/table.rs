@@ -326,7 +326,9 @@ pub static TABLE: &[Syscall] = &[
     Syscall::new(
         81,
         "fchdir",
-        Partial("a directory removed while open answers ENOENT (Linux enters it)"),
+        Partial(
+            "into a removed directory too; paths relative to it, `..` included, then answer ENOENT (Linux follows `..`)",
+        ),
         |k, _, a| k.fchdir(a[0]),
     ),
     Syscall::new(82, "rename", Partial("see renameat2"), |k, m, a| {

@@ -190,6 +190,16 @@ pub fn is_normal(path: &str) -> bool {
     normalize("/", path.as_bytes()).as_deref() == Ok(path)
 }
 
+/// Where `path` is after a rename of `from` to `to` (or, with `exchange`, their exchange),
+/// if the rename moved it: it is one of them or lies under one.
+pub fn renamed(path: &str, from: &str, to: &str, exchange: bool) -> Option<String> {
+    let moved = |old: &str, new: &str| -> Option<String> {
+        let rest = path.strip_prefix(old)?;
+        (rest.is_empty() || rest.starts_with('/')).then(|| format!("{new}{rest}"))
+    };
+    moved(from, to).or_else(|| exchange.then(|| moved(to, from)).flatten())
+}
+
 /// Whether `path` is `dir` or lies under it.
 fn is_within(path: &str, dir: &str) -> bool {
     path == dir

@@ -400,18 +400,31 @@ fn a_directory_removed_while_open_holds_nothing_and_what_it_held_moves_with_noth
         guest.call(257, &[dirfd, name, O_RDWR_CREAT as u64, 0o644]),
         err(libc::ENOENT)
     );
-    assert_eq!(guest.call(81, &[dirfd]), err(libc::ENOENT), "fchdir");
+    // As Linux, a program can still work in it, and finds nothing there.
+    assert_eq!(guest.call(81, &[dirfd]), 0, "fchdir");
+    let cwd = guest.buffer(64);
+    assert_eq!(guest.call(79, &[cwd, 64]), err(libc::ENOENT), "getcwd");
+    assert_eq!(guest.open("x", O_RDWR_CREAT), err(libc::ENOENT));
     // A new directory at the old path, moved under a long name, takes neither with it: a
     // descriptor's path grew with each such move before.
     assert_eq!(guest.call(MKDIR, &[dir, 0o755]), 0);
     let long = guest.put_str(&format!("/tmp/{}", "l".repeat(NAME_MAX)));
     assert_eq!(guest.call(RENAME, &[dir, long]), 0);
     assert!(guest.kernel.fds.paths().all(|path| !path.contains("lll")));
+    assert!(!guest.kernel.cwd.contains("lll"));
+    assert_eq!(guest.open("x", O_RDWR_CREAT), err(libc::ENOENT));
     assert_eq!(read_back(&mut guest, file, 8), b"kept");
     super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
     assert_eq!(guest.kernel.fs.orphans().count(), 2);
     assert_eq!(guest.call(CLOSE, &[dirfd]), 0);
     assert_eq!(guest.call(CLOSE, &[file]), 0);
+    assert_eq!(
+        guest.kernel.fs.orphans().count(),
+        1,
+        "the working directory's"
+    );
+    let tmp = guest.put_str("/tmp");
+    assert_eq!(guest.call(80, &[tmp]), 0, "chdir");
     assert_eq!(guest.kernel.fs.orphans().count(), 0);
     assert_eq!(guest.kernel.fs.tmp_used(), 0);
 }
@@ -476,7 +489,10 @@ fn open_paths_a_snapshot_could_not_hold_are_refused() {
         },
         "neither a path in normal form",
     );
-    refused(&|g| g.kernel.cwd = "tmp".into(), "working directory");
+    refused(
+        &|g| g.kernel.cwd = "tmp".into(),
+        "or working directory names \"tmp\"",
+    );
     refused(
         &|g| g.kernel.exe = "/".repeat(crate::kernel::vfs::PATH_MAX),
         "program's path",
@@ -526,4 +542,43 @@ fn o_tmpfile_makes_an_unnamed_file_in_tmp_that_goes_with_its_last_descriptor() {
     assert_eq!(guest.kernel.fs.orphans().count(), 0);
     assert_eq!(guest.kernel.fs.tmp_used(), used);
     super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+}
+
+#[test]
+fn the_working_directory_follows_renames_and_is_kept_once_removed() {
+    let mut guest = Guest::one_shot(b"");
+    let (work, done) = (guest.put_str("/tmp/work"), guest.put_str("/tmp/done"));
+    assert_eq!(guest.call(MKDIR, &[work, 0o755]), 0);
+    assert_eq!(guest.call(80, &[work]), 0, "chdir");
+    let made = guest.open("a", O_RDWR_CREAT) as u64;
+    assert_eq!(guest.call(CLOSE, &[made]), 0);
+    // Renamed, it is where the process works: getcwd says so, relative paths go there.
+    assert_eq!(guest.call(RENAME, &[work, done]), 0);
+    let cwd = guest.buffer(64);
+    assert_eq!(guest.call(79, &[cwd, 64]), 10, "getcwd");
+    assert_eq!(guest.get(cwd, 10), b"/tmp/done\0");
+    let found = guest.open("a", O_RDONLY) as u64;
+    assert_eq!(guest.call(CLOSE, &[found]), 0);
+    // Removed, it holds nothing, and a new directory at its path is another one.
+    let a = guest.put_str("/tmp/done/a");
+    assert_eq!(guest.call(UNLINK, &[a]), 0);
+    assert_eq!(guest.call(RMDIR, &[done]), 0);
+    assert_eq!(guest.call(79, &[cwd, 64]), err(libc::ENOENT), "getcwd");
+    assert_eq!(guest.call(MKDIR, &[done, 0o755]), 0);
+    assert_eq!(guest.open("b", O_RDWR_CREAT), err(libc::ENOENT));
+    assert!(
+        guest.open("/tmp/done/b", O_RDWR_CREAT) >= 0,
+        "absolute paths still work"
+    );
+    super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+    // Kept until the process works elsewhere.
+    assert_eq!(guest.kernel.fs.orphans().count(), 1);
+    let root = guest.put_str("/");
+    assert_eq!(guest.call(80, &[root]), 0, "chdir");
+    assert_eq!(guest.kernel.fs.orphans().count(), 0);
+    // A forged working directory that is neither a path nor a kept entry is refused.
+    let mut forged = super::copy_of(&guest);
+    forged.kernel.cwd = crate::kernel::vfs::orphan_path(99);
+    let why = super::snapshot_check(&forged, lambda_core::Contract::Stdio).unwrap_err();
+    assert!(why.contains("working directory names"), "{why}");
 }
