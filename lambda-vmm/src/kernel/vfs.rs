@@ -408,9 +408,10 @@ impl FileSystem {
         self.create(path, Node::Directory)
     }
 
-    /// Removes a file (`dir == false`) or an empty directory (`dir == true`). If a descriptor
-    /// has `path` open (`open`), the entry is kept as an orphan and its inode returned: the
-    /// caller renames those descriptors' paths to its [`orphan_path`].
+    /// Removes a file (`dir == false`) or an empty directory (`dir == true`). If something
+    /// holds `path` (`open`: a descriptor, or a working directory), the entry is kept as an
+    /// orphan and its inode returned: the caller renames what holds it to its
+    /// [`orphan_path`].
     pub fn remove(&mut self, path: &str, dir: bool, open: bool) -> Result<Option<u64>, Errno> {
         if let Some(image) = self.image_for(path) {
             image.metadata(path).map_err(Errno::from_io)?;
@@ -491,7 +492,7 @@ impl FileSystem {
         self.tmp_entries = self.tmp_entries.saturating_sub(1);
     }
 
-    /// The inodes of the removed entries descriptors still have open.
+    /// The inodes of the removed entries still held (by descriptors or working directories).
     pub fn orphans(&self) -> impl Iterator<Item = u64> + '_ {
         self.orphans.keys().copied()
     }
@@ -544,9 +545,9 @@ impl FileSystem {
                 return Err(Errno(libc::ENOENT));
             }
             let parked = format!("{from}\0exchange");
-            self.move_tree(from, &parked, 0)?;
-            self.move_tree(to, from, 0)?;
-            return self.move_tree(&parked, to, 0).map(|()| None);
+            self.move_tree(from, &parked)?;
+            self.move_tree(to, from)?;
+            return self.move_tree(&parked, to).map(|()| None);
         }
         match target_is_dir {
             Some(_) if flags.no_replace => Err(Errno(libc::EEXIST)),
@@ -559,17 +560,16 @@ impl FileSystem {
                 // name is all it frees.
                 self.plan_move(from, to, to.len())?;
                 let orphaned = self.remove(to, is_dir, to_open)?;
-                self.move_tree(from, to, 0)?;
+                self.move_tree(from, to)?;
                 Ok(orphaned)
             }
-            None => self.move_tree(from, to, 0).map(|()| None),
+            None => self.move_tree(from, to).map(|()| None),
         }
     }
 
-    /// Moves `from` and everything under it to `to`, keeping the name budget, once `freed`
-    /// name bytes are gone from it.
-    fn move_tree(&mut self, from: &str, to: &str, freed: usize) -> Result<(), Errno> {
-        let (moving, budget) = self.plan_move(from, to, freed)?;
+    /// Moves `from` and everything under it to `to`, keeping the name budget.
+    fn move_tree(&mut self, from: &str, to: &str) -> Result<(), Errno> {
+        let (moving, budget) = self.plan_move(from, to, 0)?;
         let renamed = |path: &str| format!("{to}{}", path.get(from.len()..).unwrap_or_default());
         for path in moving {
             if let Some(entry) = self.entries.remove(&path) {
@@ -581,7 +581,8 @@ impl FileSystem {
     }
 
     /// The paths [`FileSystem::move_tree`] would move, and the name bytes `/tmp` would hold
-    /// after it; `ENAMETOOLONG` if a moved path or the name budget would be too long.
+    /// after it once `freed` name bytes are gone; `ENAMETOOLONG` if a moved path or the name
+    /// budget would be too long.
     fn plan_move(&self, from: &str, to: &str, freed: usize) -> Result<(Vec<String>, usize), Errno> {
         let moving: Vec<String> = self
             .entries
