@@ -98,9 +98,16 @@ impl Connection {
     }
 
     /// Checks a connection read back from a snapshot: the bytes marked read are bytes it
-    /// holds (no method marks more), and no streamed response is being read on it (a
-    /// snapshot is taken between invocations). Says what does not hold.
+    /// holds (no method marks more), it holds no more unprocessed input than
+    /// [`INBOX_BYTES`] (as receiving keeps it), and no streamed response is being read on it
+    /// (a snapshot is taken between invocations). Says what does not hold.
     pub(super) fn check(&self) -> Result<(), String> {
+        if self.inbox.len() > INBOX_BYTES {
+            return Err(format!(
+                "holds {} bytes of unprocessed input, more than {INBOX_BYTES}",
+                self.inbox.len()
+            ));
+        }
         if self.output_read > self.output.len() {
             return Err(format!(
                 "marks {} bytes of its output read, of {}",

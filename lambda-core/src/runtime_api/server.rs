@@ -353,8 +353,10 @@ impl RuntimeApi {
     /// make): it is one a snapshot can hold, taken where the runtime waits for its next
     /// invocation, so past Init with no invocation queued or in flight and no event the host
     /// has not taken (a forged one would answer the next invocation), with at most
-    /// [`MAX_CONNECTIONS`] connections, each named below the next id to hand out, and each
-    /// connection's output read no further than it holds. Says what does not hold.
+    /// [`MAX_CONNECTIONS`] connections, each named below the next id to hand out, each
+    /// connection's output read no further than it holds and its unprocessed input within
+    /// [`INBOX_BYTES`](super::INBOX_BYTES), and a queue of parked `next`s that lists each
+    /// connection with one parked, once. Says what does not hold.
     pub fn check(&self) -> Result<(), String> {
         if self.phase != Phase::Idle {
             return Err(format!(
@@ -385,6 +387,30 @@ impl RuntimeApi {
                 return Err(format!("{id} is not handed out yet"));
             }
             connection.check().map_err(|why| format!("{id} {why}"))?;
+        }
+        // The queue of parked `next`s lists each connection with one parked, once.
+        let mut queued = std::collections::BTreeSet::new();
+        for id in &self.parked {
+            let parked = self
+                .connections
+                .get(id)
+                .is_some_and(|connection| connection.parked.is_some());
+            if !parked || !queued.insert(*id) {
+                return Err(format!(
+                    "its queue of parked nexts lists {id}, which has none parked, or lists it twice"
+                ));
+            }
+        }
+        let parked = self
+            .connections
+            .values()
+            .filter(|connection| connection.parked.is_some())
+            .count();
+        if parked != queued.len() {
+            return Err(format!(
+                "{parked} connections have a next parked where its queue lists {}",
+                queued.len()
+            ));
         }
         Ok(())
     }

@@ -1344,4 +1344,22 @@ fn an_api_a_snapshot_can_hold_passes_its_check_and_forged_ones_are_refused() {
         v["next_connection"] = (MAX_CONNECTIONS + 1).into();
     };
     assert!(refused(&crowded).contains("connections, more than"));
+    // More unprocessed input than receiving keeps.
+    let stuffed = vec![b'x'; INBOX_BYTES + 1];
+    assert!(
+        refused(&|v| v["connections"]["0"]["inbox"] = stuffed.clone().into())
+            .contains("unprocessed input, more than")
+    );
+    // A queue of parked nexts that is not the connections with one parked.
+    assert!(refused(&|v| v["parked"] = serde_json::json!([0, 0])).contains("or lists it twice"));
+    assert!(
+        refused(&|v| v["parked"] = serde_json::json!([])).contains("1 connections have a next")
+    );
+    let idle = |v: &mut serde_json::Value| {
+        v["connections"]["1"] = v["connections"]["0"].clone();
+        v["connections"]["1"]["parked"] = serde_json::Value::Null;
+        v["next_connection"] = 2.into();
+        v["parked"] = serde_json::json!([0, 1]);
+    };
+    assert!(refused(&idle).contains("lists connection 1, which has none parked"));
 }
