@@ -115,9 +115,9 @@ pub struct FileSystem {
     tmp_quota: u64,
     tmp_entries: usize,
     tmp_name_bytes: usize,
-    /// Removed entries descriptors still have open, by inode. Their bytes and their slots
-    /// stay in `/tmp`'s books (as an unlinked file's do on Linux's tmpfs), their names do not.
-    #[serde(default)]
+    /// Removed entries still held (by descriptors or working directories), by inode. Their
+    /// bytes and their slots stay in `/tmp`'s books (as an unlinked file's do on Linux's
+    /// tmpfs), their names do not.
     orphans: BTreeMap<u64, Orphan>,
     /// The base image under everything else, if the function has one. Not part of a
     /// snapshot file's state: the function's configuration names it, and it is attached

@@ -43,7 +43,7 @@ use crate::program::{CodePackage, ProgramImage, open_regular, read_code_file};
 /// The bytes every snapshot file starts with.
 pub const MAGIC: [u8; 8] = *b"LMBDSNAP";
 /// The version of the format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Bytes before the state.
 const HEADER: usize = 24;
 
