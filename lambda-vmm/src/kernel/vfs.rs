@@ -49,6 +49,11 @@ impl Contents {
             Contents::Owned(bytes) => bytes,
         }
     }
+
+    /// Its length in bytes.
+    fn size(&self) -> u64 {
+        u64::try_from(self.bytes().len()).unwrap_or(u64::MAX)
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -355,7 +360,7 @@ impl FileSystem {
             is_dir: matches!(entry.node, Node::Directory),
             size: match &entry.node {
                 Node::Directory => 0,
-                Node::File(contents) => u64::try_from(contents.bytes().len()).unwrap_or(u64::MAX),
+                Node::File(contents) => contents.size(),
             },
             writable: entry.writable,
             executable: is_within(path, TASK_ROOT) || is_within(path, OPT_ROOT),
@@ -482,14 +487,9 @@ impl FileSystem {
     /// Lets go of the removed entry with `inode`, whose last descriptor has closed: its bytes
     /// and its slot leave `/tmp`'s books.
     pub fn release_orphan(&mut self, inode: u64) {
-        let Some(orphan) = self.orphans.remove(&inode) else {
-            return;
-        };
-        if let Node::File(contents) = &orphan.entry.node {
-            let size = u64::try_from(contents.bytes().len()).unwrap_or(u64::MAX);
-            self.tmp_used = self.tmp_used.saturating_sub(size);
+        if let Some(orphan) = self.orphans.remove(&inode) {
+            self.unbook(&orphan.entry);
         }
-        self.tmp_entries = self.tmp_entries.saturating_sub(1);
     }
 
     /// The inodes of the removed entries still held (by descriptors or working directories).
@@ -500,13 +500,18 @@ impl FileSystem {
     /// Removes a `/tmp` entry from the books: its bytes, its slot and its name.
     fn forget(&mut self, path: &str) -> Option<Entry> {
         let entry = self.entries.remove(path)?;
-        if let Node::File(contents) = &entry.node {
-            let size = u64::try_from(contents.bytes().len()).unwrap_or(u64::MAX);
-            self.tmp_used = self.tmp_used.saturating_sub(size);
-        }
-        self.tmp_entries = self.tmp_entries.saturating_sub(1);
+        self.unbook(&entry);
         self.tmp_name_bytes = self.tmp_name_bytes.saturating_sub(path.len());
         Some(entry)
+    }
+
+    /// Takes a `/tmp` entry that is gone for good out of the books: its bytes and its slot
+    /// (its name, if it still had one, is the caller's).
+    fn unbook(&mut self, entry: &Entry) {
+        if let Node::File(contents) = &entry.node {
+            self.tmp_used = self.tmp_used.saturating_sub(contents.size());
+        }
+        self.tmp_entries = self.tmp_entries.saturating_sub(1);
     }
 
     /// Renames (or, with `RENAME_EXCHANGE`, swaps) a file or directory inside `/tmp`, with
@@ -814,8 +819,8 @@ impl FileSystem {
             }
             if let Node::File(contents) = &entry.node {
                 match (contents, own) {
-                    (Contents::Owned(bytes), true) => {
-                        used = used.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+                    (Contents::Owned(_), true) => {
+                        used = used.saturating_add(contents.size());
                     }
                     (Contents::Shared(_), false) => {}
                     _ => {
@@ -847,8 +852,8 @@ impl FileSystem {
                 ));
             }
             match &entry.node {
-                Node::File(Contents::Owned(bytes)) => {
-                    used = used.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+                Node::File(contents @ Contents::Owned(_)) => {
+                    used = used.saturating_add(contents.size());
                 }
                 Node::Directory => {}
                 Node::File(Contents::Shared(_)) => {
