@@ -62,6 +62,37 @@ fn offset_arg(offset: u64) -> Result<u64, Errno> {
     Ok(offset)
 }
 
+/// The read and write access `open`'s `flags` ask for (`O_ACCMODE`; its fourth value gives
+/// neither).
+fn access(flags: u64) -> (bool, bool) {
+    let mode = flags & O_ACCMODE;
+    let read = mode == libc::O_RDONLY as u64 || mode == libc::O_RDWR as u64;
+    let write = mode == libc::O_WRONLY as u64 || mode == libc::O_RDWR as u64;
+    (read, write)
+}
+
+/// The regular file at `path` as `open`'s `flags` open it: its access, at offset 0,
+/// `O_APPEND` as asked.
+fn open_file(path: String, flags: u64) -> OpenFile {
+    let (readable, writable) = access(flags);
+    OpenFile {
+        path,
+        offset: 0,
+        readable,
+        writable,
+        append: flags & O_APPEND != 0,
+    }
+}
+
+/// The descriptor `open` gives `object` for `flags`: `O_NONBLOCK` and `O_CLOEXEC` as asked.
+fn opened(object: Object, flags: u64) -> Descriptor {
+    Descriptor {
+        object,
+        nonblocking: flags & O_NONBLOCK != 0,
+        cloexec: flags & O_CLOEXEC != 0,
+    }
+}
+
 /// A `struct stat` as x86-64 Linux lays it out (144 bytes).
 fn stat_bytes(mode: u32, size: u64, inode: u64) -> [u8; 144] {
     let mut stat = [0u8; 144];
@@ -571,15 +602,9 @@ impl Kernel {
             if flags & O_DIRECTORY != 0 {
                 return Err(errno(libc::ENOTDIR));
             }
-            return self.fds.insert(Descriptor {
-                object: Object::Null,
-                nonblocking: flags & O_NONBLOCK != 0,
-                cloexec: flags & O_CLOEXEC != 0,
-            });
+            return self.fds.insert(opened(Object::Null, flags));
         }
-        let access = flags & O_ACCMODE;
-        let writable = access == libc::O_WRONLY as u64 || access == libc::O_RDWR as u64;
-        let readable = access == libc::O_RDONLY as u64 || access == libc::O_RDWR as u64;
+        let (_, writable) = access(flags);
         let exists = self.fs.metadata(&path).is_ok();
         if flags & O_CREAT != 0 {
             if exists && flags & O_EXCL != 0 {
@@ -606,46 +631,26 @@ impl Kernel {
         let object = if meta.is_dir {
             Object::Dir(OpenDir { path, position: 0 })
         } else {
-            Object::File(OpenFile {
-                path,
-                offset: 0,
-                readable,
-                writable,
-                append: flags & O_APPEND != 0,
-            })
+            Object::File(open_file(path, flags))
         };
-        self.fds.insert(Descriptor {
-            object,
-            nonblocking: flags & O_NONBLOCK != 0,
-            cloexec: flags & O_CLOEXEC != 0,
-        })
+        self.fds.insert(opened(object, flags))
     }
 
     /// `openat` with `O_TMPFILE`: an unnamed file in directory `dir`, open for writing, gone
     /// when its last descriptor closes. Linux's `EINVAL` for other flags with it or no write
     /// access.
     fn open_unnamed(&mut self, dir: &str, flags: u64) -> SysResult {
-        let access = flags & O_ACCMODE;
-        let writable = access == libc::O_WRONLY as u64 || access == libc::O_RDWR as u64;
+        let (_, writable) = access(flags);
         if flags & O_TMPFILE_MASK != O_TMPFILE_ONLY | O_DIRECTORY || !writable {
             return Err(errno(libc::EINVAL));
         }
         let inode = self.fs.create_unnamed(dir)?;
-        let opened = self.fds.insert(Descriptor {
-            object: Object::File(OpenFile {
-                path: vfs::orphan_path(inode),
-                offset: 0,
-                readable: access == libc::O_RDWR as u64,
-                writable,
-                append: flags & O_APPEND != 0,
-            }),
-            nonblocking: flags & O_NONBLOCK != 0,
-            cloexec: flags & O_CLOEXEC != 0,
-        });
-        if opened.is_err() {
+        let file = open_file(vfs::orphan_path(inode), flags);
+        let inserted = self.fds.insert(opened(Object::File(file), flags));
+        if inserted.is_err() {
             self.fs.release_orphan(inode);
         }
-        opened
+        inserted
     }
 
     pub(super) fn lseek(&mut self, fd: u64, offset: u64, whence: u64) -> SysResult {
