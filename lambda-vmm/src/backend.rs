@@ -346,8 +346,9 @@ impl MicroVmBackend {
 
     /// Reads a snapshot file written by [`Snapshot::write_to`]. It is refused with a
     /// [`SnapshotError`] saying why when it is not a snapshot file, was written by another
-    /// format version, is damaged (checksum, encoding, contents), or when its function's
-    /// code has changed since.
+    /// format version, is damaged (checksum, encoding, contents), was taken on a CPU of
+    /// another vendor or with a feature this host's KVM does not offer, or when its
+    /// function's code has changed since.
     ///
     /// The function's configuration is the one the file holds, host paths included: its
     /// code, base image and layers are read from where the file says, and environments

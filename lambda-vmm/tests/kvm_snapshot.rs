@@ -383,6 +383,43 @@ fn snapshot_files_load_back_and_damaged_ones_are_refused() {
             && why.contains("standard form")),
         "{error}"
     );
+    // Taken on another CPU. The record follows the configuration and the code's identity:
+    // the vendor string of this host's CPU, then the feature words, leaf 1's ECX first. A
+    // program may have chosen instructions by them during Init, so a file of another vendor
+    // or with a feature this host lacks is refused.
+    let vendor = std::fs::read_to_string("/proc/cpuinfo")
+        .expect("/proc/cpuinfo")
+        .lines()
+        .find_map(|line| {
+            Some(
+                line.strip_prefix("vendor_id")?
+                    .trim_start_matches([' ', '\t', ':'])
+                    .to_string(),
+            )
+        })
+        .expect("the CPU's vendor");
+    let vendor_at = good[24..state_end]
+        .windows(12)
+        .position(|bytes| bytes == vendor.as_bytes())
+        .expect("the file's record of the CPU");
+    let error = forged(&|state| state[vendor_at..vendor_at + 12].copy_from_slice(b"OtherVendor!"));
+    assert!(
+        matches!(&error, SnapshotError::Foreign(why) if why.contains("of vendor OtherVendor!")),
+        "{error}"
+    );
+    let ecx_at = vendor_at + 12;
+    let ecx = u32::from_le_bytes(good[24 + ecx_at..24 + ecx_at + 4].try_into().unwrap());
+    let lacking = (0..32)
+        .find(|bit| ecx & (1 << bit) == 0)
+        .expect("a feature this CPU lacks");
+    let error = forged(&|state| {
+        state[ecx_at..ecx_at + 4].copy_from_slice(&(ecx | 1 << lacking).to_le_bytes());
+    });
+    assert!(
+        matches!(&error, SnapshotError::Foreign(why)
+            if why.contains(&format!("CPUID leaf 0x1.0 ECX bit {lacking})"))),
+        "{error}"
+    );
     // Another format version, another kind of file, an empty file.
     let written = u32::from_le_bytes(good[8..12].try_into().unwrap());
     let mut newer = good.clone();

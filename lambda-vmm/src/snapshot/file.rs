@@ -7,16 +7,17 @@
 //! 12      4     CRC-32 of everything after the first 24 bytes
 //! 16      8     length of the state that follows
 //! 24      ...   the state (postcard): the function's configuration, the length and CRC-32
-//!               of its code file, Init's duration, and the machine's state (address space,
-//!               kernel, threads; `MachineState`)
+//!               of its code file, the CPU it was taken on (`CpuRecord`), Init's duration,
+//!               and the machine's state (address space, kernel, threads; `MachineState`)
 //! ...     ...   the stored memory: the bytes of each stored range, in the state's order
 //! ```
 //!
 //! A file is refused, before anything of it is used, when it is not a regular file or not a
 //! snapshot (magic), was written by another format version, fails its CRC, does not decode,
-//! names memory outside the function's, holds less or more memory than its state says, its
-//! page tables reach beyond what the VMM's own can or its frame pool or the stretches'
-//! backings do not hold together (`SavedSpace::check`), or its filesystem, descriptor
+//! was taken on a CPU of another vendor or with a feature this host's KVM does not offer
+//! (`CpuRecord::fits`), names memory outside the function's, holds less or more memory
+//! than its state says, its page tables reach beyond what the VMM's own can or its frame
+//! pool or the stretches' backings do not hold together (`SavedSpace::check`), or its filesystem, descriptor
 //! table, pipes or thread table do not (`Kernel::check`: a forged `/tmp` quota or books
 //! would let the guest hold more host memory than its ephemeral storage), or its kernel is
 //! not of the function's contract, or not between calls and waiting for an invocation
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use lambda_core::FunctionConfig;
 
+use super::cpu::CpuRecord;
 use super::{Frozen, SnapshotError};
 use crate::file_forms::with_epoch;
 use crate::machine::{MachineSnapshot, MachineState, OwnedMachineState};
@@ -43,7 +45,7 @@ use crate::program::{CodePackage, ProgramImage, open_regular, read_code_file};
 /// The bytes every snapshot file starts with.
 pub const MAGIC: [u8; 8] = *b"LMBDSNAP";
 /// The version of the format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Bytes before the state.
 const HEADER: usize = 24;
 
@@ -52,6 +54,7 @@ const HEADER: usize = 24;
 struct StateOut<'a> {
     config: &'a FunctionConfig,
     code: CodeIdentity,
+    cpu: CpuRecord,
     init_nanos: u64,
     machine: MachineState<'a>,
 }
@@ -61,6 +64,7 @@ struct StateOut<'a> {
 struct StateIn {
     config: FunctionConfig,
     code: CodeIdentity,
+    cpu: CpuRecord,
     init_nanos: u64,
     machine: OwnedMachineState,
 }
@@ -96,6 +100,16 @@ fn corrupt(why: impl Into<String>) -> SnapshotError {
     SnapshotError::Corrupt(why.into())
 }
 
+/// The process's KVM context, which a snapshot needs to be written or read.
+fn kvm() -> Result<&'static crate::vm::kvm::KvmContext, SnapshotError> {
+    crate::vm::kvm::context().map_err(|why| SnapshotError::Vm(crate::vm::VmError::Unavailable(why)))
+}
+
+/// The CPU this host's KVM gives every vCPU, as a snapshot file records it.
+fn host_cpu() -> Result<CpuRecord, SnapshotError> {
+    Ok(CpuRecord::of(kvm()?.cpuid.as_slice()))
+}
+
 /// Writes `frozen` to `path` (replacing any file there).
 pub(crate) fn write(frozen: &Frozen, path: &Path) -> Result<(), SnapshotError> {
     let io = |source| SnapshotError::File {
@@ -112,6 +126,8 @@ pub(crate) fn write(frozen: &Frozen, path: &Path) -> Result<(), SnapshotError> {
         postcard::to_stdvec(&StateOut {
             config: &frozen.config,
             code: CodeIdentity::of(&frozen.config)?,
+            // The snapshot was taken in this process, whose vCPUs all get this CPUID.
+            cpu: host_cpu()?,
             init_nanos: u64::try_from(frozen.init_duration.as_nanos()).unwrap_or(u64::MAX),
             machine,
         })
@@ -190,6 +206,10 @@ pub(crate) fn read(
             config.name, expected.name
         )));
     }
+    state
+        .cpu
+        .fits(&host_cpu()?)
+        .map_err(SnapshotError::Foreign)?;
     if state.machine.memory_bytes != config.memory_bytes() {
         return Err(corrupt(format!(
             "it holds {} bytes of memory for a function of {} MB",
@@ -228,11 +248,9 @@ pub(crate) fn read(
         .kernel
         .check(&config)
         .map_err(|why| corrupt(format!("its kernel state does not hold together: {why}")))?;
-    let kvm = crate::vm::kvm::context()
-        .map_err(|why| SnapshotError::Vm(crate::vm::VmError::Unavailable(why)))?;
     state
         .machine
-        .check_threads(kvm.supported_xcr0())
+        .check_threads(kvm()?.supported_xcr0())
         .map_err(|why| corrupt(format!("its threads: {why}")))?;
     let (image, package) = load_code(&config)?;
     let mut machine = state.machine;

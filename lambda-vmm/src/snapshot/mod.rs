@@ -2,6 +2,7 @@
 //! from them: Lambda's SnapStart, with the micro-VM's memory shared copy-on-write. What a
 //! snapshot holds is in `machine/snapshot.rs`; how and when it is taken, on [`Snapshot`].
 
+mod cpu;
 mod file;
 mod ready;
 
