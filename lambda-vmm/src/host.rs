@@ -287,6 +287,25 @@ pub fn tsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// The CPU's MXCSR_MASK: the MXCSR bits it has, which Linux checks the MXCSR of an XSAVE
+/// state against before KVM loads it (FXSAVE's bytes 28-31; 0 there means 0xffbf, a CPU
+/// without DAZ).
+pub fn mxcsr_mask() -> u32 {
+    /// FXSAVE's 512-byte area, which must be 16-byte aligned.
+    #[repr(C, align(16))]
+    struct FxsaveArea([u8; 512]);
+    let mut area = FxsaveArea([0; 512]);
+    // SAFETY: `fxsave64` writes the 512-byte legacy FPU/SSE state to the address it is
+    // given, which must be 16-byte aligned: `area` is 512 bytes, aligned to 16 by its type,
+    // and borrowed mutably for the call. Every x86-64 CPU has FXSAVE (`fxsr` is in the
+    // target's baseline).
+    unsafe { core::arch::x86_64::_fxsave64(area.0.as_mut_ptr()) };
+    match u32::from_le_bytes([area.0[28], area.0[29], area.0[30], area.0[31]]) {
+        0 => 0xffbf,
+        mask => mask,
+    }
+}
+
 /// Whether the TSC is invariant (CPUID 0x8000_0007, EDX bit 8): it ticks at one rate in
 /// every power state, so it can serve as a clock.
 pub fn invariant_tsc() -> bool {
@@ -347,6 +366,16 @@ pub fn take_stdout() -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mxcsr_mask_holds_the_bits_every_cpu_has() {
+        // FXSAVE's mask: the exception flags and masks, rounding control and flush-to-zero
+        // (0xffbf) on every x86-64 CPU, DAZ (bit 6) on most, and on AMD's the misaligned
+        // exception mask (bit 17) too: 0x2ffff here.
+        let mask = mxcsr_mask();
+        assert_eq!(mask & 0xffbf, 0xffbf, "{mask:#x}");
+        assert_eq!(mask & !0x3ffff, 0, "{mask:#x}");
+    }
 
     #[test]
     fn frozen_files_read_back_and_cannot_be_written() {

@@ -125,11 +125,11 @@ pub struct OwnedMachineState {
 }
 
 impl OwnedMachineState {
-    /// Checks the threads read from a snapshot file, for a vCPU whose KVM supports the state
-    /// components `supported_xcr0`, against the kernel's (see `Tasks::check`). Says what is
+    /// Checks the threads read from a snapshot file, for a vCPU whose KVM loads XSAVE
+    /// regions within `xsave`, against the kernel's (see `Tasks::check`). Says what is
     /// wrong.
-    pub fn check_threads(&self, supported_xcr0: u64) -> Result<(), String> {
-        self.tasks.check(supported_xcr0, &self.kernel.thread_ids())
+    pub fn check_threads(&self, xsave: crate::vm::xsave::XsaveLimits) -> Result<(), String> {
+        self.tasks.check(xsave, &self.kernel.thread_ids())
     }
 }
 

@@ -176,13 +176,17 @@ impl Tasks {
             .collect()
     }
 
-    /// Checks threads read from a snapshot file, for a vCPU whose KVM supports the state
-    /// components `supported_xcr0`: there is one at least, they are the kernel's threads
+    /// Checks threads read from a snapshot file, for a vCPU whose KVM loads XSAVE regions
+    /// within `xsave`: there is one at least, they are the kernel's threads
     /// `kernel_threads` (lowest first), no more and no fewer (a thread only one side knows
     /// would never run, or make its calls as another), each waits in a call (a snapshot
     /// is taken only so), each FS base is one the kernel could have set (below
     /// [`FS_BASE_END`]), and each saved FPU state is one KVM loads ([`crate::vm::xsave::check`]). Says what is wrong.
-    pub fn check(&self, supported_xcr0: u64, kernel_threads: &[u32]) -> Result<(), String> {
+    pub fn check(
+        &self,
+        xsave: crate::vm::xsave::XsaveLimits,
+        kernel_threads: &[u32],
+    ) -> Result<(), String> {
         if self.tasks.is_empty() {
             return Err("it has no thread".into());
         }
@@ -204,7 +208,7 @@ impl Tasks {
                 ));
             }
             if let Some(fpu) = &task.fpu {
-                crate::vm::xsave::check(&crate::vm::vcpu::xsave_bytes(fpu), supported_xcr0)
+                crate::vm::xsave::check(&crate::vm::vcpu::xsave_bytes(fpu), xsave)
                     .map_err(|why| format!("thread {tid}'s FPU state {why}"))?;
             }
         }
@@ -251,15 +255,21 @@ mod tests {
         tasks
     }
 
+    /// x87, SSE and AVX, on a CPU with DAZ.
+    const XSAVE: crate::vm::xsave::XsaveLimits = crate::vm::xsave::XsaveLimits {
+        components: 0b111,
+        mxcsr_mask: 0xffff,
+    };
+
     #[test]
     fn threads_a_snapshot_could_not_hold_are_refused() {
         let good = waiting();
-        good.check(0b111, &[1, 2]).unwrap();
+        good.check(XSAVE, &[1, 2]).unwrap();
         let refused = |forge: &dyn Fn(&mut Tasks), because: &str| {
             assert_refused(
                 &good,
                 forge,
-                |tasks: &Tasks| tasks.check(0b111, &[1, 2]),
+                |tasks: &Tasks| tasks.check(XSAVE, &[1, 2]),
                 because,
             );
         };
@@ -289,7 +299,7 @@ mod tests {
             "no thread",
         );
         refused(&|tasks| tasks.remove(2), "are not the kernel's ([1, 2])");
-        let why = waiting().check(0b111, &[1, 3]).unwrap_err();
+        let why = waiting().check(XSAVE, &[1, 3]).unwrap_err();
         assert!(
             why.contains("([1, 2]) are not the kernel's ([1, 3])"),
             "{why}"

@@ -250,7 +250,7 @@ pub(crate) fn read(
         .map_err(|why| corrupt(format!("its kernel state does not hold together: {why}")))?;
     state
         .machine
-        .check_threads(kvm()?.supported_xcr0())
+        .check_threads(kvm()?.xsave_limits())
         .map_err(|why| corrupt(format!("its threads: {why}")))?;
     let (image, package) = load_code(&config)?;
     let mut machine = state.machine;

@@ -27,6 +27,15 @@ impl KvmContext {
                 u64::from(entry.eax) | (u64::from(entry.edx) << 32)
             })
     }
+
+    /// What KVM loads in a vCPU's XSAVE region here: the state components it supports and
+    /// the CPU's MXCSR_MASK.
+    pub fn xsave_limits(&self) -> super::xsave::XsaveLimits {
+        super::xsave::XsaveLimits {
+            components: self.supported_xcr0(),
+            mxcsr_mask: crate::host::mxcsr_mask(),
+        }
+    }
 }
 
 /// Why KVM cannot be used on this host.

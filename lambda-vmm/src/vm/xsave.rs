@@ -16,16 +16,20 @@ const XCOMP_BV: usize = 520;
 const HEADER_RESERVED: std::ops::Range<usize> = 528..576;
 /// Components whose state MXCSR belongs to: x87, SSE and AVX.
 const MXCSR_COMPONENTS: u64 = 0b111;
-/// MXCSR's defined bits; a CPU's MXCSR_MASK (which Linux checks against) holds at most
-/// these, so a state with any other bit set is one KVM refuses everywhere.
-const MXCSR_DEFINED: u32 = 0xffff;
 
-/// Checks the [`XSAVE_BYTES`]-byte XSAVE region `region` for a vCPU whose KVM supports the
-/// state components `supported_xcr0` (CPUID leaf 0xD's, [`super::kvm::KvmContext`]). Says
-/// what is wrong ("holds ...", "has ..."). A region that passes can still be refused by a
-/// CPU whose MXCSR_MASK lacks a bit (DAZ on the oldest x86-64 CPUs): KVM_SET_XSAVE then
-/// fails with `EINVAL`.
-pub fn check(region: &[u8], supported_xcr0: u64) -> Result<(), String> {
+/// What this host's KVM loads in an XSAVE region ([`super::kvm::KvmContext::xsave_limits`]).
+#[derive(Debug, Clone, Copy)]
+pub struct XsaveLimits {
+    /// The state components KVM supports (CPUID leaf 0xD's).
+    pub components: u64,
+    /// The CPU's MXCSR_MASK ([`crate::host::mxcsr_mask`]): the MXCSR bits it has.
+    pub mxcsr_mask: u32,
+}
+
+/// Checks the [`XSAVE_BYTES`]-byte XSAVE region `region` against what KVM loads here,
+/// `limits`. Says what is wrong ("holds ...", "has ...").
+pub fn check(region: &[u8], limits: XsaveLimits) -> Result<(), String> {
+    let supported_xcr0 = limits.components;
     if region.len() != XSAVE_BYTES {
         return Err(format!(
             "is {} bytes, not an XSAVE region's {XSAVE_BYTES}",
@@ -52,9 +56,10 @@ pub fn check(region: &[u8], supported_xcr0: u64) -> Result<(), String> {
         region[MXCSR + 2],
         region[MXCSR + 3],
     ]);
-    if components & MXCSR_COMPONENTS != 0 && mxcsr & !MXCSR_DEFINED != 0 {
+    if components & MXCSR_COMPONENTS != 0 && mxcsr & !limits.mxcsr_mask != 0 {
         return Err(format!(
-            "has an MXCSR of {mxcsr:#x}, with reserved bits set"
+            "has an MXCSR of {mxcsr:#x}, with bits this CPU lacks (its MXCSR_MASK is {:#x})",
+            limits.mxcsr_mask
         ));
     }
     Ok(())
@@ -73,15 +78,23 @@ mod tests {
         region
     }
 
+    /// A CPU with DAZ and the components of `components`.
+    fn limits(components: u64) -> XsaveLimits {
+        XsaveLimits {
+            components,
+            mxcsr_mask: 0xffff,
+        }
+    }
+
     #[test]
     fn regions_kvm_would_refuse_are_refused() {
         let good = region();
-        check(&good, 0b111).unwrap();
+        check(&good, limits(0b111)).unwrap();
         let refused = |change: &dyn Fn(&mut Vec<u8>), because: &str| {
             assert_refused(
                 &good,
                 change,
-                |region: &Vec<u8>| check(region, 0b111),
+                |region: &Vec<u8>| check(region, limits(0b111)),
                 because,
             );
         };
@@ -98,10 +111,28 @@ mod tests {
         let mut untouched = region();
         untouched[XSTATE_BV] = 0;
         untouched[MXCSR + 3] = 0xff;
-        check(&untouched, 0b111).unwrap();
+        check(&untouched, limits(0b111)).unwrap();
         // A component KVM supports here but the VMM never enables is still loadable.
         let mut pkru = region();
         pkru[XSTATE_BV + 1] = 0b10;
-        check(&pkru, 0x2ff).unwrap();
+        check(&pkru, limits(0x2ff)).unwrap();
+    }
+
+    #[test]
+    fn an_mxcsr_bit_the_cpu_lacks_is_refused() {
+        // DAZ (bit 6) set: loadable where the CPU has it, refused where it does not.
+        let mut daz = region();
+        daz[MXCSR] |= 0x40;
+        check(&daz, limits(0b111)).unwrap();
+        let without_daz = XsaveLimits {
+            components: 0b111,
+            mxcsr_mask: 0xffbf,
+        };
+        let why = check(&daz, without_daz).unwrap_err();
+        assert!(
+            why.contains("MXCSR of 0x1fc0, with bits this CPU lacks (its MXCSR_MASK is 0xffbf)"),
+            "{why}"
+        );
+        check(&region(), without_daz).unwrap();
     }
 }
