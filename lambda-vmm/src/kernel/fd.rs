@@ -7,6 +7,10 @@ use super::{Errno, vfs};
 /// Most descriptors a program may hold (Lambda's limit).
 pub const MAX_FDS: usize = 1024;
 
+/// The largest file offset (Linux's `MAX_LFS_FILESIZE`): `lseek` answers `EINVAL` past it,
+/// and reads and writes move an offset no further than a file's size.
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
+
 /// An open regular file.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct OpenFile {
@@ -354,7 +358,8 @@ impl FdTable {
     /// Checks a table read from a snapshot file against what its own methods could have
     /// made: at most [`MAX_FDS`] descriptors, each naming an open description that counts
     /// exactly the descriptors naming it, open-description ids below the next one handed
-    /// out, and `FD_CLOEXEC` only on open descriptors. Says what is wrong.
+    /// out, `FD_CLOEXEC` only on open descriptors, and no open file's offset beyond
+    /// [`MAX_OFFSET`]. Says what is wrong.
     pub fn check(&self) -> Result<(), String> {
         if self.slots.len() > MAX_FDS {
             return Err(format!(
@@ -383,6 +388,17 @@ impl FdTable {
                     "open description {id} has an id not yet handed out"
                 ));
             }
+        }
+        if let Some(offset) = self
+            .descriptions()
+            .find_map(|descriptor| match &descriptor.object {
+                Object::File(file) if file.offset > MAX_OFFSET => Some(file.offset),
+                _ => None,
+            })
+        {
+            return Err(format!(
+                "an open file's offset {offset:#x} is beyond the largest a file has (2^63 - 1)"
+            ));
         }
         if let Some(fd) = self
             .close_on_exec
@@ -457,6 +473,28 @@ mod tests {
         refused(
             &|table| table.set_cloexec(1, true),
             "descriptor 1 is closed",
+        );
+    }
+
+    #[test]
+    fn an_offset_past_the_largest_file_is_refused() {
+        let at = |offset| {
+            let mut table = FdTable::with_stdio();
+            let file = OpenFile {
+                path: "/tmp/file".into(),
+                offset,
+                readable: true,
+                writable: true,
+                append: false,
+            };
+            table.insert(Descriptor::new(Object::File(file))).unwrap();
+            table.check()
+        };
+        at(MAX_OFFSET).unwrap();
+        let why = at(MAX_OFFSET + 1).unwrap_err();
+        assert!(
+            why.contains("offset 0x8000000000000000 is beyond the largest a file has"),
+            "{why}"
         );
     }
 }
