@@ -347,8 +347,8 @@ impl MicroVmBackend {
     /// Reads a snapshot file written by [`Snapshot::write_to`]. It is refused with a
     /// [`SnapshotError`] saying why when it is not a snapshot file, was written by another
     /// format version, is damaged (checksum, encoding, contents), was taken on a CPU of
-    /// another vendor or with a feature this host's KVM does not offer, or when its
-    /// function's code has changed since.
+    /// another vendor or with a feature this host's KVM does not offer, or by a build whose
+    /// kernel area (vDSO, stubs) differs, or when its function's code has changed since.
     ///
     /// The function's configuration is the one the file holds, host paths included: its
     /// code, base image and layers are read from where the file says, and environments

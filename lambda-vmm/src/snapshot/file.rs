@@ -7,15 +7,18 @@
 //! 12      4     CRC-32 of everything after the first 24 bytes
 //! 16      8     length of the state that follows
 //! 24      ...   the state (postcard): the function's configuration, the length and CRC-32
-//!               of its code file, the CPU it was taken on (`CpuRecord`), Init's duration,
-//!               and the machine's state (address space, kernel, threads; `MachineState`)
+//!               of its code file, the CPU it was taken on (`CpuRecord`), the CRC-32 of
+//!               the kernel area its build writes (`vm::kernel_area_identity`), Init's
+//!               duration, and the machine's state (address space, kernel, threads;
+//!               `MachineState`)
 //! ...     ...   the stored memory: the bytes of each stored range, in the state's order
 //! ```
 //!
 //! A file is refused, before anything of it is used, when it is not a regular file or not a
 //! snapshot (magic), was written by another format version, fails its CRC, does not decode,
 //! was taken on a CPU of another vendor or with a feature this host's KVM does not offer
-//! (`CpuRecord::fits`), names memory outside the function's, holds less or more memory
+//! (`CpuRecord::fits`), was taken by a build of the VMM that writes another kernel area
+//! into its VMs (vDSO, stubs, descriptor and page tables), names memory outside the function's, holds less or more memory
 //! than its state says, its page tables reach beyond what the VMM's own can or its frame
 //! pool or the stretches' backings do not hold together (`SavedSpace::check`), or its filesystem, descriptor
 //! table, pipes or thread table do not (`Kernel::check`: a forged `/tmp` quota or books
@@ -55,6 +58,7 @@ struct StateOut<'a> {
     config: &'a FunctionConfig,
     code: CodeIdentity,
     cpu: CpuRecord,
+    kernel_area: [u8; 4],
     init_nanos: u64,
     machine: MachineState<'a>,
 }
@@ -65,6 +69,7 @@ struct StateIn {
     config: FunctionConfig,
     code: CodeIdentity,
     cpu: CpuRecord,
+    kernel_area: [u8; 4],
     init_nanos: u64,
     machine: OwnedMachineState,
 }
@@ -105,6 +110,13 @@ fn kvm() -> Result<&'static crate::vm::kvm::KvmContext, SnapshotError> {
     crate::vm::kvm::context().map_err(|why| SnapshotError::Vm(crate::vm::VmError::Unavailable(why)))
 }
 
+/// The CRC-32 of the kernel area this build writes, as a snapshot file records it.
+fn kernel_area() -> Result<[u8; 4], SnapshotError> {
+    crate::vm::kernel_area_identity()
+        .map(u32::to_le_bytes)
+        .map_err(SnapshotError::Vm)
+}
+
 /// The CPU this host's KVM gives every vCPU, as a snapshot file records it.
 fn host_cpu() -> Result<CpuRecord, SnapshotError> {
     Ok(CpuRecord::of(kvm()?.cpuid.as_slice()))
@@ -128,6 +140,7 @@ pub(crate) fn write(frozen: &Frozen, path: &Path) -> Result<(), SnapshotError> {
             code: CodeIdentity::of(&frozen.config)?,
             // The snapshot was taken in this process, whose vCPUs all get this CPUID.
             cpu: host_cpu()?,
+            kernel_area: kernel_area()?,
             init_nanos: u64::try_from(frozen.init_duration.as_nanos()).unwrap_or(u64::MAX),
             machine,
         })
@@ -210,6 +223,14 @@ pub(crate) fn read(
         .cpu
         .fits(&host_cpu()?)
         .map_err(SnapshotError::Foreign)?;
+    if state.kernel_area != kernel_area()? {
+        return Err(SnapshotError::Foreign(
+            "it was taken by a build of the VMM that writes another kernel area (vDSO, stubs, \
+             descriptor and page tables) into its VMs, and its programs hold addresses into \
+             that one: take the snapshot again with this build"
+                .into(),
+        ));
+    }
     if state.machine.memory_bytes != config.memory_bytes() {
         return Err(corrupt(format!(
             "it holds {} bytes of memory for a function of {} MB",

@@ -63,6 +63,25 @@ fn write_kernel_area(physical: &PhysicalMemory) -> Result<crate::mm::KernelPages
     Ok(kernel)
 }
 
+/// A CRC-32 of the kernel area as this build writes it into a new VM: its page tables,
+/// descriptor tables, stubs, and the vDSO's code and data page. A snapshot file records it,
+/// since a restored VM gets this build's kernel area while its programs hold addresses
+/// into the one they ran with (glibc keeps the vDSO functions' addresses, the guest's
+/// tables and stubs are where its threads enter and return): a file whose area differs
+/// was taken by a build whose guests cannot go on in this one's. Worked out once per
+/// process, in memory of its own; no KVM is needed.
+pub fn kernel_area_identity() -> Result<u32, VmError> {
+    static IDENTITY: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    if let Some(&identity) = IDENTITY.get() {
+        return Ok(identity);
+    }
+    let physical = PhysicalMemory::new(2 << 20)?;
+    write_kernel_area(&physical)?;
+    let mut area = vec![0u8; usize::try_from(crate::mm::physical::KERNEL_USED).unwrap_or(0)];
+    physical.read(crate::mm::physical::KERNEL_BASE, &mut area);
+    Ok(*IDENTITY.get_or_init(|| crc32fast::hash(&area)))
+}
+
 impl MicroVm {
     /// Creates a VM with `memory_bytes` of memory and one vCPU, with the kernel area in place.
     /// No in-kernel irqchip: the process model needs no interrupts, and one would make memory
