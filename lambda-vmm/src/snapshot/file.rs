@@ -18,15 +18,15 @@
 //! snapshot (magic), was written by another format version, fails its CRC, does not decode,
 //! was taken on a CPU of another vendor or with a feature this host's KVM does not offer
 //! (`CpuRecord::fits`), was taken by a build of the VMM that writes another kernel area
-//! into its VMs (vDSO, stubs, descriptor and page tables), names memory outside the function's, holds less or more memory
-//! than its state says, its page tables reach beyond what the VMM's own can or its frame
-//! pool or the stretches' backings do not hold together (`SavedSpace::check`), or its filesystem, descriptor
-//! table, pipes or thread table do not (`Kernel::check`: a forged `/tmp` quota or books
-//! would let the guest hold more host memory than its ephemeral storage), or its kernel is
-//! not of the function's contract, or not between calls and waiting for an invocation
-//! (`Kernel::check`, `RuntimeApi::check`), or its threads are not the kernel's, not all
-//! waiting in a call, or one's FS base or FPU state is one KVM would refuse
-//! (`Tasks::check`, `vm::xsave::check`). When the caller gives the configuration the file
+//! into its VMs (vDSO, stubs, descriptor and page tables), names memory outside the
+//! function's, holds less or more memory than its state says, its page tables reach beyond
+//! what the VMM's own can or its frame pool or the stretches' backings do not hold together
+//! (`SavedSpace::check`), or its filesystem, descriptor table, pipes or thread table do
+//! not (`Kernel::check`: a forged `/tmp` quota or books would let the guest hold more host
+//! memory than its ephemeral storage), or its kernel is not of the function's contract, or
+//! not between calls and waiting for an invocation (`Kernel::check`, `RuntimeApi::check`),
+//! or its threads are not the kernel's, not all waiting in a call, or one's FS base or FPU
+//! state is one KVM would refuse (`Tasks::check`, `vm::xsave::check`). When the caller gives the configuration the file
 //! must be of, a file of another is refused before anything it names is read. Its
 //! function's code is read again and must be the code the snapshot was taken of (length
 //! and CRC-32 agree).
