@@ -207,7 +207,8 @@ impl VmaMap {
     /// page-aligned, not empty, inside `[floor, ceiling)` and clear of the next (the syscalls
     /// above never make another, and the VMM's own area lies above `ceiling`: a mapping
     /// reaching it would let the program's pages be mapped over the VMM's stubs and
-    /// tables). Says what does not hold.
+    /// tables), with protections its kind may have (`mmap`, `mprotect` and the loader give
+    /// no others). Says what does not hold.
     pub fn check(&self, floor: u64, ceiling: u64, max: usize) -> Result<(), String> {
         if self.map.len() > max {
             return Err(format!("are {}, more than {max}", self.map.len()));
@@ -224,6 +225,16 @@ impl VmaMap {
                     "hold [{start:#x}, {:#x}), not page-aligned, empty, overlapping another or \
                      outside [{floor:#x}, {ceiling:#x})",
                     vma.end
+                ));
+            }
+            if vma.prot & !vma.kind.max_protection() != 0 {
+                return Err(format!(
+                    "hold [{start:#x}, {:#x}) with protections {:#x}, beyond the {:#x} its \
+                     kind ({:?}) may have",
+                    vma.end,
+                    vma.prot,
+                    vma.kind.max_protection(),
+                    vma.kind
                 ));
             }
             previous_end = vma.end;
@@ -290,6 +301,31 @@ mod tests {
         assert!(refused(0x25000, 0x25000).contains("empty"));
         assert!(refused(0x25800, 0x26000).contains("page-aligned"));
         assert!(refused(0x25000, 0x26800).contains("page-aligned"));
+        // Protections beyond what the mapping's kind may have: `mmap` keeps only read,
+        // write and execute, and `mprotect` refuses more than the vDSO's read and execute.
+        let protected = |kind: Kind, prot: u32| {
+            let mut forged = map.clone();
+            forged.map.insert(
+                0x25000,
+                Vma {
+                    kind,
+                    ..anon(0x26000, prot)
+                },
+            );
+            forged.check(0x10000, 0x50000, 3)
+        };
+        protected(Kind::Anonymous, READ | WRITE | EXEC).unwrap();
+        protected(Kind::Vdso, READ | EXEC).unwrap();
+        let why = protected(Kind::Anonymous, READ | 0x8).unwrap_err();
+        assert!(
+            why.contains("with protections 0x9, beyond the 0x7 its kind (Anonymous) may have"),
+            "{why}"
+        );
+        let why = protected(Kind::Vdso, READ | WRITE).unwrap_err();
+        assert!(
+            why.contains("beyond the 0x5 its kind (Vdso) may have"),
+            "{why}"
+        );
     }
 
     fn anon(end: u64, prot: u32) -> Vma {
