@@ -74,11 +74,7 @@ pub(crate) struct CpuRecord {
 impl CpuRecord {
     /// The record of the CPUID table `entries` (what KVM gives every vCPU).
     pub(crate) fn of(entries: &[kvm_cpuid_entry2]) -> CpuRecord {
-        let find = |leaf: u32, subleaf: u32| {
-            entries
-                .iter()
-                .find(|entry| entry.function == leaf && entry.index == subleaf)
-        };
+        let find = |leaf, subleaf| crate::vm::kvm::cpuid_entry(entries, leaf, subleaf);
         let mut vendor = [0u8; 12];
         if let Some(leaf0) = find(0, 0) {
             vendor[0..4].copy_from_slice(&leaf0.ebx.to_le_bytes());

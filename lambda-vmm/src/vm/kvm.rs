@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, kvm_cpuid_entry2};
 use kvm_ioctls::Kvm;
 
 /// `/dev/kvm` and the CPUID table every vCPU gets, opened and read once per process.
@@ -19,13 +19,9 @@ impl KvmContext {
     /// The XSAVE state components KVM supports (CPUID leaf 0xD, subleaf 0: EDX:EAX), which
     /// bounds what a thread's saved FPU state may hold.
     pub fn supported_xcr0(&self) -> u64 {
-        self.cpuid
-            .as_slice()
-            .iter()
-            .find(|entry| entry.function == 0xd && entry.index == 0)
-            .map_or(0, |entry| {
-                u64::from(entry.eax) | (u64::from(entry.edx) << 32)
-            })
+        cpuid_entry(self.cpuid.as_slice(), 0xd, 0).map_or(0, |entry| {
+            u64::from(entry.eax) | (u64::from(entry.edx) << 32)
+        })
     }
 
     /// What KVM loads in a vCPU's XSAVE region here: the state components it supports and
@@ -36,6 +32,17 @@ impl KvmContext {
             mxcsr_mask: crate::host::mxcsr_mask(),
         }
     }
+}
+
+/// The entry of CPUID table `entries` for `leaf` and `subleaf`, if it has one.
+pub fn cpuid_entry(
+    entries: &[kvm_cpuid_entry2],
+    leaf: u32,
+    subleaf: u32,
+) -> Option<&kvm_cpuid_entry2> {
+    entries
+        .iter()
+        .find(|entry| entry.function == leaf && entry.index == subleaf)
 }
 
 /// Why KVM cannot be used on this host.
@@ -69,11 +76,7 @@ pub fn context() -> Result<&'static KvmContext, KvmUnavailable> {
             let cpuid = kvm
                 .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
                 .map_err(KvmUnavailable::Cpuid)?;
-            let hwcap = cpuid
-                .as_slice()
-                .iter()
-                .find(|e| e.function == 1 && e.index == 0)
-                .map_or(0, |e| u64::from(e.edx));
+            let hwcap = cpuid_entry(cpuid.as_slice(), 1, 0).map_or(0, |e| u64::from(e.edx));
             Ok(KvmContext { kvm, cpuid, hwcap })
         })
         .as_ref()
