@@ -33,10 +33,13 @@ macro_rules! scenario {
     };
 }
 
-// Every scenario of `scenarios` that applies to a restored environment. Left out:
-// `output_outside_invocations_is_logged` (what Init prints goes to the log of the
-// environment the snapshot was taken in, as with SnapStart), and the address-space and
-// leak scenarios, which have binaries of their own.
+// Every scenario of `scenarios` that applies to a restored environment, with
+// `address_space_without_huge_pages`, `zip_code` and
+// `init_failures_are_reported_as_without_snapshots` below. Left out:
+// `output_outside_invocations_is_logged` (what Init prints goes to the log of the environment
+// the snapshot was taken in, as with SnapStart), and the leak scenarios, which count the
+// process's descriptors and threads in binaries of their own (`kvm_snapshot_leaks.rs`,
+// `kvm_snapshot_thread_leaks.rs`).
 scenario!(warm_reuse, 200);
 scenario!(function_error);
 scenario!(crash_then_recovery);
@@ -55,14 +58,58 @@ scenario!(address_space);
 scenario!(threads);
 scenario!(signals);
 scenario!(threads_on_two_vcpus);
+scenario!(streamed_response);
+scenario!(runtime_rust_streams);
+scenario!(
+    #[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+    go_goroutines
+);
+scenario!(
+    #[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+    go_runtime
+);
+
+/// The address-space checks that move memory around most, restored onto 4 KiB host pages
+/// only (the paths a host without transparent huge pages takes).
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn address_space_without_huge_pages() {
+    let backend = Restoring::new(
+        kvm_gate::kvm_backend()
+            .without_huge_pages()
+            .with_spare_vms(1),
+    );
+    scenarios::address_space_churn(&backend, &Functions::locate());
+    assert!(
+        backend.restored() > 0,
+        "no environment of the scenario was restored"
+    );
+}
+
+/// A function packaged as a zip restores as one given as a program; a zip without
+/// `bootstrap` is refused as the plain backend refuses it.
+#[test]
+#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+fn zip_code() {
+    let (backend, functions) = setup();
+    let scratch = std::env::temp_dir().join(format!("kvm-snapshot-zip-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("make the scratch directory");
+    scenarios::zip_code(&backend, &functions, &scratch);
+    std::fs::remove_dir_all(&scratch).expect("remove the scratch directory");
+    assert!(
+        backend.restored() > 0,
+        "no environment of the scenario was restored"
+    );
+}
 
 /// The same scenarios on environments that start from machines restored ahead and warmed
 /// with the pages a restored run touched (`Snapshot::keep_restored`): the touches ahead
 /// change nothing the program sees.
 macro_rules! warmed_scenario {
-    ($test:ident, $name:ident $(, $arg:expr)*) => {
+    ($(#[$attr:meta])* $test:ident, $name:ident $(, $arg:expr)*) => {
         #[test]
         #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
+        $(#[$attr])*
         fn $test() {
             let backend = Restoring::warmed(kvm_gate::kvm_backend().with_spare_vms(1));
             scenarios::$name(&backend, &Functions::locate() $(, $arg)*);
@@ -88,6 +135,12 @@ warmed_scenario!(warmed_address_space, address_space);
 warmed_scenario!(warmed_threads, threads);
 warmed_scenario!(warmed_signals, signals);
 warmed_scenario!(warmed_threads_on_two_vcpus, threads_on_two_vcpus);
+warmed_scenario!(warmed_streamed_response, streamed_response);
+warmed_scenario!(
+    #[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
+    warmed_go_runtime,
+    go_runtime
+);
 
 /// An Init that fails or crashes is reported as it is without snapshots.
 #[test]
