@@ -20,7 +20,9 @@
 //! from that snapshot, so what one invocation changes is never seen by the next, and each
 //! REPORT says `Restore Duration` where a cold start says `Init Duration`. With
 //! `--snapshot-file FILE` the snapshot is read from FILE if it exists (no Init runs at all),
-//! else taken and written there for the next run.
+//! else taken and written there for the next run. A FILE this build cannot use (damaged, of
+//! another format version, or taken on another CPU or by another build) is refused with the
+//! reason and exit status 2; remove it to take a new one.
 //!
 //! With `--base-image DIR` the guest sees DIR, read-only, as its `/` (apart from `/var/task`
 //! and `/tmp`): a dynamically linked PATH finds its dynamic linker and libraries there
@@ -229,7 +231,10 @@ fn run(options: Options) -> Result<bool, String> {
                     backend
                         .load_snapshot_of(file, &config)
                         .map_err(|error| match error {
-                            lambda::vmm::SnapshotError::Foreign(_) => {
+                            // A file this build cannot use: a new one replaces it.
+                            lambda::vmm::SnapshotError::Foreign(_)
+                            | lambda::vmm::SnapshotError::Version { .. }
+                            | lambda::vmm::SnapshotError::Corrupt(_) => {
                                 format!("{file}: {}; remove it to take a new one", in_words(error))
                             }
                             error => in_words(error),
