@@ -39,6 +39,18 @@ impl Run {
             .filter(|line| line.contains(text))
             .count()
     }
+
+    /// Checks a run of `invoke --from-snapshot`: it succeeded with `answers`, one per
+    /// invocation, printed `snapshot_line` once, and each REPORT says `Restore Duration`.
+    fn assert_restored(&self, answers: &[&str], snapshot_line: &str) {
+        assert_eq!(self.code, Some(0), "{}", self.stderr);
+        assert_eq!(self.stdout.lines().collect::<Vec<_>>(), answers);
+        assert_eq!(self.lines_with(snapshot_line), 1, "{}", self.stderr);
+        assert_eq!(self.lines_with("REPORT"), answers.len(), "{}", self.stderr);
+        let restores = self.lines_with("Restore Duration");
+        assert_eq!(restores, answers.len(), "{}", self.stderr);
+        assert_eq!(self.lines_with("Init Duration"), 0, "{}", self.stderr);
+    }
 }
 
 /// Runs example `name` with `args` (no standard input), to its end.
@@ -120,30 +132,7 @@ fn invoke_from_a_snapshot_restores_each_runtime_api_invocation() {
             "--from-snapshot",
         ],
     );
-    assert_eq!(restored.code, Some(0), "{}", restored.stderr);
-    assert_eq!(
-        restored.stdout.lines().collect::<Vec<_>>(),
-        [r#"{"count":1}"#; 3]
-    );
-    assert_eq!(restored.lines_with("REPORT"), 3, "{}", restored.stderr);
-    assert_eq!(
-        restored.lines_with("Restore Duration"),
-        3,
-        "{}",
-        restored.stderr
-    );
-    assert_eq!(
-        restored.lines_with("Init Duration"),
-        0,
-        "{}",
-        restored.stderr
-    );
-    assert_eq!(
-        restored.lines_with("snapshot: Init"),
-        1,
-        "{}",
-        restored.stderr
-    );
+    restored.assert_restored(&[r#"{"count":1}"#; 3], "snapshot: Init");
 }
 
 /// A one-shot function restored for each invocation; the snapshot kept in a file is loaded
@@ -166,32 +155,8 @@ fn invoke_from_a_snapshot_file_runs_one_shot_functions() {
     ];
     let answers = [r#"{"message":"Hello, Ada!"}"#; 2];
 
-    let first = run("invoke", &args);
-    assert_eq!(first.code, Some(0), "{}", first.stderr);
-    assert_eq!(first.stdout.lines().collect::<Vec<_>>(), answers);
-    assert_eq!(
-        first.lines_with("snapshot: written to"),
-        1,
-        "{}",
-        first.stderr
-    );
-    assert_eq!(first.lines_with("Restore Duration"), 2, "{}", first.stderr);
-
-    let second = run("invoke", &args);
-    assert_eq!(second.code, Some(0), "{}", second.stderr);
-    assert_eq!(second.stdout.lines().collect::<Vec<_>>(), answers);
-    assert_eq!(
-        second.lines_with("snapshot: loaded from"),
-        1,
-        "{}",
-        second.stderr
-    );
-    assert_eq!(
-        second.lines_with("Restore Duration"),
-        2,
-        "{}",
-        second.stderr
-    );
+    run("invoke", &args).assert_restored(&answers, "snapshot: written to");
+    run("invoke", &args).assert_restored(&answers, "snapshot: loaded from");
 
     // One byte changed in the middle of the file.
     let mut bytes = std::fs::read(&file).expect("read the snapshot file");
