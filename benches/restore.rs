@@ -12,12 +12,13 @@
 //!   inside the window and left to its thread. One more row times the teardown alone
 //!   after a run from a pooled VM (the teardown thread making the VM new for reuse). The
 //!   baseline spawns the binary with pipes, feeds it, reads it to its exit and reaps it.
-//! - **Runtime API**, `runtime-loop` and `runtime-rust` (`lambda_runtime` on tokio):
-//!   snapshotted once after Init; each run restores an environment (into a pooled VM, or
-//!   from a machine restored ahead and warmed), serves its first invocation and shuts it down
-//!   (teardown waited for). The baseline is the development
-//!   backend doing the same from nothing: a child process, a localhost Runtime API, Init,
-//!   the first invocation, shutdown.
+//! - **Runtime API**, `runtime-loop`, `runtime-rust` (`lambda_runtime` on tokio) and
+//!   `go-runtime` (Go's `net/http`; left out, with a note, in a build without Go,
+//!   `LAMBDA_SKIP_GO_TESTS=1`): snapshotted once after Init; each run restores an
+//!   environment (into a pooled VM, or from a machine restored ahead and warmed), serves its
+//!   first invocation and shuts it down (teardown waited for). The baseline is the
+//!   development backend doing the same from nothing: a child process, a localhost Runtime
+//!   API, Init, the first invocation, shutdown.
 //!
 //! Plain restores copy in the frames the snapshot's first restored run touched; with
 //! `RESTORE_LEAN=1` only those it wrote (`MicroVmBackend::with_lean_restores`).
@@ -59,10 +60,11 @@ fn runtime_config(name: &str) -> FunctionConfig {
 }
 
 /// What `name` answers to [`EVENT`] on its first invocation: `runtime-loop` echoes it,
-/// `runtime-rust` wraps it with its invocation count.
+/// `runtime-rust` and `go-runtime` wrap it with their invocation count.
 fn first_answer(name: &str) -> String {
     match name {
         "runtime-rust" => format!(r#"{{"count":1,"echo":{EVENT}}}"#),
+        "go-runtime" => format!(r#"{{"count":1,"echo":{EVENT},"go":true}}"#),
         _ => EVENT.to_string(),
     }
 }
@@ -259,7 +261,11 @@ fn restore(c: &mut Criterion) {
         ],
     );
 
-    for name in ["runtime-loop", "runtime-rust"] {
+    for name in ["runtime-loop", "runtime-rust", "go-runtime"] {
+        if !program(name).is_file() {
+            println!("\n`{name}` is not built (LAMBDA_SKIP_GO_TESTS=1): not measured");
+            continue;
+        }
         let config = runtime_config(name);
         let answer = first_answer(name);
         let snapshot = pooled.snapshot(&config).expect("snapshot");
