@@ -74,14 +74,6 @@ fn program(name: &str) -> String {
     common::function(name).display().to_string()
 }
 
-/// A fresh directory for this test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("examples-kvm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("make the scratch directory");
-    dir
-}
-
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn the_main_example_runs_in_micro_vms() {
@@ -140,7 +132,7 @@ fn invoke_from_a_snapshot_restores_each_runtime_api_invocation() {
 #[test]
 #[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
 fn invoke_from_a_snapshot_file_runs_one_shot_functions() {
-    let dir = scratch("one-shot");
+    let dir = common::tempdir("examples-one-shot");
     let file = dir.join("hello.snap").display().to_string();
     let hello = program("hello");
     let event = r#"{"name":"Ada"}"#;
@@ -178,6 +170,4 @@ fn invoke_from_a_snapshot_file_runs_one_shot_functions() {
          remove it to take a new one"
     );
     assert_eq!(damaged.stderr.trim_end(), refusal);
-
-    std::fs::remove_dir_all(&dir).expect("remove the scratch directory");
 }

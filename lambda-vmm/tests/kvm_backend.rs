@@ -178,15 +178,7 @@ fn address_space_without_huge_pages() {
     scenarios::address_space_churn(&backend.without_huge_pages(), &functions);
 }
 
-#[test]
-#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
-fn zip_code() {
-    let (backend, functions) = setup();
-    let scratch = std::env::temp_dir().join(format!("kvm-zip-code-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).unwrap();
-    scenarios::zip_code(&backend, &functions, &scratch);
-    std::fs::remove_dir_all(&scratch).unwrap();
-}
+scenario!(zip_code);
 
 /// A runtime parked in `next` costs nothing between invocations: a warm invocation is a
 /// handful of exits (the event read, the response written, the next `next`), whatever the

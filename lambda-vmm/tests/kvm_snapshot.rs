@@ -34,12 +34,11 @@ macro_rules! scenario {
 }
 
 // Every scenario of `scenarios` that applies to a restored environment, with
-// `address_space_without_huge_pages`, `zip_code` and
-// `init_failures_are_reported_as_without_snapshots` below. Left out:
-// `output_outside_invocations_is_logged` (what Init prints goes to the log of the environment
-// the snapshot was taken in, as with SnapStart), and the leak scenarios, which count the
-// process's descriptors and threads in binaries of their own (`kvm_snapshot_leaks.rs`,
-// `kvm_snapshot_thread_leaks.rs`).
+// `address_space_without_huge_pages` and `init_failures_are_reported_as_without_snapshots`
+// below. Left out: `output_outside_invocations_is_logged` (what Init prints goes to the log
+// of the environment the snapshot was taken in, as with SnapStart), and the leak scenarios,
+// which count the process's descriptors and threads in binaries of their own
+// (`kvm_snapshot_leaks.rs`, `kvm_snapshot_thread_leaks.rs`).
 scenario!(warm_reuse, 200);
 scenario!(function_error);
 scenario!(crash_then_recovery);
@@ -68,6 +67,7 @@ scenario!(
     #[cfg_attr(skip_go_tests, ignore = "LAMBDA_SKIP_GO_TESTS=1")]
     go_runtime
 );
+scenario!(zip_code);
 
 /// The address-space checks that move memory around most, restored onto 4 KiB host pages
 /// only (the paths a host without transparent huge pages takes).
@@ -80,22 +80,6 @@ fn address_space_without_huge_pages() {
             .with_spare_vms(1),
     );
     scenarios::address_space_churn(&backend, &Functions::locate());
-    assert!(
-        backend.restored() > 0,
-        "no environment of the scenario was restored"
-    );
-}
-
-/// A function packaged as a zip restores as one given as a program; a zip without
-/// `bootstrap` is refused as the plain backend refuses it.
-#[test]
-#[cfg_attr(skip_kvm_tests, ignore = "LAMBDA_SKIP_KVM_TESTS=1")]
-fn zip_code() {
-    let (backend, functions) = setup();
-    let scratch = std::env::temp_dir().join(format!("kvm-snapshot-zip-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).expect("make the scratch directory");
-    scenarios::zip_code(&backend, &functions, &scratch);
-    std::fs::remove_dir_all(&scratch).expect("remove the scratch directory");
     assert!(
         backend.restored() > 0,
         "no environment of the scenario was restored"

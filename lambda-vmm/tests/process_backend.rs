@@ -119,10 +119,7 @@ fn runtime_c() {
 #[test]
 fn zip_code() {
     let (backend, functions) = setup();
-    let scratch = std::env::temp_dir().join(format!("zip-code-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).unwrap();
-    scenarios::zip_code(&backend, &functions, &scratch);
-    std::fs::remove_dir_all(&scratch).unwrap();
+    scenarios::zip_code(&backend, &functions);
 }
 
 /// The process backend's private directory is the function's working directory and TMPDIR:

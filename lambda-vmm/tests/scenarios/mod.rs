@@ -637,9 +637,12 @@ pub fn runtime_c(backend: &dyn Backend, functions: &Functions) {
     environment.shutdown();
 }
 
-/// Code from a zip with `bootstrap` runs; a zip without one is refused at creation.
-pub fn zip_code(backend: &dyn Backend, functions: &Functions, scratch: &Path) {
+/// Code from a zip with `bootstrap` runs; a zip without one is refused at creation. The zips
+/// are written to a directory of this test process's own, removed at the end.
+pub fn zip_code(backend: &dyn Backend, functions: &Functions) {
     use std::io::Write;
+    let scratch = std::env::temp_dir().join(format!("zip-code-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
     let write_zip = |name: &str, entry: &str, program: &Path| {
         let path = scratch.join(name);
         let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
@@ -662,6 +665,7 @@ pub fn zip_code(backend: &dyn Backend, functions: &Functions, scratch: &Path) {
         Err(other) => panic!("expected a code error, got {other}"),
         Ok(_) => panic!("a zip without bootstrap must be refused"),
     }
+    std::fs::remove_dir_all(&scratch).unwrap();
 }
 
 /// Open file descriptors and threads of this process.
