@@ -181,7 +181,8 @@ impl Tasks {
     /// `kernel_threads` (lowest first), no more and no fewer (a thread only one side knows
     /// would never run, or make its calls as another), each waits in a call (a snapshot
     /// is taken only so), each FS base is one the kernel could have set (below
-    /// [`FS_BASE_END`]), and each saved FPU state is one KVM loads ([`crate::vm::xsave::check`]). Says what is wrong.
+    /// [`FS_BASE_END`]), and each saved FPU state is one KVM loads
+    /// ([`crate::vm::xsave::check`]). Says what is wrong.
     pub fn check(
         &self,
         xsave: crate::vm::xsave::XsaveLimits,

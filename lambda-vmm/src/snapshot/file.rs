@@ -26,10 +26,10 @@
 //! memory than its ephemeral storage), or its kernel is not of the function's contract, or
 //! not between calls and waiting for an invocation (`Kernel::check`, `RuntimeApi::check`),
 //! or its threads are not the kernel's, not all waiting in a call, or one's FS base or FPU
-//! state is one KVM would refuse (`Tasks::check`, `vm::xsave::check`). When the caller gives the configuration the file
-//! must be of, a file of another is refused before anything it names is read. Its
-//! function's code is read again and must be the code the snapshot was taken of (length
-//! and CRC-32 agree).
+//! state is one KVM would refuse (`Tasks::check`, `vm::xsave::check`). When the caller
+//! gives the configuration the file must be of, a file of another is refused before
+//! anything it names is read. Its function's code is read again and must be the code the
+//! snapshot was taken of (length and CRC-32 agree).
 
 use std::fs::File;
 use std::io::{Read, Write};
