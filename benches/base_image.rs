@@ -3,7 +3,8 @@
 //!
 //! - **One-shot `hello-dynamic`** (glibc, dynamically linked): a micro-VM made, the program
 //!   and `ld.so` loaded, its libraries mapped, run to its exit, torn down; against spawning it
-//!   with pipes to its exit.
+//!   with pipes to its exit, with the variables the micro-VM gives it (Lambda's
+//!   `LD_LIBRARY_PATH` sends `ld.so` through the same directories on both sides).
 //! - **Python** (`functions/python`: a `#!/usr/bin/python3` bootstrap on the standard
 //!   library, importing `lambda_function.py` from `/var/task`), cold: an environment made,
 //!   Init (Python's start-up and the import), the first invocation, shutdown; by booting a
@@ -32,7 +33,9 @@ use lambda::core::{
     Backend, CodeLocation, Contract, ExecutionEnvironment, FunctionConfig, Invocation,
 };
 use lambda::vmm::{MicroVmBackend, ProcessBackend, wait_for_teardown};
-use measure::{Cost, Meminfo, child_process_run, print_table, sample, timed, write_zip};
+use measure::{
+    Cost, Meminfo, child_command_run, lambda_command, print_table, sample, timed, write_zip,
+};
 
 const RUNS: usize = 100;
 const WARMUP: usize = 10;
@@ -141,7 +144,10 @@ fn base_image() {
         WARMUP,
         RUNS,
         || {
-            let (took, output) = child_process_run(&program("hello-dynamic"), b"Ada");
+            let (took, output) = child_command_run(
+                &mut lambda_command(&program("hello-dynamic"), &hello, &program("")),
+                b"Ada",
+            );
             assert_eq!(output.stdout, b"Hello from C, Ada!");
             (took, None)
         },
@@ -331,7 +337,11 @@ fn criterion_pair(c: &mut Criterion) {
     group.bench_function("hello_dynamic/child_process", |b| {
         b.iter_custom(|iters| {
             (0..iters)
-                .map(|_| child_process_run(&program("hello-dynamic"), b"Ada").0)
+                .map(|_| {
+                    let mut command =
+                        lambda_command(&program("hello-dynamic"), &hello, &program(""));
+                    child_command_run(&mut command, b"Ada").0
+                })
                 .sum()
         })
     });

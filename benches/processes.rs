@@ -8,7 +8,8 @@
 //!   with its stdout on a pipe, waits for it and reads what it wrote.
 //! - **Shell bootstrap**: a `#!/bin/sh` bootstrap that captures a command's output with
 //!   `$(...)`, then `exec`s `hello-c`, over the base image (dash); on the host, the same
-//!   script under the host's dash with `LAMBDA_TASK_ROOT` at the same files.
+//!   script under the host's dash with the variables the micro-VM gives it (Lambda's,
+//!   `LD_LIBRARY_PATH` among them) and `LAMBDA_TASK_ROOT` at the same files.
 //!
 //! Each side is measured alone, from the request to the program's exit: the micro-VM made,
 //! run and torn down (its teardown waited for); the child process spawned with pipes, run
@@ -22,7 +23,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group};
 use lambda::core::{CodeLocation, Contract, FunctionConfig, Invocation};
 use lambda::vmm::{MicroVmBackend, wait_for_teardown};
-use measure::{Cost, child_command_run, print_table, sample, timed, write_zip};
+use measure::{Cost, child_command_run, lambda_command, print_table, sample, timed, write_zip};
 
 const RUNS: usize = 60;
 const WARMUP: usize = 5;
@@ -147,9 +148,7 @@ fn processes() {
         RUNS,
         || {
             let (took, output) = child_command_run(
-                std::process::Command::new("/bin/sh")
-                    .arg(root.join("bootstrap"))
-                    .env("LAMBDA_TASK_ROOT", &root),
+                lambda_command(Path::new("/bin/sh"), &shell, &root).arg(root.join("bootstrap")),
                 b"Ada",
             );
             assert_eq!(output.stdout, b"Hello from C, Ada!");

@@ -105,6 +105,28 @@ pub fn child_process_run(
     child_command_run(&mut std::process::Command::new(program), input)
 }
 
+/// A command for `program` that starts with only the variables a function `config` starts
+/// with in a micro-VM (Lambda's, `LD_LIBRARY_PATH` among them, which sends a dynamically
+/// linked program's `ld.so` through the same directories on both sides), its task root
+/// `task_root` on the host.
+pub fn lambda_command(
+    program: &std::path::Path,
+    config: &lambda::core::FunctionConfig,
+    task_root: &std::path::Path,
+) -> std::process::Command {
+    use lambda::core::runtime_api::{EnvironmentInfo, runtime_environment};
+    let mut command = std::process::Command::new(program);
+    command
+        .env_clear()
+        .envs(runtime_environment(
+            config,
+            None,
+            &EnvironmentInfo::new("bench"),
+        ))
+        .env("LAMBDA_TASK_ROOT", task_root);
+    command
+}
+
 /// [`child_process_run`] for a command with arguments (such as a program under `taskset`).
 pub fn child_command_run(
     command: &mut std::process::Command,
