@@ -101,6 +101,10 @@ pub type Protection = u32;
 /// program's stack at the top of the lower half (`vm/layout.rs`).
 const KERNEL_TABLE_PAGES: u64 = 4;
 
+/// One past the last byte of the kernel area's own mapping at `KERNEL_VIRT`: the end of the
+/// lower half.
+const KERNEL_VIRT_END: u64 = layout::KERNEL_VIRT + CHUNK;
+
 /// What a snapshot keeps of a guest's memory besides its contents: the address space's
 /// mappings and frame bookkeeping, and the page tables in the kernel area (the others are
 /// in the memory itself). The rest of the kernel area (descriptor tables, stubs, kernel
@@ -128,6 +132,11 @@ impl SavedSpace {
             .fold(0u64, |sum, &(_, len)| sum.saturating_add(len))
     }
 }
+
+/// The pages of the VMM's kernel area a new guest's page tables map: each one's virtual
+/// address, and the page-table entry that maps it there (see
+/// [`GuestMemory::kernel_area_leaves`]). What a snapshot's tables may map of the kernel area.
+pub type KernelLeaves = std::collections::BTreeMap<u64, u64>;
 
 /// What a file mapping maps (see [`GuestMemory::mmap_file`]).
 #[derive(Debug, Clone, Copy)]
@@ -186,6 +195,23 @@ impl GuestMemory {
             root,
             stored,
         })
+    }
+
+    /// The pages of the kernel area (the VMM's, past its page tables) that this memory's
+    /// page tables map, by virtual address, with their entries. For a new guest: the
+    /// descriptor tables, stubs and kernel stacks at `KERNEL_VIRT`, and the vDSO.
+    pub fn kernel_area_leaves(&self) -> KernelLeaves {
+        let space = self.space();
+        let mut leaves = KernelLeaves::new();
+        space
+            .tables
+            // Up to the end of the lower half, where the kernel area's own mapping ends.
+            .for_each_leaf(&self.physical, KERNEL_VIRT_END, |va, entry, large| {
+                if !large && entry & page_table::ADDRESS >= physical::KERNEL_BASE {
+                    leaves.insert(va, entry);
+                }
+            });
+        leaves
     }
 
     /// Makes this memory (of a VM that has not run, or is stopped) the one `file` and `saved`

@@ -5,15 +5,17 @@
 //! (`frames.rs`), and gives frames back by what the backings count (`pages.rs`). What is
 //! read back from a file is checked against the same rules before any VM uses it; the
 //! file's checksum only tells accidental damage. The rest of the saved space (the
-//! mappings' kinds and protections, where large pages may go) is taken as written.
+//! mappings' kinds, where large pages may go) is taken as written.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::layout::{CHUNK, MIN_MAP_ADDRESS, PAGE, USER_END, chunk_of};
-use super::page_table::{ADDRESS, KEPT, LARGE, PRESENT, TABLE_BYTES, table_entries};
+use super::page_table::{
+    ADDRESS, KEPT, LARGE, NO_EXECUTE, PRESENT, TABLE_BYTES, WRITABLE, table_entries,
+};
 use super::physical::{KERNEL_BASE, KERNEL_SIZE, USER_BASE};
 use super::space::{AddressSpace, Backing, MAX_LIBRARY_SITES, MAX_MAPPINGS};
-use super::{KERNEL_TABLE_PAGES, SavedSpace, host_size};
+use super::{KERNEL_TABLE_PAGES, KernelLeaves, SavedSpace, host_size};
 
 impl SavedSpace {
     /// Checks that the frame pool is one the VMM could have kept
@@ -28,6 +30,11 @@ impl SavedSpace {
     /// - a page (4 KiB, or 2 MiB and aligned to it; never 1 GiB), present or kept while not
     ///   present, lies in the function's memory or in the kernel area past its tables (those
     ///   pages carry the user bit, as PVM needs: `vm/layout.rs`);
+    /// - a page of the kernel area is mapped only where a new guest's tables map it
+    ///   (`kernel_leaves`: the descriptor tables, stubs and kernel stacks at `KERNEL_VIRT`,
+    ///   the vDSO), with a 4 KiB entry, and writable or executable only if it is there
+    ///   (`mprotect` and `munmap` of the vDSO take access away, never add it): else the
+    ///   program could write the stubs its syscalls and faults enter ring 0 through;
     /// - a 2 MiB page maps the whole chunk the address space backs its stretch with;
     /// - no page in the function's memory holds a table (whether the program may use it
     ///   now or only once its protection allows), and every table in the function's memory
@@ -44,6 +51,7 @@ impl SavedSpace {
     pub fn check(
         &self,
         memory_bytes: u64,
+        kernel_leaves: &KernelLeaves,
         mut read_frame: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     ) -> Result<(), String> {
         let pool = &self.space.pool;
@@ -128,7 +136,9 @@ impl SavedSpace {
                         // protection allows (kept while not present, or not the user's).
                         leaves.push((va, page, size));
                         program_pages.push(page..end);
-                    } else if !(kernel_pages.start <= page && end <= kernel_pages.end) {
+                    } else if kernel_pages.start <= page && end <= kernel_pages.end {
+                        check_kernel_leaf(va, entry, large, kernel_leaves)?;
+                    } else {
                         return Err(format!(
                             "page tables map a page at {page:#x}, outside the function's memory"
                         ));
@@ -338,8 +348,10 @@ pub mod ground {
 
         /// [`SavedSpace::check`] of the ground as it is now.
         pub fn check(&self) -> Result<(), String> {
-            self.saved
-                .check(MEMORY, |addr, frame| self.file.read_exact_at(frame, addr))
+            let kernel_leaves = crate::vm::kernel_area_leaves().expect("kernel area");
+            self.saved.check(MEMORY, kernel_leaves, |addr, frame| {
+                self.file.read_exact_at(frame, addr)
+            })
         }
 
         /// Restores the ground into a new memory and walks its tables as the VMM does
@@ -481,6 +493,38 @@ pub mod ground {
             self.set_entry(table, index, entry);
         }
     }
+}
+
+/// The part of [`SavedSpace::check`] for `entry`, which maps a page of the kernel area at
+/// `va` (with a 2 MiB page if `large`): a new guest's tables map that page there too
+/// (`kernel_leaves`), with a 4 KiB entry, and give it at least the access `entry` does.
+/// Says what is wrong.
+fn check_kernel_leaf(
+    va: u64,
+    entry: u64,
+    large: bool,
+    kernel_leaves: &KernelLeaves,
+) -> Result<(), String> {
+    let page = entry & ADDRESS;
+    let Some(&fresh) = kernel_leaves
+        .get(&va)
+        .filter(|&&fresh| !large && fresh & ADDRESS == page)
+    else {
+        return Err(format!(
+            "page tables map the VMM's page at {page:#x} at {va:#x}, where a new guest's \
+             tables do not"
+        ));
+    };
+    let writes = entry & WRITABLE != 0 && fresh & WRITABLE == 0;
+    let runs = entry & PRESENT != 0 && entry & NO_EXECUTE == 0 && fresh & NO_EXECUTE != 0;
+    if writes || runs {
+        return Err(format!(
+            "page tables let the program {} the VMM's page at {va:#x} ({entry:#x}), which a \
+             new guest's tables do not ({fresh:#x})",
+            if writes { "write" } else { "run" }
+        ));
+    }
+    Ok(())
 }
 
 impl AddressSpace {
@@ -630,6 +674,80 @@ mod tests {
         page.set_leaf(page.pages, (200 * MIB) | TABLE);
         let why = page.check().unwrap_err();
         assert!(why.contains("page at 0xc800000, outside"), "{why}");
+    }
+
+    /// The VMM's own pages (the kernel area's, past its tables) may be mapped only where a
+    /// new guest's tables map them, and with no more access: a forged file that let the
+    /// program write the stubs it enters ring 0 through would give it the guest's ring 0.
+    #[test]
+    fn the_vmms_pages_are_mapped_only_where_and_as_a_new_guest_maps_them() {
+        use super::super::layout::VVAR;
+        use super::super::page_table::{NO_EXECUTE, WRITABLE};
+        use crate::vm::layout::{SYSCALL_ENTRY, virt};
+        let slot = |va: u64| (va >> 12) & 0x1ff;
+
+        // The stub page in the program's half, where a new guest maps none of the VMM's.
+        let elsewhere = saved();
+        elsewhere.set_leaf(elsewhere.pages, SYSCALL_ENTRY | TABLE);
+        let why = elsewhere.check().unwrap_err();
+        assert!(
+            why.contains(&format!(
+                "the VMM's page at {SYSCALL_ENTRY:#x} at {:#x}, where a new guest's tables do not",
+                elsewhere.pages
+            )),
+            "{why}"
+        );
+
+        // The stub page where it belongs, but writable.
+        let mut writable = saved();
+        let stubs = virt(SYSCALL_ENTRY);
+        let table = writable.table_of(stubs).expect("the stubs are mapped");
+        let entry = writable.entry(table, slot(stubs));
+        assert_eq!(
+            entry & (ADDRESS | WRITABLE),
+            SYSCALL_ENTRY,
+            "read-only in a new guest"
+        );
+        writable.set_entry(table, slot(stubs), entry | WRITABLE);
+        let why = writable.check().unwrap_err();
+        assert!(
+            why.contains(&format!(
+                "let the program write the VMM's page at {stubs:#x}"
+            )),
+            "{why}"
+        );
+
+        // The vDSO's data page made executable.
+        let mut runnable = saved();
+        let table = runnable
+            .table_of(VVAR)
+            .expect("the vDSO's data page is mapped");
+        let entry = runnable.entry(table, slot(VVAR));
+        assert_ne!(entry & NO_EXECUTE, 0, "not executable in a new guest");
+        runnable.set_entry(table, slot(VVAR), entry & !NO_EXECUTE);
+        let why = runnable.check().unwrap_err();
+        assert!(
+            why.contains(&format!("let the program run the VMM's page at {VVAR:#x}")),
+            "{why}"
+        );
+    }
+
+    /// Taking access away from the vDSO's pages, as `mprotect` does, still passes.
+    #[test]
+    fn the_vdso_with_less_access_passes() {
+        use super::super::layout::{VDSO, VVAR};
+        let memory = crate::vm::guest_memory(MEMORY).expect("guest memory");
+        memory.mprotect(VVAR, PAGE, 0).expect("mprotect");
+        memory
+            .mprotect(VDSO, PAGE, libc::PROT_READ as u64)
+            .expect("mprotect");
+        let file = crate::host::sealable_memory_file(c"vdso-protected").expect("memfd");
+        let saved = memory.save(&file).expect("save");
+        let kernel_leaves = crate::vm::kernel_area_leaves().expect("kernel area");
+        let check = saved.check(MEMORY, kernel_leaves, |addr, frame| {
+            std::os::unix::fs::FileExt::read_exact_at(&file, frame, addr)
+        });
+        assert_eq!(check, Ok(()));
     }
 
     #[test]
@@ -935,7 +1053,8 @@ mod tests {
         let file = crate::host::sealable_memory_file(c"vdso-unmapped").expect("memfd");
         let saved = memory.save(&file).expect("save");
         let _ = file.as_fd();
-        let check = saved.check(MEMORY, |addr, frame| {
+        let kernel_leaves = crate::vm::kernel_area_leaves().expect("kernel area");
+        let check = saved.check(MEMORY, kernel_leaves, |addr, frame| {
             std::os::unix::fs::FileExt::read_exact_at(&file, frame, addr)
         });
         assert_eq!(check, Ok(()));

@@ -290,9 +290,10 @@ pub(crate) fn read(
         cursor += len;
     }
     crate::host::seal_contents(&memory).map_err(SnapshotError::Memory)?;
+    let kernel_leaves = crate::vm::kernel_area_leaves().map_err(SnapshotError::Vm)?;
     machine
         .saved
-        .check(machine.memory_bytes, |addr, frame| {
+        .check(machine.memory_bytes, kernel_leaves, |addr, frame| {
             memory.read_exact_at(frame, addr)
         })
         .map_err(|why| corrupt(format!("its {why}")))?;

@@ -82,6 +82,19 @@ pub fn kernel_area_identity() -> Result<u32, VmError> {
     Ok(*IDENTITY.get_or_init(|| crc32fast::hash(&area)))
 }
 
+/// The pages of the kernel area a new guest's page tables map, with their entries
+/// ([`GuestMemory::kernel_area_leaves`]): all a snapshot file's tables may map of the
+/// kernel area, and with no more access. Worked out once per process, in memory of its own;
+/// no KVM is needed.
+pub fn kernel_area_leaves() -> Result<&'static crate::mm::KernelLeaves, VmError> {
+    static LEAVES: std::sync::OnceLock<crate::mm::KernelLeaves> = std::sync::OnceLock::new();
+    if let Some(leaves) = LEAVES.get() {
+        return Ok(leaves);
+    }
+    let leaves = guest_memory(2 << 20)?.kernel_area_leaves();
+    Ok(LEAVES.get_or_init(|| leaves))
+}
+
 impl MicroVm {
     /// Creates a VM with `memory_bytes` of memory and one vCPU, with the kernel area in place.
     /// No in-kernel irqchip: the process model needs no interrupts, and one would make memory
