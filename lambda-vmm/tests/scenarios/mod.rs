@@ -668,10 +668,36 @@ pub fn zip_code(backend: &dyn Backend, functions: &Functions) {
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
-/// Open file descriptors and threads of this process.
+/// Open file descriptors and live threads of this process. A thread that has begun to exit
+/// is not counted: `pthread_join` returns once the kernel has cleared the thread's id, and
+/// the kernel takes the thread out of `/proc/self/task` only after that, so a thread just
+/// joined (a second vCPU's, when its VM is dropped) can still be listed for a moment.
 pub fn process_resources() -> (usize, usize) {
-    let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |entries| entries.count());
-    (count("/proc/self/fd"), count("/proc/self/task"))
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count());
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|task| !exiting(&task.path()))
+            .count()
+    });
+    (fds, threads)
+}
+
+/// Whether the thread whose `/proc` directory is `task` is gone or has begun to exit
+/// (`PF_EXITING` in its flags, which the kernel sets before it clears the thread's id).
+fn exiting(task: &std::path::Path) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(task.join("stat")) else {
+        return true;
+    };
+    // After the command name (which may hold spaces and parentheses): state, ppid, pgrp,
+    // session, tty_nr, tpgid, flags.
+    let flags = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(6))
+        .and_then(|flags| flags.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no flags in {}: {stat}", task.display()));
+    flags & PF_EXITING != 0
 }
 
 /// `cycles` create / invoke / shutdown cycles leave no descriptor or thread behind. Run it
