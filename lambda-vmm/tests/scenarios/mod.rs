@@ -8,7 +8,7 @@
 #![allow(dead_code)] // Each test crate uses the scenarios it can run.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lambda_core::limits::DEFAULT_MEMORY_MB;
 use lambda_core::{
@@ -669,9 +669,7 @@ pub fn zip_code(backend: &dyn Backend, functions: &Functions) {
 }
 
 /// Open file descriptors and live threads of this process. A thread that has begun to exit
-/// is not counted: `pthread_join` returns once the kernel has cleared the thread's id, and
-/// the kernel takes the thread out of `/proc/self/task` only after that, so a thread just
-/// joined (a second vCPU's, when its VM is dropped) can still be listed for a moment.
+/// is not counted: the kernel takes it out of `/proc/self/task` only some time after that.
 pub fn process_resources() -> (usize, usize) {
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count());
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |entries| {
@@ -700,6 +698,25 @@ fn exiting(task: &std::path::Path) -> bool {
     flags & PF_EXITING != 0
 }
 
+/// [`process_resources`] once the VMs' teardown is done and the VMs kept for reuse are
+/// released. With `expected`, counted again (every millisecond, for up to 10 s) until it is
+/// that: a second vCPU's thread, which `std::thread::scope` ran, can still be on its way out
+/// when the invocation has returned (the scope waits for the thread's closure, not for the
+/// thread's end), so a count taken at once may see it. A thread that stays is still counted.
+pub fn settled_resources(expected: Option<(usize, usize)>) -> (usize, usize) {
+    lambda_vmm::wait_for_teardown();
+    lambda_vmm::release_kept_vms();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = process_resources();
+        let settled = expected.is_none_or(|expected| now == expected);
+        if settled || Instant::now() >= deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// `cycles` create / invoke / shutdown cycles leave no descriptor or thread behind. Run it
 /// alone in its test binary: other tests' threads would blur the count.
 pub fn no_leaks(backend: &dyn Backend, functions: &Functions, cycles: usize) {
@@ -709,19 +726,14 @@ pub fn no_leaks(backend: &dyn Backend, functions: &Functions, cycles: usize) {
     invoke(&mut *environment, json!({}));
     environment.shutdown();
     // Count without the VMs kept for reuse.
-    let settled = || {
-        lambda_vmm::wait_for_teardown();
-        lambda_vmm::release_kept_vms();
-        process_resources()
-    };
-    let before = settled();
+    let before = settled_resources(None);
     for _ in 0..cycles {
         let mut environment = backend.create(&config).expect("create");
         let result = invoke(&mut *environment, json!({"action": "echo"}));
         assert!(result.outcome.response().is_some());
         environment.shutdown();
     }
-    let after = settled();
+    let after = settled_resources(Some(before));
     assert_eq!(
         before, after,
         "(open descriptors, threads) before and after {cycles} cycles"
@@ -947,16 +959,11 @@ pub fn threaded_no_leaks(backend: &dyn Backend, functions: &Functions, cycles: u
     run();
     // Micro-VMs are torn down (or kept for reuse) on a background thread: count once it is
     // done, without the VMs kept.
-    let settled = || {
-        lambda_vmm::wait_for_teardown();
-        lambda_vmm::release_kept_vms();
-        (process_resources(), resident_mb())
-    };
-    let before = settled();
+    let before = (settled_resources(None), resident_mb());
     for _ in 0..cycles {
         run();
     }
-    let after = settled();
+    let after = (settled_resources(Some(before.0)), resident_mb());
     assert_eq!(
         before.0, after.0,
         "(open descriptors, threads) before and after {cycles} cycles"
