@@ -287,6 +287,23 @@ pub mod ground {
     /// The function memory of the ground.
     pub const MEMORY: u64 = 128 << 20;
 
+    /// [`SavedSpace::check`] of `saved`, a memory of [`MEMORY`] saved to `file`, against
+    /// the kernel area of a new guest.
+    pub fn check_saved(saved: &SavedSpace, file: &File) -> Result<(), String> {
+        let kernel_leaves = crate::vm::kernel_area_leaves().expect("kernel area");
+        saved.check(MEMORY, kernel_leaves, |addr, frame| {
+            file.read_exact_at(frame, addr)
+        })
+    }
+
+    /// Saves `memory` (of [`MEMORY`]) as a snapshot does, then checks what it saved.
+    #[cfg(test)]
+    pub fn save_and_check(memory: &GuestMemory) -> Result<(), String> {
+        let file = crate::host::sealable_memory_file(c"saved-check").expect("memfd");
+        let saved = memory.save(&file).expect("save");
+        check_saved(&saved, &file)
+    }
+
     /// A memory of 128 MiB whose program wrote four small pages (`pages`) and 4 MiB of
     /// large ones, saved to a memory file as a snapshot saves it; and the tables to change.
     pub struct Saved {
@@ -348,10 +365,7 @@ pub mod ground {
 
         /// [`SavedSpace::check`] of the ground as it is now.
         pub fn check(&self) -> Result<(), String> {
-            let kernel_leaves = crate::vm::kernel_area_leaves().expect("kernel area");
-            self.saved.check(MEMORY, kernel_leaves, |addr, frame| {
-                self.file.read_exact_at(frame, addr)
-            })
+            check_saved(&self.saved, &self.file)
         }
 
         /// Restores the ground into a new memory and walks its tables as the VMM does
@@ -741,13 +755,7 @@ mod tests {
         memory
             .mprotect(VDSO, PAGE, libc::PROT_READ as u64)
             .expect("mprotect");
-        let file = crate::host::sealable_memory_file(c"vdso-protected").expect("memfd");
-        let saved = memory.save(&file).expect("save");
-        let kernel_leaves = crate::vm::kernel_area_leaves().expect("kernel area");
-        let check = saved.check(MEMORY, kernel_leaves, |addr, frame| {
-            std::os::unix::fs::FileExt::read_exact_at(&file, frame, addr)
-        });
-        assert_eq!(check, Ok(()));
+        assert_eq!(super::ground::save_and_check(&memory), Ok(()));
     }
 
     #[test]
@@ -1042,7 +1050,6 @@ mod tests {
     /// that also holds a page of the program's must leave that page counted.
     #[test]
     fn unmapping_the_vdso_beside_a_page_keeps_the_page_counted() {
-        use std::os::fd::AsFd as _;
         let memory = crate::vm::guest_memory(MEMORY).expect("guest memory");
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64;
         let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
@@ -1050,13 +1057,6 @@ mod tests {
         assert_eq!(memory.mmap(page, PAGE, rw, flags), Ok(page));
         memory.write(page, &[1]).expect("write");
         memory.munmap(VVAR, CHUNK / 2).expect("munmap");
-        let file = crate::host::sealable_memory_file(c"vdso-unmapped").expect("memfd");
-        let saved = memory.save(&file).expect("save");
-        let _ = file.as_fd();
-        let kernel_leaves = crate::vm::kernel_area_leaves().expect("kernel area");
-        let check = saved.check(MEMORY, kernel_leaves, |addr, frame| {
-            std::os::unix::fs::FileExt::read_exact_at(&file, frame, addr)
-        });
-        assert_eq!(check, Ok(()));
+        assert_eq!(super::ground::save_and_check(&memory), Ok(()));
     }
 }
