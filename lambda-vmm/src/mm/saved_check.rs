@@ -4,17 +4,19 @@
 //! itself do (`page_table.rs`), indexes the pool by what the pool itself lists
 //! (`frames.rs`), and gives frames back by what the backings count (`pages.rs`). What is
 //! read back from a file is checked against the same rules before any VM uses it; the
-//! file's checksum only tells accidental damage. The rest of the saved space (the
-//! mappings' kinds, where large pages may go) is taken as written.
+//! file's checksum only tells accidental damage. The rest of the saved space (whether a
+//! mapping of the program's memory is anonymous or its image, where large pages may go)
+//! is taken as written.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::layout::{CHUNK, MIN_MAP_ADDRESS, PAGE, USER_END, chunk_of};
+use super::layout::{CHUNK, MIN_MAP_ADDRESS, PAGE, USER_END, VDSO, VVAR, chunk_of};
 use super::page_table::{
     ADDRESS, KEPT, LARGE, NO_EXECUTE, PRESENT, TABLE_BYTES, WRITABLE, table_entries,
 };
 use super::physical::{KERNEL_BASE, KERNEL_SIZE, USER_BASE};
 use super::space::{AddressSpace, Backing, MAX_LIBRARY_SITES, MAX_MAPPINGS};
+use super::vma::Kind;
 use super::{KERNEL_TABLE_PAGES, KernelLeaves, SavedSpace, host_size};
 
 impl SavedSpace {
@@ -43,6 +45,8 @@ impl SavedSpace {
     /// - the mappings are ones the syscalls could have made (`VmaMap::check`: none reaches
     ///   the VMM's area above the program's half), and the heap runs forwards inside it;
     /// - the stretches' backings account for the pages mapped (`check_backings`);
+    /// - the vDSO's kinds of mapping lie only over the vDSO's pages, each one the tables
+    ///   map (`check_vdso_mappings`);
     /// - no memory is stored in a frame the pool holds free (a frame comes back discarded,
     ///   so it reads as zero, and zero pages are not stored; one stored there would be
     ///   handed to a new mapping with its old bytes).
@@ -76,6 +80,8 @@ impl SavedSpace {
         let mut program_pages = Vec::new();
         // Every page mapped in the function's memory: (virtual address, frame, bytes).
         let mut leaves = Vec::new();
+        // Where the tables map the VMM's pages (each where a new guest's tables map it).
+        let mut vmm_pages = BTreeSet::new();
         // (table, its level, the virtual address its first entry maps)
         let mut pending = vec![(root, 4u64, 0u64)];
         let mut bytes = [0u8; TABLE_BYTES];
@@ -138,6 +144,7 @@ impl SavedSpace {
                         program_pages.push(page..end);
                     } else if kernel_pages.start <= page && end <= kernel_pages.end {
                         check_kernel_leaf(va, entry, large, kernel_leaves)?;
+                        vmm_pages.insert(va);
                     } else {
                         return Err(format!(
                             "page tables map a page at {page:#x}, outside the function's memory"
@@ -186,12 +193,53 @@ impl SavedSpace {
             }
         }
         self.check_backings(&leaves)?;
+        self.check_vdso_mappings(&vmm_pages)?;
         for &(addr, len) in &self.stored {
             let mut page = addr;
             while page < addr.saturating_add(len) {
                 if !pool.holds(page) {
                     return Err(format!(
                         "memory stored at {page:#x} is in a frame the frame pool holds free"
+                    ));
+                }
+                page = page.saturating_add(PAGE);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the mappings of the vDSO's kinds lie where the vDSO does, or says why not
+    /// ("mappings ..."): a `Vvar` mapping only over the data page at [`VVAR`], a `Vdso` one
+    /// only over the code pages from [`VDSO`], and each of their pages one the tables map
+    /// (`vmm_pages`, each already found where a new guest's tables map it). A new guest's
+    /// address space makes them so, `mprotect` keeps an entry for every page (present or
+    /// kept), and `munmap` takes the mapping away with its entries.
+    ///
+    /// Such a mapping's pages are the VMM's, so a fault in it gives no frame: one of these
+    /// kinds anywhere else, or past the vDSO's pages, would fault again on every access
+    /// until the VMM gave up on the program ("the page fault kept coming back"), and a
+    /// `fork`'s child would not get it.
+    fn check_vdso_mappings(&self, vmm_pages: &BTreeSet<u64>) -> Result<(), String> {
+        for (start, vma) in self.space.vmas.overlapping(0, USER_END) {
+            let (from, to) = match vma.kind {
+                Kind::Vvar => (VVAR, VDSO),
+                Kind::Vdso => (VDSO, USER_END),
+                Kind::Anonymous | Kind::Image => continue,
+            };
+            if start < from || vma.end > to {
+                return Err(format!(
+                    "mappings hold [{start:#x}, {:#x}) of the vDSO's kind {:?}, outside \
+                     [{from:#x}, {to:#x})",
+                    vma.end, vma.kind
+                ));
+            }
+            let mut page = start;
+            while page < vma.end {
+                if !vmm_pages.contains(&page) {
+                    return Err(format!(
+                        "mappings hold the vDSO's kind {:?} at {page:#x}, where the page \
+                         tables map none of the VMM's pages",
+                        vma.kind
                     ));
                 }
                 page = page.saturating_add(PAGE);
@@ -755,6 +803,93 @@ mod tests {
         memory
             .mprotect(VDSO, PAGE, libc::PROT_READ as u64)
             .expect("mprotect");
+        assert_eq!(super::ground::save_and_check(&memory), Ok(()));
+    }
+
+    /// The vDSO's kinds of mapping only over the vDSO's own pages: a fault in such a
+    /// mapping gives no frame, so anywhere else it would only fault again.
+    #[test]
+    fn a_mapping_of_the_vdsos_kinds_away_from_its_pages_is_refused() {
+        use super::super::layout::{VDSO, VVAR};
+        use super::super::vma::{EXEC, Kind, READ, Vma};
+        let slot = |va: u64| (va >> 12) & 0x1ff;
+        // Replaces the mapping starting at `start` with `[start, end)` of `kind`.
+        let remap = |ground: &mut Saved, start: u64, end: u64, kind: Kind| {
+            let vmas = &mut ground.saved.space.vmas;
+            let (at, vma) = vmas.find(start).expect("mapped");
+            assert_eq!(at, start);
+            vmas.remove(start, vma.end);
+            let prot = kind.max_protection() & (READ | EXEC);
+            vmas.insert(
+                start,
+                Vma {
+                    end,
+                    prot,
+                    kind,
+                    ..vma
+                },
+            );
+        };
+
+        // The program's small pages made the vDSO's code.
+        let mut elsewhere = saved();
+        let (start, vma) = elsewhere.saved.space.vmas.find(elsewhere.pages).unwrap();
+        remap(&mut elsewhere, start, vma.end, Kind::Vdso);
+        let why = elsewhere.check().unwrap_err();
+        assert!(
+            why.contains(&format!(
+                "mappings hold [{start:#x}, {:#x}) of the vDSO's kind Vdso, outside",
+                vma.end
+            )),
+            "{why}"
+        );
+
+        // The vDSO's code made its data page's kind.
+        let mut swapped = saved();
+        let (_, code) = swapped.saved.space.vmas.find(VDSO).unwrap();
+        remap(&mut swapped, VDSO, code.end, Kind::Vvar);
+        let why = swapped.check().unwrap_err();
+        assert!(
+            why.contains(&format!(
+                "of the vDSO's kind Vvar, outside [{VVAR:#x}, {VDSO:#x})"
+            )),
+            "{why}"
+        );
+
+        // The vDSO's code mapping a page past its pages.
+        let mut longer = saved();
+        remap(&mut longer, VDSO, code.end + PAGE, Kind::Vdso);
+        let why = longer.check().unwrap_err();
+        assert!(
+            why.contains(&format!(
+                "the vDSO's kind Vdso at {:#x}, where the page tables map none",
+                code.end
+            )),
+            "{why}"
+        );
+
+        // The data page's entry gone while its mapping stays.
+        let mut unmapped = saved();
+        let table = unmapped.table_of(VVAR).expect("the data page is mapped");
+        unmapped.set_entry(table, slot(VVAR), 0);
+        let why = unmapped.check().unwrap_err();
+        assert!(
+            why.contains(&format!("the vDSO's kind Vvar at {VVAR:#x}, where")),
+            "{why}"
+        );
+
+        // As the VMM leaves them, the vDSO's mappings pass.
+        assert_eq!(saved().check(), Ok(()));
+    }
+
+    /// Unmapping the vDSO, whole or in part, as `munmap` does, still passes.
+    #[test]
+    fn the_vdso_unmapped_passes() {
+        use super::super::layout::{VDSO, VVAR};
+        let memory = crate::vm::guest_memory(MEMORY).expect("guest memory");
+        memory.munmap(VDSO, PAGE).expect("munmap");
+        assert_eq!(super::ground::save_and_check(&memory), Ok(()));
+        memory.munmap(VVAR, 2 * PAGE).expect("munmap");
         assert_eq!(super::ground::save_and_check(&memory), Ok(()));
     }
 
