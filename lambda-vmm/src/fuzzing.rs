@@ -229,14 +229,16 @@ impl KernelUnderTest {
     /// requires of a kernel and an address space whatever the point they were taken at
     /// (`Kernel::check_state`: files, descriptors, pipes and their counts of open ends,
     /// threads, signal state, futex waiters, sockets against the Runtime API's connections,
-    /// epoll registrations; the mappings and the heap).
+    /// epoll registrations), and the address space saved as a snapshot saves it and checked
+    /// as its file's load checks it (`SavedSpace::check`: the mappings and the heap, page
+    /// tables, frame pool, backings, the VMM's pages and the vDSO's mappings).
     /// A call that left anything else would make the load refuse a snapshot the VMM took.
     /// The harness never runs a child process (`fork` fails here), so it must hold after
     /// every call while the program runs (not once it has ended: no snapshot is taken of an
     /// ended program). The text says what did not hold.
     pub fn check_snapshot_state(&self) -> Result<(), String> {
         self.guest.kernel.check_state(TMP_QUOTA)?;
-        self.guest.memory.check_mappings()
+        crate::mm::saved_space_ground::save_and_check(&self.guest.memory)
     }
 }
 

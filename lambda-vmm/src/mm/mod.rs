@@ -29,7 +29,7 @@ mod pages;
 #[allow(unsafe_code)]
 pub mod physical;
 mod saved_check;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 pub use saved_check::ground as saved_space_ground;
 mod slots;
 mod space;
@@ -277,7 +277,7 @@ impl GuestMemory {
     /// Whether its mappings and heap are ones a snapshot file may hold (the part of the
     /// load's check that holds of every address space the syscalls leave); says what is
     /// wrong.
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(test)]
     pub fn check_mappings(&self) -> Result<(), String> {
         self.space().check_mappings()
     }

@@ -335,21 +335,21 @@ pub mod ground {
     /// The function memory of the ground.
     pub const MEMORY: u64 = 128 << 20;
 
-    /// [`SavedSpace::check`] of `saved`, a memory of [`MEMORY`] saved to `file`, against
-    /// the kernel area of a new guest.
-    pub fn check_saved(saved: &SavedSpace, file: &File) -> Result<(), String> {
+    /// [`SavedSpace::check`] of `saved`, a memory of `memory_bytes` saved to `file`,
+    /// against the kernel area of a new guest.
+    pub fn check_saved(saved: &SavedSpace, file: &File, memory_bytes: u64) -> Result<(), String> {
         let kernel_leaves = crate::vm::kernel_area_leaves().expect("kernel area");
-        saved.check(MEMORY, kernel_leaves, |addr, frame| {
+        saved.check(memory_bytes, kernel_leaves, |addr, frame| {
             file.read_exact_at(frame, addr)
         })
     }
 
-    /// Saves `memory` (of [`MEMORY`]) as a snapshot does, then checks what it saved.
-    #[cfg(test)]
+    /// Saves `memory` as a snapshot does, then checks what it saved as loading the
+    /// snapshot's file would: whether a snapshot taken now would be refused.
     pub fn save_and_check(memory: &GuestMemory) -> Result<(), String> {
         let file = crate::host::sealable_memory_file(c"saved-check").expect("memfd");
         let saved = memory.save(&file).expect("save");
-        check_saved(&saved, &file)
+        check_saved(&saved, &file, memory.size())
     }
 
     /// A memory of 128 MiB whose program wrote four small pages (`pages`) and 4 MiB of
@@ -413,7 +413,7 @@ pub mod ground {
 
         /// [`SavedSpace::check`] of the ground as it is now.
         pub fn check(&self) -> Result<(), String> {
-            check_saved(&self.saved, &self.file)
+            check_saved(&self.saved, &self.file, MEMORY)
         }
 
         /// Restores the ground into a new memory and walks its tables as the VMM does

@@ -27,9 +27,10 @@ pub(super) fn err(errno: i32) -> i64 {
     -i64::from(errno)
 }
 
-/// What a snapshot file's load says of the guest's kernel and mappings as a file of a
+/// What a snapshot file's load says of the guest's kernel and address space as a file of a
 /// `contract` function would bring them back: [`crate::kernel::Kernel::check`] (the
-/// harness's `/tmp` holds 1 MB), then the mappings' part of the saved space's check.
+/// harness's `/tmp` holds 1 MB), then the saved space's check of its memory saved as a
+/// snapshot saves it.
 pub(super) fn snapshot_check(guest: &Guest, contract: lambda_core::Contract) -> Result<(), String> {
     let config = lambda_core::FunctionConfig::new(
         "checked",
@@ -38,7 +39,7 @@ pub(super) fn snapshot_check(guest: &Guest, contract: lambda_core::Contract) -> 
     .with_contract(contract)
     .with_ephemeral_storage_mb(1);
     guest.kernel.check(&config)?;
-    guest.memory.check_mappings()
+    crate::mm::saved_space_ground::save_and_check(&guest.memory)
 }
 
 /// A one-shot guest holding a copy of `guest`'s kernel (over memory of its own), to be
