@@ -387,6 +387,11 @@ impl AddressSpace {
                 }
                 return Ok(());
             }
+            // The split takes its table from the pool, which may hand out a frame this
+            // unmap has given back from another stretch. Such frames are discarded when the
+            // unmap is done: discard them now, or the new table would be wiped with them
+            // (its entries gone while the stretch still counts them).
+            std::mem::take(invalidate).apply(physical);
             self.tables.split(physical, &mut self.pool, stretch)?;
         }
         let mut removed: u64 = 0;

@@ -166,6 +166,32 @@ fn part_of_a_large_page_can_change() {
     assert_eq!(memory.read_vec(region + MIB, 6).unwrap(), b"middle");
 }
 
+/// An unmap that gives one large page's chunk back and splits another large page: the
+/// split's new table is taken from the pool, which may hand out a frame of the chunk just
+/// given back, and that chunk is wiped only once the unmap is done. Before 2026-12-08 the
+/// wipe took the table's entries with it, while the stretch still counted them (found by
+/// the kernel fuzz target once it saved and checked the address space).
+#[test]
+fn an_unmap_that_frees_one_large_page_and_splits_another_keeps_the_rest() {
+    let memory = memory(16);
+    let region = memory.mmap(0, 4 * MIB, RW, ANON).unwrap();
+    assert_eq!(region % CHUNK, 0);
+    touch(&memory, region, 4 * MIB);
+    assert!(is_large(&memory, region) && is_large(&memory, region + CHUNK));
+    memory.write(region + CHUNK + MIB, b"kept").unwrap();
+    // The rest of the memory used up, so that a new table can only come from the chunk
+    // the unmap gives back.
+    let rest = memory.mmap(0, 64 * MIB, RW, ANON).unwrap();
+    let mut page = rest;
+    while memory.write(page, &[1]).is_ok() {
+        page += PAGE;
+    }
+    memory.munmap(region, CHUNK + PAGE).unwrap();
+    assert!(!is_large(&memory, region + CHUNK), "split");
+    assert_eq!(super::saved_space_ground::save_and_check(&memory), Ok(()));
+    assert_eq!(memory.read_vec(region + CHUNK + MIB, 4).unwrap(), b"kept");
+}
+
 #[test]
 fn unmapped_and_dropped_memory_goes_back() {
     let memory = memory(128);
