@@ -159,6 +159,29 @@ fn cover_used(physical: &PhysicalMemory, space: &AddressSpace) -> std::io::Resul
     Ok(())
 }
 
+/// The protection a file mapping asked to have `prot` is made with while the file's bytes
+/// are put in: `prot`, or readable too when it allows no access (a page without access gets
+/// no frame, so nothing could be put in it).
+fn fill_protection(prot: u64) -> u64 {
+    if prot & u64::from(READ | WRITE | EXEC) == 0 {
+        prot | u64::from(READ)
+    } else {
+        prot
+    }
+}
+
+/// Gives the mapping at `[start, start + len)`, filled with [`fill_protection`]`(prot)`,
+/// the protection `prot` it asked for, where that differs; `false` if it could not.
+fn closed_after_filling(
+    physical: &PhysicalMemory,
+    space: &mut AddressSpace,
+    start: u64,
+    len: u64,
+    prot: u64,
+) -> bool {
+    fill_protection(prot) == prot || space.mprotect(physical, start, len, prot).is_ok()
+}
+
 /// The guest's memory: its physical memory and its address space.
 pub struct GuestMemory {
     physical: PhysicalMemory,
@@ -606,7 +629,9 @@ impl GuestMemory {
     /// `mmap` of a file: the mapping is made as private anonymous memory is, and `contents`
     /// (the file's bytes from the mapping's offset, at most `len`) are copied into its first
     /// pages now; the rest reads zero. The copy is the environment's own, so a private
-    /// mapping's writes stay in it and a read-only shared one cannot change.
+    /// mapping's writes stay in it and a read-only shared one cannot change. A mapping
+    /// without access (`PROT_NONE`) is filled readable, then closed ([`closed_after_filling`]):
+    /// its pages keep the file's bytes for an `mprotect` that opens them, as Linux's do.
     pub fn mmap_contents(
         &self,
         addr: u64,
@@ -620,11 +645,13 @@ impl GuestMemory {
             &self.physical,
             addr,
             len,
-            prot,
+            fill_protection(prot),
             flags | space::MAP_ANONYMOUS,
         )?;
         let filled = start.saturating_add(guest_size(contents.len()).min(len));
-        if !self.copy_in(&mut space, start, filled, contents) {
+        if !self.copy_in(&mut space, start, filled, contents)
+            || !closed_after_filling(&self.physical, &mut space, start, len, prot)
+        {
             let _ = space.munmap(&self.physical, start, len);
             return Err(MapError::NoMemory);
         }
@@ -659,7 +686,7 @@ impl GuestMemory {
             &self.physical,
             addr,
             len,
-            prot,
+            fill_protection(prot),
             flags | space::MAP_ANONYMOUS,
             space::Area::Files,
         )?;
@@ -700,7 +727,9 @@ impl GuestMemory {
             from = to;
         }
         // Entries for the mapped pages (copied ones have theirs already).
-        ok = ok && space.populate_range(&self.physical, start, filled).is_ok();
+        ok = ok
+            && space.populate_range(&self.physical, start, filled).is_ok()
+            && closed_after_filling(&self.physical, &mut space, start, len, prot);
         if !ok {
             let _ = space.munmap(&self.physical, start, len);
             return Err(MapError::NoMemory);

@@ -259,6 +259,11 @@ impl AddressSpace {
         let Some((_, vma)) = self.vmas.find(va) else {
             return Err(OutOfMemory);
         };
+        if vma.prot == 0 {
+            // As in `populate_whole`: a page without access gets no frame. Its entry would
+            // be neither present nor kept, so no walk or unmap would find the frame again.
+            return Ok(());
+        }
         let flags = entry_flags(vma.prot);
         let mut added: u64 = 0;
         let mut page = from & !(PAGE - 1);

@@ -109,6 +109,34 @@ fn image_files_are_read_listed_and_never_written() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A base image's file mapped without access is mapped, and reads the file once `mprotect`
+/// opens it (it failed with `ENOMEM` before 2026-12-08).
+#[test]
+fn an_image_file_mapped_without_access_reads_the_file_once_opened() {
+    let (dir, image) = image("mmap-none");
+    let mut guest = Guest::with_base_image(image);
+    let fd = guest.open("/lib/libx.so", libc::O_RDONLY) as u64;
+    let at = guest.call(
+        9,
+        &[
+            0,
+            12288,
+            libc::PROT_NONE as u64,
+            libc::MAP_PRIVATE as u64,
+            fd,
+            0,
+        ],
+    );
+    assert!(at > 0, "mmap: {at}");
+    let at = at as u64;
+    super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+    assert_eq!(guest.call(10, &[at, 12288, libc::PROT_READ as u64]), 0);
+    let expected: Vec<u8> = (0..9000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(guest.get(at, 9000), expected);
+    super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn image_files_map_privately_and_read_only_shared() {
     let (dir, image) = image("mmap");

@@ -88,3 +88,25 @@ fn mincore_reports_mapped_pages_resident_and_holes_as_enomem() {
     );
     assert_eq!(guest.call(MINCORE, &[area, page, 8]), err(libc::EFAULT));
 }
+
+/// A file mapped without access (`PROT_NONE`, or `PROT_SEM` alone) is mapped, as on Linux,
+/// and reads the file once `mprotect` opens it. Before 2026-12-08 it failed with `ENOMEM`
+/// and left a frame taken and counted that no entry held: the saved space's check refused
+/// every later snapshot of the environment (found by the kernel fuzz target).
+#[test]
+fn a_file_mapped_without_access_reads_the_file_once_opened() {
+    let mut guest = Guest::one_shot(b"");
+    let fd = guest.open("/var/task/data.txt", libc::O_RDONLY) as u64;
+    let private = libc::MAP_PRIVATE as u64;
+    for prot in [libc::PROT_NONE as u64, 8] {
+        let at = guest.call(9, &[0, 8192, prot, private, fd, 0]);
+        assert!(at > 0, "mmap: {at}");
+        let at = at as u64;
+        super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+        assert_eq!(guest.call(10, &[at, 8192, libc::PROT_READ as u64]), 0);
+        assert_eq!(guest.get(at, 11), b"0123456789\0");
+        super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+        assert_eq!(guest.call(11, &[at, 8192]), 0);
+        super::snapshot_check(&guest, lambda_core::Contract::Stdio).unwrap();
+    }
+}
