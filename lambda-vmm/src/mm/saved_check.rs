@@ -318,7 +318,8 @@ impl SavedSpace {
 }
 
 /// A saved address space to change and check: the ground of the unit tests below and of the
-/// `saved_space` fuzz target (`crate::fuzzing::saved_space`).
+/// `saved_space` fuzz target (`crate::fuzzing::saved_space`). Its `save_and_check` also
+/// serves the kernel's tests and the `kernel` fuzz target, on the states their calls reach.
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod ground {
     #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
